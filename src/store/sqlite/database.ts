@@ -1,0 +1,313 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import { assert } from '../../assert.ts';
+import { ClosedError, ValidationError } from '../../errors.ts';
+
+/**
+ * What a committed transaction survives:
+ * - `process` (default): WAL with synchronous=NORMAL. A committed transaction survives the
+ *   process being killed (SIGKILL, crash). A power loss or OS crash may lose the last
+ *   transactions committed before it, but never corrupts the file.
+ * - `fsync`: WAL with synchronous=FULL. Every commit is fsynced before it returns, so it also
+ *   survives power loss and OS crashes, at the cost of one fsync per transaction.
+ */
+export type Durability = 'process' | 'fsync';
+
+export interface SqliteDatabaseOptions {
+  /** Path of the database file. In-memory databases are not supported: readers use a second connection. */
+  path: string;
+  /** @default 'process' */
+  durability?: Durability;
+  /** How long a statement waits for a lock held by another process. @default 5000 */
+  busyTimeoutMs?: number;
+}
+
+export interface Migration {
+  /** Numbered from 1, dense, never reused or edited once released. */
+  version: number;
+  name: string;
+  sql: string;
+}
+
+interface WriteContext {
+  depth: number;
+}
+
+/**
+ * The SQLite file shared by the log and the store, so that one transaction can cover consuming
+ * a record, changing state, appending output records and committing an offset.
+ *
+ * Two connections: a writer and a read-only reader. Writes are serialised by an async lock:
+ * `write(fn)` runs `fn` in a transaction that nothing else on this database can interleave
+ * with, even when `fn` awaits. Statements prepared with `prepare` inside a write go to the
+ * writer (and see the transaction's own changes); outside one they go to the reader, which in
+ * WAL mode sees only committed data. So no caller ever reads another's uncommitted writes.
+ *
+ * Nested `write`/`writeSync` calls inside a write become savepoints, so an inner failure rolls
+ * back only the inner work (per-record isolation inside a group commit).
+ */
+export class SqliteDatabase {
+  readonly path: string;
+  readonly durability: Durability;
+  readonly #writer: DatabaseSync;
+  readonly #reader: DatabaseSync;
+  readonly #writerStatements = new Map<string, StatementSync>();
+  readonly #readerStatements = new Map<string, StatementSync>();
+  readonly #context = new AsyncLocalStorage<WriteContext>();
+  #owner: WriteContext | undefined;
+  /** Held from a write's start to its end; handed straight to the next queued write. */
+  #locked = false;
+  #queue: Array<() => void> = [];
+  #savepointSequence = 0;
+  #afterCommit: Array<() => void> = [];
+  #closed = false;
+
+  constructor(options: SqliteDatabaseOptions) {
+    if (typeof options.path !== 'string' || options.path.length === 0 || options.path === ':memory:') {
+      throw new ValidationError(
+        `SqliteDatabase needs 'path' to be a file path: current value is '${String(options.path)}'`,
+      );
+    }
+    const durability = options.durability ?? 'process';
+    if (durability !== 'process' && durability !== 'fsync') {
+      throw new ValidationError(
+        `'durability' must be 'process' or 'fsync': current value is '${String(durability)}'`,
+      );
+    }
+    const busyTimeoutMs = options.busyTimeoutMs ?? 5000;
+    if (!Number.isInteger(busyTimeoutMs) || busyTimeoutMs < 0 || busyTimeoutMs > 600_000) {
+      throw new RangeError(
+        `'busyTimeoutMs' must be an integer in [0, 600000]: current value is ${busyTimeoutMs}`,
+      );
+    }
+    this.path = options.path;
+    this.durability = durability;
+    this.#writer = new DatabaseSync(options.path, { timeout: busyTimeoutMs });
+    this.#writer.exec('PRAGMA journal_mode = WAL');
+    this.#writer.exec(`PRAGMA synchronous = ${durability === 'fsync' ? 'FULL' : 'NORMAL'}`);
+    this.#writer.exec('PRAGMA foreign_keys = ON');
+    this.#writer.exec('PRAGMA temp_store = MEMORY');
+    this.#writer.exec('PRAGMA cache_size = -65536');
+    this.#reader = new DatabaseSync(options.path, { timeout: busyTimeoutMs, readOnly: true });
+    this.#reader.exec('PRAGMA cache_size = -65536');
+  }
+
+  /** True when the caller runs inside a write of this database. */
+  get inWrite(): boolean {
+    const context = this.#context.getStore();
+    return context !== undefined && context === this.#owner;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /**
+   * A cached prepared statement: on the writer inside a write, on the read-only reader outside.
+   * A write statement outside `write` fails, because the reader is read-only.
+   */
+  prepare(sql: string): StatementSync {
+    this.#assertOpen();
+    const inWrite = this.inWrite;
+    const cache = inWrite ? this.#writerStatements : this.#readerStatements;
+    let statement = cache.get(sql);
+    if (statement === undefined) {
+      statement = (inWrite ? this.#writer : this.#reader).prepare(sql);
+      cache.set(sql, statement);
+    }
+    return statement;
+  }
+
+  /**
+   * Runs `fn` in a write transaction, waiting for earlier writes to finish first. Commits when
+   * `fn` settles, rolls back when it throws. Inside another write it becomes a savepoint.
+   */
+  async write<T>(fn: () => T | Promise<T>): Promise<T> {
+    this.#assertOpen();
+    const current = this.#context.getStore();
+    if (current !== undefined && current === this.#owner) return this.#savepoint(current, fn);
+    await this.#acquire();
+    const context: WriteContext = { depth: 1 };
+    this.#owner = context;
+    try {
+      this.#writer.exec('BEGIN IMMEDIATE');
+      return await this.#context.run(context, async () => {
+        let result: T;
+        try {
+          result = await fn();
+        } catch (error) {
+          this.#rollback();
+          throw error;
+        }
+        this.#commit();
+        return result;
+      });
+    } finally {
+      this.#owner = undefined;
+      this.#release();
+    }
+  }
+
+  /**
+   * The synchronous form of `write`, for callers with no awaits inside (the log's append).
+   * Throws when another caller's async write is open: use `write` there instead.
+   */
+  writeSync<T>(fn: () => T): T {
+    this.#assertOpen();
+    const current = this.#context.getStore();
+    if (current !== undefined && current === this.#owner) return this.#savepointSync(current, fn);
+    assert(
+      !this.#locked,
+      'writeSync was called while another write is open; call write() so it waits its turn',
+    );
+    this.#locked = true;
+    const context: WriteContext = { depth: 1 };
+    this.#owner = context;
+    try {
+      this.#writer.exec('BEGIN IMMEDIATE');
+      return this.#context.run(context, () => {
+        let result: T;
+        try {
+          result = fn();
+          assert(!(result instanceof Promise), 'writeSync callbacks must be synchronous; use write()');
+        } catch (error) {
+          this.#rollback();
+          throw error;
+        }
+        this.#commit();
+        return result;
+      });
+    } finally {
+      this.#owner = undefined;
+      this.#release();
+    }
+  }
+
+  /** True when no write is open or queued, so `writeSync` would run at once. */
+  get writeIdle(): boolean {
+    return !this.#locked;
+  }
+
+  /**
+   * Runs `callback` once the outermost write commits (at once outside a write). Dropped if the
+   * write (or the savepoint it was registered in) rolls back. Used to wake consumers only for
+   * records that really committed.
+   */
+  afterCommit(callback: () => void): void {
+    if (this.inWrite) this.#afterCommit.push(callback);
+    else callback();
+  }
+
+  /**
+   * Applies the numbered migrations of one component (e.g. 'log', 'store') not applied yet,
+   * each in its own transaction. Fails if the database has a newer version than the code knows,
+   * so an old binary never writes to a newer schema.
+   */
+  migrate(component: string, migrations: readonly Migration[]): void {
+    migrations.forEach((migration, index) => {
+      assert(migration.version === index + 1, `migrations of '${component}' must be numbered 1..n densely`);
+    });
+    this.writeSync(() => {
+      this.#writer.exec(
+        'CREATE TABLE IF NOT EXISTS meridian_migrations (component TEXT NOT NULL, version INTEGER NOT NULL, name TEXT NOT NULL, PRIMARY KEY (component, version))',
+      );
+      const row = this.prepare(
+        'SELECT MAX(version) AS version FROM meridian_migrations WHERE component = ?',
+      ).get(component) as { version: number | null } | undefined;
+      const current = row?.version ?? 0;
+      if (current > migrations.length) {
+        throw new ValidationError(
+          `The database at '${this.path}' has schema version ${current} of '${component}', newer than this Meridian knows (${migrations.length}): upgrade Meridian or use another data directory`,
+          { details: { component, databaseVersion: current, knownVersion: migrations.length } },
+        );
+      }
+      for (const migration of migrations.slice(current)) {
+        this.#writer.exec(migration.sql);
+        this.prepare('INSERT INTO meridian_migrations (component, version, name) VALUES (?, ?, ?)').run(
+          component,
+          migration.version,
+          migration.name,
+        );
+      }
+    });
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#writerStatements.clear();
+    this.#readerStatements.clear();
+    this.#reader.close();
+    this.#writer.close();
+  }
+
+  #commit(): void {
+    this.#writer.exec('COMMIT');
+    const callbacks = this.#afterCommit;
+    this.#afterCommit = [];
+    for (const callback of callbacks) callback();
+  }
+
+  #rollback(): void {
+    this.#afterCommit = [];
+    if (this.#writer.isTransaction) this.#writer.exec('ROLLBACK');
+  }
+
+  async #savepoint<T>(context: WriteContext, fn: () => T | Promise<T>): Promise<T> {
+    const name = `sp${++this.#savepointSequence}`;
+    const callbacksBefore = this.#afterCommit.length;
+    this.#writer.exec(`SAVEPOINT ${name}`);
+    context.depth++;
+    try {
+      const result = await fn();
+      this.#writer.exec(`RELEASE ${name}`);
+      return result;
+    } catch (error) {
+      this.#writer.exec(`ROLLBACK TO ${name}`);
+      this.#writer.exec(`RELEASE ${name}`);
+      this.#afterCommit.length = callbacksBefore;
+      throw error;
+    } finally {
+      context.depth--;
+    }
+  }
+
+  #savepointSync<T>(context: WriteContext, fn: () => T): T {
+    const name = `sp${++this.#savepointSequence}`;
+    const callbacksBefore = this.#afterCommit.length;
+    this.#writer.exec(`SAVEPOINT ${name}`);
+    context.depth++;
+    try {
+      const result = fn();
+      assert(!(result instanceof Promise), 'writeSync callbacks must be synchronous; use write()');
+      this.#writer.exec(`RELEASE ${name}`);
+      return result;
+    } catch (error) {
+      this.#writer.exec(`ROLLBACK TO ${name}`);
+      this.#writer.exec(`RELEASE ${name}`);
+      this.#afterCommit.length = callbacksBefore;
+      throw error;
+    } finally {
+      context.depth--;
+    }
+  }
+
+  #acquire(): Promise<void> {
+    if (!this.#locked) {
+      this.#locked = true;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.#queue.push(resolve));
+  }
+
+  #release(): void {
+    const next = this.#queue.shift();
+    // The lock passes straight to the next waiter, so no newcomer can slip in between.
+    if (next === undefined) this.#locked = false;
+    else next();
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new ClosedError(`The SQLite database at '${this.path}' is closed`);
+  }
+}

@@ -1,0 +1,181 @@
+/**
+ * The durable store: one portable schema on SQLite (embedded) and PostgreSQL (cluster).
+ * Everything one handler changes is committed in one transaction.
+ */
+
+/** Any JSON value. State, journal results and payloads are stored as JSON text. */
+export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+
+export interface EntityRecord {
+  readonly type: string;
+  readonly id: string;
+  readonly state: Json;
+  /** 1 after the first write, +1 on each write. */
+  readonly version: number;
+  readonly updatedAt: number;
+}
+
+export interface EntityStore {
+  get(type: string, id: string): Promise<EntityRecord | null>;
+  /**
+   * Writes state if the stored version equals `expectedVersion` (0: the entity must not exist).
+   * Returns the new version; ConflictError when another writer got there first.
+   */
+  put(type: string, id: string, state: Json, expectedVersion: number): Promise<number>;
+  /** Deletes if the stored version equals `expectedVersion`; ConflictError otherwise. */
+  delete(type: string, id: string, expectedVersion: number): Promise<void>;
+  /** A page of one type's entities ordered by id, after `afterId`. */
+  list(type: string, options?: { afterId?: string; limit?: number }): Promise<EntityRecord[]>;
+}
+
+export type SagaStatus = 'running' | 'compensating' | 'completed' | 'compensated' | 'failed';
+
+export interface SagaRecord {
+  readonly id: string;
+  readonly type: string;
+  readonly status: SagaStatus;
+  readonly input: Json;
+  /** The saga's result once completed. */
+  readonly output: Json | null;
+  /** Why it compensated or failed. */
+  readonly reason: string | null;
+  readonly createdAt: number;
+  readonly updatedAt: number;
+  /** Saga code version / fencing token chosen by the runtime. */
+  readonly version: number;
+}
+
+export type JournalEntryKind = 'step' | 'compensation' | 'sleep' | 'event';
+
+export interface JournalEntry {
+  readonly sagaId: string;
+  /** Dense from 0 within a saga, in execution order: replay compares names in this order. */
+  readonly sequence: number;
+  readonly kind: JournalEntryKind;
+  readonly name: string;
+  readonly status: 'completed' | 'failed';
+  readonly result: Json | null;
+  readonly error: string | null;
+  readonly attempts: number;
+  readonly at: number;
+}
+
+export interface SagaStore {
+  create(saga: Omit<SagaRecord, 'output' | 'reason' | 'updatedAt' | 'version'>): Promise<void>;
+  get(id: string): Promise<SagaRecord | null>;
+  /** Sets status (and output/reason) if the stored version matches; returns the new version. */
+  update(
+    id: string,
+    change: { status: SagaStatus; output?: Json | null; reason?: string | null; at: number },
+    expectedVersion: number,
+  ): Promise<number>;
+  list(options?: {
+    status?: SagaStatus;
+    type?: string;
+    limit?: number;
+    afterId?: string;
+  }): Promise<SagaRecord[]>;
+  /** ConflictError if an entry with that sequence exists (two runners of one saga). */
+  appendJournal(entry: JournalEntry): Promise<void>;
+  journal(sagaId: string): Promise<JournalEntry[]>;
+}
+
+export interface TimerRecord {
+  readonly id: string;
+  readonly dueAt: number;
+  readonly kind: string;
+  readonly payload: Json;
+}
+
+export interface TimerStore {
+  /** Creates or replaces the timer with this id. */
+  schedule(timer: TimerRecord): Promise<void>;
+  /** Timers due at or before `nowMs`, earliest first. */
+  due(nowMs: number, limit: number): Promise<TimerRecord[]>;
+  /** Earliest due time of any timer, or null. */
+  nextDueAt(): Promise<number | null>;
+  /** Returns false if no such timer existed (already fired or cancelled). */
+  delete(id: string): Promise<boolean>;
+}
+
+export interface InboxStore {
+  /**
+   * Records that `consumer` applied the message `messageId`. Returns false, changing nothing,
+   * when it was applied before: the caller must then skip its effects.
+   */
+  markApplied(consumer: string, messageId: string, atMs: number): Promise<boolean>;
+  has(consumer: string, messageId: string): Promise<boolean>;
+  /** Deletes entries older than `beforeMs`; returns how many. */
+  prune(beforeMs: number): Promise<number>;
+}
+
+export interface OutboxMessage {
+  readonly id: number;
+  readonly topic: string;
+  readonly key: Uint8Array | null;
+  readonly value: Uint8Array | null;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly timestamp: number;
+}
+
+export interface OutboxStore {
+  /** Appends messages in order; returns their ids (increasing). */
+  add(messages: readonly Omit<OutboxMessage, 'id'>[]): Promise<number[]>;
+  /** The oldest unpublished messages, in id order. */
+  pending(limit: number): Promise<OutboxMessage[]>;
+  /** Removes published messages. */
+  markPublished(ids: readonly number[]): Promise<void>;
+}
+
+export interface StoredResponse {
+  readonly status: number;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body: string;
+}
+
+export type IdempotencyReservation =
+  /** The key is new (or its earlier attempt's lease ran out): the caller owns it now. */
+  | { readonly outcome: 'reserved' }
+  /** Another attempt holds an unexpired lease: answer 409. */
+  | { readonly outcome: 'in_flight'; readonly leaseUntil: number }
+  /** The key was used with another request fingerprint: answer 422. */
+  | { readonly outcome: 'mismatch' }
+  /** Done before: replay the stored response. */
+  | { readonly outcome: 'completed'; readonly response: StoredResponse };
+
+export interface IdempotencyStore {
+  /** Atomically reserves `key` in `scope` for `leaseMs`, or says why not. */
+  reserve(request: {
+    scope: string;
+    key: string;
+    fingerprint: string;
+    nowMs: number;
+    leaseMs: number;
+    expiresAt: number;
+  }): Promise<IdempotencyReservation>;
+  /** Stores the response of a reserved key; ConflictError if the reservation was lost. */
+  complete(scope: string, key: string, fingerprint: string, response: StoredResponse): Promise<void>;
+  /** Gives the key up after a failure that should not be replayed (the client may retry). */
+  release(scope: string, key: string, fingerprint: string): Promise<void>;
+  /** Deletes keys whose expiry passed; returns how many. */
+  expire(nowMs: number): Promise<number>;
+}
+
+export interface StoreTransaction {
+  readonly entities: EntityStore;
+  readonly sagas: SagaStore;
+  readonly timers: TimerStore;
+  readonly inbox: InboxStore;
+  readonly outbox: OutboxStore;
+  readonly idempotency: IdempotencyStore;
+}
+
+export interface Store {
+  readonly dialect: 'sqlite' | 'postgres';
+  /**
+   * Runs `fn` in one transaction: commits when it resolves, rolls back when it throws.
+   * Transactions are serialisable per key they touch; a lost race surfaces as ConflictError.
+   */
+  transaction<T>(fn: (tx: StoreTransaction) => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}
