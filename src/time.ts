@@ -53,6 +53,15 @@ export function seededRandom(seed: number): Random {
   };
 }
 
+/**
+ * Resolves after every microtask queued so far (and every one those queue) has run. Tests
+ * driving code under a ManualClock use it so promise continuations settle before they assert.
+ */
+export function flushMicrotasks(): Promise<void> {
+  // setImmediate runs in the check phase, after the microtask queue has drained completely.
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
 interface PendingTimer {
   dueMs: number;
   sequence: number;
@@ -111,6 +120,25 @@ export class ManualClock implements Clock, Timers {
       next.callback();
     }
     this.#nowMs = targetMs;
+  }
+
+  /**
+   * Like `advance`, but lets promise continuations run after each timer fires, so a timer that
+   * a continuation schedules (a retry's next delay, a re-armed deadline) fires within the same
+   * step when it falls due before `deltaMs` has passed.
+   */
+  async advanceAsync(deltaMs: number): Promise<void> {
+    const targetMs = this.#nowMs + deltaMs;
+    await flushMicrotasks();
+    for (;;) {
+      const next = this.#takeNext(targetMs);
+      if (next === undefined) break;
+      this.#nowMs = next.dueMs;
+      next.callback();
+      await flushMicrotasks();
+    }
+    this.#nowMs = targetMs;
+    await flushMicrotasks();
   }
 
   /** Jumps to the next due timer and fires it. Returns false when none is pending. */
