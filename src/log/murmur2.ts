@@ -24,18 +24,14 @@ export function murmur2(data: Uint8Array): number {
     k = Math.imul(k, m);
     h = Math.imul(h, m) ^ k;
   }
-  // The tail bytes fall through from 3 to 1, as in the Java switch without breaks.
+  // The last 1 to 3 bytes, folded in as the Java switch does by falling through from case 3 to 1.
   const tail = length & ~3;
-  switch (length & 3) {
-    // biome-ignore lint/suspicious/noFallthroughSwitchClause: murmur2 folds the tail bytes by falling through
-    case 3:
-      h ^= data[tail + 2]! << 16;
-    // biome-ignore lint/suspicious/noFallthroughSwitchClause: murmur2 folds the tail bytes by falling through
-    case 2:
-      h ^= data[tail + 1]! << 8;
-    case 1:
-      h ^= data[tail]!;
-      h = Math.imul(h, m);
+  const rest = length & 3;
+  if (rest === 3) h ^= data[tail + 2]! << 16;
+  if (rest >= 2) h ^= data[tail + 1]! << 8;
+  if (rest >= 1) {
+    h ^= data[tail]!;
+    h = Math.imul(h, m);
   }
   h ^= h >>> 13;
   h = Math.imul(h, m);
