@@ -1,0 +1,333 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { NotFoundError, RetryableError } from '../errors.ts';
+import { ManualClock } from '../time.ts';
+import { createGateway, type Gateway } from './gateway.ts';
+import { HttpProblem } from './problem.ts';
+
+const orderSchema = {
+  type: 'object',
+  required: ['customerId', 'items'],
+  additionalProperties: false,
+  properties: {
+    customerId: { type: 'string', minLength: 1 },
+    items: {
+      type: 'array',
+      minItems: 1,
+      items: {
+        type: 'object',
+        required: ['sku', 'qty'],
+        properties: { sku: { type: 'string' }, qty: { type: 'integer', minimum: 1 } },
+      },
+    },
+  },
+} as const;
+
+const opened: Gateway[] = [];
+afterEach(async () => {
+  await Promise.all(opened.splice(0).map((gateway) => gateway.close()));
+});
+
+async function gatewayWithRoutes(options: Parameters<typeof createGateway>[0] = {}): Promise<Gateway> {
+  const gateway = await createGateway({ defaultMetrics: false, ...options });
+  opened.push(gateway);
+  gateway.route<{ Body: { customerId: string } }>({
+    method: 'POST',
+    url: '/orders',
+    schema: {
+      body: orderSchema,
+      response: { 202: { type: 'object', properties: { orderId: { type: 'string' } } } },
+    },
+    handler: async (request, reply) =>
+      reply.code(202).send({ orderId: `order-of-${request.body.customerId}` }),
+  });
+  gateway.route<{ Params: { id: number }; Querystring: { limit?: number } }>({
+    method: 'GET',
+    url: '/things/:id',
+    schema: {
+      params: { type: 'object', properties: { id: { type: 'integer', minimum: 1 } } },
+      querystring: { type: 'object', properties: { limit: { type: 'integer', maximum: 100 } } },
+    },
+    handler: async (request) => {
+      if (request.params.id === 404) throw new NotFoundError(`Thing 404 does not exist`);
+      if (request.params.id === 503) throw new RetryableError('Busy', { retryAfterMs: 2500 });
+      if (request.params.id === 418) {
+        throw new HttpProblem({
+          status: 418,
+          title: 'Teapot',
+          type: 'urn:test:teapot',
+          extensions: { tea: 'earl grey' },
+        });
+      }
+      if (request.params.id === 500) throw new Error('database password is hunter2');
+      return { id: request.params.id, limit: request.query.limit ?? null };
+    },
+  });
+  return gateway;
+}
+
+describe('gateway: validation and problem details', () => {
+  it('answers an invalid body with a 400 problem listing every invalid field with its rule and value', async () => {
+    const gateway = await gatewayWithRoutes();
+    const response = await gateway.server.inject({
+      method: 'POST',
+      url: '/orders',
+      payload: { customerId: '', items: [{ sku: 'a', qty: 0 }, { qty: 2 }] },
+    });
+    expect(response.statusCode).toBe(400);
+    expect(response.headers['content-type']).toBe('application/problem+json; charset=utf-8');
+    const problem = response.json();
+    expect(problem).toMatchObject({
+      type: 'urn:meridian:problem:validation-failed',
+      title: 'The request is invalid',
+      status: 400,
+      instance: '/orders',
+    });
+    expect(problem.detail).toContain('3 invalid fields');
+    expect(problem.errors).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ in: 'body', pointer: '/customerId', rule: 'minLength', value: '' }),
+        expect.objectContaining({ in: 'body', pointer: '/items/0/qty', rule: 'minimum', value: 0 }),
+        expect.objectContaining({ in: 'body', pointer: '/items/1/sku', rule: 'required' }),
+      ]),
+    );
+    expect(problem.errors).toHaveLength(3);
+  });
+
+  it('names path and query parameters by name in the problem', async () => {
+    const gateway = await gatewayWithRoutes();
+    const response = await gateway.server.inject({ method: 'GET', url: '/things/0?limit=1000' });
+    expect(response.statusCode).toBe(400);
+    const { errors } = response.json();
+    expect(errors).toEqual([
+      expect.objectContaining({ in: 'path', pointer: 'id', rule: 'minimum', value: 0 }),
+    ]);
+    const query = await gateway.server.inject({ method: 'GET', url: '/things/3?limit=1000' });
+    expect(query.json().errors).toEqual([
+      expect.objectContaining({ in: 'query', pointer: 'limit', rule: 'maximum', value: 1000 }),
+    ]);
+  });
+
+  it('answers malformed JSON, an empty JSON body and a foreign media type with problems', async () => {
+    const gateway = await gatewayWithRoutes();
+    const malformed = await gateway.server.inject({
+      method: 'POST',
+      url: '/orders',
+      headers: { 'content-type': 'application/json' },
+      payload: '{"customerId":',
+    });
+    expect(malformed.statusCode).toBe(400);
+    expect(malformed.json().type).toBe('urn:meridian:problem:malformed-body');
+    const empty = await gateway.server.inject({
+      method: 'POST',
+      url: '/orders',
+      headers: { 'content-type': 'application/json' },
+      payload: '',
+    });
+    expect(empty.json().type).toBe('urn:meridian:problem:malformed-body');
+    const xml = await gateway.server.inject({
+      method: 'POST',
+      url: '/orders',
+      headers: { 'content-type': 'application/xml' },
+      payload: '<order/>',
+    });
+    expect(xml.statusCode).toBe(415);
+    expect(xml.headers['content-type']).toBe('application/problem+json; charset=utf-8');
+    expect(xml.json()).toMatchObject({ type: 'about:blank', title: 'Unsupported Media Type', status: 415 });
+  });
+
+  it('refuses a body over the limit with 413', async () => {
+    const gateway = await gatewayWithRoutes({ bodyLimitBytes: 1024 });
+    const response = await gateway.server.inject({
+      method: 'POST',
+      url: '/orders',
+      payload: { customerId: 'x'.repeat(2000), items: [{ sku: 'a', qty: 1 }] },
+    });
+    expect(response.statusCode).toBe(413);
+    expect(response.json().detail).toBe('The request body exceeds the limit of 1024 bytes.');
+  });
+
+  it('rejects __proto__ in a body rather than letting it poison objects', async () => {
+    const gateway = await gatewayWithRoutes();
+    const response = await gateway.server.inject({
+      method: 'POST',
+      url: '/orders',
+      headers: { 'content-type': 'application/json' },
+      payload: '{"customerId":"c","items":[{"sku":"a","qty":1}],"__proto__":{"admin":true}}',
+    });
+    expect(response.statusCode).toBe(400);
+    expect(response.json().type).toBe('urn:meridian:problem:malformed-body');
+  });
+
+  it("maps Meridian's typed errors and HttpProblem to their statuses, and hides unknown errors' messages", async () => {
+    const gateway = await gatewayWithRoutes();
+    const notFound = await gateway.server.inject({ method: 'GET', url: '/things/404' });
+    expect(notFound.statusCode).toBe(404);
+    expect(notFound.json()).toMatchObject({
+      type: 'about:blank',
+      title: 'Not Found',
+      detail: 'Thing 404 does not exist',
+    });
+    const busy = await gateway.server.inject({ method: 'GET', url: '/things/503' });
+    expect(busy.statusCode).toBe(503);
+    expect(busy.headers['retry-after']).toBe('3');
+    const teapot = await gateway.server.inject({ method: 'GET', url: '/things/418' });
+    expect(teapot.statusCode).toBe(418);
+    expect(teapot.json()).toEqual({
+      type: 'urn:test:teapot',
+      title: 'Teapot',
+      status: 418,
+      tea: 'earl grey',
+      instance: '/things/418',
+    });
+    const crash = await gateway.server.inject({ method: 'GET', url: '/things/500' });
+    expect(crash.statusCode).toBe(500);
+    expect(crash.body).not.toContain('hunter2');
+    expect(crash.json()).toMatchObject({ type: 'about:blank', title: 'Internal Server Error', status: 500 });
+  });
+
+  it('answers an unknown path with a 404 problem and a known path under the wrong method with 405 and Allow', async () => {
+    const gateway = await gatewayWithRoutes();
+    const missing = await gateway.server.inject({ method: 'GET', url: '/nothing/here?x=1' });
+    expect(missing.statusCode).toBe(404);
+    expect(missing.headers['content-type']).toBe('application/problem+json; charset=utf-8');
+    expect(missing.json()).toMatchObject({
+      status: 404,
+      title: 'Not Found',
+      detail: 'No route matches GET /nothing/here.',
+    });
+    const wrongMethod = await gateway.server.inject({ method: 'DELETE', url: '/things/7' });
+    expect(wrongMethod.statusCode).toBe(405);
+    expect(wrongMethod.headers.allow).toBe('GET, HEAD');
+    expect(wrongMethod.json()).toMatchObject({ status: 405, title: 'Method Not Allowed' });
+    const getOrders = await gateway.server.inject({ method: 'GET', url: '/orders' });
+    expect(getOrders.statusCode).toBe(405);
+    expect(getOrders.headers.allow).toBe('POST');
+  });
+
+  it('rejects out-of-range options with a message naming the option, the rule and the value', async () => {
+    await expect(createGateway({ bodyLimitBytes: 10 })).rejects.toThrow(
+      "'bodyLimitBytes' must be >= 1024: current value is 10",
+    );
+    await expect(createGateway({ idempotencyKeyTtlMs: 1.5 })).rejects.toThrow(
+      "'idempotencyKeyTtlMs' must be an integer: current value is 1.5",
+    );
+  });
+});
+
+describe('gateway: health, readiness, metrics and OpenAPI', () => {
+  it('answers /healthz while the process runs', async () => {
+    const gateway = await gatewayWithRoutes();
+    const response = await gateway.server.inject({ method: 'GET', url: '/healthz' });
+    expect(response.statusCode).toBe(200);
+    expect(response.json()).toEqual({ status: 'ok' });
+  });
+
+  it('reports each readiness check and answers 503 when any fails, throws or times out', async () => {
+    const clock = new ManualClock(1_000);
+    const gateway = await gatewayWithRoutes({ clock, timers: clock, readinessCheckTimeoutMs: 500 });
+    let storeOpen = true;
+    gateway.addReadinessCheck('store', () => ({ ok: storeOpen, detail: storeOpen ? 'open' : 'closed' }));
+    gateway.addReadinessCheck('processors', async () => true);
+    const ready = await gateway.server.inject({ method: 'GET', url: '/readyz' });
+    expect(ready.statusCode).toBe(200);
+    expect(ready.json()).toEqual({
+      status: 'ready',
+      checks: {
+        accepting: { status: 'pass', detail: 'accepting requests', durationMs: 0 },
+        store: { status: 'pass', detail: 'open', durationMs: 0 },
+        processors: { status: 'pass', durationMs: 0 },
+      },
+    });
+
+    storeOpen = false;
+    const notReady = await gateway.server.inject({ method: 'GET', url: '/readyz' });
+    expect(notReady.statusCode).toBe(503);
+    expect(notReady.json().checks.store).toEqual({ status: 'fail', detail: 'closed', durationMs: 0 });
+
+    storeOpen = true;
+    gateway.addReadinessCheck('broker', () => {
+      throw new Error('connection refused');
+    });
+    gateway.addReadinessCheck('slow', () => new Promise<boolean>(() => {}));
+    const pending = gateway.readiness();
+    await new Promise((resolve) => setImmediate(resolve));
+    clock.advance(500);
+    const report = await pending;
+    expect(report.status).toBe('not_ready');
+    expect(report.checks.broker).toEqual({ status: 'fail', detail: 'connection refused', durationMs: 0 });
+    expect(report.checks.slow).toEqual({ status: 'fail', detail: 'timed out after 500 ms', durationMs: 500 });
+  });
+
+  it('counts requests by method, route pattern and status and serves app metrics from the same registry', async () => {
+    const gateway = await gatewayWithRoutes();
+    const { Counter } = await import('prom-client');
+    const placed = new Counter({
+      name: 'app_orders_placed_total',
+      help: 'Orders placed.',
+      registers: [gateway.metrics],
+    });
+    placed.inc(3);
+    await gateway.server.inject({ method: 'GET', url: '/things/1' });
+    await gateway.server.inject({ method: 'GET', url: '/things/2' });
+    await gateway.server.inject({ method: 'GET', url: '/things/0' });
+    await gateway.server.inject({ method: 'GET', url: '/nope' });
+    const response = await gateway.server.inject({ method: 'GET', url: '/metrics' });
+    expect(response.statusCode).toBe(200);
+    expect(response.headers['content-type']).toContain('text/plain');
+    expect(response.body).toContain(
+      'meridian_http_requests_total{method="GET",route="/things/:id",status="200"} 2',
+    );
+    expect(response.body).toContain(
+      'meridian_http_requests_total{method="GET",route="/things/:id",status="400"} 1',
+    );
+    expect(response.body).toContain(
+      'meridian_http_requests_total{method="GET",route="(unmatched)",status="404"} 1',
+    );
+    expect(response.body).toContain(
+      'meridian_http_request_duration_seconds_bucket{le="0.001",method="GET",route="/things/:id",status="200"}',
+    );
+    expect(response.body).toContain('app_orders_placed_total 3');
+  });
+
+  it('publishes an OpenAPI 3.1 document generated from the route schemas', async () => {
+    const gateway = await gatewayWithRoutes({ title: 'Shop', version: '2.0.0' });
+    const response = await gateway.server.inject({ method: 'GET', url: '/openapi.json' });
+    expect(response.statusCode).toBe(200);
+    const document = response.json();
+    expect(document.openapi).toBe('3.1.0');
+    expect(document.info).toEqual({ title: 'Shop', version: '2.0.0' });
+    const post = document.paths['/orders'].post;
+    expect(post.requestBody.content['application/json'].schema.required).toEqual(['customerId', 'items']);
+    expect(Object.keys(post.responses)).toEqual(expect.arrayContaining(['202', '4XX', '5XX']));
+    expect(document.paths['/things/{id}'].get.parameters).toEqual(
+      expect.arrayContaining([expect.objectContaining({ name: 'id', in: 'path' })]),
+    );
+    expect(document.paths['/healthz']).toBeDefined();
+    expect(document.paths['/openapi.json']).toBeUndefined();
+  });
+});
+
+describe('gateway: on a real socket', () => {
+  it('serves requests over TCP with keep-alive, then drains: not ready, then closed', async () => {
+    const gateway = await gatewayWithRoutes();
+    const url = await gateway.listen({ port: 0 });
+    expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    const accepted = await fetch(`${url}/orders`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ customerId: 'ada', items: [{ sku: 'a', qty: 1 }] }),
+    });
+    expect(accepted.status).toBe(202);
+    expect(await accepted.json()).toEqual({ orderId: 'order-of-ada' });
+    const invalid = await fetch(`${url}/things/abc`);
+    expect(invalid.status).toBe(400);
+    expect(invalid.headers.get('content-type')).toBe('application/problem+json; charset=utf-8');
+
+    // Readiness fails as soon as the drain starts, before the listener goes away.
+    const closed = gateway.close();
+    const report = await gateway.readiness();
+    expect(report.checks.accepting).toMatchObject({ status: 'fail', detail: 'the gateway is draining' });
+    await closed;
+    await expect(fetch(`${url}/healthz`)).rejects.toThrow();
+  });
+});

@@ -1,0 +1,711 @@
+import swagger from '@fastify/swagger';
+import Fastify, {
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  type FastifySchema,
+  type RouteGenericInterface,
+  type RouteHandlerMethod,
+  type RouteOptions,
+} from 'fastify';
+import type { Registry } from 'prom-client';
+import { ConflictError, isMeridianError, ValidationError } from '../errors.ts';
+import type { IdempotencyReservation, IdempotencyStore, Store } from '../store/types.ts';
+import { type Clock, systemClock, systemTimers, type TimerHandle, type Timers } from '../time.ts';
+import {
+  IDEMPOTENCY_KEY_HEADER,
+  IDEMPOTENT_REPLAYED_HEADER,
+  idempotencyStoreOf,
+  MAX_IDEMPOTENCY_KEY_LENGTH,
+  parseIdempotencyKey,
+  requestFingerprint,
+  storableBody,
+  storableHeaders,
+} from './idempotency.ts';
+import { HttpMetrics, type IdempotencyOutcome } from './metrics.ts';
+import { integerOption } from './options.ts';
+import {
+  HttpProblem,
+  PROBLEM_CONTENT_TYPE,
+  problemFromError,
+  renderProblem,
+  statusProblem,
+} from './problem.ts';
+import { type ReadinessCheck, ReadinessChecks, type ReadinessReport } from './readiness.ts';
+import { RouteMatcher } from './route-matcher.ts';
+import { invalidFields, type SchemaError, validationProblem } from './validation.ts';
+
+export interface GatewayOptions {
+  /** Where Idempotency-Key records live; each call runs in its own short transaction. */
+  store?: Store;
+  /** Overrides `store` for Idempotency-Key records (a MemoryIdempotencyStore, say). */
+  idempotencyStore?: IdempotencyStore;
+  /** @default systemClock */
+  clock?: Clock;
+  /** @default systemTimers */
+  timers?: Timers;
+  /** The OpenAPI document's title. @default 'Meridian gateway' */
+  title?: string;
+  /** The OpenAPI document's API version. @default '0.1.0' */
+  version?: string;
+  description?: string;
+  /** Largest request body accepted (bytes); larger ones get 413. Range [1024, 67108864]. @default 1048576 */
+  bodyLimitBytes?: number;
+  /** Time a client has to send a whole request (ms), against slow-loris clients. Range [1000, 600000]. @default 30000 */
+  requestTimeoutMs?: number;
+  /** How long an Idempotency-Key is remembered after first use (ms). Range [1000, 2592000000]. @default 86400000 (24 h) */
+  idempotencyKeyTtlMs?: number;
+  /**
+   * How long a first attempt holds its key before another attempt may take over (ms): a bound
+   * on how long a request can be stuck at 409 after the process serving it died. It must exceed
+   * the slowest handler, or a slow first attempt and a retry may both run.
+   * Range [100, 86400000]. @default 30000
+   */
+  idempotencyLeaseMs?: number;
+  /** How often expired keys are deleted while listening (ms). Range [1000, 86400000]. @default 60000 */
+  idempotencySweepIntervalMs?: number;
+  /** Bound on each readiness check (ms); a check still running then fails. Range [10, 60000]. @default 2000 */
+  readinessCheckTimeoutMs?: number;
+  /**
+   * Who the caller is, when the app authenticates callers: keys are then scoped per client as
+   * well as per route, so two clients can never replay each other's responses.
+   */
+  clientIdentity?: (request: FastifyRequest) => string | undefined;
+  /** Prefix of the `type` URI of Meridian's own problem types. @default 'urn:meridian:problem:' */
+  problemTypeBase?: string;
+  /** Prefix of every metric name. @default 'meridian_' */
+  metricsPrefix?: string;
+  /** Also export process metrics (CPU, memory, event-loop lag, GC). @default true */
+  defaultMetrics?: boolean;
+  /** Fastify's (pino) request logging. @default false */
+  logger?: boolean;
+}
+
+/** A route's JSON schemas plus the OpenAPI fields @fastify/swagger reads. */
+export interface RouteSchema extends FastifySchema {
+  summary?: string;
+  description?: string;
+  tags?: string[];
+  operationId?: string;
+  deprecated?: boolean;
+  hide?: boolean;
+}
+
+export type GatewayHandler<G extends RouteGenericInterface = RouteGenericInterface> = (
+  request: FastifyRequest<G>,
+  reply: FastifyReply,
+) => unknown;
+
+export type RouteMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE' | 'OPTIONS';
+
+export interface GatewayRoute<G extends RouteGenericInterface = RouteGenericInterface> {
+  method: RouteMethod;
+  /** A Fastify route pattern: `/orders/:orderId`. */
+  url: string;
+  schema?: RouteSchema;
+  /**
+   * Whether the route follows the Idempotency-Key protocol: a key is required, the first
+   * response (2xx or 4xx) is stored and replayed for retries, a 5xx releases the key.
+   * Only for POST, PUT, PATCH and DELETE. @default false
+   */
+  idempotent?: boolean;
+  /** This route's lease (ms), when its handler is slower than the gateway's default allows. */
+  idempotencyLeaseMs?: number;
+  /** This route's body limit (bytes), within the gateway's bounds. */
+  bodyLimitBytes?: number;
+  handler: GatewayHandler<G>;
+}
+
+/** What an idempotent route's handler may read about its key (to derive stable ids from it). */
+export interface RequestIdempotency {
+  readonly key: string;
+  readonly scope: string;
+  readonly fingerprint: string;
+}
+
+export interface Gateway {
+  /** The Fastify instance, for what the helpers below do not cover (hooks, decorators, plugins). */
+  readonly server: FastifyInstance;
+  /** The Prometheus registry served at `/metrics`; apps register their own metrics in it. */
+  readonly metrics: Registry;
+  /** Registers a route. Must be called before `listen`/`ready`. */
+  route<G extends RouteGenericInterface = RouteGenericInterface>(route: GatewayRoute<G>): void;
+  /** Adds a check to `/readyz` (store open, processors running, ...). */
+  addReadinessCheck(name: string, check: ReadinessCheck): void;
+  /** Runs the readiness checks, as `/readyz` does. */
+  readiness(): Promise<ReadinessReport>;
+  /** Deletes expired Idempotency-Keys now; the gateway also does it every sweep interval while listening. */
+  sweepIdempotencyKeys(): Promise<number>;
+  /** Starts listening; returns the base URL (`http://127.0.0.1:7070`). @default host '127.0.0.1', port 0 (any free port) */
+  listen(options?: { host?: string; port?: number }): Promise<string>;
+  /** Loads the routes and plugins without listening (for `inject`). */
+  ready(): Promise<void>;
+  /**
+   * Graceful close: `/readyz` turns 503 at once, new requests get 503, requests in flight finish,
+   * idle keep-alive connections close, then the listener stops.
+   */
+  close(): Promise<void>;
+}
+
+interface IdempotencyState {
+  key: string;
+  scope: string;
+  routeUrl: string;
+  fingerprint: string;
+  /** This attempt reserved the key and must complete or release it. */
+  owned: boolean;
+  finished: boolean;
+}
+
+interface RequestState {
+  startedMs: number;
+  rawBody?: Buffer;
+  idempotency?: IdempotencyState;
+}
+
+const requestStates = new WeakMap<FastifyRequest, RequestState>();
+
+/** The Idempotency-Key of a request on an idempotent route, once it was validated. */
+export function idempotencyOf(request: FastifyRequest): RequestIdempotency | undefined {
+  const state = requestStates.get(request)?.idempotency;
+  return state === undefined
+    ? undefined
+    : { key: state.key, scope: state.scope, fingerprint: state.fingerprint };
+}
+
+const IDEMPOTENT_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
+const ROUTE_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
+const UNMATCHED_ROUTE = '(unmatched)';
+
+const problemSchema = {
+  type: 'object',
+  description: 'RFC 9457 problem details (application/problem+json).',
+  properties: {
+    type: { type: 'string' },
+    title: { type: 'string' },
+    status: { type: 'integer' },
+    detail: { type: 'string' },
+    instance: { type: 'string' },
+  },
+  required: ['type', 'title', 'status'],
+  additionalProperties: true,
+} as const;
+
+/**
+ * Creates the HTTP gateway: a Fastify instance with JSON-schema validation whose failures are
+ * RFC 9457 problem details, an OpenAPI document at `/openapi.json`, `/healthz`, `/readyz`,
+ * `/metrics`, JSON 404/405 problems, and the Idempotency-Key protocol on routes marked
+ * `idempotent`. Async because the OpenAPI plugin must load before any route is registered.
+ */
+export async function createGateway(options: GatewayOptions = {}): Promise<Gateway> {
+  const clock = options.clock ?? systemClock;
+  const timers = options.timers ?? systemTimers;
+  const bodyLimitBytes = integerOption('bodyLimitBytes', options.bodyLimitBytes, 1_048_576, 1024, 67_108_864);
+  const requestTimeoutMs = integerOption('requestTimeoutMs', options.requestTimeoutMs, 30_000, 1000, 600_000);
+  const keyTtlMs = integerOption(
+    'idempotencyKeyTtlMs',
+    options.idempotencyKeyTtlMs,
+    86_400_000,
+    1000,
+    2_592_000_000,
+  );
+  const leaseMs = integerOption('idempotencyLeaseMs', options.idempotencyLeaseMs, 30_000, 100, 86_400_000);
+  const sweepIntervalMs = integerOption(
+    'idempotencySweepIntervalMs',
+    options.idempotencySweepIntervalMs,
+    60_000,
+    1000,
+    86_400_000,
+  );
+  const checkTimeoutMs = integerOption(
+    'readinessCheckTimeoutMs',
+    options.readinessCheckTimeoutMs,
+    2000,
+    10,
+    60_000,
+  );
+  const typeBase = options.problemTypeBase ?? 'urn:meridian:problem:';
+  const idempotencyStore =
+    options.idempotencyStore ?? (options.store === undefined ? undefined : idempotencyStoreOf(options.store));
+  const httpMetrics = new HttpMetrics({
+    prefix: options.metricsPrefix ?? 'meridian_',
+    defaultMetrics: options.defaultMetrics ?? true,
+  });
+  const readinessChecks = new ReadinessChecks({ clock, timers, checkTimeoutMs });
+  const matcher = new RouteMatcher();
+  let closing = false;
+  let sweepTimer: TimerHandle | undefined;
+
+  const server = Fastify({
+    logger: options.logger ?? false,
+    bodyLimit: bodyLimitBytes,
+    requestTimeout: requestTimeoutMs,
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+    // Every invalid field is listed in one answer, so a client fixes them all at once. The cost
+    // of checking everything is bounded by the body limit.
+    ajv: { customOptions: { allErrors: true } },
+  });
+
+  // The JSON parser keeps the raw bytes for the idempotency fingerprint, then parses them with
+  // Fastify's own parser, which rejects __proto__ and constructor.prototype poisoning.
+  const parseJson = server.getDefaultJsonParser('error', 'error');
+  server.removeContentTypeParser('application/json');
+  server.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
+    const state = requestStates.get(request);
+    if (state !== undefined && Buffer.isBuffer(body)) state.rawBody = body;
+    parseJson(request, body as unknown as string, done);
+  });
+
+  server.addHook('onRequest', async (request) => {
+    requestStates.set(request, { startedMs: clock.monotonicNow() });
+  });
+
+  server.addHook('onResponse', async (request, reply) => {
+    const state = requestStates.get(request);
+    if (state === undefined) return;
+    const route = request.routeOptions.url ?? UNMATCHED_ROUTE;
+    httpMetrics.observeRequest(
+      request.method,
+      route,
+      reply.statusCode,
+      clock.monotonicNow() - state.startedMs,
+    );
+    // A reply that bypassed onSend (hijacked, aborted) must not leave its key held until the lease ends.
+    const idempotency = state.idempotency;
+    if (idempotency?.owned === true && !idempotency.finished) {
+      idempotency.finished = true;
+      await releaseKey(request, idempotency);
+    }
+  });
+
+  const sendProblem = (request: FastifyRequest, reply: FastifyReply, problem: HttpProblem) => {
+    const { problem: body, headers } = renderProblem(problem, request.url.split('?')[0]);
+    return reply
+      .code(problem.status)
+      .headers(headers)
+      .header('content-type', PROBLEM_CONTENT_TYPE)
+      .send(JSON.stringify(body));
+  };
+
+  server.setErrorHandler((error: FastifyError, request, reply) => {
+    const problem = problemForError(error, request, typeBase, bodyLimitBytes);
+    if (problem.status >= 500) request.log.error({ err: error }, 'request failed');
+    return sendProblem(request, reply, problem);
+  });
+
+  server.setNotFoundHandler((request, reply) => {
+    const path = request.url.split('?')[0] ?? '/';
+    const allowed = matcher.allowedMethods(path);
+    if (allowed.length > 0 && !allowed.includes(request.method)) {
+      return sendProblem(
+        request,
+        reply,
+        statusProblem(405, `${request.method} is not allowed on ${path}; allowed: ${allowed.join(', ')}.`, {
+          headers: { allow: allowed.join(', ') },
+        }),
+      );
+    }
+    return sendProblem(request, reply, statusProblem(404, `No route matches ${request.method} ${path}.`));
+  });
+
+  await server.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: options.title ?? 'Meridian gateway',
+        version: options.version ?? '0.1.0',
+        ...(options.description === undefined ? {} : { description: options.description }),
+      },
+    },
+  });
+
+  const observeIdempotency = (state: IdempotencyState, outcome: IdempotencyOutcome) =>
+    httpMetrics.observeIdempotency(state.routeUrl, outcome);
+
+  async function releaseKey(request: FastifyRequest, state: IdempotencyState): Promise<void> {
+    try {
+      await idempotencyStore!.release(state.scope, state.key, state.fingerprint);
+      observeIdempotency(state, 'released');
+    } catch (error) {
+      // The lease still bounds how long the key stays held.
+      request.log.error({ err: error }, 'could not release an Idempotency-Key');
+    }
+  }
+
+  function addRoute<G extends RouteGenericInterface>(route: GatewayRoute<G>): void {
+    const method = String(route.method).toUpperCase();
+    if (!ROUTE_METHODS.has(method)) {
+      throw new ValidationError(
+        `A route's 'method' must be one of ${[...ROUTE_METHODS].join(', ')}: current value is '${route.method}'`,
+      );
+    }
+    if (typeof route.url !== 'string' || !route.url.startsWith('/')) {
+      throw new ValidationError(
+        `A route's 'url' must start with '/': current value is '${String(route.url)}'`,
+      );
+    }
+    const idempotent = route.idempotent ?? false;
+    const routeLeaseMs = integerOption(
+      'idempotencyLeaseMs',
+      route.idempotencyLeaseMs,
+      leaseMs,
+      100,
+      86_400_000,
+    );
+    const routeBodyLimit = integerOption(
+      'bodyLimitBytes',
+      route.bodyLimitBytes,
+      bodyLimitBytes,
+      0,
+      67_108_864,
+    );
+    const schema: RouteSchema = { ...(route.schema ?? {}) };
+    const response = { ...((schema.response as Record<string, unknown> | undefined) ?? {}) };
+    response['4xx'] ??= problemSchema;
+    response['5xx'] ??= problemSchema;
+    schema.response = response;
+
+    const routeOptions: RouteOptions = {
+      method,
+      url: route.url,
+      schema,
+      bodyLimit: routeBodyLimit,
+      handler: route.handler as unknown as RouteHandlerMethod,
+    };
+
+    if (idempotent) {
+      if (!IDEMPOTENT_METHODS.has(method)) {
+        throw new ValidationError(
+          `Only POST, PUT, PATCH and DELETE routes can be idempotent: ${method} ${route.url} already is by definition`,
+        );
+      }
+      if (idempotencyStore === undefined) {
+        throw new ValidationError(
+          `Route ${method} ${route.url} is idempotent but the gateway has no 'store' or 'idempotencyStore'`,
+        );
+      }
+      const store = idempotencyStore;
+      schema.headers = withKeyHeader(schema.headers);
+      response['409'] ??= problemSchema;
+      response['422'] ??= problemSchema;
+      const routeScope = `${method} ${route.url}`;
+
+      // The key is checked before the body is validated, so a client missing it learns that first.
+      routeOptions.preValidation = async (request) => {
+        const parsed = parseIdempotencyKey(request.headers[IDEMPOTENCY_KEY_HEADER]);
+        if (!parsed.ok) {
+          throw new HttpProblem({
+            status: 400,
+            title:
+              parsed.reason === 'missing'
+                ? 'An Idempotency-Key header is required'
+                : 'The Idempotency-Key is invalid',
+            type: `${typeBase}idempotency-key-${parsed.reason}`,
+            detail: parsed.detail,
+          });
+        }
+        const state = requestStates.get(request)!;
+        const client = options.clientIdentity?.(request);
+        state.idempotency = {
+          key: parsed.key,
+          scope: client === undefined ? routeScope : `${routeScope} client=${client}`,
+          routeUrl: route.url,
+          fingerprint: requestFingerprint(method, request.url, state.rawBody),
+          owned: false,
+          finished: false,
+        };
+      };
+
+      // Only a valid request reaches the store: the key is reserved atomically, and only then
+      // does the handler run. A check-then-act would let two concurrent requests both run.
+      routeOptions.preHandler = async (request, reply) => {
+        const state = requestStates.get(request)!.idempotency!;
+        const nowMs = clock.now();
+        let reservation: IdempotencyReservation;
+        try {
+          reservation = await reserveWithRetry(store, {
+            scope: state.scope,
+            key: state.key,
+            fingerprint: state.fingerprint,
+            nowMs,
+            leaseMs: routeLeaseMs,
+            expiresAt: nowMs + keyTtlMs,
+          });
+        } catch (error) {
+          if (isMeridianError(error) && error.code === 'INVALID_ARGUMENT') {
+            throw new HttpProblem({
+              status: 422,
+              title: 'The Idempotency-Key cannot be stored',
+              type: `${typeBase}idempotency-key-invalid`,
+              detail: error.message,
+            });
+          }
+          request.log.error({ err: error }, 'could not reserve an Idempotency-Key');
+          throw statusProblem(503, 'The idempotency store is unavailable; retry with the same key.', {
+            headers: { 'retry-after': '1' },
+          });
+        }
+        switch (reservation.outcome) {
+          case 'reserved':
+            state.owned = true;
+            observeIdempotency(state, 'reserved');
+            return;
+          case 'completed': {
+            observeIdempotency(state, 'replayed');
+            const stored = reservation.response;
+            return reply
+              .code(stored.status)
+              .headers(stored.headers)
+              .header(IDEMPOTENT_REPLAYED_HEADER, 'true')
+              .send(stored.body);
+          }
+          case 'in_flight': {
+            observeIdempotency(state, 'in_flight');
+            const retryAfterSeconds = Math.max(1, Math.ceil((reservation.leaseUntil - nowMs) / 1000));
+            throw new HttpProblem({
+              status: 409,
+              title: 'A request with this Idempotency-Key is in progress',
+              type: `${typeBase}idempotency-request-in-flight`,
+              detail: `The first request with key '${state.key}' has not finished; retry after ${retryAfterSeconds} s to get its response.`,
+              headers: { 'retry-after': String(retryAfterSeconds) },
+            });
+          }
+          case 'mismatch':
+            observeIdempotency(state, 'mismatch');
+            throw new HttpProblem({
+              status: 422,
+              title: 'The Idempotency-Key was used for a different request',
+              type: `${typeBase}idempotency-key-reused`,
+              detail: `Key '${state.key}' was first used with another body or target on ${routeScope}; use a new key for a new request.`,
+            });
+        }
+      };
+
+      // The response is stored before it is sent, so a client that saw it can always replay it.
+      // 2xx and 4xx are stored (the request's outcome); 5xx releases the key for a retry.
+      routeOptions.onSend = async (request, reply, payload) => {
+        const state = requestStates.get(request)?.idempotency;
+        if (state === undefined || !state.owned || state.finished) return payload;
+        state.finished = true;
+        const body = storableBody(payload);
+        if (reply.statusCode >= 500 || body === undefined) {
+          await releaseKey(request, state);
+          return payload;
+        }
+        try {
+          await store.complete(state.scope, state.key, state.fingerprint, {
+            status: reply.statusCode,
+            headers: storableHeaders(reply.getHeaders()),
+            body,
+          });
+          observeIdempotency(state, 'stored');
+        } catch (error) {
+          if (error instanceof ConflictError) {
+            // Another attempt took the key over after this one's lease ran out and finished first.
+            observeIdempotency(state, 'lease_lost');
+            request.log.warn({ err: error }, 'Idempotency-Key lease lost before the response was stored');
+          } else if (isMeridianError(error) && error.code === 'INVALID_ARGUMENT') {
+            // Too large to store: give the key up rather than hold it until the lease ends.
+            request.log.warn({ err: error }, 'response not storable for its Idempotency-Key');
+            await releaseKey(request, state);
+          } else {
+            request.log.error({ err: error }, 'could not store the response of an Idempotency-Key');
+          }
+        }
+        return payload;
+      };
+    }
+
+    server.route(routeOptions);
+    matcher.add(route.url, [method]);
+  }
+
+  addRoute({
+    method: 'GET',
+    url: '/healthz',
+    schema: {
+      summary: 'Liveness: the process answers',
+      tags: ['operations'],
+      response: { 200: { type: 'object', properties: { status: { type: 'string', const: 'ok' } } } },
+    },
+    handler: async () => ({ status: 'ok' }),
+  });
+
+  readinessChecks.add('accepting', () =>
+    closing ? { ok: false, detail: 'the gateway is draining' } : { ok: true, detail: 'accepting requests' },
+  );
+  const reportSchema = {
+    type: 'object',
+    properties: {
+      status: { type: 'string', enum: ['ready', 'not_ready'] },
+      checks: {
+        type: 'object',
+        additionalProperties: {
+          type: 'object',
+          properties: {
+            status: { type: 'string', enum: ['pass', 'fail'] },
+            detail: { type: 'string' },
+            durationMs: { type: 'number' },
+          },
+        },
+      },
+    },
+  };
+  addRoute({
+    method: 'GET',
+    url: '/readyz',
+    schema: {
+      summary: 'Readiness: every registered check passes (503 otherwise)',
+      tags: ['operations'],
+      response: { 200: reportSchema, 503: reportSchema },
+    },
+    handler: async (_request, reply) => {
+      const report = await readinessChecks.run();
+      return reply.code(report.status === 'ready' ? 200 : 503).send(report);
+    },
+  });
+
+  addRoute({
+    method: 'GET',
+    url: '/metrics',
+    schema: { summary: 'Prometheus metrics (text exposition format)', tags: ['operations'] },
+    handler: async (_request, reply) => {
+      const { contentType, body } = await httpMetrics.render();
+      return reply.header('content-type', contentType).send(body);
+    },
+  });
+
+  addRoute({
+    method: 'GET',
+    url: '/openapi.json',
+    schema: { hide: true },
+    handler: async () => server.swagger(),
+  });
+
+  function scheduleSweep(): void {
+    if (idempotencyStore === undefined || closing) return;
+    sweepTimer = timers.setTimeout(() => {
+      sweepKeys()
+        .catch((error: unknown) => server.log.error({ err: error }, 'Idempotency-Key sweep failed'))
+        .finally(scheduleSweep);
+    }, sweepIntervalMs);
+  }
+
+  async function sweepKeys(): Promise<number> {
+    if (idempotencyStore === undefined) return 0;
+    return idempotencyStore.expire(clock.now());
+  }
+
+  return {
+    server,
+    metrics: httpMetrics.registry,
+    route: addRoute,
+    addReadinessCheck: (name, check) => readinessChecks.add(name, check),
+    readiness: () => readinessChecks.run(),
+    sweepIdempotencyKeys: sweepKeys,
+    async listen(listenOptions = {}) {
+      const address = await server.listen({
+        host: listenOptions.host ?? '127.0.0.1',
+        port: integerOption('port', listenOptions.port, 0, 0, 65_535),
+      });
+      if (sweepTimer === undefined) scheduleSweep();
+      return address;
+    },
+    async ready() {
+      await server.ready();
+    },
+    async close() {
+      closing = true;
+      sweepTimer?.cancel();
+      await server.close();
+    },
+  };
+}
+
+/** How often a reservation that lost a transaction race is tried again before answering 503. */
+const MAX_RESERVE_ATTEMPTS = 3;
+
+/**
+ * Reserves a key, trying again when the store reports a lost race (two nodes inserting the same
+ * new key at once under serialisable isolation): the second try sees the winner's row and
+ * answers `in_flight` or `completed` as it should.
+ */
+async function reserveWithRetry(
+  store: IdempotencyStore,
+  request: Parameters<IdempotencyStore['reserve']>[0],
+): Promise<IdempotencyReservation> {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await store.reserve(request);
+    } catch (error) {
+      if (!(error instanceof ConflictError) || attempt >= MAX_RESERVE_ATTEMPTS) throw error;
+    }
+  }
+}
+
+/** Documents (and lets ajv check) the Idempotency-Key header on an idempotent route. */
+function withKeyHeader(headers: unknown): Record<string, unknown> {
+  const base = (headers ?? { type: 'object', properties: {} }) as Record<string, unknown>;
+  const properties = { ...((base.properties as Record<string, unknown> | undefined) ?? {}) };
+  properties[IDEMPOTENCY_KEY_HEADER] = {
+    type: 'string',
+    minLength: 1,
+    maxLength: MAX_IDEMPOTENCY_KEY_LENGTH + 2,
+    description:
+      'A unique key per logical request (a UUID, say): retries with the same key and body get the first response.',
+  };
+  const required = new Set([...((base.required as string[] | undefined) ?? []), IDEMPOTENCY_KEY_HEADER]);
+  return { ...base, type: 'object', properties, required: [...required] };
+}
+
+function problemForError(
+  error: FastifyError,
+  request: FastifyRequest,
+  typeBase: string,
+  bodyLimitBytes: number,
+): HttpProblem {
+  if (Array.isArray(error.validation)) {
+    const context = error.validationContext ?? 'body';
+    const data =
+      context === 'querystring'
+        ? request.query
+        : context === 'params'
+          ? request.params
+          : context === 'headers'
+            ? request.headers
+            : request.body;
+    return validationProblem(typeBase, invalidFields(context, error.validation as SchemaError[], data));
+  }
+  switch (error.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return statusProblem(
+        413,
+        `The request body exceeds the limit of ${request.routeOptions.bodyLimit ?? bodyLimitBytes} bytes.`,
+      );
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return statusProblem(
+        415,
+        `Content-Type '${request.headers['content-type'] ?? ''}' is not supported; send application/json.`,
+      );
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return new HttpProblem({
+        status: 400,
+        title: 'The request body cannot be read',
+        type: `${typeBase}malformed-body`,
+        detail: error.message,
+      });
+  }
+  if (
+    !isMeridianError(error) &&
+    typeof error.statusCode === 'number' &&
+    error.statusCode >= 400 &&
+    error.statusCode < 500
+  ) {
+    return statusProblem(error.statusCode, error.message);
+  }
+  return problemFromError(error, typeBase);
+}

@@ -1,0 +1,30 @@
+// The HTTP gateway's public surface.
+export type {
+  Gateway,
+  GatewayHandler,
+  GatewayOptions,
+  GatewayRoute,
+  RequestIdempotency,
+  RouteMethod,
+  RouteSchema,
+} from './gateway.ts';
+export { createGateway, idempotencyOf } from './gateway.ts';
+export {
+  IDEMPOTENCY_KEY_HEADER,
+  IDEMPOTENT_REPLAYED_HEADER,
+  idempotencyStoreOf,
+  MAX_IDEMPOTENCY_KEY_LENGTH,
+  parseIdempotencyKey,
+  requestFingerprint,
+} from './idempotency.ts';
+export { MemoryIdempotencyStore } from './memory-idempotency-store.ts';
+export type { IdempotencyOutcome } from './metrics.ts';
+export type { HttpProblemInit, InvalidField, ProblemDetails, RequestPart } from './problem.ts';
+export {
+  HttpProblem,
+  isHttpProblem,
+  PROBLEM_CONTENT_TYPE,
+  problemFromError,
+  statusProblem,
+} from './problem.ts';
+export type { CheckReport, CheckResult, ReadinessCheck, ReadinessReport } from './readiness.ts';
