@@ -1,7 +1,8 @@
+import type { LightMyRequestResponse } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { IdempotencyStore } from '../store/types.ts';
 import { ManualClock } from '../time.ts';
-import { createGateway, type Gateway, idempotencyOf } from './gateway.ts';
+import { createGateway, type Gateway, type GatewayOptions, idempotencyOf } from './gateway.ts';
 import { parseIdempotencyKey, requestFingerprint } from './idempotency.ts';
 import { MemoryIdempotencyStore } from './memory-idempotency-store.ts';
 import { HttpProblem } from './problem.ts';
@@ -54,15 +55,7 @@ for (const storeCase of storeCases) {
       for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
     });
 
-    async function harness(
-      options: {
-        clientIdentity?: Parameters<typeof createGateway>[0] extends infer O
-          ? O extends { clientIdentity?: infer C }
-            ? C
-            : never
-          : never;
-      } = {},
-    ): Promise<Harness> {
+    async function harness(options: Pick<GatewayOptions, 'clientIdentity'> = {}): Promise<Harness> {
       const opened = await storeCase.open();
       cleanups.push(opened.close);
       const clock = new ManualClock(1_700_000_000_000);
