@@ -2,6 +2,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { assert } from '../../assert.ts';
 import { ClosedError, ValidationError } from '../../errors.ts';
+import { SchemaVersionError } from '../schema-version-error.ts';
 
 /**
  * What a committed transaction survives:
@@ -216,10 +217,7 @@ export class SqliteDatabase {
       ).get(component) as { version: number | null } | undefined;
       const current = row?.version ?? 0;
       if (current > migrations.length) {
-        throw new ValidationError(
-          `The database at '${this.path}' has schema version ${current} of '${component}', newer than this Meridian knows (${migrations.length}): upgrade Meridian or use another data directory`,
-          { details: { component, databaseVersion: current, knownVersion: migrations.length } },
-        );
+        throw new SchemaVersionError(`at '${this.path}'`, component, current, migrations.length);
       }
       for (const migration of migrations.slice(current)) {
         this.#writer.exec(migration.sql);
@@ -242,7 +240,14 @@ export class SqliteDatabase {
   }
 
   #commit(): void {
-    this.#writer.exec('COMMIT');
+    try {
+      this.#writer.exec('COMMIT');
+    } catch (error) {
+      // A failed COMMIT (disk full, I/O error) can leave the transaction open; roll it back so
+      // the next write does not fail with "cannot start a transaction within a transaction".
+      this.#rollback();
+      throw error;
+    }
     const callbacks = this.#afterCommit;
     this.#afterCommit = [];
     for (const callback of callbacks) callback();

@@ -1,0 +1,810 @@
+import fc from 'fast-check';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { AlreadyExistsError, ClosedError, ConflictError, ValidationError } from '../errors.ts';
+import { ManualClock } from '../time.ts';
+import type { Json, OutboxMessage, Store, StoreTransaction } from './types.ts';
+
+/**
+ * The store contract: one suite, run unchanged against every backend (SQLite, PostgreSQL).
+ * A backend passes when everything a caller can observe through `Store` behaves the same.
+ */
+
+export interface StoreFixture {
+  readonly store: Store;
+  /** Closes the store (if still open) and removes everything the fixture created. */
+  cleanup(): Promise<void>;
+}
+
+/** Opens a fresh, empty store on `clock`; each test gets its own. */
+export type StoreFactory = (clock: ManualClock) => Promise<StoreFixture>;
+
+const startMs = 1_700_000_000_000;
+
+async function expectError<T>(
+  promise: Promise<unknown>,
+  type: abstract new (...args: never[]) => T,
+): Promise<T> {
+  const error = await promise.then(
+    () => undefined,
+    (caught: unknown) => caught,
+  );
+  expect(error).toBeInstanceOf(type);
+  return error as T;
+}
+
+export function describeStoreContract(name: string, factory: StoreFactory): void {
+  describe(`Store contract: ${name}`, () => {
+    let clock: ManualClock;
+    let fixture: StoreFixture;
+    let store: Store;
+    const tx = <T>(fn: (tx: StoreTransaction) => Promise<T>): Promise<T> => store.transaction(fn);
+
+    beforeEach(async () => {
+      clock = new ManualClock(startMs);
+      fixture = await factory(clock);
+      store = fixture.store;
+    });
+
+    afterEach(async () => {
+      await fixture.cleanup();
+    });
+
+    describe('entities', () => {
+      it('creates at version 1 and returns the state, version and write time', async () => {
+        expect(await tx((t) => t.entities.put('account', 'a1', { balance: 10 }, 0))).toBe(1);
+        expect(await tx((t) => t.entities.get('account', 'a1'))).toEqual({
+          type: 'account',
+          id: 'a1',
+          state: { balance: 10 },
+          version: 1,
+          updatedAt: startMs,
+        });
+        expect(await tx((t) => t.entities.get('account', 'missing'))).toBeNull();
+      });
+
+      it('bumps the version on each write and refuses a stale version with ConflictError, changing nothing', async () => {
+        await tx((t) => t.entities.put('account', 'a1', { balance: 10 }, 0));
+        clock.advance(5);
+        expect(await tx((t) => t.entities.put('account', 'a1', { balance: 20 }, 1))).toBe(2);
+        const stale = await expectError(
+          tx((t) => t.entities.put('account', 'a1', { balance: 99 }, 1)),
+          ConflictError,
+        );
+        expect(stale.message).toBe("Cannot put entity 'account/a1' expecting version 1: its version is 2");
+        await expectError(
+          tx((t) => t.entities.put('account', 'a1', { balance: 99 }, 0)),
+          ConflictError,
+        );
+        await expectError(
+          tx((t) => t.entities.put('account', 'nobody', { balance: 99 }, 3)),
+          ConflictError,
+        );
+        const record = await tx((t) => t.entities.get('account', 'a1'));
+        expect(record).toMatchObject({ state: { balance: 20 }, version: 2, updatedAt: startMs + 5 });
+        expect(await tx((t) => t.entities.get('account', 'nobody'))).toBeNull();
+      });
+
+      it('deletes only at the expected version; a deleted entity can be created again from 0', async () => {
+        await tx((t) => t.entities.put('cart', 'c1', ['x'], 0));
+        await tx((t) => t.entities.put('cart', 'c1', ['x', 'y'], 1));
+        await expectError(
+          tx((t) => t.entities.delete('cart', 'c1', 1)),
+          ConflictError,
+        );
+        await expectError(
+          tx((t) => t.entities.delete('cart', 'missing', 1)),
+          ConflictError,
+        );
+        await tx((t) => t.entities.delete('cart', 'c1', 2));
+        expect(await tx((t) => t.entities.get('cart', 'c1'))).toBeNull();
+        expect(await tx((t) => t.entities.put('cart', 'c1', [], 0))).toBe(1);
+      });
+
+      it('lists one type in code-point order of ids, a page at a time', async () => {
+        const ids = ['b', 'a', 'B', 'é', 'a1', 'z', '0', '🚀', '\uffee'];
+        await tx(async (t) => {
+          for (const id of ids) await t.entities.put('item', id, id, 0);
+          await t.entities.put('other', 'a0', null, 0);
+        });
+        // Code point order: what SQLite's BINARY and PostgreSQL's "C" collation both give.
+        const expected = [...ids].sort((x, y) => Buffer.compare(Buffer.from(x), Buffer.from(y)));
+        const seen: string[] = [];
+        let afterId: string | undefined;
+        for (;;) {
+          const page = await tx((t) =>
+            t.entities.list('item', { limit: 4, ...(afterId ? { afterId } : {}) }),
+          );
+          expect(page.length).toBeLessThanOrEqual(4);
+          if (page.length === 0) break;
+          for (const record of page) {
+            expect(record.type).toBe('item');
+            expect(record.state).toBe(record.id);
+          }
+          seen.push(...page.map((record) => record.id));
+          afterId = page[page.length - 1]?.id;
+        }
+        expect(seen).toEqual(expected);
+        expect((await tx((t) => t.entities.list('item'))).map((record) => record.id)).toEqual(expected);
+      });
+
+      it('stores JSON state exactly as written', async () => {
+        const state: Json = {
+          text: 'ünïcödé \u2028 "quoted" \\ 🚀',
+          numbers: [0, -1, 1.5, 1e21, Number.MAX_SAFE_INTEGER],
+          nested: { empty: {}, list: [], nothing: null, yes: true, no: false },
+        };
+        await tx((t) => t.entities.put('doc', 'd', state, 0));
+        await tx((t) => t.entities.put('scalar', 's', 'just a string', 0));
+        expect((await tx((t) => t.entities.get('doc', 'd')))?.state).toEqual(state);
+        expect((await tx((t) => t.entities.get('scalar', 's')))?.state).toBe('just a string');
+      });
+
+      it('refuses bad input with a ValidationError naming the field, rule and value', async () => {
+        const empty = await expectError(
+          tx((t) => t.entities.put('account', '', {}, 0)),
+          ValidationError,
+        );
+        expect(empty.message).toBe("'id' must be a non-empty string: current value is ''");
+        const long = await expectError(
+          tx((t) => t.entities.get('account', 'x'.repeat(513))),
+          ValidationError,
+        );
+        expect(long.message).toBe("'id' must be at most 512 characters: current value has 513");
+        const nan = await expectError(
+          tx((t) => t.entities.put('account', 'a', { balance: Number.NaN }, 0)),
+          ValidationError,
+        );
+        expect(nan.message).toContain("'state' must be JSON-serialisable");
+        expect(nan.message).toContain("'balance'");
+        const version = await expectError(
+          tx((t) => t.entities.put('account', 'a', {}, -1)),
+          ValidationError,
+        );
+        expect(version.message).toBe("'expectedVersion' must be >= 0: current value is -1");
+        const limit = await expectError(
+          tx((t) => t.entities.list('account', { limit: 1001 })),
+          ValidationError,
+        );
+        expect(limit.message).toBe("'limit' must be <= 1000: current value is 1001");
+        await expectError(
+          tx((t) => t.entities.put('account', 'nul\u0000', {}, 0)),
+          ValidationError,
+        );
+        await expectError(
+          tx((t) => t.entities.put('account', 'big', { blob: 'x'.repeat(1_048_577) }, 0)),
+          ValidationError,
+        );
+      });
+
+      it('matches a model map under random sequences of puts and deletes with right and wrong versions', async () => {
+        type Command =
+          | { kind: 'put'; key: string; skew: number; value: number }
+          | { kind: 'delete'; key: string; skew: number };
+        const key = fc.constantFrom('k1', 'k2', 'k3');
+        // skew 0 uses the right version; anything else is a stale or future one.
+        const skew = fc.constantFrom(0, 0, 0, -1, 1, -2);
+        const command: fc.Arbitrary<Command> = fc.oneof(
+          fc.record({ kind: fc.constant('put' as const), key, skew, value: fc.integer() }),
+          fc.record({ kind: fc.constant('delete' as const), key, skew }),
+        );
+        let run = 0;
+        await fc.assert(
+          fc.asyncProperty(fc.array(command, { minLength: 1, maxLength: 25 }), async (commands) => {
+            const type = `model${run++}`;
+            const model = new Map<string, { version: number; value: number }>();
+            for (const step of commands) {
+              const current = model.get(step.key);
+              const version = Math.max(0, (current?.version ?? 0) + step.skew);
+              const rightVersion = version === (current?.version ?? 0);
+              if (step.kind === 'put') {
+                const outcome = await tx((t) => t.entities.put(type, step.key, step.value, version)).then(
+                  (newVersion) => newVersion,
+                  (error: unknown) => error,
+                );
+                if (rightVersion) {
+                  expect(outcome).toBe(version + 1);
+                  model.set(step.key, { version: version + 1, value: step.value });
+                } else {
+                  expect(outcome).toBeInstanceOf(ConflictError);
+                }
+              } else {
+                const outcome = await tx((t) => t.entities.delete(type, step.key, version)).then(
+                  () => 'deleted',
+                  (error: unknown) => error,
+                );
+                if (rightVersion && current !== undefined) {
+                  expect(outcome).toBe('deleted');
+                  model.delete(step.key);
+                } else {
+                  expect(outcome).toBeInstanceOf(ConflictError);
+                }
+              }
+            }
+            const stored = await tx((t) => t.entities.list(type));
+            expect(stored.map((record) => [record.id, record.version, record.state])).toEqual(
+              [...model.entries()]
+                .sort(([a], [b]) => (a < b ? -1 : 1))
+                .map(([id, entry]) => [id, entry.version, entry.value]),
+            );
+          }),
+          { numRuns: 25, seed: 20240601 },
+        );
+      });
+    });
+
+    describe('sagas', () => {
+      const saga = (id: string, type = 'order', status: 'running' | 'completed' = 'running') => ({
+        id,
+        type,
+        status,
+        input: { orderId: id },
+        createdAt: startMs,
+      });
+
+      it('creates a saga at version 1 with no output or reason, and refuses a second with the same id', async () => {
+        await tx((t) => t.sagas.create(saga('s1')));
+        expect(await tx((t) => t.sagas.get('s1'))).toEqual({
+          id: 's1',
+          type: 'order',
+          status: 'running',
+          input: { orderId: 's1' },
+          output: null,
+          reason: null,
+          createdAt: startMs,
+          updatedAt: startMs,
+          version: 1,
+        });
+        await expectError(
+          tx((t) => t.sagas.create(saga('s1', 'other'))),
+          AlreadyExistsError,
+        );
+        expect((await tx((t) => t.sagas.get('s1')))?.type).toBe('order');
+        expect(await tx((t) => t.sagas.get('nope'))).toBeNull();
+      });
+
+      it('updates status, output and reason at the expected version; a stale version is a ConflictError', async () => {
+        await tx((t) => t.sagas.create(saga('s1')));
+        expect(
+          await tx((t) =>
+            t.sagas.update('s1', { status: 'compensating', reason: 'card declined', at: startMs + 1 }, 1),
+          ),
+        ).toBe(2);
+        expect(await tx((t) => t.sagas.update('s1', { status: 'compensated', at: startMs + 2 }, 2))).toBe(3);
+        let record = await tx((t) => t.sagas.get('s1'));
+        expect(record).toMatchObject({
+          status: 'compensated',
+          reason: 'card declined',
+          output: null,
+          updatedAt: startMs + 2,
+          version: 3,
+        });
+        await tx((t) =>
+          t.sagas.update(
+            's1',
+            { status: 'completed', output: { total: 5 }, reason: null, at: startMs + 3 },
+            3,
+          ),
+        );
+        record = await tx((t) => t.sagas.get('s1'));
+        expect(record).toMatchObject({ status: 'completed', output: { total: 5 }, reason: null, version: 4 });
+        await expectError(
+          tx((t) => t.sagas.update('s1', { status: 'failed', at: startMs + 4 }, 3)),
+          ConflictError,
+        );
+        await expectError(
+          tx((t) => t.sagas.update('missing', { status: 'failed', at: startMs + 4 }, 1)),
+          ConflictError,
+        );
+        expect((await tx((t) => t.sagas.get('s1')))?.status).toBe('completed');
+      });
+
+      it('lists sagas by id, filtered by status and type, a page at a time', async () => {
+        await tx(async (t) => {
+          await t.sagas.create(saga('s3', 'order'));
+          await t.sagas.create(saga('s1', 'order'));
+          await t.sagas.create(saga('s2', 'refund'));
+          await t.sagas.create(saga('s4', 'order', 'completed'));
+        });
+        const ids = async (options: Parameters<StoreTransaction['sagas']['list']>[0]) =>
+          (await tx((t) => t.sagas.list(options))).map((record) => record.id);
+        expect(await ids({})).toEqual(['s1', 's2', 's3', 's4']);
+        expect(await ids({ status: 'running' })).toEqual(['s1', 's2', 's3']);
+        expect(await ids({ type: 'order' })).toEqual(['s1', 's3', 's4']);
+        expect(await ids({ status: 'running', type: 'order' })).toEqual(['s1', 's3']);
+        expect(await ids({ limit: 2 })).toEqual(['s1', 's2']);
+        expect(await ids({ limit: 2, afterId: 's2' })).toEqual(['s3', 's4']);
+        expect(await ids({ status: 'failed' })).toEqual([]);
+        await expectError(
+          tx((t) => t.sagas.list({ status: 'paused' as never })),
+          ValidationError,
+        );
+      });
+
+      it('keeps each journal dense and in order; a duplicate sequence is a ConflictError, a gap a ValidationError', async () => {
+        const entry = (sagaId: string, sequence: number, name: string) => ({
+          sagaId,
+          sequence,
+          kind: 'step' as const,
+          name,
+          status: 'completed' as const,
+          result: { step: name },
+          error: null,
+          attempts: 1,
+          at: startMs + sequence,
+        });
+        await tx(async (t) => {
+          await t.sagas.appendJournal(entry('s1', 0, 'reserve'));
+          await t.sagas.appendJournal(entry('s2', 0, 'other'));
+          await t.sagas.appendJournal(entry('s1', 1, 'charge'));
+        });
+        await tx((t) =>
+          t.sagas.appendJournal({
+            ...entry('s1', 2, 'confirm'),
+            kind: 'compensation',
+            status: 'failed',
+            result: null,
+            error: 'boom',
+            attempts: 3,
+          }),
+        );
+        const journal = await tx((t) => t.sagas.journal('s1'));
+        expect(journal.map((item) => [item.sequence, item.name])).toEqual([
+          [0, 'reserve'],
+          [1, 'charge'],
+          [2, 'confirm'],
+        ]);
+        expect(journal[0]).toEqual(entry('s1', 0, 'reserve'));
+        expect(journal[2]).toMatchObject({
+          kind: 'compensation',
+          status: 'failed',
+          result: null,
+          error: 'boom',
+          attempts: 3,
+        });
+        const duplicate = await expectError(
+          tx((t) => t.sagas.appendJournal(entry('s1', 1, 'charge-again'))),
+          ConflictError,
+        );
+        expect(duplicate.message).toContain('already has journal entry 1');
+        const gap = await expectError(
+          tx((t) => t.sagas.appendJournal(entry('s1', 5, 'skipped'))),
+          ValidationError,
+        );
+        expect(gap.message).toContain("'sequence' must be 3: current value is 5");
+        expect((await tx((t) => t.sagas.journal('s1'))).length).toBe(3);
+        expect(await tx((t) => t.sagas.journal('unknown'))).toEqual([]);
+      });
+
+      it('lets a transaction go on after it caught a ConflictError, and commits the rest', async () => {
+        await tx((t) =>
+          t.sagas.appendJournal({
+            sagaId: 's',
+            sequence: 0,
+            kind: 'event',
+            name: 'e',
+            status: 'completed',
+            result: null,
+            error: null,
+            attempts: 0,
+            at: startMs,
+          }),
+        );
+        await tx(async (t) => {
+          await expectError(
+            t.sagas.appendJournal({
+              sagaId: 's',
+              sequence: 0,
+              kind: 'event',
+              name: 'dup',
+              status: 'completed',
+              result: null,
+              error: null,
+              attempts: 0,
+              at: startMs,
+            }),
+            ConflictError,
+          );
+          await expectError(t.entities.put('e', 'x', 1, 7), ConflictError);
+          expect(await t.inbox.markApplied('c', 'm', startMs)).toBe(true);
+          expect(await t.inbox.markApplied('c', 'm', startMs)).toBe(false);
+          await t.entities.put('e', 'x', 1, 0);
+        });
+        expect((await tx((t) => t.entities.get('e', 'x')))?.version).toBe(1);
+        expect(await tx((t) => t.inbox.has('c', 'm'))).toBe(true);
+      });
+    });
+
+    describe('timers', () => {
+      it('returns due timers earliest first (ties by id), up to the limit, and the next due time', async () => {
+        expect(await tx((t) => t.timers.nextDueAt())).toBeNull();
+        await tx(async (t) => {
+          await t.timers.schedule({ id: 't3', dueAt: 300, kind: 'sleep', payload: { n: 3 } });
+          await t.timers.schedule({ id: 't1', dueAt: 100, kind: 'sleep', payload: { n: 1 } });
+          await t.timers.schedule({ id: 't2b', dueAt: 200, kind: 'deadline', payload: null });
+          await t.timers.schedule({ id: 't2a', dueAt: 200, kind: 'deadline', payload: [1] });
+        });
+        expect(await tx((t) => t.timers.nextDueAt())).toBe(100);
+        expect((await tx((t) => t.timers.due(250, 10))).map((timer) => timer.id)).toEqual([
+          't1',
+          't2a',
+          't2b',
+        ]);
+        expect(await tx((t) => t.timers.due(250, 2))).toEqual([
+          { id: 't1', dueAt: 100, kind: 'sleep', payload: { n: 1 } },
+          { id: 't2a', dueAt: 200, kind: 'deadline', payload: [1] },
+        ]);
+        expect(await tx((t) => t.timers.due(99, 10))).toEqual([]);
+        expect(await tx((t) => t.timers.due(300, 10))).toHaveLength(4);
+      });
+
+      it('replaces a timer scheduled again under its id, and deletes it once', async () => {
+        await tx((t) => t.timers.schedule({ id: 't', dueAt: 100, kind: 'sleep', payload: 1 }));
+        await tx((t) => t.timers.schedule({ id: 't', dueAt: 500, kind: 'deadline', payload: 2 }));
+        expect(await tx((t) => t.timers.due(1000, 10))).toEqual([
+          { id: 't', dueAt: 500, kind: 'deadline', payload: 2 },
+        ]);
+        expect(await tx((t) => t.timers.delete('t'))).toBe(true);
+        expect(await tx((t) => t.timers.delete('t'))).toBe(false);
+        expect(await tx((t) => t.timers.nextDueAt())).toBeNull();
+      });
+    });
+
+    describe('inbox', () => {
+      it('marks a message applied once per consumer, answers has(), and prunes only older entries', async () => {
+        expect(await tx((t) => t.inbox.markApplied('billing', 'm1', 100))).toBe(true);
+        expect(await tx((t) => t.inbox.markApplied('billing', 'm1', 150))).toBe(false);
+        expect(await tx((t) => t.inbox.markApplied('shipping', 'm1', 200))).toBe(true);
+        expect(await tx((t) => t.inbox.markApplied('billing', 'm2', 300))).toBe(true);
+        expect(await tx((t) => t.inbox.has('billing', 'm1'))).toBe(true);
+        expect(await tx((t) => t.inbox.has('billing', 'm3'))).toBe(false);
+        expect(await tx((t) => t.inbox.prune(200))).toBe(1);
+        expect(await tx((t) => t.inbox.has('billing', 'm1'))).toBe(false);
+        expect(await tx((t) => t.inbox.has('shipping', 'm1'))).toBe(true);
+        expect(await tx((t) => t.inbox.prune(200))).toBe(0);
+      });
+    });
+
+    describe('outbox', () => {
+      const message = (topic: string, n: number): Omit<OutboxMessage, 'id'> => ({
+        topic,
+        key: n % 2 === 0 ? new Uint8Array([n, 0, 255]) : null,
+        value: n % 3 === 0 ? null : new TextEncoder().encode(`value-${n}`),
+        headers: n % 2 === 0 ? { 'trace-id': `t${n}`, 'content-type': 'application/json' } : {},
+        timestamp: startMs + n,
+      });
+
+      it('appends in order with increasing ids and returns pending messages oldest first, bytes intact', async () => {
+        const first = await tx((t) => t.outbox.add([message('orders', 0), message('orders', 1)]));
+        const second = await tx((t) =>
+          t.outbox.add([message('payments', 2), message('orders', 3), message('x', 4)]),
+        );
+        const ids = [...first, ...second];
+        expect(ids).toHaveLength(5);
+        for (let index = 1; index < ids.length; index++)
+          expect(ids[index]).toBeGreaterThan(ids[index - 1] ?? 0);
+        const pending = await tx((t) => t.outbox.pending(10));
+        expect(pending).toEqual(
+          ids.map((id, n) => ({ id, ...message(n === 2 ? 'payments' : n === 4 ? 'x' : 'orders', n) })),
+        );
+        expect((await tx((t) => t.outbox.pending(2))).map((item) => item.id)).toEqual(ids.slice(0, 2));
+        expect(await tx((t) => t.outbox.add([]))).toEqual([]);
+      });
+
+      it('keeps an empty key or value distinct from null', async () => {
+        await tx((t) =>
+          t.outbox.add([
+            { topic: 't', key: new Uint8Array(0), value: new Uint8Array(0), headers: {}, timestamp: 1 },
+          ]),
+        );
+        const [stored] = await tx((t) => t.outbox.pending(1));
+        expect(stored?.key).toEqual(new Uint8Array(0));
+        expect(stored?.value).toEqual(new Uint8Array(0));
+      });
+
+      it('removes published messages and never reuses an id, even after the newest is removed', async () => {
+        const ids = await tx((t) => t.outbox.add([0, 1, 2, 3].map((n) => message('t', n))));
+        await tx((t) => t.outbox.markPublished([ids[1] ?? 0, ids[3] ?? 0]));
+        expect((await tx((t) => t.outbox.pending(10))).map((item) => item.id)).toEqual([ids[0], ids[2]]);
+        await tx((t) => t.outbox.markPublished([ids[0] ?? 0, ids[2] ?? 0, 999_999]));
+        await tx((t) => t.outbox.markPublished([]));
+        expect(await tx((t) => t.outbox.pending(10))).toEqual([]);
+        const [next] = await tx((t) => t.outbox.add([message('t', 5)]));
+        expect(next).toBeGreaterThan(ids[3] ?? 0);
+      });
+
+      it('writes a large batch in order', async () => {
+        const batch = Array.from({ length: 250 }, (_, n) => message('bulk', n));
+        const ids = await tx((t) => t.outbox.add(batch));
+        expect(ids).toHaveLength(250);
+        const pending = await tx((t) => t.outbox.pending(1000));
+        expect(pending.map((item) => item.timestamp)).toEqual(batch.map((item) => item.timestamp));
+        expect(pending.map((item) => item.id)).toEqual(ids);
+        await expectError(
+          tx((t) => t.outbox.add(Array.from({ length: 1001 }, (_, n) => message('bulk', n)))),
+          ValidationError,
+        );
+      });
+    });
+
+    describe('idempotency keys', () => {
+      const leaseMs = 30_000;
+      const reserve = (key: string, fingerprint: string, nowMs: number) =>
+        tx((t) =>
+          t.idempotency.reserve({
+            scope: 'orders',
+            key,
+            fingerprint,
+            nowMs,
+            leaseMs,
+            expiresAt: nowMs + 86_400_000,
+          }),
+        );
+      const response = {
+        status: 201,
+        headers: { 'content-type': 'application/json' },
+        body: '{"orderId":"o1"}',
+      };
+
+      it('reserves a new key, answers in_flight to the same request and mismatch to another', async () => {
+        expect(await reserve('k1', 'fp-a', startMs)).toEqual({ outcome: 'reserved' });
+        expect(await reserve('k1', 'fp-a', startMs + 10)).toEqual({
+          outcome: 'in_flight',
+          leaseUntil: startMs + leaseMs,
+        });
+        expect(await reserve('k1', 'fp-b', startMs + 10)).toEqual({ outcome: 'mismatch' });
+        expect(
+          await tx((t) =>
+            t.idempotency.reserve({
+              scope: 'payments',
+              key: 'k1',
+              fingerprint: 'fp-b',
+              nowMs: startMs,
+              leaseMs,
+              expiresAt: startMs + leaseMs,
+            }),
+          ),
+        ).toEqual({ outcome: 'reserved' });
+      });
+
+      it('replays the completed response to the same request; completing twice is a ConflictError', async () => {
+        await reserve('k1', 'fp-a', startMs);
+        await tx((t) => t.idempotency.complete('orders', 'k1', 'fp-a', response));
+        expect(await reserve('k1', 'fp-a', startMs + 1)).toEqual({ outcome: 'completed', response });
+        // Long after the lease: a completed key stays completed until it expires.
+        expect(await reserve('k1', 'fp-a', startMs + leaseMs * 10)).toEqual({
+          outcome: 'completed',
+          response,
+        });
+        expect(await reserve('k1', 'fp-b', startMs + 1)).toEqual({ outcome: 'mismatch' });
+        await expectError(
+          tx((t) => t.idempotency.complete('orders', 'k1', 'fp-a', response)),
+          ConflictError,
+        );
+        await expectError(
+          tx((t) => t.idempotency.complete('orders', 'never', 'fp-a', response)),
+          ConflictError,
+        );
+      });
+
+      it('lets the same request take over a key whose lease ran out; another request still gets mismatch', async () => {
+        await reserve('k1', 'fp-a', startMs);
+        expect(await reserve('k1', 'fp-a', startMs + leaseMs - 1)).toMatchObject({ outcome: 'in_flight' });
+        expect(await reserve('k1', 'fp-b', startMs + leaseMs)).toEqual({ outcome: 'mismatch' });
+        expect(await reserve('k1', 'fp-a', startMs + leaseMs)).toEqual({ outcome: 'reserved' });
+        expect(await reserve('k1', 'fp-a', startMs + leaseMs + 1)).toEqual({
+          outcome: 'in_flight',
+          leaseUntil: startMs + 2 * leaseMs,
+        });
+        await tx((t) => t.idempotency.complete('orders', 'k1', 'fp-a', response));
+        expect(await reserve('k1', 'fp-a', startMs + leaseMs + 2)).toMatchObject({ outcome: 'completed' });
+      });
+
+      it('releases an in-flight key so any request may reserve it, but never a completed one', async () => {
+        await reserve('k1', 'fp-a', startMs);
+        await tx((t) => t.idempotency.release('orders', 'k1', 'fp-b'));
+        expect(await reserve('k1', 'fp-a', startMs + 1)).toMatchObject({ outcome: 'in_flight' });
+        await tx((t) => t.idempotency.release('orders', 'k1', 'fp-a'));
+        expect(await reserve('k1', 'fp-b', startMs + 2)).toEqual({ outcome: 'reserved' });
+        await expectError(
+          tx((t) => t.idempotency.complete('orders', 'k1', 'fp-a', response)),
+          ConflictError,
+        );
+        await tx((t) => t.idempotency.complete('orders', 'k1', 'fp-b', response));
+        await tx((t) => t.idempotency.release('orders', 'k1', 'fp-b'));
+        expect(await reserve('k1', 'fp-b', startMs + 3)).toMatchObject({ outcome: 'completed' });
+      });
+
+      it('forgets keys once they expire: expire() deletes them and an expired key is reserved anew', async () => {
+        const expiring = (key: string, fingerprint: string, nowMs: number, expiresAt: number) =>
+          tx((t) =>
+            t.idempotency.reserve({ scope: 'orders', key, fingerprint, nowMs, leaseMs: 10, expiresAt }),
+          );
+        await expiring('k1', 'fp-a', 0, 100);
+        await tx((t) => t.idempotency.complete('orders', 'k1', 'fp-a', response));
+        await expiring('k2', 'fp-a', 0, 200);
+        await expiring('k3', 'fp-a', 0, 300);
+        // Expired but not yet purged: as good as absent, for any request.
+        expect(await expiring('k1', 'fp-other', 100, 1000)).toEqual({ outcome: 'reserved' });
+        expect(await tx((t) => t.idempotency.expire(250))).toBe(1);
+        expect(await expiring('k2', 'fp-b', 250, 1000)).toEqual({ outcome: 'reserved' });
+        expect(await expiring('k3', 'fp-b', 250, 1000)).toEqual({ outcome: 'mismatch' });
+        expect(await tx((t) => t.idempotency.expire(10_000))).toBe(3);
+      });
+
+      it('gives exactly one of many concurrent reserves of one key the reservation', async () => {
+        const outcomes = await Promise.all(
+          Array.from({ length: 16 }, () => reserve('hot', 'fp-a', startMs).then((result) => result.outcome)),
+        );
+        expect(outcomes.filter((outcome) => outcome === 'reserved')).toHaveLength(1);
+        expect(outcomes.filter((outcome) => outcome === 'in_flight')).toHaveLength(15);
+      });
+
+      it('refuses a lease outside 1 ms .. 1 day and an expiry before the lease ends', async () => {
+        const bad = (leaseMs: number, expiresAt: number) =>
+          tx((t) =>
+            t.idempotency.reserve({
+              scope: 's',
+              key: 'k',
+              fingerprint: 'f',
+              nowMs: 1000,
+              leaseMs,
+              expiresAt,
+            }),
+          );
+        expect((await expectError(bad(0, 5000), ValidationError)).message).toBe(
+          "'leaseMs' must be >= 1: current value is 0",
+        );
+        await expectError(bad(86_400_001, 1e12), ValidationError);
+        expect((await expectError(bad(100, 1050), ValidationError)).message).toBe(
+          "'expiresAt' must be >= 1100: current value is 1050",
+        );
+      });
+    });
+
+    describe('transactions', () => {
+      it('leaves nothing behind when the function throws, and rethrows its error', async () => {
+        const failure = new Error('handler failed');
+        const error = await tx(async (t) => {
+          await t.entities.put('account', 'a', { balance: 1 }, 0);
+          await t.sagas.create({ id: 's', type: 'order', status: 'running', input: null, createdAt: 1 });
+          await t.sagas.appendJournal({
+            sagaId: 's',
+            sequence: 0,
+            kind: 'step',
+            name: 'n',
+            status: 'completed',
+            result: null,
+            error: null,
+            attempts: 1,
+            at: 1,
+          });
+          await t.timers.schedule({ id: 't', dueAt: 1, kind: 'k', payload: null });
+          await t.inbox.markApplied('c', 'm', 1);
+          await t.outbox.add([{ topic: 'o', key: null, value: null, headers: {}, timestamp: 1 }]);
+          await t.idempotency.reserve({
+            scope: 's',
+            key: 'k',
+            fingerprint: 'f',
+            nowMs: 1,
+            leaseMs: 10,
+            expiresAt: 100,
+          });
+          throw failure;
+        }).catch((caught: unknown) => caught);
+        expect(error).toBe(failure);
+        await tx(async (t) => {
+          expect(await t.entities.get('account', 'a')).toBeNull();
+          expect(await t.sagas.get('s')).toBeNull();
+          expect(await t.sagas.journal('s')).toEqual([]);
+          expect(await t.timers.nextDueAt()).toBeNull();
+          expect(await t.inbox.has('c', 'm')).toBe(false);
+          expect(await t.outbox.pending(10)).toEqual([]);
+          expect(
+            await t.idempotency.reserve({
+              scope: 's',
+              key: 'k',
+              fingerprint: 'other',
+              nowMs: 2,
+              leaseMs: 10,
+              expiresAt: 100,
+            }),
+          ).toEqual({ outcome: 'reserved' });
+        });
+      });
+
+      it('sees its own writes before commit', async () => {
+        await tx(async (t) => {
+          await t.entities.put('account', 'a', 1, 0);
+          expect((await t.entities.get('account', 'a'))?.state).toBe(1);
+          await t.outbox.add([{ topic: 'o', key: null, value: null, headers: {}, timestamp: 1 }]);
+          expect(await t.outbox.pending(10)).toHaveLength(1);
+        });
+      });
+
+      it('lets exactly one of several transactions racing on one entity version win', async () => {
+        await tx((t) => t.entities.put('account', 'a', { owner: 'nobody' }, 0));
+        const results = await Promise.allSettled(
+          Array.from({ length: 8 }, (_, n) =>
+            tx(async (t) => {
+              const read = await t.entities.get('account', 'a');
+              expect(read?.version).toBeGreaterThanOrEqual(1);
+              return t.entities.put('account', 'a', { owner: `writer-${n}` }, 1).then(() => n);
+            }),
+          ),
+        );
+        const winners = results.filter((result) => result.status === 'fulfilled');
+        expect(winners).toHaveLength(1);
+        for (const result of results) {
+          if (result.status === 'rejected') expect(result.reason).toBeInstanceOf(ConflictError);
+        }
+        const winner = (winners[0] as PromiseFulfilledResult<number>).value;
+        expect(await tx((t) => t.entities.get('account', 'a'))).toMatchObject({
+          state: { owner: `writer-${winner}` },
+          version: 2,
+        });
+      });
+
+      it('loses no update when concurrent increments retry on ConflictError', async () => {
+        await tx((t) => t.entities.put('counter', 'c', 0, 0));
+        const increment = async (): Promise<void> => {
+          for (let attempt = 0; attempt < 50; attempt++) {
+            try {
+              await tx(async (t) => {
+                const current = await t.entities.get('counter', 'c');
+                await t.entities.put('counter', 'c', (current?.state as number) + 1, current?.version ?? 0);
+              });
+              return;
+            } catch (error) {
+              if (!(error instanceof ConflictError)) throw error;
+            }
+          }
+          throw new Error('gave up after 50 conflicts');
+        };
+        await Promise.all(Array.from({ length: 10 }, increment));
+        expect(await tx((t) => t.entities.get('counter', 'c'))).toMatchObject({ state: 10, version: 11 });
+      });
+
+      it('runs a nested transaction as a savepoint: its failure undoes only its own writes', async () => {
+        await tx(async (t) => {
+          await t.entities.put('account', 'outer', 1, 0);
+          const inner = await store
+            .transaction(async (nested) => {
+              await nested.entities.put('account', 'inner', 1, 0);
+              await nested.outbox.add([{ topic: 'o', key: null, value: null, headers: {}, timestamp: 1 }]);
+              throw new Error('inner failed');
+            })
+            .catch((error: unknown) => (error as Error).message);
+          expect(inner).toBe('inner failed');
+          expect(await t.entities.get('account', 'inner')).toBeNull();
+          await store.transaction((nested) => nested.entities.put('account', 'kept', 1, 0));
+          await t.entities.put('account', 'outer', 2, 1);
+        });
+        expect(
+          (await tx((t) => t.entities.list('account'))).map((record) => [record.id, record.version]),
+        ).toEqual([
+          ['kept', 1],
+          ['outer', 2],
+        ]);
+        expect(await tx((t) => t.outbox.pending(10))).toEqual([]);
+      });
+
+      it('refuses a transaction handle used after its transaction ended', async () => {
+        let leaked: StoreTransaction | undefined;
+        await tx(async (t) => {
+          leaked = t;
+        });
+        await expectError(leaked!.entities.get('account', 'a'), ClosedError);
+        await expectError(leaked!.outbox.pending(1), ClosedError);
+      });
+
+      it('refuses transactions once closed', async () => {
+        await store.close();
+        await expectError(
+          tx((t) => t.entities.get('account', 'a')),
+          ClosedError,
+        );
+        await store.close();
+      });
+    });
+  });
+}

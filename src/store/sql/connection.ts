@@ -1,0 +1,62 @@
+import { ClosedError } from '../../errors.ts';
+import type { Clock } from '../../time.ts';
+import type { Dialect, StoreTables } from './dialect.ts';
+
+/** What the store binds into its SQL. Both drivers take these as they are. */
+export type SqlValue = string | number | null | Uint8Array;
+
+/** One database connection inside an open transaction, as the dialect drivers provide it. */
+export interface SqlConnection {
+  /** The rows a statement returns. SQL uses `$1, $2, ...` parameters. */
+  query<Row>(sql: string, params: readonly SqlValue[]): Promise<Row[]>;
+  /** Runs a statement; returns how many rows it changed. */
+  execute(sql: string, params: readonly SqlValue[]): Promise<number>;
+}
+
+/**
+ * One transaction's view of the database, shared by the six sub-stores. It refuses every call
+ * once the transaction has finished, so a `tx` kept past its transaction can neither write
+ * outside it nor read from a pooled connection another transaction now owns.
+ */
+export class SqlSession implements SqlConnection {
+  readonly dialect: Dialect;
+  readonly tables: StoreTables;
+  readonly clock: Clock;
+  readonly #connection: SqlConnection;
+  #open = true;
+  /** True while a nested transaction (savepoint) of this one runs. */
+  childOpen = false;
+
+  constructor(connection: SqlConnection, dialect: Dialect, tables: StoreTables, clock: Clock) {
+    this.#connection = connection;
+    this.dialect = dialect;
+    this.tables = tables;
+    this.clock = clock;
+  }
+
+  get open(): boolean {
+    return this.#open;
+  }
+
+  query<Row>(sql: string, params: readonly SqlValue[]): Promise<Row[]> {
+    this.#assertOpen();
+    return this.#connection.query<Row>(sql, params);
+  }
+
+  execute(sql: string, params: readonly SqlValue[]): Promise<number> {
+    this.#assertOpen();
+    return this.#connection.execute(sql, params);
+  }
+
+  finish(): void {
+    this.#open = false;
+  }
+
+  #assertOpen(): void {
+    if (!this.#open) {
+      throw new ClosedError(
+        'This store transaction has finished: use the `tx` only inside the function passed to transaction()',
+      );
+    }
+  }
+}

@@ -1,0 +1,82 @@
+import { ValidationError } from '../../errors.ts';
+
+export type DialectName = 'sqlite' | 'postgres';
+
+/**
+ * Everything that differs between SQLite and PostgreSQL in the store's SQL, in one place.
+ * The rest of the SQL (schema and queries) is one text for both: types both accept (TEXT,
+ * INTEGER, BIGINT, BYTEA — SQLite takes any type name), `ON CONFLICT`, `RETURNING` and `$n`
+ * parameters (rewritten to SQLite's `?n`).
+ */
+export interface Dialect {
+  readonly name: DialectName;
+  /**
+   * Key columns that paging orders by. PostgreSQL compares text by the database's locale
+   * unless told otherwise; "C" compares code points, as SQLite's default BINARY does, so a
+   * page boundary means the same on both.
+   */
+  readonly keyText: string;
+  /** An increasing 64-bit id that is never reused, even after the newest row is deleted. */
+  readonly identityKey: string;
+  /** Appended to a SELECT that must lock its row until commit (SQLite's writer lock already does). */
+  readonly forUpdate: string;
+  /** A subquery yielding the integers of the JSON array in `parameter`. */
+  jsonIntegers(parameter: string): string;
+}
+
+export const sqliteDialect: Dialect = {
+  name: 'sqlite',
+  keyText: 'TEXT',
+  identityKey: 'INTEGER PRIMARY KEY AUTOINCREMENT',
+  forUpdate: '',
+  jsonIntegers: (parameter) => `SELECT value FROM json_each(${parameter})`,
+};
+
+export const postgresDialect: Dialect = {
+  name: 'postgres',
+  keyText: 'TEXT COLLATE "C"',
+  identityKey: 'BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY',
+  forUpdate: ' FOR UPDATE',
+  jsonIntegers: (parameter) =>
+    `SELECT CAST(value AS BIGINT) FROM json_array_elements_text(CAST(${parameter} AS json))`,
+};
+
+/** The store's table names, qualified by schema on PostgreSQL. */
+export interface StoreTables {
+  readonly entities: string;
+  readonly sagas: string;
+  readonly sagaJournal: string;
+  readonly timers: string;
+  readonly inbox: string;
+  readonly outbox: string;
+  readonly idempotencyKeys: string;
+}
+
+const schemaPattern = /^[a-z_][a-z0-9_]{0,62}$/;
+
+/** A PostgreSQL schema name Meridian accepts: lower-case letters, digits and '_', at most 63. */
+export function requireSchemaName(schema: unknown): string {
+  if (typeof schema !== 'string' || !schemaPattern.test(schema)) {
+    throw new ValidationError(`'schema' must match ${schemaPattern}: current value is '${String(schema)}'`, {
+      details: { field: 'schema', rule: 'pattern' },
+    });
+  }
+  return schema;
+}
+
+/**
+ * Table names. Every table carries the `store_` prefix because on SQLite it shares one file
+ * with the log's tables; on PostgreSQL they also live in `schema`.
+ */
+export function storeTables(schema?: string): StoreTables {
+  const prefix = schema === undefined ? '' : `"${requireSchemaName(schema)}".`;
+  return {
+    entities: `${prefix}store_entities`,
+    sagas: `${prefix}store_sagas`,
+    sagaJournal: `${prefix}store_saga_journal`,
+    timers: `${prefix}store_timers`,
+    inbox: `${prefix}store_inbox`,
+    outbox: `${prefix}store_outbox`,
+    idempotencyKeys: `${prefix}store_idempotency_keys`,
+  };
+}

@@ -1,0 +1,111 @@
+import { ConflictError } from '../../errors.ts';
+import {
+  requireId,
+  requireLimit,
+  requireName,
+  requireTimestamp,
+  storeLimits,
+  toJsonText,
+} from '../limits.ts';
+import type { EntityRecord, EntityStore, Json } from '../types.ts';
+import type { SqlSession } from './connection.ts';
+import { parseJson, toInteger, toStringColumn } from './rows.ts';
+
+interface EntityRow {
+  type: unknown;
+  id: unknown;
+  state: unknown;
+  version: unknown;
+  updated_at: unknown;
+}
+
+function toEntity(row: EntityRow): EntityRecord {
+  return {
+    type: toStringColumn(row.type, 'type'),
+    id: toStringColumn(row.id, 'id'),
+    state: parseJson(row.state, 'state'),
+    version: toInteger(row.version, 'version'),
+    updatedAt: toInteger(row.updated_at, 'updated_at'),
+  };
+}
+
+const columns = 'type, id, state, version, updated_at';
+
+/** Entity state with a version per key: every write names the version it read (optimistic). */
+export class SqlEntityStore implements EntityStore {
+  readonly #session: SqlSession;
+  readonly #table: string;
+
+  constructor(session: SqlSession) {
+    this.#session = session;
+    this.#table = session.tables.entities;
+  }
+
+  async get(type: string, id: string): Promise<EntityRecord | null> {
+    requireName('type', type);
+    requireId('id', id);
+    return this.#get(type, id);
+  }
+
+  async put(type: string, id: string, state: Json, expectedVersion: number): Promise<number> {
+    requireName('type', type);
+    requireId('id', id);
+    requireTimestamp('expectedVersion', expectedVersion);
+    const text = toJsonText('state', state);
+    const nowMs = this.#session.clock.now();
+    const changed =
+      expectedVersion === 0
+        ? // DO NOTHING rather than a unique violation: PostgreSQL would abort the whole
+          // transaction on the violation, and the caller may want to go on after a ConflictError.
+          await this.#session.execute(
+            `INSERT INTO ${this.#table} (${columns}) VALUES ($1, $2, $3, 1, $4) ON CONFLICT (type, id) DO NOTHING`,
+            [type, id, text, nowMs],
+          )
+        : await this.#session.execute(
+            `UPDATE ${this.#table} SET state = $3, version = version + 1, updated_at = $4 WHERE type = $1 AND id = $2 AND version = $5`,
+            [type, id, text, nowMs, expectedVersion],
+          );
+    if (changed === 1) return expectedVersion + 1;
+    throw await this.#conflict('put', type, id, expectedVersion);
+  }
+
+  async delete(type: string, id: string, expectedVersion: number): Promise<void> {
+    requireName('type', type);
+    requireId('id', id);
+    requireTimestamp('expectedVersion', expectedVersion);
+    const changed = await this.#session.execute(
+      `DELETE FROM ${this.#table} WHERE type = $1 AND id = $2 AND version = $3`,
+      [type, id, expectedVersion],
+    );
+    if (changed !== 1) throw await this.#conflict('delete', type, id, expectedVersion);
+  }
+
+  async list(type: string, options: { afterId?: string; limit?: number } = {}): Promise<EntityRecord[]> {
+    requireName('type', type);
+    const limit = requireLimit('limit', options.limit, storeLimits.defaultPageSize);
+    // Ids are never empty, so '' sorts before every id and stands for "from the start".
+    const afterId = options.afterId === undefined ? '' : requireId('afterId', options.afterId);
+    const rows = await this.#session.query<EntityRow>(
+      `SELECT ${columns} FROM ${this.#table} WHERE type = $1 AND id > $2 ORDER BY id LIMIT $3`,
+      [type, afterId, limit],
+    );
+    return rows.map(toEntity);
+  }
+
+  async #get(type: string, id: string): Promise<EntityRecord | null> {
+    const rows = await this.#session.query<EntityRow>(
+      `SELECT ${columns} FROM ${this.#table} WHERE type = $1 AND id = $2`,
+      [type, id],
+    );
+    return rows[0] === undefined ? null : toEntity(rows[0]);
+  }
+
+  async #conflict(action: string, type: string, id: string, expectedVersion: number): Promise<ConflictError> {
+    const current = await this.#get(type, id);
+    const actual = current === null ? 'it does not exist' : `its version is ${current.version}`;
+    return new ConflictError(
+      `Cannot ${action} entity '${type}/${id}' expecting version ${expectedVersion}: ${actual}`,
+      { details: { type, id, expectedVersion, actualVersion: current?.version ?? 0 } },
+    );
+  }
+}

@@ -1,0 +1,176 @@
+import { ConflictError, ValidationError } from '../../errors.ts';
+import {
+  requireId,
+  requireInteger,
+  requireName,
+  requireTimestamp,
+  storeLimits,
+  toHeadersText,
+} from '../limits.ts';
+import type { IdempotencyReservation, IdempotencyStore, StoredResponse } from '../types.ts';
+import type { SqlSession } from './connection.ts';
+import { toInteger, toOptionalInteger, toStringColumn } from './rows.ts';
+
+interface KeyRow {
+  fingerprint: unknown;
+  status: unknown;
+  lease_until: unknown;
+  response_status: unknown;
+  response_headers: unknown;
+  response_body: unknown;
+  expires_at: unknown;
+}
+
+/**
+ * How many times `reserve` goes round when the row it conflicted with is gone by the time it
+ * reads it (released or expired in between). Each round is two statements; the third miss in a
+ * row means heavy churn on one key, which the caller may retry.
+ */
+const reserveRounds = 3;
+
+function requireResponse(response: StoredResponse): { status: number; headers: string; body: string } {
+  if (typeof response !== 'object' || response === null) {
+    throw new ValidationError(`'response' must be an object: current value is ${String(response)}`, {
+      details: { field: 'response', rule: 'object' },
+    });
+  }
+  const status = requireInteger('response.status', response.status, 100, 599);
+  const headers = toHeadersText('response.headers', response.headers);
+  if (typeof response.body !== 'string') {
+    throw new ValidationError(`'response.body' must be a string: current value is ${typeof response.body}`, {
+      details: { field: 'response.body', rule: 'string' },
+    });
+  }
+  const bytes = Buffer.byteLength(response.body, 'utf8');
+  if (bytes > storeLimits.maxResponseBodyBytes) {
+    throw new ValidationError(
+      `'response.body' must be at most ${storeLimits.maxResponseBodyBytes} bytes: current value has ${bytes}`,
+      { details: { field: 'response.body', rule: 'maxResponseBodyBytes', bytes } },
+    );
+  }
+  if (response.body.includes('\u0000')) {
+    throw new ValidationError(`'response.body' must be free of NUL characters`, {
+      details: { field: 'response.body', rule: 'noNul' },
+    });
+  }
+  return { status, headers, body: response.body };
+}
+
+/**
+ * Idempotency-Key records. A key moves: (absent) → in_flight (leased to one attempt) →
+ * completed (response stored) → (absent again after `expiresAt`). A lease that runs out
+ * without completion lets the next attempt with the same fingerprint take the key over.
+ */
+export class SqlIdempotencyStore implements IdempotencyStore {
+  readonly #session: SqlSession;
+  readonly #table: string;
+
+  constructor(session: SqlSession) {
+    this.#session = session;
+    this.#table = session.tables.idempotencyKeys;
+  }
+
+  async reserve(request: {
+    scope: string;
+    key: string;
+    fingerprint: string;
+    nowMs: number;
+    leaseMs: number;
+    expiresAt: number;
+  }): Promise<IdempotencyReservation> {
+    const scope = requireName('scope', request.scope);
+    const key = requireId('key', request.key);
+    const fingerprint = requireId('fingerprint', request.fingerprint);
+    const nowMs = requireTimestamp('nowMs', request.nowMs);
+    const leaseMs = requireInteger('leaseMs', request.leaseMs, 1, storeLimits.maxLeaseMs);
+    const leaseUntil = nowMs + leaseMs;
+    const expiresAt = requireInteger('expiresAt', request.expiresAt, leaseUntil, Number.MAX_SAFE_INTEGER);
+    for (let round = 0; round < reserveRounds; round++) {
+      // The common case, a new key, is one statement. Concurrent inserts of one key wait for
+      // each other on the primary key: exactly one inserts, the others see its row.
+      const inserted = await this.#session.execute(
+        `INSERT INTO ${this.#table} (scope, key, fingerprint, status, lease_until, expires_at)
+         VALUES ($1, $2, $3, 'in_flight', $4, $5) ON CONFLICT (scope, key) DO NOTHING`,
+        [scope, key, fingerprint, leaseUntil, expiresAt],
+      );
+      if (inserted === 1) return { outcome: 'reserved' };
+      // The row exists: lock it (PostgreSQL; SQLite's single writer already excludes everyone)
+      // so that deciding on it and taking it over is atomic against other attempts.
+      const rows = await this.#session.query<KeyRow>(
+        `SELECT fingerprint, status, lease_until, response_status, response_headers, response_body, expires_at
+         FROM ${this.#table} WHERE scope = $1 AND key = $2${this.#session.dialect.forUpdate}`,
+        [scope, key],
+      );
+      const row = rows[0];
+      if (row === undefined) continue;
+      const takeOver = async (): Promise<IdempotencyReservation> => {
+        await this.#session.execute(
+          `UPDATE ${this.#table} SET fingerprint = $3, status = 'in_flight', lease_until = $4, expires_at = $5,
+             response_status = NULL, response_headers = NULL, response_body = NULL
+           WHERE scope = $1 AND key = $2`,
+          [scope, key, fingerprint, leaseUntil, expiresAt],
+        );
+        return { outcome: 'reserved' };
+      };
+      // An expired record is as good as absent, whether or not expire() has deleted it yet.
+      if (toInteger(row.expires_at, 'expires_at') <= nowMs) return takeOver();
+      if (toStringColumn(row.fingerprint, 'fingerprint') !== fingerprint) return { outcome: 'mismatch' };
+      if (row.status === 'completed') {
+        return {
+          outcome: 'completed',
+          response: {
+            status: toInteger(row.response_status, 'response_status'),
+            headers: JSON.parse(toStringColumn(row.response_headers, 'response_headers')) as Record<
+              string,
+              string
+            >,
+            body: toStringColumn(row.response_body, 'response_body'),
+          },
+        };
+      }
+      const heldUntil = toOptionalInteger(row.lease_until, 'lease_until') ?? 0;
+      if (heldUntil > nowMs) return { outcome: 'in_flight', leaseUntil: heldUntil };
+      return takeOver();
+    }
+    throw new ConflictError(
+      `Could not reserve idempotency key '${key}' in scope '${scope}': it was released or expired ${reserveRounds} times while reserving`,
+      { details: { scope, key } },
+    );
+  }
+
+  async complete(scope: string, key: string, fingerprint: string, response: StoredResponse): Promise<void> {
+    requireName('scope', scope);
+    requireId('key', key);
+    requireId('fingerprint', fingerprint);
+    const stored = requireResponse(response);
+    const changed = await this.#session.execute(
+      `UPDATE ${this.#table} SET status = 'completed', lease_until = NULL,
+         response_status = $4, response_headers = $5, response_body = $6
+       WHERE scope = $1 AND key = $2 AND fingerprint = $3 AND status = 'in_flight'`,
+      [scope, key, fingerprint, stored.status, stored.headers, stored.body],
+    );
+    if (changed !== 1) {
+      throw new ConflictError(
+        `Cannot complete idempotency key '${key}' in scope '${scope}': it is no longer reserved for this request (released, expired, completed or taken by another fingerprint)`,
+        { details: { scope, key } },
+      );
+    }
+  }
+
+  async release(scope: string, key: string, fingerprint: string): Promise<void> {
+    requireName('scope', scope);
+    requireId('key', key);
+    requireId('fingerprint', fingerprint);
+    // Only an in-flight reservation of this fingerprint: a completed response stays replayable
+    // and another request's reservation is not ours to drop.
+    await this.#session.execute(
+      `DELETE FROM ${this.#table} WHERE scope = $1 AND key = $2 AND fingerprint = $3 AND status = 'in_flight'`,
+      [scope, key, fingerprint],
+    );
+  }
+
+  async expire(nowMs: number): Promise<number> {
+    requireTimestamp('nowMs', nowMs);
+    return this.#session.execute(`DELETE FROM ${this.#table} WHERE expires_at <= $1`, [nowMs]);
+  }
+}

@@ -1,0 +1,216 @@
+import { AlreadyExistsError, ConflictError, ValidationError } from '../../errors.ts';
+import {
+  optionalText,
+  requireId,
+  requireInteger,
+  requireLimit,
+  requireName,
+  requireOneOf,
+  requireTimestamp,
+  storeLimits,
+  toJsonText,
+} from '../limits.ts';
+import type { JournalEntry, JournalEntryKind, Json, SagaRecord, SagaStatus, SagaStore } from '../types.ts';
+import type { SqlSession, SqlValue } from './connection.ts';
+import { parseJson, parseOptionalJson, toInteger, toOptionalString, toStringColumn } from './rows.ts';
+
+const sagaStatuses: readonly SagaStatus[] = ['running', 'compensating', 'completed', 'compensated', 'failed'];
+const journalKinds: readonly JournalEntryKind[] = ['step', 'compensation', 'sleep', 'event'];
+const journalStatuses: readonly JournalEntry['status'][] = ['completed', 'failed'];
+
+interface SagaRow {
+  id: unknown;
+  type: unknown;
+  status: unknown;
+  input: unknown;
+  output: unknown;
+  reason: unknown;
+  created_at: unknown;
+  updated_at: unknown;
+  version: unknown;
+}
+
+interface JournalRow {
+  saga_id: unknown;
+  sequence: unknown;
+  kind: unknown;
+  name: unknown;
+  status: unknown;
+  result: unknown;
+  error: unknown;
+  attempts: unknown;
+  at: unknown;
+}
+
+const sagaColumns = 'id, type, status, input, output, reason, created_at, updated_at, version';
+const journalColumns = 'saga_id, sequence, kind, name, status, result, error, attempts, at';
+
+function toSaga(row: SagaRow): SagaRecord {
+  return {
+    id: toStringColumn(row.id, 'id'),
+    type: toStringColumn(row.type, 'type'),
+    status: toStringColumn(row.status, 'status') as SagaStatus,
+    input: parseJson(row.input, 'input'),
+    output: parseOptionalJson(row.output, 'output'),
+    reason: toOptionalString(row.reason, 'reason'),
+    createdAt: toInteger(row.created_at, 'created_at'),
+    updatedAt: toInteger(row.updated_at, 'updated_at'),
+    version: toInteger(row.version, 'version'),
+  };
+}
+
+function toJournalEntry(row: JournalRow): JournalEntry {
+  return {
+    sagaId: toStringColumn(row.saga_id, 'saga_id'),
+    sequence: toInteger(row.sequence, 'sequence'),
+    kind: toStringColumn(row.kind, 'kind') as JournalEntryKind,
+    name: toStringColumn(row.name, 'name'),
+    status: toStringColumn(row.status, 'status') as JournalEntry['status'],
+    result: parseOptionalJson(row.result, 'result'),
+    error: toOptionalString(row.error, 'error'),
+    attempts: toInteger(row.attempts, 'attempts'),
+    at: toInteger(row.at, 'at'),
+  };
+}
+
+/** Saga instances (status, input, output) and each saga's journal of finished steps. */
+export class SqlSagaStore implements SagaStore {
+  readonly #session: SqlSession;
+  readonly #sagas: string;
+  readonly #journal: string;
+
+  constructor(session: SqlSession) {
+    this.#session = session;
+    this.#sagas = session.tables.sagas;
+    this.#journal = session.tables.sagaJournal;
+  }
+
+  async create(saga: Omit<SagaRecord, 'output' | 'reason' | 'updatedAt' | 'version'>): Promise<void> {
+    const id = requireId('id', saga.id);
+    const type = requireName('type', saga.type);
+    const status = requireOneOf('status', saga.status, sagaStatuses);
+    const input = toJsonText('input', saga.input);
+    const createdAt = requireTimestamp('createdAt', saga.createdAt);
+    const changed = await this.#session.execute(
+      `INSERT INTO ${this.#sagas} (${sagaColumns}) VALUES ($1, $2, $3, $4, NULL, NULL, $5, $5, 1) ON CONFLICT (id) DO NOTHING`,
+      [id, type, status, input, createdAt],
+    );
+    if (changed !== 1) {
+      throw new AlreadyExistsError(`Saga '${id}' already exists`, { details: { id } });
+    }
+  }
+
+  async get(id: string): Promise<SagaRecord | null> {
+    requireId('id', id);
+    return this.#get(id);
+  }
+
+  async update(
+    id: string,
+    change: { status: SagaStatus; output?: Json | null; reason?: string | null; at: number },
+    expectedVersion: number,
+  ): Promise<number> {
+    requireId('id', id);
+    const status = requireOneOf('status', change.status, sagaStatuses);
+    const at = requireTimestamp('at', change.at);
+    requireInteger('expectedVersion', expectedVersion, 1, Number.MAX_SAFE_INTEGER);
+    const params: SqlValue[] = [id, expectedVersion, status, at];
+    let set = 'status = $3, updated_at = $4, version = version + 1';
+    // An absent output/reason keeps the stored one; null clears it.
+    if (change.output !== undefined) {
+      params.push(change.output === null ? null : toJsonText('output', change.output));
+      set += `, output = $${params.length}`;
+    }
+    if (change.reason !== undefined) {
+      params.push(optionalText('reason', change.reason, storeLimits.maxTextLength));
+      set += `, reason = $${params.length}`;
+    }
+    const changed = await this.#session.execute(
+      `UPDATE ${this.#sagas} SET ${set} WHERE id = $1 AND version = $2`,
+      params,
+    );
+    if (changed === 1) return expectedVersion + 1;
+    const current = await this.#get(id);
+    const actual = current === null ? 'it does not exist' : `its version is ${current.version}`;
+    throw new ConflictError(`Cannot update saga '${id}' expecting version ${expectedVersion}: ${actual}`, {
+      details: { id, expectedVersion, actualVersion: current?.version ?? 0 },
+    });
+  }
+
+  async list(
+    options: { status?: SagaStatus; type?: string; limit?: number; afterId?: string } = {},
+  ): Promise<SagaRecord[]> {
+    const limit = requireLimit('limit', options.limit, storeLimits.defaultPageSize);
+    const afterId = options.afterId === undefined ? '' : requireId('afterId', options.afterId);
+    const params: SqlValue[] = [afterId, limit];
+    let where = 'id > $1';
+    if (options.status !== undefined) {
+      params.push(requireOneOf('status', options.status, sagaStatuses));
+      where += ` AND status = $${params.length}`;
+    }
+    if (options.type !== undefined) {
+      params.push(requireName('type', options.type));
+      where += ` AND type = $${params.length}`;
+    }
+    const rows = await this.#session.query<SagaRow>(
+      `SELECT ${sagaColumns} FROM ${this.#sagas} WHERE ${where} ORDER BY id LIMIT $2`,
+      params,
+    );
+    return rows.map(toSaga);
+  }
+
+  async appendJournal(entry: JournalEntry): Promise<void> {
+    const sagaId = requireId('sagaId', entry.sagaId);
+    const sequence = requireInteger('sequence', entry.sequence, 0, storeLimits.maxJournalEntries - 1);
+    const kind = requireOneOf('kind', entry.kind, journalKinds);
+    const name = requireName('name', entry.name);
+    const status = requireOneOf('status', entry.status, journalStatuses);
+    const result = entry.result === null ? null : toJsonText('result', entry.result);
+    const error = optionalText('error', entry.error, storeLimits.maxTextLength);
+    const attempts = requireInteger('attempts', entry.attempts, 0, 1_000_000);
+    const at = requireTimestamp('at', entry.at);
+    // Inserted only when it is the next sequence of the saga, so the journal stays dense; DO
+    // NOTHING turns a second runner's duplicate into "0 rows" instead of aborting the transaction.
+    // The CASTs type the parameters for PostgreSQL, which cannot infer them in a SELECT list.
+    const changed = await this.#session.execute(
+      `INSERT INTO ${this.#journal} (${journalColumns})
+       SELECT CAST($1 AS TEXT), CAST($2 AS INTEGER), CAST($3 AS TEXT), CAST($4 AS TEXT), CAST($5 AS TEXT), CAST($6 AS TEXT), CAST($7 AS TEXT), CAST($8 AS INTEGER), CAST($9 AS BIGINT)
+       WHERE COALESCE((SELECT MAX(sequence) FROM ${this.#journal} WHERE saga_id = $1), -1) + 1 = CAST($2 AS INTEGER)
+       ON CONFLICT (saga_id, sequence) DO NOTHING`,
+      [sagaId, sequence, kind, name, status, result, error, attempts, at],
+    );
+    if (changed === 1) return;
+    const rows = await this.#session.query<{ next: unknown }>(
+      `SELECT COALESCE(MAX(sequence), -1) + 1 AS next FROM ${this.#journal} WHERE saga_id = $1`,
+      [sagaId],
+    );
+    const next = toInteger(rows[0]?.next ?? 0, 'next');
+    if (sequence < next) {
+      throw new ConflictError(
+        `Saga '${sagaId}' already has journal entry ${sequence}: another runner of this saga got there first`,
+        { details: { sagaId, sequence, nextSequence: next } },
+      );
+    }
+    throw new ValidationError(
+      `Journal entries of saga '${sagaId}' must be dense: 'sequence' must be ${next}: current value is ${sequence}`,
+      { details: { sagaId, sequence, nextSequence: next } },
+    );
+  }
+
+  async journal(sagaId: string): Promise<JournalEntry[]> {
+    requireId('sagaId', sagaId);
+    const rows = await this.#session.query<JournalRow>(
+      `SELECT ${journalColumns} FROM ${this.#journal} WHERE saga_id = $1 ORDER BY sequence`,
+      [sagaId],
+    );
+    return rows.map(toJournalEntry);
+  }
+
+  async #get(id: string): Promise<SagaRecord | null> {
+    const rows = await this.#session.query<SagaRow>(
+      `SELECT ${sagaColumns} FROM ${this.#sagas} WHERE id = $1`,
+      [id],
+    );
+    return rows[0] === undefined ? null : toSaga(rows[0]);
+  }
+}

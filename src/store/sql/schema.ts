@@ -1,0 +1,98 @@
+import type { Migration } from '../sqlite/database.ts';
+import type { Dialect, StoreTables } from './dialect.ts';
+
+/** The component name the store's migrations are recorded under in `meridian_migrations`. */
+export const storeComponent = 'store';
+
+/**
+ * The store's numbered migrations: one SQL text for both dialects, with the few dialect words
+ * (key collation, identity column) filled in from `dialect`. Never edit a released migration;
+ * add the next number instead.
+ *
+ * Times are BIGINT milliseconds since the epoch; JSON is TEXT, so both dialects store and
+ * return exactly the text Meridian wrote.
+ */
+export function storeMigrations(dialect: Dialect, t: StoreTables): Migration[] {
+  const key = dialect.keyText;
+  return [
+    {
+      version: 1,
+      name: 'entities, sagas, journal, timers, inbox, outbox, idempotency keys',
+      sql: `
+CREATE TABLE ${t.entities} (
+  type TEXT NOT NULL,
+  id ${key} NOT NULL,
+  state TEXT NOT NULL,
+  version BIGINT NOT NULL,
+  updated_at BIGINT NOT NULL,
+  PRIMARY KEY (type, id)
+);
+
+CREATE TABLE ${t.sagas} (
+  id ${key} NOT NULL PRIMARY KEY,
+  type TEXT NOT NULL,
+  status TEXT NOT NULL,
+  input TEXT NOT NULL,
+  output TEXT,
+  reason TEXT,
+  created_at BIGINT NOT NULL,
+  updated_at BIGINT NOT NULL,
+  version BIGINT NOT NULL
+);
+CREATE INDEX store_sagas_status ON ${t.sagas} (status, id);
+
+CREATE TABLE ${t.sagaJournal} (
+  saga_id TEXT NOT NULL,
+  sequence INTEGER NOT NULL,
+  kind TEXT NOT NULL,
+  name TEXT NOT NULL,
+  status TEXT NOT NULL,
+  result TEXT,
+  error TEXT,
+  attempts INTEGER NOT NULL,
+  at BIGINT NOT NULL,
+  PRIMARY KEY (saga_id, sequence)
+);
+
+CREATE TABLE ${t.timers} (
+  id ${key} NOT NULL PRIMARY KEY,
+  due_at BIGINT NOT NULL,
+  kind TEXT NOT NULL,
+  payload TEXT NOT NULL
+);
+CREATE INDEX store_timers_due ON ${t.timers} (due_at, id);
+
+CREATE TABLE ${t.inbox} (
+  consumer TEXT NOT NULL,
+  message_id TEXT NOT NULL,
+  applied_at BIGINT NOT NULL,
+  PRIMARY KEY (consumer, message_id)
+);
+CREATE INDEX store_inbox_applied ON ${t.inbox} (applied_at);
+
+CREATE TABLE ${t.outbox} (
+  id ${dialect.identityKey},
+  topic TEXT NOT NULL,
+  key BYTEA,
+  value BYTEA,
+  headers TEXT NOT NULL,
+  timestamp BIGINT NOT NULL
+);
+
+CREATE TABLE ${t.idempotencyKeys} (
+  scope TEXT NOT NULL,
+  key TEXT NOT NULL,
+  fingerprint TEXT NOT NULL,
+  status TEXT NOT NULL CHECK (status IN ('in_flight', 'completed')),
+  lease_until BIGINT,
+  response_status INTEGER,
+  response_headers TEXT,
+  response_body TEXT,
+  expires_at BIGINT NOT NULL,
+  PRIMARY KEY (scope, key)
+);
+CREATE INDEX store_idempotency_expires ON ${t.idempotencyKeys} (expires_at);
+`,
+    },
+  ];
+}
