@@ -1,0 +1,138 @@
+/**
+ * Timeout: bounds how long a caller waits for an operation.
+ *
+ * - `cooperative` (the default) aborts the operation's signal at the deadline and waits for it
+ *   to stop; the operation decides how quickly. Use it when the operation honours its signal
+ *   (fetch, database drivers, other policies): nothing keeps running after the call returns.
+ * - `aggressive` rejects at the deadline at once and aborts the signal; an operation that
+ *   ignores its signal keeps running in the background, unobserved.
+ *
+ * If a cooperative operation succeeds after its deadline, its value is returned: the work is
+ * done, and throwing it away would only make the caller repeat it.
+ */
+import type { CallContext } from './context.ts';
+import { DeadlineEntry, DeadlineQueue } from './deadline-queue.ts';
+import { TimeoutError } from './errors.ts';
+import { Emitter, type Subscribe } from './events.ts';
+import { durationOption, oneOfOption, portsOf, requiredOption, type TimePorts } from './options.ts';
+import { type Operation, PolicyBase } from './policy.ts';
+
+export type TimeoutStrategy = 'cooperative' | 'aggressive';
+
+export interface TimeoutOptions extends Pick<TimePorts, 'clock' | 'timers'> {
+  /** How long a call may run, in [1, 86_400_000]. Required: no single value suits every call. */
+  timeoutMs: number;
+  /** @default 'cooperative' */
+  strategy?: TimeoutStrategy;
+}
+
+export interface TimeoutEvent {
+  timeoutMs: number;
+  strategy: TimeoutStrategy;
+}
+
+class TimeoutCall extends DeadlineEntry {
+  readonly policy: TimeoutPolicy;
+  readonly context: CallContext;
+  error: TimeoutError | undefined;
+  reject: ((error: unknown) => void) | undefined;
+
+  constructor(policy: TimeoutPolicy, context: CallContext) {
+    super();
+    this.policy = policy;
+    this.context = context;
+  }
+
+  expire(): void {
+    const error = new TimeoutError(this.policy.timeoutMs);
+    this.error = error;
+    this.context.abort(error);
+    this.reject?.(error);
+    this.policy.timedOut();
+  }
+}
+
+export class TimeoutPolicy extends PolicyBase {
+  readonly timeoutMs: number;
+  readonly strategy: TimeoutStrategy;
+  readonly #deadlines: DeadlineQueue;
+  readonly #timeouts = new Emitter<TimeoutEvent>();
+
+  /** Fires when a call's deadline passes. */
+  readonly onTimeout: Subscribe<TimeoutEvent> = this.#timeouts.subscribe;
+
+  constructor(options: TimeoutOptions) {
+    super();
+    this.timeoutMs = durationOption('timeoutMs', requiredOption('timeoutMs', options.timeoutMs), 0, 1);
+    this.strategy = oneOfOption('strategy', options.strategy, 'cooperative', ['cooperative', 'aggressive']);
+    const { clock, timers } = portsOf(options);
+    this.#deadlines = new DeadlineQueue(this.timeoutMs, clock, timers);
+  }
+
+  /** How many calls are waiting for their deadline. */
+  get inFlight(): number {
+    return this.#deadlines.size;
+  }
+
+  run<T>(operation: Operation<T>, context: CallContext): Promise<T> {
+    const call = new TimeoutCall(this, context.child());
+    this.#deadlines.add(call);
+    return this.strategy === 'cooperative'
+      ? this.#cooperative(operation, call)
+      : this.#aggressive(operation, call);
+  }
+
+  /** @internal called by a call whose deadline passed. */
+  timedOut(): void {
+    if (this.#timeouts.hasListeners)
+      this.#timeouts.emit({ timeoutMs: this.timeoutMs, strategy: this.strategy });
+  }
+
+  async #cooperative<T>(operation: Operation<T>, call: TimeoutCall): Promise<T> {
+    try {
+      return await operation(call.context);
+    } catch (error) {
+      // Whatever the operation threw once aborted (usually an AbortError) is a consequence of
+      // the timeout; the caller should see the timeout, with the operation's error as its cause.
+      const timeout = call.error;
+      if (timeout === undefined || error === timeout) throw error;
+      throw new TimeoutError(this.timeoutMs, { cause: error });
+    } finally {
+      this.#finish(call);
+    }
+  }
+
+  #aggressive<T>(operation: Operation<T>, call: TimeoutCall): Promise<T> {
+    const { promise, resolve, reject } = Promise.withResolvers<T>();
+    call.reject = reject;
+    let result: T | PromiseLike<T>;
+    try {
+      result = operation(call.context);
+    } catch (error) {
+      this.#finish(call);
+      return Promise.reject(error);
+    }
+    // A late settlement after the deadline is ignored: the promise already rejected.
+    Promise.resolve(result).then(
+      (value) => {
+        this.#finish(call);
+        resolve(value);
+      },
+      (error: unknown) => {
+        this.#finish(call);
+        reject(error);
+      },
+    );
+    return promise;
+  }
+
+  #finish(call: TimeoutCall): void {
+    this.#deadlines.remove(call);
+    call.context.release();
+  }
+}
+
+/** A timeout policy. */
+export function timeout(options: TimeoutOptions): TimeoutPolicy {
+  return new TimeoutPolicy(options);
+}
