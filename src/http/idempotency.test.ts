@@ -41,11 +41,7 @@ interface Harness {
   gate: { promise: Promise<void> } | undefined;
   /** Called at the start of each execution. */
   onExecute: (() => void) | undefined;
-  post(
-    body: unknown,
-    key?: string,
-    extraHeaders?: Record<string, string>,
-  ): ReturnType<Gateway['server']['inject']>;
+  post(body: unknown, key?: string, extraHeaders?: Record<string, string>): Promise<LightMyRequestResponse>;
 }
 
 for (const storeCase of storeCases) {
