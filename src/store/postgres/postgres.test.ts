@@ -1,0 +1,160 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { ConflictError, ValidationError } from '../../errors.ts';
+import { SchemaVersionError } from '../schema-version-error.ts';
+import { mapPostgresError } from './errors.ts';
+import { openPostgresStore } from './store.ts';
+import { testSchemas } from './test-schema.ts';
+
+// Needs a PostgreSQL server: set MERIDIAN_TEST_PG_URL (e.g. postgres://postgres@127.0.0.1:5432/test).
+// Without it this file is skipped, so `npm test` passes on a machine without PostgreSQL.
+const url = process.env.MERIDIAN_TEST_PG_URL ?? '';
+
+function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve = () => {};
+  const promise = new Promise<void>((done) => {
+    resolve = done;
+  });
+  return { promise, resolve };
+}
+
+describe('mapPostgresError', () => {
+  it('turns serialization failures, deadlocks and unique violations into ConflictError and leaves others alone', () => {
+    for (const code of ['40001', '40P01', '23505', '55P03']) {
+      const original = Object.assign(new Error('lost'), { code });
+      const mapped = mapPostgresError(original);
+      expect(mapped).toBeInstanceOf(ConflictError);
+      expect((mapped as ConflictError).cause).toBe(original);
+    }
+    const other = Object.assign(new Error('syntax'), { code: '42601' });
+    expect(mapPostgresError(other)).toBe(other);
+    expect(
+      (mapPostgresError(Object.assign(new Error('slow'), { code: '57014' })) as ConflictError).code,
+    ).toBe('TIMEOUT');
+  });
+});
+
+describe.skipIf(!url)('PostgresStore migrations and transactions', () => {
+  const schemas = testSchemas(url, 'pg');
+  const opened: string[] = [];
+  const schema = () => {
+    const name = schemas.next();
+    opened.push(name);
+    return name;
+  };
+  afterAll(async () => {
+    for (const name of opened) await schemas.drop(name);
+    await schemas.end();
+  });
+
+  it('creates every table in its own schema and records the migration once, even when two nodes start together', async () => {
+    const name = schema();
+    const [first, second] = await Promise.all([
+      openPostgresStore({ connectionString: url, schema: name, maxConnections: 2 }),
+      openPostgresStore({ connectionString: url, schema: name, maxConnections: 2 }),
+    ]);
+    await first.close();
+    await second.close();
+    const third = await openPostgresStore({ connectionString: url, schema: name, maxConnections: 1 });
+    await third.close();
+    const migrations = await schemas.query(
+      `SELECT component, version FROM "${name}".meridian_migrations ORDER BY version`,
+    );
+    expect(migrations.rows).toEqual([{ component: 'store', version: 1 }]);
+    const tables = await schemas.query(
+      `SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY table_name`,
+      [name],
+    );
+    expect(tables.rows.map((row: { table_name: string }) => row.table_name)).toEqual([
+      'meridian_migrations',
+      'store_entities',
+      'store_idempotency_keys',
+      'store_inbox',
+      'store_outbox',
+      'store_saga_journal',
+      'store_sagas',
+      'store_timers',
+    ]);
+  });
+
+  it('refuses a schema migrated by a newer Meridian with a SchemaVersionError', async () => {
+    const name = schema();
+    const store = await openPostgresStore({ connectionString: url, schema: name, maxConnections: 1 });
+    await store.close();
+    await schemas.query(
+      `INSERT INTO "${name}".meridian_migrations (component, version, name) VALUES ('store', 2, 'from the future')`,
+    );
+    const error = await openPostgresStore({ connectionString: url, schema: name }).catch(
+      (caught: unknown) => caught,
+    );
+    expect(error).toBeInstanceOf(SchemaVersionError);
+    expect(error).toBeInstanceOf(ValidationError);
+    expect((error as SchemaVersionError).message).toContain(
+      `has schema version 2 of 'store', newer than this Meridian knows (1)`,
+    );
+    expect((error as SchemaVersionError).details).toEqual({
+      component: 'store',
+      databaseVersion: 2,
+      knownVersion: 1,
+    });
+  });
+
+  it('validates its options, naming the option and the value', async () => {
+    const open = (options: Record<string, unknown>) =>
+      openPostgresStore({ connectionString: url, ...options }).catch((caught: unknown) => caught);
+    expect(((await open({ schema: 'Bad-Name' })) as Error).message).toContain("'schema' must match");
+    expect(((await open({ schema: 'ok', maxConnections: 0 })) as Error).message).toBe(
+      "'maxConnections' must be >= 1: current value is 0",
+    );
+    expect(((await open({ schema: 'ok', statementTimeoutMs: 1.5 })) as Error).message).toBe(
+      "'statementTimeoutMs' must be an integer: current value is 1.5",
+    );
+    expect(await open({ connectionString: '' })).toBeInstanceOf(ValidationError);
+  });
+
+  it('surfaces a deadlock as ConflictError, and rolls back a transaction that caught it instead of committing', async () => {
+    const name = schema();
+    const store = await openPostgresStore({ connectionString: url, schema: name, maxConnections: 4 });
+    await store.transaction(async (tx) => {
+      await tx.entities.put('account', 'a', 0, 0);
+      await tx.entities.put('account', 'b', 0, 0);
+    });
+    const aLocked = deferred();
+    const bLocked = deferred();
+    // Each transaction locks one row, waits for the other to lock the second, then wants the
+    // other's row: PostgreSQL breaks the cycle by failing one of them with 40P01.
+    const first = store.transaction(async (tx) => {
+      await tx.entities.put('account', 'a', 1, 1);
+      aLocked.resolve();
+      await bLocked.promise;
+      // Whichever transaction PostgreSQL picks as the victim swallows the error and goes on:
+      // the store must still not commit it.
+      await tx.entities.put('account', 'b', 1, 1).catch((error: unknown) => {
+        expect(error).toBeInstanceOf(ConflictError);
+      });
+      return 'first';
+    });
+    const second = store.transaction(async (tx) => {
+      await tx.entities.put('account', 'b', 2, 1);
+      bLocked.resolve();
+      await aLocked.promise;
+      await tx.entities.put('account', 'a', 2, 1).catch((error: unknown) => {
+        expect(error).toBeInstanceOf(ConflictError);
+      });
+      return 'second';
+    });
+    const results = await Promise.allSettled([first, second]);
+    const fulfilled = results.filter((result) => result.status === 'fulfilled');
+    const rejected = results.filter((result) => result.status === 'rejected');
+    expect(fulfilled).toHaveLength(1);
+    expect(rejected).toHaveLength(1);
+    expect((rejected[0] as PromiseRejectedResult).reason).toBeInstanceOf(ConflictError);
+    const winner = (fulfilled[0] as PromiseFulfilledResult<string>).value;
+    const value = winner === 'first' ? 1 : 2;
+    const accounts = await store.transaction((tx) => tx.entities.list('account'));
+    expect(accounts.map((record) => [record.id, record.state, record.version])).toEqual([
+      ['a', value, 2],
+      ['b', value, 2],
+    ]);
+    await store.close();
+  });
+});

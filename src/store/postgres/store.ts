@@ -1,0 +1,228 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import pg from 'pg';
+import { assert } from '../../assert.ts';
+import { ClosedError, ConflictError, ValidationError } from '../../errors.ts';
+import { type Clock, systemClock } from '../../time.ts';
+import { requireInteger } from '../limits.ts';
+import { type SqlConnection, SqlSession, type SqlValue } from '../sql/connection.ts';
+import { postgresDialect, requireSchemaName, type StoreTables, storeTables } from '../sql/dialect.ts';
+import { storeComponent, storeMigrations } from '../sql/schema.ts';
+import { createStoreTransaction } from '../sql/transaction.ts';
+import type { Store, StoreTransaction } from '../types.ts';
+import { mapPostgresError } from './errors.ts';
+import { migratePostgres } from './migrate.ts';
+
+export interface PostgresStoreOptions {
+  /** e.g. postgres://user@host:5432/database */
+  connectionString: string;
+  /** The schema every store table lives in, created if missing: one per tenant or test run. @default 'meridian' */
+  schema?: string;
+  /** Connections in the pool, so at most this many transactions run at once. 1 to 100. @default 10 */
+  maxConnections?: number;
+  /** How long a transaction waits for a connection (pool exhausted or server slow). 1 to 600000. @default 10000 */
+  connectTimeoutMs?: number;
+  /** A statement running longer is cancelled (TIMEOUT error). 1 to 3600000. @default 30000 */
+  statementTimeoutMs?: number;
+  /** @default systemClock */
+  clock?: Clock;
+}
+
+/** One transaction's pooled connection, remembering whether PostgreSQL has aborted it. */
+class PostgresConnection implements SqlConnection {
+  readonly client: pg.PoolClient;
+  /** The first statement error: PostgreSQL refuses everything after it until ROLLBACK. */
+  failure: unknown;
+
+  constructor(client: pg.PoolClient) {
+    this.client = client;
+  }
+
+  async query<Row>(sql: string, params: readonly SqlValue[]): Promise<Row[]> {
+    return (await this.#run(sql, params)).rows as Row[];
+  }
+
+  async execute(sql: string, params: readonly SqlValue[]): Promise<number> {
+    return (await this.#run(sql, params)).rowCount ?? 0;
+  }
+
+  async #run(sql: string, params: readonly SqlValue[]): Promise<pg.QueryResult> {
+    const values = params.map((value) =>
+      value instanceof Uint8Array && !Buffer.isBuffer(value)
+        ? Buffer.from(value.buffer, value.byteOffset, value.byteLength)
+        : value,
+    );
+    try {
+      return await this.client.query({ text: sql, values });
+    } catch (error) {
+      this.failure ??= error;
+      throw mapPostgresError(error);
+    }
+  }
+}
+
+/** What a nested transaction needs from the transaction it runs in. */
+interface Frame {
+  readonly connection: PostgresConnection;
+  readonly session: SqlSession;
+}
+
+function abortedError(failure: unknown): unknown {
+  const mapped = mapPostgresError(failure);
+  if (mapped !== failure) return mapped;
+  return new ConflictError(
+    'The PostgreSQL transaction was aborted by a failed statement that the transaction function caught; it was rolled back',
+    { cause: failure },
+  );
+}
+
+/**
+ * The store on PostgreSQL. A transaction is BEGIN ... COMMIT on one pooled connection at READ
+ * COMMITTED: every write is conditional (version checks, ON CONFLICT) or row-locked (idempotency
+ * takeover), so lost races surface as ConflictError without serialisable isolation's aborts.
+ */
+export class PostgresStore implements Store {
+  readonly dialect = 'postgres' as const;
+  readonly schema: string;
+  readonly #pool: pg.Pool;
+  readonly #tables: StoreTables;
+  readonly #clock: Clock;
+  readonly #current = new AsyncLocalStorage<Frame>();
+  #closed = false;
+
+  /** Use `openPostgresStore`, which also migrates the schema. */
+  constructor(pool: pg.Pool, schema: string, clock: Clock = systemClock) {
+    this.#pool = pool;
+    this.schema = requireSchemaName(schema);
+    this.#tables = storeTables(schema);
+    this.#clock = clock;
+  }
+
+  /**
+   * Runs `fn` in one transaction. Called inside another transaction of this store it becomes a
+   * savepoint on the same connection: its failure rolls back only its own work.
+   */
+  async transaction<T>(fn: (tx: StoreTransaction) => Promise<T>): Promise<T> {
+    if (this.#closed) throw new ClosedError('The PostgreSQL store is closed');
+    const parent = this.#current.getStore();
+    if (parent?.session.open) return this.#savepoint(parent, fn);
+    let client: pg.PoolClient;
+    try {
+      client = await this.#pool.connect();
+    } catch (error) {
+      throw mapPostgresError(error);
+    }
+    const connection = new PostgresConnection(client);
+    const session = new SqlSession(connection, postgresDialect, this.#tables, this.#clock);
+    let broken: Error | undefined;
+    try {
+      await connection.execute('BEGIN', []);
+      let result: T;
+      try {
+        result = await this.#current.run({ connection, session }, () => fn(createStoreTransaction(session)));
+      } finally {
+        session.finish();
+      }
+      if (connection.failure !== undefined) throw abortedError(connection.failure);
+      const commit = await client.query('COMMIT');
+      // COMMIT of a transaction PostgreSQL had aborted answers ROLLBACK instead of failing.
+      if (commit.command !== 'COMMIT') {
+        throw new ConflictError(`PostgreSQL rolled the transaction back at COMMIT (${commit.command})`);
+      }
+      return result;
+    } catch (error) {
+      try {
+        await client.query('ROLLBACK');
+      } catch (rollbackError) {
+        // The connection is unusable (lost, or mid-protocol): destroy it rather than pool it.
+        broken = rollbackError as Error;
+      }
+      throw mapPostgresError(error);
+    } finally {
+      client.release(broken);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#pool.end();
+  }
+
+  async #savepoint<T>(parent: Frame, fn: (tx: StoreTransaction) => Promise<T>): Promise<T> {
+    assert(
+      !parent.session.childOpen,
+      'nested transactions of one transaction must run one at a time, not concurrently',
+    );
+    parent.session.childOpen = true;
+    const { connection } = parent;
+    const failureBefore = connection.failure;
+    const name = `meridian_savepoint`;
+    try {
+      // One name suffices: savepoints nest strictly, and ROLLBACK TO / RELEASE act on the
+      // innermost savepoint of that name.
+      await connection.execute(`SAVEPOINT ${name}`, []);
+      const session = new SqlSession(connection, postgresDialect, this.#tables, this.#clock);
+      try {
+        let result: T;
+        try {
+          result = await this.#current.run({ connection, session }, () =>
+            fn(createStoreTransaction(session)),
+          );
+        } finally {
+          session.finish();
+        }
+        if (connection.failure !== failureBefore) throw abortedError(connection.failure);
+        await connection.execute(`RELEASE SAVEPOINT ${name}`, []);
+        return result;
+      } catch (error) {
+        await connection.execute(`ROLLBACK TO SAVEPOINT ${name}`, []);
+        await connection.execute(`RELEASE SAVEPOINT ${name}`, []);
+        connection.failure = failureBefore;
+        throw error;
+      }
+    } finally {
+      parent.session.childOpen = false;
+    }
+  }
+}
+
+/** Connects, creates `schema` if needed, migrates it, and returns the store. */
+export async function openPostgresStore(options: PostgresStoreOptions): Promise<PostgresStore> {
+  if (typeof options?.connectionString !== 'string' || options.connectionString.length === 0) {
+    throw new ValidationError(
+      `'connectionString' must be a non-empty string: current value is ${String(options?.connectionString)}`,
+    );
+  }
+  const schema = requireSchemaName(options.schema ?? 'meridian');
+  const maxConnections = requireInteger('maxConnections', options.maxConnections ?? 10, 1, 100);
+  const connectTimeoutMs = requireInteger('connectTimeoutMs', options.connectTimeoutMs ?? 10_000, 1, 600_000);
+  const statementTimeoutMs = requireInteger(
+    'statementTimeoutMs',
+    options.statementTimeoutMs ?? 30_000,
+    1,
+    3_600_000,
+  );
+  const pool = new pg.Pool({
+    connectionString: options.connectionString,
+    max: maxConnections,
+    connectionTimeoutMillis: connectTimeoutMs,
+    statement_timeout: statementTimeoutMs,
+    application_name: 'meridian',
+  });
+  // An idle pooled connection that the server drops emits 'error' on the pool; pg discards the
+  // connection itself, and the next transaction gets a fresh one. Without a listener the error
+  // would crash the process.
+  pool.on('error', () => {});
+  try {
+    await migratePostgres(
+      pool,
+      schema,
+      storeComponent,
+      storeMigrations(postgresDialect, storeTables(schema)),
+    );
+  } catch (error) {
+    await pool.end();
+    throw error;
+  }
+  return new PostgresStore(pool, schema, options.clock ?? systemClock);
+}
