@@ -1,0 +1,309 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { AssertionFailedError } from '../../assert.ts';
+import { ClosedError, ValidationError } from '../../errors.ts';
+import { SchemaVersionError } from '../schema-version-error.ts';
+import { type Migration, SqliteDatabase } from './database.ts';
+
+const directories: string[] = [];
+const databases: SqliteDatabase[] = [];
+
+function open(options: { durability?: 'process' | 'fsync'; path?: string } = {}): SqliteDatabase {
+  let path = options.path;
+  if (path === undefined) {
+    const directory = mkdtempSync(join(tmpdir(), 'meridian-db-'));
+    directories.push(directory);
+    path = join(directory, 'test.db');
+  }
+  const database = new SqliteDatabase({
+    path,
+    ...(options.durability ? { durability: options.durability } : {}),
+  });
+  databases.push(database);
+  database.migrate('test', [{ version: 1, name: 'items', sql: 'CREATE TABLE items (name TEXT NOT NULL)' }]);
+  return database;
+}
+
+afterEach(() => {
+  for (const database of databases.splice(0)) database.close();
+  for (const directory of directories.splice(0)) rmSync(directory, { recursive: true, force: true });
+});
+
+function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve = () => {};
+  const promise = new Promise<void>((done) => {
+    resolve = done;
+  });
+  return { promise, resolve };
+}
+
+const insert = (database: SqliteDatabase, name: string) =>
+  database.prepare('INSERT INTO items (name) VALUES (?)').run(name);
+const names = (database: SqliteDatabase) =>
+  (database.prepare('SELECT name FROM items ORDER BY rowid').all() as { name: string }[]).map(
+    (row) => row.name,
+  );
+
+describe('SqliteDatabase', () => {
+  it('serialises async writes: a write that awaits is never interleaved with another', async () => {
+    const database = open();
+    const events: string[] = [];
+    const gate = deferred();
+    const first = database.write(async () => {
+      events.push('first:start');
+      insert(database, 'first-1');
+      await gate.promise;
+      insert(database, 'first-2');
+      events.push('first:end');
+    });
+    const second = database.write(async () => {
+      events.push('second:start');
+      insert(database, 'second-1');
+      await Promise.resolve();
+      insert(database, 'second-2');
+      events.push('second:end');
+    });
+    // Let every queued microtask and I/O callback run: the second write must still be waiting.
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(events).toEqual(['first:start']);
+    gate.resolve();
+    await Promise.all([first, second]);
+    expect(events).toEqual(['first:start', 'first:end', 'second:start', 'second:end']);
+    expect(names(database)).toEqual(['first-1', 'first-2', 'second-1', 'second-2']);
+  });
+
+  it('runs writes in the order they were called', async () => {
+    const database = open();
+    await Promise.all(
+      Array.from({ length: 20 }, (_, n) =>
+        database.write(async () => {
+          await Promise.resolve();
+          insert(database, `w${n}`);
+        }),
+      ),
+    );
+    expect(names(database)).toEqual(Array.from({ length: 20 }, (_, n) => `w${n}`));
+  });
+
+  it('makes a nested write a savepoint: an inner failure rolls back only the inner work', async () => {
+    const database = open();
+    await database.write(async () => {
+      insert(database, 'outer-1');
+      await expect(
+        database.write(async () => {
+          insert(database, 'inner-async');
+          throw new Error('inner failed');
+        }),
+      ).rejects.toThrow('inner failed');
+      expect(() =>
+        database.writeSync(() => {
+          insert(database, 'inner-sync');
+          throw new Error('inner sync failed');
+        }),
+      ).toThrow('inner sync failed');
+      database.writeSync(() => insert(database, 'inner-kept'));
+      insert(database, 'outer-2');
+    });
+    expect(names(database)).toEqual(['outer-1', 'inner-kept', 'outer-2']);
+  });
+
+  it('rolls back everything, savepoints included, when the outer write fails', async () => {
+    const database = open();
+    await expect(
+      database.write(async () => {
+        insert(database, 'outer');
+        await database.write(async () => insert(database, 'inner'));
+        throw new Error('outer failed');
+      }),
+    ).rejects.toThrow('outer failed');
+    expect(names(database)).toEqual([]);
+    // The writer is usable again afterwards.
+    database.writeSync(() => insert(database, 'after'));
+    expect(names(database)).toEqual(['after']);
+  });
+
+  it('never shows a reader outside the write its uncommitted changes', async () => {
+    const database = open();
+    database.writeSync(() => insert(database, 'committed'));
+    const inserted = deferred();
+    const release = deferred();
+    const write = database.write(async () => {
+      insert(database, 'pending');
+      expect(names(database)).toEqual(['committed', 'pending']);
+      inserted.resolve();
+      await release.promise;
+    });
+    await inserted.promise;
+    expect(database.inWrite).toBe(false);
+    expect(names(database)).toEqual(['committed']);
+    release.resolve();
+    await write;
+    expect(names(database)).toEqual(['committed', 'pending']);
+  });
+
+  it('fires afterCommit callbacks after the commit only, and drops them on rollback', async () => {
+    const database = open();
+    const fired: string[] = [];
+    await database.write(async () => {
+      insert(database, 'a');
+      database.afterCommit(() => {
+        // Runs after COMMIT: a reader (outside the write) already sees the row.
+        fired.push(`committed:${names(database).join(',')}`);
+      });
+      await database
+        .write(async () => {
+          database.afterCommit(() => fired.push('from-failed-savepoint'));
+          throw new Error('savepoint failed');
+        })
+        .catch(() => undefined);
+      expect(fired).toEqual([]);
+    });
+    expect(fired).toEqual(['committed:a']);
+    await database
+      .write(async () => {
+        database.afterCommit(() => fired.push('from-rolled-back-write'));
+        throw new Error('rolled back');
+      })
+      .catch(() => undefined);
+    database.afterCommit(() => fired.push('outside-a-write'));
+    expect(fired).toEqual(['committed:a', 'outside-a-write']);
+  });
+
+  it('refuses writeSync while another caller’s write is open', async () => {
+    const database = open();
+    const release = deferred();
+    const write = database.write(async () => {
+      await release.promise;
+    });
+    expect(database.writeIdle).toBe(false);
+    expect(() => database.writeSync(() => insert(database, 'x'))).toThrow(AssertionFailedError);
+    release.resolve();
+    await write;
+    expect(database.writeIdle).toBe(true);
+    database.writeSync(() => insert(database, 'x'));
+    expect(names(database)).toEqual(['x']);
+  });
+
+  it('refuses a writeSync callback that returns a promise, rolling it back', () => {
+    const database = open();
+    expect(() =>
+      database.writeSync((() => {
+        insert(database, 'x');
+        return Promise.resolve();
+      }) as () => void),
+    ).toThrow(AssertionFailedError);
+    expect(names(database)).toEqual([]);
+  });
+
+  it('rolls back a write whose COMMIT fails, so the next write can begin', async () => {
+    const database = open();
+    database.migrate('fk', [
+      {
+        version: 1,
+        name: 'deferred foreign key',
+        sql: 'CREATE TABLE parent (id INTEGER PRIMARY KEY); CREATE TABLE child (parent_id INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)',
+      },
+    ]);
+    // A deferred foreign key is checked at COMMIT, which then fails and leaves the transaction open.
+    await expect(
+      database.write(async () => {
+        insert(database, 'orphaned');
+        database.prepare('INSERT INTO child (parent_id) VALUES (42)').run();
+      }),
+    ).rejects.toThrow(/FOREIGN KEY/);
+    await database.write(async () => insert(database, 'next'));
+    expect(names(database)).toEqual(['next']);
+  });
+
+  it('fails a write statement outside a write, because the reader is read-only', () => {
+    const database = open();
+    expect(() => insert(database, 'x')).toThrow(/readonly/);
+  });
+
+  it('applies migrations once, in order, and refuses a database with a newer schema', () => {
+    const database = open();
+    const migrations: Migration[] = [
+      { version: 1, name: 'one', sql: 'CREATE TABLE m1 (x INTEGER)' },
+      { version: 2, name: 'two', sql: 'CREATE TABLE m2 (x INTEGER)' },
+    ];
+    database.migrate('component', migrations.slice(0, 1));
+    database.migrate('component', migrations);
+    database.migrate('component', migrations);
+    const applied = database
+      .writeSync(() =>
+        database
+          .prepare(
+            "SELECT version, name FROM meridian_migrations WHERE component = 'component' ORDER BY version",
+          )
+          .all(),
+      )
+      .map((row) => ({ ...row }));
+    expect(applied).toEqual([
+      { version: 1, name: 'one' },
+      { version: 2, name: 'two' },
+    ]);
+    let error: unknown;
+    try {
+      database.migrate('component', migrations.slice(0, 1));
+    } catch (caught) {
+      error = caught;
+    }
+    expect(error).toBeInstanceOf(SchemaVersionError);
+    expect(error).toBeInstanceOf(ValidationError);
+    expect((error as SchemaVersionError).details).toEqual({
+      component: 'component',
+      databaseVersion: 2,
+      knownVersion: 1,
+    });
+    expect(() => database.migrate('gappy', [{ version: 2, name: 'x', sql: 'SELECT 1' }])).toThrow(
+      AssertionFailedError,
+    );
+  });
+
+  it('rolls back a migration that fails, leaving the version where it was', () => {
+    const database = open();
+    expect(() =>
+      database.migrate('broken', [
+        { version: 1, name: 'good', sql: 'CREATE TABLE good (x INTEGER)' },
+        { version: 2, name: 'bad', sql: 'CREATE TABLE nonsense (' },
+      ]),
+    ).toThrow();
+    const tables = database.prepare("SELECT name FROM sqlite_master WHERE name = 'good'").all();
+    expect(tables).toEqual([]);
+    database.migrate('broken', [{ version: 1, name: 'good', sql: 'CREATE TABLE good (x INTEGER)' }]);
+  });
+
+  it("maps durability to the writer's synchronous setting in WAL mode", () => {
+    const pragma = (database: SqliteDatabase, name: string) =>
+      database.writeSync(() => Object.values(database.prepare(`PRAGMA ${name}`).get() ?? {})[0]);
+    const processDurable = open();
+    expect(processDurable.durability).toBe('process');
+    expect(pragma(processDurable, 'synchronous')).toBe(1); // NORMAL
+    expect(pragma(processDurable, 'journal_mode')).toBe('wal');
+    const fsyncDurable = open({ durability: 'fsync' });
+    expect(pragma(fsyncDurable, 'synchronous')).toBe(2); // FULL
+  });
+
+  it('validates its options, naming the option and the value', () => {
+    expect(() => new SqliteDatabase({ path: ':memory:' })).toThrow(ValidationError);
+    expect(() => new SqliteDatabase({ path: '' })).toThrow("current value is ''");
+    expect(() => new SqliteDatabase({ path: '/tmp/x.db', durability: 'never' as never })).toThrow(
+      "'durability' must be 'process' or 'fsync': current value is 'never'",
+    );
+    expect(() => new SqliteDatabase({ path: '/tmp/x.db', busyTimeoutMs: -1 })).toThrow(
+      "'busyTimeoutMs' must be an integer in [0, 600000]: current value is -1",
+    );
+  });
+
+  it('refuses every call once closed', async () => {
+    const database = open();
+    database.close();
+    database.close();
+    expect(database.closed).toBe(true);
+    expect(() => database.prepare('SELECT 1')).toThrow(ClosedError);
+    expect(() => database.writeSync(() => 1)).toThrow(ClosedError);
+    await expect(database.write(async () => 1)).rejects.toThrow(ClosedError);
+  });
+});
