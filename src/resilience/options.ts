@@ -9,7 +9,8 @@ import { type Clock, type Random, systemClock, systemRandom, systemTimers, type 
 /** The longest delay any policy accepts: one day. Anything longer belongs in a durable timer. */
 export const MAX_DURATION_MS = 86_400_000;
 
-function fail(option: string, rule: string, value: unknown): never {
+/** Throws the ValidationError for `option` breaking `rule`. */
+export function invalidOption(option: string, rule: string, value: unknown): never {
   throw new ValidationError(`'${option}' must be ${rule}: current value is ${String(value)}`, {
     details: { option, rule, value },
   });
@@ -24,9 +25,9 @@ export function integerOption(
   max: number,
 ): number {
   const actual = value ?? fallback;
-  if (typeof actual !== 'number' || !Number.isInteger(actual)) fail(option, 'an integer', actual);
-  if (actual < min) fail(option, `>= ${min}`, actual);
-  if (actual > max) fail(option, `<= ${max}`, actual);
+  if (typeof actual !== 'number' || !Number.isInteger(actual)) invalidOption(option, 'an integer', actual);
+  if (actual < min) invalidOption(option, `>= ${min}`, actual);
+  if (actual > max) invalidOption(option, `<= ${max}`, actual);
   return actual;
 }
 
@@ -39,16 +40,17 @@ export function numberOption(
   max: number,
 ): number {
   const actual = value ?? fallback;
-  if (typeof actual !== 'number' || !Number.isFinite(actual)) fail(option, 'a finite number', actual);
-  if (actual < min) fail(option, `>= ${min}`, actual);
-  if (actual > max) fail(option, `<= ${max}`, actual);
+  if (typeof actual !== 'number' || !Number.isFinite(actual))
+    invalidOption(option, 'a finite number', actual);
+  if (actual < min) invalidOption(option, `>= ${min}`, actual);
+  if (actual > max) invalidOption(option, `<= ${max}`, actual);
   return actual;
 }
 
 /** Like numberOption, for a rate in (0, 1]: zero would make a threshold meaningless. */
 export function ratioOption(option: string, value: number | undefined, fallback: number): number {
   const actual = numberOption(option, value, fallback, 0, 1);
-  if (actual === 0) fail(option, '> 0', actual);
+  if (actual === 0) invalidOption(option, '> 0', actual);
   return actual;
 }
 
@@ -66,7 +68,7 @@ export function oneOfOption<T extends string>(
 ): T {
   const actual = value ?? fallback;
   if (actual === undefined || !allowed.includes(actual)) {
-    fail(option, `one of ${allowed.map((item) => `'${item}'`).join(', ')}`, actual);
+    invalidOption(option, `one of ${allowed.map((item) => `'${item}'`).join(', ')}`, actual);
   }
   return actual;
 }
@@ -78,13 +80,13 @@ export function functionOption<F extends (...args: never[]) => unknown>(
   fallback: F,
 ): F {
   const actual = value ?? fallback;
-  if (typeof actual !== 'function') fail(option, 'a function', actual);
+  if (typeof actual !== 'function') invalidOption(option, 'a function', actual);
   return actual;
 }
 
 /** Checks that an option the caller must give explicitly is present. */
 export function requiredOption<T>(option: string, value: T | undefined): T {
-  if (value === undefined) fail(option, 'given explicitly (there is no safe default)', value);
+  if (value === undefined) invalidOption(option, 'given explicitly (there is no safe default)', value);
   return value;
 }
 
