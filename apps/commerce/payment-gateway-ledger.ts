@@ -1,0 +1,194 @@
+import { closeSync, fsyncSync, ftruncateSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { assert, ClosedError, ValidationError } from '../../src/index.ts';
+
+export type ChargeStatus = 'charged' | 'refunded';
+
+export interface Charge {
+  readonly chargeId: string;
+  readonly orderId: string;
+  readonly amount: number;
+  readonly status: ChargeStatus;
+  readonly idempotencyKey: string;
+  readonly chargedAt: number;
+  readonly refundId?: string;
+}
+
+export interface Refund {
+  readonly refundId: string;
+  readonly chargeId: string;
+  readonly orderId: string;
+  readonly amount: number;
+  readonly idempotencyKey: string;
+  readonly refundedAt: number;
+}
+
+type Entry = ({ kind: 'charge' } & Omit<Charge, 'status' | 'refundId'>) | ({ kind: 'refund' } & Refund);
+
+export type ChargeOutcome =
+  | { readonly outcome: 'created' | 'replayed'; readonly charge: Charge }
+  /** The key was used before for another order or amount. */
+  | { readonly outcome: 'key_reused'; readonly charge: Charge };
+
+export type RefundOutcome =
+  | { readonly outcome: 'created' | 'replayed'; readonly refund: Refund }
+  | { readonly outcome: 'unknown_charge' }
+  /** The key was used before to refund another charge. */
+  | { readonly outcome: 'key_reused'; readonly refund: Refund };
+
+export interface PaymentLedgerOptions {
+  /**
+   * A file to keep the ledger in (JSON lines, appended). Each entry is written with a
+   * synchronous write before the call returns, so a charge the gateway accepted survives the
+   * process being killed right after. Omitted: the ledger lives in memory only.
+   */
+  path?: string;
+  /** Also fsync each entry, so it survives an OS crash or power loss. @default false */
+  fsync?: boolean;
+}
+
+/**
+ * What the simulated payment gateway accepted: every charge and refund, keyed by the caller's
+ * idempotency key, so the same key can never charge twice. The invariant checks of the commerce
+ * app read it to prove "no order charged twice, every cancelled charge refunded".
+ */
+export class PaymentLedger {
+  readonly #charges = new Map<string, Charge>();
+  readonly #chargesByKey = new Map<string, string>();
+  readonly #refunds = new Map<string, Refund>();
+  readonly #refundsByKey = new Map<string, string>();
+  readonly #refundsByCharge = new Map<string, string>();
+  #fd: number | undefined;
+  readonly #fsync: boolean;
+  readonly #path: string | undefined;
+
+  constructor(options: PaymentLedgerOptions = {}) {
+    this.#fsync = options.fsync ?? false;
+    this.#path = options.path;
+    if (options.path === undefined) return;
+    if (typeof options.path !== 'string' || options.path.length === 0) {
+      throw new ValidationError(
+        `'path' must be a non-empty file path: current value is '${String(options.path)}'`,
+      );
+    }
+    this.#fd = openSync(options.path, 'a+');
+    this.#load(options.path);
+  }
+
+  /** Charges in the order they were made, optionally only one order's. */
+  charges(orderId?: string): Charge[] {
+    const all = [...this.#charges.values()];
+    return orderId === undefined ? all : all.filter((charge) => charge.orderId === orderId);
+  }
+
+  refunds(chargeId?: string): Refund[] {
+    const all = [...this.#refunds.values()];
+    return chargeId === undefined ? all : all.filter((refund) => refund.chargeId === chargeId);
+  }
+
+  charge(request: { orderId: string; amount: number; idempotencyKey: string }, atMs: number): ChargeOutcome {
+    const existingId = this.#chargesByKey.get(request.idempotencyKey);
+    if (existingId !== undefined) {
+      const existing = this.#charges.get(existingId)!;
+      const same = existing.orderId === request.orderId && existing.amount === request.amount;
+      return { outcome: same ? 'replayed' : 'key_reused', charge: existing };
+    }
+    const entry: Entry = {
+      kind: 'charge',
+      chargeId: `ch_${String(this.#charges.size + 1).padStart(8, '0')}`,
+      orderId: request.orderId,
+      amount: request.amount,
+      idempotencyKey: request.idempotencyKey,
+      chargedAt: atMs,
+    };
+    this.#persist(entry);
+    this.#apply(entry);
+    return { outcome: 'created', charge: this.#charges.get(entry.chargeId)! };
+  }
+
+  /**
+   * Refunds a charge in full. A charge is refunded at most once: a second refund request for it,
+   * under any key, gets the first refund back rather than paying out twice.
+   */
+  refund(request: { chargeId: string; idempotencyKey: string }, atMs: number): RefundOutcome {
+    const byKey = this.#refundsByKey.get(request.idempotencyKey);
+    if (byKey !== undefined) {
+      const refund = this.#refunds.get(byKey)!;
+      return { outcome: refund.chargeId === request.chargeId ? 'replayed' : 'key_reused', refund };
+    }
+    const charge = this.#charges.get(request.chargeId);
+    if (charge === undefined) return { outcome: 'unknown_charge' };
+    const earlier = this.#refundsByCharge.get(charge.chargeId);
+    if (earlier !== undefined) return { outcome: 'replayed', refund: this.#refunds.get(earlier)! };
+    const entry: Entry = {
+      kind: 'refund',
+      refundId: `re_${String(this.#refunds.size + 1).padStart(8, '0')}`,
+      chargeId: charge.chargeId,
+      orderId: charge.orderId,
+      amount: charge.amount,
+      idempotencyKey: request.idempotencyKey,
+      refundedAt: atMs,
+    };
+    this.#persist(entry);
+    this.#apply(entry);
+    return { outcome: 'created', refund: this.#refunds.get(entry.refundId)! };
+  }
+
+  /** Closes the file; the ledger stays readable. Calling it again does nothing. */
+  close(): void {
+    if (this.#fd !== undefined) closeSync(this.#fd);
+    this.#fd = undefined;
+  }
+
+  #persist(entry: Entry): void {
+    if (this.#path === undefined) return;
+    if (this.#fd === undefined) throw new ClosedError(`The payment ledger ${this.#path} is closed`);
+    const bytes = Buffer.from(`${JSON.stringify(entry)}\n`);
+    let written = 0;
+    while (written < bytes.length) written += writeSync(this.#fd, bytes, written);
+    if (this.#fsync) fsyncSync(this.#fd);
+  }
+
+  #apply(entry: Entry): void {
+    if (entry.kind === 'charge') {
+      const { kind: _kind, ...charge } = entry;
+      this.#charges.set(charge.chargeId, { ...charge, status: 'charged' });
+      this.#chargesByKey.set(charge.idempotencyKey, charge.chargeId);
+    } else {
+      const { kind: _kind, ...refund } = entry;
+      const charge = this.#charges.get(refund.chargeId);
+      assert(charge !== undefined, `refund ${refund.refundId} names unknown charge ${refund.chargeId}`);
+      this.#refunds.set(refund.refundId, refund);
+      this.#refundsByKey.set(refund.idempotencyKey, refund.refundId);
+      this.#refundsByCharge.set(refund.chargeId, refund.refundId);
+      this.#charges.set(charge.chargeId, { ...charge, status: 'refunded', refundId: refund.refundId });
+    }
+  }
+
+  /**
+   * Replays the file. A kill can leave the last line half-written: it is cut off (the write it
+   * belongs to never returned, so no caller saw that charge). A bad line anywhere else is
+   * corruption and stops the load.
+   */
+  #load(path: string): void {
+    const text = readFileSync(path, 'utf8');
+    let offset = 0;
+    while (offset < text.length) {
+      const end = text.indexOf('\n', offset);
+      if (end === -1) {
+        ftruncateSync(this.#fd!, Buffer.byteLength(text.slice(0, offset)));
+        return;
+      }
+      const line = text.slice(offset, end);
+      let entry: Entry;
+      try {
+        entry = JSON.parse(line) as Entry;
+      } catch (error) {
+        throw new ValidationError(`The payment ledger ${path} is corrupt at character ${offset}`, {
+          cause: error,
+        });
+      }
+      this.#apply(entry);
+      offset = end + 1;
+    }
+  }
+}

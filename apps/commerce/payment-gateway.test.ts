@@ -1,0 +1,263 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { appendFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  ManualClock,
+  NotFoundError,
+  RetryableError,
+  TerminalError,
+  ValidationError,
+} from '../../src/index.ts';
+import { createPaymentGateway, type PaymentGateway, type PaymentGatewayOptions } from './payment-gateway.ts';
+import { PaymentGatewayClient } from './payment-gateway-client.ts';
+import { PaymentLedger } from './payment-gateway-ledger.ts';
+
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'meridian-payments-'));
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+async function started(
+  options: PaymentGatewayOptions = {},
+): Promise<{ gateway: PaymentGateway; client: PaymentGatewayClient; url: string }> {
+  const gateway = createPaymentGateway(options);
+  cleanups.push(() => gateway.close());
+  const url = await gateway.listen();
+  return { gateway, url, client: new PaymentGatewayClient({ baseUrl: url, timeoutMs: 2000 }) };
+}
+
+describe('simulated payment gateway', () => {
+  it('charges once per idempotency key: the same key returns the same charge, never a second one', async () => {
+    const { client, gateway } = await started();
+    const first = await client.charge({ orderId: 'o-1', amount: 42.5, idempotencyKey: 'order:o-1:charge' });
+    expect(first).toEqual({ chargeId: 'ch_00000001', orderId: 'o-1', amount: 42.5, status: 'charged' });
+    const again = await client.charge({ orderId: 'o-1', amount: 42.5, idempotencyKey: 'order:o-1:charge' });
+    expect(again).toEqual(first);
+    expect(await client.charges('o-1')).toEqual([first]);
+    expect(gateway.ledger.charges()).toHaveLength(1);
+  });
+
+  it('refuses a key reused for another order or amount with a terminal error', async () => {
+    const { client } = await started();
+    await client.charge({ orderId: 'o-1', amount: 10, idempotencyKey: 'k' });
+    await expect(client.charge({ orderId: 'o-1', amount: 11, idempotencyKey: 'k' })).rejects.toBeInstanceOf(
+      TerminalError,
+    );
+    await expect(client.charge({ orderId: 'o-2', amount: 10, idempotencyKey: 'k' })).rejects.toThrow(
+      /answered 422: Key 'k' was used for charge ch_00000001 of order o-1/,
+    );
+  });
+
+  it('refunds a charge at most once, whatever key the refund comes with, and shows it as refunded', async () => {
+    const { client, url } = await started();
+    const charge = await client.charge({ orderId: 'o-1', amount: 10, idempotencyKey: 'c1' });
+    const refund = await client.refund({ chargeId: charge.chargeId, idempotencyKey: 'r1' });
+    expect(refund).toEqual({
+      refundId: 're_00000001',
+      chargeId: charge.chargeId,
+      orderId: 'o-1',
+      amount: 10,
+      status: 'refunded',
+    });
+    expect(await client.refund({ chargeId: charge.chargeId, idempotencyKey: 'r1' })).toEqual(refund);
+    expect(await client.refund({ chargeId: charge.chargeId, idempotencyKey: 'r2' })).toEqual(refund);
+    expect(await client.charges('o-1')).toEqual([{ ...charge, status: 'refunded', refundId: 're_00000001' }]);
+    const refunds = await (await fetch(`${url}/refunds?chargeId=${charge.chargeId}`)).json();
+    expect(refunds).toEqual([refund]);
+    await expect(client.refund({ chargeId: 'ch_nope', idempotencyKey: 'r3' })).rejects.toBeInstanceOf(
+      NotFoundError,
+    );
+  });
+
+  it('answers 503 without charging at the failure rate, as a retryable error with Retry-After', async () => {
+    const { client, gateway } = await started({ settings: { failureRate: 1 } });
+    const failure = await client
+      .charge({ orderId: 'o-1', amount: 10, idempotencyKey: 'k' })
+      .catch((error) => error);
+    expect(failure).toBeInstanceOf(RetryableError);
+    expect(failure.retryAfterMs).toBe(1000);
+    expect(gateway.ledger.charges()).toEqual([]);
+  });
+
+  it('records the charge and then drops the connection at the lost-response rate; a retry with the key gets that charge', async () => {
+    const { client, gateway } = await started({ settings: { lostResponseRate: 1 } });
+    const lost = await client
+      .charge({ orderId: 'o-1', amount: 10, idempotencyKey: 'k' })
+      .catch((error) => error);
+    expect(lost).toBeInstanceOf(RetryableError);
+    expect(lost.details).toEqual({ reason: 'connection' });
+    expect(gateway.ledger.charges().map((charge) => charge.chargeId)).toEqual(['ch_00000001']);
+    gateway.updateSettings({ lostResponseRate: 0 });
+    const retried = await client.charge({ orderId: 'o-1', amount: 10, idempotencyKey: 'k' });
+    expect(retried.chargeId).toBe('ch_00000001');
+    expect(gateway.ledger.charges()).toHaveLength(1);
+  });
+
+  it('hangs past the client timeout at the timeout rate without charging', async () => {
+    const { client, gateway } = await started({ settings: { timeoutRate: 1 } });
+    const timedOut = await client
+      .charge({ orderId: 'o-1', amount: 10, idempotencyKey: 'k' }, { timeoutMs: 100 })
+      .catch((error) => error);
+    expect(timedOut).toBeInstanceOf(RetryableError);
+    expect(timedOut.details).toEqual({ reason: 'timeout', timeoutMs: 100 });
+    expect(gateway.ledger.charges()).toEqual([]);
+  });
+
+  it("rejects with the caller's abort reason when the caller's signal aborts", async () => {
+    const { client } = await started({ settings: { timeoutRate: 1 } });
+    const controller = new AbortController();
+    const call = client.charge(
+      { orderId: 'o-1', amount: 10, idempotencyKey: 'k' },
+      { signal: controller.signal },
+    );
+    controller.abort(new Error('saga shutting down'));
+    await expect(call).rejects.toThrow('saga shutting down');
+  });
+
+  it('waits the configured latency (on the injected timers) before answering', async () => {
+    const clock = new ManualClock(0);
+    const gateway = createPaymentGateway({ clock, timers: clock, settings: { latencyMs: 250 } });
+    cleanups.push(() => gateway.close());
+    let answered = false;
+    const pending = gateway.server
+      .inject({ method: 'POST', url: '/charges', payload: { orderId: 'o', amount: 1, idempotencyKey: 'k' } })
+      .then((response) => {
+        answered = true;
+        return response;
+      });
+    // Wait (bounded) until the request sits in the gateway's latency timer.
+    for (let turn = 0; turn < 100 && clock.pendingTimers === 0; turn += 1) {
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    expect(clock.pendingTimers).toBe(1);
+    await clock.advanceAsync(249);
+    expect(answered).toBe(false);
+    await clock.advanceAsync(1);
+    expect((await pending).statusCode).toBe(201);
+  });
+
+  it('changes settings at runtime through PUT /settings and validates them', async () => {
+    const { client, url } = await started();
+    expect(await client.updateSettings({ failureRate: 0.25, latencyMs: 5 })).toEqual({
+      failureRate: 0.25,
+      latencyMs: 5,
+      timeoutRate: 0,
+      lostResponseRate: 0,
+    });
+    expect(await client.settings()).toMatchObject({ failureRate: 0.25 });
+    const invalid = await fetch(`${url}/settings`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ failureRate: 2 }),
+    });
+    expect(invalid.status).toBe(400);
+    expect(((await invalid.json()) as { message: string }).message).toBe(
+      "'failureRate' must be a number in [0, 1]: current value is 2",
+    );
+    await expect(client.updateSettings({ latencyMs: -1 })).rejects.toBeInstanceOf(ValidationError);
+    expect(() => createPaymentGateway({ settings: { timeoutRate: -0.1 } })).toThrow(
+      "'timeoutRate' must be a number in [0, 1]: current value is -0.1",
+    );
+  });
+
+  it('replays the same faults for the same seed', async () => {
+    const outcomes = async (seed: number) => {
+      const gateway = createPaymentGateway({ seed, settings: { failureRate: 0.5 } });
+      cleanups.push(() => gateway.close());
+      const statuses: number[] = [];
+      for (let index = 0; index < 20; index += 1) {
+        const response = await gateway.server.inject({
+          method: 'POST',
+          url: '/charges',
+          payload: { orderId: `o-${index}`, amount: 1, idempotencyKey: `k-${index}` },
+        });
+        statuses.push(response.statusCode);
+      }
+      return statuses;
+    };
+    const first = await outcomes(7);
+    expect(await outcomes(7)).toEqual(first);
+    expect(first).toContain(503);
+    expect(first).toContain(201);
+    expect(await outcomes(8)).not.toEqual(first);
+  });
+});
+
+describe('payment ledger persistence', () => {
+  it('keeps charges and refunds across a restart and continues the id sequence', async () => {
+    const path = join(tempDir(), 'ledger.jsonl');
+    const first = await started({ ledgerPath: path });
+    const charge = await first.client.charge({ orderId: 'o-1', amount: 10, idempotencyKey: 'c1' });
+    await first.client.refund({ chargeId: charge.chargeId, idempotencyKey: 'r1' });
+    await first.gateway.close();
+
+    const second = await started({ ledgerPath: path });
+    expect(await second.client.charges()).toEqual([
+      { ...charge, status: 'refunded', refundId: 're_00000001' },
+    ]);
+    expect((await second.client.charge({ orderId: 'o-1', amount: 10, idempotencyKey: 'c1' })).chargeId).toBe(
+      charge.chargeId,
+    );
+    expect((await second.client.charge({ orderId: 'o-2', amount: 5, idempotencyKey: 'c2' })).chargeId).toBe(
+      'ch_00000002',
+    );
+  });
+
+  it('cuts off a half-written last line (a kill mid-write) and refuses a corrupt line elsewhere', () => {
+    const dir = tempDir();
+    const path = join(dir, 'ledger.jsonl');
+    const ledger = new PaymentLedger({ path });
+    ledger.charge({ orderId: 'o-1', amount: 1, idempotencyKey: 'k1' }, 0);
+    ledger.close();
+    appendFileSync(path, '{"kind":"charge","chargeId":"ch_0000');
+    const reopened = new PaymentLedger({ path });
+    expect(reopened.charges()).toHaveLength(1);
+    reopened.charge({ orderId: 'o-2', amount: 2, idempotencyKey: 'k2' }, 1);
+    reopened.close();
+    expect(readFileSync(path, 'utf8').trim().split('\n')).toHaveLength(2);
+
+    const corrupt = join(dir, 'corrupt.jsonl');
+    appendFileSync(corrupt, 'not json\n{"kind":"charge"}\n');
+    expect(() => new PaymentLedger({ path: corrupt })).toThrow(/corrupt at character 0/);
+  });
+
+  it('has every charge it answered on disk when its process is killed with SIGKILL', async () => {
+    const path = join(tempDir(), 'ledger.jsonl');
+    const moduleUrl = new URL('./payment-gateway.ts', import.meta.url).href;
+    const script = `
+      const { createPaymentGateway } = await import(${JSON.stringify(moduleUrl)});
+      const gateway = createPaymentGateway({ ledgerPath: ${JSON.stringify(path)} });
+      console.log(await gateway.listen());
+    `;
+    const child: ChildProcess = spawn(process.execPath, ['--input-type=module', '-e', script], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    cleanups.push(() => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    });
+    const [line] = (await once(child.stdout!, 'data')) as [Buffer];
+    const client = new PaymentGatewayClient({ baseUrl: line.toString().trim() });
+    const answered = [];
+    for (let index = 0; index < 20; index += 1) {
+      answered.push(
+        await client.charge({ orderId: `o-${index}`, amount: index + 1, idempotencyKey: `k-${index}` }),
+      );
+    }
+    child.kill('SIGKILL');
+    await once(child, 'exit');
+    const ledger = new PaymentLedger({ path });
+    cleanups.push(() => ledger.close());
+    expect(ledger.charges().map((charge) => charge.chargeId)).toEqual(
+      answered.map((charge) => charge.chargeId),
+    );
+  });
+});
