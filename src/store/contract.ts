@@ -721,6 +721,17 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         });
       });
 
+      it('runs statements a transaction starts together (Promise.all) correctly', async () => {
+        await tx(async (t) => {
+          await Promise.all(Array.from({ length: 20 }, (_, n) => t.entities.put('item', `i${n}`, n, 0)));
+          const records = await Promise.all(
+            Array.from({ length: 20 }, (_, n) => t.entities.get('item', `i${n}`)),
+          );
+          expect(records.map((record) => record?.state)).toEqual(Array.from({ length: 20 }, (_, n) => n));
+        });
+        expect(await tx((t) => t.entities.list('item'))).toHaveLength(20);
+      });
+
       it('lets exactly one of several transactions racing on one entity version win', async () => {
         await tx((t) => t.entities.put('account', 'a', { owner: 'nobody' }, 0));
         const results = await Promise.allSettled(

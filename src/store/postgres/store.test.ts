@@ -1,4 +1,4 @@
-import { afterAll, describe } from 'vitest';
+import { afterAll, describe, expect } from 'vitest';
 import { describeStoreContract } from '../contract.ts';
 import { openPostgresStore } from './store.ts';
 import { testSchemas } from './test-schema.ts';
@@ -9,7 +9,15 @@ const url = process.env.MERIDIAN_TEST_PG_URL;
 
 describe.skipIf(!url)('PostgresStore', () => {
   const schemas = testSchemas(url ?? '', 'store');
-  afterAll(() => schemas.end());
+  // pg warns (once per process) when queries overlap on one client; the store must queue them.
+  const warnings: string[] = [];
+  const onWarning = (warning: Error) => warnings.push(warning.message);
+  process.on('warning', onWarning);
+  afterAll(async () => {
+    process.off('warning', onWarning);
+    await schemas.end();
+    expect(warnings).toEqual([]);
+  });
 
   describeStoreContract('postgres', async (clock) => {
     const schema = schemas.next();

@@ -27,11 +27,16 @@ export interface PostgresStoreOptions {
   clock?: Clock;
 }
 
-/** One transaction's pooled connection, remembering whether PostgreSQL has aborted it. */
+/**
+ * One transaction's pooled connection, remembering whether PostgreSQL has aborted it. Statements
+ * run one at a time in call order: a transaction function may start several at once
+ * (Promise.all), and pg no longer queues concurrent queries on one client for us.
+ */
 class PostgresConnection implements SqlConnection {
   readonly client: pg.PoolClient;
   /** The first statement error: PostgreSQL refuses everything after it until ROLLBACK. */
   failure: unknown;
+  #tail: Promise<unknown> = Promise.resolve();
 
   constructor(client: pg.PoolClient) {
     this.client = client;
@@ -52,11 +57,18 @@ class PostgresConnection implements SqlConnection {
         : value,
     );
     try {
-      return await this.client.query({ text: sql, values });
+      return await this.control(() => this.client.query({ text: sql, values }));
     } catch (error) {
       this.failure ??= error;
       throw mapPostgresError(error);
     }
+  }
+
+  /** Runs `work` on the client after every statement queued before it has finished. */
+  control<T>(work: () => Promise<T>): Promise<T> {
+    const result = this.#tail.then(work, work);
+    this.#tail = result.catch(() => undefined);
+    return result;
   }
 }
 
@@ -123,7 +135,7 @@ export class PostgresStore implements Store {
         session.finish();
       }
       if (connection.failure !== undefined) throw abortedError(connection.failure);
-      const commit = await client.query('COMMIT');
+      const commit = await connection.control(() => client.query('COMMIT'));
       // COMMIT of a transaction PostgreSQL had aborted answers ROLLBACK instead of failing.
       if (commit.command !== 'COMMIT') {
         throw new ConflictError(`PostgreSQL rolled the transaction back at COMMIT (${commit.command})`);
@@ -131,7 +143,7 @@ export class PostgresStore implements Store {
       return result;
     } catch (error) {
       try {
-        await client.query('ROLLBACK');
+        await connection.control(() => client.query('ROLLBACK'));
       } catch (rollbackError) {
         // The connection is unusable (lost, or mid-protocol): destroy it rather than pool it.
         broken = rollbackError as Error;
