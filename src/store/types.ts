@@ -61,6 +61,7 @@ export interface JournalEntry {
 }
 
 export interface SagaStore {
+  /** Creates the saga at version 1; AlreadyExistsError if a saga with this id exists. */
   create(saga: Omit<SagaRecord, 'output' | 'reason' | 'updatedAt' | 'version'>): Promise<void>;
   get(id: string): Promise<SagaRecord | null>;
   /** Sets status (and output/reason) if the stored version matches; returns the new version. */
@@ -75,7 +76,10 @@ export interface SagaStore {
     limit?: number;
     afterId?: string;
   }): Promise<SagaRecord[]>;
-  /** ConflictError if an entry with that sequence exists (two runners of one saga). */
+  /**
+   * ConflictError if an entry with that sequence exists (two runners of one saga);
+   * ValidationError if the sequence is not the saga's next one (the journal stays dense).
+   */
   appendJournal(entry: JournalEntry): Promise<void>;
   journal(sagaId: string): Promise<JournalEntry[]>;
 }
@@ -175,6 +179,8 @@ export interface Store {
   /**
    * Runs `fn` in one transaction: commits when it resolves, rolls back when it throws.
    * Transactions are serialisable per key they touch; a lost race surfaces as ConflictError.
+   * Called inside another transaction of the same store, it runs as a savepoint of it: a
+   * failure rolls back only its own writes. `tx` is valid only until `fn` settles.
    */
   transaction<T>(fn: (tx: StoreTransaction) => Promise<T>): Promise<T>;
   close(): Promise<void>;
