@@ -14,7 +14,12 @@ export type Operation<T> = (context: PolicyContext) => T | PromiseLike<T>;
  * A resilience policy. `Alt` is the type of value the policy can return instead of the
  * operation's own (a fallback's); it is `never` for every other policy.
  */
+/** A type-only key carrying a policy's alternative value type, so `pipeline` can infer it. */
+declare const alternativeType: unique symbol;
+
 export interface Policy<Alt = never> {
+  /** Type-level only: never present at run time. */
+  readonly [alternativeType]?: () => Alt;
   /**
    * Runs `operation` under this policy. When `signal` fires, the policy stops waiting (in
    * queues, between retries) and the operation's own `context.signal` fires.
@@ -28,10 +33,12 @@ export interface Policy<Alt = never> {
 }
 
 /** The alternative value type of a policy, for composing types in `pipeline`. */
-export type AltOf<P> = P extends Policy<infer Alt> ? Alt : never;
+export type AltOf<P> = P extends { readonly [alternativeType]?: () => infer Alt } ? Alt : never;
 
 /** The one implementation of `execute`, shared by every policy. */
 export abstract class PolicyBase<Alt = never> implements Policy<Alt> {
+  declare readonly [alternativeType]?: () => Alt;
+
   execute<T>(operation: Operation<T>, signal?: AbortSignal): Promise<T | Alt> {
     if (signal?.aborted) return Promise.reject(abortedError(signal.reason));
     return this.run(operation, CallContext.fromSignal(signal));
