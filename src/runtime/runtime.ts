@@ -1,0 +1,840 @@
+import { assert } from '../assert.ts';
+import {
+  AlreadyExistsError,
+  ClosedError,
+  ConflictError,
+  isMeridianError,
+  NotFoundError,
+  ValidationError,
+} from '../errors.ts';
+import type { Log, LogRecord } from '../log/types.ts';
+import type { JournalEntry, Json, SagaRecord, SagaStatus, Store, TimerRecord } from '../store/types.ts';
+import { type Clock, type Random, systemClock, systemRandom, systemTimers, type Timers } from '../time.ts';
+import { toJson } from './codec.ts';
+import type { CommitPath, UnitScope } from './commit-path.ts';
+import type {
+  AnyEntityDefinition,
+  CommandInput,
+  CommandName,
+  CommandReply,
+  Definition,
+  SagaDefinition,
+  SubscriptionDefinition,
+} from './definitions.ts';
+import { EmbeddedCommitPath } from './embedded.ts';
+import { applyCommand } from './entity-command.ts';
+import { FencedError, SagaNotCompletedError } from './errors.ts';
+import { type GroupCommitStats, GroupCommitter } from './group-commit.ts';
+import { integerOption, requireRuntimeId, requireRuntimeName } from './options.ts';
+import { unboundedBackoff } from './retry.ts';
+import {
+  type ExecutionResult,
+  journalNames,
+  SagaExecution,
+  type SagaHost,
+  type SagaLaunch,
+  sagaWakeTimerKind,
+} from './saga-execution.ts';
+import { TimerScheduler } from './scheduler.ts';
+import { deadLetterHeaders, type SubscriptionHost, SubscriptionRunner } from './subscription-runner.ts';
+import { childTraceparent, formatTraceparent, newTrace, parseTraceparent } from './trace.ts';
+
+export interface RuntimeOptions {
+  store: Store;
+  log: Log;
+  /**
+   * How the runtime commits. @default the embedded path, which needs the SQLite store and
+   * the SQLite log on one database
+   */
+  commitPath?: CommitPath;
+  /** @default systemClock */
+  clock?: Clock;
+  /** @default systemTimers */
+  timers?: Timers;
+  /** Jitter, trace ids. @default systemRandom */
+  random?: Random;
+  /** Units (commands, journal entries, record batches) one transaction takes. 1 to 10000. @default 1000 */
+  maxUnitsPerTransaction?: number;
+  /**
+   * Sagas executing in memory at once (a saga in a durable sleep does not count). More wait
+   * their turn; their state is safe in the store meanwhile. 1 to 1000000. @default 10000
+   */
+  maxActiveSagas?: number;
+  /** How long `stop` waits for running steps to finish before abandoning them. 0 to 600000. @default 10000 */
+  drainTimeoutMs?: number;
+  /** Where failed records go. @default 'meridian.dead-letters' */
+  deadLetterTopic?: string;
+  /** Partitions of topics the runtime creates without other instructions. 1 to 1024. @default 8 */
+  defaultPartitions?: number;
+  /** Topics to create at start (e.g. those subscription handlers emit to), with their partitions. */
+  topics?: Readonly<Record<string, { partitions: number }>>;
+  /** Compensation retry: unbounded attempts, this backoff. @default 100 ms doubling to 30 s, full jitter */
+  compensationRetry?: { initialDelayMs?: number; maxDelayMs?: number };
+  /** Operating problems (a parked saga, a failed batch, a fence). They are also kept: see `problems()`. */
+  onProblem?: (problem: RuntimeProblem) => void;
+}
+
+/** An operating problem the runtime handled: nothing was lost, but someone may want to know. */
+export interface RuntimeProblem {
+  readonly at: number;
+  readonly message: string;
+  readonly sagaId?: string;
+  readonly subscription?: string;
+  readonly error: string;
+}
+
+export interface SagaHandle<O> {
+  readonly id: string;
+  /** The saga's output once it completes; rejects with SagaNotCompletedError if it compensated or failed. */
+  result(): Promise<O>;
+  /** The saga's stored record now. */
+  record(): Promise<SagaRecord>;
+}
+
+export interface StartSagaOptions {
+  /** The W3C traceparent of the caller: the saga joins its trace. @default a new trace */
+  traceparent?: string;
+}
+
+export interface SendOptions {
+  /** The W3C traceparent of the caller: the command's events join its trace. @default a new trace */
+  traceparent?: string;
+}
+
+/** A record that a subscription could not handle, as it sits on the dead-letter topic. */
+export interface DeadLetter {
+  readonly subscription: string;
+  readonly topic: string;
+  readonly partition: number;
+  readonly offset: number;
+  readonly error: string;
+  readonly attempts: number;
+  readonly at: number;
+  readonly key: Uint8Array | null;
+  readonly value: Uint8Array | null;
+  readonly headers: Readonly<Record<string, string>>;
+  /** Where the dead letter itself sits on the dead-letter topic. */
+  readonly deadLetter: { readonly partition: number; readonly offset: number };
+}
+
+export interface RuntimeStats {
+  readonly activeSagas: number;
+  readonly sleepingSagas: number;
+  readonly queuedSagas: number;
+  readonly commits: GroupCommitStats;
+  readonly subscriptions: Readonly<Record<string, { handled: number; deadLettered: number }>>;
+}
+
+type State = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
+
+interface Queued {
+  readonly id: string;
+  /** Known when the saga was just created here; loaded from the store otherwise. */
+  readonly loaded?: { definition: SagaDefinition; record: SagaRecord; journal: JournalEntry[] };
+}
+
+const maxProblems = 100;
+const terminalStatuses: readonly SagaStatus[] = ['completed', 'compensated', 'failed'];
+
+/** JSON with sorted keys, to compare two inputs regardless of key order. */
+function canonical(value: Json): string {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    return `{${Object.keys(value)
+      .sort()
+      .map((key) => `${JSON.stringify(key)}:${canonical((value as Record<string, Json>)[key]!)}`)
+      .join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+/**
+ * The runtime: hosts entities, sagas and subscriptions on a log and a store, and owns the one
+ * path by which they change durable state (group-committed transactions). See docs/runtime.md
+ * for the API and docs/guarantees.md for exactly what it promises.
+ */
+export class Runtime {
+  readonly #store: Store;
+  readonly #log: Log;
+  readonly #path: CommitPath;
+  readonly #committer: GroupCommitter;
+  readonly #clock: Clock;
+  readonly #timers: Timers;
+  readonly #random: Random;
+  readonly #maxActiveSagas: number;
+  readonly #drainTimeoutMs: number;
+  readonly #deadLetterTopic: string;
+  readonly #defaultPartitions: number;
+  readonly #topics: ReadonlyMap<string, number>;
+  readonly #onProblem: ((problem: RuntimeProblem) => void) | undefined;
+  readonly #scheduler: TimerScheduler;
+  readonly #stopping = new AbortController();
+  readonly #halted = new AbortController();
+  readonly #sagaHost: SagaHost;
+  readonly #subscriptionHost: SubscriptionHost;
+
+  readonly #entities = new Map<string, AnyEntityDefinition>();
+  readonly #sagas = new Map<string, SagaDefinition>();
+  readonly #subscriptions = new Map<string, SubscriptionDefinition>();
+  readonly #runners: SubscriptionRunner[] = [];
+  readonly #knownTopics = new Set<string>();
+
+  readonly #active = new Map<string, SagaExecution>();
+  readonly #queue: Queued[] = [];
+  readonly #queuedIds = new Set<string>();
+  readonly #sleepers = new Map<string, { wakeAt: number; wake: () => void }>();
+  /** Executions waking from a sleep, waiting for a slot: served before new sagas. */
+  readonly #slotWaiters: Array<() => void> = [];
+  #freeSlots: number;
+  readonly #waiters = new Map<string, Array<(result: ExecutionResult | Error) => void>>();
+  readonly #problems: RuntimeProblem[] = [];
+  #state: State = 'created';
+  #stopped: Promise<void> | undefined;
+
+  constructor(options: RuntimeOptions) {
+    if (typeof options?.store?.transaction !== 'function' || typeof options?.log?.append !== 'function') {
+      throw new ValidationError(`createRuntime needs 'store' and 'log'`);
+    }
+    this.#store = options.store;
+    this.#log = options.log;
+    this.#clock = options.clock ?? systemClock;
+    this.#timers = options.timers ?? systemTimers;
+    this.#random = options.random ?? systemRandom;
+    this.#path =
+      options.commitPath ??
+      new EmbeddedCommitPath({ store: options.store, log: options.log, clock: this.#clock });
+    this.#committer = new GroupCommitter(this.#path, {
+      ...(options.maxUnitsPerTransaction === undefined
+        ? {}
+        : { maxUnitsPerTransaction: options.maxUnitsPerTransaction }),
+    });
+    this.#maxActiveSagas = integerOption('maxActiveSagas', options.maxActiveSagas, 10_000, 1, 1_000_000);
+    this.#freeSlots = this.#maxActiveSagas;
+    this.#drainTimeoutMs = integerOption('drainTimeoutMs', options.drainTimeoutMs, 10_000, 0, 600_000);
+    this.#deadLetterTopic = requireRuntimeName(
+      `'deadLetterTopic'`,
+      options.deadLetterTopic ?? 'meridian.dead-letters',
+    );
+    this.#defaultPartitions = integerOption('defaultPartitions', options.defaultPartitions, 8, 1, 1024);
+    const topics = new Map<string, number>();
+    for (const [topic, config] of Object.entries(options.topics ?? {})) {
+      topics.set(
+        requireRuntimeName(`A topic name in 'topics'`, topic),
+        integerOption(`topics.${topic}.partitions`, config?.partitions, 0, 1, 1024),
+      );
+    }
+    this.#topics = topics;
+    this.#onProblem = options.onProblem;
+    const compensationRetry = unboundedBackoff(
+      {
+        initialDelayMs: options.compensationRetry?.initialDelayMs ?? 100,
+        maxDelayMs: options.compensationRetry?.maxDelayMs ?? 30_000,
+      },
+      Number.POSITIVE_INFINITY,
+    );
+    this.#scheduler = new TimerScheduler({
+      committer: this.#committer,
+      clock: this.#clock,
+      timers: this.#timers,
+      onDue: (timers) => this.#timersDue(timers),
+      onError: (error) => this.#report({ message: 'firing durable timers failed; retrying', error }),
+    });
+    this.#sagaHost = {
+      committer: this.#committer,
+      clock: this.#clock,
+      timers: this.#timers,
+      random: this.#random,
+      stopping: this.#stopping.signal,
+      halted: this.#halted.signal,
+      compensationRetry,
+      timerScheduled: (dueAt) => this.#scheduler.notify(dueAt),
+      waitForWake: (sagaId, wakeAt) => this.#waitForWake(sagaId, wakeAt),
+      ensureTopic: (topic) => this.#ensureTopic(topic, this.#defaultPartitions),
+      report: (problem) => this.#report(problem),
+    };
+    this.#subscriptionHost = {
+      committer: this.#committer,
+      log: this.#log,
+      clock: this.#clock,
+      timers: this.#timers,
+      random: this.#random,
+      deadLetterTopic: this.#deadLetterTopic,
+      createSaga: (scope, saga, id, input, traceparent) =>
+        this.#createSagaIn(scope, saga, id, input, traceparent),
+      launch: (launches) => {
+        for (const launch of launches) this.#enqueue(launch);
+      },
+      report: (problem) => this.#report(problem),
+      fenced: (error) => this.#report({ message: 'a subscription was fenced', error }),
+    };
+  }
+
+  /** Adds definitions. Only before `start`. Returns the runtime, for chaining. */
+  register(...definitions: Definition[]): this {
+    if (this.#state !== 'created') throw new ValidationError('Register definitions before start()');
+    for (const definition of definitions) {
+      const registry: Map<string, Definition> | undefined =
+        definition?.kind === 'entity'
+          ? this.#entities
+          : definition?.kind === 'saga'
+            ? this.#sagas
+            : definition?.kind === 'subscription'
+              ? this.#subscriptions
+              : undefined;
+      if (registry === undefined) {
+        throw new ValidationError(`register() takes definitions made by entity(), saga() or subscription()`);
+      }
+      const existing = registry.get(definition.name);
+      if (existing !== undefined && existing !== definition) {
+        throw new AlreadyExistsError(`Another ${definition.kind} named '${definition.name}' is registered`);
+      }
+      (registry as Map<string, Definition>).set(definition.name, definition);
+    }
+    return this;
+  }
+
+  /**
+   * Claims ownership (fencing any earlier runtime on the same store), creates the topics it
+   * needs, fires due timers, resumes every running saga, and starts the subscriptions.
+   */
+  async start(): Promise<void> {
+    if (this.#state !== 'created')
+      throw new ValidationError(`start() was called twice (state is '${this.#state}')`);
+    this.#state = 'starting';
+    await this.#path.open();
+    await this.#ensureTopic(this.#deadLetterTopic, this.#defaultPartitions);
+    for (const [topic, partitions] of this.#topics) await this.#ensureTopic(topic, partitions);
+    for (const definition of this.#entities.values()) {
+      await this.#ensureTopic(definition.eventsTopic, definition.partitions);
+    }
+    for (const definition of this.#subscriptions.values()) {
+      await this.#ensureTopic(definition.topic, definition.partitions);
+    }
+    this.#state = 'running';
+    await this.#scheduler.start();
+    await this.#resumeAll();
+    for (const definition of this.#subscriptions.values()) {
+      const runner = new SubscriptionRunner(this.#subscriptionHost, definition);
+      this.#runners.push(runner);
+      runner.start();
+    }
+  }
+
+  /**
+   * Graceful drain: refuses new work, lets subscriptions finish their batch, lets running steps
+   * finish (up to `drainTimeoutMs`) and journals their results, then parks every saga where it
+   * is. Parked sagas resume on the next start. Does not close the store or the log.
+   */
+  stop(): Promise<void> {
+    this.#stopped ??= this.#stop();
+    return this.#stopped;
+  }
+
+  async #stop(): Promise<void> {
+    const wasRunning = this.#state === 'running';
+    this.#state = 'stopping';
+    this.#stopping.abort();
+    for (const sleeper of this.#sleepers.values()) sleeper.wake();
+    for (const wake of this.#slotWaiters.splice(0)) wake();
+    if (wasRunning) {
+      await Promise.all(this.#runners.map((runner) => runner.stop()));
+      const settled = Promise.all(
+        [...this.#active.values()].map((execution) => this.#settledOf(execution.id)),
+      );
+      let timer: { cancel(): void } | undefined;
+      const drained = new Promise<void>((resolve) => {
+        timer = this.#timers.setTimeout(resolve, this.#drainTimeoutMs);
+      });
+      await Promise.race([settled, drained]);
+      timer?.cancel();
+    }
+    this.#halted.abort();
+    await this.#scheduler.stop();
+    await this.#committer.close();
+    this.#state = 'stopped';
+    for (const [id, waiters] of this.#waiters) {
+      for (const waiter of waiters)
+        waiter(
+          new ClosedError(`The runtime stopped before saga '${id}' ended; it resumes on the next start`),
+        );
+    }
+    this.#waiters.clear();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Entities
+
+  /**
+   * Sends a command to an entity and returns its reply once the command's state and events
+   * have committed. A rejected command throws the handler's error, and changes nothing.
+   */
+  async send<E extends AnyEntityDefinition, K extends CommandName<E>>(
+    entity: E,
+    id: string,
+    command: K,
+    input: CommandInput<E, K>,
+    options: SendOptions = {},
+  ): Promise<CommandReply<E, K>> {
+    this.#assertRunning();
+    const definition = this.#entity(entity);
+    requireRuntimeId(`The id of entity '${definition.name}'`, id);
+    const traceparent = formatTraceparent(parseTraceparent(options.traceparent) ?? newTrace(this.#random));
+    const nowMs = this.#clock.now();
+    const outcome = await this.#committer.submit((scope) =>
+      applyCommand(scope, {
+        entity: definition,
+        id,
+        command,
+        input,
+        traceparent,
+        nowMs,
+        random: this.#random,
+      }),
+    );
+    if (!outcome.ok) throw outcome.error;
+    return outcome.reply as unknown as CommandReply<E, K>;
+  }
+
+  /** An entity's committed state and version, or null when it was never written. */
+  async state<E extends AnyEntityDefinition>(
+    entity: E,
+    id: string,
+  ): Promise<{ state: ReturnType<E['initialState']>; version: number } | null> {
+    const definition = this.#entity(entity);
+    const record = await this.#store.transaction((tx) => tx.entities.get(definition.name, id));
+    return record === null
+      ? null
+      : { state: record.state as ReturnType<E['initialState']>, version: record.version };
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Sagas
+
+  /**
+   * Starts a saga, idempotently: the first call with an id creates it (durably, before this
+   * resolves) and runs it; later calls with the same id and input return a handle to the same
+   * saga. The same id with another saga type or input is a ConflictError.
+   */
+  async startSaga<I, O>(
+    saga: SagaDefinition<I, O>,
+    id: string,
+    input: I,
+    options: StartSagaOptions = {},
+  ): Promise<SagaHandle<O>> {
+    this.#assertRunning();
+    const definition = this.#saga(saga);
+    requireRuntimeId('A saga id', id);
+    const traceparent = childTraceparent(options.traceparent, this.#random);
+    const launch = await this.#committer.submit((scope) =>
+      this.#createSagaIn(scope, definition, id, input, traceparent),
+    );
+    if (launch !== null) this.#enqueue(launch);
+    return this.#handle<O>(id);
+  }
+
+  /** A handle to an existing saga. */
+  handle<O = unknown>(id: string): SagaHandle<O> {
+    requireRuntimeId('A saga id', id);
+    return this.#handle<O>(id);
+  }
+
+  /** One saga's record, or null. */
+  async saga(id: string): Promise<SagaRecord | null> {
+    requireRuntimeId('A saga id', id);
+    return this.#store.transaction((tx) => tx.sagas.get(id));
+  }
+
+  /** A page of sagas ordered by id, filtered by status and/or type. */
+  async sagas(
+    options: { status?: SagaStatus; type?: string; limit?: number; afterId?: string } = {},
+  ): Promise<SagaRecord[]> {
+    return this.#store.transaction((tx) => tx.sagas.list(options));
+  }
+
+  /** One saga's journal, in order: every step, send, sleep, emit and compensation it ran. */
+  async journal(id: string): Promise<JournalEntry[]> {
+    requireRuntimeId('A saga id', id);
+    return this.#store.transaction((tx) => tx.sagas.journal(id));
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Dead letters, problems, stats
+
+  /** Dead letters, oldest first per partition of the dead-letter topic; optionally of one subscription. */
+  async deadLetters(options: { subscription?: string; limit?: number } = {}): Promise<DeadLetter[]> {
+    const limit = integerOption('limit', options.limit, 100, 1, 1000);
+    let partitions: number;
+    try {
+      partitions = (await this.#log.describeTopic(this.#deadLetterTopic)).partitions;
+    } catch (error) {
+      if (error instanceof NotFoundError) return [];
+      throw error;
+    }
+    const found: DeadLetter[] = [];
+    for (let partition = 0; partition < partitions && found.length < limit; partition++) {
+      const { start, end } = await this.#log.offsets(this.#deadLetterTopic, partition);
+      let offset = start;
+      while (offset < end && found.length < limit) {
+        const records = await this.#log.read(this.#deadLetterTopic, partition, offset, { maxRecords: 500 });
+        if (records.length === 0) break;
+        for (const record of records) {
+          const letter = toDeadLetter(record);
+          if (options.subscription === undefined || letter.subscription === options.subscription)
+            found.push(letter);
+          if (found.length >= limit) break;
+        }
+        offset = records[records.length - 1]!.offset + 1;
+      }
+    }
+    return found;
+  }
+
+  /** The most recent operating problems (at most 100), oldest first. */
+  problems(): readonly RuntimeProblem[] {
+    return [...this.#problems];
+  }
+
+  get stats(): RuntimeStats {
+    const subscriptions: Record<string, { handled: number; deadLettered: number }> = {};
+    for (const runner of this.#runners) subscriptions[runner.definition.name] = runner.stats;
+    return {
+      activeSagas: this.#active.size,
+      sleepingSagas: this.#sleepers.size,
+      queuedSagas: this.#queue.length,
+      commits: this.#committer.stats,
+      subscriptions,
+    };
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Internals
+
+  #assertRunning(): void {
+    if (this.#state === 'running') return;
+    if (this.#state === 'created' || this.#state === 'starting') {
+      throw new ValidationError('The runtime is not started: call start() first');
+    }
+    throw new ClosedError('The runtime is stopped');
+  }
+
+  #entity(entity: AnyEntityDefinition): AnyEntityDefinition {
+    const registered = this.#entities.get(entity?.name);
+    if (registered === undefined || entity?.kind !== 'entity') {
+      throw new ValidationError(
+        `Entity '${entity?.name}' is not registered: pass it to runtime.register() before start()`,
+      );
+    }
+    return registered;
+  }
+
+  #saga(saga: SagaDefinition): SagaDefinition {
+    const registered = this.#sagas.get(saga?.name);
+    if (registered === undefined || saga?.kind !== 'saga') {
+      throw new ValidationError(
+        `Saga '${saga?.name}' is not registered: pass it to runtime.register() before start()`,
+      );
+    }
+    return registered;
+  }
+
+  /** Creates a saga and its start entry inside `scope`; null when it existed (same type and input). */
+  async #createSagaIn(
+    scope: UnitScope,
+    saga: SagaDefinition,
+    id: string,
+    input: unknown,
+    traceparent: string,
+  ): Promise<SagaLaunch | null> {
+    const definition = this.#saga(saga);
+    requireRuntimeId('A saga id', id);
+    const inputJson = toJson(`The input of saga '${definition.name}'`, input);
+    const existing = await scope.tx.sagas.get(id);
+    if (existing !== null) {
+      if (existing.type !== definition.name || canonical(existing.input) !== canonical(inputJson)) {
+        throw new ConflictError(
+          `Saga '${id}' exists with ${existing.type !== definition.name ? `type '${existing.type}'` : 'another input'}: a saga id names one saga with one input`,
+          { details: { sagaId: id, existingType: existing.type, type: definition.name } },
+        );
+      }
+      return null;
+    }
+    const nowMs = this.#clock.now();
+    await scope.tx.sagas.create({
+      id,
+      type: definition.name,
+      status: 'running',
+      input: inputJson,
+      createdAt: nowMs,
+    });
+    const start: JournalEntry = {
+      sagaId: id,
+      sequence: 0,
+      kind: 'event',
+      name: journalNames.start,
+      status: 'completed',
+      result: { traceparent },
+      error: null,
+      attempts: 1,
+      at: nowMs,
+    };
+    await scope.tx.sagas.appendJournal(start);
+    const record: SagaRecord = {
+      id,
+      type: definition.name,
+      status: 'running',
+      input: inputJson,
+      output: null,
+      reason: null,
+      createdAt: nowMs,
+      updatedAt: nowMs,
+      version: 1,
+    };
+    return { sagaId: id, definition, record, journal: [start] };
+  }
+
+  #handle<O>(id: string): SagaHandle<O> {
+    return {
+      id,
+      result: () => this.#result<O>(id),
+      record: async () => {
+        const record = await this.saga(id);
+        if (record === null) throw new NotFoundError(`Saga '${id}' does not exist`);
+        return record;
+      },
+    };
+  }
+
+  async #result<O>(id: string): Promise<O> {
+    let result: ExecutionResult | Error;
+    if (this.#active.has(id) || this.#queuedIds.has(id)) {
+      result = await this.#settledOf(id);
+    } else {
+      const record = await this.saga(id);
+      if (record === null) throw new NotFoundError(`Saga '${id}' does not exist`);
+      if (terminalStatuses.includes(record.status)) {
+        result = {
+          outcome: record.status as ExecutionResult['outcome'],
+          output: record.output,
+          reason: record.reason,
+        };
+      } else {
+        // Running in the store but not here (parked after an error): resume it.
+        this.#assertRunning();
+        this.#enqueue({ sagaId: id });
+        result = await this.#settledOf(id);
+      }
+    }
+    if (result instanceof Error) throw result;
+    if (result.outcome === 'completed') return result.output as O;
+    if (result.outcome === 'parked') {
+      throw new ClosedError(
+        `Saga '${id}' was parked (the runtime is stopping, or a write failed); it resumes on the next start`,
+      );
+    }
+    throw new SagaNotCompletedError(id, result.outcome, result.reason ?? 'unknown reason');
+  }
+
+  #settledOf(id: string): Promise<ExecutionResult | Error> {
+    return new Promise((resolve) => {
+      const waiters = this.#waiters.get(id);
+      if (waiters === undefined) this.#waiters.set(id, [resolve]);
+      else waiters.push(resolve);
+    });
+  }
+
+  #enqueue(launch: SagaLaunch): void {
+    if (this.#state !== 'running') return;
+    if (this.#active.has(launch.sagaId) || this.#queuedIds.has(launch.sagaId)) return;
+    this.#queuedIds.add(launch.sagaId);
+    this.#queue.push(
+      launch.definition === undefined
+        ? { id: launch.sagaId }
+        : {
+            id: launch.sagaId,
+            loaded: { definition: launch.definition, record: launch.record!, journal: launch.journal! },
+          },
+    );
+    this.#pump();
+  }
+
+  #pump(): void {
+    while (this.#state === 'running' && this.#queue.length > 0 && this.#freeSlots > 0) {
+      const next = this.#queue.shift()!;
+      this.#freeSlots--;
+      void this.#launch(next);
+    }
+  }
+
+  async #launch(queued: Queued): Promise<void> {
+    let loaded = queued.loaded;
+    try {
+      if (loaded === undefined) {
+        const found = await this.#store.transaction(async (tx) => {
+          const record = await tx.sagas.get(queued.id);
+          return record === null ? null : { record, journal: await tx.sagas.journal(queued.id) };
+        });
+        if (found !== null && !terminalStatuses.includes(found.record.status)) {
+          const definition = this.#sagas.get(found.record.type);
+          if (definition === undefined) {
+            this.#report({
+              sagaId: queued.id,
+              message: `saga type '${found.record.type}' is not registered; the saga waits, running, until it is`,
+              error: new NotFoundError(`Saga type '${found.record.type}' is not registered`),
+            });
+          } else {
+            loaded = { definition, ...found };
+          }
+        } else if (found !== null) {
+          this.#settle(queued.id, {
+            outcome: found.record.status as ExecutionResult['outcome'],
+            output: found.record.output,
+            reason: found.record.reason,
+          });
+        }
+      }
+    } catch (error) {
+      this.#report({ sagaId: queued.id, message: 'loading a saga to resume it failed', error });
+    }
+    this.#queuedIds.delete(queued.id);
+    if (loaded === undefined || this.#state !== 'running' || this.#active.has(queued.id)) {
+      this.#releaseSlot();
+      if (loaded === undefined)
+        this.#settle(queued.id, new ClosedError(`Saga '${queued.id}' could not be resumed`));
+      return;
+    }
+    const execution = new SagaExecution(this.#sagaHost, loaded.definition, loaded.record, loaded.journal);
+    this.#active.set(queued.id, execution);
+    const result = await execution.run();
+    this.#active.delete(queued.id);
+    this.#releaseSlot();
+    this.#settle(queued.id, result);
+  }
+
+  #settle(id: string, result: ExecutionResult | Error): void {
+    const waiters = this.#waiters.get(id);
+    if (waiters === undefined) return;
+    // A parked saga may be resumed later: only a settled end (or an error) answers waiters.
+    this.#waiters.delete(id);
+    for (const waiter of waiters) waiter(result);
+  }
+
+  #releaseSlot(): void {
+    const waiter = this.#slotWaiters.shift();
+    if (waiter !== undefined) {
+      waiter();
+      return;
+    }
+    this.#freeSlots++;
+    assert(this.#freeSlots <= this.#maxActiveSagas, 'free saga slots never exceed maxActiveSagas');
+    this.#pump();
+  }
+
+  /** A sleeping saga gives its slot back while it sleeps and takes one again (first in line) to continue. */
+  async #waitForWake(sagaId: string, wakeAt: number): Promise<void> {
+    if (this.#stopping.signal.aborted) return;
+    await new Promise<void>((resolve) => {
+      this.#sleepers.set(sagaId, { wakeAt, wake: resolve });
+      this.#releaseSlot();
+    });
+    this.#sleepers.delete(sagaId);
+    if (this.#stopping.signal.aborted) {
+      // Keeps the slot count balanced: the parked execution ends and releases a slot.
+      this.#freeSlots--;
+      return;
+    }
+    if (this.#freeSlots > 0) {
+      this.#freeSlots--;
+      return;
+    }
+    await new Promise<void>((resolve) => this.#slotWaiters.push(resolve));
+    if (this.#stopping.signal.aborted) this.#freeSlots--;
+  }
+
+  #timersDue(timers: readonly TimerRecord[]): void {
+    const nowMs = this.#clock.now();
+    for (const timer of timers) {
+      if (timer.kind !== sagaWakeTimerKind) continue;
+      const sagaId = (timer.payload as { sagaId?: unknown } | null)?.sagaId;
+      if (typeof sagaId !== 'string') continue;
+      const sleeper = this.#sleepers.get(sagaId);
+      if (sleeper !== undefined) {
+        if (sleeper.wakeAt <= nowMs) sleeper.wake();
+      } else if (!this.#active.has(sagaId) && !this.#queuedIds.has(sagaId)) {
+        // Not in memory (evicted, or owned by no one here yet): resume it from its journal.
+        this.#enqueue({ sagaId });
+      }
+    }
+  }
+
+  async #resumeAll(): Promise<void> {
+    for (const status of ['compensating', 'running'] as const) {
+      let afterId: string | undefined;
+      for (;;) {
+        const page = await this.sagas({ status, limit: 1000, ...(afterId === undefined ? {} : { afterId }) });
+        for (const record of page) this.#enqueue({ sagaId: record.id });
+        if (page.length < 1000) break;
+        afterId = page[page.length - 1]!.id;
+      }
+    }
+  }
+
+  async #ensureTopic(topic: string, partitions: number): Promise<void> {
+    if (this.#knownTopics.has(topic)) return;
+    try {
+      await this.#log.describeTopic(topic);
+    } catch (error) {
+      if (!(error instanceof NotFoundError) && !(isMeridianError(error) && error.code === 'NOT_FOUND'))
+        throw error;
+      try {
+        await this.#log.createTopic(topic, { partitions });
+      } catch (createError) {
+        // Someone created it meanwhile (with whatever partitions): it exists, which is all we need.
+        if (!(createError instanceof AlreadyExistsError)) throw createError;
+      }
+    }
+    this.#knownTopics.add(topic);
+  }
+
+  #report(problem: { message: string; error: unknown; sagaId?: string; subscription?: string }): void {
+    const entry: RuntimeProblem = {
+      at: this.#clock.now(),
+      message: problem.message,
+      error: problem.error instanceof Error ? problem.error.message : String(problem.error),
+      ...(problem.sagaId === undefined ? {} : { sagaId: problem.sagaId }),
+      ...(problem.subscription === undefined ? {} : { subscription: problem.subscription }),
+    };
+    this.#problems.push(entry);
+    if (this.#problems.length > maxProblems) this.#problems.shift();
+    try {
+      this.#onProblem?.(entry);
+    } catch {
+      // A listener's failure must not break the runtime.
+    }
+    if (problem.error instanceof FencedError && this.#state === 'running') {
+      // Another runtime owns the store now: stop writing at once.
+      void this.stop();
+    }
+  }
+}
+
+function toDeadLetter(record: LogRecord): DeadLetter {
+  const header = (name: string) => record.headers[name] ?? '';
+  return {
+    subscription: header(deadLetterHeaders.subscription),
+    topic: header(deadLetterHeaders.topic),
+    partition: Number(header(deadLetterHeaders.partition)),
+    offset: Number(header(deadLetterHeaders.offset)),
+    error: header(deadLetterHeaders.error),
+    attempts: Number(header(deadLetterHeaders.attempts)),
+    at: Number(header(deadLetterHeaders.at)),
+    key: record.key,
+    value: record.value,
+    headers: record.headers,
+    deadLetter: { partition: record.partition, offset: record.offset },
+  };
+}
+
+/** Creates a runtime; register definitions, then `start()` it. */
+export function createRuntime(options: RuntimeOptions): Runtime {
+  return new Runtime(options);
+}

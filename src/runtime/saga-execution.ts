@@ -1,0 +1,848 @@
+import {
+  ClosedError,
+  ConflictError,
+  ensureError,
+  isMeridianError,
+  isTerminalError,
+  ValidationError,
+} from '../errors.ts';
+import type { JournalEntry, JournalEntryKind, Json, SagaRecord, SagaStatus } from '../store/types.ts';
+import type { Clock, Random, Timers } from '../time.ts';
+import { encodeJson, toJson } from './codec.ts';
+import type { UnitScope } from './commit-path.ts';
+import type {
+  AnyEntityDefinition,
+  CommandName,
+  EmitRecord,
+  SagaContext,
+  SagaDefinition,
+  SendOptions,
+  StepContext,
+  StepOptions,
+} from './definitions.ts';
+import { applyCommand, headers } from './entity-command.ts';
+import { FencedError, NonDeterminismError, StepFailedError, StepTimeoutError } from './errors.ts';
+import type { GroupCommitter } from './group-commit.ts';
+import { integerOption, requireRuntimeId, requireRuntimeName } from './options.ts';
+import { type RetryStrategy, toRetryStrategy } from './retry.ts';
+import { childTraceparent, traceparentHeader } from './trace.ts';
+
+/** Journal names the runtime writes for itself. User names cannot start with '$'. */
+export const journalNames = {
+  /** Sequence 0 of every saga: the trace context it runs in. */
+  start: '$start',
+  /** The saga's code failed: the reason, written with the switch to `compensating`. */
+  failed: '$failed',
+  /** A step's deadline, written before its first attempt so it survives restarts. */
+  deadline: (step: string) => `$deadline:${step}`,
+  send: (entity: string, command: string) => `${entity}.${command}`,
+  emit: (topic: string) => `emit:${topic}`,
+} as const;
+
+/** The timer kind that wakes a sleeping saga. */
+export const sagaWakeTimerKind = 'meridian.saga.wake';
+
+/** What a saga execution needs from the runtime that hosts it. */
+export interface SagaHost {
+  readonly committer: GroupCommitter;
+  readonly clock: Clock;
+  readonly timers: Timers;
+  readonly random: Random;
+  /** Aborted when the runtime starts to stop: executions park at their next durable call. */
+  readonly stopping: AbortSignal;
+  /** Aborted when the drain time is up: steps still running are abandoned (their result is not journaled). */
+  readonly halted: AbortSignal;
+  /** Retry of compensations: unbounded attempts, bounded delay. */
+  readonly compensationRetry: RetryStrategy;
+  /** A durable timer now exists at `dueAt`. */
+  timerScheduled(dueAt: number): void;
+  /** Resolves once a timer of this saga fired at or after `wakeAt`, or the runtime is stopping. */
+  waitForWake(sagaId: string, wakeAt: number): Promise<void>;
+  /** Creates the topic if it does not exist. */
+  ensureTopic(topic: string): Promise<void>;
+  /** An operating problem that parked an execution (the saga resumes on the next start). */
+  report(problem: { sagaId: string; message: string; error: unknown }): void;
+}
+
+/**
+ * A saga to run: its id, and (when it was just created here) its record and journal, so the
+ * first run needs no read. Created inside a transaction; launched only after it committed.
+ */
+export interface SagaLaunch {
+  readonly sagaId: string;
+  readonly definition?: SagaDefinition;
+  readonly record?: SagaRecord;
+  readonly journal?: JournalEntry[];
+}
+
+export type ExecutionOutcome = 'completed' | 'compensated' | 'failed' | 'parked';
+
+/** How an execution ended: the terminal record fields, or parked (still running in the store). */
+export interface ExecutionResult {
+  readonly outcome: ExecutionOutcome;
+  readonly output: Json | null;
+  readonly reason: string | null;
+}
+
+type Compensation =
+  | {
+      readonly kind: 'step';
+      readonly name: string;
+      readonly result: Json;
+      readonly fn: (ctx: StepContext, result: never) => Promise<void> | void;
+    }
+  | {
+      readonly kind: 'send';
+      readonly name: string;
+      readonly entity: AnyEntityDefinition;
+      readonly id: string;
+      readonly command: string;
+      readonly input: () => unknown;
+    };
+
+/**
+ * A promise that never settles: what a parked execution's user code awaits. A fresh one each
+ * time, so nothing long-lived references the abandoned frames and they can be collected.
+ */
+function never(): Promise<never> {
+  return new Promise<never>(() => {});
+}
+
+/** Commit failures that retrying cannot cure: someone else owns the saga now, or we stopped. */
+function isOwnershipLoss(error: unknown): boolean {
+  return (
+    error instanceof FencedError ||
+    error instanceof ConflictError ||
+    error instanceof ClosedError ||
+    (isMeridianError(error) &&
+      (error.code === 'CONFLICT' || error.code === 'FENCED' || error.code === 'CLOSED'))
+  );
+}
+
+function codeOf(error: Error): string | null {
+  return isMeridianError(error) ? error.code : null;
+}
+
+/**
+ * One run of one saga in this process: from its journal (replay) to its end (completed,
+ * compensated, failed) or until the runtime stops (parked; a later start resumes it).
+ *
+ * Replay: every durable call takes the next journal position. When the journal has an entry
+ * there, the call must match it (kind and name) and returns its journaled outcome without
+ * running anything; a mismatch is non-determinism. Past the journal's end, calls run for real
+ * and append their entry. The journal is dense, and calls must be awaited one at a time, so
+ * positions are well defined and completion order equals call order.
+ */
+export class SagaExecution {
+  readonly id: string;
+  readonly definition: SagaDefinition;
+  readonly #host: SagaHost;
+  readonly #input: unknown;
+  readonly #journal: JournalEntry[];
+  readonly #traceparent: string;
+  #cursor: number;
+  #version: number;
+  #busy: string | null = null;
+  #nondeterminism: NonDeterminismError | null = null;
+  #parked = false;
+  readonly #compensations: Compensation[] = [];
+  readonly #stepNames = new Set<string>();
+  readonly #context: SagaContext;
+  #result: ExecutionResult | undefined;
+
+  constructor(
+    host: SagaHost,
+    definition: SagaDefinition,
+    record: SagaRecord,
+    journal: readonly JournalEntry[],
+  ) {
+    this.#host = host;
+    this.id = record.id;
+    this.definition = definition;
+    this.#input = record.input;
+    this.#journal = [...journal];
+    this.#version = record.version;
+    const start = this.#journal[0];
+    if (start?.kind === 'event' && start.name === journalNames.start) {
+      const traceparent = (start.result as { traceparent?: unknown } | null)?.traceparent;
+      this.#traceparent = typeof traceparent === 'string' ? traceparent : childTraceparent(null, host.random);
+      this.#cursor = 1;
+    } else {
+      // A saga created without the runtime's start entry (by hand, or by an older version).
+      this.#traceparent = childTraceparent(null, host.random);
+      this.#cursor = 0;
+    }
+    this.#context = this.#createContext();
+  }
+
+  /** The result, once `run` has settled. */
+  get result(): ExecutionResult | undefined {
+    return this.#result;
+  }
+
+  /** Journal entries this execution knows (replayed and appended). */
+  get journalLength(): number {
+    return this.#journal.length;
+  }
+
+  /**
+   * Runs the saga to its end. Resolves with how it ended; never rejects. When parked (the
+   * runtime stopped, or a write failed for good) it resolves 'parked' and the saga stays
+   * `running`/`compensating` in the store.
+   */
+  run(): Promise<ExecutionResult> {
+    return new Promise<ExecutionResult>((resolve) => {
+      this.#onParked = () => resolve(this.#finish('parked', null, null));
+      void this.#runToEnd().then(resolve, (error) => {
+        // #runToEnd handles every error; reaching here is a bug, which must not stay silent.
+        this.#host.report({ sagaId: this.id, message: 'saga execution crashed', error });
+        resolve(this.#finish('parked', null, null));
+      });
+    });
+  }
+
+  #onParked: () => void = () => {};
+
+  #finish(outcome: ExecutionOutcome, output: Json | null, reason: string | null): ExecutionResult {
+    this.#result ??= { outcome, output, reason };
+    return this.#result;
+  }
+
+  /** Stops this execution where it is: user code awaiting a durable call never resumes. */
+  #park(): Promise<never> {
+    if (!this.#parked) {
+      this.#parked = true;
+      this.#onParked();
+    }
+    return never();
+  }
+
+  async #runToEnd(): Promise<ExecutionResult> {
+    let output: unknown;
+    let failure: Error | undefined;
+    try {
+      output = await this.definition.run(this.#context, this.#input);
+    } catch (error) {
+      failure = ensureError(error);
+    }
+    if (this.#parked) return never();
+    if (this.#nondeterminism !== null) return this.#markFailed(this.#nondeterminism.message);
+    if (this.#busy !== null) {
+      return this.#markFailed(
+        `The saga's code ${failure === undefined ? 'returned' : 'threw'} while its call '${this.#busy}' was still running: await every ctx call`,
+      );
+    }
+    if (failure === undefined) {
+      const unread = this.#journal[this.#cursor];
+      if (unread !== undefined) {
+        return this.#markFailed(
+          new NonDeterminismError(
+            `Saga '${this.id}' returned, but its journal has more entries from position ${unread.sequence} ('${unread.kind}' '${unread.name}'): the code changed since it ran`,
+          ).message,
+        );
+      }
+      let json: Json;
+      try {
+        json = toJson(`The output of saga '${this.definition.name}'`, output);
+      } catch (error) {
+        return this.#compensate(ensureError(error));
+      }
+      await this.#updateStatus('completed', { output: json });
+      return this.#finish('completed', json, null);
+    }
+    return this.#compensate(failure);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Durable calls
+
+  #createContext(): SagaContext {
+    return {
+      sagaId: this.id,
+      traceparent: this.#traceparent,
+      step: (name, fn, options) => this.#call(name, () => this.#step(name, fn, options ?? {})),
+      send: (entity, id, command, input, options) =>
+        this.#call(journalNames.send(entity.name, command), () =>
+          this.#send(
+            entity,
+            id,
+            command,
+            input,
+            options as SendOptions<AnyEntityDefinition, unknown> | undefined,
+          ),
+        ) as never,
+      sleep: (name, durationMs) => this.#call(name, () => this.#sleep(name, durationMs)),
+      emit: (topic, record) => this.#call(journalNames.emit(topic), () => this.#emit(topic, record)),
+    };
+  }
+
+  /** Admits one durable call at a time, and parks instead of running once the runtime stops. */
+  async #call<T>(label: string, fn: () => Promise<T>): Promise<T> {
+    if (this.#nondeterminism !== null) throw this.#nondeterminism;
+    if (this.#busy !== null) {
+      throw new ValidationError(
+        `Saga '${this.id}' called '${label}' while '${this.#busy}' is still running: await each ctx call before the next`,
+      );
+    }
+    if (this.#parked || this.#host.stopping.aborted) return this.#park();
+    this.#busy = label;
+    try {
+      return await fn();
+    } finally {
+      this.#busy = null;
+    }
+  }
+
+  /** The journaled entry at the cursor, checked against what the code asks for now. */
+  #replay(kind: JournalEntryKind, name: string): JournalEntry | undefined {
+    const entry = this.#journal[this.#cursor];
+    if (entry === undefined) return undefined;
+    if (entry.kind !== kind || entry.name !== name) {
+      this.#nondeterminism = new NonDeterminismError(
+        `Saga '${this.id}' (${this.definition.name}) is not deterministic: at journal position ${entry.sequence} the code asked for ${kind} '${name}' but the journal holds ${entry.kind} '${entry.name}'`,
+        {
+          details: {
+            sagaId: this.id,
+            sequence: entry.sequence,
+            expected: { kind, name },
+            journaled: { kind: entry.kind, name: entry.name },
+          },
+        },
+      );
+      throw this.#nondeterminism;
+    }
+    this.#cursor++;
+    return entry;
+  }
+
+  /**
+   * Commits `entry` as the next journal position, together with `extra` effects, in one unit.
+   * Returns what `extra` returned. Parks the execution when the write fails for good.
+   */
+  async #append<T>(
+    entry: Omit<JournalEntry, 'sagaId' | 'sequence' | 'at'>,
+    extra?: (scope: UnitScope) => Promise<T>,
+  ): Promise<T> {
+    const full: JournalEntry = {
+      ...entry,
+      sagaId: this.id,
+      sequence: this.#journal.length,
+      at: this.#host.clock.now(),
+    };
+    const value = await this.#commit(async (scope) => {
+      const extraValue = extra === undefined ? (undefined as T) : await extra(scope);
+      await scope.tx.sagas.appendJournal(full);
+      return extraValue;
+    });
+    this.#journal.push(full);
+    this.#cursor = this.#journal.length;
+    return value;
+  }
+
+  /**
+   * Submits a unit. A lost ownership (conflict, fence, closed) parks at once; other failures
+   * (I/O) are tried again a few times, since the unit rolled back and is safe to repeat.
+   */
+  async #commit<T>(work: (scope: UnitScope) => Promise<T>): Promise<T> {
+    const maxAttempts = 5;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.#host.committer.submit(work);
+      } catch (error) {
+        if (isOwnershipLoss(error) || attempt >= maxAttempts || this.#host.stopping.aborted) {
+          if (!(error instanceof ClosedError)) {
+            this.#host.report({
+              sagaId: this.id,
+              message: 'a journal write failed; the saga is parked',
+              error,
+            });
+          }
+          return this.#park();
+        }
+        await this.#wait(Math.min(1000, 10 * 2 ** attempt));
+      }
+    }
+  }
+
+  async #updateStatus(status: SagaStatus, change: { output?: Json; reason?: string }): Promise<void> {
+    const version = this.#version;
+    this.#version = await this.#commit((scope) =>
+      scope.tx.sagas.update(this.id, { status, at: this.#host.clock.now(), ...change }, version),
+    );
+  }
+
+  async #step<T>(
+    name: string,
+    fn: (ctx: StepContext) => Promise<T> | T,
+    options: StepOptions<T>,
+  ): Promise<T> {
+    requireRuntimeName('A step name', name);
+    if (this.#stepNames.has(name)) {
+      throw new ValidationError(
+        `Saga '${this.definition.name}' runs step '${name}' twice: step names must be unique within a saga, because they make the idempotency key`,
+      );
+    }
+    this.#stepNames.add(name);
+    const timeoutMs =
+      options.timeoutMs === undefined
+        ? undefined
+        : integerOption('timeoutMs', options.timeoutMs, 0, 1, 31_536_000_000);
+    let deadlineAt: number | undefined;
+    if (timeoutMs !== undefined) {
+      const journaled = this.#replay('event', journalNames.deadline(name));
+      if (journaled !== undefined) {
+        deadlineAt = (journaled.result as { deadlineAt: number }).deadlineAt;
+      } else {
+        deadlineAt = this.#host.clock.now() + timeoutMs;
+        await this.#append({
+          kind: 'event',
+          name: journalNames.deadline(name),
+          status: 'completed',
+          result: { deadlineAt },
+          error: null,
+          attempts: 0,
+        });
+      }
+    }
+    const journaled = this.#replay('step', name);
+    if (journaled !== undefined) {
+      if (journaled.status === 'failed') throw this.#failureFromJournal(journaled);
+      this.#registerStepCompensation(name, journaled.result, options);
+      return journaled.result as T;
+    }
+    const strategy = toRetryStrategy(options.retry);
+    let lastError: Error = new StepTimeoutError(
+      `Step '${name}' reached its deadline before its first attempt`,
+    );
+    let attempt = 0;
+    for (;;) {
+      if (deadlineAt !== undefined && this.#host.clock.now() >= deadlineAt) {
+        lastError = new StepTimeoutError(
+          `Step '${name}' passed its deadline (timeoutMs ${timeoutMs}) after ${attempt} attempt(s)${attempt > 0 ? `; last error: ${lastError.message}` : ''}`,
+        );
+        break;
+      }
+      attempt++;
+      let value: Json;
+      try {
+        const raw = await this.#attempt(name, `${this.id}/${name}`, attempt, deadlineAt, (ctx) => fn(ctx));
+        value = toJson(`The result of step '${name}'`, raw);
+      } catch (error) {
+        if (this.#host.stopping.aborted) return this.#park();
+        lastError = ensureError(error);
+        const delayMs = strategy.nextDelayMs(attempt, lastError, this.#host.random);
+        if (delayMs === undefined) break;
+        const untilDeadline =
+          deadlineAt === undefined ? delayMs : Math.max(0, deadlineAt - this.#host.clock.now());
+        await this.#wait(Math.min(delayMs, untilDeadline));
+        if (this.#host.stopping.aborted) return this.#park();
+        continue;
+      }
+      await this.#append({
+        kind: 'step',
+        name,
+        status: 'completed',
+        result: value,
+        error: null,
+        attempts: attempt,
+      });
+      this.#registerStepCompensation(name, value, options);
+      return value as T;
+    }
+    const causeCode = codeOf(lastError);
+    await this.#append({
+      kind: 'step',
+      name,
+      status: 'failed',
+      result: { code: causeCode },
+      error: lastError.message,
+      attempts: attempt,
+    });
+    throw new StepFailedError(name, attempt, lastError.message, causeCode, { cause: lastError });
+  }
+
+  #registerStepCompensation<T>(name: string, result: Json, options: StepOptions<T>): void {
+    if (options.compensate === undefined) return;
+    this.#compensations.push({
+      kind: 'step',
+      name,
+      result,
+      fn: options.compensate as (ctx: StepContext, result: never) => Promise<void> | void,
+    });
+  }
+
+  #failureFromJournal(entry: JournalEntry): StepFailedError {
+    const code = (entry.result as { code?: unknown } | null)?.code;
+    return new StepFailedError(
+      entry.name,
+      entry.attempts,
+      entry.error ?? 'unknown error',
+      typeof code === 'string' ? code : null,
+    );
+  }
+
+  /**
+   * One attempt of a step or compensation function, raced against the deadline and the end of
+   * the drain. Its AbortSignal fires on either.
+   */
+  #attempt<T>(
+    step: string,
+    idempotencyKey: string,
+    attempt: number,
+    deadlineAt: number | undefined,
+    fn: (ctx: StepContext) => Promise<T> | T,
+  ): Promise<T> {
+    const controller = new AbortController();
+    const ctx: StepContext = {
+      sagaId: this.id,
+      step,
+      idempotencyKey,
+      attempt,
+      signal: controller.signal,
+      traceparent: childTraceparent(this.#traceparent, this.#host.random),
+    };
+    return new Promise<T>((resolve, reject) => {
+      let timer: { cancel(): void } | undefined;
+      const onHalt = () => {
+        const error = new ClosedError(`The runtime stopped while step '${step}' was running`);
+        controller.abort(error);
+        reject(error);
+      };
+      const cleanup = () => {
+        timer?.cancel();
+        this.#host.halted.removeEventListener('abort', onHalt);
+      };
+      if (this.#host.halted.aborted) return onHalt();
+      this.#host.halted.addEventListener('abort', onHalt, { once: true });
+      if (deadlineAt !== undefined) {
+        timer = this.#host.timers.setTimeout(
+          () => {
+            const error = new StepTimeoutError(
+              `Step '${step}' passed its deadline during attempt ${attempt}`,
+            );
+            controller.abort(error);
+            reject(error);
+          },
+          Math.max(0, deadlineAt - this.#host.clock.now()),
+        );
+      }
+      let running: Promise<T>;
+      try {
+        running = Promise.resolve(fn(ctx));
+      } catch (error) {
+        cleanup();
+        reject(error);
+        return;
+      }
+      running.then(
+        (value) => {
+          cleanup();
+          resolve(value);
+        },
+        (error) => {
+          cleanup();
+          reject(error);
+        },
+      );
+    });
+  }
+
+  /** Waits `delayMs` on the Timers port; returns early when the runtime starts stopping. */
+  #wait(delayMs: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      if (this.#host.stopping.aborted) return resolve();
+      const onStop = () => {
+        timer.cancel();
+        resolve();
+      };
+      const timer = this.#host.timers.setTimeout(() => {
+        this.#host.stopping.removeEventListener('abort', onStop);
+        resolve();
+      }, delayMs);
+      this.#host.stopping.addEventListener('abort', onStop, { once: true });
+    });
+  }
+
+  async #send(
+    entity: AnyEntityDefinition,
+    id: string,
+    command: string,
+    input: unknown,
+    options: SendOptions<AnyEntityDefinition, unknown> | undefined,
+  ): Promise<unknown> {
+    requireRuntimeId(`The id of entity '${entity?.name}'`, id);
+    if (entity?.kind !== 'entity') throw new ValidationError(`ctx.send needs an entity definition`);
+    const name = journalNames.send(entity.name, command);
+    const journaled = this.#replay('step', name);
+    if (journaled !== undefined) {
+      if (journaled.status === 'failed') throw this.#failureFromJournal(journaled);
+      this.#registerSendCompensation(name, entity, id, journaled.result, options);
+      return journaled.result;
+    }
+    const nowMs = this.#host.clock.now();
+    const sequence = this.#journal.length;
+    const entry = await this.#commit(async (scope) => {
+      const outcome = await applyCommand(scope, {
+        entity,
+        id,
+        command,
+        input,
+        traceparent: this.#traceparent,
+        nowMs,
+        random: this.#host.random,
+      });
+      const full: JournalEntry = outcome.ok
+        ? {
+            sagaId: this.id,
+            sequence,
+            kind: 'step',
+            name,
+            status: 'completed',
+            result: outcome.reply,
+            error: null,
+            attempts: 1,
+            at: nowMs,
+          }
+        : {
+            sagaId: this.id,
+            sequence,
+            kind: 'step',
+            name,
+            status: 'failed',
+            result: { code: codeOf(outcome.error) },
+            error: outcome.error.message,
+            attempts: 1,
+            at: nowMs,
+          };
+      await scope.tx.sagas.appendJournal(full);
+      return full;
+    });
+    this.#journal.push(entry);
+    this.#cursor = this.#journal.length;
+    if (entry.status === 'failed') throw this.#failureFromJournal(entry);
+    this.#registerSendCompensation(name, entity, id, entry.result, options);
+    return entry.result;
+  }
+
+  #registerSendCompensation(
+    name: string,
+    entity: AnyEntityDefinition,
+    id: string,
+    reply: Json,
+    options: SendOptions<AnyEntityDefinition, unknown> | undefined,
+  ): void {
+    const compensate = options?.compensate as { command: string; input: unknown } | undefined;
+    if (compensate === undefined) return;
+    const input = compensate.input;
+    this.#compensations.push({
+      kind: 'send',
+      name,
+      entity,
+      id,
+      command: compensate.command as CommandName<AnyEntityDefinition>,
+      input: () => (typeof input === 'function' ? (input as (reply: Json) => unknown)(reply) : input),
+    });
+  }
+
+  async #sleep(name: string, durationMs: number): Promise<void> {
+    requireRuntimeName('A sleep name', name);
+    integerOption('durationMs', durationMs, 0, 0, 31_536_000_000);
+    const journaled = this.#replay('sleep', name);
+    let wakeAt: number;
+    if (journaled !== undefined) {
+      wakeAt = (journaled.result as { wakeAt: number }).wakeAt;
+    } else {
+      wakeAt = this.#host.clock.now() + durationMs;
+      const timerId = `saga/${this.id}/${this.#journal.length}`;
+      await this.#append(
+        { kind: 'sleep', name, status: 'completed', result: { wakeAt, timerId }, error: null, attempts: 0 },
+        (scope) =>
+          scope.tx.timers.schedule({
+            id: timerId,
+            dueAt: wakeAt,
+            kind: sagaWakeTimerKind,
+            payload: { sagaId: this.id },
+          }),
+      );
+      this.#host.timerScheduled(wakeAt);
+    }
+    if (this.#host.clock.now() < wakeAt) {
+      await this.#host.waitForWake(this.id, wakeAt);
+      if (this.#host.stopping.aborted) return this.#park();
+    }
+  }
+
+  async #emit(topic: string, record: EmitRecord): Promise<void> {
+    requireRuntimeName('An emit topic', topic);
+    const name = journalNames.emit(topic);
+    if (this.#replay('event', name) !== undefined) return;
+    const value = toJson(`The value emitted to '${topic}'`, record?.value);
+    const key = record.key ?? null;
+    if (key !== null && typeof key !== 'string')
+      throw new ValidationError(`An emitted record's key must be a string or null`);
+    await this.#host.ensureTopic(topic);
+    const nowMs = this.#host.clock.now();
+    await this.#append(
+      { kind: 'event', name, status: 'completed', result: null, error: null, attempts: 1 },
+      (scope) =>
+        scope.publish(topic, [
+          {
+            key,
+            value: encodeJson(value),
+            headers: {
+              ...record.headers,
+              [traceparentHeader]: childTraceparent(this.#traceparent, this.#host.random),
+              [headers.saga]: this.id,
+              [headers.sagaType]: this.definition.name,
+            },
+            timestamp: nowMs,
+          },
+        ]),
+    );
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Ending
+
+  async #markFailed(reason: string): Promise<ExecutionResult> {
+    await this.#updateStatus('failed', { reason });
+    return this.#finish('failed', null, reason);
+  }
+
+  /**
+   * The saga's code failed: journal why (with the switch to `compensating`), then undo the
+   * finished steps in reverse order, each until it succeeds, journaling each one.
+   */
+  async #compensate(failure: Error): Promise<ExecutionResult> {
+    let reason = failure.message;
+    let journaled: JournalEntry | undefined;
+    try {
+      journaled = this.#replay('event', journalNames.failed);
+    } catch (error) {
+      return this.#markFailed((error as Error).message);
+    }
+    if (journaled !== undefined) {
+      reason = journaled.error ?? reason;
+    } else {
+      const version = this.#version;
+      this.#version = await this.#append(
+        {
+          kind: 'event',
+          name: journalNames.failed,
+          status: 'failed',
+          result: { code: codeOf(failure) },
+          error: reason,
+          attempts: 1,
+        },
+        (scope) =>
+          scope.tx.sagas.update(
+            this.id,
+            { status: 'compensating', reason, at: this.#host.clock.now() },
+            version,
+          ),
+      );
+    }
+    for (const compensation of [...this.#compensations].reverse()) {
+      let done: JournalEntry | undefined;
+      try {
+        done = this.#replay('compensation', compensation.name);
+      } catch (error) {
+        return this.#markFailed((error as Error).message);
+      }
+      if (done !== undefined) continue;
+      if (this.#host.stopping.aborted) return this.#park();
+      const failed =
+        compensation.kind === 'step'
+          ? await this.#compensateStep(compensation, reason)
+          : await this.#compensateSend(compensation);
+      if (failed !== undefined) return this.#markFailed(`${reason}; then ${failed}`);
+    }
+    await this.#updateStatus('compensated', { reason });
+    return this.#finish('compensated', null, reason);
+  }
+
+  /** Runs a step's compensation until it succeeds; returns why it cannot, for a terminal error. */
+  async #compensateStep(
+    compensation: Extract<Compensation, { kind: 'step' }>,
+    reason: string,
+  ): Promise<string | undefined> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.#attempt(
+          compensation.name,
+          `${this.id}/${compensation.name}/compensate`,
+          attempt,
+          undefined,
+          (ctx) => compensation.fn(ctx, compensation.result as never),
+        );
+      } catch (caught) {
+        if (this.#host.stopping.aborted) return this.#park();
+        const error = ensureError(caught);
+        if (isTerminalError(error)) {
+          return `compensation of '${compensation.name}' failed terminally: ${error.message}`;
+        }
+        // Visible while it lasts: the saga's reason names the failing compensation.
+        await this.#updateStatus('compensating', {
+          reason: `${reason}; compensation of '${compensation.name}' failed (attempt ${attempt}, retrying): ${error.message}`,
+        });
+        const delayMs = this.#host.compensationRetry.nextDelayMs(attempt, error, this.#host.random) ?? 0;
+        await this.#wait(delayMs);
+        if (this.#host.stopping.aborted) return this.#park();
+        continue;
+      }
+      await this.#append({
+        kind: 'compensation',
+        name: compensation.name,
+        status: 'completed',
+        result: null,
+        error: null,
+        attempts: attempt,
+      });
+      return undefined;
+    }
+  }
+
+  /** Applies a send's compensation command with its journal entry, exactly once. */
+  async #compensateSend(compensation: Extract<Compensation, { kind: 'send' }>): Promise<string | undefined> {
+    let input: unknown;
+    try {
+      input = compensation.input();
+    } catch (error) {
+      return `compensation of '${compensation.name}' could not compute its input: ${ensureError(error).message}`;
+    }
+    const nowMs = this.#host.clock.now();
+    const sequence = this.#journal.length;
+    const outcome = await this.#commit(async (scope) => {
+      const applied = await applyCommand(scope, {
+        entity: compensation.entity,
+        id: compensation.id,
+        command: compensation.command,
+        input,
+        traceparent: this.#traceparent,
+        nowMs,
+        random: this.#host.random,
+      });
+      if (!applied.ok) return applied;
+      const entry: JournalEntry = {
+        sagaId: this.id,
+        sequence,
+        kind: 'compensation',
+        name: compensation.name,
+        status: 'completed',
+        result: applied.reply,
+        error: null,
+        attempts: 1,
+        at: nowMs,
+      };
+      await scope.tx.sagas.appendJournal(entry);
+      return { ok: true as const, entry };
+    });
+    if (!outcome.ok) {
+      return `compensation '${compensation.entity.name}.${compensation.command}' of '${compensation.name}' was rejected: ${outcome.error.message}`;
+    }
+    // Remembered only now that the unit committed.
+    this.#journal.push(outcome.entry);
+    this.#cursor = this.#journal.length;
+    return undefined;
+  }
+}

@@ -1,0 +1,356 @@
+import { ensureError } from '../errors.ts';
+import type { Consumer, Log, LogRecord, ProducerRecord } from '../log/types.ts';
+import type { Clock, Random, Timers } from '../time.ts';
+import { decodeJson, decodeText, encodeJson, toJson } from './codec.ts';
+import type { UnitScope } from './commit-path.ts';
+import type {
+  AnyEntityDefinition,
+  EmitRecord,
+  SagaDefinition,
+  SubscriptionContext,
+  SubscriptionDefinition,
+  SubscriptionRecord,
+} from './definitions.ts';
+import { applyCommand } from './entity-command.ts';
+import { FencedError } from './errors.ts';
+import type { GroupCommitter } from './group-commit.ts';
+import { requireRuntimeName } from './options.ts';
+import { type RetryStrategy, toRetryStrategy } from './retry.ts';
+import type { SagaLaunch } from './saga-execution.ts';
+import { childTraceparent, traceparentHeader } from './trace.ts';
+
+/** Headers of a dead letter: the original record's headers plus these. */
+export const deadLetterHeaders = {
+  subscription: 'meridian-dead-letter-subscription',
+  topic: 'meridian-dead-letter-topic',
+  partition: 'meridian-dead-letter-partition',
+  offset: 'meridian-dead-letter-offset',
+  error: 'meridian-dead-letter-error',
+  attempts: 'meridian-dead-letter-attempts',
+  at: 'meridian-dead-letter-at',
+} as const;
+
+/** The longest error message kept in a dead letter's header. */
+const maxErrorLength = 4096;
+
+export interface SubscriptionHost {
+  readonly committer: GroupCommitter;
+  readonly log: Log;
+  readonly clock: Clock;
+  readonly timers: Timers;
+  readonly random: Random;
+  readonly deadLetterTopic: string;
+  /** Creates a saga inside `scope` (idempotent on its id); returns what to launch after the commit. */
+  createSaga(
+    scope: UnitScope,
+    saga: SagaDefinition,
+    id: string,
+    input: unknown,
+    traceparent: string,
+  ): Promise<SagaLaunch | null>;
+  /** Launches sagas whose creation committed. */
+  launch(launches: readonly SagaLaunch[]): void;
+  report(problem: { subscription: string; message: string; error: unknown }): void;
+  /** A fenced runtime must stop. */
+  fenced(error: FencedError): void;
+}
+
+/** A partition held back because its first record failed and waits for its next attempt. */
+interface Held {
+  readonly offset: number;
+  readonly attempts: number;
+  readonly retryAt: number;
+}
+
+interface BatchOutcome {
+  /** Records handled or dead-lettered: the consumer's offsets moved past them. */
+  readonly consumed: LogRecord[];
+  /** By partition, the record that failed and will be retried (the partition waits behind it). */
+  readonly failed: Map<string, LogRecord>;
+  readonly launches: SagaLaunch[];
+  readonly remember: () => void;
+}
+
+function partitionKey(topic: string, partition: number): string {
+  return `${topic}:${partition}`;
+}
+
+function toSubscriptionRecord(record: LogRecord): SubscriptionRecord {
+  return {
+    ...record,
+    json: <T>() => decodeJson(record.value) as T,
+    keyText: () => decodeText(record.key),
+  };
+}
+
+/**
+ * Runs one subscription: polls its topic, and handles each poll's records in ONE transaction
+ * (group commit), each record in its own savepoint, with the consumer's offsets committed in the
+ * same transaction. So a record's effects and its consumption commit together: after a crash
+ * a record is either fully applied and past the committed offset, or not applied at all.
+ *
+ * A failing record is retried (after a backoff, in a later transaction) while the records behind
+ * it in its partition wait, so per-partition (per-key) order holds. When its retries run out —
+ * or it fails terminally — it goes to the dead-letter topic with the error, in the same
+ * transaction that moves the offset past it: never dropped, never both.
+ */
+export class SubscriptionRunner {
+  readonly definition: SubscriptionDefinition;
+  readonly #host: SubscriptionHost;
+  readonly #strategy: RetryStrategy;
+  readonly #held = new Map<string, Held>();
+  readonly #stop = new AbortController();
+  #consumer: Consumer | undefined;
+  #loop: Promise<void> = Promise.resolve();
+  #handled = 0;
+  #deadLettered = 0;
+
+  constructor(host: SubscriptionHost, definition: SubscriptionDefinition) {
+    this.#host = host;
+    this.definition = definition;
+    this.#strategy = toRetryStrategy(definition.retry);
+  }
+
+  get stats(): { readonly handled: number; readonly deadLettered: number } {
+    return { handled: this.#handled, deadLettered: this.#deadLettered };
+  }
+
+  start(): void {
+    this.#consumer = this.#host.log.consumer({
+      group: this.definition.group,
+      topics: [this.definition.topic],
+      maxPollRecords: this.definition.maxRecordsPerBatch,
+    });
+    this.#loop = this.#run(this.#consumer);
+  }
+
+  /** Finishes the batch in hand, then closes the consumer. */
+  async stop(): Promise<void> {
+    this.#stop.abort();
+    await this.#loop;
+    await this.#consumer?.close();
+  }
+
+  async #run(consumer: Consumer): Promise<void> {
+    const signal = this.#stop.signal;
+    while (!signal.aborted) {
+      let records: LogRecord[];
+      try {
+        records = await consumer.poll({ timeoutMs: 5000, signal });
+      } catch (error) {
+        if (signal.aborted) break;
+        this.#host.report({ subscription: this.definition.name, message: 'poll failed', error });
+        await this.#sleep(1000);
+        continue;
+      }
+      if (records.length === 0) continue;
+      try {
+        await this.#handleBatch(consumer, records);
+      } catch (error) {
+        if (error instanceof FencedError) {
+          this.#host.fenced(error);
+          break;
+        }
+        if (signal.aborted) break;
+        // Nothing of the batch committed: read it again after a pause.
+        this.#host.report({ subscription: this.definition.name, message: 'a batch failed to commit', error });
+        this.#rewind(consumer, records);
+        await this.#sleep(1000);
+      }
+    }
+  }
+
+  async #handleBatch(consumer: Consumer, records: LogRecord[]): Promise<void> {
+    const nowMs = this.#host.clock.now();
+    // Records of held partitions wait for their retry time; everything after the first held
+    // record of a partition is read again later.
+    const runnable: LogRecord[] = [];
+    const rewindTo = new Map<string, LogRecord>();
+    for (const record of records) {
+      const key = partitionKey(record.topic, record.partition);
+      const held = this.#held.get(key);
+      if (rewindTo.has(key)) continue;
+      if (held !== undefined && record.offset >= held.offset && held.retryAt > nowMs) {
+        rewindTo.set(key, record);
+        continue;
+      }
+      runnable.push(record);
+    }
+    const outcome: BatchOutcome =
+      runnable.length === 0
+        ? { consumed: [], failed: new Map(), launches: [], remember: () => {} }
+        : await this.#host.committer.submit((scope) =>
+            this.#handleInTransaction(scope, consumer, runnable, nowMs),
+          );
+    outcome.remember();
+    this.#host.launch(outcome.launches);
+    for (const [key, record] of outcome.failed) rewindTo.set(key, record);
+    for (const record of rewindTo.values()) consumer.seek(record.topic, record.partition, record.offset);
+    if (outcome.consumed.length === 0 && rewindTo.size > 0) {
+      // Nothing moved: wait for the earliest retry instead of polling the same records again.
+      let earliest = Number.POSITIVE_INFINITY;
+      for (const held of this.#held.values()) earliest = Math.min(earliest, held.retryAt);
+      await this.#sleep(Math.max(0, earliest - this.#host.clock.now()));
+    }
+  }
+
+  async #handleInTransaction(
+    scope: UnitScope,
+    consumer: Consumer,
+    records: readonly LogRecord[],
+    nowMs: number,
+  ): Promise<BatchOutcome> {
+    const consumed: LogRecord[] = [];
+    const failed = new Map<string, LogRecord>();
+    const launches: SagaLaunch[] = [];
+    const retries = new Map<string, Held>();
+    const cleared: string[] = [];
+    let handled = 0;
+    let deadLettered = 0;
+    for (const record of records) {
+      const key = partitionKey(record.topic, record.partition);
+      if (failed.has(key)) continue;
+      const held = this.#held.get(key);
+      const attempts = (held !== undefined && held.offset === record.offset ? held.attempts : 0) + 1;
+      const recordLaunches: SagaLaunch[] = [];
+      try {
+        await scope.isolate(async (inner) => {
+          if (!(await inner.consume(this.definition.group, record))) return;
+          await this.definition.handler(
+            toSubscriptionRecord(record),
+            this.#context(inner, record, attempts, recordLaunches),
+          );
+        });
+        consumed.push(record);
+        launches.push(...recordLaunches);
+        if (held !== undefined) cleared.push(key);
+        handled++;
+      } catch (caught) {
+        const error = ensureError(caught);
+        const delayMs = this.#strategy.nextDelayMs(attempts, error, this.#host.random);
+        if (delayMs !== undefined) {
+          failed.set(key, record);
+          retries.set(key, { offset: record.offset, attempts, retryAt: nowMs + delayMs });
+          continue;
+        }
+        await scope.isolate(async (inner) => {
+          await inner.consume(this.definition.group, record);
+          await inner.publish(this.#host.deadLetterTopic, [this.#deadLetter(record, error, attempts, nowMs)]);
+        });
+        consumed.push(record);
+        if (held !== undefined) cleared.push(key);
+        deadLettered++;
+      }
+    }
+    await scope.commitConsumed(consumer, consumed);
+    return {
+      consumed,
+      failed,
+      launches,
+      // Applied by the caller once the transaction has committed, never for one that rolled back.
+      remember: () => {
+        for (const key of cleared) this.#held.delete(key);
+        for (const [key, held] of retries) this.#held.set(key, held);
+        this.#handled += handled;
+        this.#deadLettered += deadLettered;
+      },
+    };
+  }
+
+  #context(
+    scope: UnitScope,
+    record: LogRecord,
+    attempt: number,
+    launches: SagaLaunch[],
+  ): SubscriptionContext {
+    const traceparent = childTraceparent(record.headers[traceparentHeader], this.#host.random);
+    return {
+      subscription: this.definition.name,
+      attempt,
+      traceparent,
+      send: async (entity: AnyEntityDefinition, id: string, command: string, input: unknown) => {
+        const outcome = await applyCommand(scope, {
+          entity,
+          id,
+          command,
+          input,
+          traceparent,
+          nowMs: this.#host.clock.now(),
+          random: this.#host.random,
+        });
+        if (!outcome.ok) throw outcome.error;
+        return outcome.reply as never;
+      },
+      emit: async (topic: string, emitted: EmitRecord) => {
+        requireRuntimeName('An emit topic', topic);
+        const value = toJson(`The value emitted to '${topic}'`, emitted?.value);
+        const produced: ProducerRecord = {
+          key: emitted.key ?? null,
+          value: encodeJson(value),
+          headers: {
+            ...emitted.headers,
+            [traceparentHeader]: childTraceparent(traceparent, this.#host.random),
+          },
+          timestamp: this.#host.clock.now(),
+        };
+        await scope.publish(topic, [produced]);
+      },
+      startSaga: async <I, O>(saga: SagaDefinition<I, O>, id: string, input: I) => {
+        const launch = await this.#host.createSaga(scope, saga as SagaDefinition, id, input, traceparent);
+        if (launch !== null) launches.push(launch);
+      },
+    } as SubscriptionContext;
+  }
+
+  #deadLetter(record: LogRecord, error: Error, attempts: number, nowMs: number): ProducerRecord {
+    const message =
+      error.message.length > maxErrorLength ? `${error.message.slice(0, maxErrorLength)}...` : error.message;
+    return {
+      key: record.key,
+      value: record.value,
+      headers: {
+        ...record.headers,
+        [deadLetterHeaders.subscription]: this.definition.name,
+        [deadLetterHeaders.topic]: record.topic,
+        [deadLetterHeaders.partition]: String(record.partition),
+        [deadLetterHeaders.offset]: String(record.offset),
+        [deadLetterHeaders.error]: message,
+        [deadLetterHeaders.attempts]: String(attempts),
+        [deadLetterHeaders.at]: String(nowMs),
+      },
+      timestamp: nowMs,
+    };
+  }
+
+  #rewind(consumer: Consumer, records: readonly LogRecord[]): void {
+    const first = new Map<string, LogRecord>();
+    for (const record of records) {
+      const key = partitionKey(record.topic, record.partition);
+      if (!first.has(key)) first.set(key, record);
+    }
+    for (const record of first.values()) {
+      try {
+        consumer.seek(record.topic, record.partition, record.offset);
+      } catch {
+        // The partition moved to another member, which starts from the committed offset.
+      }
+    }
+  }
+
+  /** Waits on the Timers port; returns early when the subscription stops. */
+  #sleep(delayMs: number): Promise<void> {
+    const signal = this.#stop.signal;
+    return new Promise<void>((resolve) => {
+      if (signal.aborted) return resolve();
+      const onStop = () => {
+        timer.cancel();
+        resolve();
+      };
+      const timer = this.#host.timers.setTimeout(() => {
+        signal.removeEventListener('abort', onStop);
+        resolve();
+      }, delayMs);
+      signal.addEventListener('abort', onStop, { once: true });
+    });
+  }
+}
