@@ -1,0 +1,301 @@
+import { randomUUID } from 'node:crypto';
+import { build, type Histogram } from 'hdr-histogram-js';
+import { type Random, seededRandom } from '../time.ts';
+import type { LoadOptions } from './load-options.ts';
+
+export interface LatencySummary {
+  count: number;
+  p50Ms: number;
+  p90Ms: number;
+  p99Ms: number;
+  maxMs: number;
+}
+
+export interface LoadProgress {
+  elapsedSeconds: number;
+  offered: number;
+  sent: number;
+  notSentOnTime: number;
+  accepted: number;
+  /** Orders accepted during the last second. */
+  acceptedLastSecond: number;
+  completed: number;
+  inFlight: number;
+  errors: number;
+}
+
+export interface LoadSummary {
+  url: string;
+  offered: number;
+  offeredPerSecond: number;
+  sent: number;
+  /** Orders due while `concurrency` orders were in flight: not sent, so the server never saw them. */
+  notSentOnTime: number;
+  accepted: number;
+  acceptedPerSecond: number;
+  /** Orders that reached a terminal status. */
+  completed: number;
+  completedPerSecond: number;
+  confirmed: number;
+  cancelled: number;
+  /** Accepted orders whose terminal status was not seen within the terminal timeout. */
+  unfinished: number;
+  /** Latency from when each order was due (not when it was sent) to its 202. */
+  latencyToAccepted: LatencySummary;
+  /** Latency from when each order was due to the poll that saw its terminal status. */
+  latencyToTerminal: LatencySummary;
+  errorsByKind: Record<string, number>;
+  durationSeconds: number;
+}
+
+export interface LoadIo {
+  /** Called once a second while orders are offered and in flight. */
+  progress(progress: LoadProgress): void;
+}
+
+export class LoadSetupError extends Error {}
+
+const TERMINAL_STATUSES = new Set(['confirmed', 'cancelled']);
+/** Inventory PUTs in flight at once during setup. */
+const SETUP_CONCURRENCY = 32;
+
+function skuName(index: number): string {
+  return `sku-${String(index + 1).padStart(5, '0')}`;
+}
+
+function newHistogram(): Histogram {
+  // Microseconds, 3 significant digits, resized as needed.
+  return build({ lowestDiscernibleValue: 1, numberOfSignificantValueDigits: 3, autoResize: true });
+}
+
+function summarise(histogram: Histogram): LatencySummary {
+  const ms = (micros: number) => Math.round(micros) / 1000;
+  if (histogram.totalCount === 0) return { count: 0, p50Ms: 0, p90Ms: 0, p99Ms: 0, maxMs: 0 };
+  // A percentile is reported as the top of its bucket, which can exceed the largest value seen.
+  const max = histogram.maxValue;
+  const at = (percentile: number) => ms(Math.min(histogram.getValueAtPercentile(percentile), max));
+  return { count: histogram.totalCount, p50Ms: at(50), p90Ms: at(90), p99Ms: at(99), maxMs: ms(max) };
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+type Outcome = { ok: true; status: number; body: unknown } | { ok: false; kind: string };
+
+/**
+ * An open-loop load generator for the commerce contract. Order i is due at start + i/rate and is
+ * sent then, whatever happened to the orders before it; latency is measured from when it was
+ * due, so a server that stalls shows its stall in the percentiles instead of silently slowing
+ * the generator down (coordinated omission). An order due while `concurrency` orders are in
+ * flight is not sent and is counted as such.
+ */
+export class LoadGenerator {
+  readonly #options: LoadOptions;
+  readonly #io: LoadIo;
+  readonly #random: Random;
+  readonly #runId = randomUUID().slice(0, 8);
+  readonly #toAccepted = newHistogram();
+  readonly #toTerminal = newHistogram();
+  readonly #errors = new Map<string, number>();
+  #offered = 0;
+  #sent = 0;
+  #notSent = 0;
+  #accepted = 0;
+  #confirmed = 0;
+  #cancelled = 0;
+  #unfinished = 0;
+  #inFlight = 0;
+  #lastTerminalMs = 0;
+  #idle: (() => void) | undefined;
+
+  constructor(options: LoadOptions, io: LoadIo) {
+    this.#options = options;
+    this.#io = io;
+    this.#random = seededRandom(options.seed);
+  }
+
+  /** Sets every SKU's stock and price with `PUT /inventory/{sku}`. */
+  async setup(): Promise<void> {
+    let next = 0;
+    const worker = async () => {
+      while (next < this.#options.skus) {
+        const index = next++;
+        const sku = skuName(index);
+        const outcome = await this.#request('PUT', `/inventory/${encodeURIComponent(sku)}`, {
+          available: this.#options.stock,
+          price: 1 + (index % 50),
+        });
+        if (!outcome.ok || outcome.status !== 200) {
+          const what = outcome.ok ? `answered ${outcome.status}` : `failed (${outcome.kind})`;
+          throw new LoadSetupError(`Setting up inventory: PUT ${this.#options.url}/inventory/${sku} ${what}`);
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(SETUP_CONCURRENCY, this.#options.skus) }, worker));
+  }
+
+  /** Offers the orders, waits for the accepted ones to finish (bounded), and summarises. */
+  async run(signal?: AbortSignal): Promise<LoadSummary> {
+    const { ratePerSecond, durationSeconds } = this.#options;
+    const total = Math.floor(ratePerSecond * durationSeconds);
+    const intervalMs = 1000 / ratePerSecond;
+    const startMs = performance.now();
+    let lastAccepted = 0;
+    const progress = setInterval(() => {
+      const elapsedSeconds = Math.round((performance.now() - startMs) / 100) / 10;
+      this.#io.progress({
+        elapsedSeconds,
+        offered: this.#offered,
+        sent: this.#sent,
+        notSentOnTime: this.#notSent,
+        accepted: this.#accepted,
+        acceptedLastSecond: this.#accepted - lastAccepted,
+        completed: this.#confirmed + this.#cancelled,
+        inFlight: this.#inFlight,
+        errors: this.#errorCount(),
+      });
+      lastAccepted = this.#accepted;
+    }, 1000);
+    try {
+      while (this.#offered < total && signal?.aborted !== true) {
+        const nowMs = performance.now();
+        while (this.#offered < total && startMs + this.#offered * intervalMs <= nowMs) {
+          this.#offer(this.#offered, startMs + this.#offered * intervalMs);
+          this.#offered += 1;
+        }
+        if (this.#offered < total) {
+          await sleep(Math.max(0, startMs + this.#offered * intervalMs - performance.now()));
+        }
+      }
+      const offeringSeconds = (performance.now() - startMs) / 1000;
+      if (this.#inFlight > 0) await new Promise<void>((resolve) => (this.#idle = resolve));
+      const completed = this.#confirmed + this.#cancelled;
+      const completedSeconds = (Math.max(this.#lastTerminalMs, startMs) - startMs) / 1000;
+      return {
+        url: this.#options.url,
+        offered: this.#offered,
+        offeredPerSecond: round(this.#offered / Math.max(offeringSeconds, 1e-9)),
+        sent: this.#sent,
+        notSentOnTime: this.#notSent,
+        accepted: this.#accepted,
+        acceptedPerSecond: round(this.#accepted / Math.max(offeringSeconds, 1e-9)),
+        completed,
+        completedPerSecond: completed === 0 ? 0 : round(completed / Math.max(completedSeconds, 1e-9)),
+        confirmed: this.#confirmed,
+        cancelled: this.#cancelled,
+        unfinished: this.#unfinished,
+        latencyToAccepted: summarise(this.#toAccepted),
+        latencyToTerminal: summarise(this.#toTerminal),
+        errorsByKind: Object.fromEntries([...this.#errors.entries()].sort(([a], [b]) => a.localeCompare(b))),
+        durationSeconds: round((performance.now() - startMs) / 1000),
+      };
+    } finally {
+      clearInterval(progress);
+    }
+  }
+
+  #offer(index: number, dueMs: number): void {
+    // Drawn for every offered order, sent or not, so a seed gives the same orders whatever the timing.
+    const order = this.#order();
+    if (this.#inFlight >= this.#options.concurrency) {
+      this.#notSent += 1;
+      return;
+    }
+    this.#inFlight += 1;
+    this.#sent += 1;
+    this.#follow(index, dueMs, order).finally(() => {
+      this.#inFlight -= 1;
+      if (this.#inFlight === 0) this.#idle?.();
+    });
+  }
+
+  /** An order drawn from the seeded source: a customer and 1..maxItems distinct SKUs. */
+  #order(): { customerId: string; items: Array<{ sku: string; qty: number }> } {
+    const random = this.#random;
+    const pick = (bound: number) => Math.floor(random.next() * bound);
+    const customerId = `customer-${pick(1000) + 1}`;
+    const count = Math.min(this.#options.skus, 1 + pick(this.#options.maxItems));
+    const skus = new Set<number>();
+    while (skus.size < count) skus.add(pick(this.#options.skus));
+    return { customerId, items: [...skus].map((sku) => ({ sku: skuName(sku), qty: 1 + pick(2) })) };
+  }
+
+  async #follow(index: number, dueMs: number, order: unknown): Promise<void> {
+    const placed = await this.#request('POST', '/orders', order, {
+      'idempotency-key': `load-${this.#runId}-${index}`,
+    });
+    if (!placed.ok) return this.#error(placed.kind);
+    if (placed.status !== 202) return this.#error(`http_${placed.status}`);
+    this.#toAccepted.recordValue(Math.max(1, Math.round((performance.now() - dueMs) * 1000)));
+    this.#accepted += 1;
+    const orderId = (placed.body as { orderId?: unknown } | null)?.orderId;
+    if (typeof orderId !== 'string') return this.#error('bad_response');
+
+    const deadlineMs = performance.now() + this.#options.terminalTimeoutMs;
+    while (performance.now() < deadlineMs) {
+      await sleep(this.#options.pollIntervalMs);
+      const polled = await this.#request('GET', `/orders/${encodeURIComponent(orderId)}`);
+      if (!polled.ok) {
+        this.#error(`poll_${polled.kind}`);
+        continue;
+      }
+      if (polled.status !== 200) {
+        this.#error(`poll_http_${polled.status}`);
+        continue;
+      }
+      const status = (polled.body as { status?: unknown } | null)?.status;
+      if (typeof status === 'string' && TERMINAL_STATUSES.has(status)) {
+        const nowMs = performance.now();
+        this.#toTerminal.recordValue(Math.max(1, Math.round((nowMs - dueMs) * 1000)));
+        this.#lastTerminalMs = Math.max(this.#lastTerminalMs, nowMs);
+        if (status === 'confirmed') this.#confirmed += 1;
+        else this.#cancelled += 1;
+        return;
+      }
+    }
+    this.#unfinished += 1;
+    this.#error('terminal_timeout');
+  }
+
+  async #request(
+    method: string,
+    path: string,
+    body?: unknown,
+    headers: Record<string, string> = {},
+  ): Promise<Outcome> {
+    try {
+      const response = await fetch(`${this.#options.url}${path}`, {
+        method,
+        signal: AbortSignal.timeout(this.#options.requestTimeoutMs),
+        headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      });
+      const text = await response.text();
+      let parsed: unknown = null;
+      try {
+        parsed = text === '' ? null : JSON.parse(text);
+      } catch {
+        parsed = null;
+      }
+      return { ok: true, status: response.status, body: parsed };
+    } catch (error) {
+      const name = (error as { name?: string }).name;
+      return { ok: false, kind: name === 'TimeoutError' ? 'timeout' : 'connection' };
+    }
+  }
+
+  #error(kind: string): void {
+    this.#errors.set(kind, (this.#errors.get(kind) ?? 0) + 1);
+  }
+
+  #errorCount(): number {
+    let count = 0;
+    for (const value of this.#errors.values()) count += value;
+    return count;
+  }
+}
+
+function round(value: number): number {
+  return Math.round(value * 10) / 10;
+}

@@ -1,0 +1,157 @@
+import { parseArgs } from 'node:util';
+import { ValidationError } from '../errors.ts';
+
+export interface LoadOptions {
+  /** Base URL of the commerce gateway. @default 'http://127.0.0.1:7070' */
+  url: string;
+  /** Orders offered per second, on a fixed schedule. @default 100 */
+  ratePerSecond: number;
+  /** How long orders are offered (seconds). @default 10 */
+  durationSeconds: number;
+  /** SKUs set up and ordered from. @default 10 */
+  skus: number;
+  /** Units of stock per SKU. @default 100000 */
+  stock: number;
+  /** Orders in flight at most (from POST to terminal status); a scheduled order beyond it is not sent. @default 1000 */
+  concurrency: number;
+  /** Seed of the order contents (customers, SKUs, quantities). @default 1 */
+  seed: number;
+  /** Most distinct SKUs per order (1 to this many). @default 3 */
+  maxItems: number;
+  /** Delay between two status polls of one order (ms). @default 25 */
+  pollIntervalMs: number;
+  /** How long an accepted order may take to reach a terminal status (ms). @default 30000 */
+  terminalTimeoutMs: number;
+  /** Timeout of one HTTP request (ms). @default 10000 */
+  requestTimeoutMs: number;
+  /** Skip `PUT /inventory/{sku}` (the stock is already set up). @default false */
+  skipSetup: boolean;
+  /** Print the summary as one JSON object instead of text. @default false */
+  json: boolean;
+}
+
+export const LOAD_USAGE = `Usage: meridian load [options]
+
+Offers orders to a running commerce gateway at a fixed rate (open loop: an order is sent when
+it is due, whatever happened to the earlier ones, so slow answers cannot hide latency), then
+follows each accepted order to its terminal status.
+
+Options:
+  --url <url>                  gateway base URL (default http://127.0.0.1:7070)
+  --rate <orders/s>            orders offered per second, 1..100000 (default 100)
+  --duration <s>               seconds of offered load, >0..3600 (default 10)
+  --skus <n>                   SKUs to set up and order from, 1..100000 (default 10)
+  --stock <units>              units of stock per SKU, 0..1000000000 (default 100000)
+  --concurrency <n>            orders in flight at most, 1..100000 (default 1000); an order due
+                               while the limit is reached is counted as not sent on time
+  --seed <n>                   seed of the order contents, 0..4294967295 (default 1)
+  --max-items <n>              most distinct SKUs per order, 1..20 (default 3)
+  --poll-interval-ms <ms>      delay between status polls of an order, 1..10000 (default 25)
+  --terminal-timeout-ms <ms>   bound on an order reaching a terminal status, 100..600000 (default 30000)
+  --request-timeout-ms <ms>    timeout of one HTTP request, 100..600000 (default 10000)
+  --skip-setup                 do not PUT /inventory/{sku} first
+  --json                       print the summary as JSON
+  -h, --help                   show this help`;
+
+function integer(
+  name: string,
+  raw: string | undefined,
+  defaultValue: number,
+  min: number,
+  max: number,
+): number {
+  if (raw === undefined) return defaultValue;
+  const value = /^-?\d+$/.test(raw.trim()) ? Number(raw) : Number.NaN;
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    throw new ValidationError(
+      `'--${name}' must be an integer in [${min}, ${max}]: current value is '${raw}'`,
+    );
+  }
+  return value;
+}
+
+function positiveNumber(name: string, raw: string | undefined, defaultValue: number, max: number): number {
+  if (raw === undefined) return defaultValue;
+  const value = raw.trim() === '' ? Number.NaN : Number(raw);
+  if (!Number.isFinite(value) || value <= 0 || value > max) {
+    throw new ValidationError(`'--${name}' must be a number in (0, ${max}]: current value is '${raw}'`);
+  }
+  return value;
+}
+
+function httpUrl(raw: string | undefined): string {
+  const value = raw ?? 'http://127.0.0.1:7070';
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new ValidationError(`'--url' must be an absolute http(s) URL: current value is '${value}'`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new ValidationError(`'--url' must be an absolute http(s) URL: current value is '${value}'`);
+  }
+  return url.toString().replace(/\/$/, '');
+}
+
+/** Parses and validates `meridian load`'s arguments; `help` when the usage was asked for. */
+export function parseLoadOptions(argv: string[]): LoadOptions | 'help' {
+  let parsed: ReturnType<typeof parse>;
+  try {
+    parsed = parse(argv);
+  } catch (error) {
+    throw new ValidationError((error as Error).message, { cause: error });
+  }
+  const values = parsed.values;
+  if (values.help === true) return 'help';
+  if (parsed.positionals.length > 0) {
+    throw new ValidationError(
+      `meridian load takes no positional arguments: current value is '${parsed.positionals[0]}'`,
+    );
+  }
+  const ratePerSecond = integer('rate', values.rate, 100, 1, 100_000);
+  const durationSeconds = positiveNumber('duration', values.duration, 10, 3600);
+  if (ratePerSecond * durationSeconds > 10_000_000) {
+    throw new ValidationError(
+      `'--rate' × '--duration' must be <= 10000000 orders: current value is ${ratePerSecond * durationSeconds}`,
+    );
+  }
+  return {
+    url: httpUrl(values.url),
+    ratePerSecond,
+    durationSeconds,
+    skus: integer('skus', values.skus, 10, 1, 100_000),
+    stock: integer('stock', values.stock, 100_000, 0, 1_000_000_000),
+    concurrency: integer('concurrency', values.concurrency, 1000, 1, 100_000),
+    seed: integer('seed', values.seed, 1, 0, 4_294_967_295),
+    maxItems: integer('max-items', values['max-items'], 3, 1, 20),
+    pollIntervalMs: integer('poll-interval-ms', values['poll-interval-ms'], 25, 1, 10_000),
+    terminalTimeoutMs: integer('terminal-timeout-ms', values['terminal-timeout-ms'], 30_000, 100, 600_000),
+    requestTimeoutMs: integer('request-timeout-ms', values['request-timeout-ms'], 10_000, 100, 600_000),
+    skipSetup: values['skip-setup'] === true,
+    json: values.json === true,
+  };
+}
+
+function parse(argv: string[]) {
+  return parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: true,
+    options: {
+      url: { type: 'string' },
+      rate: { type: 'string' },
+      duration: { type: 'string' },
+      skus: { type: 'string' },
+      stock: { type: 'string' },
+      concurrency: { type: 'string' },
+      seed: { type: 'string' },
+      'max-items': { type: 'string' },
+      'poll-interval-ms': { type: 'string' },
+      'terminal-timeout-ms': { type: 'string' },
+      'request-timeout-ms': { type: 'string' },
+      'skip-setup': { type: 'boolean' },
+      json: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+}

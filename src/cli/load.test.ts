@@ -1,0 +1,251 @@
+import { once } from 'node:events';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { run } from './load.ts';
+import type { LoadSummary } from './load-generator.ts';
+
+interface FakeOptions {
+  /** Answer every n-th POST /orders with 503. */
+  failEvery?: number;
+  /** Hold each POST /orders this long before answering (ms). */
+  holdPostMs?: number;
+  /** Answer PUT /inventory with this status. */
+  inventoryStatus?: number;
+}
+
+interface FakeOrder {
+  orderId: string;
+  customerId: string;
+  items: Array<{ sku: string; qty: number }>;
+  outcome: 'confirmed' | 'cancelled';
+  status: 'pending' | 'confirmed' | 'cancelled';
+}
+
+/**
+ * A small real HTTP server that follows the commerce contract (issue 5, item 3) for inventory
+ * and orders: stock is sold at POST time when every item is available, and an order shows
+ * `pending` until its first poll, then its terminal status, so polling is exercised.
+ */
+async function fakeOrderServer(options: FakeOptions = {}) {
+  const inventory = new Map<string, { available: number; reserved: number; sold: number; price: number }>();
+  const orders = new Map<string, FakeOrder>();
+  const keys = new Map<string, string>();
+  let posts = 0;
+  const send = (response: ServerResponse, status: number, body: unknown) => {
+    response.writeHead(status, { 'content-type': 'application/json' });
+    response.end(JSON.stringify(body));
+  };
+  const readBody = async (request: IncomingMessage) => {
+    const chunks: Buffer[] = [];
+    for await (const chunk of request) chunks.push(chunk as Buffer);
+    return chunks.length === 0 ? undefined : JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  };
+  const server: Server = createServer(async (request, response) => {
+    const url = new URL(request.url ?? '/', 'http://fake');
+    const body = await readBody(request);
+    const inventoryMatch = /^\/inventory\/([^/]+)$/.exec(url.pathname);
+    if (request.method === 'PUT' && inventoryMatch !== null) {
+      if (options.inventoryStatus !== undefined)
+        return send(response, options.inventoryStatus, { title: 'nope' });
+      const sku = decodeURIComponent(inventoryMatch[1]!);
+      inventory.set(sku, { available: body.available, reserved: 0, sold: 0, price: body.price });
+      return send(response, 200, { sku, ...inventory.get(sku) });
+    }
+    if (request.method === 'POST' && url.pathname === '/orders') {
+      posts += 1;
+      const key = request.headers['idempotency-key'];
+      if (typeof key !== 'string') return send(response, 400, { title: 'Idempotency-Key required' });
+      if (options.holdPostMs !== undefined)
+        await new Promise((resolve) => setTimeout(resolve, options.holdPostMs));
+      if (options.failEvery !== undefined && posts % options.failEvery === 0) {
+        return send(response, 503, { title: 'busy' });
+      }
+      const existing = keys.get(key);
+      if (existing !== undefined) return send(response, 202, { orderId: existing, status: 'pending' });
+      const items = body.items as FakeOrder['items'];
+      if (items.some((item) => !inventory.has(item.sku)))
+        return send(response, 404, { title: 'unknown SKU' });
+      const available = items.every((item) => inventory.get(item.sku)!.available >= item.qty);
+      if (available) {
+        for (const item of items) {
+          const stock = inventory.get(item.sku)!;
+          stock.available -= item.qty;
+          stock.sold += item.qty;
+        }
+      }
+      const orderId = `order-${orders.size + 1}`;
+      keys.set(key, orderId);
+      orders.set(orderId, {
+        orderId,
+        customerId: body.customerId,
+        items,
+        outcome: available ? 'confirmed' : 'cancelled',
+        status: 'pending',
+      });
+      return send(response, 202, { orderId, status: 'pending' });
+    }
+    const orderMatch = /^\/orders\/([^/]+)$/.exec(url.pathname);
+    if (request.method === 'GET' && orderMatch !== null) {
+      const order = orders.get(decodeURIComponent(orderMatch[1]!));
+      if (order === undefined) return send(response, 404, { title: 'no such order' });
+      const shown = { ...order };
+      order.status = order.outcome;
+      return send(response, 200, shown);
+    }
+    return send(response, 404, { title: 'not found' });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    inventory,
+    orders,
+    keys,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
+
+function capture() {
+  const out: string[] = [];
+  const err: string[] = [];
+  return {
+    out,
+    err,
+    output: { out: (line: string) => out.push(line), err: (line: string) => err.push(line) },
+  };
+}
+
+const closers: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const close of closers.splice(0)) await close();
+});
+
+describe('meridian load', () => {
+  it('sets up inventory, offers every order once with its own key, follows each to its terminal status and reports the counts', async () => {
+    const fake = await fakeOrderServer({ failEvery: 10 });
+    closers.push(fake.close);
+    const io = capture();
+    const code = await run(
+      [
+        '--url',
+        fake.url,
+        '--rate',
+        '200',
+        '--duration',
+        '0.5',
+        '--skus',
+        '3',
+        '--stock',
+        '20',
+        '--seed',
+        '7',
+        '--poll-interval-ms',
+        '5',
+        '--json',
+      ],
+      io.output,
+    );
+    expect(code).toBe(0);
+    const summary = JSON.parse(io.out.at(-1)!) as LoadSummary;
+    expect([...fake.inventory.keys()]).toEqual(['sku-00001', 'sku-00002', 'sku-00003']);
+    expect(summary.offered).toBe(100);
+    expect(summary.sent).toBe(100);
+    expect(summary.notSentOnTime).toBe(0);
+    // Every 10th POST was answered 503: counted by kind, and never accepted.
+    expect(summary.errorsByKind).toEqual({ http_503: 10 });
+    expect(summary.accepted).toBe(90);
+    expect(fake.keys.size).toBe(90);
+    expect(summary.completed).toBe(90);
+    expect(summary.unfinished).toBe(0);
+    const confirmed = [...fake.orders.values()].filter((order) => order.outcome === 'confirmed').length;
+    expect(summary.confirmed).toBe(confirmed);
+    expect(summary.cancelled).toBe(90 - confirmed);
+    // 60 units for far more demand: stock ran out, so some orders were cancelled.
+    expect(summary.cancelled).toBeGreaterThan(0);
+    const sold = [...fake.inventory.values()].reduce((sum, stock) => sum + stock.sold, 0);
+    expect(sold).toBeLessThanOrEqual(60);
+    expect(summary.latencyToAccepted.count).toBe(90);
+    expect(summary.latencyToTerminal.count).toBe(90);
+    expect(summary.latencyToTerminal.p50Ms).toBeGreaterThanOrEqual(summary.latencyToAccepted.p50Ms);
+    expect(summary.latencyToAccepted.maxMs).toBeGreaterThanOrEqual(summary.latencyToAccepted.p99Ms);
+    // In JSON mode the human-readable lines go to stderr, so stdout is just the summary.
+    expect(io.out).toHaveLength(1);
+    expect(io.err[0]).toContain('meridian load: 200 orders/s for 0.5 s');
+  });
+
+  it('does not send orders due while the concurrency limit is reached, counts them, and prints progress and a summary', async () => {
+    const fake = await fakeOrderServer({ holdPostMs: 1200 });
+    closers.push(fake.close);
+    const io = capture();
+    const code = await run(
+      [
+        '--url',
+        fake.url,
+        '--rate',
+        '200',
+        '--duration',
+        '0.25',
+        '--concurrency',
+        '5',
+        '--poll-interval-ms',
+        '5',
+      ],
+      io.output,
+    );
+    expect(code).toBe(0);
+    expect(
+      io.out.some((line) => /^\[\s+1\.\ds\] {2}offered 50 .* in-flight 5 {2}not-sent 45 /.test(line)),
+    ).toBe(true);
+    const text = io.out.join('\n');
+    expect(text).toMatch(/ {2}offered {4}50 orders \([\d.]+\/s\)/);
+    expect(text).toContain('  sent       5  not sent on time (concurrency limit) 45');
+    expect(text).toMatch(/completed {2}5 \([\d.]+\/s\): confirmed 5, cancelled 0, unfinished 0/);
+    expect(text).toMatch(
+      /latency to 202 +p50 \d+\.\d ms {2}p90 \d+\.\d ms {2}p99 \d+\.\d ms {2}max \d+\.\d ms {2}\(n=5\)/,
+    );
+    expect(text).toMatch(/latency to terminal +p50/);
+    expect(text).toContain('  errors     none');
+    // The held orders waited over a second for their 202: the latency shows it.
+    const line = io.out.find((l) => l.includes('latency to 202'))!;
+    expect(Number(/max (\d+\.\d) ms/.exec(line)![1])).toBeGreaterThanOrEqual(1200);
+  });
+
+  it('rejects invalid options with exit code 2 and a message naming the option, the rule and the value', async () => {
+    const cases: Array<[string[], string]> = [
+      [['--rate', '0'], "'--rate' must be an integer in [1, 100000]: current value is '0'"],
+      [['--rate', '1.5'], "'--rate' must be an integer in [1, 100000]: current value is '1.5'"],
+      [['--duration', 'abc'], "'--duration' must be a number in (0, 3600]: current value is 'abc'"],
+      [
+        ['--url', 'ftp://example'],
+        "'--url' must be an absolute http(s) URL: current value is 'ftp://example'",
+      ],
+      [['--concurrency=-1'], "'--concurrency' must be an integer in [1, 100000]: current value is '-1'"],
+      [['--bogus'], "Unknown option '--bogus'"],
+    ];
+    for (const [argv, message] of cases) {
+      const io = capture();
+      expect(await run(argv, io.output)).toBe(2);
+      expect(io.err[0]).toContain(message);
+    }
+  });
+
+  it('exits 1 naming the request when the inventory setup fails', async () => {
+    const fake = await fakeOrderServer({ inventoryStatus: 500 });
+    closers.push(fake.close);
+    const io = capture();
+    expect(await run(['--url', fake.url, '--skus', '2', '--duration', '1'], io.output)).toBe(1);
+    expect(io.err[0]).toMatch(/PUT http:\/\/127\.0\.0\.1:\d+\/inventory\/sku-0000[12] answered 500/);
+  });
+
+  it('prints its usage for --help', async () => {
+    const io = capture();
+    expect(await run(['--help'], io.output)).toBe(0);
+    expect(io.out[0]).toContain('Usage: meridian load');
+  });
+});
