@@ -1,0 +1,243 @@
+import { ClosedError, ConflictError, ValidationError } from '../../errors.ts';
+import type { TimerHandle, Timers } from '../../time.ts';
+import type { Consumer, LogRecord, OffsetCommit, PollOptions, TopicPartition } from '../types.ts';
+import { type NormalizedConsumerOptions, normalizePollTimeoutMs, validateOffset } from '../validation.ts';
+
+/** Start and end offsets of one partition, as a poll sees them. */
+export interface PartitionRange {
+  start: number;
+  end: number;
+}
+
+/** What a consumer needs from its log; implemented by SqliteLog, kept off the public API. */
+export interface ConsumerHost {
+  readonly timers: Timers;
+  /** The offsets of every partition of a topic (index = partition), or undefined when it does not exist. */
+  partitionRanges(topic: string): readonly PartitionRange[] | undefined;
+  /** The group's committed offsets of a topic, by partition (empty when none). */
+  committedOffsetsOf(group: string, topic: string): Map<number, number>;
+  /** Reads records of one partition from `from` into `out` (bounded per partition); returns how many it added. */
+  readPartition(topic: string, partition: number, from: number, maxRecords: number, out: LogRecord[]): number;
+  /** Commits in one transaction; `fence` runs inside it and may throw to abort the commit. */
+  commitOffsets(group: string, commits: readonly OffsetCommit[], fence: () => void): Promise<void>;
+  /** Removes the member from its group and rebalances the rest. */
+  leave(consumer: SqliteConsumer): void;
+}
+
+function partitionKey(topic: string, partition: number): string {
+  // ':' cannot occur in a topic name, so the key is unambiguous.
+  return `${topic}:${partition}`;
+}
+
+/**
+ * A member of an in-process consumer group of a SqliteLog. The log assigns it partitions (and
+ * reassigns them when members join or leave); it keeps a position per owned partition, starting
+ * from the group's committed offset or `autoOffsetReset`. Positions of revoked partitions are
+ * dropped: their new owner starts from the committed offset, as in Kafka (at-least-once).
+ */
+export class SqliteConsumer implements Consumer {
+  readonly group: string;
+  readonly topics: readonly string[];
+  /** Join order in the log; orders members for the range assignment. */
+  readonly memberId: number;
+  readonly #host: ConsumerHost;
+  readonly #autoOffsetReset: 'earliest' | 'latest';
+  readonly #maxPollRecords: number;
+  #assignment: readonly TopicPartition[] = [];
+  #owned = new Set<string>();
+  readonly #positions = new Map<string, number>();
+  #closed = false;
+  #polling = false;
+  #wake: (() => void) | undefined;
+  #rotation = 0;
+
+  constructor(host: ConsumerHost, options: NormalizedConsumerOptions, memberId: number) {
+    this.#host = host;
+    this.group = options.group;
+    this.topics = options.topics;
+    this.#autoOffsetReset = options.autoOffsetReset;
+    this.#maxPollRecords = options.maxPollRecords;
+    this.memberId = memberId;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  assignment(): readonly TopicPartition[] {
+    return this.#assignment;
+  }
+
+  /** Called by the log on every rebalance: keeps positions of kept partitions, drops revoked ones. */
+  assign(partitions: readonly TopicPartition[]): void {
+    const owned = new Set(partitions.map((tp) => partitionKey(tp.topic, tp.partition)));
+    for (const key of this.#positions.keys()) if (!owned.has(key)) this.#positions.delete(key);
+    this.#assignment = Object.freeze(partitions.map((tp) => Object.freeze({ ...tp })));
+    this.#owned = owned;
+    // A waiting poll may now own partitions that already hold records.
+    this.wake();
+  }
+
+  /** Wakes a waiting poll so it looks again (records committed, assignment changed, closing). */
+  wake(): void {
+    const wake = this.#wake;
+    this.#wake = undefined;
+    wake?.();
+  }
+
+  async poll(options?: PollOptions): Promise<LogRecord[]> {
+    this.#assertOpen();
+    const timeoutMs = normalizePollTimeoutMs(options);
+    if (this.#polling) {
+      throw new ValidationError(
+        `Consumer ${this.memberId} of group '${this.group}' is already polling: a consumer polls one call at a time`,
+      );
+    }
+    const signal = options?.signal;
+    this.#polling = true;
+    let timedOut = timeoutMs === 0;
+    let timer: TimerHandle | undefined;
+    const onAbort = () => this.wake();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      for (;;) {
+        if (this.#closed || signal?.aborted) return [];
+        const records = this.#fetch();
+        if (records.length > 0 || timedOut) return records;
+        timer ??= this.#host.timers.setTimeout(() => {
+          timedOut = true;
+          this.wake();
+        }, timeoutMs);
+        // Registered in the same synchronous step as the fetch that found nothing, so a commit
+        // cannot slip in between unnoticed: its afterCommit wake-up finds this resolver.
+        await new Promise<void>((resolve) => {
+          this.#wake = resolve;
+        });
+      }
+    } finally {
+      timer?.cancel();
+      signal?.removeEventListener('abort', onAbort);
+      this.#wake = undefined;
+      this.#polling = false;
+    }
+  }
+
+  seek(topic: string, partition: number, offset: number): void {
+    this.#assertOpen();
+    validateOffset(offset);
+    const key = partitionKey(topic, partition);
+    if (!this.#owned.has(key)) {
+      throw new ValidationError(
+        `Cannot seek topic '${topic}' partition ${partition}: consumer ${this.memberId} of group '${this.group}' does not own it (it owns ${this.#describeAssignment()})`,
+      );
+    }
+    this.#positions.set(key, offset);
+  }
+
+  async commit(records?: readonly LogRecord[]): Promise<void> {
+    this.#assertOpen();
+    const commits = new Map<string, OffsetCommit>();
+    if (records === undefined) {
+      for (const tp of this.#assignment) {
+        const position = this.#positions.get(partitionKey(tp.topic, tp.partition));
+        if (position !== undefined)
+          commits.set(partitionKey(tp.topic, tp.partition), { ...tp, offset: position });
+      }
+    } else {
+      if (!Array.isArray(records)) {
+        throw new ValidationError(
+          `'records' must be an array of records: current value is a ${typeof records}`,
+        );
+      }
+      for (const record of records) {
+        const key = partitionKey(record.topic, record.partition);
+        const next = record.offset + 1;
+        const existing = commits.get(key);
+        if (existing === undefined || existing.offset < next) {
+          commits.set(key, { topic: record.topic, partition: record.partition, offset: next });
+        }
+      }
+    }
+    if (commits.size === 0) return;
+    const list = [...commits.values()];
+    // Checked inside the commit's transaction: a partition revoked by a rebalance since these
+    // records were polled now belongs to another member, whose progress must not be overwritten.
+    await this.#host.commitOffsets(this.group, list, () => {
+      if (this.#closed) throw new ClosedError(`Consumer ${this.memberId} of group '${this.group}' is closed`);
+      for (const commit of list) {
+        if (!this.#owned.has(partitionKey(commit.topic, commit.partition))) {
+          throw new ConflictError(
+            `Cannot commit topic '${commit.topic}' partition ${commit.partition} for group '${this.group}': consumer ${this.memberId} no longer owns it (a rebalance moved it)`,
+            { details: { group: this.group, topic: commit.topic, partition: commit.partition } },
+          );
+        }
+      }
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#host.leave(this);
+    this.closeByLog();
+  }
+
+  /** Marks the consumer closed without rebalancing (the log is closing, or it left already). */
+  closeByLog(): void {
+    this.#closed = true;
+    this.#assignment = [];
+    this.#owned = new Set();
+    this.#positions.clear();
+    this.wake();
+  }
+
+  /** Records from owned partitions with data, fairly: the first partition rotates on each poll. */
+  #fetch(): LogRecord[] {
+    const out: LogRecord[] = [];
+    const assignment = this.#assignment;
+    const count = assignment.length;
+    if (count === 0) return out;
+    const first = this.#rotation++ % count;
+    const ranges = new Map<string, readonly PartitionRange[] | undefined>();
+    const committed = new Map<string, Map<number, number>>();
+    let budget = this.#maxPollRecords;
+    for (let i = 0; i < count && budget > 0; i++) {
+      const { topic, partition } = assignment[(first + i) % count]!;
+      if (!ranges.has(topic)) ranges.set(topic, this.#host.partitionRanges(topic));
+      const range = ranges.get(topic)?.[partition];
+      if (range === undefined) continue;
+      const key = partitionKey(topic, partition);
+      let position = this.#positions.get(key);
+      if (position === undefined) {
+        let offsets = committed.get(topic);
+        if (offsets === undefined) {
+          offsets = this.#host.committedOffsetsOf(this.group, topic);
+          committed.set(topic, offsets);
+        }
+        position = offsets.get(partition);
+      }
+      // No committed offset, or one retention has passed (or a seek beyond the end): reset as
+      // Kafka does on OFFSET_OUT_OF_RANGE.
+      if (position === undefined || position < range.start || position > range.end) {
+        position = this.#autoOffsetReset === 'earliest' ? range.start : range.end;
+      }
+      if (position < range.end) {
+        const added = this.#host.readPartition(topic, partition, position, budget, out);
+        // Nothing at or after the position although the end lies beyond it: the records between
+        // were compacted away, so the next record (if any) is at the end seen before the read.
+        position = added > 0 ? out[out.length - 1]!.offset + 1 : range.end;
+        budget -= added;
+      }
+      this.#positions.set(key, position);
+    }
+    return out;
+  }
+
+  #describeAssignment(): string {
+    if (this.#assignment.length === 0) return 'no partitions';
+    return this.#assignment.map((tp) => `${tp.topic}/${tp.partition}`).join(', ');
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new ClosedError(`Consumer ${this.memberId} of group '${this.group}' is closed`);
+  }
+}
