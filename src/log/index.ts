@@ -1,0 +1,35 @@
+/**
+ * The partitioned log: Kafka's model (topics, partitions, dense offsets, consumer groups,
+ * retention and compaction) with an embedded SQLite backend. See docs/log.md.
+ */
+
+export { decodeJson, decodeKey, decodeString, fromUtf8, jsonValue, keyBytes, utf8 } from './codec.ts';
+export { OffsetOutOfRangeError, RecordTooLargeError, SchemaMismatchError } from './errors.ts';
+export { murmur2, partitionForKey, toPositive } from './murmur2.ts';
+export { StickyPartitioner, type StickyPartitionerOptions } from './partitioner.ts';
+export {
+  type Disposable,
+  type OpenSqliteLogOptions,
+  openSqliteLog,
+  type RetentionEvent,
+  type RetentionResult,
+  SqliteLog,
+  type SqliteLogOptions,
+} from './sqlite/sqlite-log.ts';
+export type {
+  AppendResult,
+  CleanupPolicy,
+  Consumer,
+  ConsumerOptions,
+  Log,
+  LogRecord,
+  OffsetCommit,
+  PartitionOffsets,
+  PollOptions,
+  ProducerRecord,
+  ReadOptions,
+  RecordHeaders,
+  TopicConfig,
+  TopicDescription,
+  TopicPartition,
+} from './types.ts';
