@@ -14,6 +14,8 @@ export interface LoadOptions {
   stock: number;
   /** Orders in flight at most (from POST to terminal status); a scheduled order beyond it is not sent. @default 1000 */
   concurrency: number;
+  /** Keep-alive connections to the gateway at most; requests beyond wait for a free one. @default 256 */
+  connections: number;
   /** Seed of the order contents (customers, SKUs, quantities). @default 1 */
   seed: number;
   /** Most distinct SKUs per order (1 to this many). @default 3 */
@@ -44,6 +46,7 @@ Options:
   --stock <units>              units of stock per SKU, 0..1000000000 (default 100000)
   --concurrency <n>            orders in flight at most, 1..100000 (default 1000); an order due
                                while the limit is reached is counted as not sent on time
+  --connections <n>            keep-alive connections at most, 1..10000 (default 256)
   --seed <n>                   seed of the order contents, 0..4294967295 (default 1)
   --max-items <n>              most distinct SKUs per order, 1..20 (default 3)
   --poll-interval-ms <ms>      delay between status polls of an order, 1..10000 (default 25)
@@ -122,6 +125,7 @@ export function parseLoadOptions(argv: string[]): LoadOptions | 'help' {
     skus: integer('skus', values.skus, 10, 1, 100_000),
     stock: integer('stock', values.stock, 100_000, 0, 1_000_000_000),
     concurrency: integer('concurrency', values.concurrency, 1000, 1, 100_000),
+    connections: integer('connections', values.connections, 256, 1, 10_000),
     seed: integer('seed', values.seed, 1, 0, 4_294_967_295),
     maxItems: integer('max-items', values['max-items'], 3, 1, 20),
     pollIntervalMs: integer('poll-interval-ms', values['poll-interval-ms'], 25, 1, 10_000),
@@ -144,6 +148,7 @@ function parse(argv: string[]) {
       skus: { type: 'string' },
       stock: { type: 'string' },
       concurrency: { type: 'string' },
+      connections: { type: 'string' },
       seed: { type: 'string' },
       'max-items': { type: 'string' },
       'poll-interval-ms': { type: 'string' },

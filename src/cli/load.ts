@@ -78,15 +78,6 @@ export async function run(argv: string[], output: LoadOutput = consoleOutput): P
   const log = (line: string) => (selected.json ? output.err(line) : output.out(line));
   log(describeRun(selected));
   const generator = new LoadGenerator(selected, { progress: (progress) => log(formatProgress(progress)) });
-  if (!selected.skipSetup) {
-    try {
-      await generator.setup();
-    } catch (error) {
-      if (!(error instanceof LoadSetupError)) throw error;
-      output.err(`meridian load: ${error.message}`);
-      return 1;
-    }
-  }
   const stop = new AbortController();
   const onSigint = () => {
     log('Stopping: waiting for the orders in flight...');
@@ -94,11 +85,21 @@ export async function run(argv: string[], output: LoadOutput = consoleOutput): P
   };
   process.once('SIGINT', onSigint);
   try {
+    if (!selected.skipSetup) {
+      try {
+        await generator.setup();
+      } catch (error) {
+        if (!(error instanceof LoadSetupError)) throw error;
+        output.err(`meridian load: ${error.message}`);
+        return 1;
+      }
+    }
     const summary = await generator.run(stop.signal);
     if (selected.json) output.out(JSON.stringify(summary));
     else for (const line of formatSummary(summary)) output.out(line);
     return 0;
   } finally {
     process.off('SIGINT', onSigint);
+    generator.close();
   }
 }
