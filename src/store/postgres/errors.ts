@@ -1,4 +1,4 @@
-import { ConflictError, isMeridianError, MeridianError } from '../../errors.ts';
+import { ConflictError, isMeridianError, MeridianError, RetryableError } from '../../errors.ts';
 
 /**
  * SQLSTATEs that mean "lost a race": retrying the transaction can succeed.
@@ -15,6 +15,14 @@ export function mapPostgresError(error: unknown): unknown {
   const message = (error as Error).message;
   if (conflictCodes.has(code)) {
     return new ConflictError(`PostgreSQL transaction lost a race (${code}: ${message}): retry it`, {
+      cause: error,
+      details: { sqlState: code },
+    });
+  }
+  // Class 08 (connection exception) and 57P01-57P03 (server shutting down, crash recovery):
+  // the transaction did not commit (unless this was its COMMIT), and a retry may reach a server.
+  if (code.startsWith('08') || code === '57P01' || code === '57P02' || code === '57P03') {
+    return new RetryableError(`PostgreSQL is unavailable (${code}: ${message})`, {
       cause: error,
       details: { sqlState: code },
     });

@@ -26,6 +26,11 @@ export async function migratePostgres(
     throw mapPostgresError(error);
   });
   let broken: Error | undefined;
+  // A dropped connection arrives as an 'error' event, which would crash the process unheard.
+  const onError = (error: Error) => {
+    broken ??= error;
+  };
+  client.on('error', onError);
   try {
     await client.query('BEGIN');
     await client.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [
@@ -58,6 +63,7 @@ export async function migratePostgres(
     });
     throw mapPostgresError(error);
   } finally {
+    client.off('error', onError);
     client.release(broken);
   }
 }

@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { ConflictError, ValidationError } from '../../errors.ts';
+import { ConflictError, RetryableError, ValidationError } from '../../errors.ts';
 import { SchemaVersionError } from '../schema-version-error.ts';
 import { mapPostgresError } from './errors.ts';
 import { openPostgresStore } from './store.ts';
@@ -24,6 +24,9 @@ describe('mapPostgresError', () => {
       const mapped = mapPostgresError(original);
       expect(mapped).toBeInstanceOf(ConflictError);
       expect((mapped as ConflictError).cause).toBe(original);
+    }
+    for (const code of ['08006', '57P01']) {
+      expect(mapPostgresError(Object.assign(new Error('gone'), { code }))).toBeInstanceOf(RetryableError);
     }
     const other = Object.assign(new Error('syntax'), { code: '42601' });
     expect(mapPostgresError(other)).toBe(other);
@@ -155,6 +158,50 @@ describe.skipIf(!url)('PostgresStore migrations and transactions', () => {
       ['a', value, 2],
       ['b', value, 2],
     ]);
+    await store.close();
+  });
+
+  it('fails a transaction whose connection is killed with a RetryableError, commits nothing, and keeps working', async () => {
+    const name = schema();
+    const store = await openPostgresStore({ connectionString: url, schema: name, maxConnections: 2 });
+    const error = await store
+      .transaction(async (tx) => {
+        await tx.entities.put('account', 'a', 1, 0);
+        // The last statement names this test's own schema, so no other test's session is hit.
+        const killed = await schemas.query(
+          `SELECT pg_terminate_backend(pid) AS killed FROM pg_stat_activity WHERE state = 'idle in transaction' AND query LIKE $1`,
+          [`%"${name}"%`],
+        );
+        expect(killed.rows).toEqual([{ killed: true }]);
+        await tx.entities.put('account', 'b', 1, 0);
+      })
+      .catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(RetryableError);
+    expect(await store.transaction((tx) => tx.entities.list('account'))).toEqual([]);
+    await store.transaction((tx) => tx.entities.put('account', 'a', 1, 0));
+    await store.close();
+  });
+
+  it('ends a transaction left idle longer than idleInTransactionTimeoutMs with a RetryableError', async () => {
+    const name = schema();
+    const store = await openPostgresStore({
+      connectionString: url,
+      schema: name,
+      maxConnections: 2,
+      idleInTransactionTimeoutMs: 100,
+    });
+    const error = await store
+      .transaction(async (tx) => {
+        await tx.entities.put('account', 'a', 1, 0);
+        // A handler stuck on something else for longer than the limit (real time: the server's timer).
+        await new Promise((resolve) => setTimeout(resolve, 400));
+        await tx.entities.put('account', 'b', 1, 0);
+      })
+      .catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(RetryableError);
+    // Nothing of it committed, and the pool hands out a working connection again.
+    await store.transaction((tx) => tx.entities.put('account', 'a', 2, 0));
+    expect((await store.transaction((tx) => tx.entities.get('account', 'a')))?.state).toBe(2);
     await store.close();
   });
 });

@@ -1,7 +1,13 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import pg from 'pg';
 import { assert } from '../../assert.ts';
-import { ClosedError, ConflictError, ValidationError } from '../../errors.ts';
+import {
+  ClosedError,
+  ConflictError,
+  isMeridianError,
+  RetryableError,
+  ValidationError,
+} from '../../errors.ts';
 import { type Clock, systemClock } from '../../time.ts';
 import { requireInteger } from '../limits.ts';
 import { type SqlConnection, SqlSession, type SqlValue } from '../sql/connection.ts';
@@ -23,6 +29,12 @@ export interface PostgresStoreOptions {
   connectTimeoutMs?: number;
   /** A statement running longer is cancelled (TIMEOUT error). 1 to 3600000. @default 30000 */
   statementTimeoutMs?: number;
+  /**
+   * The server ends a session whose transaction sits idle (fn awaiting something else) longer
+   * than this, releasing its row locks; the transaction then fails with a RetryableError.
+   * 1 to 3600000. @default 60000
+   */
+  idleInTransactionTimeoutMs?: number;
   /** @default systemClock */
   clock?: Clock;
 }
@@ -36,6 +48,8 @@ class PostgresConnection implements SqlConnection {
   readonly client: pg.PoolClient;
   /** The first statement error: PostgreSQL refuses everything after it until ROLLBACK. */
   failure: unknown;
+  /** Set when the connection itself failed (server restart, network, terminated backend). */
+  lost: Error | undefined;
   #tail: Promise<unknown> = Promise.resolve();
 
   constructor(client: pg.PoolClient) {
@@ -60,8 +74,17 @@ class PostgresConnection implements SqlConnection {
       return await this.control(() => this.client.query({ text: sql, values }));
     } catch (error) {
       this.failure ??= error;
-      throw mapPostgresError(error);
+      throw this.mapError(error);
     }
+  }
+
+  /** A pg error as a Meridian error; any error on a lost connection is retryable. */
+  mapError(error: unknown): unknown {
+    const mapped = mapPostgresError(error);
+    if (mapped !== error || this.lost === undefined || isMeridianError(error)) return mapped;
+    return new RetryableError(`The PostgreSQL connection was lost mid-transaction (${this.lost.message})`, {
+      cause: error,
+    });
   }
 
   /** Runs `work` on the client after every statement queued before it has finished. */
@@ -124,8 +147,16 @@ export class PostgresStore implements Store {
       throw mapPostgresError(error);
     }
     const connection = new PostgresConnection(client);
+    // A checked-out client reports a dropped connection as an 'error' event, which would crash
+    // the process without a listener; the pool listens only while the client is idle.
+    const onError = (error: Error) => {
+      connection.lost ??= error;
+      connection.failure ??= error;
+    };
+    client.on('error', onError);
     const session = new SqlSession(connection, postgresDialect, this.#tables, this.#clock);
     let broken: Error | undefined;
+    let committing = false;
     try {
       await connection.execute('BEGIN', []);
       let result: T;
@@ -135,6 +166,7 @@ export class PostgresStore implements Store {
         session.finish();
       }
       if (connection.failure !== undefined) throw abortedError(connection.failure);
+      committing = true;
       const commit = await connection.control(() => client.query('COMMIT'));
       // COMMIT of a transaction PostgreSQL had aborted answers ROLLBACK instead of failing.
       if (commit.command !== 'COMMIT') {
@@ -148,9 +180,16 @@ export class PostgresStore implements Store {
         // The connection is unusable (lost, or mid-protocol): destroy it rather than pool it.
         broken = rollbackError as Error;
       }
-      throw mapPostgresError(error);
+      if (committing && connection.lost !== undefined) {
+        throw new RetryableError(
+          `The PostgreSQL connection was lost during COMMIT: the transaction may or may not have committed (${connection.lost.message})`,
+          { cause: error },
+        );
+      }
+      throw connection.mapError(error);
     } finally {
-      client.release(broken);
+      client.off('error', onError);
+      client.release(broken ?? connection.lost);
     }
   }
 
@@ -214,11 +253,18 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
     1,
     3_600_000,
   );
+  const idleInTransactionTimeoutMs = requireInteger(
+    'idleInTransactionTimeoutMs',
+    options.idleInTransactionTimeoutMs ?? 60_000,
+    1,
+    3_600_000,
+  );
   const pool = new pg.Pool({
     connectionString: options.connectionString,
     max: maxConnections,
     connectionTimeoutMillis: connectTimeoutMs,
     statement_timeout: statementTimeoutMs,
+    idle_in_transaction_session_timeout: idleInTransactionTimeoutMs,
     application_name: 'meridian',
   });
   // An idle pooled connection that the server drops emits 'error' on the pool; pg discards the
