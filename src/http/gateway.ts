@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import swagger from '@fastify/swagger';
 import Fastify, {
   type FastifyError,
@@ -211,6 +212,11 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
     2_592_000_000,
   );
   const leaseMs = integerOption('idempotencyLeaseMs', options.idempotencyLeaseMs, 30_000, 100, 86_400_000);
+  if (keyTtlMs < leaseMs) {
+    throw new ValidationError(
+      `'idempotencyKeyTtlMs' must be >= 'idempotencyLeaseMs' (${leaseMs}): current value is ${keyTtlMs}`,
+    );
+  }
   const sweepIntervalMs = integerOption(
     'idempotencySweepIntervalMs',
     options.idempotencySweepIntervalMs,
@@ -352,7 +358,7 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
       route.idempotencyLeaseMs,
       leaseMs,
       100,
-      86_400_000,
+      keyTtlMs,
     );
     const routeBodyLimit = integerOption(
       'bodyLimitBytes',
@@ -410,7 +416,8 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
         const client = options.clientIdentity?.(request);
         state.idempotency = {
           key: parsed.key,
-          scope: client === undefined ? routeScope : `${routeScope} client=${client}`,
+          // The client is hashed: the scope stays bounded (the store caps it) and holds no credential.
+          scope: client === undefined ? routeScope : `${routeScope} client=${sha256Hex(client).slice(0, 32)}`,
           routeUrl: route.url,
           fingerprint: requestFingerprint(method, request.url, state.rawBody),
           owned: false,
@@ -622,6 +629,10 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
       await server.close();
     },
   };
+}
+
+function sha256Hex(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
 }
 
 /** How often a reservation that lost a transaction race is tried again before answering 503. */

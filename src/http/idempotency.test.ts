@@ -1,22 +1,65 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { LightMyRequestResponse } from 'fastify';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { openPostgresStore } from '../store/postgres/store.ts';
+import { testSchemas } from '../store/postgres/test-schema.ts';
+import { openSqliteStore } from '../store/sqlite/store.ts';
 import type { IdempotencyStore } from '../store/types.ts';
 import { ManualClock } from '../time.ts';
 import { createGateway, type Gateway, type GatewayOptions, idempotencyOf } from './gateway.ts';
-import { parseIdempotencyKey, requestFingerprint } from './idempotency.ts';
+import { idempotencyStoreOf, parseIdempotencyKey, requestFingerprint } from './idempotency.ts';
 import { MemoryIdempotencyStore } from './memory-idempotency-store.ts';
 import { HttpProblem } from './problem.ts';
 
 interface StoreCase {
   name: string;
+  skip?: boolean;
   open(): Promise<{ store: IdempotencyStore; close(): Promise<void> }>;
 }
 
-/** Every IdempotencyStore the gateway runs on passes the same protocol table. */
+// The PostgreSQL case needs a server: set MERIDIAN_TEST_PG_URL (e.g.
+// postgres://postgres@127.0.0.1:5432/test). Without it that case is skipped, so `npm test`
+// passes on a machine without PostgreSQL.
+const pgUrl = process.env.MERIDIAN_TEST_PG_URL;
+const pgSchemas = testSchemas(pgUrl ?? '', 'http');
+afterAll(() => pgSchemas.end());
+
+/** Every IdempotencyStore the gateway runs on passes the same protocol table, through a Store's transactions where it has one. */
 const storeCases: StoreCase[] = [
   {
     name: 'MemoryIdempotencyStore',
     open: async () => ({ store: new MemoryIdempotencyStore(), close: async () => {} }),
+  },
+  {
+    name: 'SqliteStore',
+    open: async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'meridian-http-'));
+      const store = await openSqliteStore({ path: join(dir, 'store.db') });
+      return {
+        store: idempotencyStoreOf(store),
+        close: async () => {
+          await store.close();
+          rmSync(dir, { recursive: true, force: true });
+        },
+      };
+    },
+  },
+  {
+    name: 'PostgresStore',
+    skip: !pgUrl,
+    open: async () => {
+      const schema = pgSchemas.next();
+      const store = await openPostgresStore({ connectionString: pgUrl ?? '', schema, maxConnections: 8 });
+      return {
+        store: idempotencyStoreOf(store),
+        close: async () => {
+          await store.close();
+          await pgSchemas.drop(schema);
+        },
+      };
+    },
   },
 ];
 
@@ -45,7 +88,7 @@ interface Harness {
 }
 
 for (const storeCase of storeCases) {
-  describe(`Idempotency-Key protocol on ${storeCase.name}`, () => {
+  describe.skipIf(storeCase.skip === true)(`Idempotency-Key protocol on ${storeCase.name}`, () => {
     const cleanups: Array<() => Promise<void>> = [];
     afterEach(async () => {
       for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
