@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { ConflictError } from '../../errors.ts';
 import { describeStoreContract } from '../contract.ts';
 import { SqliteDatabase } from './database.ts';
 import { SqliteStore } from './store.ts';
@@ -101,5 +102,39 @@ describe('SqliteStore on a shared database', () => {
       state: { balance: 5 },
     });
     await second.close();
+  });
+
+  it('reports the file locked by another connection beyond its busy timeout as ConflictError', async () => {
+    const path = join(freshDirectory(), 'busy.db');
+    // Two SqliteDatabase objects on one file behave like two processes sharing it.
+    const holder = new SqliteDatabase({ path });
+    const holderStore = new SqliteStore({ database: holder });
+    const impatient = new SqliteDatabase({ path, busyTimeoutMs: 0 });
+    const store = new SqliteStore({ database: impatient });
+    let release = () => {};
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let started = () => {};
+    const holding = new Promise<void>((resolve) => {
+      started = resolve;
+    });
+    const holderWrite = holderStore.transaction(async (tx) => {
+      await tx.entities.put('account', 'held', 1, 0);
+      started();
+      await held;
+    });
+    await holding;
+    await expect(store.transaction((tx) => tx.entities.put('account', 'a', 1, 0))).rejects.toBeInstanceOf(
+      ConflictError,
+    );
+    release();
+    await holderWrite;
+    await store.transaction((tx) => tx.entities.put('account', 'a', 1, 0));
+    expect((await store.transaction((tx) => tx.entities.list('account'))).map((record) => record.id)).toEqual(
+      ['a', 'held'],
+    );
+    impatient.close();
+    holder.close();
   });
 });
