@@ -157,7 +157,10 @@ export function toHeadersText(field: string, value: unknown): string {
   }
   const entries = Object.entries(value);
   if (entries.length > storeLimits.maxHeaders) {
-    fail(field, `an object of at most ${storeLimits.maxHeaders} headers`, `${entries.length} headers`);
+    throw new ValidationError(
+      `'${field}' must hold at most ${storeLimits.maxHeaders} headers: current value has ${entries.length}`,
+      { details: { field, rule: 'maxHeaders', length: entries.length } },
+    );
   }
   for (const [name, item] of entries) {
     if (typeof item !== 'string') fail(`${field}.${name}`, 'a string', item);
