@@ -7,7 +7,7 @@
 export { storeLimits } from './limits.ts';
 export { migratePostgres } from './postgres/migrate.ts';
 export { openPostgresStore, PostgresStore, type PostgresStoreOptions } from './postgres/store.ts';
-export { SchemaVersionError } from './schema-version-error.ts';
+export { SchemaMismatchError } from './schema-mismatch-error.ts';
 export {
   type Durability,
   type Migration,

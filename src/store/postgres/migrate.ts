@@ -1,6 +1,6 @@
 import type { Pool } from 'pg';
 import { assert } from '../../assert.ts';
-import { SchemaVersionError } from '../schema-version-error.ts';
+import { SchemaMismatchError } from '../schema-mismatch-error.ts';
 import { requireSchemaName } from '../sql/dialect.ts';
 import type { Migration } from '../sqlite/database.ts';
 import { mapPostgresError } from './errors.ts';
@@ -10,7 +10,7 @@ import { mapPostgresError } from './errors.ts';
  * transaction, recording each in `<schema>.meridian_migrations` (as SQLite's
  * `SqliteDatabase.migrate` does). A transaction-scoped advisory lock keyed by the schema makes
  * nodes that start together migrate one after the other: the second finds the work done.
- * Refuses (SchemaVersionError) a schema newer than the code.
+ * Refuses (SchemaMismatchError) a schema newer than the code.
  */
 export async function migratePostgres(
   pool: Pool,
@@ -46,7 +46,12 @@ export async function migratePostgres(
     );
     const current = result.rows[0]?.version ?? 0;
     if (current > migrations.length) {
-      throw new SchemaVersionError(`in PostgreSQL schema '${schema}'`, component, current, migrations.length);
+      throw SchemaMismatchError.newerThanCode(
+        `in PostgreSQL schema '${schema}'`,
+        component,
+        current,
+        migrations.length,
+      );
     }
     for (const migration of migrations.slice(current)) {
       // No parameters: the simple query protocol, which runs a multi-statement script.

@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { ConflictError, RetryableError, ValidationError } from '../../errors.ts';
-import { SchemaVersionError } from '../schema-version-error.ts';
+import { SchemaMismatchError } from '../schema-mismatch-error.ts';
 import { mapPostgresError } from './errors.ts';
 import { openPostgresStore } from './store.ts';
 import { testSchemas } from './test-schema.ts';
@@ -79,7 +79,7 @@ describe.skipIf(!url)('PostgresStore migrations and transactions', () => {
     ]);
   });
 
-  it('refuses a schema migrated by a newer Meridian with a SchemaVersionError', async () => {
+  it('refuses a schema migrated by a newer Meridian with a SchemaMismatchError', async () => {
     const name = schema();
     const store = await openPostgresStore({ connectionString: url, schema: name, maxConnections: 1 });
     await store.close();
@@ -89,12 +89,12 @@ describe.skipIf(!url)('PostgresStore migrations and transactions', () => {
     const error = await openPostgresStore({ connectionString: url, schema: name }).catch(
       (caught: unknown) => caught,
     );
-    expect(error).toBeInstanceOf(SchemaVersionError);
-    expect(error).toBeInstanceOf(ValidationError);
-    expect((error as SchemaVersionError).message).toContain(
+    expect(error).toBeInstanceOf(SchemaMismatchError);
+    expect((error as SchemaMismatchError).code).toBe('SCHEMA_MISMATCH');
+    expect((error as SchemaMismatchError).message).toContain(
       `has schema version 2 of 'store', newer than this Meridian knows (1)`,
     );
-    expect((error as SchemaVersionError).details).toEqual({
+    expect((error as SchemaMismatchError).details).toEqual({
       component: 'store',
       databaseVersion: 2,
       knownVersion: 1,

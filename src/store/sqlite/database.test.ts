@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AssertionFailedError } from '../../assert.ts';
 import { ClosedError, ValidationError } from '../../errors.ts';
-import { SchemaVersionError } from '../schema-version-error.ts';
+import { SchemaMismatchError } from '../schema-mismatch-error.ts';
 import { type Migration, SqliteDatabase } from './database.ts';
 
 const directories: string[] = [];
@@ -250,9 +250,9 @@ describe('SqliteDatabase', () => {
     } catch (caught) {
       error = caught;
     }
-    expect(error).toBeInstanceOf(SchemaVersionError);
-    expect(error).toBeInstanceOf(ValidationError);
-    expect((error as SchemaVersionError).details).toEqual({
+    expect(error).toBeInstanceOf(SchemaMismatchError);
+    expect((error as SchemaMismatchError).code).toBe('SCHEMA_MISMATCH');
+    expect((error as SchemaMismatchError).details).toEqual({
       component: 'component',
       databaseVersion: 2,
       knownVersion: 1,

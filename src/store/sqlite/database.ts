@@ -2,7 +2,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { assert } from '../../assert.ts';
 import { ClosedError, ValidationError } from '../../errors.ts';
-import { SchemaVersionError } from '../schema-version-error.ts';
+import { SchemaMismatchError } from '../schema-mismatch-error.ts';
 
 /**
  * What a committed transaction survives:
@@ -217,7 +217,7 @@ export class SqliteDatabase {
       ).get(component) as { version: number | null } | undefined;
       const current = row?.version ?? 0;
       if (current > migrations.length) {
-        throw new SchemaVersionError(`at '${this.path}'`, component, current, migrations.length);
+        throw SchemaMismatchError.newerThanCode(`at '${this.path}'`, component, current, migrations.length);
       }
       for (const migration of migrations.slice(current)) {
         this.#writer.exec(migration.sql);
