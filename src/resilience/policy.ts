@@ -46,3 +46,12 @@ export abstract class PolicyBase<Alt = never> implements Policy<Alt> {
 
   abstract run<T>(operation: Operation<T>, context: CallContext): Promise<T | Alt>;
 }
+
+/** Calls `operation` and returns its outcome as a promise, a synchronous throw included. */
+export function invoke<T>(operation: Operation<T>, context: CallContext): Promise<T> {
+  try {
+    return Promise.resolve(operation(context));
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
