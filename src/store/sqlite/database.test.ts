@@ -307,3 +307,55 @@ describe('SqliteDatabase', () => {
     await expect(database.write(async () => 1)).rejects.toThrow(ClosedError);
   });
 });
+
+describe('SqliteDatabase hazards', () => {
+  it('resolves a committed write even when an afterCommit callback throws, and reports the throw', async () => {
+    const db = new SqliteDatabase({ path: join(mkdtempSync(join(tmpdir(), 'meridian-db-')), 'a.db') });
+    db.writeSync(() => db.prepare('CREATE TABLE t (v INTEGER)').run());
+    const uncaught: unknown[] = [];
+    const onUncaught = (error: unknown) => uncaught.push(error);
+    process.on('uncaughtException', onUncaught);
+    try {
+      await db.write(() => {
+        db.prepare('INSERT INTO t (v) VALUES (1)').run();
+        db.afterCommit(() => {
+          throw new Error('wake-up bug');
+        });
+      });
+      await new Promise<void>((resolve) => queueMicrotask(resolve));
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    } finally {
+      process.off('uncaughtException', onUncaught);
+    }
+    expect(db.prepare('SELECT COUNT(*) AS n FROM t').get()).toEqual({ n: 1 });
+    expect(uncaught).toHaveLength(1);
+    db.close();
+  });
+
+  it('refuses concurrent sibling writes inside one write, and allows them one after another', async () => {
+    const db = new SqliteDatabase({ path: join(mkdtempSync(join(tmpdir(), 'meridian-db-')), 'b.db') });
+    db.writeSync(() => db.prepare('CREATE TABLE t (v INTEGER)').run());
+    await expect(
+      db.write(async () => {
+        await Promise.all([
+          db.write(async () => {
+            await Promise.resolve();
+            db.prepare('INSERT INTO t (v) VALUES (1)').run();
+          }),
+          db.write(async () => {
+            db.prepare('INSERT INTO t (v) VALUES (2)').run();
+          }),
+        ]);
+      }),
+    ).rejects.toThrow(/one after another/);
+    expect(db.prepare('SELECT COUNT(*) AS n FROM t').get()).toEqual({ n: 0 });
+    await db.write(async () => {
+      await db.write(() => db.prepare('INSERT INTO t (v) VALUES (1)').run());
+      await db.write(async () => {
+        await db.write(() => db.prepare('INSERT INTO t (v) VALUES (2)').run());
+      });
+    });
+    expect(db.prepare('SELECT COUNT(*) AS n FROM t').get()).toEqual({ n: 2 });
+    db.close();
+  });
+});

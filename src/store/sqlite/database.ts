@@ -30,8 +30,16 @@ export interface Migration {
   sql: string;
 }
 
+/** One write transaction, shared by every savepoint inside it. */
+interface WriteOwner {
+  /** The savepoint (or the transaction itself) that nested work may start from. */
+  innermost: WriteContext;
+}
+
+/** Where an async call chain stands inside a write: the transaction or one of its savepoints. */
 interface WriteContext {
-  depth: number;
+  readonly owner: WriteOwner;
+  readonly parent: WriteContext | undefined;
 }
 
 /**
@@ -55,7 +63,7 @@ export class SqliteDatabase {
   readonly #writerStatements = new Map<string, StatementSync>();
   readonly #readerStatements = new Map<string, StatementSync>();
   readonly #context = new AsyncLocalStorage<WriteContext>();
-  #owner: WriteContext | undefined;
+  #owner: WriteOwner | undefined;
   /** Held from a write's start to its end; handed straight to the next queued write. */
   #locked = false;
   #queue: Array<() => void> = [];
@@ -96,7 +104,7 @@ export class SqliteDatabase {
   /** True when the caller runs inside a write of this database. */
   get inWrite(): boolean {
     const context = this.#context.getStore();
-    return context !== undefined && context === this.#owner;
+    return context !== undefined && context.owner === this.#owner;
   }
 
   get closed(): boolean {
@@ -126,10 +134,9 @@ export class SqliteDatabase {
   async write<T>(fn: () => T | Promise<T>): Promise<T> {
     this.#assertOpen();
     const current = this.#context.getStore();
-    if (current !== undefined && current === this.#owner) return this.#savepoint(current, fn);
+    if (current !== undefined && current.owner === this.#owner) return this.#savepoint(current, fn);
     await this.#acquire();
-    const context: WriteContext = { depth: 1 };
-    this.#owner = context;
+    const context = this.#begin();
     try {
       this.#writer.exec('BEGIN IMMEDIATE');
       return await this.#context.run(context, async () => {
@@ -156,14 +163,13 @@ export class SqliteDatabase {
   writeSync<T>(fn: () => T): T {
     this.#assertOpen();
     const current = this.#context.getStore();
-    if (current !== undefined && current === this.#owner) return this.#savepointSync(current, fn);
+    if (current !== undefined && current.owner === this.#owner) return this.#savepointSync(current, fn);
     assert(
       !this.#locked,
       'writeSync was called while another write is open; call write() so it waits its turn',
     );
     this.#locked = true;
-    const context: WriteContext = { depth: 1 };
-    this.#owner = context;
+    const context = this.#begin();
     try {
       this.#writer.exec('BEGIN IMMEDIATE');
       return this.#context.run(context, () => {
@@ -250,7 +256,51 @@ export class SqliteDatabase {
     }
     const callbacks = this.#afterCommit;
     this.#afterCommit = [];
-    for (const callback of callbacks) callback();
+    for (const callback of callbacks) {
+      try {
+        callback();
+      } catch (error) {
+        // The transaction is committed: failing the write now would invite a retry that applies
+        // its effects twice. A throwing callback is a bug, so it surfaces as an uncaught error.
+        queueMicrotask(() => {
+          throw error;
+        });
+      }
+    }
+  }
+
+  #begin(): WriteContext {
+    const owner = {} as WriteOwner;
+    const context: WriteContext = { owner, parent: undefined };
+    owner.innermost = context;
+    this.#owner = owner;
+    return context;
+  }
+
+  /**
+   * Opens a savepoint below `current`. Savepoints nest like a stack, so nested work must run one
+   * after another: two siblings started concurrently (Promise.all of writes inside one write)
+   * would release or roll back each other's savepoints, so that is refused.
+   */
+  #enterSavepoint(current: WriteContext): { child: WriteContext; name: string; callbacksBefore: number } {
+    assert(
+      current.owner.innermost === current,
+      'nested writes inside one write must run one after another, not concurrently (no Promise.all of writes)',
+    );
+    const child: WriteContext = { owner: current.owner, parent: current };
+    current.owner.innermost = child;
+    const name = `sp${++this.#savepointSequence}`;
+    this.#writer.exec(`SAVEPOINT ${name}`);
+    return { child, name, callbacksBefore: this.#afterCommit.length };
+  }
+
+  #leaveSavepoint(current: WriteContext, name: string, callbacksBefore: number, failed: boolean): void {
+    current.owner.innermost = current;
+    if (failed) {
+      this.#writer.exec(`ROLLBACK TO ${name}`);
+      this.#afterCommit.length = callbacksBefore;
+    }
+    this.#writer.exec(`RELEASE ${name}`);
   }
 
   #rollback(): void {
@@ -258,43 +308,31 @@ export class SqliteDatabase {
     if (this.#writer.isTransaction) this.#writer.exec('ROLLBACK');
   }
 
-  async #savepoint<T>(context: WriteContext, fn: () => T | Promise<T>): Promise<T> {
-    const name = `sp${++this.#savepointSequence}`;
-    const callbacksBefore = this.#afterCommit.length;
-    this.#writer.exec(`SAVEPOINT ${name}`);
-    context.depth++;
+  async #savepoint<T>(current: WriteContext, fn: () => T | Promise<T>): Promise<T> {
+    const { child, name, callbacksBefore } = this.#enterSavepoint(current);
+    let result: T;
     try {
-      const result = await fn();
-      this.#writer.exec(`RELEASE ${name}`);
-      return result;
+      result = await this.#context.run(child, fn);
     } catch (error) {
-      this.#writer.exec(`ROLLBACK TO ${name}`);
-      this.#writer.exec(`RELEASE ${name}`);
-      this.#afterCommit.length = callbacksBefore;
+      this.#leaveSavepoint(current, name, callbacksBefore, true);
       throw error;
-    } finally {
-      context.depth--;
     }
+    this.#leaveSavepoint(current, name, callbacksBefore, false);
+    return result;
   }
 
-  #savepointSync<T>(context: WriteContext, fn: () => T): T {
-    const name = `sp${++this.#savepointSequence}`;
-    const callbacksBefore = this.#afterCommit.length;
-    this.#writer.exec(`SAVEPOINT ${name}`);
-    context.depth++;
+  #savepointSync<T>(current: WriteContext, fn: () => T): T {
+    const { child, name, callbacksBefore } = this.#enterSavepoint(current);
+    let result: T;
     try {
-      const result = fn();
+      result = this.#context.run(child, fn);
       assert(!(result instanceof Promise), 'writeSync callbacks must be synchronous; use write()');
-      this.#writer.exec(`RELEASE ${name}`);
-      return result;
     } catch (error) {
-      this.#writer.exec(`ROLLBACK TO ${name}`);
-      this.#writer.exec(`RELEASE ${name}`);
-      this.#afterCommit.length = callbacksBefore;
+      this.#leaveSavepoint(current, name, callbacksBefore, true);
       throw error;
-    } finally {
-      context.depth--;
     }
+    this.#leaveSavepoint(current, name, callbacksBefore, false);
+    return result;
   }
 
   #acquire(): Promise<void> {
