@@ -1,4 +1,4 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
+import { AsyncLocalStorage, AsyncResource } from 'node:async_hooks';
 import { assert } from '../assert.ts';
 import { ClosedError, ValidationError } from '../errors.ts';
 import type { CommitPath, UnitScope } from './commit-path.ts';
@@ -13,12 +13,25 @@ interface Pending {
   readonly reject: (error: unknown) => void;
 }
 
+/**
+ * Lets every pending callback and promise continuation run before it resolves. The committer
+ * yields so before each transaction: the sagas that the previous commit resumed reach their next
+ * durable call first, and their units share the next transaction instead of trickling into many
+ * small ones. It involves no time, so a simulated scheduler can supply its own.
+ */
+export type Yield = () => Promise<void>;
+
+/** setImmediate runs after the microtask queue and pending I/O callbacks: one turn of the event loop. */
+export const yieldToEventLoop: Yield = () => new Promise((resolve) => setImmediate(resolve));
+
 export interface GroupCommitterOptions {
   /**
    * Units one transaction takes at most. Larger batches amortise the commit over more units;
    * smaller ones bound how long one transaction holds the writer. 1 to 10000. @default 1000
    */
   maxUnitsPerTransaction?: number;
+  /** @default yieldToEventLoop */
+  yield?: Yield;
 }
 
 export interface GroupCommitStats {
@@ -34,13 +47,16 @@ export interface GroupCommitStats {
  * only its own savepoint and rejects only its own promise; the others commit. Every promise
  * settles after the transaction's outcome is known, so nobody acts on uncommitted state.
  *
- * The transaction keeps taking units from the queue while it runs, so under load batches grow
- * by themselves and no timer is needed: the committer wakes on submissions alone (a simulated
- * scheduler sees no hidden time).
+ * The transaction keeps taking units from the queue while it runs, and each transaction starts
+ * after one yield to the event loop, so under load batches grow by themselves. No timer is
+ * involved: the committer wakes on submissions alone (a simulated scheduler sees no hidden time).
  */
 export class GroupCommitter {
   readonly #path: CommitPath;
   readonly #maxUnits: number;
+  readonly #yield: Yield;
+  /** The context the committer was made in: transactions must not inherit a submitter's context. */
+  readonly #root: AsyncResource;
   readonly #queue: Pending[] = [];
   /** Marks code running inside a unit, to refuse a submit that would wait for itself. */
   readonly #insideUnit = new AsyncLocalStorage<true>();
@@ -55,6 +71,8 @@ export class GroupCommitter {
   constructor(path: CommitPath, options: GroupCommitterOptions = {}) {
     this.#path = path;
     this.#maxUnits = integerOption('maxUnitsPerTransaction', options.maxUnitsPerTransaction, 1000, 1, 10_000);
+    this.#yield = options.yield ?? yieldToEventLoop;
+    this.#root = new AsyncResource('meridian.group-commit');
   }
 
   get stats(): GroupCommitStats {
@@ -86,8 +104,7 @@ export class GroupCommitter {
       this.#queue.push({ work: work as Unit<unknown>, resolve: resolve as (value: unknown) => void, reject });
       if (!this.#draining) {
         this.#draining = true;
-        // Start on a microtask, so work submitted in the same turn joins the first transaction.
-        queueMicrotask(() => void this.#drain());
+        this.#root.runInAsyncScope(() => void this.#drain());
       }
     });
   }
@@ -101,7 +118,11 @@ export class GroupCommitter {
 
   async #drain(): Promise<void> {
     try {
-      while (this.#queue.length > 0) await this.#commitOne();
+      for (;;) {
+        await this.#yield();
+        if (this.#queue.length === 0) break;
+        await this.#commitOne();
+      }
     } finally {
       this.#draining = false;
       const idle = this.#idle;

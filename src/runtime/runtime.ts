@@ -338,6 +338,8 @@ export class Runtime {
     for (const wake of this.#slotWaiters.splice(0)) wake();
     if (wasRunning) {
       await Promise.all(this.#runners.map((runner) => runner.stop()));
+    }
+    if (wasRunning && this.#drainTimeoutMs > 0) {
       const settled = Promise.all(
         [...this.#active.values()].map((execution) => this.#settledOf(execution.id)),
       );
@@ -548,8 +550,20 @@ export class Runtime {
     const definition = this.#saga(saga);
     requireRuntimeId('A saga id', id);
     const inputJson = toJson(`The input of saga '${definition.name}'`, input);
-    const existing = await scope.tx.sagas.get(id);
-    if (existing !== null) {
+    const nowMs = this.#clock.now();
+    try {
+      await scope.tx.sagas.create({
+        id,
+        type: definition.name,
+        status: 'running',
+        input: inputJson,
+        createdAt: nowMs,
+      });
+    } catch (error) {
+      if (!(error instanceof AlreadyExistsError)) throw error;
+      // Idempotent start: the same id with the same type and input is the same saga.
+      const existing = await scope.tx.sagas.get(id);
+      assert(existing !== null, 'a saga that already exists can be read in the same transaction');
       if (existing.type !== definition.name || canonical(existing.input) !== canonical(inputJson)) {
         throw new ConflictError(
           `Saga '${id}' exists with ${existing.type !== definition.name ? `type '${existing.type}'` : 'another input'}: a saga id names one saga with one input`,
@@ -558,14 +572,6 @@ export class Runtime {
       }
       return null;
     }
-    const nowMs = this.#clock.now();
-    await scope.tx.sagas.create({
-      id,
-      type: definition.name,
-      status: 'running',
-      input: inputJson,
-      createdAt: nowMs,
-    });
     const start: JournalEntry = {
       sagaId: id,
       sequence: 0,

@@ -1,3 +1,4 @@
+import { assert } from '../assert.ts';
 import {
   ClosedError,
   ConflictError,
@@ -411,14 +412,12 @@ export class SagaExecution {
       return journaled.result as T;
     }
     const strategy = toRetryStrategy(options.retry);
-    let lastError: Error = new StepTimeoutError(
-      `Step '${name}' reached its deadline before its first attempt`,
-    );
+    let lastError: Error | undefined;
     let attempt = 0;
     for (;;) {
       if (deadlineAt !== undefined && this.#host.clock.now() >= deadlineAt) {
         lastError = new StepTimeoutError(
-          `Step '${name}' passed its deadline (timeoutMs ${timeoutMs}) after ${attempt} attempt(s)${attempt > 0 ? `; last error: ${lastError.message}` : ''}`,
+          `Step '${name}' passed its deadline (timeoutMs ${timeoutMs}) after ${attempt} attempt(s)${lastError === undefined ? '' : `; last error: ${lastError.message}`}`,
         );
         break;
       }
@@ -449,6 +448,7 @@ export class SagaExecution {
       this.#registerStepCompensation(name, value, options);
       return value as T;
     }
+    assert(lastError !== undefined, 'a step gives up only after an error or its deadline');
     const causeCode = codeOf(lastError);
     await this.#append({
       kind: 'step',
@@ -493,13 +493,20 @@ export class SagaExecution {
     fn: (ctx: StepContext) => Promise<T> | T,
   ): Promise<T> {
     const controller = new AbortController();
+    const host = this.#host;
+    const parent = this.#traceparent;
+    let traceparent: string | undefined;
     const ctx: StepContext = {
       sagaId: this.id,
       step,
       idempotencyKey,
       attempt,
       signal: controller.signal,
-      traceparent: childTraceparent(this.#traceparent, this.#host.random),
+      // Made on first use: most steps never pass their trace context on.
+      get traceparent() {
+        traceparent ??= childTraceparent(parent, host.random);
+        return traceparent;
+      },
     };
     return new Promise<T>((resolve, reject) => {
       let timer: { cancel(): void } | undefined;

@@ -1,0 +1,108 @@
+// Group commit is how the runtime reaches its throughput without giving up isolation: these tests
+// prove that units share transactions, that one unit's failure undoes only its own writes, that
+// promises settle only after the commit, and that a fenced path refuses everything.
+import { afterEach, describe, expect, it } from 'vitest';
+import { ClosedError, ValidationError } from '../errors.ts';
+import { EmbeddedCommitPath } from './embedded.ts';
+import { FencedError } from './errors.ts';
+import { GroupCommitter } from './group-commit.ts';
+import { type EmbeddedFixture, openEmbedded } from './harness.ts';
+
+describe('GroupCommitter', () => {
+  let fixture: EmbeddedFixture;
+  afterEach(async () => {
+    await fixture.destroy();
+  });
+
+  async function committer(
+    maxUnitsPerTransaction = 1000,
+  ): Promise<{ path: EmbeddedCommitPath; committer: GroupCommitter }> {
+    fixture = openEmbedded();
+    const path = new EmbeddedCommitPath({
+      store: fixture.store,
+      log: fixture.log,
+      clock: { now: () => 1, monotonicNow: () => 1 },
+    });
+    await path.open();
+    return { path, committer: new GroupCommitter(path, { maxUnitsPerTransaction }) };
+  }
+
+  function readState(id: string) {
+    return fixture.store.transaction((tx) => tx.entities.get('T', id));
+  }
+
+  it('commits units submitted together in one transaction, each resolving with its own result', async () => {
+    const { committer: c } = await committer();
+    const results = await Promise.all(
+      Array.from({ length: 10 }, (_, i) =>
+        c.submit(async (scope) => scope.tx.entities.put('T', `e${i}`, { i }, 0)),
+      ),
+    );
+    expect(results).toEqual(Array(10).fill(1));
+    expect(c.stats).toMatchObject({ transactions: 1, units: 10, failedUnits: 0 });
+  });
+
+  it('rolls back only the failing unit: the others in its transaction commit', async () => {
+    const { committer: c } = await committer();
+    const outcomes = await Promise.allSettled([
+      c.submit((scope) => scope.tx.entities.put('T', 'a', 1, 0)),
+      c.submit(async (scope) => {
+        await scope.tx.entities.put('T', 'b', 1, 0);
+        throw new Error('this unit fails after writing');
+      }),
+      c.submit((scope) => scope.tx.entities.put('T', 'c', 1, 0)),
+    ]);
+    expect(outcomes.map((outcome) => outcome.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    expect(c.stats.transactions).toBe(1);
+    expect(await readState('a')).not.toBeNull();
+    expect(await readState('b')).toBeNull();
+    expect(await readState('c')).not.toBeNull();
+  });
+
+  it('settles a unit only after its transaction committed: what it wrote is readable at once', async () => {
+    const { committer: c } = await committer();
+    await c.submit((scope) => scope.tx.entities.put('T', 'x', 'written', 0));
+    expect((await readState('x'))?.state).toBe('written');
+  });
+
+  it('bounds a transaction to maxUnitsPerTransaction units', async () => {
+    const { committer: c } = await committer(2);
+    await Promise.all(
+      Array.from({ length: 5 }, (_, i) => c.submit((scope) => scope.tx.entities.put('T', `m${i}`, i, 0))),
+    );
+    expect(c.stats.transactions).toBe(3);
+  });
+
+  it('rejects every unit with a FencedError once another owner claimed the database', async () => {
+    const { committer: c } = await committer();
+    const usurper = new EmbeddedCommitPath({
+      store: fixture.store,
+      log: fixture.log,
+      clock: { now: () => 2, monotonicNow: () => 2 },
+    });
+    await usurper.open();
+    const outcomes = await Promise.allSettled([
+      c.submit((scope) => scope.tx.entities.put('T', 'f1', 1, 0)),
+      c.submit((scope) => scope.tx.entities.put('T', 'f2', 1, 0)),
+    ]);
+    for (const outcome of outcomes) {
+      expect(outcome.status).toBe('rejected');
+      expect((outcome as PromiseRejectedResult).reason).toBeInstanceOf(FencedError);
+    }
+    expect(await readState('f1')).toBeNull();
+  });
+
+  it('refuses a submit from inside a unit, which would wait for itself', async () => {
+    const { committer: c } = await committer();
+    const inner = await c.submit(async () => c.submit(async () => 1).catch((error: unknown) => error));
+    expect(inner).toBeInstanceOf(ValidationError);
+  });
+
+  it('refuses new units after close, once the queued ones have settled', async () => {
+    const { committer: c } = await committer();
+    const queued = c.submit((scope) => scope.tx.entities.put('T', 'q', 1, 0));
+    await c.close();
+    await expect(queued).resolves.toBe(1);
+    await expect(c.submit(async () => 1)).rejects.toBeInstanceOf(ClosedError);
+  });
+});

@@ -1,0 +1,53 @@
+// The runtime's public surface: definitions, the Runtime, its errors, and the commit-path
+// interface a cluster shape implements. Internals (executions, runners, the group committer)
+// stay internal.
+export type { CommitPath, UnitScope } from './commit-path.ts';
+export type {
+  AnyEntityDefinition,
+  CommandContext,
+  CommandHandler,
+  CommandInput,
+  CommandName,
+  CommandReply,
+  CommandResult,
+  Commands,
+  Definition,
+  EmitRecord,
+  EntityDefinition,
+  EntityOptions,
+  SagaContext,
+  SagaDefinition,
+  SendCompensation,
+  SendOptions as SagaSendOptions,
+  StepContext,
+  StepOptions,
+  SubscriptionContext,
+  SubscriptionDefinition,
+  SubscriptionOptions,
+  SubscriptionRecord,
+} from './definitions.ts';
+export { entity, saga, subscription } from './definitions.ts';
+export { EmbeddedCommitPath, type EmbeddedCommitPathOptions } from './embedded.ts';
+export { headers as recordHeaders } from './entity-command.ts';
+export {
+  FencedError,
+  NonDeterminismError,
+  SagaNotCompletedError,
+  StepFailedError,
+  StepTimeoutError,
+} from './errors.ts';
+export type { Jitter, RetryOptions, RetryStrategy } from './retry.ts';
+export { exponentialBackoff } from './retry.ts';
+export type {
+  DeadLetter,
+  RuntimeOptions,
+  RuntimeProblem,
+  RuntimeStats,
+  SagaHandle,
+  SendOptions,
+  StartSagaOptions,
+} from './runtime.ts';
+export { createRuntime, Runtime } from './runtime.ts';
+export { deadLetterHeaders } from './subscription-runner.ts';
+export type { TraceContext } from './trace.ts';
+export { childTraceparent, formatTraceparent, parseTraceparent, traceparentHeader } from './trace.ts';
