@@ -57,10 +57,17 @@ export interface SubscriptionHost {
 
 /** A partition held back because its first record failed and waits for its next attempt. */
 interface Held {
+  readonly partition: number;
+  /** The failed record: the partition resumes from here. */
   readonly offset: number;
   readonly attempts: number;
   readonly retryAt: number;
+  /** True once the consumer was moved back to `offset` for the retry. */
+  readonly rewound: boolean;
 }
+
+/** The longest a poll waits for records before the loop looks around again. */
+const maxPollWaitMs = 5000;
 
 interface BatchOutcome {
   /** Records handled or dead-lettered: the consumer's offsets moved past them. */
@@ -134,9 +141,10 @@ export class SubscriptionRunner {
   async #run(consumer: Consumer): Promise<void> {
     const signal = this.#stop.signal;
     while (!signal.aborted) {
+      this.#rewindDue(consumer);
       let records: LogRecord[];
       try {
-        records = await consumer.poll({ timeoutMs: 5000, signal });
+        records = await consumer.poll({ timeoutMs: this.#pollTimeoutMs(), signal });
       } catch (error) {
         if (signal.aborted) break;
         this.#host.report({ subscription: this.definition.name, message: 'poll failed', error });
@@ -160,22 +168,34 @@ export class SubscriptionRunner {
     }
   }
 
+  /** Polls wake on new records; with a partition held, also in time for its retry. */
+  #pollTimeoutMs(): number {
+    let timeoutMs = maxPollWaitMs;
+    const nowMs = this.#host.clock.now();
+    for (const held of this.#held.values()) {
+      if (!held.rewound) timeoutMs = Math.min(timeoutMs, Math.max(0, held.retryAt - nowMs));
+    }
+    return timeoutMs;
+  }
+
+  /** Moves each held partition whose retry is due back to its failed record. */
+  #rewindDue(consumer: Consumer): void {
+    const nowMs = this.#host.clock.now();
+    for (const [key, held] of this.#held) {
+      if (held.rewound || held.retryAt > nowMs) continue;
+      this.#held.set(key, { ...held, rewound: true });
+      consumer.seek(this.definition.topic, held.partition, held.offset);
+    }
+  }
+
   async #handleBatch(consumer: Consumer, records: LogRecord[]): Promise<void> {
     const nowMs = this.#host.clock.now();
-    // Records of held partitions wait for their retry time; everything after the first held
-    // record of a partition is read again later.
-    const runnable: LogRecord[] = [];
-    const rewindTo = new Map<string, LogRecord>();
-    for (const record of records) {
-      const key = partitionKey(record.topic, record.partition);
-      const held = this.#held.get(key);
-      if (rewindTo.has(key)) continue;
-      if (held !== undefined && record.offset >= held.offset && held.retryAt > nowMs) {
-        rewindTo.set(key, record);
-        continue;
-      }
-      runnable.push(record);
-    }
+    // A held partition is parked at its end until its retry is due: records polled from it
+    // meanwhile (appended since) are skipped here and read again after the rewind.
+    const runnable = records.filter((record) => {
+      const held = this.#held.get(partitionKey(record.topic, record.partition));
+      return held === undefined || held.rewound || record.offset < held.offset;
+    });
     const outcome: BatchOutcome =
       runnable.length === 0
         ? { consumed: [], failed: new Map(), launches: [], remember: () => {} }
@@ -184,13 +204,11 @@ export class SubscriptionRunner {
           );
     outcome.remember();
     this.#host.launch(outcome.launches);
-    for (const [key, record] of outcome.failed) rewindTo.set(key, record);
-    for (const record of rewindTo.values()) consumer.seek(record.topic, record.partition, record.offset);
-    if (outcome.consumed.length === 0 && rewindTo.size > 0) {
-      // Nothing moved: wait for the earliest retry instead of polling the same records again.
-      let earliest = Number.POSITIVE_INFINITY;
-      for (const held of this.#held.values()) earliest = Math.min(earliest, held.retryAt);
-      await this.#sleep(Math.max(0, earliest - this.#host.clock.now()));
+    for (const record of outcome.failed.values()) {
+      // Parked at the end (not at the failed record), so polls neither spin on it nor deliver
+      // the records behind it; #rewindDue moves it back when the retry is due.
+      const { end } = await this.#host.log.offsets(record.topic, record.partition);
+      consumer.seek(record.topic, record.partition, end);
     }
   }
 
@@ -230,7 +248,13 @@ export class SubscriptionRunner {
         const delayMs = this.#strategy.nextDelayMs(attempts, error, this.#host.random);
         if (delayMs !== undefined) {
           failed.set(key, record);
-          retries.set(key, { offset: record.offset, attempts, retryAt: nowMs + delayMs });
+          retries.set(key, {
+            partition: record.partition,
+            offset: record.offset,
+            attempts,
+            retryAt: nowMs + delayMs,
+            rewound: false,
+          });
           continue;
         }
         await scope.isolate(async (inner) => {
