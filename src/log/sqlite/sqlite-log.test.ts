@@ -254,6 +254,30 @@ describe('SqliteLog transactions and wake-ups', () => {
     }
   });
 
+  it('forgets a topic created and appended to inside a write that rolled back', async () => {
+    const db = new SqliteDatabase({ path: freshPath() });
+    const log = new SqliteLog(db, { retentionCheckIntervalMs: null });
+    try {
+      await expect(
+        db.write(async () => {
+          await log.createTopic('ghost', { partitions: 1 });
+          expect((await log.append('ghost', [{ value: value(1) }]))[0]!.offset).toBe(0);
+          throw new Error('abort');
+        }),
+      ).rejects.toThrow('abort');
+      await expect(log.append('ghost', [{ value: value(1) }])).rejects.toMatchObject({ code: 'NOT_FOUND' });
+      expect(await log.listTopics()).toEqual([]);
+      await db.write(async () => {
+        await log.createTopic('real', { partitions: 1 });
+        await log.append('real', [{ value: value(1) }]);
+      });
+      expect(await log.offsets('real', 0)).toEqual({ start: 0, end: 1 });
+    } finally {
+      await log.close();
+      db.close();
+    }
+  });
+
   it('a poll waits on the Timers port: it returns [] only when its timeout elapses, and at once on append', async () => {
     const { log, clock } = open();
     await log.createTopic('t', { partitions: 1 });

@@ -785,8 +785,10 @@ export class SqliteLog implements Log {
     const row = this.#readTopicRow(name);
     if (row === undefined) return undefined;
     const meta: TopicMeta = { ...row, wake: () => this.#wakeTopic(name) };
-    // Inside a write the row may be uncommitted (and roll back): only cache what has committed.
-    if (!this.db.inWrite) this.#topics.set(name, meta);
+    // Inside a write the row may be uncommitted and roll back: cache it only once that write
+    // commits (appends made only inside callers' transactions still get a cached topic).
+    if (this.db.inWrite) this.db.afterCommit(() => this.#topics.set(name, meta));
+    else this.#topics.set(name, meta);
     return meta;
   }
 
