@@ -1,0 +1,163 @@
+import { TerminalError } from '../errors.ts';
+import type { ManualClock } from '../time.ts';
+import { entity, type SagaContext, saga } from './definitions.ts';
+import { type EmbeddedFixture, turns } from './harness.ts';
+import type { Runtime } from './runtime.ts';
+
+/**
+ * A generated saga program and a driver that runs it with simulated crashes, for the runtime's
+ * property tests (replay, compensation order). Not part of the API.
+ *
+ * A "crash" happens inside a step or compensation function, after its external effect has been
+ * applied and before it returns: the runtime is stopped at once (abandoning the call) and a new
+ * runtime resumes the saga from its journal — the worst moment for a step, since its effect
+ * exists but its journal entry does not.
+ */
+export type Operation =
+  | {
+      readonly kind: 'step';
+      /** Transient failures before the step succeeds. */
+      readonly failures: number;
+      /** Fails terminally instead (after its transient failures). */
+      readonly terminal: boolean;
+      readonly compensate: boolean;
+    }
+  | { readonly kind: 'send'; readonly amount: number; readonly compensate: boolean }
+  | { readonly kind: 'sleep'; readonly durationMs: number }
+  | { readonly kind: 'emit' };
+
+/** The outside world: an idempotent service that remembers every key it applied. */
+export class FakeService {
+  readonly calls: string[] = [];
+  readonly applied = new Map<string, number>();
+  /** Keys applied, in the order first applied. */
+  readonly order: string[] = [];
+
+  apply(key: string): void {
+    this.calls.push(key);
+    if (!this.applied.has(key)) this.order.push(key);
+    this.applied.set(key, (this.applied.get(key) ?? 0) + 1);
+  }
+
+  /** Applies once per key, like a real idempotent API: a repeated key changes nothing. */
+  applyOnce(key: string): void {
+    this.calls.push(key);
+    if (this.applied.has(key)) return;
+    this.order.push(key);
+    this.applied.set(key, 1);
+  }
+}
+
+export const Counter = entity('Counter', {
+  initial: { total: 0, undone: 0 },
+  commands: {
+    add(state, input: { amount: number }) {
+      return { state: { ...state, total: state.total + input.amount }, reply: state.total + input.amount };
+    },
+    undo(state, input: { amount: number }) {
+      return { state: { total: state.total - input.amount, undone: state.undone + 1 } };
+    },
+  },
+});
+
+export interface ModelRun {
+  readonly service: FakeService;
+  /** Calls (step and compensation attempts) at which to crash, counted from 0 across the run. */
+  readonly crashAt: ReadonlySet<number>;
+  calls: number;
+  crashed: boolean;
+}
+
+/** The saga that runs `program`. Step `i` is named `op{i}`; its effect key is its idempotency key. */
+export function programSaga(name: string, program: readonly Operation[], run: ModelRun) {
+  /** Applies the effect; at a crash point, then hangs forever (the runtime is about to stop). */
+  const call = async (key: string): Promise<void> => {
+    const index = run.calls++;
+    run.service.applyOnce(key);
+    if (run.crashAt.has(index)) {
+      run.crashed = true;
+      await new Promise<never>(() => {});
+    }
+  };
+  return saga(name, async (ctx: SagaContext) => {
+    let sum = 0;
+    for (const [index, operation] of program.entries()) {
+      const opName = `op${index}`;
+      switch (operation.kind) {
+        case 'step': {
+          let failuresLeft = operation.failures;
+          const result = await ctx.step(
+            opName,
+            async (step) => {
+              if (failuresLeft > 0) {
+                failuresLeft--;
+                throw new Error(`transient failure of ${opName}`);
+              }
+              if (operation.terminal) throw new TerminalError(`${opName} fails for good`);
+              await call(step.idempotencyKey);
+              return index;
+            },
+            {
+              retry: { initialDelayMs: 10, jitter: 'none', maxAttempts: 5 },
+              ...(operation.compensate ? { compensate: (step) => call(step.idempotencyKey) } : {}),
+            },
+          );
+          sum += result;
+          break;
+        }
+        case 'send':
+          sum += await ctx.send(
+            Counter,
+            'counter',
+            'add',
+            { amount: operation.amount },
+            operation.compensate
+              ? { compensate: { command: 'undo', input: { amount: operation.amount } } }
+              : {},
+          );
+          break;
+        case 'sleep':
+          await ctx.sleep(opName, operation.durationMs);
+          break;
+        case 'emit':
+          await ctx.emit('model.events', { key: ctx.sagaId, value: { index } });
+          break;
+      }
+    }
+    return sum;
+  });
+}
+
+/**
+ * Runs saga `id` to its end on `fixture`, restarting the runtime at every crash, and moving the
+ * ManualClock whenever nothing else can happen. Returns the number of restarts.
+ */
+export async function runToEnd(
+  fixture: EmbeddedFixture,
+  clock: ManualClock,
+  makeRuntime: () => Promise<Runtime>,
+  start: (runtime: Runtime) => Promise<void>,
+  id: string,
+  run: ModelRun,
+): Promise<number> {
+  let runtime = await makeRuntime();
+  await start(runtime);
+  let restarts = 0;
+  for (let round = 0; round < 10_000; round++) {
+    await turns(3);
+    const record = await fixture.store.transaction((tx) => tx.sagas.get(id));
+    if (record !== null && ['completed', 'compensated', 'failed'].includes(record.status)) {
+      await runtime.stop();
+      return restarts;
+    }
+    if (run.crashed) {
+      run.crashed = false;
+      await runtime.stop();
+      restarts++;
+      runtime = await makeRuntime();
+      continue;
+    }
+    clock.advance(10);
+  }
+  throw new Error(`Saga '${id}' did not end`);
+}
