@@ -21,11 +21,8 @@ export class OffsetOutOfRangeError extends MeridianError {
 }
 
 /**
- * Stored data this code cannot read: a database whose log schema is newer than this Meridian,
- * or a stored record batch that does not decode. Retrying cannot help; upgrading may.
+ * Stored data this code cannot read: a database whose log schema is newer than this Meridian, or
+ * a stored record batch that does not decode. One class with the store's, so callers test one
+ * type (and code 'SCHEMA_MISMATCH') whichever layer refused.
  */
-export class SchemaMismatchError extends MeridianError {
-  constructor(message: string, options: MeridianErrorOptions = {}) {
-    super('SCHEMA_MISMATCH', message, options);
-  }
-}
+export { SchemaMismatchError } from '../store/schema-mismatch-error.ts';

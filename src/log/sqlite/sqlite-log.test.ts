@@ -10,6 +10,7 @@ import { SqliteDatabase } from '../../store/sqlite/database.ts';
 import { ManualClock, seededRandom } from '../../time.ts';
 import { utf8 } from '../codec.ts';
 import { describeLogContract } from '../contract.ts';
+import { SchemaMismatchError } from '../errors.ts';
 import type { LogRecord } from '../types.ts';
 import { openSqliteLog, type RetentionEvent, SqliteLog, type SqliteLogOptions } from './sqlite-log.ts';
 
@@ -410,10 +411,11 @@ describe('SqliteLog storage', () => {
         .run(),
     );
     await log.close();
+    expect(() => openSqliteLog({ path })).toThrowError(SchemaMismatchError);
     expect(() => openSqliteLog({ path })).toThrowError(
       expect.objectContaining({
         code: 'SCHEMA_MISMATCH',
-        message: expect.stringMatching(/log schema version 99/),
+        message: expect.stringMatching(/schema version 99 of 'log'/),
       }),
     );
   });

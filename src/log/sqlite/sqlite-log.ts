@@ -11,7 +11,7 @@ import {
   type Timers,
 } from '../../time.ts';
 import { keyBytes } from '../codec.ts';
-import { OffsetOutOfRangeError, RecordTooLargeError, SchemaMismatchError } from '../errors.ts';
+import { OffsetOutOfRangeError, RecordTooLargeError } from '../errors.ts';
 import { defaultStickyBatchBytes, StickyPartitioner } from '../partitioner.ts';
 import type {
   AppendResult,
@@ -831,24 +831,6 @@ export function openSqliteLog(options: OpenSqliteLogOptions): SqliteLog {
 
 /** Creates or upgrades the log's tables; SchemaMismatchError when the file is newer than this code. */
 function migrateLog(db: SqliteDatabase): void {
-  const hasMigrations = db
-    .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meridian_migrations'")
-    .get();
-  if (hasMigrations !== undefined) {
-    const row = db
-      .prepare('SELECT MAX(version) AS version FROM meridian_migrations WHERE component = ?')
-      .get(logComponent) as { version: number | null } | undefined;
-    const version = row?.version ?? 0;
-    if (version > logMigrations.length) {
-      throw new SchemaMismatchError(
-        `The database at '${db.path}' has log schema version ${version}, newer than this Meridian knows (${logMigrations.length}): upgrade Meridian or use another data directory`,
-        {
-          details: { component: logComponent, databaseVersion: version, knownVersion: logMigrations.length },
-        },
-      );
-    }
-    if (version === logMigrations.length) return;
-  }
   db.migrate(logComponent, logMigrations);
 }
 
