@@ -5,10 +5,10 @@
  * fires (the caller gave up, an outer timeout passed) leaves the queue at once.
  */
 import type { CallContext } from './context.ts';
-import { abortedError, BulkheadRejectedError } from './errors.ts';
+import { abortedError, BulkheadRejectedError, refusal } from './errors.ts';
 import { Emitter, type Subscribe } from './events.ts';
+import { GatePolicy } from './gate.ts';
 import { integerOption, requiredOption } from './options.ts';
-import { type Operation, PolicyBase } from './policy.ts';
 
 export interface BulkheadOptions {
   /** Calls allowed to run at once, in [1, 100_000]. Required: it depends on the dependency. */
@@ -29,24 +29,22 @@ export interface BulkheadSnapshot {
   maxQueued: number;
 }
 
-interface QueuedCall {
-  operation: Operation<unknown>;
-  context: CallContext;
-  resolve: (value: unknown) => void;
+interface Waiter {
+  resolve: (value: undefined) => void;
   reject: (error: unknown) => void;
   signal: AbortSignal;
   onAbort: () => void;
-  previous: QueuedCall | undefined;
-  next: QueuedCall | undefined;
+  previous: Waiter | undefined;
+  next: Waiter | undefined;
 }
 
-export class BulkheadPolicy extends PolicyBase {
+export class BulkheadPolicy extends GatePolicy<undefined> {
   readonly maxConcurrent: number;
   readonly maxQueued: number;
   #active = 0;
   #queued = 0;
-  #head: QueuedCall | undefined;
-  #tail: QueuedCall | undefined;
+  #head: Waiter | undefined;
+  #tail: Waiter | undefined;
   readonly #rejects = new Emitter<BulkheadRejectEvent>();
 
   /** Fires for each call refused because every slot and queue place was taken. */
@@ -81,65 +79,60 @@ export class BulkheadPolicy extends PolicyBase {
     };
   }
 
-  run<T>(operation: Operation<T>, context: CallContext): Promise<T> {
-    if (this.#active < this.maxConcurrent) return this.#start(operation, context);
-    if (this.#queued < this.maxQueued) return this.#enqueue(operation, context);
+  enter(context: CallContext): undefined | Promise<undefined> {
+    if (this.#active < this.maxConcurrent) {
+      this.#active++;
+      return;
+    }
+    if (this.#queued < this.maxQueued) return this.#wait(context);
     if (this.#rejects.hasListeners)
       this.#rejects.emit({ maxConcurrent: this.maxConcurrent, maxQueued: this.maxQueued });
-    return Promise.reject(new BulkheadRejectedError(this.maxConcurrent, this.maxQueued));
+    throw refusal(() => new BulkheadRejectedError(this.maxConcurrent, this.maxQueued));
   }
 
-  async #start<T>(operation: Operation<T>, context: CallContext): Promise<T> {
-    this.#active++;
-    try {
-      return await operation(context);
-    } finally {
+  exit(_ticket: undefined, _failed: boolean, error: unknown): unknown {
+    const waiter = this.#head;
+    if (waiter === undefined) {
       this.#active--;
-      if (this.#head !== undefined) this.#drain();
+    } else {
+      // Hand the slot straight to the oldest waiter: the count of active calls does not change.
+      this.#unlink(waiter);
+      waiter.signal.removeEventListener('abort', waiter.onAbort);
+      waiter.resolve(undefined);
     }
+    return error;
   }
 
-  #enqueue<T>(operation: Operation<T>, context: CallContext): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
+  #wait(context: CallContext): Promise<undefined> {
+    return new Promise<undefined>((resolve, reject) => {
       const signal = context.signal;
-      const call: QueuedCall = {
-        operation,
-        context,
-        resolve: resolve as (value: unknown) => void,
+      const waiter: Waiter = {
+        resolve,
         reject,
         signal,
         onAbort: () => {
-          this.#unlink(call);
+          this.#unlink(waiter);
           reject(abortedError(signal.reason));
         },
         previous: this.#tail,
         next: undefined,
       };
-      if (this.#tail === undefined) this.#head = call;
-      else this.#tail.next = call;
-      this.#tail = call;
+      if (this.#tail === undefined) this.#head = waiter;
+      else this.#tail.next = waiter;
+      this.#tail = waiter;
       this.#queued++;
-      signal.addEventListener('abort', call.onAbort, { once: true });
+      signal.addEventListener('abort', waiter.onAbort, { once: true });
     });
   }
 
-  #drain(): void {
-    while (this.#active < this.maxConcurrent && this.#head !== undefined) {
-      const call = this.#head;
-      this.#unlink(call);
-      call.signal.removeEventListener('abort', call.onAbort);
-      this.#start(call.operation, call.context).then(call.resolve, call.reject);
-    }
-  }
-
-  #unlink(call: QueuedCall): void {
-    const { previous, next } = call;
+  #unlink(waiter: Waiter): void {
+    const { previous, next } = waiter;
     if (previous === undefined) this.#head = next;
     else previous.next = next;
     if (next === undefined) this.#tail = previous;
     else next.previous = previous;
-    call.previous = undefined;
-    call.next = undefined;
+    waiter.previous = undefined;
+    waiter.next = undefined;
     this.#queued--;
   }
 }

@@ -22,8 +22,18 @@ import { isTerminalError } from '../errors.ts';
 import type { Clock } from '../time.ts';
 import type { CallContext } from './context.ts';
 import { CountWindow } from './count-window.ts';
-import { BrokenCircuitError, type CircuitState, isAbortedError } from './errors.ts';
+import {
+  BrokenCircuitError,
+  type CircuitState,
+  isAbortedError,
+  isBrokenCircuitError,
+  isBulkheadRejectedError,
+  isRateLimitedError,
+  isShedError,
+  refusal,
+} from './errors.ts';
 import { Emitter, type Subscribe, type Subscription } from './events.ts';
+import { GatePolicy } from './gate.ts';
 import {
   durationOption,
   functionOption,
@@ -35,7 +45,6 @@ import {
   requiredOption,
   type TimePorts,
 } from './options.ts';
-import { type Operation, PolicyBase } from './policy.ts';
 import { TimeWindow } from './time-window.ts';
 
 export type { CircuitState } from './errors.ts';
@@ -77,7 +86,9 @@ export interface CircuitBreakerOptions extends Pick<TimePorts, 'clock'> {
   /**
    * Whether an error counts against the dependency. Errors that do not count are successes: the
    * dependency answered. A call whose caller cancelled it never counts either way.
-   * @default every error except TerminalError, ValidationError and AbortedError
+   * @default every error except TerminalError, ValidationError, AbortedError, and the refusals of
+   * policies inside the breaker (BulkheadRejectedError, RateLimitedError, ShedError,
+   * BrokenCircuitError), since then the dependency was never called
    */
   isFailure?: (error: unknown) => boolean;
 }
@@ -121,10 +132,26 @@ export interface CircuitSnapshot {
 }
 
 function isFailureByDefault(error: unknown): boolean {
-  return !isTerminalError(error) && !isAbortedError(error);
+  // A refusal by a policy inside the breaker (full bulkhead, rate limit, shed load) means the
+  // dependency was never called: it says nothing about the dependency's health.
+  return (
+    !isTerminalError(error) &&
+    !isAbortedError(error) &&
+    !isBulkheadRejectedError(error) &&
+    !isRateLimitedError(error) &&
+    !isShedError(error) &&
+    !isBrokenCircuitError(error)
+  );
 }
 
-export class CircuitBreakerPolicy extends PolicyBase {
+/** What the breaker remembers about an admitted call. */
+interface BreakerTicket {
+  /** The state generation that admitted it: its outcome counts only if the state is unchanged. */
+  generation: number;
+  startedMs: number;
+}
+
+export class CircuitBreakerPolicy extends GatePolicy<BreakerTicket> {
   readonly name: string;
   readonly mode: BreakerMode;
   readonly failureThreshold: number;
@@ -245,24 +272,20 @@ export class CircuitBreakerPolicy extends PolicyBase {
     return this.#state;
   }
 
-  async run<T>(operation: Operation<T>, context: CallContext): Promise<T> {
+  enter(_context: CallContext): BreakerTicket {
     if (this.#state !== 'closed') {
       const retryAfterMs = this.#admit();
-      // Built here rather than in a helper: capturing the stack costs per frame, and this is
-      // the whole cost of the open-circuit path.
-      if (retryAfterMs >= 0) throw new BrokenCircuitError(this.name, this.#state, retryAfterMs);
+      if (retryAfterMs >= 0)
+        throw refusal(() => new BrokenCircuitError(this.name, this.#state, retryAfterMs));
     }
-    const generation = this.#generation;
-    const startedMs = this.#timed ? this.#clock.monotonicNow() : 0;
-    try {
-      const value = await operation(context);
-      this.#record(generation, false, startedMs);
-      return value;
-    } catch (error) {
-      if (context.aborted) this.#ignore(generation);
-      else this.#record(generation, this.#isFailure(error), startedMs);
-      throw error;
-    }
+    return { generation: this.#generation, startedMs: this.#timed ? this.#clock.monotonicNow() : 0 };
+  }
+
+  exit(ticket: BreakerTicket, failed: boolean, error: unknown, context: CallContext): unknown {
+    if (!failed) this.#record(ticket.generation, false, ticket.startedMs);
+    else if (context.aborted) this.#ignore(ticket.generation);
+    else this.#record(ticket.generation, this.#isFailure(error), ticket.startedMs);
+    return error;
   }
 
   /**

@@ -83,6 +83,31 @@ export class ShedError extends MeridianError {
   }
 }
 
+/** Whether this runtime lets us change Error.stackTraceLimit (a frozen realm may not). */
+const stackLimitWritable = (() => {
+  const descriptor = Object.getOwnPropertyDescriptor(Error, 'stackTraceLimit');
+  return descriptor === undefined ? Object.isExtensible(Error) : descriptor.writable === true;
+})();
+
+/**
+ * Builds a refusal error (open circuit, full bulkhead, rate limit, shed load) without capturing
+ * a stack trace. Refusing is the expected, frequent outcome of a protective policy under stress,
+ * raised from one known place, and capturing the stack is nearly all of its cost: without it an
+ * open circuit refuses several times faster, which is the point of failing fast. The message
+ * names the policy and the numbers, which is what a reader needs. (Resilience4j makes the same
+ * choice with `writableStackTraceEnabled = false`; Node builds some internal errors this way.)
+ */
+export function refusal<E extends Error>(build: () => E): E {
+  if (!stackLimitWritable) return build();
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return build();
+  } finally {
+    Error.stackTraceLimit = limit;
+  }
+}
+
 function hasCode(value: unknown, code: string): boolean {
   return isMeridianError(value) && value.code === code;
 }

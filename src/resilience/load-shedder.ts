@@ -16,11 +16,12 @@ import {
   isRateLimitedError,
   isShedError,
   isTimeoutError,
+  refusal,
   ShedError,
 } from './errors.ts';
 import { Emitter, type Subscribe } from './events.ts';
+import { GatePolicy } from './gate.ts';
 import { functionOption, portsOf, requiredOption, type TimePorts } from './options.ts';
-import { type Operation, PolicyBase } from './policy.ts';
 
 export interface LoadShedderOptions extends Pick<TimePorts, 'clock'> {
   /** The limit algorithm: `aimdLimit()` or `gradientLimit()`. Required. */
@@ -64,7 +65,7 @@ function isDropByDefault(error: unknown): boolean {
   );
 }
 
-export class LoadShedderPolicy extends PolicyBase {
+export class LoadShedderPolicy extends GatePolicy<number> {
   readonly #limit: ConcurrencyLimit;
   readonly #isDrop: (error: unknown) => boolean;
   readonly #clock: Clock;
@@ -110,20 +111,16 @@ export class LoadShedderPolicy extends PolicyBase {
     };
   }
 
-  async run<T>(operation: Operation<T>, context: CallContext): Promise<T> {
-    if (!this.#admit()) throw new ShedError(this.#limit.limit, this.#inFlight);
-    const startedMs = this.#clock.monotonicNow();
-    let outcome: PermitOutcome = 'ignored';
-    try {
-      const value = await operation(context);
-      outcome = 'success';
-      return value;
-    } catch (error) {
-      if (!context.aborted && this.#isDrop(error)) outcome = 'dropped';
-      throw error;
-    } finally {
-      this.#complete(startedMs, outcome);
-    }
+  enter(_context: CallContext): number {
+    if (!this.#admit()) throw refusal(() => new ShedError(this.#limit.limit, this.#inFlight));
+    return this.#clock.monotonicNow();
+  }
+
+  exit(startedMs: number, failed: boolean, error: unknown, context: CallContext): unknown {
+    let outcome: PermitOutcome = 'success';
+    if (failed) outcome = !context.aborted && this.#isDrop(error) ? 'dropped' : 'ignored';
+    this.#complete(startedMs, outcome);
+    return error;
   }
 
   #admit(): boolean {

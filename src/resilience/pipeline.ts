@@ -7,23 +7,64 @@
  *
  * One call context flows through every layer; only the policies that cancel (timeout, hedge)
  * derive a child, and no layer creates an AbortSignal unless the operation reads one.
+ * Consecutive gates (breaker, bulkhead, cooperative timeout, rate limit, load shedder) run in a
+ * single async frame (see gate.ts), so `retry → breaker → bulkhead → timeout` costs two.
  */
 
 import { ValidationError } from '../errors.ts';
 import type { CallContext } from './context.ts';
+import { GatePolicy, runGates } from './gate.ts';
 import { type AltOf, type Operation, type Policy, PolicyBase } from './policy.ts';
 
+/** Consecutive gates of a pipeline, run in one async frame. */
+class GateRun extends PolicyBase {
+  readonly gates: readonly GatePolicy<unknown>[];
+
+  constructor(gates: readonly GatePolicy<unknown>[]) {
+    super();
+    this.gates = gates;
+  }
+
+  run<T>(operation: Operation<T>, context: CallContext): Promise<T> {
+    return runGates(this.gates, operation, context);
+  }
+}
+
+function isGate(policy: Policy<unknown>): policy is GatePolicy<unknown> {
+  return policy instanceof GatePolicy && policy.gateable;
+}
+
 export class PipelinePolicy<Alt> extends PolicyBase<Alt> {
+  /** The policies composed, outermost first, nested pipelines flattened. */
   readonly policies: readonly Policy<unknown>[];
+  /** What actually runs: the wrapping policies, with each run of consecutive gates fused into one. */
+  readonly #stages: readonly Policy<unknown>[];
 
   constructor(policies: readonly Policy<unknown>[]) {
     super();
-    if (policies.length === 0)
+    if (policies.length === 0) {
       throw new ValidationError("'policies' must hold at least one policy: current value is []");
-    // Flatten nested pipelines: one less closure per call and per layer of nesting.
+    }
     this.policies = policies.flatMap((policy) =>
       policy instanceof PipelinePolicy ? policy.policies : [policy],
     );
+    const stages: Policy<unknown>[] = [];
+    let gates: GatePolicy<unknown>[] = [];
+    const flush = () => {
+      if (gates.length === 1) stages.push(gates[0]!);
+      else if (gates.length > 1) stages.push(new GateRun(gates));
+      gates = [];
+    };
+    for (const policy of this.policies) {
+      if (isGate(policy)) {
+        gates.push(policy);
+      } else {
+        flush();
+        stages.push(policy);
+      }
+    }
+    flush();
+    this.#stages = stages;
   }
 
   run<T>(operation: Operation<T>, context: CallContext): Promise<T | Alt> {
@@ -31,9 +72,9 @@ export class PipelinePolicy<Alt> extends PolicyBase<Alt> {
   }
 
   #runFrom<T>(index: number, operation: Operation<T>, context: CallContext): Promise<unknown> {
-    const policy = this.policies[index]!;
-    if (index === this.policies.length - 1) return policy.run(operation, context);
-    return policy.run((inner) => this.#runFrom(index + 1, operation, inner as CallContext), context);
+    const stage = this.#stages[index]!;
+    if (index === this.#stages.length - 1) return stage.run(operation, context);
+    return stage.run((inner) => this.#runFrom(index + 1, operation, inner as CallContext), context);
   }
 }
 

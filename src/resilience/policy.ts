@@ -10,13 +10,13 @@ import { abortedError } from './errors.ts';
 /** The work a policy protects. It may return a value or a promise, and may throw. */
 export type Operation<T> = (context: PolicyContext) => T | PromiseLike<T>;
 
+/** A type-only key carrying a policy's alternative value type, so `pipeline` can infer it. */
+declare const alternativeType: unique symbol;
+
 /**
  * A resilience policy. `Alt` is the type of value the policy can return instead of the
  * operation's own (a fallback's); it is `never` for every other policy.
  */
-/** A type-only key carrying a policy's alternative value type, so `pipeline` can infer it. */
-declare const alternativeType: unique symbol;
-
 export interface Policy<Alt = never> {
   /** Type-level only: never present at run time. */
   readonly [alternativeType]?: () => Alt;

@@ -5,10 +5,10 @@
  * `consume` directly to answer 429 with `Retry-After`, and `rateLimit` makes any limiter a policy.
  */
 import type { CallContext, PolicyContext } from './context.ts';
-import { RateLimitedError } from './errors.ts';
+import { RateLimitedError, refusal } from './errors.ts';
 import { Emitter, type Subscribe } from './events.ts';
+import { GatePolicy } from './gate.ts';
 import { integerOption, invalidOption, requiredOption } from './options.ts';
-import { invoke, type Operation, PolicyBase } from './policy.ts';
 
 export interface RateLimitDecision {
   allowed: boolean;
@@ -49,7 +49,7 @@ export interface RateLimitRejectEvent {
   retryAfterMs: number;
 }
 
-export class RateLimitPolicy extends PolicyBase {
+export class RateLimitPolicy extends GatePolicy<undefined> {
   readonly limiter: RateLimiter;
   readonly cost: number;
   readonly #key: string | ((context: PolicyContext) => string);
@@ -68,23 +68,21 @@ export class RateLimitPolicy extends PolicyBase {
     this.cost = checkCost(options.cost ?? 1, this.limiter.burst);
   }
 
-  run<T>(operation: Operation<T>, context: CallContext): Promise<T> {
+  enter(context: CallContext): undefined | Promise<undefined> {
     const key = typeof this.#key === 'string' ? this.#key : this.#key(context);
     const decision = this.limiter.consume(key, this.cost);
-    if ('then' in decision)
-      return decision.then((settled) => this.#proceed(settled, key, operation, context));
-    return this.#proceed(decision, key, operation, context);
+    if ('then' in decision) return decision.then((settled) => this.#check(settled, key));
+    return this.#check(decision, key);
   }
 
-  #proceed<T>(
-    decision: RateLimitDecision,
-    key: string,
-    operation: Operation<T>,
-    context: CallContext,
-  ): Promise<T> {
-    if (decision.allowed) return invoke(operation, context);
+  exit(_ticket: undefined, _failed: boolean, error: unknown): unknown {
+    return error;
+  }
+
+  #check(decision: RateLimitDecision, key: string): undefined {
+    if (decision.allowed) return undefined;
     if (this.#rejects.hasListeners) this.#rejects.emit({ key, retryAfterMs: decision.retryAfterMs });
-    return Promise.reject(new RateLimitedError(key, decision.retryAfterMs));
+    throw refusal(() => new RateLimitedError(key, decision.retryAfterMs));
   }
 }
 

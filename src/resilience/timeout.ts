@@ -14,8 +14,9 @@ import type { CallContext } from './context.ts';
 import { DeadlineEntry, DeadlineQueue } from './deadline-queue.ts';
 import { TimeoutError } from './errors.ts';
 import { Emitter, type Subscribe } from './events.ts';
+import { GatePolicy } from './gate.ts';
 import { durationOption, oneOfOption, portsOf, requiredOption, type TimePorts } from './options.ts';
-import { type Operation, PolicyBase } from './policy.ts';
+import { invoke, type Operation } from './policy.ts';
 
 export type TimeoutStrategy = 'cooperative' | 'aggressive';
 
@@ -52,7 +53,8 @@ class TimeoutCall extends DeadlineEntry {
   }
 }
 
-export class TimeoutPolicy extends PolicyBase {
+export class TimeoutPolicy extends GatePolicy<TimeoutCall> {
+  override readonly derivesContext = true;
   readonly timeoutMs: number;
   readonly strategy: TimeoutStrategy;
   readonly #deadlines: DeadlineQueue;
@@ -69,17 +71,35 @@ export class TimeoutPolicy extends PolicyBase {
     this.#deadlines = new DeadlineQueue(this.timeoutMs, clock, timers);
   }
 
+  /** An aggressive timeout races the call, so it cannot run as a gate. */
+  override get gateable(): boolean {
+    return this.strategy === 'cooperative';
+  }
+
   /** How many calls are waiting for their deadline. */
   get inFlight(): number {
     return this.#deadlines.size;
   }
 
-  run<T>(operation: Operation<T>, context: CallContext): Promise<T> {
+  override run<T>(operation: Operation<T>, context: CallContext): Promise<T> {
+    return this.strategy === 'cooperative'
+      ? super.run(operation, context)
+      : this.#aggressive(operation, context);
+  }
+
+  enter(context: CallContext): TimeoutCall {
     const call = new TimeoutCall(this, context.child());
     this.#deadlines.add(call);
-    return this.strategy === 'cooperative'
-      ? this.#cooperative(operation, call)
-      : this.#aggressive(operation, call);
+    return call;
+  }
+
+  exit(call: TimeoutCall, failed: boolean, error: unknown): unknown {
+    this.#finish(call);
+    // Whatever the operation threw once aborted (usually an AbortError) is a consequence of the
+    // timeout; the caller should see the timeout, with the operation's error as its cause.
+    const timeout = call.error;
+    if (!failed || timeout === undefined || error === timeout) return error;
+    return new TimeoutError(this.timeoutMs, { cause: error });
   }
 
   /** @internal called by a call whose deadline passed. */
@@ -88,32 +108,12 @@ export class TimeoutPolicy extends PolicyBase {
       this.#timeouts.emit({ timeoutMs: this.timeoutMs, strategy: this.strategy });
   }
 
-  async #cooperative<T>(operation: Operation<T>, call: TimeoutCall): Promise<T> {
-    try {
-      return await operation(call.context);
-    } catch (error) {
-      // Whatever the operation threw once aborted (usually an AbortError) is a consequence of
-      // the timeout; the caller should see the timeout, with the operation's error as its cause.
-      const timeout = call.error;
-      if (timeout === undefined || error === timeout) throw error;
-      throw new TimeoutError(this.timeoutMs, { cause: error });
-    } finally {
-      this.#finish(call);
-    }
-  }
-
-  #aggressive<T>(operation: Operation<T>, call: TimeoutCall): Promise<T> {
+  #aggressive<T>(operation: Operation<T>, context: CallContext): Promise<T> {
+    const call = this.enter(context);
     const { promise, resolve, reject } = Promise.withResolvers<T>();
     call.reject = reject;
-    let result: T | PromiseLike<T>;
-    try {
-      result = operation(call.context);
-    } catch (error) {
-      this.#finish(call);
-      return Promise.reject(error);
-    }
     // A late settlement after the deadline is ignored: the promise already rejected.
-    Promise.resolve(result).then(
+    invoke(operation, call.context).then(
       (value) => {
         this.#finish(call);
         resolve(value);
