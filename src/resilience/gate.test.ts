@@ -124,9 +124,10 @@ describe('gates fused in a pipeline', () => {
       await clock.advanceAsync(50);
       await Promise.all(calls);
       outcomes.push(breaker.state, String(shedder.limit), String(shedder.inFlight));
-      outcomes.push(
-        await policy.execute(() => 'after').catch((error: unknown) => (error as Error).constructor.name),
-      );
+      const after = await policy
+        .execute(() => 'after')
+        .catch((error: unknown) => (error as Error).constructor.name);
+      outcomes.push(String(after));
       return outcomes;
     };
     const fused = await run(true);
