@@ -5,6 +5,7 @@ import {
   ensureError,
   isMeridianError,
   isTerminalError,
+  MeridianError,
   RetryableError,
   TerminalError,
   ValidationError,
@@ -52,5 +53,16 @@ describe('errors', () => {
     expect(() => assert(false, 'offsets are dense')).toThrow(AssertionFailedError);
     expect(() => assert(false, 'offsets are dense')).toThrow(/Invariant violated: offsets are dense/);
     expect(() => assert(true, 'never')).not.toThrow();
+  });
+});
+
+describe('isTerminalError', () => {
+  it('counts every failure a retry cannot fix, by code', () => {
+    for (const code of ['RECORD_TOO_LARGE', 'SCHEMA_MISMATCH', 'ASSERTION_FAILED']) {
+      expect(isTerminalError(new MeridianError(code, 'x'))).toBe(true);
+    }
+    for (const code of ['CONFLICT', 'UNAVAILABLE', 'TIMEOUT']) {
+      expect(isTerminalError(new MeridianError(code, 'x'))).toBe(false);
+    }
   });
 });

@@ -99,8 +99,18 @@ export class RetryableError extends MeridianError {
   }
 }
 
-export function isTerminalError(value: unknown): value is TerminalError {
-  return isMeridianError(value) && (value.code === 'TERMINAL' || value.code === 'INVALID_ARGUMENT');
+/** Codes of failures that the same call will hit again however often it is retried. */
+const terminalCodes = new Set<string>([
+  'TERMINAL',
+  'INVALID_ARGUMENT',
+  'RECORD_TOO_LARGE',
+  'SCHEMA_MISMATCH',
+  'ASSERTION_FAILED',
+]);
+
+/** True for errors a retry policy must not retry: terminal errors and bad input of every kind. */
+export function isTerminalError(value: unknown): value is MeridianError {
+  return isMeridianError(value) && terminalCodes.has(value.code);
 }
 
 /** Turns any thrown value into an Error before it travels further (journals, logs, dead letters). */

@@ -13,6 +13,11 @@ export interface Clock {
 
 export interface TimerHandle {
   cancel(): void;
+  /**
+   * Lets the process exit while this timer is pending (background housekeeping such as
+   * retention). A no-op for timers that never hold a process open, like ManualClock's.
+   */
+  unref?(): void;
 }
 
 export interface Timers {
@@ -33,7 +38,12 @@ export const systemClock: Clock = {
 export const systemTimers: Timers = {
   setTimeout(callback, delayMs) {
     const handle = setTimeout(callback, delayMs);
-    return { cancel: () => clearTimeout(handle) };
+    return {
+      cancel: () => clearTimeout(handle),
+      unref: () => {
+        handle.unref();
+      },
+    };
   },
 };
 

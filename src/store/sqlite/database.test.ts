@@ -359,3 +359,21 @@ describe('SqliteDatabase hazards', () => {
     db.close();
   });
 });
+
+describe('SqliteDatabase after-commit callbacks', () => {
+  it('run outside the finished write: not in a write, free to start a write of their own', async () => {
+    const db = new SqliteDatabase({ path: join(mkdtempSync(join(tmpdir(), 'meridian-db-')), 'c.db') });
+    db.writeSync(() => db.prepare('CREATE TABLE t (v INTEGER)').run());
+    const seen: boolean[] = [];
+    await db.write(() => {
+      db.prepare('INSERT INTO t (v) VALUES (1)').run();
+      db.afterCommit(() => {
+        seen.push(db.inWrite);
+        db.writeSync(() => db.prepare('INSERT INTO t (v) VALUES (2)').run());
+      });
+    });
+    expect(seen).toEqual([false]);
+    expect(db.prepare('SELECT COUNT(*) AS n FROM t').get()).toEqual({ n: 2 });
+    db.close();
+  });
+});

@@ -137,23 +137,25 @@ export class SqliteDatabase {
     if (current !== undefined && current.owner === this.#owner) return this.#savepoint(current, fn);
     await this.#acquire();
     const context = this.#begin();
+    let committed: Array<() => void>;
+    let result: T;
     try {
       this.#writer.exec('BEGIN IMMEDIATE');
-      return await this.#context.run(context, async () => {
-        let result: T;
+      result = await this.#context.run(context, async () => {
         try {
-          result = await fn();
+          return await fn();
         } catch (error) {
           this.#rollback();
           throw error;
         }
-        this.#commit();
-        return result;
       });
+      committed = this.#commit();
     } finally {
       this.#owner = undefined;
       this.#release();
     }
+    this.#runAfterCommit(committed);
+    return result;
   }
 
   /**
@@ -170,24 +172,27 @@ export class SqliteDatabase {
     );
     this.#locked = true;
     const context = this.#begin();
+    let committed: Array<() => void>;
+    let result: T;
     try {
       this.#writer.exec('BEGIN IMMEDIATE');
-      return this.#context.run(context, () => {
-        let result: T;
+      result = this.#context.run(context, () => {
         try {
-          result = fn();
-          assert(!(result instanceof Promise), 'writeSync callbacks must be synchronous; use write()');
+          const value = fn();
+          assert(!(value instanceof Promise), 'writeSync callbacks must be synchronous; use write()');
+          return value;
         } catch (error) {
           this.#rollback();
           throw error;
         }
-        this.#commit();
-        return result;
       });
+      committed = this.#commit();
     } finally {
       this.#owner = undefined;
       this.#release();
     }
+    this.#runAfterCommit(committed);
+    return result;
   }
 
   /** True when no write is open or queued, so `writeSync` would run at once. */
@@ -245,7 +250,8 @@ export class SqliteDatabase {
     this.#writer.close();
   }
 
-  #commit(): void {
+  /** Commits and hands back the after-commit callbacks, to run once the write is fully over. */
+  #commit(): Array<() => void> {
     try {
       this.#writer.exec('COMMIT');
     } catch (error) {
@@ -256,9 +262,18 @@ export class SqliteDatabase {
     }
     const callbacks = this.#afterCommit;
     this.#afterCommit = [];
+    return callbacks;
+  }
+
+  /**
+   * Runs after-commit callbacks outside the write (the lock released, no write context), so a
+   * callback that reads sees committed data through the reader and one that writes starts a
+   * transaction of its own.
+   */
+  #runAfterCommit(callbacks: Array<() => void>): void {
     for (const callback of callbacks) {
       try {
-        callback();
+        this.#context.exit(callback);
       } catch (error) {
         // The transaction is committed: failing the write now would invite a retry that applies
         // its effects twice. A throwing callback is a bug, so it surfaces as an uncaught error.
