@@ -713,6 +713,8 @@ export class SqliteLog implements Log {
         .catch(() => undefined)
         .finally(() => this.#scheduleRetention());
     }, this.#retentionCheckIntervalMs);
+    // Housekeeping alone must not keep a process alive that has nothing else to do.
+    this.#retentionTimer.unref?.();
   }
 
   // ---- lifecycle ----
