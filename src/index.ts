@@ -1,4 +1,5 @@
-// Meridian's public API. Each layer exports a small, explicit surface; internals stay internal.
+// Meridian's public API: each layer exports a small, explicit surface from its own index, and
+// this file gathers them. Apps import only from here (test/architecture.test.ts checks it).
 export { AssertionFailedError, assert } from './assert.ts';
 export type { ErrorCode, MeridianErrorOptions } from './errors.ts';
 export {
@@ -14,9 +15,13 @@ export {
   TerminalError,
   ValidationError,
 } from './errors.ts';
-export type * from './log/types.ts';
-export type { Durability, Migration, SqliteDatabaseOptions } from './store/sqlite/database.ts';
-export { SqliteDatabase } from './store/sqlite/database.ts';
-export type * from './store/types.ts';
+export * from './http/index.ts';
+export * from './log/index.ts';
+export * from './resilience/index.ts';
+export { exponentialBackoff, type Jitter, type RetryOptions } from './resilience/index.ts';
+export * from './runtime/index.ts';
+export * from './store/index.ts';
+// Names two layers both export, resolved to one owner until the duplicates are merged.
+export { SchemaMismatchError } from './store/index.ts';
 export type { Clock, Random, TimerHandle, Timers } from './time.ts';
 export { ManualClock, seededRandom, systemClock, systemRandom, systemTimers } from './time.ts';
