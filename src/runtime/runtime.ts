@@ -491,6 +491,14 @@ export class Runtime {
     return found;
   }
 
+  /**
+   * True between the end of `start` and the beginning of `stop` (including a stop the runtime
+   * began itself after being fenced): what a readiness probe asks.
+   */
+  get running(): boolean {
+    return this.#state === 'running';
+  }
+
   /** The most recent operating problems (at most 100), oldest first. */
   problems(): readonly RuntimeProblem[] {
     return [...this.#problems];
