@@ -5,8 +5,9 @@
  * replaces a setTimeout/clearTimeout pair per call, which costs more than the rest of a policy.
  *
  * The timer is not cancelled when the list empties (that would bring the per-call timer churn
- * back); it fires once more, finds nothing due and stops. So a process may stay alive up to one
- * delay after its last call.
+ * back); it fires once more, finds nothing due and stops. It is unref'd, as Node's own
+ * `AbortSignal.timeout` timer is: a deadline guards work that keeps the process alive by itself
+ * (a socket, a query), and must not hold an otherwise finished process open for a whole delay.
  */
 import type { Clock, TimerHandle, Timers } from '../time.ts';
 
@@ -77,6 +78,7 @@ export class DeadlineQueue {
 
   #arm(delayMs: number): void {
     this.#timer = this.#timers.setTimeout(() => this.#fire(), delayMs);
+    this.#timer.unref?.();
   }
 
   #fire(): void {

@@ -204,6 +204,8 @@ export class RedisRateLimiter implements RateLimiter {
         () => reject(new RedisTimeoutError(this.redisTimeoutMs)),
         this.redisTimeoutMs,
       );
+      // The Redis socket keeps the process alive while the command is pending; this guard need not.
+      timer.unref?.();
       promise.then(
         (value) => {
           timer.cancel();
