@@ -36,8 +36,8 @@ export {
   StepFailedError,
   StepTimeoutError,
 } from './errors.ts';
-export type { Jitter, RetryOptions, RetryStrategy } from './retry.ts';
-export { exponentialBackoff } from './retry.ts';
+// Named for steps and subscriptions: the resilience layer owns the general retry vocabulary.
+export type { RetryOptions as StepRetryOptions, RetryStrategy } from './retry.ts';
 export type {
   DeadLetter,
   RuntimeOptions,
