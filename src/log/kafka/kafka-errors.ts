@@ -71,6 +71,21 @@ function isClientClosed(error: unknown): boolean {
   return false;
 }
 
+/**
+ * A broker that could not be reached, or that the client's metadata no longer lists (it died and
+ * the cluster dropped it): both pass once the client refreshes its metadata and finds the new
+ * leader, even when the client marked a step of the chain as not retryable.
+ */
+export function isBrokerUnreachable(error: unknown): boolean {
+  for (const shape of nested(error)) {
+    if (shape.code === 'PLT_KFK_NETWORK' || shape.code === 'PLT_KFK_TIMEOUT') return true;
+    if (typeof shape.message === 'string' && shape.message.startsWith('Cannot find broker with node id')) {
+      return true;
+    }
+  }
+  return false;
+}
+
 /** True when nothing in the chain says retrying cannot help (the client marks those canRetry: false). */
 function mayPass(error: unknown): boolean {
   for (const shape of nested(error)) {
@@ -122,6 +137,6 @@ export function translateKafkaError(error: unknown, action: string, details: Rec
   if (names.has('OFFSET_OUT_OF_RANGE')) return new OffsetOutOfRangeError(message, options);
   if (any(invalid)) return new ValidationError(message, options);
   if (any(conflict)) return new ConflictError(message, options);
-  if (mayPass(error)) return new RetryableError(message, options);
+  if (isBrokerUnreachable(error) || mayPass(error)) return new RetryableError(message, options);
   return new TerminalError(message, options);
 }
