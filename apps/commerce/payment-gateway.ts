@@ -40,6 +40,11 @@ export interface PaymentGatewayOptions {
   random?: Random;
   /** Seed for the default random source. @default 1 */
   seed?: number;
+  /**
+   * The `Retry-After` (seconds) of a simulated outage's 503; 0 sends none, so callers fall back
+   * to their own backoff (fast tests). Range [0, 3600]. @default 1
+   */
+  retryAfterSeconds?: number;
   /** @default systemClock */
   clock?: Clock;
   /** @default systemTimers */
@@ -138,6 +143,12 @@ export function createPaymentGateway(options: PaymentGatewayOptions = {}): Payme
   if (!Number.isInteger(hangMs) || hangMs < 1 || hangMs > 600_000) {
     throw new ValidationError(`'hangMs' must be an integer in [1, 600000]: current value is ${hangMs}`);
   }
+  const retryAfterSeconds = options.retryAfterSeconds ?? 1;
+  if (!Number.isInteger(retryAfterSeconds) || retryAfterSeconds < 0 || retryAfterSeconds > 3600) {
+    throw new ValidationError(
+      `'retryAfterSeconds' must be an integer in [0, 3600]: current value is ${retryAfterSeconds}`,
+    );
+  }
   let settings = mergeSettings(DEFAULT_SETTINGS, options.settings ?? {});
   const ledger = new PaymentLedger(options.ledgerPath === undefined ? {} : { path: options.ledgerPath });
   let closed = false;
@@ -196,10 +207,8 @@ export function createPaymentGateway(options: PaymentGatewayOptions = {}): Payme
     const rolls = roll();
     await delay();
     if (rolls.fail) {
-      await reply
-        .code(503)
-        .header('retry-after', '1')
-        .send({ error: 'unavailable', message: 'Simulated outage' });
+      if (retryAfterSeconds > 0) reply.header('retry-after', String(retryAfterSeconds));
+      await reply.code(503).send({ error: 'unavailable', message: 'Simulated outage' });
       return false;
     }
     if (rolls.hang) {
