@@ -1,0 +1,128 @@
+import {
+  type Clock,
+  createGateway,
+  createRuntime,
+  type Gateway,
+  type GatewayOptions,
+  type IdempotencyStore,
+  type Log,
+  type Random,
+  type Runtime,
+  type RuntimeOptions,
+  type SagaDefinition,
+  type Store,
+  type Timers,
+} from '../../src/index.ts';
+import { Catalog, type CatalogOptions } from './catalog.ts';
+import { registerCommerceRoutes } from './http-api.ts';
+import { Inventory } from './inventory.ts';
+import { Notifications, notify } from './notifications.ts';
+import { Order } from './order.ts';
+import { type OrderInput, type OrderOutput, type OrderSagaOptions, orderSaga } from './order-saga.ts';
+import type { PaymentGatewayClient } from './payment-gateway-client.ts';
+
+export interface CommerceAppOptions {
+  store: Store;
+  log: Log;
+  /** The payment provider the order saga charges through. */
+  payments: PaymentGatewayClient;
+  /** Where Idempotency-Keys live. @default the store, one short transaction per call */
+  idempotencyStore?: IdempotencyStore;
+  /** @default systemClock */
+  clock?: Clock;
+  /** @default systemTimers */
+  timers?: Timers;
+  /** @default systemRandom */
+  random?: Random;
+  /** Runtime tuning (active sagas, drain time, compensation retry...). */
+  runtime?: Omit<RuntimeOptions, 'store' | 'log' | 'clock' | 'timers' | 'random'>;
+  /** Charge retries and timeouts. */
+  orders?: OrderSagaOptions;
+  catalog?: CatalogOptions;
+  /** HTTP gateway tuning (lease, key TTL, body limit, logger...). */
+  http?: Omit<GatewayOptions, 'store' | 'idempotencyStore' | 'clock' | 'timers'>;
+}
+
+export interface CommerceApp {
+  readonly runtime: Runtime;
+  readonly gateway: Gateway;
+  readonly catalog: Catalog;
+  readonly orderSaga: SagaDefinition<OrderInput, OrderOutput>;
+  /** Starts the runtime (resuming every order in flight) and loads the routes. */
+  start(): Promise<void>;
+  /** Listens for HTTP; returns the base URL. @default host 127.0.0.1, port 0 (any free port) */
+  listen(options?: { host?: string; port?: number }): Promise<string>;
+  /**
+   * Drains: stops taking requests (readiness fails at once, requests in flight finish), then
+   * stops the runtime, which lets running steps finish and parks every order where it is; the
+   * next start resumes them. Does not close the store or the log.
+   */
+  close(): Promise<void>;
+}
+
+/**
+ * The commerce reference system on Meridian's public API: Inventory and Order entities, the
+ * order saga, the notification subscription, the catalog read model, and the HTTP contract
+ * (docs/commerce.md).
+ */
+export async function createCommerceApp(options: CommerceAppOptions): Promise<CommerceApp> {
+  const runtime = createRuntime({
+    ...options.runtime,
+    store: options.store,
+    log: options.log,
+    ...(options.clock === undefined ? {} : { clock: options.clock }),
+    ...(options.timers === undefined ? {} : { timers: options.timers }),
+    ...(options.random === undefined ? {} : { random: options.random }),
+  });
+  const saga = orderSaga(options.payments, options.orders);
+  runtime.register(Inventory, Order, Notifications, saga, notify);
+  const catalog = new Catalog(runtime, options.store, options.catalog);
+  const gateway = await createGateway({
+    title: 'Meridian commerce',
+    version: '1.0.0',
+    description:
+      'The commerce reference system: inventory, orders placed with an Idempotency-Key and run as sagas (reserve stock, charge, confirm, notify; release and refund on failure), payments and notifications.',
+    ...options.http,
+    ...(options.idempotencyStore === undefined
+      ? { store: options.store }
+      : { idempotencyStore: options.idempotencyStore }),
+    ...(options.clock === undefined ? {} : { clock: options.clock }),
+    ...(options.timers === undefined ? {} : { timers: options.timers }),
+  });
+  registerCommerceRoutes(gateway, {
+    runtime,
+    store: options.store,
+    catalog,
+    orderSaga: saga,
+    payments: options.payments,
+  });
+  gateway.addReadinessCheck('store', async () => {
+    await options.store.transaction(async () => undefined);
+    return { ok: true, detail: `${options.store.dialect} store open` };
+  });
+  gateway.addReadinessCheck('runtime', () =>
+    runtime.running
+      ? { ok: true, detail: 'entities, sagas and subscriptions running' }
+      : { ok: false, detail: 'the runtime is not running' },
+  );
+
+  let closed: Promise<void> | undefined;
+  return {
+    runtime,
+    gateway,
+    catalog,
+    orderSaga: saga,
+    async start() {
+      await runtime.start();
+      await gateway.ready();
+    },
+    listen: (listenOptions) => gateway.listen(listenOptions),
+    close() {
+      closed ??= (async () => {
+        await gateway.close();
+        await runtime.stop();
+      })();
+      return closed;
+    },
+  };
+}

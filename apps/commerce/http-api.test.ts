@@ -1,0 +1,286 @@
+// The commerce HTTP contract of issue 5, request by request, against a real server on a real port.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openTestCommerce, type TestCommerce } from './test-fixture.ts';
+
+describe('commerce HTTP contract', () => {
+  let shop: TestCommerce;
+  let keys = 0;
+  const key = () => `contract-${++keys}`;
+
+  beforeAll(async () => {
+    shop = await openTestCommerce();
+  });
+  afterAll(async () => {
+    await shop?.close();
+  });
+
+  async function place(body: unknown, idempotencyKey = key()) {
+    return shop.request('POST', '/orders', body, { 'idempotency-key': idempotencyKey });
+  }
+
+  it('PUT /inventory/{sku} sets stock and price; GET reads available, reserved, sold and price', async () => {
+    const put = await shop.request('PUT', '/inventory/apple', { available: 10, price: 2.5 });
+    expect(put.status).toBe(200);
+    expect(put.body).toEqual({ sku: 'apple', available: 10, reserved: 0, sold: 0, price: 2.5 });
+    const get = await shop.request('GET', '/inventory/apple');
+    expect(get.status).toBe(200);
+    expect(get.body).toEqual({ sku: 'apple', available: 10, reserved: 0, sold: 0, price: 2.5 });
+  });
+
+  it('refuses invalid stock with problem details naming every invalid field', async () => {
+    const bad = await shop.request('PUT', '/inventory/apple', { available: -1, price: 0 });
+    expect(bad.status).toBe(400);
+    expect(bad.headers.get('content-type')).toContain('application/problem+json');
+    expect(bad.body.type).toBe('urn:meridian:problem:validation-failed');
+    expect(bad.body.errors.map((error: { pointer: string }) => error.pointer).sort()).toEqual([
+      '/available',
+      '/price',
+    ]);
+    const badSku = await shop.request('PUT', '/inventory/bad%20sku', { available: 1, price: 1 });
+    expect(badSku.status).toBe(400);
+    const unknown = await shop.request('GET', '/inventory/never-listed');
+    expect(unknown.status).toBe(404);
+    expect(unknown.body.detail).toContain('never-listed');
+  });
+
+  it('POST /orders answers 202 pending at once; the order then confirms, charged once, and the customer is told', async () => {
+    await shop.request('PUT', '/inventory/pear', { available: 5, price: 3 });
+    const placed = await place({ customerId: 'ada', items: [{ sku: 'pear', qty: 2 }] });
+    expect(placed.status).toBe(202);
+    expect(placed.body).toEqual({ orderId: expect.stringMatching(/^ord-[0-9a-f]{16}$/), status: 'pending' });
+    const { orderId } = placed.body;
+    expect(placed.headers.get('location')).toBe(`/orders/${orderId}`);
+    await shop.settle([orderId]);
+
+    const order = await shop.request('GET', `/orders/${orderId}`);
+    expect(order.status).toBe(200);
+    expect(order.body).toMatchObject({
+      orderId,
+      customerId: 'ada',
+      items: [{ sku: 'pear', qty: 2, price: 3 }],
+      total: 6,
+      status: 'confirmed',
+      payment: { status: 'charged', chargeId: expect.any(String) },
+    });
+    expect(order.body.reason).toBeUndefined();
+    expect(order.body.history.map((entry: { event: string }) => entry.event)).toEqual([
+      'accepted',
+      'placed',
+      'stock reserved',
+      'payment charged',
+      'stock sold',
+      'confirmed',
+    ]);
+
+    const stock = await shop.request('GET', '/inventory/pear');
+    expect(stock.body).toEqual({ sku: 'pear', available: 3, reserved: 0, sold: 2, price: 3 });
+    const charges = await shop.request('GET', `/payments/charges?orderId=${orderId}`);
+    expect(charges.body).toEqual([
+      { chargeId: order.body.payment.chargeId, orderId, amount: 6, status: 'charged' },
+    ]);
+    const notified = await waitFor(
+      () => shop.request('GET', `/notifications?orderId=${orderId}`),
+      (response) => response.body.length > 0,
+    );
+    expect(notified.body).toEqual([
+      expect.objectContaining({ kind: 'order-confirmed', channel: 'email', to: 'ada', orderId }),
+    ]);
+  });
+
+  it('requires an Idempotency-Key, validates the body, and refuses SKUs that are not listed', async () => {
+    const noKey = await shop.request('POST', '/orders', {
+      customerId: 'ada',
+      items: [{ sku: 'pear', qty: 1 }],
+    });
+    expect(noKey.status).toBe(400);
+    expect(noKey.body.type).toBe('urn:meridian:problem:idempotency-key-missing');
+
+    const badBody = await place({ customerId: '', items: [{ sku: 'pear', qty: 0 }] });
+    expect(badBody.status).toBe(400);
+    expect(badBody.body.errors.map((error: { pointer: string }) => error.pointer).sort()).toEqual([
+      '/customerId',
+      '/items/0/qty',
+    ]);
+    const noItems = await place({ customerId: 'ada', items: [] });
+    expect(noItems.status).toBe(400);
+
+    const unknownSku = await place({
+      customerId: 'ada',
+      items: [
+        { sku: 'nope', qty: 1 },
+        { sku: 'pear', qty: 1 },
+      ],
+    });
+    expect(unknownSku.status).toBe(422);
+    expect(unknownSku.body).toMatchObject({
+      type: 'urn:meridian:problem:unknown-sku',
+      unknownSkus: ['nope'],
+    });
+  });
+
+  it('replays the first answer for the same key and body, and refuses the key with another body', async () => {
+    await shop.request('PUT', '/inventory/plum', { available: 5, price: 1 });
+    const body = { customerId: 'bob', items: [{ sku: 'plum', qty: 1 }] };
+    const first = await place(body, 'same-key');
+    const again = await place(body, 'same-key');
+    expect(again.status).toBe(202);
+    expect(again.body).toEqual(first.body);
+    expect(again.headers.get('idempotent-replayed')).toBe('true');
+    const other = await place({ ...body, customerId: 'eve' }, 'same-key');
+    expect(other.status).toBe(422);
+    expect(other.body.type).toBe('urn:meridian:problem:idempotency-key-reused');
+    await shop.settle([first.body.orderId]);
+  });
+
+  it('cancels an order it cannot fill, with the reason, no charge, the stock untouched and the customer told', async () => {
+    await shop.request('PUT', '/inventory/fig', { available: 1, price: 4 });
+    await shop.request('PUT', '/inventory/kiwi', { available: 10, price: 1 });
+    const placed = await place({
+      customerId: 'cy',
+      items: [
+        { sku: 'kiwi', qty: 2 },
+        { sku: 'fig', qty: 3 },
+      ],
+    });
+    expect(placed.status).toBe(202);
+    const { orderId } = placed.body;
+    await shop.settle([orderId]);
+    const order = await shop.request('GET', `/orders/${orderId}`);
+    expect(order.body).toMatchObject({
+      status: 'cancelled',
+      reason: "out of stock: 'fig' has 1 available, 3 requested",
+      payment: { status: 'none' },
+    });
+    expect(order.body.history.map((entry: { event: string }) => entry.event)).toEqual([
+      'accepted',
+      'placed',
+      'stock reserved',
+      'stock unavailable',
+      'compensating',
+      'stock released',
+      'cancelled',
+    ]);
+    expect((await shop.request('GET', '/inventory/kiwi')).body).toMatchObject({
+      available: 10,
+      reserved: 0,
+      sold: 0,
+    });
+    expect((await shop.request('GET', '/inventory/fig')).body).toMatchObject({
+      available: 1,
+      reserved: 0,
+      sold: 0,
+    });
+    expect((await shop.request('GET', `/payments/charges?orderId=${orderId}`)).body).toEqual([]);
+    const notified = await waitFor(
+      () => shop.request('GET', `/notifications?orderId=${orderId}`),
+      (response) => response.body.length > 0,
+    );
+    expect(notified.body[0]).toMatchObject({ kind: 'order-cancelled', to: 'cy' });
+    expect(notified.body[0].message).toContain('out of stock');
+  });
+
+  it('cancels and explains an order whose payment fails, after retrying the charge', async () => {
+    await shop.request('PUT', '/inventory/lime', { available: 3, price: 2 });
+    expect((await shop.request('PUT', '/payments/settings', { failureRate: 1 })).body.failureRate).toBe(1);
+    try {
+      const placed = await place({ customerId: 'dan', items: [{ sku: 'lime', qty: 1 }] });
+      await shop.settle([placed.body.orderId]);
+      const order = await shop.request('GET', `/orders/${placed.body.orderId}`);
+      expect(order.body).toMatchObject({
+        status: 'cancelled',
+        reason:
+          'payment failed after 4 attempts: Payment gateway POST /charges answered 503: Simulated outage',
+        payment: { status: 'failed' },
+      });
+      expect(order.body.history.map((entry: { event: string }) => entry.event)).toEqual([
+        'accepted',
+        'placed',
+        'stock reserved',
+        'payment failed',
+        'no charge made',
+        'compensating',
+        'stock released',
+        'cancelled',
+      ]);
+      expect((await shop.request('GET', '/inventory/lime')).body).toMatchObject({
+        available: 3,
+        reserved: 0,
+      });
+    } finally {
+      await shop.request('PUT', '/payments/settings', { failureRate: 0 });
+    }
+  });
+
+  it('refuses payment settings out of range', async () => {
+    const bad = await shop.request('PUT', '/payments/settings', { failureRate: 2 });
+    expect(bad.status).toBe(400);
+    expect((await shop.request('GET', '/payments/settings')).body.failureRate).toBe(0);
+  });
+
+  it('GET /orders pages orders by status; an unknown order is a 404 problem', async () => {
+    const confirmed = await shop.request('GET', '/orders?status=confirmed&limit=1');
+    expect(confirmed.status).toBe(200);
+    expect(confirmed.body.orders).toHaveLength(1);
+    expect(confirmed.body.orders[0].status).toBe('confirmed');
+    const rest = await shop.request(
+      'GET',
+      `/orders?status=confirmed&limit=1000&after=${confirmed.body.next}`,
+    );
+    expect(rest.body.orders.every((order: { status: string }) => order.status === 'confirmed')).toBe(true);
+    expect(rest.body.next).toBeNull();
+    const cancelled = await shop.request('GET', '/orders?status=cancelled');
+    expect(cancelled.body.orders.length).toBeGreaterThanOrEqual(2);
+    const all = await shop.request('GET', '/orders');
+    expect(all.body.orders.length).toBe(1 + rest.body.orders.length + cancelled.body.orders.length);
+    expect((await shop.request('GET', '/orders?status=lost')).status).toBe(400);
+    const missing = await shop.request('GET', '/orders/ord-0000000000000000');
+    expect(missing.status).toBe(404);
+    expect(missing.headers.get('content-type')).toContain('application/problem+json');
+  });
+
+  it('serves the catalog read model, probes, metrics and the OpenAPI document', async () => {
+    const catalog = await shop.request('GET', '/catalog');
+    expect(catalog.body).toContainEqual({ sku: 'apple', price: 2.5, available: 10, inStock: true });
+    const ready = await shop.request('GET', '/readyz');
+    expect(ready.status).toBe(200);
+    expect(Object.keys(ready.body.checks).sort()).toEqual(['accepting', 'runtime', 'store']);
+    expect((await shop.request('GET', '/healthz')).status).toBe(200);
+    expect(await (await fetch(`${shop.url}/metrics`)).text()).toContain('meridian_http_requests_total');
+    const openapi = await shop.request('GET', '/openapi.json');
+    expect(Object.keys(openapi.body.paths)).toEqual(
+      expect.arrayContaining([
+        '/inventory/{sku}',
+        '/orders',
+        '/orders/{orderId}',
+        '/payments/charges',
+        '/notifications',
+      ]),
+    );
+  });
+
+  it('turns not ready as soon as the runtime stops', async () => {
+    const other = await openTestCommerce();
+    try {
+      await other.server.app.runtime.stop();
+      const ready = await other.request('GET', '/readyz');
+      expect(ready.status).toBe(503);
+      expect(ready.body.checks.runtime.status).toBe('fail');
+    } finally {
+      await other.close();
+    }
+  });
+});
+
+/** Polls (bounded) for an effect of an asynchronous subscription. */
+async function waitFor<T>(
+  read: () => Promise<T>,
+  done: (value: T) => boolean,
+  timeoutMs = 10_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await read();
+    if (done(value) || Date.now() > deadline) return value;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}

@@ -1,0 +1,414 @@
+import {
+  ConflictError,
+  type Gateway,
+  HttpProblem,
+  idempotencyOf,
+  NotFoundError,
+  type Runtime,
+  type SagaDefinition,
+  type SagaRecord,
+  type Store,
+} from '../../src/index.ts';
+import type { Catalog } from './catalog.ts';
+import { Inventory, type StockState, stockView } from './inventory.ts';
+import { Notifications } from './notifications.ts';
+import type { OrderInput, OrderOutput } from './order-saga.ts';
+import { orderIdFor, orderSummary, orderView, sagaStatusesOf } from './order-view.ts';
+import type { PaymentGatewayClient } from './payment-gateway-client.ts';
+
+export interface CommerceApiDependencies {
+  readonly runtime: Runtime;
+  readonly store: Store;
+  readonly catalog: Catalog;
+  readonly orderSaga: SagaDefinition<OrderInput, OrderOutput>;
+  readonly payments: PaymentGatewayClient;
+}
+
+const problemTypeBase = 'urn:meridian:problem:';
+
+// ---------------------------------------------------------------------------------------------
+// Schemas: they validate requests, shape responses (fields not listed are not sent) and make
+// the OpenAPI document at /openapi.json.
+
+const skuSchema = {
+  type: 'string',
+  minLength: 1,
+  maxLength: 64,
+  pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$',
+  description: 'A SKU: letters, digits, ".", "_" and "-", starting with a letter or digit.',
+} as const;
+
+const orderIdSchema = { type: 'string', minLength: 1, maxLength: 64 } as const;
+const moneySchema = { type: 'number', exclusiveMinimum: 0, maximum: 1_000_000 } as const;
+
+const stockSchema = {
+  type: 'object',
+  required: ['sku', 'available', 'reserved', 'sold', 'price'],
+  properties: {
+    sku: { type: 'string' },
+    available: { type: 'integer' },
+    reserved: { type: 'integer' },
+    sold: { type: 'integer' },
+    price: { type: 'number' },
+  },
+} as const;
+
+const itemSchema = {
+  type: 'object',
+  required: ['sku', 'qty', 'price'],
+  properties: { sku: { type: 'string' }, qty: { type: 'integer' }, price: { type: 'number' } },
+} as const;
+
+const summaryProperties = {
+  orderId: { type: 'string' },
+  customerId: { type: 'string' },
+  items: { type: 'array', items: itemSchema },
+  total: { type: 'number' },
+  status: { type: 'string', enum: ['pending', 'confirmed', 'cancelled'] },
+  reason: { type: 'string' },
+  createdAt: { type: 'string', format: 'date-time' },
+  updatedAt: { type: 'string', format: 'date-time' },
+} as const;
+
+const orderSchema = {
+  type: 'object',
+  required: ['orderId', 'customerId', 'items', 'total', 'status', 'payment', 'history'],
+  properties: {
+    ...summaryProperties,
+    payment: {
+      type: 'object',
+      required: ['status'],
+      properties: {
+        status: { type: 'string', enum: ['pending', 'charged', 'refunded', 'failed', 'none'] },
+        chargeId: { type: 'string' },
+      },
+    },
+    history: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['at', 'event'],
+        properties: {
+          at: { type: 'string', format: 'date-time' },
+          event: { type: 'string' },
+          detail: { type: 'string' },
+        },
+      },
+    },
+  },
+} as const;
+
+const chargeSchema = {
+  type: 'object',
+  required: ['chargeId', 'orderId', 'amount', 'status'],
+  properties: {
+    chargeId: { type: 'string' },
+    orderId: { type: 'string' },
+    amount: { type: 'number' },
+    status: { type: 'string', enum: ['charged', 'refunded'] },
+    refundId: { type: 'string' },
+  },
+} as const;
+
+const notificationSchema = {
+  type: 'object',
+  required: ['kind', 'channel', 'to', 'orderId', 'message', 'at'],
+  properties: {
+    kind: { type: 'string' },
+    channel: { type: 'string' },
+    to: { type: 'string' },
+    orderId: { type: 'string' },
+    message: { type: 'string' },
+    at: { type: 'string', format: 'date-time' },
+  },
+} as const;
+
+const settingsProperties = {
+  failureRate: { type: 'number', minimum: 0, maximum: 1 },
+  latencyMs: { type: 'integer', minimum: 0, maximum: 60_000 },
+  timeoutRate: { type: 'number', minimum: 0, maximum: 1 },
+  lostResponseRate: { type: 'number', minimum: 0, maximum: 1 },
+} as const;
+
+const settingsSchema = { type: 'object', properties: settingsProperties } as const;
+
+const sagaType = (deps: CommerceApiDependencies) => deps.orderSaga.name;
+
+/** Registers the commerce HTTP contract on a gateway. */
+export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDependencies): void {
+  const { runtime, store, catalog, payments } = deps;
+
+  gateway.route<{ Params: { sku: string }; Body: { available: number; price: number } }>({
+    method: 'PUT',
+    url: '/inventory/:sku',
+    schema: {
+      summary: "Sets a SKU's sellable stock and its price (lists the SKU)",
+      tags: ['inventory'],
+      params: { type: 'object', required: ['sku'], properties: { sku: skuSchema } },
+      body: {
+        type: 'object',
+        required: ['available', 'price'],
+        additionalProperties: false,
+        properties: {
+          available: { type: 'integer', minimum: 0, maximum: 1_000_000_000 },
+          price: moneySchema,
+        },
+      },
+      response: { 200: stockSchema },
+    },
+    handler: async (request) => {
+      const { sku } = request.params;
+      const state = await runtime.send(Inventory, sku, 'set', request.body);
+      catalog.invalidate(sku);
+      return stockView(state as StockState);
+    },
+  });
+
+  gateway.route<{ Params: { sku: string } }>({
+    method: 'GET',
+    url: '/inventory/:sku',
+    schema: {
+      summary: "A SKU's stock: available, reserved (held by orders being paid), sold, and its price",
+      tags: ['inventory'],
+      params: { type: 'object', required: ['sku'], properties: { sku: skuSchema } },
+      response: { 200: stockSchema },
+    },
+    handler: async (request) => {
+      const { sku } = request.params;
+      const found = await runtime.state(Inventory, sku);
+      if (found === null || !found.state.listed) throw new NotFoundError(`SKU '${sku}' is not listed`);
+      return stockView(found.state);
+    },
+  });
+
+  gateway.route<{ Querystring: { limit?: number; after?: string } }>({
+    method: 'GET',
+    url: '/catalog',
+    schema: {
+      summary: 'The catalog read model: listed SKUs with price and stock, served from a cache',
+      tags: ['inventory'],
+      querystring: {
+        type: 'object',
+        properties: {
+          limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 },
+          after: skuSchema,
+        },
+      },
+      response: {
+        200: {
+          type: 'array',
+          items: {
+            type: 'object',
+            properties: {
+              sku: { type: 'string' },
+              price: { type: 'number' },
+              available: { type: 'integer' },
+              inStock: { type: 'boolean' },
+            },
+          },
+        },
+      },
+    },
+    handler: async (request) => catalog.page(request.query.limit ?? 100, request.query.after),
+  });
+
+  gateway.route<{ Body: { customerId: string; items: Array<{ sku: string; qty: number }> } }>({
+    method: 'POST',
+    url: '/orders',
+    idempotent: true,
+    schema: {
+      summary: 'Places an order: answers 202 at once; the order then reserves, charges and confirms',
+      tags: ['orders'],
+      body: {
+        type: 'object',
+        required: ['customerId', 'items'],
+        additionalProperties: false,
+        properties: {
+          customerId: { type: 'string', minLength: 1, maxLength: 128 },
+          items: {
+            type: 'array',
+            minItems: 1,
+            maxItems: 100,
+            items: {
+              type: 'object',
+              required: ['sku', 'qty'],
+              additionalProperties: false,
+              properties: { sku: skuSchema, qty: { type: 'integer', minimum: 1, maximum: 1000 } },
+            },
+          },
+        },
+      },
+      response: {
+        202: {
+          type: 'object',
+          required: ['orderId', 'status'],
+          properties: { orderId: { type: 'string' }, status: { type: 'string', const: 'pending' } },
+        },
+      },
+    },
+    handler: async (request, reply) => {
+      const quote = await catalog.quote(request.body.items);
+      if (!quote.ok) {
+        throw new HttpProblem({
+          status: 422,
+          title: 'The order names SKUs that are not listed',
+          type: `${problemTypeBase}unknown-sku`,
+          detail: `Not listed: ${quote.unknownSkus.map((sku) => `'${sku}'`).join(', ')}. List them with PUT /inventory/{sku} first.`,
+          extensions: { unknownSkus: quote.unknownSkus },
+        });
+      }
+      // The id comes from the key: a retry that takes over a dead attempt's lease resumes the
+      // same order instead of placing a second one.
+      const orderId = orderIdFor(idempotencyOf(request)!.key);
+      const input: OrderInput = {
+        customerId: request.body.customerId,
+        items: quote.items,
+        total: quote.total,
+      };
+      const traceparent = request.headers.traceparent;
+      try {
+        await runtime.startSaga(
+          deps.orderSaga,
+          orderId,
+          input,
+          typeof traceparent === 'string' ? { traceparent } : {},
+        );
+      } catch (error) {
+        // The same key's first attempt created the order with other prices (they changed
+        // before this takeover): the order exists, and it is this request's order.
+        if (!(error instanceof ConflictError) || (await runtime.saga(orderId))?.type !== sagaType(deps)) {
+          throw error;
+        }
+      }
+      return reply.code(202).header('location', `/orders/${orderId}`).send({ orderId, status: 'pending' });
+    },
+  });
+
+  gateway.route<{ Params: { orderId: string } }>({
+    method: 'GET',
+    url: '/orders/:orderId',
+    schema: {
+      summary: 'An order: status (pending, confirmed, cancelled), reason, payment, and its history',
+      tags: ['orders'],
+      params: { type: 'object', required: ['orderId'], properties: { orderId: orderIdSchema } },
+      response: { 200: orderSchema },
+    },
+    handler: async (request) => {
+      const { orderId } = request.params;
+      // One read transaction for the record and its journal: the two agree.
+      const found = await store.transaction(async (tx) => {
+        const record = await tx.sagas.get(orderId);
+        if (record === null || record.type !== sagaType(deps)) return null;
+        return { record, journal: await tx.sagas.journal(orderId) };
+      });
+      if (found === null) throw new NotFoundError(`Order '${orderId}' does not exist`);
+      return orderView(found.record, found.journal);
+    },
+  });
+
+  gateway.route<{
+    Querystring: { status?: 'pending' | 'confirmed' | 'cancelled'; limit?: number; after?: string };
+  }>({
+    method: 'GET',
+    url: '/orders',
+    schema: {
+      summary: 'A page of orders in order-id order, optionally of one status; `next` continues it',
+      tags: ['orders'],
+      querystring: {
+        type: 'object',
+        properties: {
+          status: { type: 'string', enum: ['pending', 'confirmed', 'cancelled'] },
+          limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 },
+          after: orderIdSchema,
+        },
+      },
+      response: {
+        200: {
+          type: 'object',
+          required: ['orders'],
+          properties: {
+            orders: { type: 'array', items: { type: 'object', properties: summaryProperties } },
+            next: { type: ['string', 'null'] },
+          },
+        },
+      },
+    },
+    handler: async (request) => {
+      const { status, after } = request.query;
+      const limit = request.query.limit ?? 100;
+      const statuses = status === undefined ? [undefined] : sagaStatusesOf[status];
+      const page = await store.transaction(async (tx) => {
+        const records: SagaRecord[] = [];
+        for (const sagaStatus of statuses) {
+          records.push(
+            ...(await tx.sagas.list({
+              type: sagaType(deps),
+              limit,
+              ...(sagaStatus === undefined ? {} : { status: sagaStatus }),
+              ...(after === undefined ? {} : { afterId: after }),
+            })),
+          );
+        }
+        return records;
+      });
+      // Several statuses: merge their pages in id order and keep the first `limit`.
+      page.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+      const orders = page.slice(0, limit);
+      const next = orders.length === limit ? orders[orders.length - 1]!.id : null;
+      return { orders: orders.map(orderSummary), next };
+    },
+  });
+
+  gateway.route<{ Querystring: { orderId?: string } }>({
+    method: 'GET',
+    url: '/payments/charges',
+    schema: {
+      summary: 'What the simulated payment gateway recorded (charges and whether they were refunded)',
+      tags: ['payments'],
+      querystring: { type: 'object', properties: { orderId: orderIdSchema } },
+      response: { 200: { type: 'array', items: chargeSchema } },
+    },
+    handler: async (request) => payments.charges(request.query.orderId),
+  });
+
+  gateway.route({
+    method: 'GET',
+    url: '/payments/settings',
+    schema: {
+      summary: "The simulated payment gateway's fault settings",
+      tags: ['payments'],
+      response: { 200: settingsSchema },
+    },
+    handler: async () => payments.settings(),
+  });
+
+  gateway.route<{ Body: Record<string, number> }>({
+    method: 'PUT',
+    url: '/payments/settings',
+    schema: {
+      summary: "Changes the simulated payment gateway's faults (any subset): break it, slow it, heal it",
+      tags: ['payments'],
+      body: { type: 'object', additionalProperties: false, properties: settingsProperties },
+      response: { 200: settingsSchema },
+    },
+    handler: async (request) => payments.updateSettings(request.body),
+  });
+
+  gateway.route<{ Querystring: { orderId: string } }>({
+    method: 'GET',
+    url: '/notifications',
+    schema: {
+      summary: 'The notifications sent to the customer about an order',
+      tags: ['orders'],
+      querystring: { type: 'object', required: ['orderId'], properties: { orderId: orderIdSchema } },
+      response: { 200: { type: 'array', items: notificationSchema } },
+    },
+    handler: async (request) => {
+      const found = await runtime.state(Notifications, request.query.orderId);
+      return (found?.state.sent ?? []).map((notification) => ({
+        ...notification,
+        at: new Date(notification.at).toISOString(),
+      }));
+    },
+  });
+}

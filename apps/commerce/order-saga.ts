@@ -1,0 +1,201 @@
+import {
+  isMeridianError,
+  NonDeterminismError,
+  type SagaDefinition,
+  StepFailedError,
+  saga,
+  TerminalError,
+} from '../../src/index.ts';
+import { Inventory, type Reservation } from './inventory.ts';
+import { Order, type OrderItem } from './order.ts';
+import type { ChargeResult, PaymentGatewayClient } from './payment-gateway-client.ts';
+
+/** What `POST /orders` starts: the order's lines priced from the catalog, and their total. */
+export interface OrderInput {
+  readonly customerId: string;
+  readonly items: readonly OrderItem[];
+  readonly total: number;
+}
+
+/** What a confirmed order's saga returns. */
+export interface OrderOutput {
+  readonly chargeId: string;
+  readonly total: number;
+}
+
+/** What the `charge-lookup` step found: the charge a failed charge step may still have made. */
+export interface ChargeLookup {
+  readonly chargeId: string | null;
+}
+
+/** How a saga step retries (the runtime's backoff: exponential, full jitter, Retry-After honoured). */
+export interface StepRetry {
+  /** Attempts in all, the first included. */
+  maxAttempts?: number;
+  initialDelayMs?: number;
+  maxDelayMs?: number;
+}
+
+export interface OrderSagaOptions {
+  /** Retries of the charge call (a 503, a timeout, a lost response). @default 4 attempts, 100 ms doubling to 2 s */
+  chargeRetry?: StepRetry;
+  /**
+   * Bound on the whole charge step, all attempts included (ms). It costs one more journal entry
+   * per order (the deadline is journaled so that it survives restarts). @default none: the
+   * attempts and the per-call timeout bound the step
+   */
+  chargeTimeoutMs?: number;
+  /** Bound on one call to the payment gateway (ms). @default 2000 */
+  paymentCallTimeoutMs?: number;
+}
+
+export const orderSagaName = 'OrderSaga';
+
+/** The step names, which are also the idempotency keys' suffixes (`${orderId}/charge`). */
+export const orderSteps = {
+  charge: 'charge',
+  chargeLookup: 'charge-lookup',
+} as const;
+
+/**
+ * The order process, one saga per order (its id is the order id):
+ *
+ *   place order → reserve each line's stock → charge → commit the stock → confirm
+ *
+ * Each entity command commits with its journal entry; the charge goes to the payment gateway
+ * with the idempotency key `${orderId}/charge`, the same on every attempt and after a restart,
+ * so the gateway charges at most once. When a step fails for good, the saga records why on
+ * the order and throws; the runtime then runs the registered compensations in reverse:
+ * refund the charge, release each reservation, cancel the order (whose event tells the
+ * customer). Confirmation is told to the customer by the notification subscription.
+ *
+ * A charge step that gave up does not prove that nothing was charged: its last response may
+ * have been lost after the gateway recorded the charge. The saga then looks the charge up, and
+ * a charge it finds is refunded by that lookup step's compensation.
+ */
+export function orderSaga(
+  payments: PaymentGatewayClient,
+  options: OrderSagaOptions = {},
+): SagaDefinition<OrderInput, OrderOutput> {
+  const chargeRetry: StepRetry = {
+    maxAttempts: 4,
+    initialDelayMs: 100,
+    maxDelayMs: 2000,
+    ...options.chargeRetry,
+  };
+  const chargeTimeoutMs = options.chargeTimeoutMs;
+  const callTimeoutMs = options.paymentCallTimeoutMs ?? 2000;
+
+  return saga(orderSagaName, async (ctx, input: OrderInput): Promise<OrderOutput> => {
+    const orderId = ctx.sagaId;
+    await ctx.send(
+      Order,
+      orderId,
+      'place',
+      { customerId: input.customerId, total: input.total },
+      { compensate: { command: 'cancel', input: {} } },
+    );
+    try {
+      for (const item of input.items) {
+        const reservation: Reservation = await ctx.send(
+          Inventory,
+          item.sku,
+          'reserve',
+          { orderId, qty: item.qty },
+          {
+            compensate: {
+              command: 'release',
+              input: (reply: Reservation) => ({ orderId, qty: reply.reserved }),
+            },
+          },
+        );
+        if (reservation.reserved < item.qty) {
+          throw new TerminalError(
+            reservation.listed
+              ? `out of stock: '${item.sku}' has ${reservation.available} available, ${item.qty} requested`
+              : `unknown SKU '${item.sku}'`,
+          );
+        }
+      }
+
+      let charge: ChargeResult;
+      try {
+        charge = await ctx.step(
+          orderSteps.charge,
+          (step) =>
+            payments.charge(
+              { orderId, amount: input.total, idempotencyKey: step.idempotencyKey },
+              { signal: step.signal, timeoutMs: callTimeoutMs },
+            ),
+          {
+            retry: chargeRetry,
+            ...(chargeTimeoutMs === undefined ? {} : { timeoutMs: chargeTimeoutMs }),
+            compensate: (step, result) =>
+              refund(payments, result.chargeId, step.idempotencyKey, step.signal, callTimeoutMs),
+          },
+        );
+      } catch (error) {
+        // The charge gave up, but its outcome may be unknown (a lost response, a timeout): look
+        // it up, so that a charge the gateway did record is refunded with the other compensations.
+        await ctx.step<ChargeLookup>(
+          orderSteps.chargeLookup,
+          async (step) => {
+            const found = await payments.charges(orderId, { signal: step.signal, timeoutMs: callTimeoutMs });
+            const live = found.find((candidate) => candidate.status === 'charged');
+            return { chargeId: live?.chargeId ?? null };
+          },
+          {
+            // Without an answer the saga cannot know whether to refund: keep asking (about an hour).
+            retry: { maxAttempts: 1000, initialDelayMs: 100, maxDelayMs: 5000 },
+            compensate: async (step, lookup) => {
+              if (lookup.chargeId === null) return;
+              await refund(payments, lookup.chargeId, step.idempotencyKey, step.signal, callTimeoutMs);
+            },
+          },
+        );
+        throw new TerminalError(`payment failed${attemptsOf(error)}: ${causeOf(error)}`);
+      }
+
+      for (const item of input.items) {
+        await ctx.send(Inventory, item.sku, 'commit', { orderId, qty: item.qty });
+      }
+      await ctx.send(Order, orderId, 'confirm', { chargeId: charge.chargeId });
+      return { chargeId: charge.chargeId, total: input.total };
+    } catch (error) {
+      // Non-determinism must not run more code; anything else is a business failure whose
+      // reason the order keeps for the cancellation notice.
+      if (!(error instanceof NonDeterminismError)) {
+        await ctx.send(Order, orderId, 'fail', { reason: messageOf(error) });
+      }
+      throw error;
+    }
+  });
+}
+
+async function refund(
+  payments: PaymentGatewayClient,
+  chargeId: string,
+  idempotencyKey: string,
+  signal: AbortSignal,
+  timeoutMs: number,
+): Promise<void> {
+  await payments.refund({ chargeId, idempotencyKey }, { signal, timeoutMs });
+}
+
+/** " after 4 attempts" for a step that gave up after retrying. */
+function attemptsOf(error: unknown): string {
+  return error instanceof StepFailedError && error.attempts > 1 ? ` after ${error.attempts} attempts` : '';
+}
+
+/** What made a step fail, without the runtime's "Step '…' failed after n attempt(s): " prefix. */
+function causeOf(error: unknown): string {
+  const message = messageOf(error);
+  if (!(error instanceof StepFailedError)) return message;
+  const prefix = `Step '${error.step}' failed after ${error.attempts} attempt(s): `;
+  return message.startsWith(prefix) ? message.slice(prefix.length) : message;
+}
+
+function messageOf(error: unknown): string {
+  if (isMeridianError(error) || error instanceof Error) return error.message;
+  return String(error);
+}

@@ -1,0 +1,189 @@
+import { createHash } from 'node:crypto';
+import type { JournalEntry, SagaRecord, SagaStatus } from '../../src/index.ts';
+import type { Reservation, StockMove } from './inventory.ts';
+import type { OrderItem, OrderStatus } from './order.ts';
+import { type ChargeLookup, type OrderInput, orderSteps } from './order-saga.ts';
+import type { ChargeResult } from './payment-gateway-client.ts';
+
+/**
+ * The order id of an Idempotency-Key: a retry of a request whose first attempt died takes the
+ * key over and must start the same order, not a second one. 64 bits of SHA-256 keep ids short
+ * enough to type in a tour and collisions out of reach (one in 2^32 after four billion orders).
+ */
+export function orderIdFor(idempotencyKey: string): string {
+  return `ord-${createHash('sha256').update(idempotencyKey).digest('hex').slice(0, 16)}`;
+}
+
+export type PaymentStatus = 'pending' | 'charged' | 'refunded' | 'failed' | 'none';
+
+export interface PaymentView {
+  readonly status: PaymentStatus;
+  readonly chargeId?: string;
+}
+
+export interface HistoryEntry {
+  readonly at: string;
+  readonly event: string;
+  readonly detail?: string;
+}
+
+export interface OrderSummary {
+  readonly orderId: string;
+  readonly customerId: string;
+  readonly items: readonly OrderItem[];
+  readonly total: number;
+  readonly status: OrderStatus;
+  readonly reason?: string;
+  readonly createdAt: string;
+  readonly updatedAt: string;
+}
+
+export interface OrderView extends OrderSummary {
+  readonly payment: PaymentView;
+  readonly history: readonly HistoryEntry[];
+}
+
+/** The order statuses of the contract, from the saga's: a saga still compensating is pending. */
+export function orderStatusOf(status: SagaStatus): OrderStatus {
+  switch (status) {
+    case 'completed':
+      return 'confirmed';
+    case 'compensated':
+    case 'failed':
+      return 'cancelled';
+    default:
+      return 'pending';
+  }
+}
+
+/** The saga statuses an order status stands for (`GET /orders?status=`). */
+export const sagaStatusesOf: Record<OrderStatus, readonly SagaStatus[]> = {
+  pending: ['running', 'compensating'],
+  confirmed: ['completed'],
+  cancelled: ['compensated', 'failed'],
+};
+
+const iso = (ms: number) => new Date(ms).toISOString();
+
+export function orderSummary(record: SagaRecord): OrderSummary {
+  const input = record.input as unknown as OrderInput;
+  const status = orderStatusOf(record.status);
+  return {
+    orderId: record.id,
+    customerId: input.customerId,
+    items: input.items,
+    total: input.total,
+    status,
+    ...(record.reason === null ? {} : { reason: record.reason }),
+    createdAt: iso(record.createdAt),
+    updatedAt: iso(record.updatedAt),
+  };
+}
+
+/**
+ * What `GET /orders/{id}` shows: the order from its saga's record, and its payment and history
+ * read from the saga's journal, which holds every step the order went through in order.
+ */
+export function orderView(record: SagaRecord, journal: readonly JournalEntry[]): OrderView {
+  const summary = orderSummary(record);
+  return { ...summary, payment: paymentOf(record, journal), history: historyOf(journal) };
+}
+
+function paymentOf(record: SagaRecord, journal: readonly JournalEntry[]): PaymentView {
+  const find = (kind: JournalEntry['kind'], name: string) =>
+    journal.find((entry) => entry.kind === kind && entry.name === name);
+  const charge = find('step', orderSteps.charge);
+  const terminal = orderStatusOf(record.status) !== 'pending';
+  if (charge === undefined) return { status: terminal ? 'none' : 'pending' };
+  if (charge.status === 'completed') {
+    const { chargeId } = charge.result as unknown as ChargeResult;
+    const refunded = find('compensation', orderSteps.charge) !== undefined;
+    return { status: refunded ? 'refunded' : 'charged', chargeId };
+  }
+  // The charge step gave up; the lookup says whether the gateway charged anyway.
+  const lookup = find('step', orderSteps.chargeLookup);
+  if (lookup === undefined || lookup.status !== 'completed')
+    return { status: terminal ? 'failed' : 'pending' };
+  const { chargeId } = lookup.result as unknown as ChargeLookup;
+  if (chargeId === null) return { status: 'failed' };
+  const refunded = find('compensation', orderSteps.chargeLookup) !== undefined;
+  return { status: refunded ? 'refunded' : 'charged', chargeId };
+}
+
+function historyOf(journal: readonly JournalEntry[]): HistoryEntry[] {
+  const history: HistoryEntry[] = [];
+  const add = (entry: JournalEntry, event: string, detail?: string) =>
+    history.push({ at: iso(entry.at), event, ...(detail === undefined ? {} : { detail }) });
+  let lookupFound = false;
+  for (const entry of journal) {
+    const key = `${entry.kind} ${entry.name}`;
+    switch (key) {
+      case 'event $start':
+        add(entry, 'accepted');
+        break;
+      case 'step Order.place':
+        add(entry, 'placed');
+        break;
+      case 'step Inventory.reserve': {
+        const reservation = entry.result as unknown as Reservation;
+        if (reservation.reserved > 0)
+          add(entry, 'stock reserved', `${reservation.sku} × ${reservation.reserved}`);
+        else
+          add(
+            entry,
+            'stock unavailable',
+            `${reservation.sku}: ${reservation.available} available, ${reservation.requested} requested`,
+          );
+        break;
+      }
+      case `step ${orderSteps.charge}`:
+        if (entry.status === 'completed') {
+          const charge = entry.result as unknown as ChargeResult;
+          add(entry, 'payment charged', `${charge.chargeId}, ${charge.amount} (attempts: ${entry.attempts})`);
+        } else {
+          add(entry, 'payment failed', entry.error ?? undefined);
+        }
+        break;
+      case `step ${orderSteps.chargeLookup}`: {
+        const lookup = entry.result as unknown as ChargeLookup | null;
+        lookupFound = lookup?.chargeId != null;
+        add(
+          entry,
+          lookupFound ? 'charge found despite the failure' : 'no charge made',
+          lookup?.chargeId ?? undefined,
+        );
+        break;
+      }
+      case 'step Inventory.commit': {
+        const move = entry.result as unknown as StockMove;
+        add(entry, 'stock sold', `${move.sku} × ${move.qty}`);
+        break;
+      }
+      case 'step Order.confirm':
+        add(entry, 'confirmed');
+        break;
+      case 'event $failed':
+        add(entry, 'compensating', entry.error ?? undefined);
+        break;
+      case `compensation ${orderSteps.charge}`:
+        add(entry, 'payment refunded');
+        break;
+      case `compensation ${orderSteps.chargeLookup}`:
+        if (lookupFound) add(entry, 'payment refunded');
+        break;
+      case 'compensation Inventory.reserve': {
+        const move = entry.result as unknown as StockMove;
+        if (move.qty > 0) add(entry, 'stock released', `${move.sku} × ${move.qty}`);
+        break;
+      }
+      case 'compensation Order.place':
+        add(entry, 'cancelled');
+        break;
+      default:
+        // The reason recorded on the order (Order.fail) and step deadlines say nothing new.
+        if (entry.name.startsWith('$') || entry.name === 'Order.fail') break;
+        add(entry, entry.name, entry.status === 'failed' ? (entry.error ?? undefined) : undefined);
+    }
+  }
+  return history;
+}

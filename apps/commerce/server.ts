@@ -1,0 +1,121 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  type Durability,
+  SqliteDatabase,
+  SqliteLog,
+  SqliteStore,
+  systemClock,
+  systemRandom,
+  systemTimers,
+  ValidationError,
+} from '../../src/index.ts';
+import { type CommerceApp, type CommerceAppOptions, createCommerceApp } from './app.ts';
+import { createPaymentGateway, type PaymentGateway, type PaymentGatewaySettings } from './payment-gateway.ts';
+import { PaymentGatewayClient } from './payment-gateway-client.ts';
+
+export interface CommerceServerOptions {
+  /** Where the SQLite file (`meridian.db`) and the payment ledger (`payments.jsonl`) live; created when missing. */
+  dataDir: string;
+  /** @default '127.0.0.1' */
+  host?: string;
+  /** @default 0 (any free port) */
+  port?: number;
+  /** What a commit survives. @default 'process' */
+  durability?: Durability;
+  /** The simulated payment gateway's faults at start (changeable later with `PUT /payments/settings`). */
+  payment?: Partial<PaymentGatewaySettings>;
+  /** Seed of the payment gateway's fault rolls, so a run's faults replay. @default 1 */
+  paymentSeed?: number;
+  /** The `Retry-After` of the gateway's simulated 503s (seconds; 0: none). @default 1 */
+  paymentRetryAfterSeconds?: number;
+  /** Tuning passed to the app (charge retries, runtime, catalog, HTTP). */
+  app?: Omit<CommerceAppOptions, 'store' | 'log' | 'payments'>;
+}
+
+export interface CommerceServer {
+  /** The commerce API's base URL. */
+  readonly url: string;
+  /** The simulated payment gateway's base URL. */
+  readonly paymentUrl: string;
+  readonly app: CommerceApp;
+  readonly paymentGateway: PaymentGateway;
+  readonly database: SqliteDatabase;
+  /** Orders that were in flight when the server started, and that it resumed. */
+  readonly resumedOrders: number;
+  /** Drains the app, then closes the payment gateway, the log, the store and the file. */
+  close(): Promise<void>;
+}
+
+/**
+ * The commerce system on the embedded shape: one SQLite file holds the log and the store, the
+ * simulated payment gateway runs in the same process on its own port with its ledger beside the
+ * database, and the app serves the HTTP contract. Starting again on the same directory resumes
+ * every order that was in flight, whether the last run drained or was killed.
+ */
+export async function startCommerceServer(options: CommerceServerOptions): Promise<CommerceServer> {
+  if (typeof options.dataDir !== 'string' || options.dataDir.length === 0) {
+    throw new ValidationError(
+      `'dataDir' must be a directory path: current value is '${String(options.dataDir)}'`,
+    );
+  }
+  mkdirSync(options.dataDir, { recursive: true });
+  const clock = options.app?.clock ?? systemClock;
+  const timers = options.app?.timers ?? systemTimers;
+  const random = options.app?.random ?? systemRandom;
+  const cleanups: Array<() => Promise<void> | void> = [];
+  const cleanUp = async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  };
+  try {
+    const database = new SqliteDatabase({
+      path: join(options.dataDir, 'meridian.db'),
+      ...(options.durability === undefined ? {} : { durability: options.durability }),
+    });
+    cleanups.push(() => database.close());
+    const store = new SqliteStore({ database, clock });
+    cleanups.push(() => store.close());
+    const log = new SqliteLog(database, { clock, timers, random });
+    cleanups.push(() => log.close());
+
+    const paymentGateway = createPaymentGateway({
+      ...(options.payment === undefined ? {} : { settings: options.payment }),
+      ledgerPath: join(options.dataDir, 'payments.jsonl'),
+      seed: options.paymentSeed ?? 1,
+      ...(options.paymentRetryAfterSeconds === undefined
+        ? {}
+        : { retryAfterSeconds: options.paymentRetryAfterSeconds }),
+      clock,
+      timers,
+    });
+    cleanups.push(() => paymentGateway.close());
+    const paymentUrl = await paymentGateway.listen({ host: '127.0.0.1' });
+    const payments = new PaymentGatewayClient({ baseUrl: paymentUrl });
+
+    const app = await createCommerceApp({ ...options.app, store, log, payments });
+    cleanups.push(() => app.close());
+    await app.start();
+    const stats = app.runtime.stats;
+    const resumedOrders = stats.activeSagas + stats.queuedSagas + stats.sleepingSagas;
+    const url = await app.listen({ host: options.host ?? '127.0.0.1', port: options.port ?? 0 });
+
+    let closing: Promise<void> | undefined;
+    return {
+      url,
+      paymentUrl,
+      app,
+      paymentGateway,
+      database,
+      resumedOrders,
+      close() {
+        closing ??= cleanUp();
+        return closing;
+      },
+    };
+  } catch (error) {
+    await cleanUp().catch(() => {
+      // The first error is the one worth reporting.
+    });
+    throw error;
+  }
+}
