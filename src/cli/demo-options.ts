@@ -1,0 +1,156 @@
+import { parseArgs } from 'node:util';
+import { ValidationError } from '../errors.ts';
+
+export interface DemoOptions {
+  /** Where the database and the payment ledger live. @default './.meridian' */
+  dataDir: string;
+  /** @default '127.0.0.1' */
+  host: string;
+  /** @default the PORT environment variable, else 7070; 0 picks any free port */
+  port: number;
+  /** Built-in traffic. @default true */
+  traffic: boolean;
+  /** Orders per second of the built-in traffic. @default 2 */
+  trafficRate: number;
+  /** Share of payment calls answered 503. @default 0 */
+  paymentFailureRate: number;
+  /** Delay of each payment call (ms). @default 0 */
+  paymentLatencyMs: number;
+  /** Share of payment calls never answered (and not processed). @default 0 */
+  paymentTimeoutRate: number;
+  /** Share of payment calls processed whose response is then lost. @default 0 */
+  paymentLostResponseRate: number;
+  /** Seed of the payment gateway's fault rolls. @default 1 */
+  seed: number;
+  /** What a commit survives: 'process' (a crash of the process) or 'fsync' (power loss too). @default 'process' */
+  durability: 'process' | 'fsync';
+}
+
+export const DEMO_USAGE = `Usage: meridian demo [options]
+
+Runs the commerce reference system on the embedded shape (one SQLite file): the HTTP API, the
+order saga, a simulated payment gateway, and a little built-in traffic so there is something to
+see. Ctrl-C drains and exits; starting again on the same data directory resumes every order that
+was in flight.
+
+Options:
+  --data-dir <path>                  database and payment ledger directory (default ./.meridian)
+  --port <n>                         HTTP port, 0..65535; 0 picks a free one (default $PORT or 7070)
+  --host <address>                   address to listen on (default 127.0.0.1)
+  --traffic on|off                   built-in traffic (default on)
+  --traffic-rate <orders/s>          built-in traffic's orders per second, 0.1..100 (default 2)
+  --payment-failure-rate <0..1>      share of payment calls answered 503 (default 0)
+  --payment-latency-ms <ms>          delay of every payment call, 0..60000 (default 0)
+  --payment-timeout-rate <0..1>      share of payment calls never answered (default 0)
+  --payment-lost-response-rate <0..1>
+                                     share of payment calls processed whose answer is lost (default 0)
+  --seed <n>                         seed of the payment gateway's faults, 0..4294967295 (default 1)
+  --durability process|fsync         what a commit survives: a crash, or power loss too (default process)
+  -h, --help                         show this help`;
+
+function integer(name: string, raw: string, min: number, max: number): number {
+  const value = /^-?\d+$/.test(raw.trim()) ? Number(raw) : Number.NaN;
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    throw new ValidationError(`'${name}' must be an integer in [${min}, ${max}]: current value is '${raw}'`);
+  }
+  return value;
+}
+
+function number(name: string, raw: string | undefined, fallback: number, min: number, max: number): number {
+  if (raw === undefined) return fallback;
+  const value = raw.trim() === '' ? Number.NaN : Number(raw);
+  if (!Number.isFinite(value) || value < min || value > max) {
+    throw new ValidationError(`'${name}' must be a number in [${min}, ${max}]: current value is '${raw}'`);
+  }
+  return value;
+}
+
+function choice<T extends string>(
+  name: string,
+  raw: string | undefined,
+  fallback: T,
+  allowed: readonly T[],
+): T {
+  if (raw === undefined) return fallback;
+  if (!(allowed as readonly string[]).includes(raw)) {
+    throw new ValidationError(
+      `'${name}' must be one of ${allowed.map((value) => `'${value}'`).join(', ')}: current value is '${raw}'`,
+    );
+  }
+  return raw as T;
+}
+
+/** Parses and validates `meridian demo`'s arguments; `help` when the usage was asked for. */
+export function parseDemoOptions(
+  argv: string[],
+  env: Record<string, string | undefined> = {},
+): DemoOptions | 'help' {
+  let parsed: ReturnType<typeof parse>;
+  try {
+    parsed = parse(argv);
+  } catch (error) {
+    throw new ValidationError((error as Error).message, { cause: error });
+  }
+  const values = parsed.values;
+  if (values.help === true) return 'help';
+  if (parsed.positionals.length > 0) {
+    throw new ValidationError(
+      `meridian demo takes no positional arguments: current value is '${parsed.positionals[0]}'`,
+    );
+  }
+  const dataDir = values['data-dir'] ?? './.meridian';
+  if (dataDir.trim() === '')
+    throw new ValidationError(`'--data-dir' must be a directory path: current value is ''`);
+  const port =
+    values.port !== undefined
+      ? integer('--port', values.port, 0, 65_535)
+      : env.PORT !== undefined && env.PORT !== ''
+        ? integer('PORT', env.PORT, 0, 65_535)
+        : 7070;
+  const host = values.host ?? '127.0.0.1';
+  if (host.trim() === '') throw new ValidationError(`'--host' must be an address: current value is ''`);
+  return {
+    dataDir,
+    host,
+    port,
+    traffic: choice('--traffic', values.traffic, 'on', ['on', 'off'] as const) === 'on',
+    trafficRate: number('--traffic-rate', values['traffic-rate'], 2, 0.1, 100),
+    paymentFailureRate: number('--payment-failure-rate', values['payment-failure-rate'], 0, 0, 1),
+    paymentLatencyMs:
+      values['payment-latency-ms'] === undefined
+        ? 0
+        : integer('--payment-latency-ms', values['payment-latency-ms'], 0, 60_000),
+    paymentTimeoutRate: number('--payment-timeout-rate', values['payment-timeout-rate'], 0, 0, 1),
+    paymentLostResponseRate: number(
+      '--payment-lost-response-rate',
+      values['payment-lost-response-rate'],
+      0,
+      0,
+      1,
+    ),
+    seed: values.seed === undefined ? 1 : integer('--seed', values.seed, 0, 4_294_967_295),
+    durability: choice('--durability', values.durability, 'process', ['process', 'fsync'] as const),
+  };
+}
+
+function parse(argv: string[]) {
+  return parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: true,
+    options: {
+      'data-dir': { type: 'string' },
+      host: { type: 'string' },
+      port: { type: 'string' },
+      traffic: { type: 'string' },
+      'traffic-rate': { type: 'string' },
+      'payment-failure-rate': { type: 'string' },
+      'payment-latency-ms': { type: 'string' },
+      'payment-timeout-rate': { type: 'string' },
+      'payment-lost-response-rate': { type: 'string' },
+      seed: { type: 'string' },
+      durability: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+}
