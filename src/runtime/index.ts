@@ -36,6 +36,8 @@ export {
   StepFailedError,
   StepTimeoutError,
 } from './errors.ts';
+export type { GroupCommitStats, Yield } from './group-commit.ts';
+export { yieldToEventLoop } from './group-commit.ts';
 // Named for steps and subscriptions: the resilience layer owns the general retry vocabulary.
 export type { RetryOptions as StepRetryOptions, RetryStrategy } from './retry.ts';
 export type {

@@ -24,7 +24,7 @@ import type {
 import { EmbeddedCommitPath } from './embedded.ts';
 import { applyCommand } from './entity-command.ts';
 import { FencedError, SagaNotCompletedError } from './errors.ts';
-import { type GroupCommitStats, GroupCommitter } from './group-commit.ts';
+import { type GroupCommitStats, GroupCommitter, type Yield } from './group-commit.ts';
 import { integerOption, requireRuntimeId, requireRuntimeName } from './options.ts';
 import { unboundedBackoff } from './retry.ts';
 import {
@@ -55,6 +55,11 @@ export interface RuntimeOptions {
   random?: Random;
   /** Units (commands, journal entries, record batches) one transaction takes. 1 to 10000. @default 1000 */
   maxUnitsPerTransaction?: number;
+  /**
+   * How the committer lets resumed work run before each transaction (it involves no time). A
+   * simulated scheduler supplies its own. @default one turn of the event loop (setImmediate)
+   */
+  yield?: Yield;
   /**
    * Sagas executing in memory at once (a saga in a durable sleep does not count). More wait
    * their turn; their state is safe in the store meanwhile. 1 to 1000000. @default 10000
@@ -207,6 +212,7 @@ export class Runtime {
       ...(options.maxUnitsPerTransaction === undefined
         ? {}
         : { maxUnitsPerTransaction: options.maxUnitsPerTransaction }),
+      ...(options.yield === undefined ? {} : { yield: options.yield }),
     });
     this.#maxActiveSagas = integerOption('maxActiveSagas', options.maxActiveSagas, 10_000, 1, 1_000_000);
     this.#freeSlots = this.#maxActiveSagas;
@@ -382,17 +388,24 @@ export class Runtime {
     requireRuntimeId(`The id of entity '${definition.name}'`, id);
     const traceparent = formatTraceparent(parseTraceparent(options.traceparent) ?? newTrace(this.#random));
     const nowMs = this.#clock.now();
-    const outcome = await this.#committer.submit((scope) =>
-      applyCommand(scope, {
-        entity: definition,
-        id,
-        command,
-        input,
-        traceparent,
-        nowMs,
-        random: this.#random,
-      }),
-    );
+    let outcome: Awaited<ReturnType<typeof applyCommand>>;
+    try {
+      outcome = await this.#committer.submit((scope) =>
+        applyCommand(scope, {
+          entity: definition,
+          id,
+          command,
+          input,
+          traceparent,
+          nowMs,
+          random: this.#random,
+        }),
+      );
+    } catch (error) {
+      // A fenced runtime stops: another one owns the database now.
+      if (error instanceof FencedError) this.#report({ message: 'a command was fenced', error });
+      throw error;
+    }
     if (!outcome.ok) throw outcome.error;
     return outcome.reply as unknown as CommandReply<E, K>;
   }
