@@ -2,9 +2,11 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   type Durability,
+  type SagaStatus,
   SqliteDatabase,
   SqliteLog,
   SqliteStore,
+  type Store,
   systemClock,
   systemRandom,
   systemTimers,
@@ -94,9 +96,8 @@ export async function startCommerceServer(options: CommerceServerOptions): Promi
 
     const app = await createCommerceApp({ ...options.app, store, log, payments });
     cleanups.push(() => app.close());
+    const resumedOrders = await countUnfinished(store, app.orderSaga.name);
     await app.start();
-    const stats = app.runtime.stats;
-    const resumedOrders = stats.activeSagas + stats.queuedSagas + stats.sleepingSagas;
     const url = await app.listen({ host: options.host ?? '127.0.0.1', port: options.port ?? 0 });
 
     let closing: Promise<void> | undefined;
@@ -118,4 +119,21 @@ export async function startCommerceServer(options: CommerceServerOptions): Promi
     });
     throw error;
   }
+}
+
+/** Orders whose saga has not ended: what a start resumes. */
+async function countUnfinished(store: Store, type: string): Promise<number> {
+  let count = 0;
+  for (const status of ['running', 'compensating'] satisfies SagaStatus[]) {
+    let afterId: string | undefined;
+    for (;;) {
+      const page = await store.transaction((tx) =>
+        tx.sagas.list({ status, type, limit: 1000, ...(afterId === undefined ? {} : { afterId }) }),
+      );
+      count += page.length;
+      if (page.length < 1000) break;
+      afterId = page[page.length - 1]!.id;
+    }
+  }
+  return count;
 }
