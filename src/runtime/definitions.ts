@@ -119,8 +119,10 @@ export function entity<S, C extends Commands<S>>(
   const partitions = integerOption('partitions', options.partitions, 8, 1, 1024);
   const initial = options.initial;
   // A value is copied through JSON each time, so one entity's handler cannot change another's start.
-  const initialJson =
-    typeof initial === 'function' ? undefined : toJson(`The initial state of entity '${name}'`, initial);
+  const initialText =
+    typeof initial === 'function'
+      ? undefined
+      : JSON.stringify(toJson(`The initial state of entity '${name}'`, initial));
   return {
     kind: 'entity',
     name,
@@ -129,7 +131,7 @@ export function entity<S, C extends Commands<S>>(
     partitions,
     initialState(id: string): S {
       if (typeof initial === 'function') return (initial as (id: string) => S)(id);
-      return structuredClone(initialJson) as S;
+      return JSON.parse(initialText!) as S;
     },
   };
 }
