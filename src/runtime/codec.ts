@@ -23,7 +23,25 @@ export function toJson(what: string, value: unknown): Json {
   if (text === undefined) {
     throw new ValidationError(`${what} must be JSON-serialisable: current value is ${typeof value}`);
   }
+  // The store's limit, checked here so that a value too large fails its step or command instead
+  // of the transaction that would journal it.
+  if (text.length > maxJsonBytes / 3 && Buffer.byteLength(text, 'utf8') > maxJsonBytes) {
+    throw new ValidationError(
+      `${what} must be at most ${maxJsonBytes} bytes of JSON: current value has ${Buffer.byteLength(text, 'utf8')}`,
+    );
+  }
   return JSON.parse(text) as Json;
+}
+
+/** The largest JSON value the store keeps (state, input, output, a step's result). */
+export const maxJsonBytes = 1_048_576;
+
+/** The longest error or reason text the runtime journals (the store keeps up to 16,384). */
+export const maxMessageLength = 4096;
+
+/** `text`, cut to `maxMessageLength` characters with a marker when it was longer. */
+export function truncateMessage(text: string): string {
+  return text.length <= maxMessageLength ? text : `${text.slice(0, maxMessageLength - 15)}... (truncated)`;
 }
 
 export function encodeJson(value: Json): Uint8Array {

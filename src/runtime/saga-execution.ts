@@ -9,7 +9,7 @@ import {
 } from '../errors.ts';
 import type { JournalEntry, JournalEntryKind, Json, SagaRecord, SagaStatus } from '../store/types.ts';
 import type { Clock, Random, Timers } from '../time.ts';
-import { encodeJson, toJson } from './codec.ts';
+import { encodeJson, toJson, truncateMessage } from './codec.ts';
 import type { UnitScope } from './commit-path.ts';
 import type {
   AnyEntityDefinition,
@@ -455,7 +455,7 @@ export class SagaExecution {
       name,
       status: 'failed',
       result: { code: causeCode },
-      error: lastError.message,
+      error: truncateMessage(lastError.message),
       attempts: attempt,
     });
     throw new StepFailedError(name, attempt, lastError.message, causeCode, { cause: lastError });
@@ -617,7 +617,7 @@ export class SagaExecution {
             name,
             status: 'failed',
             result: { code: codeOf(outcome.error) },
-            error: outcome.error.message,
+            error: truncateMessage(outcome.error.message),
             attempts: 1,
             at: nowMs,
           };
@@ -711,7 +711,8 @@ export class SagaExecution {
   // -------------------------------------------------------------------------------------------
   // Ending
 
-  async #markFailed(reason: string): Promise<ExecutionResult> {
+  async #markFailed(text: string): Promise<ExecutionResult> {
+    const reason = truncateMessage(text);
     await this.#updateStatus('failed', { reason });
     return this.#finish('failed', null, reason);
   }
@@ -721,7 +722,7 @@ export class SagaExecution {
    * finished steps in reverse order, each until it succeeds, journaling each one.
    */
   async #compensate(failure: Error): Promise<ExecutionResult> {
-    let reason = failure.message;
+    let reason = truncateMessage(failure.message);
     let journaled: JournalEntry | undefined;
     try {
       journaled = this.#replay('event', journalNames.failed);
@@ -790,7 +791,9 @@ export class SagaExecution {
         }
         // Visible while it lasts: the saga's reason names the failing compensation.
         await this.#updateStatus('compensating', {
-          reason: `${reason}; compensation of '${compensation.name}' failed (attempt ${attempt}, retrying): ${error.message}`,
+          reason: truncateMessage(
+            `${reason}; compensation of '${compensation.name}' failed (attempt ${attempt}, retrying): ${error.message}`,
+          ),
         });
         const delayMs = this.#host.compensationRetry.nextDelayMs(attempt, error, this.#host.random) ?? 0;
         await this.#wait(delayMs);

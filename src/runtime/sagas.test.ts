@@ -648,3 +648,30 @@ describe('queries', () => {
     ]);
   });
 });
+
+describe('limits', () => {
+  it('fails a step whose result is larger than the store keeps, instead of parking the saga', async () => {
+    const flow = saga('Huge', async (ctx) => ctx.step('big', () => 'x'.repeat(1_100_000)));
+    const runtime = await runtimeWith([flow]);
+    await expect((await runtime.startSaga(flow, 'h1', undefined)).result()).rejects.toThrow(
+      /at most 1048576 bytes of JSON/,
+    );
+    expect((await runtime.saga('h1'))?.status).toBe('compensated');
+  });
+
+  it('journals a very long error message cut to a bounded length', async () => {
+    const flow = saga('Verbose', async (ctx) =>
+      ctx.step('loud', () => {
+        throw new TerminalError('e'.repeat(50_000));
+      }),
+    );
+    const runtime = await runtimeWith([flow]);
+    await expect((await runtime.startSaga(flow, 'v1', undefined)).result()).rejects.toBeInstanceOf(
+      SagaNotCompletedError,
+    );
+    const failed = (await runtime.journal('v1')).find((entry) => entry.name === 'loud');
+    expect(failed?.error).toHaveLength(4096);
+    expect(failed?.error?.endsWith('... (truncated)')).toBe(true);
+    expect((await runtime.saga('v1'))?.reason?.length).toBeLessThanOrEqual(4096);
+  });
+});
