@@ -4,11 +4,12 @@
  * calls over both are refused at once with a BulkheadRejectedError. A queued call whose signal
  * fires (the caller gave up, an outer timeout passed) leaves the queue at once.
  */
-import type { CallContext } from './context.ts';
+import { CallContext } from './context.ts';
 import { abortedError, BulkheadRejectedError, refusal } from './errors.ts';
 import { Emitter, type Subscribe } from './events.ts';
 import { GatePolicy } from './gate.ts';
 import { integerOption, requiredOption } from './options.ts';
+import type { Operation } from './policy.ts';
 
 export interface BulkheadOptions {
   /** Calls allowed to run at once, in [1, 100_000]. Required: it depends on the dependency. */
@@ -79,6 +80,32 @@ export class BulkheadPolicy extends GatePolicy<undefined> {
     };
   }
 
+  /**
+   * The bulkhead's whole cost is a counter, so an extra frame between `execute` and `run` shows:
+   * `execute` does the work itself instead of delegating.
+   */
+  override async execute<T>(operation: Operation<T>, signal?: AbortSignal): Promise<T> {
+    if (signal?.aborted) throw abortedError(signal.reason);
+    const context = CallContext.fromSignal(signal);
+    if (this.#active < this.maxConcurrent) this.#active++;
+    else await this.enter(context);
+    try {
+      return await operation(context);
+    } finally {
+      this.#release();
+    }
+  }
+
+  override async run<T>(operation: Operation<T>, context: CallContext): Promise<T> {
+    if (this.#active < this.maxConcurrent) this.#active++;
+    else await this.enter(context);
+    try {
+      return await operation(context);
+    } finally {
+      this.#release();
+    }
+  }
+
   enter(context: CallContext): undefined | Promise<undefined> {
     if (this.#active < this.maxConcurrent) {
       this.#active++;
@@ -91,16 +118,20 @@ export class BulkheadPolicy extends GatePolicy<undefined> {
   }
 
   exit(_ticket: undefined, _failed: boolean, error: unknown): unknown {
+    this.#release();
+    return error;
+  }
+
+  #release(): void {
     const waiter = this.#head;
     if (waiter === undefined) {
       this.#active--;
-    } else {
-      // Hand the slot straight to the oldest waiter: the count of active calls does not change.
-      this.#unlink(waiter);
-      waiter.signal.removeEventListener('abort', waiter.onAbort);
-      waiter.resolve(undefined);
+      return;
     }
-    return error;
+    // Hand the slot straight to the oldest waiter: the count of active calls does not change.
+    this.#unlink(waiter);
+    waiter.signal.removeEventListener('abort', waiter.onAbort);
+    waiter.resolve(undefined);
   }
 
   #wait(context: CallContext): Promise<undefined> {

@@ -45,6 +45,7 @@ import {
   requiredOption,
   type TimePorts,
 } from './options.ts';
+import type { Operation } from './policy.ts';
 import { TimeWindow } from './time-window.ts';
 
 export type { CircuitState } from './errors.ts';
@@ -144,12 +145,11 @@ function isFailureByDefault(error: unknown): boolean {
   );
 }
 
-/** What the breaker remembers about an admitted call. */
-interface BreakerTicket {
-  /** The state generation that admitted it: its outcome counts only if the state is unchanged. */
-  generation: number;
-  startedMs: number;
-}
+/**
+ * What the breaker remembers about an admitted call: the state generation that admitted it (its
+ * outcome counts only if the state is unchanged), and its start time when durations matter.
+ */
+type BreakerTicket = number | { generation: number; startedMs: number };
 
 export class CircuitBreakerPolicy extends GatePolicy<BreakerTicket> {
   readonly name: string;
@@ -272,19 +272,36 @@ export class CircuitBreakerPolicy extends GatePolicy<BreakerTicket> {
     return this.#state;
   }
 
+  override async run<T>(operation: Operation<T>, context: CallContext): Promise<T> {
+    const ticket = this.enter(context);
+    let value: T;
+    try {
+      value = await operation(context);
+    } catch (error) {
+      throw this.exit(ticket, true, error, context);
+    }
+    this.exit(ticket, false, undefined, context);
+    return value;
+  }
+
+  /** The ticket is the admitting generation, plus the start time when durations matter. */
   enter(_context: CallContext): BreakerTicket {
     if (this.#state !== 'closed') {
       const retryAfterMs = this.#admit();
       if (retryAfterMs >= 0)
         throw refusal(() => new BrokenCircuitError(this.name, this.#state, retryAfterMs));
     }
-    return { generation: this.#generation, startedMs: this.#timed ? this.#clock.monotonicNow() : 0 };
+    return this.#timed
+      ? { generation: this.#generation, startedMs: this.#clock.monotonicNow() }
+      : this.#generation;
   }
 
   exit(ticket: BreakerTicket, failed: boolean, error: unknown, context: CallContext): unknown {
-    if (!failed) this.#record(ticket.generation, false, ticket.startedMs);
-    else if (context.aborted) this.#ignore(ticket.generation);
-    else this.#record(ticket.generation, this.#isFailure(error), ticket.startedMs);
+    const generation = typeof ticket === 'number' ? ticket : ticket.generation;
+    const startedMs = typeof ticket === 'number' ? 0 : ticket.startedMs;
+    if (!failed) this.#record(generation, false, startedMs);
+    else if (context.aborted) this.#ignore(generation);
+    else this.#record(generation, this.#isFailure(error), startedMs);
     return error;
   }
 

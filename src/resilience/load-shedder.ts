@@ -22,6 +22,7 @@ import {
 import { Emitter, type Subscribe } from './events.ts';
 import { GatePolicy } from './gate.ts';
 import { functionOption, portsOf, requiredOption, type TimePorts } from './options.ts';
+import type { Operation } from './policy.ts';
 
 export interface LoadShedderOptions extends Pick<TimePorts, 'clock'> {
   /** The limit algorithm: `aimdLimit()` or `gradientLimit()`. Required. */
@@ -109,6 +110,18 @@ export class LoadShedderPolicy extends GatePolicy<number> {
         this.#complete(startedMs, outcome);
       },
     };
+  }
+
+  override async run<T>(operation: Operation<T>, context: CallContext): Promise<T> {
+    const startedMs = this.enter(context);
+    let value: T;
+    try {
+      value = await operation(context);
+    } catch (error) {
+      throw this.exit(startedMs, true, error, context);
+    }
+    this.exit(startedMs, false, undefined, context);
+    return value;
   }
 
   enter(_context: CallContext): number {

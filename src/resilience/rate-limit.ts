@@ -9,6 +9,7 @@ import { RateLimitedError, refusal } from './errors.ts';
 import { Emitter, type Subscribe } from './events.ts';
 import { GatePolicy } from './gate.ts';
 import { integerOption, invalidOption, requiredOption } from './options.ts';
+import { invoke, type Operation } from './policy.ts';
 
 export interface RateLimitDecision {
   allowed: boolean;
@@ -66,6 +67,29 @@ export class RateLimitPolicy extends GatePolicy<undefined> {
     if (typeof this.#key !== 'string' && typeof this.#key !== 'function')
       invalidOption('key', 'a string or a function', this.#key);
     this.cost = checkCost(options.cost ?? 1, this.limiter.burst);
+  }
+
+  override run<T>(operation: Operation<T>, context: CallContext): Promise<T> {
+    const key = typeof this.#key === 'string' ? this.#key : this.#key(context);
+    const decision = this.limiter.consume(key, this.cost);
+    if ('then' in decision)
+      return decision.then((settled) => this.#proceed(settled, key, operation, context));
+    return this.#proceed(decision, key, operation, context);
+  }
+
+  #proceed<T>(
+    decision: RateLimitDecision,
+    key: string,
+    operation: Operation<T>,
+    context: CallContext,
+  ): Promise<T> {
+    try {
+      this.#check(decision, key);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    // Nothing to do after the call: hand back the operation's own promise, no extra async layer.
+    return invoke(operation, context);
   }
 
   enter(context: CallContext): undefined | Promise<undefined> {

@@ -83,7 +83,7 @@ export class TimeoutPolicy extends GatePolicy<TimeoutCall> {
 
   override run<T>(operation: Operation<T>, context: CallContext): Promise<T> {
     return this.strategy === 'cooperative'
-      ? super.run(operation, context)
+      ? this.#cooperative(operation, context)
       : this.#aggressive(operation, context);
   }
 
@@ -106,6 +106,18 @@ export class TimeoutPolicy extends GatePolicy<TimeoutCall> {
   timedOut(): void {
     if (this.#timeouts.hasListeners)
       this.#timeouts.emit({ timeoutMs: this.timeoutMs, strategy: this.strategy });
+  }
+
+  async #cooperative<T>(operation: Operation<T>, context: CallContext): Promise<T> {
+    const call = this.enter(context);
+    let value: T;
+    try {
+      value = await operation(call.context);
+    } catch (error) {
+      throw this.exit(call, true, error);
+    }
+    this.exit(call, false, undefined);
+    return value;
   }
 
   #aggressive<T>(operation: Operation<T>, context: CallContext): Promise<T> {
