@@ -13,7 +13,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Log } from '../src/log/index.ts';
-import { openSqliteLog } from '../src/log/index.ts';
+import { KafkaLog, openSqliteLog, parseBrokerList } from '../src/log/index.ts';
 
 /** One backend under test: how to open a fresh log for a case, and which durability settings it has. */
 interface BenchBackend {
@@ -50,9 +50,25 @@ const backends: Record<string, () => Promise<BenchBackend>> = {
     };
   },
   kafka: async () => {
-    throw new Error(
-      "The Kafka backend is not wired into bench/log.ts yet: register a factory under 'kafka' in `backends`",
-    );
+    // A running broker: `npm run kafka:start`. The producer is idempotent with acks=all, the
+    // only setting the kafka backend has (what it survives is the replication, not an fsync).
+    const brokers = parseBrokerList(process.env.MERIDIAN_TEST_KAFKA_BROKERS ?? '127.0.0.1:9092');
+    const open = async () => {
+      const log = new KafkaLog({ brokers, clientId: 'meridian-bench' });
+      await log.connect();
+      return log;
+    };
+    // The cases' topic names are fixed: drop those of an earlier run, whose records would
+    // otherwise reach this run's consumers.
+    const dropBenchTopics = async () => {
+      const log = await open();
+      for (const topic of await log.listTopics()) {
+        if (topic === 'warmup' || /^bench-\d+$/.test(topic)) await log.deleteTopic(topic);
+      }
+      await log.close();
+    };
+    await dropBenchTopics();
+    return { name: 'kafka', durabilities: ['acks=all'], open, cleanup: dropBenchTopics };
   },
 };
 

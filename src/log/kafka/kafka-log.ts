@@ -4,6 +4,7 @@ import {
   AlreadyExistsError,
   ClosedError,
   ConflictError,
+  isMeridianError,
   NotFoundError,
   ValidationError,
 } from '../../errors.ts';
@@ -73,6 +74,8 @@ const latestTimestamp = -1n;
 const batchOverheadBytes = 65_536;
 /** Fetches one read() makes at most while gathering records across log segments. */
 const maxReadFetches = 64;
+/** Times read() asks again with fresh metadata when a follower may have answered for the leader. */
+const maxReadLeaderAttempts = 3;
 /** Timestamps within one record batch stay closer than this to its first one (see #rounds). */
 const maxTimestampDeltaMs = 2 ** 31 - 1;
 /** The interval of the bounded waits for topic metadata to settle after create and delete. */
@@ -321,22 +324,19 @@ export class KafkaLog implements Log {
     const { maxRecords, maxBytes } = normalizeReadOptions(options);
     const { reader } = await this.#ready();
     const metadata = await this.#metadata(reader, topic);
-    const topicMetadata = metadata.topics.get(topic);
+    let topicMetadata = metadata.topics.get(topic);
     assert(topicMetadata !== undefined, 'metadata of a topic that exists names it');
     if (partition >= topicMetadata.partitionsCount)
       throw partitionNotFound(topic, topicMetadata.partitionsCount, partition);
     // A Kafka fetch answers from one log segment at most, so a read may need several fetches to
     // gather what the partition holds; it stops at maxRecords, maxBytes or the high watermark.
-    const fetchOnce = async (from: number) => {
-      const leader = topicMetadata.partitions[partition]?.leader ?? -1;
+    // `atEnd` says it stopped at the answering broker's high watermark rather than at a limit.
+    const fetchRange = async (from: number, leader: number, topicId: string) => {
       const out: LogRecord[] = [];
       let next = from;
       let bytes = 0;
-      for (
-        let fetches = 0;
-        fetches < maxReadFetches && out.length < maxRecords && bytes < maxBytes;
-        fetches++
-      ) {
+      for (let fetches = 0; fetches < maxReadFetches; fetches++) {
+        if (out.length >= maxRecords || bytes >= maxBytes) break;
         const response = await reader.fetch({
           node: leader,
           // Answer at once with what the log holds: a read never waits for new records.
@@ -345,7 +345,7 @@ export class KafkaLog implements Log {
           maxBytes: Math.max(maxBytes - bytes, 1024),
           topics: [
             {
-              topicId: topicMetadata.id,
+              topicId,
               partitions: [
                 {
                   partition,
@@ -371,15 +371,34 @@ export class KafkaLog implements Log {
         // With records already gathered, one that would overshoot maxBytes ends the read.
         if (out.length > 0 && read.added === 0) break;
         bytes += read.bytes;
-        if (read.nextOffset <= next || read.nextOffset >= Number(result?.highWatermark ?? 0)) break;
+        if (read.nextOffset <= next || read.nextOffset >= Number(result?.highWatermark ?? 0)) {
+          return { records: out, next: Math.max(next, read.nextOffset), atEnd: true };
+        }
         next = read.nextOffset;
       }
-      return out;
+      return { records: out, next, atEnd: false };
+    };
+    const gather = async (from: number) => {
+      for (let attempt = 1; ; attempt++) {
+        assert(topicMetadata !== undefined, 'metadata of a topic that exists names it');
+        const leader = topicMetadata.partitions[partition]?.leader ?? -1;
+        const { records, next, atEnd } = await fetchRange(from, leader, topicMetadata.id);
+        if (!atEnd) return records;
+        // Kafka lets a follower answer a fetch, up to its own high watermark, which lags the
+        // leader's. With metadata from before a leader change, the "leader" asked may be such a
+        // follower and the read would come up short: check the end with the real leader
+        // (ListOffsets goes to leaders only) and ask again with fresh metadata.
+        const end = await this.#listOffset(topic, partition, latestTimestamp);
+        if (next >= end || attempt >= maxReadLeaderAttempts) return records;
+        reader.clearMetadata();
+        topicMetadata = (await this.#metadata(reader, topic, true)).topics.get(topic);
+      }
     };
     return this.#serializedRead(async () => {
       try {
-        return await fetchOnce(offset);
+        return await gather(offset);
       } catch (error) {
+        if (isMeridianError(error)) throw error;
         if (!hasBrokerError(error, 'OFFSET_OUT_OF_RANGE')) {
           reader.clearMetadata();
           throw translateKafkaError(error, `Cannot read topic '${topic}' partition ${partition}`, {
@@ -398,7 +417,7 @@ export class KafkaLog implements Log {
         );
       }
       try {
-        return await fetchOnce(Math.max(offset, start));
+        return await gather(Math.max(offset, start));
       } catch (error) {
         throw translateKafkaError(error, `Cannot read topic '${topic}' partition ${partition}`, {
           topic,
