@@ -288,7 +288,9 @@ async function main(): Promise<void> {
       if (ours <= theirs) wins++;
     }
     const ratio =
-      ours !== undefined && theirs !== undefined && theirs > 0 ? `${(theirs / Math.max(ours, 1)).toFixed(1)}x` : '';
+      ours !== undefined && theirs !== undefined && theirs > 0
+        ? `${(theirs / Math.max(ours, 1)).toFixed(1)}x`
+        : '';
     const medians = `${cell(overhead(oursEntry, 'median'), 7)} / ${cell(overhead(theirsEntry, 'median'), 0)}`;
     console.log(`${group.padEnd(40)}${cell(ours, 13)}${cell(theirs, 14)}${ratio.padStart(8)}   ${medians}`);
   }
