@@ -209,6 +209,11 @@ async function main(): Promise<void> {
     if (run < runs) await new Promise<void>((resolve) => systemTimers.setTimeout(resolve, 15));
   }
   const outcomes = await Promise.allSettled(handles.map((handle) => handle.result()));
+  if (run < runs) {
+    // An earlier run waits for its kill, which may come now, while idle, or while it still works.
+    await new Promise<void>((resolve) => systemTimers.setTimeout(resolve, 60_000));
+    throw new Error('run was not killed within 60 s');
+  }
   const completed = outcomes.filter((outcome) => outcome.status === 'fulfilled').length;
 
   // The ledger subscription catches up asynchronously: wait for it (bounded).

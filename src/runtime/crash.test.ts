@@ -64,7 +64,6 @@ function readTable<Row>(path: string, sql: string): Row[] {
 describe('runtime crash recovery', () => {
   it(`keeps every guarantee across ${kills} SIGKILLs (seed ${seed})`, async () => {
     const random = seededRandom(seed);
-    let killed = 0;
     for (let run = 0; run < kills; run++) {
       const { child, exited, output } = startChild(run);
       // From spawn, so kills land in start-up and recovery as well as in the workload.
@@ -72,10 +71,8 @@ describe('runtime crash recovery', () => {
       const timer = setTimeout(() => child.kill('SIGKILL'), delayMs);
       const { code, signal } = await exited;
       clearTimeout(timer);
-      if (signal === 'SIGKILL') killed++;
-      else expect(code, `run ${run} failed: ${output().stderr}`).toBe(0);
+      expect(signal, `run ${run} ended by itself (code ${code}): ${output().stderr}`).toBe('SIGKILL');
     }
-    expect(killed).toBeGreaterThan(kills / 2);
 
     const final = startChild(kills);
     const timer = setTimeout(() => final.child.kill('SIGKILL'), 25_000);
