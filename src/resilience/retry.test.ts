@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { RetryableError, TerminalError, ValidationError } from '../errors.ts';
 import { ManualClock, seededRandom } from '../time.ts';
 import { constantBackoff, exponentialBackoff } from './backoff.ts';
-import { RateLimitedError } from './errors.ts';
+import { BrokenCircuitError, RateLimitedError } from './errors.ts';
 import { type GiveUpEvent, type RetryEvent, retry } from './retry.ts';
 
 /** An operation that fails `failures` times with `makeError`, then returns 'ok'; it counts its calls. */
@@ -85,6 +85,16 @@ describe('retry', () => {
     policy.onGiveUp((event) => giveUps.push(event));
     const { attempts, operation } = flaky(1, () => new RateLimitedError('client-7', 60_000));
     await expect(policy.execute(operation)).rejects.toBeInstanceOf(RateLimitedError);
+    expect(attempts).toHaveLength(1);
+    expect(giveUps[0]?.reason).toBe('retry-after-too-long');
+  });
+
+  it('by default fails fast on an open circuit rather than waiting out its open duration', async () => {
+    const policy = retry({ maxAttempts: 5 });
+    const giveUps: GiveUpEvent[] = [];
+    policy.onGiveUp((event) => giveUps.push(event));
+    const { attempts, operation } = flaky(5, () => new BrokenCircuitError('auth', 'open', 30_000));
+    await expect(policy.execute(operation)).rejects.toBeInstanceOf(BrokenCircuitError);
     expect(attempts).toHaveLength(1);
     expect(giveUps[0]?.reason).toBe('retry-after-too-long');
   });

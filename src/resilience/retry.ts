@@ -31,8 +31,10 @@ export interface RetryOptions extends TimePorts {
   deadlineMs?: number;
   /**
    * The longest wait an error may ask for through `retryAfterMs`, in [0, 86_400_000]; an error
-   * asking for longer ends the retries at once rather than holding the caller.
-   * @default 30_000
+   * asking for longer ends the retries at once rather than holding the caller. The default
+   * matches the default backoff cap, and is shorter than a breaker's default open duration, so
+   * a retry outside an open circuit fails fast instead of waiting for it.
+   * @default 10_000
    */
   maxRetryAfterMs?: number;
   /**
@@ -87,7 +89,7 @@ export class RetryPolicy extends PolicyBase {
     this.backoff = options.backoff ?? exponentialBackoff();
     this.deadlineMs =
       options.deadlineMs === undefined ? undefined : durationOption('deadlineMs', options.deadlineMs, 0, 1);
-    this.maxRetryAfterMs = durationOption('maxRetryAfterMs', options.maxRetryAfterMs, 30_000);
+    this.maxRetryAfterMs = durationOption('maxRetryAfterMs', options.maxRetryAfterMs, 10_000);
     this.#retryIf = functionOption('retryIf', options.retryIf, isRetryableByDefault);
     ({ clock: this.#clock, timers: this.#timers, random: this.#random } = portsOf(options));
   }
