@@ -1,15 +1,22 @@
 import { ValidationError } from '../errors.ts';
-import type { Consumer, Log, LogRecord, ProducerRecord } from '../log/types.ts';
+import type { Consumer, Log, LogRecord, ProducerRecord, TopicDescription } from '../log/types.ts';
 import type { Store, StoreTransaction } from '../store/types.ts';
 import type { Clock } from '../time.ts';
 import type { CommitPath, UnitScope } from './commit-path.ts';
 import { FencedError } from './errors.ts';
+import { integerOption } from './options.ts';
 
 /**
  * The embedded shape's commit path: the SQLite log and store share one database file and one
  * write transaction, so a unit's state changes, journal entries, appended records and consumer
  * offsets commit together or not at all. A nested `store.transaction` is a savepoint, and the
  * log's append and offset commit join whatever transaction is open.
+ *
+ * Records a unit publishes are appended at the end of the transaction, one append per topic for
+ * all its units (an append costs several journal inserts; most units publish one record). A
+ * unit whose savepoint rolls back drops its records with it. What the final append could refuse
+ * — a missing topic, a malformed or oversized record — is checked when the unit publishes, so it
+ * fails that unit alone.
  *
  * Ownership: the whole database has one owner at a time. `open` bumps the version of an owner
  * row; every transaction first checks that the version is still ours, so a runtime that was
@@ -19,17 +26,31 @@ export interface EmbeddedCommitPathOptions {
   store: Store;
   log: Log;
   clock: Clock;
+  /**
+   * The largest record (key + value + headers bytes) a unit may publish; must not exceed the
+   * log's own `maxRecordBytes`. 1 to 67108864. @default 1048576
+   */
+  maxRecordBytes?: number;
 }
 
 /** The entity type and id of the owner row. Entity names cannot start with '$'. */
 const ownerType = '$meridian.runtime';
 const ownerId = 'owner';
+/** Records one append call takes at most (the SQLite log accepts 10,000). */
+const maxRecordsPerAppend = 5000;
+
+type Outgoing = Array<readonly [topic: string, record: ProducerRecord]>;
+
+const encoder = new TextEncoder();
 
 export class EmbeddedCommitPath implements CommitPath {
   readonly shape = 'embedded' as const;
   readonly #store: Store;
   readonly #log: Log;
   readonly #clock: Clock;
+  readonly #maxRecordBytes: number;
+  /** Topics seen to exist; topics are created outside units, so one seen inside a unit committed. */
+  readonly #topics = new Map<string, TopicDescription>();
   #epoch = 0;
 
   constructor(options: EmbeddedCommitPathOptions) {
@@ -41,6 +62,7 @@ export class EmbeddedCommitPath implements CommitPath {
     this.#store = options.store;
     this.#log = options.log;
     this.#clock = options.clock;
+    this.#maxRecordBytes = integerOption('maxRecordBytes', options.maxRecordBytes, 1_048_576, 1, 67_108_864);
   }
 
   /** This runtime's fencing epoch (0 before `open`). */
@@ -64,15 +86,24 @@ export class EmbeddedCommitPath implements CommitPath {
           { details: { epoch: this.#epoch, currentEpoch: owner?.version ?? 0 } },
         );
       }
-      return fn(this.#scope(tx));
+      const outgoing: Outgoing = [];
+      const result = await fn(this.#scope(tx, outgoing));
+      await this.#flush(outgoing);
+      return result;
     });
   }
 
-  #scope(tx: StoreTransaction): UnitScope {
+  #scope(tx: StoreTransaction, outgoing: Outgoing): UnitScope {
     return {
       tx,
       publish: async (topic: string, records: readonly ProducerRecord[]) => {
-        if (records.length > 0) await this.#log.append(topic, records);
+        let description = this.#topics.get(topic);
+        if (description === undefined) {
+          description = await this.#log.describeTopic(topic);
+          this.#topics.set(topic, description);
+        }
+        for (const record of records) this.#check(description, record);
+        for (const record of records) outgoing.push([topic, record]);
       },
       // Offsets are committed in the same transaction as the effects, so a record past the
       // committed offset was never applied: there is nothing to deduplicate.
@@ -81,8 +112,68 @@ export class EmbeddedCommitPath implements CommitPath {
       commitConsumed: async (consumer: Consumer, records: readonly LogRecord[]) => {
         if (records.length > 0) await consumer.commit(records);
       },
-      isolate: <T>(fn: (scope: UnitScope) => Promise<T>) =>
-        this.#store.transaction((inner) => fn(this.#scope(inner))),
+      isolate: async <T>(fn: (scope: UnitScope) => Promise<T>) => {
+        const own: Outgoing = [];
+        const result = await this.#store.transaction((inner) => fn(this.#scope(inner, own)));
+        // Reached only if the savepoint was released: a rolled-back unit's records are dropped.
+        for (const entry of own) outgoing.push(entry);
+        return result;
+      },
     };
+  }
+
+  /** Appends the transaction's records, per topic in publishing order (so per key in order). */
+  async #flush(outgoing: Outgoing): Promise<void> {
+    if (outgoing.length === 0) return;
+    const byTopic = new Map<string, ProducerRecord[]>();
+    for (const [topic, record] of outgoing) {
+      const records = byTopic.get(topic);
+      if (records === undefined) byTopic.set(topic, [record]);
+      else records.push(record);
+    }
+    for (const [topic, records] of byTopic) {
+      for (let from = 0; from < records.length; from += maxRecordsPerAppend) {
+        await this.#log.append(topic, records.slice(from, from + maxRecordsPerAppend));
+      }
+    }
+  }
+
+  /** What the log would refuse at the final append, refused now so that only this unit fails. */
+  #check(description: TopicDescription, record: ProducerRecord): void {
+    const topic = description.name;
+    const key = record.key;
+    let bytes = 0;
+    if (typeof key === 'string') bytes += encoder.encode(key).length;
+    else if (key instanceof Uint8Array) bytes += key.length;
+    else if (key !== null && key !== undefined) {
+      throw new ValidationError(
+        `A record for topic '${topic}' has a key that is neither a string, bytes nor null`,
+      );
+    }
+    if (record.value !== null && !(record.value instanceof Uint8Array)) {
+      throw new ValidationError(`A record for topic '${topic}' must have bytes or null as its value`);
+    }
+    bytes += record.value?.length ?? 0;
+    if (record.partition !== undefined) {
+      throw new ValidationError(`Records the runtime publishes are partitioned by key: drop 'partition'`);
+    }
+    if ((key === null || key === undefined) && description.cleanupPolicy === 'compact') {
+      throw new ValidationError(`A record for the compacted topic '${topic}' needs a key`);
+    }
+    const headers = record.headers ?? {};
+    let anyHeader = false;
+    for (const [name, value] of Object.entries(headers)) {
+      anyHeader = true;
+      if (typeof value !== 'string') {
+        throw new ValidationError(`Header '${name}' of a record for topic '${topic}' must be a string`);
+      }
+    }
+    // Counted as the log counts them: the headers' JSON text.
+    if (anyHeader) bytes += encoder.encode(JSON.stringify(headers)).length;
+    if (bytes > this.#maxRecordBytes) {
+      throw new ValidationError(
+        `A record for topic '${topic}' is ${bytes} bytes (key + value + headers), more than 'maxRecordBytes' ${this.#maxRecordBytes}`,
+      );
+    }
   }
 }

@@ -59,6 +59,34 @@ describe('GroupCommitter', () => {
     expect(await readState('c')).not.toBeNull();
   });
 
+  it("appends a transaction's records once at its end, without the records of units that rolled back", async () => {
+    const { committer: c } = await committer();
+    await fixture.log.createTopic('out', { partitions: 1 });
+    const record = (text: string) => ({ key: text, value: new TextEncoder().encode(text) });
+    const outcomes = await Promise.allSettled([
+      c.submit((scope) => scope.publish('out', [record('a')])),
+      c.submit(async (scope) => {
+        await scope.publish('out', [record('b')]);
+        throw new Error('rolled back after publishing');
+      }),
+      c.submit((scope) => scope.publish('missing-topic', [record('x')])),
+      c.submit((scope) =>
+        scope.publish('out', [{ ...record('h'), headers: { bad: 1 as unknown as string } }]),
+      ),
+      c.submit((scope) => scope.publish('out', [record('c')])),
+    ]);
+    expect(outcomes.map((outcome) => outcome.status)).toEqual([
+      'fulfilled',
+      'rejected',
+      'rejected',
+      'rejected',
+      'fulfilled',
+    ]);
+    expect(c.stats.transactions).toBe(1);
+    const records = await fixture.log.read('out', 0, 0);
+    expect(records.map((r) => new TextDecoder().decode(r.value!))).toEqual(['a', 'c']);
+  });
+
   it('settles a unit only after its transaction committed: what it wrote is readable at once', async () => {
     const { committer: c } = await committer();
     await c.submit((scope) => scope.tx.entities.put('T', 'x', 'written', 0));
