@@ -48,9 +48,10 @@ async function pollCount(consumer: Consumer, count: number, timeoutMs: number): 
 }
 
 /**
- * Polls until the consumers' assignments are disjoint and cover `partitions` partitions of
- * `topic`. Polls at least once: as in Kafka, a consumer fixes its starting positions (committed
- * offset or `autoOffsetReset`) in its first poll after an assignment.
+ * Polls until the consumers' assignments are disjoint, cover `partitions` partitions of `topic`
+ * and give each consumer at least one (callers pass no more consumers than partitions). Polls
+ * at least once: as in Kafka, a consumer fixes its starting positions (committed offset or
+ * `autoOffsetReset`) in its first poll after an assignment.
  */
 async function settle(consumers: readonly Consumer[], topic: string, partitions: number, timeoutMs: number) {
   const pollTimeoutMs = Math.min(200, timeoutMs);
@@ -66,7 +67,12 @@ async function settle(consumers: readonly Consumer[], topic: string, partitions:
         .filter((tp) => tp.topic === topic)
         .map((tp) => tp.partition),
     );
-    if (owned.length === partitions && new Set(owned).size === partitions) return;
+    // Every member owns some partition too: in Kafka a member still waiting in JoinGroup owns
+    // nothing while the others keep the previous generation's (complete, disjoint) assignment.
+    const everyMemberOwns = consumers.every((consumer) =>
+      consumer.assignment().some((tp) => tp.topic === topic),
+    );
+    if (owned.length === partitions && new Set(owned).size === partitions && everyMemberOwns) return;
     expect(waited, `group settled on ${partitions} partitions within ${timeoutMs} ms`).toBeLessThan(
       timeoutMs,
     );
