@@ -7,6 +7,7 @@
 #
 #   bash scripts/kafka/perf.sh                      # 127.0.0.1:9092, or $MERIDIAN_TEST_KAFKA_BROKERS
 #   PERF_RECORDS_100=2000000 bash scripts/kafka/perf.sh
+#   PERF_PRODUCER_PROPS='batch.size=131072 linger.ms=10' bash scripts/kafka/perf.sh   # tuned producer
 set -euo pipefail
 
 script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -18,6 +19,10 @@ mkdir -p "$work_dir"
 # Bounded: at most a few million records per size, so a run stays within a couple of minutes.
 records_100=${PERF_RECORDS_100:-1000000}
 records_1024=${PERF_RECORDS_1024:-300000}
+# Extra producer settings, space-separated key=value (Kafka's defaults when empty).
+extra_props=${PERF_PRODUCER_PROPS:-}
+[[ $extra_props =~ ^([A-Za-z0-9._-]+=[A-Za-z0-9._-]+( |$))*$ ]] ||
+  { echo "PERF_PRODUCER_PROPS must be space-separated key=value pairs: got '$extra_props'" >&2; exit 2; }
 for count in "$records_100" "$records_1024"; do
   [[ $count =~ ^[0-9]+$ ]] && ((count > 0 && count <= 10000000)) ||
     { echo "record counts must be in [1, 10000000]: got '$count'" >&2; exit 2; }
@@ -48,7 +53,7 @@ run_size() { # value-bytes records
   # The last line: "N records sent, X records/sec (Y MB/sec), A ms avg latency, M ms max latency, ..."
   produced=$(tool org.apache.kafka.tools.ProducerPerformance --topic "$topic" --num-records "$records" \
     --record-size "$size" --throughput -1 \
-    --producer-props "bootstrap.servers=$brokers" acks=all enable.idempotence=true | tail -n 1)
+    --producer-props "bootstrap.servers=$brokers" acks=all enable.idempotence=true $extra_props | tail -n 1)
   # CSV: start, end, MB, MB/s, records, records/s, rebalance ms, fetch ms, fetch MB/s, fetch records/s
   consumed=$(tool org.apache.kafka.tools.ConsumerPerformance --bootstrap-server "$brokers" --topic "$topic" \
     --messages "$records" --group "$group" --timeout 60000 | tail -n 1)
@@ -62,8 +67,8 @@ run_size() { # value-bytes records
     echo "could not parse the tools' output: '$produced' / '$consumed'" >&2
     exit 1
   }
-  printf 'kafka-perf  acks=all  value=%4dB  records=%7d  append=%10.0f rec/s (%5.1f MB/s)  consume=%10.0f rec/s (fetching only: %.0f rec/s)\n' \
-    "$size" "$records" "$produce_rate" "$produce_mb" "$consume_rate" "${fetch_rate:-0}"
+  printf 'kafka-perf  acks=all%s  value=%4dB  records=%7d  append=%10.0f rec/s (%5.1f MB/s)  consume=%10.0f rec/s (fetching only: %.0f rec/s)\n' \
+    "${extra_props:+ ($extra_props)}" "$size" "$records" "$produce_rate" "$produce_mb" "$consume_rate" "${fetch_rate:-0}"
 }
 
 echo "# kafka perf tools · brokers $brokers · $(nproc) cores · load $(cut -d' ' -f1 /proc/loadavg) · $(date -u +%FT%TZ)"
