@@ -8,7 +8,15 @@ import {
   ValidationError,
 } from '../errors.ts';
 import type { Log, LogRecord } from '../log/types.ts';
-import type { JournalEntry, Json, SagaRecord, SagaStatus, Store, TimerRecord } from '../store/types.ts';
+import type {
+  JournalEntry,
+  Json,
+  SagaRecord,
+  SagaStatus,
+  Store,
+  StoreTransaction,
+  TimerRecord,
+} from '../store/types.ts';
 import { type Clock, type Random, systemClock, systemRandom, systemTimers, type Timers } from '../time.ts';
 import { toJson } from './codec.ts';
 import type { CommitPath, UnitScope } from './commit-path.ts';
@@ -408,6 +416,19 @@ export class Runtime {
     }
     if (!outcome.ok) throw outcome.error;
     return outcome.reply as unknown as CommandReply<E, K>;
+  }
+
+  /**
+   * Runs `work` as one unit of the runtime's group commit: in its own savepoint of a
+   * transaction shared with the entity commands, journal entries and records committing at the
+   * same time, fenced like every runtime write. Resolves (or rejects) once that transaction's
+   * outcome is known, so nobody acts on what `work` saw or wrote before it is durable. For
+   * small reads and writes that would otherwise each pay a transaction of their own
+   * (Idempotency-Key records, read models). `work` must not do I/O: it holds the writer.
+   */
+  async transaction<T>(work: (tx: StoreTransaction) => Promise<T>): Promise<T> {
+    this.#assertRunning();
+    return this.#committer.submit((scope) => work(scope.tx));
   }
 
   /** An entity's committed state and version, or null when it was never written. */
