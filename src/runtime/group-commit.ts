@@ -135,19 +135,22 @@ export class GroupCommitter {
     const taken: Pending[] = [];
     const outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
     try {
-      await this.#path.transaction(async (scope) => {
-        while (taken.length < this.#maxUnits) {
-          const next = this.#queue.shift();
-          if (next === undefined) break;
-          taken.push(next);
-          try {
-            const value = await this.#insideUnit.run(true, () => scope.isolate(next.work));
-            outcomes.push({ ok: true, value });
-          } catch (error) {
-            outcomes.push({ ok: false, error });
+      // Marked once for the whole transaction: everything that runs in it is inside a unit.
+      await this.#insideUnit.run(true, () =>
+        this.#path.transaction(async (scope) => {
+          while (taken.length < this.#maxUnits) {
+            const next = this.#queue.shift();
+            if (next === undefined) break;
+            taken.push(next);
+            try {
+              const value = await scope.isolate(next.work);
+              outcomes.push({ ok: true, value });
+            } catch (error) {
+              outcomes.push({ ok: false, error });
+            }
           }
-        }
-      });
+        }),
+      );
     } catch (error) {
       // The transaction as a whole failed (the fence, the commit itself): nothing of it exists.
       // When it failed before taking any unit, the queued ones are refused too, or a path that
