@@ -80,25 +80,41 @@ export class BulkheadPolicy extends GatePolicy<undefined> {
     };
   }
 
-  /**
-   * The bulkhead's whole cost is a counter, so an extra frame between `execute` and `run` shows:
-   * `execute` does the work itself instead of delegating.
-   */
-  override async execute<T>(operation: Operation<T>, signal?: AbortSignal): Promise<T> {
-    if (signal?.aborted) throw abortedError(signal.reason);
-    const context = CallContext.fromSignal(signal);
-    if (this.#active < this.maxConcurrent) this.#active++;
-    else await this.enter(context);
-    try {
-      return await operation(context);
-    } finally {
-      this.#release();
-    }
+  override execute<T>(operation: Operation<T>, signal?: AbortSignal): Promise<T> {
+    if (signal?.aborted) return Promise.reject(abortedError(signal.reason));
+    return this.run(operation, signal === undefined ? CallContext.root : CallContext.fromSignal(signal));
   }
 
-  override async run<T>(operation: Operation<T>, context: CallContext): Promise<T> {
-    if (this.#active < this.maxConcurrent) this.#active++;
-    else await this.enter(context);
+  /**
+   * The bulkhead's whole cost is a counter, so the shape of the call shows: with a free slot it
+   * chains two handlers made once per bulkhead onto the operation's promise, which is cheaper
+   * than an async frame. Waiting for a slot takes the async path.
+   */
+  override run<T>(operation: Operation<T>, context: CallContext): Promise<T> {
+    if (this.#active >= this.maxConcurrent) return this.#runAfterWaiting(operation, context);
+    this.#active++;
+    let result: T | PromiseLike<T>;
+    try {
+      result = operation(context);
+    } catch (error) {
+      this.#release();
+      return Promise.reject(error);
+    }
+    return Promise.resolve(result).then(this.#releaseWith, this.#releaseAndRethrow) as Promise<T>;
+  }
+
+  readonly #releaseWith = (value: unknown): unknown => {
+    this.#release();
+    return value;
+  };
+
+  readonly #releaseAndRethrow = (error: unknown): never => {
+    this.#release();
+    throw error;
+  };
+
+  async #runAfterWaiting<T>(operation: Operation<T>, context: CallContext): Promise<T> {
+    await this.enter(context);
     try {
       return await operation(context);
     } finally {
