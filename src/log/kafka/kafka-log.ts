@@ -614,11 +614,15 @@ export class KafkaLog implements Log {
   /** Drops cached metadata and policy of a topic after it was created or deleted here. */
   #forget(topic: string): void {
     this.#policies.delete(topic);
-    void this.#clients?.then(({ admin, producer, reader }) => {
-      admin.clearMetadata();
-      producer.clearMetadata();
-      reader.clearMetadata();
-    });
+    void this.#clients?.then(
+      ({ admin, producer, reader }) => {
+        admin.clearMetadata();
+        producer.clearMetadata();
+        reader.clearMetadata();
+      },
+      // Clients that failed to load have no metadata to drop; the failure surfaces on use.
+      () => undefined,
+    );
   }
 
   async #metadata(
