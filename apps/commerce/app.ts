@@ -20,13 +20,17 @@ import { Notifications, notify } from './notifications.ts';
 import { Order } from './order.ts';
 import { type OrderInput, type OrderOutput, type OrderSagaOptions, orderSaga } from './order-saga.ts';
 import type { PaymentGatewayClient } from './payment-gateway-client.ts';
+import { RuntimeIdempotencyStore } from './runtime-idempotency-store.ts';
 
 export interface CommerceAppOptions {
   store: Store;
   log: Log;
   /** The payment provider the order saga charges through. */
   payments: PaymentGatewayClient;
-  /** Where Idempotency-Keys live. @default the store, one short transaction per call */
+  /**
+   * Where Idempotency-Keys live. @default the store, through the runtime's group commit (each
+   * call a unit of a shared transaction: see RuntimeIdempotencyStore)
+   */
   idempotencyStore?: IdempotencyStore;
   /** @default systemClock */
   clock?: Clock;
@@ -83,15 +87,12 @@ export async function createCommerceApp(options: CommerceAppOptions): Promise<Co
     description:
       'The commerce reference system: inventory, orders placed with an Idempotency-Key and run as sagas (reserve stock, charge, confirm, notify; release and refund on failure), payments and notifications.',
     ...options.http,
-    ...(options.idempotencyStore === undefined
-      ? { store: options.store }
-      : { idempotencyStore: options.idempotencyStore }),
+    idempotencyStore: options.idempotencyStore ?? new RuntimeIdempotencyStore(runtime),
     ...(options.clock === undefined ? {} : { clock: options.clock }),
     ...(options.timers === undefined ? {} : { timers: options.timers }),
   });
   registerCommerceRoutes(gateway, {
     runtime,
-    store: options.store,
     catalog,
     orderSaga: saga,
     payments: options.payments,

@@ -7,7 +7,6 @@ import {
   type Runtime,
   type SagaDefinition,
   type SagaRecord,
-  type Store,
 } from '../../src/index.ts';
 import type { Catalog } from './catalog.ts';
 import { Inventory, type StockState, stockView } from './inventory.ts';
@@ -18,7 +17,6 @@ import type { PaymentGatewayClient } from './payment-gateway-client.ts';
 
 export interface CommerceApiDependencies {
   readonly runtime: Runtime;
-  readonly store: Store;
   readonly catalog: Catalog;
   readonly orderSaga: SagaDefinition<OrderInput, OrderOutput>;
   readonly payments: PaymentGatewayClient;
@@ -136,7 +134,7 @@ const sagaType = (deps: CommerceApiDependencies) => deps.orderSaga.name;
 
 /** Registers the commerce HTTP contract on a gateway. */
 export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDependencies): void {
-  const { runtime, store, catalog, payments } = deps;
+  const { runtime, catalog, payments } = deps;
 
   gateway.route<{ Params: { sku: string }; Body: { available: number; price: number } }>({
     method: 'PUT',
@@ -295,8 +293,9 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
     },
     handler: async (request) => {
       const { orderId } = request.params;
-      // One read transaction for the record and its journal: the two agree.
-      const found = await store.transaction(async (tx) => {
+      // The record and its journal in one unit of the runtime's group commit: the two agree,
+      // and a poll costs no transaction of its own.
+      const found = await runtime.transaction(async (tx) => {
         const record = await tx.sagas.get(orderId);
         if (record === null || record.type !== sagaType(deps)) return null;
         return { record, journal: await tx.sagas.journal(orderId) };
@@ -337,7 +336,7 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
       const { status, after } = request.query;
       const limit = request.query.limit ?? 100;
       const statuses = status === undefined ? [undefined] : sagaStatusesOf[status];
-      const page = await store.transaction(async (tx) => {
+      const page = await runtime.transaction(async (tx) => {
         const records: SagaRecord[] = [];
         for (const sagaStatus of statuses) {
           records.push(
