@@ -13,8 +13,9 @@ import {
   ValidationError,
 } from '../../src/index.ts';
 import { type CommerceApp, type CommerceAppOptions, createCommerceApp } from './app.ts';
-import { createPaymentGateway, type PaymentGateway, type PaymentGatewaySettings } from './payment-gateway.ts';
+import type { PaymentGatewaySettings } from './payment-gateway.ts';
 import { PaymentGatewayClient } from './payment-gateway-client.ts';
+import { startPaymentGatewayThread } from './payment-gateway-worker.ts';
 
 export interface CommerceServerOptions {
   /** Where the SQLite file (`meridian.db`) and the payment ledger (`payments.jsonl`) live; created when missing. */
@@ -41,7 +42,8 @@ export interface CommerceServer {
   /** The simulated payment gateway's base URL. */
   readonly paymentUrl: string;
   readonly app: CommerceApp;
-  readonly paymentGateway: PaymentGateway;
+  /** A client of the payment gateway (its settings, its ledger of charges). */
+  readonly payments: PaymentGatewayClient;
   readonly database: SqliteDatabase;
   /** Orders that were in flight when the server started, and that it resumed. */
   readonly resumedOrders: number;
@@ -51,8 +53,8 @@ export interface CommerceServer {
 
 /**
  * The commerce system on the embedded shape: one SQLite file holds the log and the store, the
- * simulated payment gateway runs in the same process on its own port with its ledger beside the
- * database, and the app serves the HTTP contract. Starting again on the same directory resumes
+ * simulated payment gateway runs in the same process on its own thread and port with its ledger
+ * beside the database, and the app serves the HTTP contract. Starting again on the same directory resumes
  * every order that was in flight, whether the last run drained or was killed.
  */
 export async function startCommerceServer(options: CommerceServerOptions): Promise<CommerceServer> {
@@ -80,19 +82,18 @@ export async function startCommerceServer(options: CommerceServerOptions): Promi
     const log = new SqliteLog(database, { clock, timers, random });
     cleanups.push(() => log.close());
 
-    const paymentGateway = createPaymentGateway({
+    const paymentGateway = await startPaymentGatewayThread({
       ...(options.payment === undefined ? {} : { settings: options.payment }),
       ledgerPath: join(options.dataDir, 'payments.jsonl'),
       seed: options.paymentSeed ?? 1,
       ...(options.paymentRetryAfterSeconds === undefined
         ? {}
         : { retryAfterSeconds: options.paymentRetryAfterSeconds }),
-      clock,
-      timers,
     });
     cleanups.push(() => paymentGateway.close());
-    const paymentUrl = await paymentGateway.listen({ host: '127.0.0.1' });
+    const paymentUrl = paymentGateway.url;
     const payments = new PaymentGatewayClient({ baseUrl: paymentUrl });
+    cleanups.push(() => payments.close());
 
     const app = await createCommerceApp({ ...options.app, store, log, payments });
     cleanups.push(() => app.close());
@@ -105,7 +106,7 @@ export async function startCommerceServer(options: CommerceServerOptions): Promi
       url,
       paymentUrl,
       app,
-      paymentGateway,
+      payments,
       database,
       resumedOrders,
       close() {

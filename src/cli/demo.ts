@@ -15,8 +15,8 @@ const consoleOutput: DemoOutput = {
   err: (line) => console.error(line),
 };
 
-function banner(options: DemoOptions, server: CommerceServer): string[] {
-  const settings = server.paymentGateway.settings();
+async function banner(options: DemoOptions, server: CommerceServer): Promise<string[]> {
+  const settings = await server.payments.settings();
   const local = server.url.replace('://127.0.0.1', '://localhost');
   return [
     `Commerce API listening on ${server.url}`,
@@ -94,7 +94,7 @@ export async function run(argv: string[], output: DemoOutput = consoleOutput): P
     }
     throw error;
   }
-  for (const line of banner(selected, server)) output.out(line);
+  for (const line of await banner(selected, server)) output.out(line);
 
   const traffic = selected.traffic
     ? new Traffic({ url: server.url, ordersPerSecond: selected.trafficRate, report: output.out })
