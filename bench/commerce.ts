@@ -1,0 +1,161 @@
+/**
+ * The commerce system end to end through HTTP: `npm run bench:commerce`.
+ *
+ * Starts `meridian demo --traffic off` on a fresh data directory (a child process, as a user
+ * would run it), warms it up with a short run of `meridian load` at a fifth of the rate, then
+ * runs `meridian load` (another child process) at `--rate` orders/s for `--duration` seconds and
+ * prints one line: offered, accepted and completed orders/s, latency to 202 and to a terminal
+ * status (HdrHistogram percentiles from `meridian load`, measured from each order's due time),
+ * the server's CPU time per order (Linux), and the machine's load average, since the server,
+ * the load generator and whatever else runs share the cores.
+ *
+ * Options: --rate N (default 1000), --duration S (default 10), --skus N (default 100),
+ * --poll-interval-ms N (default 25, meridian load's), --cpu-prof DIR (profile the server there).
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+const root = resolve(import.meta.dirname, '..');
+const main = join(root, 'src/cli/main.ts');
+
+function option(name: string, fallback: string): string {
+  const index = process.argv.indexOf(`--${name}`);
+  return index === -1 ? fallback : (process.argv[index + 1] ?? fallback);
+}
+
+function positive(name: string, fallback: number): number {
+  const value = Number(option(name, String(fallback)));
+  if (!Number.isFinite(value) || value <= 0) throw new RangeError(`--${name} must be a positive number`);
+  return value;
+}
+
+const rate = positive('rate', 1000);
+const duration = positive('duration', 10);
+const skus = positive('skus', 100);
+const pollIntervalMs = positive('poll-interval-ms', 25);
+const cpuProfile = option('cpu-prof', '');
+
+interface LatencySummary {
+  count: number;
+  p50Ms: number;
+  p90Ms: number;
+  p99Ms: number;
+  maxMs: number;
+}
+
+interface LoadSummary {
+  offeredPerSecond: number;
+  acceptedPerSecond: number;
+  completedPerSecond: number;
+  accepted: number;
+  confirmed: number;
+  cancelled: number;
+  unfinished: number;
+  notSentOnTime: number;
+  latencyToAccepted: LatencySummary;
+  latencyToTerminal: LatencySummary;
+  errorsByKind: Record<string, number>;
+}
+
+/** CPU time (ms) the process used so far, from /proc (Linux); undefined elsewhere. */
+function cpuMs(pid: number): number | undefined {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+  } catch {
+    return undefined;
+  }
+}
+
+async function startServer(dataDir: string): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(
+    process.execPath,
+    [
+      ...(cpuProfile === '' ? [] : ['--cpu-prof', `--cpu-prof-dir=${cpuProfile}`]),
+      main,
+      'demo',
+      '--traffic',
+      'off',
+      '--port',
+      '0',
+      '--data-dir',
+      dataDir,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, PORT: '' } },
+  );
+  let output = '';
+  const url = await new Promise<string>((done, fail) => {
+    child.stdout!.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
+      const match = /Commerce API listening on (http:\/\/\S+)/.exec(output);
+      if (match !== null) done(match[1]!);
+    });
+    child.once('exit', (code) =>
+      fail(new Error(`meridian demo exited (${code}) before listening:\n${output}`)),
+    );
+  });
+  child.stdout!.resume();
+  return { child, url };
+}
+
+function runLoad(url: string, loadRate: number, seconds: number, skipSetup: boolean): Promise<LoadSummary> {
+  const args = [
+    main,
+    'load',
+    '--url',
+    url,
+    '--rate',
+    String(loadRate),
+    '--duration',
+    String(seconds),
+    '--skus',
+    String(skus),
+    '--poll-interval-ms',
+    String(pollIntervalMs),
+    '--json',
+    ...(skipSetup ? ['--skip-setup'] : []),
+  ];
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'ignore'] });
+  let output = '';
+  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  return new Promise((done, fail) =>
+    child.once('exit', (code) => {
+      if (code !== 0) return fail(new Error(`meridian load exited with ${code}`));
+      done(JSON.parse(output.trim().split('\n').pop()!) as LoadSummary);
+    }),
+  );
+}
+
+const ms = (value: number) => `${value.toFixed(value < 10 ? 1 : 0)} ms`;
+
+const dataDir = mkdtempSync(join(tmpdir(), 'meridian-bench-commerce-'));
+const { child, url } = await startServer(dataDir);
+try {
+  // Warm-up: JIT, keep-alive connections, SQLite pages. Not counted.
+  await runLoad(url, Math.max(1, Math.round(rate / 5)), 3, false);
+  const load = loadavg()[0]!;
+  const cpuBefore = cpuMs(child.pid!);
+  const summary = await runLoad(url, rate, duration, true);
+  const cpuAfter = cpuMs(child.pid!);
+  const cpuPerOrder =
+    cpuBefore === undefined || cpuAfter === undefined || summary.accepted === 0
+      ? 'n/a'
+      : `${((cpuAfter - cpuBefore) / summary.accepted).toFixed(2)} ms`;
+  const errors = Object.entries(summary.errorsByKind);
+  console.log(
+    [
+      `commerce over HTTP (embedded SQLite): offered ${summary.offeredPerSecond}/s for ${duration} s`,
+      `accepted ${summary.acceptedPerSecond}/s, completed ${summary.completedPerSecond}/s (${summary.confirmed} confirmed, ${summary.cancelled} cancelled, ${summary.unfinished} unfinished, ${summary.notSentOnTime} not sent on time)`,
+      `to 202 p50 ${ms(summary.latencyToAccepted.p50Ms)} p99 ${ms(summary.latencyToAccepted.p99Ms)}`,
+      `to terminal p50 ${ms(summary.latencyToTerminal.p50Ms)} p90 ${ms(summary.latencyToTerminal.p90Ms)} p99 ${ms(summary.latencyToTerminal.p99Ms)} max ${ms(summary.latencyToTerminal.maxMs)}`,
+      `server CPU ${cpuPerOrder}/order`,
+      `load average ${load.toFixed(1)} at start${errors.length === 0 ? '' : `; errors ${errors.map(([kind, count]) => `${kind} ${count}`).join(', ')}`}`,
+    ].join('; '),
+  );
+} finally {
+  child.kill('SIGTERM');
+  await new Promise((done) => child.once('exit', done));
+  rmSync(dataDir, { recursive: true, force: true });
+}
