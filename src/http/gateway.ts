@@ -12,8 +12,17 @@ import Fastify, {
 } from 'fastify';
 import type { Registry } from 'prom-client';
 import { ConflictError, isMeridianError, ValidationError } from '../errors.ts';
+import type { LoadShedderPolicy, Permit } from '../resilience/index.ts';
 import type { IdempotencyReservation, IdempotencyStore, Store } from '../store/types.ts';
 import { type Clock, systemClock, systemTimers, type TimerHandle, type Timers } from '../time.ts';
+import {
+  admitOrShed,
+  type CheckedRateLimit,
+  checkRateLimit,
+  clientOf,
+  enforceRateLimit,
+  type RouteRateLimit,
+} from './admission.ts';
 import {
   IDEMPOTENCY_KEY_HEADER,
   IDEMPOTENT_REPLAYED_HEADER,
@@ -26,6 +35,7 @@ import {
 } from './idempotency.ts';
 import { HttpMetrics, type IdempotencyOutcome } from './metrics.ts';
 import { integerOption } from './options.ts';
+import { type ExposablePolicy, PolicyExposure } from './policy-exposure.ts';
 import {
   HttpProblem,
   PROBLEM_CONTENT_TYPE,
@@ -73,6 +83,21 @@ export interface GatewayOptions {
    * well as per route, so two clients can never replay each other's responses.
    */
   clientIdentity?: (request: FastifyRequest) => string | undefined;
+  /**
+   * A header naming the client (`x-client-id`), for per-client rate limits when no
+   * `clientIdentity` is given or it returns undefined; without either, the remote address is used.
+   */
+  clientIdHeader?: string;
+  /**
+   * A rate limit every application route applies (not `/healthz`, `/readyz`, `/metrics`,
+   * `/policies`), before a route's own limit. Refused requests get 429 with Retry-After.
+   */
+  rateLimit?: RouteRateLimit;
+  /**
+   * A load shedder every application route takes a permit from before any work starts (a route's
+   * own `loadShedder` replaces it). Requests beyond its limit get 503 with Retry-After.
+   */
+  loadShedder?: LoadShedderPolicy;
   /** Prefix of the `type` URI of Meridian's own problem types. @default 'urn:meridian:problem:' */
   problemTypeBase?: string;
   /** Prefix of every metric name. @default 'meridian_' */
@@ -115,6 +140,13 @@ export interface GatewayRoute<G extends RouteGenericInterface = RouteGenericInte
   idempotencyLeaseMs?: number;
   /** This route's body limit (bytes), within the gateway's bounds. */
   bodyLimitBytes?: number;
+  /** This route's own rate limit, applied after the gateway's. 429 with Retry-After when refused. */
+  rateLimit?: RouteRateLimit;
+  /**
+   * This route's load shedder, instead of the gateway's; `false` exempts the route from the
+   * gateway's. 503 with Retry-After when its limit is reached.
+   */
+  loadShedder?: LoadShedderPolicy | false;
   handler: GatewayHandler<G>;
 }
 
@@ -134,6 +166,11 @@ export interface Gateway {
   route<G extends RouteGenericInterface = RouteGenericInterface>(route: GatewayRoute<G>): void;
   /** Adds a check to `/readyz` (store open, processors running, ...). */
   addReadinessCheck(name: string, check: ReadinessCheck): void;
+  /**
+   * Shows policies (circuit breakers, bulkheads, load shedders: anything with `snapshot()`) at
+   * `GET /policies` and as gauges on `/metrics`. May be called at any time.
+   */
+  exposePolicies(policies: Record<string, ExposablePolicy>): void;
   /** Runs the readiness checks, as `/readyz` does. */
   readiness(): Promise<ReadinessReport>;
   /** Deletes expired Idempotency-Keys now; the gateway also does it every sweep interval while listening. */
@@ -163,6 +200,8 @@ interface RequestState {
   startedMs: number;
   rawBody?: Buffer;
   idempotency?: IdempotencyState;
+  /** The load-shedder slot this request holds until its response is finished. */
+  permit?: Permit;
 }
 
 const requestStates = new WeakMap<FastifyRequest, RequestState>();
@@ -240,6 +279,10 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
   });
   const readinessChecks = new ReadinessChecks({ clock, timers, checkTimeoutMs });
   const matcher = new RouteMatcher();
+  const policyExposure = new PolicyExposure(httpMetrics.registry, options.metricsPrefix ?? 'meridian_');
+  const gatewayRateLimit = checkRateLimit('rateLimit', options.rateLimit);
+  const clientIdHeader = options.clientIdHeader?.toLowerCase();
+  let operationsRoutes = true;
   let closing = false;
   let sweepTimer: TimerHandle | undefined;
 
@@ -271,6 +314,7 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
   server.addHook('onResponse', async (request, reply) => {
     const state = requestStates.get(request);
     if (state === undefined) return;
+    releasePermit(state, reply.statusCode);
     const route = request.routeOptions.url ?? UNMATCHED_ROUTE;
     httpMetrics.observeRequest(
       request.method,
@@ -284,6 +328,12 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
       idempotency.finished = true;
       await releaseKey(request, idempotency);
     }
+  });
+
+  // A client that hung up before its answer still gives its load-shedder slot back.
+  server.addHook('onRequestAbort', async (request) => {
+    const state = requestStates.get(request);
+    if (state !== undefined) releasePermit(state, 0);
   });
 
   const sendProblem = (request: FastifyRequest, reply: FastifyReply, problem: HttpProblem) => {
@@ -340,6 +390,14 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
     }
   }
 
+  function releasePermit(state: RequestState, status: number): void {
+    const permit = state.permit;
+    if (permit === undefined) return;
+    state.permit = undefined;
+    // A 503 or 504 means the work behind the route is overloaded: the limit should shrink.
+    permit.release(status === 503 || status === 504 ? 'dropped' : status === 0 ? 'ignored' : 'success');
+  }
+
   function addRoute<G extends RouteGenericInterface>(route: GatewayRoute<G>): void {
     const method = String(route.method).toUpperCase();
     if (!ROUTE_METHODS.has(method)) {
@@ -380,6 +438,37 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
       bodyLimit: routeBodyLimit,
       handler: route.handler as unknown as RouteHandlerMethod,
     };
+
+    const rateLimits = (
+      operationsRoutes ? [] : [gatewayRateLimit, checkRateLimit('rateLimit', route.rateLimit)]
+    ).filter((limit): limit is CheckedRateLimit => limit !== undefined);
+    const shedder = operationsRoutes
+      ? undefined
+      : route.loadShedder === false
+        ? undefined
+        : (route.loadShedder ?? options.loadShedder);
+    if (shedder !== undefined && typeof shedder.tryAcquire !== 'function') {
+      throw new ValidationError(`'loadShedder' of ${method} ${route.url} must be a load shedder`);
+    }
+    if (rateLimits.length > 0 || shedder !== undefined) {
+      const admissionScope = `${method} ${route.url}`;
+      response['429'] ??= problemSchema;
+      response['503'] ??= problemSchema;
+      // The first hook of the route: nothing is parsed, validated, reserved or run before it.
+      // Limits come first, so a client over its limit never takes a shedder slot.
+      routeOptions.onRequest = async (request) => {
+        if (rateLimits.length > 0) {
+          const client = clientOf(request, options.clientIdentity, clientIdHeader);
+          for (const limit of rateLimits) await enforceRateLimit(limit, admissionScope, client, typeBase);
+        }
+        if (shedder !== undefined) {
+          const state = requestStates.get(request);
+          const permit = admitOrShed(shedder, admissionScope, typeBase);
+          if (state === undefined) permit.release('ignored');
+          else state.permit = permit;
+        }
+      };
+    }
 
     if (idempotent) {
       if (!IDEMPOTENT_METHODS.has(method)) {
@@ -586,10 +675,21 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
 
   addRoute({
     method: 'GET',
+    url: '/policies',
+    schema: {
+      summary: 'Snapshots of the exposed resilience policies (breaker states, ...)',
+      tags: ['operations'],
+    },
+    handler: async () => ({ policies: policyExposure.snapshots() }),
+  });
+
+  addRoute({
+    method: 'GET',
     url: '/openapi.json',
     schema: { hide: true },
     handler: async () => server.swagger(),
   });
+  operationsRoutes = false;
 
   function scheduleSweep(): void {
     if (idempotencyStore === undefined || closing) return;
@@ -609,6 +709,7 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
     server,
     metrics: httpMetrics.registry,
     route: addRoute,
+    exposePolicies: (policies) => policyExposure.add(policies),
     addReadinessCheck: (name, check) => readinessChecks.add(name, check),
     readiness: () => readinessChecks.run(),
     sweepIdempotencyKeys: sweepKeys,

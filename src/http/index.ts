@@ -1,4 +1,5 @@
 // The HTTP gateway's public surface.
+export type { RouteRateLimit } from './admission.ts';
 export type {
   Gateway,
   GatewayHandler,
@@ -19,6 +20,7 @@ export {
 } from './idempotency.ts';
 export { MemoryIdempotencyStore } from './memory-idempotency-store.ts';
 export type { IdempotencyOutcome } from './metrics.ts';
+export type { ExposablePolicy } from './policy-exposure.ts';
 export type { HttpProblemInit, InvalidField, ProblemDetails, RequestPart } from './problem.ts';
 export {
   HttpProblem,

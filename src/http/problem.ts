@@ -44,7 +44,9 @@ export type GatewayProblemType =
   | 'idempotency-key-reused'
   | 'idempotency-request-in-flight'
   | 'unprocessable'
-  | 'conflict';
+  | 'conflict'
+  | 'rate-limited'
+  | 'load-shed';
 
 export interface HttpProblemInit {
   status: number;
