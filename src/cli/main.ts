@@ -10,6 +10,10 @@ interface Command {
 
 const commands: Record<string, Command> = {
   demo: { summary: 'Run the demo on the embedded shape (npm start)', load: () => import('./demo.ts') },
+  banking: {
+    summary: 'Run the banking case study gateway (--policies on|off)',
+    load: () => import('./banking.ts'),
+  },
   load: {
     summary: 'Offer orders to a running commerce gateway at a fixed rate',
     load: () => import('./load.ts'),
