@@ -67,7 +67,6 @@ export class SqliteDatabase {
   /** Held from a write's start to its end; handed straight to the next queued write. */
   #locked = false;
   #queue: Array<() => void> = [];
-  #savepointSequence = 0;
   #afterCommit: Array<() => void> = [];
   #closed = false;
 
@@ -297,25 +296,27 @@ export class SqliteDatabase {
    * after another: two siblings started concurrently (Promise.all of writes inside one write)
    * would release or roll back each other's savepoints, so that is refused.
    */
-  #enterSavepoint(current: WriteContext): { child: WriteContext; name: string; callbacksBefore: number } {
+  #enterSavepoint(current: WriteContext): { child: WriteContext; callbacksBefore: number } {
     assert(
       current.owner.innermost === current,
       'nested writes inside one write must run one after another, not concurrently (no Promise.all of writes)',
     );
     const child: WriteContext = { owner: current.owner, parent: current };
     current.owner.innermost = child;
-    const name = `sp${++this.#savepointSequence}`;
-    this.#writer.exec(`SAVEPOINT ${name}`);
-    return { child, name, callbacksBefore: this.#afterCommit.length };
+    // Savepoints nest strictly (enforced above), so one name serves them all: SQLite releases or
+    // rolls back the innermost savepoint of that name. A fixed name lets the statements be
+    // prepared once instead of parsed on every savepoint.
+    this.#writerStatement('SAVEPOINT meridian_savepoint').run();
+    return { child, callbacksBefore: this.#afterCommit.length };
   }
 
-  #leaveSavepoint(current: WriteContext, name: string, callbacksBefore: number, failed: boolean): void {
+  #leaveSavepoint(current: WriteContext, callbacksBefore: number, failed: boolean): void {
     current.owner.innermost = current;
     if (failed) {
-      this.#writer.exec(`ROLLBACK TO ${name}`);
+      this.#writerStatement('ROLLBACK TO meridian_savepoint').run();
       this.#afterCommit.length = callbacksBefore;
     }
-    this.#writer.exec(`RELEASE ${name}`);
+    this.#writerStatement('RELEASE meridian_savepoint').run();
   }
 
   #rollback(): void {
@@ -324,29 +325,29 @@ export class SqliteDatabase {
   }
 
   async #savepoint<T>(current: WriteContext, fn: () => T | Promise<T>): Promise<T> {
-    const { child, name, callbacksBefore } = this.#enterSavepoint(current);
+    const { child, callbacksBefore } = this.#enterSavepoint(current);
     let result: T;
     try {
       result = await this.#context.run(child, fn);
     } catch (error) {
-      this.#leaveSavepoint(current, name, callbacksBefore, true);
+      this.#leaveSavepoint(current, callbacksBefore, true);
       throw error;
     }
-    this.#leaveSavepoint(current, name, callbacksBefore, false);
+    this.#leaveSavepoint(current, callbacksBefore, false);
     return result;
   }
 
   #savepointSync<T>(current: WriteContext, fn: () => T): T {
-    const { child, name, callbacksBefore } = this.#enterSavepoint(current);
+    const { child, callbacksBefore } = this.#enterSavepoint(current);
     let result: T;
     try {
       result = this.#context.run(child, fn);
       assert(!(result instanceof Promise), 'writeSync callbacks must be synchronous; use write()');
     } catch (error) {
-      this.#leaveSavepoint(current, name, callbacksBefore, true);
+      this.#leaveSavepoint(current, callbacksBefore, true);
       throw error;
     }
-    this.#leaveSavepoint(current, name, callbacksBefore, false);
+    this.#leaveSavepoint(current, callbacksBefore, false);
     return result;
   }
 
@@ -363,6 +364,15 @@ export class SqliteDatabase {
     // The lock passes straight to the next waiter, so no newcomer can slip in between.
     if (next === undefined) this.#locked = false;
     else next();
+  }
+
+  #writerStatement(sql: string): StatementSync {
+    let statement = this.#writerStatements.get(sql);
+    if (statement === undefined) {
+      statement = this.#writer.prepare(sql);
+      this.#writerStatements.set(sql, statement);
+    }
+    return statement;
   }
 
   #assertOpen(): void {
