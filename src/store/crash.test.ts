@@ -16,7 +16,8 @@ import { testSchemas } from './postgres/test-schema.ts';
  */
 
 const childScript = fileURLToPath(new URL('./crash-child.ts', import.meta.url));
-const seed = 0x5eed;
+// MERIDIAN_CRASH_SEED picks the kill moments (CI runs several seeds).
+const seed = Number(process.env.MERIDIAN_CRASH_SEED ?? 0x5eed);
 const rounds = 4;
 const startBalance = 1000;
 
