@@ -18,10 +18,7 @@ export {
 export * from './http/index.ts';
 export * from './log/index.ts';
 export * from './resilience/index.ts';
-export { exponentialBackoff, type Jitter, type RetryOptions } from './resilience/index.ts';
 export * from './runtime/index.ts';
 export * from './store/index.ts';
-// Names two layers both export, resolved to one owner until the duplicates are merged.
-export { SchemaMismatchError } from './store/index.ts';
 export type { Clock, Random, TimerHandle, Timers } from './time.ts';
 export { ManualClock, seededRandom, systemClock, systemRandom, systemTimers } from './time.ts';
