@@ -122,6 +122,52 @@ describe('commerce invariants', () => {
     const refunds = (await (await fetch(`${open.server.paymentUrl}/refunds`)).json()) as unknown[];
     expect(refunds.length).toBe(report.refunded);
   });
+  it("refunds charges that land after every attempt timed out, by settling them with the charge's own key", async () => {
+    // The gateway answers after 400 ms, the app gives up on a call after 150 ms: every charge
+    // attempt times out, and the gateway records the charge later anyway. A lookup right after
+    // the failure finds nothing; only the key can settle it.
+    shop = await openTestCommerce({
+      payment: { latencyMs: 400 },
+      app: {
+        orders: {
+          chargeRetry: { maxAttempts: 2, initialDelayMs: 1, maxDelayMs: 5 },
+          paymentCallTimeoutMs: 150,
+        },
+      },
+    });
+    const open = shop;
+    await open.request('PUT', '/inventory/slow', { available: 100, price: 3 });
+    const placed = await Promise.all(
+      Array.from({ length: 8 }, (_, index) =>
+        open.request(
+          'POST',
+          '/orders',
+          { customerId: `c${index}`, items: [{ sku: 'slow', qty: 1 }] },
+          { 'idempotency-key': `slow-${index}` },
+        ),
+      ),
+    );
+    const orderIds: string[] = placed.map((response) => response.body.orderId);
+    // Bounded wait until every charge step gave up, then heal the gateway so the settling can end.
+    for (const orderId of orderIds) {
+      for (let polls = 0; polls < 200; polls++) {
+        const order = await open.request('GET', `/orders/${orderId}`);
+        if (order.body.history.some((entry: { event: string }) => entry.event === 'payment failed')) break;
+        await new Promise((resolve) => setTimeout(resolve, 25));
+      }
+    }
+    await open.request('PUT', '/payments/settings', { latencyMs: 0 });
+    await open.settle(orderIds);
+
+    const snapshot = await collectAudit(open.url, ['slow']);
+    const report = auditCommerce({ ...snapshot, initialStock: { slow: 100 } });
+    expect(report.violations).toEqual([]);
+    expect(report).toMatchObject({ confirmed: 0, cancelled: 8, charges: 8, refunded: 8 });
+    const order = await open.request('GET', `/orders/${orderIds[0]}`);
+    expect(order.body.payment.status).toBe('refunded');
+    // Settled by the key (or found by a later lookup, once the late charge had landed), then refunded.
+    expect(order.body.history.map((entry: { event: string }) => entry.event)).toContain('payment refunded');
+  });
 });
 
 describe('the invariant checker', () => {

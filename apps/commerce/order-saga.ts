@@ -23,9 +23,11 @@ export interface OrderOutput {
   readonly total: number;
 }
 
-/** What the `charge-lookup` step found: the charge a failed charge step may still have made. */
+/** What the `charge-lookup` step settled: the charge a failed charge step may still have made. */
 export interface ChargeLookup {
   readonly chargeId: string | null;
+  /** `lookup`: the gateway's records said; `resend`: an attempt's outcome was unknown, so the charge's key was sent again. */
+  readonly resolvedBy: 'lookup' | 'resend';
 }
 
 /** How a saga step retries (the runtime's backoff: exponential, full jitter, Retry-After honoured). */
@@ -69,9 +71,11 @@ export const orderSteps = {
  * refund the charge, release each reservation, cancel the order (whose event tells the
  * customer). Confirmation is told to the customer by the notification subscription.
  *
- * A charge step that gave up does not prove that nothing was charged: its last response may
- * have been lost after the gateway recorded the charge. The saga then looks the charge up, and
- * a charge it finds is refunded by that lookup step's compensation.
+ * A charge step that gave up does not prove that nothing was charged: a response may have been
+ * lost after the gateway recorded the charge, or a timed-out request may still be processed.
+ * The saga then settles it (`charge-lookup`): the gateway's records, and when an attempt's
+ * outcome is unknown the charge's own key sent again; a charge found is refunded by that step's
+ * compensation.
  */
 export function orderSaga(
   payments: PaymentGatewayClient,
@@ -118,15 +122,27 @@ export function orderSaga(
         }
       }
 
+      // What this run saw of the charge attempts: only attempts that were answered (even with a
+      // 503) prove that the gateway did not take the charge; a timeout or a dropped connection
+      // proves nothing, since the request may still be processed after the caller gave up.
+      let chargeAttempts = 0;
+      let outcomeUnknown = false;
       let charge: ChargeResult;
       try {
         charge = await ctx.step(
           orderSteps.charge,
-          (step) =>
-            payments.charge(
-              { orderId, amount: input.total, idempotencyKey: step.idempotencyKey },
-              { signal: step.signal, timeoutMs: callTimeoutMs },
-            ),
+          async (step) => {
+            chargeAttempts += 1;
+            try {
+              return await payments.charge(
+                { orderId, amount: input.total, idempotencyKey: step.idempotencyKey },
+                { signal: step.signal, timeoutMs: callTimeoutMs },
+              );
+            } catch (error) {
+              if (!wasAnswered(error)) outcomeUnknown = true;
+              throw error;
+            }
+          },
           {
             retry: chargeRetry,
             ...(chargeTimeoutMs === undefined ? {} : { timeoutMs: chargeTimeoutMs }),
@@ -135,14 +151,29 @@ export function orderSaga(
           },
         );
       } catch (error) {
-        // The charge gave up, but its outcome may be unknown (a lost response, a timeout): look
-        // it up, so that a charge the gateway did record is refunded with the other compensations.
+        // The charge gave up, but it may have happened (a lost response, a timeout). Settle that
+        // before cancelling, so that a charge the gateway took is refunded with the other
+        // compensations (this step's own).
         await ctx.step<ChargeLookup>(
           orderSteps.chargeLookup,
           async (step) => {
-            const found = await payments.charges(orderId, { signal: step.signal, timeoutMs: callTimeoutMs });
+            const call = { signal: step.signal, timeoutMs: callTimeoutMs };
+            const found = await payments.charges(orderId, call);
             const live = found.find((candidate) => candidate.status === 'charged');
-            return { chargeId: live?.chargeId ?? null };
+            if (live !== undefined) return { chargeId: live.chargeId, resolvedBy: 'lookup' };
+            // Every attempt answered "not done" (and this run saw them all): nothing was charged.
+            if (found.length > 0 || (chargeAttempts > 0 && !outcomeUnknown)) {
+              return { chargeId: null, resolvedBy: 'lookup' };
+            }
+            // An attempt may still land at the gateway (or a restart hid what the attempts saw).
+            // A lookup cannot rule that out; the charge's own key can: the gateway answers with
+            // the charge that key made, or makes it now, and any late attempt replays it. Either
+            // way it is refunded, and no charge is left behind the order's back.
+            const settled = await payments.charge(
+              { orderId, amount: input.total, idempotencyKey: `${orderId}/${orderSteps.charge}` },
+              call,
+            );
+            return { chargeId: settled.chargeId, resolvedBy: 'resend' };
           },
           {
             // Without an answer the saga cannot know whether to refund: keep asking (about an hour).
@@ -180,6 +211,11 @@ async function refund(
   timeoutMs: number,
 ): Promise<void> {
   await payments.refund({ chargeId, idempotencyKey }, { signal, timeoutMs });
+}
+
+/** True when the gateway answered the call (any status): it then says what it did. */
+function wasAnswered(error: unknown): boolean {
+  return isMeridianError(error) && typeof error.details?.status === 'number';
 }
 
 /** " after 4 attempts" for a step that gave up after retrying. */

@@ -147,11 +147,10 @@ function historyOf(journal: readonly JournalEntry[]): HistoryEntry[] {
       case `step ${orderSteps.chargeLookup}`: {
         const lookup = entry.result as unknown as ChargeLookup | null;
         lookupFound = lookup?.chargeId != null;
-        add(
-          entry,
-          lookupFound ? 'charge found despite the failure' : 'no charge made',
-          lookup?.chargeId ?? undefined,
-        );
+        if (lookup === null || lookup.chargeId === null) add(entry, 'no charge made');
+        else if (lookup.resolvedBy === 'resend') {
+          add(entry, 'charge settled by re-sending its key (an attempt timed out)', lookup.chargeId);
+        } else add(entry, 'charge found despite the failure', lookup.chargeId);
         break;
       }
       case 'step Inventory.commit': {

@@ -20,7 +20,7 @@ async function banner(options: DemoOptions, server: CommerceServer): Promise<str
   const local = server.url.replace('://127.0.0.1', '://localhost');
   return [
     `Commerce API listening on ${server.url}`,
-    `  data directory   ${resolve(options.dataDir)}${server.resumedOrders > 0 ? ` (resumed ${server.resumedOrders} orders in flight)` : ''}`,
+    `  data directory   ${resolve(options.dataDir)}${server.resumedOrders > 0 ? ` (resumed ${server.resumedOrders} order${server.resumedOrders === 1 ? '' : 's'} in flight)` : ''}`,
     `  OpenAPI          ${server.url}/openapi.json    probes /healthz /readyz, metrics /metrics`,
     `  payment gateway  ${server.paymentUrl}  (failure rate ${settings.failureRate}, latency ${settings.latencyMs} ms, timeout rate ${settings.timeoutRate}, lost responses ${settings.lostResponseRate})`,
     `  traffic          ${options.traffic ? `${options.trafficRate} orders/s (--traffic off to disable)` : 'off'}`,
@@ -72,6 +72,9 @@ export async function run(argv: string[], output: DemoOutput = consoleOutput): P
         lostResponseRate: selected.paymentLostResponseRate,
       },
       app: {
+        // Room for the configured latency: a call timing out on every attempt only ends in a
+        // refund. (Latency raised later with PUT /payments/settings can still outrun it.)
+        orders: { paymentCallTimeoutMs: Math.max(2000, selected.paymentLatencyMs + 1000) },
         runtime: {
           onProblem: (problem) =>
             output.err(
