@@ -1,5 +1,6 @@
 import { ValidationError } from '../errors.ts';
 import type { LogRecord } from '../log/types.ts';
+import type { Policy } from '../resilience/index.ts';
 import type { Json } from '../store/types.ts';
 import { toJson } from './codec.ts';
 import { integerOption, requireRuntimeName } from './options.ts';
@@ -180,6 +181,14 @@ export interface StepOptions<T> {
    * @default no deadline
    */
   timeoutMs?: number;
+  /**
+   * A resilience policy every attempt runs under: a circuit breaker, bulkhead, timeout, rate
+   * limit or hedge around the outside call (src/resilience). The step's `retry` still decides,
+   * durably, whether a failed attempt runs again; a policy refusal (an open circuit, a full
+   * bulkhead) is a failed attempt like any other. The attempt's `signal` is the policy's, so a
+   * policy timeout aborts the call. @default none
+   */
+  policy?: Policy<T>;
 }
 
 /** An entity command that undoes a `ctx.send`, run exactly once like the send itself. */

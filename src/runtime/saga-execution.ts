@@ -7,6 +7,7 @@ import {
   isTerminalError,
   ValidationError,
 } from '../errors.ts';
+import type { Policy } from '../resilience/index.ts';
 import type { JournalEntry, JournalEntryKind, Json, SagaRecord, SagaStatus } from '../store/types.ts';
 import type { Clock, Random, Timers } from '../time.ts';
 import { encodeJson, toJson, truncateMessage } from './codec.ts';
@@ -424,7 +425,9 @@ export class SagaExecution {
       attempt++;
       let value: Json;
       try {
-        const raw = await this.#attempt(name, `${this.id}/${name}`, attempt, deadlineAt, (ctx) => fn(ctx));
+        const raw = await this.#attempt(name, `${this.id}/${name}`, attempt, deadlineAt, (ctx) =>
+          underPolicy(fn, ctx, options.policy),
+        );
         value = toJson(`The result of step '${name}'`, raw);
       } catch (error) {
         if (this.#host.stopping.aborted) return this.#park();
@@ -855,4 +858,21 @@ export class SagaExecution {
     this.#cursor = this.#journal.length;
     return undefined;
   }
+}
+
+/**
+ * Runs one attempt of a step under its policy. The step sees the policy's signal, which follows
+ * the attempt's own (deadline, drain) and also fires when the policy gives up on the call.
+ */
+function underPolicy<T>(
+  fn: (ctx: StepContext) => Promise<T> | T,
+  ctx: StepContext,
+  policy: Policy<T> | undefined,
+): Promise<T> | T {
+  if (policy === undefined) return fn(ctx);
+  return policy.execute((policyContext) => {
+    // Keep ctx's lazily made fields (traceparent) and replace only the signal.
+    const stepContext: StepContext = Object.create(ctx, { signal: { get: () => policyContext.signal } });
+    return fn(stepContext);
+  }, ctx.signal);
 }
