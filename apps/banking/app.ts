@@ -97,7 +97,8 @@ export async function createBankingApp(options: BankingOptions): Promise<Banking
     breaker = circuitBreaker({
       name: 'auth',
       mode: 'time-window',
-      windowMs: 10_000,
+      // A short window: healthy calls from minutes ago must not delay opening once auth degrades.
+      windowMs: 2000,
       minimumCalls: 10,
       failureRateThreshold: 0.5,
       // Calls at half the budget already mean auth is in trouble: open before timeouts pile up.
