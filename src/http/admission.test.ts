@@ -1,6 +1,15 @@
 // Rate limits, load shedding and policy exposure on gateway routes: refusals come before any work.
+import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
-import { aimdLimit, bulkhead, circuitBreaker, loadShedder, tokenBucket } from '../resilience/index.ts';
+import {
+  aimdLimit,
+  bulkhead,
+  circuitBreaker,
+  loadShedder,
+  redisRateLimiter,
+  tokenBucket,
+} from '../resilience/index.ts';
 import { ManualClock } from '../time.ts';
 import { createGateway, type Gateway, type GatewayOptions } from './gateway.ts';
 import { MemoryIdempotencyStore } from './memory-idempotency-store.ts';
@@ -107,6 +116,48 @@ describe('gateway rate limits', () => {
     const retried = await post('k2');
     expect(retried.statusCode).toBe(201);
     expect(retried.json()).toEqual({ n: 2 });
+  });
+});
+
+// Needs a real Redis (MERIDIAN_TEST_REDIS_URL): the point is one client's limit shared by two
+// gateway instances, as two nodes behind a load balancer would share it.
+describe.skipIf(!process.env.MERIDIAN_TEST_REDIS_URL)('gateway rate limits shared through Redis', () => {
+  it('refuses a client on the second gateway once it used its burst on the first', async () => {
+    const redis = new Redis(process.env.MERIDIAN_TEST_REDIS_URL ?? '');
+    try {
+      const keyPrefix = `meridian-test:${randomUUID()}:`;
+      const nodes: Gateway[] = [];
+      for (let i = 0; i < 2; i++) {
+        const node = await gateway({ clientIdHeader: 'x-client-id' });
+        node.route({
+          method: 'GET',
+          url: '/balance',
+          // A slow refill, so the test's own duration cannot give a token back.
+          rateLimit: {
+            limiter: redisRateLimiter({
+              redis,
+              ratePerSecond: 0.01,
+              burst: 2,
+              onRedisError: 'fail-closed',
+              keyPrefix,
+            }),
+          },
+          handler: async () => ({ node: i }),
+        });
+        await node.ready();
+        nodes.push(node);
+      }
+      const as = (node: Gateway, client: string) =>
+        node.server.inject({ url: '/balance', headers: { 'x-client-id': client } });
+      expect((await as(nodes[0]!, 'alice')).statusCode).toBe(200);
+      expect((await as(nodes[1]!, 'alice')).statusCode).toBe(200);
+      const refused = await as(nodes[0]!, 'alice');
+      expect(refused.statusCode).toBe(429);
+      expect(Number(refused.headers['retry-after'])).toBeGreaterThanOrEqual(99);
+      expect((await as(nodes[1]!, 'bob')).statusCode).toBe(200);
+    } finally {
+      redis.disconnect();
+    }
   });
 });
 
