@@ -2,6 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
+import { RetryableError } from '../errors.ts';
 import {
   aimdLimit,
   bulkhead,
@@ -195,6 +196,49 @@ describe('gateway load shedding', () => {
     while (started < 3) await new Promise((resolve) => setImmediate(resolve));
     releases[2]!();
     expect((await third).statusCode).toBe(200);
+  });
+
+  it('counts a 503 answer as a drop, which shrinks the adaptive limit', async () => {
+    const shedder = loadShedder({ limit: aimdLimit({ initialLimit: 10, minLimit: 1, maxLimit: 10 }) });
+    const g = await gateway({ loadShedder: shedder });
+    g.route({
+      method: 'GET',
+      url: '/busy',
+      handler: async () => {
+        throw new RetryableError('downstream busy');
+      },
+    });
+    await g.ready();
+    expect((await g.server.inject({ url: '/busy' })).statusCode).toBe(503);
+    expect(shedder.snapshot()).toEqual({ limit: 9, inFlight: 0 });
+  });
+
+  it('gives the slot back when the client hangs up before its answer', async () => {
+    const shedder = loadShedder({ limit: aimdLimit({ initialLimit: 1, minLimit: 1, maxLimit: 1 }) });
+    const g = await gateway({ loadShedder: shedder });
+    let started!: () => void;
+    const handlerStarted = new Promise<void>((resolve) => {
+      started = resolve;
+    });
+    g.route({
+      method: 'GET',
+      url: '/hang',
+      handler: () => {
+        started();
+        return new Promise(() => {});
+      },
+    });
+    const url = await g.listen();
+    const controller = new AbortController();
+    const request = fetch(`${url}/hang`, { signal: controller.signal }).catch(() => undefined);
+    await handlerStarted;
+    expect(shedder.inFlight).toBe(1);
+    controller.abort();
+    await request;
+    for (let turn = 0; turn < 10_000 && shedder.inFlight > 0; turn++) {
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    expect(shedder.inFlight).toBe(0);
   });
 
   it('lets a route opt out of the gateway shedder', async () => {
