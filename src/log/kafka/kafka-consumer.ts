@@ -2,7 +2,8 @@ import type { Consumer as ClientConsumer, ConsumerGroupJoinPayload, fetchV17 } f
 import { assert } from '../../assert.ts';
 import { ClosedError, ConflictError, ValidationError } from '../../errors.ts';
 import type { TimerHandle } from '../../time.ts';
-import type { Consumer, LogRecord, OffsetCommit, PollOptions, TopicPartition } from '../types.ts';
+import { commitsFor, partitionKey } from '../consumer-commits.ts';
+import type { Consumer, LogRecord, PollOptions, TopicPartition } from '../types.ts';
 import { type NormalizedConsumerOptions, normalizePollTimeoutMs, validateOffset } from '../validation.ts';
 import { hasBrokerError, translateKafkaError } from './kafka-errors.ts';
 import type { NormalizedKafkaLogOptions } from './options.ts';
@@ -32,11 +33,6 @@ interface Requested {
   topic: string;
   partition: number;
   offset: number;
-}
-
-function partitionKey(topic: string, partition: number): string {
-  // ':' cannot occur in a topic name, so the key is unambiguous.
-  return `${topic}:${partition}`;
 }
 
 /** The fetch response a failed fetch still carries (partitions that did not fail have records in it). */
@@ -174,30 +170,9 @@ export class KafkaConsumer implements Consumer {
 
   async commit(records?: readonly LogRecord[]): Promise<void> {
     this.#assertOpen();
-    const commits = new Map<string, OffsetCommit>();
-    if (records === undefined) {
-      for (const tp of this.#assignment) {
-        const position = this.#positions.get(partitionKey(tp.topic, tp.partition));
-        if (position !== undefined)
-          commits.set(partitionKey(tp.topic, tp.partition), { ...tp, offset: position });
-      }
-    } else {
-      if (!Array.isArray(records)) {
-        throw new ValidationError(
-          `'records' must be an array of records: current value is a ${typeof records}`,
-        );
-      }
-      for (const record of records) {
-        const key = partitionKey(record.topic, record.partition);
-        const next = record.offset + 1;
-        const existing = commits.get(key);
-        if (existing === undefined || existing.offset < next) {
-          commits.set(key, { topic: record.topic, partition: record.partition, offset: next });
-        }
-      }
-    }
-    if (commits.size === 0) return;
-    for (const commit of commits.values()) {
+    const commits = commitsFor(this.#assignment, this.#positions, records);
+    if (commits.length === 0) return;
+    for (const commit of commits) {
       if (!this.#owned.has(partitionKey(commit.topic, commit.partition))) {
         throw new ConflictError(
           `Cannot commit topic '${commit.topic}' partition ${commit.partition} for group '${this.group}': this consumer no longer owns it (a rebalance moved it)`,
@@ -209,7 +184,7 @@ export class KafkaConsumer implements Consumer {
     assert(client !== undefined, 'a consumer that owns partitions has a client');
     try {
       await client.commit({
-        offsets: [...commits.values()].map((commit) => ({
+        offsets: commits.map((commit) => ({
           topic: commit.topic,
           partition: commit.partition,
           offset: BigInt(commit.offset),

@@ -1,5 +1,6 @@
 import { ClosedError, ConflictError, ValidationError } from '../../errors.ts';
 import type { TimerHandle, Timers } from '../../time.ts';
+import { commitsFor, partitionKey } from '../consumer-commits.ts';
 import type { Consumer, LogRecord, OffsetCommit, PollOptions, TopicPartition } from '../types.ts';
 import { type NormalizedConsumerOptions, normalizePollTimeoutMs, validateOffset } from '../validation.ts';
 
@@ -22,11 +23,6 @@ export interface ConsumerHost {
   commitOffsets(group: string, commits: readonly OffsetCommit[], fence: () => void): Promise<void>;
   /** Removes the member from its group and rebalances the rest. */
   leave(consumer: SqliteConsumer): void;
-}
-
-function partitionKey(topic: string, partition: number): string {
-  // ':' cannot occur in a topic name, so the key is unambiguous.
-  return `${topic}:${partition}`;
 }
 
 /**
@@ -136,30 +132,9 @@ export class SqliteConsumer implements Consumer {
 
   async commit(records?: readonly LogRecord[]): Promise<void> {
     this.#assertOpen();
-    const commits = new Map<string, OffsetCommit>();
-    if (records === undefined) {
-      for (const tp of this.#assignment) {
-        const position = this.#positions.get(partitionKey(tp.topic, tp.partition));
-        if (position !== undefined)
-          commits.set(partitionKey(tp.topic, tp.partition), { ...tp, offset: position });
-      }
-    } else {
-      if (!Array.isArray(records)) {
-        throw new ValidationError(
-          `'records' must be an array of records: current value is a ${typeof records}`,
-        );
-      }
-      for (const record of records) {
-        const key = partitionKey(record.topic, record.partition);
-        const next = record.offset + 1;
-        const existing = commits.get(key);
-        if (existing === undefined || existing.offset < next) {
-          commits.set(key, { topic: record.topic, partition: record.partition, offset: next });
-        }
-      }
-    }
-    if (commits.size === 0) return;
-    const list = [...commits.values()];
+    const commits = commitsFor(this.#assignment, this.#positions, records);
+    if (commits.length === 0) return;
+    const list = commits;
     // Checked inside the commit's transaction: a partition revoked by a rebalance since these
     // records were polled now belongs to another member, whose progress must not be overwritten.
     await this.#host.commitOffsets(this.group, list, () => {
