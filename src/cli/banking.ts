@@ -1,7 +1,7 @@
 // `meridian banking`: the banking case study's gateway, with or without resilience policies.
-import { parseArgs } from 'node:util';
 import { createBankingApp } from '../../apps/banking/app.ts';
 import { ValidationError } from '../errors.ts';
+import { parseCommandLine } from './args.ts';
 
 export const BANKING_USAGE = `Usage: meridian banking [--port <n>] [--policies on|off]
 
@@ -16,24 +16,21 @@ export interface BankingCliOptions {
 }
 
 export function parseBankingOptions(argv: string[]): BankingCliOptions | 'help' {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      port: { type: 'string', default: '7080' },
-      policies: { type: 'string', default: 'on' },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-    strict: true,
+  const values = parseCommandLine('banking', argv, {
+    port: { type: 'string' },
+    policies: { type: 'string' },
   });
-  if (values.help) return 'help';
-  const port = Number(values.port);
+  if (values === 'help') return 'help';
+  const portText = values.port ?? '7080';
+  const policies = values.policies ?? 'on';
+  const port = /^\d+$/.test(portText) ? Number(portText) : Number.NaN;
   if (!Number.isInteger(port) || port < 0 || port > 65_535) {
-    throw new ValidationError(`'--port' must be an integer in [0, 65535]: current value is '${values.port}'`);
+    throw new ValidationError(`'--port' must be an integer in [0, 65535]: current value is '${portText}'`);
   }
-  if (values.policies !== 'on' && values.policies !== 'off') {
-    throw new ValidationError(`'--policies' must be 'on' or 'off': current value is '${values.policies}'`);
+  if (policies !== 'on' && policies !== 'off') {
+    throw new ValidationError(`'--policies' must be 'on' or 'off': current value is '${policies}'`);
   }
-  return { port, policies: values.policies === 'on' };
+  return { port, policies: policies === 'on' };
 }
 
 export async function run(argv: string[]): Promise<number> {

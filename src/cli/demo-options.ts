@@ -1,5 +1,6 @@
-import { parseArgs } from 'node:util';
+import type { ParseArgsOptionsConfig } from 'node:util';
 import { ValidationError } from '../errors.ts';
+import { parseCommandLine } from './args.ts';
 
 export interface DemoOptions {
   /** Where the database and the payment ledger live. @default './.meridian' */
@@ -85,19 +86,8 @@ export function parseDemoOptions(
   argv: string[],
   env: Record<string, string | undefined> = {},
 ): DemoOptions | 'help' {
-  let parsed: ReturnType<typeof parse>;
-  try {
-    parsed = parse(argv);
-  } catch (error) {
-    throw new ValidationError((error as Error).message, { cause: error });
-  }
-  const values = parsed.values;
-  if (values.help === true) return 'help';
-  if (parsed.positionals.length > 0) {
-    throw new ValidationError(
-      `meridian demo takes no positional arguments: current value is '${parsed.positionals[0]}'`,
-    );
-  }
+  const values = parseCommandLine('demo', argv, commandOptions);
+  if (values === 'help') return 'help';
   const dataDir = values['data-dir'] ?? './.meridian';
   if (dataDir.trim() === '')
     throw new ValidationError(`'--data-dir' must be a directory path: current value is ''`);
@@ -133,24 +123,16 @@ export function parseDemoOptions(
   };
 }
 
-function parse(argv: string[]) {
-  return parseArgs({
-    args: argv,
-    strict: true,
-    allowPositionals: true,
-    options: {
-      'data-dir': { type: 'string' },
-      host: { type: 'string' },
-      port: { type: 'string' },
-      traffic: { type: 'string' },
-      'traffic-rate': { type: 'string' },
-      'payment-failure-rate': { type: 'string' },
-      'payment-latency-ms': { type: 'string' },
-      'payment-timeout-rate': { type: 'string' },
-      'payment-lost-response-rate': { type: 'string' },
-      seed: { type: 'string' },
-      durability: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-}
+const commandOptions = {
+  'data-dir': { type: 'string' },
+  host: { type: 'string' },
+  port: { type: 'string' },
+  traffic: { type: 'string' },
+  'traffic-rate': { type: 'string' },
+  'payment-failure-rate': { type: 'string' },
+  'payment-latency-ms': { type: 'string' },
+  'payment-timeout-rate': { type: 'string' },
+  'payment-lost-response-rate': { type: 'string' },
+  seed: { type: 'string' },
+  durability: { type: 'string' },
+} satisfies ParseArgsOptionsConfig;

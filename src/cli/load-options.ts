@@ -1,5 +1,6 @@
-import { parseArgs } from 'node:util';
+import type { ParseArgsOptionsConfig } from 'node:util';
 import { ValidationError } from '../errors.ts';
+import { parseCommandLine } from './args.ts';
 
 export interface LoadOptions {
   /** Base URL of the commerce gateway. @default 'http://127.0.0.1:7070' */
@@ -98,19 +99,8 @@ function httpUrl(raw: string | undefined): string {
 
 /** Parses and validates `meridian load`'s arguments; `help` when the usage was asked for. */
 export function parseLoadOptions(argv: string[]): LoadOptions | 'help' {
-  let parsed: ReturnType<typeof parse>;
-  try {
-    parsed = parse(argv);
-  } catch (error) {
-    throw new ValidationError((error as Error).message, { cause: error });
-  }
-  const values = parsed.values;
-  if (values.help === true) return 'help';
-  if (parsed.positionals.length > 0) {
-    throw new ValidationError(
-      `meridian load takes no positional arguments: current value is '${parsed.positionals[0]}'`,
-    );
-  }
+  const values = parseCommandLine('load', argv, commandOptions);
+  if (values === 'help') return 'help';
   const ratePerSecond = integer('rate', values.rate, 100, 1, 100_000);
   const durationSeconds = positiveNumber('duration', values.duration, 10, 3600);
   if (ratePerSecond * durationSeconds > 10_000_000) {
@@ -136,27 +126,19 @@ export function parseLoadOptions(argv: string[]): LoadOptions | 'help' {
   };
 }
 
-function parse(argv: string[]) {
-  return parseArgs({
-    args: argv,
-    strict: true,
-    allowPositionals: true,
-    options: {
-      url: { type: 'string' },
-      rate: { type: 'string' },
-      duration: { type: 'string' },
-      skus: { type: 'string' },
-      stock: { type: 'string' },
-      concurrency: { type: 'string' },
-      connections: { type: 'string' },
-      seed: { type: 'string' },
-      'max-items': { type: 'string' },
-      'poll-interval-ms': { type: 'string' },
-      'terminal-timeout-ms': { type: 'string' },
-      'request-timeout-ms': { type: 'string' },
-      'skip-setup': { type: 'boolean' },
-      json: { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-}
+const commandOptions = {
+  url: { type: 'string' },
+  rate: { type: 'string' },
+  duration: { type: 'string' },
+  skus: { type: 'string' },
+  stock: { type: 'string' },
+  concurrency: { type: 'string' },
+  connections: { type: 'string' },
+  seed: { type: 'string' },
+  'max-items': { type: 'string' },
+  'poll-interval-ms': { type: 'string' },
+  'terminal-timeout-ms': { type: 'string' },
+  'request-timeout-ms': { type: 'string' },
+  'skip-setup': { type: 'boolean' },
+  json: { type: 'boolean' },
+} satisfies ParseArgsOptionsConfig;

@@ -1,0 +1,37 @@
+import { type ParseArgsOptionsConfig, parseArgs } from 'node:util';
+import { ValidationError } from '../errors.ts';
+
+/** The parsed flags: a string option's text, a boolean flag's presence; absent when not given. */
+export type ParsedValues<O extends ParseArgsOptionsConfig> = {
+  [K in keyof O]?: O[K]['type'] extends 'boolean' ? boolean : string;
+};
+
+/**
+ * Parses one subcommand's arguments the same way for every command: unknown options and
+ * positional arguments are ValidationErrors (exit 2) naming what was wrong, and `--help`/`-h`
+ * returns 'help'. Values are left as text for the command to validate with its own bounds.
+ */
+export function parseCommandLine<O extends ParseArgsOptionsConfig>(
+  command: string,
+  argv: string[],
+  options: O,
+): ParsedValues<O> | 'help' {
+  let parsed: { values: ParsedValues<O> & { help?: boolean }; positionals: string[] };
+  try {
+    parsed = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: true,
+      options: { ...options, help: { type: 'boolean', short: 'h' } },
+    }) as typeof parsed;
+  } catch (error) {
+    throw new ValidationError(`meridian ${command}: ${(error as Error).message}`, { cause: error });
+  }
+  if (parsed.values.help === true) return 'help';
+  if (parsed.positionals.length > 0) {
+    throw new ValidationError(
+      `meridian ${command} takes no positional arguments: current value is '${parsed.positionals[0]}'`,
+    );
+  }
+  return parsed.values;
+}
