@@ -1,4 +1,5 @@
 import { ConflictError } from '../errors.ts';
+import { decideReservation } from '../store/idempotency-rule.ts';
 import type { IdempotencyReservation, IdempotencyStore, StoredResponse } from '../store/types.ts';
 
 interface Entry {
@@ -40,14 +41,16 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
   }): Promise<IdempotencyReservation> {
     const id = entryId(request.scope, request.key);
     const existing = this.#entries.get(id);
-    if (existing !== undefined && existing.expiresAt > request.nowMs) {
-      if (existing.fingerprint !== request.fingerprint) return { outcome: 'mismatch' };
-      if (existing.response !== null) return { outcome: 'completed', response: existing.response };
-      if (existing.leaseUntil > request.nowMs)
-        return { outcome: 'in_flight', leaseUntil: existing.leaseUntil };
-      // The attempt holding the key stopped renewing its lease (it died): this one takes over.
-      existing.leaseUntil = request.nowMs + request.leaseMs;
-      return { outcome: 'reserved' };
+    const decision = decideReservation(
+      existing === undefined ? undefined : { ...existing, completed: existing.response !== null },
+      request.fingerprint,
+      request.nowMs,
+    );
+    if (decision === 'mismatch') return { outcome: 'mismatch' };
+    if (decision === 'replay' && existing?.response)
+      return { outcome: 'completed', response: existing.response };
+    if (decision === 'in_flight' && existing !== undefined) {
+      return { outcome: 'in_flight', leaseUntil: existing.leaseUntil };
     }
     if (existing === undefined && this.#entries.size >= this.#maxKeys) {
       throw new ConflictError(`The idempotency store holds its limit of ${this.#maxKeys} keys`);

@@ -1,4 +1,5 @@
 import { ConflictError, ValidationError } from '../../errors.ts';
+import { decideReservation } from '../idempotency-rule.ts';
 import {
   requireId,
   requireInteger,
@@ -112,25 +113,31 @@ export class SqlIdempotencyStore implements IdempotencyStore {
         );
         return { outcome: 'reserved' };
       };
-      // An expired record is as good as absent, whether or not expire() has deleted it yet.
-      if (toInteger(row.expires_at, 'expires_at') <= nowMs) return takeOver();
-      if (toStringColumn(row.fingerprint, 'fingerprint') !== fingerprint) return { outcome: 'mismatch' };
-      if (row.status === 'completed') {
-        return {
-          outcome: 'completed',
-          response: {
-            status: toInteger(row.response_status, 'response_status'),
-            headers: JSON.parse(toStringColumn(row.response_headers, 'response_headers')) as Record<
-              string,
-              string
-            >,
-            body: toStringColumn(row.response_body, 'response_body'),
-          },
-        };
-      }
-      const heldUntil = toOptionalInteger(row.lease_until, 'lease_until') ?? 0;
-      if (heldUntil > nowMs) return { outcome: 'in_flight', leaseUntil: heldUntil };
-      return takeOver();
+      const heldUntil = toOptionalInteger(row.lease_until, 'lease_until');
+      const decision = decideReservation(
+        {
+          fingerprint: toStringColumn(row.fingerprint, 'fingerprint'),
+          expiresAt: toInteger(row.expires_at, 'expires_at'),
+          completed: row.status === 'completed',
+          leaseUntil: heldUntil,
+        },
+        fingerprint,
+        nowMs,
+      );
+      if (decision === 'take') return takeOver();
+      if (decision === 'mismatch') return { outcome: 'mismatch' };
+      if (decision === 'in_flight') return { outcome: 'in_flight', leaseUntil: heldUntil ?? 0 };
+      return {
+        outcome: 'completed',
+        response: {
+          status: toInteger(row.response_status, 'response_status'),
+          headers: JSON.parse(toStringColumn(row.response_headers, 'response_headers')) as Record<
+            string,
+            string
+          >,
+          body: toStringColumn(row.response_body, 'response_body'),
+        },
+      };
     }
     throw new ConflictError(
       `Could not reserve idempotency key '${key}' in scope '${scope}': it was released or expired ${reserveRounds} times while reserving`,
