@@ -74,8 +74,13 @@ const latestTimestamp = -1n;
 const batchOverheadBytes = 65_536;
 /** Fetches one read() makes at most while gathering records across log segments. */
 const maxReadFetches = 64;
-/** Times read() asks again with fresh metadata when a follower may have answered for the leader. */
-const maxReadLeaderAttempts = 3;
+/**
+ * Times read() asks again, with fresh metadata, when a fetch came up short of the leader's end
+ * (a follower answered for the leader, or a just-written partition was not yet readable).
+ */
+const maxReadLeaderAttempts = 6;
+/** The first wait before asking again; it doubles each time (10 + 20 + … + 160 = 310 ms at most). */
+const readRetryDelayMs = 10;
 /** Timestamps within one record batch stay closer than this to its first one (see #rounds). */
 const maxTimestampDeltaMs = 2 ** 31 - 1;
 /** The interval of the bounded waits for topic metadata to settle after create and delete. */
@@ -390,6 +395,9 @@ export class KafkaLog implements Log {
         // (ListOffsets goes to leaders only) and ask again with fresh metadata.
         const end = await this.#listOffset(topic, partition, latestTimestamp);
         if (next >= end || attempt >= maxReadLeaderAttempts) return records;
+        // Asking again at once can meet the same transient state, so give the broker a moment.
+        const delayMs = readRetryDelayMs * 2 ** (attempt - 1);
+        await new Promise<void>((resolve) => this.#options.timers.setTimeout(resolve, delayMs));
         reader.clearMetadata();
         topicMetadata = (await this.#metadata(reader, topic, true)).topics.get(topic);
       }
