@@ -14,6 +14,7 @@ import type {
   SagaRecord,
   SagaStatus,
   Store,
+  StoreReader,
   StoreTransaction,
   TimerRecord,
 } from '../store/types.ts';
@@ -98,8 +99,11 @@ export interface RuntimeProblem {
 
 export interface SagaHandle<O> {
   readonly id: string;
-  /** The saga's output once it completes; rejects with SagaNotCompletedError if it compensated or failed. */
-  result(): Promise<O>;
+  /**
+   * The saga's output once it completes; rejects with SagaNotCompletedError if it compensated or
+   * failed. `signal` stops waiting (rejecting with its reason) without touching the saga.
+   */
+  result(options?: { signal?: AbortSignal }): Promise<O>;
   /** The saga's stored record now. */
   record(): Promise<SagaRecord>;
 }
@@ -355,7 +359,7 @@ export class Runtime {
     }
     if (wasRunning && this.#drainTimeoutMs > 0) {
       const settled = Promise.all(
-        [...this.#active.values()].map((execution) => this.#settledOf(execution.id)),
+        [...this.#active.values()].map((execution) => this.#settledOf(execution.id, undefined)),
       );
       let timer: { cancel(): void } | undefined;
       const drained = new Promise<void>((resolve) => {
@@ -431,13 +435,23 @@ export class Runtime {
     return this.#committer.submit((scope) => work(scope.tx));
   }
 
+  /**
+   * Runs `work` on one consistent snapshot of committed state (`Store.read`): it takes no place
+   * in the group commit and never waits for the writer, so status endpoints and read models can
+   * be asked often without slowing the writes down. What it reads agrees with itself, and
+   * includes everything whose call (a send, a saga start) has resolved.
+   */
+  async read<T>(work: (tx: StoreReader) => Promise<T>): Promise<T> {
+    return this.#store.read(work);
+  }
+
   /** An entity's committed state and version, or null when it was never written. */
   async state<E extends AnyEntityDefinition>(
     entity: E,
     id: string,
   ): Promise<{ state: ReturnType<E['initialState']>; version: number } | null> {
     const definition = this.#entity(entity);
-    const record = await this.#store.transaction((tx) => tx.entities.get(definition.name, id));
+    const record = await this.#store.read((tx) => tx.entities.get(definition.name, id));
     return record === null
       ? null
       : { state: record.state as ReturnType<E['initialState']>, version: record.version };
@@ -477,20 +491,20 @@ export class Runtime {
   /** One saga's record, or null. */
   async saga(id: string): Promise<SagaRecord | null> {
     requireRuntimeId('A saga id', id);
-    return this.#store.transaction((tx) => tx.sagas.get(id));
+    return this.#store.read((tx) => tx.sagas.get(id));
   }
 
   /** A page of sagas ordered by id, filtered by status and/or type. */
   async sagas(
     options: { status?: SagaStatus; type?: string; limit?: number; afterId?: string } = {},
   ): Promise<SagaRecord[]> {
-    return this.#store.transaction((tx) => tx.sagas.list(options));
+    return this.#store.read((tx) => tx.sagas.list(options));
   }
 
   /** One saga's journal, in order: every step, send, sleep, emit and compensation it ran. */
   async journal(id: string): Promise<JournalEntry[]> {
     requireRuntimeId('A saga id', id);
-    return this.#store.transaction((tx) => tx.sagas.journal(id));
+    return this.#store.read((tx) => tx.sagas.journal(id));
   }
 
   // -------------------------------------------------------------------------------------------
@@ -643,7 +657,7 @@ export class Runtime {
   #handle<O>(id: string): SagaHandle<O> {
     return {
       id,
-      result: () => this.#result<O>(id),
+      result: (options) => this.#result<O>(id, options?.signal),
       record: async () => {
         const record = await this.saga(id);
         if (record === null) throw new NotFoundError(`Saga '${id}' does not exist`);
@@ -652,10 +666,11 @@ export class Runtime {
     };
   }
 
-  async #result<O>(id: string): Promise<O> {
+  async #result<O>(id: string, signal: AbortSignal | undefined): Promise<O> {
+    signal?.throwIfAborted();
     let result: ExecutionResult | Error;
     if (this.#active.has(id) || this.#queuedIds.has(id)) {
-      result = await this.#settledOf(id);
+      result = await this.#settledOf(id, signal);
     } else {
       const record = await this.saga(id);
       if (record === null) throw new NotFoundError(`Saga '${id}' does not exist`);
@@ -669,7 +684,7 @@ export class Runtime {
         // Running in the store but not here (parked after an error): resume it.
         this.#assertRunning();
         this.#enqueue({ sagaId: id });
-        result = await this.#settledOf(id);
+        result = await this.#settledOf(id, signal);
       }
     }
     if (result instanceof Error) throw result;
@@ -682,11 +697,24 @@ export class Runtime {
     throw new SagaNotCompletedError(id, result.outcome, result.reason ?? 'unknown reason');
   }
 
-  #settledOf(id: string): Promise<ExecutionResult | Error> {
-    return new Promise((resolve) => {
+  #settledOf(id: string, signal: AbortSignal | undefined): Promise<ExecutionResult | Error> {
+    return new Promise((resolve, reject) => {
+      const waiter = (result: ExecutionResult | Error) => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve(result);
+      };
+      // Abandoning the wait removes the waiter, so callers that give up leave nothing behind.
+      const onAbort = () => {
+        const waiters = this.#waiters.get(id);
+        const index = waiters?.indexOf(waiter) ?? -1;
+        if (index !== -1) waiters!.splice(index, 1);
+        if (waiters?.length === 0) this.#waiters.delete(id);
+        reject(signal!.reason);
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
       const waiters = this.#waiters.get(id);
-      if (waiters === undefined) this.#waiters.set(id, [resolve]);
-      else waiters.push(resolve);
+      if (waiters === undefined) this.#waiters.set(id, [waiter]);
+      else waiters.push(waiter);
     });
   }
 
@@ -717,7 +745,7 @@ export class Runtime {
     let loaded = queued.loaded;
     try {
       if (loaded === undefined) {
-        const found = await this.#store.transaction(async (tx) => {
+        const found = await this.#store.read(async (tx) => {
           const record = await tx.sagas.get(queued.id);
           return record === null ? null : { record, journal: await tx.sagas.journal(queued.id) };
         });

@@ -539,6 +539,26 @@ describe('durable sleep', () => {
     await expect(napping.result()).resolves.toBe('rested');
   });
 
+  it('stops waiting for a result when its signal aborts, leaving the saga running', async () => {
+    const sleeper = saga('Doze', async (ctx) => {
+      await ctx.sleep('doze', 10_000);
+      return 'awake';
+    });
+    const runtime = await runtimeWith([sleeper]);
+    const handle = await runtime.startSaga(sleeper, 'd1', undefined);
+    await eventually(() => runtime.stats.sleepingSagas === 1);
+    const controller = new AbortController();
+    const waiting = handle.result({ signal: controller.signal });
+    const stillWaiting = handle.result();
+    controller.abort(new Error('gave up'));
+    await expect(waiting).rejects.toThrow('gave up');
+    const aborted = new AbortController();
+    aborted.abort(new Error('already'));
+    await expect(handle.result({ signal: aborted.signal })).rejects.toThrow('already');
+    await advance(clock, 10_000, 1000);
+    await expect(stillWaiting).resolves.toBe('awake');
+  });
+
   it('runs at most maxActiveSagas sagas at once; the others wait their turn', async () => {
     let release: () => void = () => {};
     const gate = new Promise<void>((resolve) => {

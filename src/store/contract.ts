@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AlreadyExistsError, ClosedError, ConflictError, ValidationError } from '../errors.ts';
 import { ManualClock } from '../time.ts';
-import type { Json, OutboxMessage, Store, StoreTransaction } from './types.ts';
+import type { Json, OutboxMessage, Store, StoreReader, StoreTransaction } from './types.ts';
 
 /**
  * The store contract: one suite, run unchanged against every backend (SQLite, PostgreSQL).
@@ -814,7 +814,111 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
           tx((t) => t.entities.get('account', 'a')),
           ClosedError,
         );
+        await expectError(
+          store.read((t) => t.entities.get('account', 'a')),
+          ClosedError,
+        );
         await store.close();
+      });
+    });
+
+    describe('read transactions', () => {
+      it('read committed entities, sagas and journals', async () => {
+        await tx(async (t) => {
+          await t.entities.put('account', 'a', { balance: 1 }, 0);
+          await t.sagas.create({ id: 's1', type: 'Order', status: 'running', input: {}, createdAt: startMs });
+          await t.sagas.appendJournal({
+            sagaId: 's1',
+            sequence: 0,
+            kind: 'step',
+            name: 'one',
+            status: 'completed',
+            result: 1,
+            error: null,
+            attempts: 1,
+            at: startMs,
+          });
+        });
+        const seen = await store.read(async (r) => ({
+          account: (await r.entities.get('account', 'a'))?.state,
+          saga: (await r.sagas.get('s1'))?.status,
+          journal: (await r.sagas.journal('s1')).map((entry) => entry.name),
+          missing: await r.entities.get('account', 'nobody'),
+        }));
+        expect(seen).toEqual({ account: { balance: 1 }, saga: 'running', journal: ['one'], missing: null });
+      });
+
+      it('neither see nor wait for a transaction that has not committed', async () => {
+        await tx((t) => t.entities.put('account', 'a', { balance: 1 }, 0));
+        let letCommit!: () => void;
+        const gate = new Promise<void>((resolve) => (letCommit = resolve));
+        let written!: () => void;
+        const wrote = new Promise<void>((resolve) => (written = resolve));
+        const writer = tx(async (t) => {
+          await t.entities.put('account', 'a', { balance: 2 }, 1);
+          written();
+          await gate;
+        });
+        await wrote;
+        // The writer still holds its transaction open: the read answers from committed data.
+        expect((await store.read((r) => r.entities.get('account', 'a')))?.state).toEqual({ balance: 1 });
+        letCommit();
+        await writer;
+        expect((await store.read((r) => r.entities.get('account', 'a')))?.state).toEqual({ balance: 2 });
+      });
+
+      it('read one snapshot: a commit made while the read is open is not seen by it', async () => {
+        await tx(async (t) => {
+          await t.entities.put('account', 'a', { balance: 1 }, 0);
+          await t.entities.put('account', 'b', { balance: 1 }, 0);
+        });
+        const seen = await store.read(async (r) => {
+          const a = await r.entities.get('account', 'a');
+          // Both move while the read is open; it keeps seeing them as they were.
+          await tx(async (t) => {
+            await t.entities.put('account', 'a', { balance: 0 }, 1);
+            await t.entities.put('account', 'b', { balance: 2 }, 1);
+          });
+          const b = await r.entities.get('account', 'b');
+          return [a?.state, b?.state];
+        });
+        expect(seen).toEqual([{ balance: 1 }, { balance: 1 }]);
+      });
+
+      it("see their enclosing transaction's own writes", async () => {
+        const seen = await tx(async (t) => {
+          await t.entities.put('account', 'a', { balance: 5 }, 0);
+          return store.read((r) => r.entities.get('account', 'a'));
+        });
+        expect(seen?.state).toEqual({ balance: 5 });
+      });
+
+      it('refuse to write with a ValidationError, and leave nothing behind', async () => {
+        const error = await expectError(
+          store.read((r) =>
+            (r as unknown as StoreTransaction).entities.put('account', 'a', { balance: 1 }, 0),
+          ),
+          ValidationError,
+        );
+        expect(error.message).toMatch(/read-only/);
+        expect(await tx((t) => t.entities.get('account', 'a'))).toBeNull();
+      });
+
+      it('run many at once alongside writes, each answering from committed data', async () => {
+        await tx((t) => t.entities.put('counter', 'c', { n: 0 }, 0));
+        const writes = Array.from({ length: 20 }, (_, i) =>
+          tx(async (t) => {
+            const current = await t.entities.get('counter', `c${i}`);
+            await t.entities.put('counter', `c${i}`, { n: i }, current?.version ?? 0);
+          }),
+        );
+        const reads = Array.from({ length: 50 }, () =>
+          store.read(async (r: StoreReader) => (await r.entities.get('counter', 'c'))?.state),
+        );
+        await Promise.all(writes);
+        expect(await Promise.all(reads)).toEqual(Array.from({ length: 50 }, () => ({ n: 0 })));
+        const listed = await store.read((r) => r.entities.list('counter', { limit: 100 }));
+        expect(listed).toHaveLength(21);
       });
     });
   });

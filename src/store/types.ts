@@ -174,6 +174,15 @@ export interface StoreTransaction {
   readonly idempotency: IdempotencyStore;
 }
 
+/** What a read-only transaction (`Store.read`) can do: the sub-stores' reads. */
+export interface StoreReader {
+  readonly entities: Pick<EntityStore, 'get' | 'list'>;
+  readonly sagas: Pick<SagaStore, 'get' | 'list' | 'journal'>;
+  readonly timers: Pick<TimerStore, 'due' | 'nextDueAt'>;
+  readonly inbox: Pick<InboxStore, 'has'>;
+  readonly outbox: Pick<OutboxStore, 'pending'>;
+}
+
 export interface Store {
   readonly dialect: 'sqlite' | 'postgres';
   /**
@@ -183,5 +192,13 @@ export interface Store {
    * failure rolls back only its own writes. `tx` is valid only until `fn` settles.
    */
   transaction<T>(fn: (tx: StoreTransaction) => Promise<T>): Promise<T>;
+  /**
+   * Runs `fn` on one consistent snapshot of committed data, without taking any write lock:
+   * SQLite reads on a read-only connection of its own (never queued behind the writer),
+   * PostgreSQL in a REPEATABLE READ, READ ONLY transaction. What `fn` reads agrees with itself
+   * even while others commit. Called inside a transaction of the same store, it reads through
+   * that transaction (its own writes included). `tx` is valid only until `fn` settles.
+   */
+  read<T>(fn: (tx: StoreReader) => Promise<T>): Promise<T>;
   close(): Promise<void>;
 }

@@ -14,7 +14,7 @@ import { type SqlConnection, SqlSession, type SqlValue } from '../sql/connection
 import { postgresDialect, requireSchemaName, type StoreTables, storeTables } from '../sql/dialect.ts';
 import { storeComponent, storeMigrations } from '../sql/schema.ts';
 import { createStoreTransaction } from '../sql/transaction.ts';
-import type { Store, StoreTransaction } from '../types.ts';
+import type { Store, StoreReader, StoreTransaction } from '../types.ts';
 import { mapPostgresError } from './errors.ts';
 import { migratePostgres } from './migrate.ts';
 
@@ -139,7 +139,27 @@ export class PostgresStore implements Store {
   async transaction<T>(fn: (tx: StoreTransaction) => Promise<T>): Promise<T> {
     if (this.#closed) throw new ClosedError('The PostgreSQL store is closed');
     const parent = this.#current.getStore();
-    if (parent?.session.open) return this.#savepoint(parent, fn);
+    // Inside a read, a transaction is a transaction of its own: a read has nothing to write to.
+    if (parent?.session.open && !parent.session.readOnly) return this.#savepoint(parent, fn);
+    return this.#transaction('BEGIN', false, fn);
+  }
+
+  /**
+   * Runs `fn` in a REPEATABLE READ, READ ONLY transaction: one snapshot for all its reads, and no
+   * row locks. Inside another transaction of this store it reads through that transaction.
+   */
+  async read<T>(fn: (tx: StoreReader) => Promise<T>): Promise<T> {
+    if (this.#closed) throw new ClosedError('The PostgreSQL store is closed');
+    const parent = this.#current.getStore();
+    if (parent?.session.open) return fn(createStoreTransaction(parent.session));
+    return this.#transaction('BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY', true, fn);
+  }
+
+  async #transaction<T>(
+    begin: string,
+    readOnly: boolean,
+    fn: (tx: StoreTransaction) => Promise<T>,
+  ): Promise<T> {
     let client: pg.PoolClient;
     try {
       client = await this.#pool.connect();
@@ -154,11 +174,11 @@ export class PostgresStore implements Store {
       connection.failure ??= error;
     };
     client.on('error', onError);
-    const session = new SqlSession(connection, postgresDialect, this.#tables, this.#clock);
+    const session = new SqlSession(connection, postgresDialect, this.#tables, this.#clock, { readOnly });
     let broken: Error | undefined;
     let committing = false;
     try {
-      await connection.execute('BEGIN', []);
+      await connection.execute(begin, []);
       let result: T;
       try {
         result = await this.#current.run({ connection, session }, () => fn(createStoreTransaction(session)));

@@ -1,4 +1,4 @@
-import { ClosedError } from '../../errors.ts';
+import { ClosedError, ValidationError } from '../../errors.ts';
 import type { Clock } from '../../time.ts';
 import type { Dialect, StoreTables } from './dialect.ts';
 
@@ -23,12 +23,21 @@ export class SqlSession implements SqlConnection {
   readonly tables: StoreTables;
   readonly clock: Clock;
   readonly #connection: SqlConnection;
+  /** A read transaction's session (`Store.read`): statements that change rows are refused. */
+  readonly readOnly: boolean;
   #open = true;
   /** True while a nested transaction (savepoint) of this one runs. */
   childOpen = false;
 
-  constructor(connection: SqlConnection, dialect: Dialect, tables: StoreTables, clock: Clock) {
+  constructor(
+    connection: SqlConnection,
+    dialect: Dialect,
+    tables: StoreTables,
+    clock: Clock,
+    options: { readOnly?: boolean } = {},
+  ) {
     this.#connection = connection;
+    this.readOnly = options.readOnly ?? false;
     this.dialect = dialect;
     this.tables = tables;
     this.clock = clock;
@@ -45,6 +54,11 @@ export class SqlSession implements SqlConnection {
 
   execute(sql: string, params: readonly SqlValue[]): Promise<number> {
     this.#assertOpen();
+    if (this.readOnly) {
+      throw new ValidationError(
+        'This store transaction is read-only (Store.read): write in a transaction() instead',
+      );
+    }
     return this.#connection.execute(sql, params);
   }
 

@@ -47,6 +47,63 @@ const names = (database: SqliteDatabase) =>
   );
 
 describe('SqliteDatabase', () => {
+  it('reads snapshots on pooled read-only connections: more reads than connections queue, none sees an open write', async () => {
+    const directory = mkdtempSync(join(tmpdir(), 'meridian-db-'));
+    directories.push(directory);
+    const database = new SqliteDatabase({ path: join(directory, 'test.db'), maxSnapshotReaders: 2 });
+    databases.push(database);
+    database.migrate('test', [{ version: 1, name: 'items', sql: 'CREATE TABLE items (name TEXT NOT NULL)' }]);
+    await database.write(() => insert(database, 'committed'));
+    const gate = deferred();
+    const held = deferred();
+    const writing = database.write(async () => {
+      insert(database, 'uncommitted');
+      held.resolve();
+      await gate.promise;
+    });
+    await held.promise;
+    const release = deferred();
+    // Two reads hold both connections; the third waits for one and still answers.
+    const reads = [0, 1, 2].map((index) =>
+      database.read(async () => {
+        expect(database.inRead).toBe(true);
+        const seen = names(database);
+        if (index < 2) await release.promise;
+        // A read inside a read is on the same snapshot.
+        return database.read(async () => [...seen, ...names(database)]);
+      }),
+    );
+    release.resolve();
+    expect(await Promise.all(reads)).toEqual([0, 1, 2].map(() => ['committed', 'committed']));
+    gate.resolve();
+    await writing;
+    expect(await database.read(() => names(database))).toEqual(['committed', 'uncommitted']);
+    // Inside a write, a read sees the write's own changes.
+    await database.write(async () => {
+      insert(database, 'mine');
+      expect(await database.read(() => names(database))).toEqual(['committed', 'uncommitted', 'mine']);
+    });
+    expect(() => new SqliteDatabase({ path: join(directory, 'x.db'), maxSnapshotReaders: 0 })).toThrow(
+      RangeError,
+    );
+  });
+
+  it('refuses writes on a read snapshot, and reads queued when it closes', async () => {
+    const directory = mkdtempSync(join(tmpdir(), 'meridian-db-'));
+    directories.push(directory);
+    const database = new SqliteDatabase({ path: join(directory, 'test.db'), maxSnapshotReaders: 1 });
+    database.migrate('test', [{ version: 1, name: 'items', sql: 'CREATE TABLE items (name TEXT NOT NULL)' }]);
+    await expect(database.read(() => insert(database, 'x'))).rejects.toThrow(/readonly/);
+    const release = deferred();
+    const first = database.read(() => release.promise);
+    const queued = database.read(() => names(database));
+    database.close();
+    await expect(queued).rejects.toBeInstanceOf(ClosedError);
+    release.resolve();
+    await first;
+    await expect(database.read(() => 1)).rejects.toBeInstanceOf(ClosedError);
+  });
+
   it('serialises async writes: a write that awaits is never interleaved with another', async () => {
     const database = open();
     const events: string[] = [];

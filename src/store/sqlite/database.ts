@@ -21,6 +21,17 @@ export interface SqliteDatabaseOptions {
   durability?: Durability;
   /** How long a statement waits for a lock held by another process. @default 5000 */
   busyTimeoutMs?: number;
+  /**
+   * Read-only connections for snapshot reads (`read`), opened as needed; reads beyond wait for
+   * one to free up. 1 to 64. @default 4
+   */
+  maxSnapshotReaders?: number;
+}
+
+/** A read-only connection that `read` holds for one snapshot, with its prepared statements. */
+interface SnapshotReader {
+  readonly connection: DatabaseSync;
+  readonly statements: Map<string, StatementSync>;
 }
 
 export interface Migration {
@@ -63,6 +74,13 @@ export class SqliteDatabase {
   readonly #writerStatements = new Map<string, StatementSync>();
   readonly #readerStatements = new Map<string, StatementSync>();
   readonly #context = new AsyncLocalStorage<WriteContext>();
+  /** The snapshot reader a `read` call chain holds. */
+  readonly #snapshot = new AsyncLocalStorage<SnapshotReader>();
+  readonly #idleSnapshotReaders: SnapshotReader[] = [];
+  #snapshotReaders = 0;
+  readonly #maxSnapshotReaders: number;
+  #snapshotQueue: Array<{ resolve(reader: SnapshotReader): void; reject(error: Error): void }> = [];
+  readonly #busyTimeoutMs: number;
   #owner: WriteOwner | undefined;
   /** Held from a write's start to its end; handed straight to the next queued write. */
   #locked = false;
@@ -88,6 +106,14 @@ export class SqliteDatabase {
         `'busyTimeoutMs' must be an integer in [0, 600000]: current value is ${busyTimeoutMs}`,
       );
     }
+    const maxSnapshotReaders = options.maxSnapshotReaders ?? 4;
+    if (!Number.isInteger(maxSnapshotReaders) || maxSnapshotReaders < 1 || maxSnapshotReaders > 64) {
+      throw new RangeError(
+        `'maxSnapshotReaders' must be an integer in [1, 64]: current value is ${maxSnapshotReaders}`,
+      );
+    }
+    this.#maxSnapshotReaders = maxSnapshotReaders;
+    this.#busyTimeoutMs = busyTimeoutMs;
     this.path = options.path;
     this.durability = durability;
     this.#writer = new DatabaseSync(options.path, { timeout: busyTimeoutMs });
@@ -110,20 +136,26 @@ export class SqliteDatabase {
     return this.#closed;
   }
 
+  /** True when the caller runs inside a `read` (outside any write). */
+  get inRead(): boolean {
+    return !this.inWrite && this.#snapshot.getStore() !== undefined;
+  }
+
   /**
-   * A cached prepared statement: on the writer inside a write, on the read-only reader outside.
-   * A write statement outside `write` fails, because the reader is read-only.
+   * A cached prepared statement: on the writer inside a write, on the snapshot of a `read`
+   * inside one, on the read-only reader elsewhere. A write statement outside `write` fails,
+   * because the readers are read-only.
    */
   prepare(sql: string): StatementSync {
     this.#assertOpen();
     const inWrite = this.inWrite;
-    const cache = inWrite ? this.#writerStatements : this.#readerStatements;
-    let statement = cache.get(sql);
-    if (statement === undefined) {
-      statement = (inWrite ? this.#writer : this.#reader).prepare(sql);
-      cache.set(sql, statement);
+    if (!inWrite) {
+      const snapshot = this.#snapshot.getStore();
+      if (snapshot !== undefined) return cached(snapshot.connection, snapshot.statements, sql);
     }
-    return statement;
+    return inWrite
+      ? cached(this.#writer, this.#writerStatements, sql)
+      : cached(this.#reader, this.#readerStatements, sql);
   }
 
   /**
@@ -155,6 +187,30 @@ export class SqliteDatabase {
     }
     this.#runAfterCommit(committed);
     return result;
+  }
+
+  /**
+   * Runs `fn` on one consistent snapshot of the committed data: every statement it prepares
+   * reads the database as it was when its first one ran, whatever commits meanwhile, and never
+   * waits for (or holds up) a write. Reads go to a read-only connection of their own (see
+   * `maxSnapshotReaders`). Inside a write, `fn` simply runs in it and sees its changes; inside
+   * another `read`, on that read's snapshot. Keep `fn` short: a snapshot held open keeps the
+   * WAL from being checkpointed past it.
+   */
+  async read<T>(fn: () => T | Promise<T>): Promise<T> {
+    this.#assertOpen();
+    if (this.inWrite || this.#snapshot.getStore() !== undefined) return fn();
+    const reader = await this.#acquireSnapshotReader();
+    try {
+      reader.connection.exec('BEGIN');
+      try {
+        return await this.#snapshot.run(reader, fn);
+      } finally {
+        if (reader.connection.isTransaction) reader.connection.exec('COMMIT');
+      }
+    } finally {
+      this.#releaseSnapshotReader(reader);
+    }
   }
 
   /**
@@ -245,6 +301,12 @@ export class SqliteDatabase {
     this.#closed = true;
     this.#writerStatements.clear();
     this.#readerStatements.clear();
+    for (const reader of this.#idleSnapshotReaders.splice(0)) reader.connection.close();
+    for (const waiter of this.#snapshotQueue.splice(0)) {
+      waiter.reject(
+        new ClosedError(`The SQLite database at '${this.path}' was closed before the read started`),
+      );
+    }
     this.#reader.close();
     this.#writer.close();
   }
@@ -367,15 +429,45 @@ export class SqliteDatabase {
   }
 
   #writerStatement(sql: string): StatementSync {
-    let statement = this.#writerStatements.get(sql);
-    if (statement === undefined) {
-      statement = this.#writer.prepare(sql);
-      this.#writerStatements.set(sql, statement);
+    return cached(this.#writer, this.#writerStatements, sql);
+  }
+
+  #acquireSnapshotReader(): Promise<SnapshotReader> {
+    const idle = this.#idleSnapshotReaders.pop();
+    if (idle !== undefined) return Promise.resolve(idle);
+    if (this.#snapshotReaders < this.#maxSnapshotReaders) {
+      const connection = new DatabaseSync(this.path, { timeout: this.#busyTimeoutMs, readOnly: true });
+      connection.exec('PRAGMA cache_size = -16384');
+      this.#snapshotReaders++;
+      return Promise.resolve({ connection, statements: new Map() });
     }
-    return statement;
+    return new Promise((resolve, reject) => this.#snapshotQueue.push({ resolve, reject }));
+  }
+
+  #releaseSnapshotReader(reader: SnapshotReader): void {
+    if (this.#closed) {
+      reader.connection.close();
+      return;
+    }
+    const next = this.#snapshotQueue.shift();
+    if (next === undefined) this.#idleSnapshotReaders.push(reader);
+    else next.resolve(reader);
   }
 
   #assertOpen(): void {
     if (this.#closed) throw new ClosedError(`The SQLite database at '${this.path}' is closed`);
   }
+}
+
+function cached(
+  connection: DatabaseSync,
+  statements: Map<string, StatementSync>,
+  sql: string,
+): StatementSync {
+  let statement = statements.get(sql);
+  if (statement === undefined) {
+    statement = connection.prepare(sql);
+    statements.set(sql, statement);
+  }
+  return statement;
 }

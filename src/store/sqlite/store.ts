@@ -6,7 +6,7 @@ import { type SqlConnection, SqlSession, type SqlValue } from '../sql/connection
 import { sqliteDialect, storeTables } from '../sql/dialect.ts';
 import { storeComponent, storeMigrations } from '../sql/schema.ts';
 import { createStoreTransaction } from '../sql/transaction.ts';
-import type { Store, StoreTransaction } from '../types.ts';
+import type { Store, StoreReader, StoreTransaction } from '../types.ts';
 import { type Durability, SqliteDatabase } from './database.ts';
 
 export type SqliteStoreOptions =
@@ -59,6 +59,28 @@ function mapError(error: unknown): unknown {
   return error;
 }
 
+/** Statements on the database's current connection (`prepare` picks it), while `inTransaction()` holds. */
+function sqliteConnection(database: SqliteDatabase, inTransaction: () => boolean): SqlConnection {
+  return {
+    async query<Row>(sql: string, params: readonly SqlValue[]): Promise<Row[]> {
+      assert(inTransaction(), 'store statements must run inside the store transaction');
+      try {
+        return database.prepare(toSqliteSql(sql)).all(...params) as Row[];
+      } catch (error) {
+        throw mapError(error);
+      }
+    },
+    async execute(sql: string, params: readonly SqlValue[]): Promise<number> {
+      assert(inTransaction(), 'store statements must run inside the store transaction');
+      try {
+        return Number(database.prepare(toSqliteSql(sql)).run(...params).changes);
+      } catch (error) {
+        throw mapError(error);
+      }
+    },
+  };
+}
+
 /**
  * The store on SQLite: every transaction is one `SqliteDatabase.write`, so it is serialised
  * with every other write to the file (the log's appends included) and a log append called
@@ -70,6 +92,7 @@ export class SqliteStore implements Store {
   readonly #clock: Clock;
   readonly #ownsDatabase: boolean;
   readonly #connection: SqlConnection;
+  readonly #readConnection: SqlConnection;
   readonly #current = new AsyncLocalStorage<SqlSession>();
   #closed = false;
 
@@ -97,24 +120,8 @@ export class SqliteStore implements Store {
       throw error;
     }
     const database = this.database;
-    this.#connection = {
-      async query<Row>(sql: string, params: readonly SqlValue[]): Promise<Row[]> {
-        assert(database.inWrite, 'store statements must run inside the store transaction');
-        try {
-          return database.prepare(toSqliteSql(sql)).all(...params) as Row[];
-        } catch (error) {
-          throw mapError(error);
-        }
-      },
-      async execute(sql: string, params: readonly SqlValue[]): Promise<number> {
-        assert(database.inWrite, 'store statements must run inside the store transaction');
-        try {
-          return Number(database.prepare(toSqliteSql(sql)).run(...params).changes);
-        } catch (error) {
-          throw mapError(error);
-        }
-      },
-    };
+    this.#connection = sqliteConnection(database, () => database.inWrite);
+    this.#readConnection = sqliteConnection(database, () => database.inWrite || database.inRead);
   }
 
   /**
@@ -136,6 +143,26 @@ export class SqliteStore implements Store {
     } finally {
       parent.childOpen = false;
     }
+  }
+
+  /**
+   * Runs `fn` on one snapshot of committed data, on a read-only connection of the database
+   * (`SqliteDatabase.read`): it neither waits for the writer nor holds it up.
+   */
+  async read<T>(fn: (tx: StoreReader) => Promise<T>): Promise<T> {
+    if (this.#closed) throw new ClosedError('The SQLite store is closed');
+    const parent = this.#current.getStore();
+    if (parent?.open) return fn(createStoreTransaction(parent));
+    return this.database.read(async () => {
+      const session = new SqlSession(this.#readConnection, sqliteDialect, tables, this.#clock, {
+        readOnly: true,
+      });
+      try {
+        return await fn(createStoreTransaction(session));
+      } finally {
+        session.finish();
+      }
+    });
   }
 
   async close(): Promise<void> {
