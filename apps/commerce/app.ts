@@ -11,6 +11,7 @@ import {
   type RuntimeOptions,
   type SagaDefinition,
   type Store,
+  systemTimers,
   type Timers,
 } from '../../src/index.ts';
 import { Catalog, type CatalogOptions } from './catalog.ts';
@@ -96,6 +97,7 @@ export async function createCommerceApp(options: CommerceAppOptions): Promise<Co
     catalog,
     orderSaga: saga,
     payments: options.payments,
+    timers: options.timers ?? systemTimers,
   });
   gateway.addReadinessCheck('store', async () => {
     await options.store.transaction(async () => undefined);

@@ -71,7 +71,7 @@ export class Catalog {
   /** A page of listed SKUs in SKU order, through the cache. */
   page(limit: number, after?: string): Promise<CatalogEntry[]> {
     return this.#pages.get(`${limit}:${after ?? ''}`, async () => {
-      const records = await this.#store.transaction((tx) =>
+      const records = await this.#store.read((tx) =>
         tx.entities.list(Inventory.name, { limit, ...(after === undefined ? {} : { afterId: after }) }),
       );
       return records.flatMap((record) => {

@@ -217,6 +217,70 @@ describe('commerce HTTP contract', () => {
     expect((await shop.request('GET', '/payments/settings')).body.failureRate).toBe(0);
   });
 
+  it('GET /orders/{id} with Prefer: wait answers once the order ends (a long poll); wait=0 answers at once', async () => {
+    await shop.request('PUT', '/inventory/plum', { available: 5, price: 1 });
+    await shop.request('PUT', '/payments/settings', { latencyMs: 150 });
+    try {
+      const placed = await place({ customerId: 'eve', items: [{ sku: 'plum', qty: 1 }] });
+      const now = await shop.request('GET', `/orders/${placed.body.orderId}`, undefined, {
+        prefer: 'wait=0',
+      });
+      expect(now.body.status).toBe('pending');
+      expect(now.headers.get('preference-applied')).toBe('wait=0');
+      const ended = await shop.request('GET', `/orders/${placed.body.orderId}`, undefined, {
+        prefer: 'respond-async, wait=30',
+      });
+      expect(ended.status).toBe(200);
+      expect(ended.body.status).toBe('confirmed');
+      expect(ended.body.payment.status).toBe('charged');
+      expect(ended.headers.get('preference-applied')).toBe('wait=30');
+      expect(ended.headers.get('vary')).toContain('prefer');
+      // An ended order is answered at once, and without Prefer nothing is applied.
+      const again = await shop.request('GET', `/orders/${placed.body.orderId}`, undefined, {
+        prefer: 'wait=30',
+      });
+      expect(again.body.status).toBe('confirmed');
+      expect(
+        (await shop.request('GET', `/orders/${placed.body.orderId}`)).headers.get('preference-applied'),
+      ).toBeNull();
+      const missing = await shop.request('GET', '/orders/ord-0000000000000001', undefined, {
+        prefer: 'wait=30',
+      });
+      expect(missing.status).toBe(404);
+    } finally {
+      await shop.request('PUT', '/payments/settings', { latencyMs: 0 });
+    }
+  });
+
+  it('GET /orders/{id} with Prefer: wait answers pending when the wait runs out first', async () => {
+    const slow = await openTestCommerce({
+      payment: { latencyMs: 1500 },
+      app: { orders: { paymentCallTimeoutMs: 10_000 } },
+    });
+    try {
+      await slow.request('PUT', '/inventory/fig', { available: 5, price: 1 });
+      const placed = await slow.request(
+        'POST',
+        '/orders',
+        { customerId: 'fay', items: [{ sku: 'fig', qty: 1 }] },
+        { 'idempotency-key': 'slow-1' },
+      );
+      const started = performance.now();
+      const pending = await slow.request('GET', `/orders/${placed.body.orderId}`, undefined, {
+        prefer: 'wait=1',
+      });
+      expect(performance.now() - started).toBeGreaterThanOrEqual(950);
+      expect(pending.body.status).toBe('pending');
+      expect(pending.headers.get('preference-applied')).toBe('wait=1');
+      const ended = await slow.request('GET', `/orders/${placed.body.orderId}`, undefined, {
+        prefer: 'wait=30',
+      });
+      expect(ended.body.status).toBe('confirmed');
+    } finally {
+      await slow.close();
+    }
+  });
+
   it('GET /orders pages orders by status; an unknown order is a 404 problem', async () => {
     const confirmed = await shop.request('GET', '/orders?status=confirmed&limit=1');
     expect(confirmed.status).toBe(200);

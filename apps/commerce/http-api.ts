@@ -4,9 +4,12 @@ import {
   HttpProblem,
   idempotencyOf,
   NotFoundError,
+  PREFERENCE_APPLIED_HEADER,
+  preferredWaitSeconds,
   type Runtime,
   type SagaDefinition,
   type SagaRecord,
+  type Timers,
 } from '../../src/index.ts';
 import type { Catalog } from './catalog.ts';
 import { Inventory, type StockState, stockView } from './inventory.ts';
@@ -20,7 +23,12 @@ export interface CommerceApiDependencies {
   readonly catalog: Catalog;
   readonly orderSaga: SagaDefinition<OrderInput, OrderOutput>;
   readonly payments: PaymentGatewayClient;
+  /** Bounds long polls (`Prefer: wait`). */
+  readonly timers: Timers;
 }
+
+/** The longest `Prefer: wait` that `GET /orders/{orderId}` honours (seconds). */
+export const maxOrderWaitSeconds = 60;
 
 const problemTypeBase = 'urn:meridian:problem:';
 
@@ -134,7 +142,30 @@ const sagaType = (deps: CommerceApiDependencies) => deps.orderSaga.name;
 
 /** Registers the commerce HTTP contract on a gateway. */
 export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDependencies): void {
-  const { runtime, catalog, payments } = deps;
+  const { runtime, catalog, payments, timers } = deps;
+
+  /**
+   * Resolves when the order's saga ends, `timeoutMs` passes, or the client hangs up, whichever
+   * comes first; the waiter is removed either way.
+   */
+  async function untilEnded(
+    orderId: string,
+    timeoutMs: number,
+    response: NodeJS.EventEmitter,
+  ): Promise<void> {
+    const stop = new AbortController();
+    const timer = timers.setTimeout(() => stop.abort(), timeoutMs);
+    const hungUp = () => stop.abort();
+    response.once('close', hungUp);
+    try {
+      await runtime.handle(orderId).result({ signal: stop.signal });
+    } catch {
+      // Cancelled, timed out, or the runtime is stopping: the caller reads where the order stands.
+    } finally {
+      timer.cancel();
+      response.off('close', hungUp);
+    }
+  }
 
   gateway.route<{ Params: { sku: string }; Body: { available: number; price: number } }>({
     method: 'PUT',
@@ -287,20 +318,38 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
     url: '/orders/:orderId',
     schema: {
       summary: 'An order: status (pending, confirmed, cancelled), reason, payment, and its history',
+      description: `With \`Prefer: wait=N\` (RFC 7240) a pending order is answered once it is confirmed or cancelled, or after N seconds (at most ${maxOrderWaitSeconds}) as it stands then: a long poll instead of polling. The answer then carries \`Preference-Applied: wait=N\`.`,
       tags: ['orders'],
       params: { type: 'object', required: ['orderId'], properties: { orderId: orderIdSchema } },
+      headers: {
+        type: 'object',
+        properties: {
+          prefer: { type: 'string', description: 'wait=<seconds>: hold the answer until the order ends' },
+        },
+      },
       response: { 200: orderSchema },
     },
-    handler: async (request) => {
+    handler: async (request, reply) => {
       const { orderId } = request.params;
-      // The record and its journal in one unit of the runtime's group commit: the two agree,
-      // and a poll costs no transaction of its own.
-      const found = await runtime.transaction(async (tx) => {
-        const record = await tx.sagas.get(orderId);
-        if (record === null || record.type !== sagaType(deps)) return null;
-        return { record, journal: await tx.sagas.journal(orderId) };
-      });
+      // The record and its journal from one snapshot: the two agree, and a poll neither waits
+      // for the writer nor holds it up.
+      const read = () =>
+        runtime.read(async (tx) => {
+          const record = await tx.sagas.get(orderId);
+          if (record === null || record.type !== sagaType(deps)) return null;
+          return { record, journal: await tx.sagas.journal(orderId) };
+        });
+      let found = await read();
       if (found === null) throw new NotFoundError(`Order '${orderId}' does not exist`);
+      const wait = preferredWaitSeconds(request.headers.prefer, maxOrderWaitSeconds);
+      if (wait !== undefined) {
+        reply.header(PREFERENCE_APPLIED_HEADER, `wait=${wait}`);
+        if (wait > 0 && orderSummary(found.record).status === 'pending') {
+          await untilEnded(orderId, wait * 1000, reply.raw);
+          found = (await read()) ?? found;
+        }
+      }
+      reply.header('vary', 'prefer');
       return orderView(found.record, found.journal);
     },
   });
@@ -336,7 +385,7 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
       const { status, after } = request.query;
       const limit = request.query.limit ?? 100;
       const statuses = status === undefined ? [undefined] : sagaStatusesOf[status];
-      const page = await runtime.transaction(async (tx) => {
+      const page = await runtime.read(async (tx) => {
         const records: SagaRecord[] = [];
         for (const sagaStatus of statuses) {
           records.push(

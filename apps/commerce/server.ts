@@ -128,7 +128,7 @@ async function countUnfinished(store: Store, type: string): Promise<number> {
   for (const status of ['running', 'compensating'] satisfies SagaStatus[]) {
     let afterId: string | undefined;
     for (;;) {
-      const page = await store.transaction((tx) =>
+      const page = await store.read((tx) =>
         tx.sagas.list({ status, type, limit: 1000, ...(afterId === undefined ? {} : { afterId }) }),
       );
       count += page.length;

@@ -44,7 +44,7 @@ export interface LoadSummary {
   unfinished: number;
   /** Latency from when each order was due (not when it was sent) to its 202. */
   latencyToAccepted: LatencySummary;
-  /** Latency from when each order was due to the poll that saw its terminal status. */
+  /** Latency from when each order was due to the status request that saw it ended. */
   latencyToTerminal: LatencySummary;
   errorsByKind: Record<string, number>;
   durationSeconds: number;
@@ -83,7 +83,9 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-type Outcome = { ok: true; status: number; body: unknown } | { ok: false; kind: string };
+type Outcome =
+  | { ok: true; status: number; body: unknown; headers: Record<string, string | string[] | undefined> }
+  | { ok: false; kind: string };
 
 /**
  * An open-loop load generator for the commerce contract. Order i is due at start + i/rate and is
@@ -110,12 +112,15 @@ export class LoadGenerator {
   #inFlight = 0;
   #lastTerminalMs = 0;
   #idle: (() => void) | undefined;
+  /** False once the gateway answered a long poll without applying it: poll from then on. */
+  #longPoll: boolean;
   readonly #agent: HttpAgent;
 
   constructor(options: LoadOptions, io: LoadIo) {
     this.#options = options;
     this.#io = io;
     this.#random = seededRandom(options.seed);
+    this.#longPoll = options.waitSeconds > 0;
     // Keep-alive connections, at most `connections` of them: requests beyond queue in the agent
     // (their wait counts in the latency), instead of opening a new connection per request.
     const agentOptions = {
@@ -247,8 +252,17 @@ export class LoadGenerator {
 
     const deadlineMs = performance.now() + this.#options.terminalTimeoutMs;
     while (performance.now() < deadlineMs) {
-      await sleep(this.#options.pollIntervalMs);
-      const polled = await this.#request('GET', `/orders/${encodeURIComponent(orderId)}`);
+      const longPoll = this.#longPoll;
+      if (!longPoll) await sleep(this.#options.pollIntervalMs);
+      const polled = longPoll
+        ? await this.#request('GET', `/orders/${encodeURIComponent(orderId)}`, undefined, {
+            prefer: `wait=${this.#options.waitSeconds}`,
+          })
+        : await this.#request('GET', `/orders/${encodeURIComponent(orderId)}`);
+      if (longPoll && polled.ok && polled.headers['preference-applied'] === undefined) {
+        // The gateway answers at once whatever the order's state: long polls would spin.
+        this.#longPoll = false;
+      }
       if (!polled.ok) {
         this.#error(`poll_${polled.kind}`);
         continue;
@@ -285,7 +299,10 @@ export class LoadGenerator {
         {
           method,
           agent: this.#agent,
-          timeout: this.#options.requestTimeoutMs,
+          // A long poll is answered up to `waitSeconds` late by design.
+          timeout:
+            this.#options.requestTimeoutMs +
+            (headers.prefer === undefined ? 0 : this.#options.waitSeconds * 1000),
           headers:
             payload === undefined
               ? headers
@@ -302,7 +319,7 @@ export class LoadGenerator {
             } catch {
               parsed = null;
             }
-            resolve({ ok: true, status: response.statusCode ?? 0, body: parsed });
+            resolve({ ok: true, status: response.statusCode ?? 0, body: parsed, headers: response.headers });
           });
         },
       );

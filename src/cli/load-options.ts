@@ -21,7 +21,13 @@ export interface LoadOptions {
   seed: number;
   /** Most distinct SKUs per order (1 to this many). @default 3 */
   maxItems: number;
-  /** Delay between two status polls of one order (ms). @default 25 */
+  /**
+   * Long poll: each status request asks the gateway to answer once the order ends, or after this
+   * many seconds (`Prefer: wait`). 0 polls every `pollIntervalMs` instead, as the generator also
+   * does against a gateway that does not apply the preference. @default 10
+   */
+  waitSeconds: number;
+  /** Delay between two status polls of one order when not long polling (ms). @default 25 */
   pollIntervalMs: number;
   /** How long an accepted order may take to reach a terminal status (ms). @default 30000 */
   terminalTimeoutMs: number;
@@ -50,7 +56,11 @@ Options:
   --connections <n>            keep-alive connections at most, 1..10000 (default 256)
   --seed <n>                   seed of the order contents, 0..4294967295 (default 1)
   --max-items <n>              most distinct SKUs per order, 1..20 (default 3)
-  --poll-interval-ms <ms>      delay between status polls of an order, 1..10000 (default 25)
+  --wait <s>                   long poll: ask the gateway to answer each status request once the
+                               order ends or after this many seconds (Prefer: wait), 0..60
+                               (default 10); 0, or a gateway that ignores it, means polling
+  --poll-interval-ms <ms>      delay between status polls of an order when polling, 1..10000
+                               (default 25)
   --terminal-timeout-ms <ms>   bound on an order reaching a terminal status, 100..600000 (default 30000)
   --request-timeout-ms <ms>    timeout of one HTTP request, 100..600000 (default 10000)
   --skip-setup                 do not PUT /inventory/{sku} first
@@ -118,6 +128,7 @@ export function parseLoadOptions(argv: string[]): LoadOptions | 'help' {
     connections: integer('connections', values.connections, 256, 1, 10_000),
     seed: integer('seed', values.seed, 1, 0, 4_294_967_295),
     maxItems: integer('max-items', values['max-items'], 3, 1, 20),
+    waitSeconds: integer('wait', values.wait, 10, 0, 60),
     pollIntervalMs: integer('poll-interval-ms', values['poll-interval-ms'], 25, 1, 10_000),
     terminalTimeoutMs: integer('terminal-timeout-ms', values['terminal-timeout-ms'], 30_000, 100, 600_000),
     requestTimeoutMs: integer('request-timeout-ms', values['request-timeout-ms'], 10_000, 100, 600_000),
@@ -136,6 +147,7 @@ const commandOptions = {
   connections: { type: 'string' },
   seed: { type: 'string' },
   'max-items': { type: 'string' },
+  wait: { type: 'string' },
   'poll-interval-ms': { type: 'string' },
   'terminal-timeout-ms': { type: 'string' },
   'request-timeout-ms': { type: 'string' },

@@ -21,6 +21,7 @@ export {
 export { MemoryIdempotencyStore } from './memory-idempotency-store.ts';
 export type { IdempotencyOutcome } from './metrics.ts';
 export type { ExposablePolicy } from './policy-exposure.ts';
+export { PREFER_HEADER, PREFERENCE_APPLIED_HEADER, preferredWaitSeconds } from './prefer.ts';
 export type { HttpProblemInit, InvalidField, ProblemDetails, RequestPart } from './problem.ts';
 export {
   HttpProblem,
