@@ -80,3 +80,22 @@ export function storeTables(schema?: string): StoreTables {
     idempotencyKeys: `${prefix}store_idempotency_keys`,
   };
 }
+
+/**
+ * Builds a sub-store's SQL text once per store (per `StoreTables`), not on every call: the text
+ * keys the prepared-statement cache, and a string rebuilt per call must be flattened and hashed
+ * anew each time, which showed up in the commerce benchmark's profile.
+ */
+export function sqlPerStore<T>(
+  build: (tables: StoreTables, dialect: Dialect) => T,
+): (session: { readonly tables: StoreTables; readonly dialect: Dialect }) => T {
+  const built = new WeakMap<StoreTables, T>();
+  return (session) => {
+    let text = built.get(session.tables);
+    if (text === undefined) {
+      text = build(session.tables, session.dialect);
+      built.set(session.tables, text);
+    }
+    return text;
+  };
+}

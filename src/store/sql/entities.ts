@@ -9,6 +9,7 @@ import {
 } from '../limits.ts';
 import type { EntityRecord, EntityStore, Json } from '../types.ts';
 import type { SqlSession } from './connection.ts';
+import { sqlPerStore } from './dialect.ts';
 import { parseJson, toInteger, toStringColumn } from './rows.ts';
 
 interface EntityRow {
@@ -31,14 +32,22 @@ function toEntity(row: EntityRow): EntityRecord {
 
 const columns = 'type, id, state, version, updated_at';
 
+const statements = sqlPerStore(({ entities: table }) => ({
+  insert: `INSERT INTO ${table} (${columns}) VALUES ($1, $2, $3, 1, $4) ON CONFLICT (type, id) DO NOTHING`,
+  update: `UPDATE ${table} SET state = $3, version = version + 1, updated_at = $4 WHERE type = $1 AND id = $2 AND version = $5`,
+  delete: `DELETE FROM ${table} WHERE type = $1 AND id = $2 AND version = $3`,
+  list: `SELECT ${columns} FROM ${table} WHERE type = $1 AND id > $2 ORDER BY id LIMIT $3`,
+  get: `SELECT ${columns} FROM ${table} WHERE type = $1 AND id = $2`,
+}));
+
 /** Entity state with a version per key: every write names the version it read (optimistic). */
 export class SqlEntityStore implements EntityStore {
   readonly #session: SqlSession;
-  readonly #table: string;
+  readonly #sql: ReturnType<typeof statements>;
 
   constructor(session: SqlSession) {
     this.#session = session;
-    this.#table = session.tables.entities;
+    this.#sql = statements(session);
   }
 
   async get(type: string, id: string): Promise<EntityRecord | null> {
@@ -57,14 +66,8 @@ export class SqlEntityStore implements EntityStore {
       expectedVersion === 0
         ? // DO NOTHING rather than a unique violation: PostgreSQL would abort the whole
           // transaction on the violation, and the caller may want to go on after a ConflictError.
-          await this.#session.execute(
-            `INSERT INTO ${this.#table} (${columns}) VALUES ($1, $2, $3, 1, $4) ON CONFLICT (type, id) DO NOTHING`,
-            [type, id, text, nowMs],
-          )
-        : await this.#session.execute(
-            `UPDATE ${this.#table} SET state = $3, version = version + 1, updated_at = $4 WHERE type = $1 AND id = $2 AND version = $5`,
-            [type, id, text, nowMs, expectedVersion],
-          );
+          await this.#session.execute(this.#sql.insert, [type, id, text, nowMs])
+        : await this.#session.execute(this.#sql.update, [type, id, text, nowMs, expectedVersion]);
     if (changed === 1) return expectedVersion + 1;
     throw await this.#conflict('put', type, id, expectedVersion);
   }
@@ -73,10 +76,7 @@ export class SqlEntityStore implements EntityStore {
     requireName('type', type);
     requireId('id', id);
     requireTimestamp('expectedVersion', expectedVersion);
-    const changed = await this.#session.execute(
-      `DELETE FROM ${this.#table} WHERE type = $1 AND id = $2 AND version = $3`,
-      [type, id, expectedVersion],
-    );
+    const changed = await this.#session.execute(this.#sql.delete, [type, id, expectedVersion]);
     if (changed !== 1) throw await this.#conflict('delete', type, id, expectedVersion);
   }
 
@@ -85,18 +85,12 @@ export class SqlEntityStore implements EntityStore {
     const limit = requireLimit('limit', options.limit, storeLimits.defaultPageSize);
     // Ids are never empty, so '' sorts before every id and stands for "from the start".
     const afterId = options.afterId === undefined ? '' : requireId('afterId', options.afterId);
-    const rows = await this.#session.query<EntityRow>(
-      `SELECT ${columns} FROM ${this.#table} WHERE type = $1 AND id > $2 ORDER BY id LIMIT $3`,
-      [type, afterId, limit],
-    );
+    const rows = await this.#session.query<EntityRow>(this.#sql.list, [type, afterId, limit]);
     return rows.map(toEntity);
   }
 
   async #get(type: string, id: string): Promise<EntityRecord | null> {
-    const rows = await this.#session.query<EntityRow>(
-      `SELECT ${columns} FROM ${this.#table} WHERE type = $1 AND id = $2`,
-      [type, id],
-    );
+    const rows = await this.#session.query<EntityRow>(this.#sql.get, [type, id]);
     return rows[0] === undefined ? null : toEntity(rows[0]);
   }
 

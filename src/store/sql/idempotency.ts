@@ -10,6 +10,7 @@ import {
 } from '../limits.ts';
 import type { IdempotencyReservation, IdempotencyStore, StoredResponse } from '../types.ts';
 import type { SqlSession } from './connection.ts';
+import { sqlPerStore } from './dialect.ts';
 import { toInteger, toOptionalInteger, toStringColumn } from './rows.ts';
 
 interface KeyRow {
@@ -57,6 +58,21 @@ function requireResponse(response: StoredResponse): { status: number; headers: s
   return { status, headers, body: response.body };
 }
 
+const statements = sqlPerStore(({ idempotencyKeys: table }, dialect) => ({
+  insert: `INSERT INTO ${table} (scope, key, fingerprint, status, lease_until, expires_at)
+         VALUES ($1, $2, $3, 'in_flight', $4, $5) ON CONFLICT (scope, key) DO NOTHING`,
+  lock: `SELECT fingerprint, status, lease_until, response_status, response_headers, response_body, expires_at
+         FROM ${table} WHERE scope = $1 AND key = $2${dialect.forUpdate}`,
+  takeOver: `UPDATE ${table} SET fingerprint = $3, status = 'in_flight', lease_until = $4, expires_at = $5,
+             response_status = NULL, response_headers = NULL, response_body = NULL
+           WHERE scope = $1 AND key = $2`,
+  complete: `UPDATE ${table} SET status = 'completed', lease_until = NULL,
+         response_status = $4, response_headers = $5, response_body = $6
+       WHERE scope = $1 AND key = $2 AND fingerprint = $3 AND status = 'in_flight'`,
+  release: `DELETE FROM ${table} WHERE scope = $1 AND key = $2 AND fingerprint = $3 AND status = 'in_flight'`,
+  expire: `DELETE FROM ${table} WHERE expires_at <= $1`,
+}));
+
 /**
  * Idempotency-Key records. A key moves: (absent) → in_flight (leased to one attempt) →
  * completed (response stored) → (absent again after `expiresAt`). A lease that runs out
@@ -64,11 +80,11 @@ function requireResponse(response: StoredResponse): { status: number; headers: s
  */
 export class SqlIdempotencyStore implements IdempotencyStore {
   readonly #session: SqlSession;
-  readonly #table: string;
+  readonly #sql: ReturnType<typeof statements>;
 
   constructor(session: SqlSession) {
     this.#session = session;
-    this.#table = session.tables.idempotencyKeys;
+    this.#sql = statements(session);
   }
 
   async reserve(request: {
@@ -89,28 +105,21 @@ export class SqlIdempotencyStore implements IdempotencyStore {
     for (let round = 0; round < reserveRounds; round++) {
       // The common case, a new key, is one statement. Concurrent inserts of one key wait for
       // each other on the primary key: exactly one inserts, the others see its row.
-      const inserted = await this.#session.execute(
-        `INSERT INTO ${this.#table} (scope, key, fingerprint, status, lease_until, expires_at)
-         VALUES ($1, $2, $3, 'in_flight', $4, $5) ON CONFLICT (scope, key) DO NOTHING`,
-        [scope, key, fingerprint, leaseUntil, expiresAt],
-      );
+      const inserted = await this.#session.execute(this.#sql.insert, [
+        scope,
+        key,
+        fingerprint,
+        leaseUntil,
+        expiresAt,
+      ]);
       if (inserted === 1) return { outcome: 'reserved' };
       // The row exists: lock it (PostgreSQL; SQLite's single writer already excludes everyone)
       // so that deciding on it and taking it over is atomic against other attempts.
-      const rows = await this.#session.query<KeyRow>(
-        `SELECT fingerprint, status, lease_until, response_status, response_headers, response_body, expires_at
-         FROM ${this.#table} WHERE scope = $1 AND key = $2${this.#session.dialect.forUpdate}`,
-        [scope, key],
-      );
+      const rows = await this.#session.query<KeyRow>(this.#sql.lock, [scope, key]);
       const row = rows[0];
       if (row === undefined) continue;
       const takeOver = async (): Promise<IdempotencyReservation> => {
-        await this.#session.execute(
-          `UPDATE ${this.#table} SET fingerprint = $3, status = 'in_flight', lease_until = $4, expires_at = $5,
-             response_status = NULL, response_headers = NULL, response_body = NULL
-           WHERE scope = $1 AND key = $2`,
-          [scope, key, fingerprint, leaseUntil, expiresAt],
-        );
+        await this.#session.execute(this.#sql.takeOver, [scope, key, fingerprint, leaseUntil, expiresAt]);
         return { outcome: 'reserved' };
       };
       const heldUntil = toOptionalInteger(row.lease_until, 'lease_until');
@@ -150,12 +159,14 @@ export class SqlIdempotencyStore implements IdempotencyStore {
     requireId('key', key);
     requireId('fingerprint', fingerprint);
     const stored = requireResponse(response);
-    const changed = await this.#session.execute(
-      `UPDATE ${this.#table} SET status = 'completed', lease_until = NULL,
-         response_status = $4, response_headers = $5, response_body = $6
-       WHERE scope = $1 AND key = $2 AND fingerprint = $3 AND status = 'in_flight'`,
-      [scope, key, fingerprint, stored.status, stored.headers, stored.body],
-    );
+    const changed = await this.#session.execute(this.#sql.complete, [
+      scope,
+      key,
+      fingerprint,
+      stored.status,
+      stored.headers,
+      stored.body,
+    ]);
     if (changed !== 1) {
       throw new ConflictError(
         `Cannot complete idempotency key '${key}' in scope '${scope}': it is no longer reserved for this request (released, expired, completed or taken by another fingerprint)`,
@@ -170,14 +181,11 @@ export class SqlIdempotencyStore implements IdempotencyStore {
     requireId('fingerprint', fingerprint);
     // Only an in-flight reservation of this fingerprint: a completed response stays replayable
     // and another request's reservation is not ours to drop.
-    await this.#session.execute(
-      `DELETE FROM ${this.#table} WHERE scope = $1 AND key = $2 AND fingerprint = $3 AND status = 'in_flight'`,
-      [scope, key, fingerprint],
-    );
+    await this.#session.execute(this.#sql.release, [scope, key, fingerprint]);
   }
 
   async expire(nowMs: number): Promise<number> {
     requireTimestamp('nowMs', nowMs);
-    return this.#session.execute(`DELETE FROM ${this.#table} WHERE expires_at <= $1`, [nowMs]);
+    return this.#session.execute(this.#sql.expire, [nowMs]);
   }
 }

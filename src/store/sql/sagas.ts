@@ -12,6 +12,7 @@ import {
 } from '../limits.ts';
 import type { JournalEntry, JournalEntryKind, Json, SagaRecord, SagaStatus, SagaStore } from '../types.ts';
 import type { SqlSession, SqlValue } from './connection.ts';
+import { sqlPerStore } from './dialect.ts';
 import { parseJson, parseOptionalJson, toInteger, toOptionalString, toStringColumn } from './rows.ts';
 
 const sagaStatuses: readonly SagaStatus[] = ['running', 'compensating', 'completed', 'compensated', 'failed'];
@@ -73,16 +74,41 @@ function toJournalEntry(row: JournalRow): JournalEntry {
   };
 }
 
+const statements = sqlPerStore(({ sagas, sagaJournal: journal }) => {
+  const update = (set: string) => `UPDATE ${sagas} SET ${set} WHERE id = $1 AND version = $2`;
+  const base = 'status = $3, updated_at = $4, version = version + 1';
+  return {
+    create: `INSERT INTO ${sagas} (${sagaColumns}) VALUES ($1, $2, $3, $4, NULL, NULL, $5, $5, 1) ON CONFLICT (id) DO NOTHING`,
+    get: `SELECT ${sagaColumns} FROM ${sagas} WHERE id = $1`,
+    /** By which of output and reason change: neither, output, reason, both. */
+    update: [
+      update(base),
+      update(`${base}, output = $5`),
+      update(`${base}, reason = $5`),
+      update(`${base}, output = $5, reason = $6`),
+    ] as const,
+    // Inserted only when it is the next sequence of the saga, so the journal stays dense; DO
+    // NOTHING turns a second runner's duplicate into "0 rows" instead of aborting the transaction.
+    // The CASTs type the parameters for PostgreSQL, which cannot infer them in a SELECT list.
+    appendJournal: `INSERT INTO ${journal} (${journalColumns})
+       SELECT CAST($1 AS TEXT), CAST($2 AS INTEGER), CAST($3 AS TEXT), CAST($4 AS TEXT), CAST($5 AS TEXT), CAST($6 AS TEXT), CAST($7 AS TEXT), CAST($8 AS INTEGER), CAST($9 AS BIGINT)
+       WHERE COALESCE((SELECT MAX(sequence) FROM ${journal} WHERE saga_id = $1), -1) + 1 = CAST($2 AS INTEGER)
+       ON CONFLICT (saga_id, sequence) DO NOTHING`,
+    nextSequence: `SELECT COALESCE(MAX(sequence), -1) + 1 AS next FROM ${journal} WHERE saga_id = $1`,
+    journal: `SELECT ${journalColumns} FROM ${journal} WHERE saga_id = $1 ORDER BY sequence`,
+  };
+});
+
 /** Saga instances (status, input, output) and each saga's journal of finished steps. */
 export class SqlSagaStore implements SagaStore {
   readonly #session: SqlSession;
   readonly #sagas: string;
-  readonly #journal: string;
+  readonly #sql: ReturnType<typeof statements>;
 
   constructor(session: SqlSession) {
     this.#session = session;
     this.#sagas = session.tables.sagas;
-    this.#journal = session.tables.sagaJournal;
+    this.#sql = statements(session);
   }
 
   async create(saga: Omit<SagaRecord, 'output' | 'reason' | 'updatedAt' | 'version'>): Promise<void> {
@@ -91,10 +117,7 @@ export class SqlSagaStore implements SagaStore {
     const status = requireOneOf('status', saga.status, sagaStatuses);
     const input = toJsonText('input', saga.input);
     const createdAt = requireTimestamp('createdAt', saga.createdAt);
-    const changed = await this.#session.execute(
-      `INSERT INTO ${this.#sagas} (${sagaColumns}) VALUES ($1, $2, $3, $4, NULL, NULL, $5, $5, 1) ON CONFLICT (id) DO NOTHING`,
-      [id, type, status, input, createdAt],
-    );
+    const changed = await this.#session.execute(this.#sql.create, [id, type, status, input, createdAt]);
     if (changed !== 1) {
       throw new AlreadyExistsError(`Saga '${id}' already exists`, { details: { id } });
     }
@@ -115,20 +138,15 @@ export class SqlSagaStore implements SagaStore {
     const at = requireTimestamp('at', change.at);
     requireInteger('expectedVersion', expectedVersion, 1, Number.MAX_SAFE_INTEGER);
     const params: SqlValue[] = [id, expectedVersion, status, at];
-    let set = 'status = $3, updated_at = $4, version = version + 1';
     // An absent output/reason keeps the stored one; null clears it.
     if (change.output !== undefined) {
       params.push(change.output === null ? null : toJsonText('output', change.output));
-      set += `, output = $${params.length}`;
     }
     if (change.reason !== undefined) {
       params.push(optionalText('reason', change.reason, storeLimits.maxTextLength));
-      set += `, reason = $${params.length}`;
     }
-    const changed = await this.#session.execute(
-      `UPDATE ${this.#sagas} SET ${set} WHERE id = $1 AND version = $2`,
-      params,
-    );
+    const variant = (change.output === undefined ? 0 : 1) + (change.reason === undefined ? 0 : 2);
+    const changed = await this.#session.execute(this.#sql.update[variant]!, params);
     if (changed === 1) return expectedVersion + 1;
     const current = await this.#get(id);
     const actual = current === null ? 'it does not exist' : `its version is ${current.version}`;
@@ -169,21 +187,19 @@ export class SqlSagaStore implements SagaStore {
     const error = optionalText('error', entry.error, storeLimits.maxTextLength);
     const attempts = requireInteger('attempts', entry.attempts, 0, 1_000_000);
     const at = requireTimestamp('at', entry.at);
-    // Inserted only when it is the next sequence of the saga, so the journal stays dense; DO
-    // NOTHING turns a second runner's duplicate into "0 rows" instead of aborting the transaction.
-    // The CASTs type the parameters for PostgreSQL, which cannot infer them in a SELECT list.
-    const changed = await this.#session.execute(
-      `INSERT INTO ${this.#journal} (${journalColumns})
-       SELECT CAST($1 AS TEXT), CAST($2 AS INTEGER), CAST($3 AS TEXT), CAST($4 AS TEXT), CAST($5 AS TEXT), CAST($6 AS TEXT), CAST($7 AS TEXT), CAST($8 AS INTEGER), CAST($9 AS BIGINT)
-       WHERE COALESCE((SELECT MAX(sequence) FROM ${this.#journal} WHERE saga_id = $1), -1) + 1 = CAST($2 AS INTEGER)
-       ON CONFLICT (saga_id, sequence) DO NOTHING`,
-      [sagaId, sequence, kind, name, status, result, error, attempts, at],
-    );
+    const changed = await this.#session.execute(this.#sql.appendJournal, [
+      sagaId,
+      sequence,
+      kind,
+      name,
+      status,
+      result,
+      error,
+      attempts,
+      at,
+    ]);
     if (changed === 1) return;
-    const rows = await this.#session.query<{ next: unknown }>(
-      `SELECT COALESCE(MAX(sequence), -1) + 1 AS next FROM ${this.#journal} WHERE saga_id = $1`,
-      [sagaId],
-    );
+    const rows = await this.#session.query<{ next: unknown }>(this.#sql.nextSequence, [sagaId]);
     const next = toInteger(rows[0]?.next ?? 0, 'next');
     if (sequence < next) {
       throw new ConflictError(
@@ -199,18 +215,12 @@ export class SqlSagaStore implements SagaStore {
 
   async journal(sagaId: string): Promise<JournalEntry[]> {
     requireId('sagaId', sagaId);
-    const rows = await this.#session.query<JournalRow>(
-      `SELECT ${journalColumns} FROM ${this.#journal} WHERE saga_id = $1 ORDER BY sequence`,
-      [sagaId],
-    );
+    const rows = await this.#session.query<JournalRow>(this.#sql.journal, [sagaId]);
     return rows.map(toJournalEntry);
   }
 
   async #get(id: string): Promise<SagaRecord | null> {
-    const rows = await this.#session.query<SagaRow>(
-      `SELECT ${sagaColumns} FROM ${this.#sagas} WHERE id = $1`,
-      [id],
-    );
+    const rows = await this.#session.query<SagaRow>(this.#sql.get, [id]);
     return rows[0] === undefined ? null : toSaga(rows[0]);
   }
 }
