@@ -47,6 +47,42 @@ const names = (database: SqliteDatabase) =>
   );
 
 describe('SqliteDatabase', () => {
+  it('checkpoints the WAL on a background thread, so that it restarts instead of growing', async () => {
+    const database = open();
+    expect(database.checkpointer).toBeDefined();
+    const payload = 'x'.repeat(2000);
+    for (let i = 0; i < 300; i++) await database.write(() => insert(database, payload));
+    // The worker caught up with every frame written so far (the first answer may be that of a
+    // checkpoint the commits asked for while the thread was starting)...
+    await database.checkpointer!.checkpointNow();
+    const caughtUp = await database.checkpointer!.checkpointNow();
+    expect(caughtUp.kind).toBe('checkpointed');
+    if (caughtUp.kind !== 'checkpointed') return;
+    expect(caughtUp.walFrames).toBeGreaterThan(100);
+    expect(caughtUp.backfilled).toBe(caughtUp.walFrames);
+    expect(database.checkpointer!.stats.checkpoints).toBeGreaterThanOrEqual(2);
+    // ...so the next write starts the WAL over from its beginning.
+    await database.write(() => insert(database, payload));
+    const restarted = await database.checkpointer!.checkpointNow();
+    expect(restarted.kind === 'checkpointed' && restarted.walFrames).toBeLessThan(10);
+    expect(await database.read(() => names(database).length)).toBe(301);
+  });
+
+  it('leaves checkpoints to SQLite inside COMMIT with checkpoints: inline, and refuses other values', () => {
+    const directory = mkdtempSync(join(tmpdir(), 'meridian-db-'));
+    directories.push(directory);
+    const inline = new SqliteDatabase({ path: join(directory, 'inline.db'), checkpoints: 'inline' });
+    databases.push(inline);
+    expect(inline.checkpointer).toBeUndefined();
+    expect(
+      () =>
+        new SqliteDatabase({
+          path: join(directory, 'other.db'),
+          checkpoints: 'never' as unknown as 'inline',
+        }),
+    ).toThrow(ValidationError);
+  });
+
   it('reads snapshots on pooled read-only connections: more reads than connections queue, none sees an open write', async () => {
     const directory = mkdtempSync(join(tmpdir(), 'meridian-db-'));
     directories.push(directory);
