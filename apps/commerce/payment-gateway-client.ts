@@ -1,4 +1,4 @@
-import { Agent, request as httpRequest } from 'node:http';
+import { Pool } from 'undici';
 import { NotFoundError, RetryableError, TerminalError, ValidationError } from '../../src/index.ts';
 import type { PaymentGatewaySettings } from './payment-gateway.ts';
 import type { ChargeStatus } from './payment-gateway-ledger.ts';
@@ -52,9 +52,13 @@ function checkTimeout(name: string, value: number): number {
  * A call aborted through the caller's `signal` rejects with the signal's reason.
  */
 export class PaymentGatewayClient {
-  readonly #baseUrl: string;
+  readonly #origin: string;
+  /** The base URL's path, without its trailing slash: prefixed to every request's path. */
+  readonly #basePath: string;
   readonly #timeoutMs: number;
-  readonly #agent: Agent;
+  readonly #poolOptions: Pool.Options;
+  /** Opened by the first call, and again by the first call after `close()`. */
+  #pool: Pool | undefined;
 
   constructor(options: PaymentGatewayClientOptions) {
     let url: URL;
@@ -65,7 +69,8 @@ export class PaymentGatewayClient {
         `'baseUrl' must be an absolute URL: current value is '${String(options.baseUrl)}'`,
       );
     }
-    this.#baseUrl = url.toString().replace(/\/$/, '');
+    this.#origin = url.origin;
+    this.#basePath = url.pathname.replace(/\/$/, '');
     this.#timeoutMs = checkTimeout('timeoutMs', options.timeoutMs ?? 2000);
     const maxConnections = options.maxConnections ?? 64;
     if (!Number.isInteger(maxConnections) || maxConnections < 1 || maxConnections > 1024) {
@@ -76,7 +81,8 @@ export class PaymentGatewayClient {
     if (url.protocol !== 'http:') {
       throw new ValidationError(`'baseUrl' must be an http URL: current value is '${options.baseUrl}'`);
     }
-    this.#agent = new Agent({ keepAlive: true, maxSockets: maxConnections, maxFreeSockets: maxConnections });
+    // No headers or body timeout of undici's own: the call's timer bounds the whole call.
+    this.#poolOptions = { connections: maxConnections, headersTimeout: 0, bodyTimeout: 0 };
   }
 
   charge(
@@ -110,9 +116,16 @@ export class PaymentGatewayClient {
     return this.#call<PaymentGatewaySettings>('PUT', '/settings', change, options);
   }
 
-  /** Closes the kept-alive connections. Calls made afterwards open new ones. */
+  /**
+   * Closes the kept-alive connections; calls in flight still finish (each within its timeout).
+   * Calls made afterwards open new ones.
+   */
   close(): void {
-    this.#agent.destroy();
+    const pool = this.#pool;
+    this.#pool = undefined;
+    pool?.close().catch(() => {
+      // Closing twice is the only failure, and this pool is closed once.
+    });
   }
 
   async #call<T>(method: string, path: string, body: unknown, options: CallOptions): Promise<T> {
@@ -153,9 +166,10 @@ export class PaymentGatewayClient {
   }
 
   /**
-   * One request over the kept-alive connections. node:http rather than fetch: fetch costs about
-   * three times the CPU per call and opened a connection per concurrent call, which made the
-   * payment call the commerce app's bottleneck.
+   * One request over the kept-alive connections. An undici Pool rather than node:http or fetch:
+   * the commerce server's main thread makes one call per order, and a Pool request costs about
+   * 74 µs of CPU here against 145 µs for node:http with a keep-alive Agent (fetch cost about
+   * three times node:http and opened a connection per concurrent call).
    */
   #send(
     method: string,
@@ -166,7 +180,8 @@ export class PaymentGatewayClient {
   ): Promise<Outcome> {
     return new Promise<Outcome>((resolve) => {
       if (signal?.aborted === true) return resolve({ kind: 'aborted' });
-      const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+      const payload = body === undefined ? null : Buffer.from(JSON.stringify(body));
+      const cancel = new AbortController();
       let settled = false;
       const finish = (outcome: Outcome) => {
         if (settled) return;
@@ -174,44 +189,35 @@ export class PaymentGatewayClient {
         clearTimeout(timer);
         signal?.removeEventListener('abort', onAbort);
         resolve(outcome);
+        if (outcome.kind === 'aborted' || outcome.kind === 'timeout') cancel.abort();
       };
-      const request = httpRequest(
-        `${this.#baseUrl}${path}`,
-        {
-          method,
-          agent: this.#agent,
-          headers:
-            payload === undefined
-              ? {}
-              : { 'content-type': 'application/json', 'content-length': String(payload.length) },
-        },
-        (response) => {
-          const chunks: Buffer[] = [];
-          response.on('data', (chunk: Buffer) => chunks.push(chunk));
-          response.on('error', (error) => finish({ kind: 'connection', error }));
-          response.on('end', () => {
-            const retryAfter = response.headers['retry-after'];
-            finish({
-              kind: 'answered',
-              status: response.statusCode ?? 0,
-              text: Buffer.concat(chunks).toString('utf8'),
-              retryAfter: typeof retryAfter === 'string' ? retryAfter : undefined,
-            });
-          });
-        },
-      );
-      const onAbort = () => {
-        finish({ kind: 'aborted' });
-        request.destroy();
-      };
+      const onAbort = () => finish({ kind: 'aborted' });
       // A bound on the whole call, not on socket inactivity: a gateway trickling bytes still times out.
-      const timer = setTimeout(() => {
-        finish({ kind: 'timeout' });
-        request.destroy();
-      }, timeoutMs);
+      const timer = setTimeout(() => finish({ kind: 'timeout' }), timeoutMs);
       signal?.addEventListener('abort', onAbort, { once: true });
-      request.on('error', (error) => finish({ kind: 'connection', error }));
-      request.end(payload);
+      this.#pool ??= new Pool(this.#origin, this.#poolOptions);
+      this.#pool
+        .request({
+          method,
+          path: `${this.#basePath}${path}`,
+          headers: payload === null ? {} : { 'content-type': 'application/json' },
+          body: payload,
+          signal: cancel.signal,
+        })
+        .then(async (response) => {
+          // Read to the end whatever the status: that frees the connection for the next call.
+          const text = await response.body.text();
+          const retryAfter = response.headers['retry-after'];
+          finish({
+            kind: 'answered',
+            status: response.statusCode,
+            text,
+            retryAfter: typeof retryAfter === 'string' ? retryAfter : undefined,
+          });
+        })
+        .catch((error: unknown) =>
+          finish({ kind: 'connection', error: error instanceof Error ? error : new Error(String(error)) }),
+        );
     });
   }
 }
