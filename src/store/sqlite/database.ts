@@ -200,7 +200,7 @@ export class SqliteDatabase {
     let committed: Array<() => void>;
     let result: T;
     try {
-      this.#writer.exec('BEGIN IMMEDIATE');
+      this.#writerStatement('BEGIN IMMEDIATE').run();
       result = await this.#context.run(context, async () => {
         try {
           return await fn();
@@ -231,11 +231,12 @@ export class SqliteDatabase {
     if (this.inWrite || this.#snapshot.getStore() !== undefined) return fn();
     const reader = await this.#acquireSnapshotReader();
     try {
-      reader.connection.exec('BEGIN');
+      // Prepared once per connection: exec() would parse the text on every read.
+      cached(reader.connection, reader.statements, 'BEGIN').run();
       try {
         return await this.#snapshot.run(reader, fn);
       } finally {
-        if (reader.connection.isTransaction) reader.connection.exec('COMMIT');
+        if (reader.connection.isTransaction) cached(reader.connection, reader.statements, 'COMMIT').run();
       }
     } finally {
       this.#releaseSnapshotReader(reader);
@@ -259,7 +260,7 @@ export class SqliteDatabase {
     let committed: Array<() => void>;
     let result: T;
     try {
-      this.#writer.exec('BEGIN IMMEDIATE');
+      this.#writerStatement('BEGIN IMMEDIATE').run();
       result = this.#context.run(context, () => {
         try {
           const value = fn();
@@ -344,7 +345,7 @@ export class SqliteDatabase {
   /** Commits and hands back the after-commit callbacks, to run once the write is fully over. */
   #commit(): Array<() => void> {
     try {
-      this.#writer.exec('COMMIT');
+      this.#writerStatement('COMMIT').run();
     } catch (error) {
       // A failed COMMIT (disk full, I/O error) can leave the transaction open; roll it back so
       // the next write does not fail with "cannot start a transaction within a transaction".
