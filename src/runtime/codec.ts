@@ -1,4 +1,5 @@
 import { ValidationError } from '../errors.ts';
+import { parsedJson } from '../store/limits.ts';
 import type { Json } from '../store/types.ts';
 
 /**
@@ -30,7 +31,7 @@ export function toJson(what: string, value: unknown): Json {
       `${what} must be at most ${maxJsonBytes} bytes of JSON: current value has ${Buffer.byteLength(text, 'utf8')}`,
     );
   }
-  return JSON.parse(text) as Json;
+  return parsedJson(JSON.parse(text) as Json);
 }
 
 /** The largest JSON value the store keeps (state, input, output, a step's result). */
