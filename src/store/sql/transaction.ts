@@ -1,4 +1,12 @@
-import type { StoreTransaction } from '../types.ts';
+import type {
+  EntityStore,
+  IdempotencyStore,
+  InboxStore,
+  OutboxStore,
+  SagaStore,
+  StoreTransaction,
+  TimerStore,
+} from '../types.ts';
 import type { SqlSession } from './connection.ts';
 import { SqlEntityStore } from './entities.ts';
 import { SqlIdempotencyStore } from './idempotency.ts';
@@ -7,14 +15,54 @@ import { SqlOutboxStore } from './outbox.ts';
 import { SqlSagaStore } from './sagas.ts';
 import { SqlTimerStore } from './timers.ts';
 
-/** The six sub-stores of one transaction, all writing through its session. */
+/**
+ * The six sub-stores of one transaction, all writing through its session. Each is made on first
+ * use: the runtime opens a savepoint per unit of work, and most units touch one or two of them.
+ */
+class SqlStoreTransaction implements StoreTransaction {
+  readonly #session: SqlSession;
+  #entities: EntityStore | undefined;
+  #sagas: SagaStore | undefined;
+  #timers: TimerStore | undefined;
+  #inbox: InboxStore | undefined;
+  #outbox: OutboxStore | undefined;
+  #idempotency: IdempotencyStore | undefined;
+
+  constructor(session: SqlSession) {
+    this.#session = session;
+  }
+
+  get entities(): EntityStore {
+    this.#entities ??= new SqlEntityStore(this.#session);
+    return this.#entities;
+  }
+
+  get sagas(): SagaStore {
+    this.#sagas ??= new SqlSagaStore(this.#session);
+    return this.#sagas;
+  }
+
+  get timers(): TimerStore {
+    this.#timers ??= new SqlTimerStore(this.#session);
+    return this.#timers;
+  }
+
+  get inbox(): InboxStore {
+    this.#inbox ??= new SqlInboxStore(this.#session);
+    return this.#inbox;
+  }
+
+  get outbox(): OutboxStore {
+    this.#outbox ??= new SqlOutboxStore(this.#session);
+    return this.#outbox;
+  }
+
+  get idempotency(): IdempotencyStore {
+    this.#idempotency ??= new SqlIdempotencyStore(this.#session);
+    return this.#idempotency;
+  }
+}
+
 export function createStoreTransaction(session: SqlSession): StoreTransaction {
-  return {
-    entities: new SqlEntityStore(session),
-    sagas: new SqlSagaStore(session),
-    timers: new SqlTimerStore(session),
-    inbox: new SqlInboxStore(session),
-    outbox: new SqlOutboxStore(session),
-    idempotency: new SqlIdempotencyStore(session),
-  };
+  return new SqlStoreTransaction(session);
 }
