@@ -339,16 +339,13 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
           if (record === null || record.type !== sagaType(deps)) return null;
           return { record, journal: await tx.sagas.journal(orderId) };
         });
-      let found = await read();
-      if (found === null) throw new NotFoundError(`Order '${orderId}' does not exist`);
       const wait = preferredWaitSeconds(request.headers.prefer, maxOrderWaitSeconds);
-      if (wait !== undefined) {
-        reply.header(PREFERENCE_APPLIED_HEADER, `wait=${wait}`);
-        if (wait > 0 && orderSummary(found.record).status === 'pending') {
-          await untilEnded(orderId, wait * 1000, reply.raw);
-          found = (await read()) ?? found;
-        }
-      }
+      // A long poll waits first and reads once: an order still running answers as soon as it
+      // ends; one that ended (or never existed) is looked up by the wait and answered at once.
+      if (wait !== undefined && wait > 0) await untilEnded(orderId, wait * 1000, reply.raw);
+      const found = await read();
+      if (found === null) throw new NotFoundError(`Order '${orderId}' does not exist`);
+      if (wait !== undefined) reply.header(PREFERENCE_APPLIED_HEADER, `wait=${wait}`);
       reply.header('vary', 'prefer');
       return orderView(found.record, found.journal);
     },
