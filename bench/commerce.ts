@@ -6,11 +6,12 @@
  * runs `meridian load` (another child process) at `--rate` orders/s for `--duration` seconds and
  * prints one line: offered, accepted and completed orders/s, latency to 202 and to a terminal
  * status (HdrHistogram percentiles from `meridian load`, measured from each order's due time),
- * the server's CPU time per order (Linux), and the machine's load average, since the server,
+ * the server's and the load generator's CPU time per order (Linux), and the machine's load average, since the server,
  * the load generator and whatever else runs share the cores.
  *
  * Options: --rate N (default 1000), --duration S (default 10), --skus N (default 100),
- * --poll-interval-ms N (default 25, meridian load's), --cpu-prof DIR (profile the server there).
+ * --wait S (default 10: long polls with Prefer: wait; 0 polls), --poll-interval-ms N (default 25,
+ * when polling), --cpu-prof DIR (profile the server there).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -35,6 +36,10 @@ const rate = positive('rate', 1000);
 const duration = positive('duration', 10);
 const skus = positive('skus', 100);
 const pollIntervalMs = positive('poll-interval-ms', 25);
+const waitSeconds = Number(option('wait', '10'));
+if (!Number.isInteger(waitSeconds) || waitSeconds < 0 || waitSeconds > 60) {
+  throw new RangeError('--wait must be an integer in [0, 60]');
+}
 const cpuProfile = option('cpu-prof', '');
 
 interface LatencySummary {
@@ -100,7 +105,13 @@ async function startServer(dataDir: string): Promise<{ child: ChildProcess; url:
   return { child, url };
 }
 
-function runLoad(url: string, loadRate: number, seconds: number, skipSetup: boolean): Promise<LoadSummary> {
+interface LoadRun {
+  summary: LoadSummary;
+  /** CPU time the load generator used (ms), when known. */
+  cpuMs: number | undefined;
+}
+
+function runLoad(url: string, loadRate: number, seconds: number, skipSetup: boolean): Promise<LoadRun> {
   const args = [
     main,
     'load',
@@ -112,6 +123,8 @@ function runLoad(url: string, loadRate: number, seconds: number, skipSetup: bool
     String(seconds),
     '--skus',
     String(skus),
+    '--wait',
+    String(waitSeconds),
     '--poll-interval-ms',
     String(pollIntervalMs),
     '--json',
@@ -120,10 +133,14 @@ function runLoad(url: string, loadRate: number, seconds: number, skipSetup: bool
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'ignore'] });
   let output = '';
   child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  // Sampled while it runs: once it has exited, /proc no longer has it.
+  let cpu: number | undefined;
+  const sampler = setInterval(() => (cpu = cpuMs(child.pid!) ?? cpu), 100);
   return new Promise((done, fail) =>
     child.once('exit', (code) => {
+      clearInterval(sampler);
       if (code !== 0) return fail(new Error(`meridian load exited with ${code}`));
-      done(JSON.parse(output.trim().split('\n').pop()!) as LoadSummary);
+      done({ summary: JSON.parse(output.trim().split('\n').pop()!) as LoadSummary, cpuMs: cpu });
     }),
   );
 }
@@ -137,7 +154,7 @@ try {
   await runLoad(url, Math.max(1, Math.round(rate / 5)), 3, false);
   const load = loadavg()[0]!;
   const cpuBefore = cpuMs(child.pid!);
-  const summary = await runLoad(url, rate, duration, true);
+  const { summary, cpuMs: loadCpuMs } = await runLoad(url, rate, duration, true);
   const cpuAfter = cpuMs(child.pid!);
   const cpuPerOrder =
     cpuBefore === undefined || cpuAfter === undefined || summary.accepted === 0
@@ -150,7 +167,7 @@ try {
       `accepted ${summary.acceptedPerSecond}/s, completed ${summary.completedPerSecond}/s (${summary.confirmed} confirmed, ${summary.cancelled} cancelled, ${summary.unfinished} unfinished, ${summary.notSentOnTime} not sent on time)`,
       `to 202 p50 ${ms(summary.latencyToAccepted.p50Ms)} p99 ${ms(summary.latencyToAccepted.p99Ms)}`,
       `to terminal p50 ${ms(summary.latencyToTerminal.p50Ms)} p90 ${ms(summary.latencyToTerminal.p90Ms)} p99 ${ms(summary.latencyToTerminal.p99Ms)} max ${ms(summary.latencyToTerminal.maxMs)}`,
-      `server CPU ${cpuPerOrder}/order`,
+      `server CPU ${cpuPerOrder}/order, load generator CPU ${loadCpuMs === undefined || summary.accepted === 0 ? 'n/a' : `${(loadCpuMs / summary.accepted).toFixed(2)} ms`}/order`,
       `load average ${load.toFixed(1)} at start${errors.length === 0 ? '' : `; errors ${errors.map(([kind, count]) => `${kind} ${count}`).join(', ')}`}`,
     ].join('; '),
   );
