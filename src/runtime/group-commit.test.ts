@@ -53,10 +53,45 @@ describe('GroupCommitter', () => {
       c.submit((scope) => scope.tx.entities.put('T', 'c', 1, 0)),
     ]);
     expect(outcomes.map((outcome) => outcome.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
-    expect(c.stats.transactions).toBe(1);
+    expect(c.stats).toMatchObject({ transactions: 1, retriedTransactions: 1, failedUnits: 1 });
     expect(await readState('a')).not.toBeNull();
     expect(await readState('b')).toBeNull();
     expect(await readState('c')).not.toBeNull();
+  });
+
+  it('runs units without a savepoint each until one throws; then runs them again, each isolated, and commits each effect once', async () => {
+    const { committer: c } = await committer();
+    const runs = { a: 0, b: 0, c: 0 };
+    const increment = (id: 'a' | 'c') => async (scope: Parameters<Parameters<typeof c.submit>[0]>[0]) => {
+      runs[id]++;
+      const current = await scope.tx.entities.get('T', id);
+      return scope.tx.entities.put(
+        'T',
+        id,
+        ((current?.state as number | undefined) ?? 0) + 1,
+        current?.version ?? 0,
+      );
+    };
+    // No failure: one optimistic transaction, every unit run once.
+    await Promise.all([c.submit(increment('a')), c.submit(increment('c'))]);
+    expect(runs).toEqual({ a: 1, b: 0, c: 1 });
+    expect(c.stats.retriedTransactions).toBe(0);
+    const outcomes = await Promise.allSettled([
+      c.submit(increment('a')),
+      c.submit(async (scope) => {
+        runs.b++;
+        await scope.tx.entities.put('T', 'b', 1, 0);
+        throw new Error('fails');
+      }),
+      c.submit(increment('c')),
+    ]);
+    expect(outcomes.map((outcome) => outcome.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    // The first attempt stopped at 'b' and rolled back; the retry ran all three, isolated.
+    expect(runs).toEqual({ a: 3, b: 2, c: 2 });
+    expect(c.stats.retriedTransactions).toBe(1);
+    expect((await readState('a'))?.state).toBe(2);
+    expect((await readState('c'))?.state).toBe(2);
+    expect(await readState('b')).toBeNull();
   });
 
   it("appends a transaction's records once at its end, without the records of units that rolled back", async () => {
