@@ -56,7 +56,7 @@ export interface CommerceApp {
   /** Starts the runtime (resuming every order in flight) and loads the routes. */
   start(): Promise<void>;
   /** Listens for HTTP; returns the base URL. @default host 127.0.0.1, port 0 (any free port) */
-  listen(options?: { host?: string; port?: number }): Promise<string>;
+  listen(options?: { host?: string; port?: number; backlog?: number }): Promise<string>;
   /**
    * Drains: stops taking requests (readiness fails at once, requests in flight finish), then
    * stops the runtime, which lets running steps finish and parks every order where it is; the

@@ -175,8 +175,14 @@ export interface Gateway {
   readiness(): Promise<ReadinessReport>;
   /** Deletes expired Idempotency-Keys now; the gateway also does it every sweep interval while listening. */
   sweepIdempotencyKeys(): Promise<number>;
-  /** Starts listening; returns the base URL (`http://127.0.0.1:7070`). @default host '127.0.0.1', port 0 (any free port) */
-  listen(options?: { host?: string; port?: number }): Promise<string>;
+  /**
+   * Starts listening; returns the base URL (`http://127.0.0.1:7070`). @default host '127.0.0.1',
+   * port 0 (any free port), backlog 4096: connections the kernel holds for the server while its
+   * event loop is busy. Node's 511 overflowed under bursts of new connections (the clients'
+   * SYNs were dropped and retried after 1 s, 3 s, 7 s: multi-second latency spikes measured
+   * with `meridian load`); Linux caps it at net.core.somaxconn.
+   */
+  listen(options?: { host?: string; port?: number; backlog?: number }): Promise<string>;
   /** Loads the routes and plugins without listening (for `inject`). */
   ready(): Promise<void>;
   /**
@@ -717,6 +723,7 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
       const address = await server.listen({
         host: listenOptions.host ?? '127.0.0.1',
         port: integerOption('port', listenOptions.port, 0, 0, 65_535),
+        backlog: integerOption('backlog', listenOptions.backlog, 4096, 1, 65_535),
       });
       if (sweepTimer === undefined) scheduleSweep();
       return address;
