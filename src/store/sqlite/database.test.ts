@@ -124,6 +124,23 @@ describe('SqliteDatabase', () => {
     );
   });
 
+  it('lets work that outlives a read stop using its snapshot connection', async () => {
+    const database = open();
+    await database.write(() => insert(database, 'first'));
+    const later = deferred();
+    let leaked: Promise<string[]> | undefined;
+    await database.read(() => {
+      // Not awaited by the read: runs after it ended, with the read's async context.
+      leaked = later.promise.then(() => {
+        expect(database.inRead).toBe(false);
+        return names(database);
+      });
+    });
+    await database.write(() => insert(database, 'second'));
+    later.resolve();
+    expect(await leaked).toEqual(['first', 'second']);
+  });
+
   it('refuses writes on a read snapshot, and reads queued when it closes', async () => {
     const directory = mkdtempSync(join(tmpdir(), 'meridian-db-'));
     directories.push(directory);

@@ -87,8 +87,11 @@ export class SqliteDatabase {
   readonly #writerStatements = new Map<string, StatementSync>();
   readonly #readerStatements = new Map<string, StatementSync>();
   readonly #context = new AsyncLocalStorage<WriteContext>();
-  /** The snapshot reader a `read` call chain holds. */
-  readonly #snapshot = new AsyncLocalStorage<SnapshotReader>();
+  /**
+   * The snapshot a `read` call chain holds. `open` turns false when the read ends, so work that
+   * outlives it (a promise it did not await) stops using a connection another read may now hold.
+   */
+  readonly #snapshot = new AsyncLocalStorage<{ readonly reader: SnapshotReader; open: boolean }>();
   readonly #idleSnapshotReaders: SnapshotReader[] = [];
   #snapshotReaders = 0;
   readonly #maxSnapshotReaders: number;
@@ -167,7 +170,7 @@ export class SqliteDatabase {
 
   /** True when the caller runs inside a `read` (outside any write). */
   get inRead(): boolean {
-    return !this.inWrite && this.#snapshot.getStore() !== undefined;
+    return !this.inWrite && this.#snapshot.getStore()?.open === true;
   }
 
   /**
@@ -180,7 +183,9 @@ export class SqliteDatabase {
     const inWrite = this.inWrite;
     if (!inWrite) {
       const snapshot = this.#snapshot.getStore();
-      if (snapshot !== undefined) return cached(snapshot.connection, snapshot.statements, sql);
+      if (snapshot?.open === true) {
+        return cached(snapshot.reader.connection, snapshot.reader.statements, sql);
+      }
     }
     return inWrite
       ? cached(this.#writer, this.#writerStatements, sql)
@@ -228,14 +233,16 @@ export class SqliteDatabase {
    */
   async read<T>(fn: () => T | Promise<T>): Promise<T> {
     this.#assertOpen();
-    if (this.inWrite || this.#snapshot.getStore() !== undefined) return fn();
+    if (this.inWrite || this.#snapshot.getStore()?.open === true) return fn();
     const reader = await this.#acquireSnapshotReader();
+    const snapshot = { reader, open: true };
     try {
       // Prepared once per connection: exec() would parse the text on every read.
       cached(reader.connection, reader.statements, 'BEGIN').run();
       try {
-        return await this.#snapshot.run(reader, fn);
+        return await this.#snapshot.run(snapshot, fn);
       } finally {
+        snapshot.open = false;
         if (reader.connection.isTransaction) cached(reader.connection, reader.statements, 'COMMIT').run();
       }
     } finally {
