@@ -1,5 +1,6 @@
 // The commerce HTTP contract of issue 5, request by request, against a real server on a real port.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fetchCharges } from './invariants.ts';
 import { openTestCommerce, type TestCommerce } from './test-fixture.ts';
 
 describe('commerce HTTP contract', () => {
@@ -332,6 +333,55 @@ describe('commerce HTTP contract', () => {
     } finally {
       await other.close();
     }
+  });
+
+  it('GET /payments/charges without orderId answers a page: limit, after, and Next-Cursor while more follow', async () => {
+    await shop.request('PUT', '/inventory/plum', { available: 10, price: 1.5 });
+    const placed = await Promise.all(
+      [1, 2, 3].map(() => place({ customerId: 'cy', items: [{ sku: 'plum', qty: 1 }] })),
+    );
+    const orderIds = placed.map((response) => response.body.orderId as string);
+    await shop.settle(orderIds);
+
+    const seen: Array<{ chargeId: string; orderId: string }> = [];
+    let after: string | null = null;
+    for (let pages = 0; pages < 100; pages += 1) {
+      const page = await shop.request(
+        'GET',
+        `/payments/charges?limit=2${after === null ? '' : `&after=${after}`}`,
+      );
+      expect(page.status).toBe(200);
+      expect(Array.isArray(page.body)).toBe(true);
+      expect(page.body.length).toBeLessThanOrEqual(2);
+      seen.push(...page.body);
+      after = page.headers.get('next-cursor');
+      if (after === null) break;
+      expect(after).toBe(page.body[page.body.length - 1].chargeId);
+    }
+    expect(after).toBeNull();
+    expect(new Set(seen.map((charge) => charge.chargeId)).size).toBe(seen.length);
+    for (const orderId of orderIds) {
+      const ofOrder = await shop.request('GET', `/payments/charges?orderId=${orderId}`);
+      expect(ofOrder.headers.get('next-cursor')).toBeNull();
+      expect(ofOrder.body).toEqual([
+        { chargeId: expect.any(String), orderId, amount: 1.5, status: 'charged' },
+      ]);
+      expect(seen).toContainEqual(ofOrder.body[0]);
+    }
+    const everything = await shop.request('GET', '/payments/charges?limit=1000');
+    expect(everything.body).toEqual(seen);
+    expect(await fetchCharges(shop.url, { pageSize: 2 })).toEqual(seen);
+
+    const badLimit = await shop.request('GET', '/payments/charges?limit=0');
+    expect(badLimit.status).toBe(400);
+    expect(badLimit.body.errors.map((error: { pointer: string }) => error.pointer)).toEqual(['limit']);
+    const withOrder = await shop.request('GET', `/payments/charges?orderId=${orderIds[0]}&after=x`);
+    expect(withOrder.status).toBe(400);
+    expect(withOrder.headers.get('content-type')).toContain('application/problem+json');
+    expect(withOrder.body.errors.map((error: { pointer: string }) => error.pointer)).toEqual(['after']);
+    const unknownCursor = await shop.request('GET', '/payments/charges?after=ch_99999999');
+    expect(unknownCursor.status).toBe(400);
+    expect(unknownCursor.body.detail).toContain("'after' must name a charge");
   });
 });
 

@@ -16,7 +16,7 @@ import { Inventory, type StockState, stockView } from './inventory.ts';
 import { Notifications } from './notifications.ts';
 import type { OrderInput, OrderOutput } from './order-saga.ts';
 import { orderIdFor, orderSummary, orderView, sagaStatusesOf } from './order-view.ts';
-import type { PaymentGatewayClient } from './payment-gateway-client.ts';
+import { NEXT_CURSOR_HEADER, type PaymentGatewayClient } from './payment-gateway-client.ts';
 
 export interface CommerceApiDependencies {
   readonly runtime: Runtime;
@@ -404,16 +404,55 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
     },
   });
 
-  gateway.route<{ Querystring: { orderId?: string } }>({
+  gateway.route<{ Querystring: { orderId?: string; limit?: number; after?: string } }>({
     method: 'GET',
     url: '/payments/charges',
     schema: {
       summary: 'What the simulated payment gateway recorded (charges and whether they were refunded)',
+      description: `With \`orderId\`: all of that order's charges. Without: a page of every charge in the order they were made, \`limit\` (default 100) from after the charge \`after\`; while more follow, the \`${NEXT_CURSOR_HEADER}\` header names the page's last charge, the \`after\` of the next page.`,
       tags: ['payments'],
-      querystring: { type: 'object', properties: { orderId: orderIdSchema } },
+      querystring: {
+        type: 'object',
+        properties: {
+          orderId: orderIdSchema,
+          // No schema default: a limit the caller sent is told apart from none (not with orderId).
+          limit: { type: 'integer', minimum: 1, maximum: 1000 },
+          after: { type: 'string', minLength: 1, maxLength: 255 },
+        },
+      },
       response: { 200: { type: 'array', items: chargeSchema } },
     },
-    handler: async (request) => payments.charges(request.query.orderId),
+    handler: async (request, reply) => {
+      const { orderId, limit, after } = request.query;
+      if (orderId !== undefined) {
+        const paging = limit !== undefined ? 'limit' : after !== undefined ? 'after' : undefined;
+        if (paging !== undefined) {
+          throw new HttpProblem({
+            status: 400,
+            title: 'The request is invalid',
+            type: `${problemTypeBase}validation-failed`,
+            detail: `'${paging}' pages the listing of every charge and cannot be combined with 'orderId'`,
+            extensions: {
+              errors: [
+                {
+                  in: 'query',
+                  pointer: paging,
+                  rule: 'not',
+                  message: "must not be given with 'orderId'",
+                },
+              ],
+            },
+          });
+        }
+        return payments.charges(orderId);
+      }
+      const page = await payments.chargePage({
+        ...(limit === undefined ? {} : { limit }),
+        ...(after === undefined ? {} : { after }),
+      });
+      if (page.next !== null) reply.header(NEXT_CURSOR_HEADER, page.next);
+      return page.charges;
+    },
   });
 
   gateway.route({

@@ -12,6 +12,8 @@
  *   is left reserved.
  */
 
+import { NEXT_CURSOR_HEADER } from './payment-gateway-client.ts';
+
 export interface AuditOrder {
   readonly orderId: string;
   readonly status: 'pending' | 'confirmed' | 'cancelled';
@@ -134,11 +136,15 @@ export function auditCommerce(input: AuditInput): AuditReport {
   };
 }
 
-async function getJson<T>(url: string): Promise<T> {
+async function get<T>(url: string): Promise<{ body: T; headers: Headers }> {
   const response = await fetch(url, { signal: AbortSignal.timeout(30_000) });
   const text = await response.text();
   if (!response.ok) throw new Error(`GET ${url} answered ${response.status}: ${text.slice(0, 300)}`);
-  return JSON.parse(text) as T;
+  return { body: JSON.parse(text) as T, headers: response.headers };
+}
+
+async function getJson<T>(url: string): Promise<T> {
+  return (await get<T>(url)).body;
 }
 
 /** Every order, page by page, through `GET /orders`. */
@@ -156,13 +162,33 @@ export async function fetchOrders(baseUrl: string, status?: AuditOrder['status']
   return orders;
 }
 
+/**
+ * Every charge the payment gateway recorded, page by page (`pageSize` each, 1..1000, default
+ * 1000), through `GET /payments/charges` and its `Next-Cursor` header.
+ */
+export async function fetchCharges(
+  baseUrl: string,
+  options: { pageSize?: number } = {},
+): Promise<AuditCharge[]> {
+  const charges: AuditCharge[] = [];
+  let after: string | null = null;
+  do {
+    const query = new URLSearchParams({ limit: String(options.pageSize ?? 1000) });
+    if (after !== null) query.set('after', after);
+    const page: { body: AuditCharge[]; headers: Headers } = await get(`${baseUrl}/payments/charges?${query}`);
+    charges.push(...page.body);
+    after = page.headers.get(NEXT_CURSOR_HEADER);
+  } while (after !== null);
+  return charges;
+}
+
 /** A snapshot of orders, charges and the given SKUs' stock, read through the HTTP contract. */
 export async function collectAudit(
   baseUrl: string,
   skus: readonly string[],
 ): Promise<Pick<AuditInput, 'orders' | 'charges' | 'stock'>> {
   const orders = await fetchOrders(baseUrl);
-  const charges = await getJson<AuditCharge[]>(`${baseUrl}/payments/charges`);
+  const charges = await fetchCharges(baseUrl);
   const stock = await Promise.all(
     skus.map((sku) => getJson<AuditStock>(`${baseUrl}/inventory/${encodeURIComponent(sku)}`)),
   );

@@ -26,6 +26,28 @@ export interface CallOptions {
   timeoutMs?: number;
 }
 
+/** Paging of the listing of every charge (`charges()` without an order id). */
+export interface ChargePageOptions extends CallOptions {
+  /** Charges per page at most. Range [1, 1000]. @default 100 (the gateway's) */
+  limit?: number;
+  /** Start right after this charge: the `next` of the previous page. @default the first charge */
+  after?: string;
+}
+
+export interface ChargePage {
+  /** Charges in the order they were made. */
+  charges: ChargeResult[];
+  /** Pass as `after` for the next page; null on the last page. */
+  next: string | null;
+}
+
+/**
+ * The response header of a page of `GET /charges` (and of the commerce API's
+ * `GET /payments/charges`) that names the page's last charge while more follow: the `after` of
+ * the next page. Absent on the last page.
+ */
+export const NEXT_CURSOR_HEADER = 'next-cursor';
+
 export interface PaymentGatewayClientOptions {
   /** The gateway's base URL: `http://127.0.0.1:7071`. */
   baseUrl: string;
@@ -99,10 +121,22 @@ export class PaymentGatewayClient {
     return this.#call<RefundResult>('POST', '/refunds', request, options);
   }
 
-  /** What the gateway recorded, optionally for one order. */
-  charges(orderId?: string, options: CallOptions = {}): Promise<ChargeResult[]> {
-    const query = orderId === undefined ? '' : `?orderId=${encodeURIComponent(orderId)}`;
-    return this.#call<ChargeResult[]>('GET', `/charges${query}`, undefined, options);
+  /**
+   * What the gateway recorded: every charge of one order, or without `orderId` one page of all
+   * charges (`limit`, `after`; `chargePage` also gives the cursor to the next page). The gateway
+   * refuses paging options with an `orderId` (a ValidationError).
+   */
+  async charges(orderId?: string, options: ChargePageOptions = {}): Promise<ChargeResult[]> {
+    if (orderId === undefined) return (await this.chargePage(options)).charges;
+    return this.#call<ChargeResult[]>('GET', chargesPath(orderId, options), undefined, options);
+  }
+
+  /** One page of every charge the gateway recorded, in the order they were made. */
+  async chargePage(options: ChargePageOptions = {}): Promise<ChargePage> {
+    const path = chargesPath(undefined, options);
+    const { body, headers } = await this.#exchange<ChargeResult[]>('GET', path, undefined, options);
+    const next = headers[NEXT_CURSOR_HEADER];
+    return { charges: body, next: typeof next === 'string' && next.length > 0 ? next : null };
   }
 
   settings(options: CallOptions = {}): Promise<PaymentGatewaySettings> {
@@ -129,6 +163,15 @@ export class PaymentGatewayClient {
   }
 
   async #call<T>(method: string, path: string, body: unknown, options: CallOptions): Promise<T> {
+    return (await this.#exchange<T>(method, path, body, options)).body;
+  }
+
+  async #exchange<T>(
+    method: string,
+    path: string,
+    body: unknown,
+    options: CallOptions,
+  ): Promise<{ body: T; headers: Headers }> {
     const timeoutMs = checkTimeout('timeoutMs', options.timeoutMs ?? this.#timeoutMs);
     const what = `${method} ${path}`;
     const outcome = await this.#send(method, path, body, timeoutMs, options.signal);
@@ -147,12 +190,13 @@ export class PaymentGatewayClient {
         details: { reason: 'connection' },
       });
     }
-    const { status, text, retryAfter } = outcome;
-    if (status >= 200 && status < 300) return JSON.parse(text) as T;
+    const { status, text, headers } = outcome;
+    if (status >= 200 && status < 300) return { body: JSON.parse(text) as T, headers };
     const message = `Payment gateway ${what} answered ${status}: ${describe(text)}`;
     const details = { status };
     if (status >= 500) {
-      const retryAfterSeconds = Number(retryAfter);
+      const retryAfter = headers['retry-after'];
+      const retryAfterSeconds = typeof retryAfter === 'string' ? Number(retryAfter) : Number.NaN;
       throw new RetryableError(message, {
         details,
         ...(Number.isFinite(retryAfterSeconds) && retryAfterSeconds > 0
@@ -207,13 +251,7 @@ export class PaymentGatewayClient {
         .then(async (response) => {
           // Read to the end whatever the status: that frees the connection for the next call.
           const text = await response.body.text();
-          const retryAfter = response.headers['retry-after'];
-          finish({
-            kind: 'answered',
-            status: response.statusCode,
-            text,
-            retryAfter: typeof retryAfter === 'string' ? retryAfter : undefined,
-          });
+          finish({ kind: 'answered', status: response.statusCode, text, headers: response.headers });
         })
         .catch((error: unknown) =>
           finish({ kind: 'connection', error: error instanceof Error ? error : new Error(String(error)) }),
@@ -222,16 +260,27 @@ export class PaymentGatewayClient {
   }
 }
 
+/** Response headers as undici gives them: lower-case names. */
+type Headers = Readonly<Record<string, string | string[] | undefined>>;
+
 type Outcome =
   | {
       readonly kind: 'answered';
       readonly status: number;
       readonly text: string;
-      readonly retryAfter: string | undefined;
+      readonly headers: Headers;
     }
   | { readonly kind: 'timeout' }
   | { readonly kind: 'aborted' }
   | { readonly kind: 'connection'; readonly error: Error };
+
+function chargesPath(orderId: string | undefined, options: ChargePageOptions): string {
+  const query = new URLSearchParams();
+  if (orderId !== undefined) query.set('orderId', orderId);
+  if (options.limit !== undefined) query.set('limit', String(options.limit));
+  if (options.after !== undefined) query.set('after', options.after);
+  return query.size === 0 ? '/charges' : `/charges?${query}`;
+}
 
 function describe(text: string): string {
   try {

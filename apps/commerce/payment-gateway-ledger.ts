@@ -35,6 +35,17 @@ export type RefundOutcome =
   /** The key was used before to refund another charge. */
   | { readonly outcome: 'key_reused'; readonly refund: Refund };
 
+/** One page of the listing of every charge, in the order the charges were made. */
+export interface LedgerPage {
+  readonly charges: Charge[];
+  /** The last charge of this page when more follow (pass it as `after`); null on the last page. */
+  readonly next: string | null;
+}
+
+/** The most charges one page holds, and how many when the caller does not say. */
+export const maxChargePageSize = 1000;
+export const defaultChargePageSize = 100;
+
 export interface PaymentLedgerOptions {
   /**
    * A file to keep the ledger in (JSON lines, appended). Each entry is written with a
@@ -53,6 +64,11 @@ export interface PaymentLedgerOptions {
  */
 export class PaymentLedger {
   readonly #charges = new Map<string, Charge>();
+  /** Charge ids in the order they were made, and each id's place in it: pages start anywhere. */
+  readonly #chargeIds: string[] = [];
+  readonly #chargePlace = new Map<string, number>();
+  /** Each order's charge ids, in order: one order's charges without a scan of the ledger. */
+  readonly #chargesByOrder = new Map<string, string[]>();
   readonly #chargesByKey = new Map<string, string>();
   readonly #refunds = new Map<string, Refund>();
   readonly #refundsByKey = new Map<string, string>();
@@ -74,15 +90,45 @@ export class PaymentLedger {
     this.#load(options.path);
   }
 
-  /** Charges in the order they were made, optionally only one order's. */
+  /**
+   * Charges in the order they were made: one order's (from its index, no scan), or every charge
+   * (in-process callers only: over HTTP the full listing is paged, see `page`).
+   */
   charges(orderId?: string): Charge[] {
-    const all = [...this.#charges.values()];
-    return orderId === undefined ? all : all.filter((charge) => charge.orderId === orderId);
+    if (orderId === undefined) return [...this.#charges.values()];
+    return (this.#chargesByOrder.get(orderId) ?? []).map((chargeId) => this.#charges.get(chargeId)!);
   }
 
+  /**
+   * Up to `limit` charges (an integer in [1, 1000]) in the order they were made, starting right
+   * after the charge `after` (from the first when omitted). An `after` that names no charge is a
+   * ValidationError: a cursor comes from an earlier page, so it always names one.
+   */
+  page(options: { limit: number; after?: string }): LedgerPage {
+    const { limit, after } = options;
+    if (!Number.isInteger(limit) || limit < 1 || limit > maxChargePageSize) {
+      throw new ValidationError(
+        `'limit' must be an integer in [1, ${maxChargePageSize}]: current value is ${String(limit)}`,
+      );
+    }
+    let start = 0;
+    if (after !== undefined) {
+      const place = this.#chargePlace.get(after);
+      if (place === undefined) {
+        throw new ValidationError(`'after' must name a charge: no charge '${String(after)}' exists`);
+      }
+      start = place + 1;
+    }
+    const end = Math.min(start + limit, this.#chargeIds.length);
+    const charges = this.#chargeIds.slice(start, end).map((chargeId) => this.#charges.get(chargeId)!);
+    return { charges, next: end < this.#chargeIds.length ? this.#chargeIds[end - 1]! : null };
+  }
+
+  /** Refunds in the order they were made, or the one refund of a charge (a charge has at most one). */
   refunds(chargeId?: string): Refund[] {
-    const all = [...this.#refunds.values()];
-    return chargeId === undefined ? all : all.filter((refund) => refund.chargeId === chargeId);
+    if (chargeId === undefined) return [...this.#refunds.values()];
+    const refundId = this.#refundsByCharge.get(chargeId);
+    return refundId === undefined ? [] : [this.#refunds.get(refundId)!];
   }
 
   charge(request: { orderId: string; amount: number; idempotencyKey: string }, atMs: number): ChargeOutcome {
@@ -151,8 +197,14 @@ export class PaymentLedger {
   #apply(entry: Entry): void {
     if (entry.kind === 'charge') {
       const { kind: _kind, ...charge } = entry;
+      assert(!this.#charges.has(charge.chargeId), `charge ${charge.chargeId} is recorded twice`);
       this.#charges.set(charge.chargeId, { ...charge, status: 'charged' });
       this.#chargesByKey.set(charge.idempotencyKey, charge.chargeId);
+      this.#chargePlace.set(charge.chargeId, this.#chargeIds.length);
+      this.#chargeIds.push(charge.chargeId);
+      const ofOrder = this.#chargesByOrder.get(charge.orderId);
+      if (ofOrder === undefined) this.#chargesByOrder.set(charge.orderId, [charge.chargeId]);
+      else ofOrder.push(charge.chargeId);
     } else {
       const { kind: _kind, ...refund } = entry;
       const charge = this.#charges.get(refund.chargeId);

@@ -12,7 +12,7 @@ import {
   ValidationError,
 } from '../../src/index.ts';
 import { createPaymentGateway, type PaymentGateway, type PaymentGatewayOptions } from './payment-gateway.ts';
-import { PaymentGatewayClient } from './payment-gateway-client.ts';
+import { NEXT_CURSOR_HEADER, PaymentGatewayClient } from './payment-gateway-client.ts';
 import { PaymentLedger } from './payment-gateway-ledger.ts';
 
 const cleanups: Array<() => Promise<void> | void> = [];
@@ -192,6 +192,88 @@ describe('simulated payment gateway', () => {
   });
 });
 
+describe('listing charges', () => {
+  /** `count` more charges made in-process, for orders o-0, o-1, o-2, o-0, ... in turn. */
+  function charged(gateway: PaymentGateway, count: number): void {
+    const made = gateway.ledger.charges().length;
+    for (let index = made; index < made + count; index += 1) {
+      gateway.ledger.charge(
+        { orderId: `o-${index % 3}`, amount: index + 1, idempotencyKey: `k-${index}` },
+        0,
+      );
+    }
+  }
+  const id = (n: number) => `ch_${String(n).padStart(8, '0')}`;
+  const ids = (charges: Array<{ chargeId: string }>) => charges.map((charge) => charge.chargeId);
+
+  it('pages every charge in the order it was made: limit, after, and a cursor header while more follow', async () => {
+    const { gateway, client, url } = await started();
+    charged(gateway, 7);
+    const first = await client.chargePage({ limit: 3 });
+    expect(ids(first.charges)).toEqual([id(1), id(2), id(3)]);
+    expect(first.charges[0]).toEqual({ chargeId: id(1), orderId: 'o-0', amount: 1, status: 'charged' });
+    expect(first.next).toBe(id(3));
+    const second = await client.chargePage({ limit: 3, after: first.next! });
+    expect(ids(second.charges)).toEqual([id(4), id(5), id(6)]);
+    expect(second.next).toBe(id(6));
+    const last = await client.chargePage({ limit: 3, after: second.next! });
+    expect(ids(last.charges)).toEqual([id(7)]);
+    expect(last.next).toBeNull();
+    // A page that ends exactly at the last charge says so: no cursor to an empty page.
+    expect(await client.chargePage({ limit: 1, after: id(6) })).toMatchObject({ next: null });
+    expect(await client.chargePage({ after: id(7) })).toEqual({ charges: [], next: null });
+    expect(ids(await client.charges(undefined, { limit: 2, after: id(1) }))).toEqual([id(2), id(3)]);
+
+    // Without limit: 100 at most.
+    charged(gateway, 200);
+    const response = await fetch(`${url}/charges`);
+    expect(((await response.json()) as unknown[]).length).toBe(100);
+    expect(response.headers.get(NEXT_CURSOR_HEADER)).toBe(id(100));
+    const full = await client.chargePage({ limit: 1000 });
+    expect(ids(full.charges)).toEqual(Array.from({ length: 207 }, (_, index) => id(index + 1)));
+    expect(full.next).toBeNull();
+  });
+
+  it("answers one order's charges whole, as an array, from its index", async () => {
+    const { gateway, client, url } = await started();
+    charged(gateway, 250);
+    const ofOrder = await client.charges('o-1');
+    expect(ofOrder).toHaveLength(83);
+    expect(ofOrder.every((charge) => charge.orderId === 'o-1')).toBe(true);
+    expect(ids(ofOrder).slice(0, 3)).toEqual([id(2), id(5), id(8)]);
+    const response = await fetch(`${url}/charges?orderId=o-1`);
+    expect(response.headers.get(NEXT_CURSOR_HEADER)).toBeNull();
+    expect(await client.charges('never-charged')).toEqual([]);
+  });
+
+  it('refuses a bad limit or after, and paging with an orderId, with a 400 naming the field', async () => {
+    const { gateway, client, url } = await started();
+    charged(gateway, 2);
+    const refused = async (query: string) => {
+      const response = await fetch(`${url}/charges?${query}`);
+      expect(response.status).toBe(400);
+      return ((await response.json()) as { error: string; message: string }).message;
+    };
+    expect(await refused('limit=0')).toMatch(/limit/);
+    expect(await refused('limit=1001')).toMatch(/limit/);
+    expect(await refused('limit=ten')).toMatch(/limit/);
+    expect(await refused('limit=2.5')).toMatch(/limit/);
+    expect(await refused('after=')).toMatch(/after/);
+    expect(await refused('after=ch_99999999')).toBe(
+      "'after' must name a charge: no charge 'ch_99999999' exists",
+    );
+    expect(await refused('orderId=o-0&limit=5')).toBe(
+      "'limit' pages the listing of every charge and cannot be combined with 'orderId'",
+    );
+    expect(await refused('orderId=o-0&after=ch_00000001')).toMatch(/^'after' pages/);
+    await expect(client.chargePage({ after: 'nope' })).rejects.toBeInstanceOf(ValidationError);
+    await expect(client.charges('o-0', { limit: 1 })).rejects.toBeInstanceOf(ValidationError);
+    expect(() => gateway.ledger.page({ limit: 0 })).toThrow(
+      "'limit' must be an integer in [1, 1000]: current value is 0",
+    );
+  });
+});
+
 describe('payment ledger persistence', () => {
   it('keeps charges and refunds across a restart and continues the id sequence', async () => {
     const path = join(tempDir(), 'ledger.jsonl');
@@ -210,6 +292,35 @@ describe('payment ledger persistence', () => {
     expect((await second.client.charge({ orderId: 'o-2', amount: 5, idempotencyKey: 'c2' })).chargeId).toBe(
       'ch_00000002',
     );
+  });
+
+  it('rebuilds the by-order index and the listing order when it replays its file, and keeps them up to date', async () => {
+    const path = join(tempDir(), 'ledger.jsonl');
+    const first = await started({ ledgerPath: path });
+    const a1 = await first.client.charge({ orderId: 'a', amount: 1, idempotencyKey: 'a1' });
+    const b1 = await first.client.charge({ orderId: 'b', amount: 2, idempotencyKey: 'b1' });
+    const a2 = await first.client.charge({ orderId: 'a', amount: 3, idempotencyKey: 'a2' });
+    await first.client.refund({ chargeId: a1.chargeId, idempotencyKey: 'r1' });
+    await first.gateway.close();
+
+    const second = await started({ ledgerPath: path });
+    const refundedA1 = { ...a1, status: 'refunded', refundId: 're_00000001' };
+    expect(await second.client.charges('a')).toEqual([refundedA1, a2]);
+    expect(await second.client.charges('b')).toEqual([b1]);
+    const b2 = await second.client.charge({ orderId: 'b', amount: 4, idempotencyKey: 'b2' });
+    expect(b2.chargeId).toBe('ch_00000004');
+    expect(await second.client.charges('b')).toEqual([b1, b2]);
+    await second.client.refund({ chargeId: b1.chargeId, idempotencyKey: 'r2' });
+    expect((await second.client.charges('b'))[0]).toMatchObject({
+      status: 'refunded',
+      refundId: 're_00000002',
+    });
+    expect(await second.client.chargePage({ limit: 2, after: b1.chargeId })).toEqual({
+      charges: [a2, b2],
+      next: null,
+    });
+    expect(second.gateway.ledger.refunds(a1.chargeId)).toMatchObject([{ refundId: 're_00000001' }]);
+    expect(second.gateway.ledger.refunds(a2.chargeId)).toEqual([]);
   });
 
   it('cuts off a half-written last line (a kill mid-write) and refuses a corrupt line elsewhere', () => {

@@ -9,7 +9,14 @@ import {
   type Timers,
   ValidationError,
 } from '../../src/index.ts';
-import { type Charge, PaymentLedger, type Refund } from './payment-gateway-ledger.ts';
+import { NEXT_CURSOR_HEADER } from './payment-gateway-client.ts';
+import {
+  type Charge,
+  defaultChargePageSize,
+  maxChargePageSize,
+  PaymentLedger,
+  type Refund,
+} from './payment-gateway-ledger.ts';
 
 /** How the simulated gateway misbehaves. Each rate is rolled independently per request. */
 export interface PaymentGatewaySettings {
@@ -128,7 +135,10 @@ interface Rolls {
  *
  * - `POST /charges {orderId, amount, idempotencyKey}` → 201 the charge (200 when the key was seen)
  * - `POST /refunds {chargeId, idempotencyKey}` → 201 the refund (200 when already refunded)
- * - `GET /charges?orderId=` → `[{chargeId, orderId, amount, status}]`; `GET /refunds?chargeId=`
+ * - `GET /charges?orderId=` → `[{chargeId, orderId, amount, status}]`, all of that order's charges
+ * - `GET /charges?limit=&after=` → a page of every charge in the order they were made (`limit`
+ *   1..1000, default 100; `after` a chargeId), with `Next-Cursor: <chargeId>` while more follow
+ * - `GET /refunds?chargeId=`
  * - `GET /settings`, `PUT /settings` (partial) → the settings in force
  *
  * Failure modes, rolled in this order per POST: `failureRate` → 503, nothing done;
@@ -292,10 +302,39 @@ export function createPaymentGateway(options: PaymentGatewayOptions = {}): Payme
     },
   );
 
-  server.get<{ Querystring: { orderId?: string } }>(
+  server.get<{ Querystring: { orderId?: string; limit?: number; after?: string } }>(
     '/charges',
-    { schema: { querystring: { type: 'object', properties: { orderId: { type: 'string' } } } } },
-    async (request) => ledger.charges(request.query.orderId).map(chargeView),
+    {
+      schema: {
+        querystring: {
+          type: 'object',
+          properties: {
+            orderId: { type: 'string' },
+            limit: { type: 'integer', minimum: 1, maximum: maxChargePageSize },
+            after: keySchema,
+          },
+        },
+      },
+    },
+    async (request, reply) => {
+      const { orderId, limit, after } = request.query;
+      if (orderId !== undefined) {
+        // One order's charges come whole (the saga's lookup relies on it); paging is for the rest.
+        const paging = limit !== undefined ? 'limit' : after !== undefined ? 'after' : undefined;
+        if (paging !== undefined) {
+          throw new ValidationError(
+            `'${paging}' pages the listing of every charge and cannot be combined with 'orderId'`,
+          );
+        }
+        return ledger.charges(orderId).map(chargeView);
+      }
+      const page = ledger.page({
+        limit: limit ?? defaultChargePageSize,
+        ...(after === undefined ? {} : { after }),
+      });
+      if (page.next !== null) reply.header(NEXT_CURSOR_HEADER, page.next);
+      return page.charges.map(chargeView);
+    },
   );
 
   server.get<{ Querystring: { chargeId?: string } }>(
