@@ -92,12 +92,14 @@ export async function createCommerceApp(options: CommerceAppOptions): Promise<Co
     ...(options.clock === undefined ? {} : { clock: options.clock }),
     ...(options.timers === undefined ? {} : { timers: options.timers }),
   });
+  const closing = new AbortController();
   registerCommerceRoutes(gateway, {
     runtime,
     catalog,
     orderSaga: saga,
     payments: options.payments,
     timers: options.timers ?? systemTimers,
+    closing: closing.signal,
   });
   gateway.addReadinessCheck('store', async () => {
     await options.store.transaction(async () => undefined);
@@ -122,6 +124,8 @@ export async function createCommerceApp(options: CommerceAppOptions): Promise<Co
     listen: (listenOptions) => gateway.listen(listenOptions),
     close() {
       closed ??= (async () => {
+        // Long polls answer now with where their order stands, or they would hold the drain up.
+        closing.abort();
         await gateway.close();
         await runtime.stop();
       })();

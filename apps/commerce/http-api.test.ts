@@ -282,6 +282,36 @@ describe('commerce HTTP contract', () => {
     }
   });
 
+  it('answers a long poll at once when the app starts draining, instead of holding the drain up', async () => {
+    const slow = await openTestCommerce({
+      payment: { latencyMs: 1500 },
+      app: { orders: { paymentCallTimeoutMs: 10_000 } },
+    });
+    let closed: Promise<void> | undefined;
+    try {
+      await slow.request('PUT', '/inventory/kiwi', { available: 5, price: 1 });
+      const placed = await slow.request(
+        'POST',
+        '/orders',
+        { customerId: 'gus', items: [{ sku: 'kiwi', qty: 1 }] },
+        { 'idempotency-key': 'drain-1' },
+      );
+      const polled = slow.request('GET', `/orders/${placed.body.orderId}`, undefined, { prefer: 'wait=30' });
+      // The poll is waiting on the order (its charge takes 1.5 s); draining answers it.
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const started = performance.now();
+      closed = slow.server.app.close();
+      const answer = await polled;
+      expect(performance.now() - started).toBeLessThan(1000);
+      expect(answer.status).toBe(200);
+      expect(answer.body.status).toBe('pending');
+      await closed;
+    } finally {
+      await closed;
+      await slow.close();
+    }
+  });
+
   it('GET /orders pages orders by status; an unknown order is a 404 problem', async () => {
     const confirmed = await shop.request('GET', '/orders?status=confirmed&limit=1');
     expect(confirmed.status).toBe(200);

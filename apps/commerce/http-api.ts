@@ -25,6 +25,8 @@ export interface CommerceApiDependencies {
   readonly payments: PaymentGatewayClient;
   /** Bounds long polls (`Prefer: wait`). */
   readonly timers: Timers;
+  /** Aborted when the app starts draining: long polls answer at once instead of holding it up. */
+  readonly closing: AbortSignal;
 }
 
 /** The longest `Prefer: wait` that `GET /orders/{orderId}` honours (seconds). */
@@ -142,21 +144,23 @@ const sagaType = (deps: CommerceApiDependencies) => deps.orderSaga.name;
 
 /** Registers the commerce HTTP contract on a gateway. */
 export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDependencies): void {
-  const { runtime, catalog, payments, timers } = deps;
+  const { runtime, catalog, payments, timers, closing } = deps;
 
   /**
-   * Resolves when the order's saga ends, `timeoutMs` passes, or the client hangs up, whichever
-   * comes first; the waiter is removed either way.
+   * Resolves when the order's saga ends, `timeoutMs` passes, the client hangs up or the app
+   * starts draining, whichever comes first; the waiter is removed either way.
    */
   async function untilEnded(
     orderId: string,
     timeoutMs: number,
     response: NodeJS.EventEmitter,
   ): Promise<void> {
+    if (closing.aborted) return;
     const stop = new AbortController();
     const timer = timers.setTimeout(() => stop.abort(), timeoutMs);
     const hungUp = () => stop.abort();
     response.once('close', hungUp);
+    closing.addEventListener('abort', hungUp, { once: true });
     try {
       await runtime.handle(orderId).result({ signal: stop.signal });
     } catch {
@@ -164,6 +168,7 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
     } finally {
       timer.cancel();
       response.off('close', hungUp);
+      closing.removeEventListener('abort', hungUp);
     }
   }
 
