@@ -1,4 +1,10 @@
-import type { IdempotencyReservation, IdempotencyStore, Runtime, StoredResponse } from '../../src/index.ts';
+import type {
+  IdempotencyClaim,
+  IdempotencyReservation,
+  IdempotencyStore,
+  Runtime,
+  StoredResponse,
+} from '../../src/index.ts';
 
 /**
  * Idempotency-Key records kept through the runtime's group commit: each reserve, complete and
@@ -20,12 +26,12 @@ export class RuntimeIdempotencyStore implements IdempotencyStore {
     return this.#runtime.transaction((tx) => tx.idempotency.reserve(request));
   }
 
-  complete(scope: string, key: string, fingerprint: string, response: StoredResponse): Promise<void> {
-    return this.#runtime.transaction((tx) => tx.idempotency.complete(scope, key, fingerprint, response));
+  complete(claim: IdempotencyClaim, response: StoredResponse): Promise<void> {
+    return this.#runtime.transaction((tx) => tx.idempotency.complete(claim, response));
   }
 
-  release(scope: string, key: string, fingerprint: string): Promise<void> {
-    return this.#runtime.transaction((tx) => tx.idempotency.release(scope, key, fingerprint));
+  release(claim: IdempotencyClaim): Promise<void> {
+    return this.#runtime.transaction((tx) => tx.idempotency.release(claim));
   }
 
   expire(nowMs: number): Promise<number> {

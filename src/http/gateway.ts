@@ -13,7 +13,7 @@ import Fastify, {
 import type { Registry } from 'prom-client';
 import { ConflictError, isMeridianError, ValidationError } from '../errors.ts';
 import type { LoadShedderPolicy, Permit } from '../resilience/index.ts';
-import type { IdempotencyReservation, IdempotencyStore, Store } from '../store/types.ts';
+import type { IdempotencyClaim, IdempotencyReservation, IdempotencyStore, Store } from '../store/types.ts';
 import { type Clock, systemClock, systemTimers, type TimerHandle, type Timers } from '../time.ts';
 import {
   admitOrShed,
@@ -197,8 +197,11 @@ interface IdempotencyState {
   scope: string;
   routeUrl: string;
   fingerprint: string;
-  /** This attempt reserved the key and must complete or release it. */
-  owned: boolean;
+  /**
+   * The token of this attempt's reservation, once it reserved the key: it must complete or
+   * release it, naming the token, so that it changes nothing once another attempt took over.
+   */
+  token: number | undefined;
   finished: boolean;
 }
 
@@ -211,6 +214,11 @@ interface RequestState {
 }
 
 const requestStates = new WeakMap<FastifyRequest, RequestState>();
+
+/** Names this attempt's reservation to the store's `complete` and `release`. */
+function claimOf(state: IdempotencyState, token: number): IdempotencyClaim {
+  return { scope: state.scope, key: state.key, fingerprint: state.fingerprint, token };
+}
 
 /** The Idempotency-Key of a request on an idempotent route, once it was validated. */
 export function idempotencyOf(request: FastifyRequest): RequestIdempotency | undefined {
@@ -330,9 +338,9 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
     );
     // A reply that bypassed onSend (hijacked, aborted) must not leave its key held until the lease ends.
     const idempotency = state.idempotency;
-    if (idempotency?.owned === true && !idempotency.finished) {
+    if (idempotency?.token !== undefined && !idempotency.finished) {
       idempotency.finished = true;
-      await releaseKey(request, idempotency);
+      await releaseKey(request, idempotency, idempotency.token);
     }
   });
 
@@ -386,9 +394,9 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
   const observeIdempotency = (state: IdempotencyState, outcome: IdempotencyOutcome) =>
     httpMetrics.observeIdempotency(state.routeUrl, outcome);
 
-  async function releaseKey(request: FastifyRequest, state: IdempotencyState): Promise<void> {
+  async function releaseKey(request: FastifyRequest, state: IdempotencyState, token: number): Promise<void> {
     try {
-      await idempotencyStore!.release(state.scope, state.key, state.fingerprint);
+      await idempotencyStore!.release(claimOf(state, token));
       observeIdempotency(state, 'released');
     } catch (error) {
       // The lease still bounds how long the key stays held.
@@ -515,7 +523,7 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
           scope: client === undefined ? routeScope : `${routeScope} client=${sha256Hex(client).slice(0, 32)}`,
           routeUrl: route.url,
           fingerprint: requestFingerprint(method, request.url, state.rawBody),
-          owned: false,
+          token: undefined,
           finished: false,
         };
       };
@@ -551,7 +559,7 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
         }
         switch (reservation.outcome) {
           case 'reserved':
-            state.owned = true;
+            state.token = reservation.token;
             observeIdempotency(state, 'reserved');
             return;
           case 'completed': {
@@ -589,15 +597,16 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
       // 2xx and 4xx are stored (the request's outcome); 5xx releases the key for a retry.
       routeOptions.onSend = async (request, reply, payload) => {
         const state = requestStates.get(request)?.idempotency;
-        if (state === undefined || !state.owned || state.finished) return payload;
+        if (state?.token === undefined || state.finished) return payload;
         state.finished = true;
+        const token = state.token;
         const body = storableBody(payload);
         if (reply.statusCode >= 500 || body === undefined) {
-          await releaseKey(request, state);
+          await releaseKey(request, state, token);
           return payload;
         }
         try {
-          await store.complete(state.scope, state.key, state.fingerprint, {
+          await store.complete(claimOf(state, token), {
             status: reply.statusCode,
             headers: storableHeaders(reply.getHeaders()),
             body,
@@ -605,13 +614,14 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
           observeIdempotency(state, 'stored');
         } catch (error) {
           if (error instanceof ConflictError) {
-            // Another attempt took the key over after this one's lease ran out and finished first.
+            // Another attempt took the key over after this one's lease ran out: its token outranks
+            // ours, so the key (in flight or completed) stays the other attempt's.
             observeIdempotency(state, 'lease_lost');
             request.log.warn({ err: error }, 'Idempotency-Key lease lost before the response was stored');
           } else if (isMeridianError(error) && error.code === 'INVALID_ARGUMENT') {
             // Too large to store: give the key up rather than hold it until the lease ends.
             request.log.warn({ err: error }, 'response not storable for its Idempotency-Key');
-            await releaseKey(request, state);
+            await releaseKey(request, state, token);
           } else {
             request.log.error({ err: error }, 'could not store the response of an Idempotency-Key');
           }

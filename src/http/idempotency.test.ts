@@ -87,6 +87,16 @@ interface Harness {
   post(body: unknown, key?: string, extraHeaders?: Record<string, string>): Promise<LightMyRequestResponse>;
 }
 
+/** Checks the idempotency outcome counters of `/payments` in `/metrics`. */
+async function expectOutcomeCounts(h: Harness, counts: Record<string, number>): Promise<void> {
+  const metrics = await h.gateway.server.inject({ method: 'GET', url: '/metrics' });
+  for (const [outcome, count] of Object.entries(counts)) {
+    expect(metrics.body).toContain(
+      `meridian_http_idempotency_outcomes_total{route="/payments",outcome="${outcome}"} ${count}`,
+    );
+  }
+}
+
 for (const storeCase of storeCases) {
   describe.skipIf(storeCase.skip === true)(`Idempotency-Key protocol on ${storeCase.name}`, () => {
     const cleanups: Array<() => Promise<void>> = [];
@@ -339,6 +349,64 @@ for (const storeCase of storeCases) {
       expect(replay.headers['idempotent-replayed']).toBe('true');
     });
 
+    /**
+     * Runs a first attempt that outlives its lease and a retry that takes the key over, both held
+     * in their handlers until released: the retry's reservation is the live one.
+     */
+    async function overlappingAttempts(h: Harness, body: unknown, key: string) {
+      const firstGate = deferred();
+      const secondGate = deferred();
+      let started = deferred();
+      h.onExecute = () => started.resolve();
+      h.gate = firstGate;
+      const first = h.post(body, key);
+      await started.promise;
+      h.clock.advance(LEASE_MS);
+      started = deferred();
+      h.gate = secondGate;
+      const second = h.post(body, key);
+      await started.promise;
+      h.gate = undefined;
+      return {
+        first,
+        second,
+        finishFirst: () => firstGate.resolve(),
+        finishSecond: () => secondGate.resolve(),
+      };
+    }
+
+    it('does not let an attempt that outlived its lease overwrite the response of the attempt that took over', async () => {
+      const h = await harness();
+      const body = { customerId: 'ada', amount: 10 };
+      const attempts = await overlappingAttempts(h, body, 'slow');
+      // The stale attempt finishes first: its client gets its answer, but it is not stored.
+      attempts.finishFirst();
+      expect((await attempts.first).json()).toEqual({ paymentId: 'pay-slow-1', execution: 1 });
+      expect((await h.post(body, 'slow')).statusCode).toBe(409);
+      attempts.finishSecond();
+      expect((await attempts.second).json()).toEqual({ paymentId: 'pay-slow-2', execution: 2 });
+      const replay = await h.post(body, 'slow');
+      expect(replay.headers['idempotent-replayed']).toBe('true');
+      expect(replay.json()).toEqual({ paymentId: 'pay-slow-2', execution: 2 });
+      await expectOutcomeCounts(h, { lease_lost: 1, stored: 1 });
+    });
+
+    it('does not let an attempt that outlived its lease release the key the attempt that took over holds', async () => {
+      const h = await harness();
+      // The first execution for 'flaky' fails with a 500, which releases the key it reserved.
+      const body = { customerId: 'flaky', amount: 10 };
+      const attempts = await overlappingAttempts(h, body, 'stale-release');
+      attempts.finishFirst();
+      expect((await attempts.first).statusCode).toBe(500);
+      // Still held by the retry: a third attempt must not run alongside it.
+      expect((await h.post(body, 'stale-release')).statusCode).toBe(409);
+      attempts.finishSecond();
+      expect((await attempts.second).statusCode).toBe(201);
+      const replay = await h.post(body, 'stale-release');
+      expect(replay.json()).toEqual({ paymentId: 'pay-stale-release-2', execution: 2 });
+      expect(h.executions.get('flaky')).toBe(2);
+    });
+
     it('forgets a key after its time to live: it may then be used for a new request', async () => {
       const h = await harness();
       await h.post({ customerId: 'ada', amount: 10 }, 'key-6');
@@ -357,19 +425,7 @@ for (const storeCase of storeCases) {
       await h.post({ customerId: 'ada', amount: 10 }, 'm');
       await h.post({ customerId: 'ada', amount: 10 }, 'm');
       await h.post({ customerId: 'ada', amount: 11 }, 'm');
-      const metrics = await h.gateway.server.inject({ method: 'GET', url: '/metrics' });
-      expect(metrics.body).toContain(
-        'meridian_http_idempotency_outcomes_total{route="/payments",outcome="reserved"} 1',
-      );
-      expect(metrics.body).toContain(
-        'meridian_http_idempotency_outcomes_total{route="/payments",outcome="stored"} 1',
-      );
-      expect(metrics.body).toContain(
-        'meridian_http_idempotency_outcomes_total{route="/payments",outcome="replayed"} 1',
-      );
-      expect(metrics.body).toContain(
-        'meridian_http_idempotency_outcomes_total{route="/payments",outcome="mismatch"} 1',
-      );
+      await expectOutcomeCounts(h, { reserved: 1, stored: 1, replayed: 1, mismatch: 1 });
     });
 
     it('documents the Idempotency-Key header and the 409/422 answers in the OpenAPI document', async () => {

@@ -109,10 +109,8 @@ export function storableBody(payload: unknown): string | undefined {
 export function idempotencyStoreOf(store: Store): IdempotencyStore {
   return {
     reserve: (request) => store.transaction((tx) => tx.idempotency.reserve(request)),
-    complete: (scope, key, fingerprint, response) =>
-      store.transaction((tx) => tx.idempotency.complete(scope, key, fingerprint, response)),
-    release: (scope, key, fingerprint) =>
-      store.transaction((tx) => tx.idempotency.release(scope, key, fingerprint)),
+    complete: (claim, response) => store.transaction((tx) => tx.idempotency.complete(claim, response)),
+    release: (claim) => store.transaction((tx) => tx.idempotency.release(claim)),
     expire: (nowMs) => store.transaction((tx) => tx.idempotency.expire(nowMs)),
   };
 }

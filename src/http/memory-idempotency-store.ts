@@ -1,11 +1,23 @@
 import { ConflictError } from '../errors.ts';
-import { decideReservation } from '../store/idempotency-rule.ts';
-import type { IdempotencyReservation, IdempotencyStore, StoredResponse } from '../store/types.ts';
+import {
+  decideReservation,
+  type FoundReservation,
+  holdsReservation,
+  nextToken,
+} from '../store/idempotency-rule.ts';
+import type {
+  IdempotencyClaim,
+  IdempotencyReservation,
+  IdempotencyStore,
+  StoredResponse,
+} from '../store/types.ts';
 
 interface Entry {
   fingerprint: string;
-  leaseUntil: number;
+  /** Null once released (the entry stays, so that the key's tokens keep increasing) or completed. */
+  leaseUntil: number | null;
   expiresAt: number;
+  token: number;
   response: StoredResponse | null;
 }
 
@@ -41,43 +53,47 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
   }): Promise<IdempotencyReservation> {
     const id = entryId(request.scope, request.key);
     const existing = this.#entries.get(id);
-    const decision = decideReservation(
-      existing === undefined ? undefined : { ...existing, completed: existing.response !== null },
-      request.fingerprint,
-      request.nowMs,
-    );
+    const found = existing === undefined ? undefined : foundOf(existing);
+    const decision = decideReservation(found, request.fingerprint, request.nowMs);
     if (decision === 'mismatch') return { outcome: 'mismatch' };
     if (decision === 'replay' && existing?.response)
       return { outcome: 'completed', response: existing.response };
-    if (decision === 'in_flight' && existing !== undefined) {
-      return { outcome: 'in_flight', leaseUntil: existing.leaseUntil };
-    }
+    if (decision === 'in_flight') return { outcome: 'in_flight', leaseUntil: found?.leaseUntil ?? 0 };
     if (existing === undefined && this.#entries.size >= this.#maxKeys) {
       throw new ConflictError(`The idempotency store holds its limit of ${this.#maxKeys} keys`);
     }
+    const token = nextToken(found);
     this.#entries.set(id, {
       fingerprint: request.fingerprint,
       leaseUntil: request.nowMs + request.leaseMs,
       expiresAt: request.expiresAt,
+      token,
       response: null,
     });
-    return { outcome: 'reserved' };
+    return { outcome: 'reserved', token };
   }
 
-  async complete(scope: string, key: string, fingerprint: string, response: StoredResponse): Promise<void> {
-    const entry = this.#entries.get(entryId(scope, key));
-    if (entry === undefined || entry.fingerprint !== fingerprint || entry.response !== null) {
-      throw new ConflictError(`The reservation of idempotency key '${key}' in '${scope}' was lost`);
+  async complete(claim: IdempotencyClaim, response: StoredResponse): Promise<void> {
+    const entry = this.#held(claim);
+    if (entry === undefined) {
+      throw new ConflictError(
+        `The reservation of idempotency key '${claim.key}' in '${claim.scope}' was lost (released, completed, or taken over by a later reservation)`,
+        { details: { scope: claim.scope, key: claim.key, token: claim.token } },
+      );
     }
+    entry.leaseUntil = null;
     entry.response = { status: response.status, headers: { ...response.headers }, body: response.body };
   }
 
-  async release(scope: string, key: string, fingerprint: string): Promise<void> {
-    const id = entryId(scope, key);
-    const entry = this.#entries.get(id);
-    if (entry !== undefined && entry.fingerprint === fingerprint && entry.response === null) {
-      this.#entries.delete(id);
-    }
+  async release(claim: IdempotencyClaim): Promise<void> {
+    const entry = this.#held(claim);
+    if (entry !== undefined) entry.leaseUntil = null;
+  }
+
+  /** The entry of the key `claim` names, if that reservation still holds it. */
+  #held(claim: IdempotencyClaim): Entry | undefined {
+    const entry = this.#entries.get(entryId(claim.scope, claim.key));
+    return entry !== undefined && holdsReservation(foundOf(entry), claim) ? entry : undefined;
   }
 
   async expire(nowMs: number): Promise<number> {
@@ -90,6 +106,16 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
     }
     return removed;
   }
+}
+
+function foundOf(entry: Entry): FoundReservation {
+  return {
+    fingerprint: entry.fingerprint,
+    expiresAt: entry.expiresAt,
+    status: entry.response !== null ? 'completed' : entry.leaseUntil === null ? 'released' : 'in_flight',
+    leaseUntil: entry.leaseUntil,
+    token: entry.token,
+  };
 }
 
 function entryId(scope: string, key: string): string {

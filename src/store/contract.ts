@@ -539,14 +539,31 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
             expiresAt: nowMs + 86_400_000,
           }),
         );
+      /** Reserves, expecting `reserved`; returns the reservation's token. */
+      const reserveToken = async (key: string, fingerprint: string, nowMs: number): Promise<number> => {
+        const reservation = await reserve(key, fingerprint, nowMs);
+        if (reservation.outcome !== 'reserved')
+          throw new Error(`not reserved: ${JSON.stringify(reservation)}`);
+        return reservation.token;
+      };
+      const claim = (key: string, fingerprint: string, token: number) => ({
+        scope: 'orders',
+        key,
+        fingerprint,
+        token,
+      });
       const response = {
         status: 201,
         headers: { 'content-type': 'application/json' },
         body: '{"orderId":"o1"}',
       };
+      const complete = (key: string, fingerprint: string, token: number, stored = response) =>
+        tx((t) => t.idempotency.complete(claim(key, fingerprint, token), stored));
+      const release = (key: string, fingerprint: string, token: number) =>
+        tx((t) => t.idempotency.release(claim(key, fingerprint, token)));
 
       it('reserves a new key, answers in_flight to the same request and mismatch to another', async () => {
-        expect(await reserve('k1', 'fp-a', startMs)).toEqual({ outcome: 'reserved' });
+        expect(await reserve('k1', 'fp-a', startMs)).toEqual({ outcome: 'reserved', token: 1 });
         expect(await reserve('k1', 'fp-a', startMs + 10)).toEqual({
           outcome: 'in_flight',
           leaseUntil: startMs + leaseMs,
@@ -563,12 +580,12 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
               expiresAt: startMs + leaseMs,
             }),
           ),
-        ).toEqual({ outcome: 'reserved' });
+        ).toEqual({ outcome: 'reserved', token: 1 });
       });
 
       it('replays the completed response to the same request; completing twice is a ConflictError', async () => {
-        await reserve('k1', 'fp-a', startMs);
-        await tx((t) => t.idempotency.complete('orders', 'k1', 'fp-a', response));
+        const token = await reserveToken('k1', 'fp-a', startMs);
+        await complete('k1', 'fp-a', token);
         expect(await reserve('k1', 'fp-a', startMs + 1)).toEqual({ outcome: 'completed', response });
         // Long after the lease: a completed key stays completed until it expires.
         expect(await reserve('k1', 'fp-a', startMs + leaseMs * 10)).toEqual({
@@ -576,41 +593,74 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
           response,
         });
         expect(await reserve('k1', 'fp-b', startMs + 1)).toEqual({ outcome: 'mismatch' });
-        await expectError(
-          tx((t) => t.idempotency.complete('orders', 'k1', 'fp-a', response)),
-          ConflictError,
-        );
-        await expectError(
-          tx((t) => t.idempotency.complete('orders', 'never', 'fp-a', response)),
-          ConflictError,
-        );
+        await expectError(complete('k1', 'fp-a', token), ConflictError);
+        await expectError(complete('never', 'fp-a', 1), ConflictError);
       });
 
-      it('lets the same request take over a key whose lease ran out; another request still gets mismatch', async () => {
+      it('lets the same request take over a key whose lease ran out, with the next token; another request still gets mismatch', async () => {
         await reserve('k1', 'fp-a', startMs);
         expect(await reserve('k1', 'fp-a', startMs + leaseMs - 1)).toMatchObject({ outcome: 'in_flight' });
         expect(await reserve('k1', 'fp-b', startMs + leaseMs)).toEqual({ outcome: 'mismatch' });
-        expect(await reserve('k1', 'fp-a', startMs + leaseMs)).toEqual({ outcome: 'reserved' });
+        expect(await reserve('k1', 'fp-a', startMs + leaseMs)).toEqual({ outcome: 'reserved', token: 2 });
         expect(await reserve('k1', 'fp-a', startMs + leaseMs + 1)).toEqual({
           outcome: 'in_flight',
           leaseUntil: startMs + 2 * leaseMs,
         });
-        await tx((t) => t.idempotency.complete('orders', 'k1', 'fp-a', response));
+        await complete('k1', 'fp-a', 2);
         expect(await reserve('k1', 'fp-a', startMs + leaseMs + 2)).toMatchObject({ outcome: 'completed' });
       });
 
+      it('fences off an attempt whose lapsed lease was taken over: it can neither complete nor release the key', async () => {
+        const stale = await reserveToken('k1', 'fp-a', startMs);
+        const live = await reserveToken('k1', 'fp-a', startMs + leaseMs);
+        expect(live).toBeGreaterThan(stale);
+        const staleResponse = { ...response, body: '{"orderId":"stale"}' };
+        const staleError = await expectError(complete('k1', 'fp-a', stale, staleResponse), ConflictError);
+        expect(staleError.details).toMatchObject({ scope: 'orders', key: 'k1', token: stale });
+        await release('k1', 'fp-a', stale);
+        // The live attempt still holds the key, and completes it as usual.
+        expect(await reserve('k1', 'fp-a', startMs + leaseMs + 1)).toEqual({
+          outcome: 'in_flight',
+          leaseUntil: startMs + 2 * leaseMs,
+        });
+        await complete('k1', 'fp-a', live);
+        // Neither before nor after that can the stale attempt overwrite or drop the response.
+        await expectError(complete('k1', 'fp-a', stale, staleResponse), ConflictError);
+        await release('k1', 'fp-a', stale);
+        expect(await reserve('k1', 'fp-a', startMs + leaseMs + 2)).toEqual({
+          outcome: 'completed',
+          response,
+        });
+      });
+
+      it('never gives a key the same token twice, even across a release', async () => {
+        const stale = await reserveToken('k1', 'fp-a', startMs);
+        const second = await reserveToken('k1', 'fp-a', startMs + leaseMs);
+        await release('k1', 'fp-a', second);
+        const third = await reserveToken('k1', 'fp-a', startMs + leaseMs + 1);
+        expect([stale, second, third]).toEqual([1, 2, 3]);
+        await expectError(complete('k1', 'fp-a', stale), ConflictError);
+        await expectError(complete('k1', 'fp-a', second), ConflictError);
+        await release('k1', 'fp-a', stale);
+        await release('k1', 'fp-a', second);
+        // Still the third reservation's, which alone may complete it.
+        expect(await reserve('k1', 'fp-a', startMs + leaseMs + 2)).toMatchObject({ outcome: 'in_flight' });
+        await complete('k1', 'fp-a', third);
+      });
+
       it('releases an in-flight key so any request may reserve it, but never a completed one', async () => {
-        await reserve('k1', 'fp-a', startMs);
-        await tx((t) => t.idempotency.release('orders', 'k1', 'fp-b'));
+        const first = await reserveToken('k1', 'fp-a', startMs);
+        await release('k1', 'fp-b', first);
+        await release('k1', 'fp-a', first + 1);
         expect(await reserve('k1', 'fp-a', startMs + 1)).toMatchObject({ outcome: 'in_flight' });
-        await tx((t) => t.idempotency.release('orders', 'k1', 'fp-a'));
-        expect(await reserve('k1', 'fp-b', startMs + 2)).toEqual({ outcome: 'reserved' });
-        await expectError(
-          tx((t) => t.idempotency.complete('orders', 'k1', 'fp-a', response)),
-          ConflictError,
-        );
-        await tx((t) => t.idempotency.complete('orders', 'k1', 'fp-b', response));
-        await tx((t) => t.idempotency.release('orders', 'k1', 'fp-b'));
+        await release('k1', 'fp-a', first);
+        // Releasing twice changes nothing more.
+        await release('k1', 'fp-a', first);
+        const next = await reserveToken('k1', 'fp-b', startMs + 2);
+        expect(next).toBe(first + 1);
+        await expectError(complete('k1', 'fp-a', first), ConflictError);
+        await complete('k1', 'fp-b', next);
+        await release('k1', 'fp-b', next);
         expect(await reserve('k1', 'fp-b', startMs + 3)).toMatchObject({ outcome: 'completed' });
       });
 
@@ -620,13 +670,13 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
             t.idempotency.reserve({ scope: 'orders', key, fingerprint, nowMs, leaseMs: 10, expiresAt }),
           );
         await expiring('k1', 'fp-a', 0, 100);
-        await tx((t) => t.idempotency.complete('orders', 'k1', 'fp-a', response));
+        await complete('k1', 'fp-a', 1);
         await expiring('k2', 'fp-a', 0, 200);
         await expiring('k3', 'fp-a', 0, 300);
-        // Expired but not yet purged: as good as absent, for any request.
-        expect(await expiring('k1', 'fp-other', 100, 1000)).toEqual({ outcome: 'reserved' });
+        // Expired but not yet purged: as good as absent, for any request (its count goes on).
+        expect(await expiring('k1', 'fp-other', 100, 1000)).toEqual({ outcome: 'reserved', token: 2 });
         expect(await tx((t) => t.idempotency.expire(250))).toBe(1);
-        expect(await expiring('k2', 'fp-b', 250, 1000)).toEqual({ outcome: 'reserved' });
+        expect(await expiring('k2', 'fp-b', 250, 1000)).toEqual({ outcome: 'reserved', token: 1 });
         expect(await expiring('k3', 'fp-b', 250, 1000)).toEqual({ outcome: 'mismatch' });
         expect(await tx((t) => t.idempotency.expire(10_000))).toBe(3);
       });
@@ -658,6 +708,15 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         expect((await expectError(bad(100, 1050), ValidationError)).message).toBe(
           "'expiresAt' must be >= 1100: current value is 1050",
         );
+      });
+
+      it('refuses a token that no reservation answers (not a positive integer)', async () => {
+        await reserve('k1', 'fp-a', startMs);
+        expect((await expectError(complete('k1', 'fp-a', 0), ValidationError)).message).toBe(
+          "'token' must be >= 1: current value is 0",
+        );
+        await expectError(release('k1', 'fp-a', 1.5), ValidationError);
+        expect(await reserve('k1', 'fp-a', startMs + 1)).toMatchObject({ outcome: 'in_flight' });
       });
     });
 
@@ -708,7 +767,7 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
               leaseMs: 10,
               expiresAt: 100,
             }),
-          ).toEqual({ outcome: 'reserved' });
+          ).toEqual({ outcome: 'reserved', token: 1 });
         });
       });
 

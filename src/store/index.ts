@@ -18,6 +18,7 @@ export { openSqliteStore, SqliteStore, type SqliteStoreOptions } from './sqlite/
 export type {
   EntityRecord,
   EntityStore,
+  IdempotencyClaim,
   IdempotencyReservation,
   IdempotencyStore,
   InboxStore,

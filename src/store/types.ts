@@ -138,14 +138,32 @@ export interface StoredResponse {
 }
 
 export type IdempotencyReservation =
-  /** The key is new (or its earlier attempt's lease ran out): the caller owns it now. */
-  | { readonly outcome: 'reserved' }
+  /**
+   * The key is new, released, expired, or its earlier attempt's lease ran out: the caller owns it
+   * now. `token` names this reservation; `complete` and `release` act only when given it.
+   */
+  | { readonly outcome: 'reserved'; readonly token: number }
   /** Another attempt holds an unexpired lease: answer 409. */
   | { readonly outcome: 'in_flight'; readonly leaseUntil: number }
   /** The key was used with another request fingerprint: answer 422. */
   | { readonly outcome: 'mismatch' }
   /** Done before: replay the stored response. */
   | { readonly outcome: 'completed'; readonly response: StoredResponse };
+
+/**
+ * One reservation, as the attempt that owns it names it to `complete` or `release`: what it
+ * reserved and the token `reserve` answered. The token is a fencing token: each reservation of a
+ * key (a new key, or a takeover of a released, expired or lapsed one) gets a greater token than
+ * the one before, so an attempt whose lease lapsed and whose key was taken over holds a stale
+ * token, and whatever it asks is refused instead of undoing the live attempt's work.
+ */
+export interface IdempotencyClaim {
+  readonly scope: string;
+  readonly key: string;
+  readonly fingerprint: string;
+  /** What `reserve` answered with `reserved`: a positive integer. */
+  readonly token: number;
+}
 
 export interface IdempotencyStore {
   /** Atomically reserves `key` in `scope` for `leaseMs`, or says why not. */
@@ -157,10 +175,19 @@ export interface IdempotencyStore {
     leaseMs: number;
     expiresAt: number;
   }): Promise<IdempotencyReservation>;
-  /** Stores the response of a reserved key; ConflictError if the reservation was lost. */
-  complete(scope: string, key: string, fingerprint: string, response: StoredResponse): Promise<void>;
-  /** Gives the key up after a failure that should not be replayed (the client may retry). */
-  release(scope: string, key: string, fingerprint: string): Promise<void>;
+  /**
+   * Stores the response of the reservation `claim` names. ConflictError, with the key left as it
+   * is, when that reservation no longer holds the key: completed, released, or taken over by a
+   * later reservation (another token), the attempt having outlived its lease.
+   */
+  complete(claim: IdempotencyClaim, response: StoredResponse): Promise<void>;
+  /**
+   * Gives the key up after a failure that should not be replayed (the client may retry): the next
+   * `reserve` takes it, whatever its fingerprint. Does nothing unless the reservation `claim`
+   * names still holds the key in flight (a completed response stays replayable; a later
+   * reservation is not this attempt's to drop).
+   */
+  release(claim: IdempotencyClaim): Promise<void>;
   /** Deletes keys whose expiry passed; returns how many. */
   expire(nowMs: number): Promise<number>;
 }

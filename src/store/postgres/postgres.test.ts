@@ -62,7 +62,10 @@ describe.skipIf(!url)('PostgresStore migrations and transactions', () => {
     const migrations = await schemas.query(
       `SELECT component, version FROM "${name}".meridian_migrations ORDER BY version`,
     );
-    expect(migrations.rows).toEqual([{ component: 'store', version: 1 }]);
+    expect(migrations.rows).toEqual([
+      { component: 'store', version: 1 },
+      { component: 'store', version: 2 },
+    ]);
     const tables = await schemas.query(
       `SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY table_name`,
       [name],
@@ -84,7 +87,7 @@ describe.skipIf(!url)('PostgresStore migrations and transactions', () => {
     const store = await openPostgresStore({ connectionString: url, schema: name, maxConnections: 1 });
     await store.close();
     await schemas.query(
-      `INSERT INTO "${name}".meridian_migrations (component, version, name) VALUES ('store', 2, 'from the future')`,
+      `INSERT INTO "${name}".meridian_migrations (component, version, name) VALUES ('store', 3, 'from the future')`,
     );
     const error = await openPostgresStore({ connectionString: url, schema: name }).catch(
       (caught: unknown) => caught,
@@ -92,12 +95,12 @@ describe.skipIf(!url)('PostgresStore migrations and transactions', () => {
     expect(error).toBeInstanceOf(SchemaMismatchError);
     expect((error as SchemaMismatchError).code).toBe('SCHEMA_MISMATCH');
     expect((error as SchemaMismatchError).message).toContain(
-      `has schema version 2 of 'store', newer than this Meridian knows (1)`,
+      `has schema version 3 of 'store', newer than this Meridian knows (2)`,
     );
     expect((error as SchemaMismatchError).details).toEqual({
       component: 'store',
-      databaseVersion: 2,
-      knownVersion: 1,
+      databaseVersion: 3,
+      knownVersion: 2,
     });
   });
 

@@ -1,5 +1,5 @@
 import { ConflictError, ValidationError } from '../../errors.ts';
-import { decideReservation } from '../idempotency-rule.ts';
+import { decideReservation, type FoundReservation, nextToken } from '../idempotency-rule.ts';
 import {
   requireId,
   requireInteger,
@@ -8,7 +8,7 @@ import {
   storeLimits,
   toHeadersText,
 } from '../limits.ts';
-import type { IdempotencyReservation, IdempotencyStore, StoredResponse } from '../types.ts';
+import type { IdempotencyClaim, IdempotencyReservation, IdempotencyStore, StoredResponse } from '../types.ts';
 import type { SqlSession } from './connection.ts';
 import { sqlPerStore } from './dialect.ts';
 import { toInteger, toOptionalInteger, toStringColumn } from './rows.ts';
@@ -21,6 +21,7 @@ interface KeyRow {
   response_headers: unknown;
   response_body: unknown;
   expires_at: unknown;
+  token: unknown;
 }
 
 /**
@@ -58,25 +59,48 @@ function requireResponse(response: StoredResponse): { status: number; headers: s
   return { status, headers, body: response.body };
 }
 
+function requireClaim(claim: IdempotencyClaim): IdempotencyClaim {
+  if (typeof claim !== 'object' || claim === null) {
+    throw new ValidationError(`'claim' must be an object: current value is ${String(claim)}`, {
+      details: { field: 'claim', rule: 'object' },
+    });
+  }
+  return {
+    scope: requireName('scope', claim.scope),
+    key: requireId('key', claim.key),
+    fingerprint: requireId('fingerprint', claim.fingerprint),
+    token: requireInteger('token', claim.token, 1, Number.MAX_SAFE_INTEGER),
+  };
+}
+
 const statements = sqlPerStore(({ idempotencyKeys: table }, dialect) => ({
-  insert: `INSERT INTO ${table} (scope, key, fingerprint, status, lease_until, expires_at)
-         VALUES ($1, $2, $3, 'in_flight', $4, $5) ON CONFLICT (scope, key) DO NOTHING`,
-  lock: `SELECT fingerprint, status, lease_until, response_status, response_headers, response_body, expires_at
+  insert: `INSERT INTO ${table} (scope, key, fingerprint, status, lease_until, expires_at, token)
+         VALUES ($1, $2, $3, 'in_flight', $4, $5, $6) ON CONFLICT (scope, key) DO NOTHING`,
+  lock: `SELECT fingerprint, status, lease_until, response_status, response_headers, response_body, expires_at, token
          FROM ${table} WHERE scope = $1 AND key = $2${dialect.forUpdate}`,
   takeOver: `UPDATE ${table} SET fingerprint = $3, status = 'in_flight', lease_until = $4, expires_at = $5,
-             response_status = NULL, response_headers = NULL, response_body = NULL
+             token = $6, response_status = NULL, response_headers = NULL, response_body = NULL
            WHERE scope = $1 AND key = $2`,
+  // Both match the reservation by its token: a stale attempt's token was replaced by its takeover.
+  // `lease_until IS NOT NULL` leaves released keys alone.
   complete: `UPDATE ${table} SET status = 'completed', lease_until = NULL,
-         response_status = $4, response_headers = $5, response_body = $6
-       WHERE scope = $1 AND key = $2 AND fingerprint = $3 AND status = 'in_flight'`,
-  release: `DELETE FROM ${table} WHERE scope = $1 AND key = $2 AND fingerprint = $3 AND status = 'in_flight'`,
+         response_status = $5, response_headers = $6, response_body = $7
+       WHERE scope = $1 AND key = $2 AND fingerprint = $3 AND token = $4
+         AND status = 'in_flight' AND lease_until IS NOT NULL`,
+  release: `UPDATE ${table} SET lease_until = NULL
+       WHERE scope = $1 AND key = $2 AND fingerprint = $3 AND token = $4
+         AND status = 'in_flight' AND lease_until IS NOT NULL`,
   expire: `DELETE FROM ${table} WHERE expires_at <= $1`,
 }));
 
 /**
  * Idempotency-Key records. A key moves: (absent) → in_flight (leased to one attempt) →
  * completed (response stored) → (absent again after `expiresAt`). A lease that runs out
- * without completion lets the next attempt with the same fingerprint take the key over.
+ * without completion lets the next attempt with the same fingerprint take the key over; a
+ * release lets any. Each reservation bumps the row's `token` (see `nextToken`), and `complete`
+ * and `release` match it, so an attempt whose key was taken over can change nothing. A released
+ * key is an 'in_flight' row with a NULL `lease_until`: kept, not deleted, so that its token
+ * count goes on rather than restarting at 1 (a stale attempt's token must never come back).
  */
 export class SqlIdempotencyStore implements IdempotencyStore {
   readonly #session: SqlSession;
@@ -102,6 +126,7 @@ export class SqlIdempotencyStore implements IdempotencyStore {
     const leaseMs = requireInteger('leaseMs', request.leaseMs, 1, storeLimits.maxLeaseMs);
     const leaseUntil = nowMs + leaseMs;
     const expiresAt = requireInteger('expiresAt', request.expiresAt, leaseUntil, Number.MAX_SAFE_INTEGER);
+    const firstToken = nextToken(undefined);
     for (let round = 0; round < reserveRounds; round++) {
       // The common case, a new key, is one statement. Concurrent inserts of one key wait for
       // each other on the primary key: exactly one inserts, the others see its row.
@@ -111,29 +136,35 @@ export class SqlIdempotencyStore implements IdempotencyStore {
         fingerprint,
         leaseUntil,
         expiresAt,
+        firstToken,
       ]);
-      if (inserted === 1) return { outcome: 'reserved' };
+      if (inserted === 1) return { outcome: 'reserved', token: firstToken };
       // The row exists: lock it (PostgreSQL; SQLite's single writer already excludes everyone)
       // so that deciding on it and taking it over is atomic against other attempts.
       const rows = await this.#session.query<KeyRow>(this.#sql.lock, [scope, key]);
       const row = rows[0];
       if (row === undefined) continue;
-      const takeOver = async (): Promise<IdempotencyReservation> => {
-        await this.#session.execute(this.#sql.takeOver, [scope, key, fingerprint, leaseUntil, expiresAt]);
-        return { outcome: 'reserved' };
-      };
       const heldUntil = toOptionalInteger(row.lease_until, 'lease_until');
-      const decision = decideReservation(
-        {
-          fingerprint: toStringColumn(row.fingerprint, 'fingerprint'),
-          expiresAt: toInteger(row.expires_at, 'expires_at'),
-          completed: row.status === 'completed',
-          leaseUntil: heldUntil,
-        },
-        fingerprint,
-        nowMs,
-      );
-      if (decision === 'take') return takeOver();
+      const found: FoundReservation = {
+        fingerprint: toStringColumn(row.fingerprint, 'fingerprint'),
+        expiresAt: toInteger(row.expires_at, 'expires_at'),
+        status: row.status === 'completed' ? 'completed' : heldUntil === null ? 'released' : 'in_flight',
+        leaseUntil: heldUntil,
+        token: toInteger(row.token, 'token'),
+      };
+      const decision = decideReservation(found, fingerprint, nowMs);
+      if (decision === 'take') {
+        const token = nextToken(found);
+        await this.#session.execute(this.#sql.takeOver, [
+          scope,
+          key,
+          fingerprint,
+          leaseUntil,
+          expiresAt,
+          token,
+        ]);
+        return { outcome: 'reserved', token };
+      }
       if (decision === 'mismatch') return { outcome: 'mismatch' };
       if (decision === 'in_flight') return { outcome: 'in_flight', leaseUntil: heldUntil ?? 0 };
       return {
@@ -154,34 +185,31 @@ export class SqlIdempotencyStore implements IdempotencyStore {
     );
   }
 
-  async complete(scope: string, key: string, fingerprint: string, response: StoredResponse): Promise<void> {
-    requireName('scope', scope);
-    requireId('key', key);
-    requireId('fingerprint', fingerprint);
+  async complete(claim: IdempotencyClaim, response: StoredResponse): Promise<void> {
+    const { scope, key, fingerprint, token } = requireClaim(claim);
     const stored = requireResponse(response);
     const changed = await this.#session.execute(this.#sql.complete, [
       scope,
       key,
       fingerprint,
+      token,
       stored.status,
       stored.headers,
       stored.body,
     ]);
     if (changed !== 1) {
       throw new ConflictError(
-        `Cannot complete idempotency key '${key}' in scope '${scope}': it is no longer reserved for this request (released, expired, completed or taken by another fingerprint)`,
-        { details: { scope, key } },
+        `Cannot complete idempotency key '${key}' in scope '${scope}': reservation ${token} no longer holds it (released, expired, completed, or taken over by a later reservation)`,
+        { details: { scope, key, token } },
       );
     }
   }
 
-  async release(scope: string, key: string, fingerprint: string): Promise<void> {
-    requireName('scope', scope);
-    requireId('key', key);
-    requireId('fingerprint', fingerprint);
-    // Only an in-flight reservation of this fingerprint: a completed response stays replayable
-    // and another request's reservation is not ours to drop.
-    await this.#session.execute(this.#sql.release, [scope, key, fingerprint]);
+  async release(claim: IdempotencyClaim): Promise<void> {
+    const { scope, key, fingerprint, token } = requireClaim(claim);
+    // Only this in-flight reservation: a completed response stays replayable and a later
+    // reservation (another token) is not ours to drop.
+    await this.#session.execute(this.#sql.release, [scope, key, fingerprint, token]);
   }
 
   async expire(nowMs: number): Promise<number> {

@@ -94,5 +94,16 @@ CREATE TABLE ${t.idempotencyKeys} (
 CREATE INDEX store_idempotency_expires ON ${t.idempotencyKeys} (expires_at);
 `,
     },
+    {
+      version: 2,
+      name: 'idempotency keys: fencing token per reservation',
+      // The token of the key's latest reservation: 1 for a new key, +1 on each takeover, and
+      // complete/release must present it. Keys reserved before this migration have 0, which no
+      // reservation answers: they complete or release only once taken over. From here on an
+      // 'in_flight' row with a NULL lease_until is a released key, kept so its count goes on.
+      sql: `
+ALTER TABLE ${t.idempotencyKeys} ADD COLUMN token BIGINT NOT NULL DEFAULT 0;
+`,
+    },
   ];
 }
