@@ -1,10 +1,11 @@
 import type { Consumer as ClientConsumer, ConsumerGroupJoinPayload, fetchV17 } from '@platformatic/kafka';
 import { assert } from '../../assert.ts';
-import { ClosedError, ConflictError, ValidationError } from '../../errors.ts';
+import { ClosedError, ValidationError } from '../../errors.ts';
 import type { TimerHandle } from '../../time.ts';
-import { commitsFor, partitionKey } from '../consumer-commits.ts';
+import { partitionKey } from '../consumer-commits.ts';
+import { OwnedPartitions } from '../consumer-partitions.ts';
 import type { Consumer, LogRecord, PollOptions, TopicPartition } from '../types.ts';
-import { type NormalizedConsumerOptions, normalizePollTimeoutMs, validateOffset } from '../validation.ts';
+import { type NormalizedConsumerOptions, normalizePollTimeoutMs } from '../validation.ts';
 import { hasBrokerError, translateKafkaError } from './kafka-errors.ts';
 import type { NormalizedKafkaLogOptions } from './options.ts';
 import { readBatches } from './records.ts';
@@ -67,11 +68,11 @@ export class KafkaConsumer implements Consumer {
   #joined = false;
   /** The reason the last join or a background rejoin failed, surfaced by the next poll. */
   #groupError: unknown;
-  #assignment: readonly TopicPartition[] = [];
-  #owned = new Set<string>();
+  readonly #partitions: OwnedPartitions;
   /** Bumped on every assignment: a fetch or offset lookup begun under an older one is stale. */
   #generation = 0;
-  readonly #positions = new Map<string, number>();
+  /** The next offset to read per owned partition: #partitions' map, which assign and seek keep. */
+  readonly #positions: Map<string, number>;
   readonly #buffers = new Map<string, Buffered>();
   readonly #inflight = new Map<number, Promise<void>>();
   #fetchError: unknown;
@@ -86,13 +87,15 @@ export class KafkaConsumer implements Consumer {
     this.#host = host;
     this.#options = options;
     this.group = options.group;
+    this.#partitions = new OwnedPartitions(options.group, 'this consumer');
+    this.#positions = this.#partitions.positions;
     // Joining takes a few round trips and possibly a rebalance: start at once, so the member is
     // usually in the group by the first poll.
     this.#join();
   }
 
   assignment(): readonly TopicPartition[] {
-    return this.#assignment;
+    return this.#partitions.assignment;
   }
 
   async poll(options?: PollOptions): Promise<LogRecord[]> {
@@ -156,30 +159,16 @@ export class KafkaConsumer implements Consumer {
 
   seek(topic: string, partition: number, offset: number): void {
     this.#assertOpen();
-    validateOffset(offset);
-    const key = partitionKey(topic, partition);
-    if (!this.#owned.has(key)) {
-      throw new ValidationError(
-        `Cannot seek topic '${topic}' partition ${partition}: this consumer of group '${this.group}' does not own it (it owns ${this.#describeAssignment()})`,
-      );
-    }
-    this.#positions.set(key, offset);
+    const key = this.#partitions.seek(topic, partition, offset);
     // A fetch in flight for the old position is dropped when it lands: its offset no longer matches.
     this.#buffers.delete(key);
   }
 
   async commit(records?: readonly LogRecord[]): Promise<void> {
     this.#assertOpen();
-    const commits = commitsFor(this.#assignment, this.#positions, records);
+    const commits = this.#partitions.commitsFor(records);
     if (commits.length === 0) return;
-    for (const commit of commits) {
-      if (!this.#owned.has(partitionKey(commit.topic, commit.partition))) {
-        throw new ConflictError(
-          `Cannot commit topic '${commit.topic}' partition ${commit.partition} for group '${this.group}': this consumer no longer owns it (a rebalance moved it)`,
-          { details: { group: this.group, topic: commit.topic, partition: commit.partition } },
-        );
-      }
-    }
+    this.#partitions.assertOwns(commits);
     const client = this.#client;
     assert(client !== undefined, 'a consumer that owns partitions has a client');
     try {
@@ -291,11 +280,8 @@ export class KafkaConsumer implements Consumer {
     const sorted = [...partitions].sort((a, b) =>
       a.topic === b.topic ? a.partition - b.partition : a.topic < b.topic ? -1 : 1,
     );
-    const owned = new Set(sorted.map((tp) => partitionKey(tp.topic, tp.partition)));
-    for (const key of this.#positions.keys()) if (!owned.has(key)) this.#positions.delete(key);
-    for (const key of this.#buffers.keys()) if (!owned.has(key)) this.#buffers.delete(key);
-    this.#assignment = Object.freeze(sorted.map((tp) => Object.freeze({ ...tp })));
-    this.#owned = owned;
+    this.#partitions.assign(sorted);
+    for (const key of this.#buffers.keys()) if (!this.#partitions.owns(key)) this.#buffers.delete(key);
     this.#generation++;
     this.#wakeUp();
   }
@@ -305,7 +291,7 @@ export class KafkaConsumer implements Consumer {
    * start or end of the partition (autoOffsetReset) when the group has none.
    */
   async #resolvePositions(): Promise<void> {
-    const missing = this.#assignment.filter(
+    const missing = this.#partitions.assignment.filter(
       (tp) => !this.#positions.has(partitionKey(tp.topic, tp.partition)),
     );
     if (missing.length === 0) return;
@@ -338,7 +324,7 @@ export class KafkaConsumer implements Consumer {
     }
     if (generation !== this.#generation) return;
     for (const [key, offset] of found) {
-      if (this.#owned.has(key) && !this.#positions.has(key)) this.#positions.set(key, offset);
+      if (this.#partitions.owns(key) && !this.#positions.has(key)) this.#positions.set(key, offset);
     }
   }
 
@@ -373,7 +359,7 @@ export class KafkaConsumer implements Consumer {
   /** Up to maxPollRecords buffered records, fairly: the first partition rotates on each poll. */
   #drain(): LogRecord[] {
     const out: LogRecord[] = [];
-    const assignment = this.#assignment;
+    const assignment = this.#partitions.assignment;
     const count = assignment.length;
     if (count === 0) return out;
     const first = this.#rotation++ % count;
@@ -406,7 +392,7 @@ export class KafkaConsumer implements Consumer {
   async #startFetches(maxWaitMs: number): Promise<void> {
     const client = this.#client;
     if (client === undefined) return;
-    const wanted = this.#assignment.filter((tp) => {
+    const wanted = this.#partitions.assignment.filter((tp) => {
       const key = partitionKey(tp.topic, tp.partition);
       return this.#positions.has(key) && !this.#buffers.has(key);
     });
@@ -568,10 +554,5 @@ export class KafkaConsumer implements Consumer {
         this.#positions.set(key, offset);
       }
     }
-  }
-
-  #describeAssignment(): string {
-    if (this.#assignment.length === 0) return 'no partitions';
-    return this.#assignment.map((tp) => `${tp.topic}/${tp.partition}`).join(', ');
   }
 }

@@ -1,8 +1,9 @@
-import { ClosedError, ConflictError, ValidationError } from '../../errors.ts';
+import { ClosedError, ValidationError } from '../../errors.ts';
 import type { TimerHandle, Timers } from '../../time.ts';
-import { commitsFor, partitionKey } from '../consumer-commits.ts';
+import { partitionKey } from '../consumer-commits.ts';
+import { OwnedPartitions } from '../consumer-partitions.ts';
 import type { Consumer, LogRecord, OffsetCommit, PollOptions, TopicPartition } from '../types.ts';
-import { type NormalizedConsumerOptions, normalizePollTimeoutMs, validateOffset } from '../validation.ts';
+import { type NormalizedConsumerOptions, normalizePollTimeoutMs } from '../validation.ts';
 
 /** Start and end offsets of one partition, as a poll sees them. */
 export interface PartitionRange {
@@ -39,9 +40,7 @@ export class SqliteConsumer implements Consumer {
   readonly #host: ConsumerHost;
   readonly #autoOffsetReset: 'earliest' | 'latest';
   readonly #maxPollRecords: number;
-  #assignment: readonly TopicPartition[] = [];
-  #owned = new Set<string>();
-  readonly #positions = new Map<string, number>();
+  readonly #partitions: OwnedPartitions;
   #closed = false;
   #polling = false;
   #wake: (() => void) | undefined;
@@ -54,6 +53,7 @@ export class SqliteConsumer implements Consumer {
     this.#autoOffsetReset = options.autoOffsetReset;
     this.#maxPollRecords = options.maxPollRecords;
     this.memberId = memberId;
+    this.#partitions = new OwnedPartitions(options.group, `consumer ${memberId}`);
   }
 
   get closed(): boolean {
@@ -61,15 +61,12 @@ export class SqliteConsumer implements Consumer {
   }
 
   assignment(): readonly TopicPartition[] {
-    return this.#assignment;
+    return this.#partitions.assignment;
   }
 
   /** Called by the log on every rebalance: keeps positions of kept partitions, drops revoked ones. */
   assign(partitions: readonly TopicPartition[]): void {
-    const owned = new Set(partitions.map((tp) => partitionKey(tp.topic, tp.partition)));
-    for (const key of this.#positions.keys()) if (!owned.has(key)) this.#positions.delete(key);
-    this.#assignment = Object.freeze(partitions.map((tp) => Object.freeze({ ...tp })));
-    this.#owned = owned;
+    this.#partitions.assign(partitions);
     // A waiting poll may now own partitions that already hold records.
     this.wake();
   }
@@ -120,33 +117,18 @@ export class SqliteConsumer implements Consumer {
 
   seek(topic: string, partition: number, offset: number): void {
     this.#assertOpen();
-    validateOffset(offset);
-    const key = partitionKey(topic, partition);
-    if (!this.#owned.has(key)) {
-      throw new ValidationError(
-        `Cannot seek topic '${topic}' partition ${partition}: consumer ${this.memberId} of group '${this.group}' does not own it (it owns ${this.#describeAssignment()})`,
-      );
-    }
-    this.#positions.set(key, offset);
+    this.#partitions.seek(topic, partition, offset);
   }
 
   async commit(records?: readonly LogRecord[]): Promise<void> {
     this.#assertOpen();
-    const commits = commitsFor(this.#assignment, this.#positions, records);
+    const commits = this.#partitions.commitsFor(records);
     if (commits.length === 0) return;
-    const list = commits;
     // Checked inside the commit's transaction: a partition revoked by a rebalance since these
     // records were polled now belongs to another member, whose progress must not be overwritten.
-    await this.#host.commitOffsets(this.group, list, () => {
-      if (this.#closed) throw new ClosedError(`Consumer ${this.memberId} of group '${this.group}' is closed`);
-      for (const commit of list) {
-        if (!this.#owned.has(partitionKey(commit.topic, commit.partition))) {
-          throw new ConflictError(
-            `Cannot commit topic '${commit.topic}' partition ${commit.partition} for group '${this.group}': consumer ${this.memberId} no longer owns it (a rebalance moved it)`,
-            { details: { group: this.group, topic: commit.topic, partition: commit.partition } },
-          );
-        }
-      }
+    await this.#host.commitOffsets(this.group, commits, () => {
+      this.#assertOpen();
+      this.#partitions.assertOwns(commits);
     });
   }
 
@@ -159,16 +141,14 @@ export class SqliteConsumer implements Consumer {
   /** Marks the consumer closed without rebalancing (the log is closing, or it left already). */
   closeByLog(): void {
     this.#closed = true;
-    this.#assignment = [];
-    this.#owned = new Set();
-    this.#positions.clear();
+    this.#partitions.assign([]);
     this.wake();
   }
 
   /** Records from owned partitions with data, fairly: the first partition rotates on each poll. */
   #fetch(): LogRecord[] {
     const out: LogRecord[] = [];
-    const assignment = this.#assignment;
+    const { assignment, positions } = this.#partitions;
     const count = assignment.length;
     if (count === 0) return out;
     const first = this.#rotation++ % count;
@@ -181,7 +161,7 @@ export class SqliteConsumer implements Consumer {
       const range = ranges.get(topic)?.[partition];
       if (range === undefined) continue;
       const key = partitionKey(topic, partition);
-      let position = this.#positions.get(key);
+      let position = positions.get(key);
       if (position === undefined) {
         let offsets = committed.get(topic);
         if (offsets === undefined) {
@@ -202,14 +182,9 @@ export class SqliteConsumer implements Consumer {
         position = added > 0 ? out[out.length - 1]!.offset + 1 : range.end;
         budget -= added;
       }
-      this.#positions.set(key, position);
+      positions.set(key, position);
     }
     return out;
-  }
-
-  #describeAssignment(): string {
-    if (this.#assignment.length === 0) return 'no partitions';
-    return this.#assignment.map((tp) => `${tp.topic}/${tp.partition}`).join(', ');
   }
 
   #assertOpen(): void {
