@@ -1,6 +1,7 @@
 import type {
   IdempotencyClaim,
   IdempotencyReservation,
+  IdempotencyReserveRequest,
   IdempotencyStore,
   Runtime,
   StoredResponse,
@@ -11,9 +12,10 @@ import type {
  * release is a unit of the transaction the runtime commits anyway, instead of a write
  * transaction of its own. Profiling `POST /orders` showed the two standalone transactions per
  * request (reserve, then complete) waiting for the writer behind every group commit and paying
- * a commit each; as units they share one. The guarantees are the store's: a unit runs in its
- * own savepoint, and each call resolves only once its transaction committed, so a reservation
- * is durable before the handler runs and a stored response is durable before it is sent.
+ * a commit each; as units they share one. The guarantees are the store's: a unit is isolated
+ * (a failing one rolls back alone), and each call resolves only once its transaction committed,
+ * so a reservation is durable before the handler runs and a stored response is durable before
+ * it is sent.
  */
 export class RuntimeIdempotencyStore implements IdempotencyStore {
   readonly #runtime: Runtime;
@@ -22,7 +24,7 @@ export class RuntimeIdempotencyStore implements IdempotencyStore {
     this.#runtime = runtime;
   }
 
-  reserve(request: Parameters<IdempotencyStore['reserve']>[0]): Promise<IdempotencyReservation> {
+  reserve(request: IdempotencyReserveRequest): Promise<IdempotencyReservation> {
     return this.#runtime.transaction((tx) => tx.idempotency.reserve(request));
   }
 

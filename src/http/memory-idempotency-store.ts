@@ -8,6 +8,7 @@ import {
 import type {
   IdempotencyClaim,
   IdempotencyReservation,
+  IdempotencyReserveRequest,
   IdempotencyStore,
   StoredResponse,
 } from '../store/types.ts';
@@ -43,14 +44,7 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
     return this.#entries.size;
   }
 
-  async reserve(request: {
-    scope: string;
-    key: string;
-    fingerprint: string;
-    nowMs: number;
-    leaseMs: number;
-    expiresAt: number;
-  }): Promise<IdempotencyReservation> {
+  async reserve(request: IdempotencyReserveRequest): Promise<IdempotencyReservation> {
     const id = entryId(request.scope, request.key);
     const existing = this.#entries.get(id);
     const found = existing === undefined ? undefined : foundOf(existing);

@@ -20,6 +20,7 @@ export type {
   EntityStore,
   IdempotencyClaim,
   IdempotencyReservation,
+  IdempotencyReserveRequest,
   IdempotencyStore,
   InboxStore,
   JournalEntry,

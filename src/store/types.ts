@@ -165,16 +165,19 @@ export interface IdempotencyClaim {
   readonly token: number;
 }
 
+/** What `IdempotencyStore.reserve` is asked: one key, for one request fingerprint, for `leaseMs`. */
+export interface IdempotencyReserveRequest {
+  readonly scope: string;
+  readonly key: string;
+  readonly fingerprint: string;
+  readonly nowMs: number;
+  readonly leaseMs: number;
+  readonly expiresAt: number;
+}
+
 export interface IdempotencyStore {
   /** Atomically reserves `key` in `scope` for `leaseMs`, or says why not. */
-  reserve(request: {
-    scope: string;
-    key: string;
-    fingerprint: string;
-    nowMs: number;
-    leaseMs: number;
-    expiresAt: number;
-  }): Promise<IdempotencyReservation>;
+  reserve(request: IdempotencyReserveRequest): Promise<IdempotencyReservation>;
   /**
    * Stores the response of the reservation `claim` names. ConflictError, with the key left as it
    * is, when that reservation no longer holds the key: completed, released, or taken over by a

@@ -8,7 +8,13 @@ import {
   storeLimits,
   toHeadersText,
 } from '../limits.ts';
-import type { IdempotencyClaim, IdempotencyReservation, IdempotencyStore, StoredResponse } from '../types.ts';
+import type {
+  IdempotencyClaim,
+  IdempotencyReservation,
+  IdempotencyReserveRequest,
+  IdempotencyStore,
+  StoredResponse,
+} from '../types.ts';
 import type { SqlSession } from './connection.ts';
 import { sqlPerStore } from './dialect.ts';
 import { toInteger, toOptionalInteger, toStringColumn } from './rows.ts';
@@ -111,14 +117,7 @@ export class SqlIdempotencyStore implements IdempotencyStore {
     this.#sql = statements(session);
   }
 
-  async reserve(request: {
-    scope: string;
-    key: string;
-    fingerprint: string;
-    nowMs: number;
-    leaseMs: number;
-    expiresAt: number;
-  }): Promise<IdempotencyReservation> {
+  async reserve(request: IdempotencyReserveRequest): Promise<IdempotencyReservation> {
     const scope = requireName('scope', request.scope);
     const key = requireId('key', request.key);
     const fingerprint = requireId('fingerprint', request.fingerprint);
