@@ -283,7 +283,12 @@ cmd_start() { # layout
   # A fresh random cluster id for every start: no state leaks from one run into the next.
   # (Kafka's Uuid text form: 16 random bytes in URL-safe base64 without padding; this is what
   # `StorageTool random-uuid` prints, without a JVM start.)
-  cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')
+  # One id in 64 starts with '-', which the format tool's argument parser takes for an option
+  # ("argument --cluster-id: expected one argument", CI failed on it once): draw again then.
+  cluster_id=-
+  while [[ $cluster_id == -* ]]; do
+    cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')
+  done
   for id in $(node_ids "$layout"); do
     write_node_config "$layout" "$id"
     format_node "$id" "$cluster_id" &
