@@ -336,19 +336,17 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
     },
     handler: async (request, reply) => {
       const { orderId } = request.params;
-      // The record and its journal from one snapshot: the two agree, and a poll neither waits
-      // for the writer nor holds it up.
-      const read = () =>
-        runtime.read(async (tx) => {
-          const record = await tx.sagas.get(orderId);
-          if (record === null || record.type !== sagaType(deps)) return null;
-          return { record, journal: await tx.sagas.journal(orderId) };
-        });
       const wait = preferredWaitSeconds(request.headers.prefer, maxOrderWaitSeconds);
       // A long poll waits first and reads once: an order still running answers as soon as it
       // ends; one that ended (or never existed) is looked up by the wait and answered at once.
       if (wait !== undefined && wait > 0) await untilEnded(orderId, wait * 1000, reply.raw);
-      const found = await read();
+      // The record and its journal from one snapshot: the two agree, and a poll neither waits
+      // for the writer nor holds it up.
+      const found = await runtime.read(async (tx) => {
+        const record = await tx.sagas.get(orderId);
+        if (record === null || record.type !== sagaType(deps)) return null;
+        return { record, journal: await tx.sagas.journal(orderId) };
+      });
       if (found === null) throw new NotFoundError(`Order '${orderId}' does not exist`);
       if (wait !== undefined) reply.header(PREFERENCE_APPLIED_HEADER, `wait=${wait}`);
       reply.header('vary', 'prefer');
