@@ -167,9 +167,13 @@ export class Traffic {
     }
     this.#counts.placed += 1;
     const orderId = (placed.body as { orderId: string }).orderId;
-    for (let polls = 0; polls < 240 && !this.#stopped; polls++) {
-      await this.#sleep(250);
-      const order = await this.#request('GET', `/orders/${orderId}`).catch(() => undefined);
+    // Long polls (Prefer: wait): each answers as soon as the order ends, or after 10 s; a minute
+    // in all. Draining the app answers them at once.
+    for (let polls = 0; polls < 6 && !this.#stopped; polls++) {
+      const order = await this.#request('GET', `/orders/${orderId}`, undefined, { prefer: 'wait=10' }).catch(
+        () => undefined,
+      );
+      if (order === undefined) await this.#sleep(1000);
       const view = order?.body as { status?: string; reason?: string } | undefined;
       const status = view?.status;
       if (status !== undefined && terminal.has(status)) {
@@ -219,7 +223,11 @@ export class Traffic {
   ): Promise<{ status: number; body: unknown }> {
     const response = await fetch(`${this.#url}${path}`, {
       method,
-      signal: AbortSignal.timeout(10_000),
+      // A long poll is answered up to its wait late by design; stopping cuts every request short.
+      signal: AbortSignal.any([
+        AbortSignal.timeout(headers.prefer === undefined ? 10_000 : 20_000),
+        this.#stopping.signal,
+      ]),
       headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
