@@ -11,10 +11,8 @@ type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
 
 /** Aborts an optimistic transaction when one of its units throws (see GroupCommitter). */
 class UnitFailed extends Error {
-  readonly failure: unknown;
   constructor(failure: unknown) {
-    super('A unit of the transaction failed');
-    this.failure = failure;
+    super('A unit of the transaction failed', { cause: failure });
   }
 }
 
