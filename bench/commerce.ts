@@ -2,16 +2,21 @@
  * The commerce system end to end through HTTP: `npm run bench:commerce`.
  *
  * Starts `meridian demo --traffic off` on a fresh data directory (a child process, as a user
- * would run it), warms it up with a short run of `meridian load` at a fifth of the rate, then
- * runs `meridian load` (another child process) at `--rate` orders/s for `--duration` seconds and
- * prints one line: offered, accepted and completed orders/s, latency to 202 and to a terminal
- * status (HdrHistogram percentiles from `meridian load`, measured from each order's due time),
- * the server's and the load generator's CPU time per order (Linux), and the machine's load average, since the server,
- * the load generator and whatever else runs share the cores.
+ * would run it), sets up the stock and warms the server up with a short run of `meridian load`
+ * at a fifth of the rate, then runs `meridian load` (another child process) at `--rate` orders/s:
+ * `--warmup` seconds not counted (the generator's connections and JIT, and the server at full
+ * rate, settle: a cold generator's first second alone puts a backlog of hundreds of orders in
+ * the percentiles), then `--duration` seconds measured. Prints one line: offered, accepted and
+ * completed orders/s, latency to 202 and to a terminal status (HdrHistogram percentiles from
+ * `meridian load`, measured from each order's due time),
+ * the server's and the load generator's CPU time per accepted order over the warm-up and the
+ * measured run (Linux), and the machine's load average, since the server, the load generator
+ * and whatever else runs share the cores.
  *
- * Options: --rate N (default 1000), --duration S (default 10), --skus N (default 100),
- * --wait S (default 10: long polls with Prefer: wait; 0 polls), --poll-interval-ms N (default 25,
- * when polling), --cpu-prof DIR (profile the server there).
+ * Options: --rate N (default 1000), --duration S (default 10), --warmup S (default 5; 0 measures
+ * from a cold generator), --skus N (default 100), --wait S (default 10: long polls with Prefer:
+ * wait; 0 polls), --poll-interval-ms N (default 25, when polling), --cpu-prof DIR (profile the
+ * server there).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -35,6 +40,10 @@ function positive(name: string, fallback: number): number {
 const rate = positive('rate', 1000);
 const duration = positive('duration', 10);
 const skus = positive('skus', 100);
+const warmupSeconds = Number(option('warmup', '5'));
+if (!Number.isInteger(warmupSeconds) || warmupSeconds < 0 || warmupSeconds > 600) {
+  throw new RangeError('--warmup must be an integer in [0, 600]');
+}
 const pollIntervalMs = positive('poll-interval-ms', 25);
 const waitSeconds = Number(option('wait', '10'));
 if (!Number.isInteger(waitSeconds) || waitSeconds < 0 || waitSeconds > 60) {
@@ -53,6 +62,7 @@ interface LatencySummary {
 interface LoadSummary {
   offeredPerSecond: number;
   acceptedPerSecond: number;
+  warmupAccepted: number;
   completedPerSecond: number;
   accepted: number;
   confirmed: number;
@@ -111,7 +121,13 @@ interface LoadRun {
   cpuMs: number | undefined;
 }
 
-function runLoad(url: string, loadRate: number, seconds: number, skipSetup: boolean): Promise<LoadRun> {
+function runLoad(
+  url: string,
+  loadRate: number,
+  seconds: number,
+  warmup: number,
+  skipSetup: boolean,
+): Promise<LoadRun> {
   const args = [
     main,
     'load',
@@ -121,6 +137,8 @@ function runLoad(url: string, loadRate: number, seconds: number, skipSetup: bool
     String(loadRate),
     '--duration',
     String(seconds),
+    '--warmup',
+    String(warmup),
     '--skus',
     String(skus),
     '--wait',
@@ -151,23 +169,24 @@ const dataDir = mkdtempSync(join(tmpdir(), 'meridian-bench-commerce-'));
 const { child, url } = await startServer(dataDir);
 try {
   // Warm-up: JIT, keep-alive connections, SQLite pages. Not counted.
-  await runLoad(url, Math.max(1, Math.round(rate / 5)), 3, false);
+  await runLoad(url, Math.max(1, Math.round(rate / 5)), 3, 0, false);
   const load = loadavg()[0]!;
   const cpuBefore = cpuMs(child.pid!);
-  const { summary, cpuMs: loadCpuMs } = await runLoad(url, rate, duration, true);
+  const { summary, cpuMs: loadCpuMs } = await runLoad(url, rate, duration, warmupSeconds, true);
   const cpuAfter = cpuMs(child.pid!);
+  const orders = summary.warmupAccepted + summary.accepted;
   const cpuPerOrder =
-    cpuBefore === undefined || cpuAfter === undefined || summary.accepted === 0
+    cpuBefore === undefined || cpuAfter === undefined || orders === 0
       ? 'n/a'
-      : `${((cpuAfter - cpuBefore) / summary.accepted).toFixed(2)} ms`;
+      : `${((cpuAfter - cpuBefore) / orders).toFixed(2)} ms`;
   const errors = Object.entries(summary.errorsByKind);
   console.log(
     [
-      `commerce over HTTP (embedded SQLite): offered ${summary.offeredPerSecond}/s for ${duration} s`,
+      `commerce over HTTP (embedded SQLite): offered ${summary.offeredPerSecond}/s for ${duration} s after ${warmupSeconds} s of warm-up`,
       `accepted ${summary.acceptedPerSecond}/s, completed ${summary.completedPerSecond}/s (${summary.confirmed} confirmed, ${summary.cancelled} cancelled, ${summary.unfinished} unfinished, ${summary.notSentOnTime} not sent on time)`,
       `to 202 p50 ${ms(summary.latencyToAccepted.p50Ms)} p99 ${ms(summary.latencyToAccepted.p99Ms)}`,
       `to terminal p50 ${ms(summary.latencyToTerminal.p50Ms)} p90 ${ms(summary.latencyToTerminal.p90Ms)} p99 ${ms(summary.latencyToTerminal.p99Ms)} max ${ms(summary.latencyToTerminal.maxMs)}`,
-      `server CPU ${cpuPerOrder}/order, load generator CPU ${loadCpuMs === undefined || summary.accepted === 0 ? 'n/a' : `${(loadCpuMs / summary.accepted).toFixed(2)} ms`}/order`,
+      `server CPU ${cpuPerOrder}/order, load generator CPU ${loadCpuMs === undefined || orders === 0 ? 'n/a' : `${(loadCpuMs / orders).toFixed(2)} ms`}/order`,
       `load average ${load.toFixed(1)} at start${errors.length === 0 ? '' : `; errors ${errors.map(([kind, count]) => `${kind} ${count}`).join(', ')}`}`,
     ].join('; '),
   );

@@ -13,6 +13,9 @@ export interface LatencySummary {
 }
 
 export interface LoadProgress {
+  /** `warm-up` while the orders not counted in the summary are offered, then `measured`. */
+  phase: 'warm-up' | 'measured';
+  /** Seconds since the phase began. */
   elapsedSeconds: number;
   offered: number;
   sent: number;
@@ -21,6 +24,7 @@ export interface LoadProgress {
   /** Orders accepted during the last second. */
   acceptedLastSecond: number;
   completed: number;
+  /** Orders in flight, of both phases. */
   inFlight: number;
   errors: number;
 }
@@ -46,7 +50,12 @@ export interface LoadSummary {
   /** Latency from when each order was due to the status request that saw it ended. */
   latencyToTerminal: LatencySummary;
   errorsByKind: Record<string, number>;
+  /** From the first measured order's due time to the last answer. */
   durationSeconds: number;
+  /** Seconds of load offered before the measured orders and left out of every figure above. */
+  warmupSeconds: number;
+  /** Orders of the warm-up that were accepted (for costs per order over the whole run). */
+  warmupAccepted: number;
 }
 
 export interface LoadIo {
@@ -82,6 +91,31 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+/** What happened to the orders of one phase (the warm-up, or the measured run). */
+class Tally {
+  offered = 0;
+  sent = 0;
+  notSent = 0;
+  accepted = 0;
+  confirmed = 0;
+  cancelled = 0;
+  unfinished = 0;
+  lastTerminalMs = 0;
+  readonly toAccepted = newHistogram();
+  readonly toTerminal = newHistogram();
+  readonly errors = new Map<string, number>();
+
+  error(kind: string): void {
+    this.errors.set(kind, (this.errors.get(kind) ?? 0) + 1);
+  }
+
+  errorCount(): number {
+    let count = 0;
+    for (const value of this.errors.values()) count += value;
+    return count;
+  }
+}
+
 type Outcome =
   | { ok: true; status: number; body: unknown; headers: Record<string, string | string[] | undefined> }
   | { ok: false; kind: string };
@@ -98,18 +132,7 @@ export class LoadGenerator {
   readonly #io: LoadIo;
   readonly #random: Random;
   readonly #runId = randomUUID().slice(0, 8);
-  readonly #toAccepted = newHistogram();
-  readonly #toTerminal = newHistogram();
-  readonly #errors = new Map<string, number>();
-  #offered = 0;
-  #sent = 0;
-  #notSent = 0;
-  #accepted = 0;
-  #confirmed = 0;
-  #cancelled = 0;
-  #unfinished = 0;
   #inFlight = 0;
-  #lastTerminalMs = 0;
   #idle: (() => void) | undefined;
   /** False once the gateway answered a long poll without applying it: poll from then on. */
   #longPoll: boolean;
@@ -154,76 +177,97 @@ export class LoadGenerator {
     await Promise.all(Array.from({ length: Math.min(SETUP_CONCURRENCY, this.#options.skus) }, worker));
   }
 
-  /** Offers the orders, waits for the accepted ones to finish (bounded), and summarises. */
+  /**
+   * Offers the orders (the warm-up's, then the measured ones, on one schedule), waits for the
+   * accepted ones to finish (bounded), and summarises the measured ones.
+   */
   async run(signal?: AbortSignal): Promise<LoadSummary> {
-    const { ratePerSecond, durationSeconds } = this.#options;
-    const total = Math.floor(ratePerSecond * durationSeconds);
+    const { ratePerSecond, durationSeconds, warmupSeconds } = this.#options;
+    const warmupCount = Math.floor(ratePerSecond * warmupSeconds);
+    const total = warmupCount + Math.floor(ratePerSecond * durationSeconds);
     const intervalMs = 1000 / ratePerSecond;
+    const warmup = new Tally();
+    const measured = new Tally();
     const startMs = performance.now();
+    const measuredStartMs = startMs + warmupCount * intervalMs;
+    let offered = 0;
+    let reported: Tally | undefined;
     let lastAccepted = 0;
     const progress = setInterval(() => {
-      const elapsedSeconds = Math.round((performance.now() - startMs) / 100) / 10;
+      const nowMs = performance.now();
+      const tally = nowMs < measuredStartMs ? warmup : measured;
+      if (tally !== reported) lastAccepted = 0;
+      reported = tally;
+      const phaseStartMs = tally === warmup ? startMs : measuredStartMs;
       this.#io.progress({
-        elapsedSeconds,
-        offered: this.#offered,
-        sent: this.#sent,
-        notSentOnTime: this.#notSent,
-        accepted: this.#accepted,
-        acceptedLastSecond: this.#accepted - lastAccepted,
-        completed: this.#confirmed + this.#cancelled,
+        phase: tally === warmup ? 'warm-up' : 'measured',
+        elapsedSeconds: Math.round((nowMs - phaseStartMs) / 100) / 10,
+        offered: tally.offered,
+        sent: tally.sent,
+        notSentOnTime: tally.notSent,
+        accepted: tally.accepted,
+        acceptedLastSecond: tally.accepted - lastAccepted,
+        completed: tally.confirmed + tally.cancelled,
         inFlight: this.#inFlight,
-        errors: this.#errorCount(),
+        errors: tally.errorCount(),
       });
-      lastAccepted = this.#accepted;
+      lastAccepted = tally.accepted;
     }, 1000);
     try {
-      while (this.#offered < total && signal?.aborted !== true) {
+      while (offered < total && signal?.aborted !== true) {
         const nowMs = performance.now();
-        while (this.#offered < total && startMs + this.#offered * intervalMs <= nowMs) {
-          this.#offer(this.#offered, startMs + this.#offered * intervalMs);
-          this.#offered += 1;
+        while (offered < total && startMs + offered * intervalMs <= nowMs) {
+          this.#offer(offered < warmupCount ? warmup : measured, offered, startMs + offered * intervalMs);
+          offered += 1;
         }
-        if (this.#offered < total) {
-          await sleep(Math.max(0, startMs + this.#offered * intervalMs - performance.now()));
+        if (offered < total) {
+          await sleep(Math.max(0, startMs + offered * intervalMs - performance.now()));
         }
       }
-      const offeringSeconds = (performance.now() - startMs) / 1000;
+      const offeringSeconds = Math.max(performance.now() - measuredStartMs, 0) / 1000;
       if (this.#inFlight > 0) await new Promise<void>((resolve) => (this.#idle = resolve));
-      const completed = this.#confirmed + this.#cancelled;
-      const completedSeconds = (Math.max(this.#lastTerminalMs, startMs) - startMs) / 1000;
+      const completed = measured.confirmed + measured.cancelled;
+      const completedSeconds = (Math.max(measured.lastTerminalMs, measuredStartMs) - measuredStartMs) / 1000;
+      const perSecond = (count: number, seconds: number) =>
+        count === 0 ? 0 : round(count / Math.max(seconds, 1e-9));
       return {
         url: this.#options.url,
-        offered: this.#offered,
-        offeredPerSecond: round(this.#offered / Math.max(offeringSeconds, 1e-9)),
-        sent: this.#sent,
-        notSentOnTime: this.#notSent,
-        accepted: this.#accepted,
-        acceptedPerSecond: round(this.#accepted / Math.max(offeringSeconds, 1e-9)),
+        offered: measured.offered,
+        offeredPerSecond: perSecond(measured.offered, offeringSeconds),
+        sent: measured.sent,
+        notSentOnTime: measured.notSent,
+        accepted: measured.accepted,
+        acceptedPerSecond: perSecond(measured.accepted, offeringSeconds),
         completed,
-        completedPerSecond: completed === 0 ? 0 : round(completed / Math.max(completedSeconds, 1e-9)),
-        confirmed: this.#confirmed,
-        cancelled: this.#cancelled,
-        unfinished: this.#unfinished,
-        latencyToAccepted: summarise(this.#toAccepted),
-        latencyToTerminal: summarise(this.#toTerminal),
-        errorsByKind: Object.fromEntries([...this.#errors.entries()].sort(([a], [b]) => a.localeCompare(b))),
-        durationSeconds: round((performance.now() - startMs) / 1000),
+        completedPerSecond: perSecond(completed, completedSeconds),
+        confirmed: measured.confirmed,
+        cancelled: measured.cancelled,
+        unfinished: measured.unfinished,
+        latencyToAccepted: summarise(measured.toAccepted),
+        latencyToTerminal: summarise(measured.toTerminal),
+        errorsByKind: Object.fromEntries(
+          [...measured.errors.entries()].sort(([a], [b]) => a.localeCompare(b)),
+        ),
+        durationSeconds: round(Math.max(performance.now() - measuredStartMs, 0) / 1000),
+        warmupSeconds,
+        warmupAccepted: warmup.accepted,
       };
     } finally {
       clearInterval(progress);
     }
   }
 
-  #offer(index: number, dueMs: number): void {
+  #offer(tally: Tally, index: number, dueMs: number): void {
+    tally.offered += 1;
     // Drawn for every offered order, sent or not, so a seed gives the same orders whatever the timing.
     const order = this.#order();
     if (this.#inFlight >= this.#options.concurrency) {
-      this.#notSent += 1;
+      tally.notSent += 1;
       return;
     }
     this.#inFlight += 1;
-    this.#sent += 1;
-    this.#follow(index, dueMs, order).finally(() => {
+    tally.sent += 1;
+    this.#follow(tally, index, dueMs, order).finally(() => {
       this.#inFlight -= 1;
       if (this.#inFlight === 0) this.#idle?.();
     });
@@ -240,16 +284,16 @@ export class LoadGenerator {
     return { customerId, items: [...skus].map((sku) => ({ sku: skuName(sku), qty: 1 + pick(2) })) };
   }
 
-  async #follow(index: number, dueMs: number, order: unknown): Promise<void> {
+  async #follow(tally: Tally, index: number, dueMs: number, order: unknown): Promise<void> {
     const placed = await this.#request('POST', '/orders', order, {
       'idempotency-key': `load-${this.#runId}-${index}`,
     });
-    if (!placed.ok) return this.#error(placed.kind);
-    if (placed.status !== 202) return this.#error(`http_${placed.status}`);
-    this.#toAccepted.recordValue(Math.max(1, Math.round((performance.now() - dueMs) * 1000)));
-    this.#accepted += 1;
+    if (!placed.ok) return tally.error(placed.kind);
+    if (placed.status !== 202) return tally.error(`http_${placed.status}`);
+    tally.toAccepted.recordValue(Math.max(1, Math.round((performance.now() - dueMs) * 1000)));
+    tally.accepted += 1;
     const orderId = (placed.body as { orderId?: unknown } | null)?.orderId;
-    if (typeof orderId !== 'string') return this.#error('bad_response');
+    if (typeof orderId !== 'string') return tally.error('bad_response');
 
     const deadlineMs = performance.now() + this.#options.terminalTimeoutMs;
     while (performance.now() < deadlineMs) {
@@ -265,25 +309,25 @@ export class LoadGenerator {
         this.#longPoll = false;
       }
       if (!polled.ok) {
-        this.#error(`poll_${polled.kind}`);
+        tally.error(`poll_${polled.kind}`);
         continue;
       }
       if (polled.status !== 200) {
-        this.#error(`poll_http_${polled.status}`);
+        tally.error(`poll_http_${polled.status}`);
         continue;
       }
       const status = (polled.body as { status?: unknown } | null)?.status;
       if (typeof status === 'string' && TERMINAL_STATUSES.has(status)) {
         const nowMs = performance.now();
-        this.#toTerminal.recordValue(Math.max(1, Math.round((nowMs - dueMs) * 1000)));
-        this.#lastTerminalMs = Math.max(this.#lastTerminalMs, nowMs);
-        if (status === 'confirmed') this.#confirmed += 1;
-        else this.#cancelled += 1;
+        tally.toTerminal.recordValue(Math.max(1, Math.round((nowMs - dueMs) * 1000)));
+        tally.lastTerminalMs = Math.max(tally.lastTerminalMs, nowMs);
+        if (status === 'confirmed') tally.confirmed += 1;
+        else tally.cancelled += 1;
         return;
       }
     }
-    this.#unfinished += 1;
-    this.#error('terminal_timeout');
+    tally.unfinished += 1;
+    tally.error('terminal_timeout');
   }
 
   async #request(
@@ -329,16 +373,6 @@ export class LoadGenerator {
     this.#pool.close().catch(() => {
       // Closing twice is the only failure: nothing is left to close.
     });
-  }
-
-  #error(kind: string): void {
-    this.#errors.set(kind, (this.#errors.get(kind) ?? 0) + 1);
-  }
-
-  #errorCount(): number {
-    let count = 0;
-    for (const value of this.#errors.values()) count += value;
-    return count;
   }
 }
 

@@ -9,6 +9,12 @@ export interface LoadOptions {
   ratePerSecond: number;
   /** How long orders are offered (seconds). @default 10 */
   durationSeconds: number;
+  /**
+   * Seconds of orders offered at the same rate before the measured ones, not counted in the
+   * summary (like wrk2's calibration period): connections, JIT and caches of both sides settle
+   * first, so the figures are those of a running system rather than of a cold start. @default 0
+   */
+  warmupSeconds: number;
   /** SKUs set up and ordered from. @default 10 */
   skus: number;
   /** Units of stock per SKU. @default 100000 */
@@ -49,6 +55,8 @@ Options:
   --url <url>                  gateway base URL (default http://127.0.0.1:7070)
   --rate <orders/s>            orders offered per second, 1..100000 (default 100)
   --duration <s>               seconds of offered load, >0..3600 (default 10)
+  --warmup <s>                 seconds of load at the same rate before those measured, not
+                               counted in the summary, 0..3600 (default 0)
   --skus <n>                   SKUs to set up and order from, 1..100000 (default 10)
   --stock <units>              units of stock per SKU, 0..1000000000 (default 100000)
   --concurrency <n>            orders in flight at most, 1..100000 (default 1000); an order due
@@ -113,15 +121,18 @@ export function parseLoadOptions(argv: string[]): LoadOptions | 'help' {
   if (values === 'help') return 'help';
   const ratePerSecond = integer('rate', values.rate, 100, 1, 100_000);
   const durationSeconds = positiveNumber('duration', values.duration, 10, 3600);
-  if (ratePerSecond * durationSeconds > 10_000_000) {
+  const warmupSeconds = integer('warmup', values.warmup, 0, 0, 3600);
+  const orders = ratePerSecond * (durationSeconds + warmupSeconds);
+  if (orders > 10_000_000) {
     throw new ValidationError(
-      `'--rate' × '--duration' must be <= 10000000 orders: current value is ${ratePerSecond * durationSeconds}`,
+      `'--rate' × ('--duration' + '--warmup') must be <= 10000000 orders: current value is ${orders}`,
     );
   }
   return {
     url: httpUrl(values.url),
     ratePerSecond,
     durationSeconds,
+    warmupSeconds,
     skus: integer('skus', values.skus, 10, 1, 100_000),
     stock: integer('stock', values.stock, 100_000, 0, 1_000_000_000),
     concurrency: integer('concurrency', values.concurrency, 1000, 1, 100_000),
@@ -141,6 +152,7 @@ const commandOptions = {
   url: { type: 'string' },
   rate: { type: 'string' },
   duration: { type: 'string' },
+  warmup: { type: 'string' },
   skus: { type: 'string' },
   stock: { type: 'string' },
   concurrency: { type: 'string' },

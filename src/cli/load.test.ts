@@ -216,6 +216,39 @@ describe('meridian load', () => {
     expect(Number(/max (\d+\.\d) ms/.exec(line)![1])).toBeGreaterThanOrEqual(1200);
   });
 
+  it('offers the warm-up at the same rate on one schedule and leaves its orders out of the summary', async () => {
+    const fake = await fakeOrderServer({ failEvery: 10 });
+    closers.push(fake.close);
+    const io = capture();
+    const code = await run(
+      ['--url', fake.url, '--rate', '100', '--warmup', '2', '--duration', '0.5', '--poll-interval-ms', '5'],
+      io.output,
+    );
+    expect(code).toBe(0);
+    // 200 warm-up orders and 50 measured ones reached the server; every 10th POST failed.
+    expect(fake.keys.size).toBe(225);
+    const text = io.out.join('\n');
+    expect(io.out[0]).toContain('meridian load: 100 orders/s for 0.5 s after 2 s of warm-up');
+    expect(io.out.some((line) => /^\[warm-up +1\.\ds\] {2}offered 100 /.test(line))).toBe(true);
+    expect(text).toMatch(/Summary \([\d.]+ s against .*, after 2 s of warm-up not counted\)/);
+    expect(text).toMatch(/ {2}offered {4}50 orders \(\d+(\.\d)?\/s\)/);
+    expect(text).toContain('  sent       50  not sent on time (concurrency limit) 0');
+    expect(text).toMatch(/completed {2}45 \(/);
+    expect(text).toMatch(/latency to terminal +p50 .*\(n=45\)/);
+    expect(text).toContain('  errors     http_503 5');
+  });
+
+  it('reports the warm-up in its JSON summary', async () => {
+    const fake = await fakeOrderServer();
+    closers.push(fake.close);
+    const io = capture();
+    const args = ['--url', fake.url, '--rate', '100', '--warmup', '1', '--duration', '0.2', '--json'];
+    expect(await run([...args, '--poll-interval-ms', '5'], io.output)).toBe(0);
+    const summary = JSON.parse(io.out.at(-1)!) as LoadSummary;
+    expect(summary).toMatchObject({ warmupSeconds: 1, warmupAccepted: 100, offered: 20, accepted: 20 });
+    expect(summary.latencyToTerminal.count).toBe(20);
+  });
+
   it('rejects invalid options with exit code 2 and a message naming the option, the rule and the value', async () => {
     const cases: Array<[string[], string]> = [
       [['--rate', '0'], "'--rate' must be an integer in [1, 100000]: current value is '0'"],
@@ -224,6 +257,11 @@ describe('meridian load', () => {
       [
         ['--url', 'ftp://example'],
         "'--url' must be an absolute http(s) URL: current value is 'ftp://example'",
+      ],
+      [['--warmup', '1.5'], "'--warmup' must be an integer in [0, 3600]: current value is '1.5'"],
+      [
+        ['--rate', '100000', '--duration', '60', '--warmup', '60'],
+        "'--rate' × ('--duration' + '--warmup') must be <= 10000000 orders: current value is 12000000",
       ],
       [['--concurrency=-1'], "'--concurrency' must be an integer in [1, 100000]: current value is '-1'"],
       [['--bogus'], "Unknown option '--bogus'"],

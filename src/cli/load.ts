@@ -21,7 +21,7 @@ const consoleOutput: LoadOutput = {
 
 export function formatProgress(progress: LoadProgress): string {
   return [
-    `[${progress.elapsedSeconds.toFixed(1).padStart(6)}s]`,
+    `[${progress.phase === 'warm-up' ? 'warm-up ' : ''}${progress.elapsedSeconds.toFixed(1).padStart(6)}s]`,
     `offered ${progress.offered}`,
     `achieved ${progress.acceptedLastSecond}/s`,
     `accepted ${progress.accepted}`,
@@ -41,7 +41,7 @@ function formatLatency(label: string, latency: LatencySummary): string {
 export function formatSummary(summary: LoadSummary): string[] {
   const errors = Object.entries(summary.errorsByKind);
   return [
-    `Summary (${summary.durationSeconds} s against ${summary.url})`,
+    `Summary (${summary.durationSeconds} s against ${summary.url}${summary.warmupSeconds > 0 ? `, after ${summary.warmupSeconds} s of warm-up not counted` : ''})`,
     `  offered    ${summary.offered} orders (${summary.offeredPerSecond}/s)`,
     `  sent       ${summary.sent}  not sent on time (concurrency limit) ${summary.notSentOnTime}`,
     `  accepted   ${summary.accepted} (${summary.acceptedPerSecond}/s)`,
@@ -53,7 +53,8 @@ export function formatSummary(summary: LoadSummary): string[] {
 }
 
 function describeRun(options: LoadOptions): string {
-  return `meridian load: ${options.ratePerSecond} orders/s for ${options.durationSeconds} s against ${options.url} (${options.skus} SKUs × ${options.stock} units, concurrency ${options.concurrency}, seed ${options.seed})`;
+  const warmup = options.warmupSeconds > 0 ? ` after ${options.warmupSeconds} s of warm-up` : '';
+  return `meridian load: ${options.ratePerSecond} orders/s for ${options.durationSeconds} s${warmup} against ${options.url} (${options.skus} SKUs × ${options.stock} units, concurrency ${options.concurrency}, seed ${options.seed})`;
 }
 
 /**
