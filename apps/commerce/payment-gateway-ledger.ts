@@ -42,9 +42,57 @@ export interface LedgerPage {
   readonly next: string | null;
 }
 
-/** The most charges one page holds, and how many when the caller does not say. */
+/** One page of the listing of every refund, in the order the refunds were made. */
+export interface RefundPage {
+  readonly refunds: Refund[];
+  /** The last refund of this page when more follow (pass it as `after`); null on the last page. */
+  readonly next: string | null;
+}
+
+/** The most charges (or refunds) one page holds, and how many when the caller does not say. */
 export const maxChargePageSize = 1000;
 export const defaultChargePageSize = 100;
+
+/** Ids in the order they were made, and each id's place in it, so that pages start anywhere. */
+class MadeInOrder {
+  readonly #ids: string[] = [];
+  readonly #place = new Map<string, number>();
+  readonly #what: 'charge' | 'refund';
+
+  constructor(what: 'charge' | 'refund') {
+    this.#what = what;
+  }
+
+  push(id: string): void {
+    this.#place.set(id, this.#ids.length);
+    this.#ids.push(id);
+  }
+
+  /**
+   * Up to `limit` ids (an integer in [1, 1000]) right after `after` (from the first when
+   * omitted), and the cursor of the next page. An `after` that names nothing is a
+   * ValidationError: a cursor comes from an earlier page, so it always names one.
+   */
+  page(limit: number, after: string | undefined): { ids: string[]; next: string | null } {
+    if (!Number.isInteger(limit) || limit < 1 || limit > maxChargePageSize) {
+      throw new ValidationError(
+        `'limit' must be an integer in [1, ${maxChargePageSize}]: current value is ${String(limit)}`,
+      );
+    }
+    let start = 0;
+    if (after !== undefined) {
+      const place = this.#place.get(after);
+      if (place === undefined) {
+        throw new ValidationError(
+          `'after' must name a ${this.#what}: no ${this.#what} '${String(after)}' exists`,
+        );
+      }
+      start = place + 1;
+    }
+    const end = Math.min(start + limit, this.#ids.length);
+    return { ids: this.#ids.slice(start, end), next: end < this.#ids.length ? this.#ids[end - 1]! : null };
+  }
+}
 
 export interface PaymentLedgerOptions {
   /**
@@ -64,13 +112,12 @@ export interface PaymentLedgerOptions {
  */
 export class PaymentLedger {
   readonly #charges = new Map<string, Charge>();
-  /** Charge ids in the order they were made, and each id's place in it: pages start anywhere. */
-  readonly #chargeIds: string[] = [];
-  readonly #chargePlace = new Map<string, number>();
+  readonly #chargeOrder = new MadeInOrder('charge');
   /** Each order's charge ids, in order: one order's charges without a scan of the ledger. */
   readonly #chargesByOrder = new Map<string, string[]>();
   readonly #chargesByKey = new Map<string, string>();
   readonly #refunds = new Map<string, Refund>();
+  readonly #refundOrder = new MadeInOrder('refund');
   readonly #refundsByKey = new Map<string, string>();
   readonly #refundsByCharge = new Map<string, string>();
   #fd: number | undefined;
@@ -101,34 +148,27 @@ export class PaymentLedger {
 
   /**
    * Up to `limit` charges (an integer in [1, 1000]) in the order they were made, starting right
-   * after the charge `after` (from the first when omitted). An `after` that names no charge is a
-   * ValidationError: a cursor comes from an earlier page, so it always names one.
+   * after the charge `after` (from the first when omitted).
    */
   page(options: { limit: number; after?: string }): LedgerPage {
-    const { limit, after } = options;
-    if (!Number.isInteger(limit) || limit < 1 || limit > maxChargePageSize) {
-      throw new ValidationError(
-        `'limit' must be an integer in [1, ${maxChargePageSize}]: current value is ${String(limit)}`,
-      );
-    }
-    let start = 0;
-    if (after !== undefined) {
-      const place = this.#chargePlace.get(after);
-      if (place === undefined) {
-        throw new ValidationError(`'after' must name a charge: no charge '${String(after)}' exists`);
-      }
-      start = place + 1;
-    }
-    const end = Math.min(start + limit, this.#chargeIds.length);
-    const charges = this.#chargeIds.slice(start, end).map((chargeId) => this.#charges.get(chargeId)!);
-    return { charges, next: end < this.#chargeIds.length ? this.#chargeIds[end - 1]! : null };
+    const { ids, next } = this.#chargeOrder.page(options.limit, options.after);
+    return { charges: ids.map((chargeId) => this.#charges.get(chargeId)!), next };
   }
 
-  /** Refunds in the order they were made, or the one refund of a charge (a charge has at most one). */
+  /**
+   * The one refund of a charge (a charge has at most one), or every refund in the order they
+   * were made (in-process callers only: over HTTP the full listing is paged, see `refundPage`).
+   */
   refunds(chargeId?: string): Refund[] {
     if (chargeId === undefined) return [...this.#refunds.values()];
     const refundId = this.#refundsByCharge.get(chargeId);
     return refundId === undefined ? [] : [this.#refunds.get(refundId)!];
+  }
+
+  /** Up to `limit` refunds in the order they were made, starting right after the refund `after`. */
+  refundPage(options: { limit: number; after?: string }): RefundPage {
+    const { ids, next } = this.#refundOrder.page(options.limit, options.after);
+    return { refunds: ids.map((refundId) => this.#refunds.get(refundId)!), next };
   }
 
   charge(request: { orderId: string; amount: number; idempotencyKey: string }, atMs: number): ChargeOutcome {
@@ -200,8 +240,7 @@ export class PaymentLedger {
       assert(!this.#charges.has(charge.chargeId), `charge ${charge.chargeId} is recorded twice`);
       this.#charges.set(charge.chargeId, { ...charge, status: 'charged' });
       this.#chargesByKey.set(charge.idempotencyKey, charge.chargeId);
-      this.#chargePlace.set(charge.chargeId, this.#chargeIds.length);
-      this.#chargeIds.push(charge.chargeId);
+      this.#chargeOrder.push(charge.chargeId);
       const ofOrder = this.#chargesByOrder.get(charge.orderId);
       if (ofOrder === undefined) this.#chargesByOrder.set(charge.orderId, [charge.chargeId]);
       else ofOrder.push(charge.chargeId);
@@ -210,6 +249,7 @@ export class PaymentLedger {
       const charge = this.#charges.get(refund.chargeId);
       assert(charge !== undefined, `refund ${refund.refundId} names unknown charge ${refund.chargeId}`);
       this.#refunds.set(refund.refundId, refund);
+      this.#refundOrder.push(refund.refundId);
       this.#refundsByKey.set(refund.idempotencyKey, refund.refundId);
       this.#refundsByCharge.set(refund.chargeId, refund.refundId);
       this.#charges.set(charge.chargeId, { ...charge, status: 'refunded', refundId: refund.refundId });

@@ -274,6 +274,62 @@ describe('listing charges', () => {
   });
 });
 
+describe('listing refunds', () => {
+  it("pages every refund in the order it was made, and answers one charge's refund whole", async () => {
+    const { gateway, url } = await started();
+    for (let index = 0; index < 150; index += 1) {
+      const { charge } = gateway.ledger.charge(
+        { orderId: `o-${index}`, amount: 5, idempotencyKey: `c-${index}` },
+        0,
+      );
+      // Refunded in reverse pairs, so refund order differs from charge order.
+      if (index % 2 === 1) {
+        gateway.ledger.refund({ chargeId: charge.chargeId, idempotencyKey: `r-${index}` }, 0);
+        gateway.ledger.refund(
+          { chargeId: `ch_${String(index).padStart(8, '0')}`, idempotencyKey: `r-${index - 1}` },
+          0,
+        );
+      }
+    }
+    const refundId = (n: number) => `re_${String(n).padStart(8, '0')}`;
+    const list = async (query: string) => {
+      const response = await fetch(`${url}/refunds${query}`);
+      expect(response.status).toBe(200);
+      const refunds = (await response.json()) as Array<{ refundId: string; chargeId: string }>;
+      return { refunds, next: response.headers.get(NEXT_CURSOR_HEADER) };
+    };
+    // Without limit: 100 at most, and a cursor.
+    const first = await list('');
+    expect(first.refunds.map((refund) => refund.refundId)).toEqual(
+      Array.from({ length: 100 }, (_, index) => refundId(index + 1)),
+    );
+    expect(first.refunds[0]).toMatchObject({ refundId: refundId(1), chargeId: 'ch_00000002', amount: 5 });
+    expect(first.next).toBe(refundId(100));
+    const rest = await list(`?after=${first.next}&limit=1000`);
+    expect(rest.refunds.map((refund) => refund.refundId)).toEqual(
+      Array.from({ length: 50 }, (_, index) => refundId(index + 101)),
+    );
+    expect(rest.next).toBeNull();
+    const ofCharge = await list('?chargeId=ch_00000001');
+    expect(ofCharge.refunds).toMatchObject([{ refundId: refundId(2), chargeId: 'ch_00000001' }]);
+    expect(ofCharge.next).toBeNull();
+    expect((await list('?chargeId=ch_99999999')).refunds).toEqual([]);
+
+    const refused = async (query: string) => {
+      const response = await fetch(`${url}/refunds?${query}`);
+      expect(response.status).toBe(400);
+      return ((await response.json()) as { message: string }).message;
+    };
+    expect(await refused('limit=0')).toMatch(/limit/);
+    expect(await refused('after=re_99999999')).toBe(
+      "'after' must name a refund: no refund 're_99999999' exists",
+    );
+    expect(await refused('chargeId=ch_00000001&limit=5')).toBe(
+      "'limit' pages the listing of every refund and cannot be combined with 'chargeId'",
+    );
+  });
+});
+
 describe('payment ledger persistence', () => {
   it('keeps charges and refunds across a restart and continues the id sequence', async () => {
     const path = join(tempDir(), 'ledger.jsonl');

@@ -138,7 +138,8 @@ interface Rolls {
  * - `GET /charges?orderId=` → `[{chargeId, orderId, amount, status}]`, all of that order's charges
  * - `GET /charges?limit=&after=` → a page of every charge in the order they were made (`limit`
  *   1..1000, default 100; `after` a chargeId), with `Next-Cursor: <chargeId>` while more follow
- * - `GET /refunds?chargeId=`
+ * - `GET /refunds?chargeId=` → that charge's refund (at most one); `GET /refunds?limit=&after=` →
+ *   a page of every refund, paged like the charges
  * - `GET /settings`, `PUT /settings` (partial) → the settings in force
  *
  * Failure modes, rolled in this order per POST: `failureRate` → 503, nothing done;
@@ -320,12 +321,7 @@ export function createPaymentGateway(options: PaymentGatewayOptions = {}): Payme
       const { orderId, limit, after } = request.query;
       if (orderId !== undefined) {
         // One order's charges come whole (the saga's lookup relies on it); paging is for the rest.
-        const paging = limit !== undefined ? 'limit' : after !== undefined ? 'after' : undefined;
-        if (paging !== undefined) {
-          throw new ValidationError(
-            `'${paging}' pages the listing of every charge and cannot be combined with 'orderId'`,
-          );
-        }
+        rejectPagingWith('charge', 'orderId', limit, after);
         return ledger.charges(orderId).map(chargeView);
       }
       const page = ledger.page({
@@ -337,10 +333,33 @@ export function createPaymentGateway(options: PaymentGatewayOptions = {}): Payme
     },
   );
 
-  server.get<{ Querystring: { chargeId?: string } }>(
+  server.get<{ Querystring: { chargeId?: string; limit?: number; after?: string } }>(
     '/refunds',
-    { schema: { querystring: { type: 'object', properties: { chargeId: { type: 'string' } } } } },
-    async (request) => ledger.refunds(request.query.chargeId).map(refundView),
+    {
+      schema: {
+        querystring: {
+          type: 'object',
+          properties: {
+            chargeId: { type: 'string' },
+            limit: { type: 'integer', minimum: 1, maximum: maxChargePageSize },
+            after: keySchema,
+          },
+        },
+      },
+    },
+    async (request, reply) => {
+      const { chargeId, limit, after } = request.query;
+      if (chargeId !== undefined) {
+        rejectPagingWith('refund', 'chargeId', limit, after);
+        return ledger.refunds(chargeId).map(refundView);
+      }
+      const page = ledger.refundPage({
+        limit: limit ?? defaultChargePageSize,
+        ...(after === undefined ? {} : { after }),
+      });
+      if (page.next !== null) reply.header(NEXT_CURSOR_HEADER, page.next);
+      return page.refunds.map(refundView);
+    },
   );
 
   server.get('/settings', async () => settings);
@@ -376,4 +395,19 @@ export function createPaymentGateway(options: PaymentGatewayOptions = {}): Payme
       ledger.close();
     },
   };
+}
+
+/** A filter that answers whole (one order's charges, one charge's refund) takes no paging. */
+function rejectPagingWith(
+  listing: 'charge' | 'refund',
+  filter: string,
+  limit: number | undefined,
+  after: string | undefined,
+): void {
+  const paging = limit !== undefined ? 'limit' : after !== undefined ? 'after' : undefined;
+  if (paging !== undefined) {
+    throw new ValidationError(
+      `'${paging}' pages the listing of every ${listing} and cannot be combined with '${filter}'`,
+    );
+  }
 }
