@@ -9,8 +9,8 @@
  * the percentiles), then `--duration` seconds measured. Prints one line: offered, accepted and
  * completed orders/s, latency to 202 and to a terminal status (HdrHistogram percentiles from
  * `meridian load`, measured from each order's due time),
- * the server's and the load generator's CPU time per accepted order over the warm-up and the
- * measured run (Linux), and the machine's load average, since the server, the load generator
+ * the server's (and its main thread's) and the load generator's CPU time per accepted order over
+ * the warm-up and the measured run (Linux), and the machine's load average, since the server, the load generator
  * and whatever else runs share the cores.
  *
  * Options: --rate N (default 1000), --duration S (default 10), --warmup S (default 5; 0 measures
@@ -74,10 +74,14 @@ interface LoadSummary {
   errorsByKind: Record<string, number>;
 }
 
-/** CPU time (ms) the process used so far, from /proc (Linux); undefined elsewhere. */
-function cpuMs(pid: number): number | undefined {
+/**
+ * CPU time (ms) the process used so far, from /proc (Linux); undefined elsewhere. With `tid`,
+ * that one thread's (the process's own id names its main thread).
+ */
+function cpuMs(pid: number, tid?: number): number | undefined {
   try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    const path = tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`;
+    const fields = readFileSync(path, 'utf8').split(') ')[1]!.split(' ');
     return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
   } catch {
     return undefined;
@@ -172,13 +176,23 @@ try {
   await runLoad(url, Math.max(1, Math.round(rate / 5)), 3, 0, false);
   const load = loadavg()[0]!;
   const cpuBefore = cpuMs(child.pid!);
+  const mainBefore = cpuMs(child.pid!, child.pid!);
+  const startedAt = performance.now();
   const { summary, cpuMs: loadCpuMs } = await runLoad(url, rate, duration, warmupSeconds, true);
+  const elapsedMs = performance.now() - startedAt;
   const cpuAfter = cpuMs(child.pid!);
+  const mainAfter = cpuMs(child.pid!, child.pid!);
   const orders = summary.warmupAccepted + summary.accepted;
   const cpuPerOrder =
     cpuBefore === undefined || cpuAfter === undefined || orders === 0
       ? 'n/a'
       : `${((cpuAfter - cpuBefore) / orders).toFixed(2)} ms`;
+  // The server's main thread is where it saturates first: its CPU per order, and its share of
+  // the wall time of the whole load run (the generator's start and the last answers included).
+  const mainBusy =
+    mainBefore === undefined || mainAfter === undefined || orders === 0
+      ? ''
+      : ` (main thread ${((mainAfter - mainBefore) / orders).toFixed(2)} ms, ${Math.round((100 * (mainAfter - mainBefore)) / elapsedMs)} % busy)`;
   const errors = Object.entries(summary.errorsByKind);
   console.log(
     [
@@ -186,7 +200,7 @@ try {
       `accepted ${summary.acceptedPerSecond}/s, completed ${summary.completedPerSecond}/s (${summary.confirmed} confirmed, ${summary.cancelled} cancelled, ${summary.unfinished} unfinished, ${summary.notSentOnTime} not sent on time)`,
       `to 202 p50 ${ms(summary.latencyToAccepted.p50Ms)} p99 ${ms(summary.latencyToAccepted.p99Ms)}`,
       `to terminal p50 ${ms(summary.latencyToTerminal.p50Ms)} p90 ${ms(summary.latencyToTerminal.p90Ms)} p99 ${ms(summary.latencyToTerminal.p99Ms)} max ${ms(summary.latencyToTerminal.maxMs)}`,
-      `server CPU ${cpuPerOrder}/order, load generator CPU ${loadCpuMs === undefined || orders === 0 ? 'n/a' : `${(loadCpuMs / orders).toFixed(2)} ms`}/order`,
+      `server CPU ${cpuPerOrder}/order${mainBusy}, load generator CPU ${loadCpuMs === undefined || orders === 0 ? 'n/a' : `${(loadCpuMs / orders).toFixed(2)} ms`}/order`,
       `load average ${load.toFixed(1)} at start${errors.length === 0 ? '' : `; errors ${errors.map(([kind, count]) => `${kind} ${count}`).join(', ')}`}`,
     ].join('; '),
   );

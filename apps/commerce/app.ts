@@ -101,6 +101,7 @@ export async function createCommerceApp(options: CommerceAppOptions): Promise<Co
     timers: options.timers ?? systemTimers,
     closing: closing.signal,
   });
+  gateway.exposeRuntime(runtime);
   gateway.addReadinessCheck('store', async () => {
     await options.store.transaction(async () => undefined);
     return { ok: true, detail: `${options.store.dialect} store open` };

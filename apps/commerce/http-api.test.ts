@@ -340,7 +340,27 @@ describe('commerce HTTP contract', () => {
     expect(ready.status).toBe(200);
     expect(Object.keys(ready.body.checks).sort()).toEqual(['accepting', 'runtime', 'store']);
     expect((await shop.request('GET', '/healthz')).status).toBe(200);
-    expect(await (await fetch(`${shop.url}/metrics`)).text()).toContain('meridian_http_requests_total');
+    const metrics = await (await fetch(`${shop.url}/metrics`)).text();
+    expect(metrics).toContain('meridian_http_requests_total');
+    // The runtime's own figures, read at the scrape: the orders above went through the group
+    // commit (several units per transaction at best, never more transactions than units) and
+    // the notification subscription.
+    const sample = (series: string) => {
+      const match = new RegExp(`^${series.replace(/[{}]/g, '\\$&')} (\\d+)$`, 'm').exec(metrics);
+      expect(match, series).not.toBeNull();
+      return Number(match![1]);
+    };
+    const units = sample('meridian_runtime_commit_units_total');
+    const transactions = sample('meridian_runtime_commit_transactions_total');
+    expect(transactions).toBeGreaterThan(0);
+    expect(units).toBeGreaterThanOrEqual(transactions);
+    expect(sample('meridian_runtime_commit_failed_transactions_total')).toBe(0);
+    expect(sample('meridian_runtime_subscription_handled_total{subscription="notify"}')).toBeGreaterThan(0);
+    expect(sample('meridian_runtime_subscription_dead_lettered_total{subscription="notify"}')).toBe(0);
+    expect(sample('meridian_runtime_sagas{state="queued"}')).toBe(0);
+    expect(() => shop.server.app.gateway.exposeRuntime(shop.server.app.runtime)).toThrow(
+      /already exposes a runtime/,
+    );
     const openapi = await shop.request('GET', '/openapi.json');
     expect(Object.keys(openapi.body.paths)).toEqual(
       expect.arrayContaining([

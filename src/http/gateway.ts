@@ -45,6 +45,7 @@ import {
 } from './problem.ts';
 import { type ReadinessCheck, ReadinessChecks, type ReadinessReport } from './readiness.ts';
 import { RouteMatcher } from './route-matcher.ts';
+import { type ExposableRuntime, registerRuntimeMetrics } from './runtime-metrics.ts';
 import { invalidFields, type SchemaError, validationProblem } from './validation.ts';
 
 export interface GatewayOptions {
@@ -171,6 +172,12 @@ export interface Gateway {
    * `GET /policies` and as gauges on `/metrics`. May be called at any time.
    */
   exposePolicies(policies: Record<string, ExposablePolicy>): void;
+  /**
+   * Shows the runtime's figures on `/metrics` (`<prefix>runtime_*`: sagas by state, the group
+   * commit's transactions and units, each subscription's handled and dead-lettered records),
+   * read at each scrape. Once per gateway.
+   */
+  exposeRuntime(runtime: ExposableRuntime): void;
   /** Runs the readiness checks, as `/readyz` does. */
   readiness(): Promise<ReadinessReport>;
   /** Deletes expired Idempotency-Keys now; the gateway also does it every sweep interval while listening. */
@@ -294,6 +301,7 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
   const readinessChecks = new ReadinessChecks({ clock, timers, checkTimeoutMs });
   const matcher = new RouteMatcher();
   const policyExposure = new PolicyExposure(httpMetrics.registry, options.metricsPrefix ?? 'meridian_');
+  let runtimeExposed = false;
   const gatewayRateLimit = checkRateLimit('rateLimit', options.rateLimit);
   const clientIdHeader = options.clientIdHeader?.toLowerCase();
   let operationsRoutes = true;
@@ -726,6 +734,11 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
     metrics: httpMetrics.registry,
     route: addRoute,
     exposePolicies: (policies) => policyExposure.add(policies),
+    exposeRuntime(runtime) {
+      if (runtimeExposed) throw new ValidationError('This gateway already exposes a runtime on /metrics');
+      runtimeExposed = true;
+      registerRuntimeMetrics(httpMetrics.registry, options.metricsPrefix ?? 'meridian_', runtime);
+    },
     addReadinessCheck: (name, check) => readinessChecks.add(name, check),
     readiness: () => readinessChecks.run(),
     sweepIdempotencyKeys: sweepKeys,

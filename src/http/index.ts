@@ -31,3 +31,4 @@ export {
   statusProblem,
 } from './problem.ts';
 export type { CheckReport, CheckResult, ReadinessCheck, ReadinessReport } from './readiness.ts';
+export type { ExposableRuntime } from './runtime-metrics.ts';
