@@ -56,7 +56,7 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
     if (existing === undefined && this.#entries.size >= this.#maxKeys) {
       throw new ConflictError(`The idempotency store holds its limit of ${this.#maxKeys} keys`);
     }
-    const token = nextToken(found);
+    const token = nextToken(found, request.nowMs);
     this.#entries.set(id, {
       fingerprint: request.fingerprint,
       leaseUntil: request.nowMs + request.leaseMs,

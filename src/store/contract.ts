@@ -563,7 +563,8 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         tx((t) => t.idempotency.release(claim(key, fingerprint, token)));
 
       it('reserves a new key, answers in_flight to the same request and mismatch to another', async () => {
-        expect(await reserve('k1', 'fp-a', startMs)).toEqual({ outcome: 'reserved', token: 1 });
+        // A new key's token is the clock's reading (see nextToken).
+        expect(await reserve('k1', 'fp-a', startMs)).toEqual({ outcome: 'reserved', token: startMs });
         expect(await reserve('k1', 'fp-a', startMs + 10)).toEqual({
           outcome: 'in_flight',
           leaseUntil: startMs + leaseMs,
@@ -580,7 +581,7 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
               expiresAt: startMs + leaseMs,
             }),
           ),
-        ).toEqual({ outcome: 'reserved', token: 1 });
+        ).toEqual({ outcome: 'reserved', token: startMs });
       });
 
       it('replays the completed response to the same request; completing twice is a ConflictError', async () => {
@@ -601,12 +602,15 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         await reserve('k1', 'fp-a', startMs);
         expect(await reserve('k1', 'fp-a', startMs + leaseMs - 1)).toMatchObject({ outcome: 'in_flight' });
         expect(await reserve('k1', 'fp-b', startMs + leaseMs)).toEqual({ outcome: 'mismatch' });
-        expect(await reserve('k1', 'fp-a', startMs + leaseMs)).toEqual({ outcome: 'reserved', token: 2 });
+        expect(await reserve('k1', 'fp-a', startMs + leaseMs)).toEqual({
+          outcome: 'reserved',
+          token: startMs + leaseMs,
+        });
         expect(await reserve('k1', 'fp-a', startMs + leaseMs + 1)).toEqual({
           outcome: 'in_flight',
           leaseUntil: startMs + 2 * leaseMs,
         });
-        await complete('k1', 'fp-a', 2);
+        await complete('k1', 'fp-a', startMs + leaseMs);
         expect(await reserve('k1', 'fp-a', startMs + leaseMs + 2)).toMatchObject({ outcome: 'completed' });
       });
 
@@ -637,8 +641,9 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         const stale = await reserveToken('k1', 'fp-a', startMs);
         const second = await reserveToken('k1', 'fp-a', startMs + leaseMs);
         await release('k1', 'fp-a', second);
-        const third = await reserveToken('k1', 'fp-a', startMs + leaseMs + 1);
-        expect([stale, second, third]).toEqual([1, 2, 3]);
+        // Reserved again within the same millisecond: the clock has not moved, the count has.
+        const third = await reserveToken('k1', 'fp-a', startMs + leaseMs);
+        expect([stale, second, third]).toEqual([startMs, startMs + leaseMs, startMs + leaseMs + 1]);
         await expectError(complete('k1', 'fp-a', stale), ConflictError);
         await expectError(complete('k1', 'fp-a', second), ConflictError);
         await release('k1', 'fp-a', stale);
@@ -657,7 +662,7 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         // Releasing twice changes nothing more.
         await release('k1', 'fp-a', first);
         const next = await reserveToken('k1', 'fp-b', startMs + 2);
-        expect(next).toBe(first + 1);
+        expect(next).toBe(startMs + 2);
         await expectError(complete('k1', 'fp-a', first), ConflictError);
         await complete('k1', 'fp-b', next);
         await release('k1', 'fp-b', next);
@@ -674,11 +679,43 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         await expiring('k2', 'fp-a', 0, 200);
         await expiring('k3', 'fp-a', 0, 300);
         // Expired but not yet purged: as good as absent, for any request (its count goes on).
-        expect(await expiring('k1', 'fp-other', 100, 1000)).toEqual({ outcome: 'reserved', token: 2 });
+        expect(await expiring('k1', 'fp-other', 100, 1000)).toEqual({ outcome: 'reserved', token: 100 });
         expect(await tx((t) => t.idempotency.expire(250))).toBe(1);
-        expect(await expiring('k2', 'fp-b', 250, 1000)).toEqual({ outcome: 'reserved', token: 1 });
+        expect(await expiring('k2', 'fp-b', 250, 1000)).toEqual({ outcome: 'reserved', token: 250 });
         expect(await expiring('k3', 'fp-b', 250, 1000)).toEqual({ outcome: 'mismatch' });
         expect(await tx((t) => t.idempotency.expire(10_000))).toBe(3);
+      });
+
+      it('fences off an attempt that outlived its key: reserved anew after expire(), the key outranks its old tokens', async () => {
+        const reserveAt = (nowMs: number) =>
+          tx((t) =>
+            t.idempotency.reserve({
+              scope: 'orders',
+              key: 'k1',
+              fingerprint: 'fp-a',
+              nowMs,
+              leaseMs: 10,
+              expiresAt: nowMs + 50,
+            }),
+          );
+        // A first attempt at 1000, taken over twice within one millisecond after releases.
+        const zombie = await reserveAt(1000);
+        expect(zombie).toEqual({ outcome: 'reserved', token: 1000 });
+        await release('k1', 'fp-a', 1000);
+        await reserveAt(1000);
+        await release('k1', 'fp-a', 1001);
+        expect(await reserveAt(1000)).toEqual({ outcome: 'reserved', token: 1002 });
+        // The key expires (at 1050) and is deleted; the same request comes again later.
+        expect(await tx((t) => t.idempotency.expire(1060))).toBe(1);
+        const fresh = await reserveAt(1060);
+        expect(fresh).toEqual({ outcome: 'reserved', token: 1060 });
+        // The attempts of the old record can neither complete nor release the new reservation.
+        for (const stale of [1000, 1001, 1002]) {
+          await expectError(complete('k1', 'fp-a', stale), ConflictError);
+          await release('k1', 'fp-a', stale);
+        }
+        await complete('k1', 'fp-a', 1060);
+        expect(await reserveAt(1061)).toMatchObject({ outcome: 'completed' });
       });
 
       it('gives exactly one of many concurrent reserves of one key the reservation', async () => {
@@ -767,7 +804,8 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
               leaseMs: 10,
               expiresAt: 100,
             }),
-          ).toEqual({ outcome: 'reserved', token: 1 });
+            // A record left behind would answer mismatch (its lease runs to 11).
+          ).toEqual({ outcome: 'reserved', token: 2 });
         });
       });
 

@@ -40,11 +40,22 @@ describe('decideReservation', () => {
 describe('reservation tokens', () => {
   const claim = { scope: 's', key: 'k', fingerprint: 'f1', token: 3 };
 
-  it('starts a new key at 1 and gives every takeover the next token', () => {
-    expect(nextToken(undefined)).toBe(1);
-    expect(nextToken(held)).toBe(4);
-    expect(nextToken({ ...held, status: 'released', leaseUntil: null })).toBe(4);
-    expect(nextToken({ ...held, status: 'completed', leaseUntil: null })).toBe(4);
+  it('starts a new key at the clock and gives every takeover the next token, or the clock when that is later', () => {
+    expect(nextToken(undefined, 1_700_000_000_123)).toBe(1_700_000_000_123);
+    expect(nextToken(undefined, 0)).toBe(1);
+    expect(nextToken(held, 2)).toBe(4);
+    expect(nextToken({ ...held, status: 'released', leaseUntil: null }, 3)).toBe(4);
+    expect(nextToken({ ...held, status: 'completed', leaseUntil: null }, 1000)).toBe(1000);
+  });
+
+  it('never hands a key reserved anew after its record expired a token the old record had', () => {
+    // Reserved at 100, taken over twice (tokens 100, 101, 102), expiring at 200 at the earliest
+    // (a record never expires before its lease ends), then deleted: the new reservation outranks.
+    let token = nextToken(undefined, 100);
+    token = nextToken({ ...held, token }, 100);
+    token = nextToken({ ...held, token }, 100);
+    expect(token).toBe(102);
+    expect(nextToken(undefined, 200)).toBeGreaterThan(token);
   });
 
   it('lets only the in-flight reservation of that token and fingerprint complete or release the key', () => {

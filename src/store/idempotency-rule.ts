@@ -41,16 +41,20 @@ export function decideReservation(
 }
 
 /**
- * The token of a reservation that takes `found` (absent: a new key). A counter per key, not a
- * random value: deterministic (a reservation is a function of what it reads, as the runtime's
- * group commit requires of a unit it may run twice), one integer column, and increasing, which is
- * what makes it a fencing token: a takeover always outranks the reservation it displaced.
- * Release keeps the record for this reason: deleting it would restart the count at 1 and hand a
- * stale attempt's token to a later one. Only `expire` deletes records, after `expiresAt`, which
- * is never before the lease ends: tokens of a key never repeat as long as its record lives.
+ * The token of a reservation made at `nowMs` that takes `found` (absent: a new key, or one whose
+ * record expired and was deleted). Not a random value: deterministic (a reservation is a function
+ * of what it reads and its inputs, as the runtime's group commit requires of a unit it may run
+ * twice), one integer column, and increasing, which is what makes it a fencing token: a takeover
+ * always outranks the reservation it displaced (the previous token + 1, or `nowMs` when that is
+ * larger). Starting from the clock rather than from 1 is what keeps tokens from repeating once
+ * `expire` has deleted a key's record: a record expires no sooner than its last lease ends, so a
+ * key reserved anew after that starts above every token it had before, and an attempt that
+ * outlived its lease and its key can complete nothing. (Release keeps the record for the same
+ * reason: the count goes on.) Clocks that disagree by more than a key's lifetime would defeat it.
  */
-export function nextToken(found: FoundReservation | undefined): number {
-  return found === undefined ? 1 : found.token + 1;
+export function nextToken(found: FoundReservation | undefined, nowMs: number): number {
+  const fromClock = Math.max(1, Math.floor(nowMs));
+  return found === undefined ? fromClock : Math.max(found.token + 1, fromClock);
 }
 
 /**

@@ -103,10 +103,10 @@ const statements = sqlPerStore(({ idempotencyKeys: table }, dialect) => ({
  * Idempotency-Key records. A key moves: (absent) → in_flight (leased to one attempt) →
  * completed (response stored) → (absent again after `expiresAt`). A lease that runs out
  * without completion lets the next attempt with the same fingerprint take the key over; a
- * release lets any. Each reservation bumps the row's `token` (see `nextToken`), and `complete`
+ * release lets any. Each reservation raises the row's `token` (see `nextToken`), and `complete`
  * and `release` match it, so an attempt whose key was taken over can change nothing. A released
  * key is an 'in_flight' row with a NULL `lease_until`: kept, not deleted, so that its token
- * count goes on rather than restarting at 1 (a stale attempt's token must never come back).
+ * count goes on (a stale attempt's token must never come back).
  */
 export class SqlIdempotencyStore implements IdempotencyStore {
   readonly #session: SqlSession;
@@ -125,7 +125,7 @@ export class SqlIdempotencyStore implements IdempotencyStore {
     const leaseMs = requireInteger('leaseMs', request.leaseMs, 1, storeLimits.maxLeaseMs);
     const leaseUntil = nowMs + leaseMs;
     const expiresAt = requireInteger('expiresAt', request.expiresAt, leaseUntil, Number.MAX_SAFE_INTEGER);
-    const firstToken = nextToken(undefined);
+    const firstToken = nextToken(undefined, nowMs);
     for (let round = 0; round < reserveRounds; round++) {
       // The common case, a new key, is one statement. Concurrent inserts of one key wait for
       // each other on the primary key: exactly one inserts, the others see its row.
@@ -153,7 +153,7 @@ export class SqlIdempotencyStore implements IdempotencyStore {
       };
       const decision = decideReservation(found, fingerprint, nowMs);
       if (decision === 'take') {
-        const token = nextToken(found);
+        const token = nextToken(found, nowMs);
         await this.#session.execute(this.#sql.takeOver, [
           scope,
           key,
