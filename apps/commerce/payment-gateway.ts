@@ -303,63 +303,75 @@ export function createPaymentGateway(options: PaymentGatewayOptions = {}): Payme
     },
   );
 
-  server.get<{ Querystring: { orderId?: string; limit?: number; after?: string } }>(
+  /**
+   * `GET url`: with `?<filter>=`, the items it names, whole (an array: one order's charges, which
+   * the saga's lookup relies on, or one charge's refund); without it, a page of every item in
+   * the order they were made (`limit`, `after`, and `Next-Cursor` while more follow).
+   */
+  function listing<T>(
+    url: string,
+    what: 'charge' | 'refund',
+    filter: 'orderId' | 'chargeId',
+    named: (id: string) => T[],
+    page: (options: { limit: number; after?: string }) => { items: T[]; next: string | null },
+    view: (item: T) => unknown,
+  ): void {
+    server.get<{ Querystring: { limit?: number; after?: string } & Partial<Record<typeof filter, string>> }>(
+      url,
+      {
+        schema: {
+          querystring: {
+            type: 'object',
+            properties: {
+              [filter]: { type: 'string' },
+              limit: { type: 'integer', minimum: 1, maximum: maxChargePageSize },
+              after: keySchema,
+            },
+          },
+        },
+      },
+      async (request, reply) => {
+        const { limit, after } = request.query;
+        const id = request.query[filter];
+        if (id !== undefined) {
+          const paging = limit !== undefined ? 'limit' : after !== undefined ? 'after' : undefined;
+          if (paging !== undefined) {
+            throw new ValidationError(
+              `'${paging}' pages the listing of every ${what} and cannot be combined with '${filter}'`,
+            );
+          }
+          return named(id).map(view);
+        }
+        const found = page({
+          limit: limit ?? defaultChargePageSize,
+          ...(after === undefined ? {} : { after }),
+        });
+        if (found.next !== null) reply.header(NEXT_CURSOR_HEADER, found.next);
+        return found.items.map(view);
+      },
+    );
+  }
+  listing(
     '/charges',
-    {
-      schema: {
-        querystring: {
-          type: 'object',
-          properties: {
-            orderId: { type: 'string' },
-            limit: { type: 'integer', minimum: 1, maximum: maxChargePageSize },
-            after: keySchema,
-          },
-        },
-      },
+    'charge',
+    'orderId',
+    (orderId) => ledger.charges(orderId),
+    (options) => {
+      const { charges, next } = ledger.page(options);
+      return { items: charges, next };
     },
-    async (request, reply) => {
-      const { orderId, limit, after } = request.query;
-      if (orderId !== undefined) {
-        // One order's charges come whole (the saga's lookup relies on it); paging is for the rest.
-        rejectPagingWith('charge', 'orderId', limit, after);
-        return ledger.charges(orderId).map(chargeView);
-      }
-      const page = ledger.page({
-        limit: limit ?? defaultChargePageSize,
-        ...(after === undefined ? {} : { after }),
-      });
-      if (page.next !== null) reply.header(NEXT_CURSOR_HEADER, page.next);
-      return page.charges.map(chargeView);
-    },
+    chargeView,
   );
-
-  server.get<{ Querystring: { chargeId?: string; limit?: number; after?: string } }>(
+  listing(
     '/refunds',
-    {
-      schema: {
-        querystring: {
-          type: 'object',
-          properties: {
-            chargeId: { type: 'string' },
-            limit: { type: 'integer', minimum: 1, maximum: maxChargePageSize },
-            after: keySchema,
-          },
-        },
-      },
+    'refund',
+    'chargeId',
+    (chargeId) => ledger.refunds(chargeId),
+    (options) => {
+      const { refunds, next } = ledger.refundPage(options);
+      return { items: refunds, next };
     },
-    async (request, reply) => {
-      const { chargeId, limit, after } = request.query;
-      if (chargeId !== undefined) {
-        rejectPagingWith('refund', 'chargeId', limit, after);
-        return ledger.refunds(chargeId).map(refundView);
-      }
-      const page = ledger.refundPage({
-        limit: limit ?? defaultChargePageSize,
-        ...(after === undefined ? {} : { after }),
-      });
-      if (page.next !== null) reply.header(NEXT_CURSOR_HEADER, page.next);
-      return page.refunds.map(refundView);
-    },
+    refundView,
   );
 
   server.get('/settings', async () => settings);
@@ -395,19 +407,4 @@ export function createPaymentGateway(options: PaymentGatewayOptions = {}): Payme
       ledger.close();
     },
   };
-}
-
-/** A filter that answers whole (one order's charges, one charge's refund) takes no paging. */
-function rejectPagingWith(
-  listing: 'charge' | 'refund',
-  filter: string,
-  limit: number | undefined,
-  after: string | undefined,
-): void {
-  const paging = limit !== undefined ? 'limit' : after !== undefined ? 'after' : undefined;
-  if (paging !== undefined) {
-    throw new ValidationError(
-      `'${paging}' pages the listing of every ${listing} and cannot be combined with '${filter}'`,
-    );
-  }
 }

@@ -13,16 +13,6 @@ export interface ExposableRuntime {
  * handled and dead-lettered records. The counters are the runtime's since it was made.
  */
 export function registerRuntimeMetrics(registry: Registry, prefix: string, runtime: ExposableRuntime): void {
-  const gauge = (name: string, help: string, labelNames: string[], collect: (gauge: Gauge) => void) =>
-    new Gauge({
-      name: `${prefix}${name}`,
-      help,
-      labelNames,
-      registers: [registry],
-      collect() {
-        collect(this);
-      },
-    });
   // A counter whose value the runtime keeps: set at each scrape rather than incremented.
   const counter = (name: string, help: string, labelNames: string[], collect: (set: Setter) => void) =>
     new Counter({
@@ -36,69 +26,55 @@ export function registerRuntimeMetrics(registry: Registry, prefix: string, runti
       },
     });
 
-  gauge(
-    'runtime_sagas',
-    'Sagas in this process, by state: active (running here), sleeping, queued (waiting for a slot).',
-    ['state'],
-    (metric) => {
+  new Gauge({
+    name: `${prefix}runtime_sagas`,
+    help: 'Sagas in this process, by state: active (running here), sleeping, queued (waiting for a slot).',
+    labelNames: ['state'],
+    registers: [registry],
+    collect() {
       const stats = runtime.stats;
-      metric.set({ state: 'active' }, stats.activeSagas);
-      metric.set({ state: 'sleeping' }, stats.sleepingSagas);
-      metric.set({ state: 'queued' }, stats.queuedSagas);
+      this.set({ state: 'active' }, stats.activeSagas);
+      this.set({ state: 'sleeping' }, stats.sleepingSagas);
+      this.set({ state: 'queued' }, stats.queuedSagas);
     },
-  );
-  const commits = (pick: (stats: RuntimeStats['commits']) => number) => (set: Setter) =>
-    set(pick(runtime.stats.commits));
-  counter(
-    'runtime_commit_transactions_total',
-    'Transactions the group commit ran (each commits every unit it took).',
-    [],
-    commits((stats) => stats.transactions),
-  );
-  counter(
-    'runtime_commit_units_total',
-    'Units committed by the group commit (entity commands, journal entries, record batches).',
-    [],
-    commits((stats) => stats.units),
-  );
-  counter(
-    'runtime_commit_failed_units_total',
-    'Units that failed and left nothing behind (their callers got the error).',
-    [],
-    commits((stats) => stats.failedUnits),
-  );
-  counter(
-    'runtime_commit_failed_transactions_total',
-    'Transactions that failed as a whole (the commit itself, a fence): all their units failed.',
-    [],
-    commits((stats) => stats.failedTransactions),
-  );
-  counter(
-    'runtime_commit_retried_transactions_total',
-    'Transactions rolled back because one unit threw, and run again with a savepoint per unit.',
-    [],
-    commits((stats) => stats.retriedTransactions),
-  );
-  counter(
-    'runtime_subscription_handled_total',
-    'Records each subscription handled.',
-    ['subscription'],
-    (set) => {
+  });
+  const commitCounters: ReadonlyArray<[keyof RuntimeStats['commits'], string, string]> = [
+    ['transactions', 'transactions', 'Transactions the group commit ran (each commits every unit it took).'],
+    [
+      'units',
+      'units',
+      'Units committed by the group commit (entity commands, journal entries, record batches).',
+    ],
+    [
+      'failedUnits',
+      'failed_units',
+      'Units that failed and left nothing behind (their callers got the error).',
+    ],
+    [
+      'failedTransactions',
+      'failed_transactions',
+      'Transactions that failed as a whole (the commit itself, a fence): all their units failed.',
+    ],
+    [
+      'retriedTransactions',
+      'retried_transactions',
+      'Transactions rolled back because one unit threw, and run again with a savepoint per unit.',
+    ],
+  ];
+  for (const [field, name, help] of commitCounters) {
+    counter(`runtime_commit_${name}_total`, help, [], (set) => set(runtime.stats.commits[field]));
+  }
+  const subscriptionCounters: ReadonlyArray<['handled' | 'deadLettered', string, string]> = [
+    ['handled', 'handled', 'Records each subscription handled.'],
+    ['deadLettered', 'dead_lettered', 'Records each subscription gave up on and dead-lettered.'],
+  ];
+  for (const [field, name, help] of subscriptionCounters) {
+    counter(`runtime_subscription_${name}_total`, help, ['subscription'], (set) => {
       for (const [subscription, stats] of Object.entries(runtime.stats.subscriptions)) {
-        set(stats.handled, { subscription });
+        set(stats[field], { subscription });
       }
-    },
-  );
-  counter(
-    'runtime_subscription_dead_lettered_total',
-    'Records each subscription gave up on and dead-lettered.',
-    ['subscription'],
-    (set) => {
-      for (const [subscription, stats] of Object.entries(runtime.stats.subscriptions)) {
-        set(stats.deadLettered, { subscription });
-      }
-    },
-  );
+    });
+  }
 }
 
 type Setter = (value: number, labels?: Record<string, string>) => void;
