@@ -229,13 +229,21 @@ describe('meridian load', () => {
     expect(fake.keys.size).toBe(225);
     const text = io.out.join('\n');
     expect(io.out[0]).toContain('meridian load: 100 orders/s for 0.5 s after 2 s of warm-up');
-    expect(io.out.some((line) => /^\[warm-up +1\.\ds\] {2}offered 100 /.test(line))).toBe(true);
+    // Progress during the warm-up is marked and counts warm-up orders (about 100 by then; the
+    // exact count depends on when the timer fired).
+    const warming = io.out.find((line) => line.startsWith('[warm-up'));
+    expect(warming).toMatch(/^\[warm-up +1\.\ds\] {2}offered \d+ /);
     expect(text).toMatch(/Summary \([\d.]+ s against .*, after 2 s of warm-up not counted\)/);
     expect(text).toMatch(/ {2}offered {4}50 orders \(\d+(\.\d)?\/s\)/);
     expect(text).toContain('  sent       50  not sent on time (concurrency limit) 0');
-    expect(text).toMatch(/completed {2}45 \(/);
-    expect(text).toMatch(/latency to terminal +p50 .*\(n=45\)/);
-    expect(text).toContain('  errors     http_503 5');
+    // Of the 50 measured orders, those whose POST was a 10th one failed (5, when the POSTs
+    // arrived in the order they were sent); the rest were accepted and completed.
+    const completed = Number(/completed {2}(\d+) \(/.exec(text)![1]);
+    const failed = Number(/errors {5}http_503 (\d+)/.exec(text)![1]);
+    expect(completed + failed).toBe(50);
+    expect(failed).toBeGreaterThanOrEqual(4);
+    expect(failed).toBeLessThanOrEqual(6);
+    expect(text).toMatch(new RegExp(`latency to terminal +p50 .*\\(n=${completed}\\)`));
   });
 
   it('reports the warm-up in its JSON summary', async () => {
