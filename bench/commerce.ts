@@ -8,10 +8,10 @@
  * rate, settle: a cold generator's first second alone puts a backlog of hundreds of orders in
  * the percentiles), then `--duration` seconds measured. Prints one line: offered, accepted and
  * completed orders/s, latency to 202 and to a terminal status (HdrHistogram percentiles from
- * `meridian load`, measured from each order's due time),
- * the server's (and its main thread's) and the load generator's CPU time per accepted order over
- * the warm-up and the measured run (Linux), and the machine's load average, since the server, the load generator
- * and whatever else runs share the cores.
+ * `meridian load`, measured from each order's due time), the server's (and its main thread's)
+ * and the load generator's CPU time per accepted order over the warm-up and the measured run
+ * (Linux), and the machine's load average, since the server, the load generator and whatever
+ * else runs share the cores.
  *
  * Options: --rate N (default 1000), --duration S (default 10), --warmup S (default 5; 0 measures
  * from a cold generator), --skus N (default 100), --wait S (default 10: long polls with Prefer:
@@ -37,18 +37,20 @@ function positive(name: string, fallback: number): number {
   return value;
 }
 
+function integer(name: string, fallback: number, max: number): number {
+  const value = Number(option(name, String(fallback)));
+  if (!Number.isInteger(value) || value < 0 || value > max) {
+    throw new RangeError(`--${name} must be an integer in [0, ${max}]`);
+  }
+  return value;
+}
+
 const rate = positive('rate', 1000);
 const duration = positive('duration', 10);
 const skus = positive('skus', 100);
-const warmupSeconds = Number(option('warmup', '5'));
-if (!Number.isInteger(warmupSeconds) || warmupSeconds < 0 || warmupSeconds > 600) {
-  throw new RangeError('--warmup must be an integer in [0, 600]');
-}
+const warmupSeconds = integer('warmup', 5, 600);
 const pollIntervalMs = positive('poll-interval-ms', 25);
-const waitSeconds = Number(option('wait', '10'));
-if (!Number.isInteger(waitSeconds) || waitSeconds < 0 || waitSeconds > 60) {
-  throw new RangeError('--wait must be an integer in [0, 60]');
-}
+const waitSeconds = integer('wait', 10, 60);
 const cpuProfile = option('cpu-prof', '');
 
 interface LatencySummary {
