@@ -288,7 +288,9 @@ const cases: Record<string, Case> = {
 
   'offsetForTimestamp finds the first offset at or after a time, or the end': async ({ log, topic }) => {
     const name = topic('by-time');
-    await log.createTopic(name, { partitions: 1 });
+    // Unbounded retention: these 1970 timestamps breach any time limit, and Kafka's retention
+    // check (every few minutes) would delete them mid-test under the default of 7 days.
+    await log.createTopic(name, { partitions: 1, retentionMs: null });
     await log.append(name, [
       { value: bytes(0), timestamp: 1000 },
       { value: bytes(1), timestamp: 2000 },
