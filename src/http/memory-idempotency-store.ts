@@ -3,6 +3,7 @@ import {
   decideReservation,
   type FoundReservation,
   holdsReservation,
+  nextReservedAt,
   nextToken,
 } from '../store/idempotency-rule.ts';
 import type {
@@ -19,6 +20,7 @@ interface Entry {
   leaseUntil: number | null;
   expiresAt: number;
   token: number;
+  reservedAt: number;
   response: StoredResponse | null;
 }
 
@@ -57,14 +59,16 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
       throw new ConflictError(`The idempotency store holds its limit of ${this.#maxKeys} keys`);
     }
     const token = nextToken(found, request.nowMs);
+    const reservedAt = nextReservedAt(found, request.fingerprint, request.nowMs);
     this.#entries.set(id, {
       fingerprint: request.fingerprint,
       leaseUntil: request.nowMs + request.leaseMs,
       expiresAt: request.expiresAt,
       token,
+      reservedAt,
       response: null,
     });
-    return { outcome: 'reserved', token };
+    return { outcome: 'reserved', token, reservedAt };
   }
 
   async complete(claim: IdempotencyClaim, response: StoredResponse): Promise<void> {
@@ -109,6 +113,7 @@ function foundOf(entry: Entry): FoundReservation {
     status: entry.response !== null ? 'completed' : entry.leaseUntil === null ? 'released' : 'in_flight',
     leaseUntil: entry.leaseUntil,
     token: entry.token,
+    reservedAt: entry.reservedAt,
   };
 }
 

@@ -564,7 +564,11 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
 
       it('reserves a new key, answers in_flight to the same request and mismatch to another', async () => {
         // A new key's token is the clock's reading (see nextToken).
-        expect(await reserve('k1', 'fp-a', startMs)).toEqual({ outcome: 'reserved', token: startMs });
+        expect(await reserve('k1', 'fp-a', startMs)).toEqual({
+          outcome: 'reserved',
+          token: startMs,
+          reservedAt: startMs,
+        });
         expect(await reserve('k1', 'fp-a', startMs + 10)).toEqual({
           outcome: 'in_flight',
           leaseUntil: startMs + leaseMs,
@@ -581,7 +585,7 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
               expiresAt: startMs + leaseMs,
             }),
           ),
-        ).toEqual({ outcome: 'reserved', token: startMs });
+        ).toEqual({ outcome: 'reserved', token: startMs, reservedAt: startMs });
       });
 
       it('replays the completed response to the same request; completing twice is a ConflictError', async () => {
@@ -602,9 +606,11 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         await reserve('k1', 'fp-a', startMs);
         expect(await reserve('k1', 'fp-a', startMs + leaseMs - 1)).toMatchObject({ outcome: 'in_flight' });
         expect(await reserve('k1', 'fp-b', startMs + leaseMs)).toEqual({ outcome: 'mismatch' });
+        // A retry of the same request: the first attempt's reservedAt, so ids derived from it match.
         expect(await reserve('k1', 'fp-a', startMs + leaseMs)).toEqual({
           outcome: 'reserved',
           token: startMs + leaseMs,
+          reservedAt: startMs,
         });
         expect(await reserve('k1', 'fp-a', startMs + leaseMs + 1)).toEqual({
           outcome: 'in_flight',
@@ -669,6 +675,19 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         expect(await reserve('k1', 'fp-b', startMs + 3)).toMatchObject({ outcome: 'completed' });
       });
 
+      it("keeps reservedAt for retries of the request across releases and lapses, not for another request's", async () => {
+        await reserve('k1', 'fp-a', startMs);
+        await release('k1', 'fp-a', startMs);
+        expect(await reserve('k1', 'fp-a', startMs + 5)).toMatchObject({ reservedAt: startMs });
+        expect(await reserve('k1', 'fp-a', startMs + 5 + leaseMs)).toMatchObject({ reservedAt: startMs });
+        await release('k1', 'fp-a', startMs + 5 + leaseMs);
+        // Released, then taken by another request: that request's own time.
+        expect(await reserve('k1', 'fp-b', startMs + 7 + leaseMs)).toMatchObject({
+          outcome: 'reserved',
+          reservedAt: startMs + 7 + leaseMs,
+        });
+      });
+
       it('forgets keys once they expire: expire() deletes them and an expired key is reserved anew', async () => {
         const expiring = (key: string, fingerprint: string, nowMs: number, expiresAt: number) =>
           tx((t) =>
@@ -679,9 +698,17 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         await expiring('k2', 'fp-a', 0, 200);
         await expiring('k3', 'fp-a', 0, 300);
         // Expired but not yet purged: as good as absent, for any request (its count goes on).
-        expect(await expiring('k1', 'fp-other', 100, 1000)).toEqual({ outcome: 'reserved', token: 100 });
+        expect(await expiring('k1', 'fp-other', 100, 1000)).toEqual({
+          outcome: 'reserved',
+          token: 100,
+          reservedAt: 100,
+        });
         expect(await tx((t) => t.idempotency.expire(250))).toBe(1);
-        expect(await expiring('k2', 'fp-b', 250, 1000)).toEqual({ outcome: 'reserved', token: 250 });
+        expect(await expiring('k2', 'fp-b', 250, 1000)).toEqual({
+          outcome: 'reserved',
+          token: 250,
+          reservedAt: 250,
+        });
         expect(await expiring('k3', 'fp-b', 250, 1000)).toEqual({ outcome: 'mismatch' });
         expect(await tx((t) => t.idempotency.expire(10_000))).toBe(3);
       });
@@ -700,15 +727,15 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
           );
         // A first attempt at 1000, taken over twice within one millisecond after releases.
         const zombie = await reserveAt(1000);
-        expect(zombie).toEqual({ outcome: 'reserved', token: 1000 });
+        expect(zombie).toEqual({ outcome: 'reserved', token: 1000, reservedAt: 1000 });
         await release('k1', 'fp-a', 1000);
         await reserveAt(1000);
         await release('k1', 'fp-a', 1001);
-        expect(await reserveAt(1000)).toEqual({ outcome: 'reserved', token: 1002 });
+        expect(await reserveAt(1000)).toEqual({ outcome: 'reserved', token: 1002, reservedAt: 1000 });
         // The key expires (at 1050) and is deleted; the same request comes again later.
         expect(await tx((t) => t.idempotency.expire(1060))).toBe(1);
         const fresh = await reserveAt(1060);
-        expect(fresh).toEqual({ outcome: 'reserved', token: 1060 });
+        expect(fresh).toEqual({ outcome: 'reserved', token: 1060, reservedAt: 1060 });
         // The attempts of the old record can neither complete nor release the new reservation.
         for (const stale of [1000, 1001, 1002]) {
           await expectError(complete('k1', 'fp-a', stale), ConflictError);
@@ -805,7 +832,7 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
               expiresAt: 100,
             }),
             // A record left behind would answer mismatch (its lease runs to 11).
-          ).toEqual({ outcome: 'reserved', token: 2 });
+          ).toEqual({ outcome: 'reserved', token: 2, reservedAt: 2 });
         });
       });
 

@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { decideReservation, type FoundReservation, holdsReservation, nextToken } from './idempotency-rule.ts';
+import {
+  decideReservation,
+  type FoundReservation,
+  holdsReservation,
+  nextReservedAt,
+  nextToken,
+} from './idempotency-rule.ts';
 
 /** A key in flight: leased until 500, reserved three times so far. */
 const held: FoundReservation = {
@@ -8,6 +14,7 @@ const held: FoundReservation = {
   status: 'in_flight',
   leaseUntil: 500,
   token: 3,
+  reservedAt: 40,
 };
 
 // The reservation rule every IdempotencyStore applies, case by case and in its order of precedence.
@@ -34,6 +41,20 @@ describe('decideReservation', () => {
   it('replays a completed key and reports a held lease as in flight', () => {
     expect(decideReservation(completed, 'f1', 900)).toBe('replay');
     expect(decideReservation(held, 'f1', 499)).toBe('in_flight');
+  });
+});
+
+describe('nextReservedAt', () => {
+  it("keeps the first attempt's time for a retry of the same request, lapsed or released", () => {
+    expect(nextReservedAt(held, 'f1', 600)).toBe(40);
+    expect(nextReservedAt({ ...held, status: 'released', leaseUntil: null }, 'f1', 600)).toBe(40);
+  });
+
+  it('starts afresh for a new key, an expired one, another request, or a record without one', () => {
+    expect(nextReservedAt(undefined, 'f1', 600.7)).toBe(600);
+    expect(nextReservedAt(held, 'f1', 1000)).toBe(1000);
+    expect(nextReservedAt({ ...held, status: 'released', leaseUntil: null }, 'f2', 600)).toBe(600);
+    expect(nextReservedAt({ ...held, reservedAt: null }, 'f1', 600)).toBe(600);
   });
 });
 

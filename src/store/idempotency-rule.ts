@@ -18,6 +18,8 @@ export interface FoundReservation {
   readonly leaseUntil: number | null;
   /** The token of the key's latest reservation. */
   readonly token: number;
+  /** When the request holding the key first reserved it (null: a record older than the field). */
+  readonly reservedAt: number | null;
 }
 
 /**
@@ -55,6 +57,22 @@ export function decideReservation(
 export function nextToken(found: FoundReservation | undefined, nowMs: number): number {
   const fromClock = Math.max(1, Math.floor(nowMs));
   return found === undefined ? fromClock : Math.max(found.token + 1, fromClock);
+}
+
+/**
+ * The `reservedAt` of a reservation made at `nowMs` that takes `found`: a retry of the same
+ * request (same fingerprint, the key neither expired nor completed) keeps the first attempt's, so
+ * that whatever the first attempt created under an id derived from it is found again; a new key,
+ * an expired one, or a released key taken by another request starts from `nowMs`.
+ */
+export function nextReservedAt(
+  found: FoundReservation | undefined,
+  fingerprint: string,
+  nowMs: number,
+): number {
+  const fresh = Math.floor(nowMs);
+  if (found === undefined || found.reservedAt === null || found.expiresAt <= nowMs) return fresh;
+  return found.fingerprint === fingerprint ? found.reservedAt : fresh;
 }
 
 /**

@@ -141,8 +141,11 @@ export type IdempotencyReservation =
   /**
    * The key is new, released, expired, or its earlier attempt's lease ran out: the caller owns it
    * now. `token` names this reservation; `complete` and `release` act only when given it.
+   * `reservedAt` is when this request first reserved the key: kept when a retry of the same
+   * request (same fingerprint) takes the key over, new for a new key, an expired one or another
+   * request. Ids derived from the key and it are the same on every attempt, and time-ordered.
    */
-  | { readonly outcome: 'reserved'; readonly token: number }
+  | { readonly outcome: 'reserved'; readonly token: number; readonly reservedAt: number }
   /** Another attempt holds an unexpired lease: answer 409. */
   | { readonly outcome: 'in_flight'; readonly leaseUntil: number }
   /** The key was used with another request fingerprint: answer 422. */

@@ -65,6 +65,8 @@ describe.skipIf(!url)('PostgresStore migrations and transactions', () => {
     expect(migrations.rows).toEqual([
       { component: 'store', version: 1 },
       { component: 'store', version: 2 },
+      { component: 'store', version: 3 },
+      { component: 'store', version: 4 },
     ]);
     const tables = await schemas.query(
       `SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY table_name`,
@@ -87,7 +89,7 @@ describe.skipIf(!url)('PostgresStore migrations and transactions', () => {
     const store = await openPostgresStore({ connectionString: url, schema: name, maxConnections: 1 });
     await store.close();
     await schemas.query(
-      `INSERT INTO "${name}".meridian_migrations (component, version, name) VALUES ('store', 3, 'from the future')`,
+      `INSERT INTO "${name}".meridian_migrations (component, version, name) VALUES ('store', 5, 'from the future')`,
     );
     const error = await openPostgresStore({ connectionString: url, schema: name }).catch(
       (caught: unknown) => caught,
@@ -95,12 +97,12 @@ describe.skipIf(!url)('PostgresStore migrations and transactions', () => {
     expect(error).toBeInstanceOf(SchemaMismatchError);
     expect((error as SchemaMismatchError).code).toBe('SCHEMA_MISMATCH');
     expect((error as SchemaMismatchError).message).toContain(
-      `has schema version 3 of 'store', newer than this Meridian knows (2)`,
+      `has schema version 5 of 'store', newer than this Meridian knows (4)`,
     );
     expect((error as SchemaMismatchError).details).toEqual({
       component: 'store',
-      databaseVersion: 3,
-      knownVersion: 2,
+      databaseVersion: 5,
+      knownVersion: 4,
     });
   });
 

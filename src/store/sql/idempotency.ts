@@ -1,5 +1,5 @@
 import { ConflictError, ValidationError } from '../../errors.ts';
-import { decideReservation, type FoundReservation, nextToken } from '../idempotency-rule.ts';
+import { decideReservation, type FoundReservation, nextReservedAt, nextToken } from '../idempotency-rule.ts';
 import {
   requireId,
   requireInteger,
@@ -28,6 +28,7 @@ interface KeyRow {
   response_body: unknown;
   expires_at: unknown;
   token: unknown;
+  reserved_at: unknown;
 }
 
 /**
@@ -80,12 +81,12 @@ function requireClaim(claim: IdempotencyClaim): IdempotencyClaim {
 }
 
 const statements = sqlPerStore(({ idempotencyKeys: table }, dialect) => ({
-  insert: `INSERT INTO ${table} (scope, key, fingerprint, status, lease_until, expires_at, token)
-         VALUES ($1, $2, $3, 'in_flight', $4, $5, $6) ON CONFLICT (scope, key) DO NOTHING`,
-  lock: `SELECT fingerprint, status, lease_until, response_status, response_headers, response_body, expires_at, token
+  insert: `INSERT INTO ${table} (scope, key, fingerprint, status, lease_until, expires_at, token, reserved_at)
+         VALUES ($1, $2, $3, 'in_flight', $4, $5, $6, $7) ON CONFLICT (scope, key) DO NOTHING`,
+  lock: `SELECT fingerprint, status, lease_until, response_status, response_headers, response_body, expires_at, token, reserved_at
          FROM ${table} WHERE scope = $1 AND key = $2${dialect.forUpdate}`,
   takeOver: `UPDATE ${table} SET fingerprint = $3, status = 'in_flight', lease_until = $4, expires_at = $5,
-             token = $6, response_status = NULL, response_headers = NULL, response_body = NULL
+             token = $6, reserved_at = $7, response_status = NULL, response_headers = NULL, response_body = NULL
            WHERE scope = $1 AND key = $2`,
   // Both match the reservation by its token: a stale attempt's token was replaced by its takeover.
   // `lease_until IS NOT NULL` leaves released keys alone.
@@ -126,6 +127,7 @@ export class SqlIdempotencyStore implements IdempotencyStore {
     const leaseUntil = nowMs + leaseMs;
     const expiresAt = requireInteger('expiresAt', request.expiresAt, leaseUntil, Number.MAX_SAFE_INTEGER);
     const firstToken = nextToken(undefined, nowMs);
+    const firstReservedAt = nextReservedAt(undefined, fingerprint, nowMs);
     for (let round = 0; round < reserveRounds; round++) {
       // The common case, a new key, is one statement. Concurrent inserts of one key wait for
       // each other on the primary key: exactly one inserts, the others see its row.
@@ -136,8 +138,9 @@ export class SqlIdempotencyStore implements IdempotencyStore {
         leaseUntil,
         expiresAt,
         firstToken,
+        firstReservedAt,
       ]);
-      if (inserted === 1) return { outcome: 'reserved', token: firstToken };
+      if (inserted === 1) return { outcome: 'reserved', token: firstToken, reservedAt: firstReservedAt };
       // The row exists: lock it (PostgreSQL; SQLite's single writer already excludes everyone)
       // so that deciding on it and taking it over is atomic against other attempts.
       const rows = await this.#session.query<KeyRow>(this.#sql.lock, [scope, key]);
@@ -150,10 +153,12 @@ export class SqlIdempotencyStore implements IdempotencyStore {
         status: row.status === 'completed' ? 'completed' : heldUntil === null ? 'released' : 'in_flight',
         leaseUntil: heldUntil,
         token: toInteger(row.token, 'token'),
+        reservedAt: toOptionalInteger(row.reserved_at, 'reserved_at'),
       };
       const decision = decideReservation(found, fingerprint, nowMs);
       if (decision === 'take') {
         const token = nextToken(found, nowMs);
+        const reservedAt = nextReservedAt(found, fingerprint, nowMs);
         await this.#session.execute(this.#sql.takeOver, [
           scope,
           key,
@@ -161,8 +166,9 @@ export class SqlIdempotencyStore implements IdempotencyStore {
           leaseUntil,
           expiresAt,
           token,
+          reservedAt,
         ]);
-        return { outcome: 'reserved', token };
+        return { outcome: 'reserved', token, reservedAt };
       }
       if (decision === 'mismatch') return { outcome: 'mismatch' };
       if (decision === 'in_flight') return { outcome: 'in_flight', leaseUntil: heldUntil ?? 0 };

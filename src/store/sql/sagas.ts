@@ -14,6 +14,7 @@ import type { JournalEntry, JournalEntryKind, Json, SagaRecord, SagaStatus, Saga
 import type { SqlSession, SqlValue } from './connection.ts';
 import { sqlPerStore } from './dialect.ts';
 import { parseJson, parseOptionalJson, toInteger, toOptionalString, toStringColumn } from './rows.ts';
+import { journalGapMessage } from './schema.ts';
 
 const sagaStatuses: readonly SagaStatus[] = ['running', 'compensating', 'completed', 'compensated', 'failed'];
 const journalKinds: readonly JournalEntryKind[] = ['step', 'compensation', 'sleep', 'event'];
@@ -74,7 +75,7 @@ function toJournalEntry(row: JournalRow): JournalEntry {
   };
 }
 
-const statements = sqlPerStore(({ sagas, sagaJournal: journal }) => {
+const statements = sqlPerStore(({ sagas, sagaJournal: journal }, dialect) => {
   const update = (set: string) => `UPDATE ${sagas} SET ${set} WHERE id = $1 AND version = $2`;
   const base = 'status = $3, updated_at = $4, version = version + 1';
   return {
@@ -89,8 +90,14 @@ const statements = sqlPerStore(({ sagas, sagaJournal: journal }) => {
     ] as const,
     // Inserted only when it is the next sequence of the saga, so the journal stays dense; DO
     // NOTHING turns a second runner's duplicate into "0 rows" instead of aborting the transaction.
-    // The CASTs type the parameters for PostgreSQL, which cannot infer them in a SELECT list.
-    appendJournal: `INSERT INTO ${journal} (${journalColumns})
+    // PostgreSQL: the guard is in the statement (the CASTs type the parameters, which it cannot
+    // infer in a SELECT list). SQLite: a plain insert, and a trigger refuses a gap (migration 4),
+    // since SQLite runs an INSERT reading its own table through a temporary table.
+    appendJournal:
+      dialect.name === 'sqlite'
+        ? `INSERT INTO ${journal} (${journalColumns}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+       ON CONFLICT (saga_id, sequence) DO NOTHING`
+        : `INSERT INTO ${journal} (${journalColumns})
        SELECT CAST($1 AS TEXT), CAST($2 AS INTEGER), CAST($3 AS TEXT), CAST($4 AS TEXT), CAST($5 AS TEXT), CAST($6 AS TEXT), CAST($7 AS TEXT), CAST($8 AS INTEGER), CAST($9 AS BIGINT)
        WHERE COALESCE((SELECT MAX(sequence) FROM ${journal} WHERE saga_id = $1), -1) + 1 = CAST($2 AS INTEGER)
        ON CONFLICT (saga_id, sequence) DO NOTHING`,
@@ -187,17 +194,24 @@ export class SqlSagaStore implements SagaStore {
     const error = optionalText('error', entry.error, storeLimits.maxTextLength);
     const attempts = requireInteger('attempts', entry.attempts, 0, 1_000_000);
     const at = requireTimestamp('at', entry.at);
-    const changed = await this.#session.execute(this.#sql.appendJournal, [
-      sagaId,
-      sequence,
-      kind,
-      name,
-      status,
-      result,
-      error,
-      attempts,
-      at,
-    ]);
+    let changed: number;
+    try {
+      changed = await this.#session.execute(this.#sql.appendJournal, [
+        sagaId,
+        sequence,
+        kind,
+        name,
+        status,
+        result,
+        error,
+        attempts,
+        at,
+      ]);
+    } catch (failure) {
+      // SQLite's trigger refused a gap; the statement was undone, the transaction goes on.
+      if (!(failure instanceof Error && failure.message.includes(journalGapMessage))) throw failure;
+      changed = 0;
+    }
     if (changed === 1) return;
     const rows = await this.#session.query<{ next: unknown }>(this.#sql.nextSequence, [sagaId]);
     const next = toInteger(rows[0]?.next ?? 0, 'next');
