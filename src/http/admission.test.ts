@@ -251,6 +251,57 @@ describe('gateway load shedding', () => {
   });
 });
 
+describe('gateway backlog bound', () => {
+  it('answers 503 while the work the route leaves running is at its limit, before the key is reserved', async () => {
+    const g = await gateway({ idempotencyStore: new MemoryIdempotencyStore() });
+    let depth = 0;
+    g.route({
+      method: 'POST',
+      url: '/jobs',
+      idempotent: true,
+      backlog: { depth: () => depth, limit: 2, what: 'jobs queued', retryAfterSeconds: 5 },
+      handler: async (_request, reply) => reply.code(202).send({ queued: ++depth }),
+    });
+    await g.ready();
+    const post = (key: string) =>
+      g.server.inject({ method: 'POST', url: '/jobs', headers: { 'idempotency-key': key }, payload: {} });
+    expect((await post('a')).statusCode).toBe(202);
+    expect((await post('b')).statusCode).toBe(202);
+    const refused = await post('c');
+    expect(refused.statusCode).toBe(503);
+    expect(refused.headers['retry-after']).toBe('5');
+    expect(refused.json()).toMatchObject({
+      type: 'urn:meridian:problem:backlog-full',
+      depth: 2,
+      limit: 2,
+      detail: 'POST /jobs is refused while 2 jobs queued are waiting (limit 2); retry after 5 s.',
+    });
+    depth = 1;
+    // Not reserved by the refusal: the retry runs (a reserved key would answer 409 or replay).
+    const retried = await post('c');
+    expect(retried.statusCode).toBe(202);
+    expect(retried.json()).toEqual({ queued: 2 });
+  });
+
+  it('refuses a backlog it cannot apply when the route is registered', async () => {
+    const g = await gateway();
+    let routes = 0;
+    const route = (backlog: object) => () =>
+      g.route({
+        method: 'POST',
+        url: `/x${++routes}`,
+        backlog: backlog as never,
+        handler: async () => ({}),
+      });
+    expect(route({ depth: 3, limit: 1, what: 'jobs' })).toThrow("'backlog of POST /x");
+    expect(route({ depth: () => 0, limit: 0, what: 'jobs' })).toThrow(".limit' must be an integer >= 1");
+    expect(route({ depth: () => 0, limit: 1, what: '' })).toThrow(".what' must name what the depth counts");
+    expect(route({ depth: () => 0, limit: 1, what: 'jobs', retryAfterSeconds: 0 })).toThrow(
+      ".retryAfterSeconds' must be an integer in [1, 3600]",
+    );
+  });
+});
+
 describe('policy exposure', () => {
   it('lists snapshots at /policies and breaker states as gauges on /metrics', async () => {
     const clock = new ManualClock();

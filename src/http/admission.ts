@@ -78,6 +78,64 @@ export async function enforceRateLimit(
   });
 }
 
+/**
+ * Sheds a route's requests while the work it feeds is backed up: a bounded queue's admission.
+ * A load shedder bounds requests in flight, which says nothing once a route answers at once
+ * and leaves the work running (an order accepted with 202, its saga still going): without a
+ * bound on that backlog, overload turns into every order waiting (and timing out) behind all
+ * the others instead of a quick 503 to the ones beyond capacity.
+ */
+export interface RouteBacklog {
+  /** The work behind the route now: sagas running or queued, jobs waiting... Called per request: keep it cheap. */
+  depth: () => number;
+  /** Requests arriving while `depth()` is at or above this get 503 with Retry-After. At least 1. */
+  limit: number;
+  /** What the depth counts, for the problem detail: 'orders in progress'. */
+  what: string;
+  /** The Retry-After of a refusal (seconds). @default 1 */
+  retryAfterSeconds?: number;
+}
+
+/** A route's backlog as checked when the route is registered, its Retry-After filled in. */
+export type CheckedBacklog = RouteBacklog & { readonly retryAfterSeconds: number };
+
+export function checkBacklog(name: string, backlog: RouteBacklog | undefined): CheckedBacklog | undefined {
+  if (backlog === undefined) return undefined;
+  if (typeof backlog.depth !== 'function') {
+    throw new ValidationError(`'${name}.depth' must be a function returning the backlog's depth`);
+  }
+  if (!Number.isSafeInteger(backlog.limit) || backlog.limit < 1) {
+    throw new ValidationError(
+      `'${name}.limit' must be an integer >= 1: current value is ${String(backlog.limit)}`,
+    );
+  }
+  if (typeof backlog.what !== 'string' || backlog.what === '') {
+    throw new ValidationError(`'${name}.what' must name what the depth counts`);
+  }
+  const retryAfter = backlog.retryAfterSeconds ?? 1;
+  if (!Number.isInteger(retryAfter) || retryAfter < 1 || retryAfter > 3600) {
+    throw new ValidationError(
+      `'${name}.retryAfterSeconds' must be an integer in [1, 3600]: current value is ${String(retryAfter)}`,
+    );
+  }
+  return { ...backlog, retryAfterSeconds: retryAfter };
+}
+
+/** Throws the 503 problem when the route's backlog is full. */
+export function admitBacklog(backlog: CheckedBacklog, scope: string, typeBase: string): void {
+  const depth = backlog.depth();
+  if (depth < backlog.limit) return;
+  const seconds = backlog.retryAfterSeconds;
+  throw new HttpProblem({
+    status: 503,
+    title: 'The service is overloaded',
+    type: `${typeBase}backlog-full`,
+    detail: `${scope} is refused while ${depth} ${backlog.what} are waiting (limit ${backlog.limit}); retry after ${seconds} s.`,
+    extensions: { depth, limit: backlog.limit },
+    headers: { 'retry-after': String(seconds) },
+  });
+}
+
 /** How long a shed client is told to wait: long enough for in-flight work to drain. */
 const SHED_RETRY_AFTER_SECONDS = 1;
 

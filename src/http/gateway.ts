@@ -16,11 +16,14 @@ import type { LoadShedderPolicy, Permit } from '../resilience/index.ts';
 import type { IdempotencyClaim, IdempotencyReservation, IdempotencyStore, Store } from '../store/types.ts';
 import { type Clock, systemClock, systemTimers, type TimerHandle, type Timers } from '../time.ts';
 import {
+  admitBacklog,
   admitOrShed,
   type CheckedRateLimit,
+  checkBacklog,
   checkRateLimit,
   clientOf,
   enforceRateLimit,
+  type RouteBacklog,
   type RouteRateLimit,
 } from './admission.ts';
 import {
@@ -148,6 +151,11 @@ export interface GatewayRoute<G extends RouteGenericInterface = RouteGenericInte
    * gateway's. 503 with Retry-After when its limit is reached.
    */
   loadShedder?: LoadShedderPolicy | false;
+  /**
+   * A bound on the work the route leaves running (sagas it starts, jobs it queues): 503 with
+   * Retry-After while it is full, decided before anything is parsed or reserved.
+   */
+  backlog?: RouteBacklog;
   handler: GatewayHandler<G>;
 }
 
@@ -156,6 +164,13 @@ export interface RequestIdempotency {
   readonly key: string;
   readonly scope: string;
   readonly fingerprint: string;
+  /**
+   * When this request first reserved the key (ms since the epoch), set once it did, so always in
+   * the handler: the same on every retry that takes the key over, new for a new key. With the
+   * scope and key it makes ids that are stable across attempts and ordered by time (keys with
+   * random ids scatter B-tree inserts across the database; time-ordered ones append).
+   */
+  readonly reservedAt?: number;
 }
 
 export interface Gateway {
@@ -209,6 +224,8 @@ interface IdempotencyState {
    * release it, naming the token, so that it changes nothing once another attempt took over.
    */
   token: number | undefined;
+  /** When this request first reserved the key (see IdempotencyReservation), once it did. */
+  reservedAt: number | undefined;
   finished: boolean;
 }
 
@@ -232,7 +249,12 @@ export function idempotencyOf(request: FastifyRequest): RequestIdempotency | und
   const state = requestStates.get(request)?.idempotency;
   return state === undefined
     ? undefined
-    : { key: state.key, scope: state.scope, fingerprint: state.fingerprint };
+    : {
+        key: state.key,
+        scope: state.scope,
+        fingerprint: state.fingerprint,
+        ...(state.reservedAt === undefined ? {} : { reservedAt: state.reservedAt }),
+      };
 }
 
 const IDEMPOTENT_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
@@ -472,7 +494,8 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
     if (shedder !== undefined && typeof shedder.tryAcquire !== 'function') {
       throw new ValidationError(`'loadShedder' of ${method} ${route.url} must be a load shedder`);
     }
-    if (rateLimits.length > 0 || shedder !== undefined) {
+    const backlog = checkBacklog(`backlog of ${method} ${route.url}`, route.backlog);
+    if (rateLimits.length > 0 || shedder !== undefined || backlog !== undefined) {
       const admissionScope = `${method} ${route.url}`;
       response['429'] ??= problemSchema;
       response['503'] ??= problemSchema;
@@ -483,6 +506,7 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
           const client = clientOf(request, options.clientIdentity, clientIdHeader);
           for (const limit of rateLimits) await enforceRateLimit(limit, admissionScope, client, typeBase);
         }
+        if (backlog !== undefined) admitBacklog(backlog, admissionScope, typeBase);
         if (shedder !== undefined) {
           const state = requestStates.get(request);
           const permit = admitOrShed(shedder, admissionScope, typeBase);
@@ -532,6 +556,7 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
           routeUrl: route.url,
           fingerprint: requestFingerprint(method, request.url, state.rawBody),
           token: undefined,
+          reservedAt: undefined,
           finished: false,
         };
       };
@@ -568,6 +593,7 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
         switch (reservation.outcome) {
           case 'reserved':
             state.token = reservation.token;
+            state.reservedAt = reservation.reservedAt;
             observeIdempotency(state, 'reserved');
             return;
           case 'completed': {

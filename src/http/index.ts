@@ -1,5 +1,5 @@
 // The HTTP gateway's public surface.
-export type { RouteRateLimit } from './admission.ts';
+export type { RouteBacklog, RouteRateLimit } from './admission.ts';
 export type {
   Gateway,
   GatewayHandler,
