@@ -19,6 +19,7 @@ import { registerCommerceRoutes } from './http-api.ts';
 import { Inventory } from './inventory.ts';
 import { Notifications, notify } from './notifications.ts';
 import { Order } from './order.ts';
+import { registerOrderFeed } from './order-feed.ts';
 import { type OrderInput, type OrderOutput, type OrderSagaOptions, orderSaga } from './order-saga.ts';
 import type { PaymentGatewayClient } from './payment-gateway-client.ts';
 import { RuntimeIdempotencyStore } from './runtime-idempotency-store.ts';
@@ -43,6 +44,13 @@ export interface CommerceAppOptions {
   runtime?: Omit<RuntimeOptions, 'store' | 'log' | 'clock' | 'timers' | 'random'>;
   /** Charge retries and timeouts. */
   orders?: OrderSagaOptions;
+  /**
+   * Orders running (or queued to run) at most: `POST /orders` answers 503 with Retry-After while
+   * this many are, before reserving its key or starting anything, so that beyond capacity new
+   * orders are refused at once instead of every order slowing down (and its payment call timing
+   * out) behind all the others. @default 1000
+   */
+  maxOrdersInProgress?: number;
   catalog?: CatalogOptions;
   /** HTTP gateway tuning (lease, key TTL, body limit, logger...). */
   http?: Omit<GatewayOptions, 'store' | 'idempotencyStore' | 'clock' | 'timers'>;
@@ -98,6 +106,12 @@ export async function createCommerceApp(options: CommerceAppOptions): Promise<Co
     catalog,
     orderSaga: saga,
     payments: options.payments,
+    timers: options.timers ?? systemTimers,
+    closing: closing.signal,
+    maxOrdersInProgress: options.maxOrdersInProgress ?? 1000,
+  });
+  registerOrderFeed(gateway, {
+    log: options.log,
     timers: options.timers ?? systemTimers,
     closing: closing.signal,
   });

@@ -48,7 +48,7 @@ describe('commerce HTTP contract', () => {
     await shop.request('PUT', '/inventory/pear', { available: 5, price: 3 });
     const placed = await place({ customerId: 'ada', items: [{ sku: 'pear', qty: 2 }] });
     expect(placed.status).toBe(202);
-    expect(placed.body).toEqual({ orderId: expect.stringMatching(/^ord-[0-9a-f]{16}$/), status: 'pending' });
+    expect(placed.body).toEqual({ orderId: expect.stringMatching(/^ord-[0-9a-f]{24}$/), status: 'pending' });
     const { orderId } = placed.body;
     expect(placed.headers.get('location')).toBe(`/orders/${orderId}`);
     await shop.settle([orderId]);

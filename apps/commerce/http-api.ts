@@ -27,6 +27,8 @@ export interface CommerceApiDependencies {
   readonly timers: Timers;
   /** Aborted when the app starts draining: long polls answer at once instead of holding it up. */
   readonly closing: AbortSignal;
+  /** Orders running or queued at most before `POST /orders` answers 503. */
+  readonly maxOrdersInProgress: number;
 }
 
 /** The longest `Prefer: wait` that `GET /orders/{orderId}` honours (seconds). */
@@ -250,6 +252,14 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
     method: 'POST',
     url: '/orders',
     idempotent: true,
+    backlog: {
+      depth: () => {
+        const { activeSagas, queuedSagas } = runtime.stats;
+        return activeSagas + queuedSagas;
+      },
+      limit: deps.maxOrdersInProgress,
+      what: 'orders (and other sagas) in progress',
+    },
     schema: {
       summary: 'Places an order: answers 202 at once; the order then reserves, charges and confirms',
       tags: ['orders'],
@@ -293,7 +303,8 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
       }
       // The id comes from the key: a retry that takes over a dead attempt's lease resumes the
       // same order instead of placing a second one.
-      const orderId = orderIdFor(idempotencyOf(request)!.key);
+      const { scope, key, reservedAt } = idempotencyOf(request)!;
+      const orderId = orderIdFor(scope, key, reservedAt!);
       const input: OrderInput = {
         customerId: request.body.customerId,
         items: quote.items,

@@ -1,0 +1,210 @@
+// GET /orders/events (Server-Sent Events of orders that ended) and POST /orders' backlog bound,
+// against a real server on a real port.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { formatCursor, parseCursor } from './order-feed.ts';
+import { openTestCommerce, type TestCommerce } from './test-fixture.ts';
+
+interface FeedBlock {
+  readonly id?: string;
+  readonly event?: string;
+  // biome-ignore lint/suspicious/noExplicitAny: events are inspected field by field
+  readonly data?: any;
+}
+
+/** Opens the feed and reads it block by block (no timers: each read waits for the server). */
+async function openFeed(url: string, headers: Record<string, string> = {}, query = '') {
+  const controller = new AbortController();
+  const response = await fetch(`${url}/orders/events${query}`, { headers, signal: controller.signal });
+  const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
+  let buffered = '';
+  async function next(): Promise<FeedBlock | undefined> {
+    for (;;) {
+      const end = buffered.indexOf('\n\n');
+      if (end !== -1) {
+        const block = buffered.slice(0, end);
+        buffered = buffered.slice(end + 2);
+        const fields: Record<string, string> = {};
+        for (const line of block.split('\n')) {
+          const colon = line.indexOf(':');
+          if (colon <= 0) continue;
+          fields[line.slice(0, colon)] = line.slice(colon + 1).trimStart();
+        }
+        return {
+          ...(fields.id === undefined ? {} : { id: fields.id }),
+          ...(fields.event === undefined ? {} : { event: fields.event }),
+          ...(fields.data === undefined ? {} : { data: JSON.parse(fields.data) }),
+        };
+      }
+      const chunk = await reader.read();
+      if (chunk.done) return undefined;
+      buffered += chunk.value;
+    }
+  }
+  return {
+    response,
+    next,
+    /** The next `order` event. */
+    async order(): Promise<FeedBlock> {
+      for (;;) {
+        const block = await next();
+        if (block === undefined) throw new Error('the feed ended');
+        if (block.event === 'order') return block;
+      }
+    },
+    close: () => controller.abort(),
+  };
+}
+
+describe('GET /orders/events', () => {
+  let shop: TestCommerce;
+  let keys = 0;
+  const place = (items: Array<{ sku: string; qty: number }>) =>
+    shop.request('POST', '/orders', { customerId: 'grace', items }, { 'idempotency-key': `feed-${++keys}` });
+
+  beforeAll(async () => {
+    shop = await openTestCommerce();
+    await shop.request('PUT', '/inventory/fig', { available: 3, price: 4 });
+  });
+  afterAll(async () => {
+    await shop?.close();
+  });
+
+  it('streams each order that ends, confirmed or cancelled, and GET /orders/{id} agrees at once', async () => {
+    const feed = await openFeed(shop.url);
+    try {
+      expect(feed.response.status).toBe(200);
+      expect(feed.response.headers.get('content-type')).toContain('text/event-stream');
+      // The opening block names where the stream starts: a cursor of every partition.
+      const opening = await feed.next();
+      expect(opening?.id).toMatch(/^\d+(\.\d+){7}$/);
+
+      const confirmed = (await place([{ sku: 'fig', qty: 1 }])).body.orderId;
+      const cancelled = (await place([{ sku: 'fig', qty: 50 }])).body.orderId;
+      const events = [await feed.order(), await feed.order()];
+      const byOrder = new Map(events.map((event) => [event.data.orderId, event]));
+      expect(byOrder.get(confirmed)?.data).toEqual({
+        orderId: confirmed,
+        customerId: 'grace',
+        total: 4,
+        status: 'confirmed',
+        chargeId: expect.any(String),
+        at: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
+      });
+      expect(byOrder.get(cancelled)?.data).toMatchObject({
+        orderId: cancelled,
+        status: 'cancelled',
+        reason: expect.stringContaining('out of stock'),
+      });
+      for (const event of events) {
+        expect(event.id).toMatch(/^\d+(\.\d+){7}$/);
+        // Read right after the event: the order already reads as ended, with its payment.
+        const order = await shop.request('GET', `/orders/${event.data.orderId}`);
+        expect(order.body.status).toBe(event.data.status);
+      }
+    } finally {
+      feed.close();
+    }
+  });
+
+  it('resumes after Last-Event-ID with what happened while disconnected, and from=earliest replays what the log holds', async () => {
+    const first = await openFeed(shop.url);
+    const opening = await first.next();
+    const before = (await place([{ sku: 'fig', qty: 1 }])).body.orderId;
+    const seen = await first.order();
+    expect(seen.data.orderId).toBe(before);
+    first.close();
+
+    // Disconnected: this order ends unseen.
+    const missed = (await place([{ sku: 'fig', qty: 99 }])).body.orderId;
+    await shop.settle([missed]);
+
+    const resumed = await openFeed(shop.url, { 'last-event-id': seen.id! });
+    try {
+      expect((await resumed.next())?.id).toBe(seen.id);
+      expect((await resumed.order()).data).toMatchObject({ orderId: missed, status: 'cancelled' });
+    } finally {
+      resumed.close();
+    }
+
+    // From the opening cursor: both, each once.
+    const again = await openFeed(shop.url, { 'last-event-id': opening!.id! });
+    try {
+      const ids = [(await again.order()).data.orderId, (await again.order()).data.orderId];
+      expect(ids.sort()).toEqual([before, missed].sort());
+    } finally {
+      again.close();
+    }
+
+    const earliest = await openFeed(shop.url, {}, '?from=earliest');
+    try {
+      // Every order that ended so far, in no particular order across orders: wait for both.
+      const orders = new Set<string>();
+      while (!orders.has(missed) || !orders.has(before)) orders.add((await earliest.order()).data.orderId);
+      expect(orders.size).toBeGreaterThanOrEqual(2);
+    } finally {
+      earliest.close();
+    }
+  });
+
+  it('refuses a Last-Event-ID that is not one of its cursors with a problem saying what to do', async () => {
+    for (const bad of ['1.2', 'a.b.c.d.e.f.g.h', '1.2.3.4.5.6.7.-8', 'x'.repeat(4000)]) {
+      const response = await shop.request('GET', '/orders/events', undefined, { 'last-event-id': bad });
+      expect(response.status).toBe(400);
+      expect(response.headers.get('content-type')).toContain('application/problem+json');
+      expect(response.body.type).toBe('urn:meridian:problem:invalid-last-event-id');
+      expect(response.body.detail).toContain('Reconnect without it');
+    }
+    const badFrom = await shop.request('GET', '/orders/events?from=yesterday');
+    expect(badFrom.status).toBe(400);
+  });
+
+  it('cursors: formatted and parsed back; wrong counts, non-digits and unsafe offsets refused', () => {
+    expect(parseCursor(formatCursor([0, 17, 3]), 3)).toEqual([0, 17, 3]);
+    expect(parseCursor('1.2', 3)).toContain('names 2 partition offset(s)');
+    expect(parseCursor('1.x.3', 3)).toContain("'x' is not an offset");
+    expect(parseCursor('1..3', 3)).toContain("'' is not an offset");
+    expect(parseCursor('99999999999999999', 1)).toContain('is not an offset');
+    expect(parseCursor('1.'.repeat(10_000), 2)).toContain('longer than');
+  });
+});
+
+describe('the app draining with feeds open', () => {
+  it('ends open streams, so that they do not hold the drain up', async () => {
+    const shop = await openTestCommerce();
+    const feed = await openFeed(shop.url);
+    await feed.next();
+    await shop.close();
+    expect(await feed.next()).toBeUndefined();
+  });
+});
+
+describe('POST /orders beyond maxOrdersInProgress', () => {
+  it('answers 503 with Retry-After, reserving nothing: the same key is accepted once there is room', async () => {
+    const shop = await openTestCommerce({
+      payment: { latencyMs: 300 },
+      app: { maxOrdersInProgress: 1, orders: { paymentCallTimeoutMs: 2000 } },
+    });
+    try {
+      await shop.request('PUT', '/inventory/kiwi', { available: 10, price: 1 });
+      const order = { customerId: 'lin', items: [{ sku: 'kiwi', qty: 1 }] };
+      const first = await shop.request('POST', '/orders', order, { 'idempotency-key': 'backlog-1' });
+      expect(first.status).toBe(202);
+      // The first order waits on the slow payment gateway: the backlog is full.
+      const refused = await shop.request('POST', '/orders', order, { 'idempotency-key': 'backlog-2' });
+      expect(refused.status).toBe(503);
+      expect(refused.headers.get('retry-after')).toBe('1');
+      expect(refused.body).toMatchObject({
+        type: 'urn:meridian:problem:backlog-full',
+        depth: 1,
+        limit: 1,
+      });
+      expect(refused.body.detail).toContain('POST /orders is refused while 1 orders');
+      await shop.settle([first.body.orderId]);
+      const retried = await shop.request('POST', '/orders', order, { 'idempotency-key': 'backlog-2' });
+      expect(retried.status).toBe(202);
+      expect(retried.headers.get('idempotent-replayed')).toBeNull();
+    } finally {
+      await shop.close();
+    }
+  });
+});
