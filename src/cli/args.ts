@@ -35,3 +35,19 @@ export function parseCommandLine<O extends ParseArgsOptionsConfig>(
   }
   return parsed.values;
 }
+
+/** `raw` when it is one of `allowed`, `fallback` when absent; a ValidationError naming the option otherwise. */
+export function choice<T extends string>(
+  name: string,
+  raw: string | undefined,
+  fallback: T,
+  allowed: readonly T[],
+): T {
+  if (raw === undefined) return fallback;
+  if (!(allowed as readonly string[]).includes(raw)) {
+    throw new ValidationError(
+      `'${name}' must be one of ${allowed.map((value) => `'${value}'`).join(', ')}: current value is '${raw}'`,
+    );
+  }
+  return raw as T;
+}

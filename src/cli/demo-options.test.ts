@@ -17,6 +17,7 @@ describe('meridian demo options', () => {
       paymentLostResponseRate: 0,
       seed: 1,
       durability: 'process',
+      maxOrdersInProgress: 1000,
     });
   });
 
@@ -38,6 +39,8 @@ describe('meridian demo options', () => {
       '0.5',
       '--durability',
       'fsync',
+      '--max-orders-in-progress',
+      '50',
     ]);
     expect(options).toMatchObject({
       dataDir: '/tmp/x',
@@ -46,6 +49,7 @@ describe('meridian demo options', () => {
       paymentLatencyMs: 250,
       paymentLostResponseRate: 0.5,
       durability: 'fsync',
+      maxOrdersInProgress: 50,
     });
     expect(parseDemoOptions(['-h'])).toBe('help');
   });
@@ -64,6 +68,10 @@ describe('meridian demo options', () => {
     ],
     [['--traffic-rate', '0'], "'--traffic-rate' must be a number in [0.1, 100]: current value is '0'"],
     [['--data-dir', ''], "'--data-dir' must be a directory path: current value is ''"],
+    [
+      ['--max-orders-in-progress', '0'],
+      "'--max-orders-in-progress' must be an integer in [1, 1000000]: current value is '0'",
+    ],
     [['--bogus'], "Unknown option '--bogus'"],
     [['extra'], "meridian demo takes no positional arguments: current value is 'extra'"],
   ])('refuses %j', (argv, message, env: Record<string, string> = {}) => {

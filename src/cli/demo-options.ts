@@ -1,6 +1,6 @@
 import type { ParseArgsOptionsConfig } from 'node:util';
 import { ValidationError } from '../errors.ts';
-import { parseCommandLine } from './args.ts';
+import { choice, parseCommandLine } from './args.ts';
 
 export interface DemoOptions {
   /** Where the database and the payment ledger live. @default './.meridian' */
@@ -25,6 +25,8 @@ export interface DemoOptions {
   seed: number;
   /** What a commit survives: 'process' (a crash of the process) or 'fsync' (power loss too). @default 'process' */
   durability: 'process' | 'fsync';
+  /** Orders running at most before POST /orders answers 503 (see CommerceAppOptions). @default 1000 */
+  maxOrdersInProgress: number;
 }
 
 export const DEMO_USAGE = `Usage: meridian demo [options]
@@ -47,6 +49,8 @@ Options:
                                      share of payment calls processed whose answer is lost (default 0)
   --seed <n>                         seed of the payment gateway's faults, 0..4294967295 (default 1)
   --durability process|fsync         what a commit survives: a crash, or power loss too (default process)
+  --max-orders-in-progress <n>       orders running at most; new ones get 503 with Retry-After
+                                     beyond it, 1..1000000 (default 1000)
   -h, --help                         show this help`;
 
 function integer(name: string, raw: string, min: number, max: number): number {
@@ -64,21 +68,6 @@ function number(name: string, raw: string | undefined, fallback: number, min: nu
     throw new ValidationError(`'${name}' must be a number in [${min}, ${max}]: current value is '${raw}'`);
   }
   return value;
-}
-
-function choice<T extends string>(
-  name: string,
-  raw: string | undefined,
-  fallback: T,
-  allowed: readonly T[],
-): T {
-  if (raw === undefined) return fallback;
-  if (!(allowed as readonly string[]).includes(raw)) {
-    throw new ValidationError(
-      `'${name}' must be one of ${allowed.map((value) => `'${value}'`).join(', ')}: current value is '${raw}'`,
-    );
-  }
-  return raw as T;
 }
 
 /** Parses and validates `meridian demo`'s arguments; `help` when the usage was asked for. */
@@ -120,6 +109,10 @@ export function parseDemoOptions(
     ),
     seed: values.seed === undefined ? 1 : integer('--seed', values.seed, 0, 4_294_967_295),
     durability: choice('--durability', values.durability, 'process', ['process', 'fsync'] as const),
+    maxOrdersInProgress:
+      values['max-orders-in-progress'] === undefined
+        ? 1000
+        : integer('--max-orders-in-progress', values['max-orders-in-progress'], 1, 1_000_000),
   };
 }
 
@@ -135,4 +128,5 @@ const commandOptions = {
   'payment-lost-response-rate': { type: 'string' },
   seed: { type: 'string' },
   durability: { type: 'string' },
+  'max-orders-in-progress': { type: 'string' },
 } satisfies ParseArgsOptionsConfig;

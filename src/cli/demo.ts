@@ -75,6 +75,7 @@ export async function run(argv: string[], output: DemoOutput = consoleOutput): P
         // Room for the configured latency: a call timing out on every attempt only ends in a
         // refund. (Latency raised later with PUT /payments/settings can still outrun it.)
         orders: { paymentCallTimeoutMs: Math.max(2000, selected.paymentLatencyMs + 1000) },
+        maxOrdersInProgress: selected.maxOrdersInProgress,
         runtime: {
           onProblem: (problem) =>
             output.err(

@@ -3,6 +3,7 @@ import { build, type Histogram } from 'hdr-histogram-js';
 import { errors, Pool } from 'undici';
 import { type Random, seededRandom } from '../time.ts';
 import type { LoadOptions } from './load-options.ts';
+import { OrderFeedClient } from './order-feed-client.ts';
 
 export interface LatencySummary {
   count: number;
@@ -47,8 +48,13 @@ export interface LoadSummary {
   unfinished: number;
   /** Latency from when each order was due (not when it was sent) to its 202. */
   latencyToAccepted: LatencySummary;
-  /** Latency from when each order was due to the status request that saw it ended. */
+  /** Latency from when each order was due to the moment the generator learnt that it ended. */
   latencyToTerminal: LatencySummary;
+  /**
+   * How the generator learnt that orders ended: `events` (the gateway's order feed, one stream
+   * for all), `long-poll` (a `Prefer: wait` status request per order) or `poll`.
+   */
+  watchedBy: 'events' | 'long-poll' | 'poll';
   errorsByKind: Record<string, number>;
   /** From the first measured order's due time to the last answer. */
   durationSeconds: number;
@@ -65,7 +71,8 @@ export interface LoadIo {
 
 export class LoadSetupError extends Error {}
 
-const TERMINAL_STATUSES = new Set(['confirmed', 'cancelled']);
+/** The commerce gateway's order feed (Server-Sent Events of orders that ended). */
+const ORDER_FEED_PATH = '/orders/events';
 /** Inventory PUTs in flight at once during setup. */
 const SETUP_CONCURRENCY = 32;
 
@@ -137,6 +144,8 @@ export class LoadGenerator {
   /** False once the gateway answered a long poll without applying it: poll from then on. */
   #longPoll: boolean;
   readonly #pool: Pool;
+  /** The gateway's order feed while it serves (`--watch events`); undefined: status requests per order. */
+  #feed: OrderFeedClient | undefined;
   /** The URL's path, without its trailing slash: prefixed to every request's path. */
   readonly #basePath: string;
 
@@ -183,6 +192,15 @@ export class LoadGenerator {
    */
   async run(signal?: AbortSignal): Promise<LoadSummary> {
     const { ratePerSecond, durationSeconds, warmupSeconds } = this.#options;
+    if (this.#options.watch === 'events') {
+      const feed = new OrderFeedClient(
+        new URL(this.#options.url).origin,
+        `${this.#basePath}${ORDER_FEED_PATH}`,
+      );
+      // A gateway without the feed: follow each order with status requests instead.
+      if (await feed.open()) this.#feed = feed;
+      else feed.close();
+    }
     const warmupCount = Math.floor(ratePerSecond * warmupSeconds);
     const total = warmupCount + Math.floor(ratePerSecond * durationSeconds);
     const intervalMs = 1000 / ratePerSecond;
@@ -248,6 +266,7 @@ export class LoadGenerator {
         errorsByKind: Object.fromEntries(
           [...measured.errors.entries()].sort(([a], [b]) => a.localeCompare(b)),
         ),
+        watchedBy: this.#feed?.available === true ? 'events' : this.#longPoll ? 'long-poll' : 'poll',
         durationSeconds: round(Math.max(performance.now() - measuredStartMs, 0) / 1000),
         warmupSeconds,
         warmupAccepted: warmup.accepted,
@@ -296,6 +315,15 @@ export class LoadGenerator {
     if (typeof orderId !== 'string') return tally.error('bad_response');
 
     const deadlineMs = performance.now() + this.#options.terminalTimeoutMs;
+    if (this.#feed !== undefined) {
+      const outcome = await this.#feed.until(orderId, deadlineMs);
+      if (outcome.kind === 'ended') return this.#ended(tally, dueMs, outcome.status, outcome.atMs);
+      if (outcome.kind === 'timeout') {
+        tally.unfinished += 1;
+        return tally.error('terminal_timeout');
+      }
+      // The feed is gone: ask about the order instead.
+    }
     while (performance.now() < deadlineMs) {
       const longPoll = this.#longPoll;
       if (!longPoll) await sleep(this.#options.pollIntervalMs);
@@ -317,17 +345,20 @@ export class LoadGenerator {
         continue;
       }
       const status = (polled.body as { status?: unknown } | null)?.status;
-      if (typeof status === 'string' && TERMINAL_STATUSES.has(status)) {
-        const nowMs = performance.now();
-        tally.toTerminal.recordValue(Math.max(1, Math.round((nowMs - dueMs) * 1000)));
-        tally.lastTerminalMs = Math.max(tally.lastTerminalMs, nowMs);
-        if (status === 'confirmed') tally.confirmed += 1;
-        else tally.cancelled += 1;
-        return;
+      if (status === 'confirmed' || status === 'cancelled') {
+        return this.#ended(tally, dueMs, status, performance.now());
       }
     }
     tally.unfinished += 1;
     tally.error('terminal_timeout');
+  }
+
+  /** Counts an order that ended, learnt of at `atMs`. */
+  #ended(tally: Tally, dueMs: number, status: 'confirmed' | 'cancelled', atMs: number): void {
+    tally.toTerminal.recordValue(Math.max(1, Math.round((atMs - dueMs) * 1000)));
+    tally.lastTerminalMs = Math.max(tally.lastTerminalMs, atMs);
+    if (status === 'confirmed') tally.confirmed += 1;
+    else tally.cancelled += 1;
   }
 
   async #request(
@@ -368,8 +399,9 @@ export class LoadGenerator {
     }
   }
 
-  /** Closes the kept-alive connections. */
+  /** Closes the kept-alive connections and the order feed. */
   close(): void {
+    this.#feed?.close();
     this.#pool.close().catch(() => {
       // Closing twice is the only failure: nothing is left to close.
     });

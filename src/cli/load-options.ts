@@ -1,6 +1,6 @@
 import type { ParseArgsOptionsConfig } from 'node:util';
 import { ValidationError } from '../errors.ts';
-import { parseCommandLine } from './args.ts';
+import { choice, parseCommandLine } from './args.ts';
 
 export interface LoadOptions {
   /** Base URL of the commerce gateway. @default 'http://127.0.0.1:7070' */
@@ -27,6 +27,13 @@ export interface LoadOptions {
   seed: number;
   /** Most distinct SKUs per order (1 to this many). @default 3 */
   maxItems: number;
+  /**
+   * How the generator learns that orders ended: `events` follows them all over the gateway's
+   * order feed (`GET /orders/events`, one Server-Sent Events stream; a gateway without it is
+   * asked per order instead); `orders` asks about each order (`GET /orders/{id}`, see
+   * `waitSeconds`). @default 'events'
+   */
+  watch: 'events' | 'orders';
   /**
    * Long poll: each status request asks the gateway to answer once the order ends, or after this
    * many seconds (`Prefer: wait`). 0 polls every `pollIntervalMs` instead, as the generator also
@@ -64,9 +71,14 @@ Options:
   --connections <n>            keep-alive connections at most, 1..10000 (default 256)
   --seed <n>                   seed of the order contents, 0..4294967295 (default 1)
   --max-items <n>              most distinct SKUs per order, 1..20 (default 3)
-  --wait <s>                   long poll: ask the gateway to answer each status request once the
-                               order ends or after this many seconds (Prefer: wait), 0..60
-                               (default 10); 0, or a gateway that ignores it, means polling
+  --watch <events|orders>      how to learn that orders ended: 'events' follows them all over
+                               the gateway's order feed (GET /orders/events, one stream),
+                               falling back to 'orders' without one; 'orders' asks about each
+                               order (GET /orders/{id}) (default events)
+  --wait <s>                   with --watch orders, long poll: ask the gateway to answer each
+                               status request once the order ends or after this many seconds
+                               (Prefer: wait), 0..60 (default 10); 0, or a gateway that ignores
+                               it, means polling
   --poll-interval-ms <ms>      delay between status polls of an order when polling, 1..10000
                                (default 25)
   --terminal-timeout-ms <ms>   bound on an order reaching a terminal status, 100..600000 (default 30000)
@@ -139,6 +151,7 @@ export function parseLoadOptions(argv: string[]): LoadOptions | 'help' {
     connections: integer('connections', values.connections, 256, 1, 10_000),
     seed: integer('seed', values.seed, 1, 0, 4_294_967_295),
     maxItems: integer('max-items', values['max-items'], 3, 1, 20),
+    watch: choice('--watch', values.watch, 'events', ['events', 'orders'] as const),
     waitSeconds: integer('wait', values.wait, 10, 0, 60),
     pollIntervalMs: integer('poll-interval-ms', values['poll-interval-ms'], 25, 1, 10_000),
     terminalTimeoutMs: integer('terminal-timeout-ms', values['terminal-timeout-ms'], 30_000, 100, 600_000),
@@ -159,6 +172,7 @@ const commandOptions = {
   connections: { type: 'string' },
   seed: { type: 'string' },
   'max-items': { type: 'string' },
+  watch: { type: 'string' },
   wait: { type: 'string' },
   'poll-interval-ms': { type: 'string' },
   'terminal-timeout-ms': { type: 'string' },

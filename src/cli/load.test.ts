@@ -12,6 +12,13 @@ interface FakeOptions {
   holdPostMs?: number;
   /** Answer PUT /inventory with this status. */
   inventoryStatus?: number;
+  /**
+   * Serve GET /orders/events: each order's terminal status as a Server-Sent Event, sent as soon
+   * as the order is placed (`before-answer`: before its 202, so the event arrives first).
+   */
+  feed?: 'after-answer' | 'before-answer';
+  /** End the first feed connection after this many events (the client must resume). */
+  dropFeedAfter?: number;
 }
 
 interface FakeOrder {
@@ -31,7 +38,24 @@ async function fakeOrderServer(options: FakeOptions = {}) {
   const inventory = new Map<string, { available: number; reserved: number; sold: number; price: number }>();
   const orders = new Map<string, FakeOrder>();
   const keys = new Map<string, string>();
+  const events: Array<{ orderId: string; status: string }> = [];
+  const streams = new Set<ServerResponse>();
+  const feedConnections: Array<string | undefined> = [];
+  let polls = 0;
   let posts = 0;
+  const writeEvent = (stream: ServerResponse, index: number) => {
+    stream.write(`id: ${index + 1}\nevent: order\ndata: ${JSON.stringify(events[index])}\n\n`);
+    const sent = ((stream as { sent?: number }).sent ?? 0) + 1;
+    (stream as { sent?: number }).sent = sent;
+    if (feedConnections.length === 1 && sent === options.dropFeedAfter) {
+      streams.delete(stream);
+      stream.end();
+    }
+  };
+  const publish = (order: FakeOrder) => {
+    events.push({ orderId: order.orderId, status: order.outcome });
+    for (const stream of streams) writeEvent(stream, events.length - 1);
+  };
   const send = (response: ServerResponse, status: number, body: unknown) => {
     response.writeHead(status, { 'content-type': 'application/json' });
     response.end(JSON.stringify(body));
@@ -43,6 +67,16 @@ async function fakeOrderServer(options: FakeOptions = {}) {
   };
   const server: Server = createServer(async (request, response) => {
     const url = new URL(request.url ?? '/', 'http://fake');
+    if (request.method === 'GET' && url.pathname === '/orders/events' && options.feed !== undefined) {
+      const last = request.headers['last-event-id'];
+      feedConnections.push(typeof last === 'string' ? last : undefined);
+      response.writeHead(200, { 'content-type': 'text/event-stream' });
+      response.write(': hello\n\n');
+      for (let index = Number(last ?? 0); index < events.length; index++) writeEvent(response, index);
+      if (!response.destroyed) streams.add(response);
+      response.on('close', () => streams.delete(response));
+      return;
+    }
     const body = await readBody(request);
     const inventoryMatch = /^\/inventory\/([^/]+)$/.exec(url.pathname);
     if (request.method === 'PUT' && inventoryMatch !== null) {
@@ -76,17 +110,22 @@ async function fakeOrderServer(options: FakeOptions = {}) {
       }
       const orderId = `order-${orders.size + 1}`;
       keys.set(key, orderId);
-      orders.set(orderId, {
+      const order: FakeOrder = {
         orderId,
         customerId: body.customerId,
         items,
         outcome: available ? 'confirmed' : 'cancelled',
         status: 'pending',
-      });
-      return send(response, 202, { orderId, status: 'pending' });
+      };
+      orders.set(orderId, order);
+      if (options.feed === 'before-answer') publish(order);
+      send(response, 202, { orderId, status: 'pending' });
+      if (options.feed === 'after-answer') setImmediate(() => publish(order));
+      return;
     }
     const orderMatch = /^\/orders\/([^/]+)$/.exec(url.pathname);
     if (request.method === 'GET' && orderMatch !== null) {
+      polls += 1;
       const order = orders.get(decodeURIComponent(orderMatch[1]!));
       if (order === undefined) return send(response, 404, { title: 'no such order' });
       const shown = { ...order };
@@ -103,8 +142,11 @@ async function fakeOrderServer(options: FakeOptions = {}) {
     inventory,
     orders,
     keys,
+    feedConnections,
+    polls: () => polls,
     close: () =>
       new Promise<void>((resolve) => {
+        for (const stream of streams) stream.destroy();
         server.close(() => resolve());
         server.closeAllConnections();
       }),
@@ -120,6 +162,16 @@ function capture() {
     output: { out: (line: string) => out.push(line), err: (line: string) => err.push(line) },
   };
 }
+
+/** Runs `meridian load --json` against `url`; its exit code and summary. */
+async function runJson(url: string, args: string[]): Promise<{ code: number; summary: LoadSummary }> {
+  const io = capture();
+  const code = await run(['--url', url, ...args, '--json'], io.output);
+  return { code, summary: JSON.parse(io.out.at(-1) ?? 'null') as LoadSummary };
+}
+
+/** 100 orders over half a second, from two SKUs. */
+const halfSecondOf100 = ['--rate', '200', '--duration', '0.5', '--skus', '2'];
 
 const closers: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -177,6 +229,57 @@ describe('meridian load', () => {
     // In JSON mode the human-readable lines go to stderr, so stdout is just the summary.
     expect(io.out).toHaveLength(1);
     expect(io.err[0]).toContain('meridian load: 200 orders/s for 0.5 s');
+  });
+
+  it('learns that orders ended from the order feed, one stream for all of them, and asks about none', async () => {
+    for (const feed of ['after-answer', 'before-answer'] as const) {
+      const fake = await fakeOrderServer({ feed });
+      closers.push(fake.close);
+      const { code, summary } = await runJson(fake.url, [...halfSecondOf100, '--stock', '20']);
+      expect(code).toBe(0);
+      expect(summary.watchedBy).toBe('events');
+      expect(summary.accepted).toBe(100);
+      expect(summary.completed).toBe(100);
+      const confirmed = [...fake.orders.values()].filter((order) => order.outcome === 'confirmed').length;
+      expect(summary.confirmed).toBe(confirmed);
+      expect(summary.cancelled).toBe(100 - confirmed);
+      expect(summary.latencyToTerminal.count).toBe(100);
+      expect(summary.errorsByKind).toEqual({});
+      expect(fake.polls()).toBe(0);
+      expect(fake.feedConnections).toEqual([undefined]);
+    }
+  });
+
+  it('resumes the feed with Last-Event-ID when it drops, missing no order', async () => {
+    const fake = await fakeOrderServer({ feed: 'after-answer', dropFeedAfter: 30 });
+    closers.push(fake.close);
+    const { code, summary } = await runJson(fake.url, [...halfSecondOf100, '--stock', '1000']);
+    expect(code).toBe(0);
+    expect(summary.watchedBy).toBe('events');
+    expect(summary.completed).toBe(100);
+    expect(summary.confirmed).toBe(100);
+    expect(fake.polls()).toBe(0);
+    expect(fake.feedConnections).toEqual([undefined, '30']);
+  });
+
+  it("asks about each order when the gateway has no feed, or with '--watch orders'", async () => {
+    const fake = await fakeOrderServer({ feed: 'after-answer' });
+    closers.push(fake.close);
+    const args = ['--rate', '100', '--duration', '0.2', '--poll-interval-ms', '5'];
+    const { code, summary } = await runJson(fake.url, [...args, '--watch', 'orders']);
+    expect(code).toBe(0);
+    // The fake ignores Prefer: wait, so the generator polls.
+    expect(summary.watchedBy).toBe('poll');
+    expect(summary.completed).toBe(20);
+    expect(fake.polls()).toBeGreaterThanOrEqual(20);
+    expect(fake.feedConnections).toEqual([]);
+
+    const bare = await fakeOrderServer();
+    closers.push(bare.close);
+    const { code: bareCode, summary: fallback } = await runJson(bare.url, args);
+    expect(bareCode).toBe(0);
+    expect(fallback.watchedBy).toBe('poll');
+    expect(fallback.completed).toBe(20);
   });
 
   it('does not send orders due while the concurrency limit is reached, counts them, and prints progress and a summary', async () => {
@@ -272,6 +375,7 @@ describe('meridian load', () => {
         "'--rate' × ('--duration' + '--warmup') must be <= 10000000 orders: current value is 12000000",
       ],
       [['--concurrency=-1'], "'--concurrency' must be an integer in [1, 100000]: current value is '-1'"],
+      [['--watch', 'poll'], "'--watch' must be one of 'events', 'orders': current value is 'poll'"],
       [['--bogus'], "Unknown option '--bogus'"],
     ];
     for (const [argv, message] of cases) {

@@ -47,7 +47,7 @@ export function formatSummary(summary: LoadSummary): string[] {
     `  accepted   ${summary.accepted} (${summary.acceptedPerSecond}/s)`,
     `  completed  ${summary.completed} (${summary.completedPerSecond}/s): confirmed ${summary.confirmed}, cancelled ${summary.cancelled}, unfinished ${summary.unfinished}`,
     `  ${formatLatency('latency to 202', summary.latencyToAccepted)}`,
-    `  ${formatLatency('latency to terminal', summary.latencyToTerminal)}`,
+    `  ${formatLatency('latency to terminal', summary.latencyToTerminal)} (watched by ${summary.watchedBy})`,
     `  errors     ${errors.length === 0 ? 'none' : errors.map(([kind, count]) => `${kind} ${count}`).join(', ')}`,
   ];
 }
