@@ -51,6 +51,11 @@ const skus = positive('skus', 100);
 const warmupSeconds = integer('warmup', 5, 600);
 const pollIntervalMs = positive('poll-interval-ms', 25);
 const waitSeconds = integer('wait', 10, 60);
+const watch = option('watch', 'events');
+if (watch !== 'events' && watch !== 'orders') throw new RangeError(`--watch must be 'events' or 'orders'`);
+const connections = integer('connections', 256, 10_000);
+const concurrency = integer('concurrency', 10_000, 100_000);
+const maxOrdersInProgress = integer('max-orders-in-progress', 1000, 1_000_000);
 const cpuProfile = option('cpu-prof', '');
 
 interface LatencySummary {
@@ -73,6 +78,7 @@ interface LoadSummary {
   notSentOnTime: number;
   latencyToAccepted: LatencySummary;
   latencyToTerminal: LatencySummary;
+  watchedBy: string;
   errorsByKind: Record<string, number>;
 }
 
@@ -103,6 +109,8 @@ async function startServer(dataDir: string): Promise<{ child: ChildProcess; url:
       '0',
       '--data-dir',
       dataDir,
+      '--max-orders-in-progress',
+      String(maxOrdersInProgress),
     ],
     { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, PORT: '' } },
   );
@@ -151,6 +159,12 @@ function runLoad(
     String(waitSeconds),
     '--poll-interval-ms',
     String(pollIntervalMs),
+    '--watch',
+    watch,
+    '--connections',
+    String(connections),
+    '--concurrency',
+    String(concurrency),
     '--json',
     ...(skipSetup ? ['--skip-setup'] : []),
   ];
@@ -201,7 +215,7 @@ try {
       `commerce over HTTP (embedded SQLite): offered ${summary.offeredPerSecond}/s for ${duration} s after ${warmupSeconds} s of warm-up`,
       `accepted ${summary.acceptedPerSecond}/s, completed ${summary.completedPerSecond}/s (${summary.confirmed} confirmed, ${summary.cancelled} cancelled, ${summary.unfinished} unfinished, ${summary.notSentOnTime} not sent on time)`,
       `to 202 p50 ${ms(summary.latencyToAccepted.p50Ms)} p99 ${ms(summary.latencyToAccepted.p99Ms)}`,
-      `to terminal p50 ${ms(summary.latencyToTerminal.p50Ms)} p90 ${ms(summary.latencyToTerminal.p90Ms)} p99 ${ms(summary.latencyToTerminal.p99Ms)} max ${ms(summary.latencyToTerminal.maxMs)}`,
+      `to terminal (watched by ${summary.watchedBy}) p50 ${ms(summary.latencyToTerminal.p50Ms)} p90 ${ms(summary.latencyToTerminal.p90Ms)} p99 ${ms(summary.latencyToTerminal.p99Ms)} max ${ms(summary.latencyToTerminal.maxMs)}`,
       `server CPU ${cpuPerOrder}/order${mainBusy}, load generator CPU ${loadCpuMs === undefined || orders === 0 ? 'n/a' : `${(loadCpuMs / orders).toFixed(2)} ms`}/order`,
       `load average ${load.toFixed(1)} at start${errors.length === 0 ? '' : `; errors ${errors.map(([kind, count]) => `${kind} ${count}`).join(', ')}`}`,
     ].join('; '),
