@@ -66,8 +66,8 @@ Options:
                                counted in the summary, 0..3600 (default 0)
   --skus <n>                   SKUs to set up and order from, 1..100000 (default 10)
   --stock <units>              units of stock per SKU, 0..1000000000 (default 100000)
-  --concurrency <n>            orders in flight at most, 1..100000 (default 1000); an order due
-                               while the limit is reached is counted as not sent on time
+  --concurrency <n>            orders in flight at most, 1..100000 (default 10000); an order
+                               due while the limit is reached is counted as not sent on time
   --connections <n>            keep-alive connections at most, 1..10000 (default 256)
   --seed <n>                   seed of the order contents, 0..4294967295 (default 1)
   --max-items <n>              most distinct SKUs per order, 1..20 (default 3)
@@ -147,7 +147,7 @@ export function parseLoadOptions(argv: string[]): LoadOptions | 'help' {
     warmupSeconds,
     skus: integer('skus', values.skus, 10, 1, 100_000),
     stock: integer('stock', values.stock, 100_000, 0, 1_000_000_000),
-    concurrency: integer('concurrency', values.concurrency, 1000, 1, 100_000),
+    concurrency: integer('concurrency', values.concurrency, 10_000, 1, 100_000),
     connections: integer('connections', values.connections, 256, 1, 10_000),
     seed: integer('seed', values.seed, 1, 0, 4_294_967_295),
     maxItems: integer('max-items', values['max-items'], 3, 1, 20),
