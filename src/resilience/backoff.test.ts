@@ -19,7 +19,7 @@ describe('backoff', () => {
         fc.integer({ min: 0, max: 10_000 }),
         fc.integer({ min: 0, max: 100_000 }),
         fc.double({ min: 1, max: 10, noNaN: true }),
-        fc.constantFrom('none' as const, 'full' as const, 'decorrelated' as const),
+        fc.constantFrom('none' as const, 'full' as const, 'equal' as const, 'decorrelated' as const),
         fc.integer(),
         fc.integer({ min: 1, max: 100 }),
         (initialDelayMs, extraMs, multiplier, jitter, seed, retries) => {
@@ -30,7 +30,11 @@ describe('backoff', () => {
           for (let retry = 1; retry <= retries; retry++) {
             const delay = backoff.delayMs(retry, previous, random);
             expect(Number.isInteger(delay)).toBe(true);
-            expect(delay).toBeGreaterThanOrEqual(jitter === 'decorrelated' ? initialDelayMs : 0);
+            const ceiling = Math.min(maxDelayMs, initialDelayMs * multiplier ** (retry - 1));
+            const floor = { none: 0, full: 0, equal: Math.floor(ceiling / 2), decorrelated: initialDelayMs }[
+              jitter
+            ];
+            expect(delay).toBeGreaterThanOrEqual(floor);
             expect(delay).toBeLessThanOrEqual(maxDelayMs);
             previous = delay;
           }

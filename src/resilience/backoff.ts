@@ -31,10 +31,12 @@ export function constantBackoff(options: ConstantBackoffOptions = {}): Backoff {
  * - `none`: initialDelayMs × multiplier^(retry-1), capped at maxDelayMs.
  * - `full`: a uniform random delay in [0, that]: the "full jitter" that AWS found to finish
  *   contended work soonest while spreading load best.
+ * - `equal`: a uniform random delay in [that/2, that]: spread like `full`, but never much
+ *   shorter than the exponential delay, so a retry always gives the dependency a real pause.
  * - `decorrelated`: a uniform random delay in [initialDelayMs, multiplier × the previous delay],
  *   capped: each delay grows from the last one actually chosen rather than from the attempt count.
  */
-export type Jitter = 'none' | 'full' | 'decorrelated';
+export type Jitter = 'none' | 'full' | 'equal' | 'decorrelated';
 
 export interface ExponentialBackoffOptions {
   /** The base delay, in [0, 86_400_000]. @default 100 */
@@ -58,7 +60,7 @@ export function exponentialBackoff(options: ExponentialBackoffOptions = {}): Bac
     MAX_DURATION_MS,
   );
   const multiplier = numberOption('multiplier', options.multiplier, 2, 1, 10);
-  const jitter = oneOfOption('jitter', options.jitter, 'full', ['none', 'full', 'decorrelated']);
+  const jitter = oneOfOption('jitter', options.jitter, 'full', ['none', 'full', 'equal', 'decorrelated']);
 
   // Cap before multiplying by a random factor: 0 × Infinity would be NaN on a late retry.
   const ceiling = (retry: number) => Math.min(maxDelayMs, initialDelayMs * multiplier ** (retry - 1));
@@ -70,6 +72,14 @@ export function exponentialBackoff(options: ExponentialBackoffOptions = {}): Bac
       return {
         maxDelayMs,
         delayMs: (retry, _previous, random) => Math.floor(random.next() * ceiling(retry)),
+      };
+    case 'equal':
+      return {
+        maxDelayMs,
+        delayMs(retry, _previous, random) {
+          const delayMs = ceiling(retry);
+          return Math.floor(delayMs / 2 + (random.next() * delayMs) / 2);
+        },
       };
     case 'decorrelated':
       return {

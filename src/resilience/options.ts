@@ -19,7 +19,7 @@ export function invalidOption(option: string, rule: string, value: unknown): nev
 /** Returns `value ?? fallback` after checking it is an integer in [min, max]. */
 export function integerOption(
   option: string,
-  value: number | undefined,
+  value: unknown,
   fallback: number,
   min: number,
   max: number,
@@ -34,7 +34,7 @@ export function integerOption(
 /** Returns `value ?? fallback` after checking it is a finite number in [min, max]. */
 export function numberOption(
   option: string,
-  value: number | undefined,
+  value: unknown,
   fallback: number,
   min: number,
   max: number,
@@ -55,7 +55,7 @@ export function ratioOption(option: string, value: number | undefined, fallback:
 }
 
 /** A duration in milliseconds: an integer in [min, MAX_DURATION_MS]. */
-export function durationOption(option: string, value: number | undefined, fallback: number, min = 0): number {
+export function durationOption(option: string, value: unknown, fallback: number, min = 0): number {
   return integerOption(option, value, fallback, min, MAX_DURATION_MS);
 }
 

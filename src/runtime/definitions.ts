@@ -1,9 +1,10 @@
 import { ValidationError } from '../errors.ts';
 import type { LogRecord } from '../log/types.ts';
 import type { Policy } from '../resilience/index.ts';
+import { integerOption } from '../resilience/options.ts';
 import type { Json } from '../store/types.ts';
 import { toJson } from './codec.ts';
-import { integerOption, requireRuntimeName } from './options.ts';
+import { requireRuntimeName } from './options.ts';
 import type { RetryOptions, RetryStrategy } from './retry.ts';
 
 /*

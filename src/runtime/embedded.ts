@@ -1,10 +1,10 @@
 import { ValidationError } from '../errors.ts';
 import type { Consumer, Log, LogRecord, ProducerRecord, TopicDescription } from '../log/types.ts';
+import { integerOption } from '../resilience/options.ts';
 import type { Store, StoreTransaction } from '../store/types.ts';
 import type { Clock } from '../time.ts';
 import type { CommitPath, UnitScope } from './commit-path.ts';
 import { FencedError } from './errors.ts';
-import { integerOption } from './options.ts';
 
 /**
  * The embedded shape's commit path: the SQLite log and store share one database file and one

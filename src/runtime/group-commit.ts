@@ -1,8 +1,8 @@
 import { AsyncLocalStorage, AsyncResource } from 'node:async_hooks';
 import { assert } from '../assert.ts';
 import { ClosedError, ValidationError } from '../errors.ts';
+import { integerOption } from '../resilience/options.ts';
 import type { CommitPath, UnitScope } from './commit-path.ts';
-import { integerOption } from './options.ts';
 
 /** One piece of work that must commit atomically: a command, a journal entry, a batch of records. */
 export type Unit<T> = (scope: UnitScope) => Promise<T>;

@@ -1,43 +1,9 @@
 import { ValidationError } from '../errors.ts';
 
 /**
- * Option validation for the runtime: every option has a bound, and a bad one is refused with a
- * message naming the option, the rule and the value.
+ * Names and ids in the runtime. Numeric options are checked with the resilience layer's
+ * integerOption and numberOption, so every bad option reads alike.
  */
-
-/** `value` (or `fallback` when undefined) as an integer in [min, max]. */
-export function integerOption(
-  name: string,
-  value: unknown,
-  fallback: number,
-  min: number,
-  max: number,
-): number {
-  const actual = value === undefined ? fallback : value;
-  if (typeof actual !== 'number' || !Number.isInteger(actual)) {
-    throw new ValidationError(`'${name}' must be an integer: current value is ${String(actual)}`);
-  }
-  if (actual < min) throw new ValidationError(`'${name}' must be >= ${min}: current value is ${actual}`);
-  if (actual > max) throw new ValidationError(`'${name}' must be <= ${max}: current value is ${actual}`);
-  return actual;
-}
-
-/** `value` (or `fallback` when undefined) as a finite number in [min, max]. */
-export function numberOption(
-  name: string,
-  value: unknown,
-  fallback: number,
-  min: number,
-  max: number,
-): number {
-  const actual = value === undefined ? fallback : value;
-  if (typeof actual !== 'number' || !Number.isFinite(actual)) {
-    throw new ValidationError(`'${name}' must be a finite number: current value is ${String(actual)}`);
-  }
-  if (actual < min) throw new ValidationError(`'${name}' must be >= ${min}: current value is ${actual}`);
-  if (actual > max) throw new ValidationError(`'${name}' must be <= ${max}: current value is ${actual}`);
-  return actual;
-}
 
 /**
  * Names of entities, sagas, subscriptions and steps: they become topic names, journal names and

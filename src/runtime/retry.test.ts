@@ -20,6 +20,18 @@ describe('exponentialBackoff', () => {
     expect(delays).toEqual([100, 200, 400, 800, 1000, undefined]);
   });
 
+  it('grows decorrelated jitter from the previous delay, within [initialDelayMs, multiplier × previous]', () => {
+    const strategy = exponentialBackoff({ initialDelayMs: 100, maxAttempts: 1000, jitter: 'decorrelated' });
+    const random = seededRandom(3);
+    for (let i = 0; i < 200; i++) {
+      const delay = strategy.nextDelayMs(2, error, random, 4000)!;
+      expect(delay).toBeGreaterThanOrEqual(100);
+      expect(delay).toBeLessThanOrEqual(8000);
+    }
+    // From the first retry (no previous delay) it stays at initialDelayMs × multiplier at most.
+    expect(strategy.nextDelayMs(1, error, random)).toBeLessThanOrEqual(200);
+  });
+
   it('keeps full jitter within [0, delay] and equal jitter within [delay/2, delay]', () => {
     const random = seededRandom(7);
     const full = exponentialBackoff({ initialDelayMs: 1000, maxAttempts: 1000, jitter: 'full' });

@@ -1,34 +1,36 @@
 import { isMeridianError, isTerminalError, RetryableError } from '../errors.ts';
+import { exponentialBackoff as backoffOf, type Jitter } from '../resilience/backoff.ts';
+import { integerOption } from '../resilience/options.ts';
 import type { Random } from '../time.ts';
-import { integerOption, numberOption } from './options.ts';
 
 /**
  * Decides whether, and after how long, a failed attempt is tried again. Saga steps, entity
- * sends, compensations and subscription handlers all retry through this one small interface, so
- * a resilience `Policy` can satisfy it later without the runtime changing.
+ * sends, compensations and subscription handlers all retry through this one small interface.
+ * The delays come from the resilience layer's backoff, so a step and a `retry()` policy given
+ * the same options wait alike.
  */
 export interface RetryStrategy {
   /**
    * The delay before the next attempt, after attempt number `attempt` (1-based) failed with
-   * `error`; undefined to give up.
+   * `error`; undefined to give up. `previousDelayMs` is the delay chosen before that attempt (0
+   * before the first retry): decorrelated jitter grows from it.
    */
-  nextDelayMs(attempt: number, error: Error, random: Random): number | undefined;
+  nextDelayMs(attempt: number, error: Error, random: Random, previousDelayMs?: number): number | undefined;
 }
-
-export type Jitter = 'full' | 'equal' | 'none';
 
 export interface RetryOptions {
   /** Attempts in all, the first included. 1 means never retry. 1 to 1000. @default 5 */
   maxAttempts?: number;
-  /** Delay before the first retry, before jitter. 0 to 3600000. @default 100 */
+  /** Delay before the first retry, before jitter. An integer, 0 to 86400000. @default 100 */
   initialDelayMs?: number;
-  /** Upper bound of any backoff delay, before jitter. 0 to 86400000. @default 10000 */
+  /** Upper bound of any backoff delay, initialDelayMs to 86400000. @default 10000 */
   maxDelayMs?: number;
   /** Growth of the delay per attempt. 1 to 10. @default 2 */
   multiplier?: number;
   /**
-   * 'full': uniform in [0, delay]; 'equal': uniform in [delay/2, delay]; 'none': the delay
-   * itself. Jitter spreads the retries of many callers that failed together. @default 'full'
+   * 'full': uniform in [0, delay]; 'equal': uniform in [delay/2, delay]; 'decorrelated':
+   * uniform in [initialDelayMs, multiplier × the previous delay]; 'none': the delay itself.
+   * Jitter spreads the retries of many callers that failed together. @default 'full'
    */
   jitter?: Jitter;
   /**
@@ -64,33 +66,30 @@ export function unboundedBackoff(
   options: Omit<RetryOptions, 'maxAttempts'>,
   maxAttempts: number,
 ): RetryStrategy {
-  const initialDelayMs = numberOption('initialDelayMs', options.initialDelayMs, 100, 0, 3_600_000);
-  const maxDelayMs = numberOption('maxDelayMs', options.maxDelayMs, 10_000, 0, 86_400_000);
-  const multiplier = numberOption('multiplier', options.multiplier, 2, 1, 10);
-  const jitter = options.jitter ?? 'full';
-  if (jitter !== 'full' && jitter !== 'equal' && jitter !== 'none') {
-    throw new RangeError(`'jitter' must be 'full', 'equal' or 'none': current value is '${String(jitter)}'`);
-  }
+  const backoff = backoffOf({
+    initialDelayMs: options.initialDelayMs,
+    maxDelayMs: options.maxDelayMs,
+    multiplier: options.multiplier,
+    jitter: options.jitter,
+  });
   const retryable = options.retryable;
   return {
-    nextDelayMs(attempt, error, random) {
+    nextDelayMs(attempt, error, random, previousDelayMs = 0) {
       if (attempt >= maxAttempts || isTerminalError(error)) return undefined;
       if (retryable !== undefined && !retryable(error)) return undefined;
-      const exponent = Math.min(attempt - 1, 64);
-      const capped = Math.min(maxDelayMs, initialDelayMs * multiplier ** exponent);
-      let delayMs = capped;
-      if (jitter === 'full') delayMs = random.next() * capped;
-      else if (jitter === 'equal') delayMs = capped / 2 + (random.next() * capped) / 2;
+      const delayMs = backoff.delayMs(attempt, previousDelayMs, random);
       const retryAfterMs = retryAfterOf(error);
-      if (retryAfterMs !== undefined) {
-        if (retryAfterMs > maxRetryAfterMs) return undefined;
-        delayMs = Math.max(delayMs, retryAfterMs);
-      }
-      return Math.round(delayMs);
+      if (retryAfterMs === undefined) return delayMs;
+      return retryAfterMs > maxRetryAfterMs ? undefined : Math.max(delayMs, Math.ceil(retryAfterMs));
     },
   };
 }
 
+/**
+ * The wait a RetryableError asks for. Only it: an open circuit's BrokenCircuitError (or a rate
+ * limiter's refusal) inside a step's policy is retried on the step's own backoff, so a step
+ * fails fast while its dependency's breaker is open instead of holding the saga for as long.
+ */
 function retryAfterOf(error: Error): number | undefined {
   if (error instanceof RetryableError || (isMeridianError(error) && error.code === 'RETRYABLE')) {
     const value = (error as RetryableError).retryAfterMs;

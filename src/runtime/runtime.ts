@@ -8,6 +8,7 @@ import {
   ValidationError,
 } from '../errors.ts';
 import type { Log, LogRecord } from '../log/types.ts';
+import { integerOption } from '../resilience/options.ts';
 import type {
   JournalEntry,
   Json,
@@ -34,7 +35,7 @@ import { EmbeddedCommitPath } from './embedded.ts';
 import { applyCommand } from './entity-command.ts';
 import { FencedError, SagaNotCompletedError } from './errors.ts';
 import { type GroupCommitStats, GroupCommitter, type Yield } from './group-commit.ts';
-import { integerOption, requireRuntimeId, requireRuntimeName } from './options.ts';
+import { requireRuntimeId, requireRuntimeName } from './options.ts';
 import { unboundedBackoff } from './retry.ts';
 import {
   type ExecutionResult,

@@ -8,6 +8,7 @@ import {
   ValidationError,
 } from '../errors.ts';
 import type { Policy } from '../resilience/index.ts';
+import { integerOption } from '../resilience/options.ts';
 import type { JournalEntry, JournalEntryKind, Json, SagaRecord, SagaStatus } from '../store/types.ts';
 import type { Clock, Random, Timers } from '../time.ts';
 import { encodeJson, toJson, truncateMessage } from './codec.ts';
@@ -25,7 +26,7 @@ import type {
 import { applyCommand, headers } from './entity-command.ts';
 import { FencedError, NonDeterminismError, StepFailedError, StepTimeoutError } from './errors.ts';
 import type { GroupCommitter } from './group-commit.ts';
-import { integerOption, requireRuntimeId, requireRuntimeName } from './options.ts';
+import { requireRuntimeId, requireRuntimeName } from './options.ts';
 import { type RetryStrategy, toRetryStrategy } from './retry.ts';
 import { childTraceparent, traceparentHeader } from './trace.ts';
 
@@ -415,6 +416,7 @@ export class SagaExecution {
     const strategy = toRetryStrategy(options.retry);
     let lastError: Error | undefined;
     let attempt = 0;
+    let delayMs = 0;
     for (;;) {
       if (deadlineAt !== undefined && this.#host.clock.now() >= deadlineAt) {
         lastError = new StepTimeoutError(
@@ -432,8 +434,9 @@ export class SagaExecution {
       } catch (error) {
         if (this.#host.stopping.aborted) return this.#park();
         lastError = ensureError(error);
-        const delayMs = strategy.nextDelayMs(attempt, lastError, this.#host.random);
-        if (delayMs === undefined) break;
+        const nextDelayMs = strategy.nextDelayMs(attempt, lastError, this.#host.random, delayMs);
+        if (nextDelayMs === undefined) break;
+        delayMs = nextDelayMs;
         const untilDeadline =
           deadlineAt === undefined ? delayMs : Math.max(0, deadlineAt - this.#host.clock.now());
         await this.#wait(Math.min(delayMs, untilDeadline));
@@ -777,6 +780,7 @@ export class SagaExecution {
     compensation: Extract<Compensation, { kind: 'step' }>,
     reason: string,
   ): Promise<string | undefined> {
+    let delayMs = 0;
     for (let attempt = 1; ; attempt++) {
       try {
         await this.#attempt(
@@ -798,7 +802,7 @@ export class SagaExecution {
             `${reason}; compensation of '${compensation.name}' failed (attempt ${attempt}, retrying): ${error.message}`,
           ),
         });
-        const delayMs = this.#host.compensationRetry.nextDelayMs(attempt, error, this.#host.random) ?? 0;
+        delayMs = this.#host.compensationRetry.nextDelayMs(attempt, error, this.#host.random, delayMs) ?? 0;
         await this.#wait(delayMs);
         if (this.#host.stopping.aborted) return this.#park();
         continue;

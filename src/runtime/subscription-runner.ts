@@ -61,6 +61,8 @@ interface Held {
   /** The failed record: the partition resumes from here. */
   readonly offset: number;
   readonly attempts: number;
+  /** The wait chosen before this retry (decorrelated jitter grows from it). */
+  readonly delayMs: number;
   readonly retryAt: number;
   /** True once the consumer was moved back to `offset` for the retry. */
   readonly rewound: boolean;
@@ -229,7 +231,8 @@ export class SubscriptionRunner {
       const key = partitionKey(record.topic, record.partition);
       if (failed.has(key)) continue;
       const held = this.#held.get(key);
-      const attempts = (held !== undefined && held.offset === record.offset ? held.attempts : 0) + 1;
+      const retrying = held !== undefined && held.offset === record.offset ? held : undefined;
+      const attempts = (retrying?.attempts ?? 0) + 1;
       const recordLaunches: SagaLaunch[] = [];
       try {
         await scope.isolate(async (inner) => {
@@ -245,13 +248,19 @@ export class SubscriptionRunner {
         handled++;
       } catch (caught) {
         const error = ensureError(caught);
-        const delayMs = this.#strategy.nextDelayMs(attempts, error, this.#host.random);
+        const delayMs = this.#strategy.nextDelayMs(
+          attempts,
+          error,
+          this.#host.random,
+          retrying?.delayMs ?? 0,
+        );
         if (delayMs !== undefined) {
           failed.set(key, record);
           retries.set(key, {
             partition: record.partition,
             offset: record.offset,
             attempts,
+            delayMs,
             retryAt: nowMs + delayMs,
             rewound: false,
           });
