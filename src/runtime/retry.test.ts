@@ -78,6 +78,12 @@ describe('exponentialBackoff', () => {
     );
     expect(() => exponentialBackoff({ maxAttempts: 1001 })).toThrow("'maxAttempts' must be <= 1000");
     expect(() => exponentialBackoff({ multiplier: 0.5 })).toThrow("'multiplier' must be >= 1");
+    expect(() => exponentialBackoff({ initialDelayMs: 500, maxDelayMs: 100 })).toThrow(
+      "'maxDelayMs' must be >= 500: current value is 100",
+    );
+    expect(() => exponentialBackoff({ jitter: 'wild' as never })).toThrow(
+      "'jitter' must be one of 'none', 'full', 'equal', 'decorrelated': current value is wild",
+    );
   });
 
   it('lets the unbounded form (compensations) retry forever with a bounded delay', () => {

@@ -247,7 +247,10 @@ export class Runtime {
     const compensationRetry = unboundedBackoff(
       {
         initialDelayMs: options.compensationRetry?.initialDelayMs ?? 100,
-        maxDelayMs: options.compensationRetry?.maxDelayMs ?? 30_000,
+        // The cap may not be below the base: a larger base without a cap raises the default cap.
+        maxDelayMs:
+          options.compensationRetry?.maxDelayMs ??
+          Math.max(30_000, options.compensationRetry?.initialDelayMs ?? 0),
       },
       Number.POSITIVE_INFINITY,
     );
