@@ -253,10 +253,7 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
     url: '/orders',
     idempotent: true,
     backlog: {
-      depth: () => {
-        const { activeSagas, queuedSagas } = runtime.stats;
-        return activeSagas + queuedSagas;
-      },
+      depth: () => runtime.sagasInProgress,
       limit: deps.maxOrdersInProgress,
       what: 'orders (and other sagas) in progress',
     },

@@ -556,6 +556,14 @@ export class Runtime {
     return [...this.#problems];
   }
 
+  /**
+   * Sagas running or queued to run (not those sleeping on a timer): the depth a backpressure
+   * check such as a gateway route's `backlog` compares with its bound. Cheaper than `stats`.
+   */
+  get sagasInProgress(): number {
+    return this.#active.size + this.#queue.length;
+  }
+
   get stats(): RuntimeStats {
     const subscriptions: Record<string, { handled: number; deadLettered: number }> = {};
     for (const runner of this.#runners) subscriptions[runner.definition.name] = runner.stats;

@@ -579,6 +579,7 @@ describe('durable sleep', () => {
     const handles = await Promise.all([1, 2, 3, 4, 5].map((n) => runtime.startSaga(gated, `g${n}`, n)));
     await turns(50);
     expect(runtime.stats).toMatchObject({ activeSagas: 2, queuedSagas: 3 });
+    expect(runtime.sagasInProgress).toBe(5);
     release();
     await expect(Promise.all(handles.map((handle) => handle.result()))).resolves.toEqual([1, 2, 3, 4, 5]);
     expect(maxRunning).toBe(2);
