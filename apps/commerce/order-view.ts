@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
-import type { JournalEntry, SagaRecord, SagaStatus } from '../../src/index.ts';
-import type { Reservation, StockMove } from './inventory.ts';
-import type { OrderItem, OrderStatus } from './order.ts';
+import { type JournalEntry, type SagaRecord, type SagaStatus, sagaJournalNames } from '../../src/index.ts';
+import { Inventory, type Reservation, type StockMove } from './inventory.ts';
+import { Order, type OrderItem, type OrderStatus } from './order.ts';
 import { type ChargeLookup, type OrderInput, orderSteps } from './order-saga.ts';
 import type { ChargeResult } from './payment-gateway-client.ts';
 
@@ -19,6 +19,15 @@ export function orderIdFor(scope: string, idempotencyKey: string, reservedAt: nu
   const hash = createHash('sha256').update(`${scope}\n${idempotencyKey}`).digest('hex').slice(0, 12);
   return `ord-${Math.floor(reservedAt).toString(16).padStart(12, '0')}${hash}`;
 }
+
+/** The journal entries of the entity commands the order saga sends, by command. */
+const sent = {
+  place: sagaJournalNames.send(Order.name, 'place'),
+  confirm: sagaJournalNames.send(Order.name, 'confirm'),
+  fail: sagaJournalNames.send(Order.name, 'fail'),
+  reserve: sagaJournalNames.send(Inventory.name, 'reserve'),
+  commit: sagaJournalNames.send(Inventory.name, 'commit'),
+};
 
 export type PaymentStatus = 'pending' | 'charged' | 'refunded' | 'failed' | 'none';
 
@@ -106,8 +115,8 @@ function settledInJournal(journal: readonly JournalEntry[]): OrderStatus {
   for (let index = journal.length - 1; index >= 0; index--) {
     const entry = journal[index]!;
     if (entry.status !== 'completed') continue;
-    if (entry.kind === 'step' && entry.name === 'Order.confirm') return 'confirmed';
-    if (entry.kind === 'compensation' && entry.name === 'Order.place') return 'cancelled';
+    if (entry.kind === 'step' && entry.name === sent.confirm) return 'confirmed';
+    if (entry.kind === 'compensation' && entry.name === sent.place) return 'cancelled';
   }
   return 'pending';
 }
@@ -141,13 +150,13 @@ function historyOf(journal: readonly JournalEntry[]): HistoryEntry[] {
   for (const entry of journal) {
     const key = `${entry.kind} ${entry.name}`;
     switch (key) {
-      case 'event $start':
+      case `event ${sagaJournalNames.start}`:
         add(entry, 'accepted');
         break;
-      case 'step Order.place':
+      case `step ${sent.place}`:
         add(entry, 'placed');
         break;
-      case 'step Inventory.reserve': {
+      case `step ${sent.reserve}`: {
         const reservation = entry.result as unknown as Reservation;
         if (reservation.reserved > 0)
           add(entry, 'stock reserved', `${reservation.sku} × ${reservation.reserved}`);
@@ -176,15 +185,15 @@ function historyOf(journal: readonly JournalEntry[]): HistoryEntry[] {
         } else add(entry, 'charge found despite the failure', lookup.chargeId);
         break;
       }
-      case 'step Inventory.commit': {
+      case `step ${sent.commit}`: {
         const move = entry.result as unknown as StockMove;
         add(entry, 'stock sold', `${move.sku} × ${move.qty}`);
         break;
       }
-      case 'step Order.confirm':
+      case `step ${sent.confirm}`:
         add(entry, 'confirmed');
         break;
-      case 'event $failed':
+      case `event ${sagaJournalNames.failed}`:
         add(entry, 'compensating', entry.error ?? undefined);
         break;
       case `compensation ${orderSteps.charge}`:
@@ -193,17 +202,17 @@ function historyOf(journal: readonly JournalEntry[]): HistoryEntry[] {
       case `compensation ${orderSteps.chargeLookup}`:
         if (lookupFound) add(entry, 'payment refunded');
         break;
-      case 'compensation Inventory.reserve': {
+      case `compensation ${sent.reserve}`: {
         const move = entry.result as unknown as StockMove;
         if (move.qty > 0) add(entry, 'stock released', `${move.sku} × ${move.qty}`);
         break;
       }
-      case 'compensation Order.place':
+      case `compensation ${sent.place}`:
         add(entry, 'cancelled');
         break;
       default:
         // The reason recorded on the order (Order.fail) and step deadlines say nothing new.
-        if (entry.name.startsWith('$') || entry.name === 'Order.fail') break;
+        if (entry.name.startsWith('$') || entry.name === sent.fail) break;
         add(entry, entry.name, entry.status === 'failed' ? (entry.error ?? undefined) : undefined);
     }
   }

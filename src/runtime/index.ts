@@ -50,6 +50,8 @@ export type {
   StartSagaOptions,
 } from './runtime.ts';
 export { createRuntime, Runtime } from './runtime.ts';
+// The names of a saga's journal entries, for code that reads a journal (runtime.journal(id)).
+export { journalNames as sagaJournalNames } from './saga-execution.ts';
 export { deadLetterHeaders } from './subscription-runner.ts';
 export type { TraceContext } from './trace.ts';
 export { childTraceparent, formatTraceparent, parseTraceparent, traceparentHeader } from './trace.ts';
