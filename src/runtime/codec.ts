@@ -55,10 +55,6 @@ export function decodeJson(bytes: Uint8Array | null): Json {
   return JSON.parse(decoder.decode(bytes)) as Json;
 }
 
-export function encodeText(text: string): Uint8Array {
-  return encoder.encode(text);
-}
-
 export function decodeText(bytes: Uint8Array | null): string | null {
   return bytes === null ? null : decoder.decode(bytes);
 }
