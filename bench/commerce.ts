@@ -15,8 +15,8 @@
  *
  * Options: --rate N (default 1000), --duration S (default 10), --warmup S (default 5; 0 measures
  * from a cold generator), --skus N (default 100), --wait S (default 10: long polls with Prefer:
- * wait; 0 polls), --poll-interval-ms N (default 25, when polling), --cpu-prof DIR (profile the
- * server there).
+ * wait; 0 polls), --poll-interval-ms N (default 25, when polling), --commit-linger-ms N (the
+ * demo's, default 0), --cpu-prof DIR (profile the server there).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -56,6 +56,7 @@ if (watch !== 'events' && watch !== 'orders') throw new RangeError(`--watch must
 const connections = integer('connections', 256, 10_000);
 const concurrency = integer('concurrency', 10_000, 100_000);
 const maxOrdersInProgress = integer('max-orders-in-progress', 1000, 1_000_000);
+const commitLingerMs = integer('commit-linger-ms', 0, 100);
 const cpuProfile = option('cpu-prof', '');
 
 interface LatencySummary {
@@ -111,6 +112,8 @@ async function startServer(dataDir: string): Promise<{ child: ChildProcess; url:
       dataDir,
       '--max-orders-in-progress',
       String(maxOrdersInProgress),
+      '--commit-linger-ms',
+      String(commitLingerMs),
     ],
     { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, PORT: '' } },
   );

@@ -18,6 +18,7 @@ describe('meridian demo options', () => {
       seed: 1,
       durability: 'process',
       maxOrdersInProgress: 1000,
+      commitLingerMs: 0,
     });
   });
 
@@ -41,6 +42,8 @@ describe('meridian demo options', () => {
       'fsync',
       '--max-orders-in-progress',
       '50',
+      '--commit-linger-ms',
+      '2',
     ]);
     expect(options).toMatchObject({
       dataDir: '/tmp/x',
@@ -50,6 +53,7 @@ describe('meridian demo options', () => {
       paymentLostResponseRate: 0.5,
       durability: 'fsync',
       maxOrdersInProgress: 50,
+      commitLingerMs: 2,
     });
     expect(parseDemoOptions(['-h'])).toBe('help');
   });
@@ -71,6 +75,10 @@ describe('meridian demo options', () => {
     [
       ['--max-orders-in-progress', '0'],
       "'--max-orders-in-progress' must be an integer in [1, 1000000]: current value is '0'",
+    ],
+    [
+      ['--commit-linger-ms', '101'],
+      "'--commit-linger-ms' must be an integer in [0, 100]: current value is '101'",
     ],
     [['--bogus'], "Unknown option '--bogus'"],
     [['extra'], "meridian demo takes no positional arguments: current value is 'extra'"],

@@ -27,6 +27,8 @@ export interface DemoOptions {
   durability: 'process' | 'fsync';
   /** Orders running at most before POST /orders answers 503 (see CommerceAppOptions). @default 1000 */
   maxOrdersInProgress: number;
+  /** How long the group commit waits for more units before a transaction (RuntimeOptions.commitLingerMs). @default 0 */
+  commitLingerMs: number;
 }
 
 export const DEMO_USAGE = `Usage: meridian demo [options]
@@ -51,6 +53,8 @@ Options:
   --durability process|fsync         what a commit survives: a crash, or power loss too (default process)
   --max-orders-in-progress <n>       orders running at most; new ones get 503 with Retry-After
                                      beyond it, 1..1000000 (default 1000)
+  --commit-linger-ms <ms>            how long each transaction waits for more work before it
+                                     starts: fewer, larger commits, 0..100 (default 0)
   -h, --help                         show this help`;
 
 function integer(name: string, raw: string, min: number, max: number): number {
@@ -113,6 +117,10 @@ export function parseDemoOptions(
       values['max-orders-in-progress'] === undefined
         ? 1000
         : integer('--max-orders-in-progress', values['max-orders-in-progress'], 1, 1_000_000),
+    commitLingerMs:
+      values['commit-linger-ms'] === undefined
+        ? 0
+        : integer('--commit-linger-ms', values['commit-linger-ms'], 0, 100),
   };
 }
 
@@ -129,4 +137,5 @@ const commandOptions = {
   seed: { type: 'string' },
   durability: { type: 'string' },
   'max-orders-in-progress': { type: 'string' },
+  'commit-linger-ms': { type: 'string' },
 } satisfies ParseArgsOptionsConfig;

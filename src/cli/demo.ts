@@ -77,6 +77,7 @@ export async function run(argv: string[], output: DemoOutput = consoleOutput): P
         orders: { paymentCallTimeoutMs: Math.max(2000, selected.paymentLatencyMs + 1000) },
         maxOrdersInProgress: selected.maxOrdersInProgress,
         runtime: {
+          commitLingerMs: selected.commitLingerMs,
           onProblem: (problem) =>
             output.err(
               `runtime: ${problem.message}${problem.sagaId === undefined ? '' : ` (order ${problem.sagaId})`}: ${problem.error}`,

@@ -3,6 +3,7 @@
 // promises settle only after the commit, and that a fenced path refuses everything.
 import { afterEach, describe, expect, it } from 'vitest';
 import { ClosedError, ValidationError } from '../errors.ts';
+import { ManualClock } from '../time.ts';
 import { EmbeddedCommitPath } from './embedded.ts';
 import { FencedError } from './errors.ts';
 import { GroupCommitter } from './group-commit.ts';
@@ -16,6 +17,7 @@ describe('GroupCommitter', () => {
 
   async function committer(
     maxUnitsPerTransaction = 1000,
+    linger: { lingerMs: number; timers: ManualClock } | Record<string, never> = {},
   ): Promise<{ path: EmbeddedCommitPath; committer: GroupCommitter }> {
     fixture = openEmbedded();
     const path = new EmbeddedCommitPath({
@@ -24,7 +26,7 @@ describe('GroupCommitter', () => {
       clock: { now: () => 1, monotonicNow: () => 1 },
     });
     await path.open();
-    return { path, committer: new GroupCommitter(path, { maxUnitsPerTransaction }) };
+    return { path, committer: new GroupCommitter(path, { maxUnitsPerTransaction, ...linger }) };
   }
 
   function readState(id: string) {
@@ -134,6 +136,43 @@ describe('GroupCommitter', () => {
       Array.from({ length: 5 }, (_, i) => c.submit((scope) => scope.tx.entities.put('T', `m${i}`, i, 0))),
     );
     expect(c.stats.transactions).toBe(3);
+  });
+
+  it('with lingerMs, waits that long for more units before a transaction that is not full', async () => {
+    const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
+    const put = (c: GroupCommitter, id: string) => c.submit((scope) => scope.tx.entities.put('T', id, 0, 0));
+    // Without linger, a unit submitted a few turns later gets a transaction of its own.
+    const { committer: eager } = await committer();
+    const first = put(eager, 'a');
+    await turn();
+    await turn();
+    await Promise.all([first, put(eager, 'b')]);
+    expect(eager.stats.transactions).toBe(2);
+    await fixture.destroy();
+
+    const clock = new ManualClock();
+    const { committer: lingering } = await committer(3, { lingerMs: 5, timers: clock });
+    const units = [put(lingering, 'c')];
+    await turn();
+    await turn();
+    units.push(put(lingering, 'd'));
+    expect(lingering.stats.transactions).toBe(0);
+    clock.advance(5);
+    await Promise.all(units);
+    expect(lingering.stats).toMatchObject({ transactions: 1, units: 2 });
+    // A queue that already fills a transaction does not wait.
+    await Promise.all(['e', 'f', 'g'].map((id) => put(lingering, id)));
+    expect(lingering.stats).toMatchObject({ transactions: 2, units: 5 });
+  });
+
+  it('refuses a lingerMs without timers, and one out of bounds', async () => {
+    const { path } = await committer();
+    expect(() => new GroupCommitter(path, { lingerMs: 1 })).toThrow(
+      "'timers' must be given with a 'lingerMs' above 0",
+    );
+    expect(() => new GroupCommitter(path, { lingerMs: 1001, timers: new ManualClock() })).toThrow(
+      "'lingerMs' must be <= 1000: current value is 1001",
+    );
   });
 
   it('rejects every unit with a FencedError once another owner claimed the database', async () => {

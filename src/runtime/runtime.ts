@@ -71,6 +71,13 @@ export interface RuntimeOptions {
    */
   yield?: Yield;
   /**
+   * How long the group commit waits for more units before each transaction that would not be
+   * full (Kafka's linger.ms), on `timers`: each durable call waits up to that much longer at low
+   * load, and under load transactions are fewer and larger (see docs/benchmarks.md for what it
+   * did to the commerce system). 0 to 1000. @default 0
+   */
+  commitLingerMs?: number;
+  /**
    * Sagas executing in memory at once (a saga in a durable sleep does not count). More wait
    * their turn; their state is safe in the store meanwhile. 1 to 1000000. @default 10000
    */
@@ -226,6 +233,8 @@ export class Runtime {
         ? {}
         : { maxUnitsPerTransaction: options.maxUnitsPerTransaction }),
       ...(options.yield === undefined ? {} : { yield: options.yield }),
+      lingerMs: integerOption('commitLingerMs', options.commitLingerMs, 0, 0, 1000),
+      timers: this.#timers,
     });
     this.#maxActiveSagas = integerOption('maxActiveSagas', options.maxActiveSagas, 10_000, 1, 1_000_000);
     this.#freeSlots = this.#maxActiveSagas;

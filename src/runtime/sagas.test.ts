@@ -559,6 +559,27 @@ describe('durable sleep', () => {
     await expect(stillWaiting).resolves.toBe('awake');
   });
 
+  it('with commitLingerMs, each transaction waits that long on the runtime timers for more work', async () => {
+    const flow = saga('Lingering', async (ctx) => {
+      const first = await ctx.step('one', () => 1);
+      const second = await ctx.step('two', () => 2);
+      return first + second;
+    });
+    const runtime = fixture.runtime({ drainTimeoutMs: 0, commitLingerMs: 5 }).register(flow);
+    const started = runtime.start();
+    await advance(clock, 20, 5);
+    await started;
+    const handle = runtime.startSaga(flow, 'l1', undefined);
+    await turns(20);
+    // Nothing commits while the clock stands still: the saga's start waits for its linger.
+    expect(await fixture.store.transaction((tx) => tx.sagas.get('l1'))).toBeNull();
+    await advance(clock, 100, 5);
+    await expect((await handle).result()).resolves.toBe(3);
+    expect(() => fixture.runtime({ commitLingerMs: 1001 })).toThrow(
+      "'commitLingerMs' must be <= 1000: current value is 1001",
+    );
+  });
+
   it('runs at most maxActiveSagas sagas at once; the others wait their turn', async () => {
     let release: () => void = () => {};
     const gate = new Promise<void>((resolve) => {
