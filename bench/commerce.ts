@@ -16,7 +16,8 @@
  * Options: --rate N (default 1000), --duration S (default 10), --warmup S (default 5; 0 measures
  * from a cold generator), --skus N (default 100), --wait S (default 10: long polls with Prefer:
  * wait; 0 polls), --poll-interval-ms N (default 25, when polling), --commit-linger-ms N (the
- * demo's, default 0), --cpu-prof DIR (profile the server there).
+ * demo's, default 0), --runs N (default 1: measure N times on fresh servers, one line each,
+ * then one line of their spread), --cpu-prof DIR (profile the server there).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -57,6 +58,8 @@ const connections = integer('connections', 256, 10_000);
 const concurrency = integer('concurrency', 10_000, 100_000);
 const maxOrdersInProgress = integer('max-orders-in-progress', 1000, 1_000_000);
 const commitLingerMs = integer('commit-linger-ms', 0, 100);
+const runs = integer('runs', 1, 100);
+if (runs < 1) throw new RangeError('--runs must be an integer in [1, 100]');
 const cpuProfile = option('cpu-prof', '');
 
 interface LatencySummary {
@@ -188,43 +191,82 @@ function runLoad(
 
 const ms = (value: number) => `${value.toFixed(value < 10 ? 1 : 0)} ms`;
 
-const dataDir = mkdtempSync(join(tmpdir(), 'meridian-bench-commerce-'));
-const { child, url } = await startServer(dataDir);
-try {
-  // Warm-up: JIT, keep-alive connections, SQLite pages. Not counted.
-  await runLoad(url, Math.max(1, Math.round(rate / 5)), 3, 0, false);
-  const load = loadavg()[0]!;
-  const cpuBefore = cpuMs(child.pid!);
-  const mainBefore = cpuMs(child.pid!, child.pid!);
-  const startedAt = performance.now();
-  const { summary, cpuMs: loadCpuMs } = await runLoad(url, rate, duration, warmupSeconds, true);
-  const elapsedMs = performance.now() - startedAt;
-  const cpuAfter = cpuMs(child.pid!);
-  const mainAfter = cpuMs(child.pid!, child.pid!);
-  const orders = summary.warmupAccepted + summary.accepted;
-  const cpuPerOrder =
-    cpuBefore === undefined || cpuAfter === undefined || orders === 0
-      ? 'n/a'
-      : `${((cpuAfter - cpuBefore) / orders).toFixed(2)} ms`;
-  // The server's main thread is where it saturates first: its CPU per order, and its share of
-  // the wall time of the whole load run (the generator's start and the last answers included).
-  const mainBusy =
-    mainBefore === undefined || mainAfter === undefined || orders === 0
-      ? ''
-      : ` (main thread ${((mainAfter - mainBefore) / orders).toFixed(2)} ms, ${Math.round((100 * (mainAfter - mainBefore)) / elapsedMs)} % busy)`;
-  const errors = Object.entries(summary.errorsByKind);
-  console.log(
-    [
+interface Measured {
+  readonly line: string;
+  readonly completedPerSecond: number;
+  readonly p99ToTerminalMs: number;
+}
+
+/** One measurement on a fresh server and data directory. */
+async function measure(): Promise<Measured> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'meridian-bench-commerce-'));
+  const { child, url } = await startServer(dataDir);
+  try {
+    // Warm-up: JIT, keep-alive connections, SQLite pages. Not counted.
+    await runLoad(url, Math.max(1, Math.round(rate / 5)), 3, 0, false);
+    const load = loadavg()[0]!;
+    const cpuBefore = cpuMs(child.pid!);
+    const mainBefore = cpuMs(child.pid!, child.pid!);
+    const startedAt = performance.now();
+    const { summary, cpuMs: loadCpuMs } = await runLoad(url, rate, duration, warmupSeconds, true);
+    const elapsedMs = performance.now() - startedAt;
+    const cpuAfter = cpuMs(child.pid!);
+    const mainAfter = cpuMs(child.pid!, child.pid!);
+    const orders = summary.warmupAccepted + summary.accepted;
+    const cpuPerOrder =
+      cpuBefore === undefined || cpuAfter === undefined || orders === 0
+        ? 'n/a'
+        : `${((cpuAfter - cpuBefore) / orders).toFixed(2)} ms`;
+    // The server's main thread is where it saturates first: its CPU per order, and its share of
+    // the wall time of the whole load run (the generator's start and the last answers included).
+    const mainBusy =
+      mainBefore === undefined || mainAfter === undefined || orders === 0
+        ? ''
+        : ` (main thread ${((mainAfter - mainBefore) / orders).toFixed(2)} ms, ${Math.round((100 * (mainAfter - mainBefore)) / elapsedMs)} % busy)`;
+    const errors = Object.entries(summary.errorsByKind);
+    const line = [
       `commerce over HTTP (embedded SQLite): offered ${summary.offeredPerSecond}/s for ${duration} s after ${warmupSeconds} s of warm-up`,
       `accepted ${summary.acceptedPerSecond}/s, completed ${summary.completedPerSecond}/s (${summary.confirmed} confirmed, ${summary.cancelled} cancelled, ${summary.unfinished} unfinished, ${summary.notSentOnTime} not sent on time)`,
       `to 202 p50 ${ms(summary.latencyToAccepted.p50Ms)} p99 ${ms(summary.latencyToAccepted.p99Ms)}`,
       `to terminal (watched by ${summary.watchedBy}) p50 ${ms(summary.latencyToTerminal.p50Ms)} p90 ${ms(summary.latencyToTerminal.p90Ms)} p99 ${ms(summary.latencyToTerminal.p99Ms)} max ${ms(summary.latencyToTerminal.maxMs)}`,
       `server CPU ${cpuPerOrder}/order${mainBusy}, load generator CPU ${loadCpuMs === undefined || orders === 0 ? 'n/a' : `${(loadCpuMs / orders).toFixed(2)} ms`}/order`,
       `load average ${load.toFixed(1)} at start${errors.length === 0 ? '' : `; errors ${errors.map(([kind, count]) => `${kind} ${count}`).join(', ')}`}`,
-    ].join('; '),
+    ].join('; ');
+    return {
+      line,
+      completedPerSecond: summary.completedPerSecond,
+      p99ToTerminalMs: summary.latencyToTerminal.p99Ms,
+    };
+  } finally {
+    child.kill('SIGTERM');
+    await new Promise((done) => child.once('exit', done));
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+/** min / median / max of `values`, formatted by `format`. */
+function spread(values: readonly number[], format: (value: number) => string): string {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = sorted.length / 2;
+  const median =
+    sorted.length % 2 === 1 ? sorted[Math.floor(middle)]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+  return `${format(sorted[0]!)} / ${format(median)} / ${format(sorted[sorted.length - 1]!)}`;
+}
+
+// This machine's speed drifts between minutes (docs/benchmarks.md): with --runs N the figures of
+// N runs one after another, then their spread, so one lucky or unlucky run does not decide.
+const results: Measured[] = [];
+for (let run = 0; run < runs; run++) {
+  const result = await measure();
+  results.push(result);
+  console.log(runs === 1 ? result.line : `run ${run + 1}/${runs}: ${result.line}`);
+}
+if (runs > 1) {
+  const p99s = results.map((result) => result.p99ToTerminalMs);
+  console.log(
+    `${runs} runs at ${rate}/s: completed/s min / median / max ${spread(
+      results.map((result) => result.completedPerSecond),
+      (value) => value.toFixed(1),
+    )}; p99 to terminal min / median / max ${spread(p99s, ms)}; p99 ≤ 250 ms in ${p99s.filter((value) => value <= 250).length} of ${runs}`,
   );
-} finally {
-  child.kill('SIGTERM');
-  await new Promise((done) => child.once('exit', done));
-  rmSync(dataDir, { recursive: true, force: true });
 }
