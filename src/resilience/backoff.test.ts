@@ -43,6 +43,19 @@ describe('backoff', () => {
     );
   });
 
+  it('stays finite on retries far past where the power overflows', () => {
+    const random = seededRandom(5);
+    for (const jitter of ['none', 'full', 'equal'] as const) {
+      expect(exponentialBackoff({ initialDelayMs: 0, multiplier: 10, jitter }).delayMs(5000, 0, random)).toBe(
+        0,
+      );
+      const capped = exponentialBackoff({ initialDelayMs: 1, maxDelayMs: 500, multiplier: 10, jitter });
+      const delay = capped.delayMs(5000, 0, random);
+      expect(delay).toBeGreaterThanOrEqual(0);
+      expect(delay).toBeLessThanOrEqual(500);
+    }
+  });
+
   it('spreads full-jitter delays over the whole range rather than clustering at the ceiling', () => {
     const backoff = exponentialBackoff({ initialDelayMs: 1000, maxDelayMs: 1000, jitter: 'full' });
     const random = seededRandom(42);

@@ -62,8 +62,11 @@ export function exponentialBackoff(options: ExponentialBackoffOptions = {}): Bac
   const multiplier = numberOption('multiplier', options.multiplier, 2, 1, 10);
   const jitter = oneOfOption('jitter', options.jitter, 'full', ['none', 'full', 'equal', 'decorrelated']);
 
-  // Cap before multiplying by a random factor: 0 × Infinity would be NaN on a late retry.
-  const ceiling = (retry: number) => Math.min(maxDelayMs, initialDelayMs * multiplier ** (retry - 1));
+  // Cap before multiplying by a random factor: 0 × Infinity would be NaN on a late retry. The
+  // power itself overflows to Infinity after ~1,000 retries (the runtime retries compensations
+  // without bound), which the cap absorbs, except times a zero base: that stays zero.
+  const ceiling = (retry: number) =>
+    initialDelayMs === 0 ? 0 : Math.min(maxDelayMs, initialDelayMs * multiplier ** (retry - 1));
 
   switch (jitter) {
     case 'none':
