@@ -35,17 +35,10 @@ export type RefundOutcome =
   /** The key was used before to refund another charge. */
   | { readonly outcome: 'key_reused'; readonly refund: Refund };
 
-/** One page of the listing of every charge, in the order the charges were made. */
-export interface LedgerPage {
-  readonly charges: Charge[];
-  /** The last charge of this page when more follow (pass it as `after`); null on the last page. */
-  readonly next: string | null;
-}
-
-/** One page of the listing of every refund, in the order the refunds were made. */
-export interface RefundPage {
-  readonly refunds: Refund[];
-  /** The last refund of this page when more follow (pass it as `after`); null on the last page. */
+/** One page of the listing of every charge (or refund), in the order they were made. */
+export interface LedgerPage<T> {
+  readonly items: T[];
+  /** The last item of this page when more follow (pass it as `after`); null on the last page. */
   readonly next: string | null;
 }
 
@@ -150,9 +143,9 @@ export class PaymentLedger {
    * Up to `limit` charges (an integer in [1, 1000]) in the order they were made, starting right
    * after the charge `after` (from the first when omitted).
    */
-  page(options: { limit: number; after?: string }): LedgerPage {
+  page(options: { limit: number; after?: string }): LedgerPage<Charge> {
     const { ids, next } = this.#chargeOrder.page(options.limit, options.after);
-    return { charges: ids.map((chargeId) => this.#charges.get(chargeId)!), next };
+    return { items: ids.map((chargeId) => this.#charges.get(chargeId)!), next };
   }
 
   /**
@@ -166,9 +159,9 @@ export class PaymentLedger {
   }
 
   /** Up to `limit` refunds in the order they were made, starting right after the refund `after`. */
-  refundPage(options: { limit: number; after?: string }): RefundPage {
+  refundPage(options: { limit: number; after?: string }): LedgerPage<Refund> {
     const { ids, next } = this.#refundOrder.page(options.limit, options.after);
-    return { refunds: ids.map((refundId) => this.#refunds.get(refundId)!), next };
+    return { items: ids.map((refundId) => this.#refunds.get(refundId)!), next };
   }
 
   charge(request: { orderId: string; amount: number; idempotencyKey: string }, atMs: number): ChargeOutcome {

@@ -13,6 +13,7 @@ import { NEXT_CURSOR_HEADER } from './payment-gateway-client.ts';
 import {
   type Charge,
   defaultChargePageSize,
+  type LedgerPage,
   maxChargePageSize,
   PaymentLedger,
   type Refund,
@@ -313,7 +314,7 @@ export function createPaymentGateway(options: PaymentGatewayOptions = {}): Payme
     what: 'charge' | 'refund',
     filter: 'orderId' | 'chargeId',
     named: (id: string) => T[],
-    page: (options: { limit: number; after?: string }) => { items: T[]; next: string | null },
+    page: (options: { limit: number; after?: string }) => LedgerPage<T>,
     view: (item: T) => unknown,
   ): void {
     server.get<{ Querystring: { limit?: number; after?: string } & Partial<Record<typeof filter, string>> }>(
@@ -356,10 +357,7 @@ export function createPaymentGateway(options: PaymentGatewayOptions = {}): Payme
     'charge',
     'orderId',
     (orderId) => ledger.charges(orderId),
-    (options) => {
-      const { charges, next } = ledger.page(options);
-      return { items: charges, next };
-    },
+    (options) => ledger.page(options),
     chargeView,
   );
   listing(
@@ -367,10 +365,7 @@ export function createPaymentGateway(options: PaymentGatewayOptions = {}): Payme
     'refund',
     'chargeId',
     (chargeId) => ledger.refunds(chargeId),
-    (options) => {
-      const { refunds, next } = ledger.refundPage(options);
-      return { items: refunds, next };
-    },
+    (options) => ledger.refundPage(options),
     refundView,
   );
 
