@@ -101,18 +101,19 @@ export async function createCommerceApp(options: CommerceAppOptions): Promise<Co
     ...(options.timers === undefined ? {} : { timers: options.timers }),
   });
   const closing = new AbortController();
+  const timers = options.timers ?? systemTimers;
   registerCommerceRoutes(gateway, {
     runtime,
     catalog,
     orderSaga: saga,
     payments: options.payments,
-    timers: options.timers ?? systemTimers,
+    timers,
     closing: closing.signal,
     maxOrdersInProgress: options.maxOrdersInProgress ?? 1000,
   });
   registerOrderFeed(gateway, {
     log: options.log,
-    timers: options.timers ?? systemTimers,
+    timers,
     closing: closing.signal,
   });
   gateway.exposeRuntime(runtime);

@@ -1,7 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import type { ServerResponse } from 'node:http';
-import { type Gateway, HttpProblem, type Log, type LogRecord, type Timers } from '../../src/index.ts';
+import {
+  decodeJson,
+  type Gateway,
+  HttpProblem,
+  type Log,
+  type LogRecord,
+  type Timers,
+} from '../../src/index.ts';
 import { Order, type OrderEvent } from './order.ts';
 
 export interface OrderFeedDependencies {
@@ -60,15 +67,13 @@ export function parseCursor(text: string, partitions: number): number[] | string
 
 /** The feed's view of an Order event, or undefined for a record that is not one. */
 function feedEventOf(record: LogRecord): OrderFeedEvent | undefined {
-  if (record.value === null) return undefined;
-  let event: OrderEvent;
+  let event: OrderEvent | null;
   try {
-    event = JSON.parse(
-      Buffer.from(record.value.buffer, record.value.byteOffset, record.value.byteLength).toString('utf8'),
-    );
+    event = decodeJson<OrderEvent>(record);
   } catch {
     return undefined;
   }
+  if (event === null) return undefined;
   const at = new Date(record.timestamp).toISOString();
   const base = { orderId: event.orderId, customerId: event.customerId, total: event.total, at };
   if (event.type === 'OrderConfirmed') return { ...base, status: 'confirmed', chargeId: event.chargeId };
