@@ -38,10 +38,10 @@ function positive(name: string, fallback: number): number {
   return value;
 }
 
-function integer(name: string, fallback: number, max: number): number {
+function integer(name: string, fallback: number, max: number, min = 0): number {
   const value = Number(option(name, String(fallback)));
-  if (!Number.isInteger(value) || value < 0 || value > max) {
-    throw new RangeError(`--${name} must be an integer in [0, ${max}]`);
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new RangeError(`--${name} must be an integer in [${min}, ${max}]`);
   }
   return value;
 }
@@ -58,8 +58,7 @@ const connections = integer('connections', 256, 10_000);
 const concurrency = integer('concurrency', 10_000, 100_000);
 const maxOrdersInProgress = integer('max-orders-in-progress', 1000, 1_000_000);
 const commitLingerMs = integer('commit-linger-ms', 0, 100);
-const runs = integer('runs', 1, 100);
-if (runs < 1) throw new RangeError('--runs must be an integer in [1, 100]');
+const runs = integer('runs', 1, 100, 1);
 const cpuProfile = option('cpu-prof', '');
 
 interface LatencySummary {
