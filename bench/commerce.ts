@@ -23,6 +23,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { median } from './stats.ts';
 
 const root = resolve(import.meta.dirname, '..');
 const main = join(root, 'src/cli/main.ts');
@@ -245,11 +246,7 @@ async function measure(): Promise<Measured> {
 
 /** min / median / max of `values`, formatted by `format`. */
 function spread(values: readonly number[], format: (value: number) => string): string {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = sorted.length / 2;
-  const median =
-    sorted.length % 2 === 1 ? sorted[Math.floor(middle)]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
-  return `${format(sorted[0]!)} / ${format(median)} / ${format(sorted[sorted.length - 1]!)}`;
+  return `${format(Math.min(...values))} / ${format(median(values))} / ${format(Math.max(...values))}`;
 }
 
 // This machine's speed drifts between minutes (docs/benchmarks.md): with --runs N the figures of

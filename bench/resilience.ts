@@ -40,6 +40,7 @@ import {
   timeout,
   tokenBucket,
 } from '../src/resilience/index.ts';
+import { median } from './stats.ts';
 
 interface Options {
   rounds: number;
@@ -85,12 +86,6 @@ async function timeRound(call: Call, iterations: number, expectFailure: boolean)
     for (let index = 0; index < iterations; index++) await call();
   }
   return Number(process.hrtime.bigint() - started) / iterations;
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
 }
 
 /** Opens a breaker by failing calls through it until it refuses one. */
