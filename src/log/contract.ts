@@ -11,7 +11,15 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeJson, jsonValue, utf8 } from './codec.ts';
 import { partitionForKey } from './murmur2.ts';
-import type { Consumer, Log, LogRecord, ProducerRecord } from './types.ts';
+import type {
+  AssignmentChange,
+  Consumer,
+  ConsumerOptions,
+  Log,
+  LogRecord,
+  ProducerRecord,
+  TopicPartition,
+} from './types.ts';
 
 export interface LogContractOptions {
   /** Cases to skip, by name, each with the reason; an unknown name fails the suite. */
@@ -76,6 +84,64 @@ async function settle(consumers: readonly Consumer[], topic: string, partitions:
     expect(waited, `group settled on ${partitions} partitions within ${timeoutMs} ms`).toBeLessThan(
       timeoutMs,
     );
+  }
+}
+
+/** A consumer that records its onAssignment calls and checks each against assignment() as it arrives. */
+function listenedConsumer(log: Log, options: ConsumerOptions) {
+  const changes: AssignmentChange[] = [];
+  const mismatches: string[] = [];
+  let consumer: Consumer | undefined;
+  consumer = log.consumer({
+    ...options,
+    onAssignment: (change) => {
+      changes.push(change);
+      const now = consumer?.assignment();
+      if (now !== undefined && !sameSet(now, change.assignment)) {
+        mismatches.push(`assignment() ${show(now)} != change.assignment ${show(change.assignment)}`);
+      }
+    },
+  });
+  return { consumer, changes, mismatches };
+}
+
+const show = (tps: readonly TopicPartition[]) => `[${tps.map((tp) => tp.partition).join(',')}]`;
+const keys = (tps: readonly TopicPartition[]) => tps.map((tp) => `${tp.topic}/${tp.partition}`).sort();
+const sameSet = (a: readonly TopicPartition[], b: readonly TopicPartition[]) =>
+  keys(a).join() === keys(b).join();
+
+/**
+ * Replays the changes from an empty assignment: every revoked partition was owned, every
+ * assigned one was not, and each change's `assignment` is the result. Returns the final set.
+ */
+function replay(changes: readonly AssignmentChange[]): string[] {
+  const owned = new Set<string>();
+  for (const [index, change] of changes.entries()) {
+    for (const key of keys(change.revoked)) {
+      expect(owned.has(key), `change ${index} revokes ${key}, which was owned`).toBe(true);
+      owned.delete(key);
+    }
+    for (const key of keys(change.assigned)) {
+      expect(owned.has(key), `change ${index} assigns ${key}, which was not owned`).toBe(false);
+      owned.add(key);
+    }
+    expect(
+      change.assigned.length + change.revoked.length,
+      `change ${index} changes something`,
+    ).toBeGreaterThan(0);
+    expect([...owned].sort(), `change ${index}'s assignment is the replayed one`).toEqual(
+      keys(change.assignment),
+    );
+  }
+  return [...owned].sort();
+}
+
+/** Polls `consumer` until `done()` holds, failing after `timeoutMs`. */
+async function pollUntil(consumer: Consumer, done: () => boolean, timeoutMs: number, what: string) {
+  const pollTimeoutMs = Math.min(200, timeoutMs);
+  for (let waited = 0; !done(); waited += pollTimeoutMs) {
+    expect(waited, `${what} within ${timeoutMs} ms`).toBeLessThan(timeoutMs);
+    await consumer.poll({ timeoutMs: pollTimeoutMs });
   }
 }
 
@@ -341,6 +407,86 @@ const cases: Record<string, Case> = {
     await second.commit();
     expect(await log.committedOffsets(groupName, name)).toEqual(new Map([[0, 10]]));
     await second.close();
+  },
+
+  'group members hear every assignment change; a closing member revokes all, the other gets it': async ({
+    log,
+    topic,
+    group,
+    visibilityTimeoutMs,
+  }) => {
+    const name = topic('assignment-events');
+    const groupName = group('assignment-events');
+    await log.createTopic(name, { partitions: 4 });
+    const a = listenedConsumer(log, { group: groupName, topics: [name] });
+    const b = listenedConsumer(log, { group: groupName, topics: [name] });
+    await settle([a.consumer, b.consumer], name, 4, visibilityTimeoutMs);
+    const ownedByA = keys(a.consumer.assignment());
+    const ownedByB = keys(b.consumer.assignment());
+    expect(ownedByA.filter((key) => ownedByB.includes(key))).toEqual([]);
+    expect([...ownedByA, ...ownedByB].sort()).toEqual(
+      keys([0, 1, 2, 3].map((partition) => ({ topic: name, partition }))),
+    );
+    expect(replay(a.changes)).toEqual(ownedByA);
+    expect(replay(b.changes)).toEqual(ownedByB);
+
+    const bChangesBefore = b.changes.length;
+    await a.consumer.close();
+    const last = a.changes.at(-1);
+    expect(last?.assignment).toEqual([]);
+    expect(keys(last?.revoked ?? [])).toEqual(ownedByA);
+    expect(replay(a.changes)).toEqual([]);
+    await pollUntil(
+      b.consumer,
+      () => b.consumer.assignment().length === 4,
+      visibilityTimeoutMs,
+      'the survivor owns all 4 partitions',
+    );
+    const gained = b.changes.slice(bChangesBefore).flatMap((change) => keys(change.assigned));
+    for (const key of ownedByA) expect(gained, `the survivor was told it got ${key}`).toContain(key);
+    expect(replay(b.changes)).toEqual(keys(b.consumer.assignment()));
+    expect([...a.mismatches, ...b.mismatches]).toEqual([]);
+    await b.consumer.close();
+    expect(replay(b.changes)).toEqual([]);
+  },
+
+  'an onAssignment listener that throws fails one poll and the consumer goes on': async ({
+    log,
+    topic,
+    group,
+    visibilityTimeoutMs,
+  }) => {
+    const name = topic('assignment-throws');
+    await log.createTopic(name, { partitions: 1 });
+    await log.append(name, [{ value: bytes(7) }]);
+    let calls = 0;
+    const consumer = log.consumer({
+      group: group('assignment-throws'),
+      topics: [name],
+      onAssignment: () => {
+        calls++;
+        throw new Error('listener bug');
+      },
+    });
+    let failure: unknown;
+    const records: LogRecord[] = [];
+    for (let waited = 0; failure === undefined || records.length === 0; waited += 200) {
+      expect(waited, `a failed poll and then the record within ${visibilityTimeoutMs} ms`).toBeLessThan(
+        visibilityTimeoutMs * 2,
+      );
+      try {
+        records.push(...(await consumer.poll({ timeoutMs: 200 })));
+      } catch (error) {
+        expect(failure, 'the listener error is thrown once').toBeUndefined();
+        failure = error;
+      }
+    }
+    expect(failure).toMatchObject({ code: 'ASSIGNMENT_LISTENER_FAILED', cause: { message: 'listener bug' } });
+    expect(calls).toBe(1);
+    expect(records.map((record) => [...(record.value ?? [])])).toEqual([[7]]);
+    await consumer.close();
+    expect(calls).toBe(2);
+    await expect(consumer.poll({ timeoutMs: 0 })).rejects.toMatchObject({ code: 'CLOSED' });
   },
 
   'committedOffsets of an unknown group is NotFoundError': async ({ log, topic, group }) => {

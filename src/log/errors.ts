@@ -21,6 +21,16 @@ export class OffsetOutOfRangeError extends MeridianError {
 }
 
 /**
+ * A consumer's `onAssignment` listener threw (or its promise rejected). The assignment change
+ * it was told about stands; the next poll throws this once, with the listener's error as cause.
+ */
+export class AssignmentListenerError extends MeridianError {
+  constructor(message: string, options: MeridianErrorOptions = {}) {
+    super('ASSIGNMENT_LISTENER_FAILED', message, options);
+  }
+}
+
+/**
  * Stored data this code cannot read: a database whose log schema is newer than this Meridian, or
  * a stored record batch that does not decode. One class with the store's, so callers test one
  * type (and code 'SCHEMA_MISMATCH') whichever layer refused.

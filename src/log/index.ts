@@ -5,7 +5,12 @@
  */
 
 export { decodeJson, decodeKey, decodeString, fromUtf8, jsonValue, keyBytes, utf8 } from './codec.ts';
-export { OffsetOutOfRangeError, RecordTooLargeError, SchemaMismatchError } from './errors.ts';
+export {
+  AssignmentListenerError,
+  OffsetOutOfRangeError,
+  RecordTooLargeError,
+  SchemaMismatchError,
+} from './errors.ts';
 export { createKafkaLog, KafkaLog, type KafkaLogOptions, parseBrokerList } from './kafka/index.ts';
 export { murmur2, partitionForKey, toPositive } from './murmur2.ts';
 export { StickyPartitioner, type StickyPartitionerOptions } from './partitioner.ts';
@@ -20,6 +25,7 @@ export {
 } from './sqlite/sqlite-log.ts';
 export type {
   AppendResult,
+  AssignmentChange,
   CleanupPolicy,
   Consumer,
   ConsumerOptions,

@@ -85,6 +85,16 @@ export interface ReadOptions {
   maxBytes?: number;
 }
 
+/** One change of a consumer's assignment, as `ConsumerOptions.onAssignment` receives it. */
+export interface AssignmentChange {
+  /** Partitions the member owns from now on and did not own before. */
+  readonly assigned: readonly TopicPartition[];
+  /** Partitions the member no longer owns: it has stopped fetching them and cannot commit them. */
+  readonly revoked: readonly TopicPartition[];
+  /** Everything the member owns after this change (what `assignment()` returned right after it). */
+  readonly assignment: readonly TopicPartition[];
+}
+
 export interface ConsumerOptions {
   group: string;
   topics: readonly string[];
@@ -92,6 +102,16 @@ export interface ConsumerOptions {
   autoOffsetReset?: 'earliest' | 'latest';
   /** Upper bound on records one poll returns. @default 500, at most 10000 */
   maxPollRecords?: number;
+  /**
+   * Called on every change of this member's assignment, in order, one call at a time (a change
+   * made while the listener runs — it closes the consumer, say — is delivered after it returns).
+   * `revoked` is reported at the latest when the member stops fetching those partitions, before
+   * it gives them up to the group; on close, or when the member falls out of the group, it is
+   * called with everything revoked. A listener that throws (or returns a promise that rejects)
+   * does not stop the consumer: the next poll throws an AssignmentListenerError with the
+   * listener's error as its cause, once, and the consumer goes on.
+   */
+  onAssignment?: (change: AssignmentChange) => void;
 }
 
 export interface PollOptions {

@@ -74,5 +74,8 @@ describe('validation', () => {
     expect(() =>
       normalizeConsumerOptions({ group: 'g', topics: ['a'], autoOffsetReset: 'middle' as 'latest' }),
     ).toThrow(/'autoOffsetReset'/);
+    expect(() =>
+      normalizeConsumerOptions({ group: 'g', topics: ['a'], onAssignment: 'log' as unknown as () => void }),
+    ).toThrow(/'onAssignment' must be a function/);
   });
 });

@@ -1,5 +1,6 @@
 import { ValidationError } from '../errors.ts';
 import type {
+  AssignmentChange,
   CleanupPolicy,
   ConsumerOptions,
   PollOptions,
@@ -153,6 +154,7 @@ export interface NormalizedConsumerOptions {
   topics: string[];
   autoOffsetReset: 'earliest' | 'latest';
   maxPollRecords: number;
+  onAssignment: ((change: AssignmentChange) => void) | undefined;
 }
 
 export function normalizeConsumerOptions(options: ConsumerOptions): NormalizedConsumerOptions {
@@ -180,7 +182,13 @@ export function normalizeConsumerOptions(options: ConsumerOptions): NormalizedCo
     1,
     maxMaxRecords,
   );
-  return { group, topics, autoOffsetReset, maxPollRecords };
+  const onAssignment = options.onAssignment;
+  if (onAssignment !== undefined && typeof onAssignment !== 'function') {
+    throw new ValidationError(
+      `'onAssignment' must be a function: current value is ${describeValue(onAssignment)}`,
+    );
+  }
+  return { group, topics, autoOffsetReset, maxPollRecords, onAssignment };
 }
 
 export function normalizePollTimeoutMs(options: PollOptions | undefined): number {

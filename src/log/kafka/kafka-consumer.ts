@@ -1,4 +1,4 @@
-import type { Consumer as ClientConsumer, ConsumerGroupJoinPayload, fetchV17 } from '@platformatic/kafka';
+import type { Consumer as ClientConsumer, fetchV17 } from '@platformatic/kafka';
 import { assert } from '../../assert.ts';
 import { ClosedError, ValidationError } from '../../errors.ts';
 import type { TimerHandle } from '../../time.ts';
@@ -52,7 +52,11 @@ function responseOf(error: unknown): FetchResponse | undefined {
 
 /**
  * A member of a Kafka consumer group. Membership (join, heartbeats, rebalances, leaving) is the
- * client's classic group protocol; fetching is this class's: it keeps a position per owned
+ * client's classic group protocol with the cooperative-sticky assignor (see docs/kafka.md,
+ * "Consumer groups and failover"): a rebalance revokes only the partitions that move, in a
+ * first round, and hands them to their new owner in a second. The client's assignment is
+ * mirrored into this member's on every group event and poll round, and the `onAssignment`
+ * listener hears each change. Fetching is this class's: it keeps a position per owned
  * partition, starting from the group's committed offset or `autoOffsetReset`, and long-polls
  * the partition leaders, so a waiting poll is woken by the broker as soon as a record arrives.
  * One fetch per leader is in flight at a time; records it brings beyond `maxPollRecords` wait
@@ -87,7 +91,7 @@ export class KafkaConsumer implements Consumer {
     this.#host = host;
     this.#options = options;
     this.group = options.group;
-    this.#partitions = new OwnedPartitions(options.group, 'this consumer');
+    this.#partitions = new OwnedPartitions(options.group, 'this consumer', options.onAssignment);
     this.#positions = this.#partitions.positions;
     // Joining takes a few round trips and possibly a rebalance: start at once, so the member is
     // usually in the group by the first poll.
@@ -123,6 +127,9 @@ export class KafkaConsumer implements Consumer {
           this.#join();
           if (remainingMs <= 0) return [];
         } else {
+          // The client may also have dropped its partitions without an event (a heartbeat told it
+          // the group no longer knows it): it rejoins on its own; this member stops fetching them now.
+          this.#syncAssignment();
           await this.#resolvePositions();
           if (this.#closed) return [];
           const records = this.#drain();
@@ -215,6 +222,8 @@ export class KafkaConsumer implements Consumer {
   }
 
   #throwPendingError(): void {
+    const listenerError = this.#partitions.takeListenerError();
+    if (listenerError !== undefined) throw listenerError;
     const error = this.#groupError ?? this.#fetchError;
     if (error === undefined) return;
     this.#groupError = undefined;
@@ -254,13 +263,14 @@ export class KafkaConsumer implements Consumer {
         return;
       }
       this.#client = client;
-      client.on('consumer:group:join', (payload: ConsumerGroupJoinPayload) => {
-        const assigned: TopicPartition[] = [];
-        for (const { topic, partitions } of payload.assignments ?? []) {
-          for (const partition of partitions) assigned.push({ topic, partition });
-        }
-        this.#assign(assigned);
-      });
+      // The client changes its assignment in place and then emits one of these: 'join' when a
+      // (re)join completes, 'rebalance' when a cooperative round revoked partitions (emitted
+      // before it rejoins, so they are revoked here before the group can give them to another
+      // member), 'leave' when it left the group.
+      const sync = () => this.#syncAssignment();
+      client.on('consumer:group:join', sync);
+      client.on('consumer:group:rebalance', sync);
+      client.on('consumer:group:leave', sync);
       // A background rejoin that failed for good: the member is out of the group until the next
       // poll joins again. (An 'error' event without a listener would crash the process.)
       client.on('error', (error: unknown) => {
@@ -273,6 +283,21 @@ export class KafkaConsumer implements Consumer {
     }
     await this.#client.joinGroup({});
     if (!this.#closed) this.#joined = true;
+  }
+
+  /** Takes the client's assignment when it differs from this member's. */
+  #syncAssignment(): void {
+    const client = this.#client;
+    if (client === undefined || this.#closed) return;
+    const current: TopicPartition[] = [];
+    for (const { topic, partitions } of client.assignments ?? []) {
+      for (const partition of partitions) current.push({ topic, partition });
+    }
+    const owned = this.#partitions.assignment;
+    const same =
+      current.length === owned.length &&
+      current.every((tp) => this.#partitions.owns(partitionKey(tp.topic, tp.partition)));
+    if (!same) this.#assign(current);
   }
 
   /** Takes a new assignment: positions and buffers of kept partitions stay, revoked ones go. */

@@ -153,6 +153,13 @@ export class KafkaLog implements Log {
           sessionTimeout: this.#options.sessionTimeoutMs,
           heartbeatInterval: this.#options.heartbeatIntervalMs,
           rebalanceTimeout: this.#options.rebalanceTimeoutMs,
+          // Cooperative rebalancing: a member joining or leaving moves only the partitions that
+          // must move; the others keep fetching. Round-robin second, so a group that still has a
+          // member offering only that (an older Meridian) keeps working, with eager rebalances.
+          protocols: [
+            { name: 'cooperative-sticky', version: 3 },
+            { name: 'roundrobin', version: 1 },
+          ],
         });
       },
       released: (consumer) => {

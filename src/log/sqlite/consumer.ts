@@ -53,7 +53,7 @@ export class SqliteConsumer implements Consumer {
     this.#autoOffsetReset = options.autoOffsetReset;
     this.#maxPollRecords = options.maxPollRecords;
     this.memberId = memberId;
-    this.#partitions = new OwnedPartitions(options.group, `consumer ${memberId}`);
+    this.#partitions = new OwnedPartitions(options.group, `consumer ${memberId}`, options.onAssignment);
   }
 
   get closed(): boolean {
@@ -66,6 +66,8 @@ export class SqliteConsumer implements Consumer {
 
   /** Called by the log on every rebalance: keeps positions of kept partitions, drops revoked ones. */
   assign(partitions: readonly TopicPartition[]): void {
+    // A listener may close this member in the middle of a rebalance: it keeps owning nothing.
+    if (this.#closed) return;
     this.#partitions.assign(partitions);
     // A waiting poll may now own partitions that already hold records.
     this.wake();
@@ -95,6 +97,8 @@ export class SqliteConsumer implements Consumer {
     try {
       for (;;) {
         if (this.#closed || signal?.aborted) return [];
+        const listenerError = this.#partitions.takeListenerError();
+        if (listenerError !== undefined) throw listenerError;
         const records = this.#fetch();
         if (records.length > 0 || timedOut) return records;
         timer ??= this.#host.timers.setTimeout(() => {
@@ -134,8 +138,9 @@ export class SqliteConsumer implements Consumer {
 
   async close(): Promise<void> {
     if (this.#closed) return;
-    this.#host.leave(this);
+    // Revoked here first, then handed to the others: the old owner hears of it before a new one.
     this.closeByLog();
+    this.#host.leave(this);
   }
 
   /** Marks the consumer closed without rebalancing (the log is closing, or it left already). */

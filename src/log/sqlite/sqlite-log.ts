@@ -11,6 +11,7 @@ import {
   type Timers,
 } from '../../time.ts';
 import { keyBytes } from '../codec.ts';
+import { partitionKey } from '../consumer-commits.ts';
 import { OffsetOutOfRangeError, RecordTooLargeError } from '../errors.ts';
 import { defaultStickyBatchBytes, StickyPartitioner } from '../partitioner.ts';
 import type {
@@ -643,6 +644,14 @@ export class SqliteLog implements Log {
       }
     }
     const assignment = assignRange(members, counts);
+    // Revocations first, for every member, then the additions: as with Kafka's cooperative
+    // protocol, a partition's old owner is told it lost it before its new owner is told it has it.
+    for (const member of members) {
+      const next = new Set(
+        (assignment.get(member.memberId) ?? []).map((tp) => partitionKey(tp.topic, tp.partition)),
+      );
+      member.assign(member.assignment().filter((tp) => next.has(partitionKey(tp.topic, tp.partition))));
+    }
     for (const member of members) member.assign(assignment.get(member.memberId) ?? ([] as TopicPartition[]));
   }
 
