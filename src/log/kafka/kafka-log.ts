@@ -39,6 +39,7 @@ import {
   validateTopicName,
 } from '../validation.ts';
 import { type KafkaClientModule, loadKafkaClient } from './client.ts';
+import { cooperativeAssignor } from './cooperative-assignor.ts';
 import { KafkaConsumer, type KafkaConsumerHost } from './kafka-consumer.ts';
 import { hasBrokerError, isUnknownTopic, translateKafkaError } from './kafka-errors.ts';
 import { type KafkaLogOptions, type NormalizedKafkaLogOptions, normalizeKafkaLogOptions } from './options.ts';
@@ -160,6 +161,7 @@ export class KafkaLog implements Log {
             { name: 'cooperative-sticky', version: 3 },
             { name: 'roundrobin', version: 1 },
           ],
+          partitionAssigner: cooperativeAssignor,
         });
       },
       released: (consumer) => {

@@ -10,7 +10,7 @@ describe('kafka log options', () => {
       requestTimeoutMs: 30_000,
       retries: 5,
       maxRecordBytes: 1_048_576,
-      sessionTimeoutMs: 10_000,
+      sessionTimeoutMs: 8000,
       heartbeatIntervalMs: 1000,
       fetchMaxWaitMs: 500,
     });
