@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AlreadyExistsError, ClosedError, ConflictError, ValidationError } from '../errors.ts';
 import { ManualClock } from '../time.ts';
-import type { Json, OutboxMessage, Store, StoreReader, StoreTransaction } from './types.ts';
+import type { Json, NewOutboxMessage, Store, StoreReader, StoreTransaction } from './types.ts';
 
 /**
  * The store contract: one suite, run unchanged against every backend (SQLite, PostgreSQL).
@@ -430,8 +430,8 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
           't2b',
         ]);
         expect(await tx((t) => t.timers.due(250, 2))).toEqual([
-          { id: 't1', dueAt: 100, kind: 'sleep', payload: { n: 1 } },
-          { id: 't2a', dueAt: 200, kind: 'deadline', payload: [1] },
+          { id: 't1', dueAt: 100, kind: 'sleep', payload: { n: 1 }, partition: 0 },
+          { id: 't2a', dueAt: 200, kind: 'deadline', payload: [1], partition: 0 },
         ]);
         expect(await tx((t) => t.timers.due(99, 10))).toEqual([]);
         expect(await tx((t) => t.timers.due(300, 10))).toHaveLength(4);
@@ -441,7 +441,7 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         await tx((t) => t.timers.schedule({ id: 't', dueAt: 100, kind: 'sleep', payload: 1 }));
         await tx((t) => t.timers.schedule({ id: 't', dueAt: 500, kind: 'deadline', payload: 2 }));
         expect(await tx((t) => t.timers.due(1000, 10))).toEqual([
-          { id: 't', dueAt: 500, kind: 'deadline', payload: 2 },
+          { id: 't', dueAt: 500, kind: 'deadline', payload: 2, partition: 0 },
         ]);
         expect(await tx((t) => t.timers.delete('t'))).toBe(true);
         expect(await tx((t) => t.timers.delete('t'))).toBe(false);
@@ -465,7 +465,7 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
     });
 
     describe('outbox', () => {
-      const message = (topic: string, n: number): Omit<OutboxMessage, 'id'> => ({
+      const message = (topic: string, n: number): NewOutboxMessage => ({
         topic,
         key: n % 2 === 0 ? new Uint8Array([n, 0, 255]) : null,
         value: n % 3 === 0 ? null : new TextEncoder().encode(`value-${n}`),
@@ -484,7 +484,11 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
           expect(ids[index]).toBeGreaterThan(ids[index - 1] ?? 0);
         const pending = await tx((t) => t.outbox.pending(10));
         expect(pending).toEqual(
-          ids.map((id, n) => ({ id, ...message(n === 2 ? 'payments' : n === 4 ? 'x' : 'orders', n) })),
+          ids.map((id, n) => ({
+            id,
+            ...message(n === 2 ? 'payments' : n === 4 ? 'x' : 'orders', n),
+            partition: 0,
+          })),
         );
         expect((await tx((t) => t.outbox.pending(2))).map((item) => item.id)).toEqual(ids.slice(0, 2));
         expect(await tx((t) => t.outbox.add([]))).toEqual([]);

@@ -67,6 +67,7 @@ describe.skipIf(!url)('PostgresStore migrations and transactions', () => {
       { component: 'store', version: 2 },
       { component: 'store', version: 3 },
       { component: 'store', version: 4 },
+      { component: 'store', version: 5 },
     ]);
     const tables = await schemas.query(
       `SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY table_name`,
@@ -78,6 +79,8 @@ describe.skipIf(!url)('PostgresStore migrations and transactions', () => {
       'store_idempotency_keys',
       'store_inbox',
       'store_outbox',
+      'store_partitions',
+      'store_replies',
       'store_saga_journal',
       'store_sagas',
       'store_timers',
@@ -89,7 +92,7 @@ describe.skipIf(!url)('PostgresStore migrations and transactions', () => {
     const store = await openPostgresStore({ connectionString: url, schema: name, maxConnections: 1 });
     await store.close();
     await schemas.query(
-      `INSERT INTO "${name}".meridian_migrations (component, version, name) VALUES ('store', 5, 'from the future')`,
+      `INSERT INTO "${name}".meridian_migrations (component, version, name) VALUES ('store', 6, 'from the future')`,
     );
     const error = await openPostgresStore({ connectionString: url, schema: name }).catch(
       (caught: unknown) => caught,
@@ -97,12 +100,12 @@ describe.skipIf(!url)('PostgresStore migrations and transactions', () => {
     expect(error).toBeInstanceOf(SchemaMismatchError);
     expect((error as SchemaMismatchError).code).toBe('SCHEMA_MISMATCH');
     expect((error as SchemaMismatchError).message).toContain(
-      `has schema version 5 of 'store', newer than this Meridian knows (4)`,
+      `has schema version 6 of 'store', newer than this Meridian knows (5)`,
     );
     expect((error as SchemaMismatchError).details).toEqual({
       component: 'store',
-      databaseVersion: 5,
-      knownVersion: 4,
+      databaseVersion: 6,
+      knownVersion: 5,
     });
   });
 
