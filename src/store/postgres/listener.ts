@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { ClosedError } from '../../errors.ts';
-import { type TimerHandle, type Timers, systemTimers } from '../../time.ts';
+import { systemTimers, type TimerHandle, type Timers } from '../../time.ts';
 import { requireChannel } from '../limits.ts';
 import { ListenerRegistry, type NotificationListener, requireListener } from '../sql/listeners.ts';
 import { notificationsMayBeMissed } from '../types.ts';
@@ -133,7 +133,10 @@ export class PostgresListener {
 
   #scheduleReconnect(): void {
     if (this.#reconnect !== undefined) return;
-    const delayMs = Math.min(maxReconnectDelayMs, firstReconnectDelayMs * 2 ** Math.min(this.#failedReconnects, 16));
+    const delayMs = Math.min(
+      maxReconnectDelayMs,
+      firstReconnectDelayMs * 2 ** Math.min(this.#failedReconnects, 16),
+    );
     this.#reconnect = this.#timers.setTimeout(() => {
       this.#reconnect = undefined;
       if (this.#closed || this.#listeners.channels().length === 0) return;

@@ -44,7 +44,10 @@ export class SqlPartitionStore implements PartitionStore {
     return toInteger(rows[0]?.epoch, 'epoch');
   }
 
-  async epochs(partitions: readonly number[], options: { lock?: boolean } = {}): Promise<Map<number, number>> {
+  async epochs(
+    partitions: readonly number[],
+    options: { lock?: boolean } = {},
+  ): Promise<Map<number, number>> {
     const list = toPartitionsText('partitions', partitions);
     const epochs = new Map<number, number>();
     if (list === null || partitions.length === 0) return epochs;
