@@ -1,7 +1,9 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { ConflictError, RetryableError, ValidationError } from '../../errors.ts';
 import { SchemaMismatchError } from '../schema-mismatch-error.ts';
+import { notificationsMayBeMissed } from '../types.ts';
 import { mapPostgresError } from './errors.ts';
+import { postgresChannel } from './listener.ts';
 import { openPostgresStore } from './store.ts';
 import { testSchemas } from './test-schema.ts';
 
@@ -210,6 +212,43 @@ describe.skipIf(!url)('PostgresStore migrations and transactions', () => {
     // Nothing of it committed, and the pool hands out a working connection again.
     await store.transaction((tx) => tx.entities.put('account', 'a', 2, 0));
     expect((await store.transaction((tx) => tx.entities.get('account', 'a')))?.state).toBe(2);
+    await store.close();
+  });
+
+  it('reconnects a listener whose connection was killed, tells it notifications may be missed, and delivers again', async () => {
+    const name = schema();
+    const store = await openPostgresStore({ connectionString: url, schema: name, maxConnections: 2 });
+    const heard: string[] = [];
+    let wake = () => {};
+    const until = async (count: number) => {
+      const deadline = Date.now() + 15_000;
+      while (heard.length < count) {
+        if (Date.now() > deadline) throw new Error(`heard ${JSON.stringify(heard)}, expected ${count}`);
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, 100);
+          wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+      }
+      return heard;
+    };
+    const stop = await store.listen('replies', (payload) => {
+      heard.push(payload);
+      wake();
+    });
+    await store.transaction((tx) => tx.notify('replies', 'before'));
+    expect(await until(1)).toEqual(['before']);
+    const killed = await schemas.query(
+      `SELECT pg_terminate_backend(pid) AS killed FROM pg_stat_activity WHERE application_name = 'meridian-listen' AND query = $1`,
+      [`LISTEN ${postgresChannel(name, 'replies')}`],
+    );
+    expect(killed.rows).toEqual([{ killed: true }]);
+    expect(await until(2)).toEqual(['before', notificationsMayBeMissed]);
+    await store.transaction((tx) => tx.notify('replies', 'after'));
+    expect(await until(3)).toEqual(['before', notificationsMayBeMissed, 'after']);
+    await stop();
     await store.close();
   });
 });
