@@ -1,8 +1,8 @@
 import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AlreadyExistsError, ClosedError, ConflictError, ValidationError } from '../errors.ts';
-import { ManualClock } from '../time.ts';
-import type { Json, OutboxMessage, Store, StoreReader, StoreTransaction } from './types.ts';
+import { ManualClock, systemClock, systemTimers } from '../time.ts';
+import type { Json, NewOutboxMessage, Store, StoreReader, StoreTransaction } from './types.ts';
 
 /**
  * The store contract: one suite, run unchanged against every backend (SQLite, PostgreSQL).
@@ -13,6 +13,12 @@ export interface StoreFixture {
   readonly store: Store;
   /** Closes the store (if still open) and removes everything the fixture created. */
   cleanup(): Promise<void>;
+  /**
+   * Resolves once a transaction of this store waits for a lock another transaction holds (a
+   * bounded wait: rejects if none does within a few seconds). PostgreSQL: a row lock, seen in
+   * pg_locks; SQLite: the writer lock, which a second transaction queues for at once.
+   */
+  untilLockWait(): Promise<void>;
 }
 
 /** Opens a fresh, empty store on `clock`; each test gets its own. */
@@ -430,8 +436,8 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
           't2b',
         ]);
         expect(await tx((t) => t.timers.due(250, 2))).toEqual([
-          { id: 't1', dueAt: 100, kind: 'sleep', payload: { n: 1 } },
-          { id: 't2a', dueAt: 200, kind: 'deadline', payload: [1] },
+          { id: 't1', dueAt: 100, kind: 'sleep', payload: { n: 1 }, partition: 0 },
+          { id: 't2a', dueAt: 200, kind: 'deadline', payload: [1], partition: 0 },
         ]);
         expect(await tx((t) => t.timers.due(99, 10))).toEqual([]);
         expect(await tx((t) => t.timers.due(300, 10))).toHaveLength(4);
@@ -441,7 +447,7 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         await tx((t) => t.timers.schedule({ id: 't', dueAt: 100, kind: 'sleep', payload: 1 }));
         await tx((t) => t.timers.schedule({ id: 't', dueAt: 500, kind: 'deadline', payload: 2 }));
         expect(await tx((t) => t.timers.due(1000, 10))).toEqual([
-          { id: 't', dueAt: 500, kind: 'deadline', payload: 2 },
+          { id: 't', dueAt: 500, kind: 'deadline', payload: 2, partition: 0 },
         ]);
         expect(await tx((t) => t.timers.delete('t'))).toBe(true);
         expect(await tx((t) => t.timers.delete('t'))).toBe(false);
@@ -465,7 +471,7 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
     });
 
     describe('outbox', () => {
-      const message = (topic: string, n: number): Omit<OutboxMessage, 'id'> => ({
+      const message = (topic: string, n: number): NewOutboxMessage => ({
         topic,
         key: n % 2 === 0 ? new Uint8Array([n, 0, 255]) : null,
         value: n % 3 === 0 ? null : new TextEncoder().encode(`value-${n}`),
@@ -484,7 +490,11 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
           expect(ids[index]).toBeGreaterThan(ids[index - 1] ?? 0);
         const pending = await tx((t) => t.outbox.pending(10));
         expect(pending).toEqual(
-          ids.map((id, n) => ({ id, ...message(n === 2 ? 'payments' : n === 4 ? 'x' : 'orders', n) })),
+          ids.map((id, n) => ({
+            id,
+            ...message(n === 2 ? 'payments' : n === 4 ? 'x' : 'orders', n),
+            partition: 0,
+          })),
         );
         expect((await tx((t) => t.outbox.pending(2))).map((item) => item.id)).toEqual(ids.slice(0, 2));
         expect(await tx((t) => t.outbox.add([]))).toEqual([]);
@@ -943,6 +953,427 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
           ClosedError,
         );
         await store.close();
+      });
+    });
+
+    describe('work partitions', () => {
+      it('claims a partition at epoch 1, +1 on each claim, and lists who claimed each one last', async () => {
+        expect(await tx((t) => t.partitions.claim(3, 'node-a', startMs))).toBe(1);
+        expect(await tx((t) => t.partitions.claim(3, 'node-b', startMs + 5))).toBe(2);
+        expect(await tx((t) => t.partitions.claim(0, 'node-a', startMs + 7))).toBe(1);
+        expect(await tx((t) => t.partitions.epochs([7, 3, 0]))).toEqual(
+          new Map([
+            [0, 1],
+            [3, 2],
+          ]),
+        );
+        expect(await tx((t) => t.partitions.epochs([3], { lock: true }))).toEqual(new Map([[3, 2]]));
+        expect(await tx((t) => t.partitions.epochs([]))).toEqual(new Map());
+        expect(await store.read((r) => r.partitions.list())).toEqual([
+          { partition: 0, epoch: 1, owner: 'node-a', claimedAt: startMs + 7 },
+          { partition: 3, epoch: 2, owner: 'node-b', claimedAt: startMs + 5 },
+        ]);
+      });
+
+      it('undoes a claim whose transaction or savepoint rolls back', async () => {
+        await tx((t) => t.partitions.claim(1, 'node-a', startMs));
+        await tx(async (t) => {
+          await t.partitions.claim(1, 'node-b', startMs + 1);
+          throw new Error('rolled back');
+        }).catch(() => undefined);
+        await tx(async (t) => {
+          await store
+            .transaction(async (nested) => {
+              expect(await nested.partitions.claim(1, 'node-c', startMs + 2)).toBe(2);
+              throw new Error('savepoint rolled back');
+            })
+            .catch(() => undefined);
+          expect(await t.partitions.epochs([1])).toEqual(new Map([[1, 1]]));
+        });
+        expect(await tx((t) => t.partitions.list())).toEqual([
+          { partition: 1, epoch: 1, owner: 'node-a', claimedAt: startMs },
+        ]);
+      });
+
+      it('gives each of many concurrent claims of one partition its own epoch', async () => {
+        const epochs = await Promise.all(
+          Array.from({ length: 8 }, (_, n) => tx((t) => t.partitions.claim(5, `node-${n}`, startMs + n))),
+        );
+        expect([...epochs].sort((a, b) => a - b)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+        expect((await tx((t) => t.partitions.list()))[0]?.epoch).toBe(8);
+      });
+
+      it('makes a claim wait for a transaction that read the epoch with lock: true until it ends', async () => {
+        await tx((t) => t.partitions.claim(2, 'node-a', startMs));
+        let letCommit!: () => void;
+        const gate = new Promise<void>((resolve) => (letCommit = resolve));
+        let locked!: () => void;
+        const read = new Promise<void>((resolve) => (locked = resolve));
+        const fenced = tx(async (t) => {
+          const before = await t.partitions.epochs([2], { lock: true });
+          locked();
+          await gate;
+          // The claim waits: the epoch this transaction checks is still the one it commits under.
+          return [before.get(2), (await t.partitions.epochs([2], { lock: true })).get(2)];
+        });
+        await read;
+        let claimed: number | undefined;
+        const claim = tx((t) => t.partitions.claim(2, 'node-b', startMs + 1)).then((epoch) => {
+          claimed = epoch;
+          return epoch;
+        });
+        await fixture.untilLockWait();
+        expect(claimed).toBeUndefined();
+        letCommit();
+        expect(await fenced).toEqual([1, 1]);
+        expect(await claim).toBe(2);
+      });
+
+      it('refuses bad partitions and owners with a ValidationError', async () => {
+        const negative = await expectError(
+          tx((t) => t.partitions.claim(-1, 'node-a', startMs)),
+          ValidationError,
+        );
+        expect(negative.message).toBe("'partition' must be >= 0: current value is -1");
+        await expectError(
+          tx((t) => t.partitions.claim(10_000, 'node-a', startMs)),
+          ValidationError,
+        );
+        await expectError(
+          tx((t) => t.partitions.claim(1, '', startMs)),
+          ValidationError,
+        );
+        const fraction = await expectError(
+          tx((t) => t.partitions.epochs([1, 1.5])),
+          ValidationError,
+        );
+        expect(fraction.message).toBe("'partitions[1]' must be an integer: current value is 1.5");
+        await expectError(
+          tx((t) => t.partitions.epochs('1' as never)),
+          ValidationError,
+        );
+        await expectError(
+          store.read((r) => (r as unknown as StoreTransaction).partitions.claim(1, 'node-a', startMs)),
+          ValidationError,
+        );
+      });
+    });
+
+    describe('replies', () => {
+      const reply = (requestId: string, createdAt: number, ok = true) => ({
+        requestId,
+        partition: 4,
+        ok,
+        reply: ok ? { total: 5, items: ['a'] } : null,
+        error: ok ? null : 'out of stock',
+        code: ok ? null : 'CONFLICT',
+        createdAt,
+      });
+
+      it('stores a reply once: the first writer wins, a second put changes nothing', async () => {
+        expect(await tx((t) => t.replies.put(reply('r1', 100)))).toBe(true);
+        expect(await tx((t) => t.replies.put(reply('r1', 200, false)))).toBe(false);
+        expect(await tx((t) => t.replies.put(reply('r2', 150, false)))).toBe(true);
+        expect(await tx((t) => t.replies.get('r1'))).toEqual(reply('r1', 100));
+        expect(await store.read((r) => r.replies.get('r2'))).toEqual(reply('r2', 150, false));
+        expect(await tx((t) => t.replies.get('missing'))).toBeNull();
+        await tx(async (t) => {
+          expect(await t.replies.put({ ...reply('r3', 1), reply: null })).toBe(true);
+          expect((await t.replies.get('r3'))?.reply).toBeNull();
+        });
+      });
+
+      it('prunes replies created before a time, and drops a put whose transaction rolls back', async () => {
+        await tx(async (t) => {
+          await t.replies.put(reply('old', 100));
+          await t.replies.put(reply('new', 300));
+        });
+        await tx(async (t) => {
+          await t.replies.put(reply('dropped', 100));
+          throw new Error('rolled back');
+        }).catch(() => undefined);
+        expect(await tx((t) => t.replies.prune(200))).toBe(1);
+        expect(await tx((t) => t.replies.get('old'))).toBeNull();
+        expect(await tx((t) => t.replies.get('dropped'))).toBeNull();
+        expect((await tx((t) => t.replies.get('new')))?.createdAt).toBe(300);
+      });
+
+      it('refuses bad replies with a ValidationError', async () => {
+        const ok = await expectError(
+          tx((t) => t.replies.put({ ...reply('r', 1), ok: 'yes' as never })),
+          ValidationError,
+        );
+        expect(ok.message).toBe("'ok' must be a boolean: current value is yes");
+        await expectError(
+          tx((t) => t.replies.put({ ...reply('', 1) })),
+          ValidationError,
+        );
+        await expectError(
+          tx((t) => t.replies.put({ ...reply('r', 1), partition: -1 })),
+          ValidationError,
+        );
+        await expectError(
+          tx((t) => t.replies.put({ ...reply('r', 1), reply: { n: Number.NaN } })),
+          ValidationError,
+        );
+        expect(await tx((t) => t.replies.get('r'))).toBeNull();
+      });
+    });
+
+    describe('partition filters', () => {
+      it('lists only the sagas of the given partitions; no filter lists all, an empty one none', async () => {
+        await tx(async (t) => {
+          await t.sagas.create({ id: 's0', type: 'order', status: 'running', input: null, createdAt: 1 });
+          await t.sagas.create({
+            id: 's1',
+            type: 'order',
+            status: 'running',
+            input: null,
+            createdAt: 1,
+            partition: 1,
+          });
+          await t.sagas.create({
+            id: 's2',
+            type: 'order',
+            status: 'completed',
+            input: null,
+            createdAt: 1,
+            partition: 2,
+          });
+          await t.sagas.create({
+            id: 's3',
+            type: 'refund',
+            status: 'running',
+            input: null,
+            createdAt: 1,
+            partition: 2,
+          });
+        });
+        const ids = async (options: Parameters<StoreTransaction['sagas']['list']>[0]) =>
+          (await tx((t) => t.sagas.list(options))).map((record) => record.id);
+        expect(await ids({})).toEqual(['s0', 's1', 's2', 's3']);
+        expect(await ids({ partitions: [2] })).toEqual(['s2', 's3']);
+        expect(await ids({ partitions: [0, 2], status: 'running' })).toEqual(['s0', 's3']);
+        expect(await ids({ partitions: [1, 2], limit: 2, afterId: 's1' })).toEqual(['s2', 's3']);
+        expect(await ids({ partitions: [] })).toEqual([]);
+        expect(await store.read(async (r) => (await r.sagas.list({ partitions: [1] })).length)).toBe(1);
+        await expectError(
+          tx((t) => t.sagas.list({ partitions: [-1] })),
+          ValidationError,
+        );
+        await expectError(
+          tx((t) =>
+            t.sagas.create({
+              id: 'bad',
+              type: 'order',
+              status: 'running',
+              input: null,
+              createdAt: 1,
+              partition: 0.5,
+            }),
+          ),
+          ValidationError,
+        );
+      });
+
+      it('fires and reports only the timers of the given partitions, keeping each timer partition', async () => {
+        await tx(async (t) => {
+          await t.timers.schedule({ id: 'a', dueAt: 100, kind: 'sleep', payload: null });
+          await t.timers.schedule({ id: 'b', dueAt: 50, kind: 'sleep', payload: null, partition: 1 });
+          await t.timers.schedule({ id: 'c', dueAt: 200, kind: 'sleep', payload: null, partition: 2 });
+        });
+        const due = async (options?: { partitions?: number[] }) =>
+          (await tx((t) => t.timers.due(1000, 10, options))).map((timer) => [timer.id, timer.partition]);
+        expect(await due()).toEqual([
+          ['b', 1],
+          ['a', 0],
+          ['c', 2],
+        ]);
+        expect(await due({ partitions: [0, 2] })).toEqual([
+          ['a', 0],
+          ['c', 2],
+        ]);
+        expect(await due({ partitions: [] })).toEqual([]);
+        expect(await tx((t) => t.timers.nextDueAt())).toBe(50);
+        expect(await tx((t) => t.timers.nextDueAt({ partitions: [0, 2] }))).toBe(100);
+        expect(await store.read((r) => r.timers.nextDueAt({ partitions: [2] }))).toBe(200);
+        expect(await tx((t) => t.timers.nextDueAt({ partitions: [3] }))).toBeNull();
+        expect(await tx((t) => t.timers.nextDueAt({ partitions: [] }))).toBeNull();
+        // Scheduling again under the id moves the timer to the new partition.
+        await tx((t) =>
+          t.timers.schedule({ id: 'a', dueAt: 100, kind: 'sleep', payload: null, partition: 3 }),
+        );
+        expect(await due({ partitions: [3] })).toEqual([['a', 3]]);
+        await expectError(
+          tx((t) => t.timers.due(1000, 10, { partitions: [10_000] })),
+          ValidationError,
+        );
+      });
+
+      it('hands a relay only the outbox messages of its partitions, in id order', async () => {
+        const add = (topic: string, partition?: number) =>
+          tx((t) =>
+            t.outbox.add([
+              {
+                topic,
+                key: null,
+                value: null,
+                headers: {},
+                timestamp: 1,
+                ...(partition === undefined ? {} : { partition }),
+              },
+            ]),
+          );
+        const [a] = await add('a');
+        const [b] = await add('b', 1);
+        const [c] = await add('c', 2);
+        const [d] = await add('d', 1);
+        const pending = async (options?: { partitions?: number[] }) =>
+          (await tx((t) => t.outbox.pending(10, options))).map((message) => [message.id, message.partition]);
+        expect(await pending()).toEqual([
+          [a, 0],
+          [b, 1],
+          [c, 2],
+          [d, 1],
+        ]);
+        expect(await pending({ partitions: [1] })).toEqual([
+          [b, 1],
+          [d, 1],
+        ]);
+        expect(await pending({ partitions: [0, 2] })).toEqual([
+          [a, 0],
+          [c, 2],
+        ]);
+        expect(await pending({ partitions: [] })).toEqual([]);
+        expect(
+          (await tx((t) => t.outbox.pending(1, { partitions: [1] }))).map((message) => message.id),
+        ).toEqual([b]);
+        await expectError(
+          tx((t) =>
+            t.outbox.add([{ topic: 't', key: null, value: null, headers: {}, timestamp: 1, partition: -2 }]),
+          ),
+          ValidationError,
+        );
+      });
+    });
+
+    describe('notifications', () => {
+      /** Collects what a listener hears; `until` waits (bounded) until it heard `count`. */
+      const collector = () => {
+        const heard: string[] = [];
+        let wake = () => {};
+        return {
+          heard,
+          listener: (payload: string) => {
+            heard.push(payload);
+            wake();
+          },
+          async until(count: number): Promise<string[]> {
+            const deadline = systemClock.now() + 10_000;
+            while (heard.length < count) {
+              const remaining = deadline - systemClock.now();
+              if (remaining <= 0)
+                throw new Error(`heard ${JSON.stringify(heard)}, expected ${count} notifications`);
+              await new Promise<void>((resolve) => {
+                const timer = systemTimers.setTimeout(resolve, remaining);
+                wake = () => {
+                  timer.cancel();
+                  resolve();
+                };
+              });
+            }
+            return heard;
+          },
+        };
+      };
+
+      it('delivers a notification only once its transaction commits, and never one rolled back', async () => {
+        const orders = collector();
+        const stop = await store.listen('contract.orders', orders.listener);
+        let letCommit!: () => void;
+        const gate = new Promise<void>((resolve) => (letCommit = resolve));
+        let notified!: () => void;
+        const sent = new Promise<void>((resolve) => (notified = resolve));
+        const slow = tx(async (t) => {
+          await t.notify('contract.orders', 'first');
+          notified();
+          await gate;
+        });
+        await sent;
+        expect(orders.heard).toEqual([]);
+        letCommit();
+        await slow;
+        await tx(async (t) => {
+          await t.notify('contract.orders', 'dropped');
+          throw new Error('rolled back');
+        }).catch(() => undefined);
+        await tx(async (t) => {
+          await t.notify('contract.orders', 'outer');
+          await store
+            .transaction(async (nested) => {
+              await nested.notify('contract.orders', 'savepoint dropped');
+              throw new Error('savepoint rolled back');
+            })
+            .catch(() => undefined);
+          await store.transaction((nested) => nested.notify('contract.orders', 'savepoint kept'));
+        });
+        await tx((t) => t.notify('contract.orders', 'last'));
+        // Notifications arrive in commit order: anything rolled back would show up before 'last'.
+        expect(await orders.until(4)).toEqual(['first', 'outer', 'savepoint kept', 'last']);
+        await stop();
+      });
+
+      it('delivers to every listener of the channel only, and not after it stopped listening', async () => {
+        const first = collector();
+        const second = collector();
+        const other = collector();
+        const stopFirst = await store.listen('contract.a', first.listener);
+        const stopSecond = await store.listen('contract.a', second.listener);
+        const stopOther = await store.listen('contract.b', other.listener);
+        await tx((t) => t.notify('contract.a', 'one'));
+        expect(await first.until(1)).toEqual(['one']);
+        expect(await second.until(1)).toEqual(['one']);
+        await stopFirst();
+        await stopFirst();
+        await tx((t) => t.notify('contract.a', 'two'));
+        await tx((t) => t.notify('contract.b', 'marker'));
+        expect(await other.until(1)).toEqual(['marker']);
+        expect(await second.until(2)).toEqual(['one', 'two']);
+        expect(first.heard).toEqual(['one']);
+        await stopSecond();
+        await stopOther();
+      });
+
+      it('refuses bad channels and payloads with a ValidationError', async () => {
+        const upper = await expectError(
+          store.listen('Orders', () => {}),
+          ValidationError,
+        );
+        expect(upper.message).toBe(
+          "'channel' must be a channel name matching /^[a-z0-9_.]{1,63}$/: current value is 'Orders'",
+        );
+        await expectError(
+          store.listen('x'.repeat(64), () => {}),
+          ValidationError,
+        );
+        await expectError(store.listen('ok', 'not a function' as never), ValidationError);
+        await expectError(
+          tx((t) => t.notify('has space', 'p')),
+          ValidationError,
+        );
+        await expectError(
+          tx((t) => t.notify('ok', '')),
+          ValidationError,
+        );
+        const big = await expectError(
+          tx((t) => t.notify('ok', 'é'.repeat(4000))),
+          ValidationError,
+        );
+        expect(big.message).toBe("'payload' must be at most 7999 bytes: current value has 8000");
+        await expectError(
+          store.read((r) => (r as unknown as StoreTransaction).notify('ok', 'p')),
+          ValidationError,
+        );
       });
     });
 

@@ -30,6 +30,10 @@ export const storeLimits = {
   maxJournalEntries: 10_000,
   /** Lease of an idempotency reservation (ms): one day. */
   maxLeaseMs: 86_400_000,
+  /** Work partitions are numbered 0 .. maxPartitions - 1; a partition filter names at most this many. */
+  maxPartitions: 10_000,
+  /** Payload of one notification (UTF-8 bytes): PostgreSQL's NOTIFY takes less than 8000. */
+  maxNotificationBytes: 7999,
 } as const;
 
 function describe(value: unknown): string {
@@ -185,4 +189,52 @@ export function toHeadersText(field: string, value: unknown): string {
     if (typeof item !== 'string') fail(`${field}.${name}`, 'a string', item);
   }
   return JSON.stringify(value);
+}
+
+/** A work partition number: an integer in 0 .. storeLimits.maxPartitions - 1. */
+export function requirePartition(field: string, value: unknown): number {
+  return requireInteger(field, value, 0, storeLimits.maxPartitions - 1);
+}
+
+/**
+ * A partition filter (see PartitionFilter) as one JSON array parameter, so the SQL text is the same
+ * for any count: null when absent (all partitions), the array's JSON text otherwise (possibly []).
+ */
+export function toPartitionsText(field: string, value: unknown): string | null {
+  if (value === undefined) return null;
+  if (!Array.isArray(value)) fail(field, 'an array of partition numbers', value);
+  if (value.length > storeLimits.maxPartitions) {
+    throw new ValidationError(
+      `'${field}' must hold at most ${storeLimits.maxPartitions} partitions: current value has ${value.length}`,
+      { details: { field, rule: 'maxPartitions', length: value.length } },
+    );
+  }
+  value.forEach((partition, index) => {
+    requirePartition(`${field}[${index}]`, partition);
+  });
+  return JSON.stringify(value);
+}
+
+const channelPattern = /^[a-z0-9_.]{1,63}$/;
+
+/** A notification channel: 1 to 63 characters of a-z, 0-9, '_' and '.'. */
+export function requireChannel(field: string, value: unknown): string {
+  if (typeof value !== 'string' || !channelPattern.test(value)) {
+    fail(field, `a channel name matching ${channelPattern}`, value);
+  }
+  return value;
+}
+
+/** A notification payload: a non-empty string of at most storeLimits.maxNotificationBytes UTF-8 bytes. */
+export function requireNotificationPayload(field: string, value: unknown): string {
+  if (typeof value !== 'string' || value.length === 0) fail(field, 'a non-empty string', value);
+  const bytes = Buffer.byteLength(value, 'utf8');
+  if (bytes > storeLimits.maxNotificationBytes) {
+    throw new ValidationError(
+      `'${field}' must be at most ${storeLimits.maxNotificationBytes} bytes: current value has ${bytes}`,
+      { details: { field, rule: 'maxNotificationBytes', bytes } },
+    );
+  }
+  if (value.includes('\u0000')) fail(field, 'free of NUL characters', value);
+  return value;
 }

@@ -60,9 +60,23 @@ export interface JournalEntry {
   readonly at: number;
 }
 
+/**
+ * Which work partitions a scan covers (`sagas.list`, `timers.due`, `timers.nextDueAt`,
+ * `outbox.pending`): absent, all of them; an empty array, none.
+ */
+export interface PartitionFilter {
+  /** Partition numbers (0 .. storeLimits.maxPartitions - 1), at most storeLimits.maxPartitions of them. */
+  readonly partitions?: readonly number[];
+}
+
 export interface SagaStore {
-  /** Creates the saga at version 1; AlreadyExistsError if a saga with this id exists. */
-  create(saga: Omit<SagaRecord, 'output' | 'reason' | 'updatedAt' | 'version'>): Promise<void>;
+  /**
+   * Creates the saga at version 1 in work partition `partition` (default 0); AlreadyExistsError
+   * if a saga with this id exists.
+   */
+  create(
+    saga: Omit<SagaRecord, 'output' | 'reason' | 'updatedAt' | 'version'> & { readonly partition?: number },
+  ): Promise<void>;
   get(id: string): Promise<SagaRecord | null>;
   /** Sets status (and output/reason) if the stored version matches; returns the new version. */
   update(
@@ -70,12 +84,15 @@ export interface SagaStore {
     change: { status: SagaStatus; output?: Json | null; reason?: string | null; at: number },
     expectedVersion: number,
   ): Promise<number>;
-  list(options?: {
-    status?: SagaStatus;
-    type?: string;
-    limit?: number;
-    afterId?: string;
-  }): Promise<SagaRecord[]>;
+  /** A page of sagas ordered by id, after `afterId`, filtered by status, type and partitions. */
+  list(
+    options?: {
+      status?: SagaStatus;
+      type?: string;
+      limit?: number;
+      afterId?: string;
+    } & PartitionFilter,
+  ): Promise<SagaRecord[]>;
   /**
    * ConflictError if an entry with that sequence exists (two runners of one saga);
    * ValidationError if the sequence is not the saga's next one (the journal stays dense).
@@ -89,15 +106,17 @@ export interface TimerRecord {
   readonly dueAt: number;
   readonly kind: string;
   readonly payload: Json;
+  /** The work partition the timer belongs to: 0 when scheduled without one; `due` always sets it. */
+  readonly partition?: number;
 }
 
 export interface TimerStore {
-  /** Creates or replaces the timer with this id. */
+  /** Creates or replaces the timer with this id (in partition `timer.partition`, default 0). */
   schedule(timer: TimerRecord): Promise<void>;
-  /** Timers due at or before `nowMs`, earliest first. */
-  due(nowMs: number, limit: number): Promise<TimerRecord[]>;
-  /** Earliest due time of any timer, or null. */
-  nextDueAt(): Promise<number | null>;
+  /** Timers due at or before `nowMs`, earliest first (ties by id), in the given partitions. */
+  due(nowMs: number, limit: number, options?: PartitionFilter): Promise<TimerRecord[]>;
+  /** Earliest due time of any timer in the given partitions, or null. */
+  nextDueAt(options?: PartitionFilter): Promise<number | null>;
   /** Returns false if no such timer existed (already fired or cancelled). */
   delete(id: string): Promise<boolean>;
 }
@@ -120,13 +139,18 @@ export interface OutboxMessage {
   readonly value: Uint8Array | null;
   readonly headers: Readonly<Record<string, string>>;
   readonly timestamp: number;
+  /** The work partition whose relay publishes it (0 when added without one). */
+  readonly partition: number;
 }
+
+/** What `OutboxStore.add` takes: a message without its id, its partition optional (default 0). */
+export type NewOutboxMessage = Omit<OutboxMessage, 'id' | 'partition'> & { readonly partition?: number };
 
 export interface OutboxStore {
   /** Appends messages in order; returns their ids (increasing). */
-  add(messages: readonly Omit<OutboxMessage, 'id'>[]): Promise<number[]>;
-  /** The oldest unpublished messages, in id order. */
-  pending(limit: number): Promise<OutboxMessage[]>;
+  add(messages: readonly NewOutboxMessage[]): Promise<number[]>;
+  /** The oldest unpublished messages of the given partitions, in id order. */
+  pending(limit: number, options?: PartitionFilter): Promise<OutboxMessage[]>;
   /** Removes published messages. */
   markPublished(ids: readonly number[]): Promise<void>;
 }
@@ -198,6 +222,67 @@ export interface IdempotencyStore {
   expire(nowMs: number): Promise<number>;
 }
 
+/** One work partition's fencing row: who claimed it last, and the epoch that claim got. */
+export interface PartitionClaim {
+  readonly partition: number;
+  /** 1 after the first claim, +1 on each claim. */
+  readonly epoch: number;
+  readonly owner: string;
+  readonly claimedAt: number;
+}
+
+/**
+ * Fencing of work partitions (cluster). A node that is assigned a partition claims it, which
+ * bumps its epoch; every transaction that writes for a partition checks, before it commits, that
+ * the epoch is still the one its node claimed (`epochs` with `lock`), so a node that lost the
+ * partition can no longer commit for it.
+ */
+export interface PartitionStore {
+  /**
+   * Claims `partition` for `owner`: epoch 1 if it was never claimed, else the stored epoch + 1.
+   * Returns the new epoch. On PostgreSQL it waits for transactions that read the partition's
+   * epoch with `lock: true` to end.
+   */
+  claim(partition: number, owner: string, nowMs: number): Promise<number>;
+  /**
+   * The current epochs of `partitions` (partitions never claimed are absent). With `lock: true`,
+   * PostgreSQL reads them FOR SHARE, so a concurrent claim waits until this transaction ends:
+   * a write checked against these epochs either commits before the claim or not at all.
+   * SQLite ignores `lock` (its one writer already excludes a concurrent claim).
+   */
+  epochs(partitions: readonly number[], options?: { lock?: boolean }): Promise<Map<number, number>>;
+  /** Every claimed partition, by partition number. */
+  list(): Promise<PartitionClaim[]>;
+}
+
+/** The reply to a command routed to a partition's owner, stored for the node that sent it. */
+export interface StoredReply {
+  /** The request id the sender chose; one reply per request id. */
+  readonly requestId: string;
+  /** The work partition that applied the command. */
+  readonly partition: number;
+  /** True when the command succeeded (`reply` holds its result), false when it failed (`error`). */
+  readonly ok: boolean;
+  readonly reply: Json | null;
+  /** Why the command failed (a message), or null. */
+  readonly error: string | null;
+  /** The failure's error code (e.g. 'CONFLICT'), or null. */
+  readonly code: string | null;
+  readonly createdAt: number;
+}
+
+/** Replies of routed commands, written by the partition's owner, read by the sender. */
+export interface ReplyStore {
+  /**
+   * Stores `reply`. Returns false, changing nothing, when a reply with that request id exists:
+   * the first writer wins.
+   */
+  put(reply: StoredReply): Promise<boolean>;
+  get(requestId: string): Promise<StoredReply | null>;
+  /** Deletes replies created before `beforeMs`; returns how many. */
+  prune(beforeMs: number): Promise<number>;
+}
+
 export interface StoreTransaction {
   readonly entities: EntityStore;
   readonly sagas: SagaStore;
@@ -205,6 +290,16 @@ export interface StoreTransaction {
   readonly inbox: InboxStore;
   readonly outbox: OutboxStore;
   readonly idempotency: IdempotencyStore;
+  readonly partitions: PartitionStore;
+  readonly replies: ReplyStore;
+  /**
+   * Sends `payload` to the listeners of `channel` (`Store.listen`) if and once this transaction
+   * commits: a rollback (of the transaction, or of the savepoint that notified) drops it.
+   * PostgreSQL: `pg_notify`; SQLite: an in-process emitter of the store. `channel` matches
+   * /^[a-z0-9_.]{1,63}$/; `payload` is a non-empty string of at most
+   * storeLimits.maxNotificationBytes UTF-8 bytes.
+   */
+  notify(channel: string, payload: string): Promise<void>;
 }
 
 /** What a read-only transaction (`Store.read`) can do: the sub-stores' reads. */
@@ -214,7 +309,16 @@ export interface StoreReader {
   readonly timers: Pick<TimerStore, 'due' | 'nextDueAt'>;
   readonly inbox: Pick<InboxStore, 'has'>;
   readonly outbox: Pick<OutboxStore, 'pending'>;
+  readonly partitions: Pick<PartitionStore, 'list'>;
+  readonly replies: Pick<ReplyStore, 'get'>;
 }
+
+/**
+ * The payload a listener (`Store.listen`) receives when notifications may have been missed (its
+ * PostgreSQL connection dropped and was re-established): poll for whatever it waits for. A
+ * notification's payload is never empty, so this cannot be mistaken for one.
+ */
+export const notificationsMayBeMissed = '';
 
 export interface Store {
   readonly dialect: 'sqlite' | 'postgres';
@@ -233,5 +337,16 @@ export interface Store {
    * that transaction (its own writes included). `tx` is valid only until `fn` settles.
    */
   read<T>(fn: (tx: StoreReader) => Promise<T>): Promise<T>;
+  /**
+   * Calls `listener` with the payload of each notification on `channel` committed from now on
+   * (`StoreTransaction.notify`), by any node on PostgreSQL, by this store on SQLite. Resolves
+   * once listening; the function it returns stops it.
+   *
+   * Delivery is at most once and best effort: PostgreSQL listens on a dedicated connection, and
+   * notifications sent while it is down are lost. It reconnects with a bounded backoff and then
+   * calls `listener` with `notificationsMayBeMissed` (''), so callers must also poll (slowly) for
+   * what they wait on and treat a notification as a hint to look now.
+   */
+  listen(channel: string, listener: (payload: string) => void): Promise<() => Promise<void>>;
   close(): Promise<void>;
 }

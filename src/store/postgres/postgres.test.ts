@@ -1,7 +1,9 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { ConflictError, RetryableError, ValidationError } from '../../errors.ts';
 import { SchemaMismatchError } from '../schema-mismatch-error.ts';
+import { notificationsMayBeMissed } from '../types.ts';
 import { mapPostgresError } from './errors.ts';
+import { postgresChannel } from './listener.ts';
 import { openPostgresStore } from './store.ts';
 import { testSchemas } from './test-schema.ts';
 
@@ -67,6 +69,7 @@ describe.skipIf(!url)('PostgresStore migrations and transactions', () => {
       { component: 'store', version: 2 },
       { component: 'store', version: 3 },
       { component: 'store', version: 4 },
+      { component: 'store', version: 5 },
     ]);
     const tables = await schemas.query(
       `SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY table_name`,
@@ -78,6 +81,8 @@ describe.skipIf(!url)('PostgresStore migrations and transactions', () => {
       'store_idempotency_keys',
       'store_inbox',
       'store_outbox',
+      'store_partitions',
+      'store_replies',
       'store_saga_journal',
       'store_sagas',
       'store_timers',
@@ -89,7 +94,7 @@ describe.skipIf(!url)('PostgresStore migrations and transactions', () => {
     const store = await openPostgresStore({ connectionString: url, schema: name, maxConnections: 1 });
     await store.close();
     await schemas.query(
-      `INSERT INTO "${name}".meridian_migrations (component, version, name) VALUES ('store', 5, 'from the future')`,
+      `INSERT INTO "${name}".meridian_migrations (component, version, name) VALUES ('store', 6, 'from the future')`,
     );
     const error = await openPostgresStore({ connectionString: url, schema: name }).catch(
       (caught: unknown) => caught,
@@ -97,12 +102,12 @@ describe.skipIf(!url)('PostgresStore migrations and transactions', () => {
     expect(error).toBeInstanceOf(SchemaMismatchError);
     expect((error as SchemaMismatchError).code).toBe('SCHEMA_MISMATCH');
     expect((error as SchemaMismatchError).message).toContain(
-      `has schema version 5 of 'store', newer than this Meridian knows (4)`,
+      `has schema version 6 of 'store', newer than this Meridian knows (5)`,
     );
     expect((error as SchemaMismatchError).details).toEqual({
       component: 'store',
-      databaseVersion: 5,
-      knownVersion: 4,
+      databaseVersion: 6,
+      knownVersion: 5,
     });
   });
 
@@ -207,6 +212,43 @@ describe.skipIf(!url)('PostgresStore migrations and transactions', () => {
     // Nothing of it committed, and the pool hands out a working connection again.
     await store.transaction((tx) => tx.entities.put('account', 'a', 2, 0));
     expect((await store.transaction((tx) => tx.entities.get('account', 'a')))?.state).toBe(2);
+    await store.close();
+  });
+
+  it('reconnects a listener whose connection was killed, tells it notifications may be missed, and delivers again', async () => {
+    const name = schema();
+    const store = await openPostgresStore({ connectionString: url, schema: name, maxConnections: 2 });
+    const heard: string[] = [];
+    let wake = () => {};
+    const until = async (count: number) => {
+      const deadline = Date.now() + 15_000;
+      while (heard.length < count) {
+        if (Date.now() > deadline) throw new Error(`heard ${JSON.stringify(heard)}, expected ${count}`);
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, 100);
+          wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+      }
+      return heard;
+    };
+    const stop = await store.listen('replies', (payload) => {
+      heard.push(payload);
+      wake();
+    });
+    await store.transaction((tx) => tx.notify('replies', 'before'));
+    expect(await until(1)).toEqual(['before']);
+    const killed = await schemas.query(
+      `SELECT pg_terminate_backend(pid) AS killed FROM pg_stat_activity WHERE application_name = 'meridian-listen' AND query = $1`,
+      [`LISTEN ${postgresChannel(name, 'replies')}`],
+    );
+    expect(killed.rows).toEqual([{ killed: true }]);
+    expect(await until(2)).toEqual(['before', notificationsMayBeMissed]);
+    await store.transaction((tx) => tx.notify('replies', 'after'));
+    expect(await until(3)).toEqual(['before', notificationsMayBeMissed, 'after']);
+    await stop();
     await store.close();
   });
 });

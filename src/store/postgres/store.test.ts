@@ -28,6 +28,20 @@ describe.skipIf(!url)('PostgresStore', () => {
         await store.close();
         await schemas.drop(schema);
       },
+      async untilLockWait() {
+        // A backend of this test's schema waiting for a lock that is not granted yet.
+        const deadline = Date.now() + 10_000;
+        for (;;) {
+          const waiting = await schemas.query(
+            `SELECT count(*)::int AS waiting FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+             WHERE NOT l.granted AND a.query LIKE $1`,
+            [`%"${schema}".%`],
+          );
+          if (waiting.rows[0].waiting > 0) return;
+          if (Date.now() > deadline) throw new Error('no transaction waited for a lock within 10 s');
+          await new Promise((resolve) => setTimeout(resolve, 10));
+        }
+      },
     };
   });
 });

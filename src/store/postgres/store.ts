@@ -10,12 +10,13 @@ import {
 } from '../../errors.ts';
 import { type Clock, systemClock } from '../../time.ts';
 import { requireInteger } from '../limits.ts';
-import { type SqlConnection, SqlSession, type SqlValue } from '../sql/connection.ts';
+import { type SqlConnection, type SqlNotifier, SqlSession, type SqlValue } from '../sql/connection.ts';
 import { postgresDialect, requireSchemaName, type StoreTables, storeTables } from '../sql/dialect.ts';
 import { storeComponent, storeMigrations } from '../sql/schema.ts';
 import { createStoreTransaction } from '../sql/transaction.ts';
 import type { Store, StoreReader, StoreTransaction } from '../types.ts';
 import { mapPostgresError } from './errors.ts';
+import { PostgresListener, postgresChannel } from './listener.ts';
 import { migratePostgres } from './migrate.ts';
 
 export interface PostgresStoreOptions {
@@ -122,6 +123,8 @@ export class PostgresStore implements Store {
   readonly #tables: StoreTables;
   readonly #clock: Clock;
   readonly #current = new AsyncLocalStorage<Frame>();
+  readonly #listener: PostgresListener;
+  readonly #notifier: SqlNotifier;
   #closed = false;
 
   /** Use `openPostgresStore`, which also migrates the schema. */
@@ -130,6 +133,23 @@ export class PostgresStore implements Store {
     this.schema = requireSchemaName(schema);
     this.#tables = storeTables(schema);
     this.#clock = clock;
+    this.#listener = new PostgresListener(pool.options, this.schema);
+    // PostgreSQL queues a transaction's notifications until COMMIT and drops those of a
+    // transaction or subtransaction (savepoint) that rolls back.
+    this.#notifier = async (session, channel, payload) => {
+      await session.query('SELECT pg_notify($1, $2)', [postgresChannel(this.schema, channel), payload]);
+    };
+  }
+
+  /**
+   * Calls `listener` with each notification committed on `channel` by any node using this schema,
+   * over a dedicated connection. Notifications sent while that connection is down are lost: it
+   * reconnects (backoff from 100 ms to 5 s) and then calls `listener` with
+   * `notificationsMayBeMissed`. Fails (RetryableError) if the first connection cannot be made.
+   */
+  async listen(channel: string, listener: (payload: string) => void): Promise<() => Promise<void>> {
+    if (this.#closed) throw new ClosedError('The PostgreSQL store is closed');
+    return this.#listener.listen(channel, listener);
   }
 
   /**
@@ -174,7 +194,10 @@ export class PostgresStore implements Store {
       connection.failure ??= error;
     };
     client.on('error', onError);
-    const session = new SqlSession(connection, postgresDialect, this.#tables, this.#clock, { readOnly });
+    const session = new SqlSession(connection, postgresDialect, this.#tables, this.#clock, {
+      readOnly,
+      notifier: this.#notifier,
+    });
     let broken: Error | undefined;
     let committing = false;
     try {
@@ -216,6 +239,7 @@ export class PostgresStore implements Store {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    await this.#listener.close();
     await this.#pool.end();
   }
 
@@ -232,7 +256,9 @@ export class PostgresStore implements Store {
       // One name suffices: savepoints nest strictly, and ROLLBACK TO / RELEASE act on the
       // innermost savepoint of that name.
       await connection.execute(`SAVEPOINT ${name}`, []);
-      const session = new SqlSession(connection, postgresDialect, this.#tables, this.#clock);
+      const session = new SqlSession(connection, postgresDialect, this.#tables, this.#clock, {
+        notifier: this.#notifier,
+      });
       try {
         let result: T;
         try {

@@ -14,7 +14,13 @@ export interface SqlConnection {
 }
 
 /**
- * One transaction's view of the database, shared by the six sub-stores. It refuses every call
+ * How a dialect delivers `StoreTransaction.notify` once `session`'s transaction commits (and not
+ * if it, or the savepoint that notified, rolls back). `channel` and `payload` are validated.
+ */
+export type SqlNotifier = (session: SqlSession, channel: string, payload: string) => Promise<void>;
+
+/**
+ * One transaction's view of the database, shared by the sub-stores. It refuses every call
  * once the transaction has finished, so a `tx` kept past its transaction can neither write
  * outside it nor read from a pooled connection another transaction now owns.
  */
@@ -25,6 +31,7 @@ export class SqlSession implements SqlConnection {
   readonly #connection: SqlConnection;
   /** A read transaction's session (`Store.read`): statements that change rows are refused. */
   readonly readOnly: boolean;
+  readonly #notifier: SqlNotifier | undefined;
   #open = true;
   /** True while a nested transaction (savepoint) of this one runs. */
   childOpen = false;
@@ -34,10 +41,11 @@ export class SqlSession implements SqlConnection {
     dialect: Dialect,
     tables: StoreTables,
     clock: Clock,
-    options: { readOnly?: boolean } = {},
+    options: { readOnly?: boolean; notifier?: SqlNotifier } = {},
   ) {
     this.#connection = connection;
     this.readOnly = options.readOnly ?? false;
+    this.#notifier = options.notifier;
     this.dialect = dialect;
     this.tables = tables;
     this.clock = clock;
@@ -53,13 +61,27 @@ export class SqlSession implements SqlConnection {
   }
 
   execute(sql: string, params: readonly SqlValue[]): Promise<number> {
+    this.assertWritable();
+    return this.#connection.execute(sql, params);
+  }
+
+  /** Throws unless this session may write: open, and not a read transaction's. */
+  assertWritable(): void {
     this.#assertOpen();
     if (this.readOnly) {
       throw new ValidationError(
         'This store transaction is read-only (Store.read): write in a transaction() instead',
       );
     }
-    return this.#connection.execute(sql, params);
+  }
+
+  /** Hands a notification to the dialect, to be delivered once the transaction commits. */
+  notify(channel: string, payload: string): Promise<void> {
+    this.assertWritable();
+    if (this.#notifier === undefined) {
+      throw new ValidationError('This store delivers no notifications: notify() is not available here');
+    }
+    return this.#notifier(this, channel, payload);
   }
 
   finish(): void {

@@ -20,6 +20,11 @@ export interface Dialect {
   readonly identityKey: string;
   /** Appended to a SELECT that must lock its row until commit (SQLite's writer lock already does). */
   readonly forUpdate: string;
+  /**
+   * Appended to a SELECT whose rows must not change until commit while others may still read
+   * them (partition epochs): a concurrent UPDATE of them waits. SQLite's one writer already does.
+   */
+  readonly forShare: string;
   /** A subquery yielding the integers of the JSON array in `parameter`. */
   jsonIntegers(parameter: string): string;
 }
@@ -29,6 +34,7 @@ export const sqliteDialect: Dialect = {
   keyText: 'TEXT',
   identityKey: 'INTEGER PRIMARY KEY AUTOINCREMENT',
   forUpdate: '',
+  forShare: '',
   jsonIntegers: (parameter) => `SELECT value FROM json_each(${parameter})`,
 };
 
@@ -37,6 +43,7 @@ export const postgresDialect: Dialect = {
   keyText: 'TEXT COLLATE "C"',
   identityKey: 'BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY',
   forUpdate: ' FOR UPDATE',
+  forShare: ' FOR SHARE',
   jsonIntegers: (parameter) =>
     `SELECT CAST(value AS BIGINT) FROM json_array_elements_text(CAST(${parameter} AS json))`,
 };
@@ -50,6 +57,8 @@ export interface StoreTables {
   readonly inbox: string;
   readonly outbox: string;
   readonly idempotencyKeys: string;
+  readonly partitions: string;
+  readonly replies: string;
 }
 
 const schemaPattern = /^[a-z_][a-z0-9_]{0,62}$/;
@@ -78,6 +87,8 @@ export function storeTables(schema?: string): StoreTables {
     inbox: `${prefix}store_inbox`,
     outbox: `${prefix}store_outbox`,
     idempotencyKeys: `${prefix}store_idempotency_keys`,
+    partitions: `${prefix}store_partitions`,
+    replies: `${prefix}store_replies`,
   };
 }
 

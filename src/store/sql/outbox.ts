@@ -4,11 +4,13 @@ import {
   requireInteger,
   requireLimit,
   requireName,
+  requirePartition,
   requireTimestamp,
   storeLimits,
   toHeadersText,
+  toPartitionsText,
 } from '../limits.ts';
-import type { OutboxMessage, OutboxStore } from '../types.ts';
+import type { NewOutboxMessage, OutboxMessage, OutboxStore, PartitionFilter } from '../types.ts';
 import type { SqlSession, SqlValue } from './connection.ts';
 import { toBytes, toInteger, toStringColumn } from './rows.ts';
 
@@ -19,9 +21,12 @@ interface OutboxRow {
   value: unknown;
   headers: unknown;
   timestamp: unknown;
+  partition: unknown;
 }
 
-/** Rows per INSERT: 5 parameters each stays far below both dialects' parameter limits. */
+const outboxColumns = 'id, topic, key, value, headers, timestamp, partition';
+
+/** Rows per INSERT: 6 parameters each stays far below both dialects' parameter limits. */
 const rowsPerInsert = 100;
 
 function requireBytes(field: string, value: unknown): Uint8Array | null {
@@ -63,7 +68,7 @@ export class SqlOutboxStore implements OutboxStore {
     this.#table = session.tables.outbox;
   }
 
-  async add(messages: readonly Omit<OutboxMessage, 'id'>[]): Promise<number[]> {
+  async add(messages: readonly NewOutboxMessage[]): Promise<number[]> {
     requireBatch('messages', messages);
     const rows: SqlValue[][] = messages.map((message, index) => {
       const topic = requireName(`messages[${index}].topic`, message.topic);
@@ -78,19 +83,20 @@ export class SqlOutboxStore implements OutboxStore {
       }
       const headers = toHeadersText(`messages[${index}].headers`, message.headers);
       const timestamp = requireTimestamp(`messages[${index}].timestamp`, message.timestamp);
-      return [topic, key, value, headers, timestamp];
+      const partition = requirePartition(`messages[${index}].partition`, message.partition ?? 0);
+      return [topic, key, value, headers, timestamp, partition];
     });
     const ids: number[] = [];
     for (let start = 0; start < rows.length; start += rowsPerInsert) {
       const chunk = rows.slice(start, start + rowsPerInsert);
       const values = chunk
         .map((_, row) => {
-          const base = row * 5;
-          return `($${base + 1}, $${base + 2}, $${base + 3}, $${base + 4}, $${base + 5})`;
+          const base = row * 6;
+          return `($${base + 1}, $${base + 2}, $${base + 3}, $${base + 4}, $${base + 5}, $${base + 6})`;
         })
         .join(', ');
       const returned = await this.#session.query<{ id: unknown }>(
-        `INSERT INTO ${this.#table} (topic, key, value, headers, timestamp) VALUES ${values} RETURNING id`,
+        `INSERT INTO ${this.#table} (topic, key, value, headers, timestamp, partition) VALUES ${values} RETURNING id`,
         chunk.flat(),
       );
       // Neither dialect promises RETURNING order, but one INSERT draws its ids in VALUES order,
@@ -106,11 +112,15 @@ export class SqlOutboxStore implements OutboxStore {
     return ids;
   }
 
-  async pending(limit: number): Promise<OutboxMessage[]> {
+  async pending(limit: number, options: PartitionFilter = {}): Promise<OutboxMessage[]> {
     requireLimit('limit', limit);
+    const partitions = toPartitionsText('partitions', options.partitions);
+    if (partitions === '[]') return [];
     const rows = await this.#session.query<OutboxRow>(
-      `SELECT id, topic, key, value, headers, timestamp FROM ${this.#table} ORDER BY id LIMIT $1`,
-      [limit],
+      partitions === null
+        ? `SELECT ${outboxColumns} FROM ${this.#table} ORDER BY id LIMIT $1`
+        : `SELECT ${outboxColumns} FROM ${this.#table} WHERE partition IN (${this.#session.dialect.jsonIntegers('$2')}) ORDER BY id LIMIT $1`,
+      partitions === null ? [limit] : [limit, partitions],
     );
     return rows.map((row) => ({
       id: toInteger(row.id, 'id'),
@@ -119,6 +129,7 @@ export class SqlOutboxStore implements OutboxStore {
       value: toBytes(row.value, 'value'),
       headers: JSON.parse(toStringColumn(row.headers, 'headers')) as Record<string, string>,
       timestamp: toInteger(row.timestamp, 'timestamp'),
+      partition: toInteger(row.partition, 'partition'),
     }));
   }
 

@@ -6,11 +6,21 @@ import {
   requireLimit,
   requireName,
   requireOneOf,
+  requirePartition,
   requireTimestamp,
   storeLimits,
   toJsonText,
+  toPartitionsText,
 } from '../limits.ts';
-import type { JournalEntry, JournalEntryKind, Json, SagaRecord, SagaStatus, SagaStore } from '../types.ts';
+import type {
+  JournalEntry,
+  JournalEntryKind,
+  Json,
+  PartitionFilter,
+  SagaRecord,
+  SagaStatus,
+  SagaStore,
+} from '../types.ts';
 import type { SqlSession, SqlValue } from './connection.ts';
 import { sqlPerStore } from './dialect.ts';
 import { parseJson, parseOptionalJson, toInteger, toOptionalString, toStringColumn } from './rows.ts';
@@ -79,7 +89,7 @@ const statements = sqlPerStore(({ sagas, sagaJournal: journal }, dialect) => {
   const update = (set: string) => `UPDATE ${sagas} SET ${set} WHERE id = $1 AND version = $2`;
   const base = 'status = $3, updated_at = $4, version = version + 1';
   return {
-    create: `INSERT INTO ${sagas} (${sagaColumns}) VALUES ($1, $2, $3, $4, NULL, NULL, $5, $5, 1) ON CONFLICT (id) DO NOTHING`,
+    create: `INSERT INTO ${sagas} (${sagaColumns}, partition) VALUES ($1, $2, $3, $4, NULL, NULL, $5, $5, 1, $6) ON CONFLICT (id) DO NOTHING`,
     get: `SELECT ${sagaColumns} FROM ${sagas} WHERE id = $1`,
     /** By which of output and reason change: neither, output, reason, both. */
     update: [
@@ -118,13 +128,23 @@ export class SqlSagaStore implements SagaStore {
     this.#sql = statements(session);
   }
 
-  async create(saga: Omit<SagaRecord, 'output' | 'reason' | 'updatedAt' | 'version'>): Promise<void> {
+  async create(
+    saga: Omit<SagaRecord, 'output' | 'reason' | 'updatedAt' | 'version'> & { readonly partition?: number },
+  ): Promise<void> {
     const id = requireId('id', saga.id);
     const type = requireName('type', saga.type);
     const status = requireOneOf('status', saga.status, sagaStatuses);
     const input = toJsonText('input', saga.input);
     const createdAt = requireTimestamp('createdAt', saga.createdAt);
-    const changed = await this.#session.execute(this.#sql.create, [id, type, status, input, createdAt]);
+    const partition = requirePartition('partition', saga.partition ?? 0);
+    const changed = await this.#session.execute(this.#sql.create, [
+      id,
+      type,
+      status,
+      input,
+      createdAt,
+      partition,
+    ]);
     if (changed !== 1) {
       throw new AlreadyExistsError(`Saga '${id}' already exists`, { details: { id } });
     }
@@ -163,12 +183,18 @@ export class SqlSagaStore implements SagaStore {
   }
 
   async list(
-    options: { status?: SagaStatus; type?: string; limit?: number; afterId?: string } = {},
+    options: { status?: SagaStatus; type?: string; limit?: number; afterId?: string } & PartitionFilter = {},
   ): Promise<SagaRecord[]> {
     const limit = requireLimit('limit', options.limit, storeLimits.defaultPageSize);
     const afterId = options.afterId === undefined ? '' : requireId('afterId', options.afterId);
+    const partitions = toPartitionsText('partitions', options.partitions);
+    if (partitions === '[]') return [];
     const params: SqlValue[] = [afterId, limit];
     let where = 'id > $1';
+    if (partitions !== null) {
+      params.push(partitions);
+      where += ` AND partition IN (${this.#session.dialect.jsonIntegers(`$${params.length}`)})`;
+    }
     if (options.status !== undefined) {
       params.push(requireOneOf('status', options.status, sagaStatuses));
       where += ` AND status = $${params.length}`;

@@ -137,5 +137,37 @@ END;
 `
           : 'SELECT 1;',
     },
+    {
+      version: 5,
+      name: 'work partitions: fencing epochs, replies of routed commands, partition of sagas, timers and outbox rows',
+      // Existing sagas, timers and outbox rows fall in partition 0. `ok` is INTEGER 0/1: the one
+      // boolean both dialects store alike.
+      sql: `
+CREATE TABLE ${t.partitions} (
+  partition INTEGER NOT NULL PRIMARY KEY,
+  epoch BIGINT NOT NULL,
+  owner TEXT NOT NULL,
+  claimed_at BIGINT NOT NULL
+);
+
+CREATE TABLE ${t.replies} (
+  request_id ${key} NOT NULL PRIMARY KEY,
+  partition INTEGER NOT NULL,
+  ok INTEGER NOT NULL CHECK (ok IN (0, 1)),
+  reply TEXT,
+  error TEXT,
+  code TEXT,
+  created_at BIGINT NOT NULL
+);
+CREATE INDEX store_replies_created ON ${t.replies} (created_at);
+
+ALTER TABLE ${t.sagas} ADD COLUMN partition INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX store_sagas_partition ON ${t.sagas} (partition, status, id);
+ALTER TABLE ${t.timers} ADD COLUMN partition INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX store_timers_partition ON ${t.timers} (partition, due_at, id);
+ALTER TABLE ${t.outbox} ADD COLUMN partition INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX store_outbox_partition ON ${t.outbox} (partition, id);
+`,
+    },
   ];
 }

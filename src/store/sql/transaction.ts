@@ -1,8 +1,11 @@
+import { requireChannel, requireNotificationPayload } from '../limits.ts';
 import type {
   EntityStore,
   IdempotencyStore,
   InboxStore,
   OutboxStore,
+  PartitionStore,
+  ReplyStore,
   SagaStore,
   StoreTransaction,
   TimerStore,
@@ -12,11 +15,13 @@ import { SqlEntityStore } from './entities.ts';
 import { SqlIdempotencyStore } from './idempotency.ts';
 import { SqlInboxStore } from './inbox.ts';
 import { SqlOutboxStore } from './outbox.ts';
+import { SqlPartitionStore } from './partitions.ts';
+import { SqlReplyStore } from './replies.ts';
 import { SqlSagaStore } from './sagas.ts';
 import { SqlTimerStore } from './timers.ts';
 
 /**
- * The six sub-stores of one transaction, all writing through its session. Each is made on first
+ * The sub-stores of one transaction, all writing through its session. Each is made on first
  * use: the runtime opens a savepoint per unit of work, and most units touch one or two of them.
  */
 class SqlStoreTransaction implements StoreTransaction {
@@ -27,6 +32,8 @@ class SqlStoreTransaction implements StoreTransaction {
   #inbox: InboxStore | undefined;
   #outbox: OutboxStore | undefined;
   #idempotency: IdempotencyStore | undefined;
+  #partitions: PartitionStore | undefined;
+  #replies: ReplyStore | undefined;
 
   constructor(session: SqlSession) {
     this.#session = session;
@@ -60,6 +67,22 @@ class SqlStoreTransaction implements StoreTransaction {
   get idempotency(): IdempotencyStore {
     this.#idempotency ??= new SqlIdempotencyStore(this.#session);
     return this.#idempotency;
+  }
+
+  get partitions(): PartitionStore {
+    this.#partitions ??= new SqlPartitionStore(this.#session);
+    return this.#partitions;
+  }
+
+  get replies(): ReplyStore {
+    this.#replies ??= new SqlReplyStore(this.#session);
+    return this.#replies;
+  }
+
+  async notify(channel: string, payload: string): Promise<void> {
+    requireChannel('channel', channel);
+    requireNotificationPayload('payload', payload);
+    await this.#session.notify(channel, payload);
   }
 }
 

@@ -21,7 +21,12 @@ afterEach(() => {
 
 describeStoreContract('sqlite', async (clock) => {
   const store = new SqliteStore({ path: join(freshDirectory(), 'store.db'), clock });
-  return { store, cleanup: () => store.close() };
+  return {
+    store,
+    cleanup: () => store.close(),
+    // A second transaction queues for the writer lock as soon as it starts.
+    untilLockWait: () => new Promise<void>((resolve) => setImmediate(resolve)),
+  };
 });
 
 describe('SqliteStore on a shared database', () => {

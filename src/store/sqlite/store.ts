@@ -2,8 +2,10 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { assert } from '../../assert.ts';
 import { ClosedError, ConflictError, ValidationError } from '../../errors.ts';
 import { type Clock, systemClock } from '../../time.ts';
-import { type SqlConnection, SqlSession, type SqlValue } from '../sql/connection.ts';
+import { requireChannel } from '../limits.ts';
+import { type SqlConnection, type SqlNotifier, SqlSession, type SqlValue } from '../sql/connection.ts';
 import { sqliteDialect, storeTables } from '../sql/dialect.ts';
+import { ListenerRegistry, type NotificationListener, requireListener } from '../sql/listeners.ts';
 import { storeComponent, storeMigrations } from '../sql/schema.ts';
 import { createStoreTransaction } from '../sql/transaction.ts';
 import type { Store, StoreReader, StoreTransaction } from '../types.ts';
@@ -94,6 +96,8 @@ export class SqliteStore implements Store {
   readonly #connection: SqlConnection;
   readonly #readConnection: SqlConnection;
   readonly #current = new AsyncLocalStorage<SqlSession>();
+  readonly #listeners = new ListenerRegistry();
+  readonly #notifier: SqlNotifier;
   #closed = false;
 
   constructor(options: SqliteStoreOptions) {
@@ -122,6 +126,29 @@ export class SqliteStore implements Store {
     const database = this.database;
     this.#connection = sqliteConnection(database, () => database.inWrite);
     this.#readConnection = sqliteConnection(database, () => database.inWrite || database.inRead);
+    // The database runs after-commit callbacks only once the outermost write commits, and drops
+    // those of a transaction or savepoint that rolls back.
+    const listeners = this.#listeners;
+    this.#notifier = async (_session, channel, payload) => {
+      database.afterCommit(() => listeners.emit(channel, payload));
+    };
+  }
+
+  /**
+   * Calls `listener` with each notification this store's transactions commit on `channel`, in
+   * commit order, right after the commit. In-process: other processes sharing the file are not
+   * heard, and nothing is ever missed, so `listener` never receives `notificationsMayBeMissed`.
+   */
+  async listen(channel: string, listener: (payload: string) => void): Promise<() => Promise<void>> {
+    if (this.#closed) throw new ClosedError('The SQLite store is closed');
+    requireChannel('channel', channel);
+    const callback: NotificationListener = requireListener(listener);
+    // A wrapper of its own, so one function listening twice is removed once per unlisten.
+    const entry: NotificationListener = (payload) => callback(payload);
+    this.#listeners.add(channel, entry);
+    return async () => {
+      this.#listeners.remove(channel, entry);
+    };
   }
 
   /**
@@ -168,13 +195,16 @@ export class SqliteStore implements Store {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#listeners.clear();
     if (this.#ownsDatabase) this.database.close();
   }
 
   async #run<T>(fn: (tx: StoreTransaction) => Promise<T>): Promise<T> {
     try {
       return await this.database.write(async () => {
-        const session = new SqlSession(this.#connection, sqliteDialect, tables, this.#clock);
+        const session = new SqlSession(this.#connection, sqliteDialect, tables, this.#clock, {
+          notifier: this.#notifier,
+        });
         try {
           return await this.#current.run(session, () => fn(createStoreTransaction(session)));
         } finally {

@@ -1,0 +1,71 @@
+import { requireName, requirePartition, requireTimestamp, toPartitionsText } from '../limits.ts';
+import type { PartitionClaim, PartitionStore } from '../types.ts';
+import type { SqlSession } from './connection.ts';
+import { sqlPerStore } from './dialect.ts';
+import { toInteger, toStringColumn } from './rows.ts';
+
+interface PartitionRow {
+  partition: unknown;
+  epoch: unknown;
+  owner: unknown;
+  claimed_at: unknown;
+}
+
+const statements = sqlPerStore(({ partitions }, dialect) => {
+  const epochs = `SELECT partition, epoch FROM ${partitions} WHERE partition IN (${dialect.jsonIntegers('$1')}) ORDER BY partition`;
+  return {
+    // One statement on both dialects: a claim never reads an epoch another claim is changing.
+    claim: `INSERT INTO ${partitions} (partition, epoch, owner, claimed_at) VALUES ($1, 1, $2, $3)
+       ON CONFLICT (partition) DO UPDATE SET epoch = ${partitions}.epoch + 1, owner = excluded.owner, claimed_at = excluded.claimed_at
+       RETURNING epoch`,
+    epochs,
+    lockedEpochs: `${epochs}${dialect.forShare}`,
+    list: `SELECT partition, epoch, owner, claimed_at FROM ${partitions} ORDER BY partition`,
+  };
+});
+
+/** Fencing epochs of work partitions: who claimed each one last, and how often it was claimed. */
+export class SqlPartitionStore implements PartitionStore {
+  readonly #session: SqlSession;
+  readonly #sql: ReturnType<typeof statements>;
+
+  constructor(session: SqlSession) {
+    this.#session = session;
+    this.#sql = statements(session);
+  }
+
+  async claim(partition: number, owner: string, nowMs: number): Promise<number> {
+    requirePartition('partition', partition);
+    requireName('owner', owner);
+    requireTimestamp('nowMs', nowMs);
+    // A write: refused in a read transaction like every other one.
+    this.#session.assertWritable();
+    const rows = await this.#session.query<{ epoch: unknown }>(this.#sql.claim, [partition, owner, nowMs]);
+    return toInteger(rows[0]?.epoch, 'epoch');
+  }
+
+  async epochs(
+    partitions: readonly number[],
+    options: { lock?: boolean } = {},
+  ): Promise<Map<number, number>> {
+    const list = toPartitionsText('partitions', partitions);
+    const epochs = new Map<number, number>();
+    if (list === null || partitions.length === 0) return epochs;
+    const rows = await this.#session.query<{ partition: unknown; epoch: unknown }>(
+      options.lock === true ? this.#sql.lockedEpochs : this.#sql.epochs,
+      [list],
+    );
+    for (const row of rows) epochs.set(toInteger(row.partition, 'partition'), toInteger(row.epoch, 'epoch'));
+    return epochs;
+  }
+
+  async list(): Promise<PartitionClaim[]> {
+    const rows = await this.#session.query<PartitionRow>(this.#sql.list, []);
+    return rows.map((row) => ({
+      partition: toInteger(row.partition, 'partition'),
+      epoch: toInteger(row.epoch, 'epoch'),
+      owner: toStringColumn(row.owner, 'owner'),
+      claimedAt: toInteger(row.claimed_at, 'claimed_at'),
+    }));
+  }
+}

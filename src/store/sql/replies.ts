@@ -1,0 +1,92 @@
+import { ValidationError } from '../../errors.ts';
+import {
+  optionalText,
+  requireId,
+  requireName,
+  requirePartition,
+  requireTimestamp,
+  storeLimits,
+  toJsonText,
+} from '../limits.ts';
+import type { ReplyStore, StoredReply } from '../types.ts';
+import type { SqlSession } from './connection.ts';
+import { sqlPerStore } from './dialect.ts';
+import { parseOptionalJson, toInteger, toOptionalString, toStringColumn } from './rows.ts';
+
+interface ReplyRow {
+  request_id: unknown;
+  partition: unknown;
+  ok: unknown;
+  reply: unknown;
+  error: unknown;
+  code: unknown;
+  created_at: unknown;
+}
+
+const replyColumns = 'request_id, partition, ok, reply, error, code, created_at';
+
+const statements = sqlPerStore(({ replies }) => ({
+  // DO NOTHING: a second reply to one request is the expected race, not an error that would
+  // abort a PostgreSQL transaction.
+  put: `INSERT INTO ${replies} (${replyColumns}) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (request_id) DO NOTHING`,
+  get: `SELECT ${replyColumns} FROM ${replies} WHERE request_id = $1`,
+  prune: `DELETE FROM ${replies} WHERE created_at < $1`,
+}));
+
+function toReply(row: ReplyRow): StoredReply {
+  return {
+    requestId: toStringColumn(row.request_id, 'request_id'),
+    partition: toInteger(row.partition, 'partition'),
+    ok: toInteger(row.ok, 'ok') === 1,
+    reply: parseOptionalJson(row.reply, 'reply'),
+    error: toOptionalString(row.error, 'error'),
+    code: toOptionalString(row.code, 'code'),
+    createdAt: toInteger(row.created_at, 'created_at'),
+  };
+}
+
+/** Replies to commands routed to a partition's owner: written once, read by the sender. */
+export class SqlReplyStore implements ReplyStore {
+  readonly #session: SqlSession;
+  readonly #sql: ReturnType<typeof statements>;
+
+  constructor(session: SqlSession) {
+    this.#session = session;
+    this.#sql = statements(session);
+  }
+
+  async put(reply: StoredReply): Promise<boolean> {
+    const requestId = requireId('requestId', reply.requestId);
+    const partition = requirePartition('partition', reply.partition);
+    if (typeof reply.ok !== 'boolean') {
+      throw new ValidationError(`'ok' must be a boolean: current value is ${String(reply.ok)}`, {
+        details: { field: 'ok', rule: 'boolean' },
+      });
+    }
+    const text = reply.reply === null ? null : toJsonText('reply', reply.reply);
+    const error = optionalText('error', reply.error, storeLimits.maxTextLength);
+    const code = reply.code === null ? null : requireName('code', reply.code);
+    const createdAt = requireTimestamp('createdAt', reply.createdAt);
+    const changed = await this.#session.execute(this.#sql.put, [
+      requestId,
+      partition,
+      reply.ok ? 1 : 0,
+      text,
+      error,
+      code,
+      createdAt,
+    ]);
+    return changed === 1;
+  }
+
+  async get(requestId: string): Promise<StoredReply | null> {
+    requireId('requestId', requestId);
+    const rows = await this.#session.query<ReplyRow>(this.#sql.get, [requestId]);
+    return rows[0] === undefined ? null : toReply(rows[0]);
+  }
+
+  async prune(beforeMs: number): Promise<number> {
+    requireTimestamp('beforeMs', beforeMs);
+    return this.#session.execute(this.#sql.prune, [beforeMs]);
+  }
+}
