@@ -10,6 +10,10 @@ interface Command {
 
 const commands: Record<string, Command> = {
   demo: { summary: 'Run the demo on the embedded shape (npm start)', load: () => import('./demo.ts') },
+  payments: {
+    summary: 'Run the simulated payment gateway the nodes of a cluster share',
+    load: () => import('./payments.ts'),
+  },
   banking: {
     summary: 'Run the banking case study gateway (--policies on|off)',
     load: () => import('./banking.ts'),
