@@ -38,6 +38,9 @@ order saga, a simulated payment gateway, and a little built-in traffic so there 
 see. Ctrl-C drains and exits; starting again on the same data directory resumes every order that
 was in flight.
 
+The same app runs as a cluster of nodes over PostgreSQL and Kafka with 'meridian node'
+(npm run meridian -- node --help), beside one shared 'meridian payments' gateway: docs/cluster.md.
+
 Options:
   --data-dir <path>                  database and payment ledger directory (default ./.meridian)
   --port <n>                         HTTP port, 0..65535; 0 picks a free one (default $PORT or 7070)
