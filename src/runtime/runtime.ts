@@ -9,6 +9,7 @@ import {
 } from '../errors.ts';
 import type { Log, LogRecord } from '../log/types.ts';
 import { integerOption } from '../resilience/options.ts';
+import { unboundedRetryStrategy } from '../resilience/retry.ts';
 import type {
   JournalEntry,
   Json,
@@ -36,7 +37,6 @@ import { applyCommand } from './entity-command.ts';
 import { FencedError, SagaNotCompletedError } from './errors.ts';
 import { type GroupCommitStats, GroupCommitter, type Yield } from './group-commit.ts';
 import { requireRuntimeId, requireRuntimeName } from './options.ts';
-import { unboundedBackoff } from './retry.ts';
 import {
   type ExecutionResult,
   journalNames,
@@ -253,7 +253,7 @@ export class Runtime {
     }
     this.#topics = topics;
     this.#onProblem = options.onProblem;
-    const compensationRetry = unboundedBackoff(
+    const compensationRetry = unboundedRetryStrategy(
       {
         initialDelayMs: options.compensationRetry?.initialDelayMs ?? 100,
         // The cap may not be below the base: a larger base without a cap raises the default cap.

@@ -9,6 +9,7 @@ import {
 } from '../errors.ts';
 import type { Policy } from '../resilience/index.ts';
 import { integerOption } from '../resilience/options.ts';
+import { type RetryStrategy, toRetryStrategy } from '../resilience/retry.ts';
 import type { JournalEntry, JournalEntryKind, Json, SagaRecord, SagaStatus } from '../store/types.ts';
 import type { Clock, Random, Timers } from '../time.ts';
 import { encodeJson, toJson, truncateMessage } from './codec.ts';
@@ -27,7 +28,6 @@ import { applyCommand, headers } from './entity-command.ts';
 import { FencedError, NonDeterminismError, StepFailedError, StepTimeoutError } from './errors.ts';
 import type { GroupCommitter } from './group-commit.ts';
 import { requireRuntimeId, requireRuntimeName } from './options.ts';
-import { type RetryStrategy, toRetryStrategy } from './retry.ts';
 import { childTraceparent, traceparentHeader } from './trace.ts';
 
 /** Journal names the runtime writes for itself. User names cannot start with '$'. */

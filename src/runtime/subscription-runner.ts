@@ -1,5 +1,6 @@
 import { ensureError } from '../errors.ts';
 import type { Consumer, Log, LogRecord, ProducerRecord } from '../log/types.ts';
+import { type RetryStrategy, toRetryStrategy } from '../resilience/retry.ts';
 import type { Clock, Random, Timers } from '../time.ts';
 import { decodeJson, decodeText, encodeJson, toJson } from './codec.ts';
 import type { UnitScope } from './commit-path.ts';
@@ -15,7 +16,6 @@ import { applyCommand } from './entity-command.ts';
 import { FencedError } from './errors.ts';
 import type { GroupCommitter } from './group-commit.ts';
 import { requireRuntimeName } from './options.ts';
-import { type RetryStrategy, toRetryStrategy } from './retry.ts';
 import type { SagaLaunch } from './saga-execution.ts';
 import { childTraceparent, traceparentHeader } from './trace.ts';
 
