@@ -32,6 +32,7 @@ import type {
   SagaDefinition,
   SubscriptionDefinition,
 } from './definitions.ts';
+import { Effects } from './effects.ts';
 import { EmbeddedCommitPath } from './embedded.ts';
 import { applyCommand } from './entity-command.ts';
 import { FencedError, SagaNotCompletedError } from './errors.ts';
@@ -41,13 +42,13 @@ import {
   type ExecutionResult,
   journalNames,
   SagaExecution,
-  type SagaHost,
   type SagaLaunch,
+  type SagaServices,
   sagaWakeTimerKind,
 } from './saga-execution.ts';
 import { type LoadedSaga, SagaScheduler } from './saga-scheduler.ts';
 import { TimerScheduler } from './scheduler.ts';
-import { deadLetterHeaders, type SubscriptionHost, SubscriptionRunner } from './subscription-runner.ts';
+import { deadLetterHeaders, SubscriptionRunner, type SubscriptionServices } from './subscription-runner.ts';
 import { childTraceparent, formatTraceparent, newTrace, parseTraceparent } from './trace.ts';
 
 export interface RuntimeOptions {
@@ -187,10 +188,9 @@ export class Runtime {
   readonly #topics: ReadonlyMap<string, number>;
   readonly #onProblem: ((problem: RuntimeProblem) => void) | undefined;
   readonly #scheduler: TimerScheduler;
-  readonly #stopping = new AbortController();
   readonly #halted = new AbortController();
-  readonly #sagaHost: SagaHost;
-  readonly #subscriptionHost: SubscriptionHost;
+  readonly #sagaServices: SagaServices;
+  readonly #subscriptionServices: SubscriptionServices;
 
   readonly #entities = new Map<string, AnyEntityDefinition>();
   readonly #sagas = new Map<string, SagaDefinition>();
@@ -227,12 +227,7 @@ export class Runtime {
       maxActive: integerOption('maxActiveSagas', options.maxActiveSagas, 10_000, 1, 1_000_000),
       load: (sagaId) => this.#loadSaga(sagaId),
       execute: (loaded, parking) =>
-        new SagaExecution(
-          { ...this.#sagaHost, stopping: parking },
-          loaded.definition,
-          loaded.record,
-          loaded.journal,
-        ),
+        new SagaExecution(this.#sagaServices, loaded.definition, loaded.record, loaded.journal, parking),
       report: (problem) => this.#report(problem),
     });
     this.#drainTimeoutMs = integerOption('drainTimeoutMs', options.drainTimeoutMs, 10_000, 0, 600_000);
@@ -267,30 +262,33 @@ export class Runtime {
       onDue: (timers) => this.#timersDue(timers),
       onError: (error) => this.#report({ message: 'firing durable timers failed; retrying', error }),
     });
-    this.#sagaHost = {
+    const effects = new Effects({
       committer: this.#committer,
       clock: this.#clock,
       timers: this.#timers,
       random: this.#random,
-      stopping: this.#stopping.signal,
-      halted: this.#halted.signal,
-      compensationRetry,
-      timerScheduled: (dueAt) => this.#scheduler.notify(dueAt),
-      waitForWake: (sagaId, wakeAt) => this.#sagaScheduler.sleep(sagaId, wakeAt),
+    });
+    this.#sagaServices = {
+      effects,
+      sleeps: {
+        scheduled: (dueAt) => this.#scheduler.notify(dueAt),
+        sleep: (sagaId, wakeAt) => this.#sagaScheduler.sleep(sagaId, wakeAt),
+      },
       ensureTopic: (topic) => this.#ensureTopic(topic, this.#defaultPartitions),
+      compensationRetry,
+      halted: this.#halted.signal,
       report: (problem) => this.#report(problem),
     };
-    this.#subscriptionHost = {
-      committer: this.#committer,
+    this.#subscriptionServices = {
+      effects,
       log: this.#log,
-      clock: this.#clock,
-      timers: this.#timers,
-      random: this.#random,
       deadLetterTopic: this.#deadLetterTopic,
-      createSaga: (scope, saga, id, input, traceparent) =>
-        this.#createSagaIn(scope, saga, id, input, traceparent),
-      launch: (launches) => {
-        for (const launch of launches) this.#sagaScheduler.enqueue(launch);
+      sagas: {
+        create: (scope, saga, id, input, traceparent) =>
+          this.#createSagaIn(scope, saga, id, input, traceparent),
+        launch: (launches) => {
+          for (const launch of launches) this.#sagaScheduler.enqueue(launch);
+        },
       },
       report: (problem) => this.#report(problem),
       fenced: (error) => this.#report({ message: 'a subscription was fenced', error }),
@@ -343,7 +341,7 @@ export class Runtime {
     await this.#scheduler.start();
     await this.#resumeAll();
     for (const definition of this.#subscriptions.values()) {
-      const runner = new SubscriptionRunner(this.#subscriptionHost, definition);
+      const runner = new SubscriptionRunner(this.#subscriptionServices, definition);
       this.#runners.push(runner);
       runner.start();
     }
@@ -362,7 +360,6 @@ export class Runtime {
   async #stop(): Promise<void> {
     const wasRunning = this.#state === 'running';
     this.#state = 'stopping';
-    this.#stopping.abort();
     this.#sagaScheduler.stop();
     if (wasRunning) {
       await Promise.all(this.#runners.map((runner) => runner.stop()));
