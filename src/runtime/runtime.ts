@@ -9,7 +9,7 @@ import {
 } from '../errors.ts';
 import type { Log, LogRecord } from '../log/types.ts';
 import { integerOption } from '../resilience/options.ts';
-import { unboundedRetryStrategy } from '../resilience/retry.ts';
+import { type RetryStrategy, unboundedRetryStrategy } from '../resilience/retry.ts';
 import type {
   JournalEntry,
   Json,
@@ -245,16 +245,6 @@ export class Runtime {
     }
     this.#topics = topics;
     this.#onProblem = options.onProblem;
-    const compensationRetry = unboundedRetryStrategy(
-      {
-        initialDelayMs: options.compensationRetry?.initialDelayMs ?? 100,
-        // The cap may not be below the base: a larger base without a cap raises the default cap.
-        maxDelayMs:
-          options.compensationRetry?.maxDelayMs ??
-          Math.max(30_000, options.compensationRetry?.initialDelayMs ?? 0),
-      },
-      Number.POSITIVE_INFINITY,
-    );
     this.#scheduler = new TimerScheduler({
       committer: this.#committer,
       clock: this.#clock,
@@ -268,7 +258,12 @@ export class Runtime {
       timers: this.#timers,
       random: this.#random,
     });
-    this.#sagaServices = {
+    this.#sagaServices = this.#makeSagaServices(effects, compensationRetryOf(options.compensationRetry));
+    this.#subscriptionServices = this.#makeSubscriptionServices(effects);
+  }
+
+  #makeSagaServices(effects: Effects, compensationRetry: RetryStrategy): SagaServices {
+    return {
       effects,
       sleeps: {
         scheduled: (dueAt) => this.#scheduler.notify(dueAt),
@@ -279,7 +274,10 @@ export class Runtime {
       halted: this.#halted.signal,
       report: (problem) => this.#report(problem),
     };
-    this.#subscriptionServices = {
+  }
+
+  #makeSubscriptionServices(effects: Effects): SubscriptionServices {
+    return {
       effects,
       log: this.#log,
       deadLetterTopic: this.#deadLetterTopic,
@@ -586,23 +584,11 @@ export class Runtime {
   }
 
   #entity(entity: AnyEntityDefinition): AnyEntityDefinition {
-    const registered = this.#entities.get(entity?.name);
-    if (registered === undefined || entity?.kind !== 'entity') {
-      throw new ValidationError(
-        `Entity '${entity?.name}' is not registered: pass it to runtime.register() before start()`,
-      );
-    }
-    return registered;
+    return registered('Entity', this.#entities, entity);
   }
 
   #saga(saga: SagaDefinition): SagaDefinition {
-    const registered = this.#sagas.get(saga?.name);
-    if (registered === undefined || saga?.kind !== 'saga') {
-      throw new ValidationError(
-        `Saga '${saga?.name}' is not registered: pass it to runtime.register() before start()`,
-      );
-    }
-    return registered;
+    return registered('Saga', this.#sagas, saga);
   }
 
   /** Creates a saga and its start entry inside `scope`; null when it existed (same type and input). */
@@ -809,6 +795,33 @@ function toDeadLetter(record: LogRecord): DeadLetter {
     headers: record.headers,
     deadLetter: { partition: record.partition, offset: record.offset },
   };
+}
+
+/** The registered definition `definition` names, or a ValidationError saying to register it. */
+function registered<D extends { kind: string; name: string }>(
+  label: 'Entity' | 'Saga',
+  registry: ReadonlyMap<string, D>,
+  definition: D,
+): D {
+  const found = registry.get(definition?.name);
+  if (found === undefined || definition?.kind !== label.toLowerCase()) {
+    throw new ValidationError(
+      `${label} '${definition?.name}' is not registered: pass it to runtime.register() before start()`,
+    );
+  }
+  return found;
+}
+
+/** Compensation retry: unbounded attempts, bounded delay (100 ms doubling to 30 s by default). */
+function compensationRetryOf(options: RuntimeOptions['compensationRetry']): RetryStrategy {
+  return unboundedRetryStrategy(
+    {
+      initialDelayMs: options?.initialDelayMs ?? 100,
+      // The cap may not be below the base: a larger base without a cap raises the default cap.
+      maxDelayMs: options?.maxDelayMs ?? Math.max(30_000, options?.initialDelayMs ?? 0),
+    },
+    Number.POSITIVE_INFINITY,
+  );
 }
 
 /** Creates a runtime; register definitions, then `start()` it. */

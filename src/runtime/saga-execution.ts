@@ -367,23 +367,7 @@ export class SagaExecution {
       options.timeoutMs === undefined
         ? undefined
         : integerOption('timeoutMs', options.timeoutMs, 0, 1, 31_536_000_000);
-    let deadlineAt: number | undefined;
-    if (timeoutMs !== undefined) {
-      const journaled = this.#replay('event', journalNames.deadline(name));
-      if (journaled !== undefined) {
-        deadlineAt = (journaled.result as { deadlineAt: number }).deadlineAt;
-      } else {
-        deadlineAt = this.#effects.clock.now() + timeoutMs;
-        await this.#append({
-          kind: 'event',
-          name: journalNames.deadline(name),
-          status: 'completed',
-          result: { deadlineAt },
-          error: null,
-          attempts: 0,
-        });
-      }
-    }
+    const deadlineAt = timeoutMs === undefined ? undefined : await this.#stepDeadline(name, timeoutMs);
     const journaled = this.#replay('step', name);
     if (journaled !== undefined) {
       if (journaled.status === 'failed') throw this.#failureFromJournal(journaled);
@@ -442,6 +426,22 @@ export class SagaExecution {
       attempts: attempt,
     });
     throw new StepFailedError(name, attempt, lastError.message, causeCode, { cause: lastError });
+  }
+
+  /** A step's deadline: journaled before its first attempt, so it survives restarts. */
+  async #stepDeadline(name: string, timeoutMs: number): Promise<number> {
+    const journaled = this.#replay('event', journalNames.deadline(name));
+    if (journaled !== undefined) return (journaled.result as { deadlineAt: number }).deadlineAt;
+    const deadlineAt = this.#effects.clock.now() + timeoutMs;
+    await this.#append({
+      kind: 'event',
+      name: journalNames.deadline(name),
+      status: 'completed',
+      result: { deadlineAt },
+      error: null,
+      attempts: 0,
+    });
+    return deadlineAt;
   }
 
   #registerStepCompensation<T>(name: string, result: Json, options: StepOptions<T>): void {
