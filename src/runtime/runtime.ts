@@ -9,6 +9,7 @@ import {
 } from '../errors.ts';
 import type { Log, LogRecord } from '../log/types.ts';
 import { integerOption } from '../resilience/options.ts';
+import { type RetryStrategy, unboundedRetryStrategy } from '../resilience/retry.ts';
 import type {
   JournalEntry,
   Json,
@@ -31,22 +32,23 @@ import type {
   SagaDefinition,
   SubscriptionDefinition,
 } from './definitions.ts';
+import { Effects } from './effects.ts';
 import { EmbeddedCommitPath } from './embedded.ts';
 import { applyCommand } from './entity-command.ts';
 import { FencedError, SagaNotCompletedError } from './errors.ts';
 import { type GroupCommitStats, GroupCommitter, type Yield } from './group-commit.ts';
 import { requireRuntimeId, requireRuntimeName } from './options.ts';
-import { unboundedBackoff } from './retry.ts';
 import {
   type ExecutionResult,
   journalNames,
   SagaExecution,
-  type SagaHost,
   type SagaLaunch,
+  type SagaServices,
   sagaWakeTimerKind,
 } from './saga-execution.ts';
+import { type LoadedSaga, SagaScheduler } from './saga-scheduler.ts';
 import { TimerScheduler } from './scheduler.ts';
-import { deadLetterHeaders, type SubscriptionHost, SubscriptionRunner } from './subscription-runner.ts';
+import { deadLetterHeaders, SubscriptionRunner, type SubscriptionServices } from './subscription-runner.ts';
 import { childTraceparent, formatTraceparent, newTrace, parseTraceparent } from './trace.ts';
 
 export interface RuntimeOptions {
@@ -152,12 +154,6 @@ export interface RuntimeStats {
 
 type State = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
 
-interface Queued {
-  readonly id: string;
-  /** Known when the saga was just created here; loaded from the store otherwise. */
-  readonly loaded?: { definition: SagaDefinition; record: SagaRecord; journal: JournalEntry[] };
-}
-
 const maxProblems = 100;
 const terminalStatuses: readonly SagaStatus[] = ['completed', 'compensated', 'failed'];
 
@@ -186,17 +182,15 @@ export class Runtime {
   readonly #clock: Clock;
   readonly #timers: Timers;
   readonly #random: Random;
-  readonly #maxActiveSagas: number;
   readonly #drainTimeoutMs: number;
   readonly #deadLetterTopic: string;
   readonly #defaultPartitions: number;
   readonly #topics: ReadonlyMap<string, number>;
   readonly #onProblem: ((problem: RuntimeProblem) => void) | undefined;
   readonly #scheduler: TimerScheduler;
-  readonly #stopping = new AbortController();
   readonly #halted = new AbortController();
-  readonly #sagaHost: SagaHost;
-  readonly #subscriptionHost: SubscriptionHost;
+  readonly #sagaServices: SagaServices;
+  readonly #subscriptionServices: SubscriptionServices;
 
   readonly #entities = new Map<string, AnyEntityDefinition>();
   readonly #sagas = new Map<string, SagaDefinition>();
@@ -204,14 +198,7 @@ export class Runtime {
   readonly #runners: SubscriptionRunner[] = [];
   readonly #knownTopics = new Set<string>();
 
-  readonly #active = new Map<string, SagaExecution>();
-  readonly #queue: Queued[] = [];
-  readonly #queuedIds = new Set<string>();
-  readonly #sleepers = new Map<string, { wakeAt: number; wake: () => void }>();
-  /** Executions waking from a sleep, waiting for a slot: served before new sagas. */
-  readonly #slotWaiters: Array<() => void> = [];
-  #freeSlots: number;
-  readonly #waiters = new Map<string, Array<(result: ExecutionResult | Error) => void>>();
+  readonly #sagaScheduler: SagaScheduler;
   readonly #problems: RuntimeProblem[] = [];
   #state: State = 'created';
   #stopped: Promise<void> | undefined;
@@ -236,8 +223,13 @@ export class Runtime {
       lingerMs: integerOption('commitLingerMs', options.commitLingerMs, 0, 0, 1000),
       timers: this.#timers,
     });
-    this.#maxActiveSagas = integerOption('maxActiveSagas', options.maxActiveSagas, 10_000, 1, 1_000_000);
-    this.#freeSlots = this.#maxActiveSagas;
+    this.#sagaScheduler = new SagaScheduler({
+      maxActive: integerOption('maxActiveSagas', options.maxActiveSagas, 10_000, 1, 1_000_000),
+      load: (sagaId) => this.#loadSaga(sagaId),
+      execute: (loaded, parking) =>
+        new SagaExecution(this.#sagaServices, loaded.definition, loaded.record, loaded.journal, parking),
+      report: (problem) => this.#report(problem),
+    });
     this.#drainTimeoutMs = integerOption('drainTimeoutMs', options.drainTimeoutMs, 10_000, 0, 600_000);
     this.#deadLetterTopic = requireRuntimeName(
       `'deadLetterTopic'`,
@@ -253,16 +245,6 @@ export class Runtime {
     }
     this.#topics = topics;
     this.#onProblem = options.onProblem;
-    const compensationRetry = unboundedBackoff(
-      {
-        initialDelayMs: options.compensationRetry?.initialDelayMs ?? 100,
-        // The cap may not be below the base: a larger base without a cap raises the default cap.
-        maxDelayMs:
-          options.compensationRetry?.maxDelayMs ??
-          Math.max(30_000, options.compensationRetry?.initialDelayMs ?? 0),
-      },
-      Number.POSITIVE_INFINITY,
-    );
     this.#scheduler = new TimerScheduler({
       committer: this.#committer,
       clock: this.#clock,
@@ -270,30 +252,41 @@ export class Runtime {
       onDue: (timers) => this.#timersDue(timers),
       onError: (error) => this.#report({ message: 'firing durable timers failed; retrying', error }),
     });
-    this.#sagaHost = {
+    const effects = new Effects({
       committer: this.#committer,
       clock: this.#clock,
       timers: this.#timers,
       random: this.#random,
-      stopping: this.#stopping.signal,
-      halted: this.#halted.signal,
-      compensationRetry,
-      timerScheduled: (dueAt) => this.#scheduler.notify(dueAt),
-      waitForWake: (sagaId, wakeAt) => this.#waitForWake(sagaId, wakeAt),
+    });
+    this.#sagaServices = this.#makeSagaServices(effects, compensationRetryOf(options.compensationRetry));
+    this.#subscriptionServices = this.#makeSubscriptionServices(effects);
+  }
+
+  #makeSagaServices(effects: Effects, compensationRetry: RetryStrategy): SagaServices {
+    return {
+      effects,
+      sleeps: {
+        scheduled: (dueAt) => this.#scheduler.notify(dueAt),
+        sleep: (sagaId, wakeAt) => this.#sagaScheduler.sleep(sagaId, wakeAt),
+      },
       ensureTopic: (topic) => this.#ensureTopic(topic, this.#defaultPartitions),
+      compensationRetry,
+      halted: this.#halted.signal,
       report: (problem) => this.#report(problem),
     };
-    this.#subscriptionHost = {
-      committer: this.#committer,
+  }
+
+  #makeSubscriptionServices(effects: Effects): SubscriptionServices {
+    return {
+      effects,
       log: this.#log,
-      clock: this.#clock,
-      timers: this.#timers,
-      random: this.#random,
       deadLetterTopic: this.#deadLetterTopic,
-      createSaga: (scope, saga, id, input, traceparent) =>
-        this.#createSagaIn(scope, saga, id, input, traceparent),
-      launch: (launches) => {
-        for (const launch of launches) this.#enqueue(launch);
+      sagas: {
+        create: (scope, saga, id, input, traceparent) =>
+          this.#createSagaIn(scope, saga, id, input, traceparent),
+        launch: (launches) => {
+          for (const launch of launches) this.#sagaScheduler.enqueue(launch);
+        },
       },
       report: (problem) => this.#report(problem),
       fenced: (error) => this.#report({ message: 'a subscription was fenced', error }),
@@ -342,10 +335,11 @@ export class Runtime {
       await this.#ensureTopic(definition.topic, definition.partitions);
     }
     this.#state = 'running';
+    this.#sagaScheduler.open();
     await this.#scheduler.start();
     await this.#resumeAll();
     for (const definition of this.#subscriptions.values()) {
-      const runner = new SubscriptionRunner(this.#subscriptionHost, definition);
+      const runner = new SubscriptionRunner(this.#subscriptionServices, definition);
       this.#runners.push(runner);
       runner.start();
     }
@@ -364,16 +358,12 @@ export class Runtime {
   async #stop(): Promise<void> {
     const wasRunning = this.#state === 'running';
     this.#state = 'stopping';
-    this.#stopping.abort();
-    for (const sleeper of this.#sleepers.values()) sleeper.wake();
-    for (const wake of this.#slotWaiters.splice(0)) wake();
+    this.#sagaScheduler.stop();
     if (wasRunning) {
       await Promise.all(this.#runners.map((runner) => runner.stop()));
     }
     if (wasRunning && this.#drainTimeoutMs > 0) {
-      const settled = Promise.all(
-        [...this.#active.values()].map((execution) => this.#settledOf(execution.id, undefined)),
-      );
+      const settled = this.#sagaScheduler.idle();
       let timer: { cancel(): void } | undefined;
       const drained = new Promise<void>((resolve) => {
         timer = this.#timers.setTimeout(resolve, this.#drainTimeoutMs);
@@ -385,13 +375,9 @@ export class Runtime {
     await this.#scheduler.stop();
     await this.#committer.close();
     this.#state = 'stopped';
-    for (const [id, waiters] of this.#waiters) {
-      for (const waiter of waiters)
-        waiter(
-          new ClosedError(`The runtime stopped before saga '${id}' ended; it resumes on the next start`),
-        );
-    }
-    this.#waiters.clear();
+    this.#sagaScheduler.rejectWaiters(
+      (id) => new ClosedError(`The runtime stopped before saga '${id}' ended; it resumes on the next start`),
+    );
   }
 
   // -------------------------------------------------------------------------------------------
@@ -491,7 +477,7 @@ export class Runtime {
     const launch = await this.#committer.submit((scope) =>
       this.#createSagaIn(scope, definition, id, input, traceparent),
     );
-    if (launch !== null) this.#enqueue(launch);
+    if (launch !== null) this.#sagaScheduler.enqueue(launch);
     return this.#handle<O>(id);
   }
 
@@ -570,16 +556,17 @@ export class Runtime {
    * check such as a gateway route's `backlog` compares with its bound. Cheaper than `stats`.
    */
   get sagasInProgress(): number {
-    return this.#active.size + this.#queue.length;
+    return this.#sagaScheduler.inProgress;
   }
 
   get stats(): RuntimeStats {
     const subscriptions: Record<string, { handled: number; deadLettered: number }> = {};
     for (const runner of this.#runners) subscriptions[runner.definition.name] = runner.stats;
+    const sagas = this.#sagaScheduler.stats;
     return {
-      activeSagas: this.#active.size,
-      sleepingSagas: this.#sleepers.size,
-      queuedSagas: this.#queue.length,
+      activeSagas: sagas.active,
+      sleepingSagas: sagas.sleeping,
+      queuedSagas: sagas.queued,
       commits: this.#committer.stats,
       subscriptions,
     };
@@ -597,23 +584,11 @@ export class Runtime {
   }
 
   #entity(entity: AnyEntityDefinition): AnyEntityDefinition {
-    const registered = this.#entities.get(entity?.name);
-    if (registered === undefined || entity?.kind !== 'entity') {
-      throw new ValidationError(
-        `Entity '${entity?.name}' is not registered: pass it to runtime.register() before start()`,
-      );
-    }
-    return registered;
+    return registered('Entity', this.#entities, entity);
   }
 
   #saga(saga: SagaDefinition): SagaDefinition {
-    const registered = this.#sagas.get(saga?.name);
-    if (registered === undefined || saga?.kind !== 'saga') {
-      throw new ValidationError(
-        `Saga '${saga?.name}' is not registered: pass it to runtime.register() before start()`,
-      );
-    }
-    return registered;
+    return registered('Saga', this.#sagas, saga);
   }
 
   /** Creates a saga and its start entry inside `scope`; null when it existed (same type and input). */
@@ -690,8 +665,8 @@ export class Runtime {
   async #result<O>(id: string, signal: AbortSignal | undefined): Promise<O> {
     signal?.throwIfAborted();
     let result: ExecutionResult | Error;
-    if (this.#active.has(id) || this.#queuedIds.has(id)) {
-      result = await this.#settledOf(id, signal);
+    if (this.#sagaScheduler.has(id)) {
+      result = await this.#sagaScheduler.settled(id, signal);
     } else {
       const record = await this.saga(id);
       if (record === null) throw new NotFoundError(`Saga '${id}' does not exist`);
@@ -704,8 +679,8 @@ export class Runtime {
       } else {
         // Running in the store but not here (parked after an error): resume it.
         this.#assertRunning();
-        this.#enqueue({ sagaId: id });
-        result = await this.#settledOf(id, signal);
+        this.#sagaScheduler.enqueue({ sagaId: id });
+        result = await this.#sagaScheduler.settled(id, signal);
       }
     }
     if (result instanceof Error) throw result;
@@ -718,133 +693,30 @@ export class Runtime {
     throw new SagaNotCompletedError(id, result.outcome, result.reason ?? 'unknown reason');
   }
 
-  #settledOf(id: string, signal: AbortSignal | undefined): Promise<ExecutionResult | Error> {
-    return new Promise((resolve, reject) => {
-      const waiter = (result: ExecutionResult | Error) => {
-        signal?.removeEventListener('abort', onAbort);
-        resolve(result);
-      };
-      // Abandoning the wait removes the waiter, so callers that give up leave nothing behind.
-      const onAbort = () => {
-        const waiters = this.#waiters.get(id);
-        const index = waiters?.indexOf(waiter) ?? -1;
-        if (index !== -1) waiters!.splice(index, 1);
-        if (waiters?.length === 0) this.#waiters.delete(id);
-        reject(signal!.reason);
-      };
-      signal?.addEventListener('abort', onAbort, { once: true });
-      const waiters = this.#waiters.get(id);
-      if (waiters === undefined) this.#waiters.set(id, [waiter]);
-      else waiters.push(waiter);
+  /** A saga to resume: loaded, its end when it has ended, or null (reported) when its type is unknown. */
+  async #loadSaga(sagaId: string): Promise<LoadedSaga | ExecutionResult | null> {
+    const found = await this.#store.read(async (tx) => {
+      const record = await tx.sagas.get(sagaId);
+      return record === null ? null : { record, journal: await tx.sagas.journal(sagaId) };
     });
-  }
-
-  #enqueue(launch: SagaLaunch): void {
-    if (this.#state !== 'running') return;
-    if (this.#active.has(launch.sagaId) || this.#queuedIds.has(launch.sagaId)) return;
-    this.#queuedIds.add(launch.sagaId);
-    this.#queue.push(
-      launch.definition === undefined
-        ? { id: launch.sagaId }
-        : {
-            id: launch.sagaId,
-            loaded: { definition: launch.definition, record: launch.record!, journal: launch.journal! },
-          },
-    );
-    this.#pump();
-  }
-
-  #pump(): void {
-    while (this.#state === 'running' && this.#queue.length > 0 && this.#freeSlots > 0) {
-      const next = this.#queue.shift()!;
-      this.#freeSlots--;
-      void this.#launch(next);
+    if (found === null) return null;
+    if (terminalStatuses.includes(found.record.status)) {
+      return {
+        outcome: found.record.status as ExecutionResult['outcome'],
+        output: found.record.output,
+        reason: found.record.reason,
+      };
     }
-  }
-
-  async #launch(queued: Queued): Promise<void> {
-    let loaded = queued.loaded;
-    try {
-      if (loaded === undefined) {
-        const found = await this.#store.read(async (tx) => {
-          const record = await tx.sagas.get(queued.id);
-          return record === null ? null : { record, journal: await tx.sagas.journal(queued.id) };
-        });
-        if (found !== null && !terminalStatuses.includes(found.record.status)) {
-          const definition = this.#sagas.get(found.record.type);
-          if (definition === undefined) {
-            this.#report({
-              sagaId: queued.id,
-              message: `saga type '${found.record.type}' is not registered; the saga waits, running, until it is`,
-              error: new NotFoundError(`Saga type '${found.record.type}' is not registered`),
-            });
-          } else {
-            loaded = { definition, ...found };
-          }
-        } else if (found !== null) {
-          this.#settle(queued.id, {
-            outcome: found.record.status as ExecutionResult['outcome'],
-            output: found.record.output,
-            reason: found.record.reason,
-          });
-        }
-      }
-    } catch (error) {
-      this.#report({ sagaId: queued.id, message: 'loading a saga to resume it failed', error });
+    const definition = this.#sagas.get(found.record.type);
+    if (definition === undefined) {
+      this.#report({
+        sagaId,
+        message: `saga type '${found.record.type}' is not registered; the saga waits, running, until it is`,
+        error: new NotFoundError(`Saga type '${found.record.type}' is not registered`),
+      });
+      return null;
     }
-    this.#queuedIds.delete(queued.id);
-    if (loaded === undefined || this.#state !== 'running' || this.#active.has(queued.id)) {
-      this.#releaseSlot();
-      if (loaded === undefined)
-        this.#settle(queued.id, new ClosedError(`Saga '${queued.id}' could not be resumed`));
-      return;
-    }
-    const execution = new SagaExecution(this.#sagaHost, loaded.definition, loaded.record, loaded.journal);
-    this.#active.set(queued.id, execution);
-    const result = await execution.run();
-    this.#active.delete(queued.id);
-    this.#releaseSlot();
-    this.#settle(queued.id, result);
-  }
-
-  #settle(id: string, result: ExecutionResult | Error): void {
-    const waiters = this.#waiters.get(id);
-    if (waiters === undefined) return;
-    // A parked saga may be resumed later: only a settled end (or an error) answers waiters.
-    this.#waiters.delete(id);
-    for (const waiter of waiters) waiter(result);
-  }
-
-  #releaseSlot(): void {
-    const waiter = this.#slotWaiters.shift();
-    if (waiter !== undefined) {
-      waiter();
-      return;
-    }
-    this.#freeSlots++;
-    assert(this.#freeSlots <= this.#maxActiveSagas, 'free saga slots never exceed maxActiveSagas');
-    this.#pump();
-  }
-
-  /** A sleeping saga gives its slot back while it sleeps and takes one again (first in line) to continue. */
-  async #waitForWake(sagaId: string, wakeAt: number): Promise<void> {
-    if (this.#stopping.signal.aborted) return;
-    await new Promise<void>((resolve) => {
-      this.#sleepers.set(sagaId, { wakeAt, wake: resolve });
-      this.#releaseSlot();
-    });
-    this.#sleepers.delete(sagaId);
-    if (this.#stopping.signal.aborted) {
-      // Keeps the slot count balanced: the parked execution ends and releases a slot.
-      this.#freeSlots--;
-      return;
-    }
-    if (this.#freeSlots > 0) {
-      this.#freeSlots--;
-      return;
-    }
-    await new Promise<void>((resolve) => this.#slotWaiters.push(resolve));
-    if (this.#stopping.signal.aborted) this.#freeSlots--;
+    return { definition, ...found };
   }
 
   #timersDue(timers: readonly TimerRecord[]): void {
@@ -853,13 +725,7 @@ export class Runtime {
       if (timer.kind !== sagaWakeTimerKind) continue;
       const sagaId = (timer.payload as { sagaId?: unknown } | null)?.sagaId;
       if (typeof sagaId !== 'string') continue;
-      const sleeper = this.#sleepers.get(sagaId);
-      if (sleeper !== undefined) {
-        if (sleeper.wakeAt <= nowMs) sleeper.wake();
-      } else if (!this.#active.has(sagaId) && !this.#queuedIds.has(sagaId)) {
-        // Not in memory (evicted, or owned by no one here yet): resume it from its journal.
-        this.#enqueue({ sagaId });
-      }
+      this.#sagaScheduler.timerFired(sagaId, nowMs);
     }
   }
 
@@ -868,7 +734,7 @@ export class Runtime {
       let afterId: string | undefined;
       for (;;) {
         const page = await this.sagas({ status, limit: 1000, ...(afterId === undefined ? {} : { afterId }) });
-        for (const record of page) this.#enqueue({ sagaId: record.id });
+        this.#sagaScheduler.resume(page.map((record) => record.id));
         if (page.length < 1000) break;
         afterId = page[page.length - 1]!.id;
       }
@@ -929,6 +795,33 @@ function toDeadLetter(record: LogRecord): DeadLetter {
     headers: record.headers,
     deadLetter: { partition: record.partition, offset: record.offset },
   };
+}
+
+/** The registered definition `definition` names, or a ValidationError saying to register it. */
+function registered<D extends { kind: string; name: string }>(
+  label: 'Entity' | 'Saga',
+  registry: ReadonlyMap<string, D>,
+  definition: D,
+): D {
+  const found = registry.get(definition?.name);
+  if (found === undefined || definition?.kind !== label.toLowerCase()) {
+    throw new ValidationError(
+      `${label} '${definition?.name}' is not registered: pass it to runtime.register() before start()`,
+    );
+  }
+  return found;
+}
+
+/** Compensation retry: unbounded attempts, bounded delay (100 ms doubling to 30 s by default). */
+function compensationRetryOf(options: RuntimeOptions['compensationRetry']): RetryStrategy {
+  return unboundedRetryStrategy(
+    {
+      initialDelayMs: options?.initialDelayMs ?? 100,
+      // The cap may not be below the base: a larger base without a cap raises the default cap.
+      maxDelayMs: options?.maxDelayMs ?? Math.max(30_000, options?.initialDelayMs ?? 0),
+    },
+    Number.POSITIVE_INFINITY,
+  );
 }
 
 /** Creates a runtime; register definitions, then `start()` it. */

@@ -1,17 +1,10 @@
 import { assert } from '../assert.ts';
-import {
-  ClosedError,
-  ConflictError,
-  ensureError,
-  isMeridianError,
-  isTerminalError,
-  ValidationError,
-} from '../errors.ts';
+import { ClosedError, ensureError, isMeridianError, isTerminalError, ValidationError } from '../errors.ts';
 import type { Policy } from '../resilience/index.ts';
 import { integerOption } from '../resilience/options.ts';
+import { type RetryStrategy, toRetryStrategy } from '../resilience/retry.ts';
 import type { JournalEntry, JournalEntryKind, Json, SagaRecord, SagaStatus } from '../store/types.ts';
-import type { Clock, Random, Timers } from '../time.ts';
-import { encodeJson, toJson, truncateMessage } from './codec.ts';
+import { toJson } from './codec.ts';
 import type { UnitScope } from './commit-path.ts';
 import type {
   AnyEntityDefinition,
@@ -23,12 +16,11 @@ import type {
   StepContext,
   StepOptions,
 } from './definitions.ts';
+import { type Effects, truncateMessage } from './effects.ts';
 import { applyCommand, headers } from './entity-command.ts';
-import { FencedError, NonDeterminismError, StepFailedError, StepTimeoutError } from './errors.ts';
-import type { GroupCommitter } from './group-commit.ts';
+import { NonDeterminismError, StepFailedError, StepTimeoutError } from './errors.ts';
 import { requireRuntimeId, requireRuntimeName } from './options.ts';
-import { type RetryStrategy, toRetryStrategy } from './retry.ts';
-import { childTraceparent, traceparentHeader } from './trace.ts';
+import { childTraceparent } from './trace.ts';
 
 /** Journal names the runtime writes for itself. User names cannot start with '$'. */
 export const journalNames = {
@@ -45,26 +37,26 @@ export const journalNames = {
 /** The timer kind that wakes a sleeping saga. */
 export const sagaWakeTimerKind = 'meridian.saga.wake';
 
-/** What a saga execution needs from the runtime that hosts it. */
-export interface SagaHost {
-  readonly committer: GroupCommitter;
-  readonly clock: Clock;
-  readonly timers: Timers;
-  readonly random: Random;
-  /** Aborted when the runtime starts to stop: executions park at their next durable call. */
-  readonly stopping: AbortSignal;
-  /** Aborted when the drain time is up: steps still running are abandoned (their result is not journaled). */
-  readonly halted: AbortSignal;
+/** Where a saga's durable sleeps go: the durable timer table's firing, and the saga scheduler. */
+export interface SagaSleeps {
+  /** A durable timer now exists at `dueAt`. */
+  scheduled(dueAt: number): void;
+  /** Resolves once a timer of this saga fired at or after `wakeAt`, or the saga must park. */
+  sleep(sagaId: string, wakeAt: number): Promise<void>;
+}
+
+/** The collaborators every saga execution shares. */
+export interface SagaServices {
+  readonly effects: Effects;
+  readonly sleeps: SagaSleeps;
+  /** Creates a topic a saga emits to if it does not exist. */
+  readonly ensureTopic: (topic: string) => Promise<void>;
   /** Retry of compensations: unbounded attempts, bounded delay. */
   readonly compensationRetry: RetryStrategy;
-  /** A durable timer now exists at `dueAt`. */
-  timerScheduled(dueAt: number): void;
-  /** Resolves once a timer of this saga fired at or after `wakeAt`, or the runtime is stopping. */
-  waitForWake(sagaId: string, wakeAt: number): Promise<void>;
-  /** Creates the topic if it does not exist. */
-  ensureTopic(topic: string): Promise<void>;
-  /** An operating problem that parked an execution (the saga resumes on the next start). */
-  report(problem: { sagaId: string; message: string; error: unknown }): void;
+  /** Aborted when the drain time is up: steps still running are abandoned (their result is not journaled). */
+  readonly halted: AbortSignal;
+  /** An operating problem that parked an execution (the saga resumes later). */
+  readonly report: (problem: { sagaId: string; message: string; error: unknown }) => void;
 }
 
 /**
@@ -111,17 +103,6 @@ function never(): Promise<never> {
   return new Promise<never>(() => {});
 }
 
-/** Commit failures that retrying cannot cure: someone else owns the saga now, or we stopped. */
-function isOwnershipLoss(error: unknown): boolean {
-  return (
-    error instanceof FencedError ||
-    error instanceof ConflictError ||
-    error instanceof ClosedError ||
-    (isMeridianError(error) &&
-      (error.code === 'CONFLICT' || error.code === 'FENCED' || error.code === 'CLOSED'))
-  );
-}
-
 function codeOf(error: Error): string | null {
   return isMeridianError(error) ? error.code : null;
 }
@@ -139,7 +120,10 @@ function codeOf(error: Error): string | null {
 export class SagaExecution {
   readonly id: string;
   readonly definition: SagaDefinition;
-  readonly #host: SagaHost;
+  readonly #services: SagaServices;
+  readonly #effects: Effects;
+  /** Aborted when this execution must stop where it is (the runtime stops, or the saga is evicted). */
+  readonly #parking: AbortSignal;
   readonly #input: unknown;
   readonly #journal: JournalEntry[];
   readonly #traceparent: string;
@@ -154,12 +138,15 @@ export class SagaExecution {
   #result: ExecutionResult | undefined;
 
   constructor(
-    host: SagaHost,
+    services: SagaServices,
     definition: SagaDefinition,
     record: SagaRecord,
     journal: readonly JournalEntry[],
+    parking: AbortSignal,
   ) {
-    this.#host = host;
+    this.#services = services;
+    this.#effects = services.effects;
+    this.#parking = parking;
     this.id = record.id;
     this.definition = definition;
     this.#input = record.input;
@@ -168,11 +155,12 @@ export class SagaExecution {
     const start = this.#journal[0];
     if (start?.kind === 'event' && start.name === journalNames.start) {
       const traceparent = (start.result as { traceparent?: unknown } | null)?.traceparent;
-      this.#traceparent = typeof traceparent === 'string' ? traceparent : childTraceparent(null, host.random);
+      this.#traceparent =
+        typeof traceparent === 'string' ? traceparent : childTraceparent(null, services.effects.random);
       this.#cursor = 1;
     } else {
       // A saga created without the runtime's start entry (by hand, or by an older version).
-      this.#traceparent = childTraceparent(null, host.random);
+      this.#traceparent = childTraceparent(null, services.effects.random);
       this.#cursor = 0;
     }
     this.#context = this.#createContext();
@@ -198,7 +186,7 @@ export class SagaExecution {
       this.#onParked = () => resolve(this.#finish('parked', null, null));
       void this.#runToEnd().then(resolve, (error) => {
         // #runToEnd handles every error; reaching here is a bug, which must not stay silent.
-        this.#host.report({ sagaId: this.id, message: 'saga execution crashed', error });
+        this.#services.report({ sagaId: this.id, message: 'saga execution crashed', error });
         resolve(this.#finish('parked', null, null));
       });
     });
@@ -287,7 +275,7 @@ export class SagaExecution {
         `Saga '${this.id}' called '${label}' while '${this.#busy}' is still running: await each ctx call before the next`,
       );
     }
-    if (this.#parked || this.#host.stopping.aborted) return this.#park();
+    if (this.#parked || this.#parking.aborted) return this.#park();
     this.#busy = label;
     try {
       return await fn();
@@ -330,7 +318,7 @@ export class SagaExecution {
       ...entry,
       sagaId: this.id,
       sequence: this.#journal.length,
-      at: this.#host.clock.now(),
+      at: this.#effects.clock.now(),
     };
     const value = await this.#commit(async (scope) => {
       const extraValue = extra === undefined ? (undefined as T) : await extra(scope);
@@ -342,35 +330,24 @@ export class SagaExecution {
     return value;
   }
 
-  /**
-   * Submits a unit. A lost ownership (conflict, fence, closed) parks at once; other failures
-   * (I/O) are tried again a few times, since the unit rolled back and is safe to repeat.
-   */
-  async #commit<T>(work: (scope: UnitScope) => Promise<T>): Promise<T> {
-    const maxAttempts = 5;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await this.#host.committer.submit(work);
-      } catch (error) {
-        if (isOwnershipLoss(error) || attempt >= maxAttempts || this.#host.stopping.aborted) {
-          if (!(error instanceof ClosedError)) {
-            this.#host.report({
-              sagaId: this.id,
-              message: 'a journal write failed; the saga is parked',
-              error,
-            });
-          }
-          return this.#park();
-        }
-        await this.#wait(Math.min(1000, 10 * 2 ** attempt));
+  /** Submits a unit (Effects.commit's rule); parks the execution when it fails for good. */
+  #commit<T>(work: (scope: UnitScope) => Promise<T>): Promise<T> {
+    return this.#effects.commit(work, this.#parking, (error) => {
+      if (!(error instanceof ClosedError)) {
+        this.#services.report({
+          sagaId: this.id,
+          message: 'a journal write failed; the saga is parked',
+          error,
+        });
       }
-    }
+      return this.#park();
+    });
   }
 
   async #updateStatus(status: SagaStatus, change: { output?: Json; reason?: string }): Promise<void> {
     const version = this.#version;
     this.#version = await this.#commit((scope) =>
-      scope.tx.sagas.update(this.id, { status, at: this.#host.clock.now(), ...change }, version),
+      scope.tx.sagas.update(this.id, { status, at: this.#effects.clock.now(), ...change }, version),
     );
   }
 
@@ -390,23 +367,7 @@ export class SagaExecution {
       options.timeoutMs === undefined
         ? undefined
         : integerOption('timeoutMs', options.timeoutMs, 0, 1, 31_536_000_000);
-    let deadlineAt: number | undefined;
-    if (timeoutMs !== undefined) {
-      const journaled = this.#replay('event', journalNames.deadline(name));
-      if (journaled !== undefined) {
-        deadlineAt = (journaled.result as { deadlineAt: number }).deadlineAt;
-      } else {
-        deadlineAt = this.#host.clock.now() + timeoutMs;
-        await this.#append({
-          kind: 'event',
-          name: journalNames.deadline(name),
-          status: 'completed',
-          result: { deadlineAt },
-          error: null,
-          attempts: 0,
-        });
-      }
-    }
+    const deadlineAt = timeoutMs === undefined ? undefined : await this.#stepDeadline(name, timeoutMs);
     const journaled = this.#replay('step', name);
     if (journaled !== undefined) {
       if (journaled.status === 'failed') throw this.#failureFromJournal(journaled);
@@ -418,7 +379,7 @@ export class SagaExecution {
     let attempt = 0;
     let delayMs = 0;
     for (;;) {
-      if (deadlineAt !== undefined && this.#host.clock.now() >= deadlineAt) {
+      if (deadlineAt !== undefined && this.#effects.clock.now() >= deadlineAt) {
         lastError = new StepTimeoutError(
           `Step '${name}' passed its deadline (timeoutMs ${timeoutMs}) after ${attempt} attempt(s)${lastError === undefined ? '' : `; last error: ${lastError.message}`}`,
         );
@@ -432,15 +393,15 @@ export class SagaExecution {
         );
         value = toJson(`The result of step '${name}'`, raw);
       } catch (error) {
-        if (this.#host.stopping.aborted) return this.#park();
+        if (this.#parking.aborted) return this.#park();
         lastError = ensureError(error);
-        const nextDelayMs = strategy.nextDelayMs(attempt, lastError, this.#host.random, delayMs);
+        const nextDelayMs = strategy.nextDelayMs(attempt, lastError, this.#effects.random, delayMs);
         if (nextDelayMs === undefined) break;
         delayMs = nextDelayMs;
         const untilDeadline =
-          deadlineAt === undefined ? delayMs : Math.max(0, deadlineAt - this.#host.clock.now());
+          deadlineAt === undefined ? delayMs : Math.max(0, deadlineAt - this.#effects.clock.now());
         await this.#wait(Math.min(delayMs, untilDeadline));
-        if (this.#host.stopping.aborted) return this.#park();
+        if (this.#parking.aborted) return this.#park();
         continue;
       }
       await this.#append({
@@ -465,6 +426,22 @@ export class SagaExecution {
       attempts: attempt,
     });
     throw new StepFailedError(name, attempt, lastError.message, causeCode, { cause: lastError });
+  }
+
+  /** A step's deadline: journaled before its first attempt, so it survives restarts. */
+  async #stepDeadline(name: string, timeoutMs: number): Promise<number> {
+    const journaled = this.#replay('event', journalNames.deadline(name));
+    if (journaled !== undefined) return (journaled.result as { deadlineAt: number }).deadlineAt;
+    const deadlineAt = this.#effects.clock.now() + timeoutMs;
+    await this.#append({
+      kind: 'event',
+      name: journalNames.deadline(name),
+      status: 'completed',
+      result: { deadlineAt },
+      error: null,
+      attempts: 0,
+    });
+    return deadlineAt;
   }
 
   #registerStepCompensation<T>(name: string, result: Json, options: StepOptions<T>): void {
@@ -499,7 +476,7 @@ export class SagaExecution {
     fn: (ctx: StepContext) => Promise<T> | T,
   ): Promise<T> {
     const controller = new AbortController();
-    const host = this.#host;
+    const random = this.#effects.random;
     const parent = this.#traceparent;
     let traceparent: string | undefined;
     const ctx: StepContext = {
@@ -510,7 +487,7 @@ export class SagaExecution {
       signal: controller.signal,
       // Made on first use: most steps never pass their trace context on.
       get traceparent() {
-        traceparent ??= childTraceparent(parent, host.random);
+        traceparent ??= childTraceparent(parent, random);
         return traceparent;
       },
     };
@@ -523,12 +500,12 @@ export class SagaExecution {
       };
       const cleanup = () => {
         timer?.cancel();
-        this.#host.halted.removeEventListener('abort', onHalt);
+        this.#services.halted.removeEventListener('abort', onHalt);
       };
-      if (this.#host.halted.aborted) return onHalt();
-      this.#host.halted.addEventListener('abort', onHalt, { once: true });
+      if (this.#services.halted.aborted) return onHalt();
+      this.#services.halted.addEventListener('abort', onHalt, { once: true });
       if (deadlineAt !== undefined) {
-        timer = this.#host.timers.setTimeout(
+        timer = this.#effects.timers.setTimeout(
           () => {
             const error = new StepTimeoutError(
               `Step '${step}' passed its deadline during attempt ${attempt}`,
@@ -536,7 +513,7 @@ export class SagaExecution {
             controller.abort(error);
             reject(error);
           },
-          Math.max(0, deadlineAt - this.#host.clock.now()),
+          Math.max(0, deadlineAt - this.#effects.clock.now()),
         );
       }
       let running: Promise<T>;
@@ -560,20 +537,9 @@ export class SagaExecution {
     });
   }
 
-  /** Waits `delayMs` on the Timers port; returns early when the runtime starts stopping. */
+  /** Waits `delayMs` on the Timers port; returns early when the execution must park. */
   #wait(delayMs: number): Promise<void> {
-    return new Promise<void>((resolve) => {
-      if (this.#host.stopping.aborted) return resolve();
-      const onStop = () => {
-        timer.cancel();
-        resolve();
-      };
-      const timer = this.#host.timers.setTimeout(() => {
-        this.#host.stopping.removeEventListener('abort', onStop);
-        resolve();
-      }, delayMs);
-      this.#host.stopping.addEventListener('abort', onStop, { once: true });
-    });
+    return this.#effects.wait(delayMs, this.#parking);
   }
 
   async #send(
@@ -592,7 +558,7 @@ export class SagaExecution {
       this.#registerSendCompensation(name, entity, id, journaled.result, options);
       return journaled.result;
     }
-    const nowMs = this.#host.clock.now();
+    const nowMs = this.#effects.clock.now();
     const sequence = this.#journal.length;
     const entry = await this.#commit(async (scope) => {
       const outcome = await applyCommand(scope, {
@@ -602,7 +568,7 @@ export class SagaExecution {
         input,
         traceparent: this.#traceparent,
         nowMs,
-        random: this.#host.random,
+        random: this.#effects.random,
       });
       const full: JournalEntry = outcome.ok
         ? {
@@ -665,7 +631,7 @@ export class SagaExecution {
     if (journaled !== undefined) {
       wakeAt = (journaled.result as { wakeAt: number }).wakeAt;
     } else {
-      wakeAt = this.#host.clock.now() + durationMs;
+      wakeAt = this.#effects.clock.now() + durationMs;
       const timerId = `saga/${this.id}/${this.#journal.length}`;
       await this.#append(
         { kind: 'sleep', name, status: 'completed', result: { wakeAt, timerId }, error: null, attempts: 0 },
@@ -677,11 +643,11 @@ export class SagaExecution {
             payload: { sagaId: this.id },
           }),
       );
-      this.#host.timerScheduled(wakeAt);
+      this.#services.sleeps.scheduled(wakeAt);
     }
-    if (this.#host.clock.now() < wakeAt) {
-      await this.#host.waitForWake(this.id, wakeAt);
-      if (this.#host.stopping.aborted) return this.#park();
+    if (this.#effects.clock.now() < wakeAt) {
+      await this.#services.sleeps.sleep(this.id, wakeAt);
+      if (this.#parking.aborted) return this.#park();
     }
   }
 
@@ -689,28 +655,16 @@ export class SagaExecution {
     requireRuntimeName('An emit topic', topic);
     const name = journalNames.emit(topic);
     if (this.#replay('event', name) !== undefined) return;
-    const value = toJson(`The value emitted to '${topic}'`, record?.value);
-    const key = record.key ?? null;
-    if (key !== null && typeof key !== 'string')
+    if (record?.key !== undefined && record.key !== null && typeof record.key !== 'string')
       throw new ValidationError(`An emitted record's key must be a string or null`);
-    await this.#host.ensureTopic(topic);
-    const nowMs = this.#host.clock.now();
+    const produced = this.#effects.record(topic, record, this.#traceparent, {
+      [headers.saga]: this.id,
+      [headers.sagaType]: this.definition.name,
+    });
+    await this.#services.ensureTopic(topic);
     await this.#append(
       { kind: 'event', name, status: 'completed', result: null, error: null, attempts: 1 },
-      (scope) =>
-        scope.publish(topic, [
-          {
-            key,
-            value: encodeJson(value),
-            headers: {
-              ...record.headers,
-              [traceparentHeader]: childTraceparent(this.#traceparent, this.#host.random),
-              [headers.saga]: this.id,
-              [headers.sagaType]: this.definition.name,
-            },
-            timestamp: nowMs,
-          },
-        ]),
+      (scope) => scope.publish(topic, [produced]),
     );
   }
 
@@ -751,7 +705,7 @@ export class SagaExecution {
         (scope) =>
           scope.tx.sagas.update(
             this.id,
-            { status: 'compensating', reason, at: this.#host.clock.now() },
+            { status: 'compensating', reason, at: this.#effects.clock.now() },
             version,
           ),
       );
@@ -764,7 +718,7 @@ export class SagaExecution {
         return this.#markFailed((error as Error).message);
       }
       if (done !== undefined) continue;
-      if (this.#host.stopping.aborted) return this.#park();
+      if (this.#parking.aborted) return this.#park();
       const failed =
         compensation.kind === 'step'
           ? await this.#compensateStep(compensation, reason)
@@ -791,7 +745,7 @@ export class SagaExecution {
           (ctx) => compensation.fn(ctx, compensation.result as never),
         );
       } catch (caught) {
-        if (this.#host.stopping.aborted) return this.#park();
+        if (this.#parking.aborted) return this.#park();
         const error = ensureError(caught);
         if (isTerminalError(error)) {
           return `compensation of '${compensation.name}' failed terminally: ${error.message}`;
@@ -802,9 +756,10 @@ export class SagaExecution {
             `${reason}; compensation of '${compensation.name}' failed (attempt ${attempt}, retrying): ${error.message}`,
           ),
         });
-        delayMs = this.#host.compensationRetry.nextDelayMs(attempt, error, this.#host.random, delayMs) ?? 0;
+        delayMs =
+          this.#services.compensationRetry.nextDelayMs(attempt, error, this.#effects.random, delayMs) ?? 0;
         await this.#wait(delayMs);
-        if (this.#host.stopping.aborted) return this.#park();
+        if (this.#parking.aborted) return this.#park();
         continue;
       }
       await this.#append({
@@ -827,7 +782,7 @@ export class SagaExecution {
     } catch (error) {
       return `compensation of '${compensation.name}' could not compute its input: ${ensureError(error).message}`;
     }
-    const nowMs = this.#host.clock.now();
+    const nowMs = this.#effects.clock.now();
     const sequence = this.#journal.length;
     const outcome = await this.#commit(async (scope) => {
       const applied = await applyCommand(scope, {
@@ -837,7 +792,7 @@ export class SagaExecution {
         input,
         traceparent: this.#traceparent,
         nowMs,
-        random: this.#host.random,
+        random: this.#effects.random,
       });
       if (!applied.ok) return applied;
       const entry: JournalEntry = {
