@@ -313,24 +313,63 @@ describe('commerce HTTP contract', () => {
   });
 
   it('GET /orders pages orders by status; an unknown order is a 404 problem', async () => {
-    const confirmed = await shop.request('GET', '/orders?status=confirmed&limit=1');
-    expect(confirmed.status).toBe(200);
-    expect(confirmed.body.orders).toHaveLength(1);
-    expect(confirmed.body.orders[0].status).toBe('confirmed');
-    const rest = await shop.request(
-      'GET',
-      `/orders?status=confirmed&limit=1000&after=${confirmed.body.next}`,
-    );
-    expect(rest.body.orders.every((order: { status: string }) => order.status === 'confirmed')).toBe(true);
-    expect(rest.body.next).toBeNull();
-    const cancelled = await shop.request('GET', '/orders?status=cancelled');
-    expect(cancelled.body.orders.length).toBeGreaterThanOrEqual(2);
-    const all = await shop.request('GET', '/orders');
-    expect(all.body.orders.length).toBe(1 + rest.body.orders.length + cancelled.body.orders.length);
-    expect((await shop.request('GET', '/orders?status=lost')).status).toBe(400);
-    const missing = await shop.request('GET', '/orders/ord-0000000000000000');
-    expect(missing.status).toBe(404);
-    expect(missing.headers.get('content-type')).toContain('application/problem+json');
+    // Its own server: the listing counts every order, so it must not depend on what the other
+    // tests placed before it (nothing at all when it runs alone).
+    const own = await openTestCommerce();
+    try {
+      await own.request('PUT', '/inventory/pear', { available: 10, price: 1 });
+      await own.request('PUT', '/inventory/fig', { available: 1, price: 1 });
+      const lines = [
+        { sku: 'pear', qty: 1 },
+        { sku: 'pear', qty: 1 },
+        { sku: 'fig', qty: 3 },
+        { sku: 'pear', qty: 1 },
+        { sku: 'fig', qty: 2 },
+      ];
+      const placed = await Promise.all(
+        lines.map((line, index) =>
+          own.request(
+            'POST',
+            '/orders',
+            { customerId: 'ivy', items: [line] },
+            { 'idempotency-key': `page-${index}` },
+          ),
+        ),
+      );
+      const ids = placed.map((response) => response.body.orderId as string);
+      await own.settle(ids);
+      const sorted = (list: string[]) => [...list].sort();
+      const confirmedIds = sorted(ids.filter((_, index) => lines[index]!.sku === 'pear'));
+      const cancelledIds = sorted(ids.filter((_, index) => lines[index]!.sku === 'fig'));
+      const idsOf = (orders: Array<{ orderId: string }>) => orders.map((order) => order.orderId);
+
+      const confirmed = await own.request('GET', '/orders?status=confirmed&limit=1');
+      expect(confirmed.status).toBe(200);
+      expect(idsOf(confirmed.body.orders)).toEqual([confirmedIds[0]]);
+      expect(confirmed.body.orders[0].status).toBe('confirmed');
+      expect(confirmed.body.next).toBe(confirmedIds[0]);
+      const rest = await own.request(
+        'GET',
+        `/orders?status=confirmed&limit=1000&after=${confirmed.body.next}`,
+      );
+      expect(idsOf(rest.body.orders)).toEqual(confirmedIds.slice(1));
+      expect(rest.body.orders.every((order: { status: string }) => order.status === 'confirmed')).toBe(true);
+      expect(rest.body.next).toBeNull();
+      const cancelled = await own.request('GET', '/orders?status=cancelled');
+      expect(idsOf(cancelled.body.orders)).toEqual(cancelledIds);
+      expect(cancelled.body.orders.every((order: { status: string }) => order.status === 'cancelled')).toBe(
+        true,
+      );
+      const all = await own.request('GET', '/orders');
+      expect(idsOf(all.body.orders)).toEqual(sorted(ids));
+      expect(all.body.next).toBeNull();
+      expect((await own.request('GET', '/orders?status=lost')).status).toBe(400);
+      const missing = await own.request('GET', '/orders/ord-0000000000000000');
+      expect(missing.status).toBe(404);
+      expect(missing.headers.get('content-type')).toContain('application/problem+json');
+    } finally {
+      await own.close();
+    }
   });
 
   it('serves the catalog read model, probes, metrics and the OpenAPI document', async () => {
