@@ -90,6 +90,7 @@ describe('commerce HTTP contract', () => {
   });
 
   it('requires an Idempotency-Key, validates the body, and refuses SKUs that are not listed', async () => {
+    await shop.request('PUT', '/inventory/pear', { available: 5, price: 3 });
     const noKey = await shop.request('POST', '/orders', {
       customerId: 'ada',
       items: [{ sku: 'pear', qty: 1 }],
@@ -394,6 +395,15 @@ describe('commerce HTTP contract', () => {
   });
 
   it('serves the catalog read model, probes, metrics and the OpenAPI document', async () => {
+    // What it reads it makes first: a listed SKU, and an order confirmed and notified.
+    await shop.request('PUT', '/inventory/apple', { available: 10, price: 2.5 });
+    await shop.request('PUT', '/inventory/quince', { available: 5, price: 1 });
+    const placed = await place({ customerId: 'hal', items: [{ sku: 'quince', qty: 1 }] });
+    await shop.settle([placed.body.orderId]);
+    await waitFor(
+      () => shop.request('GET', `/notifications?orderId=${placed.body.orderId}`),
+      (response) => response.body.length > 0,
+    );
     const catalog = await shop.request('GET', '/catalog');
     expect(catalog.body).toContainEqual({ sku: 'apple', price: 2.5, available: 10, inStock: true });
     const ready = await shop.request('GET', '/readyz');
