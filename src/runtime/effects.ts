@@ -24,7 +24,10 @@ export function isOwnershipLoss(error: unknown): boolean {
     error instanceof ConflictError ||
     error instanceof ClosedError ||
     (isMeridianError(error) &&
-      (error.code === 'CONFLICT' || error.code === 'FENCED' || error.code === 'CLOSED'))
+      (error.code === 'CONFLICT' ||
+        error.code === 'FENCED' ||
+        error.code === 'CLOSED' ||
+        error.code === 'NOT_OWNED'))
   );
 }
 

@@ -21,6 +21,13 @@ import type {
   TimerRecord,
 } from '../store/types.ts';
 import { type Clock, type Random, systemClock, systemRandom, systemTimers, type Timers } from '../time.ts';
+import type { AppliedRequest } from './cluster-node.ts';
+import {
+  type ClusterOptions,
+  type ClusterRuntime,
+  ClusterShape,
+  normalizeClusterOptions,
+} from './cluster-shape.ts';
 import { toJson } from './codec.ts';
 import type { CommitPath, UnitScope } from './commit-path.ts';
 import type {
@@ -46,10 +53,11 @@ import {
   type SagaServices,
   sagaWakeTimerKind,
 } from './saga-execution.ts';
-import { type LoadedSaga, SagaScheduler } from './saga-scheduler.ts';
+import { type LoadedSaga, SagaScheduler, type ScheduledRun } from './saga-scheduler.ts';
 import { TimerScheduler } from './scheduler.ts';
 import { deadLetterHeaders, SubscriptionRunner, type SubscriptionServices } from './subscription-runner.ts';
 import { childTraceparent, formatTraceparent, newTrace, parseTraceparent } from './trace.ts';
+import { rejection, type WorkRequest } from './work-requests.ts';
 
 export interface RuntimeOptions {
   store: Store;
@@ -96,6 +104,26 @@ export interface RuntimeOptions {
   compensationRetry?: { initialDelayMs?: number; maxDelayMs?: number };
   /** Operating problems (a parked saga, a failed batch, a fence). They are also kept: see `problems()`. */
   onProblem?: (problem: RuntimeProblem) => void;
+  /**
+   * Run as one node of a cluster (Kafka log + PostgreSQL store, shared by every node): work
+   * partitions are owned per node through a Kafka consumer group, and work for a partition owned
+   * elsewhere travels to its owner. Absent: the embedded shape, which owns everything.
+   */
+  cluster?: ClusterOptions;
+}
+
+/** What a cluster node can say about itself (`runtime.cluster`). */
+export interface ClusterInfo {
+  /** This node's name. */
+  readonly node: string;
+  /** How many work partitions the cluster has. */
+  readonly workPartitions: number;
+  /** The work partitions this node owns now, ascending. */
+  owned(): number[];
+  /** The work partition of an entity or saga id. */
+  partitionOf(id: string): number;
+  /** Records the relay has published to Kafka since start. */
+  readonly published: number;
 }
 
 /** An operating problem the runtime handled: nothing was lost, but someone may want to know. */
@@ -155,6 +183,8 @@ export interface RuntimeStats {
 type State = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
 
 const maxProblems = 100;
+/** After a cluster saga parked on a failed write, how long before it is resumed (while still owned). */
+const resumeAfterParkMs = 200;
 const terminalStatuses: readonly SagaStatus[] = ['completed', 'compensated', 'failed'];
 
 /** JSON with sorted keys, to compare two inputs regardless of key order. */
@@ -199,6 +229,7 @@ export class Runtime {
   readonly #knownTopics = new Set<string>();
 
   readonly #sagaScheduler: SagaScheduler;
+  readonly #cluster: ClusterShape | undefined;
   readonly #problems: RuntimeProblem[] = [];
   #state: State = 'created';
   #stopped: Promise<void> | undefined;
@@ -212,7 +243,9 @@ export class Runtime {
     this.#clock = options.clock ?? systemClock;
     this.#timers = options.timers ?? systemTimers;
     this.#random = options.random ?? systemRandom;
+    this.#cluster = this.#clusterOf(options);
     this.#path =
+      this.#cluster?.path ??
       options.commitPath ??
       new EmbeddedCommitPath({ store: options.store, log: options.log, clock: this.#clock });
     this.#committer = new GroupCommitter(this.#path, {
@@ -226,8 +259,7 @@ export class Runtime {
     this.#sagaScheduler = new SagaScheduler({
       maxActive: integerOption('maxActiveSagas', options.maxActiveSagas, 10_000, 1, 1_000_000),
       load: (sagaId) => this.#loadSaga(sagaId),
-      execute: (loaded, parking) =>
-        new SagaExecution(this.#sagaServices, loaded.definition, loaded.record, loaded.journal, parking),
+      execute: (loaded, parking) => this.#execute(loaded, parking),
       report: (problem) => this.#report(problem),
     });
     this.#drainTimeoutMs = integerOption('drainTimeoutMs', options.drainTimeoutMs, 10_000, 0, 600_000);
@@ -251,6 +283,7 @@ export class Runtime {
       timers: this.#timers,
       onDue: (timers) => this.#timersDue(timers),
       onError: (error) => this.#report({ message: 'firing durable timers failed; retrying', error }),
+      ...(this.#cluster === undefined ? {} : { partitions: () => this.#cluster!.ownership.owned() }),
     });
     const effects = new Effects({
       committer: this.#committer,
@@ -273,6 +306,7 @@ export class Runtime {
       compensationRetry,
       halted: this.#halted.signal,
       report: (problem) => this.#report(problem),
+      ...(this.#cluster === undefined ? {} : { remote: this.#cluster.remoteEntities() }),
     };
   }
 
@@ -337,7 +371,8 @@ export class Runtime {
     this.#state = 'running';
     this.#sagaScheduler.open();
     await this.#scheduler.start();
-    await this.#resumeAll();
+    if (this.#cluster === undefined) await this.#resumeAll();
+    else await this.#cluster.start(this.#committer, this.#clusterRuntime());
     for (const definition of this.#subscriptions.values()) {
       const runner = new SubscriptionRunner(this.#subscriptionServices, definition);
       this.#runners.push(runner);
@@ -371,6 +406,7 @@ export class Runtime {
       await Promise.race([settled, drained]);
       timer?.cancel();
     }
+    if (wasRunning) await this.#leaveCluster();
     this.#halted.abort();
     await this.#scheduler.stop();
     await this.#committer.close();
@@ -398,6 +434,12 @@ export class Runtime {
     const definition = this.#entity(entity);
     requireRuntimeId(`The id of entity '${definition.name}'`, id);
     const traceparent = formatTraceparent(parseTraceparent(options.traceparent) ?? newTrace(this.#random));
+    if (this.#cluster !== undefined && !this.#cluster.ownsId(id)) {
+      return (await this.#routeSend(definition, id, command, input, traceparent)) as unknown as CommandReply<
+        E,
+        K
+      >;
+    }
     const nowMs = this.#clock.now();
     let outcome: Awaited<ReturnType<typeof applyCommand>>;
     try {
@@ -413,7 +455,17 @@ export class Runtime {
         }),
       );
     } catch (error) {
-      // A fenced runtime stops: another one owns the database now.
+      // The partition moved away between the check and the write: its new owner applies it.
+      if (this.#cluster !== undefined && isMeridianError(error) && error.code === 'NOT_OWNED') {
+        return (await this.#routeSend(
+          definition,
+          id,
+          command,
+          input,
+          traceparent,
+        )) as unknown as CommandReply<E, K>;
+      }
+      // A fenced runtime stops (embedded) or gives the partition up (cluster).
       if (error instanceof FencedError) this.#report({ message: 'a command was fenced', error });
       throw error;
     }
@@ -474,9 +526,20 @@ export class Runtime {
     const definition = this.#saga(saga);
     requireRuntimeId('A saga id', id);
     const traceparent = childTraceparent(options.traceparent, this.#random);
-    const launch = await this.#committer.submit((scope) =>
-      this.#createSagaIn(scope, definition, id, input, traceparent),
-    );
+    if (this.#cluster !== undefined && !this.#cluster.ownsId(id)) {
+      await this.#routeStart(definition, id, input, traceparent);
+      return this.#handle<O>(id);
+    }
+    let launch: SagaLaunch | null;
+    try {
+      launch = await this.#committer.submit((scope) =>
+        this.#createSagaIn(scope, definition, id, input, traceparent),
+      );
+    } catch (error) {
+      if (this.#cluster === undefined || !isMeridianError(error) || error.code !== 'NOT_OWNED') throw error;
+      await this.#routeStart(definition, id, input, traceparent);
+      return this.#handle<O>(id);
+    }
     if (launch !== null) this.#sagaScheduler.enqueue(launch);
     return this.#handle<O>(id);
   }
@@ -570,6 +633,181 @@ export class Runtime {
       commits: this.#committer.stats,
       subscriptions,
     };
+  }
+
+  /** This node's view of the cluster; undefined on the embedded shape. */
+  get cluster(): ClusterInfo | undefined {
+    const cluster = this.#cluster;
+    if (cluster === undefined) return undefined;
+    return {
+      node: cluster.options.node,
+      workPartitions: cluster.options.workPartitions,
+      owned: () => cluster.ownership.owned(),
+      partitionOf: (id) => cluster.ownership.partitionOf(id),
+      get published() {
+        return cluster.relay.published;
+      },
+    };
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // The cluster shape
+
+  #clusterOf(options: RuntimeOptions): ClusterShape | undefined {
+    if (options.cluster === undefined) return undefined;
+    if (options.commitPath !== undefined) {
+      throw new ValidationError(
+        `Give either 'cluster' or 'commitPath', not both: a cluster node brings its own commit path`,
+      );
+    }
+    return new ClusterShape({
+      store: options.store,
+      log: options.log,
+      clock: this.#clock,
+      timers: this.#timers,
+      random: this.#random,
+      options: normalizeClusterOptions(options.cluster),
+    });
+  }
+
+  /** What the cluster shape calls back into: resume, evict, apply routed work. */
+  #clusterRuntime(): ClusterRuntime {
+    const cluster = this.#cluster!;
+    return {
+      resume: async (partitions) => {
+        await this.#resumeAll(partitions);
+        await this.#scheduler.refresh();
+      },
+      evict: async (partitions) => {
+        await this.#sagaScheduler.evict((id) => partitions.has(cluster.ownership.partitionOf(id)));
+      },
+      apply: (scope, request) => this.#applyRequest(scope, request),
+      report: (problem) => this.#report(problem),
+    };
+  }
+
+  /** A saga run; on the cluster shape one parked by a failed write is resumed while this node owns it. */
+  #execute(loaded: LoadedSaga, parking: AbortSignal): ScheduledRun {
+    const execution = new SagaExecution(
+      this.#sagaServices,
+      loaded.definition,
+      loaded.record,
+      loaded.journal,
+      parking,
+    );
+    const cluster = this.#cluster;
+    if (cluster === undefined) return execution;
+    const sagaId = loaded.record.id;
+    return {
+      run: async () => {
+        const result = await execution.run();
+        if (
+          result.outcome === 'parked' &&
+          !parking.aborted &&
+          this.#state === 'running' &&
+          cluster.ownsId(sagaId)
+        ) {
+          this.#timers.setTimeout(() => this.#sagaScheduler.enqueue({ sagaId }), resumeAfterParkMs);
+        }
+        return result;
+      },
+    };
+  }
+
+  /** Applies work another node routed to this one, inside `scope`. */
+  async #applyRequest(scope: UnitScope, request: WorkRequest): Promise<AppliedRequest> {
+    const node = this.#cluster!.options.node;
+    if (request.kind === 'send') {
+      const definition = this.#entities.get(request.entity);
+      if (definition === undefined) {
+        return rejection(
+          new ValidationError(`Entity '${request.entity}' is not registered on node '${node}'`),
+        );
+      }
+      const { entity: _, kind: __, requestId: ___, ...call } = request;
+      const outcome = await applyCommand(scope, {
+        ...call,
+        entity: definition,
+        nowMs: this.#clock.now(),
+        random: this.#random,
+      });
+      return outcome.ok
+        ? { ok: true, reply: outcome.reply, error: null, code: null }
+        : rejection(outcome.error);
+    }
+    const definition = this.#sagas.get(request.saga);
+    if (definition === undefined) {
+      return rejection(new ValidationError(`Saga '${request.saga}' is not registered on node '${node}'`));
+    }
+    let launch: SagaLaunch | null;
+    try {
+      launch = await scope.isolate((inner) =>
+        this.#createSagaIn(inner, definition, request.id, request.input, request.traceparent),
+      );
+    } catch (error) {
+      if (isMeridianError(error) && (error.code === 'CONFLICT' || error.code === 'INVALID_ARGUMENT')) {
+        return rejection(error);
+      }
+      throw error;
+    }
+    const ok = { ok: true, reply: null, error: null, code: null } as const;
+    return launch === null ? ok : { ...ok, afterCommit: () => this.#sagaScheduler.enqueue(launch) };
+  }
+
+  #routeSend(
+    definition: AnyEntityDefinition,
+    id: string,
+    command: string,
+    input: unknown,
+    traceparent: string,
+  ) {
+    const cluster = this.#cluster!;
+    return cluster.route({
+      kind: 'send',
+      requestId: cluster.newRequestId(),
+      entity: definition.name,
+      id,
+      command,
+      input: toJson(`The input of command '${command}' of entity '${definition.name}'`, input),
+      traceparent,
+    });
+  }
+
+  async #routeStart(
+    definition: SagaDefinition,
+    id: string,
+    input: unknown,
+    traceparent: string,
+  ): Promise<void> {
+    const cluster = this.#cluster!;
+    await cluster.route({
+      kind: 'start',
+      requestId: cluster.newRequestId(),
+      saga: definition.name,
+      id,
+      input: toJson(`The input of saga '${definition.name}'`, input),
+      traceparent,
+    });
+  }
+
+  /** Hands this node's partitions over (cluster shape) once its own work has drained. */
+  async #leaveCluster(): Promise<void> {
+    try {
+      await this.#cluster?.stop();
+    } catch (error) {
+      this.#report({
+        message: 'leaving the cluster failed; the group will move the partitions anyway',
+        error,
+      });
+    }
+  }
+
+  /** Another node claimed some of our partitions: stop writing for them and park their sagas. */
+  async #fenced(error: FencedError): Promise<void> {
+    const cluster = this.#cluster!;
+    const partitions = (error.details.partitions as number[] | undefined) ?? [];
+    cluster.ownership.release(partitions);
+    await this.#sagaScheduler.evict((id) => partitions.includes(cluster.ownership.partitionOf(id)));
   }
 
   // -------------------------------------------------------------------------------------------
@@ -676,6 +914,9 @@ export class Runtime {
           output: record.output,
           reason: record.reason,
         };
+      } else if (this.#cluster !== undefined && !this.#cluster.ownsId(id)) {
+        // Another node runs it: wait for its end in the store.
+        result = await this.#cluster.awaitSagaEnd(id, signal);
       } else {
         // Running in the store but not here (parked after an error): resume it.
         this.#assertRunning();
@@ -729,11 +970,19 @@ export class Runtime {
     }
   }
 
-  async #resumeAll(): Promise<void> {
+  /** Resumes every running and compensating saga (of `partitions` only, when given). */
+  async #resumeAll(partitions?: readonly number[]): Promise<void> {
     for (const status of ['compensating', 'running'] as const) {
       let afterId: string | undefined;
       for (;;) {
-        const page = await this.sagas({ status, limit: 1000, ...(afterId === undefined ? {} : { afterId }) });
+        const page = await this.#store.read((tx) =>
+          tx.sagas.list({
+            status,
+            limit: 1000,
+            ...(afterId === undefined ? {} : { afterId }),
+            ...(partitions === undefined ? {} : { partitions }),
+          }),
+        );
         this.#sagaScheduler.resume(page.map((record) => record.id));
         if (page.length < 1000) break;
         afterId = page[page.length - 1]!.id;
@@ -774,8 +1023,10 @@ export class Runtime {
       // A listener's failure must not break the runtime.
     }
     if (problem.error instanceof FencedError && this.#state === 'running') {
-      // Another runtime owns the store now: stop writing at once.
-      void this.stop();
+      // Embedded: another runtime owns the store now, so stop writing at once. Cluster: another
+      // node claimed some partitions, so give those up and carry on with the rest.
+      if (this.#cluster === undefined) void this.stop();
+      else void this.#fenced(problem.error);
     }
   }
 }

@@ -3,7 +3,14 @@ import { ClosedError, ensureError, isMeridianError, isTerminalError, ValidationE
 import type { Policy } from '../resilience/index.ts';
 import { integerOption } from '../resilience/options.ts';
 import { type RetryStrategy, toRetryStrategy } from '../resilience/retry.ts';
-import type { JournalEntry, JournalEntryKind, Json, SagaRecord, SagaStatus } from '../store/types.ts';
+import type {
+  JournalEntry,
+  JournalEntryKind,
+  Json,
+  SagaRecord,
+  SagaStatus,
+  StoredReply,
+} from '../store/types.ts';
 import { toJson } from './codec.ts';
 import type { UnitScope } from './commit-path.ts';
 import type {
@@ -21,6 +28,7 @@ import { applyCommand, headers } from './entity-command.ts';
 import { NonDeterminismError, StepFailedError, StepTimeoutError } from './errors.ts';
 import { requireRuntimeId, requireRuntimeName } from './options.ts';
 import { childTraceparent } from './trace.ts';
+import { errorFromReply, type WorkRequest } from './work-requests.ts';
 
 /** Journal names the runtime writes for itself. User names cannot start with '$'. */
 export const journalNames = {
@@ -31,6 +39,11 @@ export const journalNames = {
   /** A step's deadline, written before its first attempt so it survives restarts. */
   deadline: (step: string) => `$deadline:${step}`,
   send: (entity: string, command: string) => `${entity}.${command}`,
+  /**
+   * A send (or a send's compensation) to an entity another node owns: the request, journaled with
+   * its id before the reply is awaited (cluster shape). The reply follows as the entry itself.
+   */
+  request: (kind: 'step' | 'compensation', name: string) => `$request:${kind}:${name}`,
   emit: (topic: string) => `emit:${topic}`,
 } as const;
 
@@ -57,7 +70,21 @@ export interface SagaServices {
   readonly halted: AbortSignal;
   /** An operating problem that parked an execution (the saga resumes later). */
   readonly report: (problem: { sagaId: string; message: string; error: unknown }) => void;
+  /** Entities owned by other nodes (cluster shape); absent on the embedded shape, which owns all. */
+  readonly remote?: RemoteEntities;
 }
+
+/** How a saga reaches an entity another node owns (cluster shape). */
+export interface RemoteEntities {
+  /** True when this node owns the entity id's work partition. */
+  owns(id: string): boolean;
+  /** Publishes `request` inside `scope` (through the outbox), relayed by the saga's node. */
+  publish(scope: UnitScope, request: WorkRequest, sagaId: string): Promise<void>;
+  /** The owner's reply to `requestId`; rejects when `signal` aborts. */
+  awaitReply(requestId: string, signal: AbortSignal): Promise<StoredReply>;
+}
+
+type SendKind = 'step' | 'compensation';
 
 /**
  * A saga to run: its id, and (when it was just created here) its record and journal, so the
@@ -552,55 +579,129 @@ export class SagaExecution {
     requireRuntimeId(`The id of entity '${entity?.name}'`, id);
     if (entity?.kind !== 'entity') throw new ValidationError(`ctx.send needs an entity definition`);
     const name = journalNames.send(entity.name, command);
-    const journaled = this.#replay('step', name);
-    if (journaled !== undefined) {
-      if (journaled.status === 'failed') throw this.#failureFromJournal(journaled);
-      this.#registerSendCompensation(name, entity, id, journaled.result, options);
-      return journaled.result;
+    const requestId = this.#pendingRequest('step', name);
+    let entry = this.#replay('step', name);
+    if (entry === undefined) {
+      const applied = await this.#applySend('step', name, { entity, id, command, input }, requestId);
+      assert(!(applied instanceof Error), 'a step send journals its rejection');
+      entry = applied;
+    }
+    if (entry.status === 'failed') throw this.#failureFromJournal(entry);
+    this.#registerSendCompensation(name, entity, id, entry.result, options);
+    return entry.result;
+  }
+
+  /**
+   * The request id of a routed send whose request is journaled at the cursor (the saga stopped
+   * while it waited for the reply): consumed, so the reply is awaited again instead of re-sent.
+   */
+  #pendingRequest(kind: SendKind, name: string): string | undefined {
+    const entry = this.#journal[this.#cursor];
+    if (entry?.kind !== 'event' || entry.name !== journalNames.request(kind, name)) return undefined;
+    this.#cursor++;
+    return (entry.result as { requestId: string }).requestId;
+  }
+
+  /**
+   * Applies a command to an entity as the saga's next journal entry of `kind`. When this node
+   * owns the entity (always, embedded) the command and its entry commit in one unit. When
+   * another node owns it, the request is journaled and routed to that node (through the outbox,
+   * in the same unit), the reply awaited, and then journaled: exactly once across crashes on
+   * either side, since the owner applies a request id once. A step's rejection is journaled as a
+   * failed entry; a compensation's is returned, not journaled (the saga then fails).
+   */
+  async #applySend(
+    kind: SendKind,
+    name: string,
+    call: { entity: AnyEntityDefinition; id: string; command: string; input: unknown },
+    pendingRequestId: string | undefined,
+  ): Promise<JournalEntry | Error> {
+    const remote = this.#services.remote;
+    if (pendingRequestId !== undefined || (remote !== undefined && !remote.owns(call.id))) {
+      assert(remote !== undefined, 'a journaled request is resumed on the cluster shape');
+      const requestId = pendingRequestId ?? (await this.#sendRequest(kind, name, call, remote));
+      return this.#awaitReply(kind, name, requestId, remote);
     }
     const nowMs = this.#effects.clock.now();
     const sequence = this.#journal.length;
-    const entry = await this.#commit(async (scope) => {
-      const outcome = await applyCommand(scope, {
-        entity,
-        id,
-        command,
-        input,
+    const outcome = await this.#commit(async (scope) => {
+      const applied = await applyCommand(scope, {
+        ...call,
         traceparent: this.#traceparent,
         nowMs,
         random: this.#effects.random,
       });
-      const full: JournalEntry = outcome.ok
-        ? {
-            sagaId: this.id,
-            sequence,
-            kind: 'step',
-            name,
-            status: 'completed',
-            result: outcome.reply,
-            error: null,
-            attempts: 1,
-            at: nowMs,
-          }
-        : {
-            sagaId: this.id,
-            sequence,
-            kind: 'step',
-            name,
-            status: 'failed',
-            result: { code: codeOf(outcome.error) },
-            error: truncateMessage(outcome.error.message),
-            attempts: 1,
-            at: nowMs,
-          };
-      await scope.tx.sagas.appendJournal(full);
-      return full;
+      if (!applied.ok && kind === 'compensation') return applied.error;
+      const entry = sendEntry(this.id, sequence, kind, name, nowMs, applied.ok ? applied : applied.error);
+      await scope.tx.sagas.appendJournal(entry);
+      return entry;
     });
-    this.#journal.push(entry);
+    if (outcome instanceof Error) return outcome;
+    // Remembered only now that the unit committed.
+    this.#journal.push(outcome);
     this.#cursor = this.#journal.length;
-    if (entry.status === 'failed') throw this.#failureFromJournal(entry);
-    this.#registerSendCompensation(name, entity, id, entry.result, options);
-    return entry.result;
+    return outcome;
+  }
+
+  /** Journals a routed request and publishes it in the same unit; returns its id. */
+  async #sendRequest(
+    kind: SendKind,
+    name: string,
+    call: { entity: AnyEntityDefinition; id: string; command: string; input: unknown },
+    remote: RemoteEntities,
+  ): Promise<string> {
+    const requestId = `saga/${this.id}/${this.#journal.length}`;
+    const request: WorkRequest = {
+      kind: 'send',
+      requestId,
+      entity: call.entity.name,
+      id: call.id,
+      command: call.command,
+      input: toJson(`The input of '${name}'`, call.input),
+      traceparent: this.#traceparent,
+    };
+    await this.#append(
+      {
+        kind: 'event',
+        name: journalNames.request(kind, name),
+        status: 'completed',
+        result: { requestId, id: call.id },
+        error: null,
+        attempts: 1,
+      },
+      (scope) => remote.publish(scope, request, this.id),
+    );
+    return requestId;
+  }
+
+  /** Waits for a routed request's reply and journals it (parks when the saga must stop). */
+  async #awaitReply(
+    kind: SendKind,
+    name: string,
+    requestId: string,
+    remote: RemoteEntities,
+  ): Promise<JournalEntry | Error> {
+    let reply: StoredReply;
+    try {
+      reply = await remote.awaitReply(requestId, this.#parking);
+    } catch (error) {
+      if (this.#parking.aborted) return this.#park();
+      throw error;
+    }
+    if (!reply.ok && kind === 'compensation') {
+      return new Error(reply.error ?? 'the command was rejected');
+    }
+    const nowMs = this.#effects.clock.now();
+    const entry = sendEntry(
+      this.id,
+      this.#journal.length,
+      kind,
+      name,
+      nowMs,
+      reply.ok ? { reply: reply.reply } : errorFromReply(reply),
+    );
+    await this.#append(entry);
+    return this.#journal[this.#journal.length - 1]!;
   }
 
   #registerSendCompensation(
@@ -712,7 +813,10 @@ export class SagaExecution {
     }
     for (const compensation of [...this.#compensations].reverse()) {
       let done: JournalEntry | undefined;
+      let pendingRequestId: string | undefined;
       try {
+        if (compensation.kind === 'send')
+          pendingRequestId = this.#pendingRequest('compensation', compensation.name);
         done = this.#replay('compensation', compensation.name);
       } catch (error) {
         return this.#markFailed((error as Error).message);
@@ -722,7 +826,7 @@ export class SagaExecution {
       const failed =
         compensation.kind === 'step'
           ? await this.#compensateStep(compensation, reason)
-          : await this.#compensateSend(compensation);
+          : await this.#compensateSend(compensation, pendingRequestId);
       if (failed !== undefined) return this.#markFailed(`${reason}; then ${failed}`);
     }
     await this.#updateStatus('compensated', { reason });
@@ -775,48 +879,46 @@ export class SagaExecution {
   }
 
   /** Applies a send's compensation command with its journal entry, exactly once. */
-  async #compensateSend(compensation: Extract<Compensation, { kind: 'send' }>): Promise<string | undefined> {
+  async #compensateSend(
+    compensation: Extract<Compensation, { kind: 'send' }>,
+    pendingRequestId: string | undefined,
+  ): Promise<string | undefined> {
     let input: unknown;
     try {
       input = compensation.input();
     } catch (error) {
       return `compensation of '${compensation.name}' could not compute its input: ${ensureError(error).message}`;
     }
-    const nowMs = this.#effects.clock.now();
-    const sequence = this.#journal.length;
-    const outcome = await this.#commit(async (scope) => {
-      const applied = await applyCommand(scope, {
-        entity: compensation.entity,
-        id: compensation.id,
-        command: compensation.command,
-        input,
-        traceparent: this.#traceparent,
-        nowMs,
-        random: this.#effects.random,
-      });
-      if (!applied.ok) return applied;
-      const entry: JournalEntry = {
-        sagaId: this.id,
-        sequence,
-        kind: 'compensation',
-        name: compensation.name,
-        status: 'completed',
-        result: applied.reply,
-        error: null,
-        attempts: 1,
-        at: nowMs,
-      };
-      await scope.tx.sagas.appendJournal(entry);
-      return { ok: true as const, entry };
-    });
-    if (!outcome.ok) {
-      return `compensation '${compensation.entity.name}.${compensation.command}' of '${compensation.name}' was rejected: ${outcome.error.message}`;
+    const call = { entity: compensation.entity, id: compensation.id, command: compensation.command, input };
+    const outcome = await this.#applySend('compensation', compensation.name, call, pendingRequestId);
+    if (outcome instanceof Error) {
+      return `compensation '${compensation.entity.name}.${compensation.command}' of '${compensation.name}' was rejected: ${outcome.message}`;
     }
-    // Remembered only now that the unit committed.
-    this.#journal.push(outcome.entry);
-    this.#cursor = this.#journal.length;
     return undefined;
   }
+}
+
+/** The journal entry of an applied send: its reply, or (a step's) rejection. */
+function sendEntry(
+  sagaId: string,
+  sequence: number,
+  kind: SendKind,
+  name: string,
+  at: number,
+  outcome: { reply: Json } | Error,
+): JournalEntry {
+  const failed = outcome instanceof Error;
+  return {
+    sagaId,
+    sequence,
+    kind,
+    name,
+    status: failed ? 'failed' : 'completed',
+    result: failed ? { code: codeOf(outcome) } : outcome.reply,
+    error: failed ? truncateMessage(outcome.message) : null,
+    attempts: 1,
+    at,
+  };
 }
 
 /**
