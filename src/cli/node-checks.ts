@@ -67,7 +67,10 @@ function describePostgresFailure(error: unknown, url: string, timeoutMs: number)
     return `PostgreSQL at ${where} refused user '${decodeURIComponent(parsed.username)}' (${message}): fix the user or password in --pg`;
   }
   if (code === '57P03') return `PostgreSQL at ${where} is starting up or shutting down: try again shortly`;
-  return `PostgreSQL at ${where} failed the check (${String(code ?? '')} ${message}): ${fix}`;
+  if (/terminated|ECONNRESET|EPIPE/.test(`${message} ${String(code)}`)) {
+    return `PostgreSQL at ${where} closed the connection before answering (${message}): check that a PostgreSQL server listens there, or ${fix}`;
+  }
+  return `PostgreSQL at ${where} failed the check (${code === undefined ? '' : `${String(code)}: `}${message}): ${fix}`;
 }
 
 /** Connects once with a bounded wait and runs one query: PostgreSQL is up and the database exists. */

@@ -110,9 +110,9 @@ describe('meridian node options', () => {
   };
 
   it.each([
-    [without('--pg'), 'meridian node needs PostgreSQL: pass --pg'],
+    [without('--pg'), 'no PostgreSQL given: pass --pg'],
     [without('--pg'), "to run without PostgreSQL and Kafka, use 'meridian demo'"],
-    [without('--kafka'), 'meridian node needs Kafka: pass --kafka 127.0.0.1:9092'],
+    [without('--kafka'), 'no Kafka given: pass --kafka 127.0.0.1:9092'],
     [without('--payments'), "start one with 'meridian payments --port 7090"],
     [
       without('--payments'),

@@ -113,7 +113,7 @@ function url(
 function brokers(given: { raw: string; from: string } | undefined): string[] {
   if (given === undefined) {
     throw new ValidationError(
-      `meridian node needs Kafka: pass --kafka 127.0.0.1:9092 (a comma-separated host:port list) or set MERIDIAN_KAFKA_BROKERS; 'npm run kafka:start' starts a local broker (docs/kafka.md)`,
+      `no Kafka given: pass --kafka 127.0.0.1:9092 (a comma-separated host:port list) or set MERIDIAN_KAFKA_BROKERS; 'npm run kafka:start' starts a local broker (docs/kafka.md)`,
     );
   }
   const list = given.raw
@@ -165,14 +165,14 @@ export function parseNodeOptions(
   const pgUrl = url(
     fromEnv(values, 'pg', env, 'MERIDIAN_PG_URL'),
     ['postgres:', 'postgresql:'],
-    `meridian node needs PostgreSQL: pass --pg postgres://user@host:5432/database or set MERIDIAN_PG_URL (to run without PostgreSQL and Kafka, use 'meridian demo')`,
+    `no PostgreSQL given: pass --pg postgres://user@host:5432/database or set MERIDIAN_PG_URL (to run without PostgreSQL and Kafka, use 'meridian demo')`,
   );
   const schema = fromEnv(values, 'pg-schema', env, 'MERIDIAN_PG_SCHEMA');
   const kafkaBrokers = brokers(fromEnv(values, 'kafka', env, 'MERIDIAN_KAFKA_BROKERS'));
   const paymentsUrl = url(
     fromEnv(values, 'payments', env, 'MERIDIAN_PAYMENTS_URL'),
     ['http:', 'https:'],
-    `meridian node needs the payment gateway every node shares: start one with 'meridian payments --port 7090 --data-dir ./.meridian-payments' (or use the one 'meridian demo' prints) and pass --payments http://127.0.0.1:7090 or set MERIDIAN_PAYMENTS_URL. A gateway per node would let a node that takes over an order charge it a second time`,
+    `no payment gateway given: every node charges through the same one; start it with 'meridian payments --port 7090 --data-dir ./.meridian-payments' (or use the one 'meridian demo' prints) and pass --payments http://127.0.0.1:7090 or set MERIDIAN_PAYMENTS_URL. A gateway per node would let a node that takes over an order charge it a second time`,
   );
   const port =
     values.port !== undefined

@@ -189,7 +189,11 @@ export async function run(argv: string[], output: NodeOutput = consoleOutput): P
     options = parseNodeOptions(argv, process.env, hostname());
   } catch (error) {
     if (!isMeridianError(error)) throw error;
-    output.err(`meridian node: ${error.message}\n\nRun 'meridian node --help' for every option.`);
+    // parseCommandLine's own errors already say which command they are about.
+    const message = error.message.startsWith('meridian node')
+      ? error.message
+      : `meridian node: ${error.message}`;
+    output.err(`${message}\n\nRun 'meridian node --help' for every option.`);
     return 2;
   }
   if (options === 'help') {
