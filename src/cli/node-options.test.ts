@@ -113,7 +113,10 @@ describe('meridian node options', () => {
     [without('--pg'), 'no PostgreSQL given: pass --pg'],
     [without('--pg'), "to run without PostgreSQL and Kafka, use 'meridian demo'"],
     [without('--kafka'), 'no Kafka given: pass --kafka 127.0.0.1:9092'],
-    [without('--payments'), "start one with 'meridian payments --port 7090"],
+    [
+      without('--payments'),
+      "no payment gateway given: every node charges through the same one; start it with 'meridian payments --port 7090",
+    ],
     [
       without('--payments'),
       'A gateway per node would let a node that takes over an order charge it a second time',
