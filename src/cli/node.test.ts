@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createKafkaLog, parseBrokerList } from '../log/index.ts';
 import { testSchemas } from '../store/postgres/test-schema.ts';
 import { checkKafka, checkPayments, checkPostgres } from './node-checks.ts';
@@ -225,72 +225,141 @@ async function json(
 describe.skipIf(!pgUrl || !kafkaText)(
   `meridian node: a real node${skipped(['MERIDIAN_TEST_PG_URL', 'MERIDIAN_TEST_KAFKA_BROKERS'])}`,
   () => {
-    it('answers the probes, takes an order end to end, and drains on SIGTERM with exit 0', async () => {
-      const schemas = testSchemas(pgUrl!, 'node');
-      const schema = schemas.next();
+    const schemas = testSchemas(pgUrl ?? '', 'node');
+    const used: string[] = [];
+    let payments: Child;
+    let paymentsUrl: string;
+
+    beforeAll(async () => {
       const dataDir = mkdtempSync(join(tmpdir(), 'meridian-node-test-'));
       dataDirs.push(dataDir);
+      payments = meridian(['payments', '--port=0', `--data-dir=${dataDir}`]);
+      paymentsUrl = (await payments.waitFor(/Payment gateway listening on (http:\/\/\S+)/, 20_000))[1]!;
+    }, 30_000);
+
+    afterAll(async () => {
+      payments.child.kill('SIGTERM');
+      for (const schema of used) await schemas.drop(schema);
+      await schemas.end();
+      const log = await createKafkaLog({ brokers: parseBrokerList(kafkaText!) });
+      for (const [index] of used.entries()) {
+        await log.deleteTopic(`node-test-work-${unique}-${index}`).catch(() => undefined);
+      }
+      await log.close();
+    }, 60_000);
+
+    /** A node on a schema, work topic and group of its own; resolves with its URL once its banner is out. */
+    async function startNode(extra: string[] = []): Promise<{ node: Child; url: string; nodeId: string }> {
+      const index = used.length;
+      const schema = schemas.next();
+      used.push(schema);
+      const nodeId = `test-node-${unique}-${index}`;
+      const node = meridian(
+        [
+          'node',
+          '--port=0',
+          `--node-id=${nodeId}`,
+          `--work-topic=node-test-work-${unique}-${index}`,
+          `--group=node-test-nodes-${unique}-${index}`,
+          '--work-partitions=4',
+          ...extra,
+        ],
+        {
+          MERIDIAN_PG_URL: pgUrl!,
+          MERIDIAN_PG_SCHEMA: schema,
+          MERIDIAN_KAFKA_BROKERS: kafkaText!,
+          MERIDIAN_PAYMENTS_URL: paymentsUrl,
+        },
+      );
+      const url = (await node.waitFor(/Commerce node '[^']+' listening on (http:\/\/\S+)/, 60_000))[1]!;
+      await node.waitFor(/SIGTERM or Ctrl-C drains/, 5000);
+      return { node, url, nodeId };
+    }
+
+    async function placeOrder(url: string, key: string): Promise<string> {
+      const sku = `node-test-${unique}`;
+      const stocked = await json(`${url}/inventory/${sku}`, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ available: 3, price: 25 }),
+      });
+      expect(stocked.status, JSON.stringify(stocked.body)).toBe(200);
+      const placed = await json(`${url}/orders`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'idempotency-key': key },
+        body: JSON.stringify({ customerId: 'ada', items: [{ sku, qty: 1 }] }),
+      });
+      expect(placed.status, JSON.stringify(placed.body)).toBe(202);
+      return String(placed.body.orderId);
+    }
+
+    /** Until the order's history shows `event` (bounded): the saga is at that step. */
+    async function reached(url: string, orderId: string, event: string): Promise<void> {
+      const deadline = performance.now() + 15_000;
+      for (;;) {
+        const order = await json(`${url}/orders/${orderId}`);
+        const history = (order.body.history ?? []) as Array<{ event: string }>;
+        if (history.some((entry) => entry.event === event)) return;
+        if (performance.now() > deadline) throw new Error(`order ${orderId} never reached '${event}'`);
+        await new Promise((done) => setTimeout(done, 50));
+      }
+    }
+
+    async function setPaymentLatency(latencyMs: number): Promise<void> {
+      const changed = await json(`${paymentsUrl}/settings`, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ latencyMs }),
+      });
+      expect(changed.status).toBe(200);
+    }
+
+    it('answers the probes, takes an order end to end, and drains on SIGTERM with exit 0', async () => {
+      const { node, url, nodeId } = await startNode(['--shutdown-timeout-ms=20000']);
+      expect((await json(`${url}/healthz`)).status).toBe(200);
+      const ready = await json(`${url}/readyz`);
+      expect(ready.status, JSON.stringify(ready.body)).toBe(200);
+
+      const orderId = await placeOrder(url, `node-test-order-${unique}`);
+      const order = await json(`${url}/orders/${orderId}`, { headers: { prefer: 'wait=10' } });
+      expect(order.body, JSON.stringify(order.body)).toMatchObject({ status: 'confirmed', total: 25 });
+      const charges = await json(`${paymentsUrl}/charges?orderId=${orderId}`);
+      expect(charges.body).toMatchObject([{ orderId, amount: 25, status: 'charged' }]);
+
+      const signalled = performance.now();
+      node.child.kill('SIGTERM');
+      expect(await node.exited, node.output()).toBe(0);
+      expect(performance.now() - signalled).toBeLessThan(25_000);
+      expect(node.output()).toContain(`Node '${nodeId}' stopped cleanly.`);
+    }, 120_000);
+
+    it('exits 1 with a message when the drain outruns --shutdown-timeout-ms, and at once on a second signal', async () => {
+      // Every payment call now hangs past its timeout, so a charge in flight holds the drain up.
+      await setPaymentLatency(60_000);
       try {
-        const payments = meridian(['payments', '--port=0', `--data-dir=${dataDir}`]);
-        const paymentsUrl = (
-          await payments.waitFor(/Payment gateway listening on (http:\/\/\S+)/, 20_000)
-        )[1]!;
-        const node = meridian(
-          [
-            'node',
-            '--port=0',
-            `--node-id=test-node-${unique}`,
-            `--work-topic=node-test-work-${unique}`,
-            `--group=node-test-nodes-${unique}`,
-            '--work-partitions=4',
-            '--shutdown-timeout-ms=20000',
-          ],
-          {
-            MERIDIAN_PG_URL: pgUrl!,
-            MERIDIAN_PG_SCHEMA: schema,
-            MERIDIAN_KAFKA_BROKERS: kafkaText!,
-            MERIDIAN_PAYMENTS_URL: paymentsUrl,
-          },
+        const bounded = await startNode(['--shutdown-timeout-ms=1000']);
+        await reached(
+          bounded.url,
+          await placeOrder(bounded.url, `node-test-slow-${unique}`),
+          'stock reserved',
         );
-        const url = (await node.waitFor(/Commerce node '[^']+' listening on (http:\/\/\S+)/, 60_000))[1]!;
-        await node.waitFor(/SIGTERM or Ctrl-C drains/, 5000);
-        expect((await json(`${url}/healthz`)).status).toBe(200);
-        const ready = await json(`${url}/readyz`);
-        expect(ready.status, JSON.stringify(ready.body)).toBe(200);
+        let signalled = performance.now();
+        bounded.node.child.kill('SIGTERM');
+        expect(await bounded.node.exited, bounded.node.output()).toBe(1);
+        expect(performance.now() - signalled).toBeLessThan(6000);
+        expect(bounded.node.output()).toContain('the drain did not finish within 1000 ms');
 
-        const sku = `node-test-${unique}`;
-        const stocked = await json(`${url}/inventory/${sku}`, {
-          method: 'PUT',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ available: 3, price: 25 }),
-        });
-        expect(stocked.status, JSON.stringify(stocked.body)).toBe(200);
-        const placed = await json(`${url}/orders`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json', 'idempotency-key': `node-test-order-${unique}` },
-          body: JSON.stringify({ customerId: 'ada', items: [{ sku, qty: 1 }] }),
-        });
-        expect(placed.status, JSON.stringify(placed.body)).toBe(202);
-        const orderId = String(placed.body.orderId);
-        const order = await json(`${url}/orders/${orderId}`, { headers: { prefer: 'wait=10' } });
-        expect(order.body, JSON.stringify(order.body)).toMatchObject({ status: 'confirmed', total: 25 });
-        const charges = await json(`${paymentsUrl}/charges?orderId=${orderId}`);
-        expect(charges.body).toMatchObject([{ orderId, amount: 25, status: 'charged' }]);
-
-        const signalled = performance.now();
-        node.child.kill('SIGTERM');
-        const code = await node.exited;
-        expect(code, node.output()).toBe(0);
-        expect(performance.now() - signalled).toBeLessThan(25_000);
-        expect(node.output()).toContain(`Node 'test-node-${unique}' stopped cleanly.`);
-        payments.child.kill('SIGTERM');
-        expect(await payments.exited).toBe(0);
+        const twice = await startNode();
+        await reached(twice.url, await placeOrder(twice.url, `node-test-twice-${unique}`), 'stock reserved');
+        twice.node.child.kill('SIGTERM');
+        await twice.node.waitFor(/SIGTERM: draining/, 5000);
+        signalled = performance.now();
+        twice.node.child.kill('SIGTERM');
+        expect(await twice.node.exited, twice.node.output()).toBe(130);
+        expect(performance.now() - signalled).toBeLessThan(3000);
+        expect(twice.node.output()).toContain('SIGTERM again: exiting now');
       } finally {
-        await schemas.drop(schema);
-        await schemas.end();
-        const log = await createKafkaLog({ brokers: parseBrokerList(kafkaText!) });
-        await log.deleteTopic(`node-test-work-${unique}`).catch(() => undefined);
-        await log.close();
+        await setPaymentLatency(0);
       }
     }, 120_000);
   },
