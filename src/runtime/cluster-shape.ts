@@ -1,5 +1,5 @@
 import { Ownership } from '../cluster/ownership.ts';
-import { OutboxRelay } from '../cluster/relay.ts';
+import { messageIdOf, OutboxRelay } from '../cluster/relay.ts';
 import { AlreadyExistsError, NotFoundError, ValidationError } from '../errors.ts';
 import type { Log } from '../log/types.ts';
 import { integerOption } from '../resilience/options.ts';
@@ -7,11 +7,13 @@ import type { Json, Store } from '../store/types.ts';
 import type { Clock, Random, Timers } from '../time.ts';
 import { ClusterCommitPath } from './cluster-commit-path.ts';
 import { type AppliedRequest, ClusterNode } from './cluster-node.ts';
+import { toJson } from './codec.ts';
 import type { UnitScope } from './commit-path.ts';
 import { headers } from './entity-command.ts';
 import type { GroupCommitter } from './group-commit.ts';
 import { requireRuntimeId, requireRuntimeName } from './options.ts';
 import type { ExecutionResult, RemoteEntities } from './saga-execution.ts';
+import type { RemoteSubscriptionEffects } from './subscription-runner.ts';
 import { encodeWorkRequest, errorFromReply, type WorkRequest } from './work-requests.ts';
 
 /** How often a caller waiting for a saga another node runs reads its record. */
@@ -197,6 +199,30 @@ export class ClusterShape {
         ]);
       },
       awaitReply: (requestId, signal) => this.node.awaitReply(requestId, signal),
+    };
+  }
+
+  /** How subscription handlers on this node reach entities and sagas other nodes own. */
+  remoteSubscriptionEffects(): RemoteSubscriptionEffects {
+    const publish = (scope: UnitScope, request: WorkRequest) =>
+      scope.publish(this.options.workTopic, [encodeWorkRequest(request)]);
+    return {
+      owns: (id) => this.ownsId(id),
+      forward: (scope, subscription, record, id, hops) =>
+        publish(scope, {
+          kind: 'deliver',
+          requestId: `deliver/${subscription}/${messageIdOf(record)}/${hops}`,
+          subscription,
+          id,
+          hops,
+          record,
+        }),
+      startSaga: (scope, request) =>
+        publish(scope, {
+          kind: 'start',
+          ...request,
+          input: toJson(`The input of saga '${request.saga}'`, request.input),
+        }),
     };
   }
 

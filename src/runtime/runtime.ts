@@ -323,7 +323,11 @@ export class Runtime {
         },
       },
       report: (problem) => this.#report(problem),
-      fenced: (error) => this.#report({ message: 'a subscription was fenced', error }),
+      fenced: (error) => {
+        this.#report({ message: 'a subscription was fenced', error });
+        return this.#cluster === undefined;
+      },
+      ...(this.#cluster === undefined ? {} : { remote: this.#cluster.remoteSubscriptionEffects() }),
     };
   }
 
@@ -735,6 +739,7 @@ export class Runtime {
         ? { ok: true, reply: outcome.reply, error: null, code: null }
         : rejection(outcome.error);
     }
+    if (request.kind === 'deliver') return this.#deliver(request, scope);
     const definition = this.#sagas.get(request.saga);
     if (definition === undefined) {
       return rejection(new ValidationError(`Saga '${request.saga}' is not registered on node '${node}'`));
@@ -752,6 +757,30 @@ export class Runtime {
     }
     const ok = { ok: true, reply: null, error: null, code: null } as const;
     return launch === null ? ok : { ...ok, afterCommit: () => this.#sagaScheduler.enqueue(launch) };
+  }
+
+  /** Hands a forwarded record to this node's runner of its subscription. */
+  async #deliver(
+    request: Extract<WorkRequest, { kind: 'deliver' }>,
+    scope: UnitScope,
+  ): Promise<AppliedRequest> {
+    const runner = this.#runners.find((candidate) => candidate.definition.name === request.subscription);
+    if (runner === undefined) {
+      return rejection(
+        new ValidationError(
+          `Subscription '${request.subscription}' does not run on node '${this.#cluster!.options.node}'`,
+        ),
+      );
+    }
+    const launches = await runner.deliver(scope, request.record, request.hops);
+    const ok = { ok: true, reply: null, error: null, code: null } as const;
+    if (launches.length === 0) return ok;
+    return {
+      ...ok,
+      afterCommit: () => {
+        for (const launch of launches) this.#sagaScheduler.enqueue(launch);
+      },
+    };
   }
 
   #routeSend(
