@@ -124,6 +124,10 @@ export class ClusterCommitPath implements CommitPath {
         // After the commit: a record redelivered before the offset moves is skipped by its inbox row.
         state.afterCommit.push(() => consumer.commit(records).catch(() => undefined));
       },
+      fence: (partition: number) => {
+        this.#ownership.requireOwned(partition, `partition ${partition}`);
+        state.written.add(partition);
+      },
       isolate: async <T>(fn: (scope: UnitScope) => Promise<T>) => {
         const own: TransactionState = { written: new Set(), outgoing: [], afterCommit: [] };
         const value = await this.#store.transaction((inner) => fn(this.#scope(inner, own)));

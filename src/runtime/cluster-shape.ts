@@ -13,6 +13,7 @@ import { headers } from './entity-command.ts';
 import type { GroupCommitter } from './group-commit.ts';
 import { requireRuntimeId, requireRuntimeName } from './options.ts';
 import type { ExecutionResult, RemoteEntities } from './saga-execution.ts';
+import type { HousekeepingOptions } from './singletons.ts';
 import type { RemoteSubscriptionEffects } from './subscription-runner.ts';
 import { encodeWorkRequest, errorFromReply, type WorkRequest } from './work-requests.ts';
 
@@ -33,6 +34,13 @@ export interface ClusterOptions {
   requestTimeoutMs?: number;
   /** Replication factor of the work topic when the runtime creates it. @default the broker's default */
   replicationFactor?: number;
+  /** How long replies of routed requests are kept (the leader deletes older ones). 60000 to 604800000. @default 3600000 */
+  replyRetentionMs?: number;
+  /**
+   * How long inbox entries are kept: a record re-sent or redelivered later than this applies
+   * again, so keep it above the log's retention. 3600000 to 31536000000. @default 604800000 (7 days)
+   */
+  inboxRetentionMs?: number;
 }
 
 export interface NormalizedClusterOptions {
@@ -42,6 +50,7 @@ export interface NormalizedClusterOptions {
   readonly group: string;
   readonly requestTimeoutMs: number;
   readonly replicationFactor: number | undefined;
+  readonly housekeeping: HousekeepingOptions;
 }
 
 export function normalizeClusterOptions(options: ClusterOptions): NormalizedClusterOptions {
@@ -58,6 +67,23 @@ export function normalizeClusterOptions(options: ClusterOptions): NormalizedClus
       options.replicationFactor === undefined
         ? undefined
         : integerOption('cluster.replicationFactor', options.replicationFactor, 1, 1, 16),
+    housekeeping: {
+      replyRetentionMs: integerOption(
+        'cluster.replyRetentionMs',
+        options.replyRetentionMs,
+        3_600_000,
+        60_000,
+        604_800_000,
+      ),
+      inboxRetentionMs: integerOption(
+        'cluster.inboxRetentionMs',
+        options.inboxRetentionMs,
+        604_800_000,
+        3_600_000,
+        31_536_000_000,
+      ),
+      intervalMs: 60_000,
+    },
   };
 }
 

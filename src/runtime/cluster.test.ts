@@ -102,7 +102,7 @@ describe.skipIf(!pgUrl || !brokersText)('runtime on the cluster shape (PostgreSQ
     });
   }
 
-  async function node(name: string, partitions = 8): Promise<Runtime> {
+  async function node(name: string, partitions = 8, runs?: string[]): Promise<Runtime> {
     const store = await openPostgresStore({ connectionString: pgUrl!, schema });
     const log = new KafkaLog({ brokers, clientId: `meridian-cluster-${name}` });
     const runtime = createRuntime({
@@ -118,6 +118,26 @@ describe.skipIf(!pgUrl || !brokersText)('runtime on the cluster shape (PostgreSQ
         requestTimeoutMs: 20_000,
       },
     }).register(Counter, Transfer, tally());
+    if (runs !== undefined) {
+      runtime.singleton({
+        name: 'beat',
+        async run(ctx) {
+          while (!ctx.signal.aborted) {
+            try {
+              // A write that names no entity or saga: only the leader partition's fence applies.
+              await ctx.transaction((tx) =>
+                tx.inbox.markApplied('beat', `${name}-${runs.length}`, Date.now()),
+              );
+              runs.push(`${name}:wrote`);
+            } catch (error) {
+              runs.push(`${name}:${(error as { code?: string }).code}`);
+              throw error;
+            }
+            await ctx.wait(100);
+          }
+        },
+      });
+    }
     await runtime.start();
     opened.push({ runtime, store, log });
     return runtime;
@@ -240,6 +260,41 @@ describe.skipIf(!pgUrl || !brokersText)('runtime on the cluster shape (PostgreSQ
       expect(await a.handle(`from-${key}`).result()).toHaveProperty('after', 11);
     }
     expect(await a.deadLetters()).toEqual([]);
+  });
+
+  it('the owner of partition 0 leads: its singleton moves with the partition and a stale leader cannot write', async () => {
+    fresh();
+    const runs: string[] = [];
+    const a = await node('a', 4, runs);
+    const b = await node('b', 4, runs);
+    await until('the partitions split', async () =>
+      owned(a).length + owned(b).length === 4 && owned(b).length > 0 ? true : undefined,
+    );
+    const [leader, other] = owned(a).includes(0) ? [a, b] : [b, a];
+    await until('the leader runs the singleton', async () =>
+      leader.leader && !other.leader ? true : undefined,
+    );
+    const leaderName = leader.cluster!.node;
+    await until('a fenced write by the leader', async () =>
+      runs.includes(`${leaderName}:wrote`) ? true : undefined,
+    );
+    // Another node claims partition 0 behind the leader's back: its next write is refused.
+    await opened[0]!.store.transaction((tx) => tx.partitions.claim(0, 'intruder', 1));
+    await until('the stale leader is refused', async () =>
+      runs.includes(`${leaderName}:FENCED`) ? true : undefined,
+    );
+    expect(leader.leader).toBe(false);
+    // The leader leaves; the group gives partition 0 to the other node, which leads from then on.
+    const index = opened.findIndex((entry) => entry.runtime === leader);
+    const [gone] = opened.splice(index, 1);
+    await gone!.runtime.stop();
+    await gone!.log.close();
+    await gone!.store.close();
+    await until('the other node leads', async () => (other.leader ? true : undefined));
+    const otherName = other.cluster!.node;
+    await until('a write by the new leader', async () =>
+      runs.includes(`${otherName}:wrote`) ? true : undefined,
+    );
   });
 
   it('a node whose partition another node claimed cannot write for it', async () => {

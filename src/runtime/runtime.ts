@@ -55,6 +55,7 @@ import {
 } from './saga-execution.ts';
 import { type LoadedSaga, SagaScheduler, type ScheduledRun } from './saga-scheduler.ts';
 import { TimerScheduler } from './scheduler.ts';
+import { housekeeping, leaderPartition, type SingletonDefinition, Singletons } from './singletons.ts';
 import { deadLetterHeaders, SubscriptionRunner, type SubscriptionServices } from './subscription-runner.ts';
 import { childTraceparent, formatTraceparent, newTrace, parseTraceparent } from './trace.ts';
 import { rejection, type WorkRequest } from './work-requests.ts';
@@ -230,6 +231,7 @@ export class Runtime {
 
   readonly #sagaScheduler: SagaScheduler;
   readonly #cluster: ClusterShape | undefined;
+  readonly #singletons: Singletons;
   readonly #problems: RuntimeProblem[] = [];
   #state: State = 'created';
   #stopped: Promise<void> | undefined;
@@ -291,6 +293,10 @@ export class Runtime {
       timers: this.#timers,
       random: this.#random,
     });
+    this.#singletons = new Singletons(effects, this.#timers, (problem) => this.#report(problem));
+    if (this.#cluster !== undefined) {
+      this.#singletons.add(housekeeping(this.#cluster.options.housekeeping, () => this.#clock.now()));
+    }
     this.#sagaServices = this.#makeSagaServices(effects, compensationRetryOf(options.compensationRetry));
     this.#subscriptionServices = this.#makeSubscriptionServices(effects);
   }
@@ -356,6 +362,23 @@ export class Runtime {
   }
 
   /**
+   * Adds work that must run on one node at a time (cleanup, retention, anything not
+   * partitioned): it runs on the leader — the owner of work partition 0 on the cluster shape,
+   * the runtime itself on the embedded shape — and its transactions are fenced by the leader's
+   * epoch. Only before `start`. Returns the runtime, for chaining.
+   */
+  singleton(definition: SingletonDefinition): this {
+    if (this.#state !== 'created') throw new ValidationError('Add singletons before start()');
+    this.#singletons.add(definition);
+    return this;
+  }
+
+  /** True while this node runs the singletons (always, once started, on the embedded shape). */
+  get leader(): boolean {
+    return this.#singletons.leading;
+  }
+
+  /**
    * Claims ownership (fencing any earlier runtime on the same store), creates the topics it
    * needs, fires due timers, resumes every running saga, and starts the subscriptions.
    */
@@ -382,6 +405,7 @@ export class Runtime {
       this.#runners.push(runner);
       runner.start();
     }
+    if (this.#cluster === undefined) this.#singletons.lead();
   }
 
   /**
@@ -398,6 +422,7 @@ export class Runtime {
     const wasRunning = this.#state === 'running';
     this.#state = 'stopping';
     this.#sagaScheduler.stop();
+    await this.#singletons.abdicate();
     if (wasRunning) {
       await Promise.all(this.#runners.map((runner) => runner.stop()));
     }
@@ -681,8 +706,10 @@ export class Runtime {
       resume: async (partitions) => {
         await this.#resumeAll(partitions);
         await this.#scheduler.refresh();
+        if (partitions.includes(leaderPartition) && this.#state === 'running') this.#singletons.lead();
       },
       evict: async (partitions) => {
+        if (partitions.has(leaderPartition)) await this.#singletons.abdicate();
         await this.#sagaScheduler.evict((id) => partitions.has(cluster.ownership.partitionOf(id)));
       },
       apply: (scope, request) => this.#applyRequest(scope, request),
@@ -836,6 +863,7 @@ export class Runtime {
     const cluster = this.#cluster!;
     const partitions = (error.details.partitions as number[] | undefined) ?? [];
     cluster.ownership.release(partitions);
+    if (partitions.includes(leaderPartition)) await this.#singletons.abdicate();
     await this.#sagaScheduler.evict((id) => partitions.includes(cluster.ownership.partitionOf(id)));
   }
 
