@@ -273,6 +273,31 @@ export class ClusterShape {
     }
   }
 
+  /** Sends a command to the owner of `id`'s partition; resolves with its reply. */
+  routeSend(entity: string, id: string, command: string, input: unknown, traceparent: string): Promise<Json> {
+    return this.route({
+      kind: 'send',
+      requestId: this.newRequestId(),
+      entity,
+      id,
+      command,
+      input: toJson(`The input of command '${command}' of entity '${entity}'`, input),
+      traceparent,
+    });
+  }
+
+  /** Starts a saga on the owner of `id`'s partition (idempotent on the id). */
+  async routeStart(saga: string, id: string, input: unknown, traceparent: string): Promise<void> {
+    await this.route({
+      kind: 'start',
+      requestId: this.newRequestId(),
+      saga,
+      id,
+      input: toJson(`The input of saga '${saga}'`, input),
+      traceparent,
+    });
+  }
+
   /** Routes `request` to its owner and returns the stored reply's value, or throws its error. */
   async route(request: WorkRequest, signal?: AbortSignal): Promise<Json> {
     const reply = await this.node.request(request, this.options.requestTimeoutMs, signal);

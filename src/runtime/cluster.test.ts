@@ -108,7 +108,7 @@ describe.skipIf(!pgUrl || !brokersText)('runtime on the cluster shape (PostgreSQ
     const runtime = createRuntime({
       store,
       log,
-      topics: { [`ClusterCounter.events`]: { partitions: 4 } },
+      topics: { 'ClusterCounter.events': { partitions: 4 } },
       deadLetterTopic: `meridian.dead-letters.${suffix}`,
       cluster: {
         node: name,

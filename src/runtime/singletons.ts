@@ -1,6 +1,5 @@
 import { AlreadyExistsError, ValidationError } from '../errors.ts';
 import type { StoreTransaction } from '../store/types.ts';
-import type { Timers } from '../time.ts';
 import type { Effects } from './effects.ts';
 import { requireRuntimeName } from './options.ts';
 
@@ -43,17 +42,11 @@ interface Running {
 export class Singletons {
   readonly #definitions = new Map<string, SingletonDefinition>();
   readonly #effects: Effects;
-  readonly #timers: Timers;
   readonly #report: (problem: { message: string; error: unknown }) => void;
   #running: Running[] = [];
 
-  constructor(
-    effects: Effects,
-    timers: Timers,
-    report: (problem: { message: string; error: unknown }) => void,
-  ) {
+  constructor(effects: Effects, report: (problem: { message: string; error: unknown }) => void) {
     this.#effects = effects;
-    this.#timers = timers;
     this.#report = report;
   }
 
