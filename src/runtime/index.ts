@@ -4,6 +4,8 @@
 
 // Named for steps and subscriptions: the resilience layer owns the general retry vocabulary.
 export type { RetryStrategy, StepRetryOptions } from '../resilience/retry.ts';
+export { RequestTimeoutError } from './cluster-node.ts';
+export type { ClusterOptions } from './cluster-shape.ts';
 export type { CommitPath, UnitScope } from './commit-path.ts';
 export type {
   AnyEntityDefinition,
@@ -42,6 +44,7 @@ export {
 export type { GroupCommitStats, Yield } from './group-commit.ts';
 export { yieldToEventLoop } from './group-commit.ts';
 export type {
+  ClusterInfo,
   DeadLetter,
   RuntimeOptions,
   RuntimeProblem,
@@ -53,6 +56,7 @@ export type {
 export { createRuntime, Runtime } from './runtime.ts';
 // The names of a saga's journal entries, for code that reads a journal (runtime.journal(id)).
 export { journalNames as sagaJournalNames } from './saga-execution.ts';
+export type { SingletonContext, SingletonDefinition } from './singletons.ts';
 export { deadLetterHeaders } from './subscription-runner.ts';
 export type { TraceContext } from './trace.ts';
 export { childTraceparent, formatTraceparent, parseTraceparent, traceparentHeader } from './trace.ts';
