@@ -127,7 +127,7 @@ describe('meridian node: dependency checks', () => {
     );
   }, 30_000);
 
-  it('exits 2 with the usage hint for a bad option, and prints the help on --help', async () => {
+  it("exits 2 with the usage hint for a bad option; its help and the demo's say how to get from one to the other", async () => {
     const bad = meridian(['node', '--work-partitions=0']);
     expect(await bad.exited).toBe(2);
     expect(bad.output()).toContain("Run 'meridian node --help' for every option.");
@@ -135,6 +135,9 @@ describe('meridian node: dependency checks', () => {
     expect(await help.exited).toBe(0);
     expect(help.output()).toContain('Usage: meridian node [options]');
     expect(help.output()).toContain("'npm start' (meridian demo) runs\nthe same app on the embedded shape");
+    const demoHelp = meridian(['demo', '--help']);
+    expect(await demoHelp.exited).toBe(0);
+    expect(demoHelp.output()).toContain("with 'meridian node'\n(npm run meridian -- node --help)");
   }, 30_000);
 
   describe.skipIf(!pgUrl)(`with PostgreSQL${skipped(['MERIDIAN_TEST_PG_URL'])}`, () => {
