@@ -306,13 +306,7 @@ export class Runtime {
       await Promise.all(this.#runners.map((runner) => runner.stop()));
     }
     if (wasRunning && this.#drainTimeoutMs > 0) {
-      const settled = this.#sagaScheduler.idle();
-      let timer: { cancel(): void } | undefined;
-      const drained = new Promise<void>((resolve) => {
-        timer = this.#timers.setTimeout(resolve, this.#drainTimeoutMs);
-      });
-      await Promise.race([settled, drained]);
-      timer?.cancel();
+      await this.#within(this.#drainTimeoutMs, this.#sagaScheduler.idle());
     }
     if (wasRunning) await this.#leaveCluster();
     this.#halted.abort();
@@ -568,7 +562,10 @@ export class Runtime {
       },
       evict: async (partitions) => {
         if (partitions.has(leaderPartition)) await this.#singletons.abdicate();
-        await this.#sagaScheduler.evict((id) => partitions.has(cluster.ownership.partitionOf(id)));
+        // Running steps get the drain time to finish and be journaled; after that the partitions'
+        // new owner takes over anyway (the fence refuses whatever this node still tries to write).
+        const evicted = this.#sagaScheduler.evict((id) => partitions.has(cluster.ownership.partitionOf(id)));
+        await this.#within(this.#drainTimeoutMs, evicted);
       },
       apply: (scope, request) =>
         applyWorkRequest(
@@ -614,6 +611,16 @@ export class Runtime {
         return result;
       },
     };
+  }
+
+  /** Resolves when `work` settles or after `timeoutMs`, whichever comes first. */
+  async #within(timeoutMs: number, work: Promise<unknown>): Promise<void> {
+    let timer: { cancel(): void } | undefined;
+    const timeout = new Promise<void>((resolve) => {
+      timer = this.#timers.setTimeout(resolve, timeoutMs);
+    });
+    await Promise.race([work.then(() => undefined), timeout]);
+    timer?.cancel();
   }
 
   /** Hands this node's partitions over (cluster shape) once its own work has drained. */
