@@ -548,6 +548,7 @@ export class Runtime {
       timers: this.#timers,
       random: this.#random,
       options: normalizeClusterOptions(options.cluster),
+      report: (problem) => this.#report(problem),
     });
   }
 
