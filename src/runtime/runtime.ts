@@ -19,16 +19,8 @@ import type {
 } from '../store/types.ts';
 import { type Clock, type Random, systemClock, systemRandom, systemTimers, type Timers } from '../time.ts';
 
-export type {
-  ClusterInfo,
-  DeadLetter,
-  RuntimeOptions,
-  RuntimeProblem,
-  RuntimeStats,
-  SagaHandle,
-  SendOptions,
-  StartSagaOptions,
-};
+// The options type stays importable from here, where the runtime's own tests take it.
+export type { RuntimeOptions };
 
 import { type ClusterRuntime, ClusterShape, normalizeClusterOptions } from './cluster-shape.ts';
 import { applyWorkRequest } from './cluster-work.ts';
@@ -336,15 +328,16 @@ export class Runtime {
     const definition = this.#entity(entity);
     requireRuntimeId(`The id of entity '${definition.name}'`, id);
     const traceparent = formatTraceparent(parseTraceparent(options.traceparent) ?? newTrace(this.#random));
-    if (this.#cluster !== undefined && !this.#cluster.ownsId(id)) {
-      return (await this.#cluster.routeSend(
+    // Another node owns the id's partition (or took it over meanwhile): its owner applies it.
+    const routed = () =>
+      this.#cluster!.routeSend(
         definition.name,
         id,
         command,
         input,
         traceparent,
-      )) as unknown as CommandReply<E, K>;
-    }
+      ) as Promise<unknown> as Promise<CommandReply<E, K>>;
+    if (this.#cluster !== undefined && !this.#cluster.ownsId(id)) return routed();
     const nowMs = this.#clock.now();
     let outcome: Awaited<ReturnType<typeof applyCommand>>;
     try {
@@ -360,16 +353,8 @@ export class Runtime {
         }),
       );
     } catch (error) {
-      // The partition moved away between the check and the write: its new owner applies it.
-      if (this.#cluster !== undefined && isMeridianError(error) && error.code === 'NOT_OWNED') {
-        return (await this.#cluster.routeSend(
-          definition.name,
-          id,
-          command,
-          input,
-          traceparent,
-        )) as unknown as CommandReply<E, K>;
-      }
+      if (this.#cluster !== undefined && isMeridianError(error) && error.code === 'NOT_OWNED')
+        return routed();
       // A fenced runtime stops (embedded) or gives the partition up (cluster).
       if (error instanceof FencedError) this.#report({ message: 'a command was fenced', error });
       throw error;
