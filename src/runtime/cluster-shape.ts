@@ -105,6 +105,7 @@ export interface ClusterShapeOptions {
   timers: Timers;
   random: Random;
   options: NormalizedClusterOptions;
+  report: (problem: { message: string; error: unknown }) => void;
 }
 
 /**
@@ -135,7 +136,7 @@ export class ClusterShape {
       log: shape.log,
       ownership: this.ownership,
       timers: shape.timers,
-      onError: () => undefined,
+      onError: (error) => shape.report({ message: 'publishing the outbox failed; retrying', error }),
     });
     this.path = new ClusterCommitPath({
       store: shape.store,

@@ -19,16 +19,8 @@ import type {
 } from '../store/types.ts';
 import { type Clock, type Random, systemClock, systemRandom, systemTimers, type Timers } from '../time.ts';
 
-export type {
-  ClusterInfo,
-  DeadLetter,
-  RuntimeOptions,
-  RuntimeProblem,
-  RuntimeStats,
-  SagaHandle,
-  SendOptions,
-  StartSagaOptions,
-};
+// The options type stays importable from here, where the runtime's own tests take it.
+export type { RuntimeOptions };
 
 import { type ClusterRuntime, ClusterShape, normalizeClusterOptions } from './cluster-shape.ts';
 import { applyWorkRequest } from './cluster-work.ts';
@@ -306,13 +298,7 @@ export class Runtime {
       await Promise.all(this.#runners.map((runner) => runner.stop()));
     }
     if (wasRunning && this.#drainTimeoutMs > 0) {
-      const settled = this.#sagaScheduler.idle();
-      let timer: { cancel(): void } | undefined;
-      const drained = new Promise<void>((resolve) => {
-        timer = this.#timers.setTimeout(resolve, this.#drainTimeoutMs);
-      });
-      await Promise.race([settled, drained]);
-      timer?.cancel();
+      await this.#within(this.#drainTimeoutMs, this.#sagaScheduler.idle());
     }
     if (wasRunning) await this.#leaveCluster();
     this.#halted.abort();
@@ -342,15 +328,16 @@ export class Runtime {
     const definition = this.#entity(entity);
     requireRuntimeId(`The id of entity '${definition.name}'`, id);
     const traceparent = formatTraceparent(parseTraceparent(options.traceparent) ?? newTrace(this.#random));
-    if (this.#cluster !== undefined && !this.#cluster.ownsId(id)) {
-      return (await this.#cluster.routeSend(
+    // Another node owns the id's partition (or took it over meanwhile): its owner applies it.
+    const routed = () =>
+      this.#cluster!.routeSend(
         definition.name,
         id,
         command,
         input,
         traceparent,
-      )) as unknown as CommandReply<E, K>;
-    }
+      ) as Promise<unknown> as Promise<CommandReply<E, K>>;
+    if (this.#cluster !== undefined && !this.#cluster.ownsId(id)) return routed();
     const nowMs = this.#clock.now();
     let outcome: Awaited<ReturnType<typeof applyCommand>>;
     try {
@@ -366,16 +353,8 @@ export class Runtime {
         }),
       );
     } catch (error) {
-      // The partition moved away between the check and the write: its new owner applies it.
-      if (this.#cluster !== undefined && isMeridianError(error) && error.code === 'NOT_OWNED') {
-        return (await this.#cluster.routeSend(
-          definition.name,
-          id,
-          command,
-          input,
-          traceparent,
-        )) as unknown as CommandReply<E, K>;
-      }
+      if (this.#cluster !== undefined && isMeridianError(error) && error.code === 'NOT_OWNED')
+        return routed();
       // A fenced runtime stops (embedded) or gives the partition up (cluster).
       if (error instanceof FencedError) this.#report({ message: 'a command was fenced', error });
       throw error;
@@ -554,6 +533,7 @@ export class Runtime {
       timers: this.#timers,
       random: this.#random,
       options: normalizeClusterOptions(options.cluster),
+      report: (problem) => this.#report(problem),
     });
   }
 
@@ -568,7 +548,10 @@ export class Runtime {
       },
       evict: async (partitions) => {
         if (partitions.has(leaderPartition)) await this.#singletons.abdicate();
-        await this.#sagaScheduler.evict((id) => partitions.has(cluster.ownership.partitionOf(id)));
+        // Running steps get the drain time to finish and be journaled; after that the partitions'
+        // new owner takes over anyway (the fence refuses whatever this node still tries to write).
+        const evicted = this.#sagaScheduler.evict((id) => partitions.has(cluster.ownership.partitionOf(id)));
+        await this.#within(this.#drainTimeoutMs, evicted);
       },
       apply: (scope, request) =>
         applyWorkRequest(
@@ -614,6 +597,16 @@ export class Runtime {
         return result;
       },
     };
+  }
+
+  /** Resolves when `work` settles or after `timeoutMs`, whichever comes first. */
+  async #within(timeoutMs: number, work: Promise<unknown>): Promise<void> {
+    let timer: { cancel(): void } | undefined;
+    const timeout = new Promise<void>((resolve) => {
+      timer = this.#timers.setTimeout(resolve, timeoutMs);
+    });
+    await Promise.race([work.then(() => undefined), timeout]);
+    timer?.cancel();
   }
 
   /** Hands this node's partitions over (cluster shape) once its own work has drained. */
