@@ -106,26 +106,40 @@ export class ClusterNode {
     } catch (error) {
       this.#options.host.report({ message: 'giving up work partitions failed', error });
     }
-    let gained = assigned.map((tp) => tp.partition);
-    // A claim that failed (PostgreSQL unreachable) is tried again while the group still assigns
-    // the partitions here: until it succeeds nobody runs them, which is safe, not lost.
-    for (let attempt = 1; gained.length > 0 && !this.#stop.signal.aborted; attempt++) {
+    const gained = assigned.map((tp) => tp.partition);
+    // Claiming (PostgreSQL unreachable) and resuming are each tried again while the group still
+    // assigns the partitions here: until they succeed nobody runs them, which is safe, not lost.
+    const claimed = await this.#untilDone('claiming work partitions', gained, (partitions) =>
+      this.#options.ownership.claim(partitions),
+    );
+    await this.#untilDone('resuming work partitions', claimed, (partitions) =>
+      this.#options.host.gained(partitions),
+    );
+  }
+
+  /**
+   * Runs `step` on `partitions` until it succeeds, pausing longer after each failure; between
+   * tries, partitions the group took away (or this node gave up) are dropped. Returns those it
+   * succeeded for.
+   */
+  async #untilDone(
+    what: string,
+    partitions: readonly number[],
+    step: (partitions: readonly number[]) => Promise<unknown>,
+  ): Promise<number[]> {
+    let left = [...partitions];
+    for (let attempt = 1; left.length > 0 && !this.#stop.signal.aborted; attempt++) {
       try {
-        await this.#options.ownership.claim(gained);
-        await this.#options.host.gained(gained);
-        return;
+        await step(left);
+        return left;
       } catch (error) {
-        this.#options.host.report({
-          message: `claiming work partitions failed (attempt ${attempt}); retrying`,
-          error,
-        });
+        this.#options.host.report({ message: `${what} failed (attempt ${attempt}); retrying`, error });
         await this.#pause(Math.min(5000, 250 * 2 ** Math.min(attempt, 5)));
         const still = new Set(this.#consumer?.assignment().map((tp) => tp.partition) ?? []);
-        gained = gained.filter(
-          (partition) => still.has(partition) && !this.#options.ownership.owns(partition),
-        );
+        left = left.filter((partition) => still.has(partition));
       }
     }
+    return [];
   }
 
   async #lose(partitions: readonly number[]): Promise<void> {
