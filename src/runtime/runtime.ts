@@ -406,8 +406,10 @@ export class Runtime {
       await Promise.race([settled, drained]);
       timer?.cancel();
     }
-    if (wasRunning) await this.#leaveCluster();
+    // Abandon the steps still running after the drain before leaving the cluster: leaving
+    // evicts every saga and waits for its run to end, and a step ends early only on this halt.
     this.#halted.abort();
+    if (wasRunning) await this.#leaveCluster();
     await this.#scheduler.stop();
     await this.#committer.close();
     this.#state = 'stopped';
