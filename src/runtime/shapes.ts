@@ -80,6 +80,11 @@ const brokersText = process.env.MERIDIAN_TEST_KAFKA_BROKERS;
 export const clusterAvailable = Boolean(pgUrl && brokersText);
 /** Work partitions of a test node: few, so that one node owns them all quickly. */
 export const testWorkPartitions = 4;
+/**
+ * Runs of a property test on the cluster shape, where each run opens a schema and a node and
+ * every simulated crash restarts it: the same seed as the embedded run, fewer of its cases.
+ */
+export const clusterPropertyRuns = Number(process.env.MERIDIAN_CLUSTER_PROPERTY_RUNS ?? 4);
 /** Longest a cluster test waits for something that should happen (ownership, a record, a status). */
 const clusterWaitMs = 30_000;
 
