@@ -409,9 +409,11 @@ export class Runtime {
     // Abandon the steps still running after the drain before leaving the cluster: leaving
     // evicts every saga and waits for its run to end, and a step ends early only on this halt.
     this.#halted.abort();
-    if (wasRunning) await this.#leaveCluster();
     await this.#scheduler.stop();
+    // Let the units already submitted commit while this node still owns their partitions:
+    // leaving releases them, and a unit committing after that would be refused.
     await this.#committer.close();
+    if (wasRunning) await this.#leaveCluster();
     this.#state = 'stopped';
     this.#sagaScheduler.rejectWaiters(
       (id) => new ClosedError(`The runtime stopped before saga '${id}' ended; it resumes on the next start`),
