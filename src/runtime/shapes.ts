@@ -86,7 +86,7 @@ export const testWorkPartitions = 4;
  */
 export const clusterPropertyRuns = Number(process.env.MERIDIAN_CLUSTER_PROPERTY_RUNS ?? 4);
 /** Longest a cluster test waits for something that should happen (ownership, a record, a status). */
-const clusterWaitMs = 30_000;
+const clusterWaitMs = 20_000;
 
 let schemas: ReturnType<typeof testSchemas> | undefined;
 /** The unique topics cluster fixtures made, deleted when the file's cluster suite ends. */
