@@ -231,6 +231,8 @@ export class Runtime {
   readonly #sagaScheduler: SagaScheduler;
   readonly #cluster: ClusterShape | undefined;
   readonly #problems: RuntimeProblem[] = [];
+  /** Cluster shape: per saga run, aborted to abandon its steps once its partition moved away. */
+  readonly #abandon = new Map<string, AbortController>();
   #state: State = 'created';
   #stopped: Promise<void> | undefined;
 
@@ -683,7 +685,14 @@ export class Runtime {
         await this.#scheduler.refresh();
       },
       evict: async (partitions) => {
-        await this.#sagaScheduler.evict((id) => partitions.has(cluster.ownership.partitionOf(id)));
+        const moved = (id: string) => partitions.has(cluster.ownership.partitionOf(id));
+        const evicting = this.#sagaScheduler.evict(moved);
+        if (await this.#settlesWithin(evicting, this.#drainTimeoutMs)) return;
+        // Steps still running when the drain time is up are abandoned, as on stop: nothing they
+        // return could be journaled here any more, and the partition's new owner runs them again.
+        // Waiting longer would hold up every later assignment change and this node's requests.
+        for (const [id, abandon] of this.#abandon) if (moved(id)) abandon.abort();
+        await evicting;
       },
       apply: (scope, request) => this.#applyRequest(scope, request),
       report: (problem) => this.#report(problem),
@@ -692,19 +701,28 @@ export class Runtime {
 
   /** A saga run; on the cluster shape one parked by a failed write is resumed while this node owns it. */
   #execute(loaded: LoadedSaga, parking: AbortSignal): ScheduledRun {
-    const execution = new SagaExecution(
-      this.#sagaServices,
-      loaded.definition,
-      loaded.record,
-      loaded.journal,
-      parking,
-    );
     const cluster = this.#cluster;
-    if (cluster === undefined) return execution;
+    if (cluster === undefined) {
+      return new SagaExecution(this.#sagaServices, loaded.definition, loaded.record, loaded.journal, parking);
+    }
+    // On the cluster shape a run's steps are also abandoned when its partition moved away and
+    // the drain time is up (see `evict`), not only when the runtime halts.
+    const abandon = new AbortController();
+    const services = {
+      ...this.#sagaServices,
+      halted: AbortSignal.any([this.#halted.signal, abandon.signal]),
+    };
+    const execution = new SagaExecution(services, loaded.definition, loaded.record, loaded.journal, parking);
     const sagaId = loaded.record.id;
     return {
       run: async () => {
-        const result = await execution.run();
+        this.#abandon.set(sagaId, abandon);
+        let result: ExecutionResult;
+        try {
+          result = await execution.run();
+        } finally {
+          if (this.#abandon.get(sagaId) === abandon) this.#abandon.delete(sagaId);
+        }
         if (
           result.outcome === 'parked' &&
           !parking.aborted &&
@@ -716,6 +734,20 @@ export class Runtime {
         return result;
       },
     };
+  }
+
+  /** True when `work` settled within `ms` (on the runtime's timers). */
+  async #settlesWithin(work: Promise<unknown>, ms: number): Promise<boolean> {
+    if (ms === 0) return false;
+    let timer: { cancel(): void } | undefined;
+    const late = new Promise<false>((resolve) => {
+      timer = this.#timers.setTimeout(() => resolve(false), ms);
+    });
+    try {
+      return await Promise.race([work.then(() => true), late]);
+    } finally {
+      timer?.cancel();
+    }
   }
 
   /** Applies work another node routed to this one, inside `scope`. */
