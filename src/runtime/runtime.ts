@@ -681,6 +681,9 @@ export class Runtime {
     const cluster = this.#cluster!;
     return {
       resume: async (partitions) => {
+        // An assignment that lands while the runtime stops: nothing to resume, the committer is
+        // closed, and leaving releases the partitions again.
+        if (this.#state !== 'running') return;
         await this.#resumeAll(partitions);
         await this.#scheduler.refresh();
       },
