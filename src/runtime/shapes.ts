@@ -234,97 +234,122 @@ async function openClusterShape(options: ShapeFixtureOptions): Promise<ShapeFixt
   }
   schemas ??= testSchemas(pgUrl, 'shape');
   const schema = schemas.next();
-  const suffix = `${process.pid}.${randomBytes(4).toString('hex')}`;
   const clock = options.clock ?? systemClock;
-  const timers = options.timers ?? systemTimers;
-  const random = options.random ?? systemRandom;
   const store = new ObservedStore(await openPostgresStore({ connectionString: pgUrl, schema, clock }));
-  // The log keeps real time: it is the real broker's client, with its own deadlines.
-  // Fetches wait at most 100 ms at the broker, so that stopping a node (which lets its
-  // consumers' fetches in flight finish) takes a tenth of a second, not half of one.
-  const log = new KafkaLog({
-    brokers: parseBrokerList(brokersText),
-    clientId: `meridian-shape-${suffix}`,
-    fetchMaxWaitMs: 100,
-  });
-  const topics = new Set<string>();
-  const topic = (name: string) => {
-    const unique = `${name}.${suffix}`;
-    topics.add(unique);
+  return new ClusterShapeFixture(store, schema, brokersText, options);
+}
+
+/** A one-node cluster on a fresh schema, with a work topic, group and dead-letter topic of its own. */
+class ClusterShapeFixture implements ShapeFixture {
+  readonly shape = 'cluster' as const;
+  readonly store: ObservedStore;
+  readonly log: KafkaLog;
+  readonly #schema: string;
+  readonly #suffix = `${process.pid}.${randomBytes(4).toString('hex')}`;
+  readonly #options: Required<ShapeFixtureOptions>;
+  readonly #topics = new Set<string>();
+  readonly #runtimes: Runtime[] = [];
+  readonly #workTopic: string;
+  readonly #deadLetterTopic: string;
+  #closed = false;
+
+  constructor(store: ObservedStore, schema: string, brokers: string, options: ShapeFixtureOptions) {
+    this.store = store;
+    this.#schema = schema;
+    this.#options = {
+      clock: options.clock ?? systemClock,
+      timers: options.timers ?? systemTimers,
+      random: options.random ?? systemRandom,
+    };
+    // The log keeps real time: it is the real broker's client, with its own deadlines.
+    // Fetches wait at most 100 ms at the broker, so that stopping a node (which lets its
+    // consumers' fetches in flight finish) takes a tenth of a second, not half of one.
+    this.log = new KafkaLog({
+      brokers: parseBrokerList(brokers),
+      clientId: `meridian-shape-${this.#suffix}`,
+      fetchMaxWaitMs: 100,
+    });
+    this.#workTopic = this.topic('meridian.work');
+    this.#deadLetterTopic = this.topic('meridian.dead-letters');
+  }
+
+  topic(name: string): string {
+    const unique = `${name}.${this.#suffix}`;
+    this.#topics.add(unique);
     return unique;
-  };
-  const workTopic = topic('meridian.work');
-  const deadLetterTopic = topic('meridian.dead-letters');
-  const runtimes: Runtime[] = [];
-  let closed = false;
-  const close = async () => {
-    if (closed) return;
-    closed = true;
-    for (const runtime of runtimes) await runtime.stop();
-    await log.close();
-    await store.close();
-  };
-  return {
-    shape: 'cluster',
-    store,
-    log,
-    topic,
-    runtime(runtimeOptions = {}) {
-      const runtime = createRuntime({
-        store,
-        log,
-        clock,
-        timers,
-        random,
-        deadLetterTopic,
-        ...runtimeOptions,
-        cluster: {
-          // One node, restarted under the same name, as a real node would be.
-          node: 'node-1',
-          workPartitions: testWorkPartitions,
-          workTopic,
-          group: `meridian.nodes.${suffix}`,
-          requestTimeoutMs: 20_000,
-          ...runtimeOptions.cluster,
-        },
-      });
-      runtimes.push(runtime);
-      return runtime;
-    },
-    async start(runtime) {
-      await runtime.start();
-      const partitions = runtime.cluster?.workPartitions ?? testWorkPartitions;
-      await until(
-        () => (runtime.cluster?.owned().length ?? 0) === partitions,
-        `The node owning all ${partitions} work partitions`,
-      );
-      await settle(store);
-      return runtime;
-    },
-    turns: () => settle(store),
-    eventually: (predicate, what = 'The condition') => until(predicate, what),
-    async advance(manual, deltaMs, stepMs = 10) {
-      await settle(store);
-      let left = deltaMs;
-      while (left > 0) {
-        const step = Math.min(stepMs, left);
-        manual.advance(step);
-        left -= step;
-        await settle(store);
-      }
-    },
-    published: () =>
-      until(
-        async () => (await store.read((tx) => tx.outbox.pending(1))).length === 0,
-        'The relay publishing every committed record',
-      ),
-    close,
-    async destroy() {
-      await close();
-      await schemas?.drop(schema);
-      // The broker is shared by every test file and run: this fixture's topics are deleted too,
-      // all at once when the file's cluster suite ends (deleting one takes about half a second).
-      for (const name of topics) createdTopics.add(name);
-    },
-  };
+  }
+
+  runtime(options: Partial<RuntimeOptions> = {}): Runtime {
+    const runtime = createRuntime({
+      store: this.store,
+      log: this.log,
+      ...this.#options,
+      deadLetterTopic: this.#deadLetterTopic,
+      ...options,
+      cluster: {
+        // One node, restarted under the same name, as a real node would be.
+        node: 'node-1',
+        workPartitions: testWorkPartitions,
+        workTopic: this.#workTopic,
+        group: `meridian.nodes.${this.#suffix}`,
+        requestTimeoutMs: 20_000,
+        ...options.cluster,
+      },
+    });
+    this.#runtimes.push(runtime);
+    return runtime;
+  }
+
+  async start(runtime: Runtime): Promise<Runtime> {
+    await runtime.start();
+    const partitions = runtime.cluster?.workPartitions ?? testWorkPartitions;
+    await until(
+      () => (runtime.cluster?.owned().length ?? 0) === partitions,
+      `The node owning all ${partitions} work partitions`,
+    );
+    await settle(this.store);
+    return runtime;
+  }
+
+  turns(): Promise<void> {
+    return settle(this.store);
+  }
+
+  eventually(predicate: () => boolean | Promise<boolean>, what = 'The condition'): Promise<void> {
+    return until(predicate, what);
+  }
+
+  async advance(clock: ManualClock, deltaMs: number, stepMs = 10): Promise<void> {
+    await settle(this.store);
+    let left = deltaMs;
+    while (left > 0) {
+      const step = Math.min(stepMs, left);
+      clock.advance(step);
+      left -= step;
+      await settle(this.store);
+    }
+  }
+
+  published(): Promise<void> {
+    return until(
+      async () => (await this.store.read((tx) => tx.outbox.pending(1))).length === 0,
+      'The relay publishing every committed record',
+    );
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const runtime of this.#runtimes) await runtime.stop();
+    await this.log.close();
+    await this.store.close();
+  }
+
+  async destroy(): Promise<void> {
+    await this.close();
+    await schemas?.drop(this.#schema);
+    // The broker is shared by every test file and run: this fixture's topics are deleted too,
+    // all at once when the file's cluster suite ends (deleting one takes about half a second).
+    for (const name of this.#topics) createdTopics.add(name);
+  }
 }
