@@ -9,10 +9,14 @@ import type {
 } from '../store/types.ts';
 import type { Ownership } from './ownership.ts';
 
-/** The saga id a timer belongs to: the runtime's wake timers carry it in their payload. */
+/**
+ * The id whose work partition a timer belongs to: its payload's `owner` (an entity id), else its
+ * `sagaId` (the runtime's saga wake timers), else the timer's own id.
+ */
 function timerOwnerId(timer: TimerRecord): string {
-  const sagaId = (timer.payload as { sagaId?: Json } | null)?.sagaId;
-  return typeof sagaId === 'string' ? sagaId : timer.id;
+  const payload = timer.payload as { owner?: Json; sagaId?: Json } | null;
+  if (typeof payload?.owner === 'string') return payload.owner;
+  return typeof payload?.sagaId === 'string' ? payload.sagaId : timer.id;
 }
 
 /**

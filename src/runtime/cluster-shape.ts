@@ -1,9 +1,9 @@
 import { Ownership } from '../cluster/ownership.ts';
 import { messageIdOf, OutboxRelay } from '../cluster/relay.ts';
 import { AlreadyExistsError, NotFoundError, ValidationError } from '../errors.ts';
-import type { Log } from '../log/types.ts';
+import type { Log, ProducerRecord } from '../log/types.ts';
 import { integerOption } from '../resilience/options.ts';
-import type { Json, Store } from '../store/types.ts';
+import type { Json, Store, TimerRecord } from '../store/types.ts';
 import type { Clock, Random, Timers } from '../time.ts';
 import { ClusterCommitPath } from './cluster-commit-path.ts';
 import { type AppliedRequest, ClusterNode } from './cluster-node.ts';
@@ -15,7 +15,10 @@ import { requireRuntimeId, requireRuntimeName } from './options.ts';
 import type { ExecutionResult, RemoteEntities } from './saga-execution.ts';
 import type { HousekeepingOptions } from './singletons.ts';
 import type { RemoteSubscriptionEffects } from './subscription-runner.ts';
-import { encodeWorkRequest, errorFromReply, type WorkRequest } from './work-requests.ts';
+import { encodeWorkRequest, errorFromReply, type WorkRequest, workKindHeader } from './work-requests.ts';
+
+/** The timer kind that hands a forwarded record back to its owner for another attempt. */
+export const redeliverTimerKind = 'meridian.subscription.redeliver';
 
 /** How often a caller waiting for a saga another node runs reads its record. */
 const sagaPollMs = 100;
@@ -106,6 +109,8 @@ export interface ClusterShapeOptions {
   random: Random;
   options: NormalizedClusterOptions;
   report: (problem: { message: string; error: unknown }) => void;
+  /** A durable timer now exists at `dueAt` (arms the timer scheduler; early is harmless). */
+  timerScheduled: (dueAt: number) => void;
 }
 
 /**
@@ -242,8 +247,31 @@ export class ClusterShape {
           subscription,
           id,
           hops,
+          attempt: 1,
           record,
         }),
+      retryLater: async (scope, delivery, delayMs) => {
+        const { subscription, record: consumed, id, hops, attempt } = delivery;
+        const request: WorkRequest = {
+          kind: 'deliver',
+          requestId: `deliver/${subscription}/${messageIdOf(consumed)}/${hops}/a${attempt}`,
+          subscription,
+          id,
+          hops,
+          attempt,
+          record: consumed,
+        };
+        const record = encodeWorkRequest(request);
+        const dueAt = this.#shape.clock.now() + delayMs;
+        this.#shape.timerScheduled(dueAt);
+        await scope.tx.timers.schedule({
+          id: `redeliver/${request.requestId}`,
+          dueAt,
+          kind: redeliverTimerKind,
+          // `owner` names the entity whose partition the timer belongs to (this node's).
+          payload: { owner: delivery.id, request: new TextDecoder().decode(record.value!) },
+        });
+      },
       startSaga: (scope, request) =>
         publish(scope, {
           kind: 'start',
@@ -251,6 +279,26 @@ export class ClusterShape {
           input: toJson(`The input of saga '${request.saga}'`, request.input),
         }),
     };
+  }
+
+  /**
+   * Inside the transaction that fired `timers`: republishes the deliveries of the redelivery
+   * timers among them (through the outbox), so a fired timer and its delivery commit together.
+   */
+  async redeliver(scope: UnitScope, timers: readonly TimerRecord[]): Promise<void> {
+    const records: ProducerRecord[] = [];
+    for (const timer of timers) {
+      if (timer.kind !== redeliverTimerKind) continue;
+      const request = (timer.payload as { request?: unknown } | null)?.request;
+      if (typeof request !== 'string') continue;
+      const owner = (timer.payload as { owner?: unknown }).owner;
+      records.push({
+        key: typeof owner === 'string' ? owner : null,
+        value: new TextEncoder().encode(request),
+        headers: { [workKindHeader]: 'deliver' },
+      });
+    }
+    if (records.length > 0) await scope.publish(this.options.workTopic, records);
   }
 
   /** Waits until a saga another node runs has ended, reading its record every `sagaPollMs`. */

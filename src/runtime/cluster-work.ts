@@ -90,7 +90,7 @@ async function deliver(
       new ValidationError(`Subscription '${request.subscription}' does not run on node '${deps.node}'`),
     );
   }
-  const launches = await runner.deliver(scope, request.record, request.hops);
+  const launches = await runner.deliver(scope, request);
   if (launches.length === 0) return done;
   return {
     ...done,

@@ -92,8 +92,11 @@ describe.skipIf(!pgUrl || !brokersText)('runtime on the cluster shape (PostgreSQ
     return subscription(`ClusterTally${suffix}`, {
       topic: `cluster.ticks.${suffix}`,
       partitions: 3,
+      retry: { maxAttempts: 3, initialDelayMs: 10, maxDelayMs: 20 },
       async handler(record, ctx) {
         const key = record.keyText()!;
+        const { failures = 0 } = record.json<{ failures?: number }>();
+        if (ctx.attempt <= failures) throw new Error(`tick fails on attempt ${ctx.attempt}`);
         await ctx.send(Counter, key, 'add', { by: record.json<{ by: number }>().by });
         if (record.json<{ start?: boolean }>().start === true) {
           await ctx.startSaga(Transfer, `from-${key}`, { from: key, to: `${key}-to`, sleepMs: 0 });
@@ -324,6 +327,34 @@ describe.skipIf(!pgUrl || !brokersText)('runtime on the cluster shape (PostgreSQ
     await until('a write by the new leader', async () =>
       runs.includes(`${otherName}:wrote`) ? true : undefined,
     );
+  });
+
+  it("a subscription's failing records are retried under its policy on whichever node handles them, then dead-lettered", async () => {
+    fresh();
+    const a = await node('a');
+    const b = await node('b');
+    await until('the partitions split', async () =>
+      owned(a).length + owned(b).length === 8 && owned(b).length > 0 ? true : undefined,
+    );
+    // Records of both nodes' keys: those the consuming node does not own are forwarded and retried
+    // at their owner, the others retried where they were consumed; the same policy either way.
+    const keys = Array.from({ length: 8 }, (_, index) => `r-${suffix}-${index}`);
+    const encode = (value: object) => new TextEncoder().encode(JSON.stringify(value));
+    await reader.append(`cluster.ticks.${suffix}`, [
+      ...keys.map((key) => ({ key, value: encode({ by: 1, failures: 2 }) })),
+      ...keys.map((key) => ({ key, value: encode({ by: 100, failures: 5 }) })),
+    ]);
+    await until('every record handled on its third attempt', async () => {
+      const states = await Promise.all(keys.map(async (key) => (await a.state(Counter, key))?.state.value));
+      return states.every((value) => value === 1) ? true : undefined;
+    });
+    const letters = await until('the always-failing records dead-lettered', async () => {
+      const found = await a.deadLetters({ limit: 100 });
+      return found.length === keys.length ? found : undefined;
+    });
+    expect(letters.every((letter) => letter.attempts === 3)).toBe(true);
+    expect(letters.every((letter) => letter.error === 'tick fails on attempt 3')).toBe(true);
+    expect(new Set(letters.map((letter) => new TextDecoder().decode(letter.key!)))).toEqual(new Set(keys));
   });
 
   it('a node whose partition another node claimed cannot write for it', async () => {

@@ -158,7 +158,12 @@ export class Runtime {
       timers: this.#timers,
       onDue: (timers) => this.#timersDue(timers),
       onError: (error) => this.#report({ message: 'firing durable timers failed; retrying', error }),
-      ...(this.#cluster === undefined ? {} : { partitions: () => this.#cluster!.ownership.owned() }),
+      ...(this.#cluster === undefined
+        ? {}
+        : {
+            partitions: () => this.#cluster!.ownership.owned(),
+            inTransaction: (scope, due) => this.#cluster!.redeliver(scope, due),
+          }),
     });
     const effects = new Effects({
       committer: this.#committer,
@@ -540,6 +545,7 @@ export class Runtime {
       random: this.#random,
       options: normalizeClusterOptions(options.cluster),
       report: (problem) => this.#report(problem),
+      timerScheduled: (dueAt) => this.#scheduler.notify(dueAt),
     });
   }
 

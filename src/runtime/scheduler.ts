@@ -1,5 +1,7 @@
+import { AsyncResource } from 'node:async_hooks';
 import type { TimerRecord } from '../store/types.ts';
 import type { Clock, TimerHandle, Timers } from '../time.ts';
+import type { UnitScope } from './commit-path.ts';
 import type { GroupCommitter } from './group-commit.ts';
 
 export interface TimerSchedulerOptions {
@@ -14,6 +16,8 @@ export interface TimerSchedulerOptions {
    * @default every timer
    */
   partitions?: () => readonly number[];
+  /** Runs inside the transaction that takes the due timers, so what it writes commits with their deletion. */
+  inTransaction?: (scope: UnitScope, due: readonly TimerRecord[]) => Promise<void>;
 }
 
 /** Timers one firing takes from the store per transaction. */
@@ -33,6 +37,7 @@ const retryAfterErrorMs = 1000;
  */
 export class TimerScheduler {
   readonly #options: TimerSchedulerOptions;
+  readonly #root: AsyncResource;
   #armedAt: number | undefined;
   #handle: TimerHandle | undefined;
   #firing = false;
@@ -43,6 +48,7 @@ export class TimerScheduler {
 
   constructor(options: TimerSchedulerOptions) {
     this.#options = options;
+    this.#root = new AsyncResource('meridian.timer-scheduler');
   }
 
   async start(): Promise<void> {
@@ -86,9 +92,14 @@ export class TimerScheduler {
     this.#handle?.cancel();
     this.#armedAt = dueAt;
     const delayMs = Math.min(maxArmDelayMs, Math.max(0, dueAt - this.#options.clock.now()));
-    this.#handle = this.#options.timers.setTimeout(() => {
-      this.#current = this.#fire();
-    }, delayMs);
+    // Fired in the scheduler's own async context, whoever armed it: a timer armed from inside a
+    // unit (a redelivery scheduled by a subscription) must not fire as if inside that unit.
+    this.#handle = this.#options.timers.setTimeout(
+      this.#root.bind(() => {
+        this.#current = this.#fire();
+      }),
+      delayMs,
+    );
   }
 
   async #fire(): Promise<void> {
@@ -104,6 +115,7 @@ export class TimerScheduler {
         const fired = await this.#options.committer.submit(async (scope) => {
           const due = await scope.tx.timers.due(nowMs, timersPerFiring, filter);
           for (const timer of due) await scope.tx.timers.delete(timer.id);
+          if (due.length > 0) await this.#options.inTransaction?.(scope, due);
           return { due, next: await scope.tx.timers.nextDueAt(filter) };
         });
         next = fired.next;

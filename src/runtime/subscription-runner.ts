@@ -64,6 +64,15 @@ export interface RemoteSubscriptionEffects {
    * subscription handles it there (its inbox applies it once); `hops` counts forwards so far.
    */
   forward(scope: UnitScope, subscription: string, record: LogRecord, id: string, hops: number): Promise<void>;
+  /**
+   * Hands `record` to this same owner again after `delayMs` (a durable timer that, when it
+   * fires, publishes the delivery anew in its own transaction), as attempt number `attempt`.
+   */
+  retryLater(
+    scope: UnitScope,
+    delivery: { subscription: string; record: LogRecord; id: string; hops: number; attempt: number },
+    delayMs: number,
+  ): Promise<void>;
   /** Starts a saga on its owner once `scope` commits (through the outbox; idempotent on its id). */
   startSaga(scope: UnitScope, request: StartRequest): Promise<void>;
 }
@@ -337,43 +346,75 @@ export class SubscriptionRunner {
 
   /**
    * Handles a record another node forwarded here (cluster shape) inside `scope`, exactly once
-   * (the inbox holds it under the subscription's group). A handler that throws sends the record
-   * to the dead-letter topic at once (the forwarding node already committed past it); one that
-   * again reaches an entity owned elsewhere forwards it on, a few hops at most.
+   * (the inbox holds it under the subscription's group), under the same rules as a record
+   * consumed here: a handler that throws is retried after the subscription's backoff (a durable
+   * timer hands the record back to this partition's owner), and once the retries are spent, or
+   * for a terminal error, the record goes to the dead-letter topic. A handler that again reaches
+   * an entity owned elsewhere forwards it on, a few hops at most.
    */
-  async deliver(scope: UnitScope, record: LogRecord, hops: number): Promise<SagaLaunch[]> {
+  async deliver(
+    scope: UnitScope,
+    delivery: { record: LogRecord; id: string; hops: number; attempt: number },
+  ): Promise<SagaLaunch[]> {
+    const { record, hops, attempt } = delivery;
     const launches: SagaLaunch[] = [];
-    const nowMs = this.#effects.clock.now();
     try {
       await scope.isolate(async (inner) => {
         if (!(await inner.consume(this.definition.group, record))) return;
         await this.definition.handler(
           toSubscriptionRecord(record),
-          this.#context(inner, record, 1, launches),
+          this.#context(inner, record, attempt, launches),
         );
       });
       this.#handled++;
       return launches;
     } catch (caught) {
-      let error = ensureError(caught);
       if (caught instanceof MustForward && hops < maxForwardHops) {
         await scope.isolate((inner) =>
           this.#host.remote!.forward(inner, this.definition.name, record, caught.id, hops + 1),
         );
         return [];
       }
-      if (caught instanceof MustForward) {
-        error = new Error(
-          `the handler's effects reach entities owned by different nodes (forwarded ${hops} times): on the cluster shape one record's effects must stay within one entity's partition; start a saga for more`,
-        );
-      }
-      await scope.isolate(async (inner) => {
-        await inner.consume(this.definition.group, record);
-        await inner.publish(this.#host.deadLetterTopic, [this.#deadLetter(record, error, 1, nowMs)]);
-      });
-      this.#deadLettered++;
+      await this.#failDelivered(scope, delivery, caught);
       return [];
     }
+  }
+
+  /** A forwarded record whose handler failed here: retried later, or dead-lettered. */
+  async #failDelivered(
+    scope: UnitScope,
+    delivery: { record: LogRecord; id: string; hops: number; attempt: number },
+    caught: unknown,
+  ): Promise<void> {
+    const error =
+      caught instanceof MustForward
+        ? new Error(
+            `the handler's effects reach entities owned by different nodes (forwarded ${delivery.hops} times): on the cluster shape one record's effects must stay within one entity's partition; start a saga for more`,
+          )
+        : ensureError(caught);
+    const delayMs =
+      caught instanceof MustForward
+        ? undefined
+        : this.#strategy.nextDelayMs(delivery.attempt, error, this.#effects.random, 0);
+    if (delayMs !== undefined) {
+      const retry = {
+        subscription: this.definition.name,
+        record: delivery.record,
+        id: delivery.id,
+        hops: delivery.hops,
+        attempt: delivery.attempt + 1,
+      };
+      await scope.isolate((inner) => this.#host.remote!.retryLater(inner, retry, delayMs));
+      return;
+    }
+    const nowMs = this.#effects.clock.now();
+    await scope.isolate(async (inner) => {
+      await inner.consume(this.definition.group, delivery.record);
+      await inner.publish(this.#host.deadLetterTopic, [
+        this.#deadLetter(delivery.record, error, delivery.attempt, nowMs),
+      ]);
+    });
+    this.#deadLettered++;
   }
 
   #context(

@@ -42,6 +42,8 @@ export type WorkRequest =
       /** The entity id whose owner must handle it: the work record's key. */
       readonly id: string;
       readonly hops: number;
+      /** 1 for the first delivery; a retry after the handler failed here counts up. */
+      readonly attempt: number;
       readonly record: LogRecord;
     };
 
@@ -148,12 +150,17 @@ export function decodeWorkRequest(record: LogRecord): WorkRequest {
     if (typeof hops !== 'number' || !Number.isInteger(hops) || hops < 1 || hops > 100) {
       throw new ValidationError(`A 'deliver' work record's 'hops' must be an integer from 1 to 100`);
     }
+    const attempt = fields.attempt ?? 1;
+    if (typeof attempt !== 'number' || !Number.isInteger(attempt) || attempt < 1 || attempt > 1000) {
+      throw new ValidationError(`A 'deliver' work record's 'attempt' must be an integer from 1 to 1000`);
+    }
     return {
       kind: 'deliver',
       requestId: text(fields, 'requestId', maxRequestIdLength),
       subscription: text(fields, 'subscription'),
       id: text(fields, 'id'),
       hops,
+      attempt,
       record: uncarry(fields.record),
     };
   }
