@@ -1,5 +1,6 @@
 // The commerce HTTP contract of issue 5, request by request, against a real server on a real port.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { ManualClock } from '../../src/index.ts';
 import { fetchCharges } from './invariants.ts';
 import { openTestCommerce, type TestCommerce } from './test-fixture.ts';
 
@@ -89,6 +90,7 @@ describe('commerce HTTP contract', () => {
   });
 
   it('requires an Idempotency-Key, validates the body, and refuses SKUs that are not listed', async () => {
+    await shop.request('PUT', '/inventory/pear', { available: 5, price: 3 });
     const noKey = await shop.request('POST', '/orders', {
       customerId: 'ada',
       items: [{ sku: 'pear', qty: 1 }],
@@ -220,44 +222,48 @@ describe('commerce HTTP contract', () => {
 
   it('GET /orders/{id} with Prefer: wait answers once the order ends (a long poll); wait=0 answers at once', async () => {
     await shop.request('PUT', '/inventory/plum', { available: 5, price: 1 });
-    await shop.request('PUT', '/payments/settings', { latencyMs: 150 });
+    // The charge waits for the test, not for a latency: the order is pending for as long as the
+    // test needs, however slow the machine, and ends only when the test lets it.
+    const charges = holdCharges(shop);
     try {
       const placed = await place({ customerId: 'eve', items: [{ sku: 'plum', qty: 1 }] });
-      const now = await shop.request('GET', `/orders/${placed.body.orderId}`, undefined, {
-        prefer: 'wait=0',
-      });
+      const { orderId } = placed.body;
+      await charges.started;
+      const now = await shop.request('GET', `/orders/${orderId}`, undefined, { prefer: 'wait=0' });
       expect(now.body.status).toBe('pending');
       expect(now.headers.get('preference-applied')).toBe('wait=0');
-      const ended = await shop.request('GET', `/orders/${placed.body.orderId}`, undefined, {
+      const waiting = longPollWaiting(shop, orderId);
+      const polled = shop.request('GET', `/orders/${orderId}`, undefined, {
         prefer: 'respond-async, wait=30',
       });
+      await waiting;
+      charges.release();
+      const ended = await polled;
       expect(ended.status).toBe(200);
       expect(ended.body.status).toBe('confirmed');
       expect(ended.body.payment.status).toBe('charged');
       expect(ended.headers.get('preference-applied')).toBe('wait=30');
       expect(ended.headers.get('vary')).toContain('prefer');
       // An ended order is answered at once, and without Prefer nothing is applied.
-      const again = await shop.request('GET', `/orders/${placed.body.orderId}`, undefined, {
-        prefer: 'wait=30',
-      });
+      const again = await shop.request('GET', `/orders/${orderId}`, undefined, { prefer: 'wait=30' });
       expect(again.body.status).toBe('confirmed');
-      expect(
-        (await shop.request('GET', `/orders/${placed.body.orderId}`)).headers.get('preference-applied'),
-      ).toBeNull();
+      expect((await shop.request('GET', `/orders/${orderId}`)).headers.get('preference-applied')).toBeNull();
       const missing = await shop.request('GET', '/orders/ord-0000000000000001', undefined, {
         prefer: 'wait=30',
       });
       expect(missing.status).toBe(404);
     } finally {
-      await shop.request('PUT', '/payments/settings', { latencyMs: 0 });
+      charges.release();
+      charges.restore();
     }
   });
 
   it('GET /orders/{id} with Prefer: wait answers pending when the wait runs out first', async () => {
-    const slow = await openTestCommerce({
-      payment: { latencyMs: 1500 },
-      app: { orders: { paymentCallTimeoutMs: 10_000 } },
-    });
+    // The long poll's bound runs on a manual clock and the charge waits for the test: the poll
+    // can only answer when the test moves the clock, and the order cannot end before it.
+    const clock = new ManualClock();
+    const slow = await openTestCommerce({ app: { timers: clock } });
+    const charges = holdCharges(slow);
     try {
       await slow.request('PUT', '/inventory/fig', { available: 5, price: 1 });
       const placed = await slow.request(
@@ -266,27 +272,38 @@ describe('commerce HTTP contract', () => {
         { customerId: 'fay', items: [{ sku: 'fig', qty: 1 }] },
         { 'idempotency-key': 'slow-1' },
       );
-      const started = performance.now();
-      const pending = await slow.request('GET', `/orders/${placed.body.orderId}`, undefined, {
-        prefer: 'wait=1',
+      const { orderId } = placed.body;
+      await charges.started;
+      const waiting = longPollWaiting(slow, orderId);
+      let answered = false;
+      const polled = slow.request('GET', `/orders/${orderId}`, undefined, { prefer: 'wait=1' });
+      void polled.then(() => {
+        answered = true;
       });
-      expect(performance.now() - started).toBeGreaterThanOrEqual(950);
+      await waiting;
+      await clock.advanceAsync(999);
+      expect(answered).toBe(false);
+      await clock.advanceAsync(1);
+      const pending = await polled;
+      expect(pending.status).toBe(200);
       expect(pending.body.status).toBe('pending');
       expect(pending.headers.get('preference-applied')).toBe('wait=1');
-      const ended = await slow.request('GET', `/orders/${placed.body.orderId}`, undefined, {
-        prefer: 'wait=30',
-      });
+      // Nothing but the order's end answers this one: its 30 s never pass on the manual clock.
+      charges.release();
+      const ended = await slow.request('GET', `/orders/${orderId}`, undefined, { prefer: 'wait=30' });
       expect(ended.body.status).toBe('confirmed');
     } finally {
+      charges.release();
       await slow.close();
     }
   });
 
   it('answers a long poll at once when the app starts draining, instead of holding the drain up', async () => {
-    const slow = await openTestCommerce({
-      payment: { latencyMs: 1500 },
-      app: { orders: { paymentCallTimeoutMs: 10_000 } },
-    });
+    // The charge waits for the test and the poll's 60 s run on a manual clock that never moves:
+    // only the drain can answer the poll.
+    const clock = new ManualClock();
+    const slow = await openTestCommerce({ app: { timers: clock } });
+    const charges = holdCharges(slow);
     let closed: Promise<void> | undefined;
     try {
       await slow.request('PUT', '/inventory/kiwi', { available: 5, price: 1 });
@@ -296,44 +313,97 @@ describe('commerce HTTP contract', () => {
         { customerId: 'gus', items: [{ sku: 'kiwi', qty: 1 }] },
         { 'idempotency-key': 'drain-1' },
       );
-      const polled = slow.request('GET', `/orders/${placed.body.orderId}`, undefined, { prefer: 'wait=30' });
-      // The poll is waiting on the order (its charge takes 1.5 s); draining answers it.
-      await new Promise((resolve) => setTimeout(resolve, 100));
-      const started = performance.now();
+      const { orderId } = placed.body;
+      await charges.started;
+      const waiting = longPollWaiting(slow, orderId);
+      const polled = slow.request('GET', `/orders/${orderId}`, undefined, { prefer: 'wait=60' });
+      await waiting;
       closed = slow.server.app.close();
       const answer = await polled;
-      expect(performance.now() - started).toBeLessThan(1000);
       expect(answer.status).toBe(200);
       expect(answer.body.status).toBe('pending');
+      expect(answer.headers.get('preference-applied')).toBe('wait=60');
+      // The drain waits for the running charge step (on the manual clock its deadline never
+      // comes): let it finish.
+      charges.release();
       await closed;
     } finally {
+      charges.release();
       await closed;
       await slow.close();
     }
   });
 
   it('GET /orders pages orders by status; an unknown order is a 404 problem', async () => {
-    const confirmed = await shop.request('GET', '/orders?status=confirmed&limit=1');
-    expect(confirmed.status).toBe(200);
-    expect(confirmed.body.orders).toHaveLength(1);
-    expect(confirmed.body.orders[0].status).toBe('confirmed');
-    const rest = await shop.request(
-      'GET',
-      `/orders?status=confirmed&limit=1000&after=${confirmed.body.next}`,
-    );
-    expect(rest.body.orders.every((order: { status: string }) => order.status === 'confirmed')).toBe(true);
-    expect(rest.body.next).toBeNull();
-    const cancelled = await shop.request('GET', '/orders?status=cancelled');
-    expect(cancelled.body.orders.length).toBeGreaterThanOrEqual(2);
-    const all = await shop.request('GET', '/orders');
-    expect(all.body.orders.length).toBe(1 + rest.body.orders.length + cancelled.body.orders.length);
-    expect((await shop.request('GET', '/orders?status=lost')).status).toBe(400);
-    const missing = await shop.request('GET', '/orders/ord-0000000000000000');
-    expect(missing.status).toBe(404);
-    expect(missing.headers.get('content-type')).toContain('application/problem+json');
+    // Its own server: the listing counts every order, so it must not depend on what the other
+    // tests placed before it (nothing at all when it runs alone).
+    const own = await openTestCommerce();
+    try {
+      await own.request('PUT', '/inventory/pear', { available: 10, price: 1 });
+      await own.request('PUT', '/inventory/fig', { available: 1, price: 1 });
+      const lines = [
+        { sku: 'pear', qty: 1 },
+        { sku: 'pear', qty: 1 },
+        { sku: 'fig', qty: 3 },
+        { sku: 'pear', qty: 1 },
+        { sku: 'fig', qty: 2 },
+      ];
+      const placed = await Promise.all(
+        lines.map((line, index) =>
+          own.request(
+            'POST',
+            '/orders',
+            { customerId: 'ivy', items: [line] },
+            { 'idempotency-key': `page-${index}` },
+          ),
+        ),
+      );
+      const ids = placed.map((response) => response.body.orderId as string);
+      await own.settle(ids);
+      const sorted = (list: string[]) => [...list].sort();
+      const confirmedIds = sorted(ids.filter((_, index) => lines[index]!.sku === 'pear'));
+      const cancelledIds = sorted(ids.filter((_, index) => lines[index]!.sku === 'fig'));
+      const idsOf = (orders: Array<{ orderId: string }>) => orders.map((order) => order.orderId);
+
+      const confirmed = await own.request('GET', '/orders?status=confirmed&limit=1');
+      expect(confirmed.status).toBe(200);
+      expect(idsOf(confirmed.body.orders)).toEqual([confirmedIds[0]]);
+      expect(confirmed.body.orders[0].status).toBe('confirmed');
+      expect(confirmed.body.next).toBe(confirmedIds[0]);
+      const rest = await own.request(
+        'GET',
+        `/orders?status=confirmed&limit=1000&after=${confirmed.body.next}`,
+      );
+      expect(idsOf(rest.body.orders)).toEqual(confirmedIds.slice(1));
+      expect(rest.body.orders.every((order: { status: string }) => order.status === 'confirmed')).toBe(true);
+      expect(rest.body.next).toBeNull();
+      const cancelled = await own.request('GET', '/orders?status=cancelled');
+      expect(idsOf(cancelled.body.orders)).toEqual(cancelledIds);
+      expect(cancelled.body.orders.every((order: { status: string }) => order.status === 'cancelled')).toBe(
+        true,
+      );
+      const all = await own.request('GET', '/orders');
+      expect(idsOf(all.body.orders)).toEqual(sorted(ids));
+      expect(all.body.next).toBeNull();
+      expect((await own.request('GET', '/orders?status=lost')).status).toBe(400);
+      const missing = await own.request('GET', '/orders/ord-0000000000000000');
+      expect(missing.status).toBe(404);
+      expect(missing.headers.get('content-type')).toContain('application/problem+json');
+    } finally {
+      await own.close();
+    }
   });
 
   it('serves the catalog read model, probes, metrics and the OpenAPI document', async () => {
+    // What it reads it makes first: a listed SKU, and an order confirmed and notified.
+    await shop.request('PUT', '/inventory/apple', { available: 10, price: 2.5 });
+    await shop.request('PUT', '/inventory/quince', { available: 5, price: 1 });
+    const placed = await place({ customerId: 'hal', items: [{ sku: 'quince', qty: 1 }] });
+    await shop.settle([placed.body.orderId]);
+    await waitFor(
+      () => shop.request('GET', `/notifications?orderId=${placed.body.orderId}`),
+      (response) => response.body.length > 0,
+    );
     const catalog = await shop.request('GET', '/catalog');
     expect(catalog.body).toContainEqual({ sku: 'apple', price: 2.5, available: 10, inStock: true });
     const ready = await shop.request('GET', '/readyz');
@@ -434,6 +504,57 @@ describe('commerce HTTP contract', () => {
     expect(unknownCursor.body.detail).toContain("'after' must name a charge");
   });
 });
+
+/**
+ * Holds every charge the app sends to the payment gateway until `release` (then sends it): an
+ * order stays pending, at its charge step, exactly as long as the test wants. `started`
+ * resolves when the first charge arrives.
+ */
+function holdCharges(shop: TestCommerce) {
+  const payments = shop.server.payments;
+  const charge = payments.charge.bind(payments);
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  let arrived!: () => void;
+  const started = new Promise<void>((resolve) => {
+    arrived = resolve;
+  });
+  const spy = vi.spyOn(payments, 'charge').mockImplementation(async (request, options) => {
+    arrived();
+    await released;
+    return charge(request, options);
+  });
+  return { started, release: () => release(), restore: () => spy.mockRestore() };
+}
+
+/**
+ * Resolves once a long poll on `orderId` waits on the order's saga (the route asks the runtime
+ * for the saga's result only after it has armed its timer and its drain listener): an event,
+ * not a guess at how long the request takes to arrive.
+ */
+function longPollWaiting(shop: TestCommerce, orderId: string): Promise<void> {
+  const runtime = shop.server.app.runtime;
+  const handle = runtime.handle.bind(runtime);
+  return new Promise((resolve) => {
+    const spy = vi.spyOn(runtime, 'handle').mockImplementation((id: string) => {
+      const found = handle(id);
+      if (id !== orderId) return found;
+      return {
+        ...found,
+        result: (options?: { signal?: AbortSignal }) => {
+          const result = found.result(options);
+          if (options?.signal !== undefined) {
+            spy.mockRestore();
+            resolve();
+          }
+          return result;
+        },
+      };
+    });
+  });
+}
 
 /** Polls (bounded) for an effect of an asynchronous subscription. */
 async function waitFor<T>(

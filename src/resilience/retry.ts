@@ -9,13 +9,20 @@
  * `deadlineMs`. The deadline decides whether to *start* an attempt; to cut one short that is
  * already running, put a timeout inside the retry.
  */
-import { isTerminalError } from '../errors.ts';
+import { isMeridianError, isTerminalError, RetryableError } from '../errors.ts';
 import type { Clock, Random, Timers } from '../time.ts';
-import { type Backoff, exponentialBackoff } from './backoff.ts';
+import { type Backoff, type ExponentialBackoffOptions, exponentialBackoff } from './backoff.ts';
 import type { CallContext } from './context.ts';
 import { abortedError, isAbortedError, retryAfterMsOf } from './errors.ts';
 import { Emitter, type Subscribe } from './events.ts';
-import { durationOption, functionOption, integerOption, portsOf, type TimePorts } from './options.ts';
+import {
+  durationOption,
+  functionOption,
+  integerOption,
+  MAX_DURATION_MS,
+  portsOf,
+  type TimePorts,
+} from './options.ts';
 import { type Operation, PolicyBase } from './policy.ts';
 
 export interface RetryOptions extends TimePorts {
@@ -170,4 +177,98 @@ export class RetryPolicy extends PolicyBase {
 /** A retry policy. */
 export function retry(options: RetryOptions = {}): RetryPolicy {
   return new RetryPolicy(options);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Retry strategies: the same vocabulary for durable work (saga steps, entity sends,
+// compensations, subscription handlers), which cannot block in a policy's loop because each
+// attempt and each wait is journaled or rescheduled by the runtime. The delays are this layer's
+// backoff, so a step and a `retry()` policy given the same backoff options wait alike.
+
+/**
+ * Decides whether, and after how long, a failed attempt is tried again: the runtime's side of
+ * retry, where the caller (not the strategy) waits.
+ */
+export interface RetryStrategy {
+  /**
+   * The delay before the next attempt, after attempt number `attempt` (1-based) failed with
+   * `error`; undefined to give up. `previousDelayMs` is the delay chosen before that attempt (0
+   * before the first retry): decorrelated jitter grows from it.
+   */
+  nextDelayMs(attempt: number, error: Error, random: Random, previousDelayMs?: number): number | undefined;
+}
+
+/** A retry strategy's options: the backoff's, plus how many attempts and which errors. */
+export interface StepRetryOptions extends ExponentialBackoffOptions {
+  /** Attempts in all, the first included. 1 means never retry. 1 to 1000. @default 5 */
+  maxAttempts?: number;
+  /**
+   * Which errors are worth retrying. A TerminalError (or ValidationError) is never retried,
+   * whatever this says. @default every other error
+   */
+  retryable?: (error: Error) => boolean;
+}
+
+export function isRetryStrategy(value: unknown): value is RetryStrategy {
+  return (
+    typeof value === 'object' && value !== null && typeof (value as RetryStrategy).nextDelayMs === 'function'
+  );
+}
+
+/** The longest `retryAfterMs` a strategy honours (a day): a longer one is treated as "give up". */
+export const maxStrategyRetryAfterMs = MAX_DURATION_MS;
+
+/**
+ * Exponential backoff with jitter as a strategy. Honours `RetryableError.retryAfterMs` (the
+ * delay is at least that long), never retries a terminal error, and stops after `maxAttempts`.
+ */
+export function retryStrategy(options: StepRetryOptions = {}): RetryStrategy {
+  const maxAttempts = integerOption('maxAttempts', options.maxAttempts, 5, 1, 1000);
+  return unboundedRetryStrategy(options, maxAttempts);
+}
+
+/**
+ * The same strategy with an attempt bound that may be Infinity. Only the runtime uses Infinity,
+ * for compensations, which must be retried until they succeed: their delay is still bounded.
+ */
+export function unboundedRetryStrategy(
+  options: Omit<StepRetryOptions, 'maxAttempts'>,
+  maxAttempts: number,
+): RetryStrategy {
+  const backoff = exponentialBackoff({
+    initialDelayMs: options.initialDelayMs,
+    maxDelayMs: options.maxDelayMs,
+    multiplier: options.multiplier,
+    jitter: options.jitter,
+  });
+  const retryable = options.retryable;
+  return {
+    nextDelayMs(attempt, error, random, previousDelayMs = 0) {
+      if (attempt >= maxAttempts || isTerminalError(error)) return undefined;
+      if (retryable !== undefined && !retryable(error)) return undefined;
+      const delayMs = backoff.delayMs(attempt, previousDelayMs, random);
+      const retryAfterMs = strategyRetryAfterOf(error);
+      if (retryAfterMs === undefined) return delayMs;
+      return retryAfterMs > maxStrategyRetryAfterMs ? undefined : Math.max(delayMs, Math.ceil(retryAfterMs));
+    },
+  };
+}
+
+/**
+ * The wait a RetryableError asks for. Only it: an open circuit's BrokenCircuitError (or a rate
+ * limiter's refusal) inside a step's policy is retried on the step's own backoff, so a step
+ * fails fast while its dependency's breaker is open instead of holding the saga for as long.
+ */
+function strategyRetryAfterOf(error: Error): number | undefined {
+  if (error instanceof RetryableError || (isMeridianError(error) && error.code === 'RETRYABLE')) {
+    const value = (error as RetryableError).retryAfterMs;
+    return typeof value === 'number' && Number.isFinite(value) && value > 0 ? value : undefined;
+  }
+  return undefined;
+}
+
+/** A strategy given as options or as a strategy object. */
+export function toRetryStrategy(value: StepRetryOptions | RetryStrategy | undefined): RetryStrategy {
+  if (isRetryStrategy(value)) return value;
+  return retryStrategy(value ?? {});
 }

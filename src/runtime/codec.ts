@@ -37,14 +37,6 @@ export function toJson(what: string, value: unknown): Json {
 /** The largest JSON value the store keeps (state, input, output, a step's result). */
 export const maxJsonBytes = 1_048_576;
 
-/** The longest error or reason text the runtime journals (the store keeps up to 16,384). */
-export const maxMessageLength = 4096;
-
-/** `text`, cut to `maxMessageLength` characters with a marker when it was longer. */
-export function truncateMessage(text: string): string {
-  return text.length <= maxMessageLength ? text : `${text.slice(0, maxMessageLength - 15)}... (truncated)`;
-}
-
 export function encodeJson(value: Json): Uint8Array {
   return encoder.encode(JSON.stringify(value));
 }

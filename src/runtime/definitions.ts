@@ -2,10 +2,10 @@ import { ValidationError } from '../errors.ts';
 import type { LogRecord } from '../log/types.ts';
 import type { Policy } from '../resilience/index.ts';
 import { integerOption } from '../resilience/options.ts';
+import type { RetryStrategy, StepRetryOptions } from '../resilience/retry.ts';
 import type { Json } from '../store/types.ts';
 import { toJson } from './codec.ts';
 import { requireRuntimeName } from './options.ts';
-import type { RetryOptions, RetryStrategy } from './retry.ts';
 
 /*
  * The three things an application defines — entities, sagas, subscriptions — as plain typed
@@ -169,7 +169,7 @@ export interface StepContext {
 
 export interface StepOptions<T> {
   /** How failed attempts are retried. @default exponentialBackoff(): 5 attempts, 100 ms doubling to 10 s, full jitter */
-  retry?: RetryOptions | RetryStrategy;
+  retry?: StepRetryOptions | RetryStrategy;
   /**
    * Undoes the step's effect once a later step fails for good. Runs with the step's journaled
    * result, under the idempotency key `${sagaId}/${step}/compensate`, and is retried until it
@@ -299,7 +299,7 @@ export interface SubscriptionOptions {
    * How a failing record is retried before it goes to the dead-letter topic. Records after it in
    * its partition wait (per-partition order is kept). @default 5 attempts, 100 ms doubling to 10 s
    */
-  retry?: RetryOptions | RetryStrategy;
+  retry?: StepRetryOptions | RetryStrategy;
   /** Partitions of the topic if the runtime must create it. 1 to 1024. @default 8 */
   partitions?: number;
   /** Records handled per transaction at most. 1 to 10000. @default 500 */
@@ -313,7 +313,7 @@ export interface SubscriptionDefinition {
   readonly group: string;
   readonly partitions: number;
   readonly maxRecordsPerBatch: number;
-  readonly retry: RetryOptions | RetryStrategy | undefined;
+  readonly retry: StepRetryOptions | RetryStrategy | undefined;
   readonly handler: SubscriptionOptions['handler'];
 }
 

@@ -5,6 +5,7 @@ import type { Store, StoreTransaction } from '../store/types.ts';
 import type { Clock } from '../time.ts';
 import type { CommitPath, UnitScope } from './commit-path.ts';
 import { FencedError } from './errors.ts';
+import { checkPublishable } from './publishable.ts';
 
 /**
  * The embedded shape's commit path: the SQLite log and store share one database file and one
@@ -40,8 +41,6 @@ const ownerId = 'owner';
 const maxRecordsPerAppend = 5000;
 
 type Outgoing = Array<readonly [topic: string, record: ProducerRecord]>;
-
-const encoder = new TextEncoder();
 
 export class EmbeddedCommitPath implements CommitPath {
   readonly shape = 'embedded' as const;
@@ -102,7 +101,7 @@ export class EmbeddedCommitPath implements CommitPath {
           description = await this.#log.describeTopic(topic);
           this.#topics.set(topic, description);
         }
-        for (const record of records) this.#check(description, record);
+        for (const record of records) checkPublishable(description, record, this.#maxRecordBytes);
         for (const record of records) outgoing.push([topic, record]);
       },
       // Offsets are committed in the same transaction as the effects, so a record past the
@@ -135,45 +134,6 @@ export class EmbeddedCommitPath implements CommitPath {
       for (let from = 0; from < records.length; from += maxRecordsPerAppend) {
         await this.#log.append(topic, records.slice(from, from + maxRecordsPerAppend));
       }
-    }
-  }
-
-  /** What the log would refuse at the final append, refused now so that only this unit fails. */
-  #check(description: TopicDescription, record: ProducerRecord): void {
-    const topic = description.name;
-    const key = record.key;
-    let bytes = 0;
-    if (typeof key === 'string') bytes += encoder.encode(key).length;
-    else if (key instanceof Uint8Array) bytes += key.length;
-    else if (key !== null && key !== undefined) {
-      throw new ValidationError(
-        `A record for topic '${topic}' has a key that is neither a string, bytes nor null`,
-      );
-    }
-    if (record.value !== null && !(record.value instanceof Uint8Array)) {
-      throw new ValidationError(`A record for topic '${topic}' must have bytes or null as its value`);
-    }
-    bytes += record.value?.length ?? 0;
-    if (record.partition !== undefined) {
-      throw new ValidationError(`Records the runtime publishes are partitioned by key: drop 'partition'`);
-    }
-    if ((key === null || key === undefined) && description.cleanupPolicy === 'compact') {
-      throw new ValidationError(`A record for the compacted topic '${topic}' needs a key`);
-    }
-    const headers = record.headers ?? {};
-    let anyHeader = false;
-    for (const [name, value] of Object.entries(headers)) {
-      anyHeader = true;
-      if (typeof value !== 'string') {
-        throw new ValidationError(`Header '${name}' of a record for topic '${topic}' must be a string`);
-      }
-    }
-    // Counted as the log counts them: the headers' JSON text.
-    if (anyHeader) bytes += encoder.encode(JSON.stringify(headers)).length;
-    if (bytes > this.#maxRecordBytes) {
-      throw new ValidationError(
-        `A record for topic '${topic}' is ${bytes} bytes (key + value + headers), more than 'maxRecordBytes' ${this.#maxRecordBytes}`,
-      );
     }
   }
 }

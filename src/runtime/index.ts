@@ -1,6 +1,9 @@
 // The runtime's public surface: definitions, the Runtime, its errors, and the commit-path
 // interface a cluster shape implements. Internals (executions, runners, the group committer)
 // stay internal.
+
+// Named for steps and subscriptions: the resilience layer owns the general retry vocabulary.
+export type { RetryStrategy, StepRetryOptions } from '../resilience/retry.ts';
 export type { CommitPath, UnitScope } from './commit-path.ts';
 export type {
   AnyEntityDefinition,
@@ -38,8 +41,6 @@ export {
 } from './errors.ts';
 export type { GroupCommitStats, Yield } from './group-commit.ts';
 export { yieldToEventLoop } from './group-commit.ts';
-// Named for steps and subscriptions: the resilience layer owns the general retry vocabulary.
-export type { RetryOptions as StepRetryOptions, RetryStrategy } from './retry.ts';
 export type {
   DeadLetter,
   RuntimeOptions,

@@ -2,8 +2,13 @@
 // arithmetic, the jitter bounds, and the error semantics (terminal never, retryAfterMs honoured).
 import { describe, expect, it } from 'vitest';
 import { RetryableError, TerminalError, ValidationError } from '../errors.ts';
+import {
+  retryStrategy as exponentialBackoff,
+  maxStrategyRetryAfterMs as maxRetryAfterMs,
+  toRetryStrategy,
+  unboundedRetryStrategy as unboundedBackoff,
+} from '../resilience/retry.ts';
 import { seededRandom } from '../time.ts';
-import { exponentialBackoff, maxRetryAfterMs, toRetryStrategy, unboundedBackoff } from './retry.ts';
 
 const error = new Error('boom');
 

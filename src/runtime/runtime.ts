@@ -9,6 +9,7 @@ import {
 } from '../errors.ts';
 import type { Log, LogRecord } from '../log/types.ts';
 import { integerOption } from '../resilience/options.ts';
+import { type RetryStrategy, unboundedRetryStrategy } from '../resilience/retry.ts';
 import type {
   JournalEntry,
   Json,
@@ -20,6 +21,13 @@ import type {
   TimerRecord,
 } from '../store/types.ts';
 import { type Clock, type Random, systemClock, systemRandom, systemTimers, type Timers } from '../time.ts';
+import type { AppliedRequest } from './cluster-node.ts';
+import {
+  type ClusterOptions,
+  type ClusterRuntime,
+  ClusterShape,
+  normalizeClusterOptions,
+} from './cluster-shape.ts';
 import { toJson } from './codec.ts';
 import type { CommitPath, UnitScope } from './commit-path.ts';
 import type {
@@ -31,23 +39,25 @@ import type {
   SagaDefinition,
   SubscriptionDefinition,
 } from './definitions.ts';
+import { Effects } from './effects.ts';
 import { EmbeddedCommitPath } from './embedded.ts';
 import { applyCommand } from './entity-command.ts';
 import { FencedError, SagaNotCompletedError } from './errors.ts';
 import { type GroupCommitStats, GroupCommitter, type Yield } from './group-commit.ts';
 import { requireRuntimeId, requireRuntimeName } from './options.ts';
-import { unboundedBackoff } from './retry.ts';
 import {
   type ExecutionResult,
   journalNames,
   SagaExecution,
-  type SagaHost,
   type SagaLaunch,
+  type SagaServices,
   sagaWakeTimerKind,
 } from './saga-execution.ts';
+import { type LoadedSaga, SagaScheduler, type ScheduledRun } from './saga-scheduler.ts';
 import { TimerScheduler } from './scheduler.ts';
-import { deadLetterHeaders, type SubscriptionHost, SubscriptionRunner } from './subscription-runner.ts';
+import { deadLetterHeaders, SubscriptionRunner, type SubscriptionServices } from './subscription-runner.ts';
 import { childTraceparent, formatTraceparent, newTrace, parseTraceparent } from './trace.ts';
+import { rejection, type WorkRequest } from './work-requests.ts';
 
 export interface RuntimeOptions {
   store: Store;
@@ -94,6 +104,26 @@ export interface RuntimeOptions {
   compensationRetry?: { initialDelayMs?: number; maxDelayMs?: number };
   /** Operating problems (a parked saga, a failed batch, a fence). They are also kept: see `problems()`. */
   onProblem?: (problem: RuntimeProblem) => void;
+  /**
+   * Run as one node of a cluster (Kafka log + PostgreSQL store, shared by every node): work
+   * partitions are owned per node through a Kafka consumer group, and work for a partition owned
+   * elsewhere travels to its owner. Absent: the embedded shape, which owns everything.
+   */
+  cluster?: ClusterOptions;
+}
+
+/** What a cluster node can say about itself (`runtime.cluster`). */
+export interface ClusterInfo {
+  /** This node's name. */
+  readonly node: string;
+  /** How many work partitions the cluster has. */
+  readonly workPartitions: number;
+  /** The work partitions this node owns now, ascending. */
+  owned(): number[];
+  /** The work partition of an entity or saga id. */
+  partitionOf(id: string): number;
+  /** Records the relay has published to Kafka since start. */
+  readonly published: number;
 }
 
 /** An operating problem the runtime handled: nothing was lost, but someone may want to know. */
@@ -152,13 +182,9 @@ export interface RuntimeStats {
 
 type State = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
 
-interface Queued {
-  readonly id: string;
-  /** Known when the saga was just created here; loaded from the store otherwise. */
-  readonly loaded?: { definition: SagaDefinition; record: SagaRecord; journal: JournalEntry[] };
-}
-
 const maxProblems = 100;
+/** After a cluster saga parked on a failed write, how long before it is resumed (while still owned). */
+const resumeAfterParkMs = 200;
 const terminalStatuses: readonly SagaStatus[] = ['completed', 'compensated', 'failed'];
 
 /** JSON with sorted keys, to compare two inputs regardless of key order. */
@@ -186,17 +212,15 @@ export class Runtime {
   readonly #clock: Clock;
   readonly #timers: Timers;
   readonly #random: Random;
-  readonly #maxActiveSagas: number;
   readonly #drainTimeoutMs: number;
   readonly #deadLetterTopic: string;
   readonly #defaultPartitions: number;
   readonly #topics: ReadonlyMap<string, number>;
   readonly #onProblem: ((problem: RuntimeProblem) => void) | undefined;
   readonly #scheduler: TimerScheduler;
-  readonly #stopping = new AbortController();
   readonly #halted = new AbortController();
-  readonly #sagaHost: SagaHost;
-  readonly #subscriptionHost: SubscriptionHost;
+  readonly #sagaServices: SagaServices;
+  readonly #subscriptionServices: SubscriptionServices;
 
   readonly #entities = new Map<string, AnyEntityDefinition>();
   readonly #sagas = new Map<string, SagaDefinition>();
@@ -204,14 +228,8 @@ export class Runtime {
   readonly #runners: SubscriptionRunner[] = [];
   readonly #knownTopics = new Set<string>();
 
-  readonly #active = new Map<string, SagaExecution>();
-  readonly #queue: Queued[] = [];
-  readonly #queuedIds = new Set<string>();
-  readonly #sleepers = new Map<string, { wakeAt: number; wake: () => void }>();
-  /** Executions waking from a sleep, waiting for a slot: served before new sagas. */
-  readonly #slotWaiters: Array<() => void> = [];
-  #freeSlots: number;
-  readonly #waiters = new Map<string, Array<(result: ExecutionResult | Error) => void>>();
+  readonly #sagaScheduler: SagaScheduler;
+  readonly #cluster: ClusterShape | undefined;
   readonly #problems: RuntimeProblem[] = [];
   #state: State = 'created';
   #stopped: Promise<void> | undefined;
@@ -225,7 +243,9 @@ export class Runtime {
     this.#clock = options.clock ?? systemClock;
     this.#timers = options.timers ?? systemTimers;
     this.#random = options.random ?? systemRandom;
+    this.#cluster = this.#clusterOf(options);
     this.#path =
+      this.#cluster?.path ??
       options.commitPath ??
       new EmbeddedCommitPath({ store: options.store, log: options.log, clock: this.#clock });
     this.#committer = new GroupCommitter(this.#path, {
@@ -236,8 +256,12 @@ export class Runtime {
       lingerMs: integerOption('commitLingerMs', options.commitLingerMs, 0, 0, 1000),
       timers: this.#timers,
     });
-    this.#maxActiveSagas = integerOption('maxActiveSagas', options.maxActiveSagas, 10_000, 1, 1_000_000);
-    this.#freeSlots = this.#maxActiveSagas;
+    this.#sagaScheduler = new SagaScheduler({
+      maxActive: integerOption('maxActiveSagas', options.maxActiveSagas, 10_000, 1, 1_000_000),
+      load: (sagaId) => this.#loadSaga(sagaId),
+      execute: (loaded, parking) => this.#execute(loaded, parking),
+      report: (problem) => this.#report(problem),
+    });
     this.#drainTimeoutMs = integerOption('drainTimeoutMs', options.drainTimeoutMs, 10_000, 0, 600_000);
     this.#deadLetterTopic = requireRuntimeName(
       `'deadLetterTopic'`,
@@ -253,47 +277,50 @@ export class Runtime {
     }
     this.#topics = topics;
     this.#onProblem = options.onProblem;
-    const compensationRetry = unboundedBackoff(
-      {
-        initialDelayMs: options.compensationRetry?.initialDelayMs ?? 100,
-        // The cap may not be below the base: a larger base without a cap raises the default cap.
-        maxDelayMs:
-          options.compensationRetry?.maxDelayMs ??
-          Math.max(30_000, options.compensationRetry?.initialDelayMs ?? 0),
-      },
-      Number.POSITIVE_INFINITY,
-    );
     this.#scheduler = new TimerScheduler({
       committer: this.#committer,
       clock: this.#clock,
       timers: this.#timers,
       onDue: (timers) => this.#timersDue(timers),
       onError: (error) => this.#report({ message: 'firing durable timers failed; retrying', error }),
+      ...(this.#cluster === undefined ? {} : { partitions: () => this.#cluster!.ownership.owned() }),
     });
-    this.#sagaHost = {
+    const effects = new Effects({
       committer: this.#committer,
       clock: this.#clock,
       timers: this.#timers,
       random: this.#random,
-      stopping: this.#stopping.signal,
-      halted: this.#halted.signal,
-      compensationRetry,
-      timerScheduled: (dueAt) => this.#scheduler.notify(dueAt),
-      waitForWake: (sagaId, wakeAt) => this.#waitForWake(sagaId, wakeAt),
+    });
+    this.#sagaServices = this.#makeSagaServices(effects, compensationRetryOf(options.compensationRetry));
+    this.#subscriptionServices = this.#makeSubscriptionServices(effects);
+  }
+
+  #makeSagaServices(effects: Effects, compensationRetry: RetryStrategy): SagaServices {
+    return {
+      effects,
+      sleeps: {
+        scheduled: (dueAt) => this.#scheduler.notify(dueAt),
+        sleep: (sagaId, wakeAt) => this.#sagaScheduler.sleep(sagaId, wakeAt),
+      },
       ensureTopic: (topic) => this.#ensureTopic(topic, this.#defaultPartitions),
+      compensationRetry,
+      halted: this.#halted.signal,
       report: (problem) => this.#report(problem),
+      ...(this.#cluster === undefined ? {} : { remote: this.#cluster.remoteEntities() }),
     };
-    this.#subscriptionHost = {
-      committer: this.#committer,
+  }
+
+  #makeSubscriptionServices(effects: Effects): SubscriptionServices {
+    return {
+      effects,
       log: this.#log,
-      clock: this.#clock,
-      timers: this.#timers,
-      random: this.#random,
       deadLetterTopic: this.#deadLetterTopic,
-      createSaga: (scope, saga, id, input, traceparent) =>
-        this.#createSagaIn(scope, saga, id, input, traceparent),
-      launch: (launches) => {
-        for (const launch of launches) this.#enqueue(launch);
+      sagas: {
+        create: (scope, saga, id, input, traceparent) =>
+          this.#createSagaIn(scope, saga, id, input, traceparent),
+        launch: (launches) => {
+          for (const launch of launches) this.#sagaScheduler.enqueue(launch);
+        },
       },
       report: (problem) => this.#report(problem),
       fenced: (error) => this.#report({ message: 'a subscription was fenced', error }),
@@ -342,10 +369,12 @@ export class Runtime {
       await this.#ensureTopic(definition.topic, definition.partitions);
     }
     this.#state = 'running';
+    this.#sagaScheduler.open();
     await this.#scheduler.start();
-    await this.#resumeAll();
+    if (this.#cluster === undefined) await this.#resumeAll();
+    else await this.#cluster.start(this.#committer, this.#clusterRuntime());
     for (const definition of this.#subscriptions.values()) {
-      const runner = new SubscriptionRunner(this.#subscriptionHost, definition);
+      const runner = new SubscriptionRunner(this.#subscriptionServices, definition);
       this.#runners.push(runner);
       runner.start();
     }
@@ -364,16 +393,12 @@ export class Runtime {
   async #stop(): Promise<void> {
     const wasRunning = this.#state === 'running';
     this.#state = 'stopping';
-    this.#stopping.abort();
-    for (const sleeper of this.#sleepers.values()) sleeper.wake();
-    for (const wake of this.#slotWaiters.splice(0)) wake();
+    this.#sagaScheduler.stop();
     if (wasRunning) {
       await Promise.all(this.#runners.map((runner) => runner.stop()));
     }
     if (wasRunning && this.#drainTimeoutMs > 0) {
-      const settled = Promise.all(
-        [...this.#active.values()].map((execution) => this.#settledOf(execution.id, undefined)),
-      );
+      const settled = this.#sagaScheduler.idle();
       let timer: { cancel(): void } | undefined;
       const drained = new Promise<void>((resolve) => {
         timer = this.#timers.setTimeout(resolve, this.#drainTimeoutMs);
@@ -381,17 +406,14 @@ export class Runtime {
       await Promise.race([settled, drained]);
       timer?.cancel();
     }
+    if (wasRunning) await this.#leaveCluster();
     this.#halted.abort();
     await this.#scheduler.stop();
     await this.#committer.close();
     this.#state = 'stopped';
-    for (const [id, waiters] of this.#waiters) {
-      for (const waiter of waiters)
-        waiter(
-          new ClosedError(`The runtime stopped before saga '${id}' ended; it resumes on the next start`),
-        );
-    }
-    this.#waiters.clear();
+    this.#sagaScheduler.rejectWaiters(
+      (id) => new ClosedError(`The runtime stopped before saga '${id}' ended; it resumes on the next start`),
+    );
   }
 
   // -------------------------------------------------------------------------------------------
@@ -412,6 +434,12 @@ export class Runtime {
     const definition = this.#entity(entity);
     requireRuntimeId(`The id of entity '${definition.name}'`, id);
     const traceparent = formatTraceparent(parseTraceparent(options.traceparent) ?? newTrace(this.#random));
+    if (this.#cluster !== undefined && !this.#cluster.ownsId(id)) {
+      return (await this.#routeSend(definition, id, command, input, traceparent)) as unknown as CommandReply<
+        E,
+        K
+      >;
+    }
     const nowMs = this.#clock.now();
     let outcome: Awaited<ReturnType<typeof applyCommand>>;
     try {
@@ -427,7 +455,17 @@ export class Runtime {
         }),
       );
     } catch (error) {
-      // A fenced runtime stops: another one owns the database now.
+      // The partition moved away between the check and the write: its new owner applies it.
+      if (this.#cluster !== undefined && isMeridianError(error) && error.code === 'NOT_OWNED') {
+        return (await this.#routeSend(
+          definition,
+          id,
+          command,
+          input,
+          traceparent,
+        )) as unknown as CommandReply<E, K>;
+      }
+      // A fenced runtime stops (embedded) or gives the partition up (cluster).
       if (error instanceof FencedError) this.#report({ message: 'a command was fenced', error });
       throw error;
     }
@@ -488,10 +526,21 @@ export class Runtime {
     const definition = this.#saga(saga);
     requireRuntimeId('A saga id', id);
     const traceparent = childTraceparent(options.traceparent, this.#random);
-    const launch = await this.#committer.submit((scope) =>
-      this.#createSagaIn(scope, definition, id, input, traceparent),
-    );
-    if (launch !== null) this.#enqueue(launch);
+    if (this.#cluster !== undefined && !this.#cluster.ownsId(id)) {
+      await this.#routeStart(definition, id, input, traceparent);
+      return this.#handle<O>(id);
+    }
+    let launch: SagaLaunch | null;
+    try {
+      launch = await this.#committer.submit((scope) =>
+        this.#createSagaIn(scope, definition, id, input, traceparent),
+      );
+    } catch (error) {
+      if (this.#cluster === undefined || !isMeridianError(error) || error.code !== 'NOT_OWNED') throw error;
+      await this.#routeStart(definition, id, input, traceparent);
+      return this.#handle<O>(id);
+    }
+    if (launch !== null) this.#sagaScheduler.enqueue(launch);
     return this.#handle<O>(id);
   }
 
@@ -570,19 +619,195 @@ export class Runtime {
    * check such as a gateway route's `backlog` compares with its bound. Cheaper than `stats`.
    */
   get sagasInProgress(): number {
-    return this.#active.size + this.#queue.length;
+    return this.#sagaScheduler.inProgress;
   }
 
   get stats(): RuntimeStats {
     const subscriptions: Record<string, { handled: number; deadLettered: number }> = {};
     for (const runner of this.#runners) subscriptions[runner.definition.name] = runner.stats;
+    const sagas = this.#sagaScheduler.stats;
     return {
-      activeSagas: this.#active.size,
-      sleepingSagas: this.#sleepers.size,
-      queuedSagas: this.#queue.length,
+      activeSagas: sagas.active,
+      sleepingSagas: sagas.sleeping,
+      queuedSagas: sagas.queued,
       commits: this.#committer.stats,
       subscriptions,
     };
+  }
+
+  /** This node's view of the cluster; undefined on the embedded shape. */
+  get cluster(): ClusterInfo | undefined {
+    const cluster = this.#cluster;
+    if (cluster === undefined) return undefined;
+    return {
+      node: cluster.options.node,
+      workPartitions: cluster.options.workPartitions,
+      owned: () => cluster.ownership.owned(),
+      partitionOf: (id) => cluster.ownership.partitionOf(id),
+      get published() {
+        return cluster.relay.published;
+      },
+    };
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // The cluster shape
+
+  #clusterOf(options: RuntimeOptions): ClusterShape | undefined {
+    if (options.cluster === undefined) return undefined;
+    if (options.commitPath !== undefined) {
+      throw new ValidationError(
+        `Give either 'cluster' or 'commitPath', not both: a cluster node brings its own commit path`,
+      );
+    }
+    return new ClusterShape({
+      store: options.store,
+      log: options.log,
+      clock: this.#clock,
+      timers: this.#timers,
+      random: this.#random,
+      options: normalizeClusterOptions(options.cluster),
+    });
+  }
+
+  /** What the cluster shape calls back into: resume, evict, apply routed work. */
+  #clusterRuntime(): ClusterRuntime {
+    const cluster = this.#cluster!;
+    return {
+      resume: async (partitions) => {
+        await this.#resumeAll(partitions);
+        await this.#scheduler.refresh();
+      },
+      evict: async (partitions) => {
+        await this.#sagaScheduler.evict((id) => partitions.has(cluster.ownership.partitionOf(id)));
+      },
+      apply: (scope, request) => this.#applyRequest(scope, request),
+      report: (problem) => this.#report(problem),
+    };
+  }
+
+  /** A saga run; on the cluster shape one parked by a failed write is resumed while this node owns it. */
+  #execute(loaded: LoadedSaga, parking: AbortSignal): ScheduledRun {
+    const execution = new SagaExecution(
+      this.#sagaServices,
+      loaded.definition,
+      loaded.record,
+      loaded.journal,
+      parking,
+    );
+    const cluster = this.#cluster;
+    if (cluster === undefined) return execution;
+    const sagaId = loaded.record.id;
+    return {
+      run: async () => {
+        const result = await execution.run();
+        if (
+          result.outcome === 'parked' &&
+          !parking.aborted &&
+          this.#state === 'running' &&
+          cluster.ownsId(sagaId)
+        ) {
+          this.#timers.setTimeout(() => this.#sagaScheduler.enqueue({ sagaId }), resumeAfterParkMs);
+        }
+        return result;
+      },
+    };
+  }
+
+  /** Applies work another node routed to this one, inside `scope`. */
+  async #applyRequest(scope: UnitScope, request: WorkRequest): Promise<AppliedRequest> {
+    const node = this.#cluster!.options.node;
+    if (request.kind === 'send') {
+      const definition = this.#entities.get(request.entity);
+      if (definition === undefined) {
+        return rejection(
+          new ValidationError(`Entity '${request.entity}' is not registered on node '${node}'`),
+        );
+      }
+      const { entity: _, kind: __, requestId: ___, ...call } = request;
+      const outcome = await applyCommand(scope, {
+        ...call,
+        entity: definition,
+        nowMs: this.#clock.now(),
+        random: this.#random,
+      });
+      return outcome.ok
+        ? { ok: true, reply: outcome.reply, error: null, code: null }
+        : rejection(outcome.error);
+    }
+    const definition = this.#sagas.get(request.saga);
+    if (definition === undefined) {
+      return rejection(new ValidationError(`Saga '${request.saga}' is not registered on node '${node}'`));
+    }
+    let launch: SagaLaunch | null;
+    try {
+      launch = await scope.isolate((inner) =>
+        this.#createSagaIn(inner, definition, request.id, request.input, request.traceparent),
+      );
+    } catch (error) {
+      if (isMeridianError(error) && (error.code === 'CONFLICT' || error.code === 'INVALID_ARGUMENT')) {
+        return rejection(error);
+      }
+      throw error;
+    }
+    const ok = { ok: true, reply: null, error: null, code: null } as const;
+    return launch === null ? ok : { ...ok, afterCommit: () => this.#sagaScheduler.enqueue(launch) };
+  }
+
+  #routeSend(
+    definition: AnyEntityDefinition,
+    id: string,
+    command: string,
+    input: unknown,
+    traceparent: string,
+  ) {
+    const cluster = this.#cluster!;
+    return cluster.route({
+      kind: 'send',
+      requestId: cluster.newRequestId(),
+      entity: definition.name,
+      id,
+      command,
+      input: toJson(`The input of command '${command}' of entity '${definition.name}'`, input),
+      traceparent,
+    });
+  }
+
+  async #routeStart(
+    definition: SagaDefinition,
+    id: string,
+    input: unknown,
+    traceparent: string,
+  ): Promise<void> {
+    const cluster = this.#cluster!;
+    await cluster.route({
+      kind: 'start',
+      requestId: cluster.newRequestId(),
+      saga: definition.name,
+      id,
+      input: toJson(`The input of saga '${definition.name}'`, input),
+      traceparent,
+    });
+  }
+
+  /** Hands this node's partitions over (cluster shape) once its own work has drained. */
+  async #leaveCluster(): Promise<void> {
+    try {
+      await this.#cluster?.stop();
+    } catch (error) {
+      this.#report({
+        message: 'leaving the cluster failed; the group will move the partitions anyway',
+        error,
+      });
+    }
+  }
+
+  /** Another node claimed some of our partitions: stop writing for them and park their sagas. */
+  async #fenced(error: FencedError): Promise<void> {
+    const cluster = this.#cluster!;
+    const partitions = (error.details.partitions as number[] | undefined) ?? [];
+    cluster.ownership.release(partitions);
+    await this.#sagaScheduler.evict((id) => partitions.includes(cluster.ownership.partitionOf(id)));
   }
 
   // -------------------------------------------------------------------------------------------
@@ -597,23 +822,11 @@ export class Runtime {
   }
 
   #entity(entity: AnyEntityDefinition): AnyEntityDefinition {
-    const registered = this.#entities.get(entity?.name);
-    if (registered === undefined || entity?.kind !== 'entity') {
-      throw new ValidationError(
-        `Entity '${entity?.name}' is not registered: pass it to runtime.register() before start()`,
-      );
-    }
-    return registered;
+    return registered('Entity', this.#entities, entity);
   }
 
   #saga(saga: SagaDefinition): SagaDefinition {
-    const registered = this.#sagas.get(saga?.name);
-    if (registered === undefined || saga?.kind !== 'saga') {
-      throw new ValidationError(
-        `Saga '${saga?.name}' is not registered: pass it to runtime.register() before start()`,
-      );
-    }
-    return registered;
+    return registered('Saga', this.#sagas, saga);
   }
 
   /** Creates a saga and its start entry inside `scope`; null when it existed (same type and input). */
@@ -690,8 +903,8 @@ export class Runtime {
   async #result<O>(id: string, signal: AbortSignal | undefined): Promise<O> {
     signal?.throwIfAborted();
     let result: ExecutionResult | Error;
-    if (this.#active.has(id) || this.#queuedIds.has(id)) {
-      result = await this.#settledOf(id, signal);
+    if (this.#sagaScheduler.has(id)) {
+      result = await this.#sagaScheduler.settled(id, signal);
     } else {
       const record = await this.saga(id);
       if (record === null) throw new NotFoundError(`Saga '${id}' does not exist`);
@@ -701,11 +914,14 @@ export class Runtime {
           output: record.output,
           reason: record.reason,
         };
+      } else if (this.#cluster !== undefined && !this.#cluster.ownsId(id)) {
+        // Another node runs it: wait for its end in the store.
+        result = await this.#cluster.awaitSagaEnd(id, signal);
       } else {
         // Running in the store but not here (parked after an error): resume it.
         this.#assertRunning();
-        this.#enqueue({ sagaId: id });
-        result = await this.#settledOf(id, signal);
+        this.#sagaScheduler.enqueue({ sagaId: id });
+        result = await this.#sagaScheduler.settled(id, signal);
       }
     }
     if (result instanceof Error) throw result;
@@ -718,133 +934,30 @@ export class Runtime {
     throw new SagaNotCompletedError(id, result.outcome, result.reason ?? 'unknown reason');
   }
 
-  #settledOf(id: string, signal: AbortSignal | undefined): Promise<ExecutionResult | Error> {
-    return new Promise((resolve, reject) => {
-      const waiter = (result: ExecutionResult | Error) => {
-        signal?.removeEventListener('abort', onAbort);
-        resolve(result);
-      };
-      // Abandoning the wait removes the waiter, so callers that give up leave nothing behind.
-      const onAbort = () => {
-        const waiters = this.#waiters.get(id);
-        const index = waiters?.indexOf(waiter) ?? -1;
-        if (index !== -1) waiters!.splice(index, 1);
-        if (waiters?.length === 0) this.#waiters.delete(id);
-        reject(signal!.reason);
-      };
-      signal?.addEventListener('abort', onAbort, { once: true });
-      const waiters = this.#waiters.get(id);
-      if (waiters === undefined) this.#waiters.set(id, [waiter]);
-      else waiters.push(waiter);
+  /** A saga to resume: loaded, its end when it has ended, or null (reported) when its type is unknown. */
+  async #loadSaga(sagaId: string): Promise<LoadedSaga | ExecutionResult | null> {
+    const found = await this.#store.read(async (tx) => {
+      const record = await tx.sagas.get(sagaId);
+      return record === null ? null : { record, journal: await tx.sagas.journal(sagaId) };
     });
-  }
-
-  #enqueue(launch: SagaLaunch): void {
-    if (this.#state !== 'running') return;
-    if (this.#active.has(launch.sagaId) || this.#queuedIds.has(launch.sagaId)) return;
-    this.#queuedIds.add(launch.sagaId);
-    this.#queue.push(
-      launch.definition === undefined
-        ? { id: launch.sagaId }
-        : {
-            id: launch.sagaId,
-            loaded: { definition: launch.definition, record: launch.record!, journal: launch.journal! },
-          },
-    );
-    this.#pump();
-  }
-
-  #pump(): void {
-    while (this.#state === 'running' && this.#queue.length > 0 && this.#freeSlots > 0) {
-      const next = this.#queue.shift()!;
-      this.#freeSlots--;
-      void this.#launch(next);
+    if (found === null) return null;
+    if (terminalStatuses.includes(found.record.status)) {
+      return {
+        outcome: found.record.status as ExecutionResult['outcome'],
+        output: found.record.output,
+        reason: found.record.reason,
+      };
     }
-  }
-
-  async #launch(queued: Queued): Promise<void> {
-    let loaded = queued.loaded;
-    try {
-      if (loaded === undefined) {
-        const found = await this.#store.read(async (tx) => {
-          const record = await tx.sagas.get(queued.id);
-          return record === null ? null : { record, journal: await tx.sagas.journal(queued.id) };
-        });
-        if (found !== null && !terminalStatuses.includes(found.record.status)) {
-          const definition = this.#sagas.get(found.record.type);
-          if (definition === undefined) {
-            this.#report({
-              sagaId: queued.id,
-              message: `saga type '${found.record.type}' is not registered; the saga waits, running, until it is`,
-              error: new NotFoundError(`Saga type '${found.record.type}' is not registered`),
-            });
-          } else {
-            loaded = { definition, ...found };
-          }
-        } else if (found !== null) {
-          this.#settle(queued.id, {
-            outcome: found.record.status as ExecutionResult['outcome'],
-            output: found.record.output,
-            reason: found.record.reason,
-          });
-        }
-      }
-    } catch (error) {
-      this.#report({ sagaId: queued.id, message: 'loading a saga to resume it failed', error });
+    const definition = this.#sagas.get(found.record.type);
+    if (definition === undefined) {
+      this.#report({
+        sagaId,
+        message: `saga type '${found.record.type}' is not registered; the saga waits, running, until it is`,
+        error: new NotFoundError(`Saga type '${found.record.type}' is not registered`),
+      });
+      return null;
     }
-    this.#queuedIds.delete(queued.id);
-    if (loaded === undefined || this.#state !== 'running' || this.#active.has(queued.id)) {
-      this.#releaseSlot();
-      if (loaded === undefined)
-        this.#settle(queued.id, new ClosedError(`Saga '${queued.id}' could not be resumed`));
-      return;
-    }
-    const execution = new SagaExecution(this.#sagaHost, loaded.definition, loaded.record, loaded.journal);
-    this.#active.set(queued.id, execution);
-    const result = await execution.run();
-    this.#active.delete(queued.id);
-    this.#releaseSlot();
-    this.#settle(queued.id, result);
-  }
-
-  #settle(id: string, result: ExecutionResult | Error): void {
-    const waiters = this.#waiters.get(id);
-    if (waiters === undefined) return;
-    // A parked saga may be resumed later: only a settled end (or an error) answers waiters.
-    this.#waiters.delete(id);
-    for (const waiter of waiters) waiter(result);
-  }
-
-  #releaseSlot(): void {
-    const waiter = this.#slotWaiters.shift();
-    if (waiter !== undefined) {
-      waiter();
-      return;
-    }
-    this.#freeSlots++;
-    assert(this.#freeSlots <= this.#maxActiveSagas, 'free saga slots never exceed maxActiveSagas');
-    this.#pump();
-  }
-
-  /** A sleeping saga gives its slot back while it sleeps and takes one again (first in line) to continue. */
-  async #waitForWake(sagaId: string, wakeAt: number): Promise<void> {
-    if (this.#stopping.signal.aborted) return;
-    await new Promise<void>((resolve) => {
-      this.#sleepers.set(sagaId, { wakeAt, wake: resolve });
-      this.#releaseSlot();
-    });
-    this.#sleepers.delete(sagaId);
-    if (this.#stopping.signal.aborted) {
-      // Keeps the slot count balanced: the parked execution ends and releases a slot.
-      this.#freeSlots--;
-      return;
-    }
-    if (this.#freeSlots > 0) {
-      this.#freeSlots--;
-      return;
-    }
-    await new Promise<void>((resolve) => this.#slotWaiters.push(resolve));
-    if (this.#stopping.signal.aborted) this.#freeSlots--;
+    return { definition, ...found };
   }
 
   #timersDue(timers: readonly TimerRecord[]): void {
@@ -853,22 +966,24 @@ export class Runtime {
       if (timer.kind !== sagaWakeTimerKind) continue;
       const sagaId = (timer.payload as { sagaId?: unknown } | null)?.sagaId;
       if (typeof sagaId !== 'string') continue;
-      const sleeper = this.#sleepers.get(sagaId);
-      if (sleeper !== undefined) {
-        if (sleeper.wakeAt <= nowMs) sleeper.wake();
-      } else if (!this.#active.has(sagaId) && !this.#queuedIds.has(sagaId)) {
-        // Not in memory (evicted, or owned by no one here yet): resume it from its journal.
-        this.#enqueue({ sagaId });
-      }
+      this.#sagaScheduler.timerFired(sagaId, nowMs);
     }
   }
 
-  async #resumeAll(): Promise<void> {
+  /** Resumes every running and compensating saga (of `partitions` only, when given). */
+  async #resumeAll(partitions?: readonly number[]): Promise<void> {
     for (const status of ['compensating', 'running'] as const) {
       let afterId: string | undefined;
       for (;;) {
-        const page = await this.sagas({ status, limit: 1000, ...(afterId === undefined ? {} : { afterId }) });
-        for (const record of page) this.#enqueue({ sagaId: record.id });
+        const page = await this.#store.read((tx) =>
+          tx.sagas.list({
+            status,
+            limit: 1000,
+            ...(afterId === undefined ? {} : { afterId }),
+            ...(partitions === undefined ? {} : { partitions }),
+          }),
+        );
+        this.#sagaScheduler.resume(page.map((record) => record.id));
         if (page.length < 1000) break;
         afterId = page[page.length - 1]!.id;
       }
@@ -908,8 +1023,10 @@ export class Runtime {
       // A listener's failure must not break the runtime.
     }
     if (problem.error instanceof FencedError && this.#state === 'running') {
-      // Another runtime owns the store now: stop writing at once.
-      void this.stop();
+      // Embedded: another runtime owns the store now, so stop writing at once. Cluster: another
+      // node claimed some partitions, so give those up and carry on with the rest.
+      if (this.#cluster === undefined) void this.stop();
+      else void this.#fenced(problem.error);
     }
   }
 }
@@ -929,6 +1046,33 @@ function toDeadLetter(record: LogRecord): DeadLetter {
     headers: record.headers,
     deadLetter: { partition: record.partition, offset: record.offset },
   };
+}
+
+/** The registered definition `definition` names, or a ValidationError saying to register it. */
+function registered<D extends { kind: string; name: string }>(
+  label: 'Entity' | 'Saga',
+  registry: ReadonlyMap<string, D>,
+  definition: D,
+): D {
+  const found = registry.get(definition?.name);
+  if (found === undefined || definition?.kind !== label.toLowerCase()) {
+    throw new ValidationError(
+      `${label} '${definition?.name}' is not registered: pass it to runtime.register() before start()`,
+    );
+  }
+  return found;
+}
+
+/** Compensation retry: unbounded attempts, bounded delay (100 ms doubling to 30 s by default). */
+function compensationRetryOf(options: RuntimeOptions['compensationRetry']): RetryStrategy {
+  return unboundedRetryStrategy(
+    {
+      initialDelayMs: options?.initialDelayMs ?? 100,
+      // The cap may not be below the base: a larger base without a cap raises the default cap.
+      maxDelayMs: options?.maxDelayMs ?? Math.max(30_000, options?.initialDelayMs ?? 0),
+    },
+    Number.POSITIVE_INFINITY,
+  );
 }
 
 /** Creates a runtime; register definitions, then `start()` it. */

@@ -1,17 +1,17 @@
 import { assert } from '../assert.ts';
-import {
-  ClosedError,
-  ConflictError,
-  ensureError,
-  isMeridianError,
-  isTerminalError,
-  ValidationError,
-} from '../errors.ts';
+import { ClosedError, ensureError, isMeridianError, isTerminalError, ValidationError } from '../errors.ts';
 import type { Policy } from '../resilience/index.ts';
 import { integerOption } from '../resilience/options.ts';
-import type { JournalEntry, JournalEntryKind, Json, SagaRecord, SagaStatus } from '../store/types.ts';
-import type { Clock, Random, Timers } from '../time.ts';
-import { encodeJson, toJson, truncateMessage } from './codec.ts';
+import { type RetryStrategy, toRetryStrategy } from '../resilience/retry.ts';
+import type {
+  JournalEntry,
+  JournalEntryKind,
+  Json,
+  SagaRecord,
+  SagaStatus,
+  StoredReply,
+} from '../store/types.ts';
+import { toJson } from './codec.ts';
 import type { UnitScope } from './commit-path.ts';
 import type {
   AnyEntityDefinition,
@@ -23,12 +23,12 @@ import type {
   StepContext,
   StepOptions,
 } from './definitions.ts';
+import { type Effects, truncateMessage } from './effects.ts';
 import { applyCommand, headers } from './entity-command.ts';
-import { FencedError, NonDeterminismError, StepFailedError, StepTimeoutError } from './errors.ts';
-import type { GroupCommitter } from './group-commit.ts';
+import { NonDeterminismError, StepFailedError, StepTimeoutError } from './errors.ts';
 import { requireRuntimeId, requireRuntimeName } from './options.ts';
-import { type RetryStrategy, toRetryStrategy } from './retry.ts';
-import { childTraceparent, traceparentHeader } from './trace.ts';
+import { childTraceparent } from './trace.ts';
+import { errorFromReply, type WorkRequest } from './work-requests.ts';
 
 /** Journal names the runtime writes for itself. User names cannot start with '$'. */
 export const journalNames = {
@@ -39,33 +39,52 @@ export const journalNames = {
   /** A step's deadline, written before its first attempt so it survives restarts. */
   deadline: (step: string) => `$deadline:${step}`,
   send: (entity: string, command: string) => `${entity}.${command}`,
+  /**
+   * A send (or a send's compensation) to an entity another node owns: the request, journaled with
+   * its id before the reply is awaited (cluster shape). The reply follows as the entry itself.
+   */
+  request: (kind: 'step' | 'compensation', name: string) => `$request:${kind}:${name}`,
   emit: (topic: string) => `emit:${topic}`,
 } as const;
 
 /** The timer kind that wakes a sleeping saga. */
 export const sagaWakeTimerKind = 'meridian.saga.wake';
 
-/** What a saga execution needs from the runtime that hosts it. */
-export interface SagaHost {
-  readonly committer: GroupCommitter;
-  readonly clock: Clock;
-  readonly timers: Timers;
-  readonly random: Random;
-  /** Aborted when the runtime starts to stop: executions park at their next durable call. */
-  readonly stopping: AbortSignal;
-  /** Aborted when the drain time is up: steps still running are abandoned (their result is not journaled). */
-  readonly halted: AbortSignal;
+/** Where a saga's durable sleeps go: the durable timer table's firing, and the saga scheduler. */
+export interface SagaSleeps {
+  /** A durable timer now exists at `dueAt`. */
+  scheduled(dueAt: number): void;
+  /** Resolves once a timer of this saga fired at or after `wakeAt`, or the saga must park. */
+  sleep(sagaId: string, wakeAt: number): Promise<void>;
+}
+
+/** The collaborators every saga execution shares. */
+export interface SagaServices {
+  readonly effects: Effects;
+  readonly sleeps: SagaSleeps;
+  /** Creates a topic a saga emits to if it does not exist. */
+  readonly ensureTopic: (topic: string) => Promise<void>;
   /** Retry of compensations: unbounded attempts, bounded delay. */
   readonly compensationRetry: RetryStrategy;
-  /** A durable timer now exists at `dueAt`. */
-  timerScheduled(dueAt: number): void;
-  /** Resolves once a timer of this saga fired at or after `wakeAt`, or the runtime is stopping. */
-  waitForWake(sagaId: string, wakeAt: number): Promise<void>;
-  /** Creates the topic if it does not exist. */
-  ensureTopic(topic: string): Promise<void>;
-  /** An operating problem that parked an execution (the saga resumes on the next start). */
-  report(problem: { sagaId: string; message: string; error: unknown }): void;
+  /** Aborted when the drain time is up: steps still running are abandoned (their result is not journaled). */
+  readonly halted: AbortSignal;
+  /** An operating problem that parked an execution (the saga resumes later). */
+  readonly report: (problem: { sagaId: string; message: string; error: unknown }) => void;
+  /** Entities owned by other nodes (cluster shape); absent on the embedded shape, which owns all. */
+  readonly remote?: RemoteEntities;
 }
+
+/** How a saga reaches an entity another node owns (cluster shape). */
+export interface RemoteEntities {
+  /** True when this node owns the entity id's work partition. */
+  owns(id: string): boolean;
+  /** Publishes `request` inside `scope` (through the outbox), relayed by the saga's node. */
+  publish(scope: UnitScope, request: WorkRequest, sagaId: string): Promise<void>;
+  /** The owner's reply to `requestId`; rejects when `signal` aborts. */
+  awaitReply(requestId: string, signal: AbortSignal): Promise<StoredReply>;
+}
+
+type SendKind = 'step' | 'compensation';
 
 /**
  * A saga to run: its id, and (when it was just created here) its record and journal, so the
@@ -111,17 +130,6 @@ function never(): Promise<never> {
   return new Promise<never>(() => {});
 }
 
-/** Commit failures that retrying cannot cure: someone else owns the saga now, or we stopped. */
-function isOwnershipLoss(error: unknown): boolean {
-  return (
-    error instanceof FencedError ||
-    error instanceof ConflictError ||
-    error instanceof ClosedError ||
-    (isMeridianError(error) &&
-      (error.code === 'CONFLICT' || error.code === 'FENCED' || error.code === 'CLOSED'))
-  );
-}
-
 function codeOf(error: Error): string | null {
   return isMeridianError(error) ? error.code : null;
 }
@@ -139,7 +147,10 @@ function codeOf(error: Error): string | null {
 export class SagaExecution {
   readonly id: string;
   readonly definition: SagaDefinition;
-  readonly #host: SagaHost;
+  readonly #services: SagaServices;
+  readonly #effects: Effects;
+  /** Aborted when this execution must stop where it is (the runtime stops, or the saga is evicted). */
+  readonly #parking: AbortSignal;
   readonly #input: unknown;
   readonly #journal: JournalEntry[];
   readonly #traceparent: string;
@@ -154,12 +165,15 @@ export class SagaExecution {
   #result: ExecutionResult | undefined;
 
   constructor(
-    host: SagaHost,
+    services: SagaServices,
     definition: SagaDefinition,
     record: SagaRecord,
     journal: readonly JournalEntry[],
+    parking: AbortSignal,
   ) {
-    this.#host = host;
+    this.#services = services;
+    this.#effects = services.effects;
+    this.#parking = parking;
     this.id = record.id;
     this.definition = definition;
     this.#input = record.input;
@@ -168,11 +182,12 @@ export class SagaExecution {
     const start = this.#journal[0];
     if (start?.kind === 'event' && start.name === journalNames.start) {
       const traceparent = (start.result as { traceparent?: unknown } | null)?.traceparent;
-      this.#traceparent = typeof traceparent === 'string' ? traceparent : childTraceparent(null, host.random);
+      this.#traceparent =
+        typeof traceparent === 'string' ? traceparent : childTraceparent(null, services.effects.random);
       this.#cursor = 1;
     } else {
       // A saga created without the runtime's start entry (by hand, or by an older version).
-      this.#traceparent = childTraceparent(null, host.random);
+      this.#traceparent = childTraceparent(null, services.effects.random);
       this.#cursor = 0;
     }
     this.#context = this.#createContext();
@@ -198,7 +213,7 @@ export class SagaExecution {
       this.#onParked = () => resolve(this.#finish('parked', null, null));
       void this.#runToEnd().then(resolve, (error) => {
         // #runToEnd handles every error; reaching here is a bug, which must not stay silent.
-        this.#host.report({ sagaId: this.id, message: 'saga execution crashed', error });
+        this.#services.report({ sagaId: this.id, message: 'saga execution crashed', error });
         resolve(this.#finish('parked', null, null));
       });
     });
@@ -287,7 +302,7 @@ export class SagaExecution {
         `Saga '${this.id}' called '${label}' while '${this.#busy}' is still running: await each ctx call before the next`,
       );
     }
-    if (this.#parked || this.#host.stopping.aborted) return this.#park();
+    if (this.#parked || this.#parking.aborted) return this.#park();
     this.#busy = label;
     try {
       return await fn();
@@ -330,7 +345,7 @@ export class SagaExecution {
       ...entry,
       sagaId: this.id,
       sequence: this.#journal.length,
-      at: this.#host.clock.now(),
+      at: this.#effects.clock.now(),
     };
     const value = await this.#commit(async (scope) => {
       const extraValue = extra === undefined ? (undefined as T) : await extra(scope);
@@ -342,35 +357,24 @@ export class SagaExecution {
     return value;
   }
 
-  /**
-   * Submits a unit. A lost ownership (conflict, fence, closed) parks at once; other failures
-   * (I/O) are tried again a few times, since the unit rolled back and is safe to repeat.
-   */
-  async #commit<T>(work: (scope: UnitScope) => Promise<T>): Promise<T> {
-    const maxAttempts = 5;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await this.#host.committer.submit(work);
-      } catch (error) {
-        if (isOwnershipLoss(error) || attempt >= maxAttempts || this.#host.stopping.aborted) {
-          if (!(error instanceof ClosedError)) {
-            this.#host.report({
-              sagaId: this.id,
-              message: 'a journal write failed; the saga is parked',
-              error,
-            });
-          }
-          return this.#park();
-        }
-        await this.#wait(Math.min(1000, 10 * 2 ** attempt));
+  /** Submits a unit (Effects.commit's rule); parks the execution when it fails for good. */
+  #commit<T>(work: (scope: UnitScope) => Promise<T>): Promise<T> {
+    return this.#effects.commit(work, this.#parking, (error) => {
+      if (!(error instanceof ClosedError)) {
+        this.#services.report({
+          sagaId: this.id,
+          message: 'a journal write failed; the saga is parked',
+          error,
+        });
       }
-    }
+      return this.#park();
+    });
   }
 
   async #updateStatus(status: SagaStatus, change: { output?: Json; reason?: string }): Promise<void> {
     const version = this.#version;
     this.#version = await this.#commit((scope) =>
-      scope.tx.sagas.update(this.id, { status, at: this.#host.clock.now(), ...change }, version),
+      scope.tx.sagas.update(this.id, { status, at: this.#effects.clock.now(), ...change }, version),
     );
   }
 
@@ -390,23 +394,7 @@ export class SagaExecution {
       options.timeoutMs === undefined
         ? undefined
         : integerOption('timeoutMs', options.timeoutMs, 0, 1, 31_536_000_000);
-    let deadlineAt: number | undefined;
-    if (timeoutMs !== undefined) {
-      const journaled = this.#replay('event', journalNames.deadline(name));
-      if (journaled !== undefined) {
-        deadlineAt = (journaled.result as { deadlineAt: number }).deadlineAt;
-      } else {
-        deadlineAt = this.#host.clock.now() + timeoutMs;
-        await this.#append({
-          kind: 'event',
-          name: journalNames.deadline(name),
-          status: 'completed',
-          result: { deadlineAt },
-          error: null,
-          attempts: 0,
-        });
-      }
-    }
+    const deadlineAt = timeoutMs === undefined ? undefined : await this.#stepDeadline(name, timeoutMs);
     const journaled = this.#replay('step', name);
     if (journaled !== undefined) {
       if (journaled.status === 'failed') throw this.#failureFromJournal(journaled);
@@ -418,7 +406,7 @@ export class SagaExecution {
     let attempt = 0;
     let delayMs = 0;
     for (;;) {
-      if (deadlineAt !== undefined && this.#host.clock.now() >= deadlineAt) {
+      if (deadlineAt !== undefined && this.#effects.clock.now() >= deadlineAt) {
         lastError = new StepTimeoutError(
           `Step '${name}' passed its deadline (timeoutMs ${timeoutMs}) after ${attempt} attempt(s)${lastError === undefined ? '' : `; last error: ${lastError.message}`}`,
         );
@@ -432,15 +420,15 @@ export class SagaExecution {
         );
         value = toJson(`The result of step '${name}'`, raw);
       } catch (error) {
-        if (this.#host.stopping.aborted) return this.#park();
+        if (this.#parking.aborted) return this.#park();
         lastError = ensureError(error);
-        const nextDelayMs = strategy.nextDelayMs(attempt, lastError, this.#host.random, delayMs);
+        const nextDelayMs = strategy.nextDelayMs(attempt, lastError, this.#effects.random, delayMs);
         if (nextDelayMs === undefined) break;
         delayMs = nextDelayMs;
         const untilDeadline =
-          deadlineAt === undefined ? delayMs : Math.max(0, deadlineAt - this.#host.clock.now());
+          deadlineAt === undefined ? delayMs : Math.max(0, deadlineAt - this.#effects.clock.now());
         await this.#wait(Math.min(delayMs, untilDeadline));
-        if (this.#host.stopping.aborted) return this.#park();
+        if (this.#parking.aborted) return this.#park();
         continue;
       }
       await this.#append({
@@ -465,6 +453,22 @@ export class SagaExecution {
       attempts: attempt,
     });
     throw new StepFailedError(name, attempt, lastError.message, causeCode, { cause: lastError });
+  }
+
+  /** A step's deadline: journaled before its first attempt, so it survives restarts. */
+  async #stepDeadline(name: string, timeoutMs: number): Promise<number> {
+    const journaled = this.#replay('event', journalNames.deadline(name));
+    if (journaled !== undefined) return (journaled.result as { deadlineAt: number }).deadlineAt;
+    const deadlineAt = this.#effects.clock.now() + timeoutMs;
+    await this.#append({
+      kind: 'event',
+      name: journalNames.deadline(name),
+      status: 'completed',
+      result: { deadlineAt },
+      error: null,
+      attempts: 0,
+    });
+    return deadlineAt;
   }
 
   #registerStepCompensation<T>(name: string, result: Json, options: StepOptions<T>): void {
@@ -499,7 +503,7 @@ export class SagaExecution {
     fn: (ctx: StepContext) => Promise<T> | T,
   ): Promise<T> {
     const controller = new AbortController();
-    const host = this.#host;
+    const random = this.#effects.random;
     const parent = this.#traceparent;
     let traceparent: string | undefined;
     const ctx: StepContext = {
@@ -510,7 +514,7 @@ export class SagaExecution {
       signal: controller.signal,
       // Made on first use: most steps never pass their trace context on.
       get traceparent() {
-        traceparent ??= childTraceparent(parent, host.random);
+        traceparent ??= childTraceparent(parent, random);
         return traceparent;
       },
     };
@@ -523,12 +527,12 @@ export class SagaExecution {
       };
       const cleanup = () => {
         timer?.cancel();
-        this.#host.halted.removeEventListener('abort', onHalt);
+        this.#services.halted.removeEventListener('abort', onHalt);
       };
-      if (this.#host.halted.aborted) return onHalt();
-      this.#host.halted.addEventListener('abort', onHalt, { once: true });
+      if (this.#services.halted.aborted) return onHalt();
+      this.#services.halted.addEventListener('abort', onHalt, { once: true });
       if (deadlineAt !== undefined) {
-        timer = this.#host.timers.setTimeout(
+        timer = this.#effects.timers.setTimeout(
           () => {
             const error = new StepTimeoutError(
               `Step '${step}' passed its deadline during attempt ${attempt}`,
@@ -536,7 +540,7 @@ export class SagaExecution {
             controller.abort(error);
             reject(error);
           },
-          Math.max(0, deadlineAt - this.#host.clock.now()),
+          Math.max(0, deadlineAt - this.#effects.clock.now()),
         );
       }
       let running: Promise<T>;
@@ -560,20 +564,9 @@ export class SagaExecution {
     });
   }
 
-  /** Waits `delayMs` on the Timers port; returns early when the runtime starts stopping. */
+  /** Waits `delayMs` on the Timers port; returns early when the execution must park. */
   #wait(delayMs: number): Promise<void> {
-    return new Promise<void>((resolve) => {
-      if (this.#host.stopping.aborted) return resolve();
-      const onStop = () => {
-        timer.cancel();
-        resolve();
-      };
-      const timer = this.#host.timers.setTimeout(() => {
-        this.#host.stopping.removeEventListener('abort', onStop);
-        resolve();
-      }, delayMs);
-      this.#host.stopping.addEventListener('abort', onStop, { once: true });
-    });
+    return this.#effects.wait(delayMs, this.#parking);
   }
 
   async #send(
@@ -586,55 +579,129 @@ export class SagaExecution {
     requireRuntimeId(`The id of entity '${entity?.name}'`, id);
     if (entity?.kind !== 'entity') throw new ValidationError(`ctx.send needs an entity definition`);
     const name = journalNames.send(entity.name, command);
-    const journaled = this.#replay('step', name);
-    if (journaled !== undefined) {
-      if (journaled.status === 'failed') throw this.#failureFromJournal(journaled);
-      this.#registerSendCompensation(name, entity, id, journaled.result, options);
-      return journaled.result;
+    const requestId = this.#pendingRequest('step', name);
+    let entry = this.#replay('step', name);
+    if (entry === undefined) {
+      const applied = await this.#applySend('step', name, { entity, id, command, input }, requestId);
+      assert(!(applied instanceof Error), 'a step send journals its rejection');
+      entry = applied;
     }
-    const nowMs = this.#host.clock.now();
-    const sequence = this.#journal.length;
-    const entry = await this.#commit(async (scope) => {
-      const outcome = await applyCommand(scope, {
-        entity,
-        id,
-        command,
-        input,
-        traceparent: this.#traceparent,
-        nowMs,
-        random: this.#host.random,
-      });
-      const full: JournalEntry = outcome.ok
-        ? {
-            sagaId: this.id,
-            sequence,
-            kind: 'step',
-            name,
-            status: 'completed',
-            result: outcome.reply,
-            error: null,
-            attempts: 1,
-            at: nowMs,
-          }
-        : {
-            sagaId: this.id,
-            sequence,
-            kind: 'step',
-            name,
-            status: 'failed',
-            result: { code: codeOf(outcome.error) },
-            error: truncateMessage(outcome.error.message),
-            attempts: 1,
-            at: nowMs,
-          };
-      await scope.tx.sagas.appendJournal(full);
-      return full;
-    });
-    this.#journal.push(entry);
-    this.#cursor = this.#journal.length;
     if (entry.status === 'failed') throw this.#failureFromJournal(entry);
     this.#registerSendCompensation(name, entity, id, entry.result, options);
     return entry.result;
+  }
+
+  /**
+   * The request id of a routed send whose request is journaled at the cursor (the saga stopped
+   * while it waited for the reply): consumed, so the reply is awaited again instead of re-sent.
+   */
+  #pendingRequest(kind: SendKind, name: string): string | undefined {
+    const entry = this.#journal[this.#cursor];
+    if (entry?.kind !== 'event' || entry.name !== journalNames.request(kind, name)) return undefined;
+    this.#cursor++;
+    return (entry.result as { requestId: string }).requestId;
+  }
+
+  /**
+   * Applies a command to an entity as the saga's next journal entry of `kind`. When this node
+   * owns the entity (always, embedded) the command and its entry commit in one unit. When
+   * another node owns it, the request is journaled and routed to that node (through the outbox,
+   * in the same unit), the reply awaited, and then journaled: exactly once across crashes on
+   * either side, since the owner applies a request id once. A step's rejection is journaled as a
+   * failed entry; a compensation's is returned, not journaled (the saga then fails).
+   */
+  async #applySend(
+    kind: SendKind,
+    name: string,
+    call: { entity: AnyEntityDefinition; id: string; command: string; input: unknown },
+    pendingRequestId: string | undefined,
+  ): Promise<JournalEntry | Error> {
+    const remote = this.#services.remote;
+    if (pendingRequestId !== undefined || (remote !== undefined && !remote.owns(call.id))) {
+      assert(remote !== undefined, 'a journaled request is resumed on the cluster shape');
+      const requestId = pendingRequestId ?? (await this.#sendRequest(kind, name, call, remote));
+      return this.#awaitReply(kind, name, requestId, remote);
+    }
+    const nowMs = this.#effects.clock.now();
+    const sequence = this.#journal.length;
+    const outcome = await this.#commit(async (scope) => {
+      const applied = await applyCommand(scope, {
+        ...call,
+        traceparent: this.#traceparent,
+        nowMs,
+        random: this.#effects.random,
+      });
+      if (!applied.ok && kind === 'compensation') return applied.error;
+      const entry = sendEntry(this.id, sequence, kind, name, nowMs, applied.ok ? applied : applied.error);
+      await scope.tx.sagas.appendJournal(entry);
+      return entry;
+    });
+    if (outcome instanceof Error) return outcome;
+    // Remembered only now that the unit committed.
+    this.#journal.push(outcome);
+    this.#cursor = this.#journal.length;
+    return outcome;
+  }
+
+  /** Journals a routed request and publishes it in the same unit; returns its id. */
+  async #sendRequest(
+    kind: SendKind,
+    name: string,
+    call: { entity: AnyEntityDefinition; id: string; command: string; input: unknown },
+    remote: RemoteEntities,
+  ): Promise<string> {
+    const requestId = `saga/${this.id}/${this.#journal.length}`;
+    const request: WorkRequest = {
+      kind: 'send',
+      requestId,
+      entity: call.entity.name,
+      id: call.id,
+      command: call.command,
+      input: toJson(`The input of '${name}'`, call.input),
+      traceparent: this.#traceparent,
+    };
+    await this.#append(
+      {
+        kind: 'event',
+        name: journalNames.request(kind, name),
+        status: 'completed',
+        result: { requestId, id: call.id },
+        error: null,
+        attempts: 1,
+      },
+      (scope) => remote.publish(scope, request, this.id),
+    );
+    return requestId;
+  }
+
+  /** Waits for a routed request's reply and journals it (parks when the saga must stop). */
+  async #awaitReply(
+    kind: SendKind,
+    name: string,
+    requestId: string,
+    remote: RemoteEntities,
+  ): Promise<JournalEntry | Error> {
+    let reply: StoredReply;
+    try {
+      reply = await remote.awaitReply(requestId, this.#parking);
+    } catch (error) {
+      if (this.#parking.aborted) return this.#park();
+      throw error;
+    }
+    if (!reply.ok && kind === 'compensation') {
+      return new Error(reply.error ?? 'the command was rejected');
+    }
+    const nowMs = this.#effects.clock.now();
+    const entry = sendEntry(
+      this.id,
+      this.#journal.length,
+      kind,
+      name,
+      nowMs,
+      reply.ok ? { reply: reply.reply } : errorFromReply(reply),
+    );
+    await this.#append(entry);
+    return this.#journal[this.#journal.length - 1]!;
   }
 
   #registerSendCompensation(
@@ -665,7 +732,7 @@ export class SagaExecution {
     if (journaled !== undefined) {
       wakeAt = (journaled.result as { wakeAt: number }).wakeAt;
     } else {
-      wakeAt = this.#host.clock.now() + durationMs;
+      wakeAt = this.#effects.clock.now() + durationMs;
       const timerId = `saga/${this.id}/${this.#journal.length}`;
       await this.#append(
         { kind: 'sleep', name, status: 'completed', result: { wakeAt, timerId }, error: null, attempts: 0 },
@@ -677,11 +744,11 @@ export class SagaExecution {
             payload: { sagaId: this.id },
           }),
       );
-      this.#host.timerScheduled(wakeAt);
+      this.#services.sleeps.scheduled(wakeAt);
     }
-    if (this.#host.clock.now() < wakeAt) {
-      await this.#host.waitForWake(this.id, wakeAt);
-      if (this.#host.stopping.aborted) return this.#park();
+    if (this.#effects.clock.now() < wakeAt) {
+      await this.#services.sleeps.sleep(this.id, wakeAt);
+      if (this.#parking.aborted) return this.#park();
     }
   }
 
@@ -689,28 +756,16 @@ export class SagaExecution {
     requireRuntimeName('An emit topic', topic);
     const name = journalNames.emit(topic);
     if (this.#replay('event', name) !== undefined) return;
-    const value = toJson(`The value emitted to '${topic}'`, record?.value);
-    const key = record.key ?? null;
-    if (key !== null && typeof key !== 'string')
+    if (record?.key !== undefined && record.key !== null && typeof record.key !== 'string')
       throw new ValidationError(`An emitted record's key must be a string or null`);
-    await this.#host.ensureTopic(topic);
-    const nowMs = this.#host.clock.now();
+    const produced = this.#effects.record(topic, record, this.#traceparent, {
+      [headers.saga]: this.id,
+      [headers.sagaType]: this.definition.name,
+    });
+    await this.#services.ensureTopic(topic);
     await this.#append(
       { kind: 'event', name, status: 'completed', result: null, error: null, attempts: 1 },
-      (scope) =>
-        scope.publish(topic, [
-          {
-            key,
-            value: encodeJson(value),
-            headers: {
-              ...record.headers,
-              [traceparentHeader]: childTraceparent(this.#traceparent, this.#host.random),
-              [headers.saga]: this.id,
-              [headers.sagaType]: this.definition.name,
-            },
-            timestamp: nowMs,
-          },
-        ]),
+      (scope) => scope.publish(topic, [produced]),
     );
   }
 
@@ -751,24 +806,27 @@ export class SagaExecution {
         (scope) =>
           scope.tx.sagas.update(
             this.id,
-            { status: 'compensating', reason, at: this.#host.clock.now() },
+            { status: 'compensating', reason, at: this.#effects.clock.now() },
             version,
           ),
       );
     }
     for (const compensation of [...this.#compensations].reverse()) {
       let done: JournalEntry | undefined;
+      let pendingRequestId: string | undefined;
       try {
+        if (compensation.kind === 'send')
+          pendingRequestId = this.#pendingRequest('compensation', compensation.name);
         done = this.#replay('compensation', compensation.name);
       } catch (error) {
         return this.#markFailed((error as Error).message);
       }
       if (done !== undefined) continue;
-      if (this.#host.stopping.aborted) return this.#park();
+      if (this.#parking.aborted) return this.#park();
       const failed =
         compensation.kind === 'step'
           ? await this.#compensateStep(compensation, reason)
-          : await this.#compensateSend(compensation);
+          : await this.#compensateSend(compensation, pendingRequestId);
       if (failed !== undefined) return this.#markFailed(`${reason}; then ${failed}`);
     }
     await this.#updateStatus('compensated', { reason });
@@ -791,7 +849,7 @@ export class SagaExecution {
           (ctx) => compensation.fn(ctx, compensation.result as never),
         );
       } catch (caught) {
-        if (this.#host.stopping.aborted) return this.#park();
+        if (this.#parking.aborted) return this.#park();
         const error = ensureError(caught);
         if (isTerminalError(error)) {
           return `compensation of '${compensation.name}' failed terminally: ${error.message}`;
@@ -802,9 +860,10 @@ export class SagaExecution {
             `${reason}; compensation of '${compensation.name}' failed (attempt ${attempt}, retrying): ${error.message}`,
           ),
         });
-        delayMs = this.#host.compensationRetry.nextDelayMs(attempt, error, this.#host.random, delayMs) ?? 0;
+        delayMs =
+          this.#services.compensationRetry.nextDelayMs(attempt, error, this.#effects.random, delayMs) ?? 0;
         await this.#wait(delayMs);
-        if (this.#host.stopping.aborted) return this.#park();
+        if (this.#parking.aborted) return this.#park();
         continue;
       }
       await this.#append({
@@ -820,48 +879,46 @@ export class SagaExecution {
   }
 
   /** Applies a send's compensation command with its journal entry, exactly once. */
-  async #compensateSend(compensation: Extract<Compensation, { kind: 'send' }>): Promise<string | undefined> {
+  async #compensateSend(
+    compensation: Extract<Compensation, { kind: 'send' }>,
+    pendingRequestId: string | undefined,
+  ): Promise<string | undefined> {
     let input: unknown;
     try {
       input = compensation.input();
     } catch (error) {
       return `compensation of '${compensation.name}' could not compute its input: ${ensureError(error).message}`;
     }
-    const nowMs = this.#host.clock.now();
-    const sequence = this.#journal.length;
-    const outcome = await this.#commit(async (scope) => {
-      const applied = await applyCommand(scope, {
-        entity: compensation.entity,
-        id: compensation.id,
-        command: compensation.command,
-        input,
-        traceparent: this.#traceparent,
-        nowMs,
-        random: this.#host.random,
-      });
-      if (!applied.ok) return applied;
-      const entry: JournalEntry = {
-        sagaId: this.id,
-        sequence,
-        kind: 'compensation',
-        name: compensation.name,
-        status: 'completed',
-        result: applied.reply,
-        error: null,
-        attempts: 1,
-        at: nowMs,
-      };
-      await scope.tx.sagas.appendJournal(entry);
-      return { ok: true as const, entry };
-    });
-    if (!outcome.ok) {
-      return `compensation '${compensation.entity.name}.${compensation.command}' of '${compensation.name}' was rejected: ${outcome.error.message}`;
+    const call = { entity: compensation.entity, id: compensation.id, command: compensation.command, input };
+    const outcome = await this.#applySend('compensation', compensation.name, call, pendingRequestId);
+    if (outcome instanceof Error) {
+      return `compensation '${compensation.entity.name}.${compensation.command}' of '${compensation.name}' was rejected: ${outcome.message}`;
     }
-    // Remembered only now that the unit committed.
-    this.#journal.push(outcome.entry);
-    this.#cursor = this.#journal.length;
     return undefined;
   }
+}
+
+/** The journal entry of an applied send: its reply, or (a step's) rejection. */
+function sendEntry(
+  sagaId: string,
+  sequence: number,
+  kind: SendKind,
+  name: string,
+  at: number,
+  outcome: { reply: Json } | Error,
+): JournalEntry {
+  const failed = outcome instanceof Error;
+  return {
+    sagaId,
+    sequence,
+    kind,
+    name,
+    status: failed ? 'failed' : 'completed',
+    result: failed ? { code: codeOf(outcome) } : outcome.reply,
+    error: failed ? truncateMessage(outcome.message) : null,
+    attempts: 1,
+    at,
+  };
 }
 
 /**

@@ -9,6 +9,11 @@ export interface TimerSchedulerOptions {
   /** Receives the timers that fell due (already deleted from the store). */
   onDue: (timers: readonly TimerRecord[]) => void;
   onError: (error: unknown) => void;
+  /**
+   * The work partitions whose timers this scheduler fires (cluster shape: those this node owns).
+   * @default every timer
+   */
+  partitions?: () => readonly number[];
 }
 
 /** Timers one firing takes from the store per transaction. */
@@ -42,8 +47,19 @@ export class TimerScheduler {
 
   async start(): Promise<void> {
     this.#stopped = false;
-    const next = await this.#options.committer.submit((scope) => scope.tx.timers.nextDueAt());
+    await this.refresh();
+  }
+
+  /** Looks for the earliest timer again (after this node took over partitions). */
+  async refresh(): Promise<void> {
+    const filter = this.#filter();
+    const next = await this.#options.committer.submit((scope) => scope.tx.timers.nextDueAt(filter));
     if (next !== null) this.notify(next);
+  }
+
+  #filter(): { partitions?: readonly number[] } {
+    const partitions = this.#options.partitions?.();
+    return partitions === undefined ? {} : { partitions };
   }
 
   /** A timer now exists at `dueAt`: fire no later than then. */
@@ -84,10 +100,11 @@ export class TimerScheduler {
     try {
       for (;;) {
         const nowMs = this.#options.clock.now();
+        const filter = this.#filter();
         const fired = await this.#options.committer.submit(async (scope) => {
-          const due = await scope.tx.timers.due(nowMs, timersPerFiring);
+          const due = await scope.tx.timers.due(nowMs, timersPerFiring, filter);
           for (const timer of due) await scope.tx.timers.delete(timer.id);
-          return { due, next: await scope.tx.timers.nextDueAt() };
+          return { due, next: await scope.tx.timers.nextDueAt(filter) };
         });
         next = fired.next;
         if (fired.due.length > 0) this.#options.onDue(fired.due);

@@ -1,7 +1,7 @@
 import { ensureError } from '../errors.ts';
 import type { Consumer, Log, LogRecord, ProducerRecord } from '../log/types.ts';
-import type { Clock, Random, Timers } from '../time.ts';
-import { decodeJson, decodeText, encodeJson, toJson } from './codec.ts';
+import { type RetryStrategy, toRetryStrategy } from '../resilience/retry.ts';
+import { decodeJson, decodeText } from './codec.ts';
 import type { UnitScope } from './commit-path.ts';
 import type {
   AnyEntityDefinition,
@@ -11,11 +11,9 @@ import type {
   SubscriptionDefinition,
   SubscriptionRecord,
 } from './definitions.ts';
+import { type Effects, truncateMessage } from './effects.ts';
 import { applyCommand } from './entity-command.ts';
 import { FencedError } from './errors.ts';
-import type { GroupCommitter } from './group-commit.ts';
-import { requireRuntimeName } from './options.ts';
-import { type RetryStrategy, toRetryStrategy } from './retry.ts';
 import type { SagaLaunch } from './saga-execution.ts';
 import { childTraceparent, traceparentHeader } from './trace.ts';
 
@@ -30,18 +28,10 @@ export const deadLetterHeaders = {
   at: 'meridian-dead-letter-at',
 } as const;
 
-/** The longest error message kept in a dead letter's header. */
-const maxErrorLength = 4096;
-
-export interface SubscriptionHost {
-  readonly committer: GroupCommitter;
-  readonly log: Log;
-  readonly clock: Clock;
-  readonly timers: Timers;
-  readonly random: Random;
-  readonly deadLetterTopic: string;
+/** How sagas are started from inside a unit: created in its transaction, launched after it commits. */
+export interface SagaStarter {
   /** Creates a saga inside `scope` (idempotent on its id); returns what to launch after the commit. */
-  createSaga(
+  create(
     scope: UnitScope,
     saga: SagaDefinition,
     id: string,
@@ -50,9 +40,17 @@ export interface SubscriptionHost {
   ): Promise<SagaLaunch | null>;
   /** Launches sagas whose creation committed. */
   launch(launches: readonly SagaLaunch[]): void;
-  report(problem: { subscription: string; message: string; error: unknown }): void;
+}
+
+/** The collaborators every subscription runner shares. */
+export interface SubscriptionServices {
+  readonly effects: Effects;
+  readonly log: Log;
+  readonly deadLetterTopic: string;
+  readonly sagas: SagaStarter;
+  readonly report: (problem: { subscription: string; message: string; error: unknown }) => void;
   /** A fenced runtime must stop. */
-  fenced(error: FencedError): void;
+  readonly fenced: (error: FencedError) => void;
 }
 
 /** A partition held back because its first record failed and waits for its next attempt. */
@@ -105,7 +103,8 @@ function toSubscriptionRecord(record: LogRecord): SubscriptionRecord {
  */
 export class SubscriptionRunner {
   readonly definition: SubscriptionDefinition;
-  readonly #host: SubscriptionHost;
+  readonly #host: SubscriptionServices;
+  readonly #effects: Effects;
   readonly #strategy: RetryStrategy;
   readonly #held = new Map<string, Held>();
   readonly #stop = new AbortController();
@@ -114,8 +113,9 @@ export class SubscriptionRunner {
   #handled = 0;
   #deadLettered = 0;
 
-  constructor(host: SubscriptionHost, definition: SubscriptionDefinition) {
+  constructor(host: SubscriptionServices, definition: SubscriptionDefinition) {
     this.#host = host;
+    this.#effects = host.effects;
     this.definition = definition;
     this.#strategy = toRetryStrategy(definition.retry);
   }
@@ -173,7 +173,7 @@ export class SubscriptionRunner {
   /** Polls wake on new records; with a partition held, also in time for its retry. */
   #pollTimeoutMs(): number {
     let timeoutMs = maxPollWaitMs;
-    const nowMs = this.#host.clock.now();
+    const nowMs = this.#effects.clock.now();
     for (const held of this.#held.values()) {
       if (!held.rewound) timeoutMs = Math.min(timeoutMs, Math.max(0, held.retryAt - nowMs));
     }
@@ -182,7 +182,7 @@ export class SubscriptionRunner {
 
   /** Moves each held partition whose retry is due back to its failed record. */
   #rewindDue(consumer: Consumer): void {
-    const nowMs = this.#host.clock.now();
+    const nowMs = this.#effects.clock.now();
     for (const [key, held] of this.#held) {
       if (held.rewound || held.retryAt > nowMs) continue;
       this.#held.set(key, { ...held, rewound: true });
@@ -191,7 +191,7 @@ export class SubscriptionRunner {
   }
 
   async #handleBatch(consumer: Consumer, records: LogRecord[]): Promise<void> {
-    const nowMs = this.#host.clock.now();
+    const nowMs = this.#effects.clock.now();
     // A held partition is parked at its end until its retry is due: records polled from it
     // meanwhile (appended since) are skipped here and read again after the rewind.
     const runnable = records.filter((record) => {
@@ -201,11 +201,11 @@ export class SubscriptionRunner {
     const outcome: BatchOutcome =
       runnable.length === 0
         ? { consumed: [], failed: new Map(), launches: [], remember: () => {} }
-        : await this.#host.committer.submit((scope) =>
+        : await this.#effects.committer.submit((scope) =>
             this.#handleInTransaction(scope, consumer, runnable, nowMs),
           );
     outcome.remember();
-    this.#host.launch(outcome.launches);
+    this.#host.sagas.launch(outcome.launches);
     for (const record of outcome.failed.values()) {
       // Parked at the end (not at the failed record), so polls neither spin on it nor deliver
       // the records behind it; #rewindDue moves it back when the retry is due.
@@ -251,7 +251,7 @@ export class SubscriptionRunner {
         const delayMs = this.#strategy.nextDelayMs(
           attempts,
           error,
-          this.#host.random,
+          this.#effects.random,
           retrying?.delayMs ?? 0,
         );
         if (delayMs !== undefined) {
@@ -296,7 +296,7 @@ export class SubscriptionRunner {
     attempt: number,
     launches: SagaLaunch[],
   ): SubscriptionContext {
-    const traceparent = childTraceparent(record.headers[traceparentHeader], this.#host.random);
+    const traceparent = childTraceparent(record.headers[traceparentHeader], this.#effects.random);
     return {
       subscription: this.definition.name,
       attempt,
@@ -308,36 +308,24 @@ export class SubscriptionRunner {
           command,
           input,
           traceparent,
-          nowMs: this.#host.clock.now(),
-          random: this.#host.random,
+          nowMs: this.#effects.clock.now(),
+          random: this.#effects.random,
         });
         if (!outcome.ok) throw outcome.error;
         return outcome.reply as never;
       },
       emit: async (topic: string, emitted: EmitRecord) => {
-        requireRuntimeName('An emit topic', topic);
-        const value = toJson(`The value emitted to '${topic}'`, emitted?.value);
-        const produced: ProducerRecord = {
-          key: emitted.key ?? null,
-          value: encodeJson(value),
-          headers: {
-            ...emitted.headers,
-            [traceparentHeader]: childTraceparent(traceparent, this.#host.random),
-          },
-          timestamp: this.#host.clock.now(),
-        };
-        await scope.publish(topic, [produced]);
+        await scope.publish(topic, [this.#effects.record(topic, emitted, traceparent)]);
       },
       startSaga: async <I, O>(saga: SagaDefinition<I, O>, id: string, input: I) => {
-        const launch = await this.#host.createSaga(scope, saga as SagaDefinition, id, input, traceparent);
+        const launch = await this.#host.sagas.create(scope, saga as SagaDefinition, id, input, traceparent);
         if (launch !== null) launches.push(launch);
       },
     } as SubscriptionContext;
   }
 
   #deadLetter(record: LogRecord, error: Error, attempts: number, nowMs: number): ProducerRecord {
-    const message =
-      error.message.length > maxErrorLength ? `${error.message.slice(0, maxErrorLength)}...` : error.message;
+    const message = truncateMessage(error.message);
     return {
       key: record.key,
       value: record.value,
@@ -372,18 +360,6 @@ export class SubscriptionRunner {
 
   /** Waits on the Timers port; returns early when the subscription stops. */
   #sleep(delayMs: number): Promise<void> {
-    const signal = this.#stop.signal;
-    return new Promise<void>((resolve) => {
-      if (signal.aborted) return resolve();
-      const onStop = () => {
-        timer.cancel();
-        resolve();
-      };
-      const timer = this.#host.timers.setTimeout(() => {
-        signal.removeEventListener('abort', onStop);
-        resolve();
-      }, delayMs);
-      signal.addEventListener('abort', onStop, { once: true });
-    });
+    return this.#effects.wait(delayMs, this.#stop.signal);
   }
 }

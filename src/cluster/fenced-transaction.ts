@@ -1,0 +1,100 @@
+import type {
+  EntityStore,
+  Json,
+  ReplyStore,
+  SagaStore,
+  StoreTransaction,
+  TimerRecord,
+  TimerStore,
+} from '../store/types.ts';
+import type { Ownership } from './ownership.ts';
+
+/** The saga id a timer belongs to: the runtime's wake timers carry it in their payload. */
+function timerOwnerId(timer: TimerRecord): string {
+  const sagaId = (timer.payload as { sagaId?: Json } | null)?.sagaId;
+  return typeof sagaId === 'string' ? sagaId : timer.id;
+}
+
+/**
+ * A view of `tx` that refuses at once a write for a partition this node does not hold (the unit
+ * fails alone, before anything is written), notes the work partition of every entity, saga, timer and reply it writes
+ * for (in `written`), and stamps sagas and timers with their partition, so that per-partition
+ * scans (resume, due timers) find them. The commit path checks the epochs of `written` before
+ * the transaction commits. Reads pass straight through.
+ */
+export function fencedTransaction(
+  tx: StoreTransaction,
+  ownership: Ownership,
+  written: Set<number>,
+): StoreTransaction {
+  const mark = (id: string): number => {
+    const partition = ownership.partitionOf(id);
+    ownership.requireOwned(partition, id);
+    written.add(partition);
+    return partition;
+  };
+  const entities: EntityStore = {
+    get: (type, id) => tx.entities.get(type, id),
+    list: (type, options) => tx.entities.list(type, options),
+    put: (type, id, state, expectedVersion) => {
+      mark(id);
+      return tx.entities.put(type, id, state, expectedVersion);
+    },
+    delete: (type, id, expectedVersion) => {
+      mark(id);
+      return tx.entities.delete(type, id, expectedVersion);
+    },
+  };
+  const sagas: SagaStore = {
+    get: (id) => tx.sagas.get(id),
+    list: (options) => tx.sagas.list(options),
+    journal: (sagaId) => tx.sagas.journal(sagaId),
+    create: (saga) => tx.sagas.create({ ...saga, partition: mark(saga.id) }),
+    update: (id, change, expectedVersion) => {
+      mark(id);
+      return tx.sagas.update(id, change, expectedVersion);
+    },
+    appendJournal: (entry) => {
+      mark(entry.sagaId);
+      return tx.sagas.appendJournal(entry);
+    },
+  };
+  const timers: TimerStore = {
+    schedule: (timer) => tx.timers.schedule({ ...timer, partition: mark(timerOwnerId(timer)) }),
+    // Due timers are deleted by the transaction that read them: reading them is writing for them.
+    due: async (nowMs, limit, options) => {
+      const due = await tx.timers.due(nowMs, limit, options);
+      for (const timer of due) written.add(timer.partition ?? ownership.partitionOf(timerOwnerId(timer)));
+      return due;
+    },
+    nextDueAt: (options) => tx.timers.nextDueAt(options),
+    delete: (id) => tx.timers.delete(id),
+  };
+  const replies: ReplyStore = {
+    get: (requestId) => tx.replies.get(requestId),
+    prune: (beforeMs) => tx.replies.prune(beforeMs),
+    put: (reply) => {
+      written.add(reply.partition);
+      return tx.replies.put(reply);
+    },
+  };
+  return {
+    entities,
+    sagas,
+    timers,
+    replies,
+    get inbox() {
+      return tx.inbox;
+    },
+    get outbox() {
+      return tx.outbox;
+    },
+    get idempotency() {
+      return tx.idempotency;
+    },
+    get partitions() {
+      return tx.partitions;
+    },
+    notify: (channel, payload) => tx.notify(channel, payload),
+  };
+}

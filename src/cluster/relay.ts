@@ -1,0 +1,137 @@
+import type { Log, LogRecord, ProducerRecord } from '../log/types.ts';
+import type { OutboxMessage, Store } from '../store/types.ts';
+import type { TimerHandle, Timers } from '../time.ts';
+import type { Ownership } from './ownership.ts';
+
+/** The header a relay puts on every record it publishes: `<work partition>:<outbox id>`. */
+export const outboxHeader = 'meridian-outbox';
+
+/**
+ * The inbox id of a consumed record: the relay's `<partition>:<outbox id>` when Meridian published
+ * it (the same for every re-send of it), else its place in the log.
+ */
+export function messageIdOf(record: LogRecord): string {
+  const published = record.headers[outboxHeader];
+  return published !== undefined
+    ? `o:${published}`
+    : `l:${record.topic}/${record.partition}/${record.offset}`;
+}
+
+export interface OutboxRelayOptions {
+  store: Store;
+  log: Log;
+  ownership: Ownership;
+  timers: Timers;
+  /** How often the relay looks for rows nobody told it about (a partition it just took over). @default 500 */
+  idlePollMs?: number;
+  /** Rows one round publishes at most. @default 1000 */
+  batchSize?: number;
+  onError: (error: unknown) => void;
+}
+
+/**
+ * Publishes the outbox rows of the work partitions this node owns to Kafka, in id order, then
+ * deletes them. The log's producer is idempotent with acks=all, so a send retried inside the
+ * client never duplicates; a relay that dies between the send and the delete sends those rows
+ * again after a restart or takeover. Every record carries `meridian-outbox: <partition>:<id>`, and
+ * Meridian's consumers keep that id in their inbox, so the re-sent copy changes nothing inside
+ * Meridian (a plain Kafka consumer does see it twice).
+ */
+export class OutboxRelay {
+  readonly #options: OutboxRelayOptions;
+  readonly #idlePollMs: number;
+  readonly #batchSize: number;
+  #running: Promise<void> | undefined;
+  #again = false;
+  #stopped = true;
+  #timer: TimerHandle | undefined;
+  #published = 0;
+
+  constructor(options: OutboxRelayOptions) {
+    this.#options = options;
+    this.#idlePollMs = options.idlePollMs ?? 500;
+    this.#batchSize = options.batchSize ?? 1000;
+  }
+
+  /** Records published since start. */
+  get published(): number {
+    return this.#published;
+  }
+
+  start(): void {
+    this.#stopped = false;
+    this.wake();
+  }
+
+  /** New rows were committed (or a partition was taken over): publish soon. */
+  wake(): void {
+    if (this.#stopped) return;
+    if (this.#running !== undefined) {
+      this.#again = true;
+      return;
+    }
+    this.#timer?.cancel();
+    this.#timer = undefined;
+    this.#running = this.#loop().finally(() => {
+      this.#running = undefined;
+      if (this.#stopped) return;
+      if (this.#again) this.wake();
+      else this.#timer = this.#options.timers.setTimeout(() => this.wake(), this.#idlePollMs);
+    });
+  }
+
+  /** Publishes every row of the owned partitions that is pending now (before handing them over). */
+  async flush(): Promise<void> {
+    await this.#running;
+    await this.#loop();
+  }
+
+  /** Stops after the round in progress (whose rows are published and deleted, or left for later). */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#timer?.cancel();
+    await this.#running;
+  }
+
+  async #loop(): Promise<void> {
+    try {
+      do {
+        this.#again = false;
+        const partitions = this.#options.ownership.owned();
+        if (partitions.length === 0) return;
+        const rows = await this.#options.store.read((tx) =>
+          tx.outbox.pending(this.#batchSize, { partitions }),
+        );
+        if (rows.length === 0) continue;
+        await this.#publish(rows);
+        if (rows.length === this.#batchSize) this.#again = true;
+      } while (this.#again && !this.#stopped);
+    } catch (error) {
+      this.#options.onError(error);
+    }
+  }
+
+  async #publish(rows: readonly OutboxMessage[]): Promise<void> {
+    // Consecutive rows of one topic go in one append, so each topic's records keep id order.
+    let from = 0;
+    while (from < rows.length) {
+      const topic = rows[from]!.topic;
+      let to = from;
+      while (to < rows.length && rows[to]!.topic === topic) to++;
+      await this.#options.log.append(topic, rows.slice(from, to).map(toRecord));
+      from = to;
+    }
+    const ids = rows.map((row) => row.id);
+    await this.#options.store.transaction((tx) => tx.outbox.markPublished(ids));
+    this.#published += rows.length;
+  }
+}
+
+function toRecord(row: OutboxMessage): ProducerRecord {
+  return {
+    key: row.key,
+    value: row.value,
+    headers: { ...row.headers, [outboxHeader]: `${row.partition}:${row.id}` },
+    timestamp: row.timestamp,
+  };
+}

@@ -1,0 +1,171 @@
+import { fencedTransaction } from '../cluster/fenced-transaction.ts';
+import type { Ownership } from '../cluster/ownership.ts';
+import { messageIdOf } from '../cluster/relay.ts';
+import { ValidationError } from '../errors.ts';
+import type { Consumer, Log, LogRecord, ProducerRecord, TopicDescription } from '../log/types.ts';
+import { integerOption } from '../resilience/options.ts';
+import type { OutboxMessage, Store, StoreTransaction } from '../store/types.ts';
+import type { Clock } from '../time.ts';
+import type { CommitPath, UnitScope } from './commit-path.ts';
+import { headers } from './entity-command.ts';
+import { FencedError } from './errors.ts';
+import { checkPublishable } from './publishable.ts';
+
+export interface ClusterCommitPathOptions {
+  /** The PostgreSQL store every node shares. */
+  store: Store;
+  /** The Kafka log. */
+  log: Log;
+  ownership: Ownership;
+  clock: Clock;
+  /** The largest record (key + value + headers bytes) a unit may publish. 1 to 67108864. @default 1048576 */
+  maxRecordBytes?: number;
+  /** Told after a commit that wrote outbox rows, with their work partitions (wakes the relay). */
+  onOutbox?: (partitions: ReadonlySet<number>) => void;
+}
+
+type Outgoing = Array<Omit<OutboxMessage, 'id'>>;
+
+interface TransactionState {
+  readonly written: Set<number>;
+  readonly outgoing: Outgoing;
+  readonly afterCommit: Array<() => Promise<void>>;
+}
+
+/** Rows one outbox insert takes at most (the store's batch limit). */
+const maxRowsPerAdd = 1000;
+
+/**
+ * The cluster shape's commit path: one PostgreSQL transaction per group commit holds the units'
+ * state, journal entries and timers, the records they publish (as outbox rows, which a relay
+ * sends to Kafka), and the inbox rows of the records they consumed. Kafka offsets are committed
+ * after the transaction: a record redelivered before that commit finds its inbox row and is
+ * skipped.
+ *
+ * Fencing: every write names a work partition (the partition of the entity or saga id it is
+ * for). Just before COMMIT the transaction reads those partitions' epochs FOR SHARE and compares
+ * them with the ones this node claimed; a difference is a FencedError and nothing commits. So a
+ * node that lost a partition — however late it finds out — never writes for it again.
+ */
+export class ClusterCommitPath implements CommitPath {
+  readonly shape = 'cluster' as const;
+  readonly #store: Store;
+  readonly #log: Log;
+  readonly #ownership: Ownership;
+  readonly #clock: Clock;
+  readonly #maxRecordBytes: number;
+  readonly #onOutbox: ((partitions: ReadonlySet<number>) => void) | undefined;
+  readonly #topics = new Map<string, TopicDescription>();
+
+  constructor(options: ClusterCommitPathOptions) {
+    if (options.store.dialect !== 'postgres') {
+      throw new ValidationError(
+        `The cluster commit path needs the PostgreSQL store: current value is store '${options.store.dialect}'`,
+      );
+    }
+    this.#store = options.store;
+    this.#log = options.log;
+    this.#ownership = options.ownership;
+    this.#clock = options.clock;
+    this.#maxRecordBytes = integerOption('maxRecordBytes', options.maxRecordBytes, 1_048_576, 1, 67_108_864);
+    this.#onOutbox = options.onOutbox;
+  }
+
+  /** Ownership is claimed per partition as the group assigns them, not at open. */
+  async open(): Promise<void> {}
+
+  async transaction<T>(fn: (scope: UnitScope) => Promise<T>): Promise<T> {
+    const state: TransactionState = { written: new Set(), outgoing: [], afterCommit: [] };
+    const result = await this.#store.transaction(async (tx) => {
+      const value = await fn(this.#scope(tx, state));
+      await this.#addOutbox(tx, state.outgoing);
+      await this.#fence(tx, state.written);
+      return value;
+    });
+    if (state.outgoing.length > 0) {
+      this.#onOutbox?.(new Set(state.outgoing.map((message) => message.partition)));
+    }
+    for (const action of state.afterCommit) await action();
+    return result;
+  }
+
+  async #fence(tx: StoreTransaction, written: ReadonlySet<number>): Promise<void> {
+    const stale = await this.#ownership.stale(tx, written);
+    if (stale.length === 0) return;
+    const list = stale.map((entry) => entry.partition);
+    throw new FencedError(
+      `Node '${this.#ownership.node}' no longer owns work partition(s) ${list.slice(0, 10).join(', ')}: another node claimed them (epoch ${stale[0]!.held} held, ${stale[0]!.current} stored); nothing of this transaction was written`,
+      { details: { node: this.#ownership.node, partitions: list, stale: stale.slice(0, 10) } },
+    );
+  }
+
+  async #addOutbox(tx: StoreTransaction, outgoing: Outgoing): Promise<void> {
+    for (let from = 0; from < outgoing.length; from += maxRowsPerAdd) {
+      await tx.outbox.add(outgoing.slice(from, from + maxRowsPerAdd));
+    }
+  }
+
+  #scope(raw: StoreTransaction, state: TransactionState): UnitScope {
+    const tx = fencedTransaction(raw, this.#ownership, state.written);
+    return {
+      tx,
+      publish: async (topic: string, records: readonly ProducerRecord[]) => {
+        const description = await this.#describe(topic);
+        for (const record of records) checkPublishable(description, record, this.#maxRecordBytes);
+        for (const record of records) state.outgoing.push(this.#toOutbox(topic, record, state.written));
+      },
+      consume: (group: string, record: LogRecord) =>
+        raw.inbox.markApplied(group, messageIdOf(record), this.#clock.now()),
+      commitConsumed: async (consumer: Consumer, records: readonly LogRecord[]) => {
+        if (records.length === 0) return;
+        // After the commit: a record redelivered before the offset moves is skipped by its inbox row.
+        state.afterCommit.push(() => consumer.commit(records).catch(() => undefined));
+      },
+      isolate: async <T>(fn: (scope: UnitScope) => Promise<T>) => {
+        const own: TransactionState = { written: new Set(), outgoing: [], afterCommit: [] };
+        const value = await this.#store.transaction((inner) => fn(this.#scope(inner, own)));
+        // Reached only if the savepoint was released: a rolled-back unit leaves nothing behind.
+        for (const partition of own.written) state.written.add(partition);
+        state.outgoing.push(...own.outgoing);
+        state.afterCommit.push(...own.afterCommit);
+        return value;
+      },
+    };
+  }
+
+  async #describe(topic: string): Promise<TopicDescription> {
+    let description = this.#topics.get(topic);
+    if (description === undefined) {
+      description = await this.#log.describeTopic(topic);
+      this.#topics.set(topic, description);
+    }
+    return description;
+  }
+
+  /**
+   * An outbox row for `record`. Its work partition decides which node's relay publishes it: the
+   * partition of the entity or saga that wrote it (so one writer's records go out in the order it
+   * committed them), else of its key.
+   */
+  #toOutbox(topic: string, record: ProducerRecord, written: ReadonlySet<number>): Omit<OutboxMessage, 'id'> {
+    const recordHeaders = record.headers ?? {};
+    const owner = recordHeaders[headers.entityId] ?? recordHeaders[headers.saga];
+    const key = record.key;
+    const keyText =
+      typeof key === 'string' ? key : key instanceof Uint8Array ? new TextDecoder().decode(key) : undefined;
+    const partition =
+      owner !== undefined
+        ? this.#ownership.partitionOf(owner)
+        : keyText !== undefined
+          ? this.#ownership.partitionOf(keyText)
+          : (written.values().next().value ?? 0);
+    return {
+      topic,
+      key: typeof key === 'string' ? new TextEncoder().encode(key) : (key ?? null),
+      value: record.value,
+      headers: recordHeaders,
+      timestamp: record.timestamp ?? this.#clock.now(),
+      partition,
+    };
+  }
+}

@@ -1,0 +1,266 @@
+import type { Ownership } from '../cluster/ownership.ts';
+import { ClosedError, isMeridianError, MeridianError, type MeridianErrorOptions } from '../errors.ts';
+import type { Consumer, Log, LogRecord, TopicPartition } from '../log/types.ts';
+import type { Store, StoredReply } from '../store/types.ts';
+import type { Clock, TimerHandle, Timers } from '../time.ts';
+import type { UnitScope } from './commit-path.ts';
+import type { GroupCommitter } from './group-commit.ts';
+import { decodeWorkRequest, encodeWorkRequest, type WorkRequest } from './work-requests.ts';
+
+/** The notification channel a reply's request id is announced on. */
+export const repliesChannel = 'meridian_replies';
+/** The notification channel a saga id is announced on when the saga ends. */
+export const sagaEndedChannel = 'meridian_saga_ended';
+/** The inbox consumer name of work requests. */
+const workInbox = '$meridian.work';
+/** How often a waiter looks in the store in case a notification was missed. */
+const replyPollMs = 250;
+
+/** A routed request got no reply in time. It may still be applied later, exactly once. */
+export class RequestTimeoutError extends MeridianError {
+  constructor(message: string, options: MeridianErrorOptions = {}) {
+    super('TIMEOUT', message, options);
+  }
+}
+
+/** What applying a request produced: the reply to store, and what to do once it committed. */
+export interface AppliedRequest extends Omit<StoredReply, 'requestId' | 'partition' | 'createdAt'> {
+  readonly afterCommit?: () => void;
+}
+
+/** What the node needs from the runtime that hosts it. */
+export interface ClusterHost {
+  /** This node now owns `partitions` (claimed): resume their sagas and timers. */
+  gained(partitions: readonly number[]): Promise<void>;
+  /** This node no longer owns `partitions` (released): stop their work. */
+  lost(partitions: readonly number[]): Promise<void>;
+  /** Applies a request inside `scope` (on an owned partition). */
+  apply(scope: UnitScope, request: WorkRequest): Promise<AppliedRequest>;
+  report(problem: { message: string; error: unknown }): void;
+}
+
+export interface ClusterNodeOptions {
+  store: Store;
+  log: Log;
+  ownership: Ownership;
+  committer: GroupCommitter;
+  clock: Clock;
+  timers: Timers;
+  host: ClusterHost;
+  workTopic: string;
+  /** The consumer group every node of the cluster joins. */
+  group: string;
+}
+
+/**
+ * One node's membership in the cluster: a member of the consumer group on the work topic, whose
+ * assignment is the set of work partitions this node owns. Assigned partitions are claimed
+ * (a new fencing epoch each) before the runtime resumes their work; revoked ones are released
+ * first. The same consumer receives the work requests other nodes route to this node's
+ * partitions and applies each exactly once, storing its reply; callers wait for replies here.
+ */
+export class ClusterNode {
+  readonly #options: ClusterNodeOptions;
+  readonly #stop = new AbortController();
+  readonly #replyWaiters = new Map<string, Set<() => void>>();
+  #consumer: Consumer | undefined;
+  #changes: Promise<void> = Promise.resolve();
+  #loop: Promise<void> = Promise.resolve();
+  #unlisten: (() => Promise<void>) | undefined;
+
+  constructor(options: ClusterNodeOptions) {
+    this.#options = options;
+  }
+
+  async start(): Promise<void> {
+    this.#unlisten = await this.#options.store.listen(repliesChannel, (requestId) => this.#wake(requestId));
+    this.#consumer = this.#options.log.consumer({
+      group: this.#options.group,
+      topics: [this.#options.workTopic],
+      onAssignment: (change) => {
+        this.#changes = this.#changes.then(() => this.#reassign(change.assigned, change.revoked));
+      },
+    });
+    this.#loop = this.#run(this.#consumer);
+  }
+
+  /** Leaves the group (the partitions go to other nodes) and stops waiting for replies. */
+  async stop(): Promise<void> {
+    this.#stop.abort();
+    await this.#loop;
+    await this.#consumer?.close();
+    await this.#changes;
+    await this.#lose(this.#options.ownership.owned());
+    await this.#unlisten?.();
+    for (const waiters of this.#replyWaiters.values()) for (const wake of waiters) wake();
+  }
+
+  /** Resolves once assignment changes seen so far have been applied (claims done, work resumed). */
+  settled(): Promise<void> {
+    return this.#changes;
+  }
+
+  async #reassign(assigned: readonly TopicPartition[], revoked: readonly TopicPartition[]): Promise<void> {
+    try {
+      await this.#lose(revoked.map((tp) => tp.partition));
+      const gained = assigned.map((tp) => tp.partition);
+      if (gained.length === 0 || this.#stop.signal.aborted) return;
+      await this.#options.ownership.claim(gained);
+      await this.#options.host.gained(gained);
+    } catch (error) {
+      this.#options.host.report({ message: 'taking over work partitions failed', error });
+    }
+  }
+
+  async #lose(partitions: readonly number[]): Promise<void> {
+    const held = partitions.filter((partition) => this.#options.ownership.owns(partition));
+    if (held.length === 0) return;
+    this.#options.ownership.release(held);
+    await this.#options.host.lost(held);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Requests this node applies
+
+  async #run(consumer: Consumer): Promise<void> {
+    const signal = this.#stop.signal;
+    while (!signal.aborted) {
+      let records: LogRecord[];
+      try {
+        records = await consumer.poll({ timeoutMs: 1000, signal });
+        await this.#changes;
+      } catch (error) {
+        if (signal.aborted) break;
+        this.#options.host.report({ message: 'polling the work topic failed', error });
+        await this.#pause(1000);
+        continue;
+      }
+      const owned = records.filter((record) => this.#options.ownership.owns(record.partition));
+      if (owned.length === 0) continue;
+      try {
+        await Promise.all(owned.map((record) => this.#apply(record)));
+        await consumer.commit(owned);
+      } catch (error) {
+        if (signal.aborted) break;
+        // Nothing past the failure is committed: these records come again (here or at the next
+        // owner), and the inbox skips the ones that were applied.
+        this.#options.host.report({ message: 'applying work requests failed', error });
+        for (const record of owned) consumer.seek(record.topic, record.partition, record.offset);
+        await this.#pause(200);
+      }
+    }
+  }
+
+  async #apply(record: LogRecord): Promise<void> {
+    let request: WorkRequest;
+    try {
+      request = decodeWorkRequest(record);
+    } catch (error) {
+      this.#options.host.report({
+        message: 'skipped a record on the work topic that is not a request',
+        error,
+      });
+      return;
+    }
+    const applied = await this.#options.committer.submit(async (scope) => {
+      if (!(await scope.tx.inbox.markApplied(workInbox, request.requestId, this.#options.clock.now()))) {
+        return undefined;
+      }
+      const result = await this.#options.host.apply(scope, request);
+      await scope.tx.replies.put({
+        requestId: request.requestId,
+        partition: record.partition,
+        ok: result.ok,
+        reply: result.reply,
+        error: result.error,
+        code: result.code,
+        createdAt: this.#options.clock.now(),
+      });
+      await scope.tx.notify(repliesChannel, request.requestId);
+      return result;
+    });
+    applied?.afterCommit?.();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Requests this node sends
+
+  /**
+   * Sends `request` to the owner of its id's partition and waits up to `timeoutMs` for the
+   * reply. RequestTimeoutError when none came in time: the request may still be applied, once.
+   */
+  async request(request: WorkRequest, timeoutMs: number, signal?: AbortSignal): Promise<StoredReply> {
+    await this.#options.log.append(this.#options.workTopic, [encodeWorkRequest(request)]);
+    const deadline = new AbortController();
+    const timer = this.#options.timers.setTimeout(() => deadline.abort(), timeoutMs);
+    const onAbort = () => deadline.abort();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      return await this.awaitReply(request.requestId, deadline.signal);
+    } catch (error) {
+      if (deadline.signal.aborted && !signal?.aborted && !this.#stop.signal.aborted) {
+        throw new RequestTimeoutError(
+          `No reply to ${request.kind} request '${request.requestId}' for '${request.id}' within ${timeoutMs} ms: the owner of its partition is busy, moving, or down. The request may still be applied later, exactly once`,
+          { details: { requestId: request.requestId, id: request.id, timeoutMs } },
+        );
+      }
+      throw error;
+    } finally {
+      timer.cancel();
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** Waits for the reply stored under `requestId` (woken by notifications, polling as a safety net). */
+  async awaitReply(requestId: string, signal?: AbortSignal): Promise<StoredReply> {
+    for (;;) {
+      const reply = await this.#options.store.read((tx) => tx.replies.get(requestId));
+      if (reply !== null) return reply;
+      if (this.#stop.signal.aborted) throw new ClosedError('The runtime is stopping: no more replies');
+      signal?.throwIfAborted();
+      await this.#nextWake(requestId, signal);
+    }
+  }
+
+  #nextWake(requestId: string, signal: AbortSignal | undefined): Promise<void> {
+    return new Promise<void>((resolve) => {
+      let timer: TimerHandle | undefined;
+      const done = () => {
+        timer?.cancel();
+        signal?.removeEventListener('abort', done);
+        const waiters = this.#replyWaiters.get(requestId);
+        waiters?.delete(done);
+        if (waiters?.size === 0) this.#replyWaiters.delete(requestId);
+        resolve();
+      };
+      timer = this.#options.timers.setTimeout(done, replyPollMs);
+      signal?.addEventListener('abort', done, { once: true });
+      const waiters = this.#replyWaiters.get(requestId) ?? new Set();
+      waiters.add(done);
+      this.#replyWaiters.set(requestId, waiters);
+    });
+  }
+
+  #wake(requestId: string): void {
+    const waiters = this.#replyWaiters.get(requestId);
+    if (waiters !== undefined) for (const wake of [...waiters]) wake();
+  }
+
+  #pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = this.#options.timers.setTimeout(resolve, ms);
+      this.#stop.signal.addEventListener('abort', () => {
+        timer.cancel();
+        resolve();
+      });
+    });
+  }
+}
+
+/** True for errors that mean "this node cannot write there any more", not "the request is bad". */
+export function isOwnershipError(error: unknown): boolean {
+  return (
+    isMeridianError(error) &&
+    (error.code === 'NOT_OWNED' || error.code === 'FENCED' || error.code === 'CLOSED')
+  );
+}

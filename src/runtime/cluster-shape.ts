@@ -1,0 +1,230 @@
+import { Ownership } from '../cluster/ownership.ts';
+import { OutboxRelay } from '../cluster/relay.ts';
+import { AlreadyExistsError, NotFoundError, ValidationError } from '../errors.ts';
+import type { Log } from '../log/types.ts';
+import { integerOption } from '../resilience/options.ts';
+import type { Json, Store } from '../store/types.ts';
+import type { Clock, Random, Timers } from '../time.ts';
+import { ClusterCommitPath } from './cluster-commit-path.ts';
+import { type AppliedRequest, ClusterNode } from './cluster-node.ts';
+import type { UnitScope } from './commit-path.ts';
+import { headers } from './entity-command.ts';
+import type { GroupCommitter } from './group-commit.ts';
+import { requireRuntimeId, requireRuntimeName } from './options.ts';
+import type { ExecutionResult, RemoteEntities } from './saga-execution.ts';
+import { encodeWorkRequest, errorFromReply, type WorkRequest } from './work-requests.ts';
+
+/** How often a caller waiting for a saga another node runs reads its record. */
+const sagaPollMs = 100;
+
+/** How a runtime runs as one node of a cluster (Kafka + PostgreSQL). */
+export interface ClusterOptions {
+  /** This node's name: unique in the cluster, stable across restarts of the same node. */
+  node: string;
+  /** Work partitions of the cluster; every node must agree. 1 to 1024. @default 16 */
+  workPartitions?: number;
+  /** The topic that carries work to partition owners. @default 'meridian.work' */
+  workTopic?: string;
+  /** The consumer group the nodes form. @default 'meridian.nodes' */
+  group?: string;
+  /** How long a command or saga start routed to another node waits for its reply. 1 to 600000. @default 10000 */
+  requestTimeoutMs?: number;
+  /** Replication factor of the work topic when the runtime creates it. @default the broker's default */
+  replicationFactor?: number;
+}
+
+export interface NormalizedClusterOptions {
+  readonly node: string;
+  readonly workPartitions: number;
+  readonly workTopic: string;
+  readonly group: string;
+  readonly requestTimeoutMs: number;
+  readonly replicationFactor: number | undefined;
+}
+
+export function normalizeClusterOptions(options: ClusterOptions): NormalizedClusterOptions {
+  if (typeof options !== 'object' || options === null) {
+    throw new ValidationError(`'cluster' must be an object such as { node: 'node-1' }`);
+  }
+  return {
+    node: requireRuntimeId(`'cluster.node'`, options.node),
+    workPartitions: integerOption('cluster.workPartitions', options.workPartitions, 16, 1, 1024),
+    workTopic: requireRuntimeName(`'cluster.workTopic'`, options.workTopic ?? 'meridian.work'),
+    group: requireRuntimeName(`'cluster.group'`, options.group ?? 'meridian.nodes'),
+    requestTimeoutMs: integerOption('cluster.requestTimeoutMs', options.requestTimeoutMs, 10_000, 1, 600_000),
+    replicationFactor:
+      options.replicationFactor === undefined
+        ? undefined
+        : integerOption('cluster.replicationFactor', options.replicationFactor, 1, 1, 16),
+  };
+}
+
+/** What the cluster shape needs from the runtime it runs in. */
+export interface ClusterRuntime {
+  /** Resume the running and compensating sagas of `partitions`, and their timers. */
+  resume(partitions: readonly number[]): Promise<void>;
+  /** Park every execution of a saga in `partitions`; resolves once they have stopped. */
+  evict(partitions: ReadonlySet<number>): Promise<void>;
+  /** Applies a routed request in `scope`. */
+  apply(scope: UnitScope, request: WorkRequest): Promise<AppliedRequest>;
+  report(problem: { message: string; error: unknown }): void;
+}
+
+export interface ClusterShapeOptions {
+  store: Store;
+  log: Log;
+  clock: Clock;
+  timers: Timers;
+  random: Random;
+  options: NormalizedClusterOptions;
+}
+
+/**
+ * The pieces of one cluster node, wired: ownership of work partitions (epochs in PostgreSQL),
+ * the commit path (one fenced PostgreSQL transaction per group commit, records to the outbox),
+ * the relay (outbox to Kafka), and the node's group membership and request routing.
+ */
+export class ClusterShape {
+  readonly options: NormalizedClusterOptions;
+  readonly ownership: Ownership;
+  readonly path: ClusterCommitPath;
+  readonly relay: OutboxRelay;
+  #node: ClusterNode | undefined;
+  readonly #shape: ClusterShapeOptions;
+  #sequence = 0;
+
+  constructor(shape: ClusterShapeOptions) {
+    this.#shape = shape;
+    this.options = shape.options;
+    this.ownership = new Ownership({
+      store: shape.store,
+      node: shape.options.node,
+      partitions: shape.options.workPartitions,
+      clock: shape.clock,
+    });
+    this.relay = new OutboxRelay({
+      store: shape.store,
+      log: shape.log,
+      ownership: this.ownership,
+      timers: shape.timers,
+      onError: () => undefined,
+    });
+    this.path = new ClusterCommitPath({
+      store: shape.store,
+      log: shape.log,
+      ownership: this.ownership,
+      clock: shape.clock,
+      onOutbox: () => this.relay.wake(),
+    });
+  }
+
+  /** Creates the work topic if needed, joins the group and starts relaying. */
+  async start(committer: GroupCommitter, runtime: ClusterRuntime): Promise<void> {
+    const { log } = this.#shape;
+    try {
+      await log.createTopic(this.options.workTopic, {
+        partitions: this.options.workPartitions,
+        retentionMs: 7 * 86_400_000,
+        ...(this.options.replicationFactor === undefined
+          ? {}
+          : { replicationFactor: this.options.replicationFactor }),
+      });
+    } catch (error) {
+      if (!(error instanceof AlreadyExistsError)) throw error;
+    }
+    const described = await log.describeTopic(this.options.workTopic);
+    if (described.partitions !== this.options.workPartitions) {
+      throw new ValidationError(
+        `The work topic '${this.options.workTopic}' has ${described.partitions} partitions but 'cluster.workPartitions' is ${this.options.workPartitions}: every node must agree with the topic`,
+      );
+    }
+    this.#node = new ClusterNode({
+      store: this.#shape.store,
+      log,
+      ownership: this.ownership,
+      committer,
+      clock: this.#shape.clock,
+      timers: this.#shape.timers,
+      workTopic: this.options.workTopic,
+      group: this.options.group,
+      host: {
+        gained: async (partitions) => {
+          this.relay.wake();
+          await runtime.resume(partitions);
+        },
+        lost: (partitions) => runtime.evict(new Set(partitions)),
+        apply: (scope, request) => runtime.apply(scope, request),
+        report: (problem) => runtime.report(problem),
+      },
+    });
+    this.relay.start();
+    await this.#node.start();
+  }
+
+  /** Leaves the group (handing partitions over), then publishes what is left in the outbox. */
+  async stop(): Promise<void> {
+    await this.relay.flush();
+    await this.#node?.stop();
+    await this.relay.stop();
+  }
+
+  get node(): ClusterNode {
+    if (this.#node === undefined) throw new ValidationError('The cluster node is not started');
+    return this.#node;
+  }
+
+  /** True when this node owns the work partition of `id`. */
+  ownsId(id: string): boolean {
+    return this.ownership.owns(this.ownership.partitionOf(id));
+  }
+
+  /** A request id unique across the cluster and across restarts of this node. */
+  newRequestId(): string {
+    this.#sequence++;
+    const nonce = Math.floor(this.#shape.random.next() * 2 ** 48).toString(36);
+    return `${this.options.node}/${this.#shape.clock.now().toString(36)}/${this.#sequence}/${nonce}`;
+  }
+
+  /** How a saga on this node reaches entities other nodes own. */
+  remoteEntities(): RemoteEntities {
+    return {
+      owns: (id) => this.ownsId(id),
+      publish: (scope, request, sagaId) => {
+        const record = encodeWorkRequest(request);
+        // Named for the saga, the outbox row is this node's relay's to send, at once.
+        return scope.publish(this.options.workTopic, [
+          { ...record, headers: { ...record.headers, [headers.saga]: sagaId } },
+        ]);
+      },
+      awaitReply: (requestId, signal) => this.node.awaitReply(requestId, signal),
+    };
+  }
+
+  /** Waits until a saga another node runs has ended, reading its record every `sagaPollMs`. */
+  async awaitSagaEnd(id: string, signal: AbortSignal | undefined): Promise<ExecutionResult> {
+    for (;;) {
+      const record = await this.#shape.store.read((tx) => tx.sagas.get(id));
+      if (record === null) throw new NotFoundError(`Saga '${id}' does not exist`);
+      if (record.status === 'completed' || record.status === 'compensated' || record.status === 'failed') {
+        return { outcome: record.status, output: record.output, reason: record.reason };
+      }
+      signal?.throwIfAborted();
+      await new Promise<void>((resolve) => {
+        const timer = this.#shape.timers.setTimeout(done, sagaPollMs);
+        function done() {
+          timer.cancel();
+          signal?.removeEventListener('abort', done);
+          resolve();
+        }
+        signal?.addEventListener('abort', done, { once: true });
+      });
+    }
+  }
+
+  /** Routes `request` to its owner and returns the stored reply's value, or throws its error. */
+  async route(request: WorkRequest, signal?: AbortSignal): Promise<Json> {
+    const reply = await this.node.request(request, this.options.requestTimeoutMs, signal);
+    if (!reply.ok) throw errorFromReply(reply);
+    return reply.reply;
+  }
+}

@@ -1,0 +1,208 @@
+// The runtime on the cluster shape, in one process against real PostgreSQL and Kafka: two
+// runtimes ("nodes") share one schema and one consumer group. Commands and saga starts for ids a
+// node does not own travel to their owner and apply once; a saga's send to an entity owned by the
+// other node is a journaled request and reply; entity events reach Kafka through the outbox
+// relay; a node that stops hands its partitions, with their running sagas and timers, to the
+// other; and a node whose partition was claimed by another cannot write for it any more.
+import { randomUUID } from 'node:crypto';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { KafkaLog } from '../log/kafka/kafka-log.ts';
+import { parseBrokerList } from '../log/kafka/options.ts';
+import type { LogRecord } from '../log/types.ts';
+import { openPostgresStore, type PostgresStore } from '../store/postgres/store.ts';
+import { testSchemas } from '../store/postgres/test-schema.ts';
+import { decodeJson } from './codec.ts';
+import { entity, saga } from './definitions.ts';
+import { createRuntime, type Runtime } from './runtime.ts';
+
+const pgUrl = process.env.MERIDIAN_TEST_PG_URL;
+const brokersText = process.env.MERIDIAN_TEST_KAFKA_BROKERS;
+
+const Counter = entity('ClusterCounter', {
+  initial: () => ({ value: 0 }),
+  commands: {
+    add(state, input: { by: number }) {
+      return {
+        state: { value: state.value + input.by },
+        events: [{ by: input.by }],
+        reply: state.value + input.by,
+      };
+    },
+    fail() {
+      throw new Error('refused by the handler');
+    },
+  },
+});
+
+/** Adds to two counters (usually owned by different nodes), sleeps durably, adds again. */
+const Transfer = saga(
+  'ClusterTransfer',
+  async (ctx, input: { from: string; to: string; sleepMs: number }) => {
+    await ctx.send(Counter, input.from, 'add', { by: -1 });
+    await ctx.send(Counter, input.to, 'add', { by: 1 });
+    await ctx.sleep('settle', input.sleepMs);
+    const after = await ctx.send(Counter, input.to, 'add', { by: 10 });
+    return { after };
+  },
+);
+
+/** Polls `check` until it returns a value other than undefined, failing after `timeoutMs`. */
+async function until<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (performance.now() > deadline) throw new Error(`${what} did not happen within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+describe.skipIf(!pgUrl || !brokersText)('runtime on the cluster shape (PostgreSQL + Kafka)', () => {
+  const schemas = testSchemas(pgUrl ?? '', 'cluster');
+  const brokers = parseBrokerList(brokersText ?? '');
+  let reader: KafkaLog;
+  const opened: Array<{ runtime: Runtime; store: PostgresStore; log: KafkaLog }> = [];
+  let schema: string;
+  let suffix: string;
+
+  beforeAll(async () => {
+    reader = new KafkaLog({ brokers, clientId: 'meridian-cluster-test-reader' });
+  });
+  afterAll(async () => {
+    await reader?.close();
+    await schemas.end();
+  });
+
+  afterEach(async () => {
+    for (const node of opened.splice(0)) {
+      await node.runtime.stop();
+      await node.log.close();
+      await node.store.close();
+    }
+    await schemas.drop(schema);
+  });
+
+  function fresh(): void {
+    schema = schemas.next();
+    suffix = randomUUID().slice(0, 8);
+  }
+
+  async function node(name: string, partitions = 8): Promise<Runtime> {
+    const store = await openPostgresStore({ connectionString: pgUrl!, schema });
+    const log = new KafkaLog({ brokers, clientId: `meridian-cluster-${name}` });
+    const runtime = createRuntime({
+      store,
+      log,
+      topics: { [`ClusterCounter.events`]: { partitions: 4 } },
+      cluster: {
+        node: name,
+        workPartitions: partitions,
+        workTopic: `meridian.work.${suffix}`,
+        group: `meridian.nodes.${suffix}`,
+        requestTimeoutMs: 20_000,
+      },
+    }).register(Counter, Transfer);
+    await runtime.start();
+    opened.push({ runtime, store, log });
+    return runtime;
+  }
+
+  const owned = (runtime: Runtime) => runtime.cluster?.owned() ?? [];
+
+  it('one node owns every partition, applies commands, and publishes events through the outbox', async () => {
+    fresh();
+    const a = await node('a', 4);
+    await until('node a owns all 4 partitions', async () => (owned(a).length === 4 ? true : undefined));
+    expect(await a.send(Counter, `c-${suffix}`, 'add', { by: 5 })).toBe(5);
+    expect(await a.send(Counter, `c-${suffix}`, 'add', { by: 2 })).toBe(7);
+    await expect(a.send(Counter, `c-${suffix}`, 'fail', {})).rejects.toThrow('refused by the handler');
+    // The events reach the topic with the relay's header, in order.
+    const events = await until('both events on Kafka', async () => {
+      const found: LogRecord[] = [];
+      for (let partition = 0; partition < 4; partition++) {
+        const { end } = await reader.offsets('ClusterCounter.events', partition);
+        if (end === 0) continue;
+        const records = await reader.read('ClusterCounter.events', partition, 0, { maxRecords: 10_000 });
+        found.push(...records.filter((record) => record.headers['meridian-entity-id'] === `c-${suffix}`));
+      }
+      return found.length >= 2 ? found : undefined;
+    });
+    expect(events.map((record) => decodeJson(record.value))).toEqual([{ by: 5 }, { by: 2 }]);
+    expect(events.every((record) => /^\d+:\d+$/.test(record.headers['meridian-outbox'] ?? ''))).toBe(true);
+  });
+
+  it('two nodes split the partitions; commands and sagas for ids of the other node are routed and applied once', async () => {
+    fresh();
+    const a = await node('a');
+    const b = await node('b');
+    await until('the partitions split across both nodes', async () =>
+      owned(a).length > 0 && owned(b).length > 0 && owned(a).length + owned(b).length === 8
+        ? true
+        : undefined,
+    );
+    // Ten counters: about half are owned by b; every add from a applies exactly once.
+    const ids = Array.from({ length: 10 }, (_, index) => `k-${suffix}-${index}`);
+    for (const id of ids) expect(await a.send(Counter, id, 'add', { by: 1 })).toBe(1);
+    for (const id of ids) expect(await b.send(Counter, id, 'add', { by: 1 })).toBe(2);
+    await expect(a.send(Counter, ids[0]!, 'fail', {})).rejects.toThrow('refused by the handler');
+    await expect(b.send(Counter, ids[0]!, 'fail', {})).rejects.toThrow('refused by the handler');
+    for (const id of ids) expect((await a.state(Counter, id))?.state).toEqual({ value: 2 });
+    // Sagas started on either node, each sending to counters of both nodes.
+    const handles = [];
+    for (let index = 0; index < 6; index++) {
+      const starter = index % 2 === 0 ? a : b;
+      handles.push(
+        await starter.startSaga(Transfer, `t-${suffix}-${index}`, {
+          from: ids[index]!,
+          to: ids[index + 1]!,
+          sleepMs: 100,
+        }),
+      );
+    }
+    for (const handle of handles) await handle.result();
+    // from: -1, to: +1 and +10, summed over the chain 0 → 1 → ... → 6.
+    const values = await Promise.all(ids.map(async (id) => (await a.state(Counter, id))?.state.value));
+    expect(values).toEqual([1, 12, 12, 12, 12, 12, 13, 2, 2, 2]);
+  });
+
+  it('a node that stops hands its partitions over, and its sleeping sagas finish on the other', async () => {
+    fresh();
+    const a = await node('a');
+    const b = await node('b');
+    await until('the partitions split', async () =>
+      owned(a).length + owned(b).length === 8 && owned(b).length > 0 ? true : undefined,
+    );
+    const ids = Array.from({ length: 8 }, (_, index) => `s-${suffix}-${index}`);
+    const sagaIds = ids.slice(0, 6).map((_, index) => `u-${suffix}-${index}`);
+    for (const [index, id] of sagaIds.entries()) {
+      await a.startSaga(Transfer, id, { from: ids[index]!, to: ids[index + 1]!, sleepMs: 1500 });
+    }
+    // Stop b while the sagas sleep: a takes every partition and wakes them.
+    const stopped = opened.findIndex((entry) => entry.runtime === b);
+    const [gone] = opened.splice(stopped, 1);
+    await gone!.runtime.stop();
+    await gone!.log.close();
+    await gone!.store.close();
+    await until('a owns every partition', async () => (owned(a).length === 8 ? true : undefined));
+    for (const id of sagaIds) {
+      const output = await a.handle(id).result();
+      expect(output).toHaveProperty('after');
+    }
+    const records = await Promise.all(sagaIds.map((id) => a.saga(id)));
+    expect(records.every((record) => record?.status === 'completed')).toBe(true);
+  });
+
+  it('a node whose partition another node claimed cannot write for it', async () => {
+    fresh();
+    const a = await node('a', 2);
+    await until('a owns both partitions', async () => (owned(a).length === 2 ? true : undefined));
+    const store = opened[0]!.store;
+    // Another node claims a's partitions behind its back (as after a pause a's group session ended).
+    await store.transaction(async (tx) => {
+      await tx.partitions.claim(0, 'intruder', 1);
+      await tx.partitions.claim(1, 'intruder', 1);
+    });
+    await expect(a.send(Counter, `f-${suffix}`, 'add', { by: 1 })).rejects.toMatchObject({ code: 'FENCED' });
+    expect(await a.state(Counter, `f-${suffix}`)).toBeNull();
+  });
+});

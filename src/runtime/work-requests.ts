@@ -1,0 +1,124 @@
+import {
+  AlreadyExistsError,
+  ConflictError,
+  isMeridianError,
+  MeridianError,
+  NotFoundError,
+  ValidationError,
+} from '../errors.ts';
+import type { LogRecord, ProducerRecord } from '../log/types.ts';
+import type { Json, StoredReply } from '../store/types.ts';
+import { decodeJson, encodeJson } from './codec.ts';
+
+/**
+ * The records that carry work to the owner of a work partition on the cluster shape, on the work
+ * topic, keyed by the entity or saga id (so they land on the id's partition). Each names a
+ * request id: the owner applies a request once (its inbox holds the id) and stores its reply
+ * under that id.
+ */
+export type WorkRequest =
+  | {
+      readonly kind: 'send';
+      readonly requestId: string;
+      readonly entity: string;
+      readonly id: string;
+      readonly command: string;
+      readonly input: Json;
+      readonly traceparent: string;
+    }
+  | {
+      readonly kind: 'start';
+      readonly requestId: string;
+      readonly saga: string;
+      readonly id: string;
+      readonly input: Json;
+      readonly traceparent: string;
+    };
+
+/** The header naming a work record's kind, so tools can tell them apart without decoding. */
+export const workKindHeader = 'meridian-work';
+
+/** The largest request id accepted from a record. */
+const maxRequestIdLength = 512;
+
+export function encodeWorkRequest(request: WorkRequest): ProducerRecord {
+  return {
+    key: request.id,
+    value: encodeJson(request as unknown as Json),
+    headers: { [workKindHeader]: request.kind },
+  };
+}
+
+function text(record: Record<string, unknown>, field: string, max = 1024): string {
+  const value = record[field];
+  if (typeof value !== 'string' || value.length === 0 || value.length > max) {
+    throw new ValidationError(
+      `A work record's '${field}' must be a non-empty string of at most ${max} characters`,
+    );
+  }
+  return value;
+}
+
+/**
+ * Decodes a work record. A record that is not one (bad JSON, a missing or malformed field) is a
+ * ValidationError naming what was wrong: the owner skips it and reports it, never retries it.
+ */
+export function decodeWorkRequest(record: LogRecord): WorkRequest {
+  let body: unknown;
+  try {
+    body = decodeJson(record.value);
+  } catch (error) {
+    throw new ValidationError(
+      `A record at ${record.topic}/${record.partition}@${record.offset} is not a work request: its value is not JSON`,
+      { cause: error },
+    );
+  }
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw new ValidationError(
+      `A record at ${record.topic}/${record.partition}@${record.offset} is not a work request: its value is not an object`,
+    );
+  }
+  const fields = body as Record<string, unknown>;
+  const base = {
+    requestId: text(fields, 'requestId', maxRequestIdLength),
+    id: text(fields, 'id'),
+    input: (fields.input ?? null) as Json,
+    traceparent: text(fields, 'traceparent', 128),
+  };
+  if (fields.kind === 'send') {
+    return { kind: 'send', ...base, entity: text(fields, 'entity'), command: text(fields, 'command') };
+  }
+  if (fields.kind === 'start') return { kind: 'start', ...base, saga: text(fields, 'saga') };
+  throw new ValidationError(
+    `A record at ${record.topic}/${record.partition}@${record.offset} has work kind '${String(fields.kind).slice(0, 40)}': expected 'send' or 'start'`,
+  );
+}
+
+/** Rebuilds the error a remote owner stored with a reply: the shared classes by their code. */
+export function errorFromReply(reply: StoredReply): Error {
+  const message = reply.error ?? 'the request was rejected';
+  const details = { requestId: reply.requestId, remote: true };
+  switch (reply.code) {
+    case 'INVALID_ARGUMENT':
+      return new ValidationError(message, { details });
+    case 'NOT_FOUND':
+      return new NotFoundError(message, { details });
+    case 'ALREADY_EXISTS':
+      return new AlreadyExistsError(message, { details });
+    case 'CONFLICT':
+      return new ConflictError(message, { details });
+    default:
+      return new MeridianError(reply.code ?? 'REJECTED', message, { details });
+  }
+}
+
+/** An error a request's handling ends with, as a stored reply. */
+export function rejection(error: unknown): Omit<StoredReply, 'requestId' | 'partition' | 'createdAt'> {
+  const message = error instanceof Error ? error.message : String(error);
+  return {
+    ok: false,
+    reply: null,
+    error: message.length > 4096 ? `${message.slice(0, 4081)}... (truncated)` : message,
+    code: isMeridianError(error) ? error.code : null,
+  };
+}
