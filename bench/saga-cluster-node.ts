@@ -38,8 +38,6 @@ export type NodeReport =
   | { type: 'closed'; counted: number; elapsedMs: number; failures: number }
   | { type: 'open'; histogram: string; measured: number; failures: number };
 
-type ClusterRuntime = Runtime & { readonly cluster?: { owned(): number[] } };
-
 const config = JSON.parse(process.argv[2] ?? '{}') as NodeConfig;
 const send = (report: NodeReport) => process.send?.(report);
 let sequence = 0;
@@ -52,7 +50,7 @@ function nextInput(): [string, { sku: string; qty: number; amount: number }] {
   ];
 }
 
-async function open(): Promise<ClusterRuntime> {
+async function open(): Promise<Runtime> {
   const separator = config.pg.includes('?') ? '&' : '?';
   // The node's name reaches PostgreSQL as application_name: the parent finds its backends by it.
   const store = await openPostgresStore({
@@ -72,8 +70,8 @@ async function open(): Promise<ClusterRuntime> {
       group: config.group,
       requestTimeoutMs: 30_000,
     },
-  } satisfies RuntimeOptions & { cluster: object };
-  const runtime = createRuntime(options).register(Inventory, Order, OrderSaga) as ClusterRuntime;
+  } satisfies RuntimeOptions;
+  const runtime = createRuntime(options).register(Inventory, Order, OrderSaga);
   await runtime.start();
   return runtime;
 }

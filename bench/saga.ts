@@ -16,6 +16,11 @@
  *    (from the startSaga call to the saga's result), measured with an HDR histogram.
  *
  * Options: --seconds N (default 10), --concurrency N (default 1000), --rate N (default 1000).
+ *
+ * `--shape cluster --nodes N` runs the same saga on N node processes of the cluster shape over
+ * PostgreSQL and Kafka instead (bench/saga-cluster.ts: its own line, CPU over every process, the
+ * takeover time after kill -9 of a node; --rate defaults to 500 there). The embedded line is
+ * unchanged.
  */
 import { build } from 'hdr-histogram-js';
 import { openEmbedded } from '../src/runtime/harness.ts';

@@ -37,7 +37,7 @@ import type { AppendResult, ProducerRecord } from '../log/types.ts';
 import { openPostgresStore } from '../store/postgres/store.ts';
 import { type Random, seededRandom, systemTimers } from '../time.ts';
 import { entity, saga, subscription } from './definitions.ts';
-import { createRuntime, type Runtime, type RuntimeOptions } from './runtime.ts';
+import { createRuntime, type RuntimeOptions } from './runtime.ts';
 
 export interface Stock {
   available: number;
@@ -320,17 +320,6 @@ class RelayKillingLog extends KafkaLog {
   }
 }
 
-type ClusterRuntimeOptions = RuntimeOptions & {
-  cluster: {
-    node: string;
-    workPartitions: number;
-    workTopic: string;
-    group: string;
-    requestTimeoutMs: number;
-  };
-};
-type ClusterRuntime = Runtime & { readonly cluster?: { owned(): number[] } };
-
 async function readBody(request: IncomingMessage): Promise<unknown> {
   const chunks: Buffer[] = [];
   for await (const chunk of request) chunks.push(chunk as Buffer);
@@ -360,13 +349,13 @@ async function openNode(args: NodeArgs) {
     exitAfter > 0 ? new RelayKillingLog(logOptions, exitAfter, exitTopic) : new KafkaLog(logOptions);
   const workload = clusterWorkload(args.run, gateway);
   const counters = { fenced: 0 };
-  const options: ClusterRuntimeOptions = {
+  const options: RuntimeOptions = {
     store,
     log,
     random,
     compensationRetry: { initialDelayMs: 5, maxDelayMs: 50 },
     onProblem: (problem) => {
-      if (/FENCED|Fenced/.test(`${problem.error} ${problem.message}`)) counters.fenced++;
+      if (/no longer owns work partition/.test(problem.error)) counters.fenced++;
       process.stderr.write(`[${args.node}] problem: ${JSON.stringify(problem).slice(0, 400)}\n`);
     },
     cluster: {
@@ -378,7 +367,7 @@ async function openNode(args: NodeArgs) {
     },
   };
   const { Inventory, Ledger, OrderSaga, ledger } = workload;
-  const runtime = createRuntime(options).register(Inventory, Ledger, OrderSaga, ledger) as ClusterRuntime;
+  const runtime = createRuntime(options).register(Inventory, Ledger, OrderSaga, ledger);
   const close = async () => {
     await runtime.stop();
     await log.close();

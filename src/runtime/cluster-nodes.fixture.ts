@@ -4,6 +4,7 @@
  * store and every partition claim; and a bounded poll. Not part of the API.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { systemClock, systemTimers } from '../time.ts';
@@ -20,6 +21,8 @@ export interface NodeConfig {
   readonly partitions: number;
   readonly seed: number;
   readonly sessionTimeoutMs: number;
+  /** Each process's stdout and stderr are appended to `<logDirectory>/<name>.log`. */
+  readonly logDirectory: string;
 }
 
 export type Exit = { code: number | null; signal: NodeJS.Signals | null };
@@ -54,16 +57,23 @@ export class NodeProcess {
     });
     this.exited = new Promise<Exit>((resolve) =>
       this.child.once('exit', (code, signal) => {
+        keep(`--- exited ${JSON.stringify({ code, signal })}`);
         this.#exit = { code, signal };
         resolve(this.#exit);
       }),
     );
+    const logFile = join(config.logDirectory, `${name}.log`);
+    const keep = (line: string) =>
+      appendFileSync(logFile, `${new Date(systemClock.now()).toISOString()} ${line}\n`);
+    keep(`--- started pid ${this.child.pid}`);
     createInterface({ input: this.child.stderr! }).on('line', (line) => {
+      keep(line);
       this.#stderr.push(line);
       if (this.#stderr.length > 40) this.#stderr.shift();
     });
     this.#ready = new Promise<void>((resolve, reject) => {
       createInterface({ input: this.child.stdout! }).on('line', (line) => {
+        keep(line);
         const [kind, rest = '', more = ''] = line.split(' ');
         if (kind === 'READY') {
           this.port = Number(rest);

@@ -19,6 +19,9 @@
 // MERIDIAN_TEST_KAFKA_CLUSTER (scripts/kafka/kafka.sh start cluster) the work topic has
 // replication factor 3 on three brokers.
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeJson, fromUtf8, utf8 } from '../log/codec.ts';
@@ -74,6 +77,7 @@ const config: NodeConfig = {
   partitions,
   seed,
   sessionTimeoutMs,
+  logDirectory: mkdtempSync(join(tmpdir(), 'meridian-multinode-')),
 };
 const random: Random = seededRandom(seed);
 /** Every order the test started, by id. */
@@ -149,34 +153,43 @@ async function ledgerState(): Promise<{ count: number; orders: Record<string, nu
   return rows.length === 0 ? { count: 0, orders: {} } : JSON.parse(rows[0].state);
 }
 
-/** Waits (bounded) until every order ended and the Ledger caught up with the completed ones. */
+/**
+ * Waits (bounded) until every order ended, then (bounded, without failing: checkLedger says what
+ * is missing) until the Ledger counted every completed order.
+ */
 async function settle(what: string): Promise<void> {
   const ids = [...workload.keys()];
   const { tookMs } = await pollUntil(
     async () => {
       const statuses = await sagaStatuses(ids);
-      if (ids.some((id) => !terminal.has(statuses.get(id) ?? ''))) return undefined;
-      const completed = ids.filter((id) => statuses.get(id) === 'completed').length;
-      return (await ledgerState()).count >= completed ? true : undefined;
+      return ids.every((id) => terminal.has(statuses.get(id) ?? '')) ? true : undefined;
     },
     {
       timeoutMs: settleTimeoutMs,
       everyMs: 200,
-      what: `every order of ${what} ended and the ledger caught up`,
+      what: `every order of ${what} ended`,
       describe: async () => {
         const statuses = await sagaStatuses(ids);
         const open = ids.filter((id) => !terminal.has(statuses.get(id) ?? ''));
-        const { count } = await ledgerState();
         return `${open.length} not ended (${open
           .slice(0, 5)
           .map((id) => `${id}: ${statuses.get(id) ?? 'missing'}`)
-          .join(', ')}); ledger ${count}; nodes ${[...nodes.values()]
+          .join(', ')}); nodes ${[...nodes.values()]
           .map((node) => `${node.name} ${node.alive ? 'up' : 'down'} owns [${node.owned}]`)
           .join('; ')}`;
       },
     },
   );
-  console.log(`[multinode] ${what}: ${ids.length} orders ended, settled ${tookMs} ms after the load`);
+  const statuses = await sagaStatuses(ids);
+  const completed = ids.filter((id) => statuses.get(id) === 'completed').length;
+  const ledger = await pollUntil(async () => ((await ledgerState()).count >= completed ? true : undefined), {
+    timeoutMs: 15_000,
+    everyMs: 200,
+    what: 'the ledger counted every completed order',
+  }).catch((error: Error) => error.message);
+  console.log(
+    `[multinode] ${what}: ${ids.length} orders ended ${tookMs} ms after the load; ledger ${typeof ledger === 'string' ? `behind: ${(await ledgerState()).count} of ${completed}` : `caught up ${ledger.tookMs} ms later`}`,
+  );
 }
 
 /** Every record of a topic, from every partition. */
@@ -225,6 +238,7 @@ describe.skipIf(skipReason !== undefined)(
       const pool = new pg.Pool({ connectionString: pgUrl, max: 1 });
       await installGateway(pool, schema);
       await pool.end();
+      console.log(`[multinode] node logs in ${config.logDirectory}`);
       for (const name of ['n1', 'n2', 'n3']) await startNode(name);
       await pollUntil(async () => ((await claimedBy()).size === partitions ? true : undefined), {
         timeoutMs: 60_000,
@@ -369,18 +383,22 @@ async function checkInvariants(): Promise<void> {
   const ids = [...workload.keys()];
   const statuses = await sagaStatuses(ids);
   // Nothing lost, every order ended.
-  expect(
-    ids.filter((id) => !statuses.has(id)),
-    'orders missing',
-  ).toEqual([]);
-  expect(
-    ids.filter((id) => !terminal.has(statuses.get(id)!)),
-    'orders not ended',
-  ).toEqual([]);
+  expect
+    .soft(
+      ids.filter((id) => !statuses.has(id)),
+      'orders missing',
+    )
+    .toEqual([]);
+  expect
+    .soft(
+      ids.filter((id) => !terminal.has(statuses.get(id)!)),
+      'orders not ended',
+    )
+    .toEqual([]);
   const completed = new Set(ids.filter((id) => statuses.get(id) === 'completed'));
   const compensated = new Set(ids.filter((id) => statuses.get(id) === 'compensated'));
-  expect(completed.size).toBeGreaterThan(0);
-  expect(compensated.size).toBeGreaterThan(0);
+  expect.soft(completed.size).toBeGreaterThan(0);
+  expect.soft(compensated.size).toBeGreaterThan(0);
   await checkStock(completed);
   await checkGateway(completed, compensated);
   await checkLedger(completed);
@@ -409,13 +427,13 @@ async function checkStock(completed: ReadonlySet<string>): Promise<void> {
   }
   for (const sku of skus) {
     const stock = stored.get(sku) ?? { available: initialStock, reserved: 0, sold: 0 };
-    expect(stock.available + stock.reserved + stock.sold, `${sku} conserved`).toBe(initialStock);
-    expect(stock.reserved, `${sku} nothing left reserved`).toBe(0);
+    expect.soft(stock.available + stock.reserved + stock.sold, `${sku} conserved`).toBe(initialStock);
+    expect.soft(stock.reserved, `${sku} nothing left reserved`).toBe(0);
     const bought = [...completed]
       .filter((id) => workload.get(id)!.sku === sku)
       .reduce((sum, id) => sum + workload.get(id)!.qty, 0);
-    expect(stock.sold, `${sku} sold what the completed orders bought`).toBe(bought);
-    expect(folded.get(sku), `${sku} events (each once) fold to the stored state`).toEqual(stock);
+    expect.soft(stock.sold, `${sku} sold what the completed orders bought`).toBe(bought);
+    expect.soft(folded.get(sku), `${sku} events (each once) fold to the stored state`).toEqual(stock);
   }
   if (copies > 0) console.log(`[multinode] ${copies} re-sent Inventory event copies in the topic (skipped)`);
 }
@@ -433,41 +451,47 @@ async function checkGateway(completed: ReadonlySet<string>, compensated: Readonl
   const chargesPerOrder = new Map<string, number>();
   for (const charge of charges)
     chargesPerOrder.set(charge.order_id, (chargesPerOrder.get(charge.order_id) ?? 0) + 1);
-  expect(
-    [...chargesPerOrder].filter(([, count]) => count > 1),
-    'orders charged twice',
-  ).toEqual([]);
+  expect
+    .soft(
+      [...chargesPerOrder].filter(([, count]) => count > 1),
+      'orders charged twice',
+    )
+    .toEqual([]);
   const refundsPerCharge = new Map<string, number>();
   for (const refund of refunds)
     refundsPerCharge.set(refund.charge_key, (refundsPerCharge.get(refund.charge_key) ?? 0) + 1);
-  expect(
-    [...refundsPerCharge].filter(([, count]) => count > 1),
-    'charges refunded twice',
-  ).toEqual([]);
+  expect
+    .soft(
+      [...refundsPerCharge].filter(([, count]) => count > 1),
+      'charges refunded twice',
+    )
+    .toEqual([]);
   const chargeKey = new Map(charges.map((charge) => [charge.order_id, charge.key]));
   for (const id of completed) {
-    expect(chargeKey.has(id), `${id} charged`).toBe(true);
-    expect(refundsPerCharge.has(chargeKey.get(id)!), `${id} not refunded`).toBe(false);
+    expect.soft(chargeKey.has(id), `${id} charged`).toBe(true);
+    expect.soft(refundsPerCharge.has(chargeKey.get(id)!), `${id} not refunded`).toBe(false);
   }
   for (const id of compensated) {
-    if (chargeKey.has(id)) expect(refundsPerCharge.get(chargeKey.get(id)!), `${id} refunded`).toBe(1);
+    if (chargeKey.has(id)) expect.soft(refundsPerCharge.get(chargeKey.get(id)!), `${id} refunded`).toBe(1);
   }
   for (const [id, input] of workload)
-    if (input.decline) expect(chargeKey.has(id), `${id} declined`).toBe(false);
+    if (input.decline) expect.soft(chargeKey.has(id), `${id} declined`).toBe(false);
 }
 
 /** Each completed order published (once, counting re-sent copies once) and recorded once. */
 async function checkLedger(completed: ReadonlySet<string>): Promise<void> {
   const { unique, copies } = dedupe(await readTopic(log, topics.completed));
   const published = unique.map((record) => decodeJson<{ order: string }>(record)!.order);
-  expect(published.sort()).toEqual([...completed].sort());
+  expect.soft(published.sort()).toEqual([...completed].sort());
   const ledger = await ledgerState();
-  expect(ledger.count, 'ledger count').toBe(completed.size);
-  expect(Object.keys(ledger.orders).sort()).toEqual([...completed].sort());
-  expect(
-    Object.entries(ledger.orders).filter(([, times]) => times !== 1),
-    'recorded more than once',
-  ).toEqual([]);
+  expect.soft(ledger.count, 'ledger count').toBe(completed.size);
+  expect.soft(Object.keys(ledger.orders).sort()).toEqual([...completed].sort());
+  expect
+    .soft(
+      Object.entries(ledger.orders).filter(([, times]) => times !== 1),
+      'recorded more than once',
+    )
+    .toEqual([]);
   if (copies > 0)
     console.log(`[multinode] ${copies} re-sent orders.completed copies in the topic, applied once`);
 }
@@ -481,10 +505,12 @@ async function checkTimers(completed: ReadonlySet<string>): Promise<void> {
     [[...workload.keys()]],
   );
   for (const id of completed)
-    expect(
-      sleeps.some((sleep: { saga_id: string }) => sleep.saga_id === id),
-      `${id} slept`,
-    ).toBe(true);
+    expect
+      .soft(
+        sleeps.some((sleep: { saga_id: string }) => sleep.saga_id === id),
+        `${id} slept`,
+      )
+      .toBe(true);
   const { rows: deletes } = await schemas.query(
     `SELECT row->>'id' AS id, count(*)::int AS n FROM ${s}.audit_writes
      WHERE tbl = 'store_timers' AND op = 'DELETE' GROUP BY 1`,
@@ -492,22 +518,25 @@ async function checkTimers(completed: ReadonlySet<string>): Promise<void> {
   const fired = new Map(deletes.map((row: { id: string; n: number }) => [row.id, row.n]));
   for (const sleep of sleeps as Array<{ saga_id: string; result: string; next_at: string | null }>) {
     const { wakeAt, timerId } = JSON.parse(sleep.result) as { wakeAt: number; timerId: string };
-    expect(fired.get(timerId), `${timerId} fired once`).toBe(1);
+    expect.soft(fired.get(timerId), `${timerId} fired once`).toBe(1);
     if (sleep.next_at !== null)
-      expect(Number(sleep.next_at), `${sleep.saga_id} woke no earlier than due`).toBeGreaterThanOrEqual(
-        wakeAt,
-      );
+      expect
+        .soft(Number(sleep.next_at), `${sleep.saga_id} woke no earlier than due`)
+        .toBeGreaterThanOrEqual(wakeAt);
   }
   const { rows: left } = await schemas.query(
     `SELECT id FROM ${s}.store_timers WHERE kind = 'meridian.saga.wake' AND payload::json->>'sagaId' = ANY($1)`,
     [[...workload.keys()]],
   );
-  expect(left, 'wake timers left for ended sagas').toEqual([]);
+  expect.soft(left, 'wake timers left for ended sagas').toEqual([]);
 }
 
 /**
- * Fencing, from the audit: every write a node committed (to a table whose rows name a partition)
- * happened while that node held the partition's latest claim.
+ * Fencing, from the audit: every write a node committed to a table whose rows name a partition
+ * (entities and journal entries by their id's partition) happened while that node held the
+ * partition's latest claim. Outbox rows are reported apart: the relay of the row's partition
+ * publishes them, and the runtime derives that partition from the record's headers, which is not
+ * always a partition the transaction wrote for (a dead letter copies the consumed record's).
  */
 async function checkFencing(): Promise<void> {
   const { rows: claims } = await schemas.query(
@@ -515,40 +544,46 @@ async function checkFencing(): Promise<void> {
   );
   const { rows: writes } = await schemas.query(
     `SELECT tbl, op, node, row, (extract(epoch FROM at) * 1000000)::bigint AS us FROM ${s}.audit_writes
-     WHERE tbl <> 'store_inbox' ORDER BY at`,
+     WHERE tbl <> 'store_inbox' AND NOT (tbl = 'store_outbox' AND op <> 'INSERT') ORDER BY at`,
   );
   const names = new Set(started.map((node) => node.name));
   const violations: string[] = [];
-  for (const write of writes as Array<{
-    tbl: string;
-    op: string;
-    node: string;
-    row: Record<string, unknown>;
-    us: string;
-  }>) {
+  const outbox: string[] = [];
+  for (const write of writes as AuditedWrite[]) {
     if (!names.has(write.node)) {
       violations.push(`${write.tbl} ${write.op} by an unknown writer '${write.node}'`);
       continue;
     }
-    const partition =
-      typeof write.row.partition === 'number'
-        ? write.row.partition
-        : write.tbl === 'store_entities'
-          ? partitionOf(String(write.row.id))
-          : write.tbl === 'store_saga_journal'
-            ? partitionOf(String(write.row.saga_id))
-            : undefined;
+    const partition = auditedPartition(write);
     if (partition === undefined) continue;
     let holder: { owner: string; epoch: string } | undefined;
     for (const claim of claims as Array<{ partition: number; owner: string; epoch: string; us: string }>) {
       if (Number(claim.us) >= Number(write.us)) break;
       if (claim.partition === partition) holder = claim;
     }
-    if (holder?.owner !== write.node) {
-      violations.push(
-        `${write.node} committed ${write.tbl} ${write.op} ${JSON.stringify(write.row).slice(0, 120)} for partition ${partition} while ${holder === undefined ? 'nobody' : `${holder.owner} (epoch ${holder.epoch})`} held it`,
-      );
-    }
+    if (holder?.owner === write.node) continue;
+    const text = `${write.node} committed ${write.tbl} ${write.op} ${JSON.stringify(write.row).slice(0, 160)} for partition ${partition} while ${holder === undefined ? 'nobody' : `${holder.owner} (epoch ${holder.epoch})`} held it`;
+    (write.tbl === 'store_outbox' ? outbox : violations).push(text);
   }
-  expect(violations.slice(0, 20), `${violations.length} writes outside the writer's claim`).toEqual([]);
+  expect
+    .soft(violations.slice(0, 20), `${violations.length} state writes outside the writer's claim`)
+    .toEqual([]);
+  expect
+    .soft(outbox.slice(0, 10), `${outbox.length} outbox rows written for a partition the writer did not hold`)
+    .toEqual([]);
+}
+
+interface AuditedWrite {
+  tbl: string;
+  op: string;
+  node: string;
+  row: Record<string, unknown>;
+  us: string;
+}
+
+function auditedPartition(write: AuditedWrite): number | undefined {
+  if (typeof write.row.partition === 'number') return write.row.partition;
+  if (write.tbl === 'store_entities') return partitionOf(String(write.row.id));
+  if (write.tbl === 'store_saga_journal') return partitionOf(String(write.row.saga_id));
+  return undefined;
 }
