@@ -35,7 +35,15 @@ export type NodeMessage =
 export type NodeReport =
   | { type: 'ready' }
   | { type: 'owned'; owned: number[] }
-  | { type: 'closed'; counted: number; elapsedMs: number; failures: number }
+  | {
+      type: 'closed';
+      counted: number;
+      elapsedMs: number;
+      failures: number;
+      units: number;
+      transactions: number;
+      retried: number;
+    }
   | { type: 'open'; histogram: string; measured: number; failures: number };
 
 const config = JSON.parse(process.argv[2] ?? '{}') as NodeConfig;
@@ -93,8 +101,18 @@ async function closedLoop(runtime: Runtime, message: Extract<NodeMessage, { type
       }
     }
   };
+  const before = runtime.stats.commits;
   await Promise.all(Array.from({ length: message.concurrency }, worker));
-  send({ type: 'closed', counted, elapsedMs: performance.now() - countFrom, failures });
+  const after = runtime.stats.commits;
+  send({
+    type: 'closed',
+    counted,
+    elapsedMs: performance.now() - countFrom,
+    failures,
+    units: after.units - before.units,
+    transactions: after.transactions - before.transactions,
+    retried: after.retriedTransactions - before.retriedTransactions,
+  });
 }
 
 async function openLoop(runtime: Runtime, message: Extract<NodeMessage, { type: 'open' }>) {

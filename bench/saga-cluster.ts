@@ -45,8 +45,11 @@ class BenchNode {
 
   constructor(config: NodeConfig) {
     this.name = config.node;
+    const profile = process.env.MERIDIAN_BENCH_CPU_PROF;
     this.child = fork(join(import.meta.dirname, 'saga-cluster-node.ts'), [JSON.stringify(config)], {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      // A CPU profile per node, written when it stops (MERIDIAN_BENCH_CPU_PROF=<directory>).
+      execArgv: profile === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', profile],
     });
     this.exited = new Promise((resolve) => this.child.once('exit', () => resolve()));
     this.child.on('message', (report: NodeReport) => {
@@ -198,6 +201,12 @@ export async function clusterBench(options: ClusterBenchOptions): Promise<void> 
       options.takeover && options.nodes >= 2 ? await takeoverTime(nodes, options, admin, schema) : undefined;
     printLine(options, max, fixed, takeover);
   } finally {
+    // A clean stop first (so profiles get written), then SIGKILL whatever is left after 10 s.
+    for (const node of nodes) if (node.child.connected) node.send({ type: 'stop' });
+    await Promise.race([
+      Promise.all(nodes.map((node) => node.exited)),
+      new Promise((resolve) => setTimeout(resolve, 10_000)),
+    ]);
     for (const node of nodes) node.child.kill('SIGKILL');
     await Promise.all(nodes.map((node) => node.exited));
     await log.deleteTopic(`bench.${run}.work`).catch(() => {});
@@ -224,7 +233,18 @@ async function maxLoad(
   const counted = done.reduce((sum, result) => sum + result.counted, 0);
   const elapsedMs = Math.max(...done.map((result) => result.elapsedMs));
   const failures = done.reduce((sum, result) => sum + result.failures, 0);
-  return { perSecond: (counted / elapsedMs) * 1000, counted, failures, cpu, inFlight: share * nodes.length };
+  const units = done.reduce((sum, result) => sum + result.units, 0);
+  const transactions = done.reduce((sum, result) => sum + result.transactions, 0);
+  const retried = done.reduce((sum, result) => sum + result.retried, 0);
+  return {
+    perSecond: (counted / elapsedMs) * 1000,
+    counted,
+    failures,
+    cpu,
+    inFlight: share * nodes.length,
+    unitsPerTransaction: units / Math.max(1, transactions),
+    retried,
+  };
 }
 
 async function fixedLoad(nodes: readonly BenchNode[], options: ClusterBenchOptions) {
@@ -313,6 +333,7 @@ function printLine(
   const total = max.cpu.nodes + max.cpu.kafka + max.cpu.postgres;
   const line = [
     `sagas (4-step, cluster: ${options.nodes} node${options.nodes > 1 ? 's' : ''}, Kafka + PostgreSQL): ${Math.round(max.perSecond).toLocaleString('en-US')}/s sustained at ${max.inFlight} in flight${max.failures > 0 ? ` (${max.failures} failed)` : ''}`,
+    `${max.unitsPerTransaction.toFixed(0)} units/transaction${max.retried > 0 ? ` (${max.retried} transactions retried unit by unit)` : ''}`,
     `CPU per saga ${perSaga(total)} ms (nodes ${perSaga(max.cpu.nodes)}, Kafka ${perSaga(max.cpu.kafka)}, PostgreSQL ${perSaga(max.cpu.postgres)})`,
     `at ${options.rate.toLocaleString('en-US')}/s offered: p50 ${fixed.p50Ms.toFixed(1)} ms, p99 ${fixed.p99Ms.toFixed(1)} ms (n=${fixed.measured}${fixed.failures > 0 ? `, ${fixed.failures} failed` : ''})`,
     takeover === undefined
