@@ -44,11 +44,16 @@ export type NodeReport =
       transactions: number;
       retried: number;
     }
-  | { type: 'open'; histogram: string; measured: number; failures: number };
+  | { type: 'open'; histogram: string; measured: number; failures: number; errors: string[] };
 
 const config = JSON.parse(process.argv[2] ?? '{}') as NodeConfig;
 const send = (report: NodeReport) => process.send?.(report);
 let sequence = 0;
+/** The first few distinct failure messages, to say why sagas failed. */
+const errors = new Set<string>();
+function failed(error: unknown): void {
+  if (errors.size < 5) errors.add(String(error instanceof Error ? error.message : error).slice(0, 200));
+}
 
 function nextInput(): [string, { sku: string; qty: number; amount: number }] {
   sequence++;
@@ -96,8 +101,9 @@ async function closedLoop(runtime: Runtime, message: Extract<NodeMessage, { type
       try {
         await (await runtime.startSaga(OrderSaga, id, input)).result();
         if (performance.now() >= countFrom) counted++;
-      } catch {
+      } catch (error) {
         failures++;
+        failed(error);
       }
     }
   };
@@ -141,8 +147,9 @@ async function openLoop(runtime: Runtime, message: Extract<NodeMessage, { type: 
                 if (index >= warmupCount)
                   histogram.recordValue(Math.max(1, Math.round((performance.now() - scheduledAt) * 1000)));
               },
-              () => {
+              (error: unknown) => {
                 failures++;
+                failed(error);
               },
             ),
         );
@@ -158,6 +165,7 @@ async function openLoop(runtime: Runtime, message: Extract<NodeMessage, { type: 
     histogram: encodeIntoCompressedBase64(histogram),
     measured: total - warmupCount,
     failures,
+    errors: [...errors],
   });
 }
 

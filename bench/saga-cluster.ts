@@ -263,6 +263,7 @@ async function fixedLoad(nodes: readonly BenchNode[], options: ClusterBenchOptio
     p99Ms: histogram.getValueAtPercentile(99) / 1000,
     measured: done.reduce((sum, result) => sum + result.measured, 0),
     failures: done.reduce((sum, result) => sum + result.failures, 0),
+    errors: [...new Set(done.flatMap((result) => result.errors))],
   };
 }
 
@@ -341,4 +342,5 @@ function printLine(
       : `kill -9 of 1 of ${options.nodes} nodes: its ${takeover.partitions} partitions claimed in ${(takeover.claimedMs / 1000).toFixed(1)} s, its ${takeover.sagas} in-flight sagas ended ${(takeover.endedMs / 1000).toFixed(1)} s after the kill`,
   ].join('; ');
   console.log(line);
+  if (fixed.errors.length > 0) console.log(`failures: ${fixed.errors.join(' | ')}`);
 }
