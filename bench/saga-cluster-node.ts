@@ -130,6 +130,10 @@ async function openLoop(runtime: Runtime, message: Extract<NodeMessage, { type: 
   const pending: Promise<void>[] = [];
   let issued = 0;
   let failures = 0;
+  // Overloaded, sagas could wait minutes: those not ended 60 s after the last start count as
+  // failed (with the message below), so a run ends in bounded time.
+  const giveUp = new AbortController();
+  const giveUpReason = new Error('not ended within 60 s of the last start');
   await new Promise<void>((resolve) => {
     const tick = () => {
       // Latency counts from each saga's scheduled time: a stalled loop shows up as latency.
@@ -141,7 +145,7 @@ async function openLoop(runtime: Runtime, message: Extract<NodeMessage, { type: 
         pending.push(
           runtime
             .startSaga(OrderSaga, id, input)
-            .then((handle) => handle.result())
+            .then((handle) => handle.result({ signal: giveUp.signal }))
             .then(
               () => {
                 if (index >= warmupCount)
@@ -159,7 +163,9 @@ async function openLoop(runtime: Runtime, message: Extract<NodeMessage, { type: 
     };
     tick();
   });
+  const timer = setTimeout(() => giveUp.abort(giveUpReason), 60_000);
   await Promise.all(pending);
+  clearTimeout(timer);
   send({
     type: 'open',
     histogram: encodeIntoCompressedBase64(histogram),

@@ -11,7 +11,9 @@
  *    and the server's writer, WAL writer and checkpointer), from /proc/<pid>/stat;
  * 2. fixed load: `--rate` sagas/s offered in total (default 500) for 2 s of warm-up plus `--seconds`,
  *    on a schedule that does not wait; p50/p99 from each saga's scheduled start to its result;
- * 3. takeover (`--nodes` ≥ 2, unless --no-takeover): under the fixed load, `kill -9` of one node;
+ * 3. takeover (`--nodes` ≥ 2, unless --no-takeover): under `--takeover-rate` sagas/s in total
+ *    (default 50, a load every node count here sustains, so the figure is takeover, not queueing),
+ *    `kill -9` of one node;
  *    the time until the others claimed its partitions, and until every saga of its partitions that
  *    was running at the kill has ended on the others.
  */
@@ -31,6 +33,8 @@ export interface ClusterBenchOptions {
   concurrency: number;
   rate: number;
   takeover: boolean;
+  /** Sagas/s offered in total while a node is killed. */
+  takeoverRate: number;
 }
 
 const partitions = 16;
@@ -268,7 +272,7 @@ async function fixedLoad(nodes: readonly BenchNode[], options: ClusterBenchOptio
 }
 
 /**
- * Under the fixed load, SIGKILLs the last node: how long until the others claimed its partitions,
+ * Under `--takeover-rate` sagas/s, SIGKILLs the last node: how long until the others claimed its partitions,
  * and until every saga of those partitions that was running at the kill has ended.
  */
 async function takeoverTime(
@@ -282,7 +286,7 @@ async function takeoverTime(
   const seconds = 25;
   const results = nodes.map((node) => node.next('open').catch(() => undefined));
   for (const node of nodes)
-    node.send({ type: 'open', rate: options.rate / nodes.length, warmupSeconds: 0, seconds });
+    node.send({ type: 'open', rate: options.takeoverRate / nodes.length, warmupSeconds: 0, seconds });
   await new Promise((resolve) => setTimeout(resolve, 3000));
   const lost = [...victim.owned];
   const claims = async () =>
@@ -339,7 +343,7 @@ function printLine(
     `at ${options.rate.toLocaleString('en-US')}/s offered: p50 ${fixed.p50Ms.toFixed(1)} ms, p99 ${fixed.p99Ms.toFixed(1)} ms (n=${fixed.measured}${fixed.failures > 0 ? `, ${fixed.failures} failed` : ''})`,
     takeover === undefined
       ? 'no takeover measured'
-      : `kill -9 of 1 of ${options.nodes} nodes: its ${takeover.partitions} partitions claimed in ${(takeover.claimedMs / 1000).toFixed(1)} s, its ${takeover.sagas} in-flight sagas ended ${(takeover.endedMs / 1000).toFixed(1)} s after the kill`,
+      : `kill -9 of 1 of ${options.nodes} nodes at ${options.takeoverRate}/s offered: its ${takeover.partitions} partitions claimed in ${(takeover.claimedMs / 1000).toFixed(1)} s, its ${takeover.sagas} in-flight sagas ended ${(takeover.endedMs / 1000).toFixed(1)} s after the kill`,
   ].join('; ');
   console.log(line);
   if (fixed.errors.length > 0) console.log(`failures: ${fixed.errors.join(' | ')}`);

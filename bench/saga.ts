@@ -174,5 +174,6 @@ if (shape === 'cluster') {
     concurrency,
     rate: option('rate', 500),
     takeover: !process.argv.includes('--no-takeover'),
+    takeoverRate: option('takeover-rate', 50),
   });
 } else await embedded();
