@@ -152,6 +152,7 @@ async function openLoop(runtime: Runtime, message: Extract<NodeMessage, { type: 
                   histogram.recordValue(Math.max(1, Math.round((performance.now() - scheduledAt) * 1000)));
               },
               (error: unknown) => {
+                if (index < warmupCount) return;
                 failures++;
                 failed(error);
               },

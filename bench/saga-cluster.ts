@@ -154,6 +154,21 @@ async function waitFor(check: () => Promise<boolean> | boolean, timeoutMs: numbe
   return performance.now() - started;
 }
 
+/** Waits (bounded) until no saga is running: what an overloaded phase left behind has ended. */
+async function drain(admin: pg.Pool, schema: string): Promise<void> {
+  const running = async () =>
+    (
+      await admin.query(
+        `SELECT count(*)::int AS n FROM "${schema}".store_sagas WHERE status IN ('running', 'compensating')`,
+      )
+    ).rows[0].n as number;
+  const left = await running();
+  const tookMs = await waitFor(async () => (await running()) === 0, 300_000, 'the sagas left running ended');
+  process.stderr.write(
+    `[bench] ${left} sagas were still running; they ended in ${(tookMs / 1000).toFixed(1)} s\n`,
+  );
+}
+
 function mergeHistograms(encoded: readonly string[]): Histogram {
   const merged = build({ lowestDiscernibleValue: 1, highestTrackableValue: 120_000_000 });
   for (const text of encoded) merged.add(decodeFromCompressedBase64(text));
@@ -200,7 +215,11 @@ export async function clusterBench(options: ClusterBenchOptions): Promise<void> 
         ).rows.map((row: { pid: number }) => row.pid),
     });
     const max = await maxLoad(nodes, options, meter);
+    process.stderr.write(`[bench] max load: ${JSON.stringify({ ...max, cpu: undefined })}\n`);
+    await drain(admin, schema);
     const fixed = await fixedLoad(nodes, options);
+    process.stderr.write(`[bench] fixed load: ${JSON.stringify(fixed)}\n`);
+    await drain(admin, schema);
     const takeover =
       options.takeover && options.nodes >= 2 ? await takeoverTime(nodes, options, admin, schema) : undefined;
     printLine(options, max, fixed, takeover);
