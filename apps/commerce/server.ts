@@ -2,6 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   type Durability,
+  type Log,
   type SagaStatus,
   SqliteDatabase,
   SqliteLog,
@@ -92,10 +93,7 @@ export async function startCommerceServer(options: CommerceServerOptions): Promi
     });
     cleanups.push(() => paymentGateway.close());
     const paymentUrl = paymentGateway.url;
-    // Calls in flight to the gateway at most. Near capacity a call's round trip is mostly the
-    // time its answer waits for this thread's event loop (tens of ms), so 64 connections capped
-    // the whole system at ~1,100 orders/s on 2 cores; 256 lifted it to ~1,300 (docs/benchmarks.md).
-    const payments = new PaymentGatewayClient({ baseUrl: paymentUrl, maxConnections: 256 });
+    const payments = paymentClient(paymentUrl);
     cleanups.push(() => payments.close());
 
     const app = await createCommerceApp({ ...options.app, store, log, payments });
@@ -121,6 +119,76 @@ export async function startCommerceServer(options: CommerceServerOptions): Promi
     await cleanUp().catch(() => {
       // The first error is the one worth reporting.
     });
+    throw error;
+  }
+}
+
+function paymentClient(baseUrl: string): PaymentGatewayClient {
+  // Calls in flight to the gateway at most. Near capacity a call's round trip is mostly the
+  // time its answer waits for this thread's event loop (tens of ms), so 64 connections capped
+  // the whole system at ~1,100 orders/s on 2 cores; 256 lifted it to ~1,300 (docs/benchmarks.md).
+  return new PaymentGatewayClient({ baseUrl, maxConnections: 256 });
+}
+
+export interface CommerceNodeOptions {
+  /** The cluster's store (PostgreSQL, the schema every node shares); the caller opens and closes it. */
+  store: Store;
+  /** This node's log (Kafka); the caller opens and closes it. */
+  log: Log;
+  /**
+   * The payment gateway every node charges through (`meridian payments`). One for the whole
+   * cluster: an order taken over by another node must find the charge its first owner made.
+   */
+  paymentUrl: string;
+  /** @default '127.0.0.1' */
+  host?: string;
+  /** @default 0 (any free port) */
+  port?: number;
+  /** Tuning passed to the app; `runtime.cluster` makes it a cluster node. */
+  app?: Omit<CommerceAppOptions, 'store' | 'log' | 'payments'>;
+}
+
+export interface CommerceNode {
+  /** The commerce API's base URL. */
+  readonly url: string;
+  readonly app: CommerceApp;
+  readonly payments: PaymentGatewayClient;
+  /** Drains the app (requests, then the runtime: the node leaves the group) and closes the payment client; not the store or the log. */
+  close(): Promise<void>;
+}
+
+/**
+ * The commerce system as one node of the cluster shape: the same app as startCommerceServer, on
+ * a store and a log the caller opened, charging through the payment gateway all nodes share.
+ */
+export async function startCommerceNode(options: CommerceNodeOptions): Promise<CommerceNode> {
+  const payments = paymentClient(options.paymentUrl);
+  let app: CommerceApp | undefined;
+  try {
+    app = await createCommerceApp({ ...options.app, store: options.store, log: options.log, payments });
+    const runtime = app.runtime;
+    app.gateway.addReadinessCheck('cluster', () => {
+      const owned = runtime.cluster?.owned() ?? [];
+      return { ok: true, detail: `owns work partitions [${owned.join(',')}]` };
+    });
+    await app.start();
+    const url = await app.listen({ host: options.host ?? '127.0.0.1', port: options.port ?? 0 });
+    const started = app;
+    let closing: Promise<void> | undefined;
+    return {
+      url,
+      app: started,
+      payments,
+      close() {
+        closing ??= started.close().finally(() => payments.close());
+        return closing;
+      },
+    };
+  } catch (error) {
+    await app?.close().catch(() => {
+      // The first error is the one worth reporting.
+    });
+    payments.close();
     throw error;
   }
 }

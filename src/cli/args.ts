@@ -51,3 +51,28 @@ export function choice<T extends string>(
   }
   return raw as T;
 }
+
+/** `raw` as an integer in [min, max]; a ValidationError naming the option otherwise. */
+export function integer(name: string, raw: string, min: number, max: number): number {
+  const value = /^-?\d+$/.test(raw.trim()) ? Number(raw) : Number.NaN;
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    throw new ValidationError(`'${name}' must be an integer in [${min}, ${max}]: current value is '${raw}'`);
+  }
+  return value;
+}
+
+/** `raw` as a number in [min, max], `fallback` when absent; a ValidationError naming the option otherwise. */
+export function number(
+  name: string,
+  raw: string | undefined,
+  fallback: number,
+  min: number,
+  max: number,
+): number {
+  if (raw === undefined) return fallback;
+  const value = raw.trim() === '' ? Number.NaN : Number(raw);
+  if (!Number.isFinite(value) || value < min || value > max) {
+    throw new ValidationError(`'${name}' must be a number in [${min}, ${max}]: current value is '${raw}'`);
+  }
+  return value;
+}

@@ -1,6 +1,6 @@
 import type { ParseArgsOptionsConfig } from 'node:util';
 import { ValidationError } from '../errors.ts';
-import { choice, parseCommandLine } from './args.ts';
+import { choice, integer, number, parseCommandLine } from './args.ts';
 
 export interface DemoOptions {
   /** Where the database and the payment ledger live. @default './.meridian' */
@@ -38,6 +38,9 @@ order saga, a simulated payment gateway, and a little built-in traffic so there 
 see. Ctrl-C drains and exits; starting again on the same data directory resumes every order that
 was in flight.
 
+The same app runs as a cluster of nodes over PostgreSQL and Kafka with 'meridian node'
+(npm run meridian -- node --help), beside one shared 'meridian payments' gateway: docs/cluster.md.
+
 Options:
   --data-dir <path>                  database and payment ledger directory (default ./.meridian)
   --port <n>                         HTTP port, 0..65535; 0 picks a free one (default $PORT or 7070)
@@ -56,23 +59,6 @@ Options:
   --commit-linger-ms <ms>            how long each transaction waits for more work before it
                                      starts: fewer, larger commits, 0..100 (default 0)
   -h, --help                         show this help`;
-
-function integer(name: string, raw: string, min: number, max: number): number {
-  const value = /^-?\d+$/.test(raw.trim()) ? Number(raw) : Number.NaN;
-  if (!Number.isSafeInteger(value) || value < min || value > max) {
-    throw new ValidationError(`'${name}' must be an integer in [${min}, ${max}]: current value is '${raw}'`);
-  }
-  return value;
-}
-
-function number(name: string, raw: string | undefined, fallback: number, min: number, max: number): number {
-  if (raw === undefined) return fallback;
-  const value = raw.trim() === '' ? Number.NaN : Number(raw);
-  if (!Number.isFinite(value) || value < min || value > max) {
-    throw new ValidationError(`'${name}' must be a number in [${min}, ${max}]: current value is '${raw}'`);
-  }
-  return value;
-}
 
 /** Parses and validates `meridian demo`'s arguments; `help` when the usage was asked for. */
 export function parseDemoOptions(

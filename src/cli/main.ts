@@ -10,6 +10,14 @@ interface Command {
 
 const commands: Record<string, Command> = {
   demo: { summary: 'Run the demo on the embedded shape (npm start)', load: () => import('./demo.ts') },
+  node: {
+    summary: 'Run the commerce app as one node of a cluster (PostgreSQL + Kafka)',
+    load: () => import('./node.ts'),
+  },
+  payments: {
+    summary: 'Run the simulated payment gateway the nodes of a cluster share',
+    load: () => import('./payments.ts'),
+  },
   banking: {
     summary: 'Run the banking case study gateway (--policies on|off)',
     load: () => import('./banking.ts'),

@@ -4,7 +4,7 @@ import { messageIdOf } from '../cluster/relay.ts';
 import { ValidationError } from '../errors.ts';
 import type { Consumer, Log, LogRecord, ProducerRecord, TopicDescription } from '../log/types.ts';
 import { integerOption } from '../resilience/options.ts';
-import type { OutboxMessage, Store, StoreTransaction } from '../store/types.ts';
+import type { NewOutboxMessage, Store, StoreTransaction } from '../store/types.ts';
 import type { Clock } from '../time.ts';
 import type { CommitPath, UnitScope } from './commit-path.ts';
 import { headers } from './entity-command.ts';
@@ -24,7 +24,10 @@ export interface ClusterCommitPathOptions {
   onOutbox?: (partitions: ReadonlySet<number>) => void;
 }
 
-type Outgoing = Array<Omit<OutboxMessage, 'id'>>;
+type Outgoing = NewOutboxMessage[];
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
 
 interface TransactionState {
   readonly written: Set<number>;
@@ -83,7 +86,7 @@ export class ClusterCommitPath implements CommitPath {
       return value;
     });
     if (state.outgoing.length > 0) {
-      this.#onOutbox?.(new Set(state.outgoing.map((message) => message.partition)));
+      this.#onOutbox?.(new Set(state.outgoing.map((message) => message.partition ?? 0)));
     }
     for (const action of state.afterCommit) await action();
     return result;
@@ -121,6 +124,10 @@ export class ClusterCommitPath implements CommitPath {
         // After the commit: a record redelivered before the offset moves is skipped by its inbox row.
         state.afterCommit.push(() => consumer.commit(records).catch(() => undefined));
       },
+      fence: (partition: number) => {
+        this.#ownership.requireOwned(partition, `partition ${partition}`);
+        state.written.add(partition);
+      },
       isolate: async <T>(fn: (scope: UnitScope) => Promise<T>) => {
         const own: TransactionState = { written: new Set(), outgoing: [], afterCommit: [] };
         const value = await this.#store.transaction((inner) => fn(this.#scope(inner, own)));
@@ -144,24 +151,29 @@ export class ClusterCommitPath implements CommitPath {
 
   /**
    * An outbox row for `record`. Its work partition decides which node's relay publishes it: the
-   * partition of the entity or saga that wrote it (so one writer's records go out in the order it
-   * committed them), else of its key.
+   * partition of the entity or saga that wrote it, else of its key, when this node owns that
+   * partition (so one writer's records go out in the order it committed them); otherwise the
+   * lowest partition this node owns, so that its own relay sends it at once.
    */
-  #toOutbox(topic: string, record: ProducerRecord, written: ReadonlySet<number>): Omit<OutboxMessage, 'id'> {
+  #toOutbox(topic: string, record: ProducerRecord, written: ReadonlySet<number>): NewOutboxMessage {
     const recordHeaders = record.headers ?? {};
     const owner = recordHeaders[headers.entityId] ?? recordHeaders[headers.saga];
     const key = record.key;
     const keyText =
-      typeof key === 'string' ? key : key instanceof Uint8Array ? new TextDecoder().decode(key) : undefined;
-    const partition =
+      typeof key === 'string' ? key : key instanceof Uint8Array ? decoder.decode(key) : undefined;
+    const natural =
       owner !== undefined
         ? this.#ownership.partitionOf(owner)
         : keyText !== undefined
           ? this.#ownership.partitionOf(keyText)
-          : (written.values().next().value ?? 0);
+          : written.values().next().value;
+    const partition =
+      natural !== undefined && this.#ownership.owns(natural)
+        ? natural
+        : (this.#ownership.owned()[0] ?? natural ?? 0);
     return {
       topic,
-      key: typeof key === 'string' ? new TextEncoder().encode(key) : (key ?? null),
+      key: typeof key === 'string' ? encoder.encode(key) : (key ?? null),
       value: record.value,
       headers: recordHeaders,
       timestamp: record.timestamp ?? this.#clock.now(),

@@ -103,13 +103,43 @@ export class ClusterNode {
   async #reassign(assigned: readonly TopicPartition[], revoked: readonly TopicPartition[]): Promise<void> {
     try {
       await this.#lose(revoked.map((tp) => tp.partition));
-      const gained = assigned.map((tp) => tp.partition);
-      if (gained.length === 0 || this.#stop.signal.aborted) return;
-      await this.#options.ownership.claim(gained);
-      await this.#options.host.gained(gained);
     } catch (error) {
-      this.#options.host.report({ message: 'taking over work partitions failed', error });
+      this.#options.host.report({ message: 'giving up work partitions failed', error });
     }
+    const gained = assigned.map((tp) => tp.partition);
+    // Claiming (PostgreSQL unreachable) and resuming are each tried again while the group still
+    // assigns the partitions here: until they succeed nobody runs them, which is safe, not lost.
+    const claimed = await this.#untilDone('claiming work partitions', gained, (partitions) =>
+      this.#options.ownership.claim(partitions),
+    );
+    await this.#untilDone('resuming work partitions', claimed, (partitions) =>
+      this.#options.host.gained(partitions),
+    );
+  }
+
+  /**
+   * Runs `step` on `partitions` until it succeeds, pausing longer after each failure; between
+   * tries, partitions the group took away (or this node gave up) are dropped. Returns those it
+   * succeeded for.
+   */
+  async #untilDone(
+    what: string,
+    partitions: readonly number[],
+    step: (partitions: readonly number[]) => Promise<unknown>,
+  ): Promise<number[]> {
+    let left = [...partitions];
+    for (let attempt = 1; left.length > 0 && !this.#stop.signal.aborted; attempt++) {
+      try {
+        await step(left);
+        return left;
+      } catch (error) {
+        this.#options.host.report({ message: `${what} failed (attempt ${attempt}); retrying`, error });
+        await this.#pause(Math.min(5000, 250 * 2 ** Math.min(attempt, 5)));
+        const still = new Set(this.#consumer?.assignment().map((tp) => tp.partition) ?? []);
+        left = left.filter((partition) => still.has(partition));
+      }
+    }
+    return [];
   }
 
   async #lose(partitions: readonly number[]): Promise<void> {
@@ -136,6 +166,7 @@ export class ClusterNode {
         continue;
       }
       const owned = records.filter((record) => this.#options.ownership.owns(record.partition));
+      this.#holdBack(consumer, records);
       if (owned.length === 0) continue;
       try {
         await Promise.all(owned.map((record) => this.#apply(record)));
@@ -149,6 +180,20 @@ export class ClusterNode {
         await this.#pause(200);
       }
     }
+  }
+
+  /**
+   * Records of a partition the group assigned here but this node does not hold yet (its claim is
+   * still being retried) are read again later: the consumer goes back to the first of them.
+   */
+  #holdBack(consumer: Consumer, records: readonly LogRecord[]): void {
+    const assigned = new Set(consumer.assignment().map((tp) => tp.partition));
+    const first = new Map<number, number>();
+    for (const record of records) {
+      if (this.#options.ownership.owns(record.partition) || !assigned.has(record.partition)) continue;
+      if (!first.has(record.partition)) first.set(record.partition, record.offset);
+    }
+    for (const [partition, offset] of first) consumer.seek(this.#options.workTopic, partition, offset);
   }
 
   async #apply(record: LogRecord): Promise<void> {
@@ -248,11 +293,14 @@ export class ClusterNode {
 
   #pause(ms: number): Promise<void> {
     return new Promise((resolve) => {
-      const timer = this.#options.timers.setTimeout(resolve, ms);
-      this.#stop.signal.addEventListener('abort', () => {
+      const signal = this.#stop.signal;
+      const done = () => {
         timer.cancel();
+        signal.removeEventListener('abort', done);
         resolve();
-      });
+      };
+      const timer = this.#options.timers.setTimeout(done, ms);
+      signal.addEventListener('abort', done, { once: true });
     });
   }
 }

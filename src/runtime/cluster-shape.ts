@@ -1,5 +1,5 @@
 import { Ownership } from '../cluster/ownership.ts';
-import { OutboxRelay } from '../cluster/relay.ts';
+import { messageIdOf, OutboxRelay } from '../cluster/relay.ts';
 import { AlreadyExistsError, NotFoundError, ValidationError } from '../errors.ts';
 import type { Log } from '../log/types.ts';
 import { integerOption } from '../resilience/options.ts';
@@ -7,11 +7,14 @@ import type { Json, Store } from '../store/types.ts';
 import type { Clock, Random, Timers } from '../time.ts';
 import { ClusterCommitPath } from './cluster-commit-path.ts';
 import { type AppliedRequest, ClusterNode } from './cluster-node.ts';
+import { toJson } from './codec.ts';
 import type { UnitScope } from './commit-path.ts';
 import { headers } from './entity-command.ts';
 import type { GroupCommitter } from './group-commit.ts';
 import { requireRuntimeId, requireRuntimeName } from './options.ts';
 import type { ExecutionResult, RemoteEntities } from './saga-execution.ts';
+import type { HousekeepingOptions } from './singletons.ts';
+import type { RemoteSubscriptionEffects } from './subscription-runner.ts';
 import { encodeWorkRequest, errorFromReply, type WorkRequest } from './work-requests.ts';
 
 /** How often a caller waiting for a saga another node runs reads its record. */
@@ -31,6 +34,13 @@ export interface ClusterOptions {
   requestTimeoutMs?: number;
   /** Replication factor of the work topic when the runtime creates it. @default the broker's default */
   replicationFactor?: number;
+  /** How long replies of routed requests are kept (the leader deletes older ones). 60000 to 604800000. @default 3600000 */
+  replyRetentionMs?: number;
+  /**
+   * How long inbox entries are kept: a record re-sent or redelivered later than this applies
+   * again, so keep it above the log's retention. 3600000 to 31536000000. @default 604800000 (7 days)
+   */
+  inboxRetentionMs?: number;
 }
 
 export interface NormalizedClusterOptions {
@@ -40,6 +50,7 @@ export interface NormalizedClusterOptions {
   readonly group: string;
   readonly requestTimeoutMs: number;
   readonly replicationFactor: number | undefined;
+  readonly housekeeping: HousekeepingOptions;
 }
 
 export function normalizeClusterOptions(options: ClusterOptions): NormalizedClusterOptions {
@@ -56,6 +67,23 @@ export function normalizeClusterOptions(options: ClusterOptions): NormalizedClus
       options.replicationFactor === undefined
         ? undefined
         : integerOption('cluster.replicationFactor', options.replicationFactor, 1, 1, 16),
+    housekeeping: {
+      replyRetentionMs: integerOption(
+        'cluster.replyRetentionMs',
+        options.replyRetentionMs,
+        3_600_000,
+        60_000,
+        604_800_000,
+      ),
+      inboxRetentionMs: integerOption(
+        'cluster.inboxRetentionMs',
+        options.inboxRetentionMs,
+        604_800_000,
+        3_600_000,
+        31_536_000_000,
+      ),
+      intervalMs: 60_000,
+    },
   };
 }
 
@@ -77,6 +105,7 @@ export interface ClusterShapeOptions {
   timers: Timers;
   random: Random;
   options: NormalizedClusterOptions;
+  report: (problem: { message: string; error: unknown }) => void;
 }
 
 /**
@@ -107,7 +136,7 @@ export class ClusterShape {
       log: shape.log,
       ownership: this.ownership,
       timers: shape.timers,
-      onError: () => undefined,
+      onError: (error) => shape.report({ message: 'publishing the outbox failed; retrying', error }),
     });
     this.path = new ClusterCommitPath({
       store: shape.store,
@@ -200,6 +229,30 @@ export class ClusterShape {
     };
   }
 
+  /** How subscription handlers on this node reach entities and sagas other nodes own. */
+  remoteSubscriptionEffects(): RemoteSubscriptionEffects {
+    const publish = (scope: UnitScope, request: WorkRequest) =>
+      scope.publish(this.options.workTopic, [encodeWorkRequest(request)]);
+    return {
+      owns: (id) => this.ownsId(id),
+      forward: (scope, subscription, record, id, hops) =>
+        publish(scope, {
+          kind: 'deliver',
+          requestId: `deliver/${subscription}/${messageIdOf(record)}/${hops}`,
+          subscription,
+          id,
+          hops,
+          record,
+        }),
+      startSaga: (scope, request) =>
+        publish(scope, {
+          kind: 'start',
+          ...request,
+          input: toJson(`The input of saga '${request.saga}'`, request.input),
+        }),
+    };
+  }
+
   /** Waits until a saga another node runs has ended, reading its record every `sagaPollMs`. */
   async awaitSagaEnd(id: string, signal: AbortSignal | undefined): Promise<ExecutionResult> {
     for (;;) {
@@ -219,6 +272,31 @@ export class ClusterShape {
         signal?.addEventListener('abort', done, { once: true });
       });
     }
+  }
+
+  /** Sends a command to the owner of `id`'s partition; resolves with its reply. */
+  routeSend(entity: string, id: string, command: string, input: unknown, traceparent: string): Promise<Json> {
+    return this.route({
+      kind: 'send',
+      requestId: this.newRequestId(),
+      entity,
+      id,
+      command,
+      input: toJson(`The input of command '${command}' of entity '${entity}'`, input),
+      traceparent,
+    });
+  }
+
+  /** Starts a saga on the owner of `id`'s partition (idempotent on the id). */
+  async routeStart(saga: string, id: string, input: unknown, traceparent: string): Promise<void> {
+    await this.route({
+      kind: 'start',
+      requestId: this.newRequestId(),
+      saga,
+      id,
+      input: toJson(`The input of saga '${saga}'`, input),
+      traceparent,
+    });
   }
 
   /** Routes `request` to its owner and returns the stored reply's value, or throws its error. */

@@ -12,7 +12,7 @@ import type { LogRecord } from '../log/types.ts';
 import { openPostgresStore, type PostgresStore } from '../store/postgres/store.ts';
 import { testSchemas } from '../store/postgres/test-schema.ts';
 import { decodeJson } from './codec.ts';
-import { entity, saga } from './definitions.ts';
+import { entity, saga, subscription } from './definitions.ts';
 import { createRuntime, type Runtime } from './runtime.ts';
 
 const pgUrl = process.env.MERIDIAN_TEST_PG_URL;
@@ -87,21 +87,62 @@ describe.skipIf(!pgUrl || !brokersText)('runtime on the cluster shape (PostgreSQ
     suffix = randomUUID().slice(0, 8);
   }
 
-  async function node(name: string, partitions = 8): Promise<Runtime> {
+  /** Counts each 'tick' record on the run's topic into the Counter keyed by the record's key. */
+  function tally() {
+    return subscription(`ClusterTally${suffix}`, {
+      topic: `cluster.ticks.${suffix}`,
+      partitions: 3,
+      async handler(record, ctx) {
+        const key = record.keyText()!;
+        await ctx.send(Counter, key, 'add', { by: record.json<{ by: number }>().by });
+        if (record.json<{ start?: boolean }>().start === true) {
+          await ctx.startSaga(Transfer, `from-${key}`, { from: key, to: `${key}-to`, sleepMs: 0 });
+        }
+      },
+    });
+  }
+
+  async function node(
+    name: string,
+    partitions = 8,
+    runs?: string[],
+    requestTimeoutMs = 20_000,
+  ): Promise<Runtime> {
     const store = await openPostgresStore({ connectionString: pgUrl!, schema });
     const log = new KafkaLog({ brokers, clientId: `meridian-cluster-${name}` });
     const runtime = createRuntime({
       store,
       log,
-      topics: { [`ClusterCounter.events`]: { partitions: 4 } },
+      topics: { 'ClusterCounter.events': { partitions: 4 } },
+      deadLetterTopic: `meridian.dead-letters.${suffix}`,
       cluster: {
         node: name,
         workPartitions: partitions,
         workTopic: `meridian.work.${suffix}`,
         group: `meridian.nodes.${suffix}`,
-        requestTimeoutMs: 20_000,
+        requestTimeoutMs,
       },
-    }).register(Counter, Transfer);
+    }).register(Counter, Transfer, tally());
+    if (runs !== undefined) {
+      runtime.singleton({
+        name: 'beat',
+        async run(ctx) {
+          while (!ctx.signal.aborted) {
+            try {
+              // A write that names no entity or saga: only the leader partition's fence applies.
+              await ctx.transaction((tx) =>
+                tx.inbox.markApplied('beat', `${name}-${runs.length}`, Date.now()),
+              );
+              runs.push(`${name}:wrote`);
+            } catch (error) {
+              runs.push(`${name}:${(error as { code?: string }).code}`);
+              throw error;
+            }
+            await ctx.wait(100);
+          }
+        },
+      });
+    }
     await runtime.start();
     opened.push({ runtime, store, log });
     return runtime;
@@ -192,9 +233,78 @@ describe.skipIf(!pgUrl || !brokersText)('runtime on the cluster shape (PostgreSQ
     expect(records.every((record) => record?.status === 'completed')).toBe(true);
   });
 
+  it("a subscription's records reach the owner of the entity they send to, and apply once, re-sends included", async () => {
+    fresh();
+    const a = await node('a');
+    const b = await node('b');
+    await until('the partitions split', async () =>
+      owned(a).length + owned(b).length === 8 && owned(b).length > 0 ? true : undefined,
+    );
+    const keys = Array.from({ length: 12 }, (_, index) => `t-${suffix}-${index}`);
+    const topic = `cluster.ticks.${suffix}`;
+    const records = keys.flatMap((key, index) => [
+      { key, value: new TextEncoder().encode(JSON.stringify({ by: 1 })) },
+      { key, value: new TextEncoder().encode(JSON.stringify({ by: 2, start: index < 3 })) },
+    ]);
+    await reader.append(topic, records);
+    // The same record re-sent by a relay (same meridian-outbox header, a new offset) applies once.
+    const resent = {
+      key: keys[0]!,
+      value: new TextEncoder().encode(JSON.stringify({ by: 100 })),
+      headers: { 'meridian-outbox': '3:999999' },
+    };
+    await reader.append(topic, [resent, resent]);
+    const values = await until('every tick counted', async () => {
+      const states = await Promise.all(keys.map(async (key) => (await a.state(Counter, key))?.state.value));
+      // 1 + 2 each (+100 once for the re-sent record), less 1 where the started saga took it.
+      const expected = keys.map((_, index) => (index === 0 ? 102 : index < 3 ? 2 : 3));
+      return JSON.stringify(states) === JSON.stringify(expected) ? states : undefined;
+    });
+    expect(values[0]).toBe(102);
+    for (const key of keys.slice(0, 3)) {
+      expect(await a.handle(`from-${key}`).result()).toHaveProperty('after', 11);
+    }
+    expect(await a.deadLetters()).toEqual([]);
+  });
+
+  it('the owner of partition 0 leads: its singleton moves with the partition and a stale leader cannot write', async () => {
+    fresh();
+    const runs: string[] = [];
+    const a = await node('a', 4, runs);
+    const b = await node('b', 4, runs);
+    await until('the partitions split', async () =>
+      owned(a).length + owned(b).length === 4 && owned(b).length > 0 ? true : undefined,
+    );
+    const [leader, other] = owned(a).includes(0) ? [a, b] : [b, a];
+    await until('the leader runs the singleton', async () =>
+      leader.leader && !other.leader ? true : undefined,
+    );
+    const leaderName = leader.cluster!.node;
+    await until('a fenced write by the leader', async () =>
+      runs.includes(`${leaderName}:wrote`) ? true : undefined,
+    );
+    // Another node claims partition 0 behind the leader's back: its next write is refused.
+    await opened[0]!.store.transaction((tx) => tx.partitions.claim(0, 'intruder', 1));
+    await until('the stale leader is refused', async () =>
+      runs.includes(`${leaderName}:FENCED`) ? true : undefined,
+    );
+    expect(leader.leader).toBe(false);
+    // The leader leaves; the group gives partition 0 to the other node, which leads from then on.
+    const index = opened.findIndex((entry) => entry.runtime === leader);
+    const [gone] = opened.splice(index, 1);
+    await gone!.runtime.stop();
+    await gone!.log.close();
+    await gone!.store.close();
+    await until('the other node leads', async () => (other.leader ? true : undefined));
+    const otherName = other.cluster!.node;
+    await until('a write by the new leader', async () =>
+      runs.includes(`${otherName}:wrote`) ? true : undefined,
+    );
+  });
+
   it('a node whose partition another node claimed cannot write for it', async () => {
     fresh();
-    const a = await node('a', 2);
+    const a = await node('a', 2, undefined, 2000);
     await until('a owns both partitions', async () => (owned(a).length === 2 ? true : undefined));
     const store = opened[0]!.store;
     // Another node claims a's partitions behind its back (as after a pause a's group session ended).
@@ -202,7 +312,16 @@ describe.skipIf(!pgUrl || !brokersText)('runtime on the cluster shape (PostgreSQ
       await tx.partitions.claim(0, 'intruder', 1);
       await tx.partitions.claim(1, 'intruder', 1);
     });
-    await expect(a.send(Counter, `f-${suffix}`, 'add', { by: 1 })).rejects.toMatchObject({ code: 'FENCED' });
+    // The write is refused: FENCED when the command meets the new epochs, or — when another of
+    // a's transactions (its housekeeping singleton) met them first and a gave the partitions up —
+    // routed to an owner that the group does not know, so no reply in time. Either way, nothing.
+    const refused = await a.send(Counter, `f-${suffix}`, 'add', { by: 1 }).then(
+      () => 'applied',
+      (error: { code?: string }) => error.code,
+    );
+    expect(['FENCED', 'TIMEOUT']).toContain(refused);
     expect(await a.state(Counter, `f-${suffix}`)).toBeNull();
+    const partition = a.cluster!.partitionOf(`f-${suffix}`);
+    await until('a gave the partition up', async () => (owned(a).includes(partition) ? undefined : true));
   });
 });

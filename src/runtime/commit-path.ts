@@ -31,6 +31,13 @@ export interface UnitScope {
    * the consumer's partition ownership); after it on the cluster shape, where the inbox dedupes.
    */
   commitConsumed(consumer: Consumer, records: readonly LogRecord[]): Promise<void>;
+  /**
+   * Makes this transaction depend on owning work partition `partition` (cluster shape: it
+   * commits only while this node holds the partition's epoch; NotOwnedError at once when it does
+   * not hold it). The embedded shape owns every partition: nothing to do. For writes that name
+   * no entity or saga, such as a singleton's, fenced by partition 0.
+   */
+  fence(partition: number): void;
   /** Runs `fn` in a nested scope (a savepoint): if it throws, only its own changes roll back. */
   isolate<T>(fn: (scope: UnitScope) => Promise<T>): Promise<T>;
 }

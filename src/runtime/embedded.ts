@@ -111,6 +111,8 @@ export class EmbeddedCommitPath implements CommitPath {
       commitConsumed: async (consumer: Consumer, records: readonly LogRecord[]) => {
         if (records.length > 0) await consumer.commit(records);
       },
+      // One owner holds the whole database: the transaction's own check fences every partition.
+      fence: () => undefined,
       isolate: async <T>(fn: (scope: UnitScope) => Promise<T>) => {
         const own: Outgoing = [];
         const result = await this.#store.transaction((inner) => fn(this.#scope(inner, own)));

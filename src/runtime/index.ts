@@ -4,7 +4,10 @@
 
 // Named for steps and subscriptions: the resilience layer owns the general retry vocabulary.
 export type { RetryStrategy, StepRetryOptions } from '../resilience/retry.ts';
+export { RequestTimeoutError } from './cluster-node.ts';
+export type { ClusterOptions } from './cluster-shape.ts';
 export type { CommitPath, UnitScope } from './commit-path.ts';
+export type { DeadLetter } from './dead-letters.ts';
 export type {
   AnyEntityDefinition,
   CommandContext,
@@ -41,18 +44,19 @@ export {
 } from './errors.ts';
 export type { GroupCommitStats, Yield } from './group-commit.ts';
 export { yieldToEventLoop } from './group-commit.ts';
+export { createRuntime, Runtime } from './runtime.ts';
 export type {
-  DeadLetter,
+  ClusterInfo,
   RuntimeOptions,
   RuntimeProblem,
   RuntimeStats,
   SagaHandle,
   SendOptions,
   StartSagaOptions,
-} from './runtime.ts';
-export { createRuntime, Runtime } from './runtime.ts';
+} from './runtime-types.ts';
 // The names of a saga's journal entries, for code that reads a journal (runtime.journal(id)).
 export { journalNames as sagaJournalNames } from './saga-execution.ts';
+export type { SingletonContext, SingletonDefinition } from './singletons.ts';
 export { deadLetterHeaders } from './subscription-runner.ts';
 export type { TraceContext } from './trace.ts';
 export { childTraceparent, formatTraceparent, parseTraceparent, traceparentHeader } from './trace.ts';

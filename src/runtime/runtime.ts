@@ -1,18 +1,15 @@
-import { assert } from '../assert.ts';
 import {
   AlreadyExistsError,
   ClosedError,
-  ConflictError,
   isMeridianError,
   NotFoundError,
   ValidationError,
 } from '../errors.ts';
-import type { Log, LogRecord } from '../log/types.ts';
+import type { Log } from '../log/types.ts';
 import { integerOption } from '../resilience/options.ts';
 import { type RetryStrategy, unboundedRetryStrategy } from '../resilience/retry.ts';
 import type {
   JournalEntry,
-  Json,
   SagaRecord,
   SagaStatus,
   Store,
@@ -21,15 +18,14 @@ import type {
   TimerRecord,
 } from '../store/types.ts';
 import { type Clock, type Random, systemClock, systemRandom, systemTimers, type Timers } from '../time.ts';
-import type { AppliedRequest } from './cluster-node.ts';
-import {
-  type ClusterOptions,
-  type ClusterRuntime,
-  ClusterShape,
-  normalizeClusterOptions,
-} from './cluster-shape.ts';
-import { toJson } from './codec.ts';
-import type { CommitPath, UnitScope } from './commit-path.ts';
+
+// The options type stays importable from here, where the runtime's own tests take it.
+export type { RuntimeOptions };
+
+import { type ClusterRuntime, ClusterShape, normalizeClusterOptions } from './cluster-shape.ts';
+import { applyWorkRequest } from './cluster-work.ts';
+import type { CommitPath } from './commit-path.ts';
+import { type DeadLetter, readDeadLetters } from './dead-letters.ts';
 import type {
   AnyEntityDefinition,
   CommandInput,
@@ -43,11 +39,20 @@ import { Effects } from './effects.ts';
 import { EmbeddedCommitPath } from './embedded.ts';
 import { applyCommand } from './entity-command.ts';
 import { FencedError, SagaNotCompletedError } from './errors.ts';
-import { type GroupCommitStats, GroupCommitter, type Yield } from './group-commit.ts';
+import { GroupCommitter } from './group-commit.ts';
 import { requireRuntimeId, requireRuntimeName } from './options.ts';
+import type {
+  ClusterInfo,
+  RuntimeOptions,
+  RuntimeProblem,
+  RuntimeStats,
+  SagaHandle,
+  SendOptions,
+  StartSagaOptions,
+} from './runtime-types.ts';
+import { createSaga } from './saga-creation.ts';
 import {
   type ExecutionResult,
-  journalNames,
   SagaExecution,
   type SagaLaunch,
   type SagaServices,
@@ -55,130 +60,9 @@ import {
 } from './saga-execution.ts';
 import { type LoadedSaga, SagaScheduler, type ScheduledRun } from './saga-scheduler.ts';
 import { TimerScheduler } from './scheduler.ts';
-import { deadLetterHeaders, SubscriptionRunner, type SubscriptionServices } from './subscription-runner.ts';
+import { housekeeping, leaderPartition, type SingletonDefinition, Singletons } from './singletons.ts';
+import { SubscriptionRunner, type SubscriptionServices } from './subscription-runner.ts';
 import { childTraceparent, formatTraceparent, newTrace, parseTraceparent } from './trace.ts';
-import { rejection, type WorkRequest } from './work-requests.ts';
-
-export interface RuntimeOptions {
-  store: Store;
-  log: Log;
-  /**
-   * How the runtime commits. @default the embedded path, which needs the SQLite store and
-   * the SQLite log on one database
-   */
-  commitPath?: CommitPath;
-  /** @default systemClock */
-  clock?: Clock;
-  /** @default systemTimers */
-  timers?: Timers;
-  /** Jitter, trace ids. @default systemRandom */
-  random?: Random;
-  /** Units (commands, journal entries, record batches) one transaction takes. 1 to 10000. @default 1000 */
-  maxUnitsPerTransaction?: number;
-  /**
-   * How the committer lets resumed work run before each transaction (it involves no time). A
-   * simulated scheduler supplies its own. @default one turn of the event loop (setImmediate)
-   */
-  yield?: Yield;
-  /**
-   * How long the group commit waits for more units before each transaction that would not be
-   * full (Kafka's linger.ms), on `timers`: each durable call waits up to that much longer at low
-   * load, and under load transactions are fewer and larger (see docs/benchmarks.md for what it
-   * did to the commerce system). 0 to 1000. @default 0
-   */
-  commitLingerMs?: number;
-  /**
-   * Sagas executing in memory at once (a saga in a durable sleep does not count). More wait
-   * their turn; their state is safe in the store meanwhile. 1 to 1000000. @default 10000
-   */
-  maxActiveSagas?: number;
-  /** How long `stop` waits for running steps to finish before abandoning them. 0 to 600000. @default 10000 */
-  drainTimeoutMs?: number;
-  /** Where failed records go. @default 'meridian.dead-letters' */
-  deadLetterTopic?: string;
-  /** Partitions of topics the runtime creates without other instructions. 1 to 1024. @default 8 */
-  defaultPartitions?: number;
-  /** Topics to create at start (e.g. those subscription handlers emit to), with their partitions. */
-  topics?: Readonly<Record<string, { partitions: number }>>;
-  /** Compensation retry: unbounded attempts, this backoff. @default 100 ms doubling to 30 s, full jitter */
-  compensationRetry?: { initialDelayMs?: number; maxDelayMs?: number };
-  /** Operating problems (a parked saga, a failed batch, a fence). They are also kept: see `problems()`. */
-  onProblem?: (problem: RuntimeProblem) => void;
-  /**
-   * Run as one node of a cluster (Kafka log + PostgreSQL store, shared by every node): work
-   * partitions are owned per node through a Kafka consumer group, and work for a partition owned
-   * elsewhere travels to its owner. Absent: the embedded shape, which owns everything.
-   */
-  cluster?: ClusterOptions;
-}
-
-/** What a cluster node can say about itself (`runtime.cluster`). */
-export interface ClusterInfo {
-  /** This node's name. */
-  readonly node: string;
-  /** How many work partitions the cluster has. */
-  readonly workPartitions: number;
-  /** The work partitions this node owns now, ascending. */
-  owned(): number[];
-  /** The work partition of an entity or saga id. */
-  partitionOf(id: string): number;
-  /** Records the relay has published to Kafka since start. */
-  readonly published: number;
-}
-
-/** An operating problem the runtime handled: nothing was lost, but someone may want to know. */
-export interface RuntimeProblem {
-  readonly at: number;
-  readonly message: string;
-  readonly sagaId?: string;
-  readonly subscription?: string;
-  readonly error: string;
-}
-
-export interface SagaHandle<O> {
-  readonly id: string;
-  /**
-   * The saga's output once it completes; rejects with SagaNotCompletedError if it compensated or
-   * failed. `signal` stops waiting (rejecting with its reason) without touching the saga.
-   */
-  result(options?: { signal?: AbortSignal }): Promise<O>;
-  /** The saga's stored record now. */
-  record(): Promise<SagaRecord>;
-}
-
-export interface StartSagaOptions {
-  /** The W3C traceparent of the caller: the saga joins its trace. @default a new trace */
-  traceparent?: string;
-}
-
-export interface SendOptions {
-  /** The W3C traceparent of the caller: the command's events join its trace. @default a new trace */
-  traceparent?: string;
-}
-
-/** A record that a subscription could not handle, as it sits on the dead-letter topic. */
-export interface DeadLetter {
-  readonly subscription: string;
-  readonly topic: string;
-  readonly partition: number;
-  readonly offset: number;
-  readonly error: string;
-  readonly attempts: number;
-  readonly at: number;
-  readonly key: Uint8Array | null;
-  readonly value: Uint8Array | null;
-  readonly headers: Readonly<Record<string, string>>;
-  /** Where the dead letter itself sits on the dead-letter topic. */
-  readonly deadLetter: { readonly partition: number; readonly offset: number };
-}
-
-export interface RuntimeStats {
-  readonly activeSagas: number;
-  readonly sleepingSagas: number;
-  readonly queuedSagas: number;
-  readonly commits: GroupCommitStats;
-  readonly subscriptions: Readonly<Record<string, { handled: number; deadLettered: number }>>;
-}
 
 type State = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
 
@@ -186,18 +70,6 @@ const maxProblems = 100;
 /** After a cluster saga parked on a failed write, how long before it is resumed (while still owned). */
 const resumeAfterParkMs = 200;
 const terminalStatuses: readonly SagaStatus[] = ['completed', 'compensated', 'failed'];
-
-/** JSON with sorted keys, to compare two inputs regardless of key order. */
-function canonical(value: Json): string {
-  if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
-  if (value !== null && typeof value === 'object') {
-    return `{${Object.keys(value)
-      .sort()
-      .map((key) => `${JSON.stringify(key)}:${canonical((value as Record<string, Json>)[key]!)}`)
-      .join(',')}}`;
-  }
-  return JSON.stringify(value);
-}
 
 /**
  * The runtime: hosts entities, sagas and subscriptions on a log and a store, and owns the one
@@ -230,6 +102,7 @@ export class Runtime {
 
   readonly #sagaScheduler: SagaScheduler;
   readonly #cluster: ClusterShape | undefined;
+  readonly #singletons: Singletons;
   readonly #problems: RuntimeProblem[] = [];
   #state: State = 'created';
   #stopped: Promise<void> | undefined;
@@ -291,6 +164,10 @@ export class Runtime {
       timers: this.#timers,
       random: this.#random,
     });
+    this.#singletons = new Singletons(effects, (problem) => this.#report(problem));
+    if (this.#cluster !== undefined) {
+      this.#singletons.add(housekeeping(this.#cluster.options.housekeeping, () => this.#clock.now()));
+    }
     this.#sagaServices = this.#makeSagaServices(effects, compensationRetryOf(options.compensationRetry));
     this.#subscriptionServices = this.#makeSubscriptionServices(effects);
   }
@@ -317,13 +194,17 @@ export class Runtime {
       deadLetterTopic: this.#deadLetterTopic,
       sagas: {
         create: (scope, saga, id, input, traceparent) =>
-          this.#createSagaIn(scope, saga, id, input, traceparent),
+          createSaga(scope, this.#saga(saga), id, input, traceparent, this.#clock.now()),
         launch: (launches) => {
           for (const launch of launches) this.#sagaScheduler.enqueue(launch);
         },
       },
       report: (problem) => this.#report(problem),
-      fenced: (error) => this.#report({ message: 'a subscription was fenced', error }),
+      fenced: (error) => {
+        this.#report({ message: 'a subscription was fenced', error });
+        return this.#cluster === undefined;
+      },
+      ...(this.#cluster === undefined ? {} : { remote: this.#cluster.remoteSubscriptionEffects() }),
     };
   }
 
@@ -349,6 +230,23 @@ export class Runtime {
       (registry as Map<string, Definition>).set(definition.name, definition);
     }
     return this;
+  }
+
+  /**
+   * Adds work that must run on one node at a time (cleanup, retention, anything not
+   * partitioned): it runs on the leader — the owner of work partition 0 on the cluster shape,
+   * the runtime itself on the embedded shape — and its transactions are fenced by the leader's
+   * epoch. Only before `start`. Returns the runtime, for chaining.
+   */
+  singleton(definition: SingletonDefinition): this {
+    if (this.#state !== 'created') throw new ValidationError('Add singletons before start()');
+    this.#singletons.add(definition);
+    return this;
+  }
+
+  /** True while this node runs the singletons (always, once started, on the embedded shape). */
+  get leader(): boolean {
+    return this.#singletons.leading;
   }
 
   /**
@@ -378,6 +276,7 @@ export class Runtime {
       this.#runners.push(runner);
       runner.start();
     }
+    if (this.#cluster === undefined) this.#singletons.lead();
   }
 
   /**
@@ -394,17 +293,12 @@ export class Runtime {
     const wasRunning = this.#state === 'running';
     this.#state = 'stopping';
     this.#sagaScheduler.stop();
+    await this.#singletons.abdicate();
     if (wasRunning) {
       await Promise.all(this.#runners.map((runner) => runner.stop()));
     }
     if (wasRunning && this.#drainTimeoutMs > 0) {
-      const settled = this.#sagaScheduler.idle();
-      let timer: { cancel(): void } | undefined;
-      const drained = new Promise<void>((resolve) => {
-        timer = this.#timers.setTimeout(resolve, this.#drainTimeoutMs);
-      });
-      await Promise.race([settled, drained]);
-      timer?.cancel();
+      await this.#within(this.#drainTimeoutMs, this.#sagaScheduler.idle());
     }
     if (wasRunning) await this.#leaveCluster();
     this.#halted.abort();
@@ -434,12 +328,16 @@ export class Runtime {
     const definition = this.#entity(entity);
     requireRuntimeId(`The id of entity '${definition.name}'`, id);
     const traceparent = formatTraceparent(parseTraceparent(options.traceparent) ?? newTrace(this.#random));
-    if (this.#cluster !== undefined && !this.#cluster.ownsId(id)) {
-      return (await this.#routeSend(definition, id, command, input, traceparent)) as unknown as CommandReply<
-        E,
-        K
-      >;
-    }
+    // Another node owns the id's partition (or took it over meanwhile): its owner applies it.
+    const routed = () =>
+      this.#cluster!.routeSend(
+        definition.name,
+        id,
+        command,
+        input,
+        traceparent,
+      ) as Promise<unknown> as Promise<CommandReply<E, K>>;
+    if (this.#cluster !== undefined && !this.#cluster.ownsId(id)) return routed();
     const nowMs = this.#clock.now();
     let outcome: Awaited<ReturnType<typeof applyCommand>>;
     try {
@@ -455,16 +353,8 @@ export class Runtime {
         }),
       );
     } catch (error) {
-      // The partition moved away between the check and the write: its new owner applies it.
-      if (this.#cluster !== undefined && isMeridianError(error) && error.code === 'NOT_OWNED') {
-        return (await this.#routeSend(
-          definition,
-          id,
-          command,
-          input,
-          traceparent,
-        )) as unknown as CommandReply<E, K>;
-      }
+      if (this.#cluster !== undefined && isMeridianError(error) && error.code === 'NOT_OWNED')
+        return routed();
       // A fenced runtime stops (embedded) or gives the partition up (cluster).
       if (error instanceof FencedError) this.#report({ message: 'a command was fenced', error });
       throw error;
@@ -527,17 +417,17 @@ export class Runtime {
     requireRuntimeId('A saga id', id);
     const traceparent = childTraceparent(options.traceparent, this.#random);
     if (this.#cluster !== undefined && !this.#cluster.ownsId(id)) {
-      await this.#routeStart(definition, id, input, traceparent);
+      await this.#cluster.routeStart(definition.name, id, input, traceparent);
       return this.#handle<O>(id);
     }
     let launch: SagaLaunch | null;
     try {
       launch = await this.#committer.submit((scope) =>
-        this.#createSagaIn(scope, definition, id, input, traceparent),
+        createSaga(scope, definition, id, input, traceparent, this.#clock.now()),
       );
     } catch (error) {
       if (this.#cluster === undefined || !isMeridianError(error) || error.code !== 'NOT_OWNED') throw error;
-      await this.#routeStart(definition, id, input, traceparent);
+      await this.#cluster.routeStart(definition.name, id, input, traceparent);
       return this.#handle<O>(id);
     }
     if (launch !== null) this.#sagaScheduler.enqueue(launch);
@@ -573,32 +463,8 @@ export class Runtime {
   // Dead letters, problems, stats
 
   /** Dead letters, oldest first per partition of the dead-letter topic; optionally of one subscription. */
-  async deadLetters(options: { subscription?: string; limit?: number } = {}): Promise<DeadLetter[]> {
-    const limit = integerOption('limit', options.limit, 100, 1, 1000);
-    let partitions: number;
-    try {
-      partitions = (await this.#log.describeTopic(this.#deadLetterTopic)).partitions;
-    } catch (error) {
-      if (error instanceof NotFoundError) return [];
-      throw error;
-    }
-    const found: DeadLetter[] = [];
-    for (let partition = 0; partition < partitions && found.length < limit; partition++) {
-      const { start, end } = await this.#log.offsets(this.#deadLetterTopic, partition);
-      let offset = start;
-      while (offset < end && found.length < limit) {
-        const records = await this.#log.read(this.#deadLetterTopic, partition, offset, { maxRecords: 500 });
-        if (records.length === 0) break;
-        for (const record of records) {
-          const letter = toDeadLetter(record);
-          if (options.subscription === undefined || letter.subscription === options.subscription)
-            found.push(letter);
-          if (found.length >= limit) break;
-        }
-        offset = records[records.length - 1]!.offset + 1;
-      }
-    }
-    return found;
+  deadLetters(options: { subscription?: string; limit?: number } = {}): Promise<DeadLetter[]> {
+    return readDeadLetters(this.#log, this.#deadLetterTopic, options);
   }
 
   /**
@@ -667,6 +533,7 @@ export class Runtime {
       timers: this.#timers,
       random: this.#random,
       options: normalizeClusterOptions(options.cluster),
+      report: (problem) => this.#report(problem),
     });
   }
 
@@ -677,11 +544,29 @@ export class Runtime {
       resume: async (partitions) => {
         await this.#resumeAll(partitions);
         await this.#scheduler.refresh();
+        if (partitions.includes(leaderPartition) && this.#state === 'running') this.#singletons.lead();
       },
       evict: async (partitions) => {
-        await this.#sagaScheduler.evict((id) => partitions.has(cluster.ownership.partitionOf(id)));
+        if (partitions.has(leaderPartition)) await this.#singletons.abdicate();
+        // Running steps get the drain time to finish and be journaled; after that the partitions'
+        // new owner takes over anyway (the fence refuses whatever this node still tries to write).
+        const evicted = this.#sagaScheduler.evict((id) => partitions.has(cluster.ownership.partitionOf(id)));
+        await this.#within(this.#drainTimeoutMs, evicted);
       },
-      apply: (scope, request) => this.#applyRequest(scope, request),
+      apply: (scope, request) =>
+        applyWorkRequest(
+          {
+            node: cluster.options.node,
+            entities: this.#entities,
+            sagas: this.#sagas,
+            runners: this.#runners,
+            clock: this.#clock,
+            random: this.#random,
+            launch: (launch) => this.#sagaScheduler.enqueue(launch),
+          },
+          scope,
+          request,
+        ),
       report: (problem) => this.#report(problem),
     };
   }
@@ -714,80 +599,14 @@ export class Runtime {
     };
   }
 
-  /** Applies work another node routed to this one, inside `scope`. */
-  async #applyRequest(scope: UnitScope, request: WorkRequest): Promise<AppliedRequest> {
-    const node = this.#cluster!.options.node;
-    if (request.kind === 'send') {
-      const definition = this.#entities.get(request.entity);
-      if (definition === undefined) {
-        return rejection(
-          new ValidationError(`Entity '${request.entity}' is not registered on node '${node}'`),
-        );
-      }
-      const { entity: _, kind: __, requestId: ___, ...call } = request;
-      const outcome = await applyCommand(scope, {
-        ...call,
-        entity: definition,
-        nowMs: this.#clock.now(),
-        random: this.#random,
-      });
-      return outcome.ok
-        ? { ok: true, reply: outcome.reply, error: null, code: null }
-        : rejection(outcome.error);
-    }
-    const definition = this.#sagas.get(request.saga);
-    if (definition === undefined) {
-      return rejection(new ValidationError(`Saga '${request.saga}' is not registered on node '${node}'`));
-    }
-    let launch: SagaLaunch | null;
-    try {
-      launch = await scope.isolate((inner) =>
-        this.#createSagaIn(inner, definition, request.id, request.input, request.traceparent),
-      );
-    } catch (error) {
-      if (isMeridianError(error) && (error.code === 'CONFLICT' || error.code === 'INVALID_ARGUMENT')) {
-        return rejection(error);
-      }
-      throw error;
-    }
-    const ok = { ok: true, reply: null, error: null, code: null } as const;
-    return launch === null ? ok : { ...ok, afterCommit: () => this.#sagaScheduler.enqueue(launch) };
-  }
-
-  #routeSend(
-    definition: AnyEntityDefinition,
-    id: string,
-    command: string,
-    input: unknown,
-    traceparent: string,
-  ) {
-    const cluster = this.#cluster!;
-    return cluster.route({
-      kind: 'send',
-      requestId: cluster.newRequestId(),
-      entity: definition.name,
-      id,
-      command,
-      input: toJson(`The input of command '${command}' of entity '${definition.name}'`, input),
-      traceparent,
+  /** Resolves when `work` settles or after `timeoutMs`, whichever comes first. */
+  async #within(timeoutMs: number, work: Promise<unknown>): Promise<void> {
+    let timer: { cancel(): void } | undefined;
+    const timeout = new Promise<void>((resolve) => {
+      timer = this.#timers.setTimeout(resolve, timeoutMs);
     });
-  }
-
-  async #routeStart(
-    definition: SagaDefinition,
-    id: string,
-    input: unknown,
-    traceparent: string,
-  ): Promise<void> {
-    const cluster = this.#cluster!;
-    await cluster.route({
-      kind: 'start',
-      requestId: cluster.newRequestId(),
-      saga: definition.name,
-      id,
-      input: toJson(`The input of saga '${definition.name}'`, input),
-      traceparent,
-    });
+    await Promise.race([work.then(() => undefined), timeout]);
+    timer?.cancel();
   }
 
   /** Hands this node's partitions over (cluster shape) once its own work has drained. */
@@ -807,6 +626,7 @@ export class Runtime {
     const cluster = this.#cluster!;
     const partitions = (error.details.partitions as number[] | undefined) ?? [];
     cluster.ownership.release(partitions);
+    if (partitions.includes(leaderPartition)) await this.#singletons.abdicate();
     await this.#sagaScheduler.evict((id) => partitions.includes(cluster.ownership.partitionOf(id)));
   }
 
@@ -827,65 +647,6 @@ export class Runtime {
 
   #saga(saga: SagaDefinition): SagaDefinition {
     return registered('Saga', this.#sagas, saga);
-  }
-
-  /** Creates a saga and its start entry inside `scope`; null when it existed (same type and input). */
-  async #createSagaIn(
-    scope: UnitScope,
-    saga: SagaDefinition,
-    id: string,
-    input: unknown,
-    traceparent: string,
-  ): Promise<SagaLaunch | null> {
-    const definition = this.#saga(saga);
-    requireRuntimeId('A saga id', id);
-    const inputJson = toJson(`The input of saga '${definition.name}'`, input);
-    const nowMs = this.#clock.now();
-    try {
-      await scope.tx.sagas.create({
-        id,
-        type: definition.name,
-        status: 'running',
-        input: inputJson,
-        createdAt: nowMs,
-      });
-    } catch (error) {
-      if (!(error instanceof AlreadyExistsError)) throw error;
-      // Idempotent start: the same id with the same type and input is the same saga.
-      const existing = await scope.tx.sagas.get(id);
-      assert(existing !== null, 'a saga that already exists can be read in the same transaction');
-      if (existing.type !== definition.name || canonical(existing.input) !== canonical(inputJson)) {
-        throw new ConflictError(
-          `Saga '${id}' exists with ${existing.type !== definition.name ? `type '${existing.type}'` : 'another input'}: a saga id names one saga with one input`,
-          { details: { sagaId: id, existingType: existing.type, type: definition.name } },
-        );
-      }
-      return null;
-    }
-    const start: JournalEntry = {
-      sagaId: id,
-      sequence: 0,
-      kind: 'event',
-      name: journalNames.start,
-      status: 'completed',
-      result: { traceparent },
-      error: null,
-      attempts: 1,
-      at: nowMs,
-    };
-    await scope.tx.sagas.appendJournal(start);
-    const record: SagaRecord = {
-      id,
-      type: definition.name,
-      status: 'running',
-      input: inputJson,
-      output: null,
-      reason: null,
-      createdAt: nowMs,
-      updatedAt: nowMs,
-      version: 1,
-    };
-    return { sagaId: id, definition, record, journal: [start] };
   }
 
   #handle<O>(id: string): SagaHandle<O> {
@@ -1029,23 +790,6 @@ export class Runtime {
       else void this.#fenced(problem.error);
     }
   }
-}
-
-function toDeadLetter(record: LogRecord): DeadLetter {
-  const header = (name: string) => record.headers[name] ?? '';
-  return {
-    subscription: header(deadLetterHeaders.subscription),
-    topic: header(deadLetterHeaders.topic),
-    partition: Number(header(deadLetterHeaders.partition)),
-    offset: Number(header(deadLetterHeaders.offset)),
-    error: header(deadLetterHeaders.error),
-    attempts: Number(header(deadLetterHeaders.attempts)),
-    at: Number(header(deadLetterHeaders.at)),
-    key: record.key,
-    value: record.value,
-    headers: record.headers,
-    deadLetter: { partition: record.partition, offset: record.offset },
-  };
 }
 
 /** The registered definition `definition` names, or a ValidationError saying to register it. */

@@ -49,9 +49,48 @@ export interface SubscriptionServices {
   readonly deadLetterTopic: string;
   readonly sagas: SagaStarter;
   readonly report: (problem: { subscription: string; message: string; error: unknown }) => void;
-  /** A fenced runtime must stop. */
-  readonly fenced: (error: FencedError) => void;
+  /** A fenced batch: true when the runner must stop (embedded: another runtime owns the store). */
+  readonly fenced: (error: FencedError) => boolean;
+  /** Entities and sagas other nodes own (cluster shape); absent on the embedded shape. */
+  readonly remote?: RemoteSubscriptionEffects;
 }
+
+/** How a subscription handler's effects reach ids another node owns (cluster shape). */
+export interface RemoteSubscriptionEffects {
+  /** True when this node owns the id's work partition. */
+  owns(id: string): boolean;
+  /**
+   * Sends `record` inside `scope` to the owner of `id`'s partition, whose runner of the same
+   * subscription handles it there (its inbox applies it once); `hops` counts forwards so far.
+   */
+  forward(scope: UnitScope, subscription: string, record: LogRecord, id: string, hops: number): Promise<void>;
+  /** Starts a saga on its owner once `scope` commits (through the outbox; idempotent on its id). */
+  startSaga(scope: UnitScope, request: StartRequest): Promise<void>;
+}
+
+/** A saga start a subscription routes to the saga's owner. */
+export interface StartRequest {
+  readonly requestId: string;
+  readonly saga: string;
+  readonly id: string;
+  readonly input: unknown;
+  readonly traceparent: string;
+}
+
+/**
+ * A handler sent a command to an entity another node owns: its record must be handled there.
+ * Thrown through the handler (rolling its savepoint back) and caught by the runner.
+ */
+class MustForward extends Error {
+  readonly id: string;
+  constructor(id: string) {
+    super(`entity '${id}' is owned by another node`);
+    this.id = id;
+  }
+}
+
+/** How often a record may be forwarded before its effects are judged to span nodes. */
+const maxForwardHops = 3;
 
 /** A partition held back because its first record failed and waits for its next attempt. */
 interface Held {
@@ -157,10 +196,7 @@ export class SubscriptionRunner {
       try {
         await this.#handleBatch(consumer, records);
       } catch (error) {
-        if (error instanceof FencedError) {
-          this.#host.fenced(error);
-          break;
-        }
+        if (error instanceof FencedError && this.#host.fenced(error)) break;
         if (signal.aborted) break;
         // Nothing of the batch committed: read it again after a pause.
         this.#host.report({ subscription: this.definition.name, message: 'a batch failed to commit', error });
@@ -247,6 +283,15 @@ export class SubscriptionRunner {
         if (held !== undefined) cleared.push(key);
         handled++;
       } catch (caught) {
+        if (caught instanceof MustForward) {
+          // The owner of the entity handles the record; its inbox applies it once.
+          await scope.isolate((inner) =>
+            this.#host.remote!.forward(inner, this.definition.name, record, caught.id, 1),
+          );
+          consumed.push(record);
+          if (held !== undefined) cleared.push(key);
+          continue;
+        }
         const error = ensureError(caught);
         const delayMs = this.#strategy.nextDelayMs(
           attempts,
@@ -290,6 +335,47 @@ export class SubscriptionRunner {
     };
   }
 
+  /**
+   * Handles a record another node forwarded here (cluster shape) inside `scope`, exactly once
+   * (the inbox holds it under the subscription's group). A handler that throws sends the record
+   * to the dead-letter topic at once (the forwarding node already committed past it); one that
+   * again reaches an entity owned elsewhere forwards it on, a few hops at most.
+   */
+  async deliver(scope: UnitScope, record: LogRecord, hops: number): Promise<SagaLaunch[]> {
+    const launches: SagaLaunch[] = [];
+    const nowMs = this.#effects.clock.now();
+    try {
+      await scope.isolate(async (inner) => {
+        if (!(await inner.consume(this.definition.group, record))) return;
+        await this.definition.handler(
+          toSubscriptionRecord(record),
+          this.#context(inner, record, 1, launches),
+        );
+      });
+      this.#handled++;
+      return launches;
+    } catch (caught) {
+      let error = ensureError(caught);
+      if (caught instanceof MustForward && hops < maxForwardHops) {
+        await scope.isolate((inner) =>
+          this.#host.remote!.forward(inner, this.definition.name, record, caught.id, hops + 1),
+        );
+        return [];
+      }
+      if (caught instanceof MustForward) {
+        error = new Error(
+          `the handler's effects reach entities owned by different nodes (forwarded ${hops} times): on the cluster shape one record's effects must stay within one entity's partition; start a saga for more`,
+        );
+      }
+      await scope.isolate(async (inner) => {
+        await inner.consume(this.definition.group, record);
+        await inner.publish(this.#host.deadLetterTopic, [this.#deadLetter(record, error, 1, nowMs)]);
+      });
+      this.#deadLettered++;
+      return [];
+    }
+  }
+
   #context(
     scope: UnitScope,
     record: LogRecord,
@@ -302,6 +388,7 @@ export class SubscriptionRunner {
       attempt,
       traceparent,
       send: async (entity: AnyEntityDefinition, id: string, command: string, input: unknown) => {
+        if (this.#host.remote?.owns(id) === false) throw new MustForward(id);
         const outcome = await applyCommand(scope, {
           entity,
           id,
@@ -318,6 +405,12 @@ export class SubscriptionRunner {
         await scope.publish(topic, [this.#effects.record(topic, emitted, traceparent)]);
       },
       startSaga: async <I, O>(saga: SagaDefinition<I, O>, id: string, input: I) => {
+        const remote = this.#host.remote;
+        if (remote !== undefined && !remote.owns(id)) {
+          const requestId = `sub/${this.definition.group}/${record.topic}/${record.partition}/${record.offset}/${id}`;
+          await remote.startSaga(scope, { requestId, saga: saga.name, id, input, traceparent });
+          return;
+        }
         const launch = await this.#host.sagas.create(scope, saga as SagaDefinition, id, input, traceparent);
         if (launch !== null) launches.push(launch);
       },

@@ -33,7 +33,70 @@ export type WorkRequest =
       readonly id: string;
       readonly input: Json;
       readonly traceparent: string;
+    }
+  | {
+      /** A subscription's record, handed to the owner of the entity its handler sends to. */
+      readonly kind: 'deliver';
+      readonly requestId: string;
+      readonly subscription: string;
+      /** The entity id whose owner must handle it: the work record's key. */
+      readonly id: string;
+      readonly hops: number;
+      readonly record: LogRecord;
     };
+
+/** A consumed record as a work request carries it: key and value in base64. */
+interface CarriedRecord {
+  topic: string;
+  partition: number;
+  offset: number;
+  key: string | null;
+  value: string | null;
+  headers: Record<string, string>;
+  timestamp: number;
+}
+
+function carry(record: LogRecord): CarriedRecord {
+  return {
+    topic: record.topic,
+    partition: record.partition,
+    offset: record.offset,
+    key: record.key === null ? null : Buffer.from(record.key).toString('base64'),
+    value: record.value === null ? null : Buffer.from(record.value).toString('base64'),
+    headers: { ...record.headers },
+    timestamp: record.timestamp,
+  };
+}
+
+function uncarry(value: unknown): LogRecord {
+  const carried = value as Partial<CarriedRecord> | null;
+  const bytes = (text: unknown) =>
+    typeof text === 'string' ? new Uint8Array(Buffer.from(text, 'base64')) : null;
+  if (
+    typeof carried !== 'object' ||
+    carried === null ||
+    typeof carried.topic !== 'string' ||
+    !Number.isInteger(carried.partition) ||
+    !Number.isInteger(carried.offset) ||
+    !Number.isFinite(carried.timestamp) ||
+    typeof carried.headers !== 'object' ||
+    carried.headers === null ||
+    Object.values(carried.headers).some((header) => typeof header !== 'string')
+  ) {
+    throw new ValidationError(
+      `A 'deliver' work record's 'record' is not a record (topic, partition, offset, key, value, headers, timestamp)`,
+    );
+  }
+  return {
+    topic: carried.topic,
+    partition: carried.partition!,
+    offset: carried.offset!,
+    key: bytes(carried.key),
+    value: bytes(carried.value),
+    headers: carried.headers,
+    timestamp: carried.timestamp!,
+  };
+}
 
 /** The header naming a work record's kind, so tools can tell them apart without decoding. */
 export const workKindHeader = 'meridian-work';
@@ -42,9 +105,10 @@ export const workKindHeader = 'meridian-work';
 const maxRequestIdLength = 512;
 
 export function encodeWorkRequest(request: WorkRequest): ProducerRecord {
+  const body = request.kind === 'deliver' ? { ...request, record: carry(request.record) } : request;
   return {
     key: request.id,
-    value: encodeJson(request as unknown as Json),
+    value: encodeJson(body as unknown as Json),
     headers: { [workKindHeader]: request.kind },
   };
 }
@@ -79,6 +143,20 @@ export function decodeWorkRequest(record: LogRecord): WorkRequest {
     );
   }
   const fields = body as Record<string, unknown>;
+  if (fields.kind === 'deliver') {
+    const hops = fields.hops;
+    if (typeof hops !== 'number' || !Number.isInteger(hops) || hops < 1 || hops > 100) {
+      throw new ValidationError(`A 'deliver' work record's 'hops' must be an integer from 1 to 100`);
+    }
+    return {
+      kind: 'deliver',
+      requestId: text(fields, 'requestId', maxRequestIdLength),
+      subscription: text(fields, 'subscription'),
+      id: text(fields, 'id'),
+      hops,
+      record: uncarry(fields.record),
+    };
+  }
   const base = {
     requestId: text(fields, 'requestId', maxRequestIdLength),
     id: text(fields, 'id'),
@@ -90,7 +168,7 @@ export function decodeWorkRequest(record: LogRecord): WorkRequest {
   }
   if (fields.kind === 'start') return { kind: 'start', ...base, saga: text(fields, 'saga') };
   throw new ValidationError(
-    `A record at ${record.topic}/${record.partition}@${record.offset} has work kind '${String(fields.kind).slice(0, 40)}': expected 'send' or 'start'`,
+    `A record at ${record.topic}/${record.partition}@${record.offset} has work kind '${String(fields.kind).slice(0, 40)}': expected 'send', 'start' or 'deliver'`,
   );
 }
 

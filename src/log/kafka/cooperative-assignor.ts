@@ -10,8 +10,8 @@ const keyOf = (topic: string, partition: number) => `${topic}\u0000${partition}`
  * The group leader's assignment for the cooperative-sticky protocol, in place of the client's
  * own, which balances only from members above the ceiling quota: with 4 partitions owned 2 + 2,
  * a third member got nothing, ever. Here:
- * 1. every partition stays with its previous owner (claims from the latest generation only;
- *    a partition two members claim in the same generation has no trusted owner);
+ * 1. every partition stays with its previous owner (the claimant of the highest generation that
+ *    claims it; a partition two members claim in that generation has no trusted owner);
  * 2. partitions without an owner go to the least-loaded subscribed member (ties by member id);
  * 3. partitions move from the most to the least loaded member until sizes differ by at most one;
  * 4. a partition moving away from its previous owner is left out of this round: the owner is
@@ -72,25 +72,32 @@ export function cooperativeAssignor(
   });
 }
 
-/** Trusted previous owners: claims of members at the latest generation, one claimant per partition. */
+/**
+ * Trusted previous owners. Each member reports what it owned and the generation it owned it in;
+ * a partition's owner is its claimant from the highest generation that claims it (as Kafka's
+ * CooperativeStickyAssignor does), so a member whose last rejoin left it a generation behind
+ * still keeps what nobody newer claims. Two claimants in the same generation: no trusted owner.
+ */
 function previousOwners(
   members: Map<string, ExtendedGroupProtocolSubscription>,
   partitions: ReadonlyMap<string, unknown>,
 ): Map<string, string> {
-  const latest = Math.max(-1, ...[...members.values()].map((member) => member.generationId ?? -1));
-  const claims = new Map<string, string[]>();
+  const claims = new Map<string, { generation: number; claimants: string[] }>();
   for (const [id, member] of members) {
-    if (latest >= 0 && (member.generationId ?? -1) < latest) continue;
+    const generation = member.generationId ?? -1;
     for (const { topic, partitions: list } of member.ownedPartitions ?? []) {
       if (member.topics?.includes(topic) !== true) continue;
       for (const partition of list) {
         const key = keyOf(topic, partition);
         if (!partitions.has(key)) continue;
-        claims.set(key, [...(claims.get(key) ?? []), id]);
+        const claim = claims.get(key);
+        if (claim === undefined || generation > claim.generation)
+          claims.set(key, { generation, claimants: [id] });
+        else if (generation === claim.generation) claim.claimants.push(id);
       }
     }
   }
   const owners = new Map<string, string>();
-  for (const [key, claimants] of claims) if (claimants.length === 1) owners.set(key, claimants[0]!);
+  for (const [key, { claimants }] of claims) if (claimants.length === 1) owners.set(key, claimants[0]!);
   return owners;
 }
