@@ -38,6 +38,8 @@ export class NodeProcess {
   ownedAny = false;
   fenced = 0;
   relayExit: { topic: string; ids: string[] } | undefined;
+  /** Set when the test ends it on purpose (SIGKILL, SIGTERM) or expects it to end itself. */
+  exitExpected = false;
   #ready: Promise<void>;
   #stderr: string[] = [];
   #exit: Exit | undefined;
@@ -95,6 +97,11 @@ export class NodeProcess {
     return this.#exit === undefined;
   }
 
+  /** How it ended, when it did without the test asking (a crash). */
+  get unexpectedExit(): Exit | undefined {
+    return this.exitExpected ? undefined : this.#exit;
+  }
+
   /** The last lines it wrote to stderr, for failure messages. */
   stderr(): string {
     return this.#stderr.join('\n').slice(-4000);
@@ -106,11 +113,13 @@ export class NodeProcess {
 
   /** SIGKILL (also ends a stopped process) and waits for the exit. */
   async kill(): Promise<Exit> {
+    this.exitExpected = true;
     if (this.alive) this.child.kill('SIGKILL');
     return this.exited;
   }
 
   signal(signal: NodeJS.Signals): void {
+    if (signal === 'SIGTERM' || signal === 'SIGKILL') this.exitExpected = true;
     if (this.alive) this.child.kill(signal);
   }
 }
