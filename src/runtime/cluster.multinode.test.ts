@@ -100,11 +100,29 @@ async function startNode(name: string, env: Record<string, string> = {}): Promis
   return node;
 }
 
+/**
+ * Restarts the nodes that crashed (checkInvariants has reported them), so that each phase starts
+ * with the cluster it expects.
+ */
+async function heal(): Promise<void> {
+  for (const [name, node] of nodes) {
+    if (node.unexpectedExit === undefined) continue;
+    console.log(`[multinode] restarting ${name}, which crashed: ${JSON.stringify(node.unexpectedExit)}`);
+    await startNode(name);
+  }
+}
+
 /** Starts one order on a random live node, again on another after a failure, bounded. */
 async function startOrder(id: string, input: OrderInput): Promise<void> {
   const deadline = Date.now() + 60_000;
   for (let attempt = 0; ; attempt++) {
-    const node = pick(live());
+    const candidates = live();
+    if (candidates.length === 0) {
+      if (Date.now() > deadline) throw new Error(`${id}: no live node to start it on`);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      continue;
+    }
+    const node = pick(candidates);
     const local = node.owned.includes(partitionOf(id));
     try {
       const response = await fetch(`http://127.0.0.1:${node.port}/orders`, {
@@ -276,6 +294,7 @@ describe.skipIf(skipReason !== undefined)(
 
     it(`${kills} SIGKILLs of nodes at seeded moments`, async () => {
       for (let kill = 0; kill < kills; kill++) {
+        await heal();
         await offer(`kill${kill}`, 30, async () => {
           await new Promise((resolve) => setTimeout(resolve, random.next() * 1200));
           const victim = pick(live());
@@ -294,6 +313,7 @@ describe.skipIf(skipReason !== undefined)(
     }, 180_000);
 
     it('a node frozen with SIGSTOP until its partitions moved cannot write when resumed', async () => {
+      await heal();
       let frozenNode: NodeProcess | undefined;
       await offer('freeze', 40, async () => {
         await new Promise((resolve) => setTimeout(resolve, 400 + random.next() * 800));
@@ -319,6 +339,7 @@ describe.skipIf(skipReason !== undefined)(
     }, 180_000);
 
     it('a relay killed between publishing a batch and deleting it: the re-sent records apply once', async () => {
+      await heal();
       const relayNode = await startNode('n5', {
         MERIDIAN_TEST_RELAY_EXIT_AFTER: '2',
         MERIDIAN_TEST_RELAY_EXIT_TOPIC: topics.completed,
