@@ -150,6 +150,30 @@ describe.skipIf(!pgUrl || !brokersText)('runtime on the cluster shape (PostgreSQ
 
   const owned = (runtime: Runtime) => runtime.cluster?.owned() ?? [];
 
+  /** A node whose saga 'ClusterStuck' runs a step that never ends (hang) or returns at once. */
+  async function nodeWithStuckSaga(name: string, hang: boolean): Promise<Runtime> {
+    const store = await openPostgresStore({ connectionString: pgUrl!, schema });
+    const log = new KafkaLog({ brokers, clientId: `meridian-cluster-${name}`, fetchMaxWaitMs: 100 });
+    const stuck = saga('ClusterStuck', async (ctx) =>
+      ctx.step('call', () => (hang ? new Promise<number>(() => {}) : 1)),
+    );
+    const runtime = createRuntime({
+      store,
+      log,
+      drainTimeoutMs: 1000,
+      cluster: {
+        node: name,
+        workPartitions: 4,
+        workTopic: `meridian.work.${suffix}`,
+        group: `meridian.nodes.${suffix}`,
+        requestTimeoutMs: 8000,
+      },
+    }).register(Counter, stuck);
+    await runtime.start();
+    opened.push({ runtime, store, log });
+    return runtime;
+  }
+
   it('one node owns every partition, applies commands, and publishes events through the outbox', async () => {
     fresh();
     const a = await node('a', 4);
@@ -323,5 +347,39 @@ describe.skipIf(!pgUrl || !brokersText)('runtime on the cluster shape (PostgreSQ
     expect(await a.state(Counter, `f-${suffix}`)).toBeNull();
     const partition = a.cluster!.partitionOf(`f-${suffix}`);
     await until('a gave the partition up', async () => (owned(a).includes(partition) ? undefined : true));
+  });
+
+  it('a node whose partitions move while their saga steps still run goes on serving the partitions it keeps', async () => {
+    fresh();
+    const a = await nodeWithStuckSaga('a', true);
+    await until('a owns all 4 partitions', async () => (owned(a).length === 4 ? true : undefined));
+    // A saga in every partition, each stuck in a step on a.
+    const sagaIds: string[] = [];
+    for (let index = 0; sagaIds.length < 4; index++) {
+      const id = `stuck-${suffix}-${index}`;
+      const partition = a.cluster!.partitionOf(id);
+      if (!sagaIds.some((other) => a.cluster!.partitionOf(other) === partition)) sagaIds.push(id);
+    }
+    for (const id of sagaIds)
+      await a.startSaga(
+        saga('ClusterStuck', async () => 0),
+        id,
+        undefined,
+      );
+    // b joins: a gives some partitions up while their steps still run (drainTimeoutMs 1000).
+    const b = await nodeWithStuckSaga('b', false);
+    await until('the partitions split', async () =>
+      owned(a).length > 0 && owned(b).length > 0 && owned(a).length + owned(b).length === 4
+        ? true
+        : undefined,
+    );
+    // a still applies what is routed to the partitions it kept (it used to wait for the stuck
+    // steps forever, and every routed request timed out), and b finishes the sagas it took.
+    let index = 0;
+    while (!owned(a).includes(a.cluster!.partitionOf(`kept-${suffix}-${index}`))) index++;
+    const key = `kept-${suffix}-${index}`;
+    expect(await b.send(Counter, key, 'add', { by: 1 })).toBe(1);
+    const taken = sagaIds.filter((id) => owned(b).includes(b.cluster!.partitionOf(id)));
+    for (const id of taken) await expect(b.handle(id).result()).resolves.toBe(1);
   });
 });

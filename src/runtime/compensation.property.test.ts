@@ -1,11 +1,13 @@
 // Compensation order, as a property: when a step fails for good, exactly the compensations of
 // the operations that finished before it run, in reverse order of completion — even when the
-// runtime crashes in the middle of compensating — and each one's effect applies once.
+// runtime crashes in the middle of compensating — and each one's effect applies once. It runs
+// on both shapes; on the cluster shape with fewer runs of the same seed (see
+// replay.property.test.ts).
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { ManualClock, seededRandom } from '../time.ts';
-import { openEmbedded } from './harness.ts';
 import { Counter, FakeService, type ModelRun, type Operation, programSaga, runToEnd } from './saga-model.ts';
+import { clusterPropertyRuns, describeShapes, openShape } from './shapes.ts';
 
 const finishing: fc.Arbitrary<Operation> = fc.oneof(
   fc.record({
@@ -21,7 +23,7 @@ const finishing: fc.Arbitrary<Operation> = fc.oneof(
   }),
 );
 
-describe('compensation order (property)', () => {
+describeShapes('compensation order (property)', (shape) => {
   it('undoes exactly the finished operations, last finished first, once each, across crashes', async () => {
     await fc.assert(
       fc.asyncProperty(
@@ -32,7 +34,7 @@ describe('compensation order (property)', () => {
           const failing: Operation = { kind: 'step', failures: 0, terminal: true, compensate: true };
           const program = [...before, failing, ...after];
           const clock = new ManualClock(1_000_000);
-          const fixture = openEmbedded({ clock, timers: clock, random: seededRandom(5) });
+          const fixture = await openShape(shape, { clock, timers: clock, random: seededRandom(5) });
           try {
             const run: ModelRun = {
               service: new FakeService(),
@@ -50,8 +52,7 @@ describe('compensation order (property)', () => {
                   compensationRetry: { initialDelayMs: 10, maxDelayMs: 10 },
                 });
                 runtime.register(Counter, definition);
-                await runtime.start();
-                return runtime;
+                return fixture.start(runtime);
               },
               async (runtime) => {
                 await runtime.startSaga(definition, 'c-1', undefined);
@@ -95,7 +96,10 @@ describe('compensation order (property)', () => {
           }
         },
       ),
-      { numRuns: 30, seed: Number(process.env.MERIDIAN_PROPERTY_SEED ?? 20261123) },
+      {
+        numRuns: shape === 'embedded' ? 30 : clusterPropertyRuns,
+        seed: Number(process.env.MERIDIAN_PROPERTY_SEED ?? 20261123),
+      },
     );
-  }, 120_000);
+  }, 240_000);
 });

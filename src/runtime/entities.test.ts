@@ -1,65 +1,72 @@
 // Entities are the runtime's keyed state: these tests prove that a command's state, events and
 // reply commit together, that a rejection changes nothing, that commands for one key never lose
 // an update, that a superseded runtime cannot write, and that events carry the caller's trace.
+// They run on both shapes: embedded (SQLite) and a one-node cluster (PostgreSQL + Kafka).
 import { afterEach, describe, expect, it } from 'vitest';
 import { TerminalError, ValidationError } from '../errors.ts';
 import { ManualClock, seededRandom } from '../time.ts';
 import { decodeJson } from './codec.ts';
 import { entity } from './definitions.ts';
 import { FencedError } from './errors.ts';
-import { type EmbeddedFixture, openEmbedded } from './harness.ts';
+import { openEmbedded } from './harness.ts';
+import { describeShapes, openShape, type ShapeFixture } from './shapes.ts';
 import { parseTraceparent } from './trace.ts';
 
 interface Account {
   balance: number;
 }
 
-const Account = entity('Account', {
-  initial: (): Account => ({ balance: 0 }),
-  commands: {
-    deposit(state, input: { amount: number }) {
-      return {
-        state: { balance: state.balance + input.amount },
-        events: [{ type: 'deposited', amount: input.amount }],
-        reply: state.balance + input.amount,
-      };
+/** Its events go to `eventsTopic`: unique per test on the cluster shape, whose broker is shared. */
+const accountEntity = (eventsTopic: string) =>
+  entity('Account', {
+    eventsTopic,
+    initial: (): Account => ({ balance: 0 }),
+    commands: {
+      deposit(state, input: { amount: number }) {
+        return {
+          state: { balance: state.balance + input.amount },
+          events: [{ type: 'deposited', amount: input.amount }],
+          reply: state.balance + input.amount,
+        };
+      },
+      withdraw(state, input: { amount: number }) {
+        if (state.balance < input.amount)
+          throw new TerminalError(`insufficient funds: ${state.balance} < ${input.amount}`);
+        return {
+          state: { balance: state.balance - input.amount },
+          events: [{ type: 'withdrawn', amount: input.amount }],
+          reply: state.balance - input.amount,
+        };
+      },
+      balance(state) {
+        return { reply: state.balance };
+      },
+      corrupt(state) {
+        return {
+          state: { balance: state.balance, bad: 1n } as unknown as Account,
+          events: [{ type: 'never' }],
+        };
+      },
     },
-    withdraw(state, input: { amount: number }) {
-      if (state.balance < input.amount)
-        throw new TerminalError(`insufficient funds: ${state.balance} < ${input.amount}`);
-      return {
-        state: { balance: state.balance - input.amount },
-        events: [{ type: 'withdrawn', amount: input.amount }],
-        reply: state.balance - input.amount,
-      };
-    },
-    balance(state) {
-      return { reply: state.balance };
-    },
-    corrupt(state) {
-      return {
-        state: { balance: state.balance, bad: 1n } as unknown as Account,
-        events: [{ type: 'never' }],
-      };
-    },
-  },
-});
+  });
 
-describe('entities', () => {
-  let fixture: EmbeddedFixture;
+describeShapes('entities', (shape) => {
+  let fixture: ShapeFixture;
+  let Account: ReturnType<typeof accountEntity>;
   afterEach(async () => {
     await fixture.destroy();
   });
 
   async function started(random = seededRandom(1)) {
     const clock = new ManualClock(1_000);
-    fixture = openEmbedded({ clock, timers: clock, random });
-    const runtime = fixture.runtime().register(Account);
-    await runtime.start();
-    return runtime;
+    fixture = await openShape(shape, { clock, timers: clock, random });
+    Account = accountEntity(fixture.topic('Account.events'));
+    return fixture.start(fixture.runtime().register(Account));
   }
 
-  async function events(topic = 'Account.events') {
+  /** The events on the topic, once every record committed so far has been published. */
+  async function events(topic = Account.eventsTopic) {
+    await fixture.published();
     const out = [];
     const { partitions } = await fixture.log.describeTopic(topic);
     for (let partition = 0; partition < partitions; partition++) {
@@ -130,15 +137,6 @@ describe('entities', () => {
     await expect(runtime.send(Other, 'x', 'set', 1)).rejects.toThrow("Entity 'Other' is not registered");
   });
 
-  it('fences a superseded runtime: once another runtime opens the database, the old one cannot write', async () => {
-    const old = await started();
-    await old.send(Account, 'dave', 'deposit', { amount: 1 });
-    const successor = fixture.runtime().register(Account);
-    await successor.start();
-    await expect(old.send(Account, 'dave', 'deposit', { amount: 1 })).rejects.toBeInstanceOf(FencedError);
-    await expect(successor.send(Account, 'dave', 'deposit', { amount: 1 })).resolves.toBe(2);
-  });
-
   it('puts the caller’s trace on the events, each with a span of its own', async () => {
     const runtime = await started();
     const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
@@ -154,5 +152,27 @@ describe('entities', () => {
     await runtime.send(Account, 'fay', 'deposit', { amount: 1 });
     const [event] = await events();
     expect(parseTraceparent(event!.headers.traceparent)).not.toBeNull();
+  });
+});
+
+// Embedded only: one SQLite file has one owner, and a runtime opening it fences the one before.
+// On the cluster shape a second node joins the group and takes some partitions instead; that
+// fencing (per work partition) is tested in cluster.test.ts.
+describe('entities on the embedded shape', () => {
+  it('fences a superseded runtime: once another runtime opens the database, the old one cannot write', async () => {
+    const clock = new ManualClock(1_000);
+    const fixture = openEmbedded({ clock, timers: clock, random: seededRandom(1) });
+    const Account = accountEntity('Account.events');
+    const old = fixture.runtime().register(Account);
+    await old.start();
+    try {
+      await old.send(Account, 'dave', 'deposit', { amount: 1 });
+      const successor = fixture.runtime().register(Account);
+      await successor.start();
+      await expect(old.send(Account, 'dave', 'deposit', { amount: 1 })).rejects.toBeInstanceOf(FencedError);
+      await expect(successor.send(Account, 'dave', 'deposit', { amount: 1 })).resolves.toBe(2);
+    } finally {
+      await fixture.destroy();
+    }
   });
 });

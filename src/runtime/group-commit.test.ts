@@ -1,32 +1,99 @@
 // Group commit is how the runtime reaches its throughput without giving up isolation: these tests
 // prove that units share transactions, that one unit's failure undoes only its own writes, that
-// promises settle only after the commit, and that a fenced path refuses everything.
+// promises settle only after the commit, and that a fenced path refuses everything. They run
+// over both commit paths: embedded (SQLite log and store in one transaction) and cluster (one
+// PostgreSQL transaction with an outbox, fenced per work partition; a relay publishes to Kafka).
 import { afterEach, describe, expect, it } from 'vitest';
+import { Ownership } from '../cluster/ownership.ts';
+import { OutboxRelay } from '../cluster/relay.ts';
 import { ClosedError, ValidationError } from '../errors.ts';
-import { ManualClock } from '../time.ts';
+import { type Clock, ManualClock, systemTimers } from '../time.ts';
+import { ClusterCommitPath } from './cluster-commit-path.ts';
+import type { CommitPath } from './commit-path.ts';
 import { EmbeddedCommitPath } from './embedded.ts';
 import { FencedError } from './errors.ts';
 import { GroupCommitter } from './group-commit.ts';
-import { type EmbeddedFixture, openEmbedded } from './harness.ts';
+import { openEmbedded } from './harness.ts';
+import {
+  describeShapes,
+  openShape,
+  type ShapeFixture,
+  type ShapeName,
+  testWorkPartitions,
+} from './shapes.ts';
 
-describe('GroupCommitter', () => {
-  let fixture: EmbeddedFixture;
+const fixedClock: Clock = { now: () => 1, monotonicNow: () => 1 };
+
+/**
+ * A commit path of `shape` on `fixture`, owning everything: the embedded path claims the
+ * database; the cluster path's node claims every work partition, and a relay publishes its
+ * outbox. `usurp` makes another owner claim what this one holds.
+ */
+async function commitPath(shape: ShapeName, fixture: ShapeFixture) {
+  if (shape === 'embedded') {
+    const path = new EmbeddedCommitPath({ store: fixture.store, log: fixture.log, clock: fixedClock });
+    await path.open();
+    return {
+      path: path as CommitPath,
+      usurp: () =>
+        new EmbeddedCommitPath({ store: fixture.store, log: fixture.log, clock: fixedClock }).open(),
+      stop: async () => {},
+    };
+  }
+  const ownership = new Ownership({
+    store: fixture.store,
+    node: 'node-1',
+    partitions: testWorkPartitions,
+    clock: fixedClock,
+  });
+  await ownership.claim(Array.from({ length: testWorkPartitions }, (_, partition) => partition));
+  const relay = new OutboxRelay({
+    store: fixture.store,
+    log: fixture.log,
+    ownership,
+    timers: systemTimers,
+    onError: () => undefined,
+  });
+  relay.start();
+  const path = new ClusterCommitPath({
+    store: fixture.store,
+    log: fixture.log,
+    ownership,
+    clock: fixedClock,
+    onOutbox: () => relay.wake(),
+  });
+  return {
+    path: path as CommitPath,
+    usurp: () =>
+      fixture.store.transaction(async (tx) => {
+        for (let partition = 0; partition < testWorkPartitions; partition++) {
+          await tx.partitions.claim(partition, 'intruder', 2);
+        }
+      }),
+    stop: () => relay.stop(),
+  };
+}
+
+describeShapes('GroupCommitter', (shape) => {
+  let fixture: ShapeFixture;
+  let stop: () => Promise<void> = async () => {};
   afterEach(async () => {
+    await stop();
     await fixture.destroy();
   });
 
   async function committer(
     maxUnitsPerTransaction = 1000,
     linger: { lingerMs: number; timers: ManualClock } | Record<string, never> = {},
-  ): Promise<{ path: EmbeddedCommitPath; committer: GroupCommitter }> {
-    fixture = openEmbedded();
-    const path = new EmbeddedCommitPath({
-      store: fixture.store,
-      log: fixture.log,
-      clock: { now: () => 1, monotonicNow: () => 1 },
-    });
-    await path.open();
-    return { path, committer: new GroupCommitter(path, { maxUnitsPerTransaction, ...linger }) };
+  ) {
+    fixture = await openShape(shape);
+    const opened = await commitPath(shape, fixture);
+    stop = opened.stop;
+    return {
+      path: opened.path,
+      usurp: opened.usurp,
+      committer: new GroupCommitter(opened.path, { maxUnitsPerTransaction, ...linger }),
+    };
   }
 
   function readState(id: string) {
@@ -98,19 +165,18 @@ describe('GroupCommitter', () => {
 
   it("appends a transaction's records once at its end, without the records of units that rolled back", async () => {
     const { committer: c } = await committer();
-    await fixture.log.createTopic('out', { partitions: 1 });
+    const out = fixture.topic('out');
+    await fixture.log.createTopic(out, { partitions: 1 });
     const record = (text: string) => ({ key: text, value: new TextEncoder().encode(text) });
     const outcomes = await Promise.allSettled([
-      c.submit((scope) => scope.publish('out', [record('a')])),
+      c.submit((scope) => scope.publish(out, [record('a')])),
       c.submit(async (scope) => {
-        await scope.publish('out', [record('b')]);
+        await scope.publish(out, [record('b')]);
         throw new Error('rolled back after publishing');
       }),
-      c.submit((scope) => scope.publish('missing-topic', [record('x')])),
-      c.submit((scope) =>
-        scope.publish('out', [{ ...record('h'), headers: { bad: 1 as unknown as string } }]),
-      ),
-      c.submit((scope) => scope.publish('out', [record('c')])),
+      c.submit((scope) => scope.publish(fixture.topic('missing-topic'), [record('x')])),
+      c.submit((scope) => scope.publish(out, [{ ...record('h'), headers: { bad: 1 as unknown as string } }])),
+      c.submit((scope) => scope.publish(out, [record('c')])),
     ]);
     expect(outcomes.map((outcome) => outcome.status)).toEqual([
       'fulfilled',
@@ -120,7 +186,8 @@ describe('GroupCommitter', () => {
       'fulfilled',
     ]);
     expect(c.stats.transactions).toBe(1);
-    const records = await fixture.log.read('out', 0, 0);
+    await fixture.published();
+    const records = await fixture.log.read(out, 0, 0);
     expect(records.map((r) => new TextDecoder().decode(r.value!))).toEqual(['a', 'c']);
   });
 
@@ -141,15 +208,6 @@ describe('GroupCommitter', () => {
   it('with lingerMs, waits that long for more units before a transaction that is not full', async () => {
     const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
     const put = (c: GroupCommitter, id: string) => c.submit((scope) => scope.tx.entities.put('T', id, 0, 0));
-    // Without linger, a unit submitted a few turns later gets a transaction of its own.
-    const { committer: eager } = await committer();
-    const first = put(eager, 'a');
-    await turn();
-    await turn();
-    await Promise.all([first, put(eager, 'b')]);
-    expect(eager.stats.transactions).toBe(2);
-    await fixture.destroy();
-
     const clock = new ManualClock();
     const { committer: lingering } = await committer(3, { lingerMs: 5, timers: clock });
     const units = [put(lingering, 'c')];
@@ -176,13 +234,8 @@ describe('GroupCommitter', () => {
   });
 
   it('rejects every unit with a FencedError once another owner claimed the database', async () => {
-    const { committer: c } = await committer();
-    const usurper = new EmbeddedCommitPath({
-      store: fixture.store,
-      log: fixture.log,
-      clock: { now: () => 2, monotonicNow: () => 2 },
-    });
-    await usurper.open();
+    const { committer: c, usurp } = await committer();
+    await usurp();
     const outcomes = await Promise.allSettled([
       c.submit((scope) => scope.tx.entities.put('T', 'f1', 1, 0)),
       c.submit((scope) => scope.tx.entities.put('T', 'f2', 1, 0)),
@@ -206,5 +259,28 @@ describe('GroupCommitter', () => {
     await c.close();
     await expect(queued).resolves.toBe(1);
     await expect(c.submit(async () => 1)).rejects.toBeInstanceOf(ClosedError);
+  });
+});
+
+// Embedded only: that a unit submitted two turns of the event loop later finds the first
+// transaction committed holds for SQLite, which commits within them; a PostgreSQL transaction is
+// still open then, and the committer rightly takes the late unit into it.
+describe('GroupCommitter on the embedded path', () => {
+  it('without lingerMs, a unit submitted a few turns later gets a transaction of its own', async () => {
+    const fixture = openEmbedded();
+    try {
+      const path = new EmbeddedCommitPath({ store: fixture.store, log: fixture.log, clock: fixedClock });
+      await path.open();
+      const eager = new GroupCommitter(path);
+      const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
+      const put = (id: string) => eager.submit((scope) => scope.tx.entities.put('T', id, 0, 0));
+      const first = put('a');
+      await turn();
+      await turn();
+      await Promise.all([first, put('b')]);
+      expect(eager.stats.transactions).toBe(2);
+    } finally {
+      await fixture.destroy();
+    }
   });
 });

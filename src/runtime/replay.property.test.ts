@@ -2,13 +2,16 @@
 // right after a step's external effect, before its result is journaled), the saga ends with the
 // same journal, status and output as a run without crashes; every entity send applies exactly
 // once; every emit is published once; and the outside world only ever sees the keys of the
-// crash-free run (a retry after a crash reuses its step's idempotency key).
+// crash-free run (a retry after a crash reuses its step's idempotency key). It runs on both
+// shapes; on the cluster shape (real PostgreSQL and Kafka, where every run and restart costs
+// real I/O and a group join) with fewer runs of the same seed, to keep CI time reasonable:
+// MERIDIAN_CLUSTER_PROPERTY_RUNS raises them.
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import type { JournalEntry } from '../store/types.ts';
 import { ManualClock, seededRandom } from '../time.ts';
-import { openEmbedded } from './harness.ts';
 import { Counter, FakeService, type ModelRun, type Operation, programSaga, runToEnd } from './saga-model.ts';
+import { clusterPropertyRuns, describeShapes, openShape, type ShapeName } from './shapes.ts';
 
 const operation: fc.Arbitrary<Operation> = fc.oneof(
   {
@@ -57,20 +60,23 @@ interface Outcome {
   restarts: number;
 }
 
-async function execute(program: readonly Operation[], crashAt: ReadonlySet<number>): Promise<Outcome> {
+async function execute(
+  shape: ShapeName,
+  program: readonly Operation[],
+  crashAt: ReadonlySet<number>,
+): Promise<Outcome> {
   const clock = new ManualClock(1_000_000);
-  const fixture = openEmbedded({ clock, timers: clock, random: seededRandom(11) });
+  const fixture = await openShape(shape, { clock, timers: clock, random: seededRandom(11) });
   try {
-    await fixture.log.createTopic('model.events', { partitions: 1 });
+    const events = fixture.topic('model.events');
+    await fixture.log.createTopic(events, { partitions: 1 });
     const run: ModelRun = { service: new FakeService(), crashAt, calls: 0, crashed: false };
-    const definition = programSaga('Program', program, run);
+    const definition = programSaga('Program', program, run, events);
     const restarts = await runToEnd(
       fixture,
       clock,
       async () => {
-        const runtime = fixture.runtime({ drainTimeoutMs: 0 }).register(Counter, definition);
-        await runtime.start();
-        return runtime;
+        return fixture.start(fixture.runtime({ drainTimeoutMs: 0 }).register(Counter, definition));
       },
       async (runtime) => {
         await runtime.startSaga(definition, 'model-1', undefined);
@@ -78,14 +84,16 @@ async function execute(program: readonly Operation[], crashAt: ReadonlySet<numbe
       'model-1',
       run,
     );
+    await fixture.published();
     const journal = await fixture.store.transaction((tx) => tx.sagas.journal('model-1'));
     const record = await fixture.store.transaction((tx) => tx.sagas.get('model-1'));
     const counter = await fixture.store.transaction((tx) => tx.entities.get('Counter', 'counter'));
     return {
       // A sleep's wake time depends on when it began, which crashes delay: compare the rest.
+      // An emit's entry names its topic, which is unique per run on the cluster shape.
       journal: journal.map(({ kind, name, status, result, error }) => ({
         kind,
-        name,
+        name: name === `emit:${events}` ? 'emit:model.events' : name,
         status,
         result: kind === 'sleep' ? { timerId: (result as { timerId: string }).timerId } : result,
         error,
@@ -94,7 +102,7 @@ async function execute(program: readonly Operation[], crashAt: ReadonlySet<numbe
       output: record?.output,
       counter: counter?.state ?? null,
       keys: [...new Set(run.service.calls)].sort(),
-      emitted: (await fixture.log.offsets('model.events', 0)).end,
+      emitted: (await fixture.log.offsets(events, 0)).end,
       restarts,
     };
   } finally {
@@ -102,15 +110,15 @@ async function execute(program: readonly Operation[], crashAt: ReadonlySet<numbe
   }
 }
 
-describe('replay (property)', () => {
+describeShapes('replay (property)', (shape) => {
   it('ends with the same journal and effects whatever the crash points', async () => {
     await fc.assert(
       fc.asyncProperty(
         fc.array(operation, { minLength: 1, maxLength: 8 }),
         fc.uniqueArray(fc.integer({ min: 0, max: 12 }), { maxLength: 4 }),
         async (program, crashes) => {
-          const reference = await execute(program, new Set());
-          const crashed = await execute(program, new Set(crashes));
+          const reference = await execute(shape, program, new Set());
+          const crashed = await execute(shape, program, new Set(crashes));
           expect(reference.restarts).toBe(0);
           expect(crashed.journal).toEqual(reference.journal);
           expect(crashed.status).toBe(reference.status);
@@ -123,7 +131,10 @@ describe('replay (property)', () => {
           if (reachable.length > 0) expect(crashed.restarts).toBeGreaterThan(0);
         },
       ),
-      { numRuns: 30, seed: Number(process.env.MERIDIAN_PROPERTY_SEED ?? 20261123) },
+      {
+        numRuns: shape === 'embedded' ? 30 : clusterPropertyRuns,
+        seed: Number(process.env.MERIDIAN_PROPERTY_SEED ?? 20261123),
+      },
     );
-  }, 120_000);
+  }, 240_000);
 });

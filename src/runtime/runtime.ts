@@ -104,6 +104,8 @@ export class Runtime {
   readonly #cluster: ClusterShape | undefined;
   readonly #singletons: Singletons;
   readonly #problems: RuntimeProblem[] = [];
+  /** Cluster shape: per saga run, aborted to abandon its steps once its partition moved away. */
+  readonly #abandon = new Map<string, AbortController>();
   #state: State = 'created';
   #stopped: Promise<void> | undefined;
 
@@ -298,12 +300,16 @@ export class Runtime {
       await Promise.all(this.#runners.map((runner) => runner.stop()));
     }
     if (wasRunning && this.#drainTimeoutMs > 0) {
-      await this.#within(this.#drainTimeoutMs, this.#sagaScheduler.idle());
+      await this.#settlesWithin(this.#sagaScheduler.idle(), this.#drainTimeoutMs);
     }
-    if (wasRunning) await this.#leaveCluster();
+    // Abandon the steps still running after the drain before leaving the cluster: leaving
+    // evicts every saga and waits for its run to end, and a step ends early only on this halt.
     this.#halted.abort();
     await this.#scheduler.stop();
+    // Let the units already submitted commit while this node still owns their partitions:
+    // leaving releases them, and a unit committing after that would be refused.
     await this.#committer.close();
+    if (wasRunning) await this.#leaveCluster();
     this.#state = 'stopped';
     this.#sagaScheduler.rejectWaiters(
       (id) => new ClosedError(`The runtime stopped before saga '${id}' ended; it resumes on the next start`),
@@ -542,16 +548,23 @@ export class Runtime {
     const cluster = this.#cluster!;
     return {
       resume: async (partitions) => {
+        // An assignment that lands while the runtime stops: nothing to resume, the committer is
+        // closed, and leaving releases the partitions again.
+        if (this.#state !== 'running') return;
         await this.#resumeAll(partitions);
         await this.#scheduler.refresh();
         if (partitions.includes(leaderPartition) && this.#state === 'running') this.#singletons.lead();
       },
       evict: async (partitions) => {
         if (partitions.has(leaderPartition)) await this.#singletons.abdicate();
-        // Running steps get the drain time to finish and be journaled; after that the partitions'
-        // new owner takes over anyway (the fence refuses whatever this node still tries to write).
-        const evicted = this.#sagaScheduler.evict((id) => partitions.has(cluster.ownership.partitionOf(id)));
-        await this.#within(this.#drainTimeoutMs, evicted);
+        const moved = (id: string) => partitions.has(cluster.ownership.partitionOf(id));
+        const evicting = this.#sagaScheduler.evict(moved);
+        if (await this.#settlesWithin(evicting, this.#drainTimeoutMs)) return;
+        // Steps still running when the drain time is up are abandoned, as on stop: nothing they
+        // return could be journaled here any more, and the partition's new owner runs them again.
+        // Waiting longer would hold up every later assignment change and this node's requests.
+        for (const [id, abandon] of this.#abandon) if (moved(id)) abandon.abort();
+        await evicting;
       },
       apply: (scope, request) =>
         applyWorkRequest(
@@ -573,19 +586,28 @@ export class Runtime {
 
   /** A saga run; on the cluster shape one parked by a failed write is resumed while this node owns it. */
   #execute(loaded: LoadedSaga, parking: AbortSignal): ScheduledRun {
-    const execution = new SagaExecution(
-      this.#sagaServices,
-      loaded.definition,
-      loaded.record,
-      loaded.journal,
-      parking,
-    );
     const cluster = this.#cluster;
-    if (cluster === undefined) return execution;
+    if (cluster === undefined) {
+      return new SagaExecution(this.#sagaServices, loaded.definition, loaded.record, loaded.journal, parking);
+    }
+    // On the cluster shape a run's steps are also abandoned when its partition moved away and
+    // the drain time is up (see `evict`), not only when the runtime halts.
+    const abandon = new AbortController();
+    const services = {
+      ...this.#sagaServices,
+      halted: AbortSignal.any([this.#halted.signal, abandon.signal]),
+    };
+    const execution = new SagaExecution(services, loaded.definition, loaded.record, loaded.journal, parking);
     const sagaId = loaded.record.id;
     return {
       run: async () => {
-        const result = await execution.run();
+        this.#abandon.set(sagaId, abandon);
+        let result: ExecutionResult;
+        try {
+          result = await execution.run();
+        } finally {
+          if (this.#abandon.get(sagaId) === abandon) this.#abandon.delete(sagaId);
+        }
         if (
           result.outcome === 'parked' &&
           !parking.aborted &&
@@ -599,14 +621,18 @@ export class Runtime {
     };
   }
 
-  /** Resolves when `work` settles or after `timeoutMs`, whichever comes first. */
-  async #within(timeoutMs: number, work: Promise<unknown>): Promise<void> {
+  /** True when `work` settled within `ms` (on the runtime's timers). */
+  async #settlesWithin(work: Promise<unknown>, ms: number): Promise<boolean> {
+    if (ms === 0) return false;
     let timer: { cancel(): void } | undefined;
-    const timeout = new Promise<void>((resolve) => {
-      timer = this.#timers.setTimeout(resolve, timeoutMs);
+    const late = new Promise<false>((resolve) => {
+      timer = this.#timers.setTimeout(() => resolve(false), ms);
     });
-    await Promise.race([work.then(() => undefined), timeout]);
-    timer?.cancel();
+    try {
+      return await Promise.race([work.then(() => true), late]);
+    } finally {
+      timer?.cancel();
+    }
   }
 
   /** Hands this node's partitions over (cluster shape) once its own work has drained. */

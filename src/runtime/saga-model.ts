@@ -1,8 +1,8 @@
 import { TerminalError } from '../errors.ts';
 import type { ManualClock } from '../time.ts';
 import { entity, type SagaContext, saga } from './definitions.ts';
-import { type EmbeddedFixture, turns } from './harness.ts';
 import type { Runtime } from './runtime.ts';
+import type { ShapeFixture } from './shapes.ts';
 
 /**
  * A generated saga program and a driver that runs it with simulated crashes, for the runtime's
@@ -68,8 +68,16 @@ export interface ModelRun {
   crashed: boolean;
 }
 
-/** The saga that runs `program`. Step `i` is named `op{i}`; its effect key is its idempotency key. */
-export function programSaga(name: string, program: readonly Operation[], run: ModelRun) {
+/**
+ * The saga that runs `program`. Step `i` is named `op{i}`; its effect key is its idempotency key.
+ * Emits go to `eventsTopic`.
+ */
+export function programSaga(
+  name: string,
+  program: readonly Operation[],
+  run: ModelRun,
+  eventsTopic = 'model.events',
+) {
   /** Applies the effect; at a crash point, then hangs forever (the runtime is about to stop). */
   const call = async (key: string): Promise<void> => {
     const index = run.calls++;
@@ -120,7 +128,7 @@ export function programSaga(name: string, program: readonly Operation[], run: Mo
           await ctx.sleep(opName, operation.durationMs);
           break;
         case 'emit':
-          await ctx.emit('model.events', { key: ctx.sagaId, value: { index } });
+          await ctx.emit(eventsTopic, { key: ctx.sagaId, value: { index } });
           break;
       }
     }
@@ -129,11 +137,11 @@ export function programSaga(name: string, program: readonly Operation[], run: Mo
 }
 
 /**
- * Runs saga `id` to its end on `fixture`, restarting the runtime at every crash, and moving the
- * ManualClock whenever nothing else can happen. Returns the number of restarts.
+ * Runs saga `id` to its end on `fixture` (either shape), restarting the runtime at every crash,
+ * and moving the ManualClock whenever nothing else can happen. Returns the number of restarts.
  */
 export async function runToEnd(
-  fixture: EmbeddedFixture,
+  fixture: Pick<ShapeFixture, 'store' | 'turns'>,
   clock: ManualClock,
   makeRuntime: () => Promise<Runtime>,
   start: (runtime: Runtime) => Promise<void>,
@@ -144,7 +152,7 @@ export async function runToEnd(
   await start(runtime);
   let restarts = 0;
   for (let round = 0; round < 10_000; round++) {
-    await turns(3);
+    await fixture.turns(3);
     const record = await fixture.store.transaction((tx) => tx.sagas.get(id));
     if (record !== null && ['completed', 'compensated', 'failed'].includes(record.status)) {
       await runtime.stop();

@@ -1,25 +1,25 @@
 // Saga steps run under resilience policies: an open circuit refuses the outside call without
 // running it (and the step's durable retry takes it from there), and a policy timeout aborts the
-// step through its signal.
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+// step through its signal. They run on both shapes: embedded and a one-node cluster.
+import { afterEach, beforeEach, expect, it } from 'vitest';
 import { circuitBreaker, timeout } from '../resilience/index.ts';
 import { ManualClock, seededRandom } from '../time.ts';
 import { saga } from './definitions.ts';
-import { advance, type EmbeddedFixture, openEmbedded } from './harness.ts';
+import { describeShapes, openShape, type ShapeFixture } from './shapes.ts';
 
-let clock: ManualClock;
-let fixture: EmbeddedFixture;
+describeShapes('step policies', (shape) => {
+  let clock: ManualClock;
+  let fixture: ShapeFixture;
 
-beforeEach(() => {
-  clock = new ManualClock(1_000_000);
-  fixture = openEmbedded({ clock, timers: clock, random: seededRandom(7) });
-});
+  beforeEach(async () => {
+    clock = new ManualClock(1_000_000);
+    fixture = await openShape(shape, { clock, timers: clock, random: seededRandom(7) });
+  });
 
-afterEach(async () => {
-  await fixture.destroy();
-});
+  afterEach(async () => {
+    await fixture.destroy();
+  });
 
-describe('step policies', () => {
   it('an open circuit refuses later calls without running them, and the step fails with the refusal', async () => {
     const breaker = circuitBreaker({
       mode: 'consecutive',
@@ -38,10 +38,9 @@ describe('step policies', () => {
         { policy: breaker, retry: { maxAttempts: 4, initialDelayMs: 10, jitter: 'none' } },
       ),
     );
-    const runtime = fixture.runtime({ drainTimeoutMs: 0 }).register(flow);
-    await runtime.start();
+    const runtime = await fixture.start(fixture.runtime({ drainTimeoutMs: 0 }).register(flow));
     const handle = await runtime.startSaga(flow, 'c1', undefined);
-    await advance(clock, 1000);
+    await fixture.advance(clock, 1000);
     await expect(handle.result()).rejects.toThrow(/failed after 4 attempt/);
     expect(calls).toBe(2);
     expect(breaker.state).toBe('open');
@@ -71,10 +70,9 @@ describe('step policies', () => {
         },
       ),
     );
-    const runtime = fixture.runtime({ drainTimeoutMs: 0 }).register(flow);
-    await runtime.start();
+    const runtime = await fixture.start(fixture.runtime({ drainTimeoutMs: 0 }).register(flow));
     const handle = await runtime.startSaga(flow, 's1', undefined);
-    await advance(clock, 500);
+    await fixture.advance(clock, 500);
     await expect(handle.result()).resolves.toBe('fast the second time');
     expect(aborted).toEqual([true]);
   });

@@ -1,9 +1,10 @@
 // runtime.transaction: app work joins the group commit, isolated in its own savepoint, fenced,
-// and settles only once its transaction committed.
-import { afterEach, describe, expect, it } from 'vitest';
+// and settles only once its transaction committed. They run on both shapes: embedded and a
+// one-node cluster (PostgreSQL + Kafka).
+import { afterEach, expect, it } from 'vitest';
 import { ClosedError } from '../errors.ts';
 import { entity } from './definitions.ts';
-import { type EmbeddedFixture, openEmbedded } from './harness.ts';
+import { describeShapes, openShape, type ShapeFixture } from './shapes.ts';
 
 const Counter = entity('Counter', {
   initial: { count: 0 },
@@ -14,17 +15,16 @@ const Counter = entity('Counter', {
   },
 });
 
-describe('runtime.transaction', () => {
-  let fixture: EmbeddedFixture | undefined;
+describeShapes('runtime.transaction', (shape) => {
+  let fixture: ShapeFixture | undefined;
   afterEach(async () => {
     await fixture?.destroy();
     fixture = undefined;
   });
 
   it('shares one transaction with concurrent commands and sees their writes', async () => {
-    fixture = openEmbedded();
-    const runtime = fixture.runtime().register(Counter);
-    await runtime.start();
+    fixture = await openShape(shape);
+    const runtime = await fixture.start(fixture.runtime().register(Counter));
     const before = runtime.stats.commits.transactions;
     const [, , seen] = await Promise.all([
       runtime.send(Counter, 'c', 'add', { by: 1 }),
@@ -56,9 +56,8 @@ describe('runtime.transaction', () => {
   });
 
   it('rolls back only its own writes when its work throws', async () => {
-    fixture = openEmbedded();
-    const runtime = fixture.runtime().register(Counter);
-    await runtime.start();
+    fixture = await openShape(shape);
+    const runtime = await fixture.start(fixture.runtime().register(Counter));
     const failing = runtime.transaction(async (tx) => {
       await tx.entities.put('Note', 'n', { text: 'lost' }, 0);
       throw new Error('changed my mind');
@@ -70,9 +69,8 @@ describe('runtime.transaction', () => {
   });
 
   it('refuses work once the runtime stopped', async () => {
-    fixture = openEmbedded();
-    const runtime = fixture.runtime();
-    await runtime.start();
+    fixture = await openShape(shape);
+    const runtime = await fixture.start(fixture.runtime());
     await runtime.stop();
     await expect(runtime.transaction(async () => 1)).rejects.toBeInstanceOf(ClosedError);
   });
