@@ -86,6 +86,8 @@ const workload = new Map<string, OrderInput>();
 const nodes = new Map<string, NodeProcess>();
 const started: NodeProcess[] = [];
 const frozen = new Set<string>();
+/** Crashed processes already reported (each crash fails the phase it happened in, once). */
+const reportedCrashes = new Set<NodeProcess>();
 const starts = { local: 0, routed: 0, retried: 0 };
 
 const partitionOf = (id: string) => partitionForKey(utf8(id), partitions);
@@ -408,11 +410,12 @@ async function takenOverFrom(
 async function checkInvariants(): Promise<void> {
   // No node died on its own (a crash is a runtime bug even when the others took over).
   const crashed = started
-    .filter((node) => node.unexpectedExit !== undefined)
+    .filter((node) => node.unexpectedExit !== undefined && !reportedCrashes.has(node))
     .map(
       (node) =>
         `${node.name} (pid ${node.child.pid}) exited ${JSON.stringify(node.unexpectedExit)}: ${node.stderr().slice(-1500)}`,
     );
+  for (const node of started) if (node.unexpectedExit !== undefined) reportedCrashes.add(node);
   expect.soft(crashed, 'nodes that exited without being stopped').toEqual([]);
   const ids = [...workload.keys()];
   const statuses = await sagaStatuses(ids);
