@@ -5,7 +5,7 @@
  *
  * Usage: node cluster-node-child.ts --pg <url> --schema <schema> --brokers <host:port,...>
  *          --work-topic <topic> --group <group> --node <name> --run <id>
- *          [--partitions 8] [--seed 1] [--session-timeout-ms 6000]
+ *          [--partitions 8] [--seed 1] [--session-timeout-ms 6000] [--replication-factor 3]
  *
  * The workload is crash-child.ts's order saga on the cluster shape: reserve stock on an Inventory
  * entity (compensated by a release) → charge through a fake payment gateway whose ledger is a
@@ -269,6 +269,7 @@ interface NodeArgs {
   partitions: number;
   seed: number;
   sessionTimeoutMs: number;
+  replicationFactor: number | undefined;
 }
 
 function parseArgs(argv: readonly string[]): NodeArgs {
@@ -289,6 +290,9 @@ function parseArgs(argv: readonly string[]): NodeArgs {
     partitions: Number(value('partitions', '8')),
     seed: Number(value('seed', '1')),
     sessionTimeoutMs: Number(value('session-timeout-ms', '6000')),
+    replicationFactor: argv.includes('--replication-factor')
+      ? Number(value('replication-factor'))
+      : undefined,
   };
 }
 
@@ -364,6 +368,7 @@ async function openNode(args: NodeArgs) {
       workTopic: args.workTopic,
       group: args.group,
       requestTimeoutMs: 10_000,
+      ...(args.replicationFactor === undefined ? {} : { replicationFactor: args.replicationFactor }),
     },
   };
   const { Inventory, Ledger, OrderSaga, ledger } = workload;

@@ -21,6 +21,8 @@ export interface NodeConfig {
   readonly partitions: number;
   readonly seed: number;
   readonly sessionTimeoutMs: number;
+  /** Of the work topic; other topics get the brokers' default (3 on the cluster layout). */
+  readonly replicationFactor?: number;
   /** Each process's stdout and stderr are appended to `<logDirectory>/<name>.log`. */
   readonly logDirectory: string;
 }
@@ -52,6 +54,9 @@ export class NodeProcess {
       ...['--work-topic', config.workTopic, '--group', config.group, '--node', name, '--run', config.run],
       ...['--partitions', String(config.partitions), '--seed', String(config.seed)],
       ...['--session-timeout-ms', String(config.sessionTimeoutMs)],
+      ...(config.replicationFactor === undefined
+        ? []
+        : ['--replication-factor', String(config.replicationFactor)]),
     ];
     this.child = spawn(process.execPath, args, {
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -77,6 +77,7 @@ const config: NodeConfig = {
   partitions,
   seed,
   sessionTimeoutMs,
+  ...(clusterBrokers === undefined ? {} : { replicationFactor: 3 }),
   logDirectory: mkdtempSync(join(tmpdir(), 'meridian-multinode-')),
 };
 const random: Random = seededRandom(seed);
@@ -203,7 +204,9 @@ async function settle(what: string): Promise<void> {
   const statuses = await sagaStatuses(ids);
   const completed = ids.filter((id) => statuses.get(id) === 'completed').length;
   const ledger = await pollUntil(async () => ((await ledgerState()).count >= completed ? true : undefined), {
-    timeoutMs: 15_000,
+    // After a kill the ledger's records can wait for the subscription group's rebalance and a
+    // retry's backoff (up to 10 s): seen 15-20 s behind on the 3-broker layout.
+    timeoutMs: 30_000,
     everyMs: 200,
     what: 'the ledger counted every completed order',
   }).catch((error: Error) => error.message);
