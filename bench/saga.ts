@@ -16,10 +16,15 @@
  *    (from the startSaga call to the saga's result), measured with an HDR histogram.
  *
  * Options: --seconds N (default 10), --concurrency N (default 1000), --rate N (default 1000).
+ *
+ * `--shape cluster --nodes N` runs the same saga on N node processes of the cluster shape over
+ * PostgreSQL and Kafka instead (bench/saga-cluster.ts: its own line, CPU over every process, the
+ * takeover time after kill -9 of a node; --rate defaults to 500 there). The embedded line is
+ * unchanged.
  */
 import { build } from 'hdr-histogram-js';
 import { openEmbedded } from '../src/runtime/harness.ts';
-import { entity, saga } from '../src/runtime/index.ts';
+import { Inventory, Order, OrderSaga, skus } from './saga-app.ts';
 
 function option(name: string, fallback: number): number {
   const index = process.argv.indexOf(`--${name}`);
@@ -29,62 +34,17 @@ function option(name: string, fallback: number): number {
   return value;
 }
 
+function textOption(name: string, fallback: string): string {
+  const index = process.argv.indexOf(`--${name}`);
+  return index === -1 ? fallback : (process.argv[index + 1] ?? fallback);
+}
+
+const shape = textOption('shape', 'embedded');
+if (shape !== 'embedded' && shape !== 'cluster') throw new RangeError(`--shape must be embedded or cluster`);
 const seconds = option('seconds', 10);
 const concurrency = option('concurrency', 1000);
 const rate = option('rate', 1000);
 const warmupSeconds = 2;
-const skus = 1000;
-
-interface Stock {
-  available: number;
-  reserved: number;
-}
-
-const Inventory = entity('Inventory', {
-  initial: (): Stock => ({ available: 1_000_000_000, reserved: 0 }),
-  commands: {
-    reserve(state, input: { qty: number }) {
-      if (state.available < input.qty) throw new Error('out of stock');
-      return {
-        state: { available: state.available - input.qty, reserved: state.reserved + input.qty },
-        reply: { reserved: input.qty },
-      };
-    },
-  },
-});
-
-const Order = entity('Order', {
-  initial: { status: 'new' as string, paymentId: '' },
-  commands: {
-    confirm(state, input: { paymentId: string }) {
-      if (state.status === 'confirmed') return { reply: state.paymentId };
-      return {
-        state: { status: 'confirmed', paymentId: input.paymentId },
-        events: [{ confirmed: input.paymentId }],
-      };
-    },
-  },
-});
-
-/** The fake payment gateway: 0 ms latency, remembers keys it applied (idempotent). */
-const charged = new Map<string, string>();
-async function charge(idempotencyKey: string, amount: number): Promise<{ paymentId: string }> {
-  await Promise.resolve();
-  let paymentId = charged.get(idempotencyKey);
-  if (paymentId === undefined) {
-    paymentId = `pay-${charged.size + 1}-${amount}`;
-    charged.set(idempotencyKey, paymentId);
-  }
-  return { paymentId };
-}
-
-const OrderSaga = saga('OrderSaga', async (ctx, input: { sku: string; qty: number; amount: number }) => {
-  await ctx.send(Inventory, input.sku, 'reserve', { qty: input.qty });
-  const payment = await ctx.step('charge', (step) => charge(step.idempotencyKey, input.amount));
-  await ctx.send(Order, ctx.sagaId, 'confirm', { paymentId: payment.paymentId });
-  await ctx.emit('orders.completed', { key: ctx.sagaId, value: { paymentId: payment.paymentId } });
-  return payment.paymentId;
-});
 
 async function withRuntime<T>(
   fn: (runtime: ReturnType<ReturnType<typeof openEmbedded>['runtime']>) => Promise<T>,
@@ -192,13 +152,28 @@ async function fixedLoad(runtime: Parameters<Parameters<typeof withRuntime>[0]>[
   return { histogram, failures, measured: total - warmupCount };
 }
 
-const max = await withRuntime(maxLoad);
-const fixed = await withRuntime(fixedLoad);
-const p50Ms = fixed.value.histogram.getValueAtPercentile(50) / 1000;
-const p99Ms = fixed.value.histogram.getValueAtPercentile(99) / 1000;
-const line = [
-  `sagas (4-step, embedded SQLite): ${Math.round(max.value.perSecond).toLocaleString('en-US')}/s sustained at ${concurrency} in flight (${Math.round(max.value.perCpuSecond).toLocaleString('en-US')} per CPU-second)`,
-  `at ${rate.toLocaleString('en-US')}/s offered: p50 ${p50Ms.toFixed(1)} ms, p99 ${p99Ms.toFixed(1)} ms (n=${fixed.value.measured}${fixed.value.failures > 0 ? `, ${fixed.value.failures} failed` : ''})`,
-  `${(max.units / max.transactions).toFixed(0)} units/transaction at max load`,
-].join('; ');
-console.log(line);
+/** The embedded line: both phases, each on a fresh database. */
+async function embedded(): Promise<void> {
+  const max = await withRuntime(maxLoad);
+  const fixed = await withRuntime(fixedLoad);
+  const p50Ms = fixed.value.histogram.getValueAtPercentile(50) / 1000;
+  const p99Ms = fixed.value.histogram.getValueAtPercentile(99) / 1000;
+  const line = [
+    `sagas (4-step, embedded SQLite): ${Math.round(max.value.perSecond).toLocaleString('en-US')}/s sustained at ${concurrency} in flight (${Math.round(max.value.perCpuSecond).toLocaleString('en-US')} per CPU-second)`,
+    `at ${rate.toLocaleString('en-US')}/s offered: p50 ${p50Ms.toFixed(1)} ms, p99 ${p99Ms.toFixed(1)} ms (n=${fixed.value.measured}${fixed.value.failures > 0 ? `, ${fixed.value.failures} failed` : ''})`,
+    `${(max.units / max.transactions).toFixed(0)} units/transaction at max load`,
+  ].join('; ');
+  console.log(line);
+}
+
+if (shape === 'cluster') {
+  const { clusterBench } = await import('./saga-cluster.ts');
+  await clusterBench({
+    nodes: option('nodes', 3),
+    seconds,
+    concurrency,
+    rate: option('rate', 500),
+    takeover: !process.argv.includes('--no-takeover'),
+    takeoverRate: option('takeover-rate', 50),
+  });
+} else await embedded();
