@@ -176,7 +176,7 @@ export class ClusterNode {
         // Nothing past the failure is committed: these records come again (here or at the next
         // owner), and the inbox skips the ones that were applied.
         this.#options.host.report({ message: 'applying work requests failed', error });
-        for (const record of owned) consumer.seek(record.topic, record.partition, record.offset);
+        this.#rewind(consumer, owned);
         await this.#pause(200);
       }
     }
@@ -184,14 +184,25 @@ export class ClusterNode {
 
   /**
    * Records of a partition the group assigned here but this node does not hold yet (its claim is
-   * still being retried) are read again later: the consumer goes back to the first of them.
+   * still being retried) are read again later.
    */
   #holdBack(consumer: Consumer, records: readonly LogRecord[]): void {
+    this.#rewind(
+      consumer,
+      records.filter((record) => !this.#options.ownership.owns(record.partition)),
+    );
+  }
+
+  /**
+   * Moves the consumer back to the first of `records` in each partition it is still assigned
+   * (a partition revoked meanwhile is read by its next owner from the committed offset).
+   */
+  #rewind(consumer: Consumer, records: readonly LogRecord[]): void {
     const assigned = new Set(consumer.assignment().map((tp) => tp.partition));
     const first = new Map<number, number>();
     for (const record of records) {
-      if (this.#options.ownership.owns(record.partition) || !assigned.has(record.partition)) continue;
-      if (!first.has(record.partition)) first.set(record.partition, record.offset);
+      if (assigned.has(record.partition) && !first.has(record.partition))
+        first.set(record.partition, record.offset);
     }
     for (const [partition, offset] of first) consumer.seek(this.#options.workTopic, partition, offset);
   }

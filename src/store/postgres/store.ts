@@ -32,8 +32,10 @@ export interface PostgresStoreOptions {
   statementTimeoutMs?: number;
   /**
    * The server ends a session whose transaction sits idle (fn awaiting something else) longer
-   * than this, releasing its row locks; the transaction then fails with a RetryableError.
-   * 1 to 3600000. @default 60000
+   * than this, releasing its row locks; the transaction then fails with a RetryableError. It also
+   * bounds how long a frozen process (SIGSTOP, a long pause) holds locks others wait for — on the
+   * cluster shape, the share lock of a partition's fence that the partition's next owner must
+   * wait out before its claim. 1 to 3600000. @default 10000
    */
   idleInTransactionTimeoutMs?: number;
   /** @default systemClock */
@@ -301,7 +303,7 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
   );
   const idleInTransactionTimeoutMs = requireInteger(
     'idleInTransactionTimeoutMs',
-    options.idleInTransactionTimeoutMs ?? 60_000,
+    options.idleInTransactionTimeoutMs ?? 10_000,
     1,
     3_600_000,
   );
