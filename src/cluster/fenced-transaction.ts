@@ -9,6 +9,10 @@ import type {
 } from '../store/types.ts';
 import type { Ownership } from './ownership.ts';
 
+/** The notification channel a saga's id is sent on when its end commits. */
+export const sagaEndedChannel = 'meridian_saga_ended';
+const endedStatuses = new Set(['completed', 'compensated', 'failed']);
+
 /**
  * The id whose work partition a timer belongs to: its payload's `owner` (an entity id), else its
  * `sagaId` (the runtime's saga wake timers), else the timer's own id.
@@ -54,9 +58,12 @@ export function fencedTransaction(
     list: (options) => tx.sagas.list(options),
     journal: (sagaId) => tx.sagas.journal(sagaId),
     create: (saga) => tx.sagas.create({ ...saga, partition: mark(saga.id) }),
-    update: (id, change, expectedVersion) => {
+    update: async (id, change, expectedVersion) => {
       mark(id);
-      return tx.sagas.update(id, change, expectedVersion);
+      const version = await tx.sagas.update(id, change, expectedVersion);
+      // Callers on other nodes wait for a saga's end: tell them once it commits.
+      if (endedStatuses.has(change.status)) await tx.notify(sagaEndedChannel, id);
+      return version;
     },
     appendJournal: (entry) => {
       mark(entry.sagaId);

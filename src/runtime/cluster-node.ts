@@ -1,7 +1,14 @@
+import { sagaEndedChannel } from '../cluster/fenced-transaction.ts';
 import type { Ownership } from '../cluster/ownership.ts';
-import { ClosedError, isMeridianError, MeridianError, type MeridianErrorOptions } from '../errors.ts';
+import {
+  ClosedError,
+  isMeridianError,
+  MeridianError,
+  type MeridianErrorOptions,
+  NotFoundError,
+} from '../errors.ts';
 import type { Consumer, Log, LogRecord, TopicPartition } from '../log/types.ts';
-import type { Store, StoredReply } from '../store/types.ts';
+import { notificationsMayBeMissed, type SagaRecord, type Store, type StoredReply } from '../store/types.ts';
 import type { Clock, TimerHandle, Timers } from '../time.ts';
 import type { UnitScope } from './commit-path.ts';
 import type { GroupCommitter } from './group-commit.ts';
@@ -9,12 +16,16 @@ import { decodeWorkRequest, encodeWorkRequest, type WorkRequest } from './work-r
 
 /** The notification channel a reply's request id is announced on. */
 export const repliesChannel = 'meridian_replies';
-/** The notification channel a saga id is announced on when the saga ends. */
-export const sagaEndedChannel = 'meridian_saga_ended';
+
 /** The inbox consumer name of work requests. */
 const workInbox = '$meridian.work';
-/** How often a waiter looks in the store in case a notification was missed. */
-const replyPollMs = 250;
+/**
+ * How often a waiter looks in the store in case a notification was missed: notifications wake
+ * waiters at once, and a dropped listener connection wakes them all on reconnect, so this is only
+ * the last safety net (it was 250 ms per waiter, which cost several reads per routed saga).
+ */
+const safetyPollMs = 2000;
+const terminal = new Set(['completed', 'compensated', 'failed']);
 
 /** A routed request got no reply in time. It may still be applied later, exactly once. */
 export class RequestTimeoutError extends MeridianError {
@@ -62,7 +73,8 @@ export interface ClusterNodeOptions {
 export class ClusterNode {
   readonly #options: ClusterNodeOptions;
   readonly #stop = new AbortController();
-  readonly #replyWaiters = new Map<string, Set<() => void>>();
+  /** Callers waiting for a reply (`r:<request id>`) or a saga's end (`s:<saga id>`). */
+  readonly #waiters = new Map<string, Set<() => void>>();
   #consumer: Consumer | undefined;
   #changes: Promise<void> = Promise.resolve();
   #loop: Promise<void> = Promise.resolve();
@@ -73,7 +85,12 @@ export class ClusterNode {
   }
 
   async start(): Promise<void> {
-    this.#unlisten = await this.#options.store.listen(repliesChannel, (requestId) => this.#wake(requestId));
+    const replies = await this.#options.store.listen(repliesChannel, (id) => this.#wake(`r:${id}`, id));
+    const ended = await this.#options.store.listen(sagaEndedChannel, (id) => this.#wake(`s:${id}`, id));
+    this.#unlisten = async () => {
+      await replies();
+      await ended();
+    };
     this.#consumer = this.#options.log.consumer({
       group: this.#options.group,
       topics: [this.#options.workTopic],
@@ -92,7 +109,7 @@ export class ClusterNode {
     await this.#changes;
     await this.#lose(this.#options.ownership.owned());
     await this.#unlisten?.();
-    for (const waiters of this.#replyWaiters.values()) for (const wake of waiters) wake();
+    for (const waiters of [...this.#waiters.values()]) for (const wake of [...waiters]) wake();
   }
 
   /** Resolves once assignment changes seen so far have been applied (claims done, work resumed). */
@@ -267,38 +284,85 @@ export class ClusterNode {
     }
   }
 
-  /** Waits for the reply stored under `requestId` (woken by notifications, polling as a safety net). */
-  async awaitReply(requestId: string, signal?: AbortSignal): Promise<StoredReply> {
-    for (;;) {
-      const reply = await this.#options.store.read((tx) => tx.replies.get(requestId));
-      if (reply !== null) return reply;
-      if (this.#stop.signal.aborted) throw new ClosedError('The runtime is stopping: no more replies');
-      signal?.throwIfAborted();
-      await this.#nextWake(requestId, signal);
-    }
+  /** Waits for the reply stored under `requestId` (woken by its notification; polling as a safety net). */
+  awaitReply(requestId: string, signal?: AbortSignal): Promise<StoredReply> {
+    return this.#awaitRow(`r:${requestId}`, signal, () =>
+      this.#options.store.read((tx) => tx.replies.get(requestId)),
+    );
   }
 
-  #nextWake(requestId: string, signal: AbortSignal | undefined): Promise<void> {
-    return new Promise<void>((resolve) => {
-      let timer: TimerHandle | undefined;
-      const done = () => {
-        timer?.cancel();
-        signal?.removeEventListener('abort', done);
-        const waiters = this.#replyWaiters.get(requestId);
-        waiters?.delete(done);
-        if (waiters?.size === 0) this.#replyWaiters.delete(requestId);
-        resolve();
-      };
-      timer = this.#options.timers.setTimeout(done, replyPollMs);
-      signal?.addEventListener('abort', done, { once: true });
-      const waiters = this.#replyWaiters.get(requestId) ?? new Set();
-      waiters.add(done);
-      this.#replyWaiters.set(requestId, waiters);
+  /** Waits until a saga (run by whichever node owns it) has ended; answers how. */
+  awaitSagaEnd(sagaId: string, signal?: AbortSignal): Promise<SagaRecord> {
+    return this.#awaitRow(`s:${sagaId}`, signal, async () => {
+      const record = await this.#options.store.read((tx) => tx.sagas.get(sagaId));
+      if (record === null) throw new NotFoundError(`Saga '${sagaId}' does not exist`);
+      return terminal.has(record.status) ? record : null;
     });
   }
 
-  #wake(requestId: string): void {
-    const waiters = this.#replyWaiters.get(requestId);
+  /**
+   * Reads until `read` finds something, waiting in between for a notification on `key` (or the
+   * slow safety-net poll). The waiter is registered before each read, so a notification that
+   * lands between the read and the wait is not missed.
+   */
+  async #awaitRow<T>(
+    key: string,
+    signal: AbortSignal | undefined,
+    read: () => Promise<T | null>,
+  ): Promise<T> {
+    for (;;) {
+      const wake = this.#waiter(key, signal);
+      let found: T | null;
+      try {
+        found = await read();
+      } catch (error) {
+        wake.cancel();
+        throw error;
+      }
+      if (found !== null) {
+        wake.cancel();
+        return found;
+      }
+      if (this.#stop.signal.aborted) {
+        wake.cancel();
+        throw new ClosedError('The runtime is stopping: no more replies');
+      }
+      if (signal?.aborted) {
+        wake.cancel();
+        signal.throwIfAborted();
+      }
+      await wake.woken;
+    }
+  }
+
+  #waiter(key: string, signal: AbortSignal | undefined): { woken: Promise<void>; cancel: () => void } {
+    let done!: () => void;
+    const woken = new Promise<void>((resolve) => {
+      let timer: TimerHandle | undefined;
+      done = () => {
+        timer?.cancel();
+        signal?.removeEventListener('abort', done);
+        const waiters = this.#waiters.get(key);
+        waiters?.delete(done);
+        if (waiters?.size === 0) this.#waiters.delete(key);
+        resolve();
+      };
+      timer = this.#options.timers.setTimeout(done, safetyPollMs);
+      signal?.addEventListener('abort', done, { once: true });
+      const waiters = this.#waiters.get(key) ?? new Set();
+      waiters.add(done);
+      this.#waiters.set(key, waiters);
+    });
+    return { woken, cancel: done };
+  }
+
+  /** A notification: wakes the waiters of `key`, or every waiter when some may have been missed. */
+  #wake(key: string, payload: string): void {
+    if (payload === notificationsMayBeMissed) {
+      for (const waiters of [...this.#waiters.values()]) for (const wake of [...waiters]) wake();
+      return;
+    }
+    const waiters = this.#waiters.get(key);
     if (waiters !== undefined) for (const wake of [...waiters]) wake();
   }
 

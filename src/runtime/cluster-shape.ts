@@ -1,6 +1,6 @@
 import { Ownership } from '../cluster/ownership.ts';
 import { messageIdOf, OutboxRelay } from '../cluster/relay.ts';
-import { AlreadyExistsError, NotFoundError, ValidationError } from '../errors.ts';
+import { AlreadyExistsError, ValidationError } from '../errors.ts';
 import type { Log, ProducerRecord } from '../log/types.ts';
 import { integerOption } from '../resilience/options.ts';
 import type { Json, Store, TimerRecord } from '../store/types.ts';
@@ -19,9 +19,6 @@ import { encodeWorkRequest, errorFromReply, type WorkRequest, workKindHeader } f
 
 /** The timer kind that hands a forwarded record back to its owner for another attempt. */
 export const redeliverTimerKind = 'meridian.subscription.redeliver';
-
-/** How often a caller waiting for a saga another node runs reads its record. */
-const sagaPollMs = 100;
 
 /** How a runtime runs as one node of a cluster (Kafka + PostgreSQL). */
 export interface ClusterOptions {
@@ -301,25 +298,14 @@ export class ClusterShape {
     if (records.length > 0) await scope.publish(this.options.workTopic, records);
   }
 
-  /** Waits until a saga another node runs has ended, reading its record every `sagaPollMs`. */
+  /** Waits until a saga another node runs has ended (woken when its end commits). */
   async awaitSagaEnd(id: string, signal: AbortSignal | undefined): Promise<ExecutionResult> {
-    for (;;) {
-      const record = await this.#shape.store.read((tx) => tx.sagas.get(id));
-      if (record === null) throw new NotFoundError(`Saga '${id}' does not exist`);
-      if (record.status === 'completed' || record.status === 'compensated' || record.status === 'failed') {
-        return { outcome: record.status, output: record.output, reason: record.reason };
-      }
-      signal?.throwIfAborted();
-      await new Promise<void>((resolve) => {
-        const timer = this.#shape.timers.setTimeout(done, sagaPollMs);
-        function done() {
-          timer.cancel();
-          signal?.removeEventListener('abort', done);
-          resolve();
-        }
-        signal?.addEventListener('abort', done, { once: true });
-      });
-    }
+    const record = await this.node.awaitSagaEnd(id, signal);
+    return {
+      outcome: record.status as ExecutionResult['outcome'],
+      output: record.output,
+      reason: record.reason,
+    };
   }
 
   /** Sends a command to the owner of `id`'s partition; resolves with its reply. */
