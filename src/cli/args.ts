@@ -76,3 +76,24 @@ export function number(
   }
   return value;
 }
+
+/**
+ * The HTTP port a command listens on: `--port`, else the PORT environment variable (when set and
+ * not empty), else `fallback`. 0 picks a free port.
+ */
+export function port(flag: string | undefined, env: NodeJS.ProcessEnv, fallback: number): number {
+  if (flag !== undefined) return integer('--port', flag, 0, 65_535);
+  if (env.PORT !== undefined && env.PORT !== '') return integer('PORT', env.PORT, 0, 65_535);
+  return fallback;
+}
+
+/** Where a command writes its lines: the console, or a test's collector. */
+export interface CommandOutput {
+  out(line: string): void;
+  err(line: string): void;
+}
+
+export const consoleOutput: CommandOutput = {
+  out: (line) => console.log(line),
+  err: (line) => console.error(line),
+};

@@ -1,6 +1,6 @@
 import type { ParseArgsOptionsConfig } from 'node:util';
 import { ValidationError } from '../errors.ts';
-import { choice, integer, number, parseCommandLine } from './args.ts';
+import { choice, integer, number, parseCommandLine, port as portOption } from './args.ts';
 
 export interface DemoOptions {
   /** Where the database and the payment ledger live. @default './.meridian' */
@@ -70,12 +70,7 @@ export function parseDemoOptions(
   const dataDir = values['data-dir'] ?? './.meridian';
   if (dataDir.trim() === '')
     throw new ValidationError(`'--data-dir' must be a directory path: current value is ''`);
-  const port =
-    values.port !== undefined
-      ? integer('--port', values.port, 0, 65_535)
-      : env.PORT !== undefined && env.PORT !== ''
-        ? integer('PORT', env.PORT, 0, 65_535)
-        : 7070;
+  const port = portOption(values.port, env, 7070);
   const host = values.host ?? '127.0.0.1';
   if (host.trim() === '') throw new ValidationError(`'--host' must be an address: current value is ''`);
   return {

@@ -3,17 +3,8 @@ import { resolve } from 'node:path';
 import { type CommerceServer, startCommerceServer } from '../../apps/commerce/server.ts';
 import { Traffic } from '../../apps/commerce/traffic.ts';
 import { isMeridianError } from '../errors.ts';
+import { type CommandOutput, consoleOutput } from './args.ts';
 import { DEMO_USAGE, type DemoOptions, parseDemoOptions } from './demo-options.ts';
-
-export interface DemoOutput {
-  out(line: string): void;
-  err(line: string): void;
-}
-
-const consoleOutput: DemoOutput = {
-  out: (line) => console.log(line),
-  err: (line) => console.error(line),
-};
 
 async function banner(options: DemoOptions, server: CommerceServer): Promise<string[]> {
   const settings = await server.payments.settings();
@@ -42,7 +33,7 @@ async function banner(options: DemoOptions, server: CommerceServer): Promise<str
  * finish, orders park where they are); a second one exits at once, which is safe too: every
  * order resumes from its journal on the next start.
  */
-export async function run(argv: string[], output: DemoOutput = consoleOutput): Promise<number> {
+export async function run(argv: string[], output: CommandOutput = consoleOutput): Promise<number> {
   let options: DemoOptions | 'help';
   try {
     options = parseDemoOptions(argv, process.env);

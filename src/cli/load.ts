@@ -1,5 +1,6 @@
 // `meridian load`: an open-loop load generator against a running commerce gateway.
 import { isMeridianError } from '../errors.ts';
+import { type CommandOutput, consoleOutput } from './args.ts';
 import {
   type LatencySummary,
   LoadGenerator,
@@ -8,16 +9,6 @@ import {
   type LoadSummary,
 } from './load-generator.ts';
 import { LOAD_USAGE, type LoadOptions, parseLoadOptions } from './load-options.ts';
-
-export interface LoadOutput {
-  out(line: string): void;
-  err(line: string): void;
-}
-
-const consoleOutput: LoadOutput = {
-  out: (line) => console.log(line),
-  err: (line) => console.error(line),
-};
 
 export function formatProgress(progress: LoadProgress): string {
   return [
@@ -62,7 +53,7 @@ function describeRun(options: LoadOptions): string {
  * 1 when the inventory setup failed, 2 for invalid options. Ctrl-C stops offering, waits for
  * the orders in flight (bounded by the terminal timeout) and prints the summary.
  */
-export async function run(argv: string[], output: LoadOutput = consoleOutput): Promise<number> {
+export async function run(argv: string[], output: CommandOutput = consoleOutput): Promise<number> {
   let options: LoadOptions | 'help';
   try {
     options = parseLoadOptions(argv);

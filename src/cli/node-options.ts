@@ -1,6 +1,6 @@
 import type { ParseArgsOptionsConfig } from 'node:util';
 import { ValidationError } from '../errors.ts';
-import { integer, parseCommandLine } from './args.ts';
+import { integer, parseCommandLine, port as portOption } from './args.ts';
 
 export interface NodeOptions {
   /** PostgreSQL connection string (`--pg`, MERIDIAN_PG_URL). Required. */
@@ -174,12 +174,7 @@ export function parseNodeOptions(
     ['http:', 'https:'],
     `no payment gateway given: every node charges through the same one; start it with 'meridian payments --port 7090 --data-dir ./.meridian-payments' (or use the one 'meridian demo' prints) and pass --payments http://127.0.0.1:7090 or set MERIDIAN_PAYMENTS_URL. A gateway per node would let a node that takes over an order charge it a second time`,
   );
-  const port =
-    values.port !== undefined
-      ? integer('--port', values.port, 0, 65_535)
-      : env.PORT !== undefined && env.PORT !== ''
-        ? integer('PORT', env.PORT, 0, 65_535)
-        : 7071;
+  const port = portOption(values.port, env, 7071);
   const nodeIdGiven = fromEnv(values, 'node-id', env, 'MERIDIAN_NODE_ID');
   if (nodeIdGiven === undefined && port === 0) {
     throw new ValidationError(

@@ -5,6 +5,7 @@ import { type CommerceNode, startCommerceNode } from '../../apps/commerce/server
 import { isMeridianError } from '../errors.ts';
 import { KafkaLog } from '../log/index.ts';
 import { openPostgresStore, type PostgresStore } from '../store/index.ts';
+import { type CommandOutput, consoleOutput } from './args.ts';
 import {
   checkKafka,
   checkPayments,
@@ -15,23 +16,13 @@ import {
 } from './node-checks.ts';
 import { NODE_USAGE, type NodeOptions, parseNodeOptions } from './node-options.ts';
 
-export interface NodeOutput {
-  out(line: string): void;
-  err(line: string): void;
-}
-
-const consoleOutput: NodeOutput = {
-  out: (line) => console.log(line),
-  err: (line) => console.error(line),
-};
-
 interface Dependencies {
   store: PostgresStore;
   log: KafkaLog;
 }
 
 /** Checks PostgreSQL, Kafka and the payment gateway (each within the bound), then opens the store and the log. */
-async function openDependencies(options: NodeOptions, output: NodeOutput): Promise<Dependencies> {
+async function openDependencies(options: NodeOptions, output: CommandOutput): Promise<Dependencies> {
   output.out(`Checking PostgreSQL at ${redactUrl(options.pgUrl)} ...`);
   await checkPostgres(options.pgUrl, options.checkTimeoutMs);
   output.out(`Checking Kafka at ${options.kafkaBrokers.join(',')} ...`);
@@ -57,7 +48,7 @@ async function openDependencies(options: NodeOptions, output: NodeOutput): Promi
   return { store, log: new KafkaLog({ brokers: options.kafkaBrokers, clientId: options.nodeId }) };
 }
 
-async function startNode(options: NodeOptions, dependencies: Dependencies, output: NodeOutput) {
+async function startNode(options: NodeOptions, dependencies: Dependencies, output: CommandOutput) {
   output.out(`Joining group '${options.group}' as node '${options.nodeId}' ...`);
   return startCommerceNode({
     store: dependencies.store,
@@ -109,7 +100,7 @@ function banner(options: NodeOptions, node: CommerceNode): string[] {
 }
 
 /** Prints the work partitions this node owns whenever they change (a node joined, left or died). */
-function watchOwnership(node: CommerceNode, output: NodeOutput): () => void {
+function watchOwnership(node: CommerceNode, output: CommandOutput): () => void {
   const owned = () => (node.app.runtime.cluster?.owned() ?? []).join(',');
   let last = owned();
   const timer = setInterval(() => {
@@ -131,7 +122,7 @@ function drainOnSignal(
   options: NodeOptions,
   node: CommerceNode,
   dependencies: Dependencies,
-  output: NodeOutput,
+  output: CommandOutput,
 ): Promise<number> {
   return new Promise<number>((done) => {
     let draining = false;
@@ -166,7 +157,7 @@ function drainOnSignal(
   });
 }
 
-function report(error: unknown, options: NodeOptions, output: NodeOutput): number {
+function report(error: unknown, options: NodeOptions, output: CommandOutput): number {
   if ((error as { code?: unknown }).code === 'EADDRINUSE') {
     output.err(
       `meridian node: port ${options.port} on ${options.host} is in use: pass --port <n> (or PORT=<n>), or stop the other process`,
@@ -183,7 +174,7 @@ function report(error: unknown, options: NodeOptions, output: NodeOutput): numbe
  * misconfigured, the node could not start, or the drain outran --shutdown-timeout-ms; 2 for
  * invalid options; 130 on a second signal.
  */
-export async function run(argv: string[], output: NodeOutput = consoleOutput): Promise<number> {
+export async function run(argv: string[], output: CommandOutput = consoleOutput): Promise<number> {
   let options: NodeOptions | 'help';
   try {
     options = parseNodeOptions(argv, process.env, hostname());

@@ -4,7 +4,7 @@ import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createPaymentGateway, type PaymentGateway } from '../../apps/commerce/payment-gateway.ts';
 import { isMeridianError, ValidationError } from '../errors.ts';
-import { integer, number, parseCommandLine } from './args.ts';
+import { type CommandOutput, consoleOutput, integer, number, parseCommandLine } from './args.ts';
 
 export interface PaymentsOptions {
   /** @default '127.0.0.1' */
@@ -64,17 +64,7 @@ export function parsePaymentsOptions(argv: string[]): PaymentsOptions | 'help' {
   };
 }
 
-export interface PaymentsOutput {
-  out(line: string): void;
-  err(line: string): void;
-}
-
-const consoleOutput: PaymentsOutput = {
-  out: (line) => console.log(line),
-  err: (line) => console.error(line),
-};
-
-async function start(options: PaymentsOptions, output: PaymentsOutput): Promise<PaymentGateway | number> {
+async function start(options: PaymentsOptions, output: CommandOutput): Promise<PaymentGateway | number> {
   mkdirSync(options.dataDir, { recursive: true });
   const gateway = createPaymentGateway({
     ledgerPath: join(options.dataDir, 'payments.jsonl'),
@@ -101,7 +91,7 @@ async function start(options: PaymentsOptions, output: PaymentsOutput): Promise<
 }
 
 /** Runs `meridian payments`. Exit codes: 0 after SIGINT/SIGTERM, 1 when it could not listen, 2 for invalid options. */
-export async function run(argv: string[], output: PaymentsOutput = consoleOutput): Promise<number> {
+export async function run(argv: string[], output: CommandOutput = consoleOutput): Promise<number> {
   let options: PaymentsOptions | 'help';
   try {
     options = parsePaymentsOptions(argv);
