@@ -36,14 +36,11 @@ import { KafkaLog } from '../log/kafka/kafka-log.ts';
 import type { AppendResult, ProducerRecord } from '../log/types.ts';
 import { openPostgresStore } from '../store/postgres/store.ts';
 import { type Random, seededRandom, systemTimers } from '../time.ts';
+import { initialLedger, ledgerCommands, type Stock, stockCommands } from './crash-child.ts';
 import { entity, saga, subscription } from './definitions.ts';
 import { createRuntime, type RuntimeOptions } from './runtime.ts';
 
-export interface Stock {
-  available: number;
-  reserved: number;
-  sold: number;
-}
+export type { Stock };
 
 export const initialStock = 100;
 export const skus = ['sku-a', 'sku-b', 'sku-c', 'sku-d'];
@@ -188,44 +185,14 @@ export function clusterWorkload(run: string, gateway: Gateway) {
   const Inventory = entity('Inventory', {
     eventsTopic: topics.inventoryEvents,
     initial: (): Stock => ({ available: initialStock, reserved: 0, sold: 0 }),
-    commands: {
-      reserve(state, input: { qty: number }) {
-        if (state.available < input.qty)
-          throw new TerminalError(`out of stock: ${state.available} < ${input.qty}`);
-        return {
-          state: { ...state, available: state.available - input.qty, reserved: state.reserved + input.qty },
-          events: [{ type: 'reserved', qty: input.qty }],
-        };
-      },
-      release(state, input: { qty: number }) {
-        return {
-          state: { ...state, available: state.available + input.qty, reserved: state.reserved - input.qty },
-          events: [{ type: 'released', qty: input.qty }],
-        };
-      },
-      commit(state, input: { qty: number }) {
-        return {
-          state: { ...state, reserved: state.reserved - input.qty, sold: state.sold + input.qty },
-          events: [{ type: 'sold', qty: input.qty }],
-        };
-      },
-    },
+    commands: stockCommands,
   });
   const Ledger = entity('Ledger', {
     eventsTopic: topics.ledgerEvents,
-    initial: { count: 0, amount: 0, orders: {} as Record<string, number> },
-    commands: {
-      record(state, input: { order: string; amount: number }) {
-        return {
-          state: {
-            count: state.count + 1,
-            amount: state.amount + input.amount,
-            orders: { ...state.orders, [input.order]: (state.orders[input.order] ?? 0) + 1 },
-          },
-        };
-      },
-    },
+    initial: initialLedger,
+    commands: ledgerCommands,
   });
+
   const OrderSaga = saga('Order', async (ctx, input: OrderInput) => {
     await ctx.send(
       Inventory,

@@ -54,46 +54,58 @@ export function orders(count: number, seed: number): Array<[string, OrderInput]>
   ]);
 }
 
+/** Stock commands: reserve (refused when short), release a reservation, commit it as sold. */
+export const stockCommands = {
+  reserve(state: Stock, input: { qty: number }) {
+    if (state.available < input.qty)
+      throw new TerminalError(`out of stock: ${state.available} < ${input.qty}`);
+    return {
+      state: { ...state, available: state.available - input.qty, reserved: state.reserved + input.qty },
+      events: [{ type: 'reserved', qty: input.qty }],
+    };
+  },
+  release(state: Stock, input: { qty: number }) {
+    return {
+      state: { ...state, available: state.available + input.qty, reserved: state.reserved - input.qty },
+      events: [{ type: 'released', qty: input.qty }],
+    };
+  },
+  commit(state: Stock, input: { qty: number }) {
+    return {
+      state: { ...state, reserved: state.reserved - input.qty, sold: state.sold + input.qty },
+      events: [{ type: 'sold', qty: input.qty }],
+    };
+  },
+};
+
 export const Inventory = entity('Inventory', {
   initial: (): Stock => ({ available: initialStock, reserved: 0, sold: 0 }),
-  commands: {
-    reserve(state, input: { qty: number }) {
-      if (state.available < input.qty)
-        throw new TerminalError(`out of stock: ${state.available} < ${input.qty}`);
-      return {
-        state: { ...state, available: state.available - input.qty, reserved: state.reserved + input.qty },
-        events: [{ type: 'reserved', qty: input.qty }],
-      };
-    },
-    release(state, input: { qty: number }) {
-      return {
-        state: { ...state, available: state.available + input.qty, reserved: state.reserved - input.qty },
-        events: [{ type: 'released', qty: input.qty }],
-      };
-    },
-    commit(state, input: { qty: number }) {
-      return {
-        state: { ...state, reserved: state.reserved - input.qty, sold: state.sold + input.qty },
-        events: [{ type: 'sold', qty: input.qty }],
-      };
-    },
-  },
+  commands: stockCommands,
 });
 
-export const Ledger = entity('Ledger', {
-  initial: { count: 0, amount: 0, orders: {} as Record<string, number> },
-  commands: {
-    record(state, input: { order: string; amount: number }) {
-      return {
-        state: {
-          count: state.count + 1,
-          amount: state.amount + input.amount,
-          orders: { ...state.orders, [input.order]: (state.orders[input.order] ?? 0) + 1 },
-        },
-      };
-    },
+/** What the ledger keeps: completed orders counted, each order's count (one means once). */
+export interface LedgerState {
+  count: number;
+  amount: number;
+  orders: Record<string, number>;
+}
+
+export const initialLedger: LedgerState = { count: 0, amount: 0, orders: {} };
+
+/** The ledger's one command: record a completed order. */
+export const ledgerCommands = {
+  record(state: LedgerState, input: { order: string; amount: number }) {
+    return {
+      state: {
+        count: state.count + 1,
+        amount: state.amount + input.amount,
+        orders: { ...state.orders, [input.order]: (state.orders[input.order] ?? 0) + 1 },
+      },
+    };
   },
-});
+};
+
+export const Ledger = entity('Ledger', { initial: initialLedger, commands: ledgerCommands });
 
 /**
  * The payment gateway, as the outside world: its own database, so its effects survive the kill
