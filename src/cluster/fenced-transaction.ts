@@ -1,17 +1,17 @@
-import type {
-  EntityStore,
-  Json,
-  ReplyStore,
-  SagaStore,
-  StoreTransaction,
-  TimerRecord,
-  TimerStore,
+import {
+  type EntityStore,
+  endedSagaStatuses,
+  type Json,
+  type ReplyStore,
+  type SagaStore,
+  type StoreTransaction,
+  type TimerRecord,
+  type TimerStore,
 } from '../store/types.ts';
 import type { Ownership } from './ownership.ts';
 
 /** The notification channel a saga's id is sent on when its end commits. */
 export const sagaEndedChannel = 'meridian_saga_ended';
-const endedStatuses = new Set(['completed', 'compensated', 'failed']);
 
 /**
  * The id whose work partition a timer belongs to: its payload's `owner` (an entity id), else its
@@ -62,7 +62,7 @@ export function fencedTransaction(
       mark(id);
       const version = await tx.sagas.update(id, change, expectedVersion);
       // Callers on other nodes wait for a saga's end: tell them once it commits.
-      if (endedStatuses.has(change.status)) await tx.notify(sagaEndedChannel, id);
+      if (endedSagaStatuses.has(change.status)) await tx.notify(sagaEndedChannel, id);
       return version;
     },
     appendJournal: (entry) => {

@@ -2,14 +2,13 @@ import { fencedTransaction } from '../cluster/fenced-transaction.ts';
 import type { Ownership } from '../cluster/ownership.ts';
 import { messageIdOf } from '../cluster/relay.ts';
 import { ValidationError } from '../errors.ts';
-import type { Consumer, Log, LogRecord, ProducerRecord, TopicDescription } from '../log/types.ts';
-import { integerOption } from '../resilience/options.ts';
+import type { Consumer, Log, LogRecord, ProducerRecord } from '../log/types.ts';
 import type { NewOutboxMessage, Store, StoreTransaction } from '../store/types.ts';
 import type { Clock } from '../time.ts';
 import type { CommitPath, UnitScope } from './commit-path.ts';
 import { headers } from './entity-command.ts';
 import { FencedError } from './errors.ts';
-import { checkPublishable } from './publishable.ts';
+import { PublishCheck } from './publishable.ts';
 
 export interface ClusterCommitPathOptions {
   /** The PostgreSQL store every node shares. */
@@ -53,12 +52,10 @@ const maxRowsPerAdd = 1000;
 export class ClusterCommitPath implements CommitPath {
   readonly shape = 'cluster' as const;
   readonly #store: Store;
-  readonly #log: Log;
   readonly #ownership: Ownership;
   readonly #clock: Clock;
-  readonly #maxRecordBytes: number;
+  readonly #publishable: PublishCheck;
   readonly #onOutbox: ((partitions: ReadonlySet<number>) => void) | undefined;
-  readonly #topics = new Map<string, TopicDescription>();
 
   constructor(options: ClusterCommitPathOptions) {
     if (options.store.dialect !== 'postgres') {
@@ -67,10 +64,9 @@ export class ClusterCommitPath implements CommitPath {
       );
     }
     this.#store = options.store;
-    this.#log = options.log;
     this.#ownership = options.ownership;
     this.#clock = options.clock;
-    this.#maxRecordBytes = integerOption('maxRecordBytes', options.maxRecordBytes, 1_048_576, 1, 67_108_864);
+    this.#publishable = new PublishCheck(options.log, options.maxRecordBytes);
     this.#onOutbox = options.onOutbox;
   }
 
@@ -113,8 +109,7 @@ export class ClusterCommitPath implements CommitPath {
     return {
       tx,
       publish: async (topic: string, records: readonly ProducerRecord[]) => {
-        const description = await this.#describe(topic);
-        for (const record of records) checkPublishable(description, record, this.#maxRecordBytes);
+        await this.#publishable.check(topic, records);
         for (const record of records) state.outgoing.push(this.#toOutbox(topic, record, state.written));
       },
       consume: (group: string, record: LogRecord) =>
@@ -138,15 +133,6 @@ export class ClusterCommitPath implements CommitPath {
         return value;
       },
     };
-  }
-
-  async #describe(topic: string): Promise<TopicDescription> {
-    let description = this.#topics.get(topic);
-    if (description === undefined) {
-      description = await this.#log.describeTopic(topic);
-      this.#topics.set(topic, description);
-    }
-    return description;
   }
 
   /**

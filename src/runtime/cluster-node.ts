@@ -8,7 +8,13 @@ import {
   NotFoundError,
 } from '../errors.ts';
 import type { Consumer, Log, LogRecord, TopicPartition } from '../log/types.ts';
-import { notificationsMayBeMissed, type SagaRecord, type Store, type StoredReply } from '../store/types.ts';
+import {
+  endedSagaStatuses,
+  notificationsMayBeMissed,
+  type SagaRecord,
+  type Store,
+  type StoredReply,
+} from '../store/types.ts';
 import type { Clock, TimerHandle, Timers } from '../time.ts';
 import type { UnitScope } from './commit-path.ts';
 import type { GroupCommitter } from './group-commit.ts';
@@ -25,7 +31,6 @@ const workInbox = '$meridian.work';
  * the last safety net (it was 250 ms per waiter, which cost several reads per routed saga).
  */
 const safetyPollMs = 2000;
-const terminal = new Set(['completed', 'compensated', 'failed']);
 
 /** A routed request got no reply in time. It may still be applied later, exactly once. */
 export class RequestTimeoutError extends MeridianError {
@@ -296,7 +301,7 @@ export class ClusterNode {
     return this.#awaitRow(`s:${sagaId}`, signal, async () => {
       const record = await this.#options.store.read((tx) => tx.sagas.get(sagaId));
       if (record === null) throw new NotFoundError(`Saga '${sagaId}' does not exist`);
-      return terminal.has(record.status) ? record : null;
+      return endedSagaStatuses.has(record.status) ? record : null;
     });
   }
 

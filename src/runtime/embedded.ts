@@ -1,11 +1,10 @@
 import { ValidationError } from '../errors.ts';
-import type { Consumer, Log, LogRecord, ProducerRecord, TopicDescription } from '../log/types.ts';
-import { integerOption } from '../resilience/options.ts';
+import type { Consumer, Log, LogRecord, ProducerRecord } from '../log/types.ts';
 import type { Store, StoreTransaction } from '../store/types.ts';
 import type { Clock } from '../time.ts';
 import type { CommitPath, UnitScope } from './commit-path.ts';
 import { FencedError } from './errors.ts';
-import { checkPublishable } from './publishable.ts';
+import { PublishCheck } from './publishable.ts';
 
 /**
  * The embedded shape's commit path: the SQLite log and store share one database file and one
@@ -47,9 +46,7 @@ export class EmbeddedCommitPath implements CommitPath {
   readonly #store: Store;
   readonly #log: Log;
   readonly #clock: Clock;
-  readonly #maxRecordBytes: number;
-  /** Topics seen to exist; topics are created outside units, so one seen inside a unit committed. */
-  readonly #topics = new Map<string, TopicDescription>();
+  readonly #publishable: PublishCheck;
   #epoch = 0;
 
   constructor(options: EmbeddedCommitPathOptions) {
@@ -61,7 +58,7 @@ export class EmbeddedCommitPath implements CommitPath {
     this.#store = options.store;
     this.#log = options.log;
     this.#clock = options.clock;
-    this.#maxRecordBytes = integerOption('maxRecordBytes', options.maxRecordBytes, 1_048_576, 1, 67_108_864);
+    this.#publishable = new PublishCheck(options.log, options.maxRecordBytes);
   }
 
   /** This runtime's fencing epoch (0 before `open`). */
@@ -96,12 +93,7 @@ export class EmbeddedCommitPath implements CommitPath {
     return {
       tx,
       publish: async (topic: string, records: readonly ProducerRecord[]) => {
-        let description = this.#topics.get(topic);
-        if (description === undefined) {
-          description = await this.#log.describeTopic(topic);
-          this.#topics.set(topic, description);
-        }
-        for (const record of records) checkPublishable(description, record, this.#maxRecordBytes);
+        await this.#publishable.check(topic, records);
         for (const record of records) outgoing.push([topic, record]);
       },
       // Offsets are committed in the same transaction as the effects, so a record past the

@@ -1,5 +1,6 @@
 import { ValidationError } from '../errors.ts';
-import type { ProducerRecord, TopicDescription } from '../log/types.ts';
+import type { Log, ProducerRecord, TopicDescription } from '../log/types.ts';
+import { integerOption } from '../resilience/options.ts';
 
 const encoder = new TextEncoder();
 
@@ -48,5 +49,31 @@ export function checkPublishable(
     throw new ValidationError(
       `A record for topic '${topic}' is ${bytes} bytes (key + value + headers), more than 'maxRecordBytes' ${maxRecordBytes}`,
     );
+  }
+}
+
+/**
+ * Checks what units publish against the topics they publish to (each described once; topics are
+ * created outside units, so one seen inside a unit exists), for both commit paths.
+ */
+export class PublishCheck {
+  readonly #log: Log;
+  readonly #maxRecordBytes: number;
+  readonly #topics = new Map<string, TopicDescription>();
+
+  /** `maxRecordBytes`: 1 to 67108864, @default 1048576 (must not exceed the log's own limit). */
+  constructor(log: Log, maxRecordBytes: number | undefined) {
+    this.#log = log;
+    this.#maxRecordBytes = integerOption('maxRecordBytes', maxRecordBytes, 1_048_576, 1, 67_108_864);
+  }
+
+  /** Refuses the first of `records` the log would refuse for `topic` (see checkPublishable). */
+  async check(topic: string, records: readonly ProducerRecord[]): Promise<void> {
+    let description = this.#topics.get(topic);
+    if (description === undefined) {
+      description = await this.#log.describeTopic(topic);
+      this.#topics.set(topic, description);
+    }
+    for (const record of records) checkPublishable(description, record, this.#maxRecordBytes);
   }
 }

@@ -8,14 +8,15 @@ import {
 import type { Log } from '../log/types.ts';
 import { integerOption } from '../resilience/options.ts';
 import { type RetryStrategy, unboundedRetryStrategy } from '../resilience/retry.ts';
-import type {
-  JournalEntry,
-  SagaRecord,
-  SagaStatus,
-  Store,
-  StoreReader,
-  StoreTransaction,
-  TimerRecord,
+import {
+  endedSagaStatuses,
+  type JournalEntry,
+  type SagaRecord,
+  type SagaStatus,
+  type Store,
+  type StoreReader,
+  type StoreTransaction,
+  type TimerRecord,
 } from '../store/types.ts';
 import { type Clock, type Random, systemClock, systemRandom, systemTimers, type Timers } from '../time.ts';
 
@@ -69,7 +70,6 @@ type State = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
 const maxProblems = 100;
 /** After a cluster saga parked on a failed write, how long before it is resumed (while still owned). */
 const resumeAfterParkMs = 200;
-const terminalStatuses: readonly SagaStatus[] = ['completed', 'compensated', 'failed'];
 
 /**
  * The runtime: hosts entities, sagas and subscriptions on a log and a store, and owns the one
@@ -701,7 +701,7 @@ export class Runtime {
     } else {
       const record = await this.saga(id);
       if (record === null) throw new NotFoundError(`Saga '${id}' does not exist`);
-      if (terminalStatuses.includes(record.status)) {
+      if (endedSagaStatuses.has(record.status)) {
         result = {
           outcome: record.status as ExecutionResult['outcome'],
           output: record.output,
@@ -734,7 +734,7 @@ export class Runtime {
       return record === null ? null : { record, journal: await tx.sagas.journal(sagaId) };
     });
     if (found === null) return null;
-    if (terminalStatuses.includes(found.record.status)) {
+    if (endedSagaStatuses.has(found.record.status)) {
       return {
         outcome: found.record.status as ExecutionResult['outcome'],
         output: found.record.output,

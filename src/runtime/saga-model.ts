@@ -1,4 +1,5 @@
 import { TerminalError } from '../errors.ts';
+import { endedSagaStatuses } from '../store/types.ts';
 import type { ManualClock } from '../time.ts';
 import { entity, type SagaContext, saga } from './definitions.ts';
 import type { Runtime } from './runtime.ts';
@@ -154,7 +155,7 @@ export async function runToEnd(
   for (let round = 0; round < 10_000; round++) {
     await fixture.turns(3);
     const record = await fixture.store.transaction((tx) => tx.sagas.get(id));
-    if (record !== null && ['completed', 'compensated', 'failed'].includes(record.status)) {
+    if (record !== null && endedSagaStatuses.has(record.status)) {
       await runtime.stop();
       return restarts;
     }

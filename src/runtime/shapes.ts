@@ -112,6 +112,8 @@ async function deleteCreatedTopics(): Promise<void> {
 export function describeShapes(name: string, body: (shape: ShapeName) => void): void {
   describe(`${name} [embedded]`, () => body('embedded'));
   if (!clusterAvailable) {
+    // Skipped on purpose: the cluster run needs a real PostgreSQL and a real Kafka broker, and
+    // without their URLs there is nothing real to run it against (CI sets both, so it runs there).
     describe.skip(`${name} [cluster] (skipped: set MERIDIAN_TEST_PG_URL and MERIDIAN_TEST_KAFKA_BROKERS to run it)`, () =>
       body('cluster'));
     return;

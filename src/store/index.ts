@@ -18,6 +18,7 @@ export { openSqliteStore, SqliteStore, type SqliteStoreOptions } from './sqlite/
 export {
   type EntityRecord,
   type EntityStore,
+  endedSagaStatuses,
   type IdempotencyClaim,
   type IdempotencyReservation,
   type IdempotencyReserveRequest,

@@ -30,6 +30,9 @@ export interface EntityStore {
 
 export type SagaStatus = 'running' | 'compensating' | 'completed' | 'compensated' | 'failed';
 
+/** The statuses a saga ends in: it never changes again. */
+export const endedSagaStatuses: ReadonlySet<SagaStatus> = new Set(['completed', 'compensated', 'failed']);
+
 export interface SagaRecord {
   readonly id: string;
   readonly type: string;
