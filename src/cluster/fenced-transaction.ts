@@ -69,6 +69,10 @@ export function fencedTransaction(
       mark(entry.sagaId);
       return tx.sagas.appendJournal(entry);
     },
+    // Retention (the leader's singleton, fenced by the leader partition) deletes only sagas that
+    // ended: no owner writes them again, so their own partitions' epochs need no check.
+    deleteEnded: (request) => tx.sagas.deleteEnded(request),
+    deleteEndedJournals: (request) => tx.sagas.deleteEndedJournals(request),
   };
   const timers: TimerStore = {
     schedule: (timer) => tx.timers.schedule({ ...timer, partition: mark(timerOwnerId(timer)) }),

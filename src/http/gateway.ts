@@ -299,6 +299,8 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
       `'idempotencyKeyTtlMs' must be >= 'idempotencyLeaseMs' (${leaseMs}): current value is ${keyTtlMs}`,
     );
   }
+  /** Keys one sweep transaction deletes at most (the store's default batch). */
+  const sweepBatchSize = 1000;
   const sweepIntervalMs = integerOption(
     'idempotencySweepIntervalMs',
     options.idempotencySweepIntervalMs,
@@ -750,9 +752,16 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
     }, sweepIntervalMs);
   }
 
+  /** Deletes every expired key, a bounded batch per call, so no transaction grows with the backlog. */
   async function sweepKeys(): Promise<number> {
     if (idempotencyStore === undefined) return 0;
-    return idempotencyStore.expire(clock.now());
+    const nowMs = clock.now();
+    let removed = 0;
+    for (;;) {
+      const batch = await idempotencyStore.expire(nowMs, sweepBatchSize);
+      removed += batch;
+      if (batch < sweepBatchSize || closing) return removed;
+    }
   }
 
   return {

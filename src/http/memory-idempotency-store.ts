@@ -94,9 +94,10 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
     return entry !== undefined && holdsReservation(foundOf(entry), claim) ? entry : undefined;
   }
 
-  async expire(nowMs: number): Promise<number> {
+  async expire(nowMs: number, limit = 1000): Promise<number> {
     let removed = 0;
     for (const [id, entry] of this.#entries) {
+      if (removed >= limit) break;
       if (entry.expiresAt <= nowMs) {
         this.#entries.delete(id);
         removed += 1;

@@ -4,6 +4,7 @@ import type { Clock, Random, Timers } from '../time.ts';
 import type { ClusterOptions } from './cluster-shape.ts';
 import type { CommitPath } from './commit-path.ts';
 import type { GroupCommitStats, Yield } from './group-commit.ts';
+import type { RetentionOptions, RetentionStats } from './retention.ts';
 
 export interface RuntimeOptions {
   store: Store;
@@ -56,6 +57,11 @@ export interface RuntimeOptions {
    * elsewhere travels to its owner. Absent: the embedded shape, which owns everything.
    */
   cluster?: ClusterOptions;
+  /**
+   * What finished work is deleted, and when: sagas and their journals, dead letters, expired
+   * Idempotency-Key records (docs/runtime.md, "Retention"). On by default.
+   */
+  retention?: RetentionOptions;
 }
 
 /** What a cluster node can say about itself (`runtime.cluster`). */
@@ -108,4 +114,6 @@ export interface RuntimeStats {
   readonly queuedSagas: number;
   readonly commits: GroupCommitStats;
   readonly subscriptions: Readonly<Record<string, { handled: number; deadLettered: number }>>;
+  /** What retention removed since start, and the latest storage sample (taken on the leader). */
+  readonly retention: RetentionStats;
 }

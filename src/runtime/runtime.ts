@@ -42,6 +42,7 @@ import { applyCommand } from './entity-command.ts';
 import { FencedError, SagaNotCompletedError } from './errors.ts';
 import { GroupCommitter } from './group-commit.ts';
 import { requireRuntimeId, requireRuntimeName } from './options.ts';
+import { normalizeRetention, Retention } from './retention.ts';
 import type {
   ClusterInfo,
   RuntimeOptions,
@@ -86,6 +87,8 @@ export class Runtime {
   readonly #random: Random;
   readonly #drainTimeoutMs: number;
   readonly #deadLetterTopic: string;
+  /** The dead-letter topic's retention when the runtime creates it (null: forever). */
+  readonly #deadLetterRetentionMs: number | null;
   readonly #defaultPartitions: number;
   readonly #topics: ReadonlyMap<string, number>;
   readonly #onProblem: ((problem: RuntimeProblem) => void) | undefined;
@@ -103,6 +106,7 @@ export class Runtime {
   readonly #sagaScheduler: SagaScheduler;
   readonly #cluster: ClusterShape | undefined;
   readonly #singletons: Singletons;
+  readonly #retention: Retention;
   readonly #problems: RuntimeProblem[] = [];
   /** Cluster shape: per saga run, aborted to abandon its steps once its partition moved away. */
   readonly #abandon = new Map<string, AbortController>();
@@ -175,6 +179,14 @@ export class Runtime {
     if (this.#cluster !== undefined) {
       this.#singletons.add(housekeeping(this.#cluster.options.housekeeping, () => this.#clock.now()));
     }
+    const retention = normalizeRetention(options.retention);
+    this.#deadLetterRetentionMs = retention.deadLetterMs === 'forever' ? null : retention.deadLetterMs;
+    this.#retention = new Retention(retention, {
+      store: this.#store,
+      now: () => this.#clock.now(),
+      sagaTypes: () => this.#sagas.keys(),
+    });
+    if (retention.enabled) this.#singletons.add(this.#retention.singleton());
     this.#sagaServices = this.#makeSagaServices(effects, compensationRetryOf(options.compensationRetry));
     this.#subscriptionServices = this.#makeSubscriptionServices(effects);
   }
@@ -265,7 +277,7 @@ export class Runtime {
       throw new ValidationError(`start() was called twice (state is '${this.#state}')`);
     this.#state = 'starting';
     await this.#path.open();
-    await this.#ensureTopic(this.#deadLetterTopic, this.#defaultPartitions);
+    await this.#ensureTopic(this.#deadLetterTopic, this.#defaultPartitions, this.#deadLetterRetentionMs);
     for (const [topic, partitions] of this.#topics) await this.#ensureTopic(topic, partitions);
     for (const definition of this.#entities.values()) {
       await this.#ensureTopic(definition.eventsTopic, definition.partitions);
@@ -509,6 +521,7 @@ export class Runtime {
       queuedSagas: sagas.queued,
       commits: this.#committer.stats,
       subscriptions,
+      retention: this.#retention.stats,
     };
   }
 
@@ -783,7 +796,8 @@ export class Runtime {
     }
   }
 
-  async #ensureTopic(topic: string, partitions: number): Promise<void> {
+  /** Creates `topic` unless it exists (`retentionMs` absent: the log's default retention). */
+  async #ensureTopic(topic: string, partitions: number, retentionMs?: number | null): Promise<void> {
     if (this.#knownTopics.has(topic)) return;
     try {
       await this.#log.describeTopic(topic);
@@ -791,7 +805,10 @@ export class Runtime {
       if (!(error instanceof NotFoundError) && !(isMeridianError(error) && error.code === 'NOT_FOUND'))
         throw error;
       try {
-        await this.#log.createTopic(topic, { partitions });
+        await this.#log.createTopic(topic, {
+          partitions,
+          ...(retentionMs === undefined ? {} : { retentionMs }),
+        });
       } catch (createError) {
         // Someone created it meanwhile (with whatever partitions): it exists, which is all we need.
         if (!(createError instanceof AlreadyExistsError)) throw createError;

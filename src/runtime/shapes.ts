@@ -192,6 +192,14 @@ class ObservedStore implements Store {
     return this.#inner.listen(channel, listener);
   }
 
+  storage(): ReturnType<Store['storage']> {
+    return this.#inner.storage();
+  }
+
+  reclaim(maxPages: number): Promise<number> {
+    return this.#inner.reclaim(maxPages);
+  }
+
   close(): Promise<void> {
     return this.#inner.close();
   }

@@ -381,6 +381,87 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         expect(await tx((t) => t.sagas.journal('unknown'))).toEqual([]);
       });
 
+      it('retention deletes ended sagas of one type that ended before a time, with their journals, in bounded batches, and never a running one', async () => {
+        const end = (id: string, status: 'completed' | 'compensated' | 'failed', at: number) =>
+          tx((t) => t.sagas.update(id, { status, at }, 1));
+        await tx(async (t) => {
+          for (const id of ['a', 'b', 'c', 'd', 'run']) {
+            await t.sagas.create(saga(id));
+            await t.sagas.appendJournal({
+              sagaId: id,
+              sequence: 0,
+              kind: 'event',
+              name: 'start',
+              status: 'completed',
+              result: null,
+              error: null,
+              attempts: 1,
+              at: startMs,
+            });
+          }
+          await t.sagas.create(saga('other', 'refund'));
+        });
+        await end('a', 'completed', startMs + 10);
+        await end('b', 'compensated', startMs + 20);
+        await end('c', 'failed', startMs + 30);
+        await end('d', 'completed', startMs + 40);
+        await tx((t) => t.sagas.update('other', { status: 'completed', at: startMs + 10 }, 1));
+        const request = { type: 'order', endedBefore: startMs + 40, limit: 2 };
+        expect(await tx((t) => t.sagas.deleteEnded(request))).toBe(2);
+        expect(await tx((t) => t.sagas.deleteEnded(request))).toBe(1);
+        expect(await tx((t) => t.sagas.deleteEnded(request))).toBe(0);
+        for (const id of ['a', 'b', 'c']) {
+          expect(await tx((t) => t.sagas.get(id))).toBeNull();
+          expect(await tx((t) => t.sagas.journal(id))).toEqual([]);
+        }
+        // Ended at the cutoff (not before it), still running, or of another type: kept.
+        expect((await tx((t) => t.sagas.get('d')))?.status).toBe('completed');
+        expect(await tx((t) => t.sagas.journal('d'))).toHaveLength(1);
+        expect(await tx((t) => t.sagas.journal('run'))).toHaveLength(1);
+        expect((await tx((t) => t.sagas.get('other')))?.status).toBe('completed');
+        expect(
+          await tx((t) =>
+            t.sagas.deleteEnded({ type: 'order', endedBefore: startMs + 1_000_000, limit: 10 }),
+          ),
+        ).toBe(1);
+        expect((await tx((t) => t.sagas.get('run')))?.status).toBe('running');
+      });
+
+      it('retention deletes the journals of ended sagas once, keeping their records', async () => {
+        await tx(async (t) => {
+          for (const id of ['a', 'b']) {
+            await t.sagas.create(saga(id));
+            await t.sagas.appendJournal({
+              sagaId: id,
+              sequence: 0,
+              kind: 'event',
+              name: 'start',
+              status: 'completed',
+              result: { id },
+              error: null,
+              attempts: 1,
+              at: startMs,
+            });
+          }
+          await t.sagas.update('a', { status: 'completed', output: { ok: true }, at: startMs + 5 }, 1);
+        });
+        const request = { type: 'order', endedBefore: startMs + 100, limit: 10 };
+        expect(await tx((t) => t.sagas.deleteEndedJournals(request))).toBe(1);
+        expect(await tx((t) => t.sagas.deleteEndedJournals(request))).toBe(0);
+        expect(await tx((t) => t.sagas.journal('a'))).toEqual([]);
+        expect(await tx((t) => t.sagas.get('a'))).toMatchObject({
+          status: 'completed',
+          output: { ok: true },
+        });
+        expect(await tx((t) => t.sagas.journal('b'))).toHaveLength(1);
+        expect(await tx((t) => t.sagas.deleteEnded(request))).toBe(1);
+        expect(await tx((t) => t.sagas.get('a'))).toBeNull();
+        await expectError(
+          tx((t) => t.sagas.deleteEnded({ type: 'order', endedBefore: startMs, limit: 0 })),
+          ValidationError,
+        );
+      });
+
       it('lets a transaction go on after it caught a ConflictError, and commits the rest', async () => {
         await tx((t) =>
           t.sagas.appendJournal({
@@ -467,6 +548,13 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         expect(await tx((t) => t.inbox.has('billing', 'm1'))).toBe(false);
         expect(await tx((t) => t.inbox.has('shipping', 'm1'))).toBe(true);
         expect(await tx((t) => t.inbox.prune(200))).toBe(0);
+        // At most `limit` per call, oldest first.
+        await tx(async (t) => {
+          for (const id of ['m4', 'm5', 'm6']) await t.inbox.markApplied('billing', id, 250);
+        });
+        expect(await tx((t) => t.inbox.prune(1000, 2))).toBe(2);
+        expect(await tx((t) => t.inbox.prune(1000, 2))).toBe(2);
+        expect(await tx((t) => t.inbox.prune(1000, 2))).toBe(1);
       });
     });
 
@@ -720,7 +808,37 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
           reservedAt: 250,
         });
         expect(await expiring('k3', 'fp-b', 250, 1000)).toEqual({ outcome: 'mismatch' });
-        expect(await tx((t) => t.idempotency.expire(10_000))).toBe(3);
+        // At most `limit` per call; what is left goes on the next.
+        expect(await tx((t) => t.idempotency.expire(10_000, 2))).toBe(2);
+        expect(await tx((t) => t.idempotency.expire(10_000))).toBe(1);
+        expect(await tx((t) => t.idempotency.expire(10_000))).toBe(0);
+      });
+
+      it('never expires a key before its expiry, whatever its lease: a pending key stays', async () => {
+        await tx((t) =>
+          t.idempotency.reserve({
+            scope: 'orders',
+            key: 'pending',
+            fingerprint: 'fp',
+            nowMs: 0,
+            leaseMs: 1000,
+            expiresAt: 5000,
+          }),
+        );
+        expect(await tx((t) => t.idempotency.expire(4999))).toBe(0);
+        expect(
+          await tx((t) =>
+            t.idempotency.reserve({
+              scope: 'orders',
+              key: 'pending',
+              fingerprint: 'fp',
+              nowMs: 10,
+              leaseMs: 10,
+              expiresAt: 5000,
+            }),
+          ),
+        ).toMatchObject({ outcome: 'in_flight' });
+        expect(await tx((t) => t.idempotency.expire(5000))).toBe(1);
       });
 
       it('fences off an attempt that outlived its key: reserved anew after expire(), the key outranks its old tokens', async () => {
@@ -1254,6 +1372,36 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
           ),
           ValidationError,
         );
+      });
+    });
+
+    describe('storage', () => {
+      it('reports space per table and in all, and reclaim gives back at most what is free', async () => {
+        // Text that does not compress (PostgreSQL compresses large values): a seeded sequence.
+        let seed = 7;
+        const noise = () =>
+          Array.from({ length: 250 }, () => {
+            seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648;
+            return seed.toString(36).padStart(8, '0').slice(0, 8);
+          }).join('');
+        await tx(async (t) => {
+          for (let index = 0; index < 200; index++) {
+            await t.entities.put('blob', `b${index}`, { text: noise() }, 0);
+          }
+        });
+        const report = await store.storage();
+        const entities = report.tables.find((table) => table.table.endsWith('store_entities'));
+        expect(entities?.bytes).toBeGreaterThan(200 * 2000);
+        expect(report.totalBytes).toBeGreaterThanOrEqual(report.tables.reduce((sum, t) => sum + t.bytes, 0));
+        expect(report.freeBytes).toBeGreaterThanOrEqual(0);
+        await tx(async (t) => {
+          for (let index = 0; index < 200; index++) await t.entities.delete('blob', `b${index}`, 1);
+        });
+        const reclaimed = await store.reclaim(100_000);
+        expect(reclaimed).toBeGreaterThanOrEqual(0);
+        if (store.dialect === 'sqlite') expect(reclaimed).toBeGreaterThan(200 * 2000 * 0.8);
+        expect((await store.storage()).freeBytes).toBe(0);
+        await expect(store.reclaim(0)).rejects.toThrow(RangeError);
       });
     });
 

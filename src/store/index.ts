@@ -16,6 +16,7 @@ export {
 } from './sqlite/database.ts';
 export { openSqliteStore, SqliteStore, type SqliteStoreOptions } from './sqlite/store.ts';
 export {
+  type EndedSagasRequest,
   type EntityRecord,
   type EntityStore,
   endedSagaStatuses,
@@ -38,6 +39,7 @@ export {
   type SagaRecord,
   type SagaStatus,
   type SagaStore,
+  type StorageReport,
   type Store,
   type StoredReply,
   type StoredResponse,

@@ -102,6 +102,27 @@ export interface SagaStore {
    */
   appendJournal(entry: JournalEntry): Promise<void>;
   journal(sagaId: string): Promise<JournalEntry[]>;
+  /**
+   * Retention: deletes up to `limit` sagas of `type` that ended (completed, compensated,
+   * failed) before `endedBefore`, with their journals; returns how many. A saga that has not
+   * ended is never touched.
+   */
+  deleteEnded(request: EndedSagasRequest): Promise<number>;
+  /**
+   * Retention: deletes the journals of up to `limit` sagas of `type` that ended before
+   * `endedBefore`, keeping their records (the outcome a retried start is answered with);
+   * returns how many sagas' journals. Each saga's journal is deleted once.
+   */
+  deleteEndedJournals(request: EndedSagasRequest): Promise<number>;
+}
+
+/** Which ended sagas a retention call deletes: of one type, ended before a time, a bounded batch. */
+export interface EndedSagasRequest {
+  readonly type: string;
+  /** Sagas whose end (their last update) is before this time (ms since the epoch). */
+  readonly endedBefore: number;
+  /** At most this many sagas (1 to storeLimits.maxPageSize). */
+  readonly limit: number;
 }
 
 export interface TimerRecord {
@@ -131,8 +152,8 @@ export interface InboxStore {
    */
   markApplied(consumer: string, messageId: string, atMs: number): Promise<boolean>;
   has(consumer: string, messageId: string): Promise<boolean>;
-  /** Deletes entries older than `beforeMs`; returns how many. */
-  prune(beforeMs: number): Promise<number>;
+  /** Deletes at most `limit` (default 1000) entries older than `beforeMs`; returns how many. */
+  prune(beforeMs: number, limit?: number): Promise<number>;
 }
 
 export interface OutboxMessage {
@@ -221,8 +242,11 @@ export interface IdempotencyStore {
    * reservation is not this attempt's to drop).
    */
   release(claim: IdempotencyClaim): Promise<void>;
-  /** Deletes keys whose expiry passed; returns how many. */
-  expire(nowMs: number): Promise<number>;
+  /**
+   * Deletes at most `limit` (default 1000) keys whose expiry passed, earliest first; returns
+   * how many. Call again while it returns `limit`: batches keep each transaction short.
+   */
+  expire(nowMs: number, limit?: number): Promise<number>;
 }
 
 /** One work partition's fencing row: who claimed it last, and the epoch that claim got. */
@@ -282,8 +306,8 @@ export interface ReplyStore {
    */
   put(reply: StoredReply): Promise<boolean>;
   get(requestId: string): Promise<StoredReply | null>;
-  /** Deletes replies created before `beforeMs`; returns how many. */
-  prune(beforeMs: number): Promise<number>;
+  /** Deletes at most `limit` (default 1000) replies created before `beforeMs`; returns how many. */
+  prune(beforeMs: number, limit?: number): Promise<number>;
 }
 
 export interface StoreTransaction {
@@ -351,5 +375,27 @@ export interface Store {
    * what they wait on and treat a notification as a hint to look now.
    */
   listen(channel: string, listener: (payload: string) => void): Promise<() => Promise<void>>;
+  /**
+   * What the data occupies, per table (indexes included): SQLite reads its pages (dbstat), so
+   * call it seldom on a large file; PostgreSQL asks its catalog (pg_total_relation_size).
+   */
+  storage(): Promise<StorageReport>;
+  /**
+   * Gives space freed by deletions back, at most `maxPages` pages per call: SQLite's
+   * incremental vacuum (on files created with it; others keep reusing their free pages, which
+   * already stops growth). PostgreSQL leaves it to autovacuum and returns 0. Returns the bytes
+   * given back to the file system.
+   */
+  reclaim(maxPages: number): Promise<number>;
   close(): Promise<void>;
+}
+
+/** Space per table, and what a store's files hold beyond them. */
+export interface StorageReport {
+  /** Each table with its indexes, largest first. */
+  readonly tables: readonly { readonly table: string; readonly bytes: number }[];
+  /** Everything: the tables, and free space kept for reuse. */
+  readonly totalBytes: number;
+  /** Free space inside the files, reused before they grow (SQLite's free pages; PostgreSQL: 0). */
+  readonly freeBytes: number;
 }

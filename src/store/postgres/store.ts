@@ -14,7 +14,7 @@ import { type SqlConnection, type SqlNotifier, SqlSession, type SqlValue } from 
 import { postgresDialect, requireSchemaName, type StoreTables, storeTables } from '../sql/dialect.ts';
 import { storeComponent, storeMigrations } from '../sql/schema.ts';
 import { createStoreTransaction } from '../sql/transaction.ts';
-import type { Store, StoreReader, StoreTransaction } from '../types.ts';
+import type { StorageReport, Store, StoreReader, StoreTransaction } from '../types.ts';
 import { mapPostgresError } from './errors.ts';
 import { PostgresListener, postgresChannel } from './listener.ts';
 import { migratePostgres } from './migrate.ts';
@@ -236,6 +236,32 @@ export class PostgresStore implements Store {
       client.off('error', onError);
       client.release(broken ?? connection.lost);
     }
+  }
+
+  /** Each table of the schema with its indexes and TOAST (pg_total_relation_size). */
+  async storage(): Promise<StorageReport> {
+    if (this.#closed) throw new ClosedError('The PostgreSQL store is closed');
+    let result: pg.QueryResult<{ table: string; bytes: string }>;
+    try {
+      result = await this.#pool.query(
+        `SELECT c.relname AS table, pg_total_relation_size(c.oid) AS bytes
+           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') ORDER BY 2 DESC`,
+        [this.schema],
+      );
+    } catch (error) {
+      throw mapPostgresError(error);
+    }
+    const tables = result.rows.map((row) => ({ table: row.table, bytes: Number(row.bytes) }));
+    return { tables, totalBytes: tables.reduce((sum, row) => sum + row.bytes, 0), freeBytes: 0 };
+  }
+
+  /** Autovacuum gives PostgreSQL's dead rows back for reuse; nothing to do here. */
+  async reclaim(maxPages: number): Promise<number> {
+    if (!Number.isInteger(maxPages) || maxPages < 1 || maxPages > 1_000_000) {
+      throw new RangeError(`'maxPages' must be an integer in [1, 1000000]: current value is ${maxPages}`);
+    }
+    return 0;
   }
 
   async close(): Promise<void> {

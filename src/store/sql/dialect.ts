@@ -27,6 +27,8 @@ export interface Dialect {
   readonly forShare: string;
   /** A subquery yielding the integers of the JSON array in `parameter`. */
   jsonIntegers(parameter: string): string;
+  /** A subquery yielding the strings of the JSON array in `parameter`. */
+  jsonTexts(parameter: string): string;
 }
 
 export const sqliteDialect: Dialect = {
@@ -36,6 +38,7 @@ export const sqliteDialect: Dialect = {
   forUpdate: '',
   forShare: '',
   jsonIntegers: (parameter) => `SELECT value FROM json_each(${parameter})`,
+  jsonTexts: (parameter) => `SELECT value FROM json_each(${parameter})`,
 };
 
 export const postgresDialect: Dialect = {
@@ -46,6 +49,7 @@ export const postgresDialect: Dialect = {
   forShare: ' FOR SHARE',
   jsonIntegers: (parameter) =>
     `SELECT CAST(value AS BIGINT) FROM json_array_elements_text(CAST(${parameter} AS json))`,
+  jsonTexts: (parameter) => `SELECT value FROM json_array_elements_text(CAST(${parameter} AS json))`,
 };
 
 /** The store's table names, qualified by schema on PostgreSQL. */

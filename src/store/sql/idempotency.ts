@@ -3,6 +3,7 @@ import { decideReservation, type FoundReservation, nextReservedAt, nextToken } f
 import {
   requireId,
   requireInteger,
+  requireLimit,
   requireName,
   requireTimestamp,
   storeLimits,
@@ -97,7 +98,9 @@ const statements = sqlPerStore(({ idempotencyKeys: table }, dialect) => ({
   release: `UPDATE ${table} SET lease_until = NULL
        WHERE scope = $1 AND key = $2 AND fingerprint = $3 AND token = $4
          AND status = 'in_flight' AND lease_until IS NOT NULL`,
-  expire: `DELETE FROM ${table} WHERE expires_at <= $1`,
+  // A bounded batch, earliest first, through the expiry index.
+  expire: `DELETE FROM ${table} WHERE (scope, key) IN
+       (SELECT scope, key FROM ${table} WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2)`,
 }));
 
 /**
@@ -217,8 +220,11 @@ export class SqlIdempotencyStore implements IdempotencyStore {
     await this.#session.execute(this.#sql.release, [scope, key, fingerprint, token]);
   }
 
-  async expire(nowMs: number): Promise<number> {
+  async expire(nowMs: number, limit?: number): Promise<number> {
     requireTimestamp('nowMs', nowMs);
-    return this.#session.execute(this.#sql.expire, [nowMs]);
+    return this.#session.execute(this.#sql.expire, [
+      nowMs,
+      requireLimit('limit', limit, storeLimits.maxPageSize),
+    ]);
   }
 }

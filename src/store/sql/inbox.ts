@@ -1,4 +1,4 @@
-import { requireId, requireName, requireTimestamp } from '../limits.ts';
+import { requireId, requireLimit, requireName, requireTimestamp, storeLimits } from '../limits.ts';
 import type { InboxStore } from '../types.ts';
 import type { SqlSession } from './connection.ts';
 
@@ -35,8 +35,13 @@ export class SqlInboxStore implements InboxStore {
     return rows.length > 0;
   }
 
-  async prune(beforeMs: number): Promise<number> {
+  async prune(beforeMs: number, limit?: number): Promise<number> {
     requireTimestamp('beforeMs', beforeMs);
-    return this.#session.execute(`DELETE FROM ${this.#table} WHERE applied_at < $1`, [beforeMs]);
+    // A bounded batch, oldest first, through the applied_at index.
+    return this.#session.execute(
+      `DELETE FROM ${this.#table} WHERE (consumer, message_id) IN
+         (SELECT consumer, message_id FROM ${this.#table} WHERE applied_at < $1 ORDER BY applied_at LIMIT $2)`,
+      [beforeMs, requireLimit('limit', limit, storeLimits.maxPageSize)],
+    );
   }
 }

@@ -2,6 +2,7 @@ import { ValidationError } from '../../errors.ts';
 import {
   optionalText,
   requireId,
+  requireLimit,
   requireName,
   requirePartition,
   requireTimestamp,
@@ -30,7 +31,8 @@ const statements = sqlPerStore(({ replies }) => ({
   // abort a PostgreSQL transaction.
   put: `INSERT INTO ${replies} (${replyColumns}) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (request_id) DO NOTHING`,
   get: `SELECT ${replyColumns} FROM ${replies} WHERE request_id = $1`,
-  prune: `DELETE FROM ${replies} WHERE created_at < $1`,
+  prune: `DELETE FROM ${replies} WHERE request_id IN
+       (SELECT request_id FROM ${replies} WHERE created_at < $1 ORDER BY created_at LIMIT $2)`,
 }));
 
 function toReply(row: ReplyRow): StoredReply {
@@ -85,8 +87,11 @@ export class SqlReplyStore implements ReplyStore {
     return rows[0] === undefined ? null : toReply(rows[0]);
   }
 
-  async prune(beforeMs: number): Promise<number> {
+  async prune(beforeMs: number, limit?: number): Promise<number> {
     requireTimestamp('beforeMs', beforeMs);
-    return this.#session.execute(this.#sql.prune, [beforeMs]);
+    return this.#session.execute(this.#sql.prune, [
+      beforeMs,
+      requireLimit('limit', limit, storeLimits.maxPageSize),
+    ]);
   }
 }

@@ -13,6 +13,7 @@ import {
   toPartitionsText,
 } from '../limits.ts';
 import type {
+  EndedSagasRequest,
   JournalEntry,
   JournalEntryKind,
   Json,
@@ -24,7 +25,7 @@ import type {
 import type { SqlSession, SqlValue } from './connection.ts';
 import { sqlPerStore } from './dialect.ts';
 import { parseJson, parseOptionalJson, toInteger, toOptionalString, toStringColumn } from './rows.ts';
-import { journalGapMessage } from './schema.ts';
+import { endedStatusesSql, journalGapMessage } from './schema.ts';
 
 const sagaStatuses: readonly SagaStatus[] = ['running', 'compensating', 'completed', 'compensated', 'failed'];
 const journalKinds: readonly JournalEntryKind[] = ['step', 'compensation', 'sleep', 'event'];
@@ -113,6 +114,14 @@ const statements = sqlPerStore(({ sagas, sagaJournal: journal }, dialect) => {
        ON CONFLICT (saga_id, sequence) DO NOTHING`,
     nextSequence: `SELECT COALESCE(MAX(sequence), -1) + 1 AS next FROM ${journal} WHERE saga_id = $1`,
     journal: `SELECT ${journalColumns} FROM ${journal} WHERE saga_id = $1 ORDER BY sequence`,
+    // Both read the partial index store_sagas_ended (migration 6): the same condition text.
+    endedSagas: `SELECT id FROM ${sagas} WHERE type = $1 AND journal_deleted IN (0, 1) AND updated_at < $2
+       AND ${endedStatusesSql} LIMIT $3`,
+    endedWithJournal: `SELECT id FROM ${sagas} WHERE type = $1 AND journal_deleted = 0 AND updated_at < $2
+       AND ${endedStatusesSql} LIMIT $3`,
+    deleteJournals: `DELETE FROM ${journal} WHERE saga_id IN (${dialect.jsonTexts('$1')})`,
+    deleteSagas: `DELETE FROM ${sagas} WHERE id IN (${dialect.jsonTexts('$1')})`,
+    markJournalDeleted: `UPDATE ${sagas} SET journal_deleted = 1 WHERE id IN (${dialect.jsonTexts('$1')})`,
   };
 });
 
@@ -257,6 +266,30 @@ export class SqlSagaStore implements SagaStore {
     requireId('sagaId', sagaId);
     const rows = await this.#session.query<JournalRow>(this.#sql.journal, [sagaId]);
     return rows.map(toJournalEntry);
+  }
+
+  async deleteEnded(request: EndedSagasRequest): Promise<number> {
+    const ids = await this.#ended(this.#sql.endedSagas, request);
+    if (ids === null) return 0;
+    await this.#session.execute(this.#sql.deleteJournals, [ids.text]);
+    return this.#session.execute(this.#sql.deleteSagas, [ids.text]);
+  }
+
+  async deleteEndedJournals(request: EndedSagasRequest): Promise<number> {
+    const ids = await this.#ended(this.#sql.endedWithJournal, request);
+    if (ids === null) return 0;
+    await this.#session.execute(this.#sql.deleteJournals, [ids.text]);
+    return this.#session.execute(this.#sql.markJournalDeleted, [ids.text]);
+  }
+
+  /** The ids (as a JSON array) of one batch of ended sagas `request` names, or null for none. */
+  async #ended(sql: string, request: EndedSagasRequest): Promise<{ text: string } | null> {
+    const type = requireName('type', request?.type);
+    const endedBefore = requireTimestamp('endedBefore', request.endedBefore);
+    const limit = requireLimit('limit', request.limit);
+    const rows = await this.#session.query<{ id: unknown }>(sql, [type, endedBefore, limit]);
+    if (rows.length === 0) return null;
+    return { text: JSON.stringify(rows.map((row) => toStringColumn(row.id, 'id'))) };
   }
 
   async #get(id: string): Promise<SagaRecord | null> {

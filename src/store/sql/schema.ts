@@ -5,6 +5,9 @@ import type { Dialect, StoreTables } from './dialect.ts';
 const journalDenseTrigger = 'store_saga_journal_dense';
 export const journalGapMessage = 'meridian: saga journal entries must be dense';
 
+/** The SQL condition of an ended saga; the same text in the index and in the queries that use it. */
+export const endedStatusesSql = `status IN ('completed', 'compensated', 'failed')`;
+
 /** The component name the store's migrations are recorded under in `meridian_migrations`. */
 export const storeComponent = 'store';
 
@@ -167,6 +170,19 @@ ALTER TABLE ${t.timers} ADD COLUMN partition INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX store_timers_partition ON ${t.timers} (partition, due_at, id);
 ALTER TABLE ${t.outbox} ADD COLUMN partition INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX store_outbox_partition ON ${t.outbox} (partition, id);
+`,
+    },
+    {
+      version: 6,
+      name: 'retention: ended sagas by type and end time, and whether their journal is deleted',
+      // Retention deletes an ended saga's journal after its type's period and its record (the
+      // outcome a retried start is answered with) later; `journal_deleted` marks the first step
+      // so that no pass reads those sagas again. The index holds ended sagas only (a partial
+      // index, in both dialects), so a pass reads exactly the rows it deletes.
+      sql: `
+ALTER TABLE ${t.sagas} ADD COLUMN journal_deleted INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX store_sagas_ended ON ${t.sagas} (type, journal_deleted, updated_at)
+  WHERE ${endedStatusesSql};
 `,
     },
   ];

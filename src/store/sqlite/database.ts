@@ -3,6 +3,7 @@ import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { assert } from '../../assert.ts';
 import { ClosedError, ValidationError } from '../../errors.ts';
 import { SchemaMismatchError } from '../schema-mismatch-error.ts';
+import type { StorageReport } from '../types.ts';
 import { BackgroundCheckpointer } from './checkpointer.ts';
 
 /**
@@ -134,6 +135,10 @@ export class SqliteDatabase {
     this.path = options.path;
     this.durability = durability;
     this.#writer = new DatabaseSync(options.path, { timeout: busyTimeoutMs });
+    // Only a file without tables takes it (others need a full VACUUM): pages that retention
+    // frees can then be given back to the file system a few at a time (`reclaim`), not only
+    // reused. Files made before keep reusing their free pages, which already stops growth.
+    this.#writer.exec('PRAGMA auto_vacuum = INCREMENTAL');
     this.#writer.exec('PRAGMA journal_mode = WAL');
     this.#writer.exec(`PRAGMA synchronous = ${durability === 'fsync' ? 'FULL' : 'NORMAL'}`);
     this.#writer.exec('PRAGMA foreign_keys = ON');
@@ -285,6 +290,49 @@ export class SqliteDatabase {
     }
     this.#runAfterCommit(committed);
     return result;
+  }
+
+  /**
+   * Bytes per table with its indexes (from dbstat, which reads every page: seconds on a file of
+   * many GB, so call it seldom), the file's pages in all, and its free pages.
+   */
+  storage(): StorageReport {
+    this.#assertOpen();
+    const rows = this.#reader
+      .prepare(
+        `SELECT coalesce(m.tbl_name, s.name) AS name, sum(s.pgsize) AS bytes
+           FROM dbstat AS s LEFT JOIN sqlite_schema AS m ON m.name = s.name
+          GROUP BY 1 ORDER BY 2 DESC`,
+      )
+      .all() as Array<{ name: string; bytes: number }>;
+    const pragma = (name: string) =>
+      Number(Object.values(this.#reader.prepare(`PRAGMA ${name}`).get() ?? {})[0] ?? 0);
+    const pageSize = pragma('page_size');
+    return {
+      tables: rows.map((row) => ({ table: row.name, bytes: Number(row.bytes) })),
+      totalBytes: pragma('page_count') * pageSize,
+      freeBytes: pragma('freelist_count') * pageSize,
+    };
+  }
+
+  /**
+   * Gives up to `maxPages` free pages back to the file system (incremental vacuum), in a write
+   * of its own; returns the bytes given back. Does nothing on a file made without
+   * auto_vacuum = INCREMENTAL (its free pages are reused instead).
+   */
+  async reclaim(maxPages: number): Promise<number> {
+    if (!Number.isInteger(maxPages) || maxPages < 1 || maxPages > 1_000_000) {
+      throw new RangeError(`'maxPages' must be an integer in [1, 1000000]: current value is ${maxPages}`);
+    }
+    return this.write(() => {
+      const pragma = (text: string) => Number(Object.values(this.prepare(text).get() ?? {})[0] ?? 0);
+      if (pragma('PRAGMA auto_vacuum') !== 2) return 0;
+      const before = pragma('PRAGMA freelist_count');
+      if (before === 0) return 0;
+      // The pragma frees one page per step of its statement: step it to the end.
+      this.prepare(`PRAGMA incremental_vacuum(${maxPages})`).all();
+      return (before - pragma('PRAGMA freelist_count')) * pragma('PRAGMA page_size');
+    });
   }
 
   /** True when no write is open or queued, so `writeSync` would run at once. */

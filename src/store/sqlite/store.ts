@@ -8,7 +8,7 @@ import { sqliteDialect, storeTables } from '../sql/dialect.ts';
 import { ListenerRegistry, type NotificationListener, requireListener } from '../sql/listeners.ts';
 import { storeComponent, storeMigrations } from '../sql/schema.ts';
 import { createStoreTransaction } from '../sql/transaction.ts';
-import type { Store, StoreReader, StoreTransaction } from '../types.ts';
+import type { StorageReport, Store, StoreReader, StoreTransaction } from '../types.ts';
 import { type Durability, SqliteDatabase } from './database.ts';
 
 export type SqliteStoreOptions =
@@ -190,6 +190,16 @@ export class SqliteStore implements Store {
         session.finish();
       }
     });
+  }
+
+  async storage(): Promise<StorageReport> {
+    if (this.#closed) throw new ClosedError('The SQLite store is closed');
+    return this.database.storage();
+  }
+
+  async reclaim(maxPages: number): Promise<number> {
+    if (this.#closed) throw new ClosedError('The SQLite store is closed');
+    return this.database.reclaim(maxPages);
   }
 
   async close(): Promise<void> {
