@@ -68,6 +68,7 @@ export function registerRuntimeMetrics(registry: Registry, prefix: string, runti
     ['handled', 'handled', 'Records each subscription handled.'],
     ['deadLettered', 'dead_lettered', 'Records each subscription gave up on and dead-lettered.'],
   ];
+  registerStorageMetrics(registry, prefix, runtime, counter);
   for (const [field, name, help] of subscriptionCounters) {
     counter(`runtime_subscription_${name}_total`, help, ['subscription'], (set) => {
       for (const [subscription, stats] of Object.entries(runtime.stats.subscriptions)) {
@@ -75,6 +76,76 @@ export function registerRuntimeMetrics(registry: Registry, prefix: string, runti
       }
     });
   }
+}
+
+/** What retention removed, and the latest storage sample (per table, per kind, growth). */
+function registerStorageMetrics(
+  registry: Registry,
+  prefix: string,
+  runtime: ExposableRuntime,
+  counter: (name: string, help: string, labelNames: string[], collect: (set: Setter) => void) => unknown,
+): void {
+  counter(
+    'retention_removed_total',
+    'What retention deleted, by kind: sagas (record and journal), journals (the outcome kept), idempotency_keys.',
+    ['kind'],
+    (set) => {
+      const { sagas, journals, idempotencyKeys } = runtime.stats.retention;
+      set(sagas, { kind: 'sagas' });
+      set(journals, { kind: 'journals' });
+      set(idempotencyKeys, { kind: 'idempotency_keys' });
+    },
+  );
+  counter(
+    'retention_reclaimed_bytes_total',
+    'Bytes retention gave back to the file system (SQLite incremental vacuum).',
+    [],
+    (set) => set(runtime.stats.retention.reclaimedBytes),
+  );
+  counter('retention_passes_total', 'Retention passes run (on the leader).', [], (set) =>
+    set(runtime.stats.retention.passes),
+  );
+  const gauge = (name: string, help: string, labelNames: string[], collect: (set: Setter) => void) =>
+    new Gauge({
+      name: `${prefix}${name}`,
+      help,
+      labelNames,
+      registers: [registry],
+      collect() {
+        this.reset();
+        const storage = runtime.stats.retention.storage;
+        if (storage !== undefined) collect((value, labels = {}) => this.set(labels, value));
+      },
+    });
+  gauge(
+    'storage_table_bytes',
+    'Bytes per table with its indexes, at the latest sample (on the leader).',
+    ['table'],
+    (set) => {
+      for (const { table, bytes } of runtime.stats.retention.storage!.tables) set(bytes, { table });
+    },
+  );
+  gauge(
+    'storage_kind_bytes',
+    'Bytes per kind of data (journals, sagas, entities, log, idempotency_keys, timers, other).',
+    ['kind'],
+    (set) => {
+      for (const [kind, bytes] of Object.entries(runtime.stats.retention.storage!.kinds))
+        set(bytes, { kind });
+    },
+  );
+  gauge('storage_total_bytes', 'Bytes the database files hold in all, free space included.', [], (set) =>
+    set(runtime.stats.retention.storage!.totalBytes),
+  );
+  gauge('storage_free_bytes', 'Free space inside the database files, reused before they grow.', [], (set) =>
+    set(runtime.stats.retention.storage!.freeBytes),
+  );
+  gauge(
+    'storage_growth_bytes_per_second',
+    'How fast the total grew between the last two samples.',
+    [],
+    (set) => set(runtime.stats.retention.storage!.growthBytesPerSecond),
+  );
 }
 
 type Setter = (value: number, labels?: Record<string, string>) => void;

@@ -33,6 +33,13 @@ export interface CommandResult<S, R> {
   readonly events?: readonly unknown[];
   /** What the sender receives. A JSON value. */
   readonly reply?: R;
+  /**
+   * True ends the entity: its stored state is deleted in the same transaction as the events
+   * (an order long past delivery, a closed cart). Its events stay on the log under the topic's
+   * own retention; to archive the final state, emit it as the last event. A later command for
+   * the id starts again from the initial state at version 0. Not together with `state`.
+   */
+  readonly delete?: boolean;
 }
 
 /**

@@ -41,6 +41,16 @@ const accountEntity = (eventsTopic: string) =>
       balance(state) {
         return { reply: state.balance };
       },
+      close(state) {
+        return {
+          events: [{ type: 'closed', finalBalance: state.balance }],
+          reply: state.balance,
+          delete: true,
+        };
+      },
+      closeBadly(state) {
+        return { state, delete: true };
+      },
       corrupt(state) {
         return {
           state: { balance: state.balance, bad: 1n } as unknown as Account,
@@ -123,6 +133,28 @@ describeShapes('entities', (shape) => {
     const runtime = await started();
     await expect(runtime.send(Account, 'nobody', 'balance', undefined)).resolves.toBe(0);
     expect(await runtime.state(Account, 'nobody')).toBeNull();
+  });
+
+  it('ends an entity by a command: its state is deleted with the events committed, which stay on the log', async () => {
+    const runtime = await started();
+    await runtime.send(Account, 'gil', 'deposit', { amount: 12 });
+    await expect(runtime.send(Account, 'gil', 'close', undefined)).resolves.toBe(12);
+    expect(await runtime.state(Account, 'gil')).toBeNull();
+    const [deposited, closed] = await events();
+    expect(decodeJson(deposited!.value)).toEqual({ type: 'deposited', amount: 12 });
+    expect(decodeJson(closed!.value)).toEqual({ type: 'closed', finalBalance: 12 });
+    expect(closed!.headers).toMatchObject({
+      'meridian-entity-version': '1',
+      'meridian-entity-deleted': 'true',
+    });
+    // The id starts afresh from the initial state.
+    await expect(runtime.send(Account, 'gil', 'deposit', { amount: 1 })).resolves.toBe(1);
+    expect(await runtime.state(Account, 'gil')).toEqual({ state: { balance: 1 }, version: 1 });
+    // Deleting and writing state at once is refused, and changes nothing.
+    await expect(runtime.send(Account, 'gil', 'closeBadly', undefined)).rejects.toThrow(
+      "'delete' of command 'closeBadly' of entity 'Account' must be a boolean, and true only without 'state'",
+    );
+    expect(await runtime.state(Account, 'gil')).toEqual({ state: { balance: 1 }, version: 1 });
   });
 
   it('refuses an unknown command and an unregistered entity', async () => {

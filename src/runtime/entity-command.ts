@@ -13,6 +13,8 @@ export const headers = {
   entityId: 'meridian-entity-id',
   command: 'meridian-command',
   entityVersion: 'meridian-entity-version',
+  /** 'true' on the events of the command that deleted the entity. */
+  entityDeleted: 'meridian-entity-deleted',
   saga: 'meridian-saga',
   sagaType: 'meridian-saga-type',
 } as const;
@@ -60,7 +62,7 @@ export async function applyCommand(scope: UnitScope, request: CommandRequest): P
   }
   const stored = await scope.tx.entities.get(entity.name, id);
   const version = stored?.version ?? 0;
-  let decided: { state: Json | undefined; events: Json[]; reply: Json };
+  let decided: { state: Json | undefined; events: Json[]; reply: Json; delete: boolean };
   try {
     const state = stored === null ? entity.initialState(id) : stored.state;
     const result = handler(state, request.input, { entity: entity.name, id, version, nowMs: request.nowMs });
@@ -80,7 +82,14 @@ export async function applyCommand(scope: UnitScope, request: CommandRequest): P
         `'events' of command '${command}' of entity '${entity.name}' must be an array`,
       );
     }
+    const deleting = result?.delete ?? false;
+    if (typeof deleting !== 'boolean' || (deleting && result?.state !== undefined)) {
+      throw new ValidationError(
+        `'delete' of command '${command}' of entity '${entity.name}' must be a boolean, and true only without 'state'`,
+      );
+    }
     decided = {
+      delete: deleting,
       state:
         result === undefined || result.state === undefined
           ? undefined
@@ -94,6 +103,11 @@ export async function applyCommand(scope: UnitScope, request: CommandRequest): P
   let newVersion = version;
   if (decided.state !== undefined) {
     newVersion = await scope.tx.entities.put(entity.name, id, decided.state, version);
+  } else if (decided.delete) {
+    // Ended: the row goes at the version read (a racing writer gets a ConflictError); its
+    // events carry the version it ended at.
+    if (stored !== null) await scope.tx.entities.delete(entity.name, id, version);
+    newVersion = 0;
   }
   if (decided.events.length > 0) {
     const records: ProducerRecord[] = decided.events.map((event) => ({
@@ -104,7 +118,8 @@ export async function applyCommand(scope: UnitScope, request: CommandRequest): P
         [headers.entity]: entity.name,
         [headers.entityId]: id,
         [headers.command]: command,
-        [headers.entityVersion]: String(newVersion),
+        [headers.entityVersion]: String(decided.delete ? version : newVersion),
+        ...(decided.delete ? { [headers.entityDeleted]: 'true' } : {}),
       },
       timestamp: request.nowMs,
     }));

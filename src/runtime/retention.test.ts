@@ -2,6 +2,7 @@
 // start or a pending Idempotency-Key still needs. On both shapes: embedded (SQLite) and a
 // one-node cluster (PostgreSQL + Kafka), where it runs as the leader's singleton.
 import { afterEach, describe, expect, it } from 'vitest';
+import { createGateway } from '../http/gateway.ts';
 import { ManualClock, seededRandom } from '../time.ts';
 import { saga } from './definitions.ts';
 import { advance as advanceEmbedded, eventually, openEmbedded } from './harness.ts';
@@ -201,6 +202,20 @@ describe('retention (SQLite space)', () => {
       expect(runtime.stats.retention.sagas).toBe(400);
       // Each round writes ~400 KB; the file ends no larger than after the first round.
       expect(sizes[3]!).toBeLessThanOrEqual(sizes[0]! + 64 * 1024);
+      expect(runtime.stats.retention.reclaimedBytes).toBeGreaterThan(0);
+      // What /metrics shows of it.
+      const gateway = await createGateway({ defaultMetrics: false });
+      try {
+        gateway.exposeRuntime(runtime);
+        const metrics = (await gateway.server.inject({ method: 'GET', url: '/metrics' })).body;
+        expect(metrics).toContain('meridian_retention_removed_total{kind="sagas"} 400');
+        expect(metrics).toMatch(/^meridian_storage_kind_bytes\{kind="journals"\} \d+$/m);
+        expect(metrics).toMatch(/^meridian_storage_table_bytes\{table="store_sagas"\} [1-9]\d*$/m);
+        expect(metrics).toMatch(/^meridian_storage_growth_bytes_per_second -?[\d.e+-]+$/m);
+        expect(metrics).toMatch(/^meridian_retention_reclaimed_bytes_total [1-9]\d*$/m);
+      } finally {
+        await gateway.close();
+      }
       await runtime.stop();
     } finally {
       await fixture.destroy();

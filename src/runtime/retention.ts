@@ -128,8 +128,40 @@ export interface RetentionStats {
 
 export interface StorageSample extends StorageReport {
   readonly atMs: number;
+  /** Bytes per kind of data: journals, sagas, entities, log, idempotency_keys, timers, other. */
+  readonly kinds: Readonly<Record<StorageKind, number>>;
   /** Bytes per second the total grew by since the sample before (negative: shrank); 0 for the first. */
   readonly growthBytesPerSecond: number;
+}
+
+export type StorageKind = 'journals' | 'sagas' | 'entities' | 'log' | 'idempotency_keys' | 'timers' | 'other';
+
+const kindOfTable: Readonly<Record<string, StorageKind>> = {
+  store_saga_journal: 'journals',
+  store_sagas: 'sagas',
+  store_entities: 'entities',
+  store_idempotency_keys: 'idempotency_keys',
+  store_timers: 'timers',
+};
+
+/** Which kind of data a table holds (the log's tables, on SQLite, are the log). */
+export function storageKindOf(table: string): StorageKind {
+  const name = table.slice(table.lastIndexOf('.') + 1).replaceAll('"', '');
+  return kindOfTable[name] ?? (name.startsWith('log_') ? 'log' : 'other');
+}
+
+function byKind(report: StorageReport): Record<StorageKind, number> {
+  const kinds: Record<StorageKind, number> = {
+    journals: 0,
+    sagas: 0,
+    entities: 0,
+    log: 0,
+    idempotency_keys: 0,
+    timers: 0,
+    other: 0,
+  };
+  for (const { table, bytes } of report.tables) kinds[storageKindOf(table)] += bytes;
+  return kinds;
 }
 
 interface Counters {
@@ -231,6 +263,7 @@ export class Retention {
     this.#counters.storage = {
       ...report,
       atMs: nowMs,
+      kinds: byKind(report),
       growthBytesPerSecond:
         previous === undefined || seconds <= 0 ? 0 : (report.totalBytes - previous.totalBytes) / seconds,
     };

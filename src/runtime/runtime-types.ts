@@ -45,8 +45,13 @@ export interface RuntimeOptions {
   deadLetterTopic?: string;
   /** Partitions of topics the runtime creates without other instructions. 1 to 1024. @default 8 */
   defaultPartitions?: number;
-  /** Topics to create at start (e.g. those subscription handlers emit to), with their partitions. */
-  topics?: Readonly<Record<string, { partitions: number }>>;
+  /**
+   * Topics to create at start (e.g. those subscription handlers emit to), and how the runtime
+   * creates any topic named here (entities' events topics, the dead-letter topic included):
+   * `partitions` (1 to 1024; @default the definition's, else `defaultPartitions`) and
+   * `retentionMs` (null: forever; @default the log's, 7 days). Topics that exist are left as they are.
+   */
+  topics?: Readonly<Record<string, { partitions?: number; retentionMs?: number | null }>>;
   /** Compensation retry: unbounded attempts, this backoff. @default 100 ms doubling to 30 s, full jitter */
   compensationRetry?: { initialDelayMs?: number; maxDelayMs?: number };
   /** Operating problems (a parked saga, a failed batch, a fence). They are also kept: see `problems()`. */

@@ -90,7 +90,8 @@ export class Runtime {
   /** The dead-letter topic's retention when the runtime creates it (null: forever). */
   readonly #deadLetterRetentionMs: number | null;
   readonly #defaultPartitions: number;
-  readonly #topics: ReadonlyMap<string, number>;
+  /** Topics named in the options: created at start, with their partitions and retention. */
+  readonly #topics: ReadonlyMap<string, TopicOptions>;
   readonly #onProblem: ((problem: RuntimeProblem) => void) | undefined;
   readonly #scheduler: TimerScheduler;
   readonly #halted = new AbortController();
@@ -147,14 +148,7 @@ export class Runtime {
       options.deadLetterTopic ?? 'meridian.dead-letters',
     );
     this.#defaultPartitions = integerOption('defaultPartitions', options.defaultPartitions, 8, 1, 1024);
-    const topics = new Map<string, number>();
-    for (const [topic, config] of Object.entries(options.topics ?? {})) {
-      topics.set(
-        requireRuntimeName(`A topic name in 'topics'`, topic),
-        integerOption(`topics.${topic}.partitions`, config?.partitions, 0, 1, 1024),
-      );
-    }
-    this.#topics = topics;
+    this.#topics = topicConfigs(options.topics);
     this.#onProblem = options.onProblem;
     this.#scheduler = new TimerScheduler({
       committer: this.#committer,
@@ -278,7 +272,9 @@ export class Runtime {
     this.#state = 'starting';
     await this.#path.open();
     await this.#ensureTopic(this.#deadLetterTopic, this.#defaultPartitions, this.#deadLetterRetentionMs);
-    for (const [topic, partitions] of this.#topics) await this.#ensureTopic(topic, partitions);
+    for (const [topic, config] of this.#topics) {
+      await this.#ensureTopic(topic, config.partitions ?? this.#defaultPartitions);
+    }
     for (const definition of this.#entities.values()) {
       await this.#ensureTopic(definition.eventsTopic, definition.partitions);
     }
@@ -796,8 +792,18 @@ export class Runtime {
     }
   }
 
-  /** Creates `topic` unless it exists (`retentionMs` absent: the log's default retention). */
-  async #ensureTopic(topic: string, partitions: number, retentionMs?: number | null): Promise<void> {
+  /**
+   * Creates `topic` unless it exists. The `topics` option, when it names the topic, decides its
+   * partitions and retention; else `partitions`, and `retentionMs` (absent: the log's default).
+   */
+  async #ensureTopic(
+    topic: string,
+    defaultPartitions: number,
+    defaultRetentionMs?: number | null,
+  ): Promise<void> {
+    const configured = this.#topics.get(topic);
+    const partitions = configured?.partitions ?? defaultPartitions;
+    const retentionMs = configured?.retentionMs === undefined ? defaultRetentionMs : configured.retentionMs;
     if (this.#knownTopics.has(topic)) return;
     try {
       await this.#log.describeTopic(topic);
@@ -866,6 +872,31 @@ function compensationRetryOf(options: RuntimeOptions['compensationRetry']): Retr
     },
     Number.POSITIVE_INFINITY,
   );
+}
+
+type TopicOptions = NonNullable<RuntimeOptions['topics']>[string];
+
+/** The `topics` option, checked: each name, its partitions and retention when given. */
+function topicConfigs(given: RuntimeOptions['topics']): Map<string, TopicOptions> {
+  const topics = new Map<string, TopicOptions>();
+  for (const [topic, config] of Object.entries(given ?? {})) {
+    requireRuntimeName(`A topic name in 'topics'`, topic);
+    const partitions = config?.partitions;
+    const retentionMs = config?.retentionMs;
+    topics.set(topic, {
+      ...(partitions === undefined
+        ? {}
+        : { partitions: integerOption(`topics.${topic}.partitions`, partitions, 1, 1, 1024) }),
+      ...(retentionMs === undefined || retentionMs === null
+        ? retentionMs === null
+          ? { retentionMs: null }
+          : {}
+        : {
+            retentionMs: integerOption(`topics.${topic}.retentionMs`, retentionMs, 1, 1, 3_153_600_000_000),
+          }),
+    });
+  }
+  return topics;
 }
 
 /** Creates a runtime; register definitions, then `start()` it. */

@@ -116,6 +116,9 @@ export interface HousekeepingOptions {
   intervalMs: number;
 }
 
+/** Rows one housekeeping transaction deletes at most. */
+const housekeepingBatch = 500;
+
 /** The runtime's own singleton: deletes old replies and inbox entries, on the leader only. */
 export function housekeeping(options: HousekeepingOptions, now: () => number): SingletonDefinition {
   return {
@@ -123,10 +126,14 @@ export function housekeeping(options: HousekeepingOptions, now: () => number): S
     async run(ctx) {
       while (!ctx.signal.aborted) {
         const nowMs = now();
-        await ctx.transaction(async (tx) => {
-          await tx.replies.prune(nowMs - options.replyRetentionMs);
-          await tx.inbox.prune(nowMs - options.inboxRetentionMs);
-        });
+        // Bounded batches, one transaction each, until a batch is not full: a backlog never
+        // becomes one long transaction holding the writer.
+        for (const prune of [
+          (tx: StoreTransaction) => tx.replies.prune(nowMs - options.replyRetentionMs, housekeepingBatch),
+          (tx: StoreTransaction) => tx.inbox.prune(nowMs - options.inboxRetentionMs, housekeepingBatch),
+        ]) {
+          while (!ctx.signal.aborted && (await ctx.transaction(prune)) === housekeepingBatch) {}
+        }
         await ctx.wait(options.intervalMs);
       }
     },
