@@ -67,6 +67,8 @@ export interface LoadSummary {
 export interface LoadIo {
   /** Called once a second while orders are offered and in flight. */
   progress(progress: LoadProgress): void;
+  /** Called as each order ends, with its latency to terminal (ms from its due time): for figures over time (the soak benchmark). */
+  ended?(latencyMs: number): void;
 }
 
 export class LoadSetupError extends Error {}
@@ -356,6 +358,7 @@ export class LoadGenerator {
   /** Counts an order that ended, learnt of at `atMs`. */
   #ended(tally: Tally, dueMs: number, status: 'confirmed' | 'cancelled', atMs: number): void {
     tally.toTerminal.recordValue(Math.max(1, Math.round((atMs - dueMs) * 1000)));
+    this.#io.ended?.(atMs - dueMs);
     tally.lastTerminalMs = Math.max(tally.lastTerminalMs, atMs);
     if (status === 'confirmed') tally.confirmed += 1;
     else tally.cancelled += 1;

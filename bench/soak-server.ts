@@ -1,0 +1,101 @@
+/**
+ * The commerce server of the soak benchmark (bench/soak.ts starts it as a child process): the
+ * embedded commerce system, as `meridian demo` runs it, with a short retention everywhere —
+ * finished orders' sagas and journals, Idempotency-Keys and the topics' records — so that a run
+ * of minutes reaches the steady state a shop with a day's retention reaches in a day.
+ *
+ * Prints `listening <url>`, then every `--sample-s` seconds one JSON line of its own figures:
+ * resident memory and V8 heap, the database files' size on disk, what retention removed.
+ *
+ * Options: --data-dir DIR (required), --retention-s S (default 60), --sample-s S (default 10).
+ */
+import { statSync } from 'node:fs';
+import { join } from 'node:path';
+import { Inventory } from '../apps/commerce/inventory.ts';
+import { Notifications } from '../apps/commerce/notifications.ts';
+import { Order } from '../apps/commerce/order.ts';
+import { startCommerceServer } from '../apps/commerce/server.ts';
+
+function option(name: string, fallback?: string): string {
+  const index = process.argv.indexOf(`--${name}`);
+  const value = index === -1 ? fallback : process.argv[index + 1];
+  if (value === undefined) throw new RangeError(`--${name} is required`);
+  return value;
+}
+
+function seconds(name: string, fallback: number): number {
+  const value = Number(option(name, String(fallback)));
+  if (!Number.isInteger(value) || value < 1 || value > 86_400) {
+    throw new RangeError(`--${name} must be an integer in [1, 86400]: current value is ${value}`);
+  }
+  return value;
+}
+
+const dataDir = option('data-dir');
+const retentionMs = seconds('retention-s', 60) * 1000;
+const sampleMs = seconds('sample-s', 10) * 1000;
+
+const topics = Object.fromEntries(
+  [Inventory.eventsTopic, Order.eventsTopic, Notifications.eventsTopic, 'meridian.dead-letters'].map(
+    (topic) => [topic, { retentionMs }],
+  ),
+);
+const server = await startCommerceServer({
+  dataDir,
+  port: 0,
+  logRetentionCheckIntervalMs: Math.min(retentionMs, 10_000),
+  app: {
+    maxOrdersInProgress: 1000,
+    runtime: {
+      topics,
+      retention: {
+        sagaMs: retentionMs,
+        // The shortest outcome period there is: a retried start is answered for a minute.
+        outcomeMs: Math.max(60_000, retentionMs),
+        intervalMs: 1000,
+        storageSampleIntervalMs: sampleMs,
+      },
+    },
+    // A key lives at least as long as its lease (30 s).
+    http: { idempotencyKeyTtlMs: Math.max(retentionMs, 30_000), idempotencySweepIntervalMs: 5000 },
+  },
+});
+console.log(`listening ${server.url}`);
+
+function fileBytes(path: string): number {
+  try {
+    return statSync(path).size;
+  } catch {
+    return 0;
+  }
+}
+
+const database = join(dataDir, 'meridian.db');
+const sampler = setInterval(() => {
+  const memory = process.memoryUsage();
+  const retention = server.app.runtime.stats.retention;
+  console.log(
+    JSON.stringify({
+      atMs: Date.now(),
+      rssBytes: memory.rss,
+      heapUsedBytes: memory.heapUsed,
+      databaseBytes: fileBytes(database),
+      walBytes: fileBytes(`${database}-wal`),
+      freeBytes: retention.storage?.freeBytes ?? 0,
+      kinds: retention.storage?.kinds ?? {},
+      removedSagas: retention.sagas,
+      removedKeys: retention.idempotencyKeys,
+    }),
+  );
+}, sampleMs);
+
+process.once('SIGTERM', () => {
+  clearInterval(sampler);
+  server.close().then(
+    () => process.exit(0),
+    (error: unknown) => {
+      console.error(error);
+      process.exit(1);
+    },
+  );
+});

@@ -1,0 +1,275 @@
+/**
+ * Soak: `npm run bench:soak -- --rate R --duration S`. The commerce system (bench/soak-server.ts,
+ * a child process: the embedded shape with a short retention everywhere) under `meridian load`'s
+ * generator (in this process) at a fixed rate for S seconds after a warm-up, sampling every
+ * `--sample-s` seconds the server's resident memory and V8 heap, the database files' size on
+ * disk, and the latency to terminal of the orders that ended in the window. Prints one line: the
+ * slope of each (least squares, per hour) over the steady part of the run, and the issue's three
+ * checks — memory within ±10 % of its value after warm-up, the database flat once retention
+ * reached its steady state, p99 at the end within 1.5× of the start.
+ *
+ * Options: --rate N (default 500), --duration S (default 600, at most 3600), --warmup S (default
+ * 30), --retention-s S (default 60: sagas, journals, keys and topics), --sample-s S (default 10),
+ * --skus N (default 100), --samples FILE (CSV of every sample), --plot FILE (SVG of the samples).
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { build } from 'hdr-histogram-js';
+import { LoadGenerator } from '../src/cli/load-generator.ts';
+import { parseLoadOptions } from '../src/cli/load-options.ts';
+
+const root = resolve(import.meta.dirname, '..');
+
+function option(name: string, fallback: string): string {
+  const index = process.argv.indexOf(`--${name}`);
+  return index === -1 ? fallback : (process.argv[index + 1] ?? fallback);
+}
+
+function integer(name: string, fallback: number, min: number, max: number): number {
+  const value = Number(option(name, String(fallback)));
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new RangeError(`--${name} must be an integer in [${min}, ${max}]: current value is ${value}`);
+  }
+  return value;
+}
+
+const rate = integer('rate', 500, 1, 100_000);
+const duration = integer('duration', 600, 10, 3600);
+const warmup = integer('warmup', 30, 0, 600);
+const retentionSeconds = integer('retention-s', 60, 1, 86_400);
+const sampleSeconds = integer('sample-s', 10, 1, 600);
+const skus = integer('skus', 100, 1, 100_000);
+const samplesFile = option('samples', '');
+const plotFile = option('plot', '');
+
+interface ServerSample {
+  atMs: number;
+  rssBytes: number;
+  heapUsedBytes: number;
+  databaseBytes: number;
+  walBytes: number;
+}
+
+interface Sample extends ServerSample {
+  /** Seconds since the measured run began (negative during the warm-up). */
+  t: number;
+  p50Ms: number;
+  p99Ms: number;
+  ended: number;
+}
+
+async function startServer(dataDir: string, onSample: (sample: ServerSample) => void) {
+  const child = spawn(
+    process.execPath,
+    [
+      join(root, 'bench/soak-server.ts'),
+      '--data-dir',
+      dataDir,
+      '--retention-s',
+      String(retentionSeconds),
+      '--sample-s',
+      String(sampleSeconds),
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  let buffered = '';
+  const url = await new Promise<string>((done, fail) => {
+    child.stdout!.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString();
+      let newline = buffered.indexOf('\n');
+      while (newline !== -1) {
+        const line = buffered.slice(0, newline);
+        buffered = buffered.slice(newline + 1);
+        if (line.startsWith('listening ')) done(line.slice('listening '.length));
+        else if (line.startsWith('{')) onSample(JSON.parse(line) as ServerSample);
+        newline = buffered.indexOf('\n');
+      }
+    });
+    child.once('exit', (code) => fail(new Error(`the soak server exited (${code}) before listening`)));
+  });
+  return { child, url };
+}
+
+/** Least-squares slope of `ys` over `xs` (units of y per unit of x). */
+function slope(xs: readonly number[], ys: readonly number[]): number {
+  const n = xs.length;
+  if (n < 2) return 0;
+  const mx = xs.reduce((a, b) => a + b, 0) / n;
+  const my = ys.reduce((a, b) => a + b, 0) / n;
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < n; i++) {
+    num += (xs[i]! - mx) * (ys[i]! - my);
+    den += (xs[i]! - mx) ** 2;
+  }
+  return den === 0 ? 0 : num / den;
+}
+
+const mb = (bytes: number) => bytes / 1_048_576;
+
+/** Pairs each latency window with the server sample nearest in time. */
+function merge(
+  server: readonly ServerSample[],
+  windows: readonly Omit<Sample, keyof ServerSample>[],
+  startMs: number,
+) {
+  return windows.flatMap((window) => {
+    const atMs = startMs + window.t * 1000;
+    let nearest: ServerSample | undefined;
+    for (const sample of server) {
+      if (nearest === undefined || Math.abs(sample.atMs - atMs) < Math.abs(nearest.atMs - atMs))
+        nearest = sample;
+    }
+    return nearest === undefined ? [] : [{ ...nearest, ...window }];
+  });
+}
+
+function summarise(samples: readonly Sample[]): string {
+  // Retention reaches its steady state once the first orders are past the outcome period (at
+  // least a minute) and a pass or two later: the database's slope is measured from then on.
+  const steadyFromS = Math.max(retentionSeconds, 60) * 2;
+  const measured = samples.filter((sample) => sample.t >= 0);
+  const steady = measured.filter((sample) => sample.t >= steadyFromS);
+  const hours = (list: readonly Sample[]) => list.map((sample) => sample.t / 3600);
+  const rssSlope = slope(
+    hours(measured),
+    measured.map((s) => mb(s.rssBytes)),
+  );
+  const heapSlope = slope(
+    hours(measured),
+    measured.map((s) => mb(s.heapUsedBytes)),
+  );
+  const dbSlope = slope(
+    hours(steady),
+    steady.map((s) => mb(s.databaseBytes + s.walBytes)),
+  );
+  const p99Slope = slope(
+    hours(measured),
+    measured.map((s) => s.p99Ms),
+  );
+  const rssStart = measured[0]?.rssBytes ?? 0;
+  const rssDeviation = Math.max(...measured.map((s) => Math.abs(s.rssBytes - rssStart) / rssStart)) * 100;
+  // The first and last ten minutes; on a shorter run its first and last thirds.
+  const spanS = Math.min(600, duration / 3);
+  const p99Of = (list: readonly Sample[]) => Math.max(...list.map((s) => s.p99Ms), 0);
+  const firstP99 = p99Of(measured.filter((s) => s.t < spanS));
+  const lastP99 = p99Of(measured.filter((s) => s.t > duration - spanS));
+  const last = measured[measured.length - 1];
+  const dbRange =
+    steady.length === 0
+      ? 'n/a'
+      : `${mb(Math.min(...steady.map((s) => s.databaseBytes + s.walBytes))).toFixed(0)}–${mb(Math.max(...steady.map((s) => s.databaseBytes + s.walBytes))).toFixed(0)} MB`;
+  return [
+    `soak (embedded SQLite, retention ${retentionSeconds} s): ${rate} orders/s for ${duration} s after ${warmup} s warm-up, ${measured.length} samples every ${sampleSeconds} s`,
+    `RSS slope ${rssSlope.toFixed(1)} MB/h (${mb(rssStart).toFixed(0)} MB after warm-up, ${mb(last?.rssBytes ?? 0).toFixed(0)} MB at the end, max deviation ${rssDeviation.toFixed(1)} %)`,
+    `heap slope ${heapSlope.toFixed(1)} MB/h`,
+    `DB slope ${dbSlope.toFixed(1)} MB/h from ${steadyFromS} s (file + WAL ${dbRange})`,
+    `p99 to terminal slope ${p99Slope.toFixed(0)} ms/h (first ${spanS.toFixed(0)} s ${firstP99.toFixed(0)} ms, last ${lastP99.toFixed(0)} ms, ratio ${(lastP99 / Math.max(firstP99, 1)).toFixed(2)})`,
+    `checks: RSS ±10 % ${rssDeviation <= 10 ? 'met' : 'not met'}, DB flat ${Math.abs(dbSlope) * (duration / 3600) < 0.05 * mb(steady[0]?.databaseBytes ?? 1) + 8 ? 'met' : 'not met'}, p99 ≤ 1.5× ${lastP99 <= 1.5 * firstP99 ? 'met' : 'not met'}`,
+    `load average ${loadavg()[0]!.toFixed(1)} at the end`,
+  ].join('; ');
+}
+
+function writeSamples(samples: readonly Sample[]): void {
+  if (samplesFile !== '') {
+    const header = 't_s,rss_mb,heap_mb,db_mb,wal_mb,p50_ms,p99_ms,ended';
+    const rows = samples.map((s) =>
+      [
+        s.t,
+        mb(s.rssBytes),
+        mb(s.heapUsedBytes),
+        mb(s.databaseBytes),
+        mb(s.walBytes),
+        s.p50Ms,
+        s.p99Ms,
+        s.ended,
+      ]
+        .map((value) => (Number.isInteger(value) ? String(value) : value.toFixed(2)))
+        .join(','),
+    );
+    writeFileSync(samplesFile, `${header}\n${rows.join('\n')}\n`);
+  }
+  if (plotFile !== '') writeFileSync(plotFile, plot(samples));
+}
+
+/** An SVG of the four series over time, each scaled to its own panel with its range written. */
+function plot(samples: readonly Sample[]): string {
+  const series: Array<[string, (s: Sample) => number, string]> = [
+    ['RSS (MB)', (s) => mb(s.rssBytes), '#1f77b4'],
+    ['heap used (MB)', (s) => mb(s.heapUsedBytes), '#2ca02c'],
+    ['database file + WAL (MB)', (s) => mb(s.databaseBytes + s.walBytes), '#d62728'],
+    ['p99 to terminal (ms)', (s) => s.p99Ms, '#9467bd'],
+  ];
+  const width = 720;
+  const panel = 110;
+  const t0 = samples[0]?.t ?? 0;
+  const t1 = samples[samples.length - 1]?.t ?? 1;
+  const parts = series.map(([label, value, color], index) => {
+    const ys = samples.map(value);
+    const lo = 0;
+    const hi = Math.max(...ys, 1) * 1.1;
+    const top = index * (panel + 20) + 20;
+    const points = samples
+      .map(
+        (s, i) =>
+          `${(60 + ((s.t - t0) / Math.max(t1 - t0, 1)) * (width - 80)).toFixed(1)},${(top + panel - ((ys[i]! - lo) / (hi - lo)) * panel).toFixed(1)}`,
+      )
+      .join(' ');
+    return `<text x="60" y="${top - 4}" font-size="12">${label}: ${Math.min(...ys).toFixed(0)}–${Math.max(...ys).toFixed(0)} (axis 0–${hi.toFixed(0)})</text><rect x="60" y="${top}" width="${width - 80}" height="${panel}" fill="none" stroke="#ccc"/><polyline fill="none" stroke="${color}" stroke-width="1.5" points="${points}"/>`;
+  });
+  const height = series.length * (panel + 20) + 30;
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif"><rect width="100%" height="100%" fill="white"/>${parts.join('')}<text x="60" y="${height - 6}" font-size="12">seconds ${t0.toFixed(0)} to ${t1.toFixed(0)} (0 = end of warm-up)</text></svg>\n`;
+}
+
+async function main(): Promise<void> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'meridian-bench-soak-'));
+  const serverSamples: ServerSample[] = [];
+  let child: ChildProcess | undefined;
+  try {
+    const server = await startServer(dataDir, (sample) => serverSamples.push(sample));
+    child = server.child;
+    let window = build({ lowestDiscernibleValue: 1, numberOfSignificantValueDigits: 3, autoResize: true });
+    const windows: Omit<Sample, keyof ServerSample>[] = [];
+    const options = parseLoadOptions([
+      ...['--url', server.url, '--rate', String(rate), '--duration', String(duration)],
+      ...['--warmup', String(warmup), '--skus', String(skus), '--stock', '1000000000'],
+    ]);
+    if (options === 'help') throw new Error('unreachable');
+    const generator = new LoadGenerator(options, {
+      progress: () => {},
+      ended: (latencyMs) => window.recordValue(Math.max(1, Math.round(latencyMs * 1000))),
+    });
+    await generator.setup();
+    const startedMs = Date.now() + warmup * 1000;
+    const ticker = setInterval(() => {
+      windows.push({
+        t: Math.round((Date.now() - startedMs) / 1000),
+        p50Ms: window.getValueAtPercentile(50) / 1000,
+        p99Ms: window.getValueAtPercentile(99) / 1000,
+        ended: window.totalCount,
+      });
+      window = build({ lowestDiscernibleValue: 1, numberOfSignificantValueDigits: 3, autoResize: true });
+    }, sampleSeconds * 1000);
+    try {
+      const summary = await generator.run();
+      const samples = merge(serverSamples, windows, startedMs);
+      writeSamples(samples);
+      console.log(
+        `${summarise(samples)}; orders accepted ${summary.accepted}, confirmed ${summary.confirmed}, cancelled ${summary.cancelled}, unfinished ${summary.unfinished}`,
+      );
+    } finally {
+      clearInterval(ticker);
+      generator.close();
+    }
+  } finally {
+    if (child !== undefined && child.exitCode === null) {
+      child.kill('SIGTERM');
+      await new Promise((done) => child!.once('exit', done));
+    }
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+await main();
