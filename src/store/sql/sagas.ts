@@ -12,20 +12,21 @@ import {
   toJsonText,
   toPartitionsText,
 } from '../limits.ts';
-import type {
-  EndedSagasRequest,
-  JournalEntry,
-  JournalEntryKind,
-  Json,
-  PartitionFilter,
-  SagaRecord,
-  SagaStatus,
-  SagaStore,
+import {
+  type EndedSagasRequest,
+  endedSagaStatuses,
+  type JournalEntry,
+  type JournalEntryKind,
+  type Json,
+  type PartitionFilter,
+  type SagaRecord,
+  type SagaStatus,
+  type SagaStore,
 } from '../types.ts';
 import type { SqlSession, SqlValue } from './connection.ts';
 import { sqlPerStore } from './dialect.ts';
 import { parseJson, parseOptionalJson, toInteger, toOptionalString, toStringColumn } from './rows.ts';
-import { endedStatusesSql, journalGapMessage } from './schema.ts';
+import { endedStatusesSql, journalGapMessage, unendedStatusesSql } from './schema.ts';
 
 const sagaStatuses: readonly SagaStatus[] = ['running', 'compensating', 'completed', 'compensated', 'failed'];
 const journalKinds: readonly JournalEntryKind[] = ['step', 'compensation', 'sleep', 'event'];
@@ -205,8 +206,12 @@ export class SqlSagaStore implements SagaStore {
       where += ` AND partition IN (${this.#session.dialect.jsonIntegers(`$${params.length}`)})`;
     }
     if (options.status !== undefined) {
-      params.push(requireOneOf('status', options.status, sagaStatuses));
+      const status = requireOneOf('status', options.status, sagaStatuses);
+      params.push(status);
       where += ` AND status = $${params.length}`;
+      // The literal condition lets both planners use the partial status indexes (migration 7),
+      // which they cannot prove from a parameter.
+      if (!endedSagaStatuses.has(status)) where += ` AND ${unendedStatusesSql}`;
     }
     if (options.type !== undefined) {
       params.push(requireName('type', options.type));
