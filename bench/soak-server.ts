@@ -50,8 +50,9 @@ const server = await startCommerceServer({
       topics,
       retention: {
         sagaMs: retentionMs,
-        // The shortest outcome period there is: a retried start is answered for a minute.
-        outcomeMs: Math.max(60_000, retentionMs),
+        outcomeMs: retentionMs,
+        // Orders and their notifications end once idle for the period; stock stays.
+        entityMsByType: { [Order.name]: retentionMs, [Notifications.name]: retentionMs },
         intervalMs: 1000,
         storageSampleIntervalMs: sampleMs,
       },
@@ -85,6 +86,7 @@ const sampler = setInterval(() => {
       kinds: retention.storage?.kinds ?? {},
       removedSagas: retention.sagas,
       removedKeys: retention.idempotencyKeys,
+      removedEntities: retention.entities,
     }),
   );
 }, sampleMs);

@@ -50,7 +50,12 @@ interface ServerSample {
   heapUsedBytes: number;
   databaseBytes: number;
   walBytes: number;
+  freeBytes: number;
+  /** Bytes per kind of data at the server's last storage sample. */
+  kinds: Record<string, number>;
 }
+
+const kindColumns = ['journals', 'sagas', 'entities', 'log', 'idempotency_keys'] as const;
 
 interface Sample extends ServerSample {
   /** Seconds since the measured run began (negative during the warm-up). */
@@ -127,9 +132,10 @@ function merge(
 }
 
 function summarise(samples: readonly Sample[]): string {
-  // Retention reaches its steady state once the first orders are past the outcome period (at
-  // least a minute) and a pass or two later: the database's slope is measured from then on.
-  const steadyFromS = Math.max(retentionSeconds, 60) * 2;
+  // Retention reaches its steady state once the first orders are past their period and the
+  // log's next retention check (every 10 s at most) has run: the database's slope is measured
+  // from twice that on.
+  const steadyFromS = 2 * (retentionSeconds + 10);
   const measured = samples.filter((sample) => sample.t >= 0);
   const steady = measured.filter((sample) => sample.t >= steadyFromS);
   const hours = (list: readonly Sample[]) => list.map((sample) => sample.t / 3600);
@@ -174,17 +180,12 @@ function summarise(samples: readonly Sample[]): string {
 
 function writeSamples(samples: readonly Sample[]): void {
   if (samplesFile !== '') {
-    const header = 't_s,rss_mb,heap_mb,db_mb,wal_mb,p50_ms,p99_ms,ended';
+    const header = `t_s,rss_mb,heap_mb,db_mb,wal_mb,free_mb,${kindColumns.map((kind) => `${kind}_mb`).join(',')},p50_ms,p99_ms,ended`;
     const rows = samples.map((s) =>
       [
-        s.t,
-        mb(s.rssBytes),
-        mb(s.heapUsedBytes),
-        mb(s.databaseBytes),
-        mb(s.walBytes),
-        s.p50Ms,
-        s.p99Ms,
-        s.ended,
+        ...[s.t, mb(s.rssBytes), mb(s.heapUsedBytes), mb(s.databaseBytes), mb(s.walBytes), mb(s.freeBytes)],
+        ...kindColumns.map((kind) => mb(s.kinds[kind] ?? 0)),
+        ...[s.p50Ms, s.p99Ms, s.ended],
       ]
         .map((value) => (Number.isInteger(value) ? String(value) : value.toFixed(2)))
         .join(','),

@@ -52,6 +52,9 @@ export function fencedTransaction(
       mark(id);
       return tx.entities.delete(type, id, expectedVersion);
     },
+    // Retention (the leader's singleton) deletes entities idle past their type's period, in
+    // every partition: a command racing it finds the entity gone and fails with ConflictError.
+    deleteIdle: (request) => tx.entities.deleteIdle(request),
   };
   const sagas: SagaStore = {
     get: (id) => tx.sagas.get(id),

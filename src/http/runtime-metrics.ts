@@ -87,11 +87,12 @@ function registerStorageMetrics(
 ): void {
   counter(
     'retention_removed_total',
-    'What retention deleted, by kind: sagas (record and journal), journals (the outcome kept), idempotency_keys.',
+    'What retention deleted, by kind: sagas (record and journal), journals (the outcome kept), idempotency_keys, entities (idle past their period).',
     ['kind'],
     (set) => {
-      const { sagas, journals, idempotencyKeys } = runtime.stats.retention;
+      const { sagas, journals, idempotencyKeys, entities } = runtime.stats.retention;
       set(sagas, { kind: 'sagas' });
+      set(entities, { kind: 'entities' });
       set(journals, { kind: 'journals' });
       set(idempotencyKeys, { kind: 'idempotency_keys' });
     },

@@ -75,7 +75,9 @@ export function openEmbedded(options: EmbeddedFixtureOptions = {}): EmbeddedFixt
     close,
     async destroy() {
       await close();
-      rmSync(directory, { recursive: true, force: true });
+      // The checkpointer thread may still be letting go of the file (its close is not awaited):
+      // ENOTEMPTY is retried.
+      rmSync(directory, { recursive: true, force: true, maxRetries: 5, retryDelay: 20 });
     },
   };
 }

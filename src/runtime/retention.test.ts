@@ -4,7 +4,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { createGateway } from '../http/gateway.ts';
 import { ManualClock, seededRandom } from '../time.ts';
-import { saga } from './definitions.ts';
+import { entity, saga } from './definitions.ts';
 import { advance as advanceEmbedded, eventually, openEmbedded } from './harness.ts';
 import type { RetentionOptions } from './retention.ts';
 import type { Runtime } from './runtime.ts';
@@ -36,12 +36,15 @@ describeShapes('retention', (shape) => {
     return input.n;
   });
 
-  async function started(retention: RetentionOptions, ...extra: Parameters<Runtime['register']>) {
+  async function started(
+    retention: RetentionOptions,
+    extra: (fixture: ShapeFixture) => Parameters<Runtime['register']> = () => [],
+  ) {
     runs = {};
     clock = new ManualClock(1_000_000);
     fixture = await openShape(shape, { clock, timers: clock, random: seededRandom(3) });
     runtime = fixture.runtime({ retention: { intervalMs: 1000, ...retention } });
-    return fixture.start(runtime.register(Order, Quick, Kept, Waiting, ...extra));
+    return fixture.start(runtime.register(Order, Quick, Kept, Waiting, ...extra(fixture)));
   }
 
   /**
@@ -122,7 +125,7 @@ describeShapes('retention', (shape) => {
       });
       return value;
     });
-    await started({ sagaMs: 0, outcomeMs: 2 * minuteMs }, Gated);
+    await started({ sagaMs: 0, outcomeMs: 2 * minuteMs }, () => [Gated]);
     const first = await runtime.startSaga(Gated, 'gated-1', { n: 41 });
     // The retry arrives while the saga runs, and waits for its result.
     const retried = runtime.startSaga(Gated, 'gated-1', { n: 41 }).then((handle) => handle.result());
@@ -158,6 +161,40 @@ describeShapes('retention', (shape) => {
       }),
     );
     expect(again.outcome).toBe('in_flight');
+  });
+
+  it('deletes entities of the types it names once idle for their period, and keeps the rest', async () => {
+    const Cart = (topic: string) =>
+      entity('Cart', {
+        eventsTopic: topic,
+        initial: { items: 0 },
+        commands: {
+          add: (state: { items: number }) => ({ state: { items: state.items + 1 }, reply: state.items + 1 }),
+        },
+      });
+    const Stock = (topic: string) =>
+      entity('Stock', {
+        eventsTopic: topic,
+        initial: { units: 0 },
+        commands: { add: (state: { units: number }) => ({ state: { units: state.units + 1 } }) },
+      });
+    const definitions = { cart: Cart('Cart.events'), stock: Stock('Stock.events') };
+    await started({ entityMsByType: { Cart: 10 * minuteMs } }, (opened) => {
+      definitions.cart = Cart(opened.topic('Cart.events'));
+      definitions.stock = Stock(opened.topic('Stock.events'));
+      return [definitions.cart, definitions.stock];
+    });
+    const { cart: CartEntity, stock: StockEntity } = definitions;
+    for (let index = 0; index < 30; index++)
+      await runtime.send(CartEntity, `cart-${index}`, 'add', undefined);
+    await runtime.send(StockEntity, 'apple', 'add', undefined);
+    await advance(5 * minuteMs, 30_000);
+    await runtime.send(CartEntity, 'cart-7', 'add', undefined);
+    await advance(6 * minuteMs, 30_000);
+    expect(runtime.stats.retention.entities).toBe(29);
+    expect(await runtime.state(CartEntity, 'cart-3')).toBeNull();
+    expect(await runtime.state(CartEntity, 'cart-7')).toEqual({ state: { items: 2 }, version: 2 });
+    expect(await runtime.state(StockEntity, 'apple')).toMatchObject({ version: 1 });
   });
 
   it('creates the dead-letter topic with its own retention, and samples storage per table', async () => {

@@ -18,9 +18,19 @@ export interface RetentionOptions {
   /** Per saga type, instead of `sagaMs` (e.g. `{ OrderSaga: 0, Audit: 'forever' }`). */
   sagaMsByType?: Readonly<Record<string, RetentionPeriod>>;
   /**
+   * Entity types whose entities are deleted once not written for this long (ms), like an order
+   * long past delivery. Types not named here are kept until a command deletes them. Retention
+   * scans each named type in id order, `entityScanRowsPerPass` a pass, so an idle entity goes
+   * within one scan of the type after its period.
+   */
+  entityMsByType?: Readonly<Record<string, number>>;
+  /** Entities of each type in `entityMsByType` looked at per pass. 1000 to 10000000. @default 20000 */
+  entityScanRowsPerPass?: number;
+  /**
    * How long at least a finished saga's record (its outcome) is kept, whatever its period: a
    * retried start with its id within this time is answered with that outcome instead of
-   * starting the saga again. 60000 to 3153600000000. @default 86400000 (1 day)
+   * starting the saga again: keep it above how long clients retry. 1000 to 3153600000000.
+   * @default 86400000 (1 day)
    */
   outcomeMs?: number;
   /**
@@ -45,6 +55,8 @@ export interface RetentionOptions {
 export interface NormalizedRetention {
   readonly sagaMs: RetentionPeriod;
   readonly sagaMsByType: ReadonlyMap<string, RetentionPeriod>;
+  readonly entityMsByType: ReadonlyMap<string, number>;
+  readonly entityScanRowsPerPass: number;
   readonly outcomeMs: number;
   readonly deadLetterMs: RetentionPeriod;
   readonly intervalMs: number;
@@ -64,6 +76,18 @@ function period(option: string, value: unknown, fallback: RetentionPeriod): Rete
   return integerOption(option, value, fallback === 'forever' ? 0 : fallback, 0, maxPeriodMs);
 }
 
+function entityPeriods(given: unknown): Map<string, number> {
+  const periods = new Map<string, number>();
+  if (given === undefined) return periods;
+  if (typeof given !== 'object' || given === null)
+    invalidOption('retention.entityMsByType', 'an object', given);
+  for (const [type, value] of Object.entries(given)) {
+    requireRuntimeName(`An entity type in 'retention.entityMsByType'`, type);
+    periods.set(type, integerOption(`retention.entityMsByType.${type}`, value, 0, 1000, maxPeriodMs));
+  }
+  return periods;
+}
+
 export function normalizeRetention(options: RetentionOptions | undefined): NormalizedRetention {
   if (options !== undefined && (typeof options !== 'object' || options === null)) {
     throw new ValidationError(`'retention' must be an object such as { sagaMs: 86400000 }`);
@@ -81,7 +105,15 @@ export function normalizeRetention(options: RetentionOptions | undefined): Norma
   return {
     sagaMs: period('retention.sagaMs', options?.sagaMs, dayMs),
     sagaMsByType: byType,
-    outcomeMs: integerOption('retention.outcomeMs', options?.outcomeMs, dayMs, 60_000, maxPeriodMs),
+    entityMsByType: entityPeriods(options?.entityMsByType),
+    entityScanRowsPerPass: integerOption(
+      'retention.entityScanRowsPerPass',
+      options?.entityScanRowsPerPass,
+      20_000,
+      1000,
+      10_000_000,
+    ),
+    outcomeMs: integerOption('retention.outcomeMs', options?.outcomeMs, dayMs, 1000, maxPeriodMs),
     deadLetterMs: period('retention.deadLetterMs', options?.deadLetterMs, 14 * dayMs),
     intervalMs: integerOption('retention.intervalMs', options?.intervalMs, 10_000, 1000, 3_600_000),
     batchSize: integerOption('retention.batchSize', options?.batchSize, 100, 1, 1000),
@@ -118,6 +150,8 @@ export interface RetentionStats {
   readonly journals: number;
   /** Expired Idempotency-Key records deleted. */
   readonly idempotencyKeys: number;
+  /** Entities deleted after being idle for their type's period. */
+  readonly entities: number;
   /** Bytes given back to the file system (SQLite's incremental vacuum). */
   readonly reclaimedBytes: number;
   /** Passes run. */
@@ -168,6 +202,7 @@ interface Counters {
   sagas: number;
   journals: number;
   idempotencyKeys: number;
+  entities: number;
   reclaimedBytes: number;
   passes: number;
   storage?: StorageSample;
@@ -191,7 +226,16 @@ export interface RetentionHost {
 export class Retention {
   readonly #options: NormalizedRetention;
   readonly #host: RetentionHost;
-  readonly #counters: Counters = { sagas: 0, journals: 0, idempotencyKeys: 0, reclaimedBytes: 0, passes: 0 };
+  readonly #counters: Counters = {
+    sagas: 0,
+    journals: 0,
+    idempotencyKeys: 0,
+    entities: 0,
+    reclaimedBytes: 0,
+    passes: 0,
+  };
+  /** Where each entity type's scan goes on from ('' from the start); lost with leadership, harmlessly. */
+  readonly #entityScans = new Map<string, string>();
   #lastSampleMs = Number.NEGATIVE_INFINITY;
 
   constructor(options: NormalizedRetention, host: RetentionHost) {
@@ -246,11 +290,42 @@ export class Retention {
     this.#counters.idempotencyKeys += await this.#batches(ctx, budget, (tx) =>
       tx.idempotency.expire(nowMs, this.#options.batchSize),
     );
+    for (const [type, idleMs] of this.#options.entityMsByType) {
+      if (nowMs - idleMs > 0) this.#counters.entities += await this.#scanEntities(ctx, type, nowMs - idleMs);
+    }
     if (this.#options.reclaimPagesPerPass > 0 && !ctx.signal.aborted) {
       this.#counters.reclaimedBytes += await this.#host.store.reclaim(this.#options.reclaimPagesPerPass);
     }
     this.#counters.passes++;
     await this.sample(nowMs);
+  }
+
+  /**
+   * Goes on with the scan of `type`'s entities, deleting those idle since before `idleBefore`,
+   * up to `entityScanRowsPerPass` looked at (a thousand per transaction); a scan that reaches
+   * the last id starts again from the first on the next pass.
+   */
+  async #scanEntities(
+    ctx: Pick<SingletonContext, 'signal' | 'transaction'>,
+    type: string,
+    idleBefore: number,
+  ): Promise<number> {
+    const scanRows = 1000;
+    let deleted = 0;
+    for (
+      let looked = 0;
+      looked < this.#options.entityScanRowsPerPass && !ctx.signal.aborted;
+      looked += scanRows
+    ) {
+      const afterId = this.#entityScans.get(type) ?? '';
+      const step = await ctx.transaction((tx) =>
+        tx.entities.deleteIdle({ type, afterId, idleBefore, limit: scanRows }),
+      );
+      deleted += step.deleted;
+      this.#entityScans.set(type, step.lastId ?? '');
+      if (step.lastId === null) break;
+    }
+    return deleted;
   }
 
   /** Takes a storage sample when the last one is older than `storageSampleIntervalMs`. */

@@ -182,6 +182,25 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         );
       });
 
+      it('retention deletes the idle entities of one type in a scan of bounded steps, and no others', async () => {
+        await tx(async (t) => {
+          for (const id of ['a', 'b', 'c', 'd', 'e']) await t.entities.put('cart', id, { id }, 0);
+          await t.entities.put('other', 'a', { id: 'a' }, 0);
+        });
+        const written = (await tx((t) => t.entities.get('cart', 'a')))!.updatedAt;
+        // Written again later: not idle.
+        const later = written + 1000;
+        const step = (afterId: string, idleBefore: number) =>
+          tx((t) => t.entities.deleteIdle({ type: 'cart', afterId, idleBefore, limit: 2 }));
+        expect(await step('', written)).toEqual({ deleted: 0, lastId: 'b' });
+        expect(await step('', later)).toEqual({ deleted: 2, lastId: 'b' });
+        expect(await step('b', later)).toEqual({ deleted: 2, lastId: 'd' });
+        expect(await step('d', later)).toEqual({ deleted: 1, lastId: 'e' });
+        expect(await step('e', later)).toEqual({ deleted: 0, lastId: null });
+        expect(await tx((t) => t.entities.list('cart'))).toEqual([]);
+        expect(await tx((t) => t.entities.get('other', 'a'))).not.toBeNull();
+      });
+
       it('matches a model map under random sequences of puts and deletes with right and wrong versions', async () => {
         type Command =
           | { kind: 'put'; key: string; skew: number; value: number }

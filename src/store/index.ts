@@ -24,6 +24,7 @@ export {
   type IdempotencyReservation,
   type IdempotencyReserveRequest,
   type IdempotencyStore,
+  type IdleEntitiesRequest,
   type InboxStore,
   type JournalEntry,
   type JournalEntryKind,

@@ -26,6 +26,23 @@ export interface EntityStore {
   delete(type: string, id: string, expectedVersion: number): Promise<void>;
   /** A page of one type's entities ordered by id, after `afterId`. */
   list(type: string, options?: { afterId?: string; limit?: number }): Promise<EntityRecord[]>;
+  /**
+   * Retention: looks at the next `limit` entities of `type` in id order after `afterId` ('' from
+   * the start) and deletes those last written before `idleBefore`. Returns how many it deleted
+   * and the last id it looked at (null when none was left: the scan is through).
+   */
+  deleteIdle(request: IdleEntitiesRequest): Promise<{ deleted: number; lastId: string | null }>;
+}
+
+/** One step of retention's scan of a type's entities. */
+export interface IdleEntitiesRequest {
+  readonly type: string;
+  /** '' to start from the first id. */
+  readonly afterId: string;
+  /** Entities last written before this time (ms since the epoch) are deleted. */
+  readonly idleBefore: number;
+  /** Entities looked at, at most (1 to storeLimits.maxPageSize). */
+  readonly limit: number;
 }
 
 export type SagaStatus = 'running' | 'compensating' | 'completed' | 'compensated' | 'failed';

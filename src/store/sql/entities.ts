@@ -7,7 +7,7 @@ import {
   storeLimits,
   toJsonText,
 } from '../limits.ts';
-import type { EntityRecord, EntityStore, Json } from '../types.ts';
+import type { EntityRecord, EntityStore, IdleEntitiesRequest, Json } from '../types.ts';
 import type { SqlSession } from './connection.ts';
 import { sqlPerStore } from './dialect.ts';
 import { parseJson, toInteger, toStringColumn } from './rows.ts';
@@ -38,6 +38,10 @@ const statements = sqlPerStore(({ entities: table }) => ({
   delete: `DELETE FROM ${table} WHERE type = $1 AND id = $2 AND version = $3`,
   list: `SELECT ${columns} FROM ${table} WHERE type = $1 AND id > $2 ORDER BY id LIMIT $3`,
   get: `SELECT ${columns} FROM ${table} WHERE type = $1 AND id = $2`,
+  // Retention's scan: the last id of the next `limit` ids, then the idle ones up to it (by key).
+  scanEnd: `SELECT id FROM (SELECT id FROM ${table} WHERE type = $1 AND id > $2 ORDER BY id LIMIT $3) AS scanned
+       ORDER BY id DESC LIMIT 1`,
+  deleteIdle: `DELETE FROM ${table} WHERE type = $1 AND id > $2 AND id <= $3 AND updated_at < $4`,
 }));
 
 /** Entity state with a version per key: every write names the version it read (optimistic). */
@@ -87,6 +91,18 @@ export class SqlEntityStore implements EntityStore {
     const afterId = options.afterId === undefined ? '' : requireId('afterId', options.afterId);
     const rows = await this.#session.query<EntityRow>(this.#sql.list, [type, afterId, limit]);
     return rows.map(toEntity);
+  }
+
+  async deleteIdle(request: IdleEntitiesRequest): Promise<{ deleted: number; lastId: string | null }> {
+    const type = requireName('type', request?.type);
+    const afterId = request.afterId === '' ? '' : requireId('afterId', request.afterId);
+    const idleBefore = requireTimestamp('idleBefore', request.idleBefore);
+    const limit = requireLimit('limit', request.limit);
+    const rows = await this.#session.query<{ id: unknown }>(this.#sql.scanEnd, [type, afterId, limit]);
+    if (rows[0] === undefined) return { deleted: 0, lastId: null };
+    const lastId = toStringColumn(rows[0].id, 'id');
+    const deleted = await this.#session.execute(this.#sql.deleteIdle, [type, afterId, lastId, idleBefore]);
+    return { deleted, lastId };
   }
 
   async #get(type: string, id: string): Promise<EntityRecord | null> {
