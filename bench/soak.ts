@@ -252,6 +252,14 @@ async function main(): Promise<void> {
         ended: window.totalCount,
       });
       window = build({ lowestDiscernibleValue: 1, numberOfSignificantValueDigits: 3, autoResize: true });
+      // Progress on stderr, so a long run can be watched: the last window and server sample.
+      const latest = windows[windows.length - 1]!;
+      const server = serverSamples[serverSamples.length - 1];
+      if (server !== undefined) {
+        console.error(
+          `[${latest.t} s] RSS ${mb(server.rssBytes).toFixed(0)} MB, heap ${mb(server.heapUsedBytes).toFixed(0)} MB, DB ${mb(server.databaseBytes + server.walBytes).toFixed(0)} MB, p99 ${latest.p99Ms.toFixed(0)} ms, ended ${latest.ended}`,
+        );
+      }
     }, sampleSeconds * 1000);
     try {
       const summary = await generator.run();
