@@ -204,7 +204,7 @@ CREATE INDEX store_sagas_ended ON ${t.sagas} (type, journal_deleted, updated_at)
       // rowid, and in the key's index. WITHOUT ROWID stores the row in the key's b-tree only:
       // the journal's index alone was ~345 of the ~3,400 bytes of a commerce order
       // (docs/benchmarks.md). PostgreSQL has no such option (its tables are heaps).
-      sql: `${dialect.name === 'sqlite' ? withoutRowidTables(t) : ''}
+      sql: `${dialect.name === 'sqlite' ? withoutRowidTables(t) : autovacuumSettings(t)}
 DROP INDEX IF EXISTS ${indexName(t, 'store_sagas_status')};
 DROP INDEX IF EXISTS ${indexName(t, 'store_sagas_partition')};
 CREATE INDEX store_sagas_status ON ${t.sagas} (status, id) WHERE ${unendedStatusesSql};
@@ -262,4 +262,18 @@ ${rebuild(
 )}
 CREATE INDEX store_idempotency_expires ON ${t.idempotencyKeys} (expires_at);
 `;
+}
+
+/**
+ * PostgreSQL: retention deletes from these tables all the time, in small batches; autovacuum
+ * makes the dead rows reusable once 5 % of a table is dead (its default, 20 %, lets a table
+ * carry a fifth of dead rows before new ones can reuse their space).
+ */
+function autovacuumSettings(t: StoreTables): string {
+  return [t.sagaJournal, t.sagas, t.entities, t.idempotencyKeys]
+    .map(
+      (table) =>
+        `ALTER TABLE ${table} SET (autovacuum_vacuum_scale_factor = 0.05, autovacuum_vacuum_threshold = 1000);`,
+    )
+    .join('\n');
 }
