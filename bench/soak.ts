@@ -53,6 +53,9 @@ interface ServerSample {
   freeBytes: number;
   /** Bytes per kind of data at the server's last storage sample. */
   kinds: Record<string, number>;
+  removedSagas: number;
+  removedKeys: number;
+  removedEntities: number;
 }
 
 const kindColumns = ['journals', 'sagas', 'entities', 'log', 'idempotency_keys'] as const;
@@ -174,6 +177,7 @@ function summarise(samples: readonly Sample[]): string {
     `DB slope ${dbSlope.toFixed(1)} MB/h from ${steadyFromS} s (file + WAL ${dbRange})`,
     `p99 to terminal slope ${p99Slope.toFixed(0)} ms/h (first ${spanS.toFixed(0)} s ${firstP99.toFixed(0)} ms, last ${lastP99.toFixed(0)} ms, ratio ${(lastP99 / Math.max(firstP99, 1)).toFixed(2)})`,
     `checks: RSS ±10 % ${rssDeviation <= 10 ? 'met' : 'not met'}, DB flat ${Math.abs(dbSlope) * (duration / 3600) < 0.05 * mb(steady[0]?.databaseBytes ?? 1) + 8 ? 'met' : 'not met'}, p99 ≤ 1.5× ${lastP99 <= 1.5 * firstP99 ? 'met' : 'not met'}`,
+    `retention removed ${last?.removedSagas ?? 0} sagas, ${last?.removedEntities ?? 0} entities, ${last?.removedKeys ?? 0} keys`,
     `load average ${loadavg()[0]!.toFixed(1)} at the end`,
   ].join('; ');
 }

@@ -400,23 +400,26 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         expect(await tx((t) => t.sagas.journal('unknown'))).toEqual([]);
       });
 
+      /** A saga's first journal entry, as retention's tests write it. */
+      const startEntry = (id: string) => ({
+        sagaId: id,
+        sequence: 0,
+        kind: 'event' as const,
+        name: 'start',
+        status: 'completed' as const,
+        result: { id },
+        error: null,
+        attempts: 1,
+        at: startMs,
+      });
+
       it('retention deletes ended sagas of one type that ended before a time, with their journals, in bounded batches, and never a running one', async () => {
         const end = (id: string, status: 'completed' | 'compensated' | 'failed', at: number) =>
           tx((t) => t.sagas.update(id, { status, at }, 1));
         await tx(async (t) => {
           for (const id of ['a', 'b', 'c', 'd', 'run']) {
             await t.sagas.create(saga(id));
-            await t.sagas.appendJournal({
-              sagaId: id,
-              sequence: 0,
-              kind: 'event',
-              name: 'start',
-              status: 'completed',
-              result: null,
-              error: null,
-              attempts: 1,
-              at: startMs,
-            });
+            await t.sagas.appendJournal(startEntry(id));
           }
           await t.sagas.create(saga('other', 'refund'));
         });
@@ -450,17 +453,7 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         await tx(async (t) => {
           for (const id of ['a', 'b']) {
             await t.sagas.create(saga(id));
-            await t.sagas.appendJournal({
-              sagaId: id,
-              sequence: 0,
-              kind: 'event',
-              name: 'start',
-              status: 'completed',
-              result: { id },
-              error: null,
-              attempts: 1,
-              at: startMs,
-            });
+            await t.sagas.appendJournal(startEntry(id));
           }
           await t.sagas.update('a', { status: 'completed', output: { ok: true }, at: startMs + 5 }, 1);
         });

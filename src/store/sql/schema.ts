@@ -139,18 +139,7 @@ ALTER TABLE ${t.idempotencyKeys} ADD COLUMN reserved_at BIGINT;
       // guarded append (see SqlSagaStore.appendJournal) cost ~2.5x a plain one, the largest
       // statement of a commerce order. On SQLite the append is a plain INSERT and this trigger
       // refuses a gap (one index seek); PostgreSQL keeps the guard in the statement.
-      sql:
-        dialect.name === 'sqlite'
-          ? `
-CREATE TRIGGER ${journalDenseTrigger} BEFORE INSERT ON ${t.sagaJournal}
-WHEN NEW.sequence > 0 AND NOT EXISTS (
-  SELECT 1 FROM ${t.sagaJournal} WHERE saga_id = NEW.saga_id AND sequence = NEW.sequence - 1
-)
-BEGIN
-  SELECT RAISE(ABORT, '${journalGapMessage}');
-END;
-`
-          : 'SELECT 1;',
+      sql: dialect.name === 'sqlite' ? journalDenseTriggerSql(t) : 'SELECT 1;',
     },
     {
       version: 5,
@@ -214,6 +203,19 @@ CREATE INDEX store_sagas_partition ON ${t.sagas} (partition, status, id) WHERE $
   ];
 }
 
+/** SQLite: the trigger that refuses a gap in a saga's journal (migration 4; again in 7). */
+function journalDenseTriggerSql(t: StoreTables): string {
+  return `
+CREATE TRIGGER ${journalDenseTrigger} BEFORE INSERT ON ${t.sagaJournal}
+WHEN NEW.sequence > 0 AND NOT EXISTS (
+  SELECT 1 FROM ${t.sagaJournal} WHERE saga_id = NEW.saga_id AND sequence = NEW.sequence - 1
+)
+BEGIN
+  SELECT RAISE(ABORT, '${journalGapMessage}');
+END;
+`;
+}
+
 /** SQLite: rebuilds four tables WITHOUT ROWID, rows, indexes and trigger kept. */
 function withoutRowidTables(t: StoreTables): string {
   const rebuild = (table: string, columns: string, definition: string) => `
@@ -230,13 +232,7 @@ ${rebuild(
   status TEXT NOT NULL, result TEXT, error TEXT, attempts INTEGER NOT NULL, at BIGINT NOT NULL,
   PRIMARY KEY (saga_id, sequence)`,
 )}
-CREATE TRIGGER ${journalDenseTrigger} BEFORE INSERT ON ${t.sagaJournal}
-WHEN NEW.sequence > 0 AND NOT EXISTS (
-  SELECT 1 FROM ${t.sagaJournal} WHERE saga_id = NEW.saga_id AND sequence = NEW.sequence - 1
-)
-BEGIN
-  SELECT RAISE(ABORT, '${journalGapMessage}');
-END;
+${journalDenseTriggerSql(t)}
 ${rebuild(
   t.sagas,
   'id, type, status, input, output, reason, created_at, updated_at, version, partition, journal_deleted',
