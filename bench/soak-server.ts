@@ -7,14 +7,20 @@
  * Prints `listening <url>`, then every `--sample-s` seconds one JSON line of its own figures:
  * resident memory and V8 heap, the database files' size on disk, what retention removed.
  *
- * Options: --data-dir DIR (required), --retention-s S (default 60), --sample-s S (default 10).
+ * The payment gateway runs in a process of its own (`meridian payments`, which bench/soak.ts
+ * starts): the simulated provider keeps every charge in memory, which is not Meridian's memory.
+ *
+ * Options: --data-dir DIR and --payment-url URL (required), --retention-s S (default 60),
+ * --sample-s S (default 10).
  */
-import { statSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Inventory } from '../apps/commerce/inventory.ts';
 import { Notifications } from '../apps/commerce/notifications.ts';
 import { Order } from '../apps/commerce/order.ts';
-import { startCommerceServer } from '../apps/commerce/server.ts';
+import { startCommerceNode } from '../apps/commerce/server.ts';
+import { SqliteLog } from '../src/log/index.ts';
+import { SqliteDatabase, SqliteStore } from '../src/store/index.ts';
 
 function option(name: string, fallback?: string): string {
   const index = process.argv.indexOf(`--${name}`);
@@ -40,10 +46,15 @@ const topics = Object.fromEntries(
     (topic) => [topic, { retentionMs }],
   ),
 );
-const server = await startCommerceServer({
-  dataDir,
-  port: 0,
-  logRetentionCheckIntervalMs: Math.min(retentionMs, 10_000),
+mkdirSync(dataDir, { recursive: true });
+const database = new SqliteDatabase({ path: join(dataDir, 'meridian.db') });
+const store = new SqliteStore({ database });
+// The log deletes records past their topic's retention every 10 s (at most), not every 5 min.
+const log = new SqliteLog(database, { retentionCheckIntervalMs: Math.min(retentionMs, 10_000) });
+const server = await startCommerceNode({
+  store,
+  log,
+  paymentUrl: option('payment-url'),
   app: {
     maxOrdersInProgress: 1000,
     runtime: {
@@ -71,7 +82,7 @@ function fileBytes(path: string): number {
   }
 }
 
-const database = join(dataDir, 'meridian.db');
+const databasePath = join(dataDir, 'meridian.db');
 const sampler = setInterval(() => {
   const memory = process.memoryUsage();
   const retention = server.app.runtime.stats.retention;
@@ -80,8 +91,8 @@ const sampler = setInterval(() => {
       atMs: Date.now(),
       rssBytes: memory.rss,
       heapUsedBytes: memory.heapUsed,
-      databaseBytes: fileBytes(database),
-      walBytes: fileBytes(`${database}-wal`),
+      databaseBytes: fileBytes(databasePath),
+      walBytes: fileBytes(`${databasePath}-wal`),
       freeBytes: retention.storage?.freeBytes ?? 0,
       kinds: retention.storage?.kinds ?? {},
       removedSagas: retention.sagas,
@@ -93,11 +104,18 @@ const sampler = setInterval(() => {
 
 process.once('SIGTERM', () => {
   clearInterval(sampler);
-  server.close().then(
-    () => process.exit(0),
-    (error: unknown) => {
-      console.error(error);
-      process.exit(1);
-    },
-  );
+  server
+    .close()
+    .then(async () => {
+      await log.close();
+      await store.close();
+      database.close();
+    })
+    .then(
+      () => process.exit(0),
+      (error: unknown) => {
+        console.error(error);
+        process.exit(1);
+      },
+    );
 });

@@ -1,6 +1,7 @@
 /**
  * Soak: `npm run bench:soak -- --rate R --duration S`. The commerce system (bench/soak-server.ts,
- * a child process: the embedded shape with a short retention everywhere) under `meridian load`'s
+ * a child process: the embedded shape with a short retention everywhere; the simulated payment
+ * gateway in another, `meridian payments`) under `meridian load`'s
  * generator (in this process) at a fixed rate for S seconds after a warm-up, sampling every
  * `--sample-s` seconds the server's resident memory and V8 heap, the database files' size on
  * disk, and the latency to terminal of the orders that ended in the window. Prints one line: the
@@ -68,13 +69,35 @@ interface Sample extends ServerSample {
   ended: number;
 }
 
-async function startServer(dataDir: string, onSample: (sample: ServerSample) => void) {
+/** `meridian payments` in a process of its own (its in-memory ledger is the provider's, not Meridian's). */
+async function startPayments(dataDir: string): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(
+    process.execPath,
+    [join(root, 'src/cli/main.ts'), 'payments', '--port', '0', '--data-dir', join(dataDir, 'payments')],
+    { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, PORT: '' } },
+  );
+  let output = '';
+  const url = await new Promise<string>((done, fail) => {
+    child.stdout!.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
+      const match = /Payment gateway listening on (http:\/\/\S+)/.exec(output);
+      if (match !== null) done(match[1]!);
+    });
+    child.once('exit', (code) => fail(new Error(`meridian payments exited (${code}) before listening`)));
+  });
+  child.stdout!.resume();
+  return { child, url };
+}
+
+async function startServer(dataDir: string, paymentUrl: string, onSample: (sample: ServerSample) => void) {
   const child = spawn(
     process.execPath,
     [
       join(root, 'bench/soak-server.ts'),
+      '--payment-url',
+      paymentUrl,
       '--data-dir',
-      dataDir,
+      join(dataDir, 'server'),
       '--retention-s',
       String(retentionSeconds),
       '--sample-s',
@@ -239,10 +262,12 @@ function plot(samples: readonly Sample[]): string {
 async function main(): Promise<void> {
   const dataDir = mkdtempSync(join(tmpdir(), 'meridian-bench-soak-'));
   const serverSamples: ServerSample[] = [];
-  let child: ChildProcess | undefined;
+  const children: ChildProcess[] = [];
   try {
-    const server = await startServer(dataDir, (sample) => serverSamples.push(sample));
-    child = server.child;
+    const payments = await startPayments(dataDir);
+    children.push(payments.child);
+    const server = await startServer(dataDir, payments.url, (sample) => serverSamples.push(sample));
+    children.push(server.child);
     let window = newHistogram();
     const windows: Omit<Sample, keyof ServerSample>[] = [];
     const options = parseLoadOptions([
@@ -293,9 +318,10 @@ async function main(): Promise<void> {
       generator.close();
     }
   } finally {
-    if (child !== undefined && child.exitCode === null) {
+    for (const child of children.reverse()) {
+      if (child.exitCode !== null) continue;
       child.kill('SIGTERM');
-      await new Promise((done) => child!.once('exit', done));
+      await new Promise((done) => child.once('exit', done));
     }
     rmSync(dataDir, { recursive: true, force: true });
   }

@@ -35,8 +35,6 @@ export interface CommerceServerOptions {
   paymentRetryAfterSeconds?: number;
   /** Tuning passed to the app (charge retries, runtime, catalog, HTTP). */
   app?: Omit<CommerceAppOptions, 'store' | 'log' | 'payments'>;
-  /** How often the log deletes records past their topic's retention (ms; see SqliteLog). @default 300000 */
-  logRetentionCheckIntervalMs?: number;
 }
 
 export interface CommerceServer {
@@ -82,14 +80,7 @@ export async function startCommerceServer(options: CommerceServerOptions): Promi
     cleanups.push(() => database.close());
     const store = new SqliteStore({ database, clock });
     cleanups.push(() => store.close());
-    const log = new SqliteLog(database, {
-      clock,
-      timers,
-      random,
-      ...(options.logRetentionCheckIntervalMs === undefined
-        ? {}
-        : { retentionCheckIntervalMs: options.logRetentionCheckIntervalMs }),
-    });
+    const log = new SqliteLog(database, { clock, timers, random });
     cleanups.push(() => log.close());
 
     const paymentGateway = await startPaymentGatewayThread({
