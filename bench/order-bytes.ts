@@ -49,7 +49,7 @@ try {
   } finally {
     generator.close();
   }
-  const report = server.database.storage();
+  const report = await server.database.storage();
   const perOrder = (bytes: number) => Math.round(bytes / summary.accepted);
   const kinds = new Map<string, number>();
   for (const { table, bytes } of report.tables) {

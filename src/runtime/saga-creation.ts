@@ -1,5 +1,4 @@
-import { assert } from '../assert.ts';
-import { AlreadyExistsError, ConflictError } from '../errors.ts';
+import { AlreadyExistsError, ConflictError, RetryableError } from '../errors.ts';
 import type { JournalEntry, Json, SagaRecord } from '../store/types.ts';
 import { toJson } from './codec.ts';
 import type { UnitScope } from './commit-path.ts';
@@ -46,7 +45,13 @@ export async function createSaga(
     if (!(error instanceof AlreadyExistsError)) throw error;
     // Idempotent start: the same id with the same type and input is the same saga.
     const existing = await scope.tx.sagas.get(id);
-    assert(existing !== null, 'a saga that already exists can be read in the same transaction');
+    if (existing === null) {
+      // PostgreSQL: retention deleted the ended saga (past its outcome period) between the two
+      // statements. The id is free now; starting again creates the saga anew.
+      throw new RetryableError(
+        `Saga '${id}' was deleted by retention while being started again: start it again`,
+      );
+    }
     if (existing.type !== definition.name || canonical(existing.input) !== canonical(inputJson)) {
       throw new ConflictError(
         `Saga '${id}' exists with ${existing.type !== definition.name ? `type '${existing.type}'` : 'another input'}: a saga id names one saga with one input`,

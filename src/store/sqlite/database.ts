@@ -1,10 +1,12 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import { Worker } from 'node:worker_threads';
 import { assert } from '../../assert.ts';
 import { ClosedError, ValidationError } from '../../errors.ts';
 import { SchemaMismatchError } from '../schema-mismatch-error.ts';
 import type { StorageReport } from '../types.ts';
 import { BackgroundCheckpointer } from './checkpointer.ts';
+import type { StorageThreadAnswer, StorageThreadData } from './storage-thread.ts';
 
 /**
  * What a committed transaction survives:
@@ -293,26 +295,24 @@ export class SqliteDatabase {
   }
 
   /**
-   * Bytes per table with its indexes (from dbstat, which reads every page: seconds on a file of
-   * many GB, so call it seldom), the file's pages in all, and its free pages.
+   * Bytes per table with its indexes (from dbstat), the file's pages in all, and its free pages.
+   * dbstat reads every page (seconds on a file of many GB), so it runs on a worker thread of its
+   * own, on a read-only connection: this thread's event loop is not held meanwhile.
    */
-  storage(): StorageReport {
+  storage(): Promise<StorageReport> {
     this.#assertOpen();
-    const rows = this.#reader
-      .prepare(
-        `SELECT coalesce(m.tbl_name, s.name) AS name, sum(s.pgsize) AS bytes
-           FROM dbstat AS s LEFT JOIN sqlite_schema AS m ON m.name = s.name
-          GROUP BY 1 ORDER BY 2 DESC`,
-      )
-      .all() as Array<{ name: string; bytes: number }>;
-    const pragma = (name: string) =>
-      Number(Object.values(this.#reader.prepare(`PRAGMA ${name}`).get() ?? {})[0] ?? 0);
-    const pageSize = pragma('page_size');
-    return {
-      tables: rows.map((row) => ({ table: row.name, bytes: Number(row.bytes) })),
-      totalBytes: pragma('page_count') * pageSize,
-      freeBytes: pragma('freelist_count') * pageSize,
-    };
+    const data: StorageThreadData = { path: this.path, busyTimeoutMs: this.#busyTimeoutMs };
+    const worker = new Worker(new URL('./storage-thread.ts', import.meta.url), { workerData: data });
+    return new Promise<StorageReport>((resolve, reject) => {
+      worker.once('message', (answer: StorageThreadAnswer) => {
+        if (answer.ok) resolve(answer.report);
+        else reject(new Error(`Measuring the storage of '${this.path}' failed: ${answer.message}`));
+      });
+      worker.once('error', reject);
+      worker.once('exit', (code) =>
+        reject(new Error(`The storage thread of '${this.path}' exited (${code}) without an answer`)),
+      );
+    });
   }
 
   /**
