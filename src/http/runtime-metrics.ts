@@ -14,17 +14,8 @@ export interface ExposableRuntime {
  */
 export function registerRuntimeMetrics(registry: Registry, prefix: string, runtime: ExposableRuntime): void {
   // A counter whose value the runtime keeps: set at each scrape rather than incremented.
-  const counter = (name: string, help: string, labelNames: string[], collect: (set: Setter) => void) =>
-    new Counter({
-      name: `${prefix}${name}`,
-      help,
-      labelNames,
-      registers: [registry],
-      collect() {
-        this.reset();
-        collect((value, labels = {}) => this.inc(labels, value));
-      },
-    });
+  const counter = (name: string, help: string, labelNames: string[], collect: Collect) =>
+    scraped('counter', registry, `${prefix}${name}`, help, labelNames, collect);
 
   new Gauge({
     name: `${prefix}runtime_sagas`,
@@ -83,7 +74,7 @@ function registerStorageMetrics(
   registry: Registry,
   prefix: string,
   runtime: ExposableRuntime,
-  counter: (name: string, help: string, labelNames: string[], collect: (set: Setter) => void) => unknown,
+  counter: (name: string, help: string, labelNames: string[], collect: Collect) => void,
 ): void {
   counter(
     'retention_removed_total',
@@ -106,17 +97,10 @@ function registerStorageMetrics(
   counter('retention_passes_total', 'Retention passes run (on the leader).', [], (set) =>
     set(runtime.stats.retention.passes),
   );
-  const gauge = (name: string, help: string, labelNames: string[], collect: (set: Setter) => void) =>
-    new Gauge({
-      name: `${prefix}${name}`,
-      help,
-      labelNames,
-      registers: [registry],
-      collect() {
-        this.reset();
-        const storage = runtime.stats.retention.storage;
-        if (storage !== undefined) collect((value, labels = {}) => this.set(labels, value));
-      },
+  // Storage gauges: absent until the leader's first sample.
+  const gauge = (name: string, help: string, labelNames: string[], collect: Collect) =>
+    scraped('gauge', registry, `${prefix}${name}`, help, labelNames, (set) => {
+      if (runtime.stats.retention.storage !== undefined) collect(set);
     });
   gauge(
     'storage_table_bytes',
@@ -147,6 +131,37 @@ function registerStorageMetrics(
     [],
     (set) => set(runtime.stats.retention.storage!.growthBytesPerSecond),
   );
+}
+
+type Collect = (set: Setter) => void;
+
+/** A metric read from the runtime at each scrape: reset, then set from what `collect` gives. */
+function scraped(
+  type: 'counter' | 'gauge',
+  registry: Registry,
+  name: string,
+  help: string,
+  labelNames: string[],
+  collect: Collect,
+): void {
+  const configuration = { name, help, labelNames, registers: [registry] };
+  if (type === 'counter') {
+    new Counter({
+      ...configuration,
+      collect() {
+        this.reset();
+        collect((value, labels = {}) => this.inc(labels, value));
+      },
+    });
+  } else {
+    new Gauge({
+      ...configuration,
+      collect() {
+        this.reset();
+        collect((value, labels = {}) => this.set(labels, value));
+      },
+    });
+  }
 }
 
 type Setter = (value: number, labels?: Record<string, string>) => void;
