@@ -126,13 +126,15 @@ export function housekeeping(options: HousekeepingOptions, now: () => number): S
     async run(ctx) {
       while (!ctx.signal.aborted) {
         const nowMs = now();
-        // Bounded batches, one transaction each, until a batch is not full: a backlog never
-        // becomes one long transaction holding the writer.
-        for (const prune of [
-          (tx: StoreTransaction) => tx.replies.prune(nowMs - options.replyRetentionMs, housekeepingBatch),
-          (tx: StoreTransaction) => tx.inbox.prune(nowMs - options.inboxRetentionMs, housekeepingBatch),
-        ]) {
-          while (!ctx.signal.aborted && (await ctx.transaction(prune)) === housekeepingBatch) {}
+        // Bounded batches of both, one transaction each, until neither fills its batch: a
+        // backlog never becomes one long transaction holding the writer.
+        let full = true;
+        while (full && !ctx.signal.aborted) {
+          full = await ctx.transaction(async (tx) => {
+            const replies = await tx.replies.prune(nowMs - options.replyRetentionMs, housekeepingBatch);
+            const inbox = await tx.inbox.prune(nowMs - options.inboxRetentionMs, housekeepingBatch);
+            return replies === housekeepingBatch || inbox === housekeepingBatch;
+          });
         }
         await ctx.wait(options.intervalMs);
       }
