@@ -1,6 +1,7 @@
 // Meridian's public API: each layer exports a small, explicit surface from its own index, and
 // this file gathers them. Apps import only from here (test/architecture.test.ts checks it).
 export { AssertionFailedError, assert } from './assert.ts';
+export * from './cache/index.ts';
 export * from './cluster/index.ts';
 export type { ErrorCode, MeridianErrorOptions } from './errors.ts';
 export {
