@@ -169,7 +169,7 @@ export class Cache<V> {
       }
       if (typeof stored === 'number') entry = { ...entry, version: stored };
     }
-    if (this.#l1 !== undefined) this.#storeL1(key, entry, nowMs);
+    if (!this.#storeL1(key, entry, nowMs)) return false;
     this.#bus?.publish({ cache: this.name, key, version: entry.version });
     return true;
   }
@@ -359,13 +359,19 @@ export class Cache<V> {
     return makeEntry(value, version, negative, bytes, nowMs, windows);
   }
 
-  #storeL1(key: string, entry: Entry<V>, nowMs: number): void {
+  /** Stores the entry in L1; false when L1 holds a newer version of the key. */
+  #storeL1(key: string, entry: Entry<V>, nowMs: number): boolean {
     const l1 = this.#l1;
-    if (l1 === undefined) return;
-    const capped = capEntry(entry, nowMs + this.#options.l1!.ttlMs);
-    if (!l1.set(key, capped, (tooLarge) => this.#evicted(tooLarge, 'too-large'))) {
-      if (l1.peek(key) !== undefined) this.#counts.writesRejected++;
-    }
+    if (l1 === undefined) return true;
+    const capped = capEntry(
+      entry,
+      nowMs + this.#options.l1!.ttlMs,
+      this.#options.windows.staleWhileRevalidateMs,
+    );
+    const stored = l1.set(key, capped, (tooLarge) => this.#evicted(tooLarge, 'too-large'));
+    if (stored || l1.peek(key) === undefined) return true;
+    this.#counts.writesRejected++;
+    return false;
   }
 
   #sourceVersion(value: V): number | undefined {

@@ -48,13 +48,17 @@ export function makeEntry<V>(
   };
 }
 
-/** The entry with every window ending no later than `untilMs` (L1 caps what L2 hands it). */
-export function capEntry<V>(entry: Entry<V>, untilMs: number): Entry<V> {
-  if (entry.errorUntilMs <= untilMs) return entry;
+/**
+ * The entry as L1 keeps it: fresh no longer than `freshCapMs`, then stale-while-revalidate for at
+ * most the configured window after that; the stale-on-error grace is kept as it was.
+ */
+export function capEntry<V>(entry: Entry<V>, freshCapMs: number, staleWhileRevalidateMs: number): Entry<V> {
+  if (entry.freshUntilMs <= freshCapMs) return entry;
+  const revalidateUntilMs = Math.min(entry.revalidateUntilMs, freshCapMs + staleWhileRevalidateMs);
   return {
     ...entry,
-    freshUntilMs: Math.min(entry.freshUntilMs, untilMs),
-    revalidateUntilMs: Math.min(entry.revalidateUntilMs, untilMs),
-    errorUntilMs: untilMs,
+    freshUntilMs: freshCapMs,
+    revalidateUntilMs,
+    errorUntilMs: Math.max(entry.errorUntilMs, revalidateUntilMs),
   };
 }
