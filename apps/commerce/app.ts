@@ -117,6 +117,8 @@ export async function createCommerceApp(options: CommerceAppOptions): Promise<Co
     closing: closing.signal,
   });
   gateway.exposeRuntime(runtime);
+  // The catalog caches' hit, miss and load counters appear at /metrics and /policies.
+  gateway.exposePolicies({ 'catalog-entries': catalog.entries, 'catalog-pages': catalog.pages });
   gateway.addReadinessCheck('store', async () => {
     await options.store.transaction(async () => undefined);
     return { ok: true, detail: `${options.store.dialect} store open` };
@@ -144,6 +146,7 @@ export async function createCommerceApp(options: CommerceAppOptions): Promise<Co
         closing.abort();
         await gateway.close();
         await runtime.stop();
+        catalog.close();
       })();
       return closed;
     },
