@@ -132,13 +132,13 @@ export class Cache<V> {
       }
       if (nowMs < entry.revalidateUntilMs) {
         this.#stale(key, entry, 'revalidating', nowMs);
-        this.#revalidate(key, this.#loaderFor(loader));
+        this.#revalidate(key, loader ?? this.#options.loader);
         return Promise.resolve(entry.value);
       }
     }
     const flight = this.#flights.get(key);
     if (flight !== undefined) return flight.promise;
-    const load = this.#loaderFor(loader);
+    const load = loader ?? this.#options.loader;
     return this.#flights.start(key, (started) => this.#read(key, load, entry, started, false)).promise;
   }
 
@@ -246,8 +246,9 @@ export class Cache<V> {
     );
   }
 
+  /** The loader a miss needs; a cache without one can still answer hits (cache-aside reads). */
   #loaderFor(loader: Loader<V> | undefined): Loader<V> {
-    const chosen = loader ?? this.#options.loader;
+    const chosen = loader;
     if (typeof chosen !== 'function') {
       throw new ValidationError(
         `Cache '${this.name}' has no loader: pass one to get(key, loader) or set the 'loader' option`,
@@ -259,7 +260,7 @@ export class Cache<V> {
   /** A miss in L1: L2, then the loader. `refresh` skips L2 entries that are not fresh. */
   async #read(
     key: string,
-    loader: Loader<V>,
+    loader: Loader<V> | undefined,
     local: Entry<V> | undefined,
     flight: Flight<V>,
     refresh: boolean,
@@ -296,13 +297,14 @@ export class Cache<V> {
 
   async #load(
     key: string,
-    loader: Loader<V>,
+    given: Loader<V> | undefined,
     flight: Flight<V>,
     epoch: number,
     fallback: Entry<V> | undefined,
   ): Promise<V> {
     this.#counts.misses++;
     if (this.#missEvents.hasListeners) this.#missEvents.emit({ cache: this.name, key });
+    const loader = this.#loaderFor(given);
     this.#counts.loads++;
     const startedMs = this.#clock.monotonicNow();
     let value: V;
@@ -388,7 +390,7 @@ export class Cache<V> {
     return Math.max((this.#l1?.peek(key)?.version ?? 0) + 1, Math.floor(nowMs) * 1000);
   }
 
-  #revalidate(key: string, loader: Loader<V>): void {
+  #revalidate(key: string, loader: Loader<V> | undefined): void {
     if (this.#refreshes.get(key) !== undefined) return;
     const refresh = this.#refreshes.start(key, (flight) => this.#read(key, loader, undefined, flight, true));
     // Nobody awaits a background refresh; its failure was already reported as onLoadFailed.
