@@ -49,7 +49,7 @@ function parseOptions(argv: string[]): Options {
 
 const KEY_COUNT = 10_000;
 const keys = Array.from({ length: KEY_COUNT }, (_, index) => `product-${index}`);
-const valueOf = (key: string) => ({ sku: key, price: 12.5, available: 40 });
+const productOf = (key: string) => ({ sku: key, price: 12.5, available: 40 });
 
 type Read = (key: string) => unknown;
 
@@ -93,7 +93,7 @@ async function interleaved(cases: Case[], options: Options): Promise<void> {
 const best = (values: number[]) => Math.min(...values);
 
 async function l1Hits(options: Options) {
-  const map = new Map(keys.map((key) => [key, valueOf(key)]));
+  const map = new Map(keys.map((key) => [key, productOf(key)]));
   const lru = new LRUCache<string, object>({ max: KEY_COUNT * 2 });
   const bento = new BentoCache({
     default: 'memory',
@@ -105,9 +105,9 @@ async function l1Hits(options: Options) {
     l1: { maxEntries: KEY_COUNT * 2 },
   });
   for (const key of keys) {
-    lru.set(key, valueOf(key));
-    await bento.set({ key, value: valueOf(key), ttl: '1h' });
-    await meridian.set(key, valueOf(key));
+    lru.set(key, productOf(key));
+    await bento.set({ key, value: productOf(key), ttl: '1h' });
+    await meridian.set(key, productOf(key));
   }
   const cases: Case[] = [
     { name: 'Map', read: (key: string) => map.get(key), async: false },
@@ -157,9 +157,9 @@ async function l2Hits(options: Options) {
   });
   const count = 1000;
   for (const key of keys.slice(0, count)) {
-    await meridian.set(key, valueOf(key));
-    await redis.set(`${keyPrefix}plain:${key}`, JSON.stringify(valueOf(key)));
-    await bento.set({ key, value: valueOf(key), ttl: '1h' });
+    await meridian.set(key, productOf(key));
+    await redis.set(`${keyPrefix}plain:${key}`, JSON.stringify(productOf(key)));
+    await bento.set({ key, value: productOf(key), ttl: '1h' });
   }
   const slice = (key: string) => keys[Number(key.slice(8)) % count]!;
   const cases: Case[] = [
@@ -188,7 +188,7 @@ async function stampede() {
     const loader = () =>
       new Promise<object>((resolve) => {
         loads++;
-        setTimeout(() => resolve(valueOf(key)), 5);
+        setTimeout(() => resolve(productOf(key)), 5);
       });
     const started = performance.now();
     await Promise.all(Array.from({ length: 1000 }, () => cache.get(key, loader)));
