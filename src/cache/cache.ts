@@ -137,7 +137,9 @@ export class Cache<V> {
       }
     }
     const flight = this.#flights.get(key);
-    if (flight !== undefined) return flight.promise;
+    if (flight !== undefined && (flight.freshUntilMs ?? Number.POSITIVE_INFINITY) > this.#clock.now()) {
+      return flight.promise;
+    }
     const load = loader ?? this.#options.loader;
     return this.#flights.start(key, (started) => this.#read(key, load, entry, started, false)).promise;
   }
@@ -314,7 +316,14 @@ export class Cache<V> {
       return this.#loadFailed(key, error, fallback);
     }
     if (!flight.stale && this.#clock.monotonicNow() - startedMs <= this.#options.maxLoadMs) {
-      await this.#store(key, value, epoch, flight);
+      const nowMs = this.#clock.now();
+      const data = this.#options.codec.encode(value);
+      const entry = this.#entry(key, value, this.#sourceVersion(value) ?? epoch, data, nowMs);
+      if (entry !== undefined) {
+        // Callers get the value now; storing it (a Redis round trip, or a timeout) goes on behind.
+        flight.freshUntilMs = entry.freshUntilMs;
+        flight.storing = this.#store(key, entry, data, flight, nowMs);
+      }
     }
     return value;
   }
@@ -337,11 +346,7 @@ export class Cache<V> {
   }
 
   /** Stores a loaded value: in L2 first (which may refuse it as older), then in L1. */
-  async #store(key: string, value: V, epoch: number, flight: Flight<V>): Promise<void> {
-    const nowMs = this.#clock.now();
-    const data = this.#options.codec.encode(value);
-    const entry = this.#entry(key, value, this.#sourceVersion(value) ?? epoch, data, nowMs);
-    if (entry === undefined) return;
+  async #store(key: string, entry: Entry<V>, data: string, flight: Flight<V>, nowMs: number): Promise<void> {
     if (this.l2 !== undefined) {
       const stored = await this.l2.write(this.#sharedPrefix + key, entry, data, false, nowMs);
       if (stored === 'rejected') {

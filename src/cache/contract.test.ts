@@ -20,7 +20,7 @@ function redisLayout(connect: () => Redis | Cluster, withL1: boolean): () => Cac
   return () => {
     const keyPrefix = `meridian:test:cache:${randomUUID()}:`;
     const channel = `meridian:test:invalidations:${randomUUID()}`;
-    const closers: (() => Promise<unknown> | void)[] = [];
+    const closers: (() => unknown)[] = [];
     return {
       async node(_index, clock) {
         const redis = connect();

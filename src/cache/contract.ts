@@ -5,8 +5,8 @@
  * sharing the layout's tiers and invalidation bus, as two processes would) and a manual clock;
  * deliveries across nodes are awaited with bounded polls, never sleeps.
  */
-import { describe, expect, it, vi } from 'vitest';
-import { ManualClock } from '../time.ts';
+import { describe, expect, it } from 'vitest';
+import { ManualClock, systemTimers } from '../time.ts';
 import { type Cache, createCache } from './cache.ts';
 import type { CacheOptions } from './options.ts';
 
@@ -38,8 +38,14 @@ function gatedLoader<V>() {
   return { loader, calls };
 }
 
-const until = (condition: () => unknown) =>
-  vi.waitFor(() => expect(condition()).toBeTruthy(), { timeout: 5000 });
+/** Polls `condition` (awaited) every 5 ms until it holds, failing after 5 s. */
+async function until(condition: () => unknown): Promise<void> {
+  for (let attempt = 0; attempt < 1000; attempt++) {
+    if (await condition()) return;
+    await new Promise<void>((resolve) => systemTimers.setTimeout(resolve, 5));
+  }
+  throw new Error(`Condition not met within 5 s: ${condition}`);
+}
 
 const cases: Record<string, Case> = {
   'read-through loads once, then serves hits until the TTL ends': async ({ clock, open }) => {

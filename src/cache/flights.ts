@@ -8,6 +8,14 @@
 export interface Flight<V> {
   promise: Promise<V>;
   stale: boolean;
+  /**
+   * Work the flight still does after answering its callers (storing the value in Redis): the
+   * key stays in flight until it ends, so readers meanwhile join the answered flight instead of
+   * loading again.
+   */
+  storing?: Promise<unknown>;
+  /** Once answered and storing: until when the answer is fresh (later readers start a new load). */
+  freshUntilMs?: number;
 }
 
 export class Flights<V> {
@@ -25,9 +33,14 @@ export class Flights<V> {
   start(key: string, run: (flight: Flight<V>) => Promise<V>): Flight<V> {
     const flight: Flight<V> = { promise: undefined as unknown as Promise<V>, stale: false };
     this.#byKey.set(key, flight);
-    flight.promise = run(flight).finally(() => {
+    const leave = () => {
       if (this.#byKey.get(key) === flight) this.#byKey.delete(key);
-    });
+    };
+    flight.promise = run(flight);
+    flight.promise.then(
+      () => (flight.storing === undefined ? leave() : flight.storing.finally(leave)),
+      leave,
+    );
     return flight;
   }
 
