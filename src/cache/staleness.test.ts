@@ -128,6 +128,8 @@ describe('cache staleness under concurrent writes, invalidations and Redis resta
     expect(maxStalenessMs).toBeLessThanOrEqual(BOUND_MS);
     // The run exercised what it claims: reads judged, Redis restarted, reads served from the caches.
     expect(judged).toBeGreaterThan(500);
+    // Some reads did return superseded data (within the bound): the checker judged real staleness.
+    expect(stale).toBeGreaterThan(0);
     expect(restarts).toBeGreaterThan(0);
     const hits = nodes.reduce(
       (sum, node) => sum + node.cache.snapshot().hitsL1 + node.cache.snapshot().hitsL2,
