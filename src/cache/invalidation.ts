@@ -124,6 +124,8 @@ export class RedisInvalidationBus implements InvalidationBus {
       this.#disconnected = true;
     });
     this.#subscriber.on('ready', () => void this.#reconnected());
+    // A duplicate of a lazyConnect client is lazy too: the subscriber must connect by itself.
+    if (this.#subscriber.status === 'wait') this.#subscriber.connect().catch(() => {});
   }
 
   /** Resolves once the subscription is active (messages published from then on arrive). */

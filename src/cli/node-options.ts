@@ -33,6 +33,11 @@ export interface NodeOptions {
   checkTimeoutMs: number;
   /** How long the drain after SIGTERM/SIGINT may take before the node exits anyway (ms). @default 30000 */
   shutdownTimeoutMs: number;
+  /**
+   * Redis shared by the nodes' caches (`--redis`, MERIDIAN_REDIS_URL): a single server, or a
+   * Redis Cluster's nodes. @default none: each node caches in process only
+   */
+  redis: { url: string } | { clusterNodes: string[] } | undefined;
 }
 
 export const NODE_USAGE = `Usage: meridian node [options]
@@ -71,6 +76,10 @@ Options (environment variable in brackets):
   --check-timeout-ms <ms>       bound of each dependency check at start, 100..60000 (default 5000)
   --shutdown-timeout-ms <ms>    bound of the drain on SIGTERM/SIGINT, after which the node exits
                                 anyway, 1000..600000 (default 30000)
+  --redis <url|host:port,...>   Redis for the catalog cache shared by every node (invalidations
+                                reach them all): redis://host:6379, or a Redis Cluster's
+                                comma-separated host:port nodes [MERIDIAN_REDIS_URL]
+                                (default: each node caches in process only)
   -h, --help                    show this help`;
 
 const schemaPattern = /^[a-z_][a-z0-9_]{0,62}$/;
@@ -130,6 +139,18 @@ function brokers(given: { raw: string; from: string } | undefined): string[] {
     );
   }
   return list;
+}
+
+function redisOption(given: { raw: string; from: string } | undefined): NodeOptions['redis'] {
+  if (given === undefined) return undefined;
+  if (/^rediss?:\/\//.test(given.raw)) return { url: url(given, ['redis:', 'rediss:'], '') };
+  try {
+    return { clusterNodes: brokers(given) };
+  } catch {
+    throw new ValidationError(
+      `'${given.from}' must be a redis:// URL or a Redis Cluster's comma-separated host:port nodes: current value is '${given.raw}'`,
+    );
+  }
 }
 
 function matching(name: string, raw: string, pattern: RegExp, rule: string): string {
@@ -214,6 +235,7 @@ export function parseNodeOptions(
     maxOrdersInProgress: optionalInteger(values, 'max-orders-in-progress', 1000, 1, 1_000_000),
     checkTimeoutMs: optionalInteger(values, 'check-timeout-ms', 5000, 100, 60_000),
     shutdownTimeoutMs: optionalInteger(values, 'shutdown-timeout-ms', 30_000, 1000, 600_000),
+    redis: redisOption(fromEnv(values, 'redis', env, 'MERIDIAN_REDIS_URL')),
   };
 }
 
@@ -233,4 +255,5 @@ const commandOptions = {
   'max-orders-in-progress': { type: 'string' },
   'check-timeout-ms': { type: 'string' },
   'shutdown-timeout-ms': { type: 'string' },
+  redis: { type: 'string' },
 } satisfies ParseArgsOptionsConfig;

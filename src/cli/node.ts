@@ -2,7 +2,8 @@
 // app as `meridian demo`, on PostgreSQL and Kafka, charging through a payment gateway every node shares.
 import { hostname } from 'node:os';
 import { type CommerceNode, startCommerceNode } from '../../apps/commerce/server.ts';
-import { isMeridianError } from '../errors.ts';
+import type { RedisClient } from '../cache/index.ts';
+import { isMeridianError, ValidationError } from '../errors.ts';
 import { KafkaLog } from '../log/index.ts';
 import { openPostgresStore, type PostgresStore } from '../store/index.ts';
 import { type CommandOutput, consoleOutput } from './args.ts';
@@ -19,6 +20,37 @@ import { NODE_USAGE, type NodeOptions, parseNodeOptions } from './node-options.t
 interface Dependencies {
   store: PostgresStore;
   log: KafkaLog;
+  redis: RedisClient | undefined;
+}
+
+/** Connects to the Redis of --redis (a server or a cluster) and checks it answers within the bound. */
+async function openRedis(options: NodeOptions, output: CommandOutput): Promise<RedisClient | undefined> {
+  const given = options.redis;
+  if (given === undefined) return undefined;
+  // ioredis loads only when --redis is given, as the Kafka client loads only for the Kafka log.
+  const { Cluster, Redis } = await import('ioredis');
+  const redis: RedisClient =
+    'url' in given
+      ? new Redis(given.url, { lazyConnect: true })
+      : new Cluster(
+          given.clusterNodes.map((node) => {
+            const at = node.lastIndexOf(':');
+            return { host: node.slice(0, at), port: Number(node.slice(at + 1)) };
+          }),
+          { lazyConnect: true },
+        );
+  // Outages are handled by the cache (breaker, fall through to the store); the log stays quiet.
+  redis.on('error', () => {});
+  output.out(`Checking Redis at ${'url' in given ? redactUrl(given.url) : given.clusterNodes.join(',')} ...`);
+  try {
+    await withDeadline(redis.ping(), options.checkTimeoutMs);
+  } catch (error) {
+    redis.disconnect();
+    throw new ValidationError(
+      `Redis at ${'url' in given ? redactUrl(given.url) : given.clusterNodes.join(',')} did not answer within ${options.checkTimeoutMs} ms (${(error as Error).message}): start it, fix --redis, or leave --redis out to cache in process only`,
+    );
+  }
+  return redis;
 }
 
 /** Checks PostgreSQL, Kafka and the payment gateway (each within the bound), then opens the store and the log. */
@@ -45,7 +77,14 @@ async function openDependencies(options: NodeOptions, output: CommandOutput): Pr
   } catch (error) {
     throw describeStoreFailure(error, options.pgSchema);
   }
-  return { store, log: new KafkaLog({ brokers: options.kafkaBrokers, clientId: options.nodeId }) };
+  let redis: RedisClient | undefined;
+  try {
+    redis = await openRedis(options, output);
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
+  return { store, log: new KafkaLog({ brokers: options.kafkaBrokers, clientId: options.nodeId }), redis };
 }
 
 async function startNode(options: NodeOptions, dependencies: Dependencies, output: CommandOutput) {
@@ -56,6 +95,7 @@ async function startNode(options: NodeOptions, dependencies: Dependencies, outpu
     paymentUrl: options.paymentsUrl,
     host: options.host,
     port: options.port,
+    ...(dependencies.redis === undefined ? {} : { redis: dependencies.redis }),
     app: {
       maxOrdersInProgress: options.maxOrdersInProgress,
       runtime: {
@@ -87,6 +127,7 @@ function banner(options: NodeOptions, node: CommerceNode): string[] {
     `  Kafka            ${options.kafkaBrokers.join(',')}  work topic ${options.workTopic} (${options.workPartitions} partitions), group ${options.group}`,
     `  owns partitions  ${owned.length === 0 ? 'none yet (assignment in progress)' : owned.join(',')}  (changes are printed; also in /readyz)`,
     `  payment gateway  ${options.paymentsUrl}`,
+    `  catalog cache    ${options.redis === undefined ? 'in process' : `in process + Redis ${'url' in options.redis ? redactUrl(options.redis.url) : options.redis.clusterNodes.join(',')}`}`,
     `  OpenAPI          ${node.url}/openapi.json    probes /healthz /readyz, metrics /metrics`,
     '',
     'Try (any node takes any request):',
@@ -115,6 +156,7 @@ function watchOwnership(node: CommerceNode, output: CommandOutput): () => void {
 async function closeDependencies(dependencies: Dependencies): Promise<void> {
   await dependencies.log.close();
   await dependencies.store.close();
+  dependencies.redis?.disconnect();
 }
 
 /** Waits for SIGTERM/SIGINT, then drains within the bound; a second signal exits at once. */
