@@ -188,8 +188,9 @@ export class Cache<V> {
     if (this.l2 !== undefined) {
       const stored = await this.l2.invalidate(this.#sharedPrefix + key, version);
       if (typeof stored === 'number') stamped = stored;
-      // A load that read Redis before the tombstone landed must not keep its result here either.
-      this.#invalidateLoads(key);
+      // A read that found the old entry in Redis before the tombstone landed may have put it in
+      // L1 meanwhile, and a load running now may have read it: drop both again.
+      this.#invalidateLocal(key, version ?? null);
     }
     this.#bus?.publish({ cache: this.name, key, version: stamped });
   }

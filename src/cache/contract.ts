@@ -153,6 +153,21 @@ const cases: Record<string, Case> = {
     expect(await a.get('k', () => 'unused')).toBe('new');
   },
 
+  'a read racing a delete does not leave the old value cached': async ({ open }) => {
+    let source = 'old';
+    const [cache] = await open<string>({ ttlMs: 60_000, loader: () => source });
+    expect(await cache.set('k', 'old')).toBe(true);
+    source = 'new';
+    // The read may find the old entry before the delete's tombstone lands; once the delete has
+    // returned, nothing of the old value may be left.
+    const deleted = cache.delete('k');
+    const racing = cache.get('k');
+    await deleted;
+    expect(['old', 'new']).toContain(await racing);
+    expect(cache.peek('k')).not.toBe('old');
+    expect(await cache.get('k')).toBe('new');
+  },
+
   'a delete on one node reaches the other node': async ({ open }) => {
     let source = 'v1';
     const [a, b] = await open<string>({ ttlMs: 60_000, loader: () => source });
