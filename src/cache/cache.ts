@@ -121,7 +121,11 @@ export class Cache<V> {
    * for every concurrent caller of the key.
    */
   get(key: string, loader?: Loader<V>): Promise<V> {
-    checkKey(key);
+    try {
+      checkKey(key);
+    } catch (error) {
+      return Promise.reject(error);
+    }
     const entry = this.#l1?.get(key);
     if (entry !== undefined) {
       const nowMs = this.#clock.now();

@@ -216,8 +216,9 @@ const cases: Record<string, Case> = {
 
   'bad keys are refused with a clear error': async ({ open }) => {
     const [cache] = await open<string>({ ttlMs: 1000, loader: () => 'x' });
-    expect(() => cache.get('')).toThrow(/1 to 1024 characters/);
-    expect(() => cache.get('x'.repeat(1025))).toThrow(/1025 characters long/);
+    await expect(cache.get('')).rejects.toThrow(/1 to 1024 characters/);
+    await expect(cache.get('x'.repeat(1025))).rejects.toThrow(/1025 characters long/);
+    await expect(cache.delete(7 as never)).rejects.toThrow(/current value is number/);
   },
 };
 
