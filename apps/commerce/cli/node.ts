@@ -1,11 +1,11 @@
-// `meridian node`: the commerce reference system as one node of the cluster shape — the same
-// app as `meridian demo`, on PostgreSQL and Kafka, charging through a payment gateway every node shares.
+// `commerce node`: the commerce reference system as one node of the cluster shape — the same
+// app as `commerce demo`, on PostgreSQL and Kafka, charging through a payment gateway every node shares.
 import { hostname } from 'node:os';
-import { type CommerceNode, startCommerceNode } from '../../apps/commerce/server.ts';
-import { isMeridianError } from '../errors.ts';
-import { KafkaLog } from '../log/index.ts';
-import { openPostgresStore, type PostgresStore } from '../store/index.ts';
-import { type CommandOutput, consoleOutput } from './args.ts';
+import { type CommandOutput, consoleOutput } from '../../../src/cli/index.ts';
+import { isMeridianError } from '../../../src/index.ts';
+import { KafkaLog } from '../../../src/log/kafka/index.ts';
+import { openPostgresStore, type PostgresStore } from '../../../src/store/postgres/index.ts';
+import { type CommerceNode, startCommerceNode } from '../server.ts';
 import {
   checkKafka,
   checkPayments,
@@ -146,7 +146,7 @@ function drainOnSignal(
         },
         (error: unknown) => {
           output.err(
-            `meridian node: the drain did not finish within ${options.shutdownTimeoutMs} ms (${(error as Error).message}); exiting anyway: this node's partitions move after the group's session timeout and their orders resume from the journal on the new owner`,
+            `commerce node: the drain did not finish within ${options.shutdownTimeoutMs} ms (${(error as Error).message}); exiting anyway: this node's partitions move after the group's session timeout and their orders resume from the journal on the new owner`,
           );
           process.exit(1);
         },
@@ -160,17 +160,17 @@ function drainOnSignal(
 function report(error: unknown, options: NodeOptions, output: CommandOutput): number {
   if ((error as { code?: unknown }).code === 'EADDRINUSE') {
     output.err(
-      `meridian node: port ${options.port} on ${options.host} is in use: pass --port <n> (or PORT=<n>), or stop the other process`,
+      `commerce node: port ${options.port} on ${options.host} is in use: pass --port <n> (or PORT=<n>), or stop the other process`,
     );
     return 1;
   }
   if (!isMeridianError(error)) throw error;
-  output.err(`meridian node: ${error.code}: ${error.message}`);
+  output.err(`commerce node: ${error.code}: ${error.message}`);
   return 1;
 }
 
 /**
- * Runs `meridian node`. Exit codes: 0 after a clean drain, 1 when a dependency is unreachable or
+ * Runs `commerce node`. Exit codes: 0 after a clean drain, 1 when a dependency is unreachable or
  * misconfigured, the node could not start, or the drain outran --shutdown-timeout-ms; 2 for
  * invalid options; 130 on a second signal.
  */
@@ -181,10 +181,10 @@ export async function run(argv: string[], output: CommandOutput = consoleOutput)
   } catch (error) {
     if (!isMeridianError(error)) throw error;
     // parseCommandLine's own errors already say which command they are about.
-    const message = error.message.startsWith('meridian node')
+    const message = error.message.startsWith('commerce node')
       ? error.message
-      : `meridian node: ${error.message}`;
-    output.err(`${message}\n\nRun 'meridian node --help' for every option.`);
+      : `commerce node: ${error.message}`;
+    output.err(`${message}\n\nRun 'commerce node --help' for every option.`);
     return 2;
   }
   if (options === 'help') {

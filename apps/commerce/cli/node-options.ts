@@ -1,6 +1,6 @@
 import type { ParseArgsOptionsConfig } from 'node:util';
-import { ValidationError } from '../errors.ts';
-import { integer, parseCommandLine, port as portOption } from './args.ts';
+import { integer, parseCommandLine, port as portOption } from '../../../src/cli/index.ts';
+import { ValidationError } from '../../../src/index.ts';
 
 export interface NodeOptions {
   /** PostgreSQL connection string (`--pg`, MERIDIAN_PG_URL). Required. */
@@ -35,14 +35,14 @@ export interface NodeOptions {
   shutdownTimeoutMs: number;
 }
 
-export const NODE_USAGE = `Usage: meridian node [options]
+export const NODE_USAGE = `Usage: commerce node [options]
 
-Runs the commerce reference system (the same app as 'meridian demo') as one node of a cluster:
+Runs the commerce reference system (the same app as 'commerce demo') as one node of a cluster:
 state in PostgreSQL, records in Kafka, work partitions owned through a Kafka consumer group.
 Start as many nodes as you like with the same --pg, --pg-schema, --kafka and --payments and a
 distinct --node-id each; any node takes any request. SIGTERM or Ctrl-C drains (the node leaves
 the group and hands its partitions over) and exits; a second signal exits at once.
-Step by step: docs/cluster.md. Without PostgreSQL and Kafka, 'npm start' (meridian demo) runs
+Step by step: docs/cluster.md. Without PostgreSQL and Kafka, 'npm start' (commerce demo) runs
 the same app on the embedded shape, in one SQLite file.
 
 Options (environment variable in brackets):
@@ -52,7 +52,7 @@ Options (environment variable in brackets):
                                 [MERIDIAN_PG_SCHEMA] (default meridian)
   --kafka <host:port,...>       Kafka bootstrap brokers [MERIDIAN_KAFKA_BROKERS] (required)
   --payments <url>              the payment gateway every node shares, e.g. one started with
-                                'meridian payments --port 7090' [MERIDIAN_PAYMENTS_URL] (required)
+                                'commerce payments --port 7090' [MERIDIAN_PAYMENTS_URL] (required)
   --node-id <id>                unique per node and stable across restarts, [A-Za-z0-9._-]
                                 [MERIDIAN_NODE_ID] (default <hostname>-<port>)
   --port <n>                    HTTP port, 1..65535, or 0 (any free one; needs --node-id)
@@ -154,25 +154,25 @@ function optionalInteger(
   return raw === undefined ? fallback : integer(`--${name}`, raw, min, max);
 }
 
-/** Parses and validates `meridian node`'s arguments and environment; `help` when the usage was asked for. */
+/** Parses and validates `commerce node`'s arguments and environment; `help` when the usage was asked for. */
 export function parseNodeOptions(
   argv: string[],
   env: Record<string, string | undefined> = {},
   hostname = 'localhost',
 ): NodeOptions | 'help' {
-  const values = parseCommandLine('node', argv, commandOptions);
+  const values = parseCommandLine('commerce node', argv, commandOptions);
   if (values === 'help') return 'help';
   const pgUrl = url(
     fromEnv(values, 'pg', env, 'MERIDIAN_PG_URL'),
     ['postgres:', 'postgresql:'],
-    `no PostgreSQL given: pass --pg postgres://user@host:5432/database or set MERIDIAN_PG_URL (to run without PostgreSQL and Kafka, use 'meridian demo')`,
+    `no PostgreSQL given: pass --pg postgres://user@host:5432/database or set MERIDIAN_PG_URL (to run without PostgreSQL and Kafka, use 'commerce demo')`,
   );
   const schema = fromEnv(values, 'pg-schema', env, 'MERIDIAN_PG_SCHEMA');
   const kafkaBrokers = brokers(fromEnv(values, 'kafka', env, 'MERIDIAN_KAFKA_BROKERS'));
   const paymentsUrl = url(
     fromEnv(values, 'payments', env, 'MERIDIAN_PAYMENTS_URL'),
     ['http:', 'https:'],
-    `no payment gateway given: every node charges through the same one; start it with 'meridian payments --port 7090 --data-dir ./.meridian-payments' (or use the one 'meridian demo' prints) and pass --payments http://127.0.0.1:7090 or set MERIDIAN_PAYMENTS_URL. A gateway per node would let a node that takes over an order charge it a second time`,
+    `no payment gateway given: every node charges through the same one; start it with 'commerce payments --port 7090 --data-dir ./.meridian-payments' (or use the one 'commerce demo' prints) and pass --payments http://127.0.0.1:7090 or set MERIDIAN_PAYMENTS_URL. A gateway per node would let a node that takes over an order charge it a second time`,
   );
   const port = portOption(values.port, env, 7071);
   const nodeIdGiven = fromEnv(values, 'node-id', env, 'MERIDIAN_NODE_ID');

@@ -1,10 +1,10 @@
-// What `meridian node` checks before it starts: each dependency answers, within a bound, and is
+// What `commerce node` checks before it starts: each dependency answers, within a bound, and is
 // the one the node expects. Every failure names the dependency, what was wrong and what to do.
 import pg from 'pg';
-import { isMeridianError, MeridianError, NotFoundError } from '../errors.ts';
-import { KafkaLog } from '../log/index.ts';
+import { isMeridianError, MeridianError, NotFoundError } from '../../../src/index.ts';
+import { KafkaLog } from '../../../src/log/kafka/index.ts';
 
-/** A dependency of `meridian node` that is unreachable or misconfigured. */
+/** A dependency of `commerce node` that is unreachable or misconfigured. */
 export class DependencyError extends MeridianError {
   constructor(
     dependency: 'postgres' | 'kafka' | 'payments',
@@ -183,7 +183,7 @@ export async function checkKafka(check: KafkaCheck): Promise<void> {
 
 /** The payment gateway answers GET /settings as the simulated gateway does. */
 export async function checkPayments(url: string, timeoutMs: number): Promise<void> {
-  const start = `start one with 'meridian payments --port 7090' and pass its URL with --payments (MERIDIAN_PAYMENTS_URL)`;
+  const start = `start one with 'commerce payments --port 7090' and pass its URL with --payments (MERIDIAN_PAYMENTS_URL)`;
   let response: Response;
   try {
     response = await fetch(new URL('settings', url.endsWith('/') ? url : `${url}/`), {

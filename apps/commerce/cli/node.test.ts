@@ -1,6 +1,6 @@
-// `meridian node` as a real process: clear errors and a bounded non-zero exit when a dependency
+// `commerce node` as a real process: clear errors and a bounded non-zero exit when a dependency
 // is unreachable or misconfigured, and a node that takes an order end to end against a real
-// `meridian payments` process, on real PostgreSQL and Kafka, and drains on SIGTERM.
+// `commerce payments` process, on real PostgreSQL and Kafka, and drains on SIGTERM.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -8,11 +8,11 @@ import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createKafkaLog, parseBrokerList } from '../log/index.ts';
-import { testSchemas } from '../store/postgres/test-schema.ts';
+import { createKafkaLog, parseBrokerList } from '../../../src/log/kafka/index.ts';
+import { testSchemas } from '../../../src/store/postgres/test-schema.ts';
 import { checkKafka, checkPayments, checkPostgres } from './node-checks.ts';
 
-const root = resolve(import.meta.dirname, '../..');
+const root = resolve(import.meta.dirname, '../../..');
 const pgUrl = process.env.MERIDIAN_TEST_PG_URL;
 const kafkaText = process.env.MERIDIAN_TEST_KAFKA_BROKERS;
 const unique = `${process.pid}-${randomBytes(3).toString('hex')}`;
@@ -35,7 +35,7 @@ afterAll(() => {
 });
 
 function meridian(args: string[], env: Record<string, string> = {}): Child {
-  const child = spawn(process.execPath, [join(root, 'src/cli/main.ts'), ...args], {
+  const child = spawn(process.execPath, [join(root, 'apps/commerce/cli/main.ts'), ...args], {
     cwd: root,
     stdio: ['ignore', 'pipe', 'pipe'],
     // None of the node's variables leak in from the environment the tests run in.
@@ -109,7 +109,7 @@ async function failsWithin(child: Child, ms: number): Promise<{ code: number | n
 const skipped = (variables: string[]) =>
   variables.every((name) => process.env[name]) ? '' : ` (skipped: set ${variables.join(' and ')})`;
 
-describe('meridian node: dependency checks', () => {
+describe('commerce node: dependency checks', () => {
   it('exits 1 within the bound, naming PostgreSQL, when nothing listens on its port', async () => {
     const port = await closedPort();
     const child = meridian([
@@ -123,21 +123,21 @@ describe('meridian node: dependency checks', () => {
     expect(code, child.output()).toBe(1);
     expect(elapsedMs).toBeLessThan(15_000);
     expect(child.output()).toContain(
-      `meridian node: UNAVAILABLE: PostgreSQL at 127.0.0.1:${port} refused the connection: start PostgreSQL there, or fix --pg (MERIDIAN_PG_URL)`,
+      `commerce node: UNAVAILABLE: PostgreSQL at 127.0.0.1:${port} refused the connection: start PostgreSQL there, or fix --pg (MERIDIAN_PG_URL)`,
     );
   }, 30_000);
 
   it("exits 2 with the usage hint for a bad option; its help and the demo's say how to get from one to the other", async () => {
     const bad = meridian(['node', '--work-partitions=0']);
     expect(await bad.exited).toBe(2);
-    expect(bad.output()).toContain("Run 'meridian node --help' for every option.");
+    expect(bad.output()).toContain("Run 'commerce node --help' for every option.");
     const help = meridian(['node', '--help']);
     expect(await help.exited).toBe(0);
-    expect(help.output()).toContain('Usage: meridian node [options]');
-    expect(help.output()).toContain("'npm start' (meridian demo) runs\nthe same app on the embedded shape");
+    expect(help.output()).toContain('Usage: commerce node [options]');
+    expect(help.output()).toContain("'npm start' (commerce demo) runs\nthe same app on the embedded shape");
     const demoHelp = meridian(['demo', '--help']);
     expect(await demoHelp.exited).toBe(0);
-    expect(demoHelp.output()).toContain("with 'meridian node'\n(npm run meridian -- node --help)");
+    expect(demoHelp.output()).toContain("with 'commerce node'\n(npm run commerce -- node --help)");
   }, 30_000);
 
   describe.skipIf(!pgUrl)(`with PostgreSQL${skipped(['MERIDIAN_TEST_PG_URL'])}`, () => {
@@ -154,7 +154,7 @@ describe('meridian node: dependency checks', () => {
       expect(code, child.output()).toBe(1);
       expect(elapsedMs).toBeLessThan(15_000);
       expect(child.output()).toContain(
-        `meridian node: UNAVAILABLE: Kafka brokers 127.0.0.1:${port} are unreachable`,
+        `commerce node: UNAVAILABLE: Kafka brokers 127.0.0.1:${port} are unreachable`,
       );
       expect(child.output()).toContain(
         "start Kafka ('npm run kafka:start' runs one broker on 127.0.0.1:9092)",
@@ -226,7 +226,7 @@ async function json(
 }
 
 describe.skipIf(!pgUrl || !kafkaText)(
-  `meridian node: a real node${skipped(['MERIDIAN_TEST_PG_URL', 'MERIDIAN_TEST_KAFKA_BROKERS'])}`,
+  `commerce node: a real node${skipped(['MERIDIAN_TEST_PG_URL', 'MERIDIAN_TEST_KAFKA_BROKERS'])}`,
   () => {
     const schemas = testSchemas(pgUrl ?? '', 'node');
     const used: string[] = [];
