@@ -6,16 +6,6 @@ import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { packageEntries } from './package-entries.ts';
 
-const integrations = [
-  'fastify',
-  '@fastify/swagger',
-  'pg',
-  '@platformatic/kafka',
-  'ioredis',
-  'prom-client',
-  'undici',
-];
-
 function entry(specifier: string) {
   const found = packageEntries.find((candidate) => candidate.specifier === specifier);
   if (found === undefined) throw new Error(`package.json exports no '${specifier}'`);

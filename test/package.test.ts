@@ -2,7 +2,7 @@
 // prefers its cache; the registry is the only network CI allows), and use it from plain
 // JavaScript and from TypeScript; then docs/tutorial.md runs as written — `meridian new`, the
 // scaffold's own tests, `meridian dev`, and a saga that survives kill -9.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
