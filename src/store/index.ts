@@ -7,6 +7,7 @@
 
 export { storeLimits } from './limits.ts';
 export { SchemaMismatchError } from './schema-mismatch-error.ts';
+export { BatchedWriteConflictError } from './sql/write-batch.ts';
 export {
   type Durability,
   type Migration,
@@ -44,4 +45,5 @@ export {
   type StoreTransaction,
   type TimerRecord,
   type TimerStore,
+  type TransactionOptions,
 } from './types.ts';
