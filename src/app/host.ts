@@ -70,6 +70,12 @@ export async function startApp(app: App, options: StartAppOptions): Promise<Runn
         ? { ok: true, detail: `app '${app.name}' running` }
         : { ok: false, detail: 'the runtime is not running' },
     );
+    if (options.runtime?.cluster !== undefined) {
+      gateway.addReadinessCheck('cluster', () => ({
+        ok: true,
+        detail: `owns work partitions [${(runtime.cluster?.owned() ?? []).join(',')}]`,
+      }));
+    }
     await runtime.start();
     await gateway.ready();
     const url = await gateway.listen({ host: options.host ?? '127.0.0.1', port: options.port ?? 0 });

@@ -9,6 +9,10 @@ await runCommands('meridian', {
     summary: 'Run an app module on the embedded shape, with its HTTP routes',
     load: () => import('./dev.ts'),
   },
+  node: {
+    summary: 'Run an app module as one node of a cluster (PostgreSQL + Kafka)',
+    load: () => import('./node.ts'),
+  },
   new: {
     summary: 'Scaffold a new app (an entity, a saga, a subscription, a route, tests)',
     load: () => import('./new.ts'),

@@ -1,8 +1,9 @@
 // `commerce node` and `commerce payments` options: defaults, environment variables, and a clear
 // error for every bad value.
 import { describe, expect, it } from 'vitest';
+import { defaultNodeId } from '../../../src/cli/index.ts';
 import { ValidationError } from '../../../src/index.ts';
-import { defaultNodeId, parseNodeOptions } from './node-options.ts';
+import { parseNodeOptions } from './node-options.ts';
 import { parsePaymentsOptions } from './payments.ts';
 
 const required = [

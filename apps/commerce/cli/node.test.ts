@@ -8,9 +8,10 @@ import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { checkKafka, checkPostgres } from '../../../src/cli/index.ts';
 import { createKafkaLog, parseBrokerList } from '../../../src/log/kafka/index.ts';
 import { testSchemas } from '../../../src/store/postgres/test-schema.ts';
-import { checkKafka, checkPayments, checkPostgres } from './node-checks.ts';
+import { checkPayments } from './payments-check.ts';
 
 const root = resolve(import.meta.dirname, '../../..');
 const pgUrl = process.env.MERIDIAN_TEST_PG_URL;

@@ -1,54 +1,25 @@
 // `commerce node`: the commerce reference system as one node of the cluster shape — the same
-// app as `commerce demo`, on PostgreSQL and Kafka, charging through a payment gateway every node shares.
+// app as `commerce demo`, on PostgreSQL and Kafka, charging through a payment gateway every node
+// shares. The cluster plumbing (checks, store and log, ownership, drain) is meridian/cli's.
 import { hostname } from 'node:os';
-import { type CommandOutput, consoleOutput } from '../../../src/cli/index.ts';
-import { isMeridianError } from '../../../src/index.ts';
-import { KafkaLog } from '../../../src/log/kafka/index.ts';
-import { openPostgresStore, type PostgresStore } from '../../../src/store/postgres/index.ts';
-import { type CommerceNode, startCommerceNode } from '../server.ts';
 import {
-  checkKafka,
-  checkPayments,
-  checkPostgres,
-  describeStoreFailure,
-  redactUrl,
-  withDeadline,
-} from './node-checks.ts';
+  type ClusterDependencies,
+  type CommandOutput,
+  closeClusterDependencies,
+  clusterBanner,
+  clusterRuntimeOptions,
+  consoleOutput,
+  openClusterDependencies,
+  serveClusterNode,
+} from '../../../src/cli/index.ts';
+import { isMeridianError } from '../../../src/index.ts';
+import { type CommerceNode, startCommerceNode } from '../server.ts';
 import { NODE_USAGE, type NodeOptions, parseNodeOptions } from './node-options.ts';
+import { checkPayments } from './payments-check.ts';
 
-interface Dependencies {
-  store: PostgresStore;
-  log: KafkaLog;
-}
-
-/** Checks PostgreSQL, Kafka and the payment gateway (each within the bound), then opens the store and the log. */
-async function openDependencies(options: NodeOptions, output: CommandOutput): Promise<Dependencies> {
-  output.out(`Checking PostgreSQL at ${redactUrl(options.pgUrl)} ...`);
-  await checkPostgres(options.pgUrl, options.checkTimeoutMs);
-  output.out(`Checking Kafka at ${options.kafkaBrokers.join(',')} ...`);
-  await checkKafka({
-    brokers: options.kafkaBrokers,
-    clientId: options.nodeId,
-    workTopic: options.workTopic,
-    workPartitions: options.workPartitions,
-    timeoutMs: options.checkTimeoutMs,
-  });
+async function startNode(options: NodeOptions, dependencies: ClusterDependencies, output: CommandOutput) {
   output.out(`Checking the payment gateway at ${options.paymentsUrl} ...`);
   await checkPayments(options.paymentsUrl, options.checkTimeoutMs);
-  let store: PostgresStore;
-  try {
-    store = await openPostgresStore({
-      connectionString: options.pgUrl,
-      schema: options.pgSchema,
-      connectTimeoutMs: options.checkTimeoutMs,
-    });
-  } catch (error) {
-    throw describeStoreFailure(error, options.pgSchema);
-  }
-  return { store, log: new KafkaLog({ brokers: options.kafkaBrokers, clientId: options.nodeId }) };
-}
-
-async function startNode(options: NodeOptions, dependencies: Dependencies, output: CommandOutput) {
   output.out(`Joining group '${options.group}' as node '${options.nodeId}' ...`);
   return startCommerceNode({
     store: dependencies.store,
@@ -58,34 +29,19 @@ async function startNode(options: NodeOptions, dependencies: Dependencies, outpu
     port: options.port,
     app: {
       maxOrdersInProgress: options.maxOrdersInProgress,
-      runtime: {
-        cluster: {
-          node: options.nodeId,
-          workPartitions: options.workPartitions,
-          workTopic: options.workTopic,
-          group: options.group,
-          requestTimeoutMs: options.requestTimeoutMs,
-          ...(options.replicationFactor === undefined
-            ? {}
-            : { replicationFactor: options.replicationFactor }),
-        },
-        onProblem: (problem) =>
-          output.err(
-            `runtime: ${problem.message}${problem.sagaId === undefined ? '' : ` (order ${problem.sagaId})`}: ${problem.error}`,
-          ),
-      },
+      runtime: clusterRuntimeOptions(options, output),
     },
   });
 }
 
 function banner(options: NodeOptions, node: CommerceNode): string[] {
   const local = node.url.replace('://127.0.0.1', '://localhost');
-  const owned = node.app.runtime.cluster?.owned() ?? [];
   return [
-    `Commerce node '${options.nodeId}' listening on ${node.url}  (pid ${process.pid})`,
-    `  PostgreSQL       ${redactUrl(options.pgUrl)} schema ${options.pgSchema}`,
-    `  Kafka            ${options.kafkaBrokers.join(',')}  work topic ${options.workTopic} (${options.workPartitions} partitions), group ${options.group}`,
-    `  owns partitions  ${owned.length === 0 ? 'none yet (assignment in progress)' : owned.join(',')}  (changes are printed; also in /readyz)`,
+    ...clusterBanner(`Commerce node '${options.nodeId}'`, options, {
+      url: node.url,
+      owned: () => node.app.runtime.cluster?.owned() ?? [],
+      close: () => node.close(),
+    }),
     `  payment gateway  ${options.paymentsUrl}`,
     `  OpenAPI          ${node.url}/openapi.json    probes /healthz /readyz, metrics /metrics`,
     '',
@@ -97,64 +53,6 @@ function banner(options: NodeOptions, node: CommerceNode): string[] {
     '',
     `SIGTERM or Ctrl-C drains (leaves the group, hands the partitions over) within ${options.shutdownTimeoutMs} ms; a second one exits at once.`,
   ];
-}
-
-/** Prints the work partitions this node owns whenever they change (a node joined, left or died). */
-function watchOwnership(node: CommerceNode, output: CommandOutput): () => void {
-  const owned = () => (node.app.runtime.cluster?.owned() ?? []).join(',');
-  let last = owned();
-  const timer = setInterval(() => {
-    const now = owned();
-    if (now === last) return;
-    output.out(`owns partitions ${now === '' ? 'none' : now} (was ${last === '' ? 'none' : last})`);
-    last = now;
-  }, 1000);
-  return () => clearInterval(timer);
-}
-
-async function closeDependencies(dependencies: Dependencies): Promise<void> {
-  await dependencies.log.close();
-  await dependencies.store.close();
-}
-
-/** Waits for SIGTERM/SIGINT, then drains within the bound; a second signal exits at once. */
-function drainOnSignal(
-  options: NodeOptions,
-  node: CommerceNode,
-  dependencies: Dependencies,
-  output: CommandOutput,
-): Promise<number> {
-  return new Promise<number>((done) => {
-    let draining = false;
-    const onSignal = (signal: NodeJS.Signals) => {
-      if (draining) {
-        output.err(
-          `${signal} again: exiting now; this node's partitions move once the group notices it left.`,
-        );
-        process.exit(130);
-      }
-      draining = true;
-      output.out(`${signal}: draining (no new requests, the runtime stops and hands its partitions over)...`);
-      const drain = (async () => {
-        await node.close();
-        await closeDependencies(dependencies);
-      })();
-      withDeadline(drain, options.shutdownTimeoutMs).then(
-        () => {
-          output.out(`Node '${options.nodeId}' stopped cleanly.`);
-          done(0);
-        },
-        (error: unknown) => {
-          output.err(
-            `commerce node: the drain did not finish within ${options.shutdownTimeoutMs} ms (${(error as Error).message}); exiting anyway: this node's partitions move after the group's session timeout and their orders resume from the journal on the new owner`,
-          );
-          process.exit(1);
-        },
-      );
-    };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
-  });
 }
 
 function report(error: unknown, options: NodeOptions, output: CommandOutput): number {
@@ -191,20 +89,20 @@ export async function run(argv: string[], output: CommandOutput = consoleOutput)
     output.out(NODE_USAGE);
     return 0;
   }
-  let dependencies: Dependencies | undefined;
+  let dependencies: ClusterDependencies | undefined;
   let node: CommerceNode;
   try {
-    dependencies = await openDependencies(options, output);
+    dependencies = await openClusterDependencies(options, output);
     node = await startNode(options, dependencies, output);
   } catch (error) {
-    if (dependencies !== undefined) await closeDependencies(dependencies).catch(() => undefined);
+    if (dependencies !== undefined) await closeClusterDependencies(dependencies).catch(() => undefined);
     return report(error, options, output);
   }
   for (const line of banner(options, node)) output.out(line);
-  const stopWatching = watchOwnership(node, output);
-  const code = await drainOnSignal(options, node, dependencies, output);
-  stopWatching();
-  // A handle the drain left open (a socket closing slowly) must not keep the process past its bound.
-  setTimeout(() => process.exit(code), 2000).unref();
-  return code;
+  const started = {
+    url: node.url,
+    owned: () => node.app.runtime.cluster?.owned() ?? [],
+    close: () => node.close(),
+  };
+  return serveClusterNode('commerce node', options, started, dependencies, output);
 }
