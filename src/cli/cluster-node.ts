@@ -1,6 +1,9 @@
 // What every cluster node command does around its app: check PostgreSQL and Kafka, open the
 // store and the log, report partition ownership as it changes, and drain within a bound on
 // SIGTERM/SIGINT. `meridian node <module>` and the commerce app's `commerce node` share it.
+
+import { hostname } from 'node:os';
+import { isMeridianError } from '../errors.ts';
 import type { KafkaLog } from '../log/kafka/kafka-log.ts';
 import type { ClusterOptions } from '../runtime/cluster-shape.ts';
 import type { RuntimeOptions } from '../runtime/runtime-types.ts';
@@ -157,4 +160,72 @@ export function serveClusterNode(
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
   });
+}
+
+/** A cluster node command: how it parses its options, starts its app and describes it. */
+export interface ClusterNodeCommand<O extends ClusterNodeOptions, N> {
+  /** What the user typed: `meridian node`, `commerce node`. */
+  readonly command: string;
+  readonly usage: string;
+  parse(argv: string[], env: NodeJS.ProcessEnv, host: string): O | 'help';
+  /** Starts the app on the opened store and log (running any checks of its own first). */
+  start(options: O, dependencies: ClusterDependencies, output: CommandOutput): Promise<N>;
+  describe(node: N): StartedNode;
+  banner(options: O, node: N): string[];
+}
+
+function reportStartFailure(
+  command: string,
+  error: unknown,
+  options: ClusterNodeOptions,
+  output: CommandOutput,
+): number {
+  if ((error as { code?: unknown }).code === 'EADDRINUSE') {
+    output.err(
+      `${command}: port ${options.port} on ${options.host} is in use: pass --port <n> (or PORT=<n>), or stop the other process`,
+    );
+    return 1;
+  }
+  if (!isMeridianError(error)) throw error;
+  output.err(`${command}: ${error.code}: ${error.message}`);
+  return 1;
+}
+
+/**
+ * Runs a cluster node command. Exit codes: 0 after a clean drain, 1 when a dependency or the app
+ * is wrong or unreachable, the node could not start, or the drain outran --shutdown-timeout-ms;
+ * 2 for invalid options; 130 on a second signal.
+ */
+export async function runClusterNodeCommand<O extends ClusterNodeOptions, N>(
+  spec: ClusterNodeCommand<O, N>,
+  argv: string[],
+  output: CommandOutput,
+): Promise<number> {
+  let options: O | 'help';
+  try {
+    options = spec.parse(argv, process.env, hostname());
+  } catch (error) {
+    if (!isMeridianError(error)) throw error;
+    // parseCommand's own errors already say which command they are about.
+    const message = error.message.startsWith(spec.command)
+      ? error.message
+      : `${spec.command}: ${error.message}`;
+    output.err(`${message}\n\nRun '${spec.command} --help' for every option.`);
+    return 2;
+  }
+  if (options === 'help') {
+    output.out(spec.usage);
+    return 0;
+  }
+  let dependencies: ClusterDependencies | undefined;
+  let node: N;
+  try {
+    dependencies = await openClusterDependencies(options, output);
+    node = await spec.start(options, dependencies, output);
+  } catch (error) {
+    if (dependencies !== undefined) await closeClusterDependencies(dependencies).catch(() => undefined);
+    return reportStartFailure(spec.command, error, options, output);
+  }
+  for (const line of spec.banner(options, node)) output.out(line);
+  return serveClusterNode(spec.command, options, spec.describe(node), dependencies, output);
 }

@@ -27,10 +27,12 @@ export {
 } from './cluster-checks.ts';
 export {
   type ClusterDependencies,
+  type ClusterNodeCommand,
   closeClusterDependencies,
   clusterBanner,
   clusterRuntimeOptions,
   openClusterDependencies,
+  runClusterNodeCommand,
   type StartedNode,
   serveClusterNode,
 } from './cluster-node.ts';

@@ -1,16 +1,14 @@
 // `meridian node <module>`: runs any app module as one node of the cluster shape — state in
 // PostgreSQL, records in Kafka, work partitions owned through a Kafka consumer group.
-import { hostname } from 'node:os';
 import type { RunningApp } from '../app/host.ts';
-import { isMeridianError, ValidationError } from '../errors.ts';
+import { ValidationError } from '../errors.ts';
 import { type CommandOutput, consoleOutput, parseCommand } from './args.ts';
 import {
   type ClusterDependencies,
-  closeClusterDependencies,
   clusterBanner,
   clusterRuntimeOptions,
-  openClusterDependencies,
-  serveClusterNode,
+  runClusterNodeCommand,
+  type StartedNode,
 } from './cluster-node.ts';
 import {
   CLUSTER_BOUNDS_USAGE,
@@ -65,52 +63,30 @@ async function startNode(options: NodeOptions, dependencies: ClusterDependencies
   });
 }
 
-/**
- * Runs `meridian node`. Exit codes: 0 after a clean drain, 1 when the module or a dependency is
- * wrong or unreachable, the node could not start, or the drain outran --shutdown-timeout-ms; 2
- * for invalid options; 130 on a second signal.
- */
-export async function run(argv: string[], output: CommandOutput = consoleOutput): Promise<number> {
-  let options: NodeOptions | 'help';
-  try {
-    options = parseNodeOptions(argv, process.env, hostname());
-  } catch (error) {
-    if (!isMeridianError(error)) throw error;
-    const message = error.message.startsWith('meridian node')
-      ? error.message
-      : `meridian node: ${error.message}`;
-    output.err(`${message}\n\nRun 'meridian node --help' for every option.`);
-    return 2;
-  }
-  if (options === 'help') {
-    output.out(NODE_USAGE);
-    return 0;
-  }
-  let dependencies: ClusterDependencies | undefined;
-  let running: RunningApp;
-  try {
-    dependencies = await openClusterDependencies(options, output);
-    running = await startNode(options, dependencies, output);
-  } catch (error) {
-    if (dependencies !== undefined) await closeClusterDependencies(dependencies).catch(() => undefined);
-    if ((error as { code?: unknown }).code === 'EADDRINUSE') {
-      output.err(
-        `meridian node: port ${options.port} on ${options.host} is in use: pass --port <n> (or PORT=<n>)`,
-      );
-      return 1;
-    }
-    if (!isMeridianError(error)) throw error;
-    output.err(`meridian node: ${error.code}: ${error.message}`);
-    return 1;
-  }
-  const node = {
+function started(running: RunningApp): StartedNode {
+  return {
     url: running.url,
     owned: () => running.runtime.cluster?.owned() ?? [],
     close: () => running.close(),
   };
-  for (const line of clusterBanner(`App '${running.app.name}', node '${options.nodeId}',`, options, node)) {
-    output.out(line);
-  }
-  output.out(`  OpenAPI          ${running.url}/openapi.json    probes /healthz /readyz, metrics /metrics`);
-  return serveClusterNode('meridian node', options, node, dependencies, output);
+}
+
+/** Runs `meridian node` (exit codes: runClusterNodeCommand). */
+export function run(argv: string[], output: CommandOutput = consoleOutput): Promise<number> {
+  return runClusterNodeCommand(
+    {
+      command: 'meridian node',
+      usage: NODE_USAGE,
+      parse: parseNodeOptions,
+      start: startNode,
+      describe: started,
+      banner: (options, running) => [
+        ...clusterBanner(`App '${running.app.name}', node '${options.nodeId}',`, options, started(running)),
+        `  OpenAPI          ${running.url}/openapi.json    probes /healthz /readyz, metrics /metrics`,
+        `SIGTERM or Ctrl-C drains (leaves the group, hands the partitions over) within ${options.shutdownTimeoutMs} ms; a second one exits at once.`,
+      ],
+    },
+    argv,
+    output,
+  );
 }

@@ -1,18 +1,15 @@
 // `commerce node`: the commerce reference system as one node of the cluster shape — the same
 // app as `commerce demo`, on PostgreSQL and Kafka, charging through a payment gateway every node
 // shares. The cluster plumbing (checks, store and log, ownership, drain) is meridian/cli's.
-import { hostname } from 'node:os';
 import {
   type ClusterDependencies,
   type CommandOutput,
-  closeClusterDependencies,
   clusterBanner,
   clusterRuntimeOptions,
   consoleOutput,
-  openClusterDependencies,
-  serveClusterNode,
+  runClusterNodeCommand,
+  type StartedNode,
 } from '../../../src/cli/index.ts';
-import { isMeridianError } from '../../../src/index.ts';
 import { type CommerceNode, startCommerceNode } from '../server.ts';
 import { NODE_USAGE, type NodeOptions, parseNodeOptions } from './node-options.ts';
 import { checkPayments } from './payments-check.ts';
@@ -34,14 +31,14 @@ async function startNode(options: NodeOptions, dependencies: ClusterDependencies
   });
 }
 
+function started(node: CommerceNode): StartedNode {
+  return { url: node.url, owned: () => node.app.runtime.cluster?.owned() ?? [], close: () => node.close() };
+}
+
 function banner(options: NodeOptions, node: CommerceNode): string[] {
   const local = node.url.replace('://127.0.0.1', '://localhost');
   return [
-    ...clusterBanner(`Commerce node '${options.nodeId}'`, options, {
-      url: node.url,
-      owned: () => node.app.runtime.cluster?.owned() ?? [],
-      close: () => node.close(),
-    }),
+    ...clusterBanner(`Commerce node '${options.nodeId}'`, options, started(node)),
     `  payment gateway  ${options.paymentsUrl}`,
     `  OpenAPI          ${node.url}/openapi.json    probes /healthz /readyz, metrics /metrics`,
     '',
@@ -55,54 +52,18 @@ function banner(options: NodeOptions, node: CommerceNode): string[] {
   ];
 }
 
-function report(error: unknown, options: NodeOptions, output: CommandOutput): number {
-  if ((error as { code?: unknown }).code === 'EADDRINUSE') {
-    output.err(
-      `commerce node: port ${options.port} on ${options.host} is in use: pass --port <n> (or PORT=<n>), or stop the other process`,
-    );
-    return 1;
-  }
-  if (!isMeridianError(error)) throw error;
-  output.err(`commerce node: ${error.code}: ${error.message}`);
-  return 1;
-}
-
-/**
- * Runs `commerce node`. Exit codes: 0 after a clean drain, 1 when a dependency is unreachable or
- * misconfigured, the node could not start, or the drain outran --shutdown-timeout-ms; 2 for
- * invalid options; 130 on a second signal.
- */
-export async function run(argv: string[], output: CommandOutput = consoleOutput): Promise<number> {
-  let options: NodeOptions | 'help';
-  try {
-    options = parseNodeOptions(argv, process.env, hostname());
-  } catch (error) {
-    if (!isMeridianError(error)) throw error;
-    // parseCommandLine's own errors already say which command they are about.
-    const message = error.message.startsWith('commerce node')
-      ? error.message
-      : `commerce node: ${error.message}`;
-    output.err(`${message}\n\nRun 'commerce node --help' for every option.`);
-    return 2;
-  }
-  if (options === 'help') {
-    output.out(NODE_USAGE);
-    return 0;
-  }
-  let dependencies: ClusterDependencies | undefined;
-  let node: CommerceNode;
-  try {
-    dependencies = await openClusterDependencies(options, output);
-    node = await startNode(options, dependencies, output);
-  } catch (error) {
-    if (dependencies !== undefined) await closeClusterDependencies(dependencies).catch(() => undefined);
-    return report(error, options, output);
-  }
-  for (const line of banner(options, node)) output.out(line);
-  const started = {
-    url: node.url,
-    owned: () => node.app.runtime.cluster?.owned() ?? [],
-    close: () => node.close(),
-  };
-  return serveClusterNode('commerce node', options, started, dependencies, output);
+/** Runs `commerce node` (exit codes: meridian/cli's runClusterNodeCommand). */
+export function run(argv: string[], output: CommandOutput = consoleOutput): Promise<number> {
+  return runClusterNodeCommand(
+    {
+      command: 'commerce node',
+      usage: NODE_USAGE,
+      parse: parseNodeOptions,
+      start: startNode,
+      describe: started,
+      banner,
+    },
+    argv,
+    output,
+  );
 }
