@@ -1,5 +1,7 @@
 // `meridian dev <module>`: runs any app module on the embedded shape with its HTTP routes.
+import { spawn } from 'node:child_process';
 import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { RunningEmbeddedApp } from '../app/embedded.ts';
 import { isMeridianError, ValidationError } from '../errors.ts';
 import { loadAppModule } from './app-module.ts';
@@ -16,13 +18,15 @@ Starting again on the same data directory resumes every saga in flight, even aft
 Options:
   --data-dir <path>   where the SQLite file lives, created when missing (default ./.meridian)
   --host <address>    address to listen on (default 127.0.0.1)
-  --port <n>          port to listen on, 0 for any free one [PORT] (default 7070)`;
+  --port <n>          port to listen on, 0 for any free one [PORT] (default 7070)
+  --watch             restart (draining first) whenever the module or a file it imports changes`;
 
 export interface DevOptions {
   module: string;
   dataDir: string;
   host: string;
   port: number;
+  watch: boolean;
 }
 
 /** Parses and validates `meridian dev`'s arguments; 'help' when the usage was asked for. */
@@ -30,7 +34,12 @@ export function parseDevOptions(argv: string[], env: NodeJS.ProcessEnv): DevOpti
   const parsed = parseCommand(
     'meridian dev',
     argv,
-    { 'data-dir': { type: 'string' }, host: { type: 'string' }, port: { type: 'string' } },
+    {
+      'data-dir': { type: 'string' },
+      host: { type: 'string' },
+      port: { type: 'string' },
+      watch: { type: 'boolean' },
+    },
     ['module'],
   );
   if (parsed === 'help') return 'help';
@@ -46,6 +55,7 @@ export function parseDevOptions(argv: string[], env: NodeJS.ProcessEnv): DevOpti
     dataDir,
     host: parsed.values.host ?? '127.0.0.1',
     port: port(parsed.values.port, env, 7070),
+    watch: parsed.values.watch === true,
   };
 }
 
@@ -69,16 +79,53 @@ function banner(options: DevOptions, running: RunningEmbeddedApp): string[] {
   ];
 }
 
+/** Set for the processes `--watch` starts, so that they know a signal may reach them more than once. */
+const watchedVariable = 'MERIDIAN_DEV_WATCHED';
+
+/**
+ * `--watch`: runs the same command without it under Node's own watch mode, which restarts the
+ * process (SIGTERM, so it drains) whenever a file it imported changes. Signals sent to this
+ * process reach the child; resolves with the child's exit code.
+ */
+function watch(argv: string[]): Promise<number> {
+  const main = fileURLToPath(
+    new URL(`./main${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url),
+  );
+  const child = spawn(
+    process.execPath,
+    ['--watch', main, 'dev', ...argv.filter((arg) => arg !== '--watch')],
+    {
+      stdio: 'inherit',
+    },
+  );
+  const forward = (signal: NodeJS.Signals) => child.kill(signal);
+  process.on('SIGINT', forward);
+  process.on('SIGTERM', forward);
+  return new Promise((done) => {
+    child.once('exit', (code, signal) => {
+      process.off('SIGINT', forward);
+      process.off('SIGTERM', forward);
+      done(code ?? (signal === null ? 1 : 128));
+    });
+  });
+}
+
 /** Waits for SIGINT/SIGTERM, then drains; a second signal exits at once (safe: sagas resume from their journals). */
 function drainOnSignal(running: RunningEmbeddedApp, output: CommandOutput): Promise<number> {
+  // Under --watch one Ctrl-C arrives several times (from the terminal, and relayed by the watch
+  // parents): repeats within this window are that same signal, not a second one.
+  const repeatWindowMs = process.env[watchedVariable] === '1' ? 1000 : 0;
   return new Promise<number>((done) => {
     let draining = false;
+    let firstAtMs = 0;
     const onSignal = (signal: NodeJS.Signals) => {
+      if (draining && performance.now() - firstAtMs < repeatWindowMs) return;
       if (draining) {
         output.err(`${signal} again: exiting now; sagas in flight resume on the next start.`);
         process.exit(130);
       }
       draining = true;
+      firstAtMs = performance.now();
       output.out(`${signal}: draining (requests in flight finish, sagas park where they are)...`);
       running.close().then(
         () => {
@@ -113,6 +160,7 @@ export async function run(argv: string[], output: CommandOutput = consoleOutput)
     output.out(DEV_USAGE);
     return 0;
   }
+  if (options.watch) return watch(argv);
   let running: RunningEmbeddedApp;
   try {
     const app = await loadAppModule(options.module, process.cwd());

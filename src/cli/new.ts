@@ -80,7 +80,7 @@ function appPackageJson(options: NewOptions): string {
     type: 'module',
     engines: { node: '>=24' },
     scripts: {
-      dev: 'meridian dev src/app.ts',
+      dev: 'meridian dev --watch src/app.ts',
       test: "node --test 'test/**/*.test.ts'",
       typecheck: 'tsc -p .',
     },
