@@ -325,10 +325,10 @@ export const notificationsMayBeMissed = '';
 
 export interface TransactionOptions {
   /**
-   * PostgreSQL: defer the writes that need no answer before COMMIT (entity puts, saga updates,
-   * journal appends, notifications) and send each kind as one multi-row statement — a handful
+   * PostgreSQL: defer the writes that need no answer before COMMIT (entity puts, saga inserts
+   * and updates, journal appends, notifications) and send each kind as one multi-row statement — a handful
    * of round trips for a transaction of many small units instead of one each. A deferred write
-   * reports success at once; when its condition (version, journal sequence) turns out false, the
+   * reports success at once; when its condition (version, new id, journal sequence) turns out false, the
    * transaction fails with a BatchedWriteConflictError and nothing commits: run it again without
    * batching to learn which write failed. Ignored by SQLite, whose statements are in-process.
    * Ignored for a transaction nested in another (a savepoint). @default false

@@ -78,6 +78,7 @@ describe.skipIf(!url)('PostgreSQL batched transactions (batchWrites)', () => {
       (tx) => tx.entities.put('E', 'a', { n: 9 }, 0), // exists already
       (tx) => tx.sagas.update('s1', { status: 'failed', reason: 'x', at: 2 }, 4),
       (tx) => tx.sagas.appendJournal(step('s1', 3)), // a gap
+      (tx) => newSaga(tx, 's1'), // the id is taken
     ];
     for (const write of cases) {
       const attempt = store.transaction(async (tx) => {
@@ -93,7 +94,7 @@ describe.skipIf(!url)('PostgreSQL batched transactions (batchWrites)', () => {
   it('journal entries of many sagas in one batch go in only when each is the next of its saga', async () => {
     await store.transaction(async (tx) => {
       for (let index = 0; index < 50; index++) await newSaga(tx, `s${index}`);
-    });
+    }, batched);
     await store.transaction(async (tx) => {
       for (let index = 0; index < 50; index++) {
         for (let sequence = 0; sequence < 3; sequence++)

@@ -137,6 +137,13 @@ export class SqlSagaStore implements SagaStore {
     const input = toJsonText('input', saga.input);
     const createdAt = requireTimestamp('createdAt', saga.createdAt);
     const partition = requirePartition('partition', saga.partition ?? 0);
+    const batch = this.#session.batch;
+    if (batch !== undefined) {
+      // An id that exists fails the batch; unbatched, the retry then says AlreadyExists here.
+      if (batch.has('sagas', id)) await this.#session.runBatch();
+      batch.createSaga({ id, type, status, input, createdAt, partition });
+      return;
+    }
     const changed = await this.#session.execute(
       this.#sql.create,
       [id, type, status, input, createdAt, partition],

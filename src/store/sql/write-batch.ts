@@ -26,6 +26,15 @@ interface EntityWrite {
   expected: number;
 }
 
+interface SagaInsert {
+  id: string;
+  type: string;
+  status: string;
+  input: string;
+  createdAt: number;
+  partition: number;
+}
+
 interface SagaWrite {
   id: string;
   expected: number;
@@ -55,7 +64,7 @@ export function entityKey(type: string, id: string): string {
 
 /**
  * The writes of one PostgreSQL transaction that need no answer until it commits — entity puts,
- * saga status updates, journal appends and notifications — sent as one multi-row statement per
+ * saga inserts and status updates, journal appends and notifications — sent as one multi-row statement per
  * kind instead of one round trip each. A transaction of a thousand units then makes a handful of
  * round trips for them instead of thousands.
  *
@@ -70,6 +79,7 @@ export class WriteBatch {
   readonly #channelOf: (channel: string) => string;
   readonly #entityInserts = new Map<string, EntityWrite>();
   readonly #entityUpdates = new Map<string, EntityWrite>();
+  readonly #sagaInserts = new Map<string, SagaInsert>();
   readonly #sagaUpdates = new Map<string, SagaWrite>();
   /** Per saga, its deferred entries in sequence order. */
   readonly #journal = new Map<string, JournalWrite[]>();
@@ -86,6 +96,7 @@ export class WriteBatch {
     return (
       this.#entityInserts.size +
       this.#entityUpdates.size +
+      this.#sagaInserts.size +
       this.#sagaUpdates.size +
       this.#journalRows +
       this.#notifications.length
@@ -95,7 +106,7 @@ export class WriteBatch {
   /** Whether a deferred write is pending for `key` of `table` (an entity key, or a saga id). */
   has(table: BatchedTable, key: string): boolean {
     if (table === 'entities') return this.#entityInserts.has(key) || this.#entityUpdates.has(key);
-    if (table === 'sagas') return this.#sagaUpdates.has(key);
+    if (table === 'sagas') return this.#sagaInserts.has(key) || this.#sagaUpdates.has(key);
     return this.#journal.has(key);
   }
 
@@ -107,7 +118,7 @@ export class WriteBatch {
     if (this.size === 0) return false;
     const names: Array<[BatchedTable, string, boolean]> = [
       ['entities', this.#tables.entities, this.#entityInserts.size + this.#entityUpdates.size > 0],
-      ['sagas', this.#tables.sagas, this.#sagaUpdates.size > 0],
+      ['sagas', this.#tables.sagas, this.#sagaInserts.size + this.#sagaUpdates.size > 0],
       ['journal', this.#tables.sagaJournal, this.#journalRows > 0],
     ];
     for (const [table, name, pending] of names) {
@@ -120,6 +131,10 @@ export class WriteBatch {
   putEntity(write: EntityWrite): void {
     const key = entityKey(write.type, write.id);
     (write.expected === 0 ? this.#entityInserts : this.#entityUpdates).set(key, write);
+  }
+
+  createSaga(write: SagaInsert): void {
+    this.#sagaInserts.set(write.id, write);
   }
 
   updateSaga(write: SagaWrite): void {
@@ -148,16 +163,19 @@ export class WriteBatch {
     if (this.size === 0) return;
     const inserts = [...this.#entityInserts.values()];
     const updates = [...this.#entityUpdates.values()];
+    const created = [...this.#sagaInserts.values()];
     const sagas = [...this.#sagaUpdates.values()];
     const journal = [...this.#journal.values()].flat();
     const notifications = this.#notifications.splice(0);
     this.#entityInserts.clear();
     this.#entityUpdates.clear();
+    this.#sagaInserts.clear();
     this.#sagaUpdates.clear();
     this.#journal.clear();
     this.#journalRows = 0;
     await this.#insertEntities(connection, inserts);
     await this.#updateEntities(connection, updates);
+    await this.#insertSagas(connection, created);
     await this.#updateSagas(connection, sagas);
     await this.#appendJournal(connection, journal);
     if (notifications.length > 0) {
@@ -189,6 +207,19 @@ export class WriteBatch {
     );
     if (changed !== rows.length)
       throw conflict('entity updates', rows.length, changed, 'had another version');
+  }
+
+  async #insertSagas(connection: SqlConnection, rows: SagaInsert[]): Promise<void> {
+    if (rows.length === 0) return;
+    const changed = await connection.execute(
+      `INSERT INTO ${this.#tables.sagas} (id, type, status, input, output, reason, created_at, updated_at, version, partition)
+       SELECT id, type, status, input, NULL, NULL, created_at, created_at, 1, partition
+       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::integer[])
+         AS v(id, type, status, input, created_at, partition)
+       ON CONFLICT (id) DO NOTHING`,
+      columns(rows, ['id', 'type', 'status', 'input', 'createdAt', 'partition']),
+    );
+    if (changed !== rows.length) throw conflict('saga inserts', rows.length, changed, 'already existed');
   }
 
   async #updateSagas(connection: SqlConnection, rows: SagaWrite[]): Promise<void> {
