@@ -53,6 +53,25 @@ beforeAll(() => {
 afterAll(() => rmSync(workspace, { recursive: true, force: true }));
 
 describe('the packed tarball', () => {
+  it('holds the build, the scaffold and the README, and no test code', () => {
+    const files = run('tar', ['-tzf', tarball], workspace).trim().split('\n');
+    expect(files).toContain('package/dist/index.js');
+    expect(files).toContain('package/dist/index.d.ts');
+    expect(files).toContain('package/templates/app/src/app.ts');
+    // The scaffold ships its own test (test/app.test.ts); the build ships none of ours.
+    const shipped = files.filter((file) => file.startsWith('package/dist/'));
+    expect(
+      shipped.filter((file) =>
+        /\.test\.|harness|fixture|test-schema|crash-child|contract\.|shapes\./.test(file),
+      ),
+    ).toEqual([]);
+    const built = files.filter((file) => file.startsWith('package/dist/') && file.endsWith('.js'));
+    const importingVitest = built.filter((file) =>
+      readFileSync(join(repositoryRoot, file.slice('package/'.length)), 'utf8').includes("from 'vitest'"),
+    );
+    expect(importingVitest).toEqual([]);
+  });
+
   it('installs into a fresh project and works from plain JavaScript and from TypeScript', () => {
     const project = join(workspace, 'consumer');
     mkdirSync(project);
