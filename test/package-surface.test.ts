@@ -63,8 +63,17 @@ describe('the package surface', () => {
     ]);
   });
 
-  it('importing meridian or meridian/testing loads no integration package', () => {
-    for (const specifier of ['meridian', 'meridian/testing', 'meridian/log', 'meridian/store']) {
+  it('importing meridian, meridian/testing or the core subpaths loads no third-party package', () => {
+    for (const specifier of [
+      'meridian',
+      'meridian/testing',
+      'meridian/log',
+      'meridian/store',
+      'meridian/runtime',
+      'meridian/cluster',
+      'meridian/cli',
+      'meridian/kafka', // the client loads on a KafkaLog's first use
+    ]) {
       expect({ specifier, packages: load(entry(specifier).source).packages }).toEqual({
         specifier,
         packages: [],
