@@ -12,9 +12,9 @@
  * id's, so most starts are routed to another node when there are several.
  */
 import { build, encodeIntoCompressedBase64 } from 'hdr-histogram-js';
-import { KafkaLog } from '../src/log/index.ts';
+import { KafkaLog } from '../src/log/kafka/index.ts';
 import { createRuntime, type Runtime, type RuntimeOptions } from '../src/runtime/index.ts';
-import { openPostgresStore } from '../src/store/index.ts';
+import { openPostgresStore } from '../src/store/postgres/index.ts';
 import { Inventory, Order, OrderSaga, skus } from './saga-app.ts';
 
 export interface NodeConfig {

@@ -23,8 +23,8 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { build, decodeFromCompressedBase64, type Histogram } from 'hdr-histogram-js';
 import pg from 'pg';
-import { KafkaLog, parseBrokerList } from '../src/log/index.ts';
-import { openPostgresStore } from '../src/store/index.ts';
+import { KafkaLog, parseBrokerList } from '../src/log/kafka/index.ts';
+import { openPostgresStore } from '../src/store/postgres/index.ts';
 import type { NodeConfig, NodeMessage, NodeReport } from './saga-cluster-node.ts';
 
 export interface ClusterBenchOptions {

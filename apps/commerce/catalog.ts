@@ -1,13 +1,12 @@
 import {
   type Cache,
   type CacheSnapshot,
-  type Clock,
   createCache,
   type InvalidationBus,
   type RedisTier,
-  type Runtime,
-  type Store,
-} from '../../src/index.ts';
+} from '../../src/cache/index.ts';
+import type { Clock, Runtime } from '../../src/index.ts';
+import type { Store } from '../../src/store/index.ts';
 import { Inventory, type StockState } from './inventory.ts';
 import type { OrderItem } from './order.ts';
 

@@ -1,7 +1,7 @@
 /**
  * Type-checks and runs every `ts` code block of docs/cache.md, so the documented examples cannot
- * go stale: each block becomes a temporary module importing `meridian` from the public surface
- * (src/index.ts). Blocks marked `ts needs-redis` run only when MERIDIAN_TEST_REDIS_URL is set.
+ * go stale: each block becomes a temporary module whose `meridian/cache` (and `meridian/testing`,
+ * `meridian`) imports point at the package's entry points in src/. Blocks marked `ts needs-redis` run only when MERIDIAN_TEST_REDIS_URL is set.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, describe, it } from 'vitest';
+import { importsFromSource } from '../../test/package-entries.ts';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const markdown = readFileSync(join(root, 'docs/cache.md'), 'utf8');
@@ -17,10 +18,7 @@ afterAll(() => rmSync(directory, { recursive: true, force: true }));
 
 const blocks = [...markdown.matchAll(/^```ts( needs-redis)?\n([\s\S]*?)^```$/gm)].map((match, index) => {
   const file = join(directory, `example-${index + 1}.ts`);
-  writeFileSync(
-    file,
-    match[2]!.replaceAll("from 'meridian'", `from ${JSON.stringify(join(root, 'src/index.ts'))}`),
-  );
+  writeFileSync(file, importsFromSource(match[2]!));
   return { file, needsRedis: match[1] !== undefined };
 });
 
