@@ -86,7 +86,7 @@ export async function createCommerceApp(options: CommerceAppOptions): Promise<Co
   });
   const saga = orderSaga(options.payments, options.orders);
   runtime.register(Inventory, Order, Notifications, saga, notify);
-  const catalog = new Catalog(runtime, options.store, options.catalog);
+  const catalog = new Catalog(runtime, options.catalog);
   const gateway = await createGateway({
     title: 'Meridian commerce',
     version: '1.0.0',

@@ -6,7 +6,6 @@ import {
   type RedisTier,
 } from '../../src/cache/index.ts';
 import type { Clock, Runtime } from '../../src/index.ts';
-import type { Store } from '../../src/store/index.ts';
 import { Inventory, type StockState } from './inventory.ts';
 import type { OrderItem } from './order.ts';
 
@@ -60,7 +59,6 @@ function entryOf(state: StockState): CatalogEntry | null {
  */
 export class Catalog {
   readonly #runtime: Runtime;
-  readonly #store: Store;
   /** Entries by SKU; an unlisted SKU is cached as null (negative caching). */
   readonly entries: Cache<Cached>;
   /**
@@ -69,9 +67,8 @@ export class Catalog {
    */
   readonly pages: Cache<CatalogEntry[]>;
 
-  constructor(runtime: Runtime, store: Store, options: CatalogOptions = {}) {
+  constructor(runtime: Runtime, options: CatalogOptions = {}) {
     this.#runtime = runtime;
-    this.#store = store;
     const ttlMs = options.ttlMs ?? 2000;
     const shared = {
       ttlMs,
@@ -103,7 +100,7 @@ export class Catalog {
   /** A page of listed SKUs in SKU order, through the cache. */
   page(limit: number, after?: string): Promise<CatalogEntry[]> {
     return this.pages.get(`${limit}:${after ?? ''}`, async () => {
-      const records = await this.#store.read((tx) =>
+      const records = await this.#runtime.read((tx) =>
         tx.entities.list(Inventory.name, { limit, ...(after === undefined ? {} : { afterId: after }) }),
       );
       return records.flatMap((record) => {
