@@ -11,9 +11,9 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { LoadGenerator } from '../apps/commerce/cli/load-generator.ts';
+import { parseLoadOptions } from '../apps/commerce/cli/load-options.ts';
 import { startCommerceServer } from '../apps/commerce/server.ts';
-import { LoadGenerator } from '../src/cli/load-generator.ts';
-import { parseLoadOptions } from '../src/cli/load-options.ts';
 import { storageKindOf } from '../src/runtime/retention.ts';
 
 function integer(name: string, fallback: number, max: number): number {

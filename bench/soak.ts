@@ -18,8 +18,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { build, type Histogram } from 'hdr-histogram-js';
-import { LoadGenerator } from '../src/cli/load-generator.ts';
-import { parseLoadOptions } from '../src/cli/load-options.ts';
+import { LoadGenerator } from '../apps/commerce/cli/load-generator.ts';
+import { parseLoadOptions } from '../apps/commerce/cli/load-options.ts';
 
 const root = resolve(import.meta.dirname, '..');
 
@@ -73,7 +73,14 @@ interface Sample extends ServerSample {
 async function startPayments(dataDir: string): Promise<{ child: ChildProcess; url: string }> {
   const child = spawn(
     process.execPath,
-    [join(root, 'src/cli/main.ts'), 'payments', '--port', '0', '--data-dir', join(dataDir, 'payments')],
+    [
+      join(root, 'apps/commerce/cli/main.ts'),
+      'payments',
+      '--port',
+      '0',
+      '--data-dir',
+      join(dataDir, 'payments'),
+    ],
     { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, PORT: '' } },
   );
   let output = '';

@@ -1,19 +1,16 @@
+import { createGateway, type Gateway, type GatewayOptions } from '../../src/http/index.ts';
 import {
   type Clock,
-  createGateway,
   createRuntime,
-  type Gateway,
-  type GatewayOptions,
-  type IdempotencyStore,
-  type Log,
   type Random,
   type Runtime,
   type RuntimeOptions,
   type SagaDefinition,
-  type Store,
   systemTimers,
   type Timers,
 } from '../../src/index.ts';
+import type { Log } from '../../src/log/index.ts';
+import type { IdempotencyStore, Store } from '../../src/store/index.ts';
 import { Catalog, type CatalogOptions } from './catalog.ts';
 import { registerCommerceRoutes } from './http-api.ts';
 import { Inventory } from './inventory.ts';
@@ -89,7 +86,7 @@ export async function createCommerceApp(options: CommerceAppOptions): Promise<Co
   });
   const saga = orderSaga(options.payments, options.orders);
   runtime.register(Inventory, Order, Notifications, saga, notify);
-  const catalog = new Catalog(runtime, options.store, options.catalog);
+  const catalog = new Catalog(runtime, options.catalog);
   const gateway = await createGateway({
     title: 'Meridian commerce',
     version: '1.0.0',
@@ -117,6 +114,8 @@ export async function createCommerceApp(options: CommerceAppOptions): Promise<Co
     closing: closing.signal,
   });
   gateway.exposeRuntime(runtime);
+  // The catalog caches' hit, miss and load counters appear at /metrics and /policies.
+  gateway.exposePolicies({ 'catalog-entries': catalog.entries, 'catalog-pages': catalog.pages });
   gateway.addReadinessCheck('store', async () => {
     await options.store.transaction(async () => undefined);
     return { ok: true, detail: `${options.store.dialect} store open` };
@@ -144,6 +143,7 @@ export async function createCommerceApp(options: CommerceAppOptions): Promise<Co
         closing.abort();
         await gateway.close();
         await runtime.stop();
+        catalog.close();
       })();
       return closed;
     },
