@@ -4,6 +4,7 @@
 // the route sheds load beyond an adaptive limit, and a broken auth answers from the last balance
 // this session saw (marked degraded) or a clear 503, within the route's budget.
 import {
+  type AuthOptions,
   aimdLimit,
   type BulkheadPolicy,
   bulkhead,
@@ -33,6 +34,12 @@ import { type Balance, BalanceService } from './balance-service.ts';
 export interface BankingOptions {
   /** Whether auth is called through resilience policies. Required: it is the experiment. */
   policies: boolean;
+  /**
+   * Who may call the gateway's own routes: the `/admin` routes are the operator's. The mobile
+   * route is public at the gateway, because the bank's auth service checks its session token
+   * (that call is the experiment). `false` turns it off (local experiments only). Required.
+   */
+  gatewayAuth: AuthOptions | false;
   clock?: Clock;
   timers?: Timers;
   random?: Random;
@@ -124,6 +131,13 @@ export async function createBankingApp(options: BankingOptions): Promise<Banking
     timers,
     title: 'Meridian bank (mobile)',
     defaultMetrics: false,
+    auth: options.gatewayAuth,
+    // The mobile route is rate-limited per session token (the caller the bank's auth knows),
+    // else per x-client-id, else per address.
+    clientIdentity: (request) => {
+      const token = request.headers.authorization;
+      return typeof token === 'string' && token !== '' ? `session:${token.slice(0, 256)}` : undefined;
+    },
     clientIdHeader: 'x-client-id',
   });
 
@@ -136,6 +150,7 @@ export async function createBankingApp(options: BankingOptions): Promise<Banking
   gateway.route<{ Params: { accountId: string }; Headers: { authorization?: string } }>({
     method: 'GET',
     url: '/mobile/balance/:accountId',
+    access: 'public',
     schema: {
       summary: "An account's balance for the mobile app (auth, then balance)",
       params: {
@@ -191,6 +206,7 @@ export async function createBankingApp(options: BankingOptions): Promise<Banking
   gateway.route<{ Body: Partial<AuthSettings> }>({
     method: 'PUT',
     url: '/admin/auth',
+    access: 'operator',
     schema: {
       summary: "Sets the auth service's latency and failure rate (the experiment's knob)",
       body: {
@@ -208,6 +224,7 @@ export async function createBankingApp(options: BankingOptions): Promise<Banking
   gateway.route({
     method: 'GET',
     url: '/admin/auth',
+    access: 'operator',
     loadShedder: false,
     handler: async () => ({ ...auth.settings, inFlight: auth.inFlight, calls: auth.calls }),
   });

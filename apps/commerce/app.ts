@@ -1,4 +1,5 @@
 import {
+  type AuthOptions,
   type Clock,
   createGateway,
   createRuntime,
@@ -15,7 +16,7 @@ import {
   type Timers,
 } from '../../src/index.ts';
 import { Catalog, type CatalogOptions } from './catalog.ts';
-import { registerCommerceRoutes } from './http-api.ts';
+import { CUSTOMER_SCOPES, registerCommerceRoutes } from './http-api.ts';
 import { Inventory } from './inventory.ts';
 import { Notifications, notify } from './notifications.ts';
 import { Order } from './order.ts';
@@ -25,6 +26,12 @@ import type { PaymentGatewayClient } from './payment-gateway-client.ts';
 import { RuntimeIdempotencyStore } from './runtime-idempotency-store.ts';
 
 export interface CommerceAppOptions {
+  /**
+   * Who may call the API (docs/security.md): API keys and bearer tokens, customers getting
+   * CUSTOMER_SCOPES unless their credential names others; `false` turns authentication off
+   * (every caller an operator), for local experiments only. Required: no default is safe.
+   */
+  auth: AuthOptions | false;
   store: Store;
   log: Log;
   /** The payment provider the order saga charges through. */
@@ -53,7 +60,7 @@ export interface CommerceAppOptions {
   maxOrdersInProgress?: number;
   catalog?: CatalogOptions;
   /** HTTP gateway tuning (lease, key TTL, body limit, logger...). */
-  http?: Omit<GatewayOptions, 'store' | 'idempotencyStore' | 'clock' | 'timers'>;
+  http?: Omit<GatewayOptions, 'auth' | 'store' | 'idempotencyStore' | 'clock' | 'timers'>;
 }
 
 export interface CommerceApp {
@@ -96,6 +103,7 @@ export async function createCommerceApp(options: CommerceAppOptions): Promise<Co
     description:
       'The commerce reference system: inventory, orders placed with an Idempotency-Key and run as sagas (reserve stock, charge, confirm, notify; release and refund on failure), payments and notifications.',
     ...options.http,
+    auth: options.auth === false ? false : { defaultCustomerScopes: CUSTOMER_SCOPES, ...options.auth },
     idempotencyStore: options.idempotencyStore ?? new RuntimeIdempotencyStore(runtime),
     ...(options.clock === undefined ? {} : { clock: options.clock }),
     ...(options.timers === undefined ? {} : { timers: options.timers }),

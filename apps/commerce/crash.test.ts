@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { developmentAuth } from '../../src/index.ts';
 import { auditCommerce, collectAudit, fetchOrders } from './invariants.ts';
 
 const root = resolve(import.meta.dirname, '../..');
@@ -64,11 +65,14 @@ async function startDemo(dataDir: string, extra: string[] = []): Promise<Demo> {
   return { child, url, output: () => output, exited };
 }
 
+/** An operator's credential, signed with the secret the demo keeps in its data directory. */
+let operator: Record<string, string> = {};
+
 async function post(url: string, index: number) {
   const response = await fetch(`${url}/orders`, {
     method: 'POST',
     signal: AbortSignal.timeout(10_000),
-    headers: { 'content-type': 'application/json', 'idempotency-key': `crash-${index}` },
+    headers: { 'content-type': 'application/json', 'idempotency-key': `crash-${index}`, ...operator },
     body: JSON.stringify({
       customerId: `c${index % 13}`,
       items: [
@@ -92,11 +96,14 @@ describe('commerce after SIGKILL', () => {
     directory = mkdtempSync(join(tmpdir(), 'meridian-commerce-crash-'));
     const first = await startDemo(directory);
     children.push(first.child);
+    operator = {
+      authorization: `Bearer ${await developmentAuth(directory).issue('crash-test', 'operator')}`,
+    };
     const initialStock = { scarce: 40, plenty: 100_000 };
     for (const [sku, available] of Object.entries(initialStock)) {
       const put = await fetch(`${first.url}/inventory/${sku}`, {
         method: 'PUT',
-        headers: { 'content-type': 'application/json' },
+        headers: { 'content-type': 'application/json', ...operator },
         body: JSON.stringify({ available, price: sku === 'scarce' ? 9 : 1 }),
       });
       expect(put.status).toBe(200);
@@ -140,10 +147,10 @@ describe('commerce after SIGKILL', () => {
     // Every order resumes and ends (bounded poll: this waits on another process).
     let pending = Number.POSITIVE_INFINITY;
     for (const deadline = Date.now() + 60_000; pending > 0 && Date.now() < deadline; ) {
-      pending = (await fetchOrders(second.url, 'pending')).length;
+      pending = (await fetchOrders(second.url, 'pending', operator)).length;
       if (pending > 0) await new Promise((done) => setTimeout(done, 100));
     }
-    const snapshot = await collectAudit(second.url, Object.keys(initialStock));
+    const snapshot = await collectAudit(second.url, Object.keys(initialStock), operator);
     const report = auditCommerce({ ...snapshot, initialStock });
     expect(report.violations).toEqual([]);
     const ids = new Set(snapshot.orders.map((order) => order.orderId));

@@ -410,7 +410,7 @@ describe('commerce HTTP contract', () => {
     expect(ready.status).toBe(200);
     expect(Object.keys(ready.body.checks).sort()).toEqual(['accepting', 'runtime', 'store']);
     expect((await shop.request('GET', '/healthz')).status).toBe(200);
-    const metrics = await (await fetch(`${shop.url}/metrics`)).text();
+    const metrics = await (await fetch(`${shop.url}/metrics`, { headers: shop.operatorHeaders })).text();
     expect(metrics).toContain('meridian_http_requests_total');
     // The runtime's own figures, read at the scrape: the orders above went through the group
     // commit (several units per transaction at best, never more transactions than units) and
@@ -490,7 +490,7 @@ describe('commerce HTTP contract', () => {
     }
     const everything = await shop.request('GET', '/payments/charges?limit=1000');
     expect(everything.body).toEqual(seen);
-    expect(await fetchCharges(shop.url, { pageSize: 2 })).toEqual(seen);
+    expect(await fetchCharges(shop.url, { pageSize: 2, headers: shop.operatorHeaders })).toEqual(seen);
 
     const badLimit = await shop.request('GET', '/payments/charges?limit=0');
     expect(badLimit.status).toBe(400);

@@ -5,7 +5,9 @@ import {
   idempotencyOf,
   NotFoundError,
   PREFERENCE_APPLIED_HEADER,
+  type Principal,
   preferredWaitSeconds,
+  principalOf,
   type Runtime,
   type SagaDefinition,
   type SagaRecord,
@@ -35,6 +37,26 @@ export interface CommerceApiDependencies {
 export const maxOrderWaitSeconds = 60;
 
 const problemTypeBase = 'urn:meridian:problem:';
+
+/**
+ * What a customer credential may do: read the catalog and stock, place orders, and read its own
+ * orders (their charges, notifications and events). Everything that changes settings or
+ * inventory, and every listing across customers, is the operator's.
+ */
+export const CUSTOMER_SCOPES = ['catalog:read', 'orders:read', 'orders:write'] as const;
+const catalogRead = { scopes: ['catalog:read'] } as const;
+const ordersRead = { scopes: ['orders:read'] } as const;
+const ordersWrite = { scopes: ['orders:write'] } as const;
+
+/** Whether the principal may see an order of this customer: its own, or any for an operator. */
+export function mayReadOrdersOf(principal: Principal, customerId: string | undefined): boolean {
+  return principal.role === 'operator' || (customerId !== undefined && principal.id === customerId);
+}
+
+/** The 404 of an order the caller may not see: the same as for one that does not exist, so ids leak nothing. */
+function orderNotFound(orderId: string): NotFoundError {
+  return new NotFoundError(`Order '${orderId}' does not exist`);
+}
 
 // ---------------------------------------------------------------------------------------------
 // Schemas: they validate requests, shape responses (fields not listed are not sent) and make
@@ -148,6 +170,17 @@ const sagaType = (deps: CommerceApiDependencies) => deps.orderSaga.name;
 export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDependencies): void {
   const { runtime, catalog, payments, timers, closing } = deps;
 
+  /** Throws the order's 404 unless it exists and the principal may read it. */
+  async function checkOrderReadable(principal: Principal, orderId: string): Promise<void> {
+    if (principal.role === 'operator') return;
+    const record = await runtime.saga(orderId);
+    const customerId =
+      record === null || record.type !== sagaType(deps)
+        ? undefined
+        : (record.input as unknown as OrderInput | undefined)?.customerId;
+    if (!mayReadOrdersOf(principal, customerId)) throw orderNotFound(orderId);
+  }
+
   /**
    * Resolves when the order's saga ends, `timeoutMs` passes, the client hangs up or the app
    * starts draining, whichever comes first; the waiter is removed either way.
@@ -177,6 +210,7 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
   gateway.route<{ Params: { sku: string }; Body: { available: number; price: number } }>({
     method: 'PUT',
     url: '/inventory/:sku',
+    access: 'operator',
     schema: {
       summary: "Sets a SKU's sellable stock and its price (lists the SKU)",
       tags: ['inventory'],
@@ -203,6 +237,7 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
   gateway.route<{ Params: { sku: string } }>({
     method: 'GET',
     url: '/inventory/:sku',
+    access: catalogRead,
     schema: {
       summary: "A SKU's stock: available, reserved (held by orders being paid), sold, and its price",
       tags: ['inventory'],
@@ -220,6 +255,7 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
   gateway.route<{ Querystring: { limit?: number; after?: string } }>({
     method: 'GET',
     url: '/catalog',
+    access: catalogRead,
     schema: {
       summary: 'The catalog read model: listed SKUs with price and stock, served from a cache',
       tags: ['inventory'],
@@ -248,9 +284,10 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
     handler: async (request) => catalog.page(request.query.limit ?? 100, request.query.after),
   });
 
-  gateway.route<{ Body: { customerId: string; items: Array<{ sku: string; qty: number }> } }>({
+  gateway.route<{ Body: { customerId?: string; items: Array<{ sku: string; qty: number }> } }>({
     method: 'POST',
     url: '/orders',
+    access: ordersWrite,
     idempotent: true,
     backlog: {
       depth: () => runtime.sagasInProgress,
@@ -259,10 +296,12 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
     },
     schema: {
       summary: 'Places an order: answers 202 at once; the order then reserves, charges and confirms',
+      description:
+        "The order is the calling customer's: a customer credential places orders for itself (a `customerId` naming anyone else is refused with 403). An operator names the customer in `customerId`.",
       tags: ['orders'],
       body: {
         type: 'object',
-        required: ['customerId', 'items'],
+        required: ['items'],
         additionalProperties: false,
         properties: {
           customerId: { type: 'string', minLength: 1, maxLength: 128 },
@@ -288,6 +327,7 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
       },
     },
     handler: async (request, reply) => {
+      const customerId = customerOf(principalOf(request)!, request.body.customerId);
       const quote = await catalog.quote(request.body.items);
       if (!quote.ok) {
         throw new HttpProblem({
@@ -303,7 +343,7 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
       const { scope, key, reservedAt } = idempotencyOf(request)!;
       const orderId = orderIdFor(scope, key, reservedAt!);
       const input: OrderInput = {
-        customerId: request.body.customerId,
+        customerId,
         items: quote.items,
         total: quote.total,
       };
@@ -329,6 +369,7 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
   gateway.route<{ Params: { orderId: string } }>({
     method: 'GET',
     url: '/orders/:orderId',
+    access: ordersRead,
     schema: {
       summary: 'An order: status (pending, confirmed, cancelled), reason, payment, and its history',
       description: `With \`Prefer: wait=N\` (RFC 7240) a pending order is answered once it is confirmed or cancelled, or after N seconds (at most ${maxOrderWaitSeconds}) as it stands then: a long poll instead of polling. The answer then carries \`Preference-Applied: wait=N\`.`,
@@ -344,6 +385,9 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
     },
     handler: async (request, reply) => {
       const { orderId } = request.params;
+      const principal = principalOf(request)!;
+      // Checked before a long poll: a customer cannot hold a wait open on another's order.
+      await checkOrderReadable(principal, orderId);
       const wait = preferredWaitSeconds(request.headers.prefer, maxOrderWaitSeconds);
       // A long poll waits first and reads once: an order still running answers as soon as it
       // ends; one that ended (or never existed) is looked up by the wait and answered at once.
@@ -355,7 +399,7 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
         if (record === null || record.type !== sagaType(deps)) return null;
         return { record, journal: await tx.sagas.journal(orderId) };
       });
-      if (found === null) throw new NotFoundError(`Order '${orderId}' does not exist`);
+      if (found === null) throw orderNotFound(orderId);
       if (wait !== undefined) reply.header(PREFERENCE_APPLIED_HEADER, `wait=${wait}`);
       reply.header('vary', 'prefer');
       return orderView(found.record, found.journal);
@@ -367,8 +411,11 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
   }>({
     method: 'GET',
     url: '/orders',
+    access: ordersRead,
     schema: {
       summary: 'A page of orders in order-id order, optionally of one status; `next` continues it',
+      description:
+        "A customer sees only its own orders: a page reads `limit` orders and keeps the caller's, so it may hold fewer (even none) while `next` still continues the listing.",
       tags: ['orders'],
       querystring: {
         type: 'object',
@@ -411,16 +458,21 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
       page.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
       const orders = page.slice(0, limit);
       const next = orders.length === limit ? orders[orders.length - 1]!.id : null;
-      return { orders: orders.map(orderSummary), next };
+      const principal = principalOf(request)!;
+      const visible = orders
+        .map(orderSummary)
+        .filter((order) => mayReadOrdersOf(principal, order.customerId));
+      return { orders: visible, next };
     },
   });
 
   gateway.route<{ Querystring: { orderId?: string; limit?: number; after?: string } }>({
     method: 'GET',
     url: '/payments/charges',
+    access: ordersRead,
     schema: {
       summary: 'What the simulated payment gateway recorded (charges and whether they were refunded)',
-      description: `With \`orderId\`: all of that order's charges. Without: a page of every charge in the order they were made, \`limit\` (default 100) from after the charge \`after\`; while more follow, the \`${NEXT_CURSOR_HEADER}\` header names the page's last charge, the \`after\` of the next page.`,
+      description: `With \`orderId\`: all of that order's charges (a customer: only of its own orders). Without (operators only): a page of every charge in the order they were made, \`limit\` (default 100) from after the charge \`after\`; while more follow, the \`${NEXT_CURSOR_HEADER}\` header names the page's last charge, the \`after\` of the next page.`,
       tags: ['payments'],
       querystring: {
         type: 'object',
@@ -455,7 +507,17 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
             },
           });
         }
+        await checkOrderReadable(principalOf(request)!, orderId);
         return payments.charges(orderId);
+      }
+      if (principalOf(request)!.role !== 'operator') {
+        throw new HttpProblem({
+          status: 403,
+          title: 'The operator role is required',
+          type: `${problemTypeBase}forbidden`,
+          detail:
+            "Listing every charge is open to operators only; a customer names its order with 'orderId'.",
+        });
       }
       const page = await payments.chargePage({
         ...(limit === undefined ? {} : { limit }),
@@ -469,6 +531,7 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
   gateway.route({
     method: 'GET',
     url: '/payments/settings',
+    access: 'operator',
     schema: {
       summary: "The simulated payment gateway's fault settings",
       tags: ['payments'],
@@ -480,6 +543,7 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
   gateway.route<{ Body: Record<string, number> }>({
     method: 'PUT',
     url: '/payments/settings',
+    access: 'operator',
     schema: {
       summary: "Changes the simulated payment gateway's faults (any subset): break it, slow it, heal it",
       tags: ['payments'],
@@ -492,6 +556,7 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
   gateway.route<{ Querystring: { orderId: string } }>({
     method: 'GET',
     url: '/notifications',
+    access: ordersRead,
     schema: {
       summary: 'The notifications sent to the customer about an order',
       tags: ['orders'],
@@ -499,6 +564,7 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
       response: { 200: { type: 'array', items: notificationSchema } },
     },
     handler: async (request) => {
+      await checkOrderReadable(principalOf(request)!, request.query.orderId);
       const found = await runtime.state(Notifications, request.query.orderId);
       return (found?.state.sent ?? []).map((notification) => ({
         ...notification,
@@ -506,4 +572,41 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
       }));
     },
   });
+}
+
+/**
+ * Whose order a request places: a customer's own (a body naming another customer is refused, so
+ * nobody places orders in another's name), or the customer an operator names.
+ */
+function customerOf(principal: Principal, named: string | undefined): string {
+  if (principal.role === 'customer') {
+    if (named !== undefined && named !== principal.id) {
+      throw new HttpProblem({
+        status: 403,
+        title: 'A customer places orders only for itself',
+        type: `${problemTypeBase}forbidden`,
+        detail: `The credential is customer '${principal.id}', and the body names customer '${named.slice(0, 64)}'; leave 'customerId' out.`,
+      });
+    }
+    return principal.id;
+  }
+  if (named === undefined) {
+    throw new HttpProblem({
+      status: 400,
+      title: 'The request is invalid',
+      type: `${problemTypeBase}validation-failed`,
+      detail: "An operator names the order's customer: 'customerId' is required.",
+      extensions: {
+        errors: [
+          {
+            in: 'body',
+            pointer: '/customerId',
+            rule: 'required',
+            message: "must have required property 'customerId'",
+          },
+        ],
+      },
+    });
+  }
+  return named;
 }

@@ -7,7 +7,10 @@ import {
   HttpProblem,
   type Log,
   type LogRecord,
+  type Principal,
+  principalOf,
   type Timers,
+  tokenBucket,
 } from '../../src/index.ts';
 import { Order, type OrderEvent } from './order.ts';
 
@@ -18,6 +21,10 @@ export interface OrderFeedDependencies {
   readonly closing: AbortSignal;
   /** A comment line this often keeps idle connections (and proxies) from timing out. @default 15000 */
   readonly heartbeatMs?: number;
+  /** Streams one principal may hold open at once; more get 429. Range [1, 1000]. @default 4 */
+  readonly maxStreamsPerPrincipal?: number;
+  /** Streams open at once in total; more get 503. Range [1, 100000]. @default 256 */
+  readonly maxStreams?: number;
 }
 
 /** What one event of the feed says: an order that reached a final status. */
@@ -96,17 +103,25 @@ export function registerOrderFeed(gateway: Gateway, deps: OrderFeedDependencies)
   const { log, timers, closing } = deps;
   const heartbeatMs = deps.heartbeatMs ?? 15_000;
   const topic = Order.eventsTopic;
+  const limits = new StreamLimits(
+    integerOption('maxStreamsPerPrincipal', deps.maxStreamsPerPrincipal, 4, 1, 1000),
+    integerOption('maxStreams', deps.maxStreams, 256, 1, 100_000),
+  );
 
   gateway.route<{ Querystring: { from?: 'latest' | 'earliest' }; Headers: { 'last-event-id'?: string } }>({
     method: 'GET',
     url: ORDER_FEED_PATH,
+    access: { scopes: ['orders:read'] },
+    // Opening a stream (and so replaying history from a cursor) is rate-limited per principal:
+    // a reconnect loop cannot turn into a replay of the whole log many times a second.
+    rateLimit: { limiter: tokenBucket({ ratePerSecond: 1, burst: 10 }), per: 'client' },
     // A stream stays open for as long as its client watches: it would hold a shedder's permit
     // all that time. Its cost is per batch of events, not per connection.
     loadShedder: false,
     schema: {
       summary: 'Orders as they are confirmed or cancelled: a stream of Server-Sent Events',
       description:
-        "`text/event-stream`: one `order` event per order that reached a final status, its data `{orderId, status, customerId, total, chargeId | reason, at}`. Each event's `id` is a cursor: send it back as `Last-Event-ID` (EventSource does so when it reconnects) to resume right after it. Without one, the stream starts from now (`from=latest`) or from the oldest event the log holds (`from=earliest`).",
+        "`text/event-stream`: one `order` event per order that reached a final status (a customer sees its own orders only), its data `{orderId, status, customerId, total, chargeId | reason, at}`. Each event's `id` is a cursor: send it back as `Last-Event-ID` (EventSource does so when it reconnects) to resume right after it. Without one, the stream starts from now (`from=latest`) or from the oldest event the log holds (`from=earliest`).",
       tags: ['orders'],
       querystring: {
         type: 'object',
@@ -146,12 +161,18 @@ export function registerOrderFeed(gateway: Gateway, deps: OrderFeedDependencies)
           detail: 'The order feed is closing: reconnect (with Last-Event-ID) once the server is back.',
         });
       }
+      const principal = principalOf(request)!;
+      const release = limits.open(principal);
       reply.hijack();
-      await stream(reply.raw, cursor);
+      try {
+        await stream(reply.raw, cursor, principal);
+      } finally {
+        release();
+      }
     },
   });
 
-  async function stream(response: ServerResponse, cursor: number[]): Promise<void> {
+  async function stream(response: ServerResponse, cursor: number[], principal: Principal): Promise<void> {
     const stop = new AbortController();
     const abort = () => stop.abort();
     response.once('close', abort);
@@ -162,7 +183,8 @@ export function registerOrderFeed(gateway: Gateway, deps: OrderFeedDependencies)
       topics: [topic],
       // The cursor decides where to start; `earliest` only makes sure nothing after it is skipped.
       autoOffsetReset: 'earliest',
-      maxPollRecords: 1000,
+      // History is replayed a page at a time, each written (and drained by a slow reader) before the next.
+      maxPollRecords: 500,
     });
     const positioned = new Set<number>();
     let heartbeat = timers.setTimeout(function beat() {
@@ -191,6 +213,7 @@ export function registerOrderFeed(gateway: Gateway, deps: OrderFeedDependencies)
           cursor[record.partition] = record.offset + 1;
           const event = feedEventOf(record);
           if (event === undefined) continue;
+          if (principal.role !== 'operator' && event.customerId !== principal.id) continue;
           text += `id: ${formatCursor(cursor)}\nevent: order\ndata: ${JSON.stringify(event)}\n\n`;
         }
         if (text === '' || stop.signal.aborted) continue;
@@ -211,4 +234,68 @@ export function registerOrderFeed(gateway: Gateway, deps: OrderFeedDependencies)
       response.end();
     }
   }
+}
+
+/** Open streams per principal and in total: each holds a connection and a log consumer. */
+class StreamLimits {
+  readonly #perPrincipal = new Map<string, number>();
+  #total = 0;
+  readonly #maxPerPrincipal: number;
+  readonly #maxTotal: number;
+
+  constructor(maxPerPrincipal: number, maxTotal: number) {
+    this.#maxPerPrincipal = maxPerPrincipal;
+    this.#maxTotal = maxTotal;
+  }
+
+  /** Takes a slot for the principal, or throws 429 (its own limit) or 503 (the total); returns its release. */
+  open(principal: Principal): () => void {
+    const key = `${principal.role}:${principal.id}`;
+    const held = this.#perPrincipal.get(key) ?? 0;
+    if (held >= this.#maxPerPrincipal) {
+      throw new HttpProblem({
+        status: 429,
+        title: 'Too many open streams',
+        type: 'urn:meridian:problem:too-many-streams',
+        detail: `This principal already holds ${held} open stream(s) of ${ORDER_FEED_PATH} (limit ${this.#maxPerPrincipal}); close one first.`,
+        headers: { 'retry-after': '5' },
+      });
+    }
+    if (this.#total >= this.#maxTotal) {
+      throw new HttpProblem({
+        status: 503,
+        title: 'The service is overloaded',
+        type: 'urn:meridian:problem:too-many-streams',
+        detail: `${this.#total} streams of ${ORDER_FEED_PATH} are open (limit ${this.#maxTotal}); retry later.`,
+        headers: { 'retry-after': '5' },
+      });
+    }
+    this.#perPrincipal.set(key, held + 1);
+    this.#total += 1;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.#total -= 1;
+      const now = (this.#perPrincipal.get(key) ?? 1) - 1;
+      if (now === 0) this.#perPrincipal.delete(key);
+      else this.#perPrincipal.set(key, now);
+    };
+  }
+}
+
+function integerOption(
+  name: string,
+  value: number | undefined,
+  fallback: number,
+  min: number,
+  max: number,
+): number {
+  const actual = value ?? fallback;
+  if (!Number.isInteger(actual) || actual < min || actual > max) {
+    throw new RangeError(
+      `'${name}' must be an integer in [${min}, ${max}]: current value is ${String(actual)}`,
+    );
+  }
+  return actual;
 }

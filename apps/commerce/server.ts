@@ -1,7 +1,11 @@
+import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import {
+  type AuthOptions,
+  type DevelopmentAuth,
   type Durability,
+  developmentAuth,
   type Log,
   type SagaStatus,
   SqliteDatabase,
@@ -33,8 +37,14 @@ export interface CommerceServerOptions {
   paymentSeed?: number;
   /** The `Retry-After` of the gateway's simulated 503s (seconds; 0: none). @default 1 */
   paymentRetryAfterSeconds?: number;
+  /**
+   * Who may call the API. @default bearer tokens signed with a secret kept in the data directory
+   * (`auth-secret`, see developmentAuth; `server.issueToken` signs them). `false` turns
+   * authentication off: every caller is an operator (local experiments only).
+   */
+  auth?: AuthOptions | false;
   /** Tuning passed to the app (charge retries, runtime, catalog, HTTP). */
-  app?: Omit<CommerceAppOptions, 'store' | 'log' | 'payments'>;
+  app?: Omit<CommerceAppOptions, 'store' | 'log' | 'payments' | 'auth'>;
 }
 
 export interface CommerceServer {
@@ -48,6 +58,10 @@ export interface CommerceServer {
   readonly database: SqliteDatabase;
   /** Orders that were in flight when the server started, and that it resumed. */
   readonly resumedOrders: number;
+  /** The in-process payment gateway's API key (new at every start). */
+  readonly paymentApiKey: string;
+  /** Signs bearer tokens with the data directory's secret; undefined unless the default auth is in use. */
+  readonly devAuth: DevelopmentAuth | undefined;
   /** Drains the app, then closes the payment gateway, the log, the store and the file. */
   close(): Promise<void>;
 }
@@ -83,8 +97,12 @@ export async function startCommerceServer(options: CommerceServerOptions): Promi
     const log = new SqliteLog(database, { clock, timers, random });
     cleanups.push(() => log.close());
 
+    // The gateway runs in this process: a fresh credential per start is enough, and never leaves it.
+    const paymentApiKey = randomBytes(32).toString('base64url');
     const paymentGateway = await startPaymentGatewayThread({
       ...(options.payment === undefined ? {} : { settings: options.payment }),
+      apiKey: paymentApiKey,
+      fsync: options.durability === 'fsync',
       ledgerPath: join(options.dataDir, 'payments.jsonl'),
       seed: options.paymentSeed ?? 1,
       ...(options.paymentRetryAfterSeconds === undefined
@@ -93,10 +111,12 @@ export async function startCommerceServer(options: CommerceServerOptions): Promi
     });
     cleanups.push(() => paymentGateway.close());
     const paymentUrl = paymentGateway.url;
-    const payments = paymentClient(paymentUrl);
+    const payments = paymentClient(paymentUrl, paymentApiKey);
     cleanups.push(() => payments.close());
 
-    const app = await createCommerceApp({ ...options.app, store, log, payments });
+    const devAuth = options.auth === undefined ? developmentAuth(options.dataDir) : undefined;
+    const auth = options.auth ?? devAuth!.auth;
+    const app = await createCommerceApp({ ...options.app, auth, store, log, payments });
     cleanups.push(() => app.close());
     const resumedOrders = await countUnfinished(store, app.orderSaga.name);
     await app.start();
@@ -110,6 +130,8 @@ export async function startCommerceServer(options: CommerceServerOptions): Promi
       payments,
       database,
       resumedOrders,
+      devAuth,
+      paymentApiKey,
       close() {
         closing ??= cleanUp();
         return closing;
@@ -123,11 +145,15 @@ export async function startCommerceServer(options: CommerceServerOptions): Promi
   }
 }
 
-function paymentClient(baseUrl: string): PaymentGatewayClient {
+function paymentClient(baseUrl: string, apiKey: string | undefined): PaymentGatewayClient {
   // Calls in flight to the gateway at most. Near capacity a call's round trip is mostly the
   // time its answer waits for this thread's event loop (tens of ms), so 64 connections capped
   // the whole system at ~1,100 orders/s on 2 cores; 256 lifted it to ~1,300 (docs/benchmarks.md).
-  return new PaymentGatewayClient({ baseUrl, maxConnections: 256 });
+  return new PaymentGatewayClient({
+    baseUrl,
+    maxConnections: 256,
+    ...(apiKey === undefined ? {} : { apiKey }),
+  });
 }
 
 export interface CommerceNodeOptions {
@@ -140,12 +166,16 @@ export interface CommerceNodeOptions {
    * cluster: an order taken over by another node must find the charge its first owner made.
    */
   paymentUrl: string;
+  /** The payment gateway's API key (`meridian payments` prints it, or takes MERIDIAN_PAYMENTS_API_KEY). */
+  paymentApiKey?: string;
+  /** Who may call the API; `false` turns authentication off (local experiments only). Required. */
+  auth: AuthOptions | false;
   /** @default '127.0.0.1' */
   host?: string;
   /** @default 0 (any free port) */
   port?: number;
   /** Tuning passed to the app; `runtime.cluster` makes it a cluster node. */
-  app?: Omit<CommerceAppOptions, 'store' | 'log' | 'payments'>;
+  app?: Omit<CommerceAppOptions, 'store' | 'log' | 'payments' | 'auth'>;
 }
 
 export interface CommerceNode {
@@ -162,10 +192,16 @@ export interface CommerceNode {
  * a store and a log the caller opened, charging through the payment gateway all nodes share.
  */
 export async function startCommerceNode(options: CommerceNodeOptions): Promise<CommerceNode> {
-  const payments = paymentClient(options.paymentUrl);
+  const payments = paymentClient(options.paymentUrl, options.paymentApiKey);
   let app: CommerceApp | undefined;
   try {
-    app = await createCommerceApp({ ...options.app, store: options.store, log: options.log, payments });
+    app = await createCommerceApp({
+      ...options.app,
+      auth: options.auth,
+      store: options.store,
+      log: options.log,
+      payments,
+    });
     const runtime = app.runtime;
     app.gateway.addReadinessCheck('cluster', () => {
       const owned = runtime.cluster?.owned() ?? [];

@@ -19,6 +19,7 @@ describe('meridian demo options', () => {
       durability: 'process',
       maxOrdersInProgress: 1000,
       commitLingerMs: 0,
+      auth: true,
     });
   });
 

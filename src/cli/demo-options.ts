@@ -29,6 +29,8 @@ export interface DemoOptions {
   maxOrdersInProgress: number;
   /** How long the group commit waits for more units before a transaction (RuntimeOptions.commitLingerMs). @default 0 */
   commitLingerMs: number;
+  /** Whether callers must authenticate (development tokens are printed at start). @default true */
+  auth: boolean;
 }
 
 export const DEMO_USAGE = `Usage: meridian demo [options]
@@ -58,6 +60,9 @@ Options:
                                      beyond it, 1..1000000 (default 1000)
   --commit-linger-ms <ms>            how long each transaction waits for more work before it
                                      starts: fewer, larger commits, 0..100 (default 0)
+  --auth on|off                      'off' makes every caller an operator, for local experiments
+                                     only: anyone who reaches the port can do anything
+                                     (default on: development tokens are printed at start)
   -h, --help                         show this help`;
 
 /** Parses and validates `meridian demo`'s arguments; `help` when the usage was asked for. */
@@ -102,6 +107,7 @@ export function parseDemoOptions(
       values['commit-linger-ms'] === undefined
         ? 0
         : integer('--commit-linger-ms', values['commit-linger-ms'], 0, 100),
+    auth: choice('--auth', values.auth, 'on', ['on', 'off'] as const) === 'on',
   };
 }
 
@@ -119,4 +125,5 @@ const commandOptions = {
   durability: { type: 'string' },
   'max-orders-in-progress': { type: 'string' },
   'commit-linger-ms': { type: 'string' },
+  auth: { type: 'string' },
 } satisfies ParseArgsOptionsConfig;

@@ -6,22 +6,60 @@ import { isMeridianError } from '../errors.ts';
 import { type CommandOutput, consoleOutput } from './args.ts';
 import { DEMO_USAGE, type DemoOptions, parseDemoOptions } from './demo-options.ts';
 
-async function banner(options: DemoOptions, server: CommerceServer): Promise<string[]> {
+/** The tokens the demo prints: an operator's, and a customer's (ada) for trying ownership. */
+export interface DemoTokens {
+  operator: string;
+  customer: string;
+}
+
+async function demoTokens(server: CommerceServer): Promise<DemoTokens | undefined> {
+  const auth = server.devAuth;
+  if (auth === undefined) return undefined;
+  return {
+    operator: await auth.issue('demo-operator', 'operator'),
+    customer: await auth.issue('ada', 'customer'),
+  };
+}
+
+function authLines(server: CommerceServer, tokens: DemoTokens | undefined): string[] {
+  if (tokens === undefined) {
+    return [
+      '',
+      '  !!! WARNING: --auth off: every caller is an operator. Anyone who can reach this port can',
+      '  !!! change inventory and payment settings and read every order. Local experiments only.',
+      '',
+    ];
+  }
+  return [
+    `  auth             development tokens (24 h), signed with ${server.devAuth!.secretPath}:`,
+    `    operator       export TOKEN=${tokens.operator}`,
+    `    customer ada   export ADA=${tokens.customer}`,
+  ];
+}
+
+async function banner(
+  options: DemoOptions,
+  server: CommerceServer,
+  tokens: DemoTokens | undefined,
+): Promise<string[]> {
   const settings = await server.payments.settings();
   const local = server.url.replace('://127.0.0.1', '://localhost');
+  const operator = tokens === undefined ? '' : ` -H "authorization: Bearer $TOKEN"`;
+  const ada = tokens === undefined ? '' : ` -H "authorization: Bearer $ADA"`;
   return [
     `Commerce API listening on ${server.url}`,
     `  data directory   ${resolve(options.dataDir)}${server.resumedOrders > 0 ? ` (resumed ${server.resumedOrders} order${server.resumedOrders === 1 ? '' : 's'} in flight)` : ''}`,
     `  OpenAPI          ${server.url}/openapi.json    probes /healthz /readyz, metrics /metrics`,
     `  payment gateway  ${server.paymentUrl}  (failure rate ${settings.failureRate}, latency ${settings.latencyMs} ms, timeout rate ${settings.timeoutRate}, lost responses ${settings.lostResponseRate})`,
     `  traffic          ${options.traffic ? `${options.trafficRate} orders/s (--traffic off to disable)` : 'off'}`,
+    ...authLines(server, tokens),
     '',
     'Try:',
-    `  curl -s -X PUT ${local}/inventory/tour-1 -H 'content-type: application/json' -d '{"available":3,"price":25}'`,
-    `  curl -s -X POST ${local}/orders -H 'content-type: application/json' -H 'Idempotency-Key: tour-order-1' \\`,
-    `       -d '{"customerId":"ada","items":[{"sku":"tour-1","qty":1}]}'`,
-    `  curl -s ${local}/orders/<orderId>`,
-    `  curl -s -X PUT ${local}/payments/settings -H 'content-type: application/json' -d '{"failureRate":1}'`,
+    `  curl -s -X PUT ${local}/inventory/tour-1${operator} -H 'content-type: application/json' -d '{"available":3,"price":25}'`,
+    `  curl -s -X POST ${local}/orders${ada} -H 'content-type: application/json' -H 'Idempotency-Key: tour-order-1' \\`,
+    `       -d '{${tokens === undefined ? '"customerId":"ada",' : ''}"items":[{"sku":"tour-1","qty":1}]}'`,
+    `  curl -s ${local}/orders/<orderId>${ada}`,
+    `  curl -s -X PUT ${local}/payments/settings${operator} -H 'content-type: application/json' -d '{"failureRate":1}'`,
     '',
     'Ctrl-C drains and exits; starting again on the same data directory resumes what was in flight.',
   ];
@@ -55,6 +93,7 @@ export async function run(argv: string[], output: CommandOutput = consoleOutput)
       host: selected.host,
       port: selected.port,
       durability: selected.durability,
+      ...(selected.auth ? {} : { auth: false }),
       paymentSeed: selected.seed,
       payment: {
         failureRate: selected.paymentFailureRate,
@@ -90,10 +129,17 @@ export async function run(argv: string[], output: CommandOutput = consoleOutput)
     }
     throw error;
   }
-  for (const line of await banner(selected, server)) output.out(line);
+  const tokens = await demoTokens(server);
+  for (const line of await banner(selected, server, tokens)) output.out(line);
+  if (tokens === undefined) output.err('meridian demo: WARNING: authentication is off (--auth off)');
 
   const traffic = selected.traffic
-    ? new Traffic({ url: server.url, ordersPerSecond: selected.trafficRate, report: output.out })
+    ? new Traffic({
+        url: server.url,
+        ordersPerSecond: selected.trafficRate,
+        report: output.out,
+        ...(tokens === undefined ? {} : { token: tokens.operator }),
+      })
     : undefined;
   if (traffic !== undefined) {
     traffic.start().catch((error: unknown) => output.err(`traffic: ${(error as Error).message}`));

@@ -12,6 +12,8 @@ const required = [
   '127.0.0.1:9092',
   '--payments',
   'http://127.0.0.1:7090',
+  '--auth',
+  'off',
 ];
 
 describe('meridian node options', () => {
@@ -32,7 +34,25 @@ describe('meridian node options', () => {
       maxOrdersInProgress: 1000,
       checkTimeoutMs: 5000,
       shutdownTimeoutMs: 30_000,
+      authSecret: undefined,
+      paymentsApiKey: undefined,
     });
+  });
+
+  it('requires the token signing secret unless --auth off, and takes the payment key from the environment', () => {
+    const withAuth = required.slice(0, -2);
+    expect(() => parseNodeOptions(withAuth, {}, 'box')).toThrow(/MERIDIAN_AUTH_SECRET must be set/);
+    expect(() => parseNodeOptions(withAuth, { MERIDIAN_AUTH_SECRET: 'short' }, 'box')).toThrow(
+      /current length is 5/,
+    );
+    const secret = 's'.repeat(32);
+    expect(
+      parseNodeOptions(
+        withAuth,
+        { MERIDIAN_AUTH_SECRET: secret, MERIDIAN_PAYMENTS_API_KEY: 'k'.repeat(32) },
+        'box',
+      ),
+    ).toMatchObject({ authSecret: secret, paymentsApiKey: 'k'.repeat(32) });
   });
 
   it('reads the dependencies and the node id from the environment, options first', () => {
@@ -42,6 +62,7 @@ describe('meridian node options', () => {
       MERIDIAN_KAFKA_BROKERS: 'k1:9092, k2:9092,k3:9092',
       MERIDIAN_NODE_ID: 'node-a',
       MERIDIAN_PAYMENTS_URL: 'https://pay.example:8443',
+      MERIDIAN_AUTH_SECRET: 'a-signing-secret-of-32-characters',
       PORT: '8081',
     };
     expect(parseNodeOptions([], env)).toMatchObject({

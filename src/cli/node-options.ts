@@ -1,6 +1,6 @@
 import type { ParseArgsOptionsConfig } from 'node:util';
 import { ValidationError } from '../errors.ts';
-import { integer, parseCommandLine, port as portOption } from './args.ts';
+import { choice, integer, parseCommandLine, port as portOption } from './args.ts';
 
 export interface NodeOptions {
   /** PostgreSQL connection string (`--pg`, MERIDIAN_PG_URL). Required. */
@@ -33,6 +33,13 @@ export interface NodeOptions {
   checkTimeoutMs: number;
   /** How long the drain after SIGTERM/SIGINT may take before the node exits anyway (ms). @default 30000 */
   shutdownTimeoutMs: number;
+  /**
+   * The HS256 secret bearer tokens are signed with (MERIDIAN_AUTH_SECRET, at least 32 characters):
+   * the same on every node. Undefined only with `--auth off`.
+   */
+  authSecret: string | undefined;
+  /** The payment gateway's API key (MERIDIAN_PAYMENTS_API_KEY), as `meridian payments` printed it. */
+  paymentsApiKey: string | undefined;
 }
 
 export const NODE_USAGE = `Usage: meridian node [options]
@@ -71,6 +78,10 @@ Options (environment variable in brackets):
   --check-timeout-ms <ms>       bound of each dependency check at start, 100..60000 (default 5000)
   --shutdown-timeout-ms <ms>    bound of the drain on SIGTERM/SIGINT, after which the node exits
                                 anyway, 1000..600000 (default 30000)
+  --auth on|off                 'off' serves every caller as an operator: local experiments only
+                                (default on: bearer tokens signed with [MERIDIAN_AUTH_SECRET], the
+                                same secret of 32+ characters on every node; docs/security.md)
+                                [MERIDIAN_PAYMENTS_API_KEY] the payment gateway's API key
   -h, --help                    show this help`;
 
 const schemaPattern = /^[a-z_][a-z0-9_]{0,62}$/;
@@ -184,7 +195,10 @@ export function parseNodeOptions(
   const host = values.host ?? '127.0.0.1';
   if (host.trim() === '') throw new ValidationError(`'--host' must be an address: current value is ''`);
   const nameRule = `1 to 100 characters from [A-Za-z0-9._-], starting with a letter or digit`;
-  return {
+  const authOn = choice('--auth', values.auth, 'on', ['on', 'off'] as const) === 'on';
+  const parsed: NodeOptions = {
+    authSecret: authOn ? authSecretOf(env) : undefined,
+    paymentsApiKey: env.MERIDIAN_PAYMENTS_API_KEY === '' ? undefined : env.MERIDIAN_PAYMENTS_API_KEY,
     pgUrl,
     pgSchema:
       schema === undefined
@@ -215,6 +229,17 @@ export function parseNodeOptions(
     checkTimeoutMs: optionalInteger(values, 'check-timeout-ms', 5000, 100, 60_000),
     shutdownTimeoutMs: optionalInteger(values, 'shutdown-timeout-ms', 30_000, 1000, 600_000),
   };
+  if (authOn && parsed.authSecret === undefined) {
+    throw new ValidationError(
+      `MERIDIAN_AUTH_SECRET must be set to the cluster's token signing secret (32+ characters, the same on every node): current length is ${env.MERIDIAN_AUTH_SECRET?.length ?? 0}. Pass --auth off only for local experiments`,
+    );
+  }
+  return parsed;
+}
+
+function authSecretOf(env: Record<string, string | undefined>): string | undefined {
+  const secret = env.MERIDIAN_AUTH_SECRET;
+  return secret === undefined || secret.length < 32 ? undefined : secret;
 }
 
 const commandOptions = {
@@ -233,4 +258,5 @@ const commandOptions = {
   'max-orders-in-progress': { type: 'string' },
   'check-timeout-ms': { type: 'string' },
   'shutdown-timeout-ms': { type: 'string' },
+  auth: { type: 'string' },
 } satisfies ParseArgsOptionsConfig;

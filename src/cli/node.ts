@@ -34,7 +34,7 @@ async function openDependencies(options: NodeOptions, output: CommandOutput): Pr
     timeoutMs: options.checkTimeoutMs,
   });
   output.out(`Checking the payment gateway at ${options.paymentsUrl} ...`);
-  await checkPayments(options.paymentsUrl, options.checkTimeoutMs);
+  await checkPayments(options.paymentsUrl, options.checkTimeoutMs, options.paymentsApiKey);
   let store: PostgresStore;
   try {
     store = await openPostgresStore({
@@ -54,6 +54,8 @@ async function startNode(options: NodeOptions, dependencies: Dependencies, outpu
     store: dependencies.store,
     log: dependencies.log,
     paymentUrl: options.paymentsUrl,
+    ...(options.paymentsApiKey === undefined ? {} : { paymentApiKey: options.paymentsApiKey }),
+    auth: options.authSecret === undefined ? false : { jwt: { secret: options.authSecret } },
     host: options.host,
     port: options.port,
     app: {
@@ -88,6 +90,12 @@ function banner(options: NodeOptions, node: CommerceNode): string[] {
     `  owns partitions  ${owned.length === 0 ? 'none yet (assignment in progress)' : owned.join(',')}  (changes are printed; also in /readyz)`,
     `  payment gateway  ${options.paymentsUrl}`,
     `  OpenAPI          ${node.url}/openapi.json    probes /healthz /readyz, metrics /metrics`,
+    ...(options.authSecret === undefined
+      ? [
+          '',
+          '  WARNING: --auth off: every caller is an operator. Anyone who reaches this port can do anything.',
+        ]
+      : ['  auth             bearer tokens signed with MERIDIAN_AUTH_SECRET (docs/security.md)']),
     '',
     'Try (any node takes any request):',
     `  curl -s -X PUT ${local}/inventory/tour-1 -H 'content-type: application/json' -d '{"available":3,"price":25}'`,

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { NotFoundError, RetryableError } from '../errors.ts';
 import { ManualClock } from '../time.ts';
-import { createGateway, type Gateway } from './gateway.ts';
+import { createGateway, type Gateway, type GatewayOptions } from './gateway.ts';
 import { HttpProblem } from './problem.ts';
 
 const orderSchema = {
@@ -27,8 +27,8 @@ afterEach(async () => {
   await Promise.all(opened.splice(0).map((gateway) => gateway.close()));
 });
 
-async function gatewayWithRoutes(options: Parameters<typeof createGateway>[0] = {}): Promise<Gateway> {
-  const gateway = await createGateway({ defaultMetrics: false, ...options });
+async function gatewayWithRoutes(options: Partial<GatewayOptions> = {}): Promise<Gateway> {
+  const gateway = await createGateway({ auth: false, rateLimit: false, defaultMetrics: false, ...options });
   opened.push(gateway);
   gateway.route<{ Body: { customerId: string } }>({
     method: 'POST',
@@ -205,10 +205,10 @@ describe('gateway: validation and problem details', () => {
   });
 
   it('rejects out-of-range options with a message naming the option, the rule and the value', async () => {
-    await expect(createGateway({ bodyLimitBytes: 10 })).rejects.toThrow(
+    await expect(createGateway({ auth: false, bodyLimitBytes: 10 })).rejects.toThrow(
       "'bodyLimitBytes' must be >= 1024: current value is 10",
     );
-    await expect(createGateway({ idempotencyKeyTtlMs: 1.5 })).rejects.toThrow(
+    await expect(createGateway({ auth: false, idempotencyKeyTtlMs: 1.5 })).rejects.toThrow(
       "'idempotencyKeyTtlMs' must be an integer: current value is 1.5",
     );
   });

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import swagger from '@fastify/swagger';
 import Fastify, {
   type FastifyError,
@@ -12,7 +11,7 @@ import Fastify, {
 } from 'fastify';
 import type { Registry } from 'prom-client';
 import { ConflictError, isMeridianError, ValidationError } from '../errors.ts';
-import type { LoadShedderPolicy, Permit } from '../resilience/index.ts';
+import { type LoadShedderPolicy, type Permit, tokenBucket } from '../resilience/index.ts';
 import type { IdempotencyClaim, IdempotencyReservation, IdempotencyStore, Store } from '../store/types.ts';
 import { type Clock, systemClock, systemTimers, type TimerHandle, type Timers } from '../time.ts';
 import {
@@ -26,6 +25,19 @@ import {
   type RouteBacklog,
   type RouteRateLimit,
 } from './admission.ts';
+import {
+  API_KEY_HEADER,
+  AUTH_OFF_PRINCIPAL,
+  Authenticator,
+  type AuthOptions,
+  authorize,
+  checkAccess,
+  hostnameOf,
+  LOOPBACK_HOSTS,
+  type Principal,
+  type RouteAccess,
+  sha256Hex,
+} from './auth.ts';
 import {
   IDEMPOTENCY_KEY_HEADER,
   IDEMPOTENT_REPLAYED_HEADER,
@@ -52,6 +64,19 @@ import { type ExposableRuntime, registerRuntimeMetrics } from './runtime-metrics
 import { invalidFields, type SchemaError, validationProblem } from './validation.ts';
 
 export interface GatewayOptions {
+  /**
+   * Who may call what. Required, because no default is safe: `AuthOptions` (API keys, bearer
+   * tokens) makes every application route authenticate and check its `access`; `false` turns
+   * authentication off (every caller is an anonymous operator), for local experiments only.
+   */
+  auth: AuthOptions | false;
+  /**
+   * Host names (of the `Host` header, without port) the gateway answers; others get 421. A page
+   * on another site that rebinds its DNS name to 127.0.0.1 still sends its own name, so a
+   * loopback listener only answering `localhost` and loopback addresses cannot be reached that
+   * way. `'any'` turns the check off. @default loopback names when listening on a loopback address, else 'any'
+   */
+  allowedHosts?: readonly string[] | 'any';
   /** Where Idempotency-Key records live; each call runs in its own short transaction. */
   store?: Store;
   /** Overrides `store` for Idempotency-Key records (a MemoryIdempotencyStore, say). */
@@ -83,8 +108,9 @@ export interface GatewayOptions {
   /** Bound on each readiness check (ms); a check still running then fails. Range [10, 60000]. @default 2000 */
   readinessCheckTimeoutMs?: number;
   /**
-   * Who the caller is, when the app authenticates callers: keys are then scoped per client as
-   * well as per route, so two clients can never replay each other's responses.
+   * Who the caller is, when the gateway's `auth` is off and the app identifies callers itself:
+   * keys are then scoped per client as well as per route. With `auth` on, the principal is the
+   * client, and this is not consulted.
    */
   clientIdentity?: (request: FastifyRequest) => string | undefined;
   /**
@@ -94,9 +120,12 @@ export interface GatewayOptions {
   clientIdHeader?: string;
   /**
    * A rate limit every application route applies (not `/healthz`, `/readyz`, `/metrics`,
-   * `/policies`), before a route's own limit. Refused requests get 429 with Retry-After.
+   * `/policies`), before a route's own limit, per principal (`per: 'client'`). Refused requests
+   * get 429 with Retry-After. `false`: none.
+   * @default an in-process token bucket of 100 requests/s, burst 200, per client; authenticated
+   * operators are exempt from this default (not from a limit given here)
    */
-  rateLimit?: RouteRateLimit;
+  rateLimit?: RouteRateLimit | false;
   /**
    * A load shedder every application route takes a permit from before any work starts (a route's
    * own `loadShedder` replaces it). Requests beyond its limit get 503 with Retry-After.
@@ -133,6 +162,11 @@ export interface GatewayRoute<G extends RouteGenericInterface = RouteGenericInte
   method: RouteMethod;
   /** A Fastify route pattern: `/orders/:orderId`. */
   url: string;
+  /**
+   * Who may call the route (see RouteAccess): checked before anything else the route does.
+   * @default 'operator'
+   */
+  access?: RouteAccess;
   schema?: RouteSchema;
   /**
    * Whether the route follows the Idempotency-Key protocol: a key is required, the first
@@ -231,6 +265,8 @@ interface IdempotencyState {
 
 interface RequestState {
   startedMs: number;
+  /** Who the request comes from, once its route authenticated it. */
+  principal?: Principal;
   rawBody?: Buffer;
   idempotency?: IdempotencyState;
   /** The load-shedder slot this request holds until its response is finished. */
@@ -242,6 +278,14 @@ const requestStates = new WeakMap<FastifyRequest, RequestState>();
 /** Names this attempt's reservation to the store's `complete` and `release`. */
 function claimOf(state: IdempotencyState, token: number): IdempotencyClaim {
   return { scope: state.scope, key: state.key, fingerprint: state.fingerprint, token };
+}
+
+/**
+ * Who a request comes from: set before the route's handler runs on every route that is not
+ * `public` (the anonymous operator when the gateway's auth is off), undefined on public routes.
+ */
+export function principalOf(request: FastifyRequest): Principal | undefined {
+  return requestStates.get(request)?.principal;
 }
 
 /** The Idempotency-Key of a request on an idempotent route, once it was validated. */
@@ -281,7 +325,7 @@ const problemSchema = {
  * `/metrics`, JSON 404/405 problems, and the Idempotency-Key protocol on routes marked
  * `idempotent`. Async because the OpenAPI plugin must load before any route is registered.
  */
-export async function createGateway(options: GatewayOptions = {}): Promise<Gateway> {
+export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   const clock = options.clock ?? systemClock;
   const timers = options.timers ?? systemTimers;
   const bodyLimitBytes = integerOption('bodyLimitBytes', options.bodyLimitBytes, 1_048_576, 1024, 67_108_864);
@@ -324,7 +368,23 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
   const matcher = new RouteMatcher();
   const policyExposure = new PolicyExposure(httpMetrics.registry, options.metricsPrefix ?? 'meridian_');
   let runtimeExposed = false;
-  const gatewayRateLimit = checkRateLimit('rateLimit', options.rateLimit);
+  const gatewayRateLimit =
+    options.rateLimit === false
+      ? undefined
+      : checkRateLimit(
+          'rateLimit',
+          options.rateLimit ?? {
+            limiter: tokenBucket({ ratePerSecond: 100, burst: 200, clock }),
+            per: 'client',
+          },
+        );
+  if (options.auth === undefined) {
+    throw new ValidationError(
+      "'auth' is required: AuthOptions (API keys, JWT) or false to turn authentication off (local experiments only)",
+    );
+  }
+  const authenticator = options.auth === false ? undefined : new Authenticator(options.auth, clock);
+  let allowedHosts = checkAllowedHosts(options.allowedHosts);
   const clientIdHeader = options.clientIdHeader?.toLowerCase();
   let operationsRoutes = true;
   let closing = false;
@@ -353,7 +413,37 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
 
   server.addHook('onRequest', async (request) => {
     requestStates.set(request, { startedMs: clock.monotonicNow() });
+    if (allowedHosts !== undefined && !allowedHosts.has(hostnameOf(request.headers.host) ?? '')) {
+      throw new HttpProblem({
+        status: 421,
+        title: 'The request names a host this server does not serve',
+        type: `${typeBase}host-not-allowed`,
+        detail: `Host '${String(request.headers.host ?? '').slice(0, 64)}' is not one of this server's names; use ${[...allowedHosts].slice(0, 4).join(', ')}.`,
+      });
+    }
   });
+
+  /** Authenticates (when auth is on) and authorizes a request on a route that is not public. */
+  async function admitPrincipal(request: FastifyRequest, access: RouteAccess, routeName: string) {
+    const principal =
+      authenticator === undefined
+        ? AUTH_OFF_PRINCIPAL
+        : await authenticator.authenticate(
+            { authorization: request.headers.authorization, apiKey: request.headers[API_KEY_HEADER] },
+            typeBase,
+          );
+    authorize(principal, access, routeName, typeBase);
+    const state = requestStates.get(request);
+    if (state !== undefined) state.principal = principal;
+    return principal;
+  }
+
+  /** Who counts as one client for rate limits and Idempotency-Key scopes. */
+  function clientKey(request: FastifyRequest): string {
+    const principal = requestStates.get(request)?.principal;
+    if (principal !== undefined && principal.via !== 'auth-off') return `p:${principal.role}:${principal.id}`;
+    return clientOf(request, options.clientIdentity, clientIdHeader);
+  }
 
   server.addHook('onResponse', async (request, reply) => {
     const state = requestStates.get(request);
@@ -413,6 +503,16 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
   await server.register(swagger, {
     openapi: {
       openapi: '3.1.0',
+      ...(authenticator === undefined
+        ? {}
+        : {
+            components: {
+              securitySchemes: {
+                bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' },
+                apiKey: { type: 'apiKey', in: 'header', name: 'X-API-Key' },
+              },
+            },
+          }),
       info: {
         title: options.title ?? 'Meridian gateway',
         version: options.version ?? '0.1.0',
@@ -495,26 +595,41 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
       throw new ValidationError(`'loadShedder' of ${method} ${route.url} must be a load shedder`);
     }
     const backlog = checkBacklog(`backlog of ${method} ${route.url}`, route.backlog);
+    const access = checkAccess(`${method} ${route.url}`, route.access);
+    const admissionScope = `${method} ${route.url}`;
+    if (access !== 'public') {
+      response['401'] ??= problemSchema;
+      response['403'] ??= problemSchema;
+      if (authenticator !== undefined) schema.security ??= [{ bearer: [] }, { apiKey: [] }];
+    }
     if (rateLimits.length > 0 || shedder !== undefined || backlog !== undefined) {
-      const admissionScope = `${method} ${route.url}`;
       response['429'] ??= problemSchema;
       response['503'] ??= problemSchema;
-      // The first hook of the route: nothing is parsed, validated, reserved or run before it.
-      // Limits come first, so a client over its limit never takes a shedder slot.
-      routeOptions.onRequest = async (request) => {
-        if (rateLimits.length > 0) {
-          const client = clientOf(request, options.clientIdentity, clientIdHeader);
-          for (const limit of rateLimits) await enforceRateLimit(limit, admissionScope, client, typeBase);
-        }
-        if (backlog !== undefined) admitBacklog(backlog, admissionScope, typeBase);
-        if (shedder !== undefined) {
-          const state = requestStates.get(request);
-          const permit = admitOrShed(shedder, admissionScope, typeBase);
-          if (state === undefined) permit.release('ignored');
-          else state.permit = permit;
-        }
-      };
     }
+    // The first hook of the route: nothing is parsed, validated, reserved or run before it.
+    // Who the caller is comes first (limits are per principal), then limits, so a client over
+    // its limit never takes a shedder slot.
+    routeOptions.onRequest = async (request) => {
+      if (access !== 'public') await admitPrincipal(request, access, admissionScope);
+      if (rateLimits.length > 0) {
+        const client = clientKey(request);
+        const operator =
+          authenticator !== undefined && requestStates.get(request)?.principal?.role === 'operator';
+        for (const limit of rateLimits) {
+          // The default limit bounds customers (and callers of public routes); authenticated
+          // operators run audits and load tools, and are limited only by a limit set on purpose.
+          if (operator && limit === gatewayRateLimit && options.rateLimit === undefined) continue;
+          await enforceRateLimit(limit, admissionScope, client, typeBase);
+        }
+      }
+      if (backlog !== undefined) admitBacklog(backlog, admissionScope, typeBase);
+      if (shedder !== undefined) {
+        const state = requestStates.get(request);
+        const permit = admitOrShed(shedder, admissionScope, typeBase);
+        if (state === undefined) permit.release('ignored');
+        else state.permit = permit;
+      }
+    };
 
     if (idempotent) {
       if (!IDEMPOTENT_METHODS.has(method)) {
@@ -548,7 +663,10 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
           });
         }
         const state = requestStates.get(request)!;
-        const client = options.clientIdentity?.(request);
+        const client =
+          state.principal !== undefined && state.principal.via !== 'auth-off'
+            ? clientKey(request)
+            : options.clientIdentity?.(request);
         state.idempotency = {
           key: parsed.key,
           // The client is hashed: the scope stays bounded (the store caps it) and holds no credential.
@@ -671,6 +789,7 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
   addRoute({
     method: 'GET',
     url: '/healthz',
+    access: 'public',
     schema: {
       summary: 'Liveness: the process answers',
       tags: ['operations'],
@@ -702,6 +821,7 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
   addRoute({
     method: 'GET',
     url: '/readyz',
+    access: 'public',
     schema: {
       summary: 'Readiness: every registered check passes (503 otherwise)',
       tags: ['operations'],
@@ -736,6 +856,7 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
   addRoute({
     method: 'GET',
     url: '/openapi.json',
+    access: 'public',
     schema: { hide: true },
     handler: async () => server.swagger(),
   });
@@ -769,8 +890,12 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
     readiness: () => readinessChecks.run(),
     sweepIdempotencyKeys: sweepKeys,
     async listen(listenOptions = {}) {
+      const host = listenOptions.host ?? '127.0.0.1';
+      if (options.allowedHosts === undefined && LOOPBACK_ADDRESSES.has(host)) {
+        allowedHosts = new Set(LOOPBACK_HOSTS);
+      }
       const address = await server.listen({
-        host: listenOptions.host ?? '127.0.0.1',
+        host,
         port: integerOption('port', listenOptions.port, 0, 0, 65_535),
         backlog: integerOption('backlog', listenOptions.backlog, 4096, 1, 65_535),
       });
@@ -788,9 +913,20 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
   };
 }
 
-function sha256Hex(text: string): string {
-  return createHash('sha256').update(text).digest('hex');
+/** The allowed host names as a set, or undefined for 'any' (and until `listen` decides the default). */
+function checkAllowedHosts(hosts: readonly string[] | 'any' | undefined): Set<string> | undefined {
+  if (hosts === undefined || hosts === 'any') return undefined;
+  if (
+    !Array.isArray(hosts) ||
+    hosts.length === 0 ||
+    !hosts.every((host) => typeof host === 'string' && host !== '')
+  ) {
+    throw new ValidationError("'allowedHosts' must be 'any' or a non-empty list of host names");
+  }
+  return new Set(hosts.map((host) => host.toLowerCase()));
 }
+
+const LOOPBACK_ADDRESSES = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
 
 /** How often a reservation that lost a transaction race is tried again before answering 503. */
 const MAX_RESERVE_ATTEMPTS = 3;

@@ -109,6 +109,8 @@ for (const storeCase of storeCases) {
       cleanups.push(opened.close);
       const clock = new ManualClock(1_700_000_000_000);
       const gateway = await createGateway({
+        auth: false,
+        rateLimit: false,
         idempotencyStore: opened.store,
         clock,
         timers: clock,

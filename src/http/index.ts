@@ -1,5 +1,10 @@
 // The HTTP gateway's public surface.
+
 export type { RouteBacklog, RouteRateLimit } from './admission.ts';
+export type { ApiKeyRecord, AuthOptions, JwtOptions, Principal, Role, RouteAccess } from './auth.ts';
+export { API_KEY_HEADER, generateApiKey, issueToken } from './auth.ts';
+export type { DevelopmentAuth } from './dev-auth.ts';
+export { AUTH_SECRET_FILE, developmentAuth } from './dev-auth.ts';
 export type {
   Gateway,
   GatewayHandler,
@@ -9,7 +14,7 @@ export type {
   RouteMethod,
   RouteSchema,
 } from './gateway.ts';
-export { createGateway, idempotencyOf } from './gateway.ts';
+export { createGateway, idempotencyOf, principalOf } from './gateway.ts';
 export {
   IDEMPOTENCY_KEY_HEADER,
   IDEMPOTENT_REPLAYED_HEADER,
