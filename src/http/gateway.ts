@@ -214,6 +214,12 @@ export interface Gateway {
   readonly metrics: Registry;
   /** Registers a route. Must be called before `listen`/`ready`. */
   route<G extends RouteGenericInterface = RouteGenericInterface>(route: GatewayRoute<G>): void;
+  /** Every route registered (the gateway's own too) with who may call it: for audits and tests. */
+  routes(): ReadonlyArray<{
+    readonly method: RouteMethod;
+    readonly url: string;
+    readonly access: RouteAccess;
+  }>;
   /** Adds a check to `/readyz` (store open, processors running, ...). */
   addReadinessCheck(name: string, check: ReadinessCheck): void;
   /**
@@ -387,6 +393,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   let allowedHosts = checkAllowedHosts(options.allowedHosts);
   const clientIdHeader = options.clientIdHeader?.toLowerCase();
   let operationsRoutes = true;
+  const registered: Array<{ method: RouteMethod; url: string; access: RouteAccess }> = [];
   let closing = false;
   let sweepTimer: TimerHandle | undefined;
 
@@ -784,6 +791,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
 
     server.route(routeOptions);
     matcher.add(route.url, [method]);
+    registered.push({ method: method as RouteMethod, url: route.url, access });
   }
 
   addRoute({
@@ -880,6 +888,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     server,
     metrics: httpMetrics.registry,
     route: addRoute,
+    routes: () => registered.map((entry) => ({ ...entry })),
     exposePolicies: (policies) => policyExposure.add(policies),
     exposeRuntime(runtime) {
       if (runtimeExposed) throw new ValidationError('This gateway already exposes a runtime on /metrics');
