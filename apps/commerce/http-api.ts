@@ -211,6 +211,8 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
     method: 'PUT',
     url: '/inventory/:sku',
     access: 'operator',
+    // Two numbers: a small limit, so a hostile body is refused (413) before it is read.
+    bodyLimitBytes: 1024,
     schema: {
       summary: "Sets a SKU's sellable stock and its price (lists the SKU)",
       tags: ['inventory'],
@@ -289,6 +291,8 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
     url: '/orders',
     access: ordersWrite,
     idempotent: true,
+    // 100 items of a 64-character SKU and a quantity fit in ~10 KB.
+    bodyLimitBytes: 16_384,
     backlog: {
       depth: () => runtime.sagasInProgress,
       limit: deps.maxOrdersInProgress,
@@ -544,6 +548,7 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
     method: 'PUT',
     url: '/payments/settings',
     access: 'operator',
+    bodyLimitBytes: 1024,
     schema: {
       summary: "Changes the simulated payment gateway's faults (any subset): break it, slow it, heal it",
       tags: ['payments'],

@@ -133,6 +133,13 @@ export function registerOrderFeed(gateway: Gateway, deps: OrderFeedDependencies)
       },
     },
     handler: async (request, reply) => {
+      // HEAD (Fastify serves it for every GET): the stream's headers, and no stream.
+      if (request.method === 'HEAD') {
+        return reply
+          .header('content-type', 'text/event-stream; charset=utf-8')
+          .header('cache-control', 'no-store')
+          .send();
+      }
       const { partitions } = await log.describeTopic(topic);
       const lastEventId = request.headers['last-event-id'];
       let cursor: number[];

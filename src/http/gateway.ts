@@ -38,6 +38,7 @@ import {
   type RouteAccess,
   sha256Hex,
 } from './auth.ts';
+import { answerClientError } from './client-errors.ts';
 import {
   IDEMPOTENCY_KEY_HEADER,
   IDEMPOTENT_REPLAYED_HEADER,
@@ -59,6 +60,7 @@ import {
   statusProblem,
 } from './problem.ts';
 import { type ReadinessCheck, ReadinessChecks, type ReadinessReport } from './readiness.ts';
+import { createValidatorCompiler } from './request-validation.ts';
 import { RouteMatcher } from './route-matcher.ts';
 import { type ExposableRuntime, registerRuntimeMetrics } from './runtime-metrics.ts';
 import { invalidFields, type SchemaError, validationProblem } from './validation.ts';
@@ -92,6 +94,11 @@ export interface GatewayOptions {
   description?: string;
   /** Largest request body accepted (bytes); larger ones get 413. Range [1024, 67108864]. @default 1048576 */
   bodyLimitBytes?: number;
+  /**
+   * Longest request target (path and query, bytes) accepted; longer ones get 414. A whole request
+   * head beyond Node's limit (16 KiB) gets 431. Range [256, 16384]. @default 8192
+   */
+  maxUrlLength?: number;
   /** Time a client has to send a whole request (ms), against slow-loris clients. Range [1000, 600000]. @default 30000 */
   requestTimeoutMs?: number;
   /** How long an Idempotency-Key is remembered after first use (ms). Range [1000, 2592000000]. @default 86400000 (24 h) */
@@ -325,6 +332,11 @@ const problemSchema = {
   additionalProperties: true,
 } as const;
 
+/** Every error answer: a problem document, with the media type it is sent as. */
+function problemResponse(description: string) {
+  return { description, content: { [PROBLEM_CONTENT_TYPE]: { schema: problemSchema } } };
+}
+
 /**
  * Creates the HTTP gateway: a Fastify instance with JSON-schema validation whose failures are
  * RFC 9457 problem details, an OpenAPI document at `/openapi.json`, `/healthz`, `/readyz`,
@@ -336,6 +348,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   const timers = options.timers ?? systemTimers;
   const bodyLimitBytes = integerOption('bodyLimitBytes', options.bodyLimitBytes, 1_048_576, 1024, 67_108_864);
   const requestTimeoutMs = integerOption('requestTimeoutMs', options.requestTimeoutMs, 30_000, 1000, 600_000);
+  const maxUrlLength = integerOption('maxUrlLength', options.maxUrlLength, 8192, 256, 16_384);
   const keyTtlMs = integerOption(
     'idempotencyKeyTtlMs',
     options.idempotencyKeyTtlMs,
@@ -403,10 +416,12 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     requestTimeout: requestTimeoutMs,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
-    // Every invalid field is listed in one answer, so a client fixes them all at once. The cost
-    // of checking everything is bounded by the body limit.
-    ajv: { customOptions: { allErrors: true } },
+    // Requests whose head Node cannot parse (too large, malformed) still get a problem document.
+    clientErrorHandler: (error, socket) => answerClientError(error, socket, typeBase),
   });
+  // Strict, bounded checks: unknown fields refused, no coercion of bodies, the first error of a
+  // large body, every error (at most 10) of a small one (request-validation.ts).
+  server.setValidatorCompiler(createValidatorCompiler());
 
   // The JSON parser keeps the raw bytes for the idempotency fingerprint, then parses them with
   // Fastify's own parser, which rejects __proto__ and constructor.prototype poisoning.
@@ -420,6 +435,12 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
 
   server.addHook('onRequest', async (request) => {
     requestStates.set(request, { startedMs: clock.monotonicNow() });
+    if (request.url.length > maxUrlLength) {
+      throw statusProblem(
+        414,
+        `The request target is ${request.url.length} bytes long; the limit is ${maxUrlLength}.`,
+      );
+    }
     if (allowedHosts !== undefined && !allowedHosts.has(hostnameOf(request.headers.host) ?? '')) {
       throw new HttpProblem({
         status: 421,
@@ -428,6 +449,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
         detail: `Host '${String(request.headers.host ?? '').slice(0, 64)}' is not one of this server's names; use ${[...allowedHosts].slice(0, 4).join(', ')}.`,
       });
     }
+    if (request.is404) await unmatched(request);
   });
 
   /** Authenticates (when auth is on) and authorizes a request on a route that is not public. */
@@ -492,20 +514,23 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     return sendProblem(request, reply, problem);
   });
 
-  server.setNotFoundHandler((request, reply) => {
-    const path = request.url.split('?')[0] ?? '/';
+  // Also decided in the onRequest hook (request.is404), before the body is read: a request that
+  // matches no route never has its body parsed (a megabyte sent to nowhere costs nothing).
+  async function unmatched(request: FastifyRequest): Promise<never> {
+    const path = (request.url.split('?')[0] ?? '/').slice(0, 256);
     const allowed = matcher.allowedMethods(path);
     if (allowed.length > 0 && !allowed.includes(request.method)) {
-      return sendProblem(
-        request,
-        reply,
-        statusProblem(405, `${request.method} is not allowed on ${path}; allowed: ${allowed.join(', ')}.`, {
+      throw statusProblem(
+        405,
+        `${request.method} is not allowed on ${path}; allowed: ${allowed.join(', ')}.`,
+        {
           headers: { allow: allowed.join(', ') },
-        }),
+        },
       );
     }
-    return sendProblem(request, reply, statusProblem(404, `No route matches ${request.method} ${path}.`));
-  });
+    throw statusProblem(404, `No route matches ${request.method} ${path}.`);
+  }
+  server.setNotFoundHandler(unmatched);
 
   await server.register(swagger, {
     openapi: {
@@ -578,8 +603,17 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     );
     const schema: RouteSchema = { ...(route.schema ?? {}) };
     const response = { ...((schema.response as Record<string, unknown> | undefined) ?? {}) };
-    response['4xx'] ??= problemSchema;
-    response['5xx'] ??= problemSchema;
+    response['400'] ??= problemResponse(
+      'The request is invalid: `errors` lists at most 10 invalid fields (a large body: the first one).',
+    );
+    if (route.url.includes(':')) response['404'] ??= problemResponse('Nothing exists under this path.');
+    if (IDEMPOTENT_METHODS.has(method))
+      response['413'] ??= problemResponse('The body is larger than the limit.');
+    response['414'] ??= problemResponse(`The request target is longer than ${maxUrlLength} bytes.`);
+    response['421'] ??= problemResponse('The Host header names a host this server does not serve.');
+    response['431'] ??= problemResponse('The request head is larger than 16 KiB.');
+    response['4xx'] ??= problemResponse('A problem document (RFC 9457).');
+    response['5xx'] ??= problemResponse('A problem document (RFC 9457); the detail hides internals.');
     schema.response = response;
 
     const routeOptions: RouteOptions = {
@@ -605,13 +639,15 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     const access = checkAccess(`${method} ${route.url}`, route.access);
     const admissionScope = `${method} ${route.url}`;
     if (access !== 'public') {
-      response['401'] ??= problemSchema;
-      response['403'] ??= problemSchema;
+      response['401'] ??= problemResponse('No valid credentials (WWW-Authenticate says why).');
+      response['403'] ??= problemResponse('The principal may not call this route (role or scope).');
       if (authenticator !== undefined) schema.security ??= [{ bearer: [] }, { apiKey: [] }];
     }
     if (rateLimits.length > 0 || shedder !== undefined || backlog !== undefined) {
-      response['429'] ??= problemSchema;
-      response['503'] ??= problemSchema;
+      response['429'] ??= problemResponse(
+        'A rate limit refused the request; Retry-After says when to retry.',
+      );
+      response['503'] ??= problemResponse('Overloaded or unavailable; Retry-After says when to retry.');
     }
     // The first hook of the route: nothing is parsed, validated, reserved or run before it.
     // Who the caller is comes first (limits are per principal), then limits, so a client over
@@ -651,8 +687,10 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
       }
       const store = idempotencyStore;
       schema.headers = withKeyHeader(schema.headers);
-      response['409'] ??= problemSchema;
-      response['422'] ??= problemSchema;
+      response['409'] ??= problemResponse(
+        'The first request with this Idempotency-Key is still in progress.',
+      );
+      response['422'] ??= problemResponse('The Idempotency-Key was used for a different request.');
       const routeScope = `${method} ${route.url}`;
 
       // The key is checked before the body is validated, so a client missing it learns that first.
@@ -965,9 +1003,10 @@ function withKeyHeader(headers: unknown): Record<string, unknown> {
   properties[IDEMPOTENCY_KEY_HEADER] = {
     type: 'string',
     minLength: 1,
+    // A Structured Field string may come quoted: the quotes are not part of the key.
     maxLength: MAX_IDEMPOTENCY_KEY_LENGTH + 2,
-    description:
-      'A unique key per logical request (a UUID, say): retries with the same key and body get the first response.',
+    pattern: `^"?[\\x21\\x23-\\x5b\\x5d-\\x7e]{1,${MAX_IDEMPOTENCY_KEY_LENGTH}}"?$`,
+    description: `A unique key per logical request (a UUID, say): retries with the same key and body get the first response. 1 to ${MAX_IDEMPOTENCY_KEY_LENGTH} visible ASCII characters other than '"' and '\\', optionally sent quoted. Scoped per route and per principal: another client's key is a new key.`,
   };
   const required = new Set([...((base.required as string[] | undefined) ?? []), IDEMPOTENCY_KEY_HEADER]);
   return { ...base, type: 'object', properties, required: [...required] };

@@ -136,6 +136,9 @@ export interface ProblemResponse {
   headers: Record<string, string>;
 }
 
+/** The longest `detail` a problem carries on the wire. */
+export const MAX_DETAIL_CHARS = 2048;
+
 /** Turns an HttpProblem into the JSON object sent on the wire. */
 export function renderProblem(problem: HttpProblem, instance: string | undefined): ProblemResponse {
   const body: ProblemDetails = {
@@ -144,7 +147,13 @@ export function renderProblem(problem: HttpProblem, instance: string | undefined
     title: problem.title,
     status: problem.status,
   };
-  if (problem.message !== problem.title) body.detail = problem.message;
+  if (problem.message !== problem.title) {
+    // Details may quote the request (a key, a name): bounded, so no answer grows with it.
+    body.detail =
+      problem.message.length <= MAX_DETAIL_CHARS
+        ? problem.message
+        : `${problem.message.slice(0, MAX_DETAIL_CHARS)}…`;
+  }
   if (instance !== undefined) body.instance = instance;
   return { problem: body, headers: problem.headers };
 }
