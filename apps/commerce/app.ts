@@ -125,10 +125,8 @@ export async function createCommerceApp(options: CommerceAppOptions): Promise<Co
     closing: closing.signal,
   });
   gateway.exposeRuntime(runtime);
-  gateway.addReadinessCheck('store', async () => {
-    await options.store.transaction(async () => undefined);
-    return { ok: true, detail: `${options.store.dialect} store open` };
-  });
+  // A real write, committed: an empty transaction succeeds on a full or read-only disk.
+  gateway.addReadinessCheck('store', () => options.store.checkWrites());
   gateway.addReadinessCheck('runtime', () =>
     runtime.running
       ? { ok: true, detail: 'entities, sagas and subscriptions running' }

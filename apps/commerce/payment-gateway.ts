@@ -2,6 +2,7 @@ import { timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import {
   type Clock,
+  isStorageFault,
   type Random,
   seededRandom,
   systemClock,
@@ -181,6 +182,13 @@ export function createPaymentGateway(options: PaymentGatewayOptions = {}): Payme
   const server = Fastify({ logger: false, forceCloseConnections: true, bodyLimit: 16_384 });
 
   server.setErrorHandler((error: { statusCode?: number; message: string }, _request, reply) => {
+    // A ledger that cannot write (disk full) charged nothing: the caller retries, as after an outage.
+    if (isStorageFault(error)) {
+      return reply
+        .code(503)
+        .header('retry-after', '1')
+        .send({ error: 'unavailable', message: `The ledger cannot write: ${error.message.slice(0, 200)}` });
+    }
     const status = error instanceof ValidationError ? 400 : (error.statusCode ?? 500);
     return reply
       .code(status)

@@ -1,4 +1,5 @@
 import { isMeridianError, MeridianError, RetryableError } from '../errors.ts';
+import { isStorageFault } from '../store/write-health.ts';
 
 /** RFC 9457's media type for problem details. */
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
@@ -165,6 +166,18 @@ export function renderProblem(problem: HttpProblem, instance: string | undefined
  */
 export function problemFromError(error: unknown, typeBase: string): HttpProblem {
   if (isHttpProblem(error)) return error;
+  if (isStorageFault(error)) {
+    // Not the request's fault and not a bug: the disk is full, read-only or failing. Nothing was
+    // written; the same request succeeds once the store takes writes again.
+    return new HttpProblem({
+      status: 503,
+      title: 'The store cannot take writes now',
+      type: `${typeBase}store-unavailable`,
+      detail:
+        'The server cannot write to its store (disk full, read-only or I/O error); nothing was changed. Retry later.',
+      headers: { 'retry-after': '5' },
+    });
+  }
   if (!isMeridianError(error)) return statusProblem(500, 'The server failed to handle the request.');
   const details = Object.keys(error.details).length === 0 ? {} : { extensions: { details: error.details } };
   switch (error.code) {

@@ -18,6 +18,7 @@ import {
   type StoreTransaction,
   type TimerRecord,
 } from '../store/types.ts';
+import { isStorageFault, type WriteHealthState } from '../store/write-health.ts';
 import { type Clock, type Random, systemClock, systemRandom, systemTimers, type Timers } from '../time.ts';
 
 // The options type stays importable from here, where the runtime's own tests take it.
@@ -70,6 +71,8 @@ type State = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
 const maxProblems = 100;
 /** After a cluster saga parked on a failed write, how long before it is resumed (while still owned). */
 const resumeAfterParkMs = 200;
+/** On the embedded shape, the longest wait before a saga parked by a failed write is tried again. */
+const maxResumeAfterParkMs = 10_000;
 
 /**
  * The runtime: hosts entities, sagas and subscriptions on a log and a store, and owns the one
@@ -106,6 +109,10 @@ export class Runtime {
   readonly #problems: RuntimeProblem[] = [];
   /** Cluster shape: per saga run, aborted to abandon its steps once its partition moved away. */
   readonly #abandon = new Map<string, AbortController>();
+  /** Embedded: how often each saga parked by a failed write was tried again since (its backoff). */
+  readonly #parkedRetries = new Map<string, number>();
+  #writesFailing = false;
+  #unwatchWrites: (() => void) | undefined;
   #state: State = 'created';
   #stopped: Promise<void> | undefined;
 
@@ -284,6 +291,30 @@ export class Runtime {
       runner.start();
     }
     if (this.#cluster === undefined) this.#singletons.lead();
+    this.#unwatchWrites = this.#store.onWriteHealth((state) => this.#writeHealthChanged(state));
+  }
+
+  /**
+   * Told once when the store's writes start failing for a storage fault (disk full, read-only,
+   * I/O error) and once when they succeed again; in between, sagas that park on a failed write
+   * are not reported one by one. On recovery every saga parked in the store resumes at once.
+   */
+  #writeHealthChanged(state: WriteHealthState): void {
+    this.#writesFailing = !state.ok;
+    if (!state.ok) {
+      this.#report({
+        message:
+          'store writes are failing (disk full, read-only or I/O error?): sagas park and resume once writes succeed; readiness fails meanwhile',
+        error: state.cause,
+      });
+      return;
+    }
+    this.#report({ message: 'store writes succeed again: parked sagas resume', error: 'recovered' });
+    if (this.#state === 'running' && this.#cluster === undefined) {
+      this.#resumeAll().catch((error: unknown) =>
+        this.#report({ message: 'resuming parked sagas failed; they resume on the next retry', error }),
+      );
+    }
   }
 
   /**
@@ -299,6 +330,7 @@ export class Runtime {
   async #stop(): Promise<void> {
     const wasRunning = this.#state === 'running';
     this.#state = 'stopping';
+    this.#unwatchWrites?.();
     this.#sagaScheduler.stop();
     await this.#singletons.abdicate();
     if (wasRunning) {
@@ -593,9 +625,7 @@ export class Runtime {
   /** A saga run; on the cluster shape one parked by a failed write is resumed while this node owns it. */
   #execute(loaded: LoadedSaga, parking: AbortSignal): ScheduledRun {
     const cluster = this.#cluster;
-    if (cluster === undefined) {
-      return new SagaExecution(this.#sagaServices, loaded.definition, loaded.record, loaded.journal, parking);
-    }
+    if (cluster === undefined) return this.#executeEmbedded(loaded, parking);
     // On the cluster shape a run's steps are also abandoned when its partition moved away and
     // the drain time is up (see `evict`), not only when the runtime halts.
     const abandon = new AbortController();
@@ -622,6 +652,38 @@ export class Runtime {
         ) {
           this.#timers.setTimeout(() => this.#sagaScheduler.enqueue({ sagaId }), resumeAfterParkMs);
         }
+        return result;
+      },
+    };
+  }
+
+  /**
+   * An embedded saga run. One parked by a failed write (not by a stop) is tried again while the
+   * runtime runs, after 1 s, 2 s, 4 s... (at most 10 s): a full disk that is cleared lets it go
+   * on without a restart, and the retries themselves are what notice that writes succeed again.
+   */
+  #executeEmbedded(loaded: LoadedSaga, parking: AbortSignal): ScheduledRun {
+    const execution = new SagaExecution(
+      this.#sagaServices,
+      loaded.definition,
+      loaded.record,
+      loaded.journal,
+      parking,
+    );
+    const sagaId = loaded.record.id;
+    return {
+      run: async () => {
+        const result = await execution.run();
+        if (result.outcome !== 'parked' || parking.aborted || this.#state !== 'running') {
+          this.#parkedRetries.delete(sagaId);
+          return result;
+        }
+        const retries = this.#parkedRetries.get(sagaId) ?? 0;
+        this.#parkedRetries.set(sagaId, retries + 1);
+        const delayMs = Math.min(maxResumeAfterParkMs, 1000 * 2 ** Math.min(retries, 10));
+        this.#timers.setTimeout(() => {
+          if (this.#state === 'running') this.#sagaScheduler.enqueue({ sagaId });
+        }, delayMs);
         return result;
       },
     };
@@ -801,6 +863,8 @@ export class Runtime {
   }
 
   #report(problem: { message: string; error: unknown; sagaId?: string; subscription?: string }): void {
+    // While writes fail for a storage fault, that one fault was reported: not each saga it parks.
+    if (this.#writesFailing && isStorageFault(problem.error)) return;
     const entry: RuntimeProblem = {
       at: this.#clock.now(),
       message: problem.message,

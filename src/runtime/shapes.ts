@@ -192,6 +192,14 @@ class ObservedStore implements Store {
     return this.#inner.listen(channel, listener);
   }
 
+  checkWrites(): ReturnType<Store['checkWrites']> {
+    return this.#inner.checkWrites();
+  }
+
+  onWriteHealth(listener: Parameters<Store['onWriteHealth']>[0]): () => void {
+    return this.#inner.onWriteHealth(listener);
+  }
+
   close(): Promise<void> {
     return this.#inner.close();
   }

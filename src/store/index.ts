@@ -46,3 +46,10 @@ export {
   type TimerRecord,
   type TimerStore,
 } from './types.ts';
+export {
+  isStorageFault,
+  StoreIntegrityError,
+  type WriteCheck,
+  type WriteHealthListener,
+  type WriteHealthState,
+} from './write-health.ts';
