@@ -3,7 +3,10 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   type AuthOptions,
+  claimDirectory,
   type DevelopmentAuth,
+  type DirectoryOwnerInfo,
+  type DirectoryOwnership,
   type Durability,
   developmentAuth,
   type Log,
@@ -45,6 +48,16 @@ export interface CommerceServerOptions {
   auth?: AuthOptions | false;
   /** Tuning passed to the app (charge retries, runtime, catalog, HTTP). */
   app?: Omit<CommerceAppOptions, 'store' | 'log' | 'payments' | 'auth'>;
+  /**
+   * Take the data directory over from a live process that holds it (it then exits) instead of
+   * refusing with DirectoryInUseError. @default false
+   */
+  takeOver?: boolean;
+  /**
+   * Called once if another process takes the data directory over: this server's writes are
+   * fenced from then on, so the caller should close it and exit.
+   */
+  onTakenOver?: (by: DirectoryOwnerInfo) => void;
 }
 
 export interface CommerceServer {
@@ -58,6 +71,8 @@ export interface CommerceServer {
   readonly database: SqliteDatabase;
   /** Orders that were in flight when the server started, and that it resumed. */
   readonly resumedOrders: number;
+  /** This process's claim on the data directory (and whom it took it over from). */
+  readonly ownership: DirectoryOwnership;
   /** The in-process payment gateway's API key (new at every start). */
   readonly paymentApiKey: string;
   /** Signs bearer tokens with the data directory's secret; undefined unless the default auth is in use. */
@@ -86,6 +101,12 @@ export async function startCommerceServer(options: CommerceServerOptions): Promi
   const cleanUp = async () => {
     for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
   };
+  // Before anything is opened: a second process on the directory refuses, naming the first.
+  const ownership = claimDirectory(options.dataDir, {
+    takeOver: options.takeOver ?? false,
+    ...(options.onTakenOver === undefined ? {} : { onTakenOver: options.onTakenOver }),
+  });
+  cleanups.push(() => ownership.release());
   try {
     const database = new SqliteDatabase({
       path: join(options.dataDir, 'meridian.db'),
@@ -130,6 +151,7 @@ export async function startCommerceServer(options: CommerceServerOptions): Promi
       payments,
       database,
       resumedOrders,
+      ownership,
       devAuth,
       paymentApiKey,
       close() {

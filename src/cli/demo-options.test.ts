@@ -20,6 +20,7 @@ describe('meridian demo options', () => {
       maxOrdersInProgress: 1000,
       commitLingerMs: 0,
       auth: true,
+      takeOver: false,
     });
   });
 

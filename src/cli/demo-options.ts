@@ -31,6 +31,8 @@ export interface DemoOptions {
   commitLingerMs: number;
   /** Whether callers must authenticate (development tokens are printed at start). @default true */
   auth: boolean;
+  /** Take the data directory over from a live process holding it (it exits). @default false */
+  takeOver: boolean;
 }
 
 export const DEMO_USAGE = `Usage: meridian demo [options]
@@ -63,6 +65,8 @@ Options:
   --auth on|off                      'off' makes every caller an operator, for local experiments
                                      only: anyone who reaches the port can do anything
                                      (default on: development tokens are printed at start)
+  --take-over                        take the data directory over from the process using it
+                                     (it exits); without it, a directory in use is refused
   -h, --help                         show this help`;
 
 /** Parses and validates `meridian demo`'s arguments; `help` when the usage was asked for. */
@@ -108,6 +112,7 @@ export function parseDemoOptions(
         ? 0
         : integer('--commit-linger-ms', values['commit-linger-ms'], 0, 100),
     auth: choice('--auth', values.auth, 'on', ['on', 'off'] as const) === 'on',
+    takeOver: values['take-over'] === true,
   };
 }
 
@@ -126,4 +131,5 @@ const commandOptions = {
   'max-orders-in-progress': { type: 'string' },
   'commit-linger-ms': { type: 'string' },
   auth: { type: 'string' },
+  'take-over': { type: 'boolean' },
 } satisfies ParseArgsOptionsConfig;

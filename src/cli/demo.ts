@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import { type CommerceServer, startCommerceServer } from '../../apps/commerce/server.ts';
 import { Traffic } from '../../apps/commerce/traffic.ts';
 import { isMeridianError } from '../errors.ts';
+import type { DirectoryOwnerInfo } from '../store/index.ts';
 import { type CommandOutput, consoleOutput } from './args.ts';
 import { DEMO_USAGE, type DemoOptions, parseDemoOptions } from './demo-options.ts';
 
@@ -66,7 +67,8 @@ async function banner(
 }
 
 /**
- * Runs `meridian demo`. Exit codes: 0 after a clean drain, 1 when the server could not start,
+ * Runs `meridian demo`. Exit codes: 0 after a clean drain, 1 when the server could not start
+ * (a data directory in use by another process included), 3 when another process took it over,
  * 2 for invalid options. The first SIGINT/SIGTERM drains (no new requests, running steps
  * finish, orders park where they are); a second one exits at once, which is safe too: every
  * order resumes from its journal on the next start.
@@ -86,6 +88,8 @@ export async function run(argv: string[], output: CommandOutput = consoleOutput)
   }
   const selected = options;
 
+  // Set once the server runs: another process took the data directory over.
+  let takenOver: (by: DirectoryOwnerInfo) => void = () => undefined;
   let server: CommerceServer;
   try {
     server = await startCommerceServer({
@@ -94,6 +98,8 @@ export async function run(argv: string[], output: CommandOutput = consoleOutput)
       port: selected.port,
       durability: selected.durability,
       ...(selected.auth ? {} : { auth: false }),
+      takeOver: selected.takeOver,
+      onTakenOver: (by) => takenOver(by),
       paymentSeed: selected.seed,
       payment: {
         failureRate: selected.paymentFailureRate,
@@ -130,7 +136,17 @@ export async function run(argv: string[], output: CommandOutput = consoleOutput)
     throw error;
   }
   const tokens = await demoTokens(server);
-  for (const line of await banner(selected, server, tokens)) output.out(line);
+  const lines = await banner(selected, server, tokens);
+  // The last line ("Ctrl-C drains...") is printed once the signal handlers are in place: a
+  // script that signals as soon as it reads it must not meet the default handler.
+  const ready = lines.pop()!;
+  for (const line of lines) output.out(line);
+  const previous = server.ownership.tookOverFrom;
+  if (previous !== undefined) {
+    output.out(
+      `Took the data directory over from process ${previous.pid} (${previous.command.slice(0, 80)}); it exits.`,
+    );
+  }
   if (tokens === undefined) output.err('meridian demo: WARNING: authentication is off (--auth off)');
 
   const traffic = selected.traffic
@@ -147,6 +163,19 @@ export async function run(argv: string[], output: CommandOutput = consoleOutput)
 
   return new Promise<number>((done) => {
     let draining = false;
+    // Taken over: the other process owns the directory (and fences this one's writes): exit.
+    takenOver = (by) => {
+      if (draining) return;
+      draining = true;
+      output.err(
+        `meridian demo: process ${by.pid} on ${by.host} took the data directory ${selected.dataDir} over (--take-over); stopping this one.`,
+      );
+      void (async () => {
+        await traffic?.stop().catch(() => undefined);
+        await server.close().catch(() => undefined);
+        done(3);
+      })();
+    };
     const onSignal = (signal: NodeJS.Signals) => {
       if (draining) {
         output.err(`${signal} again: exiting now; in-flight orders resume on the next start.`);
@@ -171,5 +200,6 @@ export async function run(argv: string[], output: CommandOutput = consoleOutput)
     };
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
+    output.out(ready);
   });
 }

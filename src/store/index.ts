@@ -4,6 +4,14 @@
  * with one schema and one contract. See docs/store.md.
  */
 
+export {
+  type ClaimOptions,
+  claimDirectory,
+  DirectoryInUseError,
+  type DirectoryOwnerInfo,
+  type DirectoryOwnership,
+  OWNER_FILE,
+} from './directory-owner.ts';
 export { storeLimits } from './limits.ts';
 export { migratePostgres } from './postgres/migrate.ts';
 export { openPostgresStore, PostgresStore, type PostgresStoreOptions } from './postgres/store.ts';
