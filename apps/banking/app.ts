@@ -26,6 +26,7 @@ import {
   systemRandom,
   systemTimers,
   type Timers,
+  Type,
   timeout,
 } from '../../src/index.ts';
 import { AuthService, type AuthSettings, AuthUnavailableError } from './auth-service.ts';
@@ -147,21 +148,14 @@ export async function createBankingApp(options: BankingOptions): Promise<Banking
     if (cache.size > maxCached) cache.delete(cache.keys().next().value as string);
   }
 
-  gateway.route<{ Params: { accountId: string }; Headers: { authorization?: string } }>({
+  gateway.route({
     method: 'GET',
     url: '/mobile/balance/:accountId',
     access: 'public',
     schema: {
       summary: "An account's balance for the mobile app (auth, then balance)",
-      params: {
-        type: 'object',
-        properties: { accountId: { type: 'string', minLength: 1, maxLength: 64 } },
-      },
-      headers: {
-        type: 'object',
-        required: ['authorization'],
-        properties: { authorization: { type: 'string', minLength: 1, maxLength: 256 } },
-      },
+      params: Type.Object({ accountId: Type.String({ minLength: 1, maxLength: 64 }) }),
+      headers: Type.Object({ authorization: Type.String({ minLength: 1, maxLength: 256 }) }),
       response: { 200: balanceSchema },
     },
     ...(shedder === undefined ? {} : { loadShedder: shedder }),
@@ -203,20 +197,19 @@ export async function createBankingApp(options: BankingOptions): Promise<Banking
     },
   });
 
-  gateway.route<{ Body: Partial<AuthSettings> }>({
+  gateway.route({
     method: 'PUT',
     url: '/admin/auth',
     access: 'operator',
     schema: {
       summary: "Sets the auth service's latency and failure rate (the experiment's knob)",
-      body: {
-        type: 'object',
-        additionalProperties: false,
-        properties: {
-          latencyMs: { type: 'integer', minimum: 0, maximum: 60_000 },
-          failureRate: { type: 'number', minimum: 0, maximum: 1 },
+      body: Type.Object(
+        {
+          latencyMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 60_000 })),
+          failureRate: Type.Optional(Type.Number({ minimum: 0, maximum: 1 })),
         },
-      },
+        { additionalProperties: false },
+      ),
     },
     loadShedder: false,
     handler: async (request) => auth.set(request.body),

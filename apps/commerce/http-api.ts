@@ -12,6 +12,7 @@ import {
   type SagaDefinition,
   type SagaRecord,
   type Timers,
+  Type,
 } from '../../src/index.ts';
 import type { Catalog } from './catalog.ts';
 import { Inventory, type StockState, stockView } from './inventory.ts';
@@ -62,16 +63,58 @@ function orderNotFound(orderId: string): NotFoundError {
 // Schemas: they validate requests, shape responses (fields not listed are not sent) and make
 // the OpenAPI document at /openapi.json.
 
-const skuSchema = {
-  type: 'string',
+// Requests are declared with TypeBox: each schema below also types its handler's request.
+const sku = Type.String({
   minLength: 1,
   maxLength: 64,
   pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$',
   description: 'A SKU: letters, digits, ".", "_" and "-", starting with a letter or digit.',
-} as const;
+});
+const orderId = Type.String({ minLength: 1, maxLength: 64 });
+const money = Type.Number({ exclusiveMinimum: 0, maximum: 1_000_000 });
+const pageLimit = Type.Integer({ minimum: 1, maximum: 1000, default: 100 });
+const skuParams = Type.Object({ sku }, { additionalProperties: false });
 
-const orderIdSchema = { type: 'string', minLength: 1, maxLength: 64 } as const;
-const moneySchema = { type: 'number', exclusiveMinimum: 0, maximum: 1_000_000 } as const;
+const stockBody = Type.Object(
+  { available: Type.Integer({ minimum: 0, maximum: 1_000_000_000 }), price: money },
+  { additionalProperties: false },
+);
+
+const orderBody = Type.Object(
+  {
+    customerId: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
+    items: Type.Array(
+      Type.Object({ sku, qty: Type.Integer({ minimum: 1, maximum: 1000 }) }, { additionalProperties: false }),
+      { minItems: 1, maxItems: 100 },
+    ),
+  },
+  { additionalProperties: false },
+);
+
+const orderListQuery = Type.Object({
+  status: Type.Optional(
+    Type.Union([Type.Literal('pending'), Type.Literal('confirmed'), Type.Literal('cancelled')]),
+  ),
+  limit: Type.Optional(pageLimit),
+  after: Type.Optional(orderId),
+});
+
+const chargeQuery = Type.Object({
+  orderId: Type.Optional(orderId),
+  // No default: a limit the caller sent is told apart from none (not with orderId).
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
+  after: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
+});
+
+const settingsBody = Type.Object(
+  {
+    failureRate: Type.Optional(Type.Number({ minimum: 0, maximum: 1 })),
+    latencyMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 60_000 })),
+    timeoutRate: Type.Optional(Type.Number({ minimum: 0, maximum: 1 })),
+    lostResponseRate: Type.Optional(Type.Number({ minimum: 0, maximum: 1 })),
+  },
+  { additionalProperties: false },
+);
 
 const stockSchema = {
   type: 'object',
@@ -155,14 +198,7 @@ const notificationSchema = {
   },
 } as const;
 
-const settingsProperties = {
-  failureRate: { type: 'number', minimum: 0, maximum: 1 },
-  latencyMs: { type: 'integer', minimum: 0, maximum: 60_000 },
-  timeoutRate: { type: 'number', minimum: 0, maximum: 1 },
-  lostResponseRate: { type: 'number', minimum: 0, maximum: 1 },
-} as const;
-
-const settingsSchema = { type: 'object', properties: settingsProperties } as const;
+const settingsSchema = { type: 'object', properties: settingsBody.properties } as const;
 
 const sagaType = (deps: CommerceApiDependencies) => deps.orderSaga.name;
 
@@ -207,7 +243,7 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
     }
   }
 
-  gateway.route<{ Params: { sku: string }; Body: { available: number; price: number } }>({
+  gateway.route({
     method: 'PUT',
     url: '/inventory/:sku',
     access: 'operator',
@@ -216,16 +252,8 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
     schema: {
       summary: "Sets a SKU's sellable stock and its price (lists the SKU)",
       tags: ['inventory'],
-      params: { type: 'object', required: ['sku'], properties: { sku: skuSchema } },
-      body: {
-        type: 'object',
-        required: ['available', 'price'],
-        additionalProperties: false,
-        properties: {
-          available: { type: 'integer', minimum: 0, maximum: 1_000_000_000 },
-          price: moneySchema,
-        },
-      },
+      params: skuParams,
+      body: stockBody,
       response: { 200: stockSchema },
     },
     handler: async (request) => {
@@ -236,14 +264,14 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
     },
   });
 
-  gateway.route<{ Params: { sku: string } }>({
+  gateway.route({
     method: 'GET',
     url: '/inventory/:sku',
     access: catalogRead,
     schema: {
       summary: "A SKU's stock: available, reserved (held by orders being paid), sold, and its price",
       tags: ['inventory'],
-      params: { type: 'object', required: ['sku'], properties: { sku: skuSchema } },
+      params: skuParams,
       response: { 200: stockSchema },
     },
     handler: async (request) => {
@@ -254,20 +282,14 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
     },
   });
 
-  gateway.route<{ Querystring: { limit?: number; after?: string } }>({
+  gateway.route({
     method: 'GET',
     url: '/catalog',
     access: catalogRead,
     schema: {
       summary: 'The catalog read model: listed SKUs with price and stock, served from a cache',
       tags: ['inventory'],
-      querystring: {
-        type: 'object',
-        properties: {
-          limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 },
-          after: skuSchema,
-        },
-      },
+      querystring: Type.Object({ limit: Type.Optional(pageLimit), after: Type.Optional(sku) }),
       response: {
         200: {
           type: 'array',
@@ -286,7 +308,7 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
     handler: async (request) => catalog.page(request.query.limit ?? 100, request.query.after),
   });
 
-  gateway.route<{ Body: { customerId?: string; items: Array<{ sku: string; qty: number }> } }>({
+  gateway.route({
     method: 'POST',
     url: '/orders',
     access: ordersWrite,
@@ -303,25 +325,7 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
       description:
         "The order is the calling customer's: a customer credential places orders for itself (a `customerId` naming anyone else is refused with 403). An operator names the customer in `customerId`.",
       tags: ['orders'],
-      body: {
-        type: 'object',
-        required: ['items'],
-        additionalProperties: false,
-        properties: {
-          customerId: { type: 'string', minLength: 1, maxLength: 128 },
-          items: {
-            type: 'array',
-            minItems: 1,
-            maxItems: 100,
-            items: {
-              type: 'object',
-              required: ['sku', 'qty'],
-              additionalProperties: false,
-              properties: { sku: skuSchema, qty: { type: 'integer', minimum: 1, maximum: 1000 } },
-            },
-          },
-        },
-      },
+      body: orderBody,
       response: {
         202: {
           type: 'object',
@@ -370,7 +374,7 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
     },
   });
 
-  gateway.route<{ Params: { orderId: string } }>({
+  gateway.route({
     method: 'GET',
     url: '/orders/:orderId',
     access: ordersRead,
@@ -378,13 +382,15 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
       summary: 'An order: status (pending, confirmed, cancelled), reason, payment, and its history',
       description: `With \`Prefer: wait=N\` (RFC 7240) a pending order is answered once it is confirmed or cancelled, or after N seconds (at most ${maxOrderWaitSeconds}) as it stands then: a long poll instead of polling. The answer then carries \`Preference-Applied: wait=N\`.`,
       tags: ['orders'],
-      params: { type: 'object', required: ['orderId'], properties: { orderId: orderIdSchema } },
-      headers: {
-        type: 'object',
-        properties: {
-          prefer: { type: 'string', description: 'wait=<seconds>: hold the answer until the order ends' },
-        },
-      },
+      params: Type.Object({ orderId }),
+      headers: Type.Object({
+        prefer: Type.Optional(
+          Type.String({
+            maxLength: 256,
+            description: 'wait=<seconds>: hold the answer until the order ends',
+          }),
+        ),
+      }),
       response: { 200: orderSchema },
     },
     handler: async (request, reply) => {
@@ -410,9 +416,7 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
     },
   });
 
-  gateway.route<{
-    Querystring: { status?: 'pending' | 'confirmed' | 'cancelled'; limit?: number; after?: string };
-  }>({
+  gateway.route({
     method: 'GET',
     url: '/orders',
     access: ordersRead,
@@ -421,14 +425,7 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
       description:
         "A customer sees only its own orders: a page reads `limit` orders and keeps the caller's, so it may hold fewer (even none) while `next` still continues the listing.",
       tags: ['orders'],
-      querystring: {
-        type: 'object',
-        properties: {
-          status: { type: 'string', enum: ['pending', 'confirmed', 'cancelled'] },
-          limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 },
-          after: orderIdSchema,
-        },
-      },
+      querystring: orderListQuery,
       response: {
         200: {
           type: 'object',
@@ -470,7 +467,7 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
     },
   });
 
-  gateway.route<{ Querystring: { orderId?: string; limit?: number; after?: string } }>({
+  gateway.route({
     method: 'GET',
     url: '/payments/charges',
     access: ordersRead,
@@ -478,15 +475,7 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
       summary: 'What the simulated payment gateway recorded (charges and whether they were refunded)',
       description: `With \`orderId\`: all of that order's charges (a customer: only of its own orders). Without (operators only): a page of every charge in the order they were made, \`limit\` (default 100) from after the charge \`after\`; while more follow, the \`${NEXT_CURSOR_HEADER}\` header names the page's last charge, the \`after\` of the next page.`,
       tags: ['payments'],
-      querystring: {
-        type: 'object',
-        properties: {
-          orderId: orderIdSchema,
-          // No schema default: a limit the caller sent is told apart from none (not with orderId).
-          limit: { type: 'integer', minimum: 1, maximum: 1000 },
-          after: { type: 'string', minLength: 1, maxLength: 255 },
-        },
-      },
+      querystring: chargeQuery,
       response: { 200: { type: 'array', items: chargeSchema } },
     },
     handler: async (request, reply) => {
@@ -544,7 +533,7 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
     handler: async () => payments.settings(),
   });
 
-  gateway.route<{ Body: Record<string, number> }>({
+  gateway.route({
     method: 'PUT',
     url: '/payments/settings',
     access: 'operator',
@@ -552,20 +541,20 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
     schema: {
       summary: "Changes the simulated payment gateway's faults (any subset): break it, slow it, heal it",
       tags: ['payments'],
-      body: { type: 'object', additionalProperties: false, properties: settingsProperties },
+      body: settingsBody,
       response: { 200: settingsSchema },
     },
     handler: async (request) => payments.updateSettings(request.body),
   });
 
-  gateway.route<{ Querystring: { orderId: string } }>({
+  gateway.route({
     method: 'GET',
     url: '/notifications',
     access: ordersRead,
     schema: {
       summary: 'The notifications sent to the customer about an order',
       tags: ['orders'],
-      querystring: { type: 'object', required: ['orderId'], properties: { orderId: orderIdSchema } },
+      querystring: Type.Object({ orderId }),
       response: { 200: { type: 'array', items: notificationSchema } },
     },
     handler: async (request) => {

@@ -10,6 +10,7 @@ import {
   type Principal,
   principalOf,
   type Timers,
+  Type,
   tokenBucket,
 } from '../../src/index.ts';
 import { Order, type OrderEvent } from './order.ts';
@@ -108,7 +109,7 @@ export function registerOrderFeed(gateway: Gateway, deps: OrderFeedDependencies)
     integerOption('maxStreams', deps.maxStreams, 256, 1, 100_000),
   );
 
-  gateway.route<{ Querystring: { from?: 'latest' | 'earliest' }; Headers: { 'last-event-id'?: string } }>({
+  gateway.route({
     method: 'GET',
     url: ORDER_FEED_PATH,
     access: { scopes: ['orders:read'] },
@@ -123,14 +124,16 @@ export function registerOrderFeed(gateway: Gateway, deps: OrderFeedDependencies)
       description:
         "`text/event-stream`: one `order` event per order that reached a final status (a customer sees its own orders only), its data `{orderId, status, customerId, total, chargeId | reason, at}`. Each event's `id` is a cursor: send it back as `Last-Event-ID` (EventSource does so when it reconnects) to resume right after it. Without one, the stream starts from now (`from=latest`) or from the oldest event the log holds (`from=earliest`).",
       tags: ['orders'],
-      querystring: {
-        type: 'object',
-        properties: { from: { type: 'string', enum: ['latest', 'earliest'], default: 'latest' } },
-      },
-      headers: {
-        type: 'object',
-        properties: { 'last-event-id': { type: 'string', description: 'The id of the last event received' } },
-      },
+      querystring: Type.Object({
+        from: Type.Optional(
+          Type.Union([Type.Literal('latest'), Type.Literal('earliest')], { default: 'latest' }),
+        ),
+      }),
+      headers: Type.Object({
+        'last-event-id': Type.Optional(
+          Type.String({ maxLength: maxCursorLength, description: 'The id of the last event received' }),
+        ),
+      }),
     },
     handler: async (request, reply) => {
       // HEAD (Fastify serves it for every GET): the stream's headers, and no stream.

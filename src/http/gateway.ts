@@ -62,6 +62,7 @@ import {
 import { type ReadinessCheck, ReadinessChecks, type ReadinessReport } from './readiness.ts';
 import { createValidatorCompiler } from './request-validation.ts';
 import { RouteMatcher } from './route-matcher.ts';
+import type { GatewayHandler, GatewayRequest, RouteSchema } from './route-types.ts';
 import { type ExposableRuntime, registerRuntimeMetrics } from './runtime-metrics.ts';
 import { invalidFields, type SchemaError, validationProblem } from './validation.ts';
 
@@ -119,7 +120,7 @@ export interface GatewayOptions {
    * keys are then scoped per client as well as per route. With `auth` on, the principal is the
    * client, and this is not consulted.
    */
-  clientIdentity?: (request: FastifyRequest) => string | undefined;
+  clientIdentity?: (request: GatewayRequest) => string | undefined;
   /**
    * A header naming the client (`x-client-id`), for per-client rate limits when no
    * `clientIdentity` is given or it returns undefined; without either, the remote address is used.
@@ -148,24 +149,13 @@ export interface GatewayOptions {
   logger?: boolean;
 }
 
-/** A route's JSON schemas plus the OpenAPI fields @fastify/swagger reads. */
-export interface RouteSchema extends FastifySchema {
-  summary?: string;
-  description?: string;
-  tags?: string[];
-  operationId?: string;
-  deprecated?: boolean;
-  hide?: boolean;
-}
-
-export type GatewayHandler<G extends RouteGenericInterface = RouteGenericInterface> = (
-  request: FastifyRequest<G>,
-  reply: FastifyReply,
-) => unknown;
-
 export type RouteMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE' | 'OPTIONS';
 
-export interface GatewayRoute<G extends RouteGenericInterface = RouteGenericInterface> {
+/**
+ * A route, declared once: its schema validates the request, documents it in `/openapi.json`
+ * and (written with TypeBox) types the handler's request.
+ */
+export interface GatewayRoute<S extends RouteSchema = RouteSchema> {
   method: RouteMethod;
   /** A Fastify route pattern: `/orders/:orderId`. */
   url: string;
@@ -174,7 +164,7 @@ export interface GatewayRoute<G extends RouteGenericInterface = RouteGenericInte
    * @default 'operator'
    */
   access?: RouteAccess;
-  schema?: RouteSchema;
+  schema?: S;
   /**
    * Whether the route follows the Idempotency-Key protocol: a key is required, the first
    * response (2xx or 4xx) is stored and replayed for retries, a 5xx releases the key.
@@ -197,7 +187,7 @@ export interface GatewayRoute<G extends RouteGenericInterface = RouteGenericInte
    * Retry-After while it is full, decided before anything is parsed or reserved.
    */
   backlog?: RouteBacklog;
-  handler: GatewayHandler<G>;
+  handler: GatewayHandler<S>;
 }
 
 /** What an idempotent route's handler may read about its key (to derive stable ids from it). */
@@ -220,7 +210,7 @@ export interface Gateway {
   /** The Prometheus registry served at `/metrics`; apps register their own metrics in it. */
   readonly metrics: Registry;
   /** Registers a route. Must be called before `listen`/`ready`. */
-  route<G extends RouteGenericInterface = RouteGenericInterface>(route: GatewayRoute<G>): void;
+  route<S extends RouteSchema>(route: GatewayRoute<S>): void;
   /** Every route registered (the gateway's own too) with who may call it: for audits and tests. */
   routes(): ReadonlyArray<{
     readonly method: RouteMethod;
@@ -286,7 +276,8 @@ interface RequestState {
   permit?: Permit;
 }
 
-const requestStates = new WeakMap<FastifyRequest, RequestState>();
+/** Per request, keyed by the request object handlers see (Fastify's, behind GatewayRequest). */
+const requestStates = new WeakMap<object, RequestState>();
 
 /** Names this attempt's reservation to the store's `complete` and `release`. */
 function claimOf(state: IdempotencyState, token: number): IdempotencyClaim {
@@ -297,12 +288,12 @@ function claimOf(state: IdempotencyState, token: number): IdempotencyClaim {
  * Who a request comes from: set before the route's handler runs on every route that is not
  * `public` (the anonymous operator when the gateway's auth is off), undefined on public routes.
  */
-export function principalOf(request: FastifyRequest): Principal | undefined {
+export function principalOf(request: GatewayRequest): Principal | undefined {
   return requestStates.get(request)?.principal;
 }
 
 /** The Idempotency-Key of a request on an idempotent route, once it was validated. */
-export function idempotencyOf(request: FastifyRequest): RequestIdempotency | undefined {
+export function idempotencyOf(request: GatewayRequest): RequestIdempotency | undefined {
   const state = requestStates.get(request)?.idempotency;
   return state === undefined
     ? undefined
@@ -574,7 +565,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     permit.release(status === 503 || status === 504 ? 'dropped' : status === 0 ? 'ignored' : 'success');
   }
 
-  function addRoute<G extends RouteGenericInterface>(route: GatewayRoute<G>): void {
+  function addRoute<S extends RouteSchema>(route: GatewayRoute<S>): void {
     const method = String(route.method).toUpperCase();
     if (!ROUTE_METHODS.has(method)) {
       throw new ValidationError(
@@ -614,12 +605,12 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     response['431'] ??= problemResponse('The request head is larger than 16 KiB.');
     response['4xx'] ??= problemResponse('A problem document (RFC 9457).');
     response['5xx'] ??= problemResponse('A problem document (RFC 9457); the detail hides internals.');
-    schema.response = response;
+    schema.response = response as RouteSchema['response'];
 
     const routeOptions: RouteOptions = {
       method,
       url: route.url,
-      schema,
+      schema: schema as FastifySchema,
       bodyLimit: routeBodyLimit,
       handler: route.handler as unknown as RouteHandlerMethod,
     };
