@@ -5,7 +5,6 @@ import Fastify, {
   type FastifyReply,
   type FastifyRequest,
   type FastifySchema,
-  type RouteGenericInterface,
   type RouteHandlerMethod,
   type RouteOptions,
 } from 'fastify';
