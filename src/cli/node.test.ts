@@ -8,6 +8,7 @@ import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { issueToken } from '../http/index.ts';
 import { createKafkaLog, parseBrokerList } from '../log/index.ts';
 import { testSchemas } from '../store/postgres/test-schema.ts';
 import { checkKafka, checkPayments, checkPostgres } from './node-checks.ts';
@@ -34,6 +35,14 @@ afterAll(() => {
   for (const dir of dataDirs) rmSync(dir, { recursive: true, force: true });
 });
 
+/** The cluster's token secret and payment key, as an operator would set them on every node. */
+const authSecret = randomBytes(32).toString('base64url');
+const paymentsApiKey = randomBytes(32).toString('base64url');
+let operatorToken: Promise<string> | undefined;
+const operator = async () => ({
+  authorization: `Bearer ${await (operatorToken ??= issueToken({ secret: authSecret, subject: 'node-test', role: 'operator' }))}`,
+});
+
 function meridian(args: string[], env: Record<string, string> = {}): Child {
   const child = spawn(process.execPath, [join(root, 'src/cli/main.ts'), ...args], {
     cwd: root,
@@ -42,6 +51,8 @@ function meridian(args: string[], env: Record<string, string> = {}): Child {
     env: {
       PATH: process.env.PATH ?? '',
       HOME: process.env.HOME ?? '',
+      MERIDIAN_AUTH_SECRET: authSecret,
+      MERIDIAN_PAYMENTS_API_KEY: paymentsApiKey,
       ...env,
     },
   });
@@ -214,11 +225,18 @@ describe('meridian node: dependency checks', () => {
   });
 });
 
+/** A JSON request to a node (as an operator) or, with `payments`, to the payment gateway (with its key). */
 async function json(
   url: string,
   init: RequestInit = {},
+  to: 'node' | 'payments' = 'node',
 ): Promise<{ status: number; body: Record<string, unknown> }> {
-  const response = await fetch(url, { ...init, signal: AbortSignal.timeout(15_000) });
+  const credential = to === 'node' ? await operator() : { authorization: `Bearer ${paymentsApiKey}` };
+  const response = await fetch(url, {
+    ...init,
+    headers: { ...credential, ...(init.headers as Record<string, string> | undefined) },
+    signal: AbortSignal.timeout(15_000),
+  });
   return {
     status: response.status,
     body: ((await response.json().catch(() => undefined)) ?? {}) as Record<string, unknown>,
@@ -309,11 +327,15 @@ describe.skipIf(!pgUrl || !kafkaText)(
     }
 
     async function setPaymentLatency(latencyMs: number): Promise<void> {
-      const changed = await json(`${paymentsUrl}/settings`, {
-        method: 'PUT',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ latencyMs }),
-      });
+      const changed = await json(
+        `${paymentsUrl}/settings`,
+        {
+          method: 'PUT',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ latencyMs }),
+        },
+        'payments',
+      );
       expect(changed.status).toBe(200);
     }
 
@@ -326,7 +348,7 @@ describe.skipIf(!pgUrl || !kafkaText)(
       const orderId = await placeOrder(url, `node-test-order-${unique}`);
       const order = await json(`${url}/orders/${orderId}`, { headers: { prefer: 'wait=10' } });
       expect(order.body, JSON.stringify(order.body)).toMatchObject({ status: 'confirmed', total: 25 });
-      const charges = await json(`${paymentsUrl}/charges?orderId=${orderId}`);
+      const charges = await json(`${paymentsUrl}/charges?orderId=${orderId}`, {}, 'payments');
       expect(charges.body).toMatchObject([{ orderId, amount: 25, status: 'charged' }]);
 
       const signalled = performance.now();
