@@ -39,9 +39,10 @@ afterAll(() => {
 const authSecret = randomBytes(32).toString('base64url');
 const paymentsApiKey = randomBytes(32).toString('base64url');
 let operatorToken: Promise<string> | undefined;
-const operator = async () => ({
-  authorization: `Bearer ${await (operatorToken ??= issueToken({ secret: authSecret, subject: 'node-test', role: 'operator' }))}`,
-});
+const operator = async () => {
+  operatorToken ??= issueToken({ secret: authSecret, subject: 'node-test', role: 'operator' });
+  return { authorization: `Bearer ${await operatorToken}` };
+};
 
 function meridian(args: string[], env: Record<string, string> = {}): Child {
   const child = spawn(process.execPath, [join(root, 'src/cli/main.ts'), ...args], {
