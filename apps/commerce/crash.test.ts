@@ -1,15 +1,14 @@
 // SIGKILL of a real `meridian demo` process while orders pour in, a restart on the same data
 // directory, and the invariants afterwards: nothing oversold, nobody charged twice, every
 // cancelled charge refunded, every order ended.
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { developmentAuth } from '../../src/index.ts';
+import { startDemoProcess } from './demo-process.fixture.ts';
 import { auditCommerce, collectAudit, fetchOrders } from './invariants.ts';
-
-const root = resolve(import.meta.dirname, '../..');
 
 interface Demo {
   readonly child: ChildProcess;
@@ -18,51 +17,17 @@ interface Demo {
   exited: Promise<number | null>;
 }
 
-/** Starts `meridian demo` and resolves once it prints its URL (bounded). */
-async function startDemo(dataDir: string, extra: string[] = []): Promise<Demo> {
-  const child = spawn(
-    process.execPath,
-    [
-      join(root, 'src/cli/main.ts'),
-      'demo',
-      '--traffic',
-      'off',
-      '--port',
-      '0',
-      '--data-dir',
-      dataDir,
-      '--seed',
-      '3',
-      '--payment-failure-rate',
-      '0.1',
-      '--payment-lost-response-rate',
-      '0.2',
-      ...extra,
-    ],
-    { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PORT: '' } },
-  );
-  let output = '';
-  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  const exited = new Promise<number | null>((done) => child.once('exit', (code) => done(code)));
-  const url = await new Promise<string>((done, fail) => {
-    const timer = setTimeout(() => fail(new Error(`the demo did not start within 20 s:\n${output}`)), 20_000);
-    const onData = () => {
-      const match = /Commerce API listening on (http:\/\/\S+)/.exec(output);
-      // The whole banner, so that the test can read what it says.
-      if (match !== null && output.includes('Ctrl-C drains')) {
-        clearTimeout(timer);
-        child.stdout!.off('data', onData);
-        done(match[1]!);
-      }
-    };
-    child.stdout!.on('data', onData);
-    void exited.then((code) => {
-      clearTimeout(timer);
-      fail(new Error(`the demo exited (${code}) before listening:\n${output}`));
-    });
-  });
-  return { child, url, output: () => output, exited };
+/** Starts `meridian demo` with payment faults and resolves once it serves (bounded). */
+async function startDemo(dataDir: string): Promise<Demo> {
+  const demo = startDemoProcess(dataDir, [
+    '--seed',
+    '3',
+    '--payment-failure-rate',
+    '0.1',
+    '--payment-lost-response-rate',
+    '0.2',
+  ]);
+  return { child: demo.child, url: await demo.url, output: demo.output, exited: demo.exited };
 }
 
 /** An operator's credential, signed with the secret the demo keeps in its data directory. */

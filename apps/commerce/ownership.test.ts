@@ -1,53 +1,12 @@
 // Issue 16: one owner per data directory, visibly. A second `meridian demo` on a directory in use
 // refuses, naming the process that holds it; with --take-over it starts, and the process it
 // took over exits with a message saying by whom, instead of lingering unready.
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-
-const root = resolve(import.meta.dirname, '../..');
-
-interface Demo {
-  readonly child: ChildProcess;
-  output(): string;
-  readonly exited: Promise<number | null>;
-  /** Resolves once the banner is printed (the demo serves), or rejects if it exits first. */
-  readonly listening: Promise<void>;
-}
-
-function demo(dataDir: string, extra: string[] = []): Demo {
-  const child = spawn(
-    process.execPath,
-    [
-      join(root, 'src/cli/main.ts'),
-      'demo',
-      '--traffic',
-      'off',
-      '--port',
-      '0',
-      '--data-dir',
-      dataDir,
-      ...extra,
-    ],
-    { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PORT: '' } },
-  );
-  let output = '';
-  const exited = new Promise<number | null>((done) => child.once('exit', (code) => done(code)));
-  const listening = new Promise<void>((done, fail) => {
-    const onData = (chunk: Buffer) => {
-      output += chunk.toString();
-      // The banner's last line, printed once the demo handles signals.
-      if (output.includes('Ctrl-C drains')) done();
-    };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    void exited.then((code) => fail(new Error(`the demo exited (${code}) before listening:\n${output}`)));
-  });
-  listening.catch(() => undefined);
-  return { child, output: () => output, exited, listening };
-}
+import { startDemoProcess as demo } from './demo-process.fixture.ts';
 
 /** At most `ms` for `promise`, so a process that never exits fails the test instead of hanging it. */
 function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
@@ -71,7 +30,7 @@ describe('one owner per data directory', () => {
     directory = mkdtempSync(join(tmpdir(), 'meridian-owner-'));
     const first = demo(directory);
     children.push(first.child);
-    await within(first.listening, 20_000, 'the first demo listening');
+    await within(first.url, 20_000, 'the first demo listening');
 
     const second = demo(directory);
     children.push(second.child);
@@ -81,7 +40,7 @@ describe('one owner per data directory', () => {
 
     const third = demo(directory, ['--take-over']);
     children.push(third.child);
-    await within(third.listening, 20_000, 'the taking-over demo listening');
+    await within(third.url, 20_000, 'the taking-over demo listening');
     expect(third.output()).toContain(`Took the data directory over from process ${first.child.pid}`);
     expect(await within(first.exited, 10_000, 'the taken-over demo exiting')).toBe(3);
     expect(first.output()).toContain(`process ${third.child.pid} on`);
@@ -92,19 +51,19 @@ describe('one owner per data directory', () => {
     // A clean exit gives the directory up: the next start needs no --take-over.
     const fourth = demo(directory);
     children.push(fourth.child);
-    await within(fourth.listening, 20_000, 'a fresh demo listening');
+    await within(fourth.url, 20_000, 'a fresh demo listening');
   }, 90_000);
 
   it('takes over a directory whose holder died without giving it up (a kill -9 leaves the file)', async () => {
     directory = mkdtempSync(join(tmpdir(), 'meridian-owner-'));
     const first = demo(directory);
     children.push(first.child);
-    await within(first.listening, 20_000, 'the first demo listening');
+    await within(first.url, 20_000, 'the first demo listening');
     first.child.kill('SIGKILL');
     await first.exited;
     const second = demo(directory);
     children.push(second.child);
-    await within(second.listening, 20_000, 'the next demo listening');
+    await within(second.url, 20_000, 'the next demo listening');
     expect(second.output()).not.toContain('Took the data directory over');
   }, 60_000);
 });
