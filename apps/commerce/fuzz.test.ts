@@ -243,13 +243,19 @@ describe('commerce API under a seeded fuzz', () => {
         body === undefined ? fuzz.headers : { ...fuzz.headers, 'content-type': fuzz.contentType };
       delay.reset();
       delay.enable();
+      const cpuBefore = process.cpuUsage();
       let answer: RawAnswer;
       try {
         answer = await send(shop.url, fuzz.method, fuzz.path, headers, body);
       } finally {
         delay.disable();
       }
-      worstBlockMs = Math.max(worstBlockMs, delay.max / 1e6);
+      const cpu = process.cpuUsage(cpuBefore);
+      // A stall the process spent waiting for a core (the suite's other workers, other users of
+      // the machine) is not work of this request: a block of the loop by synchronous work costs
+      // at least as much CPU time as it lasts, so the smaller of the two is what the request did.
+      const blockMs = Math.min(delay.max / 1e6, (cpu.user + cpu.system) / 1000);
+      worstBlockMs = Math.max(worstBlockMs, blockMs);
       statuses[answer.status] = (statuses[answer.status] ?? 0) + 1;
       const what = `${fuzz.method} ${fuzz.path.slice(0, 80)} (${body?.length ?? 0} bytes) -> ${answer.status}`;
       if (answer.status >= 500) failures.push(`${what}: ${answer.body.slice(0, 300)}`);
@@ -259,8 +265,8 @@ describe('commerce API under a seeded fuzz', () => {
         if (answer.bytes > MAX_ERROR_BYTES) failures.push(`${what}: ${answer.bytes} bytes of error`);
       }
       if (answer.bytes > MAX_ANSWER_BYTES) failures.push(`${what}: ${answer.bytes} bytes`);
-      if (delay.max / 1e6 > MAX_EVENT_LOOP_BLOCK_MS)
-        failures.push(`${what}: event loop held ${Math.round(delay.max / 1e6)} ms`);
+      if (blockMs > MAX_EVENT_LOOP_BLOCK_MS)
+        failures.push(`${what}: event loop held ${Math.round(blockMs)} ms`);
     }
     console.log(`fuzz: worst event-loop block ${worstBlockMs.toFixed(1)} ms`, JSON.stringify(statuses));
     expect(failures).toEqual([]);
