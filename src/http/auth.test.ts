@@ -96,6 +96,26 @@ describe('gateway authentication', () => {
     expect(wrongScheme.headers['www-authenticate']).toContain('error="invalid_request"');
   });
 
+  it('remembers a verified token only until it expires', async () => {
+    const clock = new ManualClock(1_700_000_000_000);
+    const g = await gateway({ clock });
+    const token = await issueToken({
+      secret,
+      subject: 'ada',
+      role: 'customer',
+      scopes: ['things:read'],
+      expiresInSeconds: 60,
+      clock,
+    });
+    expect((await g.server.inject({ url: '/mine', headers: bearer(token) })).statusCode).toBe(200);
+    clock.advance(59_000);
+    expect((await g.server.inject({ url: '/mine', headers: bearer(token) })).statusCode).toBe(200);
+    clock.advance(120_000);
+    const late = await g.server.inject({ url: '/mine', headers: bearer(token) });
+    expect(late.statusCode).toBe(401);
+    expect(late.json().detail).toContain('expired');
+  });
+
   it('takes API keys in X-API-Key or as a bearer token, compared by hash; an unknown or altered key is refused', async () => {
     const operator = generateApiKey({ subject: 'ops', role: 'operator' });
     const customer = generateApiKey({ subject: 'ada', role: 'customer', scopes: ['things:read'] });
