@@ -185,6 +185,15 @@ describe('commerce authorization matrix', () => {
     }
   });
 
+  it('answers HEAD (served for every GET) to anonymous callers as it answers GET', async () => {
+    for (const [route, rows] of Object.entries(matrix)) {
+      if (!route.startsWith('GET ')) continue;
+      const request = rows[0]!.request(context);
+      const response = await fetch(`${shop.url}${request.path}`, { method: 'HEAD' });
+      expect(response.status, `HEAD ${request.path}`).toBe(rows[0]!.expected.anonymous);
+    }
+  });
+
   it("lists only the caller's own orders to a customer, every order to an operator", async () => {
     const list = async (caller: Caller) =>
       (await shop.request('GET', '/orders?limit=1000', undefined, credentials[caller])).body.orders.map(

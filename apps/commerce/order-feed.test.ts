@@ -170,6 +170,42 @@ describe('GET /orders/events', () => {
   });
 });
 
+describe('order feed limits', () => {
+  it('holds at most 4 open streams per principal (429 beyond), and another principal still gets one', async () => {
+    const shop = await openTestCommerce();
+    try {
+      const ada = { authorization: `Bearer ${await shop.token('ada', 'customer')}` };
+      const bob = { authorization: `Bearer ${await shop.token('bob', 'customer')}` };
+      const open = await Promise.all(Array.from({ length: 4 }, () => openFeed(shop, ada)));
+      for (const feed of open) await feed.next();
+      const refused = await fetch(`${shop.url}/orders/events`, { headers: ada });
+      expect(refused.status).toBe(429);
+      expect(refused.headers.get('content-type')).toContain('application/problem+json');
+      expect(((await refused.json()) as { detail: string }).detail).toContain('limit 4');
+      const other = await openFeed(shop, bob);
+      await other.next();
+      other.close();
+      open[0]!.close();
+      // A closed stream gives its slot back (once the server has seen the connection go).
+      let again: Response | undefined;
+      for (let attempt = 0; attempt < 50; attempt++) {
+        again = await fetch(`${shop.url}/orders/events`, {
+          headers: ada,
+          signal: AbortSignal.timeout(2000),
+        }).catch(() => undefined);
+        if (again?.status === 200) break;
+        await again?.body?.cancel();
+        await new Promise((done) => setTimeout(done, 20));
+      }
+      expect(again?.status).toBe(200);
+      await again?.body?.cancel();
+      for (const feed of open.slice(1)) feed.close();
+    } finally {
+      await shop.close();
+    }
+  });
+});
+
 describe('the app draining with feeds open', () => {
   it('ends open streams, so that they do not hold the drain up', async () => {
     const shop = await openTestCommerce();
