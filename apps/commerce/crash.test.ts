@@ -1,4 +1,4 @@
-// SIGKILL of a real `meridian demo` process while orders pour in, a restart on the same data
+// SIGKILL of a real `commerce demo` process while orders pour in, a restart on the same data
 // directory, and the invariants afterwards: nothing oversold, nobody charged twice, every
 // cancelled charge refunded, every order ended.
 import type { ChildProcess } from 'node:child_process';
@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { developmentAuth } from '../../src/index.ts';
+import { developmentAuth } from '../../src/http/index.ts';
 import { startDemoProcess } from './demo-process.fixture.ts';
 import { auditCommerce, collectAudit, fetchOrders } from './invariants.ts';
 
@@ -17,7 +17,7 @@ interface Demo {
   exited: Promise<number | null>;
 }
 
-/** Starts `meridian demo` with payment faults and resolves once it serves (bounded). */
+/** Starts `commerce demo` with payment faults and resolves once it serves (bounded). */
 async function startDemo(dataDir: string): Promise<Demo> {
   const demo = startDemoProcess(dataDir, [
     '--seed',

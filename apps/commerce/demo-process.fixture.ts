@@ -1,4 +1,4 @@
-// `meridian demo` as a child process, for the tests that kill, restart or contest it.
+// `commerce demo` as a child process, for the tests that kill, restart or contest it.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { join, resolve } from 'node:path';
 
@@ -17,7 +17,7 @@ export interface DemoProcess {
   readonly url: Promise<string>;
 }
 
-/** Starts `meridian demo --traffic off --port 0 --data-dir <dataDir> ...extra`. */
+/** Starts `commerce demo --traffic off --port 0 --data-dir <dataDir> ...extra`. */
 export function startDemoProcess(dataDir: string, extra: string[] = []): DemoProcess {
   const child = spawn(
     process.execPath,

@@ -1,18 +1,20 @@
 import {
-  ConflictError,
   type Gateway,
   HttpProblem,
   idempotencyOf,
-  NotFoundError,
   PREFERENCE_APPLIED_HEADER,
   type Principal,
   preferredWaitSeconds,
   principalOf,
+  Type,
+} from '../../src/http/index.ts';
+import {
+  ConflictError,
+  NotFoundError,
   type Runtime,
   type SagaDefinition,
   type SagaRecord,
   type Timers,
-  Type,
 } from '../../src/index.ts';
 import type { Catalog } from './catalog.ts';
 import { Inventory, type StockState, stockView } from './inventory.ts';

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { type JournalEntry, type SagaRecord, type SagaStatus, sagaJournalNames } from '../../src/index.ts';
+import type { JournalEntry, SagaRecord, SagaStatus } from '../../src/index.ts';
+import { sagaJournalNames } from '../../src/runtime/index.ts';
 import { Inventory, type Reservation, type StockMove } from './inventory.ts';
 import { Order, type OrderItem, type OrderStatus } from './order.ts';
 import { type ChargeLookup, type OrderInput, orderSteps } from './order-saga.ts';

@@ -1,4 +1,4 @@
-// Issue 16: one owner per data directory, visibly. A second `meridian demo` on a directory in use
+// Issue 16: one owner per data directory, visibly. A second `commerce demo` on a directory in use
 // refuses, naming the process that holds it; with --take-over it starts, and the process it
 // took over exits with a message saying by whom, instead of lingering unready.
 import type { ChildProcess } from 'node:child_process';

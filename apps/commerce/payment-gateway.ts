@@ -2,15 +2,15 @@ import { timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import {
   type Clock,
-  isStorageFault,
   type Random,
-  seededRandom,
   systemClock,
   systemTimers,
   type TimerHandle,
   type Timers,
   ValidationError,
 } from '../../src/index.ts';
+import { isStorageFault } from '../../src/store/index.ts';
+import { seededRandom } from '../../src/testing/index.ts';
 import { NEXT_CURSOR_HEADER } from './payment-gateway-client.ts';
 import {
   type Charge,

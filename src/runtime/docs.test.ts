@@ -5,6 +5,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { expect, it } from 'vitest';
+import { importsFromSource } from '../../test/package-entries.ts';
 
 it('the docs/runtime.md example completes one order and compensates the declined one', () => {
   const docs = readFileSync(resolve(import.meta.dirname, '../../docs/runtime.md'), 'utf8');
@@ -13,10 +14,7 @@ it('the docs/runtime.md example completes one order and compensates the declined
   const directory = mkdtempSync(join(tmpdir(), 'meridian-runtime-docs-'));
   try {
     const script = join(directory, 'example.ts');
-    writeFileSync(
-      script,
-      example!.replace("from 'meridian'", `from '${resolve(import.meta.dirname, '../index.ts')}'`),
-    );
+    writeFileSync(script, importsFromSource(example!));
     const run = spawnSync(process.execPath, [script], { encoding: 'utf8', timeout: 20_000 });
     expect(run.stderr).toBe('');
     expect(run.status).toBe(0);

@@ -1,10 +1,10 @@
-// `meridian demo` (`npm start`): the commerce reference system on the embedded shape.
+// `commerce demo` (`npm start`): the commerce reference system on the embedded shape.
 import { resolve } from 'node:path';
-import { type CommerceServer, startCommerceServer } from '../../apps/commerce/server.ts';
-import { Traffic } from '../../apps/commerce/traffic.ts';
-import { isMeridianError } from '../errors.ts';
-import type { DirectoryOwnerInfo } from '../store/index.ts';
-import { type CommandOutput, consoleOutput } from './args.ts';
+import { type CommandOutput, consoleOutput } from '../../../src/cli/index.ts';
+import { isMeridianError } from '../../../src/index.ts';
+import type { DirectoryOwnerInfo } from '../../../src/store/index.ts';
+import { type CommerceServer, startCommerceServer } from '../server.ts';
+import { Traffic } from '../traffic.ts';
 import { DEMO_USAGE, type DemoOptions, parseDemoOptions } from './demo-options.ts';
 
 /** The tokens the demo prints: an operator's, and a customer's (ada) for trying ownership. */
@@ -67,7 +67,7 @@ async function banner(
 }
 
 /**
- * Runs `meridian demo`. Exit codes: 0 after a clean drain, 1 when the server could not start
+ * Runs `commerce demo`. Exit codes: 0 after a clean drain, 1 when the server could not start
  * (a data directory in use by another process included), 3 when another process took it over,
  * 2 for invalid options. The first SIGINT/SIGTERM drains (no new requests, running steps
  * finish, orders park where they are); a second one exits at once, which is safe too: every
@@ -79,7 +79,7 @@ export async function run(argv: string[], output: CommandOutput = consoleOutput)
     options = parseDemoOptions(argv, process.env);
   } catch (error) {
     if (!isMeridianError(error)) throw error;
-    output.err(`meridian demo: ${error.message}\n\n${DEMO_USAGE}`);
+    output.err(`commerce demo: ${error.message}\n\n${DEMO_USAGE}`);
     return 2;
   }
   if (options === 'help') {
@@ -125,12 +125,12 @@ export async function run(argv: string[], output: CommandOutput = consoleOutput)
     const code = (error as { code?: unknown }).code;
     if (code === 'EADDRINUSE') {
       output.err(
-        `meridian demo: port ${selected.port} on ${selected.host} is in use: pass --port <n> (or PORT=<n>), or stop the other process`,
+        `commerce demo: port ${selected.port} on ${selected.host} is in use: pass --port <n> (or PORT=<n>), or stop the other process`,
       );
       return 1;
     }
     if (isMeridianError(error)) {
-      output.err(`meridian demo: ${error.code}: ${error.message}`);
+      output.err(`commerce demo: ${error.code}: ${error.message}`);
       return 1;
     }
     throw error;
@@ -190,7 +190,7 @@ export async function run(argv: string[], output: CommandOutput = consoleOutput)
           output.out(`Stopped cleanly. Start again with --data-dir ${selected.dataDir} to resume.`);
           done(0);
         } catch (error) {
-          output.err(`meridian demo: draining failed: ${(error as Error).message}`);
+          output.err(`commerce demo: draining failed: ${(error as Error).message}`);
           done(1);
         } finally {
           process.off('SIGINT', onSignal);
