@@ -22,7 +22,7 @@ export function startDemoProcess(dataDir: string, extra: string[] = []): DemoPro
   const child = spawn(
     process.execPath,
     [
-      join(root, 'src/cli/main.ts'),
+      join(root, 'apps/commerce/cli/main.ts'),
       'demo',
       '--traffic',
       'off',
