@@ -215,6 +215,7 @@ describe('commerce node options', () => {
       MERIDIAN_PG_URL: 'postgres://h/db',
       MERIDIAN_KAFKA_BROKERS: 'h:9092',
       MERIDIAN_PAYMENTS_URL: 'http://h:7090',
+      MERIDIAN_AUTH_SECRET: 'a-cluster-signing-secret-of-32-chars',
     };
     expect(() => parseNodeOptions([], { ...base, ...env })).toThrow(message);
   });
