@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { type RedisClient, redisInvalidationBus, redisTier } from '../../src/cache/index.ts';
 import { type AuthOptions, type DevelopmentAuth, developmentAuth } from '../../src/http/index.ts';
 import {
   type SagaStatus,
@@ -197,6 +198,12 @@ export interface CommerceNodeOptions {
   port?: number;
   /** Tuning passed to the app; `runtime.cluster` makes it a cluster node. */
   app?: Omit<CommerceAppOptions, 'store' | 'log' | 'payments' | 'auth'>;
+  /**
+   * Redis (or a Redis Cluster) the nodes share: catalog entries are cached there too, and a
+   * price change on any node reaches every node's in-process copy. The caller opens and closes
+   * the client. @default none: each node caches in process only
+   */
+  redis?: RedisClient;
 }
 
 export interface CommerceNode {
@@ -214,11 +221,23 @@ export interface CommerceNode {
  */
 export async function startCommerceNode(options: CommerceNodeOptions): Promise<CommerceNode> {
   const payments = paymentClient(options.paymentUrl, options.paymentApiKey);
+  const redis = options.redis;
+  const invalidation = redis === undefined ? undefined : redisInvalidationBus({ redis });
   let app: CommerceApp | undefined;
   try {
+    // Not waiting for the bus: it subscribes whenever Redis answers, and then repairs.
+    const catalog =
+      redis === undefined
+        ? options.app?.catalog
+        : {
+            ...options.app?.catalog,
+            l2: redisTier({ redis, keyPrefix: 'meridian:commerce:' }),
+            invalidation,
+          };
     app = await createCommerceApp({
       ...options.app,
       auth: options.auth,
+      ...(catalog === undefined ? {} : { catalog }),
       store: options.store,
       log: options.log,
       payments,
@@ -237,7 +256,10 @@ export async function startCommerceNode(options: CommerceNodeOptions): Promise<C
       app: started,
       payments,
       close() {
-        closing ??= started.close().finally(() => payments.close());
+        closing ??= started.close().finally(() => {
+          payments.close();
+          return invalidation?.close();
+        });
         return closing;
       },
     };
@@ -246,6 +268,7 @@ export async function startCommerceNode(options: CommerceNodeOptions): Promise<C
       // The first error is the one worth reporting.
     });
     payments.close();
+    await invalidation?.close();
     throw error;
   }
 }

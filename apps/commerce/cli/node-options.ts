@@ -9,6 +9,7 @@ import {
   parseCommandLine,
   urlOption,
 } from '../../../src/cli/index.ts';
+import { ValidationError } from '../../../src/index.ts';
 
 export interface NodeOptions extends ClusterNodeOptions {
   /** Base URL of the payment gateway every node charges through (`--payments`, MERIDIAN_PAYMENTS_URL). Required. */
@@ -17,6 +18,11 @@ export interface NodeOptions extends ClusterNodeOptions {
   maxOrdersInProgress: number;
   /** The payment gateway's API key (MERIDIAN_PAYMENTS_API_KEY), as `commerce payments` printed it. */
   paymentsApiKey: string | undefined;
+  /**
+   * Redis shared by the nodes' catalog cache (`--redis`, MERIDIAN_REDIS_URL): a single server, or
+   * a Redis Cluster's nodes. @default none: each node caches in process only
+   */
+  redis: { url: string } | { clusterNodes: string[] } | undefined;
 }
 
 export const NODE_USAGE = `Usage: commerce node [options]
@@ -36,13 +42,40 @@ ${CLUSTER_OPTIONS_USAGE}
   --max-orders-in-progress <n>  orders running at most on this node; new ones get 503 with
                                 Retry-After beyond it, 1..1000000 (default 1000)
                                 [MERIDIAN_PAYMENTS_API_KEY] the payment gateway's API key
+  --redis <url|host:port,...>   Redis for the catalog cache shared by every node (invalidations
+                                reach them all): redis://host:6379, or a Redis Cluster's
+                                comma-separated host:port nodes [MERIDIAN_REDIS_URL]
+                                (default: each node caches in process only)
 ${CLUSTER_BOUNDS_USAGE}`;
 
 const commandOptions = {
   ...clusterCommandOptions,
   payments: { type: 'string' },
   'max-orders-in-progress': { type: 'string' },
+  redis: { type: 'string' },
 } as const;
+
+const hostPort = /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):(\d{1,5})$/;
+
+/** `--redis`: a redis:// URL, or a Redis Cluster's comma-separated host:port nodes. */
+function redisOption(given: { raw: string; from: string } | undefined): NodeOptions['redis'] {
+  if (given === undefined) return undefined;
+  if (/^rediss?:\/\//.test(given.raw)) return { url: urlOption(given, ['redis:', 'rediss:'], '') };
+  const nodes = given.raw
+    .split(',')
+    .map((node) => node.trim())
+    .filter((node) => node.length > 0);
+  const valid = (node: string) => {
+    const port = Number(hostPort.exec(node)?.[1]);
+    return port >= 1 && port <= 65_535;
+  };
+  if (nodes.length === 0 || nodes.length > 100 || !nodes.every(valid)) {
+    throw new ValidationError(
+      `'${given.from}' must be a redis:// URL or a Redis Cluster's comma-separated host:port nodes: current value is '${given.raw}'`,
+    );
+  }
+  return { clusterNodes: nodes };
+}
 
 /** Parses and validates `commerce node`'s arguments and environment; `help` when the usage was asked for. */
 export function parseNodeOptions(
@@ -63,5 +96,6 @@ export function parseNodeOptions(
     paymentsUrl,
     maxOrdersInProgress: optionalInteger(values, 'max-orders-in-progress', 1000, 1, 1_000_000),
     paymentsApiKey: env.MERIDIAN_PAYMENTS_API_KEY === '' ? undefined : env.MERIDIAN_PAYMENTS_API_KEY,
+    redis: redisOption(fromEnv(values, 'redis', env, 'MERIDIAN_REDIS_URL')),
   };
 }
