@@ -33,6 +33,7 @@ import type {
   CommandName,
   CommandReply,
   Definition,
+  EntityState,
   SagaDefinition,
   SubscriptionDefinition,
 } from './definitions.ts';
@@ -40,7 +41,7 @@ import { Effects } from './effects.ts';
 import { EmbeddedCommitPath } from './embedded.ts';
 import { applyCommand } from './entity-command.ts';
 import { FencedError, SagaNotCompletedError } from './errors.ts';
-import { GroupCommitter } from './group-commit.ts';
+import { GroupCommitter, type Yield, yieldToEventLoop } from './group-commit.ts';
 import { requireRuntimeId, requireRuntimeName } from './options.ts';
 import type {
   ClusterInfo,
@@ -59,7 +60,9 @@ import {
   type SagaServices,
   sagaWakeTimerKind,
 } from './saga-execution.ts';
+import { type SagaProgress, sagaProgress } from './saga-progress.ts';
 import { type LoadedSaga, SagaScheduler, type ScheduledRun } from './saga-scheduler.ts';
+import { deliverSignal, type SignalDelivery, signalRequest } from './saga-signals.ts';
 import { TimerScheduler } from './scheduler.ts';
 import { housekeeping, leaderPartition, type SingletonDefinition, Singletons } from './singletons.ts';
 import { SubscriptionRunner, type SubscriptionServices } from './subscription-runner.ts';
@@ -84,6 +87,7 @@ export class Runtime {
   readonly #clock: Clock;
   readonly #timers: Timers;
   readonly #random: Random;
+  readonly #yield: Yield;
   readonly #drainTimeoutMs: number;
   readonly #deadLetterTopic: string;
   readonly #defaultPartitions: number;
@@ -118,6 +122,7 @@ export class Runtime {
     this.#clock = options.clock ?? systemClock;
     this.#timers = options.timers ?? systemTimers;
     this.#random = options.random ?? systemRandom;
+    this.#yield = options.yield ?? yieldToEventLoop;
     this.#cluster = this.#clusterOf(options);
     this.#path =
       this.#cluster?.path ??
@@ -190,6 +195,7 @@ export class Runtime {
       compensationRetry,
       halted: this.#halted.signal,
       report: (problem) => this.#report(problem),
+      yield: this.#yield,
       ...(this.#cluster === undefined ? {} : { remote: this.#cluster.remoteEntities() }),
     };
   }
@@ -409,6 +415,24 @@ export class Runtime {
       : { state: record.state as ReturnType<E['initialState']>, version: record.version };
   }
 
+  /**
+   * A page of an entity type's instances ordered by id, after `afterId` (at most `limit`, 1 to
+   * 1000, default 100), with their typed state, on a snapshot of committed state.
+   */
+  async list<E extends AnyEntityDefinition>(
+    entity: E,
+    options: { afterId?: string; limit?: number } = {},
+  ): Promise<Array<{ id: string; state: EntityState<E>; version: number; updatedAt: number }>> {
+    const definition = this.#entity(entity);
+    const records = await this.#store.read((tx) => tx.entities.list(definition.name, options));
+    return records.map((record) => ({
+      id: record.id,
+      state: record.state as EntityState<E>,
+      version: record.version,
+      updatedAt: record.updatedAt,
+    }));
+  }
+
   // -------------------------------------------------------------------------------------------
   // Sagas
 
@@ -462,6 +486,47 @@ export class Runtime {
     options: { status?: SagaStatus; type?: string; limit?: number; afterId?: string } = {},
   ): Promise<SagaRecord[]> {
     return this.#store.read((tx) => tx.sagas.list(options));
+  }
+
+  /**
+   * What a saga is doing and did, as typed data: its status, output or failure, and its finished
+   * calls (steps with results, sends with replies, sleeps, signals, emits, compensations), read
+   * on one snapshot. Null when there is no such saga. The way to show a saga's progress: the
+   * journal's entries and names are the runtime's own.
+   */
+  async progress(id: string): Promise<SagaProgress | null> {
+    requireRuntimeId('A saga id', id);
+    const found = await this.#store.read(async (tx) => {
+      const record = await tx.sagas.get(id);
+      return record === null ? null : { record, journal: await tx.sagas.journal(id) };
+    });
+    return found === null ? null : sagaProgress(found.record, found.journal, this.#entities);
+  }
+
+  /**
+   * Delivers signal `name` with `value` (JSON) to saga `sagaId`, which takes it with
+   * `ctx.waitForSignal(name)` — now if it waits, later if it has not reached the wait yet. Any
+   * node can deliver it: the owner of the saga's partition keeps it. Durable once this resolves.
+   * Resolves 'delivered', or 'duplicate' (changing nothing) when that name was delivered before;
+   * NotFoundError when the saga does not exist or has ended.
+   */
+  async signal(sagaId: string, name: string, value?: unknown): Promise<SignalDelivery> {
+    this.#assertRunning();
+    const request = signalRequest(sagaId, name, value);
+    const routed = async () =>
+      (await this.#cluster!.routeSignal(sagaId, name, request.value)) as SignalDelivery;
+    if (this.#cluster !== undefined && !this.#cluster.ownsId(sagaId)) return routed();
+    let delivered: SignalDelivery | Error;
+    try {
+      delivered = await this.#committer.submit((scope) => deliverSignal(scope, sagaId, name, request.value));
+    } catch (error) {
+      if (this.#cluster !== undefined && isMeridianError(error) && error.code === 'NOT_OWNED')
+        return routed();
+      throw error;
+    }
+    if (delivered instanceof Error) throw delivered;
+    if (delivered === 'delivered') this.#sagaScheduler.signal(sagaId);
+    return delivered;
   }
 
   /** One saga's journal, in order: every step, send, sleep, emit and compensation it ran. */
@@ -582,6 +647,7 @@ export class Runtime {
             clock: this.#clock,
             random: this.#random,
             launch: (launch) => this.#sagaScheduler.enqueue(launch),
+            signalled: (sagaId) => this.#sagaScheduler.signal(sagaId),
           },
           scope,
           request,
@@ -606,6 +672,8 @@ export class Runtime {
     const execution = new SagaExecution(services, loaded.definition, loaded.record, loaded.journal, parking);
     const sagaId = loaded.record.id;
     return {
+      wake: (nowMs) => execution.wake(nowMs),
+      signalled: () => execution.signalled(),
       run: async () => {
         this.#abandon.set(sagaId, abandon);
         let result: ExecutionResult;

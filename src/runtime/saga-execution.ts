@@ -19,14 +19,20 @@ import type {
   EmitRecord,
   SagaContext,
   SagaDefinition,
+  SagaFailure,
   SendOptions,
+  SignalOptions,
   StepContext,
   StepOptions,
 } from './definitions.ts';
 import { type Effects, truncateMessage } from './effects.ts';
 import { applyCommand, headers } from './entity-command.ts';
-import { NonDeterminismError, StepFailedError, StepTimeoutError } from './errors.ts';
+import { NonDeterminismError, SignalTimeoutError, StepFailedError, StepTimeoutError } from './errors.ts';
+import type { Yield } from './group-commit.ts';
 import { requireRuntimeId, requireRuntimeName } from './options.ts';
+import { CallOrder, type CallRef, untag } from './saga-calls.ts';
+import { deleteMailbox, takeSignal } from './saga-signals.ts';
+import { Waits } from './saga-waits.ts';
 import { childTraceparent } from './trace.ts';
 import { errorFromReply, type WorkRequest } from './work-requests.ts';
 
@@ -34,7 +40,7 @@ import { errorFromReply, type WorkRequest } from './work-requests.ts';
 export const journalNames = {
   /** Sequence 0 of every saga: the trace context it runs in. */
   start: '$start',
-  /** The saga's code failed: the reason, written with the switch to `compensating`. */
+  /** The saga's code failed: the failure, written with the switch to `compensating`. */
   failed: '$failed',
   /** A step's deadline, written before its first attempt so it survives restarts. */
   deadline: (step: string) => `$deadline:${step}`,
@@ -45,6 +51,18 @@ export const journalNames = {
    */
   request: (kind: 'step' | 'compensation', name: string) => `$request:${kind}:${name}`,
   emit: (topic: string) => `emit:${topic}`,
+  /** `ctx.now()` and `ctx.random()`: the value. */
+  now: '$now',
+  random: '$random',
+  /**
+   * The end of a sleep, written only when something else was journaled or in flight while it
+   * slept: where its end falls among the other calls' outcomes.
+   */
+  wake: (sleep: string) => `$wake:${sleep}`,
+  /** The start of a signal wait: its deadline (and timer), so the timeout survives restarts. */
+  awaitSignal: (signal: string) => `$await:${signal}`,
+  /** A signal wait's outcome: the value taken from the mailbox, or the timeout. */
+  signal: (signal: string) => `$signal:${signal}`,
 } as const;
 
 /** The timer kind that wakes a sleeping saga. */
@@ -54,7 +72,10 @@ export const sagaWakeTimerKind = 'meridian.saga.wake';
 export interface SagaSleeps {
   /** A durable timer now exists at `dueAt`. */
   scheduled(dueAt: number): void;
-  /** Resolves once a timer of this saga fired at or after `wakeAt`, or the saga must park. */
+  /**
+   * Gives the saga's slot back until a timer of the saga fires at or after `wakeAt` (Infinity:
+   * none), a signal arrives, or the saga must park.
+   */
   sleep(sagaId: string, wakeAt: number): Promise<void>;
 }
 
@@ -70,6 +91,8 @@ export interface SagaServices {
   readonly halted: AbortSignal;
   /** An operating problem that parked an execution (the saga resumes later). */
   readonly report: (problem: { sagaId: string; message: string; error: unknown }) => void;
+  /** A turn of the event loop: what separates two outcomes handed to a saga's code. */
+  readonly yield: Yield;
   /** Entities owned by other nodes (cluster shape); absent on the embedded shape, which owns all. */
   readonly remote?: RemoteEntities;
 }
@@ -111,7 +134,7 @@ type Compensation =
       readonly kind: 'step';
       readonly name: string;
       readonly result: Json;
-      readonly fn: (ctx: StepContext, result: never) => Promise<void> | void;
+      readonly fn: (ctx: StepContext, result: never, failure: SagaFailure) => Promise<void> | void;
     }
   | {
       readonly kind: 'send';
@@ -119,8 +142,15 @@ type Compensation =
       readonly entity: AnyEntityDefinition;
       readonly id: string;
       readonly command: string;
-      readonly input: () => unknown;
+      readonly input: (failure: SagaFailure) => unknown;
     };
+
+interface SendCall {
+  readonly entity: AnyEntityDefinition;
+  readonly id: string;
+  readonly command: string;
+  readonly input: unknown;
+}
 
 /**
  * A promise that never settles: what a parked execution's user code awaits. A fresh one each
@@ -134,15 +164,46 @@ function codeOf(error: Error): string | null {
   return isMeridianError(error) ? error.code : null;
 }
 
+/** An error's details as JSON when they are JSON and small; null otherwise. */
+function detailsOf(error: Error): Json | null {
+  if (!isMeridianError(error) || Object.keys(error.details).length === 0) return null;
+  try {
+    const json = toJson('details', error.details);
+    return JSON.stringify(json).length <= 4096 ? json : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The failure a thrown error stands for. */
+export function failureOf(error: Error): SagaFailure {
+  return {
+    message: truncateMessage(error.message),
+    code: codeOf(error),
+    step: error instanceof StepFailedError ? error.step : null,
+    details: detailsOf(error),
+  };
+}
+
+/** The failure a `$failed` entry recorded. */
+export function failureFromEntry(entry: Pick<JournalEntry, 'result' | 'error'>): SagaFailure {
+  const result = (entry.result ?? {}) as { code?: Json; step?: Json; details?: Json };
+  return {
+    message: entry.error ?? 'unknown error',
+    code: typeof result.code === 'string' ? result.code : null,
+    step: typeof result.step === 'string' ? result.step : null,
+    details: result.details ?? null,
+  };
+}
+
 /**
  * One run of one saga in this process: from its journal (replay) to its end (completed,
  * compensated, failed) or until the runtime stops (parked; a later start resumes it).
  *
- * Replay: every durable call takes the next journal position. When the journal has an entry
- * there, the call must match it (kind and name) and returns its journaled outcome without
- * running anything; a mismatch is non-determinism. Past the journal's end, calls run for real
- * and append their entry. The journal is dense, and calls must be awaited one at a time, so
- * positions are well defined and completion order equals call order.
+ * Replay: every durable call asks the journal for its entries (CallOrder, saga-calls.ts): a
+ * journaled one is handed back, in journal order, without running anything; a call the journal
+ * has no entry for runs for real once the replay is over, and appends its entry. Calls may run
+ * concurrently; their outcomes reach the code in journal order either way.
  */
 export class SagaExecution {
   readonly id: string;
@@ -153,12 +214,19 @@ export class SagaExecution {
   readonly #parking: AbortSignal;
   readonly #input: unknown;
   readonly #journal: JournalEntry[];
+  readonly #calls: CallOrder;
+  readonly #waits: Waits;
   readonly #traceparent: string;
-  #cursor: number;
   #version: number;
-  #busy: string | null = null;
   #nondeterminism: NonDeterminismError | null = null;
   #parked = false;
+  /** The saga's code has returned or thrown: it may make no more calls. */
+  #codeEnded = false;
+  /** The saga waited for a signal here: its mailbox is deleted when it ends. */
+  #usedSignals = false;
+  readonly #inFlight = new Set<Promise<unknown>>();
+  /** Replayed sleeps whose end the journal does not record (see #sleep). */
+  readonly #unsettledSleeps: Array<{ readonly index: number; readonly settle: () => void }> = [];
   readonly #compensations: Compensation[] = [];
   readonly #stepNames = new Set<string>();
   readonly #context: SagaContext;
@@ -180,16 +248,27 @@ export class SagaExecution {
     this.#journal = [...journal];
     this.#version = record.version;
     const start = this.#journal[0];
+    let first = 0;
     if (start?.kind === 'event' && start.name === journalNames.start) {
       const traceparent = (start.result as { traceparent?: unknown } | null)?.traceparent;
       this.#traceparent =
         typeof traceparent === 'string' ? traceparent : childTraceparent(null, services.effects.random);
-      this.#cursor = 1;
+      first = 1;
     } else {
       // A saga created without the runtime's start entry (by hand, or by an older version).
       this.#traceparent = childTraceparent(null, services.effects.random);
-      this.#cursor = 0;
     }
+    this.#calls = new CallOrder(this.#journal, first, {
+      yield: services.yield,
+      mismatch: (entry, asked) => this.#mismatch(entry, asked),
+      stalled: () => this.#settleSleep(),
+    });
+    this.#waits = new Waits({
+      pending: () => this.#calls.pending,
+      idle: (wakeAt) => services.sleeps.sleep(this.id, wakeAt),
+      now: () => this.#effects.clock.now(),
+    });
+    parking.addEventListener('abort', () => this.#waits.release(), { once: true });
     this.#context = this.#createContext();
   }
 
@@ -198,9 +277,14 @@ export class SagaExecution {
     return this.#result;
   }
 
-  /** Journal entries this execution knows (replayed and appended). */
-  get journalLength(): number {
-    return this.#journal.length;
+  /** A durable timer of this saga fired at `nowMs` (a sleep's or a signal wait's). */
+  wake(nowMs: number): void {
+    this.#waits.wake(nowMs);
+  }
+
+  /** A signal was delivered to this saga. */
+  signalled(): void {
+    this.#waits.signalled();
   }
 
   /**
@@ -230,6 +314,7 @@ export class SagaExecution {
   #park(): Promise<never> {
     if (!this.#parked) {
       this.#parked = true;
+      this.#waits.release();
       this.#onParked();
     }
     return never();
@@ -243,32 +328,69 @@ export class SagaExecution {
     } catch (error) {
       failure = ensureError(error);
     }
+    this.#codeEnded = true;
     if (this.#parked) return never();
     if (this.#nondeterminism !== null) return this.#markFailed(this.#nondeterminism.message);
-    if (this.#busy !== null) {
-      return this.#markFailed(
-        `The saga's code ${failure === undefined ? 'returned' : 'threw'} while its call '${this.#busy}' was still running: await every ctx call`,
-      );
-    }
-    if (failure === undefined) {
-      const unread = this.#journal[this.#cursor];
-      if (unread !== undefined) {
-        return this.#markFailed(
-          new NonDeterminismError(
-            `Saga '${this.id}' returned, but its journal has more entries from position ${unread.sequence} ('${unread.kind}' '${unread.name}'): the code changed since it ran`,
-          ).message,
-        );
-      }
-      let json: Json;
-      try {
-        json = toJson(`The output of saga '${this.definition.name}'`, output);
-      } catch (error) {
-        return this.#compensate(ensureError(error));
-      }
-      await this.#updateStatus('completed', { output: json });
-      return this.#finish('completed', json, null);
+    if (failure === undefined) return this.#complete(output);
+    if (this.#calls.pending > 0) {
+      // A concurrent call failed (Promise.all rejects at once) while others still run: their
+      // outcomes are journaled and their compensations registered before compensating. Waits
+      // (sleeps, signals) have nothing to undo and end now.
+      this.#waits.release();
+      await Promise.allSettled([...this.#inFlight]);
+      // Both may have changed while the calls settled.
+      const nondeterminism = this.#nondeterminism as NonDeterminismError | null;
+      if ((this.#parked as boolean) || this.#parking.aborted) return this.#park();
+      if (nondeterminism !== null) return this.#markFailed(nondeterminism.message);
     }
     return this.#compensate(failure);
+  }
+
+  async #complete(output: unknown): Promise<ExecutionResult> {
+    const running = this.#calls.runningLabel;
+    if (running !== undefined) {
+      return this.#markFailed(
+        `The saga's code returned while its call ${running} was still running: await every ctx call`,
+      );
+    }
+    const unread = this.#calls.undelivered;
+    if (unread !== undefined) {
+      const { name } = untag(unread.name);
+      return this.#markFailed(
+        new NonDeterminismError(
+          `Saga '${this.id}' returned, but its journal has more entries from position ${unread.sequence} ('${unread.kind}' '${name}'): the code changed since it ran`,
+        ).message,
+      );
+    }
+    let json: Json;
+    try {
+      json = toJson(`The output of saga '${this.definition.name}'`, output);
+    } catch (error) {
+      return this.#compensate(ensureError(error));
+    }
+    await this.#updateStatus('completed', { output: json });
+    return this.#finish('completed', json, null);
+  }
+
+  /** Nobody claimed a journaled entry while the code waited: the code changed. */
+  #mismatch(entry: JournalEntry, asked: { kind: JournalEntryKind; name: string } | null): Error {
+    const held = untag(entry.name).name;
+    const where = `Saga '${this.id}' (${this.definition.name}) is not deterministic: at journal position ${entry.sequence}`;
+    this.#nondeterminism = new NonDeterminismError(
+      asked === null
+        ? `${where} the journal holds ${entry.kind} '${held}' but the code waits for nothing that matches it`
+        : `${where} the code asked for ${asked.kind} '${asked.name}' but the journal holds ${entry.kind} '${held}'`,
+      {
+        details: {
+          sagaId: this.id,
+          sequence: entry.sequence,
+          expected: asked,
+          journaled: { kind: entry.kind, name: held },
+        },
+      },
+    );
+    this.#waits.release();
+    return this.#nondeterminism;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -278,83 +400,95 @@ export class SagaExecution {
     return {
       sagaId: this.id,
       traceparent: this.#traceparent,
-      step: (name, fn, options) => this.#call(name, () => this.#step(name, fn, options ?? {})),
+      step: (name, fn, options) =>
+        this.#call(`step '${name}'`, (call) => this.#step(call, name, fn, options ?? {})),
       send: (entity, id, command, input, options) =>
-        this.#call(journalNames.send(entity.name, command), () =>
+        this.#call(`send '${journalNames.send(entity?.name, command)}'`, (call) =>
           this.#send(
-            entity,
-            id,
-            command,
-            input,
+            call,
+            { entity, id, command, input },
             options as SendOptions<AnyEntityDefinition, unknown> | undefined,
           ),
         ) as never,
-      sleep: (name, durationMs) => this.#call(name, () => this.#sleep(name, durationMs)),
-      emit: (topic, record) => this.#call(journalNames.emit(topic), () => this.#emit(topic, record)),
+      sleep: (name, durationMs) =>
+        this.#call(`sleep '${name}'`, (call) => this.#sleep(call, name, durationMs)),
+      emit: (topic, record) => this.#call(`emit to '${topic}'`, (call) => this.#emit(call, topic, record)),
+      now: () =>
+        this.#call('now()', (call) =>
+          this.#recorded(call, journalNames.now, () => this.#effects.clock.now()),
+        ),
+      random: () =>
+        this.#call('random()', (call) =>
+          this.#recorded(call, journalNames.random, () => this.#effects.random.next()),
+        ),
+      waitForSignal: <T>(name: string, options?: SignalOptions) =>
+        this.#call(`waitForSignal '${name}'`, (call) =>
+          this.#waitForSignal(call, name, options ?? {}),
+        ) as Promise<T>,
     };
-  }
-
-  /** Admits one durable call at a time, and parks instead of running once the runtime stops. */
-  async #call<T>(label: string, fn: () => Promise<T>): Promise<T> {
-    if (this.#nondeterminism !== null) throw this.#nondeterminism;
-    if (this.#busy !== null) {
-      throw new ValidationError(
-        `Saga '${this.id}' called '${label}' while '${this.#busy}' is still running: await each ctx call before the next`,
-      );
-    }
-    if (this.#parked || this.#parking.aborted) return this.#park();
-    this.#busy = label;
-    try {
-      return await fn();
-    } finally {
-      this.#busy = null;
-    }
-  }
-
-  /** The journaled entry at the cursor, checked against what the code asks for now. */
-  #replay(kind: JournalEntryKind, name: string): JournalEntry | undefined {
-    const entry = this.#journal[this.#cursor];
-    if (entry === undefined) return undefined;
-    if (entry.kind !== kind || entry.name !== name) {
-      this.#nondeterminism = new NonDeterminismError(
-        `Saga '${this.id}' (${this.definition.name}) is not deterministic: at journal position ${entry.sequence} the code asked for ${kind} '${name}' but the journal holds ${entry.kind} '${entry.name}'`,
-        {
-          details: {
-            sagaId: this.id,
-            sequence: entry.sequence,
-            expected: { kind, name },
-            journaled: { kind: entry.kind, name: entry.name },
-          },
-        },
-      );
-      throw this.#nondeterminism;
-    }
-    this.#cursor++;
-    return entry;
   }
 
   /**
-   * Commits `entry` as the next journal position, together with `extra` effects, in one unit.
-   * Returns what `extra` returned. Parks the execution when the write fails for good.
+   * Starts one durable call of the saga's code: its index is taken now, synchronously, so the
+   * calls' order is the order the code made them. Parks instead once the runtime stops.
    */
-  async #append<T>(
+  #call<T>(label: string, fn: (call: CallRef) => Promise<T>): Promise<T> {
+    if (this.#nondeterminism !== null) return Promise.reject(this.#nondeterminism);
+    if (this.#codeEnded) {
+      return Promise.reject(
+        new ValidationError(
+          `Saga '${this.id}' called ${label} after its code had ended: await every ctx call`,
+        ),
+      );
+    }
+    if (this.#parked || this.#parking.aborted) return this.#park();
+    const running = this.#within(label, fn);
+    this.#inFlight.add(running);
+    // Handled here too, so a concurrent call nobody awaits any more (its Promise.all rejected
+    // already) is no unhandled rejection.
+    const forget = () => this.#inFlight.delete(running);
+    running.then(forget, forget);
+    return running;
+  }
+
+  /** Runs `fn` as a call in the call order (the saga's code's, or the runtime's own). */
+  async #within<T>(label: string, fn: (call: CallRef) => Promise<T>): Promise<T> {
+    const call = this.#calls.begin(label);
+    try {
+      return await fn(call);
+    } finally {
+      this.#calls.end(call);
+      this.#waits.reconsider();
+    }
+  }
+
+  /**
+   * Commits `entry` as the call's next journal entry, together with `extra` effects, in one
+   * unit, and waits for its turn to reach the code. Returns what `extra` returned. Parks the
+   * execution when the write fails for good.
+   */
+  #append<T>(
+    call: CallRef,
     entry: Omit<JournalEntry, 'sagaId' | 'sequence' | 'at'>,
-    extra?: (scope: UnitScope) => Promise<T>,
+    extra?: (scope: UnitScope, sequence: number) => Promise<T>,
+    resultOf?: (sequence: number) => Json,
   ): Promise<T> {
-    const full: JournalEntry = {
-      ...entry,
-      sagaId: this.id,
-      sequence: this.#journal.length,
-      at: this.#effects.clock.now(),
-    };
-    const value = await this.#commit(async (scope) => {
-      const extraValue = extra === undefined ? (undefined as T) : await extra(scope);
-      await scope.tx.sagas.appendJournal(full);
-      return extraValue;
+    return this.#calls.append(call, entry.name, async (sequence, name) => {
+      const full: JournalEntry = {
+        ...entry,
+        name,
+        result: resultOf === undefined ? entry.result : resultOf(sequence),
+        sagaId: this.id,
+        sequence,
+        at: this.#effects.clock.now(),
+      };
+      const value = await this.#commit(async (scope) => {
+        const extraValue = extra === undefined ? (undefined as T) : await extra(scope, sequence);
+        await scope.tx.sagas.appendJournal(full);
+        return extraValue;
+      });
+      return { entry: full, value };
     });
-    this.#journal.push(full);
-    this.#cursor = this.#journal.length;
-    return value;
   }
 
   /** Submits a unit (Effects.commit's rule); parks the execution when it fails for good. */
@@ -373,12 +507,25 @@ export class SagaExecution {
 
   async #updateStatus(status: SagaStatus, change: { output?: Json; reason?: string }): Promise<void> {
     const version = this.#version;
-    this.#version = await this.#commit((scope) =>
-      scope.tx.sagas.update(this.id, { status, at: this.#effects.clock.now(), ...change }, version),
-    );
+    const ended = status !== 'running' && status !== 'compensating';
+    this.#version = await this.#commit(async (scope) => {
+      // Signals sent after the end are refused, so the mailbox goes with it.
+      if (ended && this.#usedSignals) await deleteMailbox(scope, this.id);
+      return scope.tx.sagas.update(this.id, { status, at: this.#effects.clock.now(), ...change }, version);
+    });
+  }
+
+  /** `ctx.now()`, `ctx.random()`: `value()` journaled once, the journaled value on replay. */
+  async #recorded(call: CallRef, name: string, value: () => number): Promise<number> {
+    const journaled = await this.#calls.next(call, 'event', name);
+    if (journaled !== undefined) return journaled.result as number;
+    const result = value();
+    await this.#append(call, { kind: 'event', name, status: 'completed', result, error: null, attempts: 1 });
+    return result;
   }
 
   async #step<T>(
+    call: CallRef,
     name: string,
     fn: (ctx: StepContext) => Promise<T> | T,
     options: StepOptions<T>,
@@ -394,10 +541,10 @@ export class SagaExecution {
       options.timeoutMs === undefined
         ? undefined
         : integerOption('timeoutMs', options.timeoutMs, 0, 1, 31_536_000_000);
-    const deadlineAt = timeoutMs === undefined ? undefined : await this.#stepDeadline(name, timeoutMs);
-    const journaled = this.#replay('step', name);
+    const deadlineAt = timeoutMs === undefined ? undefined : await this.#stepDeadline(call, name, timeoutMs);
+    const journaled = await this.#calls.next(call, 'step', name);
     if (journaled !== undefined) {
-      if (journaled.status === 'failed') throw this.#failureFromJournal(journaled);
+      if (journaled.status === 'failed') throw this.#failureFromJournal(name, journaled);
       this.#registerStepCompensation(name, journaled.result, options);
       return journaled.result as T;
     }
@@ -431,7 +578,7 @@ export class SagaExecution {
         if (this.#parking.aborted) return this.#park();
         continue;
       }
-      await this.#append({
+      await this.#append(call, {
         kind: 'step',
         name,
         status: 'completed',
@@ -444,23 +591,24 @@ export class SagaExecution {
     }
     assert(lastError !== undefined, 'a step gives up only after an error or its deadline');
     const causeCode = codeOf(lastError);
-    await this.#append({
+    const causeMessage = truncateMessage(lastError.message);
+    await this.#append(call, {
       kind: 'step',
       name,
       status: 'failed',
       result: { code: causeCode },
-      error: truncateMessage(lastError.message),
+      error: causeMessage,
       attempts: attempt,
     });
-    throw new StepFailedError(name, attempt, lastError.message, causeCode, { cause: lastError });
+    throw new StepFailedError(name, attempt, causeMessage, causeCode, { cause: lastError });
   }
 
   /** A step's deadline: journaled before its first attempt, so it survives restarts. */
-  async #stepDeadline(name: string, timeoutMs: number): Promise<number> {
-    const journaled = this.#replay('event', journalNames.deadline(name));
+  async #stepDeadline(call: CallRef, name: string, timeoutMs: number): Promise<number> {
+    const journaled = await this.#calls.next(call, 'event', journalNames.deadline(name));
     if (journaled !== undefined) return (journaled.result as { deadlineAt: number }).deadlineAt;
     const deadlineAt = this.#effects.clock.now() + timeoutMs;
-    await this.#append({
+    await this.#append(call, {
       kind: 'event',
       name: journalNames.deadline(name),
       status: 'completed',
@@ -477,14 +625,14 @@ export class SagaExecution {
       kind: 'step',
       name,
       result,
-      fn: options.compensate as (ctx: StepContext, result: never) => Promise<void> | void,
+      fn: options.compensate as Extract<Compensation, { kind: 'step' }>['fn'],
     });
   }
 
-  #failureFromJournal(entry: JournalEntry): StepFailedError {
+  #failureFromJournal(name: string, entry: JournalEntry): StepFailedError {
     const code = (entry.result as { code?: unknown } | null)?.code;
     return new StepFailedError(
-      entry.name,
+      name,
       entry.attempts,
       entry.error ?? 'unknown error',
       typeof code === 'string' ? code : null,
@@ -570,36 +718,44 @@ export class SagaExecution {
   }
 
   async #send(
-    entity: AnyEntityDefinition,
-    id: string,
-    command: string,
-    input: unknown,
+    call: CallRef,
+    send: SendCall,
     options: SendOptions<AnyEntityDefinition, unknown> | undefined,
   ): Promise<unknown> {
+    const { entity, id, command } = send;
     requireRuntimeId(`The id of entity '${entity?.name}'`, id);
     if (entity?.kind !== 'entity') throw new ValidationError(`ctx.send needs an entity definition`);
     const name = journalNames.send(entity.name, command);
-    const requestId = this.#pendingRequest('step', name);
-    let entry = this.#replay('step', name);
-    if (entry === undefined) {
-      const applied = await this.#applySend('step', name, { entity, id, command, input }, requestId);
-      assert(!(applied instanceof Error), 'a step send journals its rejection');
-      entry = applied;
-    }
-    if (entry.status === 'failed') throw this.#failureFromJournal(entry);
+    const entry = await this.#sendOutcome(call, 'step', name, send);
+    assert(!(entry instanceof Error), 'a step send journals its rejection');
+    if (entry.status === 'failed') throw this.#failureFromJournal(name, entry);
     this.#registerSendCompensation(name, entity, id, entry.result, options);
     return entry.result;
   }
 
   /**
-   * The request id of a routed send whose request is journaled at the cursor (the saga stopped
-   * while it waited for the reply): consumed, so the reply is awaited again instead of re-sent.
+   * A send's (or a send compensation's) entry: journaled, or applied now. A routed request that
+   * was journaled (the saga stopped while it waited for the reply) is awaited again, not re-sent.
    */
-  #pendingRequest(kind: SendKind, name: string): string | undefined {
-    const entry = this.#journal[this.#cursor];
-    if (entry?.kind !== 'event' || entry.name !== journalNames.request(kind, name)) return undefined;
-    this.#cursor++;
-    return (entry.result as { requestId: string }).requestId;
+  async #sendOutcome(
+    call: CallRef,
+    kind: SendKind,
+    name: string,
+    send: SendCall,
+  ): Promise<JournalEntry | Error> {
+    const request = journalNames.request(kind, name);
+    const first = await this.#calls.nextOf(call, [
+      ['event', request],
+      [kind, name],
+    ]);
+    if (first === undefined) return this.#applySend(call, kind, name, send);
+    if (first.kind === kind) return first;
+    const requestId = (first.result as { requestId: string }).requestId;
+    const reply = await this.#calls.next(call, kind, name);
+    if (reply !== undefined) return reply;
+    const remote = this.#services.remote;
+    assert(remote !== undefined, 'a journaled request is resumed on the cluster shape');
+    return this.#awaitReply(call, kind, name, requestId, remote);
   }
 
   /**
@@ -611,71 +767,78 @@ export class SagaExecution {
    * failed entry; a compensation's is returned, not journaled (the saga then fails).
    */
   async #applySend(
+    call: CallRef,
     kind: SendKind,
     name: string,
-    call: { entity: AnyEntityDefinition; id: string; command: string; input: unknown },
-    pendingRequestId: string | undefined,
+    send: SendCall,
   ): Promise<JournalEntry | Error> {
     const remote = this.#services.remote;
-    if (pendingRequestId !== undefined || (remote !== undefined && !remote.owns(call.id))) {
-      assert(remote !== undefined, 'a journaled request is resumed on the cluster shape');
-      const requestId = pendingRequestId ?? (await this.#sendRequest(kind, name, call, remote));
-      return this.#awaitReply(kind, name, requestId, remote);
+    if (remote !== undefined && !remote.owns(send.id)) {
+      const requestId = await this.#sendRequest(call, kind, name, send, remote);
+      return this.#awaitReply(call, kind, name, requestId, remote);
     }
-    const nowMs = this.#effects.clock.now();
-    const sequence = this.#journal.length;
-    const outcome = await this.#commit(async (scope) => {
-      const applied = await applyCommand(scope, {
-        ...call,
-        traceparent: this.#traceparent,
-        nowMs,
-        random: this.#effects.random,
+    return this.#calls.append<JournalEntry | Error>(call, name, async (sequence, tagged) => {
+      const nowMs = this.#effects.clock.now();
+      const outcome = await this.#commit(async (scope) => {
+        const applied = await applyCommand(scope, {
+          ...send,
+          traceparent: this.#traceparent,
+          nowMs,
+          random: this.#effects.random,
+        });
+        if (!applied.ok && kind === 'compensation') return applied.error;
+        const entry = sendEntry(this.id, sequence, kind, tagged, nowMs, applied.ok ? applied : applied.error);
+        await scope.tx.sagas.appendJournal(entry);
+        return entry;
       });
-      if (!applied.ok && kind === 'compensation') return applied.error;
-      const entry = sendEntry(this.id, sequence, kind, name, nowMs, applied.ok ? applied : applied.error);
-      await scope.tx.sagas.appendJournal(entry);
-      return entry;
+      return outcome instanceof Error
+        ? { entry: undefined, value: outcome }
+        : { entry: outcome, value: outcome };
     });
-    if (outcome instanceof Error) return outcome;
-    // Remembered only now that the unit committed.
-    this.#journal.push(outcome);
-    this.#cursor = this.#journal.length;
-    return outcome;
   }
 
   /** Journals a routed request and publishes it in the same unit; returns its id. */
-  async #sendRequest(
+  #sendRequest(
+    call: CallRef,
     kind: SendKind,
     name: string,
-    call: { entity: AnyEntityDefinition; id: string; command: string; input: unknown },
+    send: SendCall,
     remote: RemoteEntities,
   ): Promise<string> {
-    const requestId = `saga/${this.id}/${this.#journal.length}`;
-    const request: WorkRequest = {
-      kind: 'send',
-      requestId,
-      entity: call.entity.name,
-      id: call.id,
-      command: call.command,
-      input: toJson(`The input of '${name}'`, call.input),
-      traceparent: this.#traceparent,
-    };
-    await this.#append(
+    const input = toJson(`The input of '${name}'`, send.input);
+    let requestId = '';
+    return this.#append(
+      call,
       {
         kind: 'event',
         name: journalNames.request(kind, name),
         status: 'completed',
-        result: { requestId, id: call.id },
+        // Filled in below, once the sequence (which names the request) is known.
+        result: null,
         error: null,
         attempts: 1,
       },
-      (scope) => remote.publish(scope, request, this.id),
+      async (scope, sequence) => {
+        requestId = `saga/${this.id}/${sequence}`;
+        const request: WorkRequest = {
+          kind: 'send',
+          requestId,
+          entity: send.entity.name,
+          id: send.id,
+          command: send.command,
+          input,
+          traceparent: this.#traceparent,
+        };
+        await remote.publish(scope, request, this.id);
+        return requestId;
+      },
+      (sequence) => ({ requestId: `saga/${this.id}/${sequence}`, id: send.id }),
     );
-    return requestId;
   }
 
   /** Waits for a routed request's reply and journals it (parks when the saga must stop). */
   async #awaitReply(
+    call: CallRef,
     kind: SendKind,
     name: string,
     requestId: string,
@@ -691,17 +854,18 @@ export class SagaExecution {
     if (!reply.ok && kind === 'compensation') {
       return new Error(reply.error ?? 'the command was rejected');
     }
-    const nowMs = this.#effects.clock.now();
-    const entry = sendEntry(
-      this.id,
-      this.#journal.length,
-      kind,
-      name,
-      nowMs,
-      reply.ok ? { reply: reply.reply } : errorFromReply(reply),
-    );
-    await this.#append(entry);
-    return this.#journal[this.#journal.length - 1]!;
+    return this.#calls.append<JournalEntry | Error>(call, name, async (sequence, tagged) => {
+      const entry = sendEntry(
+        this.id,
+        sequence,
+        kind,
+        tagged,
+        this.#effects.clock.now(),
+        reply.ok ? { reply: reply.reply } : errorFromReply(reply),
+      );
+      await this.#commit((scope) => scope.tx.sagas.appendJournal(entry));
+      return { entry, value: entry };
+    });
   }
 
   #registerSendCompensation(
@@ -720,42 +884,186 @@ export class SagaExecution {
       entity,
       id,
       command: compensate.command as CommandName<AnyEntityDefinition>,
-      input: () => (typeof input === 'function' ? (input as (reply: Json) => unknown)(reply) : input),
+      input: (failure) =>
+        typeof input === 'function'
+          ? (input as (reply: Json, failure: SagaFailure) => unknown)(reply, failure)
+          : input,
     });
   }
 
-  async #sleep(name: string, durationMs: number): Promise<void> {
+  /**
+   * A durable sleep. Its entry (the wake time, with its timer) is journaled when it starts; its
+   * end is journaled (`$wake`) only when something else was journaled or in flight meanwhile,
+   * since only then does the order of its end among the other outcomes need recording. On
+   * replay, a sleep followed by other entries but by no `$wake` either ended before them (then
+   * they wait for it: the call order settles it once nobody else claims them) or was still
+   * sleeping while they ran (then it sleeps on after the replay).
+   */
+  async #sleep(call: CallRef, name: string, durationMs: number): Promise<void> {
     requireRuntimeName('A sleep name', name);
     integerOption('durationMs', durationMs, 0, 0, 31_536_000_000);
-    const journaled = this.#replay('sleep', name);
+    const journaled = await this.#calls.next(call, 'sleep', name);
     let wakeAt: number;
+    let sleptFrom: number;
     if (journaled !== undefined) {
       wakeAt = (journaled.result as { wakeAt: number }).wakeAt;
+      sleptFrom = journaled.sequence + 1;
+      if (this.#calls.journaled(call, 'event', journalNames.wake(name))) {
+        await this.#calls.next(call, 'event', journalNames.wake(name));
+        return;
+      }
+      if (this.#calls.replaying && (await this.#endedBeforeWhatFollows(call))) return;
     } else {
       wakeAt = this.#effects.clock.now() + durationMs;
-      const timerId = `saga/${this.id}/${this.#journal.length}`;
-      await this.#append(
-        { kind: 'sleep', name, status: 'completed', result: { wakeAt, timerId }, error: null, attempts: 0 },
-        (scope) =>
-          scope.tx.timers.schedule({
-            id: timerId,
+      sleptFrom = await this.#append(
+        call,
+        { kind: 'sleep', name, status: 'completed', result: null, error: null, attempts: 0 },
+        async (scope, sequence) => {
+          await scope.tx.timers.schedule({
+            id: `saga/${this.id}/${sequence}`,
             dueAt: wakeAt,
             kind: sagaWakeTimerKind,
             payload: { sagaId: this.id },
-          }),
+          });
+          return sequence + 1;
+        },
+        (sequence) => ({ wakeAt, timerId: `saga/${this.id}/${sequence}` }),
       );
       this.#services.sleeps.scheduled(wakeAt);
     }
-    if (this.#effects.clock.now() < wakeAt) {
-      await this.#services.sleeps.sleep(this.id, wakeAt);
-      if (this.#parking.aborted) return this.#park();
+    while (this.#effects.clock.now() < wakeAt) {
+      await this.#waits.until(wakeAt);
+      if (this.#parking.aborted || this.#parked) return this.#park();
+      if (this.#codeEnded) return;
+    }
+    if (this.#calls.length > sleptFrom || this.#calls.pending > 1) {
+      await this.#append(call, {
+        kind: 'event',
+        name: journalNames.wake(name),
+        status: 'completed',
+        result: null,
+        error: null,
+        attempts: 0,
+      });
     }
   }
 
-  async #emit(topic: string, record: EmitRecord): Promise<void> {
+  /**
+   * A replayed sleep whose end the journal does not record, with entries after it: true once the
+   * call order finds nobody to claim the next entry (the code waits for this sleep: it ended
+   * before them), false when the replay ends first (they ran while it slept).
+   */
+  #endedBeforeWhatFollows(call: CallRef): Promise<boolean> {
+    return new Promise<boolean>((resolve) => {
+      const waiter = { index: call.index, settle: () => resolve(true) };
+      this.#unsettledSleeps.push(waiter);
+      const replayed = () => {
+        const index = this.#unsettledSleeps.indexOf(waiter);
+        if (index !== -1) this.#unsettledSleeps.splice(index, 1);
+        resolve(false);
+      };
+      this.#calls.afterReplay().then(replayed, replayed);
+    });
+  }
+
+  /** The earliest-made replayed sleep without a recorded end ends (see #sleep); false if none. */
+  #settleSleep(): boolean {
+    if (this.#unsettledSleeps.length === 0) return false;
+    let earliest = 0;
+    for (let index = 1; index < this.#unsettledSleeps.length; index++) {
+      if (this.#unsettledSleeps[index]!.index < this.#unsettledSleeps[earliest]!.index) earliest = index;
+    }
+    this.#unsettledSleeps.splice(earliest, 1)[0]!.settle();
+    return true;
+  }
+
+  /**
+   * Waits for signal `name`: its start (deadline and timer) is journaled, then its outcome — the
+   * value taken from the mailbox in the unit that journals it, or the timeout.
+   */
+  async #waitForSignal(call: CallRef, name: string, options: SignalOptions): Promise<Json> {
+    requireRuntimeName('A signal name', name);
+    const timeoutMs =
+      options.timeoutMs === undefined
+        ? null
+        : integerOption('timeoutMs', options.timeoutMs, 0, 1, 31_536_000_000);
+    this.#usedSignals = true;
+    const started = await this.#calls.next(call, 'event', journalNames.awaitSignal(name));
+    let deadline: { deadlineAt: number | null; timeoutMs: number | null };
+    if (started !== undefined) {
+      deadline = started.result as typeof deadline;
+    } else {
+      const deadlineAt = timeoutMs === null ? null : this.#effects.clock.now() + timeoutMs;
+      deadline = { deadlineAt, timeoutMs };
+      await this.#append(
+        call,
+        {
+          kind: 'event',
+          name: journalNames.awaitSignal(name),
+          status: 'completed',
+          result: deadline,
+          error: null,
+          attempts: 0,
+        },
+        async (scope, sequence) => {
+          if (deadlineAt === null) return;
+          await scope.tx.timers.schedule({
+            id: `saga/${this.id}/${sequence}`,
+            dueAt: deadlineAt,
+            kind: sagaWakeTimerKind,
+            payload: { sagaId: this.id },
+          });
+        },
+      );
+      if (deadlineAt !== null) this.#services.sleeps.scheduled(deadlineAt);
+    }
+    let outcome = await this.#calls.next(call, 'event', journalNames.signal(name));
+    while (outcome === undefined) {
+      const seen = this.#waits.signals;
+      outcome = await this.#takeSignal(call, name, deadline);
+      if (outcome !== undefined || this.#waits.signals !== seen) continue;
+      await this.#waits.until(deadline.deadlineAt ?? Number.POSITIVE_INFINITY, true);
+      if (this.#parking.aborted || this.#parked) return this.#park();
+      if (this.#codeEnded) return null;
+    }
+    if (outcome.status === 'failed') throw new SignalTimeoutError(name, deadline.timeoutMs ?? 0);
+    return (outcome.result as { value: Json }).value;
+  }
+
+  /** One look at the mailbox: the signal's entry (its value, or its timeout), or undefined. */
+  #takeSignal(
+    call: CallRef,
+    name: string,
+    deadline: { deadlineAt: number | null; timeoutMs: number | null },
+  ): Promise<JournalEntry | undefined> {
+    return this.#calls.append(call, journalNames.signal(name), async (sequence, tagged) => {
+      const nowMs = this.#effects.clock.now();
+      const entry = await this.#commit(async (scope) => {
+        const taken = await takeSignal(scope, this.id, name);
+        const timedOut = deadline.deadlineAt !== null && nowMs >= deadline.deadlineAt;
+        if (taken === undefined && !timedOut) return undefined;
+        const written: JournalEntry = {
+          sagaId: this.id,
+          sequence,
+          kind: 'event',
+          name: tagged,
+          status: taken === undefined ? 'failed' : 'completed',
+          result: taken === undefined ? { code: 'SIGNAL_TIMEOUT' } : { value: taken.value },
+          error: taken === undefined ? `No signal '${name}' arrived within ${deadline.timeoutMs} ms` : null,
+          attempts: 1,
+          at: nowMs,
+        };
+        await scope.tx.sagas.appendJournal(written);
+        return written;
+      });
+      return { entry, value: entry };
+    });
+  }
+
+  async #emit(call: CallRef, topic: string, record: EmitRecord): Promise<void> {
     requireRuntimeName('An emit topic', topic);
     const name = journalNames.emit(topic);
-    if (this.#replay('event', name) !== undefined) return;
+    if ((await this.#calls.next(call, 'event', name)) !== undefined) return;
     if (record?.key !== undefined && record.key !== null && typeof record.key !== 'string')
       throw new ValidationError(`An emitted record's key must be a string or null`);
     const produced = this.#effects.record(topic, record, this.#traceparent, {
@@ -764,6 +1072,7 @@ export class SagaExecution {
     });
     await this.#services.ensureTopic(topic);
     await this.#append(
+      call,
       { kind: 'event', name, status: 'completed', result: null, error: null, attempts: 1 },
       (scope) => scope.publish(topic, [produced]),
     );
@@ -780,64 +1089,67 @@ export class SagaExecution {
 
   /**
    * The saga's code failed: journal why (with the switch to `compensating`), then undo the
-   * finished steps in reverse order, each until it succeeds, journaling each one.
+   * finished calls in reverse order of their entries, each until it succeeds, journaling each.
    */
-  async #compensate(failure: Error): Promise<ExecutionResult> {
-    let reason = truncateMessage(failure.message);
-    let journaled: JournalEntry | undefined;
+  async #compensate(error: Error): Promise<ExecutionResult> {
+    let failure: SagaFailure;
     try {
-      journaled = this.#replay('event', journalNames.failed);
-    } catch (error) {
-      return this.#markFailed((error as Error).message);
+      failure = await this.#within('$failed', (call) => this.#journalFailure(call, error));
+    } catch (caught) {
+      return this.#markFailed(ensureError(caught).message);
     }
-    if (journaled !== undefined) {
-      reason = journaled.error ?? reason;
-    } else {
-      const version = this.#version;
-      this.#version = await this.#append(
-        {
-          kind: 'event',
-          name: journalNames.failed,
-          status: 'failed',
-          result: { code: codeOf(failure) },
-          error: reason,
-          attempts: 1,
-        },
-        (scope) =>
-          scope.tx.sagas.update(
-            this.id,
-            { status: 'compensating', reason, at: this.#effects.clock.now() },
-            version,
-          ),
-      );
-    }
+    const reason = failure.message;
     for (const compensation of [...this.#compensations].reverse()) {
-      let done: JournalEntry | undefined;
-      let pendingRequestId: string | undefined;
-      try {
-        if (compensation.kind === 'send')
-          pendingRequestId = this.#pendingRequest('compensation', compensation.name);
-        done = this.#replay('compensation', compensation.name);
-      } catch (error) {
-        return this.#markFailed((error as Error).message);
-      }
-      if (done !== undefined) continue;
       if (this.#parking.aborted) return this.#park();
-      const failed =
-        compensation.kind === 'step'
-          ? await this.#compensateStep(compensation, reason)
-          : await this.#compensateSend(compensation, pendingRequestId);
+      let failed: string | undefined;
+      try {
+        failed = await this.#within(`compensation of '${compensation.name}'`, (call) =>
+          compensation.kind === 'step'
+            ? this.#compensateStep(call, compensation, failure)
+            : this.#compensateSend(call, compensation, failure),
+        );
+      } catch (caught) {
+        return this.#markFailed(ensureError(caught).message);
+      }
       if (failed !== undefined) return this.#markFailed(`${reason}; then ${failed}`);
     }
     await this.#updateStatus('compensated', { reason });
     return this.#finish('compensated', null, reason);
   }
 
+  /** The `$failed` entry: journaled with the switch to `compensating`, or replayed. */
+  async #journalFailure(call: CallRef, error: Error): Promise<SagaFailure> {
+    const journaled = await this.#calls.next(call, 'event', journalNames.failed);
+    if (journaled !== undefined) return failureFromEntry(journaled);
+    const failure = failureOf(error);
+    const version = this.#version;
+    this.#version = await this.#append(
+      call,
+      {
+        kind: 'event',
+        name: journalNames.failed,
+        status: 'failed',
+        result: { code: failure.code, step: failure.step, details: failure.details },
+        error: failure.message,
+        attempts: 1,
+      },
+      (scope) =>
+        scope.tx.sagas.update(
+          this.id,
+          { status: 'compensating', reason: failure.message, at: this.#effects.clock.now() },
+          version,
+        ),
+    );
+    return failure;
+  }
+
   /** Runs a step's compensation until it succeeds; returns why it cannot, for a terminal error. */
   async #compensateStep(
+    call: CallRef,
     compensation: Extract<Compensation, { kind: 'step' }>,
-    reason: string,
+    failure: SagaFailure,
   ): Promise<string | undefined> {
+    if ((await this.#calls.next(call, 'compensation', compensation.name)) !== undefined) return undefined;
     let delayMs = 0;
     for (let attempt = 1; ; attempt++) {
       try {
@@ -846,7 +1158,7 @@ export class SagaExecution {
           `${this.id}/${compensation.name}/compensate`,
           attempt,
           undefined,
-          (ctx) => compensation.fn(ctx, compensation.result as never),
+          (ctx) => compensation.fn(ctx, compensation.result as never, failure),
         );
       } catch (caught) {
         if (this.#parking.aborted) return this.#park();
@@ -857,7 +1169,7 @@ export class SagaExecution {
         // Visible while it lasts: the saga's reason names the failing compensation.
         await this.#updateStatus('compensating', {
           reason: truncateMessage(
-            `${reason}; compensation of '${compensation.name}' failed (attempt ${attempt}, retrying): ${error.message}`,
+            `${failure.message}; compensation of '${compensation.name}' failed (attempt ${attempt}, retrying): ${error.message}`,
           ),
         });
         delayMs =
@@ -866,7 +1178,7 @@ export class SagaExecution {
         if (this.#parking.aborted) return this.#park();
         continue;
       }
-      await this.#append({
+      await this.#append(call, {
         kind: 'compensation',
         name: compensation.name,
         status: 'completed',
@@ -880,17 +1192,18 @@ export class SagaExecution {
 
   /** Applies a send's compensation command with its journal entry, exactly once. */
   async #compensateSend(
+    call: CallRef,
     compensation: Extract<Compensation, { kind: 'send' }>,
-    pendingRequestId: string | undefined,
+    failure: SagaFailure,
   ): Promise<string | undefined> {
     let input: unknown;
     try {
-      input = compensation.input();
+      input = compensation.input(failure);
     } catch (error) {
       return `compensation of '${compensation.name}' could not compute its input: ${ensureError(error).message}`;
     }
-    const call = { entity: compensation.entity, id: compensation.id, command: compensation.command, input };
-    const outcome = await this.#applySend('compensation', compensation.name, call, pendingRequestId);
+    const send = { entity: compensation.entity, id: compensation.id, command: compensation.command, input };
+    const outcome = await this.#sendOutcome(call, 'compensation', compensation.name, send);
     if (outcome instanceof Error) {
       return `compensation '${compensation.entity.name}.${compensation.command}' of '${compensation.name}' was rejected: ${outcome.message}`;
     }
