@@ -70,7 +70,7 @@ export interface EntityDefinition<S, C extends Commands<S>> extends AnyEntityDef
   initialState(id: string): S;
 }
 
-type EventsOf<Result> = Result extends { events?: readonly (infer V)[] } ? V : never;
+type EventsOf<Result> = Result extends { events: readonly (infer V)[] } ? V : never;
 
 /**
  * The events an entity's commands produce: the union of what its handlers put in `events`. For

@@ -59,8 +59,7 @@ export type {
   SendOptions,
   StartSagaOptions,
 } from './runtime-types.ts';
-// The names of a saga's journal entries (runtime.journal(id)); runtime.progress(id) reads them for you.
-export { journalNames as sagaJournalNames } from './saga-execution.ts';
+export type { EntityInstance, RuntimeView } from './runtime-view.ts';
 export type { SagaCall, SagaProgress } from './saga-progress.ts';
 export type { SignalDelivery } from './saga-signals.ts';
 export type { SingletonContext, SingletonDefinition } from './singletons.ts';

@@ -52,6 +52,7 @@ import type {
   SendOptions,
   StartSagaOptions,
 } from './runtime-types.ts';
+import { type EntityInstance, type RuntimeView, runtimeView } from './runtime-view.ts';
 import { createSaga } from './saga-creation.ts';
 import {
   type ExecutionResult,
@@ -60,7 +61,7 @@ import {
   type SagaServices,
   sagaWakeTimerKind,
 } from './saga-execution.ts';
-import { type SagaProgress, sagaProgress } from './saga-progress.ts';
+import type { SagaProgress } from './saga-progress.ts';
 import { type LoadedSaga, SagaScheduler, type ScheduledRun } from './saga-scheduler.ts';
 import { deliverSignal, type SignalDelivery, signalRequest } from './saga-signals.ts';
 import { TimerScheduler } from './scheduler.ts';
@@ -399,20 +400,16 @@ export class Runtime {
    * be asked often without slowing the writes down. What it reads agrees with itself, and
    * includes everything whose call (a send, a saga start) has resolved.
    */
-  async read<T>(work: (tx: StoreReader) => Promise<T>): Promise<T> {
-    return this.#store.read(work);
+  async read<T>(work: (tx: StoreReader, view: RuntimeView) => Promise<T>): Promise<T> {
+    return this.#store.read((tx) => work(tx, this.#view(tx)));
   }
 
-  /** An entity's committed state and version, or null when it was never written. */
+  /** An entity's committed state, version and last write, or null when it was never written. */
   async state<E extends AnyEntityDefinition>(
     entity: E,
     id: string,
-  ): Promise<{ state: ReturnType<E['initialState']>; version: number } | null> {
-    const definition = this.#entity(entity);
-    const record = await this.#store.read((tx) => tx.entities.get(definition.name, id));
-    return record === null
-      ? null
-      : { state: record.state as ReturnType<E['initialState']>, version: record.version };
+  ): Promise<{ state: EntityState<E>; version: number; updatedAt: number } | null> {
+    return this.read((_tx, view) => view.state(entity, id));
   }
 
   /**
@@ -422,15 +419,12 @@ export class Runtime {
   async list<E extends AnyEntityDefinition>(
     entity: E,
     options: { afterId?: string; limit?: number } = {},
-  ): Promise<Array<{ id: string; state: EntityState<E>; version: number; updatedAt: number }>> {
-    const definition = this.#entity(entity);
-    const records = await this.#store.read((tx) => tx.entities.list(definition.name, options));
-    return records.map((record) => ({
-      id: record.id,
-      state: record.state as EntityState<E>,
-      version: record.version,
-      updatedAt: record.updatedAt,
-    }));
+  ): Promise<Array<EntityInstance<E>>> {
+    return this.read((_tx, view) => view.list(entity, options));
+  }
+
+  #view(tx: StoreReader): RuntimeView {
+    return runtimeView(tx, (definition) => this.#entity(definition), this.#entities);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -495,12 +489,7 @@ export class Runtime {
    * journal's entries and names are the runtime's own.
    */
   async progress(id: string): Promise<SagaProgress | null> {
-    requireRuntimeId('A saga id', id);
-    const found = await this.#store.read(async (tx) => {
-      const record = await tx.sagas.get(id);
-      return record === null ? null : { record, journal: await tx.sagas.journal(id) };
-    });
-    return found === null ? null : sagaProgress(found.record, found.journal, this.#entities);
+    return this.read((_tx, view) => view.progress(id));
   }
 
   /**

@@ -19,6 +19,8 @@ export interface SagaProgress {
   readonly reason: string | null;
   /** What made it compensate, as data (message, code, step, details); null until then. */
   readonly failure: SagaFailure | null;
+  /** When that failure was journaled (runtime clock, ms); null until then. */
+  readonly failedAt: number | null;
   readonly createdAt: number;
   readonly updatedAt: number;
   /** Its finished calls, in the order they finished (`at`: when, on the runtime clock). */
@@ -62,6 +64,8 @@ export type SagaCall =
       readonly step: string | null;
       /** The send undone (its entity and command), or null for a step. */
       readonly send: { readonly entity: string; readonly command: string } | null;
+      /** The reply of a send's compensation command; null for a step's. */
+      readonly reply: Json | null;
       readonly at: number;
     };
 
@@ -96,7 +100,7 @@ function callOf(entry: JournalEntry, entities: ReadonlyMap<string, AnyEntityDefi
       return { kind: 'sleep', name, wakeAt: (entry.result as { wakeAt: number }).wakeAt, at };
     case 'compensation': {
       const send = sendOf(name, entities);
-      return { kind: 'compensation', step: send === null ? name : null, send, at };
+      return { kind: 'compensation', step: send === null ? name : null, send, reply: entry.result, at };
     }
     case 'event': {
       if (name === journalNames.now || name === journalNames.random) {
@@ -121,14 +125,16 @@ export function sagaProgress(
 ): SagaProgress {
   const calls: SagaCall[] = [];
   let failure: SagaFailure | null = null;
+  let failedAt: number | null = null;
   for (const entry of journal) {
     if (entry.kind === 'event' && untag(entry.name).name === journalNames.failed) {
       failure = failureFromEntry(entry);
+      failedAt = entry.at;
       continue;
     }
     const call = callOf(entry, entities);
     if (call !== null) calls.push(call);
   }
   const { id, type, status, input, output, reason, createdAt, updatedAt } = record;
-  return { id, type, status, input, output, reason, failure, createdAt, updatedAt, calls };
+  return { id, type, status, input, output, reason, failure, failedAt, createdAt, updatedAt, calls };
 }
