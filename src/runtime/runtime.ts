@@ -191,6 +191,7 @@ export class Runtime {
       sleeps: {
         scheduled: (dueAt) => this.#scheduler.notify(dueAt),
         sleep: (sagaId, wakeAt) => this.#sagaScheduler.sleep(sagaId, wakeAt),
+        wake: (sagaId) => this.#sagaScheduler.wake(sagaId),
       },
       ensureTopic: (topic) => this.#ensureTopic(topic, this.#defaultPartitions),
       compensationRetry,

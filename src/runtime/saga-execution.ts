@@ -74,9 +74,12 @@ export interface SagaSleeps {
   scheduled(dueAt: number): void;
   /**
    * Gives the saga's slot back until a timer of the saga fires at or after `wakeAt` (Infinity:
-   * none), a signal arrives, or the saga must park.
+   * none), a signal arrives, `wake` is called, or the saga must park; resolves with the slot back
+   * (unless parking).
    */
   sleep(sagaId: string, wakeAt: number): Promise<void>;
+  /** Ends the saga's `sleep` now (it resolves once it has a slot again). */
+  wake(sagaId: string): void;
 }
 
 /** The collaborators every saga execution shares. */
@@ -266,7 +269,9 @@ export class SagaExecution {
     this.#waits = new Waits({
       pending: () => this.#calls.pending,
       idle: (wakeAt) => services.sleeps.sleep(this.id, wakeAt),
+      wakeIdle: () => services.sleeps.wake(this.id),
       now: () => this.#effects.clock.now(),
+      yield: services.yield,
     });
     parking.addEventListener('abort', () => this.#waits.release(), { once: true });
     this.#context = this.#createContext();
@@ -329,14 +334,14 @@ export class SagaExecution {
       failure = ensureError(error);
     }
     this.#codeEnded = true;
+    // Waits (sleeps, signals) left have nothing to undo and end now; the slot is held again.
+    await this.#waits.close();
     if (this.#parked) return never();
     if (this.#nondeterminism !== null) return this.#markFailed(this.#nondeterminism.message);
     if (failure === undefined) return this.#complete(output);
     if (this.#calls.pending > 0) {
       // A concurrent call failed (Promise.all rejects at once) while others still run: their
-      // outcomes are journaled and their compensations registered before compensating. Waits
-      // (sleeps, signals) have nothing to undo and end now.
-      this.#waits.release();
+      // outcomes are journaled and their compensations registered before compensating.
       await Promise.allSettled([...this.#inFlight]);
       // Both may have changed while the calls settled.
       const nondeterminism = this.#nondeterminism as NonDeterminismError | null;
@@ -411,7 +416,7 @@ export class SagaExecution {
           ),
         ) as never,
       sleep: (name, durationMs) =>
-        this.#call(`sleep '${name}'`, (call) => this.#sleep(call, name, durationMs)),
+        this.#call(`sleep '${name}'`, (call) => this.#sleep(call, name, durationMs), true),
       emit: (topic, record) => this.#call(`emit to '${topic}'`, (call) => this.#emit(call, topic, record)),
       now: () =>
         this.#call('now()', (call) =>
@@ -422,8 +427,10 @@ export class SagaExecution {
           this.#recorded(call, journalNames.random, () => this.#effects.random.next()),
         ),
       waitForSignal: <T>(name: string, options?: SignalOptions) =>
-        this.#call(`waitForSignal '${name}'`, (call) =>
-          this.#waitForSignal(call, name, options ?? {}),
+        this.#call(
+          `waitForSignal '${name}'`,
+          (call) => this.#waitForSignal(call, name, options ?? {}),
+          true,
         ) as Promise<T>,
     };
   }
@@ -432,7 +439,7 @@ export class SagaExecution {
    * Starts one durable call of the saga's code: its index is taken now, synchronously, so the
    * calls' order is the order the code made them. Parks instead once the runtime stops.
    */
-  #call<T>(label: string, fn: (call: CallRef) => Promise<T>): Promise<T> {
+  #call<T>(label: string, fn: (call: CallRef) => Promise<T>, waits = false): Promise<T> {
     if (this.#nondeterminism !== null) return Promise.reject(this.#nondeterminism);
     if (this.#codeEnded) {
       return Promise.reject(
@@ -442,7 +449,11 @@ export class SagaExecution {
       );
     }
     if (this.#parked || this.#parking.aborted) return this.#park();
-    const running = this.#within(label, fn);
+    const running = this.#within(label, async (call) => {
+      // Work other than a wait needs the slot, which an execution whose calls all wait gave back.
+      if (!waits) await this.#waits.active();
+      return fn(call);
+    });
     this.#inFlight.add(running);
     // Handled here too, so a concurrent call nobody awaits any more (its Promise.all rejected
     // already) is no unhandled rejection.

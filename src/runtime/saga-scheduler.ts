@@ -228,6 +228,11 @@ export class SagaScheduler {
     this.#freeSlots--;
   }
 
+  /** Ends a saga's `sleep` early (it then takes a slot again, first in line). */
+  wake(sagaId: string): void {
+    this.#sleepers.get(sagaId)?.wake();
+  }
+
   /** A saga's wake timer fired at `nowMs`: wakes it, or resumes it when it is not in memory. */
   timerFired(sagaId: string, nowMs: number): void {
     const sleeper = this.#sleepers.get(sagaId);
