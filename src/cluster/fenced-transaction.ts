@@ -1,3 +1,4 @@
+import { storeLimits } from '../store/limits.ts';
 import {
   type EntityStore,
   endedSagaStatuses,
@@ -21,6 +22,36 @@ function timerOwnerId(timer: TimerRecord): string {
   const payload = timer.payload as { owner?: Json; sagaId?: Json } | null;
   if (typeof payload?.owner === 'string') return payload.owner;
   return typeof payload?.sagaId === 'string' ? payload.sagaId : timer.id;
+}
+
+/**
+ * The notification of a saga's end: `[id, { status, output, reason }]` when the update names
+ * what the saga ended with, else `[id]` (waiters read the saga). A saga's output is set only by
+ * its completion and its reason only on its way to compensation, so a completion with an output
+ * has no reason and an end with a reason has no output.
+ */
+function sagaEndedPayload(
+  id: string,
+  change: { status: string; output?: Json | null; reason?: string | null },
+): string {
+  const known =
+    change.status === 'completed'
+      ? change.output !== undefined && { status: change.status, output: change.output, reason: null }
+      : change.reason !== undefined && { status: change.status, output: null, reason: change.reason };
+  return notificationPayload(id, known === false ? undefined : known);
+}
+
+/**
+ * A notification payload announcing the row of `id`: the JSON array `[id, row]`, or `[id]` when
+ * there is no row or it does not fit in a notification (the waiter then reads it). Carrying the
+ * row spares every waiter a read.
+ */
+export function notificationPayload(id: string, row: Json | undefined): string {
+  if (row !== undefined) {
+    const payload = JSON.stringify([id, row]);
+    if (Buffer.byteLength(payload) <= storeLimits.maxNotificationBytes) return payload;
+  }
+  return JSON.stringify([id]);
 }
 
 /**
@@ -62,7 +93,8 @@ export function fencedTransaction(
       mark(id);
       const version = await tx.sagas.update(id, change, expectedVersion);
       // Callers on other nodes wait for a saga's end: tell them once it commits.
-      if (endedSagaStatuses.has(change.status)) await tx.notify(sagaEndedChannel, id);
+      if (endedSagaStatuses.has(change.status))
+        await tx.notify(sagaEndedChannel, sagaEndedPayload(id, change));
       return version;
     },
     appendJournal: (entry) => {

@@ -112,15 +112,15 @@ export class OutboxRelay {
   }
 
   async #publish(rows: readonly OutboxMessage[]): Promise<void> {
-    // Consecutive rows of one topic go in one append, so each topic's records keep id order.
-    let from = 0;
-    while (from < rows.length) {
-      const topic = rows[from]!.topic;
-      let to = from;
-      while (to < rows.length && rows[to]!.topic === topic) to++;
-      await this.#options.log.append(topic, rows.slice(from, to).map(toRecord));
-      from = to;
+    // One append per topic, with its rows in id order; the topics go at once (Kafka orders
+    // records within a partition, never across topics, so nothing is lost by not waiting).
+    const byTopic = new Map<string, ProducerRecord[]>();
+    for (const row of rows) {
+      const records = byTopic.get(row.topic);
+      if (records === undefined) byTopic.set(row.topic, [toRecord(row)]);
+      else records.push(toRecord(row));
     }
+    await Promise.all([...byTopic].map(([topic, records]) => this.#options.log.append(topic, records)));
     const ids = rows.map((row) => row.id);
     await this.#options.store.transaction((tx) => tx.outbox.markPublished(ids));
     this.#published += rows.length;

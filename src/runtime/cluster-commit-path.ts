@@ -73,14 +73,20 @@ export class ClusterCommitPath implements CommitPath {
   /** Ownership is claimed per partition as the group assigns them, not at open. */
   async open(): Promise<void> {}
 
-  async transaction<T>(fn: (scope: UnitScope) => Promise<T>): Promise<T> {
+  async transaction<T>(
+    fn: (scope: UnitScope) => Promise<T>,
+    options: { batched?: boolean } = {},
+  ): Promise<T> {
     const state: TransactionState = { written: new Set(), outgoing: [], afterCommit: [] };
-    const result = await this.#store.transaction(async (tx) => {
-      const value = await fn(this.#scope(tx, state));
-      await this.#addOutbox(tx, state.outgoing);
-      await this.#fence(tx, state.written);
-      return value;
-    });
+    const result = await this.#store.transaction(
+      async (tx) => {
+        const value = await fn(this.#scope(tx, state));
+        await this.#addOutbox(tx, state.outgoing);
+        await this.#fence(tx, state.written);
+        return value;
+      },
+      { batchWrites: options.batched === true },
+    );
     if (state.outgoing.length > 0) {
       this.#onOutbox?.(new Set(state.outgoing.map((message) => message.partition ?? 0)));
     }

@@ -1,4 +1,4 @@
-import { sagaEndedChannel } from '../cluster/fenced-transaction.ts';
+import { notificationPayload, sagaEndedChannel } from '../cluster/fenced-transaction.ts';
 import type { Ownership } from '../cluster/ownership.ts';
 import {
   ClosedError,
@@ -10,6 +10,7 @@ import {
 import type { Consumer, Log, LogRecord, TopicPartition } from '../log/types.ts';
 import {
   endedSagaStatuses,
+  type Json,
   notificationsMayBeMissed,
   type SagaRecord,
   type Store,
@@ -31,6 +32,22 @@ const workInbox = '$meridian.work';
  * the last safety net (it was 250 ms per waiter, which cost several reads per routed saga).
  */
 const safetyPollMs = 2000;
+
+/** How long an expected reply nobody awaited is remembered (its publishing unit rolled back). */
+const expectedForMs = 60_000;
+
+interface Expectation {
+  /** The row a notification carried before anyone awaited it. */
+  data: unknown;
+  forget(): void;
+}
+
+/** How a saga ended, as waiters on other nodes learn it. */
+export interface SagaEnd {
+  readonly status: SagaRecord['status'];
+  readonly output: Json | null;
+  readonly reason: string | null;
+}
 
 /** A routed request got no reply in time. It may still be applied later, exactly once. */
 export class RequestTimeoutError extends MeridianError {
@@ -79,10 +96,14 @@ export class ClusterNode {
   readonly #options: ClusterNodeOptions;
   readonly #stop = new AbortController();
   /** Callers waiting for a reply (`r:<request id>`) or a saga's end (`s:<saga id>`). */
-  readonly #waiters = new Map<string, Set<() => void>>();
+  readonly #waiters = new Map<string, Set<(data?: unknown) => void>>();
+  /** Replies announced before their request was sent (`expectReply`), with the row once notified. */
+  readonly #expected = new Map<string, Expectation>();
   #consumer: Consumer | undefined;
   #changes: Promise<void> = Promise.resolve();
   #loop: Promise<void> = Promise.resolve();
+  /** The work topic's offset commits, one after another. */
+  #offsets: Promise<void> = Promise.resolve();
   #unlisten: (() => Promise<void>) | undefined;
 
   constructor(options: ClusterNodeOptions) {
@@ -90,8 +111,12 @@ export class ClusterNode {
   }
 
   async start(): Promise<void> {
-    const replies = await this.#options.store.listen(repliesChannel, (id) => this.#wake(`r:${id}`, id));
-    const ended = await this.#options.store.listen(sagaEndedChannel, (id) => this.#wake(`s:${id}`, id));
+    const replies = await this.#options.store.listen(repliesChannel, (payload) =>
+      this.#notified('r:', payload),
+    );
+    const ended = await this.#options.store.listen(sagaEndedChannel, (payload) =>
+      this.#notified('s:', payload),
+    );
     this.#unlisten = async () => {
       await replies();
       await ended();
@@ -110,6 +135,7 @@ export class ClusterNode {
   async stop(): Promise<void> {
     this.#stop.abort();
     await this.#loop;
+    await this.#offsets;
     await this.#consumer?.close();
     await this.#changes;
     await this.#lose(this.#options.ownership.owned());
@@ -192,7 +218,6 @@ export class ClusterNode {
       if (owned.length === 0) continue;
       try {
         await Promise.all(owned.map((record) => this.#apply(record)));
-        await consumer.commit(owned);
       } catch (error) {
         if (signal.aborted) break;
         // Nothing past the failure is committed: these records come again (here or at the next
@@ -200,7 +225,14 @@ export class ClusterNode {
         this.#options.host.report({ message: 'applying work requests failed', error });
         this.#rewind(consumer, owned);
         await this.#pause(200);
+        continue;
       }
+      // The offsets move while the next batch is fetched: a record redelivered before they did
+      // finds its inbox row and is skipped, so waiting for the commit would only add latency.
+      const commit = this.#offsets.then(() => consumer.commit(owned));
+      this.#offsets = commit.catch((error: unknown) => {
+        if (!signal.aborted) this.#options.host.report({ message: 'committing work offsets failed', error });
+      });
     }
   }
 
@@ -245,7 +277,7 @@ export class ClusterNode {
         return undefined;
       }
       const result = await this.#options.host.apply(scope, request);
-      await scope.tx.replies.put({
+      const reply: StoredReply = {
         requestId: request.requestId,
         partition: record.partition,
         ok: result.ok,
@@ -253,8 +285,9 @@ export class ClusterNode {
         error: result.error,
         code: result.code,
         createdAt: this.#options.clock.now(),
-      });
-      await scope.tx.notify(repliesChannel, request.requestId);
+      };
+      await scope.tx.replies.put(reply);
+      await scope.tx.notify(repliesChannel, notificationPayload(request.requestId, { ...reply }));
       return result;
     });
     applied?.afterCommit?.();
@@ -268,7 +301,14 @@ export class ClusterNode {
    * reply. RequestTimeoutError when none came in time: the request may still be applied, once.
    */
   async request(request: WorkRequest, timeoutMs: number, signal?: AbortSignal): Promise<StoredReply> {
-    await this.#options.log.append(this.#options.workTopic, [encodeWorkRequest(request)]);
+    // Expected before it is sent, the reply's notification cannot come too early to be seen.
+    this.expectReply(request.requestId);
+    try {
+      await this.#options.log.append(this.#options.workTopic, [encodeWorkRequest(request)]);
+    } catch (error) {
+      this.#expected.get(`r:${request.requestId}`)?.forget();
+      throw error;
+    }
     const deadline = new AbortController();
     const timer = this.#options.timers.setTimeout(() => deadline.abort(), timeoutMs);
     const onAbort = () => deadline.abort();
@@ -289,6 +329,26 @@ export class ClusterNode {
     }
   }
 
+  /**
+   * Announces that a reply to `requestId` will be awaited, before the request can have been
+   * applied (before it is sent, or inside the unit that publishes it): `awaitReply` then takes
+   * the reply from its notification without a first read. Forgotten after `expectedForMs` if
+   * never awaited (the unit that published it rolled back).
+   */
+  expectReply(requestId: string): void {
+    const key = `r:${requestId}`;
+    if (this.#expected.has(key)) return;
+    const timer = this.#options.timers.setTimeout(() => expectation.forget(), expectedForMs);
+    const expectation: Expectation = {
+      data: undefined,
+      forget: () => {
+        timer.cancel();
+        this.#expected.delete(key);
+      },
+    };
+    this.#expected.set(key, expectation);
+  }
+
   /** Waits for the reply stored under `requestId` (woken by its notification; polling as a safety net). */
   awaitReply(requestId: string, signal?: AbortSignal): Promise<StoredReply> {
     return this.#awaitRow(`r:${requestId}`, signal, () =>
@@ -297,8 +357,8 @@ export class ClusterNode {
   }
 
   /** Waits until a saga (run by whichever node owns it) has ended; answers how. */
-  awaitSagaEnd(sagaId: string, signal?: AbortSignal): Promise<SagaRecord> {
-    return this.#awaitRow(`s:${sagaId}`, signal, async () => {
+  awaitSagaEnd(sagaId: string, signal?: AbortSignal): Promise<SagaEnd> {
+    return this.#awaitRow<SagaEnd>(`s:${sagaId}`, signal, async () => {
       const record = await this.#options.store.read((tx) => tx.sagas.get(sagaId));
       if (record === null) throw new NotFoundError(`Saga '${sagaId}' does not exist`);
       return endedSagaStatuses.has(record.status) ? record : null;
@@ -307,68 +367,94 @@ export class ClusterNode {
 
   /**
    * Reads until `read` finds something, waiting in between for a notification on `key` (or the
-   * slow safety-net poll). The waiter is registered before each read, so a notification that
-   * lands between the read and the wait is not missed.
+   * slow safety-net poll); a notification that carries the row ends the wait without a read.
+   * The waiter is registered before each read, so a notification that lands between the read
+   * and the wait is not missed. A key expected before its row could exist skips the first read.
    */
   async #awaitRow<T>(
     key: string,
     signal: AbortSignal | undefined,
     read: () => Promise<T | null>,
   ): Promise<T> {
-    for (;;) {
-      const wake = this.#waiter(key, signal);
-      let found: T | null;
-      try {
-        found = await read();
-      } catch (error) {
-        wake.cancel();
-        throw error;
+    const expectation = this.#expected.get(key);
+    let mustRead = expectation === undefined;
+    try {
+      for (;;) {
+        if (expectation?.data !== undefined) return expectation.data as T;
+        const wake = this.#waiter(key, signal);
+        let found: T | null = null;
+        try {
+          if (mustRead) found = await read();
+        } catch (error) {
+          wake.cancel();
+          throw error;
+        }
+        if (found !== null) {
+          wake.cancel();
+          return found;
+        }
+        if (this.#stop.signal.aborted) {
+          wake.cancel();
+          throw new ClosedError('The runtime is stopping: no more replies');
+        }
+        if (signal?.aborted) {
+          wake.cancel();
+          signal.throwIfAborted();
+        }
+        const data = await wake.woken;
+        if (data !== undefined) return data as T;
+        // Woken by the safety poll, a missed notification or one too large to carry the row.
+        mustRead = true;
       }
-      if (found !== null) {
-        wake.cancel();
-        return found;
-      }
-      if (this.#stop.signal.aborted) {
-        wake.cancel();
-        throw new ClosedError('The runtime is stopping: no more replies');
-      }
-      if (signal?.aborted) {
-        wake.cancel();
-        signal.throwIfAborted();
-      }
-      await wake.woken;
+    } finally {
+      expectation?.forget();
     }
   }
 
-  #waiter(key: string, signal: AbortSignal | undefined): { woken: Promise<void>; cancel: () => void } {
-    let done!: () => void;
-    const woken = new Promise<void>((resolve) => {
+  #waiter(key: string, signal: AbortSignal | undefined): { woken: Promise<unknown>; cancel: () => void } {
+    let done!: (data?: unknown) => void;
+    const woken = new Promise<unknown>((resolve) => {
       let timer: TimerHandle | undefined;
-      done = () => {
+      done = (data?: unknown) => {
         timer?.cancel();
-        signal?.removeEventListener('abort', done);
+        signal?.removeEventListener('abort', abort);
         const waiters = this.#waiters.get(key);
         waiters?.delete(done);
         if (waiters?.size === 0) this.#waiters.delete(key);
-        resolve();
+        resolve(data);
       };
-      timer = this.#options.timers.setTimeout(done, safetyPollMs);
-      signal?.addEventListener('abort', done, { once: true });
+      const abort = () => done();
+      timer = this.#options.timers.setTimeout(abort, safetyPollMs);
+      signal?.addEventListener('abort', abort, { once: true });
       const waiters = this.#waiters.get(key) ?? new Set();
       waiters.add(done);
       this.#waiters.set(key, waiters);
     });
-    return { woken, cancel: done };
+    return { woken, cancel: () => done() };
   }
 
-  /** A notification: wakes the waiters of `key`, or every waiter when some may have been missed. */
-  #wake(key: string, payload: string): void {
+  /**
+   * A notification on the replies or saga-ended channel: wakes the waiters of its key with the
+   * row it carries (if any), or every waiter when some may have been missed.
+   */
+  #notified(prefix: 'r:' | 's:', payload: string): void {
     if (payload === notificationsMayBeMissed) {
       for (const waiters of [...this.#waiters.values()]) for (const wake of [...waiters]) wake();
       return;
     }
+    let id: unknown;
+    let data: unknown;
+    try {
+      [id, data] = JSON.parse(payload) as [unknown, unknown];
+    } catch (error) {
+      this.#options.host.report({ message: 'skipped a notification that is not [id, row]', error });
+      return;
+    }
+    const key = prefix + String(id);
+    const expectation = this.#expected.get(key);
+    if (expectation !== undefined) expectation.data ??= data;
     const waiters = this.#waiters.get(key);
-    if (waiters !== undefined) for (const wake of [...waiters]) wake();
+    if (waiters !== undefined) for (const wake of [...waiters]) wake(data);
   }
 
   #pause(ms: number): Promise<void> {

@@ -221,6 +221,8 @@ export class ClusterShape {
     return {
       owns: (id) => this.ownsId(id),
       publish: (scope, request, sagaId) => {
+        // Expected before the unit that sends it commits: its reply cannot be missed.
+        this.node.expectReply(request.requestId);
         const record = encodeWorkRequest(request);
         // Named for the saga, the outbox row is this node's relay's to send, at once.
         return scope.publish(this.options.workTopic, [

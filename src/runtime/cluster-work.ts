@@ -55,8 +55,15 @@ export async function applyWorkRequest(
   }
   let launch: SagaLaunch | null;
   try {
-    launch = await scope.isolate((inner) =>
-      createSaga(inner, definition, request.id, request.input, request.traceparent, deps.clock.now()),
+    // No savepoint needed: createSaga refuses before it writes anything (an invalid input, an id
+    // taken with another input), so a rejection leaves nothing behind in the transaction.
+    launch = await createSaga(
+      scope,
+      definition,
+      request.id,
+      request.input,
+      request.traceparent,
+      deps.clock.now(),
     );
   } catch (error) {
     if (isMeridianError(error) && (error.code === 'CONFLICT' || error.code === 'INVALID_ARGUMENT')) {

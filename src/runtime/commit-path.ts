@@ -49,6 +49,11 @@ export interface CommitPath {
    * transaction of an earlier owner fails with a FencedError.
    */
   open(): Promise<void>;
-  /** Runs `fn` in one transaction, after checking the fence; commits when it resolves. */
-  transaction<T>(fn: (scope: UnitScope) => Promise<T>): Promise<T>;
+  /**
+   * Runs `fn` in one transaction, after checking the fence; commits when it resolves. With
+   * `batched`, the path may defer writes to the end of the transaction (TransactionOptions
+   * .batchWrites), so a write that fails its condition fails the whole transaction with a
+   * BatchedWriteConflictError instead of the unit that made it.
+   */
+  transaction<T>(fn: (scope: UnitScope) => Promise<T>, options?: { batched?: boolean }): Promise<T>;
 }

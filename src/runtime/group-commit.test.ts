@@ -6,7 +6,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { Ownership } from '../cluster/ownership.ts';
 import { OutboxRelay } from '../cluster/relay.ts';
-import { ClosedError, ValidationError } from '../errors.ts';
+import { ClosedError, ConflictError, ValidationError } from '../errors.ts';
 import { type Clock, ManualClock, systemTimers } from '../time.ts';
 import { ClusterCommitPath } from './cluster-commit-path.ts';
 import type { CommitPath } from './commit-path.ts';
@@ -125,6 +125,23 @@ describeShapes('GroupCommitter', (shape) => {
     expect(c.stats).toMatchObject({ transactions: 1, retriedTransactions: 1, failedUnits: 1 });
     expect(await readState('a')).not.toBeNull();
     expect(await readState('b')).toBeNull();
+    expect(await readState('c')).not.toBeNull();
+  });
+
+  it('fails only the unit whose write loses its version check, even when the check runs at the end of a batched transaction', async () => {
+    const { committer: c } = await committer();
+    await c.submit((scope) => scope.tx.entities.put('T', 'v', 1, 0));
+    const outcomes = await Promise.allSettled([
+      c.submit((scope) => scope.tx.entities.put('T', 'a', 1, 0)),
+      // Version 1 is stored: the cluster path defers this write, the embedded one refuses it at once.
+      c.submit((scope) => scope.tx.entities.put('T', 'v', 2, 5)),
+      c.submit((scope) => scope.tx.entities.put('T', 'c', 1, 0)),
+    ]);
+    expect(outcomes.map((outcome) => outcome.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    expect((outcomes[1] as PromiseRejectedResult).reason).toBeInstanceOf(ConflictError);
+    expect(c.stats).toMatchObject({ retriedTransactions: 1, failedUnits: 1 });
+    expect((await readState('v'))?.state).toBe(1);
+    expect(await readState('a')).not.toBeNull();
     expect(await readState('c')).not.toBeNull();
   });
 

@@ -2,6 +2,7 @@ import { AsyncLocalStorage, AsyncResource } from 'node:async_hooks';
 import { assert } from '../assert.ts';
 import { ClosedError, ValidationError } from '../errors.ts';
 import { integerOption } from '../resilience/options.ts';
+import { BatchedWriteConflictError } from '../store/index.ts';
 import type { Timers } from '../time.ts';
 import type { CommitPath, UnitScope } from './commit-path.ts';
 
@@ -186,7 +187,7 @@ export class GroupCommitter {
       try {
         outcomes = await this.#attempt(taken, false);
       } catch (error) {
-        if (!(error instanceof UnitFailed)) throw error;
+        if (!(error instanceof UnitFailed || error instanceof BatchedWriteConflictError)) throw error;
         // One unit threw, and the transaction it shared rolled back whole: run the same units
         // again, each in a savepoint of its own this time, so that only the failing one fails.
         this.#retriedTransactions++;
@@ -227,30 +228,34 @@ export class GroupCommitter {
     const outcomes: Outcome[] = [];
     // Marked once for the whole transaction: everything that runs in it is inside a unit.
     await this.#insideUnit.run(true, () =>
-      this.#path.transaction(async (scope) => {
-        for (let index = 0; ; index++) {
-          let next = taken[index];
-          if (next === undefined) {
-            if (taken.length >= this.#maxUnits) break;
-            next = this.#queue.shift();
-            if (next === undefined) break;
-            taken.push(next);
-          }
-          if (!isolated) {
-            try {
-              outcomes.push({ ok: true, value: await next.work(scope) });
-            } catch (error) {
-              throw new UnitFailed(error);
+      this.#path.transaction(
+        async (scope) => {
+          for (let index = 0; ; index++) {
+            let next = taken[index];
+            if (next === undefined) {
+              if (taken.length >= this.#maxUnits) break;
+              next = this.#queue.shift();
+              if (next === undefined) break;
+              taken.push(next);
             }
-            continue;
+            if (!isolated) {
+              try {
+                outcomes.push({ ok: true, value: await next.work(scope) });
+              } catch (error) {
+                throw new UnitFailed(error);
+              }
+              continue;
+            }
+            try {
+              outcomes.push({ ok: true, value: await scope.isolate(next.work) });
+            } catch (error) {
+              outcomes.push({ ok: false, error });
+            }
           }
-          try {
-            outcomes.push({ ok: true, value: await scope.isolate(next.work) });
-          } catch (error) {
-            outcomes.push({ ok: false, error });
-          }
-        }
-      }),
+        },
+        // The retry runs unbatched: each write then fails in the unit that made it.
+        { batched: !isolated },
+      ),
     );
     return outcomes;
   }

@@ -756,6 +756,9 @@ export class Runtime {
     let result: ExecutionResult | Error;
     if (this.#sagaScheduler.has(id)) {
       result = await this.#sagaScheduler.settled(id, signal);
+    } else if (this.#cluster !== undefined && !this.#cluster.ownsId(id)) {
+      // Another node runs it: wait for its end (the wait reads the saga first).
+      result = await this.#cluster.awaitSagaEnd(id, signal);
     } else {
       const record = await this.saga(id);
       if (record === null) throw new NotFoundError(`Saga '${id}' does not exist`);
@@ -765,9 +768,6 @@ export class Runtime {
           output: record.output,
           reason: record.reason,
         };
-      } else if (this.#cluster !== undefined && !this.#cluster.ownsId(id)) {
-        // Another node runs it: wait for its end in the store.
-        result = await this.#cluster.awaitSagaEnd(id, signal);
       } else {
         // Running in the store but not here (parked after an error): resume it.
         this.#assertRunning();

@@ -8,6 +8,7 @@ export { storeLimits } from './limits.ts';
 export { migratePostgres } from './postgres/migrate.ts';
 export { openPostgresStore, PostgresStore, type PostgresStoreOptions } from './postgres/store.ts';
 export { SchemaMismatchError } from './schema-mismatch-error.ts';
+export { BatchedWriteConflictError } from './sql/write-batch.ts';
 export {
   type Durability,
   type Migration,
@@ -45,4 +46,5 @@ export {
   type StoreTransaction,
   type TimerRecord,
   type TimerStore,
+  type TransactionOptions,
 } from './types.ts';

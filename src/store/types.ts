@@ -323,6 +323,19 @@ export interface StoreReader {
  */
 export const notificationsMayBeMissed = '';
 
+export interface TransactionOptions {
+  /**
+   * PostgreSQL: defer the writes that need no answer before COMMIT (entity puts, saga inserts
+   * and updates, journal appends, notifications) and send each kind as one multi-row statement — a handful
+   * of round trips for a transaction of many small units instead of one each. A deferred write
+   * reports success at once; when its condition (version, new id, journal sequence) turns out false, the
+   * transaction fails with a BatchedWriteConflictError and nothing commits: run it again without
+   * batching to learn which write failed. Ignored by SQLite, whose statements are in-process.
+   * Ignored for a transaction nested in another (a savepoint). @default false
+   */
+  readonly batchWrites?: boolean;
+}
+
 export interface Store {
   readonly dialect: 'sqlite' | 'postgres';
   /**
@@ -331,7 +344,7 @@ export interface Store {
    * Called inside another transaction of the same store, it runs as a savepoint of it: a
    * failure rolls back only its own writes. `tx` is valid only until `fn` settles.
    */
-  transaction<T>(fn: (tx: StoreTransaction) => Promise<T>): Promise<T>;
+  transaction<T>(fn: (tx: StoreTransaction) => Promise<T>, options?: TransactionOptions): Promise<T>;
   /**
    * Runs `fn` on one consistent snapshot of committed data, without taking any write lock:
    * SQLite reads on a read-only connection of its own (never queued behind the writer),

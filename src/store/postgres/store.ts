@@ -14,7 +14,8 @@ import { type SqlConnection, type SqlNotifier, SqlSession, type SqlValue } from 
 import { postgresDialect, requireSchemaName, type StoreTables, storeTables } from '../sql/dialect.ts';
 import { storeComponent, storeMigrations } from '../sql/schema.ts';
 import { createStoreTransaction } from '../sql/transaction.ts';
-import type { Store, StoreReader, StoreTransaction } from '../types.ts';
+import { WriteBatch } from '../sql/write-batch.ts';
+import type { Store, StoreReader, StoreTransaction, TransactionOptions } from '../types.ts';
 import { mapPostgresError } from './errors.ts';
 import { PostgresListener, postgresChannel } from './listener.ts';
 import { migratePostgres } from './migrate.ts';
@@ -158,12 +159,15 @@ export class PostgresStore implements Store {
    * Runs `fn` in one transaction. Called inside another transaction of this store it becomes a
    * savepoint on the same connection: its failure rolls back only its own work.
    */
-  async transaction<T>(fn: (tx: StoreTransaction) => Promise<T>): Promise<T> {
+  async transaction<T>(
+    fn: (tx: StoreTransaction) => Promise<T>,
+    options: TransactionOptions = {},
+  ): Promise<T> {
     if (this.#closed) throw new ClosedError('The PostgreSQL store is closed');
     const parent = this.#current.getStore();
     // Inside a read, a transaction is a transaction of its own: a read has nothing to write to.
     if (parent?.session.open && !parent.session.readOnly) return this.#savepoint(parent, fn);
-    return this.#transaction('BEGIN', false, fn);
+    return this.#transaction('BEGIN', false, fn, options.batchWrites === true);
   }
 
   /**
@@ -174,13 +178,14 @@ export class PostgresStore implements Store {
     if (this.#closed) throw new ClosedError('The PostgreSQL store is closed');
     const parent = this.#current.getStore();
     if (parent?.session.open) return fn(createStoreTransaction(parent.session));
-    return this.#transaction('BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY', true, fn);
+    return this.#transaction('BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY', true, fn, false);
   }
 
   async #transaction<T>(
     begin: string,
     readOnly: boolean,
     fn: (tx: StoreTransaction) => Promise<T>,
+    batchWrites: boolean,
   ): Promise<T> {
     let client: pg.PoolClient;
     try {
@@ -199,6 +204,9 @@ export class PostgresStore implements Store {
     const session = new SqlSession(connection, postgresDialect, this.#tables, this.#clock, {
       readOnly,
       notifier: this.#notifier,
+      batch: batchWrites
+        ? new WriteBatch(this.#tables, (channel) => postgresChannel(this.schema, channel))
+        : undefined,
     });
     let broken: Error | undefined;
     let committing = false;
@@ -207,6 +215,7 @@ export class PostgresStore implements Store {
       let result: T;
       try {
         result = await this.#current.run({ connection, session }, () => fn(createStoreTransaction(session)));
+        await session.runBatch();
       } finally {
         session.finish();
       }
@@ -252,6 +261,8 @@ export class PostgresStore implements Store {
     );
     parent.session.childOpen = true;
     const { connection } = parent;
+    // The parent's deferred writes are the parent's: they must not roll back with the savepoint.
+    await parent.session.runBatch();
     const failureBefore = connection.failure;
     const name = `meridian_savepoint`;
     try {

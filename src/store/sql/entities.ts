@@ -11,6 +11,7 @@ import type { EntityRecord, EntityStore, Json } from '../types.ts';
 import type { SqlSession } from './connection.ts';
 import { sqlPerStore } from './dialect.ts';
 import { parseJson, toInteger, toStringColumn } from './rows.ts';
+import { entityKey } from './write-batch.ts';
 
 interface EntityRow {
   type: unknown;
@@ -62,6 +63,13 @@ export class SqlEntityStore implements EntityStore {
     requireTimestamp('expectedVersion', expectedVersion);
     const text = toJsonText('state', state);
     const nowMs = this.#session.clock.now();
+    const batch = this.#session.batch;
+    if (batch !== undefined) {
+      // A second write of the same entity waits for the first: one row per key and batch.
+      if (batch.has('entities', entityKey(type, id))) await this.#session.runBatch();
+      batch.putEntity({ type, id, state: text, at: nowMs, expected: expectedVersion });
+      return expectedVersion + 1;
+    }
     const changed =
       expectedVersion === 0
         ? // DO NOTHING rather than a unique violation: PostgreSQL would abort the whole
@@ -90,7 +98,10 @@ export class SqlEntityStore implements EntityStore {
   }
 
   async #get(type: string, id: string): Promise<EntityRecord | null> {
-    const rows = await this.#session.query<EntityRow>(this.#sql.get, [type, id]);
+    const rows = await this.#session.query<EntityRow>(this.#sql.get, [type, id], {
+      table: 'entities',
+      key: entityKey(type, id),
+    });
     return rows[0] === undefined ? null : toEntity(rows[0]);
   }
 

@@ -137,14 +137,18 @@ export class SqlSagaStore implements SagaStore {
     const input = toJsonText('input', saga.input);
     const createdAt = requireTimestamp('createdAt', saga.createdAt);
     const partition = requirePartition('partition', saga.partition ?? 0);
-    const changed = await this.#session.execute(this.#sql.create, [
-      id,
-      type,
-      status,
-      input,
-      createdAt,
-      partition,
-    ]);
+    const batch = this.#session.batch;
+    if (batch !== undefined) {
+      // An id that exists fails the batch; unbatched, the retry then says AlreadyExists here.
+      if (batch.has('sagas', id)) await this.#session.runBatch();
+      batch.createSaga({ id, type, status, input, createdAt, partition });
+      return;
+    }
+    const changed = await this.#session.execute(
+      this.#sql.create,
+      [id, type, status, input, createdAt, partition],
+      { table: 'sagas', key: id },
+    );
     if (changed !== 1) {
       throw new AlreadyExistsError(`Saga '${id}' already exists`, { details: { id } });
     }
@@ -164,14 +168,24 @@ export class SqlSagaStore implements SagaStore {
     const status = requireOneOf('status', change.status, sagaStatuses);
     const at = requireTimestamp('at', change.at);
     requireInteger('expectedVersion', expectedVersion, 1, Number.MAX_SAFE_INTEGER);
-    const params: SqlValue[] = [id, expectedVersion, status, at];
     // An absent output/reason keeps the stored one; null clears it.
-    if (change.output !== undefined) {
-      params.push(change.output === null ? null : toJsonText('output', change.output));
+    const output =
+      change.output === undefined || change.output === null
+        ? change.output
+        : toJsonText('output', change.output);
+    const reason =
+      change.reason === undefined
+        ? undefined
+        : optionalText('reason', change.reason, storeLimits.maxTextLength);
+    const batch = this.#session.batch;
+    if (batch !== undefined) {
+      if (batch.has('sagas', id)) await this.#session.runBatch();
+      batch.updateSaga({ id, expected: expectedVersion, status, at, output, reason });
+      return expectedVersion + 1;
     }
-    if (change.reason !== undefined) {
-      params.push(optionalText('reason', change.reason, storeLimits.maxTextLength));
-    }
+    const params: SqlValue[] = [id, expectedVersion, status, at];
+    if (output !== undefined) params.push(output);
+    if (reason !== undefined) params.push(reason);
     const variant = (change.output === undefined ? 0 : 1) + (change.reason === undefined ? 0 : 2);
     const changed = await this.#session.execute(this.#sql.update[variant]!, params);
     if (changed === 1) return expectedVersion + 1;
@@ -220,6 +234,13 @@ export class SqlSagaStore implements SagaStore {
     const error = optionalText('error', entry.error, storeLimits.maxTextLength);
     const attempts = requireInteger('attempts', entry.attempts, 0, 1_000_000);
     const at = requireTimestamp('at', entry.at);
+    const batch = this.#session.batch;
+    if (batch !== undefined) {
+      if (!batch.follows(sagaId, sequence)) await this.#session.runBatch();
+      const write = { sagaId, sequence, kind, name, status, result, error, attempts, at };
+      batch.appendJournal(write);
+      return;
+    }
     let changed: number;
     try {
       changed = await this.#session.execute(this.#sql.appendJournal, [
@@ -260,7 +281,7 @@ export class SqlSagaStore implements SagaStore {
   }
 
   async #get(id: string): Promise<SagaRecord | null> {
-    const rows = await this.#session.query<SagaRow>(this.#sql.get, [id]);
+    const rows = await this.#session.query<SagaRow>(this.#sql.get, [id], { table: 'sagas', key: id });
     return rows[0] === undefined ? null : toSaga(rows[0]);
   }
 }

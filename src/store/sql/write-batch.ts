@@ -1,0 +1,284 @@
+import { ConflictError } from '../../errors.ts';
+import type { SqlConnection, SqlValue } from './connection.ts';
+import type { StoreTables } from './dialect.ts';
+
+/**
+ * A write a batched transaction deferred failed when the batch ran: a version or journal
+ * sequence that did not match. The writes were reported done to the units that made them, so
+ * the transaction must not commit: run it again without batching, where the failing write
+ * fails in the unit that made it (the runtime's group commit does exactly that).
+ */
+export class BatchedWriteConflictError extends ConflictError {
+  constructor(message: string, options: ConstructorParameters<typeof ConflictError>[1] = {}) {
+    super(message, options);
+    this.name = 'BatchedWriteConflictError';
+  }
+}
+
+/** The tables whose writes a batch defers. */
+export type BatchedTable = 'entities' | 'sagas' | 'journal';
+
+interface EntityWrite {
+  type: string;
+  id: string;
+  state: string;
+  at: number;
+  expected: number;
+}
+
+interface SagaInsert {
+  id: string;
+  type: string;
+  status: string;
+  input: string;
+  createdAt: number;
+  partition: number;
+}
+
+interface SagaWrite {
+  id: string;
+  expected: number;
+  status: string;
+  at: number;
+  /** undefined keeps the stored value. */
+  output: string | null | undefined;
+  reason: string | null | undefined;
+}
+
+interface JournalWrite {
+  sagaId: string;
+  sequence: number;
+  kind: string;
+  name: string;
+  status: string;
+  result: string | null;
+  error: string | null;
+  attempts: number;
+  at: number;
+}
+
+/** The key of an entity in a batch. */
+export function entityKey(type: string, id: string): string {
+  return `${type}\u0000${id}`;
+}
+
+/**
+ * The writes of one PostgreSQL transaction that need no answer until it commits — entity puts,
+ * saga inserts and status updates, journal appends and notifications — sent as one multi-row statement per
+ * kind instead of one round trip each. A transaction of a thousand units then makes a handful of
+ * round trips for them instead of thousands.
+ *
+ * A deferred write is reported done at once; the batch runs before any statement that reads or
+ * writes the same table (keyed reads of other keys go first: they cannot see these rows), before
+ * a savepoint and before COMMIT. Every row's condition (the expected version, the next journal
+ * sequence) is still checked by the statement; a row that fails it fails the whole batch with a
+ * BatchedWriteConflictError, and the transaction rolls back.
+ */
+export class WriteBatch {
+  readonly #tables: StoreTables;
+  readonly #channelOf: (channel: string) => string;
+  readonly #entityInserts = new Map<string, EntityWrite>();
+  readonly #entityUpdates = new Map<string, EntityWrite>();
+  readonly #sagaInserts = new Map<string, SagaInsert>();
+  readonly #sagaUpdates = new Map<string, SagaWrite>();
+  /** Per saga, its deferred entries in sequence order. */
+  readonly #journal = new Map<string, JournalWrite[]>();
+  #journalRows = 0;
+  readonly #notifications: Array<[string, string]> = [];
+
+  /** `channelOf`: the database's channel for a store channel (PostgreSQL: one per schema). */
+  constructor(tables: StoreTables, channelOf: (channel: string) => string) {
+    this.#tables = tables;
+    this.#channelOf = channelOf;
+  }
+
+  get size(): number {
+    return (
+      this.#entityInserts.size +
+      this.#entityUpdates.size +
+      this.#sagaInserts.size +
+      this.#sagaUpdates.size +
+      this.#journalRows +
+      this.#notifications.length
+    );
+  }
+
+  /** Whether a deferred write is pending for `key` of `table` (an entity key, or a saga id). */
+  has(table: BatchedTable, key: string): boolean {
+    if (table === 'entities') return this.#entityInserts.has(key) || this.#entityUpdates.has(key);
+    if (table === 'sagas') return this.#sagaInserts.has(key) || this.#sagaUpdates.has(key);
+    return this.#journal.has(key);
+  }
+
+  /**
+   * Whether `sql` must wait for the batch: it names a table with deferred writes and is not a
+   * statement about one `key` that has none.
+   */
+  mustRunBefore(sql: string, key?: { table: BatchedTable; key: string }): boolean {
+    if (this.size === 0) return false;
+    const names: Array<[BatchedTable, string, boolean]> = [
+      ['entities', this.#tables.entities, this.#entityInserts.size + this.#entityUpdates.size > 0],
+      ['sagas', this.#tables.sagas, this.#sagaInserts.size + this.#sagaUpdates.size > 0],
+      ['journal', this.#tables.sagaJournal, this.#journalRows > 0],
+    ];
+    for (const [table, name, pending] of names) {
+      if (!pending || !sql.includes(name)) continue;
+      if (key === undefined || key.table !== table || this.has(table, key.key)) return true;
+    }
+    return false;
+  }
+
+  putEntity(write: EntityWrite): void {
+    const key = entityKey(write.type, write.id);
+    (write.expected === 0 ? this.#entityInserts : this.#entityUpdates).set(key, write);
+  }
+
+  createSaga(write: SagaInsert): void {
+    this.#sagaInserts.set(write.id, write);
+  }
+
+  updateSaga(write: SagaWrite): void {
+    this.#sagaUpdates.set(write.id, write);
+  }
+
+  /** Whether `entry` follows the deferred entries of its saga (or it has none). */
+  follows(sagaId: string, sequence: number): boolean {
+    const pending = this.#journal.get(sagaId);
+    return pending === undefined || pending[pending.length - 1]!.sequence + 1 === sequence;
+  }
+
+  appendJournal(write: JournalWrite): void {
+    const pending = this.#journal.get(write.sagaId);
+    if (pending === undefined) this.#journal.set(write.sagaId, [write]);
+    else pending.push(write);
+    this.#journalRows++;
+  }
+
+  notify(channel: string, payload: string): void {
+    this.#notifications.push([this.#channelOf(channel), payload]);
+  }
+
+  /** Runs every deferred write, and empties the batch. */
+  async run(connection: SqlConnection): Promise<void> {
+    if (this.size === 0) return;
+    const inserts = [...this.#entityInserts.values()];
+    const updates = [...this.#entityUpdates.values()];
+    const created = [...this.#sagaInserts.values()];
+    const sagas = [...this.#sagaUpdates.values()];
+    const journal = [...this.#journal.values()].flat();
+    const notifications = this.#notifications.splice(0);
+    this.#entityInserts.clear();
+    this.#entityUpdates.clear();
+    this.#sagaInserts.clear();
+    this.#sagaUpdates.clear();
+    this.#journal.clear();
+    this.#journalRows = 0;
+    await this.#insertEntities(connection, inserts);
+    await this.#updateEntities(connection, updates);
+    await this.#insertSagas(connection, created);
+    await this.#updateSagas(connection, sagas);
+    await this.#appendJournal(connection, journal);
+    if (notifications.length > 0) {
+      await connection.query('SELECT pg_notify(c, p) FROM unnest($1::text[], $2::text[]) AS n(c, p)', [
+        notifications.map(([channel]) => channel) as unknown as SqlValue,
+        notifications.map(([, payload]) => payload) as unknown as SqlValue,
+      ]);
+    }
+  }
+
+  async #insertEntities(connection: SqlConnection, rows: EntityWrite[]): Promise<void> {
+    if (rows.length === 0) return;
+    const changed = await connection.execute(
+      `INSERT INTO ${this.#tables.entities} (type, id, state, version, updated_at)
+       SELECT type, id, state, 1, at FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) AS v(type, id, state, at)
+       ON CONFLICT (type, id) DO NOTHING`,
+      columns(rows, ['type', 'id', 'state', 'at']),
+    );
+    if (changed !== rows.length) throw conflict('entity inserts', rows.length, changed, 'already existed');
+  }
+
+  async #updateEntities(connection: SqlConnection, rows: EntityWrite[]): Promise<void> {
+    if (rows.length === 0) return;
+    const changed = await connection.execute(
+      `UPDATE ${this.#tables.entities} AS e SET state = v.state, version = e.version + 1, updated_at = v.at
+       FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[]) AS v(type, id, state, at, expected)
+       WHERE e.type = v.type AND e.id = v.id AND e.version = v.expected`,
+      columns(rows, ['type', 'id', 'state', 'at', 'expected']),
+    );
+    if (changed !== rows.length)
+      throw conflict('entity updates', rows.length, changed, 'had another version');
+  }
+
+  async #insertSagas(connection: SqlConnection, rows: SagaInsert[]): Promise<void> {
+    if (rows.length === 0) return;
+    const changed = await connection.execute(
+      `INSERT INTO ${this.#tables.sagas} (id, type, status, input, output, reason, created_at, updated_at, version, partition)
+       SELECT id, type, status, input, NULL, NULL, created_at, created_at, 1, partition
+       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::integer[])
+         AS v(id, type, status, input, created_at, partition)
+       ON CONFLICT (id) DO NOTHING`,
+      columns(rows, ['id', 'type', 'status', 'input', 'createdAt', 'partition']),
+    );
+    if (changed !== rows.length) throw conflict('saga inserts', rows.length, changed, 'already existed');
+  }
+
+  async #updateSagas(connection: SqlConnection, rows: SagaWrite[]): Promise<void> {
+    if (rows.length === 0) return;
+    const changed = await connection.execute(
+      `UPDATE ${this.#tables.sagas} AS s SET status = v.status, updated_at = v.at, version = s.version + 1,
+         output = CASE WHEN v.set_output THEN v.output ELSE s.output END,
+         reason = CASE WHEN v.set_reason THEN v.reason ELSE s.reason END
+       FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::boolean[], $6::text[], $7::boolean[], $8::text[])
+         AS v(id, expected, status, at, set_output, output, set_reason, reason)
+       WHERE s.id = v.id AND s.version = v.expected`,
+      [
+        ...columns(rows, ['id', 'expected', 'status', 'at']),
+        rows.map((row) => row.output !== undefined) as unknown as SqlValue,
+        rows.map((row) => row.output ?? null) as unknown as SqlValue,
+        rows.map((row) => row.reason !== undefined) as unknown as SqlValue,
+        rows.map((row) => row.reason ?? null) as unknown as SqlValue,
+      ],
+    );
+    if (changed !== rows.length) throw conflict('saga updates', rows.length, changed, 'had another version');
+  }
+
+  /**
+   * The entries go in only where each is the next sequence of its saga (counting the batch's
+   * earlier entries of the same saga), as the single append's guard does: the journal stays dense.
+   */
+  async #appendJournal(connection: SqlConnection, rows: JournalWrite[]): Promise<void> {
+    if (rows.length === 0) return;
+    const journal = this.#tables.sagaJournal;
+    const changed = await connection.execute(
+      `WITH v AS (
+         SELECT *, row_number() OVER (PARTITION BY saga_id ORDER BY sequence) - 1 AS rank
+         FROM unnest($1::text[], $2::integer[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::integer[], $9::bigint[])
+           AS u(saga_id, sequence, kind, name, status, result, error, attempts, at))
+       INSERT INTO ${journal} (saga_id, sequence, kind, name, status, result, error, attempts, at)
+       SELECT saga_id, sequence, kind, name, status, result, error, attempts, at FROM v
+       WHERE v.sequence = COALESCE((SELECT MAX(j.sequence) FROM ${journal} AS j WHERE j.saga_id = v.saga_id), -1) + 1 + v.rank
+       ON CONFLICT (saga_id, sequence) DO NOTHING`,
+      columns(rows, ['sagaId', 'sequence', 'kind', 'name', 'status', 'result', 'error', 'attempts', 'at']),
+    );
+    if (changed !== rows.length) {
+      throw conflict('journal entries', rows.length, changed, 'were not the next of their saga');
+    }
+  }
+}
+
+/** One array parameter per field, in order. */
+function columns<T>(rows: readonly T[], fields: ReadonlyArray<keyof T>): SqlValue[] {
+  return fields.map((field) => rows.map((row) => row[field]) as unknown as SqlValue);
+}
+
+function conflict(
+  what: string,
+  expected: number,
+  changed: number,
+  reason: string,
+): BatchedWriteConflictError {
+  return new BatchedWriteConflictError(
+    `${expected - changed} of ${expected} batched ${what} ${reason}: the transaction was rolled back; it runs again unbatched`,
+    { details: { what, expected, changed } },
+  );
+}
