@@ -54,13 +54,8 @@ import type {
 } from './runtime-types.ts';
 import { type EntityInstance, type RuntimeView, runtimeView } from './runtime-view.ts';
 import { createSaga } from './saga-creation.ts';
-import {
-  type ExecutionResult,
-  SagaExecution,
-  type SagaLaunch,
-  type SagaServices,
-  sagaWakeTimerKind,
-} from './saga-execution.ts';
+import { type ExecutionResult, SagaExecution, type SagaLaunch, type SagaServices } from './saga-execution.ts';
+import { sagaWakeTimerKind } from './saga-journal.ts';
 import type { SagaProgress } from './saga-progress.ts';
 import { type LoadedSaga, SagaScheduler, type ScheduledRun } from './saga-scheduler.ts';
 import { deliverSignal, type SignalDelivery, signalRequest } from './saga-signals.ts';

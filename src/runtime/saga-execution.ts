@@ -1,5 +1,5 @@
 import { assert } from '../assert.ts';
-import { ClosedError, ensureError, isMeridianError, isTerminalError, ValidationError } from '../errors.ts';
+import { ClosedError, ensureError, isTerminalError, ValidationError } from '../errors.ts';
 import type { Policy } from '../resilience/index.ts';
 import { integerOption } from '../resilience/options.ts';
 import { type RetryStrategy, toRetryStrategy } from '../resilience/retry.ts';
@@ -27,46 +27,23 @@ import type {
 } from './definitions.ts';
 import { type Effects, truncateMessage } from './effects.ts';
 import { applyCommand, headers } from './entity-command.ts';
-import { NonDeterminismError, SignalTimeoutError, StepFailedError, StepTimeoutError } from './errors.ts';
+import { NonDeterminismError, StepFailedError, StepTimeoutError } from './errors.ts';
 import type { Yield } from './group-commit.ts';
 import { requireRuntimeId, requireRuntimeName } from './options.ts';
 import { CallOrder, type CallRef, untag } from './saga-calls.ts';
-import { deleteMailbox, takeSignal } from './saga-signals.ts';
+import {
+  codeOf,
+  failureFromEntry,
+  failureOf,
+  journalNames,
+  type SendKind,
+  sendEntry,
+} from './saga-journal.ts';
+import { deleteMailbox } from './saga-signals.ts';
+import { WaitingCalls } from './saga-waiting-calls.ts';
 import { Waits } from './saga-waits.ts';
 import { childTraceparent } from './trace.ts';
 import { errorFromReply, type WorkRequest } from './work-requests.ts';
-
-/** Journal names the runtime writes for itself. User names cannot start with '$'. */
-export const journalNames = {
-  /** Sequence 0 of every saga: the trace context it runs in. */
-  start: '$start',
-  /** The saga's code failed: the failure, written with the switch to `compensating`. */
-  failed: '$failed',
-  /** A step's deadline, written before its first attempt so it survives restarts. */
-  deadline: (step: string) => `$deadline:${step}`,
-  send: (entity: string, command: string) => `${entity}.${command}`,
-  /**
-   * A send (or a send's compensation) to an entity another node owns: the request, journaled with
-   * its id before the reply is awaited (cluster shape). The reply follows as the entry itself.
-   */
-  request: (kind: 'step' | 'compensation', name: string) => `$request:${kind}:${name}`,
-  emit: (topic: string) => `emit:${topic}`,
-  /** `ctx.now()` and `ctx.random()`: the value. */
-  now: '$now',
-  random: '$random',
-  /**
-   * The end of a sleep, written only when something else was journaled or in flight while it
-   * slept: where its end falls among the other calls' outcomes.
-   */
-  wake: (sleep: string) => `$wake:${sleep}`,
-  /** The start of a signal wait: its deadline (and timer), so the timeout survives restarts. */
-  awaitSignal: (signal: string) => `$await:${signal}`,
-  /** A signal wait's outcome: the value taken from the mailbox, or the timeout. */
-  signal: (signal: string) => `$signal:${signal}`,
-} as const;
-
-/** The timer kind that wakes a sleeping saga. */
-export const sagaWakeTimerKind = 'meridian.saga.wake';
 
 /** Where a saga's durable sleeps go: the durable timer table's firing, and the saga scheduler. */
 export interface SagaSleeps {
@@ -109,8 +86,6 @@ export interface RemoteEntities {
   /** The owner's reply to `requestId`; rejects when `signal` aborts. */
   awaitReply(requestId: string, signal: AbortSignal): Promise<StoredReply>;
 }
-
-type SendKind = 'step' | 'compensation';
 
 /**
  * A saga to run: its id, and (when it was just created here) its record and journal, so the
@@ -163,42 +138,6 @@ function never(): Promise<never> {
   return new Promise<never>(() => {});
 }
 
-function codeOf(error: Error): string | null {
-  return isMeridianError(error) ? error.code : null;
-}
-
-/** An error's details as JSON when they are JSON and small; null otherwise. */
-function detailsOf(error: Error): Json | null {
-  if (!isMeridianError(error) || Object.keys(error.details).length === 0) return null;
-  try {
-    const json = toJson('details', error.details);
-    return JSON.stringify(json).length <= 4096 ? json : null;
-  } catch {
-    return null;
-  }
-}
-
-/** The failure a thrown error stands for. */
-export function failureOf(error: Error): SagaFailure {
-  return {
-    message: truncateMessage(error.message),
-    code: codeOf(error),
-    step: error instanceof StepFailedError ? error.step : null,
-    details: detailsOf(error),
-  };
-}
-
-/** The failure a `$failed` entry recorded. */
-export function failureFromEntry(entry: Pick<JournalEntry, 'result' | 'error'>): SagaFailure {
-  const result = (entry.result ?? {}) as { code?: Json; step?: Json; details?: Json };
-  return {
-    message: entry.error ?? 'unknown error',
-    code: typeof result.code === 'string' ? result.code : null,
-    step: typeof result.step === 'string' ? result.step : null,
-    details: result.details ?? null,
-  };
-}
-
 /**
  * One run of one saga in this process: from its journal (replay) to its end (completed,
  * compensated, failed) or until the runtime stops (parked; a later start resumes it).
@@ -225,11 +164,8 @@ export class SagaExecution {
   #parked = false;
   /** The saga's code has returned or thrown: it may make no more calls. */
   #codeEnded = false;
-  /** The saga waited for a signal here: its mailbox is deleted when it ends. */
-  #usedSignals = false;
   readonly #inFlight = new Set<Promise<unknown>>();
-  /** Replayed sleeps whose end the journal does not record (see #sleep). */
-  readonly #unsettledSleeps: Array<{ readonly index: number; readonly settle: () => void }> = [];
+  readonly #waiting: WaitingCalls;
   readonly #compensations: Compensation[] = [];
   readonly #stepNames = new Set<string>();
   readonly #context: SagaContext;
@@ -264,7 +200,7 @@ export class SagaExecution {
     this.#calls = new CallOrder(this.#journal, first, {
       yield: services.yield,
       mismatch: (entry, asked) => this.#mismatch(entry, asked),
-      stalled: () => this.#settleSleep(),
+      stalled: () => this.#waiting.settleSleep(),
     });
     this.#waits = new Waits({
       pending: () => this.#calls.pending,
@@ -274,6 +210,18 @@ export class SagaExecution {
       yield: services.yield,
     });
     parking.addEventListener('abort', () => this.#waits.release(), { once: true });
+    this.#waiting = new WaitingCalls({
+      sagaId: this.id,
+      calls: this.#calls,
+      waits: this.#waits,
+      now: () => this.#effects.clock.now(),
+      append: (call, entry, extra, resultOf) => this.#append(call, entry, extra, resultOf),
+      commit: (work) => this.#commit(work),
+      scheduled: (dueAt) => services.sleeps.scheduled(dueAt),
+      parked: () => this.#parking.aborted || this.#parked,
+      park: () => this.#park(),
+      codeEnded: () => this.#codeEnded,
+    });
     this.#context = this.#createContext();
   }
 
@@ -416,7 +364,7 @@ export class SagaExecution {
           ),
         ) as never,
       sleep: (name, durationMs) =>
-        this.#call(`sleep '${name}'`, (call) => this.#sleep(call, name, durationMs), true),
+        this.#call(`sleep '${name}'`, (call) => this.#waiting.sleep(call, name, durationMs), true),
       emit: (topic, record) => this.#call(`emit to '${topic}'`, (call) => this.#emit(call, topic, record)),
       now: () =>
         this.#call('now()', (call) =>
@@ -429,7 +377,7 @@ export class SagaExecution {
       waitForSignal: <T>(name: string, options?: SignalOptions) =>
         this.#call(
           `waitForSignal '${name}'`,
-          (call) => this.#waitForSignal(call, name, options ?? {}),
+          (call) => this.#waiting.waitForSignal(call, name, options ?? {}),
           true,
         ) as Promise<T>,
     };
@@ -521,7 +469,7 @@ export class SagaExecution {
     const ended = status !== 'running' && status !== 'compensating';
     this.#version = await this.#commit(async (scope) => {
       // Signals sent after the end are refused, so the mailbox goes with it.
-      if (ended && this.#usedSignals) await deleteMailbox(scope, this.id);
+      if (ended && this.#waiting.usedSignals) await deleteMailbox(scope, this.id);
       return scope.tx.sagas.update(this.id, { status, at: this.#effects.clock.now(), ...change }, version);
     });
   }
@@ -902,175 +850,6 @@ export class SagaExecution {
     });
   }
 
-  /**
-   * A durable sleep. Its entry (the wake time, with its timer) is journaled when it starts; its
-   * end is journaled (`$wake`) only when something else was journaled or in flight meanwhile,
-   * since only then does the order of its end among the other outcomes need recording. On
-   * replay, a sleep followed by other entries but by no `$wake` either ended before them (then
-   * they wait for it: the call order settles it once nobody else claims them) or was still
-   * sleeping while they ran (then it sleeps on after the replay).
-   */
-  async #sleep(call: CallRef, name: string, durationMs: number): Promise<void> {
-    requireRuntimeName('A sleep name', name);
-    integerOption('durationMs', durationMs, 0, 0, 31_536_000_000);
-    const journaled = await this.#calls.next(call, 'sleep', name);
-    let wakeAt: number;
-    let sleptFrom: number;
-    if (journaled !== undefined) {
-      wakeAt = (journaled.result as { wakeAt: number }).wakeAt;
-      sleptFrom = journaled.sequence + 1;
-      if (this.#calls.journaled(call, 'event', journalNames.wake(name))) {
-        await this.#calls.next(call, 'event', journalNames.wake(name));
-        return;
-      }
-      if (this.#calls.replaying && (await this.#endedBeforeWhatFollows(call))) return;
-    } else {
-      wakeAt = this.#effects.clock.now() + durationMs;
-      sleptFrom = await this.#append(
-        call,
-        { kind: 'sleep', name, status: 'completed', result: null, error: null, attempts: 0 },
-        async (scope, sequence) => {
-          await scope.tx.timers.schedule({
-            id: `saga/${this.id}/${sequence}`,
-            dueAt: wakeAt,
-            kind: sagaWakeTimerKind,
-            payload: { sagaId: this.id },
-          });
-          return sequence + 1;
-        },
-        (sequence) => ({ wakeAt, timerId: `saga/${this.id}/${sequence}` }),
-      );
-      this.#services.sleeps.scheduled(wakeAt);
-    }
-    while (this.#effects.clock.now() < wakeAt) {
-      await this.#waits.until(wakeAt);
-      if (this.#parking.aborted || this.#parked) return this.#park();
-      if (this.#codeEnded) return;
-    }
-    if (this.#calls.length > sleptFrom || this.#calls.pending > 1) {
-      await this.#append(call, {
-        kind: 'event',
-        name: journalNames.wake(name),
-        status: 'completed',
-        result: null,
-        error: null,
-        attempts: 0,
-      });
-    }
-  }
-
-  /**
-   * A replayed sleep whose end the journal does not record, with entries after it: true once the
-   * call order finds nobody to claim the next entry (the code waits for this sleep: it ended
-   * before them), false when the replay ends first (they ran while it slept).
-   */
-  #endedBeforeWhatFollows(call: CallRef): Promise<boolean> {
-    return new Promise<boolean>((resolve) => {
-      const waiter = { index: call.index, settle: () => resolve(true) };
-      this.#unsettledSleeps.push(waiter);
-      const replayed = () => {
-        const index = this.#unsettledSleeps.indexOf(waiter);
-        if (index !== -1) this.#unsettledSleeps.splice(index, 1);
-        resolve(false);
-      };
-      this.#calls.afterReplay().then(replayed, replayed);
-    });
-  }
-
-  /** The earliest-made replayed sleep without a recorded end ends (see #sleep); false if none. */
-  #settleSleep(): boolean {
-    if (this.#unsettledSleeps.length === 0) return false;
-    let earliest = 0;
-    for (let index = 1; index < this.#unsettledSleeps.length; index++) {
-      if (this.#unsettledSleeps[index]!.index < this.#unsettledSleeps[earliest]!.index) earliest = index;
-    }
-    this.#unsettledSleeps.splice(earliest, 1)[0]!.settle();
-    return true;
-  }
-
-  /**
-   * Waits for signal `name`: its start (deadline and timer) is journaled, then its outcome — the
-   * value taken from the mailbox in the unit that journals it, or the timeout.
-   */
-  async #waitForSignal(call: CallRef, name: string, options: SignalOptions): Promise<Json> {
-    requireRuntimeName('A signal name', name);
-    const timeoutMs =
-      options.timeoutMs === undefined
-        ? null
-        : integerOption('timeoutMs', options.timeoutMs, 0, 1, 31_536_000_000);
-    this.#usedSignals = true;
-    const started = await this.#calls.next(call, 'event', journalNames.awaitSignal(name));
-    let deadline: { deadlineAt: number | null; timeoutMs: number | null };
-    if (started !== undefined) {
-      deadline = started.result as typeof deadline;
-    } else {
-      const deadlineAt = timeoutMs === null ? null : this.#effects.clock.now() + timeoutMs;
-      deadline = { deadlineAt, timeoutMs };
-      await this.#append(
-        call,
-        {
-          kind: 'event',
-          name: journalNames.awaitSignal(name),
-          status: 'completed',
-          result: deadline,
-          error: null,
-          attempts: 0,
-        },
-        async (scope, sequence) => {
-          if (deadlineAt === null) return;
-          await scope.tx.timers.schedule({
-            id: `saga/${this.id}/${sequence}`,
-            dueAt: deadlineAt,
-            kind: sagaWakeTimerKind,
-            payload: { sagaId: this.id },
-          });
-        },
-      );
-      if (deadlineAt !== null) this.#services.sleeps.scheduled(deadlineAt);
-    }
-    let outcome = await this.#calls.next(call, 'event', journalNames.signal(name));
-    while (outcome === undefined) {
-      const seen = this.#waits.signals;
-      outcome = await this.#takeSignal(call, name, deadline);
-      if (outcome !== undefined || this.#waits.signals !== seen) continue;
-      await this.#waits.until(deadline.deadlineAt ?? Number.POSITIVE_INFINITY, true);
-      if (this.#parking.aborted || this.#parked) return this.#park();
-      if (this.#codeEnded) return null;
-    }
-    if (outcome.status === 'failed') throw new SignalTimeoutError(name, deadline.timeoutMs ?? 0);
-    return (outcome.result as { value: Json }).value;
-  }
-
-  /** One look at the mailbox: the signal's entry (its value, or its timeout), or undefined. */
-  #takeSignal(
-    call: CallRef,
-    name: string,
-    deadline: { deadlineAt: number | null; timeoutMs: number | null },
-  ): Promise<JournalEntry | undefined> {
-    return this.#calls.append(call, journalNames.signal(name), async (sequence, tagged) => {
-      const nowMs = this.#effects.clock.now();
-      const entry = await this.#commit(async (scope) => {
-        const taken = await takeSignal(scope, this.id, name);
-        const timedOut = deadline.deadlineAt !== null && nowMs >= deadline.deadlineAt;
-        if (taken === undefined && !timedOut) return undefined;
-        const written: JournalEntry = {
-          sagaId: this.id,
-          sequence,
-          kind: 'event',
-          name: tagged,
-          status: taken === undefined ? 'failed' : 'completed',
-          result: taken === undefined ? { code: 'SIGNAL_TIMEOUT' } : { value: taken.value },
-          error: taken === undefined ? `No signal '${name}' arrived within ${deadline.timeoutMs} ms` : null,
-          attempts: 1,
-          at: nowMs,
-        };
-        await scope.tx.sagas.appendJournal(written);
-        return written;
-      });
-      return { entry, value: entry };
-    });
-  }
-
   async #emit(call: CallRef, topic: string, record: EmitRecord): Promise<void> {
     requireRuntimeName('An emit topic', topic);
     const name = journalNames.emit(topic);
@@ -1220,29 +999,6 @@ export class SagaExecution {
     }
     return undefined;
   }
-}
-
-/** The journal entry of an applied send: its reply, or (a step's) rejection. */
-function sendEntry(
-  sagaId: string,
-  sequence: number,
-  kind: SendKind,
-  name: string,
-  at: number,
-  outcome: { reply: Json } | Error,
-): JournalEntry {
-  const failed = outcome instanceof Error;
-  return {
-    sagaId,
-    sequence,
-    kind,
-    name,
-    status: failed ? 'failed' : 'completed',
-    result: failed ? { code: codeOf(outcome) } : outcome.reply,
-    error: failed ? truncateMessage(outcome.message) : null,
-    attempts: 1,
-    at,
-  };
 }
 
 /**

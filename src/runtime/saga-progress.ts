@@ -1,7 +1,7 @@
 import type { JournalEntry, Json, SagaRecord, SagaStatus } from '../store/types.ts';
 import type { AnyEntityDefinition, SagaFailure } from './definitions.ts';
 import { untag } from './saga-calls.ts';
-import { failureFromEntry, journalNames } from './saga-execution.ts';
+import { failureFromEntry, journalNames } from './saga-journal.ts';
 
 /**
  * A saga's read side: what it is doing and what it did, as typed data. `runtime.progress(id)`
