@@ -190,6 +190,19 @@ describe.skipIf(!pgUrl || !brokersText)('runtime on the cluster shape (PostgreSQ
     return runtime;
   }
 
+  /** Nodes a and b on a fresh schema, once the group has split the 8 partitions between them. */
+  async function twoNodes(): Promise<[Runtime, Runtime]> {
+    fresh();
+    const a = await node('a');
+    const b = await node('b');
+    await until('the partitions split across both nodes', async () =>
+      owned(a).length > 0 && owned(b).length > 0 && owned(a).length + owned(b).length === 8
+        ? true
+        : undefined,
+    );
+    return [a, b];
+  }
+
   it('one node owns every partition, applies commands, and publishes events through the outbox', async () => {
     fresh();
     const a = await node('a', 4);
@@ -213,14 +226,7 @@ describe.skipIf(!pgUrl || !brokersText)('runtime on the cluster shape (PostgreSQ
   });
 
   it('two nodes split the partitions; commands and sagas for ids of the other node are routed and applied once', async () => {
-    fresh();
-    const a = await node('a');
-    const b = await node('b');
-    await until('the partitions split across both nodes', async () =>
-      owned(a).length > 0 && owned(b).length > 0 && owned(a).length + owned(b).length === 8
-        ? true
-        : undefined,
-    );
+    const [a, b] = await twoNodes();
     // Ten counters: about half are owned by b; every add from a applies exactly once.
     const ids = Array.from({ length: 10 }, (_, index) => `k-${suffix}-${index}`);
     for (const id of ids) expect(await a.send(Counter, id, 'add', { by: 1 })).toBe(1);
@@ -247,14 +253,7 @@ describe.skipIf(!pgUrl || !brokersText)('runtime on the cluster shape (PostgreSQ
   });
 
   it('concurrent sends to both nodes journal and apply once; any node delivers a saga its signal', async () => {
-    fresh();
-    const a = await node('a');
-    const b = await node('b');
-    await until('the partitions split across both nodes', async () =>
-      owned(a).length > 0 && owned(b).length > 0 && owned(a).length + owned(b).length === 8
-        ? true
-        : undefined,
-    );
+    const [a, b] = await twoNodes();
     const ids = Array.from({ length: 8 }, (_, index) => `s-${suffix}-${index}`);
     const sagaIds = ids.slice(0, 4).map((id) => `approval-${id}`);
     for (const [index, sagaId] of sagaIds.entries()) {
