@@ -26,6 +26,8 @@ export interface CallRef {
   readonly index: number;
   /** What the code asked for, for messages: `step 'charge'`. */
   readonly label: string;
+  /** A sleep or signal wait: it acts on nothing, so it may be left behind when the code ends. */
+  readonly waits: boolean;
 }
 
 interface Claim {
@@ -109,9 +111,9 @@ export class CallOrder {
     return this.#pending.size;
   }
 
-  /** What the earliest call still in flight asked for, if any call is. */
+  /** What the earliest call still in flight that is not a wait asked for, if any. */
   get runningLabel(): string | undefined {
-    for (const call of this.#pending) return call.label;
+    for (const call of this.#pending) if (!call.waits) return call.label;
     return undefined;
   }
 
@@ -120,8 +122,8 @@ export class CallOrder {
     return this.#journal.length;
   }
 
-  begin(label: string): CallRef {
-    const call = { index: this.#nextIndex++, label };
+  begin(label: string, waits = false): CallRef {
+    const call = { index: this.#nextIndex++, label, waits };
     this.#pending.add(call);
     return call;
   }

@@ -306,6 +306,10 @@ export class SagaExecution {
         `The saga's code returned while its call ${running} was still running: await every ctx call`,
       );
     }
+    // Waits left behind (the loser of a Promise.race) end: they were released, and a journaled
+    // outcome of theirs is still handed over, so the journal is read to its end.
+    await Promise.allSettled([...this.#inFlight]);
+    if (this.#parked || this.#parking.aborted) return this.#park();
     const unread = this.#calls.undelivered;
     if (unread !== undefined) {
       const { name } = untag(unread.name);
@@ -397,7 +401,7 @@ export class SagaExecution {
       );
     }
     if (this.#parked || this.#parking.aborted) return this.#park();
-    const running = this.#within(label, async (call) => {
+    const running = this.#within(label, waits, async (call) => {
       // Work other than a wait needs the slot, which an execution whose calls all wait gave back.
       if (!waits) await this.#waits.active();
       return fn(call);
@@ -411,8 +415,8 @@ export class SagaExecution {
   }
 
   /** Runs `fn` as a call in the call order (the saga's code's, or the runtime's own). */
-  async #within<T>(label: string, fn: (call: CallRef) => Promise<T>): Promise<T> {
-    const call = this.#calls.begin(label);
+  async #within<T>(label: string, waits: boolean, fn: (call: CallRef) => Promise<T>): Promise<T> {
+    const call = this.#calls.begin(label, waits);
     try {
       return await fn(call);
     } finally {
@@ -884,7 +888,7 @@ export class SagaExecution {
   async #compensate(error: Error): Promise<ExecutionResult> {
     let failure: SagaFailure;
     try {
-      failure = await this.#within('$failed', (call) => this.#journalFailure(call, error));
+      failure = await this.#within('$failed', false, (call) => this.#journalFailure(call, error));
     } catch (caught) {
       return this.#markFailed(ensureError(caught).message);
     }
@@ -893,7 +897,7 @@ export class SagaExecution {
       if (this.#parking.aborted) return this.#park();
       let failed: string | undefined;
       try {
-        failed = await this.#within(`compensation of '${compensation.name}'`, (call) =>
+        failed = await this.#within(`compensation of '${compensation.name}'`, false, (call) =>
           compensation.kind === 'step'
             ? this.#compensateStep(call, compensation, failure)
             : this.#compensateSend(call, compensation, failure),

@@ -121,6 +121,29 @@ describeShapes('signals', (shape) => {
     await expect(runtime.handle('s1').result()).resolves.toMatchObject({ by: 'di' });
   });
 
+  it('races a signal against a sleep: the loser is left behind, and the saga completes either way', async () => {
+    const Race = saga('Race', async (ctx) => {
+      const winner = await Promise.race([
+        ctx.waitForSignal<string>('answer').then((answer) => `answered ${answer}`),
+        ctx.sleep('patience', 1_000).then(() => 'gave up'),
+      ]);
+      return ctx.step('record', () => winner);
+    });
+    const runtime = await fixture.start(fixture.runtime({ drainTimeoutMs: 0 }).register(Race));
+    const answered = await runtime.startSaga(Race, 'r-answered', undefined);
+    const patient = await runtime.startSaga(Race, 'r-patient', undefined);
+    await fixture.eventually(
+      async () =>
+        (await runtime.progress('r-answered'))?.calls.some((call) => call.kind === 'sleep') === true,
+    );
+    await runtime.signal('r-answered', 'answer', 'yes');
+    await expect(answered.result()).resolves.toBe('answered yes');
+    await fixture.advance(clock, 1_000, 100);
+    await expect(patient.result()).resolves.toBe('gave up');
+    // The mailbox went with the saga: a late answer is refused.
+    await expect(runtime.signal('r-patient', 'answer', 'late')).rejects.toBeInstanceOf(NotFoundError);
+  });
+
   it('refuses a bad signal name and a value that is not JSON, with errors that say why', async () => {
     const runtime = await runtimeWith();
     await expect(runtime.signal('a', 'bad name!', 1)).rejects.toThrow(/A signal name must match/);
