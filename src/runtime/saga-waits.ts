@@ -95,7 +95,7 @@ export class Waits {
 
   /** Gives the slot back, a turn from now, if every call in flight is then a wait. */
   reconsider(): void {
-    if (this.#checking || this.#idle !== null || this.#closed) return;
+    if (this.#waits.size === 0 || this.#checking || this.#idle !== null || this.#closed) return;
     this.#checking = true;
     void this.#options.yield().then(() => {
       this.#checking = false;
