@@ -48,7 +48,7 @@ const Transfer = saga(
 
 /**
  * Adds to two counters at once (usually owned by different nodes: two routed requests in flight
- * together), then waits for the signal 'approve', which any node may deliver.
+ * together), then waits for the signals 'approve' and 'release', which any node may deliver.
  */
 const Approved = saga('ClusterApproved', async (ctx, input: { a: string; b: string }) => {
   const added = await Promise.all([
@@ -56,6 +56,8 @@ const Approved = saga('ClusterApproved', async (ctx, input: { a: string; b: stri
     ctx.send(Counter, input.b, 'add', { by: 1 }),
   ]);
   const approval = await ctx.waitForSignal<string>('approve', { timeoutMs: 60_000 });
+  // A second wait keeps the saga running while the test sends 'approve' again.
+  await ctx.waitForSignal('release');
   return { added, approval };
 });
 
@@ -269,6 +271,7 @@ describe.skipIf(!pgUrl || !brokersText)('runtime on the cluster shape (PostgreSQ
       );
       await expect(other.signal(sagaId, 'approve', `by ${other.cluster!.node}`)).resolves.toBe('delivered');
       await expect(owner.signal(sagaId, 'approve', 'again')).resolves.toBe('duplicate');
+      await expect(other.signal(sagaId, 'release', null)).resolves.toBe('delivered');
     }
     for (const sagaId of sagaIds) {
       const result = await a.handle<{ added: number[]; approval: string }>(sagaId).result();

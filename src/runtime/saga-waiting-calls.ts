@@ -9,6 +9,13 @@ import { journalNames, sagaWakeTimerKind } from './saga-journal.ts';
 import { takeSignal } from './saga-signals.ts';
 import type { Waits } from './saga-waits.ts';
 
+/** A signal wait's deadline, journaled when the wait starts (`timerId`: absent in older journals). */
+interface SignalDeadline {
+  readonly deadlineAt: number | null;
+  readonly timeoutMs: number | null;
+  readonly timerId?: string | null;
+}
+
 /** What the waiting calls need from the execution they belong to. */
 export interface WaitingHost {
   readonly sagaId: string;
@@ -146,31 +153,39 @@ export class WaitingCalls {
         : integerOption('timeoutMs', options.timeoutMs, 0, 1, 31_536_000_000);
     this.usedSignals = true;
     const started = await this.#host.calls.next(call, 'event', journalNames.awaitSignal(name));
-    let deadline: { deadlineAt: number | null; timeoutMs: number | null };
+    let deadline: SignalDeadline;
     if (started !== undefined) {
-      deadline = started.result as typeof deadline;
+      deadline = started.result as unknown as SignalDeadline;
     } else {
       const deadlineAt = timeoutMs === null ? null : this.#host.now() + timeoutMs;
-      deadline = { deadlineAt, timeoutMs };
-      await this.#host.append(
+      const deadlineOf = (sequence: number): SignalDeadline => ({
+        deadlineAt,
+        timeoutMs,
+        timerId: deadlineAt === null ? null : `saga/${this.#host.sagaId}/${sequence}`,
+      });
+      deadline = await this.#host.append(
         call,
         {
           kind: 'event',
           name: journalNames.awaitSignal(name),
           status: 'completed',
-          result: deadline,
+          result: null,
           error: null,
           attempts: 0,
         },
         async (scope, sequence) => {
-          if (deadlineAt === null) return;
-          await scope.tx.timers.schedule({
-            id: `saga/${this.#host.sagaId}/${sequence}`,
-            dueAt: deadlineAt,
-            kind: sagaWakeTimerKind,
-            payload: { sagaId: this.#host.sagaId },
-          });
+          const started = deadlineOf(sequence);
+          if (started.timerId && deadlineAt !== null) {
+            await scope.tx.timers.schedule({
+              id: started.timerId,
+              dueAt: deadlineAt,
+              kind: sagaWakeTimerKind,
+              payload: { sagaId: this.#host.sagaId },
+            });
+          }
+          return started;
         },
+        (sequence) => deadlineOf(sequence) as unknown as Json,
       );
       if (deadlineAt !== null) this.#host.scheduled(deadlineAt);
     }
@@ -188,17 +203,15 @@ export class WaitingCalls {
   }
 
   /** One look at the mailbox: the signal's entry (its value, or its timeout), or undefined. */
-  #takeSignal(
-    call: CallRef,
-    name: string,
-    deadline: { deadlineAt: number | null; timeoutMs: number | null },
-  ): Promise<JournalEntry | undefined> {
+  #takeSignal(call: CallRef, name: string, deadline: SignalDeadline): Promise<JournalEntry | undefined> {
     return this.#host.calls.append(call, journalNames.signal(name), async (sequence, tagged) => {
       const nowMs = this.#host.now();
       const entry = await this.#host.commit(async (scope) => {
         const taken = await takeSignal(scope, this.#host.sagaId, name);
         const timedOut = deadline.deadlineAt !== null && nowMs >= deadline.deadlineAt;
         if (taken === undefined && !timedOut) return undefined;
+        // Taken in time: its deadline's timer has nothing left to wake.
+        if (taken !== undefined && deadline.timerId) await scope.tx.timers.delete(deadline.timerId);
         const written: JournalEntry = {
           sagaId: this.#host.sagaId,
           sequence,

@@ -49,10 +49,13 @@ describeShapes('signals', (shape) => {
 
   it('a waiting saga takes the signal delivered to it by id, once; the value is journaled', async () => {
     const runtime = await runtimeWith();
-    const handle = await runtime.startSaga(Approval, 'a1', {});
+    const handle = await runtime.startSaga(Approval, 'a1', { timeoutMs: 60_000 });
     await waiting(runtime, 'a1');
+    expect(await fixture.store.read((tx) => tx.timers.nextDueAt())).toBe(1_060_000);
     await expect(runtime.signal('a1', 'decision', { approved: true, by: 'ada' })).resolves.toBe('delivered');
     await expect(handle.result()).resolves.toEqual({ approved: true, by: 'ada', requestedAt: 1_000_000 });
+    // Taken in time: the deadline's timer went with it.
+    expect(await fixture.store.read((tx) => tx.timers.nextDueAt())).toBeNull();
     const progress = await runtime.progress('a1');
     expect(progress?.calls.map((call) => call.kind)).toEqual(['now', 'signal']);
     expect(progress?.calls[1]).toMatchObject({
