@@ -1,4 +1,4 @@
-// Banking case study under load: starts `meridian banking` (policies off, then on) as a child
+// Banking case study under load: starts `banking` (policies off, then on) as a child
 // process, drives GET /mobile/balance/{id} at a fixed open-loop rate, and slows auth to 2 s in
 // the middle, then makes half its calls fail, then restores it. Prints one line per mode and phase: p50/p99/max latency (from each request's
 // scheduled send time, so a stalled server cannot hide its queue), errors, degraded share, and
@@ -34,7 +34,7 @@ const newStats = (): PhaseStats => ({
 function startServer(policies: boolean): Promise<{ child: ChildProcess; url: string }> {
   const child = spawn(
     process.execPath,
-    ['src/cli/main.ts', 'banking', '--port', '0', '--policies', policies ? 'on' : 'off'],
+    ['apps/banking/main.ts', '--port', '0', '--policies', policies ? 'on' : 'off'],
     { stdio: ['ignore', 'pipe', 'inherit'] },
   );
   return new Promise((resolve, reject) => {

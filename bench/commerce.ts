@@ -1,14 +1,14 @@
 /**
  * The commerce system end to end through HTTP: `npm run bench:commerce`.
  *
- * Starts `meridian demo --traffic off` on a fresh data directory (a child process, as a user
- * would run it), sets up the stock and warms the server up with a short run of `meridian load`
- * at a fifth of the rate, then runs `meridian load` (another child process) at `--rate` orders/s:
+ * Starts `commerce demo --traffic off` on a fresh data directory (a child process, as a user
+ * would run it), sets up the stock and warms the server up with a short run of `commerce load`
+ * at a fifth of the rate, then runs `commerce load` (another child process) at `--rate` orders/s:
  * `--warmup` seconds not counted (the generator's connections and JIT, and the server at full
  * rate, settle: a cold generator's first second alone puts a backlog of hundreds of orders in
  * the percentiles), then `--duration` seconds measured. Prints one line: offered, accepted and
  * completed orders/s, latency to 202 and to a terminal status (HdrHistogram percentiles from
- * `meridian load`, measured from each order's due time), the server's (and its main thread's)
+ * `commerce load`, measured from each order's due time), the server's (and its main thread's)
  * and the load generator's CPU time per accepted order over the warm-up and the measured run
  * (Linux), and the machine's load average, since the server, the load generator and whatever
  * else runs share the cores.
@@ -26,7 +26,7 @@ import { join, resolve } from 'node:path';
 import { median } from './stats.ts';
 
 const root = resolve(import.meta.dirname, '..');
-const main = join(root, 'src/cli/main.ts');
+const main = join(root, 'apps/commerce/cli/main.ts');
 
 function option(name: string, fallback: string): string {
   const index = process.argv.indexOf(`--${name}`);
@@ -128,7 +128,7 @@ async function startServer(dataDir: string): Promise<{ child: ChildProcess; url:
       if (match !== null) done(match[1]!);
     });
     child.once('exit', (code) =>
-      fail(new Error(`meridian demo exited (${code}) before listening:\n${output}`)),
+      fail(new Error(`commerce demo exited (${code}) before listening:\n${output}`)),
     );
   });
   child.stdout!.resume();
@@ -183,7 +183,7 @@ function runLoad(
   return new Promise((done, fail) =>
     child.once('exit', (code) => {
       clearInterval(sampler);
-      if (code !== 0) return fail(new Error(`meridian load exited with ${code}`));
+      if (code !== 0) return fail(new Error(`commerce load exited with ${code}`));
       done({ summary: JSON.parse(output.trim().split('\n').pop()!) as LoadSummary, cpuMs: cpu });
     }),
   );

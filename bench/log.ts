@@ -13,7 +13,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Log } from '../src/log/index.ts';
-import { KafkaLog, openSqliteLog, parseBrokerList } from '../src/log/index.ts';
+import { openSqliteLog } from '../src/log/index.ts';
+import { KafkaLog, parseBrokerList } from '../src/log/kafka/index.ts';
 
 /** One backend under test: how to open a fresh log for a case, and which durability settings it has. */
 interface BenchBackend {

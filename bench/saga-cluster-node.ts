@@ -12,9 +12,10 @@
  * id's, so most starts are routed to another node when there are several.
  */
 import { build, encodeIntoCompressedBase64 } from 'hdr-histogram-js';
-import { KafkaLog } from '../src/log/index.ts';
+import { workPartitionOf } from '../src/cluster/partitions.ts';
+import { KafkaLog } from '../src/log/kafka/index.ts';
 import { createRuntime, type Runtime, type RuntimeOptions } from '../src/runtime/index.ts';
-import { openPostgresStore } from '../src/store/index.ts';
+import { openPostgresStore } from '../src/store/postgres/index.ts';
 import { Inventory, Order, OrderSaga, skus } from './saga-app.ts';
 
 export interface NodeConfig {
@@ -25,6 +26,8 @@ export interface NodeConfig {
   group: string;
   node: string;
   partitions: number;
+  /** Start only sagas whose ids this node owns (see ClusterBenchOptions.localStarts). */
+  localStarts: boolean;
 }
 
 export type NodeMessage =
@@ -57,10 +60,13 @@ function failed(error: unknown): void {
 
 function nextInput(): [string, { sku: string; qty: number; amount: number }] {
   sequence++;
-  return [
-    `${config.node}-${sequence}`,
-    { sku: `sku-${sequence % skus}`, qty: 1, amount: 100 + (sequence % 50) },
-  ];
+  let id = `${config.node}-${sequence}`;
+  const mine = config.localStarts ? (runtime?.cluster?.owned() ?? []) : [];
+  // A partition-aware client: the next id (suffixed) that falls in a partition this node owns.
+  for (let suffix = 0; mine.length > 0 && !mine.includes(workPartitionOf(id, config.partitions)); suffix++) {
+    id = `${config.node}-${sequence}-${suffix}`;
+  }
+  return [id, { sku: `sku-${sequence % skus}`, qty: 1, amount: 100 + (sequence % 50) }];
 }
 
 async function open(): Promise<Runtime> {

@@ -23,8 +23,8 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { build, decodeFromCompressedBase64, type Histogram } from 'hdr-histogram-js';
 import pg from 'pg';
-import { KafkaLog, parseBrokerList } from '../src/log/index.ts';
-import { openPostgresStore } from '../src/store/index.ts';
+import { KafkaLog, parseBrokerList } from '../src/log/kafka/index.ts';
+import { openPostgresStore } from '../src/store/postgres/index.ts';
 import type { NodeConfig, NodeMessage, NodeReport } from './saga-cluster-node.ts';
 
 export interface ClusterBenchOptions {
@@ -35,6 +35,11 @@ export interface ClusterBenchOptions {
   takeover: boolean;
   /** Sagas/s offered in total while a node is killed. */
   takeoverRate: number;
+  /**
+   * Each node starts only sagas whose ids fall in partitions it owns (a partition-aware client,
+   * as a Kafka producer sends to a partition's leader): no routed starts, only routed commands.
+   */
+  localStarts?: boolean;
 }
 
 const partitions = 16;
@@ -193,6 +198,7 @@ export async function clusterBench(options: ClusterBenchOptions): Promise<void> 
     group: `bench.${run}.nodes`,
     node: `${appPrefix}${node}`,
     partitions,
+    localStarts: options.localStarts === true,
   });
   const nodes = Array.from({ length: options.nodes }, (_, index) => new BenchNode(config(`n${index + 1}`)));
   try {
@@ -356,7 +362,7 @@ function printLine(
   const perSaga = (ms: number) => (ms / max.counted).toFixed(2);
   const total = max.cpu.nodes + max.cpu.kafka + max.cpu.postgres;
   const line = [
-    `sagas (4-step, cluster: ${options.nodes} node${options.nodes > 1 ? 's' : ''}, Kafka + PostgreSQL): ${Math.round(max.perSecond).toLocaleString('en-US')}/s sustained at ${max.inFlight} in flight${max.failures > 0 ? ` (${max.failures} failed)` : ''}`,
+    `sagas (4-step, cluster: ${options.nodes} node${options.nodes > 1 ? 's' : ''}${options.localStarts === true ? ', local starts' : ''}, Kafka + PostgreSQL): ${Math.round(max.perSecond).toLocaleString('en-US')}/s sustained at ${max.inFlight} in flight${max.failures > 0 ? ` (${max.failures} failed)` : ''}`,
     `${max.unitsPerTransaction.toFixed(0)} units/transaction${max.retried > 0 ? ` (${max.retried} transactions retried unit by unit)` : ''}`,
     `CPU per saga ${perSaga(total)} ms (nodes ${perSaga(max.cpu.nodes)}, Kafka ${perSaga(max.cpu.kafka)}, PostgreSQL ${perSaga(max.cpu.postgres)})`,
     `at ${options.rate.toLocaleString('en-US')}/s offered: p50 ${fixed.p50Ms.toFixed(1)} ms, p99 ${fixed.p99Ms.toFixed(1)} ms (n=${fixed.measured}${fixed.failures > 0 ? `, ${fixed.failures} failed` : ''})`,

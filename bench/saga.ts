@@ -19,7 +19,8 @@
  *
  * `--shape cluster --nodes N` runs the same saga on N node processes of the cluster shape over
  * PostgreSQL and Kafka instead (bench/saga-cluster.ts: its own line, CPU over every process, the
- * takeover time after kill -9 of a node; --rate defaults to 500 there). The embedded line is
+ * takeover time after kill -9 of a node; --rate defaults to 500 there; --local-starts makes each
+ * node start only sagas whose ids it owns, as a partition-aware client would). The embedded line is
  * unchanged.
  */
 import { build } from 'hdr-histogram-js';
@@ -175,5 +176,6 @@ if (shape === 'cluster') {
     rate: option('rate', 500),
     takeover: !process.argv.includes('--no-takeover'),
     takeoverRate: option('takeover-rate', 50),
+    localStarts: process.argv.includes('--local-starts'),
   });
 } else await embedded();

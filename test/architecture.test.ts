@@ -3,6 +3,7 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { packageEntries } from './package-entries.ts';
 
 const root = resolve(import.meta.dirname, '..');
 
@@ -20,14 +21,16 @@ const layerRank: Record<string, number> = {
   chaos: 7,
   http: 8,
   dashboard: 8,
-  cli: 9,
+  app: 9, // an app module's shape and its hosts: runtime + gateway
+  testing: 10,
+  cli: 10,
 };
 
-function sourceFiles(directory: string): string[] {
+function sourceFiles(directory: string, options: { tests?: boolean } = {}): string[] {
   return readdirSync(directory).flatMap((name) => {
     const path = join(directory, name);
-    if (statSync(path).isDirectory()) return sourceFiles(path);
-    return path.endsWith('.ts') && !path.endsWith('.test.ts') ? [path] : [];
+    if (statSync(path).isDirectory()) return sourceFiles(path, options);
+    return path.endsWith('.ts') && (options.tests === true || !path.endsWith('.test.ts')) ? [path] : [];
   });
 }
 
@@ -58,9 +61,6 @@ describe('architecture', () => {
     )) {
       const from = layerOf(file);
       for (const target of relativeImports(file)) {
-        // The CLI is the one entry point that starts the reference apps (`meridian demo`); the
-        // apps themselves still see only the public API (checked below).
-        if (from === 'cli' && relative(root, target).startsWith(`apps${sep}`)) continue;
         const to = layerOf(target);
         if ((layerRank[to] ?? Number.POSITIVE_INFINITY) > (layerRank[from] ?? -1)) {
           violations.push(
@@ -72,12 +72,24 @@ describe('architecture', () => {
     expect(violations).toEqual([]);
   });
 
-  it('apps/ use only the public API (src/index.ts)', () => {
+  it('nothing under src/ (tests included) imports from apps/: the platform builds and ships without them', () => {
+    const violations: string[] = [];
+    for (const file of sourceFiles(join(root, 'src'), { tests: true })) {
+      for (const target of relativeImports(file)) {
+        if (relative(root, target).startsWith(`apps${sep}`))
+          violations.push(`${relative(root, file)} imports ${relative(root, target)}`);
+      }
+    }
+    expect(violations).toEqual([]);
+  });
+
+  it("apps/ use only the package's entry points (what package.json exports)", () => {
+    const entries = new Set(packageEntries.map((entry) => entry.source));
     const violations: string[] = [];
     for (const file of sourceFiles(join(root, 'apps'))) {
       for (const target of relativeImports(file)) {
         const path = relative(root, target);
-        if (path.startsWith(`src${sep}`) && path !== join('src', 'index.ts')) {
+        if (path.startsWith(`src${sep}`) && !entries.has(target)) {
           violations.push(`${relative(root, file)} imports ${path}`);
         }
       }

@@ -3,16 +3,22 @@
 // with `policies: true` auth sits behind a timeout, a slow-call circuit breaker and a bulkhead,
 // the route sheds load beyond an adaptive limit, and a broken auth answers from the last balance
 // this session saw (marked degraded) or a clear 503, within the route's budget.
+
+import { createGateway, type Gateway, HttpProblem } from '../../src/http/index.ts';
+import {
+  type Clock,
+  type Random,
+  systemClock,
+  systemRandom,
+  systemTimers,
+  type Timers,
+} from '../../src/index.ts';
 import {
   aimdLimit,
   type BulkheadPolicy,
   bulkhead,
   type CircuitBreakerPolicy,
-  type Clock,
   circuitBreaker,
-  createGateway,
-  type Gateway,
-  HttpProblem,
   isBrokenCircuitError,
   isBulkheadRejectedError,
   isTimeoutError,
@@ -20,13 +26,8 @@ import {
   loadShedder,
   type Policy,
   pipeline,
-  type Random,
-  systemClock,
-  systemRandom,
-  systemTimers,
-  type Timers,
   timeout,
-} from '../../src/index.ts';
+} from '../../src/resilience/index.ts';
 import { AuthService, type AuthSettings, AuthUnavailableError } from './auth-service.ts';
 import { type Balance, BalanceService } from './balance-service.ts';
 

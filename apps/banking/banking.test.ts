@@ -2,7 +2,7 @@
 // route's latency follows auth down; with them it answers within its budget from the cached
 // balance, the breaker opens and readiness fails, and both recover by themselves with auth.
 import { afterEach, describe, expect, it } from 'vitest';
-import { ManualClock, seededRandom } from '../../src/index.ts';
+import { ManualClock, seededRandom } from '../../src/testing/index.ts';
 import { type BankingApp, createBankingApp } from './app.ts';
 
 const apps: BankingApp[] = [];

@@ -1,19 +1,16 @@
+import { createGateway, type Gateway, type GatewayOptions } from '../../src/http/index.ts';
 import {
   type Clock,
-  createGateway,
   createRuntime,
-  type Gateway,
-  type GatewayOptions,
-  type IdempotencyStore,
-  type Log,
   type Random,
   type Runtime,
   type RuntimeOptions,
   type SagaDefinition,
-  type Store,
   systemTimers,
   type Timers,
 } from '../../src/index.ts';
+import type { Log } from '../../src/log/index.ts';
+import type { IdempotencyStore, Store } from '../../src/store/index.ts';
 import { Catalog, type CatalogOptions } from './catalog.ts';
 import { registerCommerceRoutes } from './http-api.ts';
 import { Inventory } from './inventory.ts';

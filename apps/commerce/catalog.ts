@@ -1,4 +1,5 @@
-import type { Runtime, Store } from '../../src/index.ts';
+import type { Runtime } from '../../src/index.ts';
+import type { Store } from '../../src/store/index.ts';
 import { Inventory, type StockState } from './inventory.ts';
 import type { OrderItem } from './order.ts';
 import { TtlCache } from './ttl-cache.ts';

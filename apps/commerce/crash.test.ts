@@ -1,4 +1,4 @@
-// SIGKILL of a real `meridian demo` process while orders pour in, a restart on the same data
+// SIGKILL of a real `commerce demo` process while orders pour in, a restart on the same data
 // directory, and the invariants afterwards: nothing oversold, nobody charged twice, every
 // cancelled charge refunded, every order ended.
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -17,12 +17,12 @@ interface Demo {
   exited: Promise<number | null>;
 }
 
-/** Starts `meridian demo` and resolves once it prints its URL (bounded). */
+/** Starts `commerce demo` and resolves once it prints its URL (bounded). */
 async function startDemo(dataDir: string, extra: string[] = []): Promise<Demo> {
   const child = spawn(
     process.execPath,
     [
-      join(root, 'src/cli/main.ts'),
+      join(root, 'apps/commerce/cli/main.ts'),
       'demo',
       '--traffic',
       'off',

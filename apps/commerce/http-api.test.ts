@@ -1,7 +1,7 @@
 // The commerce HTTP contract of issue 5, request by request, against a real server on a real port.
 
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { ManualClock } from '../../src/index.ts';
+import { ManualClock } from '../../src/testing/index.ts';
 import { fetchCharges } from './invariants.ts';
 import { Order } from './order.ts';
 import { openTestCommerce, type TestCommerce } from './test-fixture.ts';

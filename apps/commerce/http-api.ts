@@ -1,11 +1,13 @@
 import {
-  ConflictError,
   type Gateway,
   HttpProblem,
   idempotencyOf,
-  NotFoundError,
   PREFERENCE_APPLIED_HEADER,
   preferredWaitSeconds,
+} from '../../src/http/index.ts';
+import {
+  ConflictError,
+  NotFoundError,
   type Runtime,
   type SagaDefinition,
   type Timers,

@@ -1,14 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import type { ServerResponse } from 'node:http';
-import {
-  decodeJson,
-  type Gateway,
-  HttpProblem,
-  type Log,
-  type LogRecord,
-  type Timers,
-} from '../../src/index.ts';
+import { type Gateway, HttpProblem } from '../../src/http/index.ts';
+import type { Timers } from '../../src/index.ts';
+import { decodeJson, type Log, type LogRecord } from '../../src/log/index.ts';
 import { Order, type OrderEvent } from './order.ts';
 
 export interface OrderFeedDependencies {

@@ -4,13 +4,8 @@ import { appendFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import {
-  ManualClock,
-  NotFoundError,
-  RetryableError,
-  TerminalError,
-  ValidationError,
-} from '../../src/index.ts';
+import { NotFoundError, RetryableError, TerminalError, ValidationError } from '../../src/index.ts';
+import { ManualClock } from '../../src/testing/index.ts';
 import { createPaymentGateway, type PaymentGateway, type PaymentGatewayOptions } from './payment-gateway.ts';
 import { NEXT_CURSOR_HEADER, PaymentGatewayClient } from './payment-gateway-client.ts';
 import { PaymentLedger } from './payment-gateway-ledger.ts';

@@ -2,13 +2,13 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import {
   type Clock,
   type Random,
-  seededRandom,
   systemClock,
   systemTimers,
   type TimerHandle,
   type Timers,
   ValidationError,
 } from '../../src/index.ts';
+import { seededRandom } from '../../src/testing/index.ts';
 import { NEXT_CURSOR_HEADER } from './payment-gateway-client.ts';
 import {
   type Charge,

@@ -1,11 +1,11 @@
+import type { Runtime } from '../../src/index.ts';
 import type {
   IdempotencyClaim,
   IdempotencyReservation,
   IdempotencyReserveRequest,
   IdempotencyStore,
-  Runtime,
   StoredResponse,
-} from '../../src/index.ts';
+} from '../../src/store/index.ts';
 
 /**
  * Idempotency-Key records kept through the runtime's group commit: each reserve, complete and

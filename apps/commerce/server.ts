@@ -1,18 +1,14 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  type Durability,
-  type Log,
   type SagaStatus,
-  SqliteDatabase,
-  SqliteLog,
-  SqliteStore,
-  type Store,
   systemClock,
   systemRandom,
   systemTimers,
   ValidationError,
 } from '../../src/index.ts';
+import { type Log, SqliteLog } from '../../src/log/index.ts';
+import { type Durability, SqliteDatabase, SqliteStore, type Store } from '../../src/store/index.ts';
 import { type CommerceApp, type CommerceAppOptions, createCommerceApp } from './app.ts';
 import type { PaymentGatewaySettings } from './payment-gateway.ts';
 import { PaymentGatewayClient } from './payment-gateway-client.ts';
@@ -136,7 +132,7 @@ export interface CommerceNodeOptions {
   /** This node's log (Kafka); the caller opens and closes it. */
   log: Log;
   /**
-   * The payment gateway every node charges through (`meridian payments`). One for the whole
+   * The payment gateway every node charges through (`commerce payments`). One for the whole
    * cluster: an order taken over by another node must find the charge its first owner made.
    */
   paymentUrl: string;

@@ -34,7 +34,7 @@ export interface TrafficCounts {
   failed: number;
 }
 
-/** The demo SKUs: `sku-00001` onwards, the names `meridian load` uses too. */
+/** The demo SKUs: `sku-00001` onwards, the names `commerce load` uses too. */
 export function demoSku(index: number): string {
   return `sku-${String(index + 1).padStart(5, '0')}`;
 }

@@ -1,7 +1,8 @@
 // The catalog's cache: values expire after their TTL, concurrent misses share one load, a load
 // racing an invalidation never stores a stale value, and the size stays bounded.
 import { describe, expect, it } from 'vitest';
-import { ManualClock, ValidationError } from '../../src/index.ts';
+import { ValidationError } from '../../src/index.ts';
+import { ManualClock } from '../../src/testing/index.ts';
 import { TtlCache } from './ttl-cache.ts';
 
 function deferred<T>() {

@@ -6,16 +6,25 @@ export type ParsedValues<O extends ParseArgsOptionsConfig> = {
   [K in keyof O]?: O[K]['type'] extends 'boolean' ? boolean : string;
 };
 
+/** A command's parsed flags and its positional arguments. */
+export interface ParsedCommand<O extends ParseArgsOptionsConfig> {
+  values: ParsedValues<O>;
+  positionals: string[];
+}
+
 /**
- * Parses one subcommand's arguments the same way for every command: unknown options and
- * positional arguments are ValidationErrors (exit 2) naming what was wrong, and `--help`/`-h`
- * returns 'help'. Values are left as text for the command to validate with its own bounds.
+ * Parses one command's arguments the same way for every command: unknown options are
+ * ValidationErrors (exit 2) naming what was wrong, as are positional arguments beyond
+ * `positionals` (their names, for the message), and `--help`/`-h` returns 'help'. Values are
+ * left as text for the command to validate with its own bounds. `command` is the whole name the
+ * user typed: `meridian dev`, `commerce node`.
  */
-export function parseCommandLine<O extends ParseArgsOptionsConfig>(
+export function parseCommand<O extends ParseArgsOptionsConfig>(
   command: string,
   argv: string[],
   options: O,
-): ParsedValues<O> | 'help' {
+  positionals: readonly string[] = [],
+): ParsedCommand<O> | 'help' {
   let parsed: { values: ParsedValues<O> & { help?: boolean }; positionals: string[] };
   try {
     parsed = parseArgs({
@@ -25,15 +34,29 @@ export function parseCommandLine<O extends ParseArgsOptionsConfig>(
       options: { ...options, help: { type: 'boolean', short: 'h' } },
     }) as typeof parsed;
   } catch (error) {
-    throw new ValidationError(`meridian ${command}: ${(error as Error).message}`, { cause: error });
+    throw new ValidationError(`${command}: ${(error as Error).message}`, { cause: error });
   }
   if (parsed.values.help === true) return 'help';
-  if (parsed.positionals.length > 0) {
+  if (parsed.positionals.length > positionals.length) {
+    const extra = parsed.positionals[positionals.length];
     throw new ValidationError(
-      `meridian ${command} takes no positional arguments: current value is '${parsed.positionals[0]}'`,
+      positionals.length === 0
+        ? `${command} takes no positional arguments: current value is '${extra}'`
+        : `${command} takes ${positionals.map((name) => `<${name}>`).join(' ')} only: '${extra}' is one too many`,
     );
   }
-  return parsed.values;
+  delete parsed.values.help;
+  return { values: parsed.values, positionals: parsed.positionals };
+}
+
+/** parseCommand for a command without positional arguments: its flags, or 'help'. */
+export function parseCommandLine<O extends ParseArgsOptionsConfig>(
+  command: string,
+  argv: string[],
+  options: O,
+): ParsedValues<O> | 'help' {
+  const parsed = parseCommand(command, argv, options);
+  return parsed === 'help' ? 'help' : parsed.values;
 }
 
 /** `raw` when it is one of `allowed`, `fallback` when absent; a ValidationError naming the option otherwise. */

@@ -9,6 +9,8 @@ import {
   type TimerRecord,
   type TimerStore,
 } from '../store/types.ts';
+import type { Clock } from '../time.ts';
+import { type EntityCache, type EntityOverlay, entityCacheKey } from './entity-cache.ts';
 import type { Ownership } from './ownership.ts';
 
 /** The notification channel a saga's id is sent on when its end commits. */
@@ -22,6 +24,48 @@ function timerOwnerId(timer: TimerRecord): string {
   const payload = timer.payload as { owner?: Json; sagaId?: Json } | null;
   if (typeof payload?.owner === 'string') return payload.owner;
   return typeof payload?.sagaId === 'string' ? payload.sagaId : timer.id;
+}
+
+/** An entity cache and what one transaction adds to it (applied if the transaction commits). */
+export interface CachedEntities {
+  readonly cache: EntityCache;
+  readonly overlay: EntityOverlay;
+  readonly clock: Clock;
+}
+
+/**
+ * Entity reads of owned partitions answered from what this transaction wrote, else from the
+ * cache, else from the store; whatever is read or written is noted in the overlay.
+ */
+function cachedEntities(store: EntityStore, ownership: Ownership, cached: CachedEntities): EntityStore {
+  const { cache, overlay, clock } = cached;
+  return {
+    ...store,
+    get: async (type, id) => {
+      const partition = ownership.partitionOf(id);
+      const epoch = ownership.epochOf(partition);
+      if (epoch === undefined) return store.get(type, id);
+      const key = entityCacheKey(type, id);
+      const own = overlay.get(key);
+      if (own !== undefined)
+        return own.record === null ? null : { ...own.record, state: structuredClone(own.record.state) };
+      const hit = cache.get(key, epoch);
+      if (hit !== undefined) return hit.record;
+      const record = await store.get(type, id);
+      overlay.set(key, { record, partition });
+      return record === null ? null : { ...record, state: structuredClone(record.state) };
+    },
+    put: async (type, id, state, expectedVersion) => {
+      const version = await store.put(type, id, state, expectedVersion);
+      const record = { type, id, state: structuredClone(state), version, updatedAt: clock.now() };
+      overlay.set(entityCacheKey(type, id), { record, partition: ownership.partitionOf(id) });
+      return version;
+    },
+    delete: async (type, id, expectedVersion) => {
+      await store.delete(type, id, expectedVersion);
+      overlay.set(entityCacheKey(type, id), { record: null, partition: ownership.partitionOf(id) });
+    },
+  };
 }
 
 /**
@@ -65,6 +109,7 @@ export function fencedTransaction(
   tx: StoreTransaction,
   ownership: Ownership,
   written: Set<number>,
+  cached?: CachedEntities,
 ): StoreTransaction {
   const mark = (id: string): number => {
     const partition = ownership.partitionOf(id);
@@ -72,7 +117,7 @@ export function fencedTransaction(
     written.add(partition);
     return partition;
   };
-  const entities: EntityStore = {
+  const plain: EntityStore = {
     get: (type, id) => tx.entities.get(type, id),
     list: (type, options) => tx.entities.list(type, options),
     put: (type, id, state, expectedVersion) => {
@@ -84,6 +129,7 @@ export function fencedTransaction(
       return tx.entities.delete(type, id, expectedVersion);
     },
   };
+  const entities = cached === undefined ? plain : cachedEntities(plain, ownership, cached);
   const sagas: SagaStore = {
     get: (id) => tx.sagas.get(id),
     list: (options) => tx.sagas.list(options),

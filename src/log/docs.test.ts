@@ -5,6 +5,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { expect, it } from 'vitest';
+import { importsFromSource } from '../../test/package-entries.ts';
 
 it('the docs/log.md example appends, consumes and commits', () => {
   const docs = readFileSync(resolve(import.meta.dirname, '../../docs/log.md'), 'utf8');
@@ -13,10 +14,7 @@ it('the docs/log.md example appends, consumes and commits', () => {
   const directory = mkdtempSync(join(tmpdir(), 'meridian-log-docs-'));
   try {
     const script = join(directory, 'example.ts');
-    writeFileSync(
-      script,
-      example!.replace("from 'meridian'", `from '${resolve(import.meta.dirname, 'index.ts')}'`),
-    );
+    writeFileSync(script, importsFromSource(example!));
     const run = spawnSync(process.execPath, [script], { encoding: 'utf8', timeout: 20_000 });
     expect(run.stderr).toBe('');
     expect(run.status).toBe(0);

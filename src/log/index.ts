@@ -1,7 +1,8 @@
 /**
  * The partitioned log: Kafka's model (topics, partitions, dense offsets, consumer groups,
- * retention and compaction) with an embedded SQLite backend, and a Kafka one whose client loads
- * only when a KafkaLog is used. See docs/log.md and docs/kafka.md.
+ * retention and compaction) with an embedded SQLite backend. The Kafka backend is `meridian/kafka`
+ * (src/log/kafka/index.ts), whose client loads only when a KafkaLog is used. See docs/log.md and
+ * docs/kafka.md.
  */
 
 export { decodeJson, decodeKey, decodeString, fromUtf8, jsonValue, keyBytes, utf8 } from './codec.ts';
@@ -11,7 +12,6 @@ export {
   RecordTooLargeError,
   SchemaMismatchError,
 } from './errors.ts';
-export { createKafkaLog, KafkaLog, type KafkaLogOptions, parseBrokerList } from './kafka/index.ts';
 export { murmur2, partitionForKey, toPositive } from './murmur2.ts';
 export { StickyPartitioner, type StickyPartitionerOptions } from './partitioner.ts';
 export {

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { importsFromSource } from '../../test/package-entries.ts';
 
 const markdown = readFileSync(fileURLToPath(new URL('../../docs/resilience.md', import.meta.url)), 'utf8');
 const directory = mkdtempSync(join(tmpdir(), 'meridian-resilience-docs-'));
@@ -26,14 +27,6 @@ writeFileSync(
     },
     include: ['*.ts'],
   }),
-);
-writeFileSync(
-  join(directory, 'meridian.ts'),
-  [
-    `export * from ${JSON.stringify(source('./index.ts'))};`,
-    `export * from ${JSON.stringify(source('../errors.ts'))};`,
-    `export * from ${JSON.stringify(source('../time.ts'))};`,
-  ].join('\n'),
 );
 
 interface Example {
@@ -64,7 +57,7 @@ describe('docs/resilience.md examples', () => {
   const all = examples();
   const files = all.map((example, index) => {
     const file = join(directory, `example-${index + 1}.ts`);
-    writeFileSync(file, example.code.replaceAll("from 'meridian'", "from './meridian.ts'"));
+    writeFileSync(file, importsFromSource(example.code));
     return file;
   });
 

@@ -1,8 +1,10 @@
+import { EntityCache, EntityOverlay } from '../cluster/entity-cache.ts';
 import { fencedTransaction } from '../cluster/fenced-transaction.ts';
 import type { Ownership } from '../cluster/ownership.ts';
 import { messageIdOf } from '../cluster/relay.ts';
 import { ValidationError } from '../errors.ts';
 import type { Consumer, Log, LogRecord, ProducerRecord } from '../log/types.ts';
+import { integerOption } from '../resilience/options.ts';
 import type { NewOutboxMessage, Store, StoreTransaction } from '../store/types.ts';
 import type { Clock } from '../time.ts';
 import type { CommitPath, UnitScope } from './commit-path.ts';
@@ -21,6 +23,11 @@ export interface ClusterCommitPathOptions {
   maxRecordBytes?: number;
   /** Told after a commit that wrote outbox rows, with their work partitions (wakes the relay). */
   onOutbox?: (partitions: ReadonlySet<number>) => void;
+  /**
+   * Entities of owned partitions whose last committed state this node keeps in memory, so a
+   * command reads none of them from PostgreSQL (see EntityCache). 0 keeps none. @default 10000
+   */
+  entityCacheSize?: number;
 }
 
 type Outgoing = NewOutboxMessage[];
@@ -32,6 +39,13 @@ interface TransactionState {
   readonly written: Set<number>;
   readonly outgoing: Outgoing;
   readonly afterCommit: Array<() => Promise<void>>;
+  /** Entities read and written, for the entity cache (batched transactions only). */
+  readonly overlay: EntityOverlay | undefined;
+}
+
+/** A transaction's state; `overlay` when it uses the entity cache (a nested one: its parent's). */
+function newState(overlay: EntityOverlay | undefined): TransactionState {
+  return { written: new Set(), outgoing: [], afterCommit: [], overlay };
 }
 
 /** Rows one outbox insert takes at most (the store's batch limit). */
@@ -56,6 +70,7 @@ export class ClusterCommitPath implements CommitPath {
   readonly #clock: Clock;
   readonly #publishable: PublishCheck;
   readonly #onOutbox: ((partitions: ReadonlySet<number>) => void) | undefined;
+  readonly #entities: EntityCache | undefined;
 
   constructor(options: ClusterCommitPathOptions) {
     if (options.store.dialect !== 'postgres') {
@@ -68,6 +83,8 @@ export class ClusterCommitPath implements CommitPath {
     this.#clock = options.clock;
     this.#publishable = new PublishCheck(options.log, options.maxRecordBytes);
     this.#onOutbox = options.onOutbox;
+    const cacheSize = integerOption('entityCacheSize', options.entityCacheSize, 10_000, 0, 10_000_000);
+    this.#entities = cacheSize === 0 ? undefined : new EntityCache(cacheSize);
   }
 
   /** Ownership is claimed per partition as the group assigns them, not at open. */
@@ -77,16 +94,28 @@ export class ClusterCommitPath implements CommitPath {
     fn: (scope: UnitScope) => Promise<T>,
     options: { batched?: boolean } = {},
   ): Promise<T> {
-    const state: TransactionState = { written: new Set(), outgoing: [], afterCommit: [] };
-    const result = await this.#store.transaction(
-      async (tx) => {
-        const value = await fn(this.#scope(tx, state));
-        await this.#addOutbox(tx, state.outgoing);
-        await this.#fence(tx, state.written);
-        return value;
-      },
-      { batchWrites: options.batched === true },
-    );
+    const batched = options.batched === true;
+    // The cache serves batched transactions only: their unbatched retry reads the store.
+    const state = newState(batched && this.#entities !== undefined ? new EntityOverlay() : undefined);
+    let result: T;
+    try {
+      result = await this.#store.transaction(
+        async (tx) => {
+          const value = await fn(this.#scope(tx, state));
+          await this.#addOutbox(tx, state.outgoing);
+          await this.#fence(tx, state.written);
+          return value;
+        },
+        { batchWrites: batched },
+      );
+    } catch (error) {
+      // Whatever it wrote may or may not have committed (a lost COMMIT): forget everything.
+      this.#entities?.clear();
+      throw error;
+    }
+    if (state.overlay !== undefined) {
+      this.#entities?.apply(state.overlay, (partition) => this.#ownership.epochOf(partition));
+    }
     if (state.outgoing.length > 0) {
       this.#onOutbox?.(new Set(state.outgoing.map((message) => message.partition ?? 0)));
     }
@@ -111,7 +140,11 @@ export class ClusterCommitPath implements CommitPath {
   }
 
   #scope(raw: StoreTransaction, state: TransactionState): UnitScope {
-    const tx = fencedTransaction(raw, this.#ownership, state.written);
+    const cached =
+      state.overlay === undefined || this.#entities === undefined
+        ? undefined
+        : { cache: this.#entities, overlay: state.overlay, clock: this.#clock };
+    const tx = fencedTransaction(raw, this.#ownership, state.written, cached);
     return {
       tx,
       publish: async (topic: string, records: readonly ProducerRecord[]) => {
@@ -130,12 +163,13 @@ export class ClusterCommitPath implements CommitPath {
         state.written.add(partition);
       },
       isolate: async <T>(fn: (scope: UnitScope) => Promise<T>) => {
-        const own: TransactionState = { written: new Set(), outgoing: [], afterCommit: [] };
+        const own = newState(state.overlay === undefined ? undefined : new EntityOverlay(state.overlay));
         const value = await this.#store.transaction((inner) => fn(this.#scope(inner, own)));
         // Reached only if the savepoint was released: a rolled-back unit leaves nothing behind.
         for (const partition of own.written) state.written.add(partition);
         state.outgoing.push(...own.outgoing);
         state.afterCommit.push(...own.afterCommit);
+        own.overlay?.release();
         return value;
       },
     };

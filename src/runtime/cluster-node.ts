@@ -102,8 +102,6 @@ export class ClusterNode {
   #consumer: Consumer | undefined;
   #changes: Promise<void> = Promise.resolve();
   #loop: Promise<void> = Promise.resolve();
-  /** The work topic's offset commits, one after another. */
-  #offsets: Promise<void> = Promise.resolve();
   #unlisten: (() => Promise<void>) | undefined;
 
   constructor(options: ClusterNodeOptions) {
@@ -135,7 +133,6 @@ export class ClusterNode {
   async stop(): Promise<void> {
     this.#stop.abort();
     await this.#loop;
-    await this.#offsets;
     await this.#consumer?.close();
     await this.#changes;
     await this.#lose(this.#options.ownership.owned());
@@ -218,6 +215,7 @@ export class ClusterNode {
       if (owned.length === 0) continue;
       try {
         await Promise.all(owned.map((record) => this.#apply(record)));
+        await consumer.commit(owned);
       } catch (error) {
         if (signal.aborted) break;
         // Nothing past the failure is committed: these records come again (here or at the next
@@ -225,14 +223,7 @@ export class ClusterNode {
         this.#options.host.report({ message: 'applying work requests failed', error });
         this.#rewind(consumer, owned);
         await this.#pause(200);
-        continue;
       }
-      // The offsets move while the next batch is fetched: a record redelivered before they did
-      // finds its inbox row and is skipped, so waiting for the commit would only add latency.
-      const commit = this.#offsets.then(() => consumer.commit(owned));
-      this.#offsets = commit.catch((error: unknown) => {
-        if (!signal.aborted) this.#options.host.report({ message: 'committing work offsets failed', error });
-      });
     }
   }
 

@@ -41,6 +41,12 @@ export interface ClusterOptions {
    * again, so keep it above the log's retention. 3600000 to 31536000000. @default 604800000 (7 days)
    */
   inboxRetentionMs?: number;
+  /**
+   * Entities of this node's partitions whose last committed state it keeps in memory, so that a
+   * command does not read its entity from PostgreSQL (an owner is its partitions' only writer;
+   * every write still checks its version). 0 keeps none. 0 to 10000000. @default 10000
+   */
+  entityCacheSize?: number;
 }
 
 export interface NormalizedClusterOptions {
@@ -50,6 +56,7 @@ export interface NormalizedClusterOptions {
   readonly group: string;
   readonly requestTimeoutMs: number;
   readonly replicationFactor: number | undefined;
+  readonly entityCacheSize: number;
   readonly housekeeping: HousekeepingOptions;
 }
 
@@ -67,6 +74,7 @@ export function normalizeClusterOptions(options: ClusterOptions): NormalizedClus
       options.replicationFactor === undefined
         ? undefined
         : integerOption('cluster.replicationFactor', options.replicationFactor, 1, 1, 16),
+    entityCacheSize: integerOption('cluster.entityCacheSize', options.entityCacheSize, 10_000, 0, 10_000_000),
     housekeeping: {
       replyRetentionMs: integerOption(
         'cluster.replyRetentionMs',
@@ -146,6 +154,7 @@ export class ClusterShape {
       ownership: this.ownership,
       clock: shape.clock,
       onOutbox: () => this.relay.wake(),
+      entityCacheSize: shape.options.entityCacheSize,
     });
   }
 

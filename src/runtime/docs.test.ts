@@ -5,6 +5,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { expect, it } from 'vitest';
+import { importsFromSource } from '../../test/package-entries.ts';
 
 const docs = readFileSync(resolve(import.meta.dirname, '../../docs/runtime.md'), 'utf8');
 
@@ -22,10 +23,7 @@ function run(code: string): string {
   const directory = mkdtempSync(join(tmpdir(), 'meridian-runtime-docs-'));
   try {
     const script = join(directory, 'example.ts');
-    writeFileSync(
-      script,
-      code.replace("from 'meridian'", `from '${resolve(import.meta.dirname, '../index.ts')}'`),
-    );
+    writeFileSync(script, importsFromSource(code));
     const child = spawnSync(process.execPath, [script], { encoding: 'utf8', timeout: 20_000 });
     expect(child.stderr).toBe('');
     expect(child.status).toBe(0);

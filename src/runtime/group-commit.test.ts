@@ -145,6 +145,21 @@ describeShapes('GroupCommitter', (shape) => {
     expect(await readState('c')).not.toBeNull();
   });
 
+  it('never writes over state it did not read: a write that bypassed the committer costs a retry, not an update', async () => {
+    const { committer: c } = await committer();
+    const increment = async (scope: Parameters<Parameters<typeof c.submit>[0]>[0]) => {
+      const current = await scope.tx.entities.get('T', 'n');
+      const value = ((current?.state as number | undefined) ?? 0) + 1;
+      await scope.tx.entities.put('T', 'n', value, current?.version ?? 0);
+      return value;
+    };
+    expect(await c.submit(increment)).toBe(1);
+    // Another writer (not this committer, so not this node's entity cache) moves it to 10.
+    await fixture.store.transaction((tx) => tx.entities.put('T', 'n', 10, 1));
+    expect(await c.submit(increment)).toBe(11);
+    expect(await readState('n')).toMatchObject({ state: 11, version: 3 });
+  });
+
   it('runs units without a savepoint each until one throws; then runs them again, each isolated, and commits each effect once', async () => {
     const { committer: c } = await committer();
     const runs = { a: 0, b: 0, c: 0 };

@@ -1,12 +1,11 @@
 /**
  * The durable store: entity state with versions, sagas and their journals, durable timers, the
  * inbox and outbox, and Idempotency-Key records, on SQLite (embedded) or PostgreSQL (cluster)
- * with one schema and one contract. See docs/store.md.
+ * with one schema and one contract. See docs/store.md. The PostgreSQL store is `meridian/postgres`
+ * (src/store/postgres/index.ts), so that `pg` loads only for it.
  */
 
 export { storeLimits } from './limits.ts';
-export { migratePostgres } from './postgres/migrate.ts';
-export { openPostgresStore, PostgresStore, type PostgresStoreOptions } from './postgres/store.ts';
 export { SchemaMismatchError } from './schema-mismatch-error.ts';
 export { BatchedWriteConflictError } from './sql/write-batch.ts';
 export {

@@ -114,6 +114,31 @@ describe.skipIf(!url)('PostgreSQL batched transactions (batchWrites)', () => {
     ).rejects.toBeInstanceOf(BatchedWriteConflictError);
   });
 
+  it('defers inbox claims and replies as new rows: a second claim in the transaction is refused, one from before fails the batch', async () => {
+    const reply = (requestId: string) => ({
+      requestId,
+      partition: 1,
+      ok: true,
+      reply: { n: 1 },
+      error: null,
+      code: null,
+      createdAt: 3,
+    });
+    const firsts = await store.transaction(async (tx) => {
+      const claims = [await tx.inbox.markApplied('c', 'm1', 1), await tx.inbox.markApplied('c', 'm1', 1)];
+      return [...claims, await tx.replies.put(reply('r1')), await tx.replies.put(reply('r1'))];
+    }, batched);
+    expect(firsts).toEqual([true, false, true, false]);
+    expect(await store.read((tx) => tx.replies.get('r1'))).toMatchObject({ ok: true, reply: { n: 1 } });
+    for (const again of [
+      (tx: StoreTransaction) => tx.inbox.markApplied('c', 'm1', 2),
+      (tx: StoreTransaction) => tx.replies.put(reply('r1')),
+    ]) {
+      await expect(store.transaction(again, batched)).rejects.toBeInstanceOf(BatchedWriteConflictError);
+      expect(await store.transaction(again)).toBe(false);
+    }
+  });
+
   it('a savepoint rolls back its own writes only: the batch before it stays', async () => {
     await store.transaction(async (tx) => {
       await tx.entities.put('E', 'kept', { n: 1 }, 0);

@@ -16,6 +16,17 @@ export class SqlInboxStore implements InboxStore {
     requireName('consumer', consumer);
     requireId('messageId', messageId);
     requireTimestamp('atMs', atMs);
+    const batch = this.#session.batch;
+    if (batch !== undefined) {
+      // Deferred as new: a message applied before fails the batch, and the unbatched retry
+      // answers false here. A second claim in this transaction waits for the first.
+      const key = `${consumer}\u0000${messageId}`;
+      if (batch.has('inbox', key)) await this.#session.runBatch();
+      else {
+        batch.inbox.add(key, [consumer, messageId, atMs]);
+        return true;
+      }
+    }
     // DO NOTHING: a duplicate is the expected case here, not an error that would abort a
     // PostgreSQL transaction.
     const changed = await this.#session.execute(

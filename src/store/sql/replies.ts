@@ -67,15 +67,14 @@ export class SqlReplyStore implements ReplyStore {
     const error = optionalText('error', reply.error, storeLimits.maxTextLength);
     const code = reply.code === null ? null : requireName('code', reply.code);
     const createdAt = requireTimestamp('createdAt', reply.createdAt);
-    const changed = await this.#session.execute(this.#sql.put, [
-      requestId,
-      partition,
-      reply.ok ? 1 : 0,
-      text,
-      error,
-      code,
-      createdAt,
-    ]);
+    const values = [requestId, partition, reply.ok ? 1 : 0, text, error, code, createdAt];
+    const batch = this.#session.batch;
+    if (batch !== undefined && !batch.has('replies', requestId)) {
+      // Deferred as new: a request answered before fails the batch (the retry answers false).
+      batch.replies.add(requestId, values);
+      return true;
+    }
+    const changed = await this.#session.execute(this.#sql.put, values, { table: 'replies', key: requestId });
     return changed === 1;
   }
 

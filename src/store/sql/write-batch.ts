@@ -16,7 +16,42 @@ export class BatchedWriteConflictError extends ConflictError {
 }
 
 /** The tables whose writes a batch defers. */
-export type BatchedTable = 'entities' | 'sagas' | 'journal';
+export type BatchedTable = 'entities' | 'sagas' | 'journal' | 'inbox' | 'replies';
+
+/** Rows of one table that must all be new: one INSERT ... ON CONFLICT DO NOTHING for them all. */
+class NewRows {
+  readonly #columns: ReadonlyArray<readonly [name: string, type: string]>;
+  readonly #rows = new Map<string, SqlValue[]>();
+
+  constructor(columns: ReadonlyArray<readonly [name: string, type: string]>) {
+    this.#columns = columns;
+  }
+
+  get size(): number {
+    return this.#rows.size;
+  }
+
+  has(key: string): boolean {
+    return this.#rows.has(key);
+  }
+
+  add(key: string, values: SqlValue[]): void {
+    this.#rows.set(key, values);
+  }
+
+  async run(connection: SqlConnection, table: string, what: string): Promise<void> {
+    if (this.#rows.size === 0) return;
+    const rows = [...this.#rows.values()];
+    this.#rows.clear();
+    const names = this.#columns.map(([name]) => name).join(', ');
+    const arrays = this.#columns.map(([, type], index) => `$${index + 1}::${type}[]`).join(', ');
+    const changed = await connection.execute(
+      `INSERT INTO ${table} (${names}) SELECT * FROM unnest(${arrays}) ON CONFLICT DO NOTHING`,
+      this.#columns.map((_, index) => rows.map((row) => row[index]) as unknown as SqlValue),
+    );
+    if (changed !== rows.length) throw conflict(what, rows.length, changed, 'already existed');
+  }
+}
 
 interface EntityWrite {
   type: string;
@@ -85,6 +120,22 @@ export class WriteBatch {
   readonly #journal = new Map<string, JournalWrite[]>();
   #journalRows = 0;
   readonly #notifications: Array<[string, string]> = [];
+  /** Inbox rows by `consumer NUL message id`. */
+  readonly inbox = new NewRows([
+    ['consumer', 'text'],
+    ['message_id', 'text'],
+    ['applied_at', 'bigint'],
+  ]);
+  /** Replies by request id. */
+  readonly replies = new NewRows([
+    ['request_id', 'text'],
+    ['partition', 'integer'],
+    ['ok', 'integer'],
+    ['reply', 'text'],
+    ['error', 'text'],
+    ['code', 'text'],
+    ['created_at', 'bigint'],
+  ]);
 
   /** `channelOf`: the database's channel for a store channel (PostgreSQL: one per schema). */
   constructor(tables: StoreTables, channelOf: (channel: string) => string) {
@@ -99,6 +150,8 @@ export class WriteBatch {
       this.#sagaInserts.size +
       this.#sagaUpdates.size +
       this.#journalRows +
+      this.inbox.size +
+      this.replies.size +
       this.#notifications.length
     );
   }
@@ -107,6 +160,8 @@ export class WriteBatch {
   has(table: BatchedTable, key: string): boolean {
     if (table === 'entities') return this.#entityInserts.has(key) || this.#entityUpdates.has(key);
     if (table === 'sagas') return this.#sagaInserts.has(key) || this.#sagaUpdates.has(key);
+    if (table === 'inbox') return this.inbox.has(key);
+    if (table === 'replies') return this.replies.has(key);
     return this.#journal.has(key);
   }
 
@@ -120,6 +175,8 @@ export class WriteBatch {
       ['entities', this.#tables.entities, this.#entityInserts.size + this.#entityUpdates.size > 0],
       ['sagas', this.#tables.sagas, this.#sagaInserts.size + this.#sagaUpdates.size > 0],
       ['journal', this.#tables.sagaJournal, this.#journalRows > 0],
+      ['inbox', this.#tables.inbox, this.inbox.size > 0],
+      ['replies', this.#tables.replies, this.replies.size > 0],
     ];
     for (const [table, name, pending] of names) {
       if (!pending || !sql.includes(name)) continue;
@@ -178,6 +235,8 @@ export class WriteBatch {
     await this.#insertSagas(connection, created);
     await this.#updateSagas(connection, sagas);
     await this.#appendJournal(connection, journal);
+    await this.inbox.run(connection, this.#tables.inbox, 'inbox entries');
+    await this.replies.run(connection, this.#tables.replies, 'replies');
     if (notifications.length > 0) {
       await connection.query('SELECT pg_notify(c, p) FROM unnest($1::text[], $2::text[]) AS n(c, p)', [
         notifications.map(([channel]) => channel) as unknown as SqlValue,

@@ -1,6 +1,9 @@
 import { Worker } from 'node:worker_threads';
 import type { CheckpointerThreadData, CheckpointReport } from './checkpointer-thread.ts';
 
+// The thread's file is beside this one: `.ts` in a checkout, `.js` once built (dist/).
+const ownExtension = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
+
 /**
  * Checkpoints a WAL database on a thread of its own. SQLite's automatic checkpoint runs inside
  * the COMMIT that crosses its threshold: it copies the WAL's pages into the database file and
@@ -65,7 +68,9 @@ export class BackgroundCheckpointer {
   #thread(): Worker {
     if (this.#worker !== undefined) return this.#worker;
     const data: CheckpointerThreadData = { path: this.#path, busyTimeoutMs: this.#busyTimeoutMs };
-    const worker = new Worker(new URL('./checkpointer-thread.ts', import.meta.url), { workerData: data });
+    const worker = new Worker(new URL(`./checkpointer-thread${ownExtension}`, import.meta.url), {
+      workerData: data,
+    });
     // Never keeps the process alive on its own; close() ends it.
     worker.unref();
     worker.on('message', (report: CheckpointReport) => {

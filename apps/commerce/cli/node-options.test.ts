@@ -1,8 +1,9 @@
-// `meridian node` and `meridian payments` options: defaults, environment variables, and a clear
+// `commerce node` and `commerce payments` options: defaults, environment variables, and a clear
 // error for every bad value.
 import { describe, expect, it } from 'vitest';
-import { ValidationError } from '../errors.ts';
-import { defaultNodeId, parseNodeOptions } from './node-options.ts';
+import { defaultNodeId } from '../../../src/cli/index.ts';
+import { ValidationError } from '../../../src/index.ts';
+import { parseNodeOptions } from './node-options.ts';
 import { parsePaymentsOptions } from './payments.ts';
 
 const required = [
@@ -14,7 +15,7 @@ const required = [
   'http://127.0.0.1:7090',
 ];
 
-describe('meridian node options', () => {
+describe('commerce node options', () => {
   it('defaults everything but the three dependencies', () => {
     expect(parseNodeOptions(required, {}, 'box')).toEqual({
       pgUrl: 'postgres://postgres@127.0.0.1:5432/test',
@@ -111,11 +112,11 @@ describe('meridian node options', () => {
 
   it.each([
     [without('--pg'), 'no PostgreSQL given: pass --pg'],
-    [without('--pg'), "to run without PostgreSQL and Kafka, use 'meridian demo'"],
+    [without('--pg'), "to run without PostgreSQL and Kafka, use 'commerce demo'"],
     [without('--kafka'), 'no Kafka given: pass --kafka 127.0.0.1:9092'],
     [
       without('--payments'),
-      "no payment gateway given: every node charges through the same one; start it with 'meridian payments --port 7090",
+      "no payment gateway given: every node charges through the same one; start it with 'commerce payments --port 7090",
     ],
     [
       without('--payments'),
@@ -175,7 +176,7 @@ describe('meridian node options', () => {
       "'--shutdown-timeout-ms' must be an integer in [1000, 600000]",
     ],
     [[...required, '--bogus'], "Unknown option '--bogus'"],
-    [[...required, 'extra'], "meridian node takes no positional arguments: current value is 'extra'"],
+    [[...required, 'extra'], "commerce node takes no positional arguments: current value is 'extra'"],
   ])('refuses %j', (argv, message) => {
     expect(() => parseNodeOptions(argv as string[])).toThrow(ValidationError);
     expect(() => parseNodeOptions(argv as string[])).toThrow(message);
@@ -198,7 +199,7 @@ describe('meridian node options', () => {
   });
 });
 
-describe('meridian payments options', () => {
+describe('commerce payments options', () => {
   it('defaults to port 7090 and ./.meridian-payments, and reads every option', () => {
     expect(parsePaymentsOptions([])).toEqual({
       host: '127.0.0.1',
@@ -229,7 +230,7 @@ describe('meridian payments options', () => {
     [['--failure-rate', '2'], "'--failure-rate' must be a number in [0, 1]: current value is '2'"],
     [['--latency-ms', '60001'], "'--latency-ms' must be an integer in [0, 60000]: current value is '60001'"],
     [['--bogus'], "Unknown option '--bogus'"],
-    [['extra'], "meridian payments takes no positional arguments: current value is 'extra'"],
+    [['extra'], "commerce payments takes no positional arguments: current value is 'extra'"],
   ])('refuses %j', (argv, message) => {
     expect(() => parsePaymentsOptions(argv)).toThrow(ValidationError);
     expect(() => parsePaymentsOptions(argv)).toThrow(message);

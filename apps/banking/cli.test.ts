@@ -1,8 +1,8 @@
-// `meridian banking` reads its port and policy switch, and rejects anything else with a clear message.
+// `banking` reads its port and policy switch, and rejects anything else with a clear message.
 import { describe, expect, it } from 'vitest';
-import { parseBankingOptions } from './banking.ts';
+import { parseBankingOptions } from './cli.ts';
 
-describe('meridian banking options', () => {
+describe('banking options', () => {
   it('defaults to port 7080 with policies on, and reads --policies off', () => {
     expect(parseBankingOptions([])).toEqual({ port: 7080, policies: true });
     expect(parseBankingOptions(['--port', '0', '--policies', 'off'])).toEqual({ port: 0, policies: false });

@@ -1,9 +1,9 @@
-// `meridian demo` options: defaults, the PORT variable, and clear errors for bad values.
+// `commerce demo` options: defaults, the PORT variable, and clear errors for bad values.
 import { describe, expect, it } from 'vitest';
-import { ValidationError } from '../errors.ts';
+import { ValidationError } from '../../../src/index.ts';
 import { parseDemoOptions } from './demo-options.ts';
 
-describe('meridian demo options', () => {
+describe('commerce demo options', () => {
   it('defaults to ./.meridian on port 7070 with traffic and a healthy payment gateway', () => {
     expect(parseDemoOptions([])).toEqual({
       dataDir: './.meridian',
@@ -81,7 +81,7 @@ describe('meridian demo options', () => {
       "'--commit-linger-ms' must be an integer in [0, 100]: current value is '101'",
     ],
     [['--bogus'], "Unknown option '--bogus'"],
-    [['extra'], "meridian demo takes no positional arguments: current value is 'extra'"],
+    [['extra'], "commerce demo takes no positional arguments: current value is 'extra'"],
   ])('refuses %j', (argv, message, env: Record<string, string> = {}) => {
     expect(() => parseDemoOptions(argv as string[], env)).toThrow(ValidationError);
     expect(() => parseDemoOptions(argv as string[], env)).toThrow(message);

@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { build, type Histogram } from 'hdr-histogram-js';
 import { errors, Pool } from 'undici';
-import { type Random, seededRandom } from '../time.ts';
+import type { Random } from '../../../src/index.ts';
+import { seededRandom } from '../../../src/testing/index.ts';
 import type { LoadOptions } from './load-options.ts';
 import { OrderFeedClient } from './order-feed-client.ts';
 

@@ -1,8 +1,10 @@
+// The options every cluster node takes (`meridian node <module>`, `commerce node`): where
+// PostgreSQL and Kafka are, who this node is, and the bounds of its checks and its drain.
 import type { ParseArgsOptionsConfig } from 'node:util';
 import { ValidationError } from '../errors.ts';
-import { integer, parseCommandLine, port as portOption } from './args.ts';
+import { integer, type ParsedValues, port as portOption } from './args.ts';
 
-export interface NodeOptions {
+export interface ClusterNodeOptions {
   /** PostgreSQL connection string (`--pg`, MERIDIAN_PG_URL). Required. */
   pgUrl: string;
   /** The schema every node of the cluster shares (`--pg-schema`, MERIDIAN_PG_SCHEMA). @default 'meridian' */
@@ -23,36 +25,36 @@ export interface NodeOptions {
   group: string;
   /** Replication factor of the work topic when this node creates it. @default the broker's default */
   replicationFactor: number | undefined;
-  /** Base URL of the payment gateway every node charges through (`--payments`, MERIDIAN_PAYMENTS_URL). Required. */
-  paymentsUrl: string;
   /** How long a command routed to another node waits for its reply (ms). @default 10000 */
   requestTimeoutMs: number;
-  /** Orders running at most on this node before POST /orders answers 503. @default 1000 */
-  maxOrdersInProgress: number;
   /** How long each dependency check at start may take (ms). @default 5000 */
   checkTimeoutMs: number;
   /** How long the drain after SIGTERM/SIGINT may take before the node exits anyway (ms). @default 30000 */
   shutdownTimeoutMs: number;
 }
 
-export const NODE_USAGE = `Usage: meridian node [options]
+export const clusterCommandOptions = {
+  pg: { type: 'string' },
+  'pg-schema': { type: 'string' },
+  kafka: { type: 'string' },
+  'node-id': { type: 'string' },
+  host: { type: 'string' },
+  port: { type: 'string' },
+  'work-partitions': { type: 'string' },
+  'work-topic': { type: 'string' },
+  group: { type: 'string' },
+  'replication-factor': { type: 'string' },
+  'request-timeout-ms': { type: 'string' },
+  'check-timeout-ms': { type: 'string' },
+  'shutdown-timeout-ms': { type: 'string' },
+} satisfies ParseArgsOptionsConfig;
 
-Runs the commerce reference system (the same app as 'meridian demo') as one node of a cluster:
-state in PostgreSQL, records in Kafka, work partitions owned through a Kafka consumer group.
-Start as many nodes as you like with the same --pg, --pg-schema, --kafka and --payments and a
-distinct --node-id each; any node takes any request. SIGTERM or Ctrl-C drains (the node leaves
-the group and hands its partitions over) and exits; a second signal exits at once.
-Step by step: docs/cluster.md. Without PostgreSQL and Kafka, 'npm start' (meridian demo) runs
-the same app on the embedded shape, in one SQLite file.
-
-Options (environment variable in brackets):
-  --pg <url>                    PostgreSQL, e.g. postgres://postgres@127.0.0.1:5432/meridian
+/** The usage lines of clusterCommandOptions, for a command's help. */
+export const CLUSTER_OPTIONS_USAGE = `  --pg <url>                    PostgreSQL, e.g. postgres://postgres@127.0.0.1:5432/meridian
                                 [MERIDIAN_PG_URL] (required)
   --pg-schema <name>            schema shared by every node, [a-z_][a-z0-9_]{0,62}
                                 [MERIDIAN_PG_SCHEMA] (default meridian)
   --kafka <host:port,...>       Kafka bootstrap brokers [MERIDIAN_KAFKA_BROKERS] (required)
-  --payments <url>              the payment gateway every node shares, e.g. one started with
-                                'meridian payments --port 7090' [MERIDIAN_PAYMENTS_URL] (required)
   --node-id <id>                unique per node and stable across restarts, [A-Za-z0-9._-]
                                 [MERIDIAN_NODE_ID] (default <hostname>-<port>)
   --port <n>                    HTTP port, 1..65535, or 0 (any free one; needs --node-id)
@@ -65,10 +67,10 @@ Options (environment variable in brackets):
   --replication-factor <n>      replication of the work topic when created, 1..16
                                 (default: the brokers' default; 3 on the 3-broker layout)
   --request-timeout-ms <ms>     reply wait of a command routed to another node,
-                                100..600000 (default 10000)
-  --max-orders-in-progress <n>  orders running at most on this node; new ones get 503 with
-                                Retry-After beyond it, 1..1000000 (default 1000)
-  --check-timeout-ms <ms>       bound of each dependency check at start, 100..60000 (default 5000)
+                                100..600000 (default 10000)`;
+
+/** The usage lines of the bounds every node takes last. */
+export const CLUSTER_BOUNDS_USAGE = `  --check-timeout-ms <ms>       bound of each dependency check at start, 100..60000 (default 5000)
   --shutdown-timeout-ms <ms>    bound of the drain on SIGTERM/SIGINT, after which the node exits
                                 anyway, 1000..600000 (default 30000)
   -h, --help                    show this help`;
@@ -76,21 +78,25 @@ Options (environment variable in brackets):
 const schemaPattern = /^[a-z_][a-z0-9_]{0,62}$/;
 const namePattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
 const brokerPattern = /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):(\d{1,5})$/;
+const nameRule = `1 to 100 characters from [A-Za-z0-9._-], starting with a letter or digit`;
 
-/** The option's value, else its environment variable's (an empty variable counts as unset). */
-function fromEnv(
-  values: Record<string, string | undefined>,
+type Values = Record<string, string | boolean | undefined>;
+
+/** A flag's value, else its environment variable's (an empty variable counts as unset). */
+export function fromEnv(
+  values: Values,
   option: string,
   env: Record<string, string | undefined>,
   variable: string,
 ): { raw: string; from: string } | undefined {
   const value = values[option];
-  if (value !== undefined) return { raw: value, from: `--${option}` };
+  if (typeof value === 'string') return { raw: value, from: `--${option}` };
   const raw = env[variable];
   return raw === undefined || raw === '' ? undefined : { raw, from: variable };
 }
 
-function url(
+/** `given` as a URL of one of `protocols`; `missing` is the error when it was not given. */
+export function urlOption(
   given: { raw: string; from: string } | undefined,
   protocols: readonly string[],
   missing: string,
@@ -143,37 +149,36 @@ export function defaultNodeId(hostname: string, port: number): string {
   return `${host.slice(0, 90)}-${port}`;
 }
 
-function optionalInteger(
-  values: Record<string, string | undefined>,
+/** The flag as an integer in [min, max], `fallback` when absent. */
+export function optionalInteger(
+  values: Values,
   name: string,
   fallback: number,
   min: number,
   max: number,
 ): number {
   const raw = values[name];
-  return raw === undefined ? fallback : integer(`--${name}`, raw, min, max);
+  return typeof raw === 'string' ? integer(`--${name}`, raw, min, max) : fallback;
 }
 
-/** Parses and validates `meridian node`'s arguments and environment; `help` when the usage was asked for. */
-export function parseNodeOptions(
-  argv: string[],
-  env: Record<string, string | undefined> = {},
-  hostname = 'localhost',
-): NodeOptions | 'help' {
-  const values = parseCommandLine('node', argv, commandOptions);
-  if (values === 'help') return 'help';
-  const pgUrl = url(
+/**
+ * Validates the cluster options a command parsed (with clusterCommandOptions among its own).
+ * `embedded` names the command that runs the same app without PostgreSQL and Kafka, for the
+ * message when --pg is missing.
+ */
+export function parseClusterOptions(
+  values: ParsedValues<typeof clusterCommandOptions>,
+  env: Record<string, string | undefined>,
+  hostname: string,
+  embedded: string,
+): ClusterNodeOptions {
+  const pgUrl = urlOption(
     fromEnv(values, 'pg', env, 'MERIDIAN_PG_URL'),
     ['postgres:', 'postgresql:'],
-    `no PostgreSQL given: pass --pg postgres://user@host:5432/database or set MERIDIAN_PG_URL (to run without PostgreSQL and Kafka, use 'meridian demo')`,
+    `no PostgreSQL given: pass --pg postgres://user@host:5432/database or set MERIDIAN_PG_URL (to run without PostgreSQL and Kafka, use '${embedded}')`,
   );
   const schema = fromEnv(values, 'pg-schema', env, 'MERIDIAN_PG_SCHEMA');
   const kafkaBrokers = brokers(fromEnv(values, 'kafka', env, 'MERIDIAN_KAFKA_BROKERS'));
-  const paymentsUrl = url(
-    fromEnv(values, 'payments', env, 'MERIDIAN_PAYMENTS_URL'),
-    ['http:', 'https:'],
-    `no payment gateway given: every node charges through the same one; start it with 'meridian payments --port 7090 --data-dir ./.meridian-payments' (or use the one 'meridian demo' prints) and pass --payments http://127.0.0.1:7090 or set MERIDIAN_PAYMENTS_URL. A gateway per node would let a node that takes over an order charge it a second time`,
-  );
   const port = portOption(values.port, env, 7071);
   const nodeIdGiven = fromEnv(values, 'node-id', env, 'MERIDIAN_NODE_ID');
   if (nodeIdGiven === undefined && port === 0) {
@@ -183,7 +188,6 @@ export function parseNodeOptions(
   }
   const host = values.host ?? '127.0.0.1';
   if (host.trim() === '') throw new ValidationError(`'--host' must be an address: current value is ''`);
-  const nameRule = `1 to 100 characters from [A-Za-z0-9._-], starting with a letter or digit`;
   return {
     pgUrl,
     pgSchema:
@@ -209,28 +213,8 @@ export function parseNodeOptions(
       values['replication-factor'] === undefined
         ? undefined
         : integer('--replication-factor', values['replication-factor'], 1, 16),
-    paymentsUrl,
     requestTimeoutMs: optionalInteger(values, 'request-timeout-ms', 10_000, 100, 600_000),
-    maxOrdersInProgress: optionalInteger(values, 'max-orders-in-progress', 1000, 1, 1_000_000),
     checkTimeoutMs: optionalInteger(values, 'check-timeout-ms', 5000, 100, 60_000),
     shutdownTimeoutMs: optionalInteger(values, 'shutdown-timeout-ms', 30_000, 1000, 600_000),
   };
 }
-
-const commandOptions = {
-  pg: { type: 'string' },
-  'pg-schema': { type: 'string' },
-  kafka: { type: 'string' },
-  payments: { type: 'string' },
-  'node-id': { type: 'string' },
-  host: { type: 'string' },
-  port: { type: 'string' },
-  'work-partitions': { type: 'string' },
-  'work-topic': { type: 'string' },
-  group: { type: 'string' },
-  'replication-factor': { type: 'string' },
-  'request-timeout-ms': { type: 'string' },
-  'max-orders-in-progress': { type: 'string' },
-  'check-timeout-ms': { type: 'string' },
-  'shutdown-timeout-ms': { type: 'string' },
-} satisfies ParseArgsOptionsConfig;

@@ -1,6 +1,6 @@
 import type { ParseArgsOptionsConfig } from 'node:util';
-import { ValidationError } from '../errors.ts';
-import { choice, integer, number, parseCommandLine, port as portOption } from './args.ts';
+import { choice, integer, number, parseCommandLine, port as portOption } from '../../../src/cli/index.ts';
+import { ValidationError } from '../../../src/index.ts';
 
 export interface DemoOptions {
   /** Where the database and the payment ledger live. @default './.meridian' */
@@ -31,15 +31,15 @@ export interface DemoOptions {
   commitLingerMs: number;
 }
 
-export const DEMO_USAGE = `Usage: meridian demo [options]
+export const DEMO_USAGE = `Usage: commerce demo [options]
 
 Runs the commerce reference system on the embedded shape (one SQLite file): the HTTP API, the
 order saga, a simulated payment gateway, and a little built-in traffic so there is something to
 see. Ctrl-C drains and exits; starting again on the same data directory resumes every order that
 was in flight.
 
-The same app runs as a cluster of nodes over PostgreSQL and Kafka with 'meridian node'
-(npm run meridian -- node --help), beside one shared 'meridian payments' gateway: docs/cluster.md.
+The same app runs as a cluster of nodes over PostgreSQL and Kafka with 'commerce node'
+(npm run commerce -- node --help), beside one shared 'commerce payments' gateway: docs/cluster.md.
 
 Options:
   --data-dir <path>                  database and payment ledger directory (default ./.meridian)
@@ -60,12 +60,12 @@ Options:
                                      starts: fewer, larger commits, 0..100 (default 0)
   -h, --help                         show this help`;
 
-/** Parses and validates `meridian demo`'s arguments; `help` when the usage was asked for. */
+/** Parses and validates `commerce demo`'s arguments; `help` when the usage was asked for. */
 export function parseDemoOptions(
   argv: string[],
   env: Record<string, string | undefined> = {},
 ): DemoOptions | 'help' {
-  const values = parseCommandLine('demo', argv, commandOptions);
+  const values = parseCommandLine('commerce demo', argv, commandOptions);
   if (values === 'help') return 'help';
   const dataDir = values['data-dir'] ?? './.meridian';
   if (dataDir.trim() === '')

@@ -163,7 +163,7 @@ function capture() {
   };
 }
 
-/** Runs `meridian load --json` against `url`; its exit code and summary. */
+/** Runs `commerce load --json` against `url`; its exit code and summary. */
 async function runJson(url: string, args: string[]): Promise<{ code: number; summary: LoadSummary }> {
   const io = capture();
   const code = await run(['--url', url, ...args, '--json'], io.output);
@@ -178,7 +178,7 @@ afterEach(async () => {
   for (const close of closers.splice(0)) await close();
 });
 
-describe('meridian load', () => {
+describe('commerce load', () => {
   it('sets up inventory, offers every order once with its own key, follows each to its terminal status and reports the counts', async () => {
     const fake = await fakeOrderServer({ failEvery: 10 });
     closers.push(fake.close);
@@ -228,7 +228,7 @@ describe('meridian load', () => {
     expect(summary.latencyToAccepted.maxMs).toBeGreaterThanOrEqual(summary.latencyToAccepted.p99Ms);
     // In JSON mode the human-readable lines go to stderr, so stdout is just the summary.
     expect(io.out).toHaveLength(1);
-    expect(io.err[0]).toContain('meridian load: 200 orders/s for 0.5 s');
+    expect(io.err[0]).toContain('commerce load: 200 orders/s for 0.5 s');
   });
 
   it('learns that orders ended from the order feed, one stream for all of them, and asks about none', async () => {
@@ -331,7 +331,7 @@ describe('meridian load', () => {
     // 200 warm-up orders and 50 measured ones reached the server; every 10th POST failed.
     expect(fake.keys.size).toBe(225);
     const text = io.out.join('\n');
-    expect(io.out[0]).toContain('meridian load: 100 orders/s for 0.5 s after 2 s of warm-up');
+    expect(io.out[0]).toContain('commerce load: 100 orders/s for 0.5 s after 2 s of warm-up');
     // Progress during the warm-up is marked and counts warm-up orders (about 100 by then; the
     // exact count depends on when the timer fired).
     const warming = io.out.find((line) => line.startsWith('[warm-up'));
@@ -396,6 +396,6 @@ describe('meridian load', () => {
   it('prints its usage for --help', async () => {
     const io = capture();
     expect(await run(['--help'], io.output)).toBe(0);
-    expect(io.out[0]).toContain('Usage: meridian load');
+    expect(io.out[0]).toContain('Usage: commerce load');
   });
 });

@@ -1,9 +1,9 @@
-// `meridian demo` (`npm start`): the commerce reference system on the embedded shape.
+// `commerce demo` (`npm start`): the commerce reference system on the embedded shape.
 import { resolve } from 'node:path';
-import { type CommerceServer, startCommerceServer } from '../../apps/commerce/server.ts';
-import { Traffic } from '../../apps/commerce/traffic.ts';
-import { isMeridianError } from '../errors.ts';
-import { type CommandOutput, consoleOutput } from './args.ts';
+import { type CommandOutput, consoleOutput } from '../../../src/cli/index.ts';
+import { isMeridianError } from '../../../src/index.ts';
+import { type CommerceServer, startCommerceServer } from '../server.ts';
+import { Traffic } from '../traffic.ts';
 import { DEMO_USAGE, type DemoOptions, parseDemoOptions } from './demo-options.ts';
 
 async function banner(options: DemoOptions, server: CommerceServer): Promise<string[]> {
@@ -28,7 +28,7 @@ async function banner(options: DemoOptions, server: CommerceServer): Promise<str
 }
 
 /**
- * Runs `meridian demo`. Exit codes: 0 after a clean drain, 1 when the server could not start,
+ * Runs `commerce demo`. Exit codes: 0 after a clean drain, 1 when the server could not start,
  * 2 for invalid options. The first SIGINT/SIGTERM drains (no new requests, running steps
  * finish, orders park where they are); a second one exits at once, which is safe too: every
  * order resumes from its journal on the next start.
@@ -39,7 +39,7 @@ export async function run(argv: string[], output: CommandOutput = consoleOutput)
     options = parseDemoOptions(argv, process.env);
   } catch (error) {
     if (!isMeridianError(error)) throw error;
-    output.err(`meridian demo: ${error.message}\n\n${DEMO_USAGE}`);
+    output.err(`commerce demo: ${error.message}\n\n${DEMO_USAGE}`);
     return 2;
   }
   if (options === 'help') {
@@ -80,12 +80,12 @@ export async function run(argv: string[], output: CommandOutput = consoleOutput)
     const code = (error as { code?: unknown }).code;
     if (code === 'EADDRINUSE') {
       output.err(
-        `meridian demo: port ${selected.port} on ${selected.host} is in use: pass --port <n> (or PORT=<n>), or stop the other process`,
+        `commerce demo: port ${selected.port} on ${selected.host} is in use: pass --port <n> (or PORT=<n>), or stop the other process`,
       );
       return 1;
     }
     if (isMeridianError(error)) {
-      output.err(`meridian demo: ${error.code}: ${error.message}`);
+      output.err(`commerce demo: ${error.code}: ${error.message}`);
       return 1;
     }
     throw error;
@@ -115,7 +115,7 @@ export async function run(argv: string[], output: CommandOutput = consoleOutput)
           output.out(`Stopped cleanly. Start again with --data-dir ${selected.dataDir} to resume.`);
           done(0);
         } catch (error) {
-          output.err(`meridian demo: draining failed: ${(error as Error).message}`);
+          output.err(`commerce demo: draining failed: ${(error as Error).message}`);
           done(1);
         } finally {
           process.off('SIGINT', onSignal);

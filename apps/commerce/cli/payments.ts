@@ -1,10 +1,16 @@
-// `meridian payments`: the simulated payment gateway of the commerce app as a process of its own,
-// the one gateway every `meridian node` of a cluster charges through.
+// `commerce payments`: the simulated payment gateway of the commerce app as a process of its own,
+// the one gateway every `commerce node` of a cluster charges through.
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { createPaymentGateway, type PaymentGateway } from '../../apps/commerce/payment-gateway.ts';
-import { isMeridianError, ValidationError } from '../errors.ts';
-import { type CommandOutput, consoleOutput, integer, number, parseCommandLine } from './args.ts';
+import {
+  type CommandOutput,
+  consoleOutput,
+  integer,
+  number,
+  parseCommandLine,
+} from '../../../src/cli/index.ts';
+import { isMeridianError, ValidationError } from '../../../src/index.ts';
+import { createPaymentGateway, type PaymentGateway } from '../payment-gateway.ts';
 
 export interface PaymentsOptions {
   /** @default '127.0.0.1' */
@@ -21,11 +27,11 @@ export interface PaymentsOptions {
   latencyMs: number;
 }
 
-export const PAYMENTS_USAGE = `Usage: meridian payments [options]
+export const PAYMENTS_USAGE = `Usage: commerce payments [options]
 
 Runs the commerce app's simulated payment gateway as its own process, with its ledger of charges
-and refunds in <data-dir>/payments.jsonl (kept across restarts). Every 'meridian node' of a
-cluster charges through one gateway: pass its URL to each node with --payments. 'meridian demo'
+and refunds in <data-dir>/payments.jsonl (kept across restarts). Every 'commerce node' of a
+cluster charges through one gateway: pass its URL to each node with --payments. 'commerce demo'
 runs the same gateway on a thread of its own process instead. Faults can be changed while it
 runs: curl -X PUT <url>/settings -H 'content-type: application/json' -d '{"failureRate":0.2}'.
 
@@ -39,7 +45,7 @@ Options:
   -h, --help              show this help`;
 
 export function parsePaymentsOptions(argv: string[]): PaymentsOptions | 'help' {
-  const values = parseCommandLine('payments', argv, {
+  const values = parseCommandLine('commerce payments', argv, {
     port: { type: 'string' },
     host: { type: 'string' },
     'data-dir': { type: 'string' },
@@ -76,13 +82,13 @@ async function start(options: PaymentsOptions, output: CommandOutput): Promise<P
     output.out(`Payment gateway listening on ${url}`);
     output.out(`  ledger    ${resolve(options.dataDir, 'payments.jsonl')}`);
     output.out(`  settings  ${url}/settings    charges ${url}/charges    refunds ${url}/refunds`);
-    output.out(`  nodes     meridian node --payments ${url} ...`);
+    output.out(`  nodes     commerce node --payments ${url} ...`);
     return gateway;
   } catch (error) {
     await gateway.close();
     if ((error as { code?: unknown }).code === 'EADDRINUSE') {
       output.err(
-        `meridian payments: port ${options.port} on ${options.host} is in use: pass --port <n>, or stop the other process`,
+        `commerce payments: port ${options.port} on ${options.host} is in use: pass --port <n>, or stop the other process`,
       );
       return 1;
     }
@@ -90,14 +96,14 @@ async function start(options: PaymentsOptions, output: CommandOutput): Promise<P
   }
 }
 
-/** Runs `meridian payments`. Exit codes: 0 after SIGINT/SIGTERM, 1 when it could not listen, 2 for invalid options. */
+/** Runs `commerce payments`. Exit codes: 0 after SIGINT/SIGTERM, 1 when it could not listen, 2 for invalid options. */
 export async function run(argv: string[], output: CommandOutput = consoleOutput): Promise<number> {
   let options: PaymentsOptions | 'help';
   try {
     options = parsePaymentsOptions(argv);
   } catch (error) {
     if (!isMeridianError(error)) throw error;
-    output.err(`meridian payments: ${error.message}\n\n${PAYMENTS_USAGE}`);
+    output.err(`commerce payments: ${error.message}\n\n${PAYMENTS_USAGE}`);
     return 2;
   }
   if (options === 'help') {

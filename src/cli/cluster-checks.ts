@@ -1,13 +1,13 @@
-// What `meridian node` checks before it starts: each dependency answers, within a bound, and is
-// the one the node expects. Every failure names the dependency, what was wrong and what to do.
-import pg from 'pg';
+// What a cluster node (`meridian node`, `commerce node`) checks before it starts: each
+// dependency answers, within a bound, and is the one the node expects. Every failure names the
+// dependency, what was wrong and what to do. pg loads when a check runs, not with meridian/cli.
 import { isMeridianError, MeridianError, NotFoundError } from '../errors.ts';
-import { KafkaLog } from '../log/index.ts';
+import { KafkaLog } from '../log/kafka/index.ts';
 
-/** A dependency of `meridian node` that is unreachable or misconfigured. */
+/** A dependency of a cluster node that is unreachable or misconfigured. */
 export class DependencyError extends MeridianError {
   constructor(
-    dependency: 'postgres' | 'kafka' | 'payments',
+    dependency: string,
     message: string,
     options: { cause?: unknown; misconfigured?: boolean } = {},
   ) {
@@ -75,6 +75,7 @@ function describePostgresFailure(error: unknown, url: string, timeoutMs: number)
 
 /** Connects once with a bounded wait and runs one query: PostgreSQL is up and the database exists. */
 export async function checkPostgres(url: string, timeoutMs: number): Promise<void> {
+  const { default: pg } = await import('pg');
   const client = new pg.Client({
     connectionString: url,
     connectionTimeoutMillis: timeoutMs,
@@ -178,36 +179,5 @@ export async function checkKafka(check: KafkaCheck): Promise<void> {
     }
   } finally {
     await withDeadline(probe.close(), bound).catch(() => undefined);
-  }
-}
-
-/** The payment gateway answers GET /settings as the simulated gateway does. */
-export async function checkPayments(url: string, timeoutMs: number): Promise<void> {
-  const start = `start one with 'meridian payments --port 7090' and pass its URL with --payments (MERIDIAN_PAYMENTS_URL)`;
-  let response: Response;
-  try {
-    response = await fetch(new URL('settings', url.endsWith('/') ? url : `${url}/`), {
-      signal: AbortSignal.timeout(timeoutMs),
-    });
-  } catch (error) {
-    const reason =
-      (error as Error).name === 'TimeoutError'
-        ? `no answer within ${timeoutMs} ms`
-        : ((error as { cause?: Error }).cause?.message ?? (error as Error).message);
-    throw new DependencyError(
-      'payments',
-      `The payment gateway at ${url} is unreachable (${reason}): ${start}`,
-      {
-        cause: error,
-      },
-    );
-  }
-  const body = (await response.json().catch(() => undefined)) as { failureRate?: unknown } | undefined;
-  if (!response.ok || typeof body?.failureRate !== 'number') {
-    throw new DependencyError(
-      'payments',
-      `${url} answered GET /settings with ${response.status} and is not a Meridian payment gateway: ${start}`,
-      { misconfigured: true },
-    );
   }
 }

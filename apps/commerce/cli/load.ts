@@ -1,6 +1,7 @@
-// `meridian load`: an open-loop load generator against a running commerce gateway.
-import { isMeridianError } from '../errors.ts';
-import { type CommandOutput, consoleOutput } from './args.ts';
+// `commerce load`: an open-loop load generator against a running commerce gateway.
+
+import { type CommandOutput, consoleOutput } from '../../../src/cli/index.ts';
+import { isMeridianError } from '../../../src/index.ts';
 import {
   type LatencySummary,
   LoadGenerator,
@@ -45,11 +46,11 @@ export function formatSummary(summary: LoadSummary): string[] {
 
 function describeRun(options: LoadOptions): string {
   const warmup = options.warmupSeconds > 0 ? ` after ${options.warmupSeconds} s of warm-up` : '';
-  return `meridian load: ${options.ratePerSecond} orders/s for ${options.durationSeconds} s${warmup} against ${options.url} (${options.skus} SKUs × ${options.stock} units, concurrency ${options.concurrency}, seed ${options.seed})`;
+  return `commerce load: ${options.ratePerSecond} orders/s for ${options.durationSeconds} s${warmup} against ${options.url} (${options.skus} SKUs × ${options.stock} units, concurrency ${options.concurrency}, seed ${options.seed})`;
 }
 
 /**
- * Runs `meridian load`. Exit codes: 0 when the run completed (errors are reported, not fatal),
+ * Runs `commerce load`. Exit codes: 0 when the run completed (errors are reported, not fatal),
  * 1 when the inventory setup failed, 2 for invalid options. Ctrl-C stops offering, waits for
  * the orders in flight (bounded by the terminal timeout) and prints the summary.
  */
@@ -59,7 +60,7 @@ export async function run(argv: string[], output: CommandOutput = consoleOutput)
     options = parseLoadOptions(argv);
   } catch (error) {
     if (!isMeridianError(error)) throw error;
-    output.err(`meridian load: ${error.message}\n\n${LOAD_USAGE}`);
+    output.err(`commerce load: ${error.message}\n\n${LOAD_USAGE}`);
     return 2;
   }
   if (options === 'help') {
@@ -82,7 +83,7 @@ export async function run(argv: string[], output: CommandOutput = consoleOutput)
         await generator.setup();
       } catch (error) {
         if (!(error instanceof LoadSetupError)) throw error;
-        output.err(`meridian load: ${error.message}`);
+        output.err(`commerce load: ${error.message}`);
         return 1;
       }
     }

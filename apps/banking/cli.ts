@@ -1,9 +1,10 @@
-// `meridian banking`: the banking case study's gateway, with or without resilience policies.
-import { createBankingApp } from '../../apps/banking/app.ts';
-import { ValidationError } from '../errors.ts';
-import { parseCommandLine } from './args.ts';
+// `banking`: the banking case study's gateway, with or without resilience policies.
 
-export const BANKING_USAGE = `Usage: meridian banking [--port <n>] [--policies on|off]
+import { parseCommandLine } from '../../src/cli/index.ts';
+import { ValidationError } from '../../src/index.ts';
+import { createBankingApp } from './app.ts';
+
+export const BANKING_USAGE = `Usage: banking [--port <n>] [--policies on|off]
 
 Starts the mobile banking gateway (auth → balance) of the banking case study.
   --port       port to listen on, 0 for any free one (default 7080)

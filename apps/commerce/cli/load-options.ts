@@ -1,6 +1,6 @@
 import type { ParseArgsOptionsConfig } from 'node:util';
-import { ValidationError } from '../errors.ts';
-import { choice, parseCommandLine } from './args.ts';
+import { choice, parseCommandLine } from '../../../src/cli/index.ts';
+import { ValidationError } from '../../../src/index.ts';
 
 export interface LoadOptions {
   /** Base URL of the commerce gateway. @default 'http://127.0.0.1:7070' */
@@ -52,7 +52,7 @@ export interface LoadOptions {
   json: boolean;
 }
 
-export const LOAD_USAGE = `Usage: meridian load [options]
+export const LOAD_USAGE = `Usage: commerce load [options]
 
 Offers orders to a running commerce gateway at a fixed rate (open loop: an order is sent when
 it is due, whatever happened to the earlier ones, so slow answers cannot hide latency), then
@@ -127,9 +127,9 @@ function httpUrl(raw: string | undefined): string {
   return url.toString().replace(/\/$/, '');
 }
 
-/** Parses and validates `meridian load`'s arguments; `help` when the usage was asked for. */
+/** Parses and validates `commerce load`'s arguments; `help` when the usage was asked for. */
 export function parseLoadOptions(argv: string[]): LoadOptions | 'help' {
-  const values = parseCommandLine('load', argv, commandOptions);
+  const values = parseCommandLine('commerce load', argv, commandOptions);
   if (values === 'help') return 'help';
   const ratePerSecond = integer('rate', values.rate, 100, 1, 100_000);
   const durationSeconds = positiveNumber('duration', values.duration, 10, 3600);

@@ -1,0 +1,63 @@
+import {
+  CLUSTER_BOUNDS_USAGE,
+  CLUSTER_OPTIONS_USAGE,
+  type ClusterNodeOptions,
+  clusterCommandOptions,
+  fromEnv,
+  optionalInteger,
+  parseClusterOptions,
+  parseCommandLine,
+  urlOption,
+} from '../../../src/cli/index.ts';
+
+export interface NodeOptions extends ClusterNodeOptions {
+  /** Base URL of the payment gateway every node charges through (`--payments`, MERIDIAN_PAYMENTS_URL). Required. */
+  paymentsUrl: string;
+  /** Orders running at most on this node before POST /orders answers 503. @default 1000 */
+  maxOrdersInProgress: number;
+}
+
+export const NODE_USAGE = `Usage: commerce node [options]
+
+Runs the commerce reference system (the same app as 'commerce demo') as one node of a cluster:
+state in PostgreSQL, records in Kafka, work partitions owned through a Kafka consumer group.
+Start as many nodes as you like with the same --pg, --pg-schema, --kafka and --payments and a
+distinct --node-id each; any node takes any request. SIGTERM or Ctrl-C drains (the node leaves
+the group and hands its partitions over) and exits; a second signal exits at once.
+Step by step: docs/cluster.md. Without PostgreSQL and Kafka, 'npm start' (commerce demo) runs
+the same app on the embedded shape, in one SQLite file.
+
+Options (environment variable in brackets):
+${CLUSTER_OPTIONS_USAGE}
+  --payments <url>              the payment gateway every node shares, e.g. one started with
+                                'commerce payments --port 7090' [MERIDIAN_PAYMENTS_URL] (required)
+  --max-orders-in-progress <n>  orders running at most on this node; new ones get 503 with
+                                Retry-After beyond it, 1..1000000 (default 1000)
+${CLUSTER_BOUNDS_USAGE}`;
+
+const commandOptions = {
+  ...clusterCommandOptions,
+  payments: { type: 'string' },
+  'max-orders-in-progress': { type: 'string' },
+} as const;
+
+/** Parses and validates `commerce node`'s arguments and environment; `help` when the usage was asked for. */
+export function parseNodeOptions(
+  argv: string[],
+  env: Record<string, string | undefined> = {},
+  hostname = 'localhost',
+): NodeOptions | 'help' {
+  const values = parseCommandLine('commerce node', argv, commandOptions);
+  if (values === 'help') return 'help';
+  const cluster = parseClusterOptions(values, env, hostname, 'commerce demo');
+  const paymentsUrl = urlOption(
+    fromEnv(values, 'payments', env, 'MERIDIAN_PAYMENTS_URL'),
+    ['http:', 'https:'],
+    `no payment gateway given: every node charges through the same one; start it with 'commerce payments --port 7090 --data-dir ./.meridian-payments' (or use the one 'commerce demo' prints) and pass --payments http://127.0.0.1:7090 or set MERIDIAN_PAYMENTS_URL. A gateway per node would let a node that takes over an order charge it a second time`,
+  );
+  return {
+    ...cluster,
+    paymentsUrl,
+    maxOrdersInProgress: optionalInteger(values, 'max-orders-in-progress', 1000, 1, 1_000_000),
+  };
+}

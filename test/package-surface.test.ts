@@ -1,0 +1,91 @@
+// The package's surface as an importer sees it: the root is the curated app author's API, and
+// importing it (or meridian/testing) loads no integration — no HTTP server, database driver,
+// Kafka or Redis client, metrics registry — while the subpaths that are about them do.
+import { execFileSync } from 'node:child_process';
+import { pathToFileURL } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { packageEntries } from './package-entries.ts';
+
+function entry(specifier: string) {
+  const found = packageEntries.find((candidate) => candidate.specifier === specifier);
+  if (found === undefined) throw new Error(`package.json exports no '${specifier}'`);
+  return found;
+}
+
+/** Imports `file` in a fresh Node process; the bare specifiers it resolved and the names it exports. */
+function load(file: string): { packages: string[]; names: string[] } {
+  const script = `
+    import { registerHooks } from 'node:module';
+    const packages = new Set();
+    registerHooks({ resolve(specifier, context, next) {
+      if (!specifier.startsWith('.') && !specifier.startsWith('node:') && !specifier.startsWith('file:')) packages.add(specifier);
+      return next(specifier, context);
+    } });
+    const module = await import(${JSON.stringify(pathToFileURL(file).href)});
+    process.stdout.write(JSON.stringify({ packages: [...packages], names: Object.keys(module).sort() }));
+  `;
+  return JSON.parse(
+    execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' }),
+  );
+}
+
+describe('the package surface', () => {
+  it('the root exports the app author API and nothing else (values; types are erased)', () => {
+    expect(load(entry('meridian').source).names).toEqual([
+      'AlreadyExistsError',
+      'AssertionFailedError',
+      'ClosedError',
+      'ConflictError',
+      'MeridianError',
+      'NonDeterminismError',
+      'NotFoundError',
+      'RetryableError',
+      'Runtime',
+      'SagaNotCompletedError',
+      'SignalTimeoutError',
+      'StepFailedError',
+      'StepTimeoutError',
+      'TerminalError',
+      'ValidationError',
+      'assert',
+      'createRuntime',
+      'defineApp',
+      'ensureError',
+      'entity',
+      'isMeridianError',
+      'isTerminalError',
+      'saga',
+      'startApp',
+      'startEmbeddedApp',
+      'subscription',
+      'systemClock',
+      'systemRandom',
+      'systemTimers',
+    ]);
+  });
+
+  it('importing meridian, meridian/testing or the core subpaths loads no third-party package', () => {
+    for (const specifier of [
+      'meridian',
+      'meridian/testing',
+      'meridian/log',
+      'meridian/store',
+      'meridian/runtime',
+      'meridian/cluster',
+      'meridian/cli',
+      'meridian/kafka', // the client loads on a KafkaLog's first use
+    ]) {
+      expect({ specifier, packages: load(entry(specifier).source).packages }).toEqual({
+        specifier,
+        packages: [],
+      });
+    }
+  });
+
+  it('the integrations load with the subpath that is about them', () => {
+    expect(load(entry('meridian/http').source).packages).toEqual(
+      expect.arrayContaining(['fastify', 'prom-client']),
+    );
+    expect(load(entry('meridian/postgres').source).packages).toContain('pg');
+  });
+});
