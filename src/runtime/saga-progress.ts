@@ -1,4 +1,4 @@
-import type { JournalEntry, Json, SagaRecord, SagaStatus } from '../store/types.ts';
+import type { JournalEntry, Json, SagaRecord } from '../store/types.ts';
 import type { AnyEntityDefinition, SagaFailure } from './definitions.ts';
 import { untag } from './saga-calls.ts';
 import { failureFromEntry, journalNames } from './saga-journal.ts';
@@ -8,21 +8,13 @@ import { failureFromEntry, journalNames } from './saga-journal.ts';
  * builds it from the saga's record and journal, so applications never read journal entries or
  * the runtime's names for them.
  */
-export interface SagaProgress {
-  readonly id: string;
-  readonly type: string;
-  readonly status: SagaStatus;
-  readonly input: Json;
-  /** The output, once completed. */
-  readonly output: Json | null;
+export interface SagaProgress extends Omit<SagaRecord, 'version'> {
   /** Why it is compensating, compensated or failed (the saga record's reason). */
   readonly reason: string | null;
   /** What made it compensate, as data (message, code, step, details); null until then. */
   readonly failure: SagaFailure | null;
   /** When that failure was journaled (runtime clock, ms); null until then. */
   readonly failedAt: number | null;
-  readonly createdAt: number;
-  readonly updatedAt: number;
   /** Its finished calls, in the order they finished (`at`: when, on the runtime clock). */
   readonly calls: readonly SagaCall[];
 }
