@@ -87,5 +87,7 @@ describe('the package surface', () => {
       expect.arrayContaining(['fastify', 'prom-client']),
     );
     expect(load(entry('meridian/postgres').source).packages).toContain('pg');
+    // The cache's L1 is lru-cache; ioredis comes only with the client an app hands the cache.
+    expect(load(entry('meridian/cache').source).packages).toEqual(['lru-cache']);
   });
 });

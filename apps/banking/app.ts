@@ -4,6 +4,7 @@
 // the route sheds load beyond an adaptive limit, and a broken auth answers from the last balance
 // this session saw (marked degraded) or a clear 503, within the route's budget.
 
+import { createCache } from '../../src/cache/index.ts';
 import { createGateway, type Gateway, HttpProblem } from '../../src/http/index.ts';
 import {
   type Clock,
@@ -43,8 +44,10 @@ export interface BankingOptions {
   authTimeoutMs?: number;
   /** How long the breaker stays open before probing auth again (policies on). @default 2000 */
   openDurationMs?: number;
-  /** Balances the cache keeps, oldest dropped first. @default 10_000 */
+  /** Balances the fallback cache keeps, least recently used dropped first. @default 10_000 */
   maxCachedBalances?: number;
+  /** How old a balance may be and still be served (degraded) when auth fails. @default 300_000 (5 min) */
+  fallbackTtlMs?: number;
 }
 
 export interface BalanceAnswer extends Balance {
@@ -84,10 +87,15 @@ export async function createBankingApp(options: BankingOptions): Promise<Banking
     settings: options.auth ?? {},
   });
   const balances = new BalanceService();
-  const maxCached = options.maxCachedBalances ?? 10_000;
   // Keyed by session token and account: a cached balance is only ever shown to a session that
-  // auth verified for that account before, never to a caller auth has not seen.
-  const cache = new Map<string, Balance>();
+  // auth verified for that account before, never to a caller auth has not seen; and never one
+  // older than fallbackTtlMs.
+  const cache = createCache<Balance>({
+    name: 'balance-fallback',
+    ttlMs: options.fallbackTtlMs ?? 300_000,
+    l1: { maxEntries: options.maxCachedBalances ?? 10_000 },
+    clock,
+  });
 
   let breaker: CircuitBreakerPolicy | undefined;
   let authBulkhead: BulkheadPolicy | undefined;
@@ -128,12 +136,6 @@ export async function createBankingApp(options: BankingOptions): Promise<Banking
     clientIdHeader: 'x-client-id',
   });
 
-  function remember(key: string, balance: Balance): void {
-    cache.delete(key);
-    cache.set(key, balance);
-    if (cache.size > maxCached) cache.delete(cache.keys().next().value as string);
-  }
-
   gateway.route<{ Params: { accountId: string }; Headers: { authorization?: string } }>({
     method: 'GET',
     url: '/mobile/balance/:accountId',
@@ -173,7 +175,7 @@ export async function createBankingApp(options: BankingOptions): Promise<Banking
                 ? 'auth failed'
                 : undefined;
         if (reason === undefined) throw error;
-        const cached = cache.get(cacheKey);
+        const cached = cache.peek(cacheKey);
         if (cached !== undefined) return { ...cached, degraded: true, reason };
         throw new HttpProblem({
           status: 503,
@@ -184,7 +186,7 @@ export async function createBankingApp(options: BankingOptions): Promise<Banking
         });
       }
       const balance = balances.balanceOf(customer, accountId);
-      remember(cacheKey, balance);
+      await cache.set(cacheKey, balance);
       return { ...balance, degraded: false };
     },
   });
@@ -215,7 +217,12 @@ export async function createBankingApp(options: BankingOptions): Promise<Banking
 
   if (breaker !== undefined) {
     const authBreaker = breaker;
-    gateway.exposePolicies({ auth: authBreaker, 'auth-bulkhead': authBulkhead!, 'mobile-shedder': shedder! });
+    gateway.exposePolicies({
+      auth: authBreaker,
+      'auth-bulkhead': authBulkhead!,
+      'mobile-shedder': shedder!,
+      'balance-fallback': cache,
+    });
     // Only a closed breaker is ready: open or probing, a load balancer should prefer other nodes.
     gateway.addReadinessCheck('auth', () => {
       const state = authBreaker.state;

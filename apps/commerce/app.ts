@@ -86,7 +86,7 @@ export async function createCommerceApp(options: CommerceAppOptions): Promise<Co
   });
   const saga = orderSaga(options.payments, options.orders);
   runtime.register(Inventory, Order, Notifications, saga, notify);
-  const catalog = new Catalog(runtime, options.store, options.catalog);
+  const catalog = new Catalog(runtime, options.catalog);
   const gateway = await createGateway({
     title: 'Meridian commerce',
     version: '1.0.0',
@@ -114,6 +114,8 @@ export async function createCommerceApp(options: CommerceAppOptions): Promise<Co
     closing: closing.signal,
   });
   gateway.exposeRuntime(runtime);
+  // The catalog caches' hit, miss and load counters appear at /metrics and /policies.
+  gateway.exposePolicies({ 'catalog-entries': catalog.entries, 'catalog-pages': catalog.pages });
   gateway.addReadinessCheck('store', async () => {
     await options.store.transaction(async () => undefined);
     return { ok: true, detail: `${options.store.dialect} store open` };
@@ -141,6 +143,7 @@ export async function createCommerceApp(options: CommerceAppOptions): Promise<Co
         closing.abort();
         await gateway.close();
         await runtime.stop();
+        catalog.close();
       })();
       return closed;
     },

@@ -1,8 +1,13 @@
-import type { Runtime } from '../../src/index.ts';
-import type { Store } from '../../src/store/index.ts';
+import {
+  type Cache,
+  type CacheSnapshot,
+  createCache,
+  type InvalidationBus,
+  type RedisTier,
+} from '../../src/cache/index.ts';
+import type { Clock, Runtime } from '../../src/index.ts';
 import { Inventory, type StockState } from './inventory.ts';
 import type { OrderItem } from './order.ts';
-import { TtlCache } from './ttl-cache.ts';
 
 /** What shoppers see of a SKU: its price and whether it can be ordered now. */
 export interface CatalogEntry {
@@ -22,6 +27,15 @@ export interface CatalogOptions {
   ttlMs?: number;
   /** Catalog entries kept in memory. @default 10000 */
   maxEntries?: number;
+  /**
+   * The shared Redis tier (cluster shape): entries are then shared by every node, and a price
+   * change on one node reaches the others through `invalidation`. @default in process only
+   */
+  l2?: RedisTier;
+  /** Carries invalidations to the other nodes. @default none: one node */
+  invalidation?: InvalidationBus;
+  /** @default systemClock */
+  clock?: Clock;
 }
 
 type Cached = CatalogEntry | null;
@@ -37,42 +51,56 @@ function entryOf(state: StockState): CatalogEntry | null {
 }
 
 /**
- * The catalog read model: prices and stock levels as shoppers see them, served from an
- * in-process cache in front of the Inventory entities. Placing an order prices its lines here,
+ * The catalog read model: prices and stock levels as shoppers see them, served from Meridian's
+ * cache (in process, and in Redis on the cluster shape) in front of the Inventory entities. Placing an order prices its lines here,
  * so the hot path does not read the store for every order; a price change (`PUT
  * /inventory/{sku}`) invalidates its entry at once, and stock levels shown here may lag by up
  * to the TTL (the reservation itself always checks the real stock).
  */
 export class Catalog {
   readonly #runtime: Runtime;
-  readonly #store: Store;
-  readonly #entries: TtlCache<Cached>;
-  readonly #pages: TtlCache<CatalogEntry[]>;
+  /** Entries by SKU; an unlisted SKU is cached as null (negative caching). */
+  readonly entries: Cache<Cached>;
+  /**
+   * Pages of the listing, in process only: a page depends on every SKU in it, so any change
+   * clears them all (on every node, through the invalidation bus).
+   */
+  readonly pages: Cache<CatalogEntry[]>;
 
-  constructor(runtime: Runtime, store: Store, options: CatalogOptions = {}) {
+  constructor(runtime: Runtime, options: CatalogOptions = {}) {
     this.#runtime = runtime;
-    this.#store = store;
     const ttlMs = options.ttlMs ?? 2000;
-    this.#entries = new TtlCache<Cached>({ ttlMs, maxEntries: options.maxEntries ?? 10_000 });
-    this.#pages = new TtlCache<CatalogEntry[]>({ ttlMs, maxEntries: 100 });
+    const shared = {
+      ttlMs,
+      ...(options.clock === undefined ? {} : { clock: options.clock }),
+      ...(options.invalidation === undefined ? {} : { invalidation: options.invalidation }),
+    };
+    this.entries = createCache<Cached>({
+      ...shared,
+      name: 'catalog-entries',
+      l1: { maxEntries: options.maxEntries ?? 10_000 },
+      ...(options.l2 === undefined ? {} : { l2: options.l2 }),
+      loader: async (sku) => {
+        const found = await this.#runtime.state(Inventory, sku);
+        return found === null ? null : entryOf(found.state);
+      },
+    });
+    this.pages = createCache<CatalogEntry[]>({ ...shared, name: 'catalog-pages', l1: { maxEntries: 100 } });
   }
 
-  get stats() {
-    return { entries: this.#entries.stats, pages: this.#pages.stats };
+  get stats(): { entries: CacheSnapshot; pages: CacheSnapshot } {
+    return { entries: this.entries.snapshot(), pages: this.pages.snapshot() };
   }
 
   /** One SKU's catalog entry (null when unlisted), through the cache. */
   entry(sku: string): Promise<CatalogEntry | null> {
-    return this.#entries.get(sku, async () => {
-      const found = await this.#runtime.state(Inventory, sku);
-      return found === null ? null : entryOf(found.state);
-    });
+    return this.entries.get(sku);
   }
 
   /** A page of listed SKUs in SKU order, through the cache. */
   page(limit: number, after?: string): Promise<CatalogEntry[]> {
-    return this.#pages.get(`${limit}:${after ?? ''}`, async () => {
-      const records = await this.#store.read((tx) =>
+    return this.pages.get(`${limit}:${after ?? ''}`, async () => {
+      const records = await this.#runtime.read((tx) =>
         tx.entities.list(Inventory.name, { limit, ...(after === undefined ? {} : { afterId: after }) }),
       );
       return records.flatMap((record) => {
@@ -95,9 +123,18 @@ export class Catalog {
     return { ok: true, items, total };
   }
 
-  /** Forgets what the cache holds about `sku` (its stock or price changed). */
-  invalidate(sku: string): void {
-    this.#entries.invalidate(sku);
-    this.#pages.clear();
+  /**
+   * Forgets what the caches hold about `sku` (its stock or price changed), on every node: a load
+   * of the old state still running cannot store it afterwards.
+   */
+  async invalidate(sku: string): Promise<void> {
+    this.pages.clear();
+    await this.entries.delete(sku);
+  }
+
+  /** Stops listening for other nodes' invalidations. */
+  close(): void {
+    this.entries.close();
+    this.pages.close();
   }
 }

@@ -47,6 +47,31 @@ describe('commerce HTTP contract', () => {
     expect(unknown.body.detail).toContain('never-listed');
   });
 
+  it('prices come from the cached catalog, and a price change reaches the next order at once', async () => {
+    await shop.request('PUT', '/inventory/quince', { available: 9, price: 3 });
+    const first = await place({ customerId: 'ada', items: [{ sku: 'quince', qty: 1 }] });
+    const catalog = await shop.request('GET', '/catalog');
+    expect(catalog.body).toEqual(
+      expect.arrayContaining([expect.objectContaining({ sku: 'quince', price: 3 })]),
+    );
+    const before = (await shop.request('GET', '/policies')).body.policies['catalog-entries'];
+    // Served from the cache: a second order for the SKU does not read the store again.
+    await place({ customerId: 'ada', items: [{ sku: 'quince', qty: 1 }] });
+    const after = (await shop.request('GET', '/policies')).body.policies['catalog-entries'];
+    expect(after.hitsL1).toBeGreaterThan(before.hitsL1);
+    expect(after.loads).toBe(before.loads);
+
+    await shop.request('PUT', '/inventory/quince', { available: 9, price: 4 });
+    const repriced = await place({ customerId: 'ada', items: [{ sku: 'quince', qty: 1 }] });
+    await shop.settle([first.body.orderId, repriced.body.orderId]);
+    expect((await shop.request('GET', `/orders/${repriced.body.orderId}`)).body.items).toEqual([
+      { sku: 'quince', qty: 1, price: 4 },
+    ]);
+    expect((await shop.request('GET', '/catalog')).body).toEqual(
+      expect.arrayContaining([expect.objectContaining({ sku: 'quince', price: 4 })]),
+    );
+  });
+
   it('POST /orders answers 202 pending at once; the order then confirms, charged once, and the customer is told', async () => {
     await shop.request('PUT', '/inventory/pear', { available: 5, price: 3 });
     const placed = await place({ customerId: 'ada', items: [{ sku: 'pear', qty: 2 }] });

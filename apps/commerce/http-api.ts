@@ -197,7 +197,7 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
     handler: async (request) => {
       const { sku } = request.params;
       const state = await runtime.send(Inventory, sku, 'set', request.body);
-      catalog.invalidate(sku);
+      await catalog.invalidate(sku);
       return stockView(state as StockState);
     },
   });

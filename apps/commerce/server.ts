@@ -1,5 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { type RedisClient, redisInvalidationBus, redisTier } from '../../src/cache/index.ts';
 import {
   type SagaStatus,
   systemClock,
@@ -142,6 +143,12 @@ export interface CommerceNodeOptions {
   port?: number;
   /** Tuning passed to the app; `runtime.cluster` makes it a cluster node. */
   app?: Omit<CommerceAppOptions, 'store' | 'log' | 'payments'>;
+  /**
+   * Redis (or a Redis Cluster) the nodes share: catalog entries are cached there too, and a
+   * price change on any node reaches every node's in-process copy. The caller opens and closes
+   * the client. @default none: each node caches in process only
+   */
+  redis?: RedisClient;
 }
 
 export interface CommerceNode {
@@ -159,9 +166,26 @@ export interface CommerceNode {
  */
 export async function startCommerceNode(options: CommerceNodeOptions): Promise<CommerceNode> {
   const payments = paymentClient(options.paymentUrl);
+  const redis = options.redis;
+  const invalidation = redis === undefined ? undefined : redisInvalidationBus({ redis });
   let app: CommerceApp | undefined;
   try {
-    app = await createCommerceApp({ ...options.app, store: options.store, log: options.log, payments });
+    // Not waiting for the bus: it subscribes whenever Redis answers, and then repairs.
+    const catalog =
+      redis === undefined
+        ? options.app?.catalog
+        : {
+            ...options.app?.catalog,
+            l2: redisTier({ redis, keyPrefix: 'meridian:commerce:' }),
+            invalidation,
+          };
+    app = await createCommerceApp({
+      ...options.app,
+      ...(catalog === undefined ? {} : { catalog }),
+      store: options.store,
+      log: options.log,
+      payments,
+    });
     const runtime = app.runtime;
     app.gateway.addReadinessCheck('cluster', () => {
       const owned = runtime.cluster?.owned() ?? [];
@@ -176,7 +200,10 @@ export async function startCommerceNode(options: CommerceNodeOptions): Promise<C
       app: started,
       payments,
       close() {
-        closing ??= started.close().finally(() => payments.close());
+        closing ??= started.close().finally(() => {
+          payments.close();
+          return invalidation?.close();
+        });
         return closing;
       },
     };
@@ -185,6 +212,7 @@ export async function startCommerceNode(options: CommerceNodeOptions): Promise<C
       // The first error is the one worth reporting.
     });
     payments.close();
+    await invalidation?.close();
     throw error;
   }
 }

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { createServer } from 'node:net';
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ManualClock } from '../time.ts';
 import { type RedisErrorEvent, redisRateLimiter, type SharedAlgorithm } from './redis-rate-limiter.ts';
@@ -101,91 +101,118 @@ describe('redis rate limiter when Redis is unreachable', () => {
 });
 
 // Needs a real Redis (MERIDIAN_TEST_REDIS_URL, e.g. redis://127.0.0.1:6379): the point is that the
-// Lua scripts are atomic and shared across clients, which only a real server can show.
-describe.skipIf(!process.env.MERIDIAN_TEST_REDIS_URL)('redis rate limiter against real Redis', () => {
-  const url = process.env.MERIDIAN_TEST_REDIS_URL ?? '';
+// Lua scripts are atomic and shared across clients, which only a real server can show. The same
+// cases run against a real Redis Cluster (MERIDIAN_TEST_REDIS_CLUSTER_NODES, from
+// scripts/redis/cluster.sh): each decision touches one key, so it runs on that key's shard.
+const clusterNodes = process.env.MERIDIAN_TEST_REDIS_CLUSTER_NODES;
+const layouts: [string, (() => Redis | Cluster) | undefined][] = [
+  [
+    'Redis',
+    process.env.MERIDIAN_TEST_REDIS_URL === undefined
+      ? undefined
+      : () => new Redis(process.env.MERIDIAN_TEST_REDIS_URL!),
+  ],
+  [
+    'Redis Cluster',
+    clusterNodes === undefined
+      ? undefined
+      : () =>
+          new Cluster(
+            clusterNodes.split(',').map((node) => {
+              const [host, port] = node.split(':');
+              return { host: host!, port: Number(port) };
+            }),
+          ),
+  ],
+];
+
+describe.each(layouts)('redis rate limiter against real %s', (_name, connect) => {
   const keyPrefix = `meridian-test:${randomUUID()}:`;
-  let first: Redis;
-  let second: Redis;
+  let first: Redis | Cluster;
+  let second: Redis | Cluster;
 
   beforeAll(() => {
-    first = new Redis(url);
-    second = new Redis(url);
+    if (connect === undefined) return;
+    first = connect();
+    second = connect();
   });
 
   afterAll(async () => {
-    const keys = await first.keys(`${keyPrefix}*`);
-    if (keys.length > 0) await first.del(...keys);
+    if (connect === undefined) return;
+    // Every key the cases wrote expires by itself once it would be full again; nothing to clean.
     first.disconnect();
     second.disconnect();
   });
 
-  describe.each(['gcra', 'token-bucket'] as SharedAlgorithm[])('%s', (algorithm) => {
-    it('two instances on two clients share one limit: exactly `burst` of many concurrent requests pass', async () => {
-      // A rate of one per 100 s means nothing refills while the test runs.
-      const options = {
-        ratePerSecond: 0.01,
-        burst: 5,
-        algorithm,
-        keyPrefix,
-        onRedisError: 'fail-closed',
-      } as const;
-      const a = redisRateLimiter({ ...options, redis: first });
-      const b = redisRateLimiter({ ...options, redis: second });
-      const key = `shared-${algorithm}`;
-      const decisions = await Promise.all(
-        Array.from({ length: 40 }, (_, index) => (index % 2 === 0 ? a : b).consume(key)),
-      );
-      const allowed = decisions.filter((decision) => decision.allowed);
-      expect(allowed).toHaveLength(5);
-      expect(allowed.map((decision) => decision.remaining).sort()).toEqual([0, 1, 2, 3, 4]);
-      for (const refused of decisions.filter((decision) => !decision.allowed)) {
-        expect(refused.retryAfterMs).toBeGreaterThan(90_000);
-        expect(refused.retryAfterMs).toBeLessThanOrEqual(100_000);
-      }
-      // Another key has its own limit.
-      expect((await b.consume(`other-${algorithm}`)).allowed).toBe(true);
-      // The key expires by itself once it would be full again.
-      const ttl = await first.pttl(keyPrefix + key);
-      expect(ttl).toBeGreaterThan(0);
-      expect(ttl).toBeLessThanOrEqual(500_000);
-    });
-
-    it('lets a refused request through once its retryAfterMs has passed', async () => {
-      const options = {
-        ratePerSecond: 20,
-        burst: 2,
-        algorithm,
-        keyPrefix,
-        onRedisError: 'fail-closed',
-      } as const;
-      const a = redisRateLimiter({ ...options, redis: first });
-      const b = redisRateLimiter({ ...options, redis: second });
-      const key = `refill-${algorithm}`;
-      expect((await a.consume(key)).allowed).toBe(true);
-      expect((await b.consume(key)).allowed).toBe(true);
-      const refused = await a.consume(key);
-      expect(refused.allowed).toBe(false);
-      expect(refused.retryAfterMs).toBeGreaterThan(0);
-      expect(refused.retryAfterMs).toBeLessThanOrEqual(50);
-      // Redis keeps the time, so waiting on it here is a cross-process wait, bounded by 50 ms.
-      await new Promise((resolve) => setTimeout(resolve, refused.retryAfterMs + 2));
-      expect((await b.consume(key)).allowed).toBe(true);
-    });
-
-    it('charges the cost of a request', async () => {
-      const limiter = redisRateLimiter({
-        ratePerSecond: 0.01,
-        burst: 10,
-        algorithm,
-        keyPrefix,
-        redis: first,
-        onRedisError: 'fail-open',
+  describe.skipIf(connect === undefined).each(['gcra', 'token-bucket'] as SharedAlgorithm[])(
+    '%s',
+    (algorithm) => {
+      it('two instances on two clients share one limit: exactly `burst` of many concurrent requests pass', async () => {
+        // A rate of one per 100 s means nothing refills while the test runs.
+        const options = {
+          ratePerSecond: 0.01,
+          burst: 5,
+          algorithm,
+          keyPrefix,
+          onRedisError: 'fail-closed',
+        } as const;
+        const a = redisRateLimiter({ ...options, redis: first });
+        const b = redisRateLimiter({ ...options, redis: second });
+        const key = `shared-${algorithm}`;
+        const decisions = await Promise.all(
+          Array.from({ length: 40 }, (_, index) => (index % 2 === 0 ? a : b).consume(key)),
+        );
+        const allowed = decisions.filter((decision) => decision.allowed);
+        expect(allowed).toHaveLength(5);
+        expect(allowed.map((decision) => decision.remaining).sort()).toEqual([0, 1, 2, 3, 4]);
+        for (const refused of decisions.filter((decision) => !decision.allowed)) {
+          expect(refused.retryAfterMs).toBeGreaterThan(90_000);
+          expect(refused.retryAfterMs).toBeLessThanOrEqual(100_000);
+        }
+        // Another key has its own limit.
+        expect((await b.consume(`other-${algorithm}`)).allowed).toBe(true);
+        // The key expires by itself once it would be full again.
+        const ttl = await first.pttl(keyPrefix + key);
+        expect(ttl).toBeGreaterThan(0);
+        expect(ttl).toBeLessThanOrEqual(500_000);
       });
-      const key = `cost-${algorithm}`;
-      expect(await limiter.consume(key, 7)).toMatchObject({ allowed: true, remaining: 3 });
-      expect(await limiter.consume(key, 4)).toMatchObject({ allowed: false, remaining: 3 });
-      expect(await limiter.consume(key, 3)).toMatchObject({ allowed: true, remaining: 0 });
-    });
-  });
+
+      it('lets a refused request through once its retryAfterMs has passed', async () => {
+        const options = {
+          ratePerSecond: 20,
+          burst: 2,
+          algorithm,
+          keyPrefix,
+          onRedisError: 'fail-closed',
+        } as const;
+        const a = redisRateLimiter({ ...options, redis: first });
+        const b = redisRateLimiter({ ...options, redis: second });
+        const key = `refill-${algorithm}`;
+        expect((await a.consume(key)).allowed).toBe(true);
+        expect((await b.consume(key)).allowed).toBe(true);
+        const refused = await a.consume(key);
+        expect(refused.allowed).toBe(false);
+        expect(refused.retryAfterMs).toBeGreaterThan(0);
+        expect(refused.retryAfterMs).toBeLessThanOrEqual(50);
+        // Redis keeps the time, so waiting on it here is a cross-process wait, bounded by 50 ms.
+        await new Promise((resolve) => setTimeout(resolve, refused.retryAfterMs + 2));
+        expect((await b.consume(key)).allowed).toBe(true);
+      });
+
+      it('charges the cost of a request', async () => {
+        const limiter = redisRateLimiter({
+          ratePerSecond: 0.01,
+          burst: 10,
+          algorithm,
+          keyPrefix,
+          redis: first,
+          onRedisError: 'fail-open',
+        });
+        const key = `cost-${algorithm}`;
+        expect(await limiter.consume(key, 7)).toMatchObject({ allowed: true, remaining: 3 });
+        expect(await limiter.consume(key, 4)).toMatchObject({ allowed: false, remaining: 3 });
+        expect(await limiter.consume(key, 3)).toMatchObject({ allowed: true, remaining: 0 });
+      });
+    },
+  );
 });

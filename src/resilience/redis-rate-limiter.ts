@@ -10,7 +10,7 @@
  * that must not be overrun). No default is safe for both, so the option is required, and each
  * time it happens `onRedisError` fires so the outage shows on dashboards.
  */
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import { ensureError } from '../errors.ts';
 import type { Timers } from '../time.ts';
 import { Emitter, type Subscribe } from './events.ts';
@@ -30,8 +30,12 @@ export type RedisFailureMode = 'fail-open' | 'fail-closed';
 export type SharedAlgorithm = 'gcra' | 'token-bucket';
 
 export interface RedisRateLimiterOptions extends LimitOptions, Pick<TimePorts, 'timers'> {
-  /** The ioredis client. Required. The limiter defines its script commands on it. */
-  redis: Redis;
+  /**
+   * The ioredis client, a single server (`Redis`) or a Redis Cluster (`Cluster`: each decision
+   * touches one key, so it runs on the key's shard). Required. The limiter defines its script
+   * commands on it.
+   */
+  redis: Redis | Cluster;
   /** What to decide when Redis does not answer. Required: see the module comment. */
   onRedisError: RedisFailureMode;
   /** @default 'gcra' */

@@ -33,7 +33,22 @@ describe('commerce node options', () => {
       maxOrdersInProgress: 1000,
       checkTimeoutMs: 5000,
       shutdownTimeoutMs: 30_000,
+      redis: undefined,
     });
+  });
+
+  it('takes Redis as a URL or as a Redis Cluster node list, and refuses anything else', () => {
+    expect(parseNodeOptions([...required, '--redis', 'redis://127.0.0.1:6379'])).toMatchObject({
+      redis: { url: 'redis://127.0.0.1:6379' },
+    });
+    expect(
+      parseNodeOptions(required, { MERIDIAN_REDIS_URL: '127.0.0.1:17001,127.0.0.1:17002' }),
+    ).toMatchObject({
+      redis: { clusterNodes: ['127.0.0.1:17001', '127.0.0.1:17002'] },
+    });
+    expect(() => parseNodeOptions([...required, '--redis', 'http://127.0.0.1:6379'])).toThrow(
+      "'--redis' must be a redis:// URL or a Redis Cluster's comma-separated host:port nodes: current value is 'http://127.0.0.1:6379'",
+    );
   });
 
   it('reads the dependencies and the node id from the environment, options first', () => {

@@ -9,12 +9,18 @@ import {
   parseCommandLine,
   urlOption,
 } from '../../../src/cli/index.ts';
+import { ValidationError } from '../../../src/index.ts';
 
 export interface NodeOptions extends ClusterNodeOptions {
   /** Base URL of the payment gateway every node charges through (`--payments`, MERIDIAN_PAYMENTS_URL). Required. */
   paymentsUrl: string;
   /** Orders running at most on this node before POST /orders answers 503. @default 1000 */
   maxOrdersInProgress: number;
+  /**
+   * Redis shared by the nodes' catalog cache (`--redis`, MERIDIAN_REDIS_URL): a single server, or
+   * a Redis Cluster's nodes. @default none: each node caches in process only
+   */
+  redis: { url: string } | { clusterNodes: string[] } | undefined;
 }
 
 export const NODE_USAGE = `Usage: commerce node [options]
@@ -33,13 +39,40 @@ ${CLUSTER_OPTIONS_USAGE}
                                 'commerce payments --port 7090' [MERIDIAN_PAYMENTS_URL] (required)
   --max-orders-in-progress <n>  orders running at most on this node; new ones get 503 with
                                 Retry-After beyond it, 1..1000000 (default 1000)
+  --redis <url|host:port,...>   Redis for the catalog cache shared by every node (invalidations
+                                reach them all): redis://host:6379, or a Redis Cluster's
+                                comma-separated host:port nodes [MERIDIAN_REDIS_URL]
+                                (default: each node caches in process only)
 ${CLUSTER_BOUNDS_USAGE}`;
 
 const commandOptions = {
   ...clusterCommandOptions,
   payments: { type: 'string' },
   'max-orders-in-progress': { type: 'string' },
+  redis: { type: 'string' },
 } as const;
+
+const hostPort = /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):(\d{1,5})$/;
+
+/** `--redis`: a redis:// URL, or a Redis Cluster's comma-separated host:port nodes. */
+function redisOption(given: { raw: string; from: string } | undefined): NodeOptions['redis'] {
+  if (given === undefined) return undefined;
+  if (/^rediss?:\/\//.test(given.raw)) return { url: urlOption(given, ['redis:', 'rediss:'], '') };
+  const nodes = given.raw
+    .split(',')
+    .map((node) => node.trim())
+    .filter((node) => node.length > 0);
+  const valid = (node: string) => {
+    const port = Number(hostPort.exec(node)?.[1]);
+    return port >= 1 && port <= 65_535;
+  };
+  if (nodes.length === 0 || nodes.length > 100 || !nodes.every(valid)) {
+    throw new ValidationError(
+      `'${given.from}' must be a redis:// URL or a Redis Cluster's comma-separated host:port nodes: current value is '${given.raw}'`,
+    );
+  }
+  return { clusterNodes: nodes };
+}
 
 /** Parses and validates `commerce node`'s arguments and environment; `help` when the usage was asked for. */
 export function parseNodeOptions(
@@ -59,5 +92,6 @@ export function parseNodeOptions(
     ...cluster,
     paymentsUrl,
     maxOrdersInProgress: optionalInteger(values, 'max-orders-in-progress', 1000, 1, 1_000_000),
+    redis: redisOption(fromEnv(values, 'redis', env, 'MERIDIAN_REDIS_URL')),
   };
 }

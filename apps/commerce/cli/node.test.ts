@@ -319,7 +319,12 @@ describe.skipIf(!pgUrl || !kafkaText)(
     }
 
     it('answers the probes, takes an order end to end, and drains on SIGTERM with exit 0', async () => {
-      const { node, url, nodeId } = await startNode(['--shutdown-timeout-ms=20000']);
+      // With Redis, the catalog it prices the order from is cached there too (`--redis`).
+      const redisUrl = process.env.MERIDIAN_TEST_REDIS_URL;
+      const { node, url, nodeId } = await startNode([
+        '--shutdown-timeout-ms=20000',
+        ...(redisUrl === undefined ? [] : [`--redis=${redisUrl}`]),
+      ]);
       expect((await json(`${url}/healthz`)).status).toBe(200);
       const ready = await json(`${url}/readyz`);
       expect(ready.status, JSON.stringify(ready.body)).toBe(200);
@@ -329,6 +334,14 @@ describe.skipIf(!pgUrl || !kafkaText)(
       expect(order.body, JSON.stringify(order.body)).toMatchObject({ status: 'confirmed', total: 25 });
       const charges = await json(`${paymentsUrl}/charges?orderId=${orderId}`);
       expect(charges.body).toMatchObject([{ orderId, amount: 25, status: 'charged' }]);
+      if (redisUrl !== undefined) {
+        expect(node.output()).toContain('catalog cache    in process + Redis');
+        const policies = await json(`${url}/policies`);
+        expect((policies.body.policies as Record<string, unknown>)['catalog-entries']).toMatchObject({
+          redisErrors: 0,
+          misses: 1,
+        });
+      }
 
       const signalled = performance.now();
       node.child.kill('SIGTERM');

@@ -1,0 +1,67 @@
+// The catalog read model as two nodes of the cluster shape see it: each node's catalog has its
+// own Redis client and invalidation bus on one Redis, as `commerce node --redis` sets them up. A
+// price set through one node reaches the other's in-process copy at once, and what one node
+// loaded the other reads from Redis instead of the store.
+import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { redisInvalidationBus, redisTier } from '../../src/cache/index.ts';
+import { Catalog } from './catalog.ts';
+import { Inventory } from './inventory.ts';
+import { openTestCommerce, type TestCommerce } from './test-fixture.ts';
+
+const redisUrl = process.env.MERIDIAN_TEST_REDIS_URL;
+
+describe.skipIf(redisUrl === undefined)('commerce catalog shared in Redis by two nodes', () => {
+  let shop: TestCommerce;
+  const closers: (() => unknown)[] = [];
+
+  beforeAll(async () => {
+    shop = await openTestCommerce();
+  });
+  afterAll(async () => {
+    for (const close of closers.splice(0)) await close();
+    await shop?.close();
+  });
+
+  async function node(keyPrefix: string, channel: string): Promise<Catalog> {
+    const redis = new Redis(redisUrl!);
+    const invalidation = redisInvalidationBus({ redis, channel });
+    await invalidation.ready();
+    const catalog = new Catalog(shop.server.app.runtime, {
+      ttlMs: 60_000,
+      l2: redisTier({ redis, keyPrefix }),
+      invalidation,
+    });
+    closers.push(
+      () => catalog.close(),
+      () => invalidation.close(),
+      () => redis.disconnect(),
+    );
+    return catalog;
+  }
+
+  it('a price change through one node reaches the other at once; a load on one serves both', async () => {
+    const keyPrefix = `meridian:test:catalog:${randomUUID()}:`;
+    const channel = `meridian:test:catalog:${randomUUID()}`;
+    const [a, b] = [await node(keyPrefix, channel), await node(keyPrefix, channel)];
+    const runtime = shop.server.app.runtime;
+    await runtime.send(Inventory, 'shared-1', 'set', { available: 5, price: 10 });
+
+    expect(await a.entry('shared-1')).toMatchObject({ price: 10 });
+    // a's load reaches Redis just behind its answer; then b finds it there: no second store read.
+    const probe = new Redis(redisUrl!);
+    closers.push(() => probe.disconnect());
+    await expect.poll(() => probe.exists(`${keyPrefix}catalog-entries:shared-1`)).toBe(1);
+    expect((await b.entry('shared-1'))?.price).toBe(10);
+    expect(b.stats.entries.hitsL2).toBeGreaterThanOrEqual(1);
+    expect(b.stats.entries.loads).toBe(0);
+
+    // The price changes and the writer's node invalidates, as PUT /inventory/{sku} does.
+    await runtime.send(Inventory, 'shared-1', 'set', { available: 5, price: 12 });
+    await a.invalidate('shared-1');
+    await expect.poll(async () => (await b.entry('shared-1'))?.price, { timeout: 5000 }).toBe(12);
+    expect((await a.entry('shared-1'))?.price).toBe(12);
+    expect(b.stats.entries.invalidationsReceived).toBeGreaterThanOrEqual(1);
+  });
+});
