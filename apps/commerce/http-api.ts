@@ -13,14 +13,14 @@ import {
   NotFoundError,
   type Runtime,
   type SagaDefinition,
-  type SagaRecord,
   type Timers,
 } from '../../src/index.ts';
 import type { Catalog } from './catalog.ts';
 import { Inventory, type StockState, stockView } from './inventory.ts';
 import { Notifications } from './notifications.ts';
+import { Order } from './order.ts';
 import type { OrderInput, OrderOutput } from './order-saga.ts';
-import { orderIdFor, orderSummary, orderView, sagaStatusesOf } from './order-view.ts';
+import { listOrders, orderIdFor, orderView } from './order-view.ts';
 import { NEXT_CURSOR_HEADER, type PaymentGatewayClient } from './payment-gateway-client.ts';
 
 export interface CommerceApiDependencies {
@@ -404,17 +404,17 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
       // A long poll waits first and reads once: an order still running answers as soon as it
       // ends; one that ended (or never existed) is looked up by the wait and answered at once.
       if (wait !== undefined && wait > 0) await untilEnded(orderId, wait * 1000, reply.raw);
-      // The record and its journal from one snapshot: the two agree, and a poll neither waits
-      // for the writer nor holds it up.
-      const found = await runtime.read(async (tx) => {
-        const record = await tx.sagas.get(orderId);
-        if (record === null || record.type !== sagaType(deps)) return null;
-        return { record, journal: await tx.sagas.journal(orderId) };
+      // The saga's progress and the Order entity from one snapshot: the two agree, and a poll
+      // neither waits for the writer nor holds it up.
+      const found = await runtime.read(async (_tx, view) => {
+        const progress = await view.progress(orderId);
+        if (progress === null || progress.type !== sagaType(deps)) return null;
+        return { progress, order: await view.state(Order, orderId) };
       });
       if (found === null) throw orderNotFound(orderId);
       if (wait !== undefined) reply.header(PREFERENCE_APPLIED_HEADER, `wait=${wait}`);
       reply.header('vary', 'prefer');
-      return orderView(found.record, found.journal);
+      return orderView(found.progress, found.order?.state ?? null, found.order?.updatedAt ?? null);
     },
   });
 
@@ -442,30 +442,16 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
     handler: async (request) => {
       const { status, after } = request.query;
       const limit = request.query.limit ?? 100;
-      const statuses = status === undefined ? [undefined] : sagaStatusesOf[status];
-      const page = await runtime.read(async (tx) => {
-        const records: SagaRecord[] = [];
-        for (const sagaStatus of statuses) {
-          records.push(
-            ...(await tx.sagas.list({
-              type: sagaType(deps),
-              limit,
-              ...(sagaStatus === undefined ? {} : { status: sagaStatus }),
-              ...(after === undefined ? {} : { afterId: after }),
-            })),
-          );
-        }
-        return records;
-      });
-      // Several statuses: merge their pages in id order and keep the first `limit`.
-      page.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-      const orders = page.slice(0, limit);
-      const next = orders.length === limit ? orders[orders.length - 1]!.id : null;
+      const page = await runtime.read((_tx, view) =>
+        listOrders(view, {
+          limit,
+          ...(status === undefined ? {} : { status }),
+          ...(after === undefined ? {} : { after }),
+        }),
+      );
       const principal = principalOf(request)!;
-      const visible = orders
-        .map(orderSummary)
-        .filter((order) => mayReadOrdersOf(principal, order.customerId));
-      return { orders: visible, next };
+      const visible = page.orders.filter((order) => mayReadOrdersOf(principal, order.customerId));
+      return { orders: visible, next: page.next };
     },
   });
 

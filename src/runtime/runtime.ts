@@ -34,6 +34,7 @@ import type {
   CommandName,
   CommandReply,
   Definition,
+  EntityState,
   SagaDefinition,
   SubscriptionDefinition,
 } from './definitions.ts';
@@ -41,7 +42,7 @@ import { Effects } from './effects.ts';
 import { EmbeddedCommitPath } from './embedded.ts';
 import { applyCommand } from './entity-command.ts';
 import { FencedError, SagaNotCompletedError } from './errors.ts';
-import { GroupCommitter } from './group-commit.ts';
+import { GroupCommitter, type Yield, yieldToEventLoop } from './group-commit.ts';
 import { requireRuntimeId, requireRuntimeName } from './options.ts';
 import type {
   ClusterInfo,
@@ -52,15 +53,13 @@ import type {
   SendOptions,
   StartSagaOptions,
 } from './runtime-types.ts';
+import { type EntityInstance, type RuntimeView, runtimeView } from './runtime-view.ts';
 import { createSaga } from './saga-creation.ts';
-import {
-  type ExecutionResult,
-  SagaExecution,
-  type SagaLaunch,
-  type SagaServices,
-  sagaWakeTimerKind,
-} from './saga-execution.ts';
+import { type ExecutionResult, SagaExecution, type SagaLaunch, type SagaServices } from './saga-execution.ts';
+import { sagaWakeTimerKind } from './saga-journal.ts';
+import type { SagaProgress } from './saga-progress.ts';
 import { type LoadedSaga, SagaScheduler, type ScheduledRun } from './saga-scheduler.ts';
+import { deliverSignal, type SignalDelivery, signalRequest } from './saga-signals.ts';
 import { TimerScheduler } from './scheduler.ts';
 import { housekeeping, leaderPartition, type SingletonDefinition, Singletons } from './singletons.ts';
 import { SubscriptionRunner, type SubscriptionServices } from './subscription-runner.ts';
@@ -87,6 +86,7 @@ export class Runtime {
   readonly #clock: Clock;
   readonly #timers: Timers;
   readonly #random: Random;
+  readonly #yield: Yield;
   readonly #drainTimeoutMs: number;
   readonly #deadLetterTopic: string;
   readonly #defaultPartitions: number;
@@ -125,6 +125,7 @@ export class Runtime {
     this.#clock = options.clock ?? systemClock;
     this.#timers = options.timers ?? systemTimers;
     this.#random = options.random ?? systemRandom;
+    this.#yield = options.yield ?? yieldToEventLoop;
     this.#cluster = this.#clusterOf(options);
     this.#path =
       this.#cluster?.path ??
@@ -192,11 +193,13 @@ export class Runtime {
       sleeps: {
         scheduled: (dueAt) => this.#scheduler.notify(dueAt),
         sleep: (sagaId, wakeAt) => this.#sagaScheduler.sleep(sagaId, wakeAt),
+        wake: (sagaId) => this.#sagaScheduler.wake(sagaId),
       },
       ensureTopic: (topic) => this.#ensureTopic(topic, this.#defaultPartitions),
       compensationRetry,
       halted: this.#halted.signal,
       report: (problem) => this.#report(problem),
+      yield: this.#yield,
       ...(this.#cluster === undefined ? {} : { remote: this.#cluster.remoteEntities() }),
     };
   }
@@ -425,20 +428,31 @@ export class Runtime {
    * be asked often without slowing the writes down. What it reads agrees with itself, and
    * includes everything whose call (a send, a saga start) has resolved.
    */
-  async read<T>(work: (tx: StoreReader) => Promise<T>): Promise<T> {
-    return this.#store.read(work);
+  async read<T>(work: (tx: StoreReader, view: RuntimeView) => Promise<T>): Promise<T> {
+    return this.#store.read((tx) => work(tx, this.#view(tx)));
   }
 
-  /** An entity's committed state and version, or null when it was never written. */
+  /** An entity's committed state, version and last write, or null when it was never written. */
   async state<E extends AnyEntityDefinition>(
     entity: E,
     id: string,
-  ): Promise<{ state: ReturnType<E['initialState']>; version: number } | null> {
-    const definition = this.#entity(entity);
-    const record = await this.#store.read((tx) => tx.entities.get(definition.name, id));
-    return record === null
-      ? null
-      : { state: record.state as ReturnType<E['initialState']>, version: record.version };
+  ): Promise<{ state: EntityState<E>; version: number; updatedAt: number } | null> {
+    return this.read((_tx, view) => view.state(entity, id));
+  }
+
+  /**
+   * A page of an entity type's instances ordered by id, after `afterId` (at most `limit`, 1 to
+   * 1000, default 100), with their typed state, on a snapshot of committed state.
+   */
+  async list<E extends AnyEntityDefinition>(
+    entity: E,
+    options: { afterId?: string; limit?: number } = {},
+  ): Promise<Array<EntityInstance<E>>> {
+    return this.read((_tx, view) => view.list(entity, options));
+  }
+
+  #view(tx: StoreReader): RuntimeView {
+    return runtimeView(tx, (definition) => this.#entity(definition), this.#entities);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -494,6 +508,42 @@ export class Runtime {
     options: { status?: SagaStatus; type?: string; limit?: number; afterId?: string } = {},
   ): Promise<SagaRecord[]> {
     return this.#store.read((tx) => tx.sagas.list(options));
+  }
+
+  /**
+   * What a saga is doing and did, as typed data: its status, output or failure, and its finished
+   * calls (steps with results, sends with replies, sleeps, signals, emits, compensations), read
+   * on one snapshot. Null when there is no such saga. The way to show a saga's progress: the
+   * journal's entries and names are the runtime's own.
+   */
+  async progress(id: string): Promise<SagaProgress | null> {
+    return this.read((_tx, view) => view.progress(id));
+  }
+
+  /**
+   * Delivers signal `name` with `value` (JSON) to saga `sagaId`, which takes it with
+   * `ctx.waitForSignal(name)` — now if it waits, later if it has not reached the wait yet. Any
+   * node can deliver it: the owner of the saga's partition keeps it. Durable once this resolves.
+   * Resolves 'delivered', or 'duplicate' (changing nothing) when that name was delivered before;
+   * NotFoundError when the saga does not exist or has ended.
+   */
+  async signal(sagaId: string, name: string, value?: unknown): Promise<SignalDelivery> {
+    this.#assertRunning();
+    const request = signalRequest(sagaId, name, value);
+    const routed = async () =>
+      (await this.#cluster!.routeSignal(sagaId, name, request.value)) as SignalDelivery;
+    if (this.#cluster !== undefined && !this.#cluster.ownsId(sagaId)) return routed();
+    let delivered: SignalDelivery | Error;
+    try {
+      delivered = await this.#committer.submit((scope) => deliverSignal(scope, sagaId, name, request.value));
+    } catch (error) {
+      if (this.#cluster !== undefined && isMeridianError(error) && error.code === 'NOT_OWNED')
+        return routed();
+      throw error;
+    }
+    if (delivered instanceof Error) throw delivered;
+    if (delivered === 'delivered') this.#sagaScheduler.signal(sagaId);
+    return delivered;
   }
 
   /** One saga's journal, in order: every step, send, sleep, emit and compensation it ran. */
@@ -614,6 +664,7 @@ export class Runtime {
             clock: this.#clock,
             random: this.#random,
             launch: (launch) => this.#sagaScheduler.enqueue(launch),
+            signalled: (sagaId) => this.#sagaScheduler.signal(sagaId),
           },
           scope,
           request,
@@ -636,6 +687,8 @@ export class Runtime {
     const execution = new SagaExecution(services, loaded.definition, loaded.record, loaded.journal, parking);
     const sagaId = loaded.record.id;
     return {
+      wake: (nowMs) => execution.wake(nowMs),
+      signalled: () => execution.signalled(),
       run: async () => {
         this.#abandon.set(sagaId, abandon);
         let result: ExecutionResult;
@@ -672,6 +725,8 @@ export class Runtime {
     );
     const sagaId = loaded.record.id;
     return {
+      wake: (nowMs) => execution.wake(nowMs),
+      signalled: () => execution.signalled(),
       run: async () => {
         const result = await execution.run();
         if (result.outcome !== 'parked' || parking.aborted || this.#state !== 'running') {
