@@ -31,7 +31,7 @@ const newStats = (): PhaseStats => ({
   errors: new Map(),
 });
 
-function startServer(policies: boolean): Promise<{ child: ChildProcess; url: string }> {
+function startServer(policies: boolean): Promise<{ child: ChildProcess; url: string; key: string }> {
   const child = spawn(
     process.execPath,
     ['apps/banking/main.ts', '--port', '0', '--policies', policies ? 'on' : 'off'],
@@ -42,7 +42,8 @@ function startServer(policies: boolean): Promise<{ child: ChildProcess; url: str
     child.stdout!.on('data', (chunk: Buffer) => {
       output += chunk.toString();
       const match = /listening on (http:\/\/\S+)/.exec(output);
-      if (match !== null) resolve({ child, url: match[1]! });
+      const key = /operator API key \(this run only\): (\S+)/.exec(output);
+      if (match !== null && key !== null) resolve({ child, url: match[1]!, key: key[1]! });
     });
     child.once('exit', (code) => reject(new Error(`banking server exited with ${code}`)));
   });
@@ -72,17 +73,17 @@ function call(
   });
 }
 
-async function setAuth(base: string, latencyMs: number, failureRate = 0): Promise<void> {
+async function setAuth(base: string, key: string, latencyMs: number, failureRate = 0): Promise<void> {
   await call(
     `${base}/admin/auth`,
     'PUT',
-    { 'content-type': 'application/json' },
+    { 'content-type': 'application/json', 'x-api-key': key },
     JSON.stringify({ latencyMs, failureRate }),
   );
 }
 
 async function runMode(policies: boolean): Promise<string[]> {
-  const { child, url } = await startServer(policies);
+  const { child, url, key } = await startServer(policies);
   const phases = ['healthy', `auth ${SLOW_AUTH_MS} ms`, 'auth fails 50%', 'auth restored'] as const;
   const stats = phases.map(newStats);
   const readiness: string[] = [];
@@ -128,9 +129,9 @@ async function runMode(policies: boolean): Promise<string[]> {
   const intervalMs = 1000 / ratePerSecond;
   let sequence = 0;
   for (phase = 0; phase < phases.length; phase++) {
-    if (phase === 1) await setAuth(url, SLOW_AUTH_MS);
-    if (phase === 2) await setAuth(url, 2, 0.5);
-    if (phase === 3) await setAuth(url, 2);
+    if (phase === 1) await setAuth(url, key, SLOW_AUTH_MS);
+    if (phase === 2) await setAuth(url, key, 2, 0.5);
+    if (phase === 3) await setAuth(url, key, 2);
     phaseStartedMs = performance.now();
     const endMs = phaseStartedMs + phaseSeconds * 1000;
     let nextMs = phaseStartedMs;

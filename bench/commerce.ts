@@ -23,6 +23,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { developmentAuth } from '../src/http/index.ts';
 import { median } from './stats.ts';
 
 const root = resolve(import.meta.dirname, '..');
@@ -142,6 +143,7 @@ interface LoadRun {
 }
 
 function runLoad(
+  token: string,
   url: string,
   loadRate: number,
   seconds: number,
@@ -174,7 +176,10 @@ function runLoad(
     '--json',
     ...(skipSetup ? ['--skip-setup'] : []),
   ];
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'ignore'] });
+  const child = spawn(process.execPath, args, {
+    stdio: ['ignore', 'pipe', 'ignore'],
+    env: { ...process.env, MERIDIAN_TOKEN: token },
+  });
   let output = '';
   child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
   // Sampled while it runs: once it has exited, /proc no longer has it.
@@ -201,14 +206,15 @@ interface Measured {
 async function measure(): Promise<Measured> {
   const dataDir = mkdtempSync(join(tmpdir(), 'meridian-bench-commerce-'));
   const { child, url } = await startServer(dataDir);
+  const token = await developmentAuth(dataDir).issue('bench', 'operator');
   try {
     // Warm-up: JIT, keep-alive connections, SQLite pages. Not counted.
-    await runLoad(url, Math.max(1, Math.round(rate / 5)), 3, 0, false);
+    await runLoad(token, url, Math.max(1, Math.round(rate / 5)), 3, 0, false);
     const load = loadavg()[0]!;
     const cpuBefore = cpuMs(child.pid!);
     const mainBefore = cpuMs(child.pid!, child.pid!);
     const startedAt = performance.now();
-    const { summary, cpuMs: loadCpuMs } = await runLoad(url, rate, duration, warmupSeconds, true);
+    const { summary, cpuMs: loadCpuMs } = await runLoad(token, url, rate, duration, warmupSeconds, true);
     const elapsedMs = performance.now() - startedAt;
     const cpuAfter = cpuMs(child.pid!);
     const mainAfter = cpuMs(child.pid!, child.pid!);

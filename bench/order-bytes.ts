@@ -33,6 +33,7 @@ const dataDir = mkdtempSync(join(tmpdir(), 'meridian-bench-order-bytes-'));
 const server = await startCommerceServer({
   dataDir,
   port: 0,
+  auth: false,
   app: { runtime: { retention: { enabled: false } } },
 });
 try {

@@ -263,7 +263,7 @@ function plot(samples: readonly Sample[]): string {
     return `<text x="60" y="${top - 4}" font-size="12">${label}: ${Math.min(...ys).toFixed(0)}–${Math.max(...ys).toFixed(0)} (axis 0–${hi.toFixed(0)})</text><rect x="60" y="${top}" width="${width - 80}" height="${panel}" fill="none" stroke="#ccc"/><polyline fill="none" stroke="${color}" stroke-width="1.5" points="${points}"/>`;
   });
   const height = series.length * (panel + 20) + 30;
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif"><rect width="100%" height="100%" fill="white"/>${parts.join('')}<text x="60" y="${height - 6}" font-size="12">seconds ${t0.toFixed(0)} to ${t1.toFixed(0)} (0 = end of warm-up)</text></svg>\n`;
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" role="img"><title>Soak samples: RSS, heap, database file and WAL, p99 to terminal</title><rect width="100%" height="100%" fill="white"/>${parts.join('')}<text x="60" y="${height - 6}" font-size="12">seconds ${t0.toFixed(0)} to ${t1.toFixed(0)} (0 = end of warm-up)</text></svg>\n`;
 }
 
 async function main(): Promise<void> {

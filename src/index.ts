@@ -40,11 +40,15 @@ export type {
   Definition,
   EmitRecord,
   EntityDefinition,
+  EntityEvent,
   EntityOptions,
+  EntityState,
   SagaContext,
   SagaDefinition,
+  SagaFailure,
   SendCompensation,
   SendOptions as SagaSendOptions,
+  SignalOptions,
   StepContext,
   StepOptions,
   SubscriptionContext,
@@ -56,6 +60,7 @@ export { entity, saga, subscription } from './runtime/definitions.ts';
 export {
   NonDeterminismError,
   SagaNotCompletedError,
+  SignalTimeoutError,
   StepFailedError,
   StepTimeoutError,
 } from './runtime/errors.ts';
@@ -68,6 +73,9 @@ export type {
   SendOptions,
   StartSagaOptions,
 } from './runtime/runtime-types.ts';
+export type { EntityInstance, RuntimeView } from './runtime/runtime-view.ts';
+export type { SagaCall, SagaProgress } from './runtime/saga-progress.ts';
+export type { SignalDelivery } from './runtime/saga-signals.ts';
 export type { SingletonContext, SingletonDefinition } from './runtime/singletons.ts';
 export type { JournalEntry, JournalEntryKind, Json, SagaRecord, SagaStatus } from './store/types.ts';
 export type { Clock, Random, TimerHandle, Timers } from './time.ts';

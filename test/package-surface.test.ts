@@ -42,6 +42,7 @@ describe('the package surface', () => {
       'RetryableError',
       'Runtime',
       'SagaNotCompletedError',
+      'SignalTimeoutError',
       'StepFailedError',
       'StepTimeoutError',
       'TerminalError',

@@ -104,6 +104,7 @@ await runtime.stop(); await store.close(); await log.close();
     writeFileSync(
       join(project, 'typed.ts'),
       `import { defineApp, entity, TerminalError } from 'meridian';
+import { Type } from 'meridian/http';
 import { startTestApp } from 'meridian/testing';
 
 const Account = entity('Account', {
@@ -119,16 +120,23 @@ const app = defineApp({
   name: 'bank',
   definitions: [Account],
   routes(gateway, { runtime }) {
-    gateway.route<{ Params: { id: string } }>({
+    gateway.route({
       method: 'POST',
       url: '/accounts/:id/deposit',
+      access: { scopes: ['accounts:write'] },
+      // The schema types request.params: a typo in 'id' would not compile.
+      schema: { params: Type.Object({ id: Type.String({ maxLength: 64 }) }) },
       handler: async (request) => ({ balance: await runtime.send(Account, request.params.id, 'deposit', { amount: 5 }) }),
     });
   },
 });
 const running = await startTestApp(app);
 const balance: number = (await running.runtime.send(Account, 'a-1', 'deposit', { amount: 10 }));
-const response = await fetch(running.url + '/accounts/a-1/deposit', { method: 'POST' });
+const token = await running.devAuth!.issue('ada', 'customer', { scopes: ['accounts:write'] });
+const response = await fetch(running.url + '/accounts/a-1/deposit', {
+  method: 'POST',
+  headers: { authorization: 'Bearer ' + token },
+});
 console.log('typed', balance, JSON.stringify(await response.json()));
 await running.destroy();
 `,

@@ -5,7 +5,7 @@
 // this session saw (marked degraded) or a clear 503, within the route's budget.
 
 import { createCache } from '../../src/cache/index.ts';
-import { createGateway, type Gateway, HttpProblem } from '../../src/http/index.ts';
+import { type AuthOptions, createGateway, type Gateway, HttpProblem, Type } from '../../src/http/index.ts';
 import {
   type Clock,
   type Random,
@@ -35,6 +35,12 @@ import { type Balance, BalanceService } from './balance-service.ts';
 export interface BankingOptions {
   /** Whether auth is called through resilience policies. Required: it is the experiment. */
   policies: boolean;
+  /**
+   * Who may call the gateway's own routes: the `/admin` routes are the operator's. The mobile
+   * route is public at the gateway, because the bank's auth service checks its session token
+   * (that call is the experiment). `false` turns it off (local experiments only). Required.
+   */
+  gatewayAuth: AuthOptions | false;
   clock?: Clock;
   timers?: Timers;
   random?: Random;
@@ -133,23 +139,24 @@ export async function createBankingApp(options: BankingOptions): Promise<Banking
     timers,
     title: 'Meridian bank (mobile)',
     defaultMetrics: false,
+    auth: options.gatewayAuth,
+    // The mobile route is rate-limited per session token (the caller the bank's auth knows),
+    // else per x-client-id, else per address.
+    clientIdentity: (request) => {
+      const token = request.headers.authorization;
+      return typeof token === 'string' && token !== '' ? `session:${token.slice(0, 256)}` : undefined;
+    },
     clientIdHeader: 'x-client-id',
   });
 
-  gateway.route<{ Params: { accountId: string }; Headers: { authorization?: string } }>({
+  gateway.route({
     method: 'GET',
     url: '/mobile/balance/:accountId',
+    access: 'public',
     schema: {
       summary: "An account's balance for the mobile app (auth, then balance)",
-      params: {
-        type: 'object',
-        properties: { accountId: { type: 'string', minLength: 1, maxLength: 64 } },
-      },
-      headers: {
-        type: 'object',
-        required: ['authorization'],
-        properties: { authorization: { type: 'string', minLength: 1, maxLength: 256 } },
-      },
+      params: Type.Object({ accountId: Type.String({ minLength: 1, maxLength: 64 }) }),
+      headers: Type.Object({ authorization: Type.String({ minLength: 1, maxLength: 256 }) }),
       response: { 200: balanceSchema },
     },
     ...(shedder === undefined ? {} : { loadShedder: shedder }),
@@ -191,19 +198,19 @@ export async function createBankingApp(options: BankingOptions): Promise<Banking
     },
   });
 
-  gateway.route<{ Body: Partial<AuthSettings> }>({
+  gateway.route({
     method: 'PUT',
     url: '/admin/auth',
+    access: 'operator',
     schema: {
       summary: "Sets the auth service's latency and failure rate (the experiment's knob)",
-      body: {
-        type: 'object',
-        additionalProperties: false,
-        properties: {
-          latencyMs: { type: 'integer', minimum: 0, maximum: 60_000 },
-          failureRate: { type: 'number', minimum: 0, maximum: 1 },
+      body: Type.Object(
+        {
+          latencyMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 60_000 })),
+          failureRate: Type.Optional(Type.Number({ minimum: 0, maximum: 1 })),
         },
-      },
+        { additionalProperties: false },
+      ),
     },
     loadShedder: false,
     handler: async (request) => auth.set(request.body),
@@ -211,6 +218,7 @@ export async function createBankingApp(options: BankingOptions): Promise<Banking
   gateway.route({
     method: 'GET',
     url: '/admin/auth',
+    access: 'operator',
     loadShedder: false,
     handler: async () => ({ ...auth.settings, inFlight: auth.inFlight, calls: auth.calls }),
   });

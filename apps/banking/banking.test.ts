@@ -13,6 +13,7 @@ afterEach(async () => {
 async function bank(policies: boolean, clock: ManualClock): Promise<BankingApp> {
   const app = await createBankingApp({
     policies,
+    gatewayAuth: false,
     clock,
     timers: clock,
     random: seededRandom(7),

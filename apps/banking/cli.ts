@@ -1,6 +1,7 @@
 // `banking`: the banking case study's gateway, with or without resilience policies.
 
 import { parseCommandLine } from '../../src/cli/index.ts';
+import { generateApiKey } from '../../src/http/index.ts';
 import { ValidationError } from '../../src/index.ts';
 import { createBankingApp } from './app.ts';
 
@@ -40,14 +41,20 @@ export async function run(argv: string[]): Promise<number> {
     console.log(BANKING_USAGE);
     return 0;
   }
-  const app = await createBankingApp({ policies: options.policies });
+  // A fresh operator key per start, shown once: the /admin routes change the experiment.
+  const operator = generateApiKey({ subject: 'operator', role: 'operator' });
+  const app = await createBankingApp({
+    policies: options.policies,
+    gatewayAuth: { apiKeys: [operator.record] },
+  });
   const url = await app.gateway.listen({ port: options.port });
   console.log(`Banking gateway (policies ${options.policies ? 'on' : 'off'}) listening on ${url}`);
+  console.log(`  operator API key (this run only): ${operator.key}`);
   console.log(`  curl -s ${url}/mobile/balance/acc-1 -H 'authorization: token-cust-1'`);
   console.log(
-    `  curl -s -X PUT ${url}/admin/auth -H 'content-type: application/json' -d '{"latencyMs":2000}'`,
+    `  curl -s -X PUT ${url}/admin/auth -H 'x-api-key: ${operator.key}' -H 'content-type: application/json' -d '{"latencyMs":2000}'`,
   );
-  console.log(`  curl -s ${url}/readyz    ${url}/policies    ${url}/metrics`);
+  console.log(`  curl -s ${url}/readyz    ${url}/policies -H 'x-api-key: ${operator.key}'`);
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);

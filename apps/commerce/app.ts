@@ -1,4 +1,4 @@
-import { createGateway, type Gateway, type GatewayOptions } from '../../src/http/index.ts';
+import { type AuthOptions, createGateway, type Gateway, type GatewayOptions } from '../../src/http/index.ts';
 import {
   type Clock,
   createRuntime,
@@ -12,7 +12,7 @@ import {
 import type { Log } from '../../src/log/index.ts';
 import type { IdempotencyStore, Store } from '../../src/store/index.ts';
 import { Catalog, type CatalogOptions } from './catalog.ts';
-import { registerCommerceRoutes } from './http-api.ts';
+import { CUSTOMER_SCOPES, registerCommerceRoutes } from './http-api.ts';
 import { Inventory } from './inventory.ts';
 import { Notifications, notify } from './notifications.ts';
 import { Order } from './order.ts';
@@ -22,6 +22,12 @@ import type { PaymentGatewayClient } from './payment-gateway-client.ts';
 import { RuntimeIdempotencyStore } from './runtime-idempotency-store.ts';
 
 export interface CommerceAppOptions {
+  /**
+   * Who may call the API (docs/security.md): API keys and bearer tokens, customers getting
+   * CUSTOMER_SCOPES unless their credential names others; `false` turns authentication off
+   * (every caller an operator), for local experiments only. Required: no default is safe.
+   */
+  auth: AuthOptions | false;
   store: Store;
   log: Log;
   /** The payment provider the order saga charges through. */
@@ -50,7 +56,7 @@ export interface CommerceAppOptions {
   maxOrdersInProgress?: number;
   catalog?: CatalogOptions;
   /** HTTP gateway tuning (lease, key TTL, body limit, logger...). */
-  http?: Omit<GatewayOptions, 'store' | 'idempotencyStore' | 'clock' | 'timers'>;
+  http?: Omit<GatewayOptions, 'auth' | 'store' | 'idempotencyStore' | 'clock' | 'timers'>;
 }
 
 export interface CommerceApp {
@@ -93,6 +99,7 @@ export async function createCommerceApp(options: CommerceAppOptions): Promise<Co
     description:
       'The commerce reference system: inventory, orders placed with an Idempotency-Key and run as sagas (reserve stock, charge, confirm, notify; release and refund on failure), payments and notifications.',
     ...options.http,
+    auth: options.auth === false ? false : { defaultCustomerScopes: CUSTOMER_SCOPES, ...options.auth },
     idempotencyStore: options.idempotencyStore ?? new RuntimeIdempotencyStore(runtime),
     ...(options.clock === undefined ? {} : { clock: options.clock }),
     ...(options.timers === undefined ? {} : { timers: options.timers }),
@@ -116,10 +123,8 @@ export async function createCommerceApp(options: CommerceAppOptions): Promise<Co
   gateway.exposeRuntime(runtime);
   // The catalog caches' hit, miss and load counters appear at /metrics and /policies.
   gateway.exposePolicies({ 'catalog-entries': catalog.entries, 'catalog-pages': catalog.pages });
-  gateway.addReadinessCheck('store', async () => {
-    await options.store.transaction(async () => undefined);
-    return { ok: true, detail: `${options.store.dialect} store open` };
-  });
+  // A real write, committed: an empty transaction succeeds on a full or read-only disk.
+  gateway.addReadinessCheck('store', () => options.store.checkWrites());
   gateway.addReadinessCheck('runtime', () =>
     runtime.running
       ? { ok: true, detail: 'entities, sagas and subscriptions running' }

@@ -1,14 +1,14 @@
 // SIGKILL of a real `commerce demo` process while orders pour in, a restart on the same data
 // directory, and the invariants afterwards: nothing oversold, nobody charged twice, every
 // cancelled charge refunded, every order ended.
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { developmentAuth } from '../../src/http/index.ts';
+import { startDemoProcess } from './demo-process.fixture.ts';
 import { auditCommerce, collectAudit, fetchOrders } from './invariants.ts';
-
-const root = resolve(import.meta.dirname, '../..');
 
 interface Demo {
   readonly child: ChildProcess;
@@ -17,58 +17,27 @@ interface Demo {
   exited: Promise<number | null>;
 }
 
-/** Starts `commerce demo` and resolves once it prints its URL (bounded). */
-async function startDemo(dataDir: string, extra: string[] = []): Promise<Demo> {
-  const child = spawn(
-    process.execPath,
-    [
-      join(root, 'apps/commerce/cli/main.ts'),
-      'demo',
-      '--traffic',
-      'off',
-      '--port',
-      '0',
-      '--data-dir',
-      dataDir,
-      '--seed',
-      '3',
-      '--payment-failure-rate',
-      '0.1',
-      '--payment-lost-response-rate',
-      '0.2',
-      ...extra,
-    ],
-    { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PORT: '' } },
-  );
-  let output = '';
-  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  const exited = new Promise<number | null>((done) => child.once('exit', (code) => done(code)));
-  const url = await new Promise<string>((done, fail) => {
-    const timer = setTimeout(() => fail(new Error(`the demo did not start within 20 s:\n${output}`)), 20_000);
-    const onData = () => {
-      const match = /Commerce API listening on (http:\/\/\S+)/.exec(output);
-      // The whole banner, so that the test can read what it says.
-      if (match !== null && output.includes('Ctrl-C drains')) {
-        clearTimeout(timer);
-        child.stdout!.off('data', onData);
-        done(match[1]!);
-      }
-    };
-    child.stdout!.on('data', onData);
-    void exited.then((code) => {
-      clearTimeout(timer);
-      fail(new Error(`the demo exited (${code}) before listening:\n${output}`));
-    });
-  });
-  return { child, url, output: () => output, exited };
+/** Starts `commerce demo` with payment faults and resolves once it serves (bounded). */
+async function startDemo(dataDir: string): Promise<Demo> {
+  const demo = startDemoProcess(dataDir, [
+    '--seed',
+    '3',
+    '--payment-failure-rate',
+    '0.1',
+    '--payment-lost-response-rate',
+    '0.2',
+  ]);
+  return { child: demo.child, url: await demo.url, output: demo.output, exited: demo.exited };
 }
+
+/** An operator's credential, signed with the secret the demo keeps in its data directory. */
+let operator: Record<string, string> = {};
 
 async function post(url: string, index: number) {
   const response = await fetch(`${url}/orders`, {
     method: 'POST',
     signal: AbortSignal.timeout(10_000),
-    headers: { 'content-type': 'application/json', 'idempotency-key': `crash-${index}` },
+    headers: { 'content-type': 'application/json', 'idempotency-key': `crash-${index}`, ...operator },
     body: JSON.stringify({
       customerId: `c${index % 13}`,
       items: [
@@ -92,11 +61,14 @@ describe('commerce after SIGKILL', () => {
     directory = mkdtempSync(join(tmpdir(), 'meridian-commerce-crash-'));
     const first = await startDemo(directory);
     children.push(first.child);
+    operator = {
+      authorization: `Bearer ${await developmentAuth(directory).issue('crash-test', 'operator')}`,
+    };
     const initialStock = { scarce: 40, plenty: 100_000 };
     for (const [sku, available] of Object.entries(initialStock)) {
       const put = await fetch(`${first.url}/inventory/${sku}`, {
         method: 'PUT',
-        headers: { 'content-type': 'application/json' },
+        headers: { 'content-type': 'application/json', ...operator },
         body: JSON.stringify({ available, price: sku === 'scarce' ? 9 : 1 }),
       });
       expect(put.status).toBe(200);
@@ -140,10 +112,10 @@ describe('commerce after SIGKILL', () => {
     // Every order resumes and ends (bounded poll: this waits on another process).
     let pending = Number.POSITIVE_INFINITY;
     for (const deadline = Date.now() + 60_000; pending > 0 && Date.now() < deadline; ) {
-      pending = (await fetchOrders(second.url, 'pending')).length;
+      pending = (await fetchOrders(second.url, 'pending', operator)).length;
       if (pending > 0) await new Promise((done) => setTimeout(done, 100));
     }
-    const snapshot = await collectAudit(second.url, Object.keys(initialStock));
+    const snapshot = await collectAudit(second.url, Object.keys(initialStock), operator);
     const report = auditCommerce({ ...snapshot, initialStock });
     expect(report.violations).toEqual([]);
     const ids = new Set(snapshot.orders.map((order) => order.orderId));

@@ -1,7 +1,9 @@
 // The commerce HTTP contract of issue 5, request by request, against a real server on a real port.
+
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ManualClock } from '../../src/testing/index.ts';
 import { fetchCharges } from './invariants.ts';
+import { Order } from './order.ts';
 import { openTestCommerce, type TestCommerce } from './test-fixture.ts';
 
 describe('commerce HTTP contract', () => {
@@ -205,6 +207,9 @@ describe('commerce HTTP contract', () => {
     );
     expect(notified.body[0]).toMatchObject({ kind: 'order-cancelled', to: 'cy' });
     expect(notified.body[0].message).toContain('out of stock');
+    // The reason is made from data the order keeps, not parsed back out of a message.
+    const stored = await shop.server.app.runtime.state(Order, orderId);
+    expect(stored?.state.failure).toEqual({ code: 'out-of-stock', sku: 'fig', available: 1, requested: 3 });
   });
 
   it('cancels and explains an order whose payment fails, after retrying the charge', async () => {
@@ -233,6 +238,13 @@ describe('commerce HTTP contract', () => {
       expect((await shop.request('GET', '/inventory/lime')).body).toMatchObject({
         available: 3,
         reserved: 0,
+      });
+      const stored = await shop.server.app.runtime.state(Order, placed.body.orderId);
+      expect(stored?.state.failure).toEqual({
+        code: 'payment-failed',
+        attempts: 4,
+        cause: 'Payment gateway POST /charges answered 503: Simulated outage',
+        causeCode: 'RETRYABLE',
       });
     } finally {
       await shop.request('PUT', '/payments/settings', { failureRate: 0 });
@@ -435,7 +447,7 @@ describe('commerce HTTP contract', () => {
     expect(ready.status).toBe(200);
     expect(Object.keys(ready.body.checks).sort()).toEqual(['accepting', 'runtime', 'store']);
     expect((await shop.request('GET', '/healthz')).status).toBe(200);
-    const metrics = await (await fetch(`${shop.url}/metrics`)).text();
+    const metrics = await (await fetch(`${shop.url}/metrics`, { headers: shop.operatorHeaders })).text();
     expect(metrics).toContain('meridian_http_requests_total');
     // The runtime's own figures, read at the scrape: the orders above went through the group
     // commit (several units per transaction at best, never more transactions than units) and
@@ -515,7 +527,7 @@ describe('commerce HTTP contract', () => {
     }
     const everything = await shop.request('GET', '/payments/charges?limit=1000');
     expect(everything.body).toEqual(seen);
-    expect(await fetchCharges(shop.url, { pageSize: 2 })).toEqual(seen);
+    expect(await fetchCharges(shop.url, { pageSize: 2, headers: shop.operatorHeaders })).toEqual(seen);
 
     const badLimit = await shop.request('GET', '/payments/charges?limit=0');
     expect(badLimit.status).toBe(400);

@@ -3,21 +3,24 @@ import {
   HttpProblem,
   idempotencyOf,
   PREFERENCE_APPLIED_HEADER,
+  type Principal,
   preferredWaitSeconds,
+  principalOf,
+  Type,
 } from '../../src/http/index.ts';
 import {
   ConflictError,
   NotFoundError,
   type Runtime,
   type SagaDefinition,
-  type SagaRecord,
   type Timers,
 } from '../../src/index.ts';
 import type { Catalog } from './catalog.ts';
 import { Inventory, type StockState, stockView } from './inventory.ts';
 import { Notifications } from './notifications.ts';
+import { Order } from './order.ts';
 import type { OrderInput, OrderOutput } from './order-saga.ts';
-import { orderIdFor, orderSummary, orderView, sagaStatusesOf } from './order-view.ts';
+import { listOrders, orderIdFor, orderView } from './order-view.ts';
 import { NEXT_CURSOR_HEADER, type PaymentGatewayClient } from './payment-gateway-client.ts';
 
 export interface CommerceApiDependencies {
@@ -38,20 +41,82 @@ export const maxOrderWaitSeconds = 60;
 
 const problemTypeBase = 'urn:meridian:problem:';
 
+/**
+ * What a customer credential may do: read the catalog and stock, place orders, and read its own
+ * orders (their charges, notifications and events). Everything that changes settings or
+ * inventory, and every listing across customers, is the operator's.
+ */
+export const CUSTOMER_SCOPES = ['catalog:read', 'orders:read', 'orders:write'] as const;
+const catalogRead = { scopes: ['catalog:read'] } as const;
+const ordersRead = { scopes: ['orders:read'] } as const;
+const ordersWrite = { scopes: ['orders:write'] } as const;
+
+/** Whether the principal may see an order of this customer: its own, or any for an operator. */
+export function mayReadOrdersOf(principal: Principal, customerId: string | undefined): boolean {
+  return principal.role === 'operator' || (customerId !== undefined && principal.id === customerId);
+}
+
+/** The 404 of an order the caller may not see: the same as for one that does not exist, so ids leak nothing. */
+function orderNotFound(orderId: string): NotFoundError {
+  return new NotFoundError(`Order '${orderId}' does not exist`);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Schemas: they validate requests, shape responses (fields not listed are not sent) and make
 // the OpenAPI document at /openapi.json.
 
-const skuSchema = {
-  type: 'string',
+// Requests are declared with TypeBox: each schema below also types its handler's request.
+const sku = Type.String({
   minLength: 1,
   maxLength: 64,
   pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$',
   description: 'A SKU: letters, digits, ".", "_" and "-", starting with a letter or digit.',
-} as const;
+});
+const orderId = Type.String({ minLength: 1, maxLength: 64 });
+const money = Type.Number({ exclusiveMinimum: 0, maximum: 1_000_000 });
+const pageLimit = Type.Integer({ minimum: 1, maximum: 1000, default: 100 });
+const skuParams = Type.Object({ sku }, { additionalProperties: false });
 
-const orderIdSchema = { type: 'string', minLength: 1, maxLength: 64 } as const;
-const moneySchema = { type: 'number', exclusiveMinimum: 0, maximum: 1_000_000 } as const;
+const stockBody = Type.Object(
+  { available: Type.Integer({ minimum: 0, maximum: 1_000_000_000 }), price: money },
+  { additionalProperties: false },
+);
+
+const orderBody = Type.Object(
+  {
+    customerId: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
+    items: Type.Array(
+      Type.Object({ sku, qty: Type.Integer({ minimum: 1, maximum: 1000 }) }, { additionalProperties: false }),
+      { minItems: 1, maxItems: 100 },
+    ),
+  },
+  { additionalProperties: false },
+);
+
+const orderListQuery = Type.Object({
+  status: Type.Optional(
+    Type.Union([Type.Literal('pending'), Type.Literal('confirmed'), Type.Literal('cancelled')]),
+  ),
+  limit: Type.Optional(pageLimit),
+  after: Type.Optional(orderId),
+});
+
+const chargeQuery = Type.Object({
+  orderId: Type.Optional(orderId),
+  // No default: a limit the caller sent is told apart from none (not with orderId).
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
+  after: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
+});
+
+const settingsBody = Type.Object(
+  {
+    failureRate: Type.Optional(Type.Number({ minimum: 0, maximum: 1 })),
+    latencyMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 60_000 })),
+    timeoutRate: Type.Optional(Type.Number({ minimum: 0, maximum: 1 })),
+    lostResponseRate: Type.Optional(Type.Number({ minimum: 0, maximum: 1 })),
+  },
+  { additionalProperties: false },
+);
 
 const stockSchema = {
   type: 'object',
@@ -135,20 +200,24 @@ const notificationSchema = {
   },
 } as const;
 
-const settingsProperties = {
-  failureRate: { type: 'number', minimum: 0, maximum: 1 },
-  latencyMs: { type: 'integer', minimum: 0, maximum: 60_000 },
-  timeoutRate: { type: 'number', minimum: 0, maximum: 1 },
-  lostResponseRate: { type: 'number', minimum: 0, maximum: 1 },
-} as const;
-
-const settingsSchema = { type: 'object', properties: settingsProperties } as const;
+const settingsSchema = { type: 'object', properties: settingsBody.properties } as const;
 
 const sagaType = (deps: CommerceApiDependencies) => deps.orderSaga.name;
 
 /** Registers the commerce HTTP contract on a gateway. */
 export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDependencies): void {
   const { runtime, catalog, payments, timers, closing } = deps;
+
+  /** Throws the order's 404 unless it exists and the principal may read it. */
+  async function checkOrderReadable(principal: Principal, orderId: string): Promise<void> {
+    if (principal.role === 'operator') return;
+    const record = await runtime.saga(orderId);
+    const customerId =
+      record === null || record.type !== sagaType(deps)
+        ? undefined
+        : (record.input as unknown as OrderInput | undefined)?.customerId;
+    if (!mayReadOrdersOf(principal, customerId)) throw orderNotFound(orderId);
+  }
 
   /**
    * Resolves when the order's saga ends, `timeoutMs` passes, the client hangs up or the app
@@ -176,22 +245,17 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
     }
   }
 
-  gateway.route<{ Params: { sku: string }; Body: { available: number; price: number } }>({
+  gateway.route({
     method: 'PUT',
     url: '/inventory/:sku',
+    access: 'operator',
+    // Two numbers: a small limit, so a hostile body is refused (413) before it is read.
+    bodyLimitBytes: 1024,
     schema: {
       summary: "Sets a SKU's sellable stock and its price (lists the SKU)",
       tags: ['inventory'],
-      params: { type: 'object', required: ['sku'], properties: { sku: skuSchema } },
-      body: {
-        type: 'object',
-        required: ['available', 'price'],
-        additionalProperties: false,
-        properties: {
-          available: { type: 'integer', minimum: 0, maximum: 1_000_000_000 },
-          price: moneySchema,
-        },
-      },
+      params: skuParams,
+      body: stockBody,
       response: { 200: stockSchema },
     },
     handler: async (request) => {
@@ -202,13 +266,14 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
     },
   });
 
-  gateway.route<{ Params: { sku: string } }>({
+  gateway.route({
     method: 'GET',
     url: '/inventory/:sku',
+    access: catalogRead,
     schema: {
       summary: "A SKU's stock: available, reserved (held by orders being paid), sold, and its price",
       tags: ['inventory'],
-      params: { type: 'object', required: ['sku'], properties: { sku: skuSchema } },
+      params: skuParams,
       response: { 200: stockSchema },
     },
     handler: async (request) => {
@@ -219,19 +284,14 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
     },
   });
 
-  gateway.route<{ Querystring: { limit?: number; after?: string } }>({
+  gateway.route({
     method: 'GET',
     url: '/catalog',
+    access: catalogRead,
     schema: {
       summary: 'The catalog read model: listed SKUs with price and stock, served from a cache',
       tags: ['inventory'],
-      querystring: {
-        type: 'object',
-        properties: {
-          limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 },
-          after: skuSchema,
-        },
-      },
+      querystring: Type.Object({ limit: Type.Optional(pageLimit), after: Type.Optional(sku) }),
       response: {
         200: {
           type: 'array',
@@ -250,10 +310,13 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
     handler: async (request) => catalog.page(request.query.limit ?? 100, request.query.after),
   });
 
-  gateway.route<{ Body: { customerId: string; items: Array<{ sku: string; qty: number }> } }>({
+  gateway.route({
     method: 'POST',
     url: '/orders',
+    access: ordersWrite,
     idempotent: true,
+    // 100 items of a 64-character SKU and a quantity fit in ~10 KB.
+    bodyLimitBytes: 16_384,
     backlog: {
       depth: () => runtime.sagasInProgress,
       limit: deps.maxOrdersInProgress,
@@ -261,26 +324,10 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
     },
     schema: {
       summary: 'Places an order: answers 202 at once; the order then reserves, charges and confirms',
+      description:
+        "The order is the calling customer's: a customer credential places orders for itself (a `customerId` naming anyone else is refused with 403). An operator names the customer in `customerId`.",
       tags: ['orders'],
-      body: {
-        type: 'object',
-        required: ['customerId', 'items'],
-        additionalProperties: false,
-        properties: {
-          customerId: { type: 'string', minLength: 1, maxLength: 128 },
-          items: {
-            type: 'array',
-            minItems: 1,
-            maxItems: 100,
-            items: {
-              type: 'object',
-              required: ['sku', 'qty'],
-              additionalProperties: false,
-              properties: { sku: skuSchema, qty: { type: 'integer', minimum: 1, maximum: 1000 } },
-            },
-          },
-        },
-      },
+      body: orderBody,
       response: {
         202: {
           type: 'object',
@@ -290,6 +337,7 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
       },
     },
     handler: async (request, reply) => {
+      const customerId = customerOf(principalOf(request)!, request.body.customerId);
       const quote = await catalog.quote(request.body.items);
       if (!quote.ok) {
         throw new HttpProblem({
@@ -305,7 +353,7 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
       const { scope, key, reservedAt } = idempotencyOf(request)!;
       const orderId = orderIdFor(scope, key, reservedAt!);
       const input: OrderInput = {
-        customerId: request.body.customerId,
+        customerId,
         items: quote.items,
         total: quote.total,
       };
@@ -328,58 +376,58 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
     },
   });
 
-  gateway.route<{ Params: { orderId: string } }>({
+  gateway.route({
     method: 'GET',
     url: '/orders/:orderId',
+    access: ordersRead,
     schema: {
       summary: 'An order: status (pending, confirmed, cancelled), reason, payment, and its history',
       description: `With \`Prefer: wait=N\` (RFC 7240) a pending order is answered once it is confirmed or cancelled, or after N seconds (at most ${maxOrderWaitSeconds}) as it stands then: a long poll instead of polling. The answer then carries \`Preference-Applied: wait=N\`.`,
       tags: ['orders'],
-      params: { type: 'object', required: ['orderId'], properties: { orderId: orderIdSchema } },
-      headers: {
-        type: 'object',
-        properties: {
-          prefer: { type: 'string', description: 'wait=<seconds>: hold the answer until the order ends' },
-        },
-      },
+      params: Type.Object({ orderId }),
+      headers: Type.Object({
+        prefer: Type.Optional(
+          Type.String({
+            maxLength: 256,
+            description: 'wait=<seconds>: hold the answer until the order ends',
+          }),
+        ),
+      }),
       response: { 200: orderSchema },
     },
     handler: async (request, reply) => {
       const { orderId } = request.params;
+      const principal = principalOf(request)!;
+      // Checked before a long poll: a customer cannot hold a wait open on another's order.
+      await checkOrderReadable(principal, orderId);
       const wait = preferredWaitSeconds(request.headers.prefer, maxOrderWaitSeconds);
       // A long poll waits first and reads once: an order still running answers as soon as it
       // ends; one that ended (or never existed) is looked up by the wait and answered at once.
       if (wait !== undefined && wait > 0) await untilEnded(orderId, wait * 1000, reply.raw);
-      // The record and its journal from one snapshot: the two agree, and a poll neither waits
-      // for the writer nor holds it up.
-      const found = await runtime.read(async (tx) => {
-        const record = await tx.sagas.get(orderId);
-        if (record === null || record.type !== sagaType(deps)) return null;
-        return { record, journal: await tx.sagas.journal(orderId) };
+      // The saga's progress and the Order entity from one snapshot: the two agree, and a poll
+      // neither waits for the writer nor holds it up.
+      const found = await runtime.read(async (_tx, view) => {
+        const progress = await view.progress(orderId);
+        if (progress === null || progress.type !== sagaType(deps)) return null;
+        return { progress, order: await view.state(Order, orderId) };
       });
-      if (found === null) throw new NotFoundError(`Order '${orderId}' does not exist`);
+      if (found === null) throw orderNotFound(orderId);
       if (wait !== undefined) reply.header(PREFERENCE_APPLIED_HEADER, `wait=${wait}`);
       reply.header('vary', 'prefer');
-      return orderView(found.record, found.journal);
+      return orderView(found.progress, found.order?.state ?? null, found.order?.updatedAt ?? null);
     },
   });
 
-  gateway.route<{
-    Querystring: { status?: 'pending' | 'confirmed' | 'cancelled'; limit?: number; after?: string };
-  }>({
+  gateway.route({
     method: 'GET',
     url: '/orders',
+    access: ordersRead,
     schema: {
       summary: 'A page of orders in order-id order, optionally of one status; `next` continues it',
+      description:
+        "A customer sees only its own orders: a page reads `limit` orders and keeps the caller's, so it may hold fewer (even none) while `next` still continues the listing.",
       tags: ['orders'],
-      querystring: {
-        type: 'object',
-        properties: {
-          status: { type: 'string', enum: ['pending', 'confirmed', 'cancelled'] },
-          limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 },
-          after: orderIdSchema,
-        },
-      },
+      querystring: orderListQuery,
       response: {
         200: {
           type: 'object',
@@ -394,45 +442,28 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
     handler: async (request) => {
       const { status, after } = request.query;
       const limit = request.query.limit ?? 100;
-      const statuses = status === undefined ? [undefined] : sagaStatusesOf[status];
-      const page = await runtime.read(async (tx) => {
-        const records: SagaRecord[] = [];
-        for (const sagaStatus of statuses) {
-          records.push(
-            ...(await tx.sagas.list({
-              type: sagaType(deps),
-              limit,
-              ...(sagaStatus === undefined ? {} : { status: sagaStatus }),
-              ...(after === undefined ? {} : { afterId: after }),
-            })),
-          );
-        }
-        return records;
-      });
-      // Several statuses: merge their pages in id order and keep the first `limit`.
-      page.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-      const orders = page.slice(0, limit);
-      const next = orders.length === limit ? orders[orders.length - 1]!.id : null;
-      return { orders: orders.map(orderSummary), next };
+      const page = await runtime.read((_tx, view) =>
+        listOrders(view, {
+          limit,
+          ...(status === undefined ? {} : { status }),
+          ...(after === undefined ? {} : { after }),
+        }),
+      );
+      const principal = principalOf(request)!;
+      const visible = page.orders.filter((order) => mayReadOrdersOf(principal, order.customerId));
+      return { orders: visible, next: page.next };
     },
   });
 
-  gateway.route<{ Querystring: { orderId?: string; limit?: number; after?: string } }>({
+  gateway.route({
     method: 'GET',
     url: '/payments/charges',
+    access: ordersRead,
     schema: {
       summary: 'What the simulated payment gateway recorded (charges and whether they were refunded)',
-      description: `With \`orderId\`: all of that order's charges. Without: a page of every charge in the order they were made, \`limit\` (default 100) from after the charge \`after\`; while more follow, the \`${NEXT_CURSOR_HEADER}\` header names the page's last charge, the \`after\` of the next page.`,
+      description: `With \`orderId\`: all of that order's charges (a customer: only of its own orders). Without (operators only): a page of every charge in the order they were made, \`limit\` (default 100) from after the charge \`after\`; while more follow, the \`${NEXT_CURSOR_HEADER}\` header names the page's last charge, the \`after\` of the next page.`,
       tags: ['payments'],
-      querystring: {
-        type: 'object',
-        properties: {
-          orderId: orderIdSchema,
-          // No schema default: a limit the caller sent is told apart from none (not with orderId).
-          limit: { type: 'integer', minimum: 1, maximum: 1000 },
-          after: { type: 'string', minLength: 1, maxLength: 255 },
-        },
-      },
+      querystring: chargeQuery,
       response: { 200: { type: 'array', items: chargeSchema } },
     },
     handler: async (request, reply) => {
@@ -457,7 +488,17 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
             },
           });
         }
+        await checkOrderReadable(principalOf(request)!, orderId);
         return payments.charges(orderId);
+      }
+      if (principalOf(request)!.role !== 'operator') {
+        throw new HttpProblem({
+          status: 403,
+          title: 'The operator role is required',
+          type: `${problemTypeBase}forbidden`,
+          detail:
+            "Listing every charge is open to operators only; a customer names its order with 'orderId'.",
+        });
       }
       const page = await payments.chargePage({
         ...(limit === undefined ? {} : { limit }),
@@ -471,6 +512,7 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
   gateway.route({
     method: 'GET',
     url: '/payments/settings',
+    access: 'operator',
     schema: {
       summary: "The simulated payment gateway's fault settings",
       tags: ['payments'],
@@ -479,28 +521,32 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
     handler: async () => payments.settings(),
   });
 
-  gateway.route<{ Body: Record<string, number> }>({
+  gateway.route({
     method: 'PUT',
     url: '/payments/settings',
+    access: 'operator',
+    bodyLimitBytes: 1024,
     schema: {
       summary: "Changes the simulated payment gateway's faults (any subset): break it, slow it, heal it",
       tags: ['payments'],
-      body: { type: 'object', additionalProperties: false, properties: settingsProperties },
+      body: settingsBody,
       response: { 200: settingsSchema },
     },
     handler: async (request) => payments.updateSettings(request.body),
   });
 
-  gateway.route<{ Querystring: { orderId: string } }>({
+  gateway.route({
     method: 'GET',
     url: '/notifications',
+    access: ordersRead,
     schema: {
       summary: 'The notifications sent to the customer about an order',
       tags: ['orders'],
-      querystring: { type: 'object', required: ['orderId'], properties: { orderId: orderIdSchema } },
+      querystring: Type.Object({ orderId }),
       response: { 200: { type: 'array', items: notificationSchema } },
     },
     handler: async (request) => {
+      await checkOrderReadable(principalOf(request)!, request.query.orderId);
       const found = await runtime.state(Notifications, request.query.orderId);
       return (found?.state.sent ?? []).map((notification) => ({
         ...notification,
@@ -508,4 +554,41 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
       }));
     },
   });
+}
+
+/**
+ * Whose order a request places: a customer's own (a body naming another customer is refused, so
+ * nobody places orders in another's name), or the customer an operator names.
+ */
+function customerOf(principal: Principal, named: string | undefined): string {
+  if (principal.role === 'customer') {
+    if (named !== undefined && named !== principal.id) {
+      throw new HttpProblem({
+        status: 403,
+        title: 'A customer places orders only for itself',
+        type: `${problemTypeBase}forbidden`,
+        detail: `The credential is customer '${principal.id}', and the body names customer '${named.slice(0, 64)}'; leave 'customerId' out.`,
+      });
+    }
+    return principal.id;
+  }
+  if (named === undefined) {
+    throw new HttpProblem({
+      status: 400,
+      title: 'The request is invalid',
+      type: `${problemTypeBase}validation-failed`,
+      detail: "An operator names the order's customer: 'customerId' is required.",
+      extensions: {
+        errors: [
+          {
+            in: 'body',
+            pointer: '/customerId',
+            rule: 'required',
+            message: "must have required property 'customerId'",
+          },
+        ],
+      },
+    });
+  }
+  return named;
 }

@@ -39,7 +39,7 @@ describe('commerce invariants', () => {
     sampling = false;
     await sampler;
 
-    const snapshot = await collectAudit(open.url, ['last-units']);
+    const snapshot = await collectAudit(open.url, ['last-units'], open.operatorHeaders);
     const report = auditCommerce({ ...snapshot, initialStock: { 'last-units': 50 } });
     expect(report.violations).toEqual([]);
     expect(lowest).toBeGreaterThanOrEqual(0);
@@ -69,7 +69,7 @@ describe('commerce invariants', () => {
       expect(again.headers.get('idempotent-replayed')).toBe('true');
     }
 
-    const snapshot = await collectAudit(open.url, ['gadget']);
+    const snapshot = await collectAudit(open.url, ['gadget'], open.operatorHeaders);
     expect(auditCommerce({ ...snapshot, initialStock: { gadget: 100 } }).violations).toEqual([]);
     expect(snapshot.orders.map((order) => order.orderId)).toEqual([orderId]);
     expect(snapshot.charges).toEqual([
@@ -111,7 +111,7 @@ describe('commerce invariants', () => {
     expect(placed.every((response) => response.status === 202)).toBe(true);
     await open.settle(placed.map((response) => response.body.orderId));
 
-    const snapshot = await collectAudit(open.url, skus);
+    const snapshot = await collectAudit(open.url, skus, open.operatorHeaders);
     const report = auditCommerce({ ...snapshot, initialStock });
     expect(report.violations).toEqual([]);
     expect(report.confirmed + report.cancelled).toBe(150);
@@ -119,7 +119,11 @@ describe('commerce invariants', () => {
     // lost on every attempt were found by the lookup and refunded.
     expect(report.cancelled).toBeGreaterThan(0);
     expect(report.refunded).toBeGreaterThan(0);
-    const refunds = (await (await fetch(`${open.server.paymentUrl}/refunds?limit=1000`)).json()) as unknown[];
+    const refunds = (await (
+      await fetch(`${open.server.paymentUrl}/refunds?limit=1000`, {
+        headers: { authorization: `Bearer ${open.server.paymentApiKey}` },
+      })
+    ).json()) as unknown[];
     expect(refunds.length).toBe(report.refunded);
   });
   it("refunds charges that land after every attempt timed out, by settling them with the charge's own key", async () => {
@@ -161,7 +165,7 @@ describe('commerce invariants', () => {
     await open.request('PUT', '/payments/settings', { latencyMs: 0 });
     await open.settle(orderIds);
 
-    const snapshot = await collectAudit(open.url, ['slow']);
+    const snapshot = await collectAudit(open.url, ['slow'], open.operatorHeaders);
     const report = auditCommerce({ ...snapshot, initialStock: { slow: 100 } });
     expect(report.violations).toEqual([]);
     expect(report).toMatchObject({ confirmed: 0, cancelled: 8, charges: 8, refunded: 8 });

@@ -136,26 +136,36 @@ export function auditCommerce(input: AuditInput): AuditReport {
   };
 }
 
-async function get<T>(url: string): Promise<{ body: T; headers: Headers }> {
-  const response = await fetch(url, { signal: AbortSignal.timeout(30_000) });
+/** Request headers of the audit's reads: an operator's credential, when the API authenticates. */
+export type AuditHeaders = Readonly<Record<string, string>>;
+
+async function get<T>(url: string, headers: AuditHeaders): Promise<{ body: T; headers: Headers }> {
+  const response = await fetch(url, { headers, signal: AbortSignal.timeout(30_000) });
   const text = await response.text();
   if (!response.ok) throw new Error(`GET ${url} answered ${response.status}: ${text.slice(0, 300)}`);
   return { body: JSON.parse(text) as T, headers: response.headers };
 }
 
-async function getJson<T>(url: string): Promise<T> {
-  return (await get<T>(url)).body;
+async function getJson<T>(url: string, headers: AuditHeaders): Promise<T> {
+  return (await get<T>(url, headers)).body;
 }
 
 /** Every order, page by page, through `GET /orders`. */
-export async function fetchOrders(baseUrl: string, status?: AuditOrder['status']): Promise<AuditOrder[]> {
+export async function fetchOrders(
+  baseUrl: string,
+  status?: AuditOrder['status'],
+  headers: AuditHeaders = {},
+): Promise<AuditOrder[]> {
   const orders: AuditOrder[] = [];
   let after: string | null = null;
   do {
     const query = new URLSearchParams({ limit: '1000' });
     if (status !== undefined) query.set('status', status);
     if (after !== null) query.set('after', after);
-    const page: { orders: AuditOrder[]; next: string | null } = await getJson(`${baseUrl}/orders?${query}`);
+    const page: { orders: AuditOrder[]; next: string | null } = await getJson(
+      `${baseUrl}/orders?${query}`,
+      headers,
+    );
     orders.push(...page.orders);
     after = page.next;
   } while (after !== null);
@@ -168,14 +178,17 @@ export async function fetchOrders(baseUrl: string, status?: AuditOrder['status']
  */
 export async function fetchCharges(
   baseUrl: string,
-  options: { pageSize?: number } = {},
+  options: { pageSize?: number; headers?: AuditHeaders } = {},
 ): Promise<AuditCharge[]> {
   const charges: AuditCharge[] = [];
   let after: string | null = null;
   do {
     const query = new URLSearchParams({ limit: String(options.pageSize ?? 1000) });
     if (after !== null) query.set('after', after);
-    const page: { body: AuditCharge[]; headers: Headers } = await get(`${baseUrl}/payments/charges?${query}`);
+    const page: { body: AuditCharge[]; headers: Headers } = await get(
+      `${baseUrl}/payments/charges?${query}`,
+      options.headers ?? {},
+    );
     charges.push(...page.body);
     after = page.headers.get(NEXT_CURSOR_HEADER);
   } while (after !== null);
@@ -186,11 +199,12 @@ export async function fetchCharges(
 export async function collectAudit(
   baseUrl: string,
   skus: readonly string[],
+  headers: AuditHeaders = {},
 ): Promise<Pick<AuditInput, 'orders' | 'charges' | 'stock'>> {
-  const orders = await fetchOrders(baseUrl);
-  const charges = await fetchCharges(baseUrl);
+  const orders = await fetchOrders(baseUrl, undefined, headers);
+  const charges = await fetchCharges(baseUrl, { headers });
   const stock = await Promise.all(
-    skus.map((sku) => getJson<AuditStock>(`${baseUrl}/inventory/${encodeURIComponent(sku)}`)),
+    skus.map((sku) => getJson<AuditStock>(`${baseUrl}/inventory/${encodeURIComponent(sku)}`, headers)),
   );
   return { orders, charges, stock };
 }

@@ -1,4 +1,4 @@
-import { entity, subscription } from '../../src/index.ts';
+import { type EntityEvent, entity, subscription } from '../../src/index.ts';
 import { Order, type OrderEvent } from './order.ts';
 
 /** A message the shop sent a customer (simulated: recorded, not delivered). */
@@ -64,7 +64,7 @@ export function notificationFor(event: OrderEvent): Omit<Notification, 'at'> {
 export const notify = subscription('notify', {
   topic: Order.eventsTopic,
   handler: async (record, ctx) => {
-    const event = record.json<OrderEvent>();
+    const event = record.json<EntityEvent<typeof Order>>();
     if (event?.type !== 'OrderConfirmed' && event?.type !== 'OrderCancelled') return;
     await ctx.send(Notifications, event.orderId, 'record', notificationFor(event));
   },

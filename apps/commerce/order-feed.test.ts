@@ -12,7 +12,9 @@ interface FeedBlock {
 }
 
 /** Opens the feed and reads it block by block (no timers: each read waits for the server). */
-async function openFeed(url: string, headers: Record<string, string> = {}, query = '') {
+async function openFeed(shop: TestCommerce, given: Record<string, string> = {}, query = '') {
+  const url = shop.url;
+  const headers = { ...shop.operatorHeaders, ...given };
   const controller = new AbortController();
   const response = await fetch(`${url}/orders/events${query}`, { headers, signal: controller.signal });
   const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
@@ -70,7 +72,7 @@ describe('GET /orders/events', () => {
   });
 
   it('streams each order that ends, confirmed or cancelled, and GET /orders/{id} agrees at once', async () => {
-    const feed = await openFeed(shop.url);
+    const feed = await openFeed(shop);
     try {
       expect(feed.response.status).toBe(200);
       expect(feed.response.headers.get('content-type')).toContain('text/event-stream');
@@ -107,7 +109,7 @@ describe('GET /orders/events', () => {
   });
 
   it('resumes after Last-Event-ID with what happened while disconnected, and from=earliest replays what the log holds', async () => {
-    const first = await openFeed(shop.url);
+    const first = await openFeed(shop);
     const opening = await first.next();
     const before = (await place([{ sku: 'fig', qty: 1 }])).body.orderId;
     const seen = await first.order();
@@ -118,7 +120,7 @@ describe('GET /orders/events', () => {
     const missed = (await place([{ sku: 'fig', qty: 99 }])).body.orderId;
     await shop.settle([missed]);
 
-    const resumed = await openFeed(shop.url, { 'last-event-id': seen.id! });
+    const resumed = await openFeed(shop, { 'last-event-id': seen.id! });
     try {
       expect((await resumed.next())?.id).toBe(seen.id);
       expect((await resumed.order()).data).toMatchObject({ orderId: missed, status: 'cancelled' });
@@ -127,7 +129,7 @@ describe('GET /orders/events', () => {
     }
 
     // From the opening cursor: both, each once.
-    const again = await openFeed(shop.url, { 'last-event-id': opening!.id! });
+    const again = await openFeed(shop, { 'last-event-id': opening!.id! });
     try {
       const ids = [(await again.order()).data.orderId, (await again.order()).data.orderId];
       expect(ids.sort()).toEqual([before, missed].sort());
@@ -135,7 +137,7 @@ describe('GET /orders/events', () => {
       again.close();
     }
 
-    const earliest = await openFeed(shop.url, {}, '?from=earliest');
+    const earliest = await openFeed(shop, {}, '?from=earliest');
     try {
       // Every order that ended so far, in no particular order across orders: wait for both.
       const orders = new Set<string>();
@@ -168,10 +170,46 @@ describe('GET /orders/events', () => {
   });
 });
 
+describe('order feed limits', () => {
+  it('holds at most 4 open streams per principal (429 beyond), and another principal still gets one', async () => {
+    const shop = await openTestCommerce();
+    try {
+      const ada = { authorization: `Bearer ${await shop.token('ada', 'customer')}` };
+      const bob = { authorization: `Bearer ${await shop.token('bob', 'customer')}` };
+      const open = await Promise.all(Array.from({ length: 4 }, () => openFeed(shop, ada)));
+      for (const feed of open) await feed.next();
+      const refused = await fetch(`${shop.url}/orders/events`, { headers: ada });
+      expect(refused.status).toBe(429);
+      expect(refused.headers.get('content-type')).toContain('application/problem+json');
+      expect(((await refused.json()) as { detail: string }).detail).toContain('limit 4');
+      const other = await openFeed(shop, bob);
+      await other.next();
+      other.close();
+      open[0]!.close();
+      // A closed stream gives its slot back (once the server has seen the connection go).
+      let again: Response | undefined;
+      for (let attempt = 0; attempt < 50; attempt++) {
+        again = await fetch(`${shop.url}/orders/events`, {
+          headers: ada,
+          signal: AbortSignal.timeout(2000),
+        }).catch(() => undefined);
+        if (again?.status === 200) break;
+        await again?.body?.cancel();
+        await new Promise((done) => setTimeout(done, 20));
+      }
+      expect(again?.status).toBe(200);
+      await again?.body?.cancel();
+      for (const feed of open.slice(1)) feed.close();
+    } finally {
+      await shop.close();
+    }
+  });
+});
+
 describe('the app draining with feeds open', () => {
   it('ends open streams, so that they do not hold the drain up', async () => {
     const shop = await openTestCommerce();
-    const feed = await openFeed(shop.url);
+    const feed = await openFeed(shop);
     await feed.next();
     await shop.close();
     expect(await feed.next()).toBeUndefined();

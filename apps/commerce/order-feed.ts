@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import type { ServerResponse } from 'node:http';
-import { type Gateway, HttpProblem } from '../../src/http/index.ts';
+import { type Gateway, HttpProblem, type Principal, principalOf, Type } from '../../src/http/index.ts';
 import type { Timers } from '../../src/index.ts';
 import { decodeJson, type Log, type LogRecord } from '../../src/log/index.ts';
+import { tokenBucket } from '../../src/resilience/index.ts';
 import { Order, type OrderEvent } from './order.ts';
 
 export interface OrderFeedDependencies {
@@ -13,6 +14,10 @@ export interface OrderFeedDependencies {
   readonly closing: AbortSignal;
   /** A comment line this often keeps idle connections (and proxies) from timing out. @default 15000 */
   readonly heartbeatMs?: number;
+  /** Streams one principal may hold open at once; more get 429. Range [1, 1000]. @default 4 */
+  readonly maxStreamsPerPrincipal?: number;
+  /** Streams open at once in total; more get 503. Range [1, 100000]. @default 256 */
+  readonly maxStreams?: number;
 }
 
 /** What one event of the feed says: an order that reached a final status. */
@@ -91,28 +96,45 @@ export function registerOrderFeed(gateway: Gateway, deps: OrderFeedDependencies)
   const { log, timers, closing } = deps;
   const heartbeatMs = deps.heartbeatMs ?? 15_000;
   const topic = Order.eventsTopic;
+  const limits = new StreamLimits(
+    integerOption('maxStreamsPerPrincipal', deps.maxStreamsPerPrincipal, 4, 1, 1000),
+    integerOption('maxStreams', deps.maxStreams, 256, 1, 100_000),
+  );
 
-  gateway.route<{ Querystring: { from?: 'latest' | 'earliest' }; Headers: { 'last-event-id'?: string } }>({
+  gateway.route({
     method: 'GET',
     url: ORDER_FEED_PATH,
+    access: { scopes: ['orders:read'] },
+    // Opening a stream (and so replaying history from a cursor) is rate-limited per principal:
+    // a reconnect loop cannot turn into a replay of the whole log many times a second.
+    rateLimit: { limiter: tokenBucket({ ratePerSecond: 1, burst: 10 }), per: 'client' },
     // A stream stays open for as long as its client watches: it would hold a shedder's permit
     // all that time. Its cost is per batch of events, not per connection.
     loadShedder: false,
     schema: {
       summary: 'Orders as they are confirmed or cancelled: a stream of Server-Sent Events',
       description:
-        "`text/event-stream`: one `order` event per order that reached a final status, its data `{orderId, status, customerId, total, chargeId | reason, at}`. Each event's `id` is a cursor: send it back as `Last-Event-ID` (EventSource does so when it reconnects) to resume right after it. Without one, the stream starts from now (`from=latest`) or from the oldest event the log holds (`from=earliest`).",
+        "`text/event-stream`: one `order` event per order that reached a final status (a customer sees its own orders only), its data `{orderId, status, customerId, total, chargeId | reason, at}`. Each event's `id` is a cursor: send it back as `Last-Event-ID` (EventSource does so when it reconnects) to resume right after it. Without one, the stream starts from now (`from=latest`) or from the oldest event the log holds (`from=earliest`).",
       tags: ['orders'],
-      querystring: {
-        type: 'object',
-        properties: { from: { type: 'string', enum: ['latest', 'earliest'], default: 'latest' } },
-      },
-      headers: {
-        type: 'object',
-        properties: { 'last-event-id': { type: 'string', description: 'The id of the last event received' } },
-      },
+      querystring: Type.Object({
+        from: Type.Optional(
+          Type.Union([Type.Literal('latest'), Type.Literal('earliest')], { default: 'latest' }),
+        ),
+      }),
+      headers: Type.Object({
+        'last-event-id': Type.Optional(
+          Type.String({ maxLength: maxCursorLength, description: 'The id of the last event received' }),
+        ),
+      }),
     },
     handler: async (request, reply) => {
+      // HEAD (Fastify serves it for every GET): the stream's headers, and no stream.
+      if (request.method === 'HEAD') {
+        return reply
+          .header('content-type', 'text/event-stream; charset=utf-8')
+          .header('cache-control', 'no-store')
+          .send();
+      }
       const { partitions } = await log.describeTopic(topic);
       const lastEventId = request.headers['last-event-id'];
       let cursor: number[];
@@ -141,12 +163,18 @@ export function registerOrderFeed(gateway: Gateway, deps: OrderFeedDependencies)
           detail: 'The order feed is closing: reconnect (with Last-Event-ID) once the server is back.',
         });
       }
+      const principal = principalOf(request)!;
+      const release = limits.open(principal);
       reply.hijack();
-      await stream(reply.raw, cursor);
+      try {
+        await stream(reply.raw, cursor, principal);
+      } finally {
+        release();
+      }
     },
   });
 
-  async function stream(response: ServerResponse, cursor: number[]): Promise<void> {
+  async function stream(response: ServerResponse, cursor: number[], principal: Principal): Promise<void> {
     const stop = new AbortController();
     const abort = () => stop.abort();
     response.once('close', abort);
@@ -157,7 +185,8 @@ export function registerOrderFeed(gateway: Gateway, deps: OrderFeedDependencies)
       topics: [topic],
       // The cursor decides where to start; `earliest` only makes sure nothing after it is skipped.
       autoOffsetReset: 'earliest',
-      maxPollRecords: 1000,
+      // History is replayed a page at a time, each written (and drained by a slow reader) before the next.
+      maxPollRecords: 500,
     });
     const positioned = new Set<number>();
     let heartbeat = timers.setTimeout(function beat() {
@@ -186,6 +215,7 @@ export function registerOrderFeed(gateway: Gateway, deps: OrderFeedDependencies)
           cursor[record.partition] = record.offset + 1;
           const event = feedEventOf(record);
           if (event === undefined) continue;
+          if (principal.role !== 'operator' && event.customerId !== principal.id) continue;
           text += `id: ${formatCursor(cursor)}\nevent: order\ndata: ${JSON.stringify(event)}\n\n`;
         }
         if (text === '' || stop.signal.aborted) continue;
@@ -206,4 +236,68 @@ export function registerOrderFeed(gateway: Gateway, deps: OrderFeedDependencies)
       response.end();
     }
   }
+}
+
+/** Open streams per principal and in total: each holds a connection and a log consumer. */
+class StreamLimits {
+  readonly #perPrincipal = new Map<string, number>();
+  #total = 0;
+  readonly #maxPerPrincipal: number;
+  readonly #maxTotal: number;
+
+  constructor(maxPerPrincipal: number, maxTotal: number) {
+    this.#maxPerPrincipal = maxPerPrincipal;
+    this.#maxTotal = maxTotal;
+  }
+
+  /** Takes a slot for the principal, or throws 429 (its own limit) or 503 (the total); returns its release. */
+  open(principal: Principal): () => void {
+    const key = `${principal.role}:${principal.id}`;
+    const held = this.#perPrincipal.get(key) ?? 0;
+    if (held >= this.#maxPerPrincipal) {
+      throw new HttpProblem({
+        status: 429,
+        title: 'Too many open streams',
+        type: 'urn:meridian:problem:too-many-streams',
+        detail: `This principal already holds ${held} open stream(s) of ${ORDER_FEED_PATH} (limit ${this.#maxPerPrincipal}); close one first.`,
+        headers: { 'retry-after': '5' },
+      });
+    }
+    if (this.#total >= this.#maxTotal) {
+      throw new HttpProblem({
+        status: 503,
+        title: 'The service is overloaded',
+        type: 'urn:meridian:problem:too-many-streams',
+        detail: `${this.#total} streams of ${ORDER_FEED_PATH} are open (limit ${this.#maxTotal}); retry later.`,
+        headers: { 'retry-after': '5' },
+      });
+    }
+    this.#perPrincipal.set(key, held + 1);
+    this.#total += 1;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.#total -= 1;
+      const now = (this.#perPrincipal.get(key) ?? 1) - 1;
+      if (now === 0) this.#perPrincipal.delete(key);
+      else this.#perPrincipal.set(key, now);
+    };
+  }
+}
+
+function integerOption(
+  name: string,
+  value: number | undefined,
+  fallback: number,
+  min: number,
+  max: number,
+): number {
+  const actual = value ?? fallback;
+  if (!Number.isInteger(actual) || actual < min || actual > max) {
+    throw new RangeError(
+      `'${name}' must be an integer in [${min}, ${max}]: current value is ${String(actual)}`,
+    );
+  }
+  return actual;
 }

@@ -1,13 +1,12 @@
 import {
   isMeridianError,
-  NonDeterminismError,
   type SagaDefinition,
   StepFailedError,
   saga,
   TerminalError,
 } from '../../src/index.ts';
 import { Inventory, type Reservation } from './inventory.ts';
-import { Order, type OrderItem } from './order.ts';
+import { Order, type OrderFailure, type OrderItem, orderFailureOf, reasonOf } from './order.ts';
 import type { ChargeResult, PaymentGatewayClient } from './payment-gateway-client.ts';
 
 /** What `POST /orders` starts: the order's lines priced from the catalog, and their total. */
@@ -66,10 +65,11 @@ export const orderSteps = {
  *
  * Each entity command commits with its journal entry; the charge goes to the payment gateway
  * with the idempotency key `${orderId}/charge`, the same on every attempt and after a restart,
- * so the gateway charges at most once. When a step fails for good, the saga records why on
- * the order and throws; the runtime then runs the registered compensations in reverse:
- * refund the charge, release each reservation, cancel the order (whose event tells the
- * customer). Confirmation is told to the customer by the notification subscription.
+ * so the gateway charges at most once. When a step fails for good, the saga throws a
+ * TerminalError whose details say why as data (an OrderFailure); the runtime then runs the
+ * registered compensations in reverse: refund the charge, release each reservation, cancel the
+ * order with that failure (whose event tells the customer). Confirmation is told to the customer
+ * by the notification subscription.
  *
  * A charge step that gave up does not prove that nothing was charged: a response may have been
  * lost after the gateway recorded the charge, or a timed-out request may still be processed.
@@ -96,111 +96,124 @@ export function orderSaga(
       Order,
       orderId,
       'place',
-      { customerId: input.customerId, total: input.total },
-      { compensate: { command: 'cancel', input: {} } },
+      { customerId: input.customerId, total: input.total, items: input.items },
+      // Undone last, with the failure that made the saga compensate: the order keeps it as data.
+      {
+        compensate: { command: 'cancel', input: (_reply, failure) => ({ failure: orderFailureOf(failure) }) },
+      },
     );
-    try {
-      for (const item of input.items) {
-        const reservation: Reservation = await ctx.send(
-          Inventory,
-          item.sku,
-          'reserve',
-          { orderId, qty: item.qty },
-          {
-            compensate: {
-              command: 'release',
-              input: (reply: Reservation) => ({ orderId, qty: reply.reserved }),
-            },
+    for (const item of input.items) {
+      const reservation: Reservation = await ctx.send(
+        Inventory,
+        item.sku,
+        'reserve',
+        { orderId, qty: item.qty },
+        {
+          compensate: {
+            command: 'release',
+            input: (reply: Reservation) => ({ orderId, qty: reply.reserved }),
           },
+        },
+      );
+      if (reservation.reserved < item.qty) {
+        fail(
+          reservation.listed
+            ? { code: 'out-of-stock', sku: item.sku, available: reservation.available, requested: item.qty }
+            : { code: 'unknown-sku', sku: item.sku },
         );
-        if (reservation.reserved < item.qty) {
-          throw new TerminalError(
-            reservation.listed
-              ? `out of stock: '${item.sku}' has ${reservation.available} available, ${item.qty} requested`
-              : `unknown SKU '${item.sku}'`,
-          );
-        }
       }
-
-      // What this run saw of the charge attempts: only attempts that were answered (even with a
-      // 503) prove that the gateway did not take the charge; a timeout or a dropped connection
-      // proves nothing, since the request may still be processed after the caller gave up.
-      let chargeAttempts = 0;
-      let outcomeUnknown = false;
-      let charge: ChargeResult;
-      try {
-        charge = await ctx.step(
-          orderSteps.charge,
-          async (step) => {
-            chargeAttempts += 1;
-            try {
-              return await payments.charge(
-                { orderId, amount: input.total, idempotencyKey: step.idempotencyKey },
-                { signal: step.signal, timeoutMs: callTimeoutMs },
-              );
-            } catch (error) {
-              if (!wasAnswered(error)) outcomeUnknown = true;
-              throw error;
-            }
-          },
-          {
-            retry: chargeRetry,
-            ...(chargeTimeoutMs === undefined ? {} : { timeoutMs: chargeTimeoutMs }),
-            compensate: (step, result) =>
-              refund(payments, result.chargeId, step.idempotencyKey, step.signal, callTimeoutMs),
-          },
-        );
-      } catch (error) {
-        // The charge gave up, but it may have happened (a lost response, a timeout). Settle that
-        // before cancelling, so that a charge the gateway took is refunded with the other
-        // compensations (this step's own).
-        await ctx.step<ChargeLookup>(
-          orderSteps.chargeLookup,
-          async (step) => {
-            const call = { signal: step.signal, timeoutMs: callTimeoutMs };
-            const found = await payments.charges(orderId, call);
-            const live = found.find((candidate) => candidate.status === 'charged');
-            if (live !== undefined) return { chargeId: live.chargeId, resolvedBy: 'lookup' };
-            // Every attempt answered "not done" (and this run saw them all): nothing was charged.
-            if (found.length > 0 || (chargeAttempts > 0 && !outcomeUnknown)) {
-              return { chargeId: null, resolvedBy: 'lookup' };
-            }
-            // An attempt may still land at the gateway (or a restart hid what the attempts saw).
-            // A lookup cannot rule that out; the charge's own key can: the gateway answers with
-            // the charge that key made, or makes it now, and any late attempt replays it. Either
-            // way it is refunded, and no charge is left behind the order's back.
-            const settled = await payments.charge(
-              { orderId, amount: input.total, idempotencyKey: `${orderId}/${orderSteps.charge}` },
-              call,
-            );
-            return { chargeId: settled.chargeId, resolvedBy: 'resend' };
-          },
-          {
-            // Without an answer the saga cannot know whether to refund: keep asking (about an hour).
-            retry: { maxAttempts: 1000, initialDelayMs: 100, maxDelayMs: 5000 },
-            compensate: async (step, lookup) => {
-              if (lookup.chargeId === null) return;
-              await refund(payments, lookup.chargeId, step.idempotencyKey, step.signal, callTimeoutMs);
-            },
-          },
-        );
-        throw new TerminalError(`payment failed${attemptsOf(error)}: ${causeOf(error)}`);
-      }
-
-      for (const item of input.items) {
-        await ctx.send(Inventory, item.sku, 'commit', { orderId, qty: item.qty });
-      }
-      await ctx.send(Order, orderId, 'confirm', { chargeId: charge.chargeId });
-      return { chargeId: charge.chargeId, total: input.total };
-    } catch (error) {
-      // Non-determinism must not run more code; anything else is a business failure whose
-      // reason the order keeps for the cancellation notice.
-      if (!(error instanceof NonDeterminismError)) {
-        await ctx.send(Order, orderId, 'fail', { reason: messageOf(error) });
-      }
-      throw error;
     }
+
+    // What this run saw of the charge attempts: only attempts that were answered (even with a
+    // 503) prove that the gateway did not take the charge; a timeout or a dropped connection
+    // proves nothing, since the request may still be processed after the caller gave up.
+    let chargeAttempts = 0;
+    let outcomeUnknown = false;
+    let charge: ChargeResult;
+    try {
+      charge = await ctx.step(
+        orderSteps.charge,
+        async (step) => {
+          chargeAttempts += 1;
+          try {
+            return await payments.charge(
+              { orderId, amount: input.total, idempotencyKey: step.idempotencyKey },
+              { signal: step.signal, timeoutMs: callTimeoutMs },
+            );
+          } catch (error) {
+            if (!wasAnswered(error)) outcomeUnknown = true;
+            throw error;
+          }
+        },
+        {
+          retry: chargeRetry,
+          ...(chargeTimeoutMs === undefined ? {} : { timeoutMs: chargeTimeoutMs }),
+          compensate: (step, result) =>
+            refund(payments, result.chargeId, step.idempotencyKey, step.signal, callTimeoutMs),
+        },
+      );
+    } catch (error) {
+      // The charge gave up, but it may have happened (a lost response, a timeout). Settle that
+      // before cancelling, so that a charge the gateway took is refunded with the other
+      // compensations (this step's own).
+      await ctx.step<ChargeLookup>(
+        orderSteps.chargeLookup,
+        async (step) => {
+          const call = { signal: step.signal, timeoutMs: callTimeoutMs };
+          const found = await payments.charges(orderId, call);
+          const live = found.find((candidate) => candidate.status === 'charged');
+          if (live !== undefined) return { chargeId: live.chargeId, resolvedBy: 'lookup' };
+          // Every attempt answered "not done" (and this run saw them all): nothing was charged.
+          if (found.length > 0 || (chargeAttempts > 0 && !outcomeUnknown)) {
+            return { chargeId: null, resolvedBy: 'lookup' };
+          }
+          // An attempt may still land at the gateway (or a restart hid what the attempts saw).
+          // A lookup cannot rule that out; the charge's own key can: the gateway answers with
+          // the charge that key made, or makes it now, and any late attempt replays it. Either
+          // way it is refunded, and no charge is left behind the order's back.
+          const settled = await payments.charge(
+            { orderId, amount: input.total, idempotencyKey: `${orderId}/${orderSteps.charge}` },
+            call,
+          );
+          return { chargeId: settled.chargeId, resolvedBy: 'resend' };
+        },
+        {
+          // Without an answer the saga cannot know whether to refund: keep asking (about an hour).
+          retry: { maxAttempts: 1000, initialDelayMs: 100, maxDelayMs: 5000 },
+          compensate: async (step, lookup) => {
+            if (lookup.chargeId === null) return;
+            await refund(payments, lookup.chargeId, step.idempotencyKey, step.signal, callTimeoutMs);
+          },
+        },
+      );
+      fail(paymentFailure(error));
+    }
+
+    for (const item of input.items) {
+      await ctx.send(Inventory, item.sku, 'commit', { orderId, qty: item.qty });
+    }
+    await ctx.send(Order, orderId, 'confirm', { chargeId: charge.chargeId });
+    return { chargeId: charge.chargeId, total: input.total };
   });
+}
+
+/** Ends the order: a TerminalError whose details are the failure, as data, for the cancellation. */
+function fail(failure: OrderFailure): never {
+  throw new TerminalError(reasonOf(failure), { details: failure });
+}
+
+/** Why the charge step gave up: the step's own account (attempts, last error), not its message. */
+function paymentFailure(error: unknown): OrderFailure {
+  if (error instanceof StepFailedError) {
+    return {
+      code: 'payment-failed',
+      attempts: error.attempts,
+      cause: error.causeMessage,
+      causeCode: error.causeCode,
+    };
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  return { code: 'payment-failed', attempts: 1, cause: message, causeCode: null };
 }
 
 async function refund(
@@ -216,22 +229,4 @@ async function refund(
 /** True when the gateway answered the call (any status): it then says what it did. */
 function wasAnswered(error: unknown): boolean {
   return isMeridianError(error) && typeof error.details?.status === 'number';
-}
-
-/** " after 4 attempts" for a step that gave up after retrying. */
-function attemptsOf(error: unknown): string {
-  return error instanceof StepFailedError && error.attempts > 1 ? ` after ${error.attempts} attempts` : '';
-}
-
-/** What made a step fail, without the runtime's "Step '…' failed after n attempt(s): " prefix. */
-function causeOf(error: unknown): string {
-  const message = messageOf(error);
-  if (!(error instanceof StepFailedError)) return message;
-  const prefix = `Step '${error.step}' failed after ${error.attempts} attempt(s): `;
-  return message.startsWith(prefix) ? message.slice(prefix.length) : message;
-}
-
-function messageOf(error: unknown): string {
-  if (isMeridianError(error) || error instanceof Error) return error.message;
-  return String(error);
 }

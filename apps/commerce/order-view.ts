@@ -1,8 +1,7 @@
 import { createHash } from 'node:crypto';
-import type { JournalEntry, SagaRecord, SagaStatus } from '../../src/index.ts';
-import { sagaJournalNames } from '../../src/runtime/index.ts';
+import type { EntityInstance, RuntimeView, SagaCall, SagaProgress } from '../../src/index.ts';
 import { Inventory, type Reservation, type StockMove } from './inventory.ts';
-import { Order, type OrderItem, type OrderStatus } from './order.ts';
+import { Order, type OrderItem, type OrderState, type OrderStatus } from './order.ts';
 import { type ChargeLookup, type OrderInput, orderSteps } from './order-saga.ts';
 import type { ChargeResult } from './payment-gateway-client.ts';
 
@@ -20,15 +19,6 @@ export function orderIdFor(scope: string, idempotencyKey: string, reservedAt: nu
   const hash = createHash('sha256').update(`${scope}\n${idempotencyKey}`).digest('hex').slice(0, 12);
   return `ord-${Math.floor(reservedAt).toString(16).padStart(12, '0')}${hash}`;
 }
-
-/** The journal entries of the entity commands the order saga sends, by command. */
-const sent = {
-  place: sagaJournalNames.send(Order.name, 'place'),
-  confirm: sagaJournalNames.send(Order.name, 'confirm'),
-  fail: sagaJournalNames.send(Order.name, 'fail'),
-  reserve: sagaJournalNames.send(Inventory.name, 'reserve'),
-  commit: sagaJournalNames.send(Inventory.name, 'commit'),
-};
 
 export type PaymentStatus = 'pending' | 'charged' | 'refunded' | 'failed' | 'none';
 
@@ -59,163 +49,181 @@ export interface OrderView extends OrderSummary {
   readonly history: readonly HistoryEntry[];
 }
 
-/** The order statuses of the contract, from the saga's: a saga still compensating is pending. */
-export function orderStatusOf(status: SagaStatus): OrderStatus {
-  switch (status) {
-    case 'completed':
-      return 'confirmed';
-    case 'compensated':
-    case 'failed':
-      return 'cancelled';
-    default:
-      return 'pending';
-  }
-}
-
-/** The saga statuses an order status stands for (`GET /orders?status=`). */
-export const sagaStatusesOf: Record<OrderStatus, readonly SagaStatus[]> = {
-  pending: ['running', 'compensating'],
-  confirmed: ['completed'],
-  cancelled: ['compensated', 'failed'],
-};
-
 const iso = (ms: number) => new Date(ms).toISOString();
 
-export function orderSummary(record: SagaRecord): OrderSummary {
-  const input = record.input as unknown as OrderInput;
-  const status = orderStatusOf(record.status);
+/**
+ * An order's status has one source: the Order entity, which the saga drives and which commits
+ * each change with its event (what GET /orders/events reports). Before the saga placed it, the
+ * order is pending.
+ */
+export function orderStatusOf(order: Pick<OrderState, 'status'> | null): OrderStatus {
+  return order === null || order.status === 'new' ? 'pending' : order.status;
+}
+
+/** What `GET /orders` lists: an order from its entity alone. */
+export function orderSummary(order: EntityInstance<typeof Order>): OrderSummary {
+  const { state } = order;
   return {
-    orderId: record.id,
-    customerId: input.customerId,
-    items: input.items,
-    total: input.total,
-    status,
-    ...(record.reason === null ? {} : { reason: record.reason }),
-    createdAt: iso(record.createdAt),
-    updatedAt: iso(record.updatedAt),
+    orderId: order.id,
+    customerId: state.customerId,
+    items: state.items ?? [],
+    total: state.total,
+    status: orderStatusOf(state),
+    ...(state.reason === null ? {} : { reason: state.reason }),
+    createdAt: iso(state.placedAt ?? order.updatedAt),
+    updatedAt: iso(order.updatedAt),
   };
 }
 
 /**
- * What `GET /orders/{id}` shows: the order from its saga's record, and its payment and history
- * read from the saga's journal, which holds every step the order went through in order.
+ * What `GET /orders/{id}` shows: the order's status and reason from its entity; what it asked
+ * for from its saga's input; its payment and history from its saga's progress (the runtime's
+ * typed account of the calls it made), read on the same snapshot.
  */
-export function orderView(record: SagaRecord, journal: readonly JournalEntry[]): OrderView {
-  const summary = orderSummary(record);
-  const status = summary.status === 'pending' ? settledInJournal(journal) : summary.status;
-  return { ...summary, status, payment: paymentOf(record, journal), history: historyOf(journal) };
+export function orderView(
+  progress: SagaProgress,
+  order: OrderState | null,
+  orderUpdatedAt: number | null,
+): OrderView {
+  const input = progress.input as unknown as OrderInput;
+  const status = orderStatusOf(order);
+  return {
+    orderId: progress.id,
+    customerId: input.customerId,
+    items: input.items,
+    total: input.total,
+    status,
+    ...(order?.reason == null ? {} : { reason: order.reason }),
+    createdAt: iso(progress.createdAt),
+    updatedAt: iso(Math.max(progress.updatedAt, orderUpdatedAt ?? 0)),
+    payment: paymentOf(progress),
+    history: historyOf(progress),
+  };
 }
 
-/**
- * An order's status is final once the Order entity says so, in the same commit as its event
- * (what GET /orders/events reports); the saga records its own end one commit later. The journal
- * read with the record shows the former, so an order the feed called confirmed never reads as
- * pending here.
- */
-function settledInJournal(journal: readonly JournalEntry[]): OrderStatus {
-  for (let index = journal.length - 1; index >= 0; index--) {
-    const entry = journal[index]!;
-    if (entry.status !== 'completed') continue;
-    if (entry.kind === 'step' && entry.name === sent.confirm) return 'confirmed';
-    if (entry.kind === 'compensation' && entry.name === sent.place) return 'cancelled';
-  }
-  return 'pending';
+const ended = (progress: SagaProgress) =>
+  progress.status === 'completed' || progress.status === 'compensated' || progress.status === 'failed';
+
+type StepCall = Extract<SagaCall, { kind: 'step' }>;
+
+function stepOf(progress: SagaProgress, name: string): StepCall | undefined {
+  return progress.calls.find((call): call is StepCall => call.kind === 'step' && call.name === name);
 }
 
-function paymentOf(record: SagaRecord, journal: readonly JournalEntry[]): PaymentView {
-  const find = (kind: JournalEntry['kind'], name: string) =>
-    journal.find((entry) => entry.kind === kind && entry.name === name);
-  const charge = find('step', orderSteps.charge);
-  const terminal = orderStatusOf(record.status) !== 'pending';
-  if (charge === undefined) return { status: terminal ? 'none' : 'pending' };
+function undone(progress: SagaProgress, step: string): boolean {
+  return progress.calls.some((call) => call.kind === 'compensation' && call.step === step);
+}
+
+function paymentOf(progress: SagaProgress): PaymentView {
+  const charge = stepOf(progress, orderSteps.charge);
+  if (charge === undefined) return { status: ended(progress) ? 'none' : 'pending' };
   if (charge.status === 'completed') {
     const { chargeId } = charge.result as unknown as ChargeResult;
-    const refunded = find('compensation', orderSteps.charge) !== undefined;
-    return { status: refunded ? 'refunded' : 'charged', chargeId };
+    return { status: undone(progress, orderSteps.charge) ? 'refunded' : 'charged', chargeId };
   }
   // The charge step gave up; the lookup says whether the gateway charged anyway.
-  const lookup = find('step', orderSteps.chargeLookup);
+  const lookup = stepOf(progress, orderSteps.chargeLookup);
   if (lookup === undefined || lookup.status !== 'completed')
-    return { status: terminal ? 'failed' : 'pending' };
+    return { status: ended(progress) ? 'failed' : 'pending' };
   const { chargeId } = lookup.result as unknown as ChargeLookup;
   if (chargeId === null) return { status: 'failed' };
-  const refunded = find('compensation', orderSteps.chargeLookup) !== undefined;
-  return { status: refunded ? 'refunded' : 'charged', chargeId };
+  return { status: undone(progress, orderSteps.chargeLookup) ? 'refunded' : 'charged', chargeId };
 }
 
-function historyOf(journal: readonly JournalEntry[]): HistoryEntry[] {
-  const history: HistoryEntry[] = [];
-  const add = (entry: JournalEntry, event: string, detail?: string) =>
-    history.push({ at: iso(entry.at), event, ...(detail === undefined ? {} : { detail }) });
-  let lookupFound = false;
-  for (const entry of journal) {
-    const key = `${entry.kind} ${entry.name}`;
-    switch (key) {
-      case `event ${sagaJournalNames.start}`:
-        add(entry, 'accepted');
-        break;
-      case `step ${sent.place}`:
-        add(entry, 'placed');
-        break;
-      case `step ${sent.reserve}`: {
-        const reservation = entry.result as unknown as Reservation;
-        if (reservation.reserved > 0)
-          add(entry, 'stock reserved', `${reservation.sku} × ${reservation.reserved}`);
-        else
-          add(
-            entry,
-            'stock unavailable',
-            `${reservation.sku}: ${reservation.available} available, ${reservation.requested} requested`,
-          );
-        break;
-      }
-      case `step ${orderSteps.charge}`:
-        if (entry.status === 'completed') {
-          const charge = entry.result as unknown as ChargeResult;
-          add(entry, 'payment charged', `${charge.chargeId}, ${charge.amount} (attempts: ${entry.attempts})`);
-        } else {
-          add(entry, 'payment failed', entry.error ?? undefined);
-        }
-        break;
-      case `step ${orderSteps.chargeLookup}`: {
-        const lookup = entry.result as unknown as ChargeLookup | null;
-        lookupFound = lookup?.chargeId != null;
-        if (lookup === null || lookup.chargeId === null) add(entry, 'no charge made');
-        else if (lookup.resolvedBy === 'resend') {
-          add(entry, 'charge settled by re-sending its key (an attempt timed out)', lookup.chargeId);
-        } else add(entry, 'charge found despite the failure', lookup.chargeId);
-        break;
-      }
-      case `step ${sent.commit}`: {
-        const move = entry.result as unknown as StockMove;
-        add(entry, 'stock sold', `${move.sku} × ${move.qty}`);
-        break;
-      }
-      case `step ${sent.confirm}`:
-        add(entry, 'confirmed');
-        break;
-      case `event ${sagaJournalNames.failed}`:
-        add(entry, 'compensating', entry.error ?? undefined);
-        break;
-      case `compensation ${orderSteps.charge}`:
-        add(entry, 'payment refunded');
-        break;
-      case `compensation ${orderSteps.chargeLookup}`:
-        if (lookupFound) add(entry, 'payment refunded');
-        break;
-      case `compensation ${sent.reserve}`: {
-        const move = entry.result as unknown as StockMove;
-        if (move.qty > 0) add(entry, 'stock released', `${move.sku} × ${move.qty}`);
-        break;
-      }
-      case `compensation ${sent.place}`:
-        add(entry, 'cancelled');
-        break;
-      default:
-        // The reason recorded on the order (Order.fail) and step deadlines say nothing new.
-        if (entry.name.startsWith('$') || entry.name === sent.fail) break;
-        add(entry, entry.name, entry.status === 'failed' ? (entry.error ?? undefined) : undefined);
+/** The history line of one call of the order saga, if it has one. */
+function historyOfCall(call: SagaCall, lookupFound: boolean): [event: string, detail?: string] | null {
+  if (call.kind === 'send') {
+    const command = `${call.entity}.${call.command}`;
+    if (command === `${Order.name}.place`) return ['placed'];
+    if (command === `${Order.name}.confirm`) return ['confirmed'];
+    if (command === `${Inventory.name}.reserve`) {
+      const reservation = call.reply as unknown as Reservation;
+      if (reservation.reserved > 0) return ['stock reserved', `${reservation.sku} × ${reservation.reserved}`];
+      return [
+        'stock unavailable',
+        `${reservation.sku}: ${reservation.available} available, ${reservation.requested} requested`,
+      ];
     }
+    if (command === `${Inventory.name}.commit`) {
+      const move = call.reply as unknown as StockMove;
+      return ['stock sold', `${move.sku} × ${move.qty}`];
+    }
+    return [command, call.error ?? undefined];
+  }
+  if (call.kind === 'step') {
+    if (call.name === orderSteps.charge) {
+      if (call.status === 'failed') return ['payment failed', call.error ?? undefined];
+      const charge = call.result as unknown as ChargeResult;
+      return ['payment charged', `${charge.chargeId}, ${charge.amount} (attempts: ${call.attempts})`];
+    }
+    if (call.name === orderSteps.chargeLookup) {
+      const lookup = call.result as unknown as ChargeLookup | null;
+      if (lookup === null || lookup.chargeId === null) return ['no charge made'];
+      if (lookup.resolvedBy === 'resend')
+        return ['charge settled by re-sending its key (an attempt timed out)', lookup.chargeId];
+      return ['charge found despite the failure', lookup.chargeId];
+    }
+    return [call.name, call.status === 'failed' ? (call.error ?? undefined) : undefined];
+  }
+  if (call.kind !== 'compensation') return null;
+  if (call.step === orderSteps.charge) return ['payment refunded'];
+  if (call.step === orderSteps.chargeLookup) return lookupFound ? ['payment refunded'] : null;
+  if (call.send?.entity === Inventory.name && call.send.command === 'reserve') {
+    const move = call.reply as unknown as StockMove | null;
+    return move !== null && move.qty > 0 ? ['stock released', `${move.sku} × ${move.qty}`] : null;
+  }
+  if (call.send?.entity === Order.name && call.send.command === 'place') return ['cancelled'];
+  return null;
+}
+
+function historyOf(progress: SagaProgress): HistoryEntry[] {
+  const history: HistoryEntry[] = [];
+  const add = (at: number, event: string, detail?: string) =>
+    history.push({ at: iso(at), event, ...(detail === undefined ? {} : { detail }) });
+  add(progress.createdAt, 'accepted');
+  const lookup = stepOf(progress, orderSteps.chargeLookup);
+  const lookupFound = (lookup?.result as unknown as ChargeLookup | null)?.chargeId != null;
+  let compensating = false;
+  for (const call of progress.calls) {
+    if (!compensating && call.kind === 'compensation' && progress.failure !== null) {
+      compensating = true;
+      add(progress.failedAt ?? call.at, 'compensating', progress.failure.message);
+    }
+    const line = historyOfCall(call, lookupFound);
+    if (line !== null) add(call.at, ...line);
+  }
+  if (!compensating && progress.failure !== null) {
+    add(progress.failedAt ?? progress.updatedAt, 'compensating', progress.failure.message);
   }
   return history;
+}
+
+/** Order entities `GET /orders` reads at most per request while it looks for `limit` of one status. */
+export const maxOrdersScanned = 10_000;
+
+/**
+ * A page of orders in id order (ids are time-ordered: oldest first), optionally of one status,
+ * from the Order entities: `next` continues it. With a status, up to `maxOrdersScanned` orders
+ * are read; a page may then hold fewer than `limit` orders with a `next` to go on from.
+ */
+export async function listOrders(
+  view: Pick<RuntimeView, 'list'>,
+  query: { status?: OrderStatus; limit: number; after?: string },
+): Promise<{ orders: OrderSummary[]; next: string | null }> {
+  const orders: OrderSummary[] = [];
+  let afterId = query.after;
+  for (let scanned = 0; scanned < maxOrdersScanned; ) {
+    const pageSize = query.status === undefined ? query.limit - orders.length : 1000;
+    const page = await view.list(Order, { limit: pageSize, ...(afterId === undefined ? {} : { afterId }) });
+    for (const order of page) {
+      scanned++;
+      afterId = order.id;
+      // Orders the saga has not placed yet have no entity; every order here was placed.
+      if (query.status !== undefined && orderStatusOf(order.state) !== query.status) continue;
+      orders.push(orderSummary(order));
+      if (orders.length === query.limit) return { orders, next: order.id };
+    }
+    if (page.length < pageSize) return { orders, next: null };
+  }
+  return { orders, next: afterId ?? null };
 }

@@ -51,6 +51,8 @@ export const NEXT_CURSOR_HEADER = 'next-cursor';
 export interface PaymentGatewayClientOptions {
   /** The gateway's base URL: `http://127.0.0.1:7071`. */
   baseUrl: string;
+  /** The gateway's API key, sent as `Authorization: Bearer <apiKey>` on every call. */
+  apiKey?: string;
   /** How long one call may take before it is abandoned (ms). Range [1, 600000]. @default 2000 */
   timeoutMs?: number;
   /** Keep-alive connections to the gateway at most; more calls wait for one. Range [1, 1024]. @default 64 */
@@ -78,6 +80,7 @@ export class PaymentGatewayClient {
   /** The base URL's path, without its trailing slash: prefixed to every request's path. */
   readonly #basePath: string;
   readonly #timeoutMs: number;
+  readonly #apiKey: string | undefined;
   readonly #poolOptions: Pool.Options;
   /** Opened by the first call, and again by the first call after `close()`. */
   #pool: Pool | undefined;
@@ -94,6 +97,7 @@ export class PaymentGatewayClient {
     this.#origin = url.origin;
     this.#basePath = url.pathname.replace(/\/$/, '');
     this.#timeoutMs = checkTimeout('timeoutMs', options.timeoutMs ?? 2000);
+    this.#apiKey = options.apiKey;
     const maxConnections = options.maxConnections ?? 64;
     if (!Number.isInteger(maxConnections) || maxConnections < 1 || maxConnections > 1024) {
       throw new ValidationError(
@@ -244,7 +248,10 @@ export class PaymentGatewayClient {
         .request({
           method,
           path: `${this.#basePath}${path}`,
-          headers: payload === null ? {} : { 'content-type': 'application/json' },
+          headers: {
+            ...(payload === null ? {} : { 'content-type': 'application/json' }),
+            ...(this.#apiKey === undefined ? {} : { authorization: `Bearer ${this.#apiKey}` }),
+          },
           body: payload,
           signal: cancel.signal,
         })

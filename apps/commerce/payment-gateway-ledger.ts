@@ -22,7 +22,44 @@ export interface Refund {
   readonly refundedAt: number;
 }
 
-type Entry = ({ kind: 'charge' } & Omit<Charge, 'status' | 'refundId'>) | ({ kind: 'refund' } & Refund);
+/**
+ * A block of ids set aside before any of them is handed out, written and fsynced first: ids
+ * handed out after a restart start past every block reserved before it, so an id a caller saw
+ * is never given to another charge, even if its entry was lost (an OS crash without fsync).
+ */
+interface Reservation {
+  kind: 'reserve';
+  what: 'charge' | 'refund';
+  upTo: number;
+}
+
+type Entry =
+  | ({ kind: 'charge' } & Omit<Charge, 'status' | 'refundId'>)
+  | ({ kind: 'refund' } & Refund)
+  | Reservation;
+
+/** Ids reserved per block: one fsync per this many charges (or refunds). */
+const idBlock = 1000;
+
+/** Hands out sequence numbers from reserved blocks (see Reservation). */
+class IdSequence {
+  next = 1;
+  reservedUpTo = 0;
+
+  /** Replays an id seen in the file, or a reservation. */
+  saw(sequence: number): void {
+    this.next = Math.max(this.next, sequence + 1);
+  }
+
+  reserved(upTo: number): void {
+    this.reservedUpTo = Math.max(this.reservedUpTo, upTo);
+  }
+
+  /** After a replay: nothing reserved before may be handed out again. */
+  skipReserved(): void {
+    this.next = Math.max(this.next, this.reservedUpTo + 1);
+  }
+}
 
 export type ChargeOutcome =
   | { readonly outcome: 'created' | 'replayed'; readonly charge: Charge }
@@ -116,6 +153,10 @@ export class PaymentLedger {
   #fd: number | undefined;
   readonly #fsync: boolean;
   readonly #path: string | undefined;
+  /** Bytes of whole entries in the file: a failed append is cut back to this. */
+  #size = 0;
+  readonly #chargeIds = new IdSequence();
+  readonly #refundIds = new IdSequence();
 
   constructor(options: PaymentLedgerOptions = {}) {
     this.#fsync = options.fsync ?? false;
@@ -128,6 +169,8 @@ export class PaymentLedger {
     }
     this.#fd = openSync(options.path, 'a+');
     this.#load(options.path);
+    this.#chargeIds.skipReserved();
+    this.#refundIds.skipReserved();
   }
 
   /**
@@ -173,7 +216,7 @@ export class PaymentLedger {
     }
     const entry: Entry = {
       kind: 'charge',
-      chargeId: `ch_${String(this.#charges.size + 1).padStart(8, '0')}`,
+      chargeId: `ch_${String(this.#take(this.#chargeIds, 'charge')).padStart(8, '0')}`,
       orderId: request.orderId,
       amount: request.amount,
       idempotencyKey: request.idempotencyKey,
@@ -200,7 +243,7 @@ export class PaymentLedger {
     if (earlier !== undefined) return { outcome: 'replayed', refund: this.#refunds.get(earlier)! };
     const entry: Entry = {
       kind: 'refund',
-      refundId: `re_${String(this.#refunds.size + 1).padStart(8, '0')}`,
+      refundId: `re_${String(this.#take(this.#refundIds, 'refund')).padStart(8, '0')}`,
       chargeId: charge.chargeId,
       orderId: charge.orderId,
       amount: charge.amount,
@@ -218,17 +261,49 @@ export class PaymentLedger {
     this.#fd = undefined;
   }
 
-  #persist(entry: Entry): void {
+  /** The next id of a sequence, reserving (durably) a new block first when the last one is used up. */
+  #take(sequence: IdSequence, what: 'charge' | 'refund'): number {
+    if (sequence.next > sequence.reservedUpTo) {
+      const upTo = sequence.next + idBlock - 1;
+      this.#persist({ kind: 'reserve', what, upTo }, true);
+      sequence.reserved(upTo);
+    }
+    const id = sequence.next;
+    sequence.next += 1;
+    return id;
+  }
+
+  /**
+   * Appends one entry. A failed append (disk full, I/O error) is cut back to the last whole
+   * entry, so no torn line is left for the next entry to be appended after (which would make
+   * the file unreadable at the next start), and the error goes to the caller: nothing happened.
+   */
+  #persist(entry: Entry, fsync = this.#fsync): void {
     if (this.#path === undefined) return;
     if (this.#fd === undefined) throw new ClosedError(`The payment ledger ${this.#path} is closed`);
     const bytes = Buffer.from(`${JSON.stringify(entry)}\n`);
     let written = 0;
-    while (written < bytes.length) written += writeSync(this.#fd, bytes, written);
-    if (this.#fsync) fsyncSync(this.#fd);
+    try {
+      while (written < bytes.length) written += writeSync(this.#fd, bytes, written);
+      if (fsync) fsyncSync(this.#fd);
+    } catch (error) {
+      try {
+        ftruncateSync(this.#fd, this.#size);
+      } catch {
+        // The next start cuts a torn last line off anyway.
+      }
+      throw error;
+    }
+    this.#size += bytes.length;
   }
 
   #apply(entry: Entry): void {
+    if (entry.kind === 'reserve') {
+      (entry.what === 'charge' ? this.#chargeIds : this.#refundIds).reserved(entry.upTo);
+      return;
+    }
     if (entry.kind === 'charge') {
+      this.#chargeIds.saw(sequenceOf(entry.chargeId));
       const { kind: _kind, ...charge } = entry;
       assert(!this.#charges.has(charge.chargeId), `charge ${charge.chargeId} is recorded twice`);
       this.#charges.set(charge.chargeId, { ...charge, status: 'charged' });
@@ -238,6 +313,7 @@ export class PaymentLedger {
       if (ofOrder === undefined) this.#chargesByOrder.set(charge.orderId, [charge.chargeId]);
       else ofOrder.push(charge.chargeId);
     } else {
+      this.#refundIds.saw(sequenceOf(entry.refundId));
       const { kind: _kind, ...refund } = entry;
       const charge = this.#charges.get(refund.chargeId);
       assert(charge !== undefined, `refund ${refund.refundId} names unknown charge ${refund.chargeId}`);
@@ -260,7 +336,8 @@ export class PaymentLedger {
     while (offset < text.length) {
       const end = text.indexOf('\n', offset);
       if (end === -1) {
-        ftruncateSync(this.#fd!, Buffer.byteLength(text.slice(0, offset)));
+        this.#size = Buffer.byteLength(text.slice(0, offset));
+        ftruncateSync(this.#fd!, this.#size);
         return;
       }
       const line = text.slice(offset, end);
@@ -275,5 +352,13 @@ export class PaymentLedger {
       this.#apply(entry);
       offset = end + 1;
     }
+    this.#size = Buffer.byteLength(text);
   }
+}
+
+/** The number in `ch_00000042` or `re_00000042`. */
+function sequenceOf(id: string): number {
+  const sequence = Number(id.slice(3));
+  assert(Number.isSafeInteger(sequence) && sequence > 0, `'${id}' is not a ledger id`);
+  return sequence;
 }

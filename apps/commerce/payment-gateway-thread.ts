@@ -4,7 +4,7 @@ import { createPaymentGateway, type PaymentGatewayOptions } from './payment-gate
 
 const options = workerData as Pick<
   PaymentGatewayOptions,
-  'settings' | 'ledgerPath' | 'seed' | 'retryAfterSeconds' | 'hangMs'
+  'settings' | 'ledgerPath' | 'seed' | 'retryAfterSeconds' | 'hangMs' | 'apiKey' | 'fsync'
 >;
 const gateway = createPaymentGateway(options);
 const url = await gateway.listen({ host: '127.0.0.1' });

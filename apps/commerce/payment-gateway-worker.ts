@@ -11,7 +11,7 @@ export interface PaymentGatewayThread {
 
 export type PaymentGatewayThreadOptions = Pick<
   PaymentGatewayOptions,
-  'settings' | 'ledgerPath' | 'seed' | 'retryAfterSeconds' | 'hangMs'
+  'settings' | 'ledgerPath' | 'seed' | 'retryAfterSeconds' | 'hangMs' | 'apiKey' | 'fsync'
 >;
 
 /**

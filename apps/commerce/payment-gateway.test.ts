@@ -326,7 +326,7 @@ describe('listing refunds', () => {
 });
 
 describe('payment ledger persistence', () => {
-  it('keeps charges and refunds across a restart and continues the id sequence', async () => {
+  it('keeps charges and refunds across a restart, and never hands out an id reserved before it', async () => {
     const path = join(tempDir(), 'ledger.jsonl');
     const first = await started({ ledgerPath: path });
     const charge = await first.client.charge({ orderId: 'o-1', amount: 10, idempotencyKey: 'c1' });
@@ -340,8 +340,10 @@ describe('payment ledger persistence', () => {
     expect((await second.client.charge({ orderId: 'o-1', amount: 10, idempotencyKey: 'c1' })).chargeId).toBe(
       charge.chargeId,
     );
+    // Ids come from blocks reserved (fsynced) before use: after a restart, from the next block,
+    // so an id whose entry an OS crash lost is never given to another charge.
     expect((await second.client.charge({ orderId: 'o-2', amount: 5, idempotencyKey: 'c2' })).chargeId).toBe(
-      'ch_00000002',
+      'ch_00001001',
     );
   });
 
@@ -359,12 +361,13 @@ describe('payment ledger persistence', () => {
     expect(await second.client.charges('a')).toEqual([refundedA1, a2]);
     expect(await second.client.charges('b')).toEqual([b1]);
     const b2 = await second.client.charge({ orderId: 'b', amount: 4, idempotencyKey: 'b2' });
-    expect(b2.chargeId).toBe('ch_00000004');
+    // The restart moved on to the next reserved block of ids.
+    expect(b2.chargeId).toBe('ch_00001001');
     expect(await second.client.charges('b')).toEqual([b1, b2]);
     await second.client.refund({ chargeId: b1.chargeId, idempotencyKey: 'r2' });
     expect((await second.client.charges('b'))[0]).toMatchObject({
       status: 'refunded',
-      refundId: 're_00000002',
+      refundId: 're_00001001',
     });
     expect(await second.client.chargePage({ limit: 2, after: b1.chargeId })).toEqual({
       charges: [a2, b2],
@@ -385,7 +388,10 @@ describe('payment ledger persistence', () => {
     expect(reopened.charges()).toHaveLength(1);
     reopened.charge({ orderId: 'o-2', amount: 2, idempotencyKey: 'k2' }, 1);
     reopened.close();
-    expect(readFileSync(path, 'utf8').trim().split('\n')).toHaveLength(2);
+    const entries = readFileSync(path, 'utf8').trim().split('\n');
+    // Two charges (and the id blocks reserved for them), every line whole.
+    expect(entries.filter((line) => !line.includes('"kind":"reserve"'))).toHaveLength(2);
+    expect(entries.every((line) => JSON.parse(line) !== null)).toBe(true);
 
     const corrupt = join(dir, 'corrupt.jsonl');
     appendFileSync(corrupt, 'not json\n{"kind":"charge"}\n');

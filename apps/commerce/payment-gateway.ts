@@ -1,3 +1,4 @@
+import { timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import {
   type Clock,
@@ -8,6 +9,7 @@ import {
   type Timers,
   ValidationError,
 } from '../../src/index.ts';
+import { isStorageFault } from '../../src/store/index.ts';
 import { seededRandom } from '../../src/testing/index.ts';
 import { NEXT_CURSOR_HEADER } from './payment-gateway-client.ts';
 import {
@@ -40,8 +42,16 @@ export interface PaymentGatewaySettings {
 
 export interface PaymentGatewayOptions {
   settings?: Partial<PaymentGatewaySettings>;
+  /**
+   * The credential callers present (`Authorization: Bearer <apiKey>`, at least 32 characters);
+   * other requests get 401. Omitted: anyone who reaches the port may charge and refund, so
+   * only for in-process tests.
+   */
+  apiKey?: string;
   /** Where the ledger is kept across restarts (JSON lines); in memory only when omitted. */
   ledgerPath?: string;
+  /** Also fsync each ledger entry, as `--durability fsync` does for the store. @default false */
+  fsync?: boolean;
   /** How long a "timeout" holds its connection before dropping it (ms). Range [1, 600000]. @default 30000 */
   hangMs?: number;
   /** Randomness for the rolls; a seeded source makes a run's faults replay exactly. @default seededRandom(seed) */
@@ -162,17 +172,38 @@ export function createPaymentGateway(options: PaymentGatewayOptions = {}): Payme
     );
   }
   let settings = mergeSettings(DEFAULT_SETTINGS, options.settings ?? {});
-  const ledger = new PaymentLedger(options.ledgerPath === undefined ? {} : { path: options.ledgerPath });
+  const ledger = new PaymentLedger(
+    options.ledgerPath === undefined ? {} : { path: options.ledgerPath, fsync: options.fsync ?? false },
+  );
+  const expectedKey = options.apiKey === undefined ? undefined : checkApiKey(options.apiKey);
   let closed = false;
   const held = new Set<{ request: FastifyRequest; timer: TimerHandle }>();
 
   const server = Fastify({ logger: false, forceCloseConnections: true, bodyLimit: 16_384 });
 
   server.setErrorHandler((error: { statusCode?: number; message: string }, _request, reply) => {
+    // A ledger that cannot write (disk full) charged nothing: the caller retries, as after an outage.
+    if (isStorageFault(error)) {
+      return reply
+        .code(503)
+        .header('retry-after', '1')
+        .send({ error: 'unavailable', message: `The ledger cannot write: ${error.message.slice(0, 200)}` });
+    }
     const status = error instanceof ValidationError ? 400 : (error.statusCode ?? 500);
     return reply
       .code(status)
       .send({ error: status >= 500 ? 'internal' : 'invalid_request', message: error.message });
+  });
+
+  // Every route, listings included: the ledger names orders and amounts.
+  server.addHook('onRequest', async (request, reply) => {
+    if (expectedKey === undefined) return;
+    const given = Buffer.from(String(request.headers.authorization ?? ''));
+    if (given.length === expectedKey.length && timingSafeEqual(given, expectedKey)) return;
+    return reply
+      .code(401)
+      .header('www-authenticate', 'Bearer realm="payments"')
+      .send({ error: 'unauthenticated', message: 'Send Authorization: Bearer <the gateway API key>.' });
   });
 
   /** Draws all three rolls up front, so the random sequence does not depend on the settings. */
@@ -402,4 +433,11 @@ export function createPaymentGateway(options: PaymentGatewayOptions = {}): Payme
       ledger.close();
     },
   };
+}
+
+function checkApiKey(apiKey: string): Buffer {
+  if (typeof apiKey !== 'string' || apiKey.length < 32 || apiKey.length > 256 || /\s/.test(apiKey)) {
+    throw new ValidationError("'apiKey' must be 32 to 256 characters without spaces");
+  }
+  return Buffer.from(`Bearer ${apiKey}`);
 }

@@ -1,6 +1,8 @@
+import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { type RedisClient, redisInvalidationBus, redisTier } from '../../src/cache/index.ts';
+import { type AuthOptions, type DevelopmentAuth, developmentAuth } from '../../src/http/index.ts';
 import {
   type SagaStatus,
   systemClock,
@@ -9,7 +11,15 @@ import {
   ValidationError,
 } from '../../src/index.ts';
 import { type Log, SqliteLog } from '../../src/log/index.ts';
-import { type Durability, SqliteDatabase, SqliteStore, type Store } from '../../src/store/index.ts';
+import {
+  claimDirectory,
+  type DirectoryOwnerInfo,
+  type DirectoryOwnership,
+  type Durability,
+  SqliteDatabase,
+  SqliteStore,
+  type Store,
+} from '../../src/store/index.ts';
 import { type CommerceApp, type CommerceAppOptions, createCommerceApp } from './app.ts';
 import type { PaymentGatewaySettings } from './payment-gateway.ts';
 import { PaymentGatewayClient } from './payment-gateway-client.ts';
@@ -30,8 +40,24 @@ export interface CommerceServerOptions {
   paymentSeed?: number;
   /** The `Retry-After` of the gateway's simulated 503s (seconds; 0: none). @default 1 */
   paymentRetryAfterSeconds?: number;
+  /**
+   * Who may call the API. @default bearer tokens signed with a secret kept in the data directory
+   * (`auth-secret`, see developmentAuth; `server.issueToken` signs them). `false` turns
+   * authentication off: every caller is an operator (local experiments only).
+   */
+  auth?: AuthOptions | false;
   /** Tuning passed to the app (charge retries, runtime, catalog, HTTP). */
-  app?: Omit<CommerceAppOptions, 'store' | 'log' | 'payments'>;
+  app?: Omit<CommerceAppOptions, 'store' | 'log' | 'payments' | 'auth'>;
+  /**
+   * Take the data directory over from a live process that holds it (it then exits) instead of
+   * refusing with DirectoryInUseError. @default false
+   */
+  takeOver?: boolean;
+  /**
+   * Called once if another process takes the data directory over: this server's writes are
+   * fenced from then on, so the caller should close it and exit.
+   */
+  onTakenOver?: (by: DirectoryOwnerInfo) => void;
 }
 
 export interface CommerceServer {
@@ -45,6 +71,12 @@ export interface CommerceServer {
   readonly database: SqliteDatabase;
   /** Orders that were in flight when the server started, and that it resumed. */
   readonly resumedOrders: number;
+  /** This process's claim on the data directory (and whom it took it over from). */
+  readonly ownership: DirectoryOwnership;
+  /** The in-process payment gateway's API key (new at every start). */
+  readonly paymentApiKey: string;
+  /** Signs bearer tokens with the data directory's secret; undefined unless the default auth is in use. */
+  readonly devAuth: DevelopmentAuth | undefined;
   /** Drains the app, then closes the payment gateway, the log, the store and the file. */
   close(): Promise<void>;
 }
@@ -69,6 +101,12 @@ export async function startCommerceServer(options: CommerceServerOptions): Promi
   const cleanUp = async () => {
     for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
   };
+  // Before anything is opened: a second process on the directory refuses, naming the first.
+  const ownership = claimDirectory(options.dataDir, {
+    takeOver: options.takeOver ?? false,
+    ...(options.onTakenOver === undefined ? {} : { onTakenOver: options.onTakenOver }),
+  });
+  cleanups.push(() => ownership.release());
   try {
     const database = new SqliteDatabase({
       path: join(options.dataDir, 'meridian.db'),
@@ -80,8 +118,12 @@ export async function startCommerceServer(options: CommerceServerOptions): Promi
     const log = new SqliteLog(database, { clock, timers, random });
     cleanups.push(() => log.close());
 
+    // The gateway runs in this process: a fresh credential per start is enough, and never leaves it.
+    const paymentApiKey = randomBytes(32).toString('base64url');
     const paymentGateway = await startPaymentGatewayThread({
       ...(options.payment === undefined ? {} : { settings: options.payment }),
+      apiKey: paymentApiKey,
+      fsync: options.durability === 'fsync',
       ledgerPath: join(options.dataDir, 'payments.jsonl'),
       seed: options.paymentSeed ?? 1,
       ...(options.paymentRetryAfterSeconds === undefined
@@ -90,10 +132,12 @@ export async function startCommerceServer(options: CommerceServerOptions): Promi
     });
     cleanups.push(() => paymentGateway.close());
     const paymentUrl = paymentGateway.url;
-    const payments = paymentClient(paymentUrl);
+    const payments = paymentClient(paymentUrl, paymentApiKey);
     cleanups.push(() => payments.close());
 
-    const app = await createCommerceApp({ ...options.app, store, log, payments });
+    const devAuth = options.auth === undefined ? developmentAuth(options.dataDir) : undefined;
+    const auth = options.auth ?? devAuth!.auth;
+    const app = await createCommerceApp({ ...options.app, auth, store, log, payments });
     cleanups.push(() => app.close());
     const resumedOrders = await countUnfinished(store, app.orderSaga.name);
     await app.start();
@@ -107,6 +151,9 @@ export async function startCommerceServer(options: CommerceServerOptions): Promi
       payments,
       database,
       resumedOrders,
+      ownership,
+      devAuth,
+      paymentApiKey,
       close() {
         closing ??= cleanUp();
         return closing;
@@ -120,11 +167,15 @@ export async function startCommerceServer(options: CommerceServerOptions): Promi
   }
 }
 
-function paymentClient(baseUrl: string): PaymentGatewayClient {
+function paymentClient(baseUrl: string, apiKey: string | undefined): PaymentGatewayClient {
   // Calls in flight to the gateway at most. Near capacity a call's round trip is mostly the
   // time its answer waits for this thread's event loop (tens of ms), so 64 connections capped
   // the whole system at ~1,100 orders/s on 2 cores; 256 lifted it to ~1,300 (docs/benchmarks.md).
-  return new PaymentGatewayClient({ baseUrl, maxConnections: 256 });
+  return new PaymentGatewayClient({
+    baseUrl,
+    maxConnections: 256,
+    ...(apiKey === undefined ? {} : { apiKey }),
+  });
 }
 
 export interface CommerceNodeOptions {
@@ -137,12 +188,16 @@ export interface CommerceNodeOptions {
    * cluster: an order taken over by another node must find the charge its first owner made.
    */
   paymentUrl: string;
+  /** The payment gateway's API key (`meridian payments` prints it, or takes MERIDIAN_PAYMENTS_API_KEY). */
+  paymentApiKey?: string;
+  /** Who may call the API; `false` turns authentication off (local experiments only). Required. */
+  auth: AuthOptions | false;
   /** @default '127.0.0.1' */
   host?: string;
   /** @default 0 (any free port) */
   port?: number;
   /** Tuning passed to the app; `runtime.cluster` makes it a cluster node. */
-  app?: Omit<CommerceAppOptions, 'store' | 'log' | 'payments'>;
+  app?: Omit<CommerceAppOptions, 'store' | 'log' | 'payments' | 'auth'>;
   /**
    * Redis (or a Redis Cluster) the nodes share: catalog entries are cached there too, and a
    * price change on any node reaches every node's in-process copy. The caller opens and closes
@@ -165,7 +220,7 @@ export interface CommerceNode {
  * a store and a log the caller opened, charging through the payment gateway all nodes share.
  */
 export async function startCommerceNode(options: CommerceNodeOptions): Promise<CommerceNode> {
-  const payments = paymentClient(options.paymentUrl);
+  const payments = paymentClient(options.paymentUrl, options.paymentApiKey);
   const redis = options.redis;
   const invalidation = redis === undefined ? undefined : redisInvalidationBus({ redis });
   let app: CommerceApp | undefined;
@@ -181,6 +236,7 @@ export async function startCommerceNode(options: CommerceNodeOptions): Promise<C
           };
     app = await createCommerceApp({
       ...options.app,
+      auth: options.auth,
       ...(catalog === undefined ? {} : { catalog }),
       store: options.store,
       log: options.log,

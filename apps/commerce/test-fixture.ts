@@ -8,6 +8,14 @@ export interface TestCommerce {
   readonly server: CommerceServer;
   readonly url: string;
   readonly directory: string;
+  /** An operator's credential as request headers (for the audit helpers of invariants.ts). */
+  readonly operatorHeaders: Record<string, string>;
+  /** A bearer token for a principal, signed with the server's development secret. */
+  token(subject: string, role: 'operator' | 'customer'): Promise<string>;
+  /**
+   * Sends a request as an operator, unless `headers` carry their own `authorization` or
+   * `x-api-key` (an empty `authorization` sends none: an anonymous request).
+   */
   request(
     method: string,
     path: string,
@@ -44,11 +52,25 @@ export async function openTestCommerce(
       runtime: { compensationRetry: { initialDelayMs: 1, maxDelayMs: 20 }, ...options.app?.runtime },
     },
   });
+  const token = (subject: string, role: 'operator' | 'customer') => server.devAuth!.issue(subject, role);
+  const operator =
+    server.devAuth === undefined ? undefined : `Bearer ${await token('test-operator', 'operator')}`;
   return {
     server,
     url: server.url,
     directory,
-    async request(method, path, body, headers = {}) {
+    token,
+    operatorHeaders: operator === undefined ? {} : { authorization: operator },
+    async request(method, path, body, given = {}) {
+      const headers = { ...given };
+      if (headers.authorization === '') delete headers.authorization;
+      else if (
+        headers.authorization === undefined &&
+        headers['x-api-key'] === undefined &&
+        operator !== undefined
+      ) {
+        headers.authorization = operator;
+      }
       const response = await fetch(`${server.url}${path}`, {
         method,
         signal: AbortSignal.timeout(20_000),

@@ -11,6 +11,8 @@ import {
 export interface TrafficOptions {
   /** The commerce API's base URL. */
   url: string;
+  /** An operator's bearer token (it places orders for many customers), when the API authenticates. */
+  token?: string;
   /** Orders placed per second. 0.1 to 100. @default 2 */
   ordersPerSecond?: number;
   /** Demo SKUs listed (when missing) and ordered from. 1 to 100. @default 5 */
@@ -64,8 +66,10 @@ export class Traffic {
   #stopped = false;
   #lastReported = '';
   readonly #stopping = new AbortController();
+  readonly #token: string | undefined;
 
   constructor(options: TrafficOptions) {
+    this.#token = options.token;
     const rate = options.ordersPerSecond ?? 2;
     if (!(rate >= 0.1 && rate <= 100)) {
       throw new ValidationError(`'ordersPerSecond' must be a number in [0.1, 100]: current value is ${rate}`);
@@ -228,7 +232,11 @@ export class Traffic {
         AbortSignal.timeout(headers.prefer === undefined ? 10_000 : 20_000),
         this.#stopping.signal,
       ]),
-      headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers },
+      headers: {
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        ...(this.#token === undefined ? {} : { authorization: `Bearer ${this.#token}` }),
+        ...headers,
+      },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
     const text = await response.text();

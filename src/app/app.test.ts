@@ -2,6 +2,7 @@
 // routes beside the probes, and restarting it on the same directory keeps its state.
 import { describe, expect, it } from 'vitest';
 import { ValidationError } from '../errors.ts';
+import { Type } from '../http/index.ts';
 import { entity } from '../runtime/definitions.ts';
 import { startTestApp } from '../testing/index.ts';
 import { type App, defineApp } from './app.ts';
@@ -32,9 +33,11 @@ describe('a running app', () => {
       name: 'counter',
       definitions: [Counter],
       routes(gateway, { runtime }) {
-        gateway.route<{ Params: { id: string } }>({
+        gateway.route({
           method: 'POST',
           url: '/counters/:id',
+          access: { scopes: ['counters:write'] },
+          schema: { params: Type.Object({ id: Type.String({ maxLength: 64 }) }) },
           handler: async (request) => {
             await runtime.send(Counter, request.params.id, 'add', { by: 1 });
             return (await runtime.state(Counter, request.params.id))?.state;
@@ -44,14 +47,20 @@ describe('a running app', () => {
     });
     let running = await startTestApp(app);
     try {
-      expect(await (await fetch(`${running.url}/counters/c-1`, { method: 'POST' })).json()).toEqual({ n: 1 });
+      // The default on the embedded shape: development tokens signed with the directory's secret.
+      const ada = await running.devAuth!.issue('ada', 'customer', { scopes: ['counters:write'] });
+      const add = () =>
+        fetch(`${running.url}/counters/c-1`, { method: 'POST', headers: { authorization: `Bearer ${ada}` } });
+      expect((await fetch(`${running.url}/counters/c-1`, { method: 'POST' })).status).toBe(401);
+      expect(await (await add()).json()).toEqual({ n: 1 });
       expect((await fetch(`${running.url}/readyz`)).status).toBe(200);
       const openapi = (await (await fetch(`${running.url}/openapi.json`)).json()) as {
         info: { title: string };
       };
       expect(openapi.info.title).toBe('counter');
       running = await running.restart();
-      expect(await (await fetch(`${running.url}/counters/c-1`, { method: 'POST' })).json()).toEqual({ n: 2 });
+      // The secret stays in the directory: a token issued before the restart still works.
+      expect(await (await add()).json()).toEqual({ n: 2 });
     } finally {
       await running.destroy();
     }

@@ -1,4 +1,4 @@
-import type { GatewayOptions } from '../http/index.ts';
+import type { AuthOptions, GatewayOptions } from '../http/index.ts';
 import type { Log } from '../log/types.ts';
 import { createRuntime, type Runtime } from '../runtime/runtime.ts';
 import type { RuntimeOptions } from '../runtime/runtime-types.ts';
@@ -12,8 +12,13 @@ export interface StartAppOptions {
   log: Log;
   /** Runtime tuning (clock, timers, cluster, drain time...). */
   runtime?: Omit<RuntimeOptions, 'store' | 'log'>;
+  /**
+   * Who may call the app's routes (docs/security.md): API keys and bearer tokens, a route's
+   * `access` deciding; `false` makes every caller an operator (local experiments only). Required.
+   */
+  auth: AuthOptions | false;
   /** HTTP gateway tuning (body limit, Idempotency-Key TTL, logger...). */
-  http?: Omit<GatewayOptions, 'store' | 'clock' | 'timers'>;
+  http?: Omit<GatewayOptions, 'auth' | 'store' | 'clock' | 'timers'>;
   /** @default '127.0.0.1' */
   host?: string;
   /** 0 picks a free port. @default 0 */
@@ -48,6 +53,7 @@ export async function startApp(app: App, options: StartAppOptions): Promise<Runn
     version: app.version ?? '0.1.0',
     ...(app.description === undefined ? {} : { description: app.description }),
     ...options.http,
+    auth: options.auth,
     store: options.store,
     ...(options.runtime?.clock === undefined ? {} : { clock: options.runtime.clock }),
     ...(options.runtime?.timers === undefined ? {} : { timers: options.runtime.timers }),

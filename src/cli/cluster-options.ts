@@ -2,7 +2,7 @@
 // PostgreSQL and Kafka are, who this node is, and the bounds of its checks and its drain.
 import type { ParseArgsOptionsConfig } from 'node:util';
 import { ValidationError } from '../errors.ts';
-import { integer, type ParsedValues, port as portOption } from './args.ts';
+import { choice, integer, type ParsedValues, port as portOption } from './args.ts';
 
 export interface ClusterNodeOptions {
   /** PostgreSQL connection string (`--pg`, MERIDIAN_PG_URL). Required. */
@@ -31,6 +31,11 @@ export interface ClusterNodeOptions {
   checkTimeoutMs: number;
   /** How long the drain after SIGTERM/SIGINT may take before the node exits anyway (ms). @default 30000 */
   shutdownTimeoutMs: number;
+  /**
+   * The HS256 secret bearer tokens are signed with (MERIDIAN_AUTH_SECRET, at least 32 characters):
+   * the same on every node. Undefined only with `--auth off`.
+   */
+  authSecret: string | undefined;
 }
 
 export const clusterCommandOptions = {
@@ -47,6 +52,7 @@ export const clusterCommandOptions = {
   'request-timeout-ms': { type: 'string' },
   'check-timeout-ms': { type: 'string' },
   'shutdown-timeout-ms': { type: 'string' },
+  auth: { type: 'string' },
 } satisfies ParseArgsOptionsConfig;
 
 /** The usage lines of clusterCommandOptions, for a command's help. */
@@ -73,6 +79,9 @@ export const CLUSTER_OPTIONS_USAGE = `  --pg <url>                    PostgreSQL
 export const CLUSTER_BOUNDS_USAGE = `  --check-timeout-ms <ms>       bound of each dependency check at start, 100..60000 (default 5000)
   --shutdown-timeout-ms <ms>    bound of the drain on SIGTERM/SIGINT, after which the node exits
                                 anyway, 1000..600000 (default 30000)
+  --auth on|off                 'off' serves every caller as an operator: local experiments only
+                                (default on: bearer tokens signed with [MERIDIAN_AUTH_SECRET], the
+                                same secret of 32+ characters on every node; docs/security.md)
   -h, --help                    show this help`;
 
 const schemaPattern = /^[a-z_][a-z0-9_]{0,62}$/;
@@ -188,7 +197,9 @@ export function parseClusterOptions(
   }
   const host = values.host ?? '127.0.0.1';
   if (host.trim() === '') throw new ValidationError(`'--host' must be an address: current value is ''`);
-  return {
+  const authOn = choice('--auth', values.auth, 'on', ['on', 'off'] as const) === 'on';
+  const parsed: ClusterNodeOptions = {
+    authSecret: authOn ? authSecretOf(env) : undefined,
     pgUrl,
     pgSchema:
       schema === undefined
@@ -217,4 +228,15 @@ export function parseClusterOptions(
     checkTimeoutMs: optionalInteger(values, 'check-timeout-ms', 5000, 100, 60_000),
     shutdownTimeoutMs: optionalInteger(values, 'shutdown-timeout-ms', 30_000, 1000, 600_000),
   };
+  if (authOn && parsed.authSecret === undefined) {
+    throw new ValidationError(
+      `MERIDIAN_AUTH_SECRET must be set to the cluster's token signing secret (32+ characters, the same on every node): current length is ${env.MERIDIAN_AUTH_SECRET?.length ?? 0}. Pass --auth off only for local experiments`,
+    );
+  }
+  return parsed;
+}
+
+function authSecretOf(env: Record<string, string | undefined>): string | undefined {
+  const secret = env.MERIDIAN_AUTH_SECRET;
+  return secret === undefined || secret.length < 32 ? undefined : secret;
 }

@@ -26,11 +26,25 @@ describe('meridian dev options', () => {
       host: '127.0.0.1',
       port: 7070,
       watch: false,
+      auth: true,
+      takeOver: false,
     });
     expect(parseDevOptions(['app.ts'], { PORT: '8080' }).valueOf()).toMatchObject({ port: 8080 });
     expect(
       parseDevOptions(['app.ts', '--port', '0', '--data-dir', 'd', '--host', '0.0.0.0', '--watch'], {}),
-    ).toEqual({ module: 'app.ts', dataDir: 'd', host: '0.0.0.0', port: 0, watch: true });
+    ).toEqual({
+      module: 'app.ts',
+      dataDir: 'd',
+      host: '0.0.0.0',
+      port: 0,
+      watch: true,
+      auth: true,
+      takeOver: false,
+    });
+    expect(parseDevOptions(['app.ts', '--auth', 'off', '--take-over'], {})).toMatchObject({
+      auth: false,
+      takeOver: true,
+    });
     expect(parseDevOptions(['--help'], {})).toBe('help');
   });
 
@@ -86,7 +100,7 @@ describe('meridian dev --watch', () => {
     const app = (version: number) =>
       `import { defineApp } from ${JSON.stringify(meridian)};
 export default defineApp({ name: 'watched', definitions: [], routes(gateway) {
-  gateway.route({ method: 'GET', url: '/version', handler: async () => ({ version: ${version} }) });
+  gateway.route({ method: 'GET', url: '/version', access: 'public', handler: async () => ({ version: ${version} }) });
 } });`;
     const file = join(directory, module('watched.ts', app(1)));
     const child = spawn(

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import type { RunningEmbeddedApp } from '../app/embedded.ts';
 import { isMeridianError, ValidationError } from '../errors.ts';
 import { loadAppModule } from './app-module.ts';
-import { type CommandOutput, consoleOutput, parseCommand, port } from './args.ts';
+import { type CommandOutput, choice, consoleOutput, parseCommand, port } from './args.ts';
 
 export const DEV_USAGE = `Usage: meridian dev <module> [options]
 
@@ -19,7 +19,11 @@ Options:
   --data-dir <path>   where the SQLite file lives, created when missing (default ./.meridian)
   --host <address>    address to listen on (default 127.0.0.1)
   --port <n>          port to listen on, 0 for any free one [PORT] (default 7070)
-  --watch             restart (draining first) whenever the module or a file it imports changes`;
+  --watch             restart (draining first) whenever the module or a file it imports changes
+  --auth on|off       'off' makes every caller an operator: local experiments only (default on:
+                      an operator's development token, signed with a secret kept in the data
+                      directory, is printed at start; docs/security.md)
+  --take-over         take the data directory over from the process using it (it exits)`;
 
 export interface DevOptions {
   module: string;
@@ -27,6 +31,8 @@ export interface DevOptions {
   host: string;
   port: number;
   watch: boolean;
+  auth: boolean;
+  takeOver: boolean;
 }
 
 /** Parses and validates `meridian dev`'s arguments; 'help' when the usage was asked for. */
@@ -39,6 +45,8 @@ export function parseDevOptions(argv: string[], env: NodeJS.ProcessEnv): DevOpti
       host: { type: 'string' },
       port: { type: 'string' },
       watch: { type: 'boolean' },
+      auth: { type: 'string' },
+      'take-over': { type: 'boolean' },
     },
     ['module'],
   );
@@ -56,6 +64,8 @@ export function parseDevOptions(argv: string[], env: NodeJS.ProcessEnv): DevOpti
     host: parsed.values.host ?? '127.0.0.1',
     port: port(parsed.values.port, env, 7070),
     watch: parsed.values.watch === true,
+    auth: choice('--auth', parsed.values.auth, 'on', ['on', 'off'] as const) === 'on',
+    takeOver: parsed.values['take-over'] === true,
   };
 }
 
@@ -169,6 +179,14 @@ export async function run(argv: string[], output: CommandOutput = consoleOutput)
       dataDir: options.dataDir,
       host: options.host,
       port: options.port,
+      ...(options.auth ? {} : { auth: false }),
+      takeOver: options.takeOver,
+      onTakenOver: (by) => {
+        output.err(
+          `meridian dev: process ${by.pid} on ${by.host} took the data directory over; stopping this one.`,
+        );
+        process.kill(process.pid, 'SIGTERM');
+      },
       runtime: { onProblem: (problem) => output.err(`runtime: ${problem.message}: ${problem.error}`) },
     });
   } catch (error) {
@@ -182,6 +200,17 @@ export async function run(argv: string[], output: CommandOutput = consoleOutput)
     output.err(`meridian dev: ${error.code}: ${error.message}`);
     return 1;
   }
-  for (const line of banner(options, running)) output.out(line);
+  const lines = banner(options, running);
+  const last = lines.pop()!;
+  for (const line of lines) output.out(line);
+  if (running.devAuth === undefined) {
+    output.err(
+      'meridian dev: WARNING: --auth off: every caller is an operator; anyone who reaches the port can do anything',
+    );
+  } else {
+    output.out(`  auth             export TOKEN=${await running.devAuth.issue('dev-operator', 'operator')}`);
+    output.out(`                   (an operator's development token, 24 h: Authorization: Bearer $TOKEN)`);
+  }
+  output.out(last);
   return drainOnSignal(running, output);
 }

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ValidationError } from '../errors.ts';
+import { issueToken } from '../http/index.ts';
 import { createKafkaLog, parseBrokerList } from '../log/kafka/index.ts';
 import { testSchemas } from '../store/postgres/test-schema.ts';
 import { parseNodeOptions } from './node.ts';
@@ -18,12 +19,14 @@ const unique = `${process.pid}-${randomBytes(3).toString('hex')}`;
 const directory = mkdtempSync(join(tmpdir(), 'meridian-node-module-'));
 afterAll(() => rmSync(directory, { recursive: true, force: true }));
 
+const secret = randomBytes(32).toString('base64url');
+
 describe('meridian node options', () => {
   it('takes the module and the cluster options, with their environment variables', () => {
     expect(
       parseNodeOptions(
         ['src/app.ts', '--pg', 'postgres://p@h/db', '--kafka', 'k:9092'],
-        { PORT: '7075' },
+        { PORT: '7075', MERIDIAN_AUTH_SECRET: secret },
         'box',
       ),
     ).toMatchObject({
@@ -31,7 +34,14 @@ describe('meridian node options', () => {
       pgUrl: 'postgres://p@h/db',
       kafkaBrokers: ['k:9092'],
       nodeId: 'box-7075',
+      authSecret: secret,
     });
+  });
+
+  it('needs the token signing secret, or --auth off said out loud', () => {
+    const argv = ['src/app.ts', '--pg', 'postgres://p@h/db', '--kafka', 'k:9092'];
+    expect(() => parseNodeOptions(argv, {}, 'box')).toThrow(/MERIDIAN_AUTH_SECRET must be set/);
+    expect(parseNodeOptions([...argv, '--auth', 'off'], {}, 'box')).toMatchObject({ authSecret: undefined });
   });
 
   it.each([
@@ -63,9 +73,9 @@ export default defineApp({
   name: 'counter',
   definitions: [Counter],
   routes(gateway, { runtime }) {
-    gateway.route<{ Params: { id: string } }>({
+    gateway.route({
       method: 'POST', url: '/counters/:id',
-      handler: async (request) => ({ n: await runtime.send(Counter, request.params.id, 'add', {}) }),
+      handler: async (request) => ({ n: await runtime.send(Counter, (request.params as { id: string }).id, 'add', {}) }),
     });
   },
 });`,
@@ -86,6 +96,7 @@ export default defineApp({
           stdio: ['ignore', 'pipe', 'pipe'],
           env: {
             PATH: process.env.PATH ?? '',
+            MERIDIAN_AUTH_SECRET: secret,
             MERIDIAN_PG_URL: pgUrl!,
             MERIDIAN_PG_SCHEMA: schema,
             MERIDIAN_KAFKA_BROKERS: kafkaText!,
@@ -105,8 +116,15 @@ export default defineApp({
         void exited.then((code) => fail(new Error(`exited ${code} before its banner:\n${output}`)));
       });
       try {
-        await fetch(`${url}/counters/c-1`, { method: 'POST' });
-        expect(await (await fetch(`${url}/counters/c-1`, { method: 'POST' })).json()).toEqual({ n: 2 });
+        // The route is the operator's (the default access): a token signed with the cluster's secret.
+        const headers = {
+          authorization: `Bearer ${await issueToken({ secret, subject: 'ops', role: 'operator' })}`,
+        };
+        expect((await fetch(`${url}/counters/c-1`, { method: 'POST' })).status).toBe(401);
+        await fetch(`${url}/counters/c-1`, { method: 'POST', headers });
+        expect(await (await fetch(`${url}/counters/c-1`, { method: 'POST', headers })).json()).toEqual({
+          n: 2,
+        });
         const ready = (await (await fetch(`${url}/readyz`)).json()) as {
           checks: Record<string, { detail: string }>;
         };

@@ -59,6 +59,7 @@ async function startNode(options: NodeOptions, dependencies: ClusterDependencies
     log: dependencies.log,
     host: options.host,
     port: options.port,
+    auth: options.authSecret === undefined ? false : { jwt: { secret: options.authSecret } },
     runtime: clusterRuntimeOptions(options, output),
   });
 }

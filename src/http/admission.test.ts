@@ -20,8 +20,8 @@ afterEach(async () => {
   await Promise.all(opened.splice(0).map((gateway) => gateway.close()));
 });
 
-async function gateway(options: GatewayOptions = {}): Promise<Gateway> {
-  const created = await createGateway({ defaultMetrics: false, ...options });
+async function gateway(options: Partial<GatewayOptions> = {}): Promise<Gateway> {
+  const created = await createGateway({ auth: false, rateLimit: false, defaultMetrics: false, ...options });
   opened.push(created);
   return created;
 }

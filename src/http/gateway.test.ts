@@ -1,36 +1,30 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { Type } from '@sinclair/typebox';
+import { afterEach, describe, expect, expectTypeOf, it } from 'vitest';
 import { NotFoundError, RetryableError } from '../errors.ts';
 import { ManualClock } from '../time.ts';
-import { createGateway, type Gateway } from './gateway.ts';
+import { createGateway, type Gateway, type GatewayOptions } from './gateway.ts';
 import { HttpProblem } from './problem.ts';
+import type { GatewayRequest } from './route-types.ts';
 
-const orderSchema = {
-  type: 'object',
-  required: ['customerId', 'items'],
-  additionalProperties: false,
-  properties: {
-    customerId: { type: 'string', minLength: 1 },
-    items: {
-      type: 'array',
+const orderSchema = Type.Object(
+  {
+    customerId: Type.String({ minLength: 1 }),
+    items: Type.Array(Type.Object({ sku: Type.String(), qty: Type.Integer({ minimum: 1 }) }), {
       minItems: 1,
-      items: {
-        type: 'object',
-        required: ['sku', 'qty'],
-        properties: { sku: { type: 'string' }, qty: { type: 'integer', minimum: 1 } },
-      },
-    },
+    }),
   },
-} as const;
+  { additionalProperties: false },
+);
 
 const opened: Gateway[] = [];
 afterEach(async () => {
   await Promise.all(opened.splice(0).map((gateway) => gateway.close()));
 });
 
-async function gatewayWithRoutes(options: Parameters<typeof createGateway>[0] = {}): Promise<Gateway> {
-  const gateway = await createGateway({ defaultMetrics: false, ...options });
+async function gatewayWithRoutes(options: Partial<GatewayOptions> = {}): Promise<Gateway> {
+  const gateway = await createGateway({ auth: false, rateLimit: false, defaultMetrics: false, ...options });
   opened.push(gateway);
-  gateway.route<{ Body: { customerId: string } }>({
+  gateway.route({
     method: 'POST',
     url: '/orders',
     schema: {
@@ -40,12 +34,12 @@ async function gatewayWithRoutes(options: Parameters<typeof createGateway>[0] = 
     handler: async (request, reply) =>
       reply.code(202).send({ orderId: `order-of-${request.body.customerId}` }),
   });
-  gateway.route<{ Params: { id: number }; Querystring: { limit?: number } }>({
+  gateway.route({
     method: 'GET',
     url: '/things/:id',
     schema: {
-      params: { type: 'object', properties: { id: { type: 'integer', minimum: 1 } } },
-      querystring: { type: 'object', properties: { limit: { type: 'integer', maximum: 100 } } },
+      params: Type.Object({ id: Type.Integer({ minimum: 1 }) }),
+      querystring: Type.Object({ limit: Type.Optional(Type.Integer({ maximum: 100 })) }),
     },
     handler: async (request) => {
       if (request.params.id === 404) throw new NotFoundError(`Thing 404 does not exist`);
@@ -64,6 +58,23 @@ async function gatewayWithRoutes(options: Parameters<typeof createGateway>[0] = 
   });
   return gateway;
 }
+
+describe('gateway: routes declared once', () => {
+  it("types a handler's request from the route's TypeBox schema, the same object that validates it and documents it", async () => {
+    type Order = GatewayRequest<{ body: typeof orderSchema }>['body'];
+    expectTypeOf<Order>().toEqualTypeOf<{ customerId: string; items: { sku: string; qty: number }[] }>();
+    expectTypeOf<GatewayRequest<{ body: { type: 'object' } }>['body']>().toBeUnknown();
+    const gateway = await gatewayWithRoutes();
+    await gateway.ready();
+    const document = gateway.server.swagger() as unknown as {
+      paths: Record<string, { post: { requestBody: { content: Record<string, { schema: unknown }> } } }>;
+    };
+    expect(document.paths['/orders']!.post.requestBody.content['application/json']!.schema).toMatchObject({
+      required: ['customerId', 'items'],
+      additionalProperties: false,
+    });
+  });
+});
 
 describe('gateway: validation and problem details', () => {
   it('answers an invalid body with a 400 problem listing every invalid field with its rule and value', async () => {
@@ -205,10 +216,10 @@ describe('gateway: validation and problem details', () => {
   });
 
   it('rejects out-of-range options with a message naming the option, the rule and the value', async () => {
-    await expect(createGateway({ bodyLimitBytes: 10 })).rejects.toThrow(
+    await expect(createGateway({ auth: false, bodyLimitBytes: 10 })).rejects.toThrow(
       "'bodyLimitBytes' must be >= 1024: current value is 10",
     );
-    await expect(createGateway({ idempotencyKeyTtlMs: 1.5 })).rejects.toThrow(
+    await expect(createGateway({ auth: false, idempotencyKeyTtlMs: 1.5 })).rejects.toThrow(
       "'idempotencyKeyTtlMs' must be an integer: current value is 1.5",
     );
   });

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import swagger from '@fastify/swagger';
 import Fastify, {
   type FastifyError,
@@ -6,13 +5,12 @@ import Fastify, {
   type FastifyReply,
   type FastifyRequest,
   type FastifySchema,
-  type RouteGenericInterface,
   type RouteHandlerMethod,
   type RouteOptions,
 } from 'fastify';
 import type { Registry } from 'prom-client';
 import { ConflictError, isMeridianError, ValidationError } from '../errors.ts';
-import type { LoadShedderPolicy, Permit } from '../resilience/index.ts';
+import { type LoadShedderPolicy, type Permit, tokenBucket } from '../resilience/index.ts';
 import type { IdempotencyClaim, IdempotencyReservation, IdempotencyStore, Store } from '../store/types.ts';
 import { type Clock, systemClock, systemTimers, type TimerHandle, type Timers } from '../time.ts';
 import {
@@ -26,6 +24,20 @@ import {
   type RouteBacklog,
   type RouteRateLimit,
 } from './admission.ts';
+import {
+  API_KEY_HEADER,
+  AUTH_OFF_PRINCIPAL,
+  Authenticator,
+  type AuthOptions,
+  authorize,
+  checkAccess,
+  hostnameOf,
+  LOOPBACK_HOSTS,
+  type Principal,
+  type RouteAccess,
+  sha256Hex,
+} from './auth.ts';
+import { answerClientError } from './client-errors.ts';
 import {
   IDEMPOTENCY_KEY_HEADER,
   IDEMPOTENT_REPLAYED_HEADER,
@@ -47,11 +59,26 @@ import {
   statusProblem,
 } from './problem.ts';
 import { type ReadinessCheck, ReadinessChecks, type ReadinessReport } from './readiness.ts';
+import { createValidatorCompiler } from './request-validation.ts';
 import { RouteMatcher } from './route-matcher.ts';
+import type { GatewayHandler, GatewayRequest, RouteSchema } from './route-types.ts';
 import { type ExposableRuntime, registerRuntimeMetrics } from './runtime-metrics.ts';
 import { invalidFields, type SchemaError, validationProblem } from './validation.ts';
 
 export interface GatewayOptions {
+  /**
+   * Who may call what. Required, because no default is safe: `AuthOptions` (API keys, bearer
+   * tokens) makes every application route authenticate and check its `access`; `false` turns
+   * authentication off (every caller is an anonymous operator), for local experiments only.
+   */
+  auth: AuthOptions | false;
+  /**
+   * Host names (of the `Host` header, without port) the gateway answers; others get 421. A page
+   * on another site that rebinds its DNS name to 127.0.0.1 still sends its own name, so a
+   * loopback listener only answering `localhost` and loopback addresses cannot be reached that
+   * way. `'any'` turns the check off. @default loopback names when listening on a loopback address, else 'any'
+   */
+  allowedHosts?: readonly string[] | 'any';
   /** Where Idempotency-Key records live; each call runs in its own short transaction. */
   store?: Store;
   /** Overrides `store` for Idempotency-Key records (a MemoryIdempotencyStore, say). */
@@ -67,6 +94,11 @@ export interface GatewayOptions {
   description?: string;
   /** Largest request body accepted (bytes); larger ones get 413. Range [1024, 67108864]. @default 1048576 */
   bodyLimitBytes?: number;
+  /**
+   * Longest request target (path and query, bytes) accepted; longer ones get 414. A whole request
+   * head beyond Node's limit (16 KiB) gets 431. Range [256, 16384]. @default 8192
+   */
+  maxUrlLength?: number;
   /** Time a client has to send a whole request (ms), against slow-loris clients. Range [1000, 600000]. @default 30000 */
   requestTimeoutMs?: number;
   /** How long an Idempotency-Key is remembered after first use (ms). Range [1000, 2592000000]. @default 86400000 (24 h) */
@@ -83,10 +115,11 @@ export interface GatewayOptions {
   /** Bound on each readiness check (ms); a check still running then fails. Range [10, 60000]. @default 2000 */
   readinessCheckTimeoutMs?: number;
   /**
-   * Who the caller is, when the app authenticates callers: keys are then scoped per client as
-   * well as per route, so two clients can never replay each other's responses.
+   * Who the caller is, when the gateway's `auth` is off and the app identifies callers itself:
+   * keys are then scoped per client as well as per route. With `auth` on, the principal is the
+   * client, and this is not consulted.
    */
-  clientIdentity?: (request: FastifyRequest) => string | undefined;
+  clientIdentity?: (request: GatewayRequest) => string | undefined;
   /**
    * A header naming the client (`x-client-id`), for per-client rate limits when no
    * `clientIdentity` is given or it returns undefined; without either, the remote address is used.
@@ -94,9 +127,12 @@ export interface GatewayOptions {
   clientIdHeader?: string;
   /**
    * A rate limit every application route applies (not `/healthz`, `/readyz`, `/metrics`,
-   * `/policies`), before a route's own limit. Refused requests get 429 with Retry-After.
+   * `/policies`), before a route's own limit, per principal (`per: 'client'`). Refused requests
+   * get 429 with Retry-After. `false`: none.
+   * @default an in-process token bucket of 100 requests/s, burst 200, per client; authenticated
+   * operators are exempt from this default (not from a limit given here)
    */
-  rateLimit?: RouteRateLimit;
+  rateLimit?: RouteRateLimit | false;
   /**
    * A load shedder every application route takes a permit from before any work starts (a route's
    * own `loadShedder` replaces it). Requests beyond its limit get 503 with Retry-After.
@@ -112,28 +148,22 @@ export interface GatewayOptions {
   logger?: boolean;
 }
 
-/** A route's JSON schemas plus the OpenAPI fields @fastify/swagger reads. */
-export interface RouteSchema extends FastifySchema {
-  summary?: string;
-  description?: string;
-  tags?: string[];
-  operationId?: string;
-  deprecated?: boolean;
-  hide?: boolean;
-}
-
-export type GatewayHandler<G extends RouteGenericInterface = RouteGenericInterface> = (
-  request: FastifyRequest<G>,
-  reply: FastifyReply,
-) => unknown;
-
 export type RouteMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE' | 'OPTIONS';
 
-export interface GatewayRoute<G extends RouteGenericInterface = RouteGenericInterface> {
+/**
+ * A route, declared once: its schema validates the request, documents it in `/openapi.json`
+ * and (written with TypeBox) types the handler's request.
+ */
+export interface GatewayRoute<S extends RouteSchema = RouteSchema> {
   method: RouteMethod;
   /** A Fastify route pattern: `/orders/:orderId`. */
   url: string;
-  schema?: RouteSchema;
+  /**
+   * Who may call the route (see RouteAccess): checked before anything else the route does.
+   * @default 'operator'
+   */
+  access?: RouteAccess;
+  schema?: S;
   /**
    * Whether the route follows the Idempotency-Key protocol: a key is required, the first
    * response (2xx or 4xx) is stored and replayed for retries, a 5xx releases the key.
@@ -156,7 +186,7 @@ export interface GatewayRoute<G extends RouteGenericInterface = RouteGenericInte
    * Retry-After while it is full, decided before anything is parsed or reserved.
    */
   backlog?: RouteBacklog;
-  handler: GatewayHandler<G>;
+  handler: GatewayHandler<S>;
 }
 
 /** What an idempotent route's handler may read about its key (to derive stable ids from it). */
@@ -179,7 +209,13 @@ export interface Gateway {
   /** The Prometheus registry served at `/metrics`; apps register their own metrics in it. */
   readonly metrics: Registry;
   /** Registers a route. Must be called before `listen`/`ready`. */
-  route<G extends RouteGenericInterface = RouteGenericInterface>(route: GatewayRoute<G>): void;
+  route<S extends RouteSchema>(route: GatewayRoute<S>): void;
+  /** Every route registered (the gateway's own too) with who may call it: for audits and tests. */
+  routes(): ReadonlyArray<{
+    readonly method: RouteMethod;
+    readonly url: string;
+    readonly access: RouteAccess;
+  }>;
   /** Adds a check to `/readyz` (store open, processors running, ...). */
   addReadinessCheck(name: string, check: ReadinessCheck): void;
   /**
@@ -231,21 +267,32 @@ interface IdempotencyState {
 
 interface RequestState {
   startedMs: number;
+  /** Who the request comes from, once its route authenticated it. */
+  principal?: Principal;
   rawBody?: Buffer;
   idempotency?: IdempotencyState;
   /** The load-shedder slot this request holds until its response is finished. */
   permit?: Permit;
 }
 
-const requestStates = new WeakMap<FastifyRequest, RequestState>();
+/** Per request, keyed by the request object handlers see (Fastify's, behind GatewayRequest). */
+const requestStates = new WeakMap<object, RequestState>();
 
 /** Names this attempt's reservation to the store's `complete` and `release`. */
 function claimOf(state: IdempotencyState, token: number): IdempotencyClaim {
   return { scope: state.scope, key: state.key, fingerprint: state.fingerprint, token };
 }
 
+/**
+ * Who a request comes from: set before the route's handler runs on every route that is not
+ * `public` (the anonymous operator when the gateway's auth is off), undefined on public routes.
+ */
+export function principalOf(request: GatewayRequest): Principal | undefined {
+  return requestStates.get(request)?.principal;
+}
+
 /** The Idempotency-Key of a request on an idempotent route, once it was validated. */
-export function idempotencyOf(request: FastifyRequest): RequestIdempotency | undefined {
+export function idempotencyOf(request: GatewayRequest): RequestIdempotency | undefined {
   const state = requestStates.get(request)?.idempotency;
   return state === undefined
     ? undefined
@@ -275,17 +322,23 @@ const problemSchema = {
   additionalProperties: true,
 } as const;
 
+/** Every error answer: a problem document, with the media type it is sent as. */
+function problemResponse(description: string) {
+  return { description, content: { [PROBLEM_CONTENT_TYPE]: { schema: problemSchema } } };
+}
+
 /**
  * Creates the HTTP gateway: a Fastify instance with JSON-schema validation whose failures are
  * RFC 9457 problem details, an OpenAPI document at `/openapi.json`, `/healthz`, `/readyz`,
  * `/metrics`, JSON 404/405 problems, and the Idempotency-Key protocol on routes marked
  * `idempotent`. Async because the OpenAPI plugin must load before any route is registered.
  */
-export async function createGateway(options: GatewayOptions = {}): Promise<Gateway> {
+export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   const clock = options.clock ?? systemClock;
   const timers = options.timers ?? systemTimers;
   const bodyLimitBytes = integerOption('bodyLimitBytes', options.bodyLimitBytes, 1_048_576, 1024, 67_108_864);
   const requestTimeoutMs = integerOption('requestTimeoutMs', options.requestTimeoutMs, 30_000, 1000, 600_000);
+  const maxUrlLength = integerOption('maxUrlLength', options.maxUrlLength, 8192, 256, 16_384);
   const keyTtlMs = integerOption(
     'idempotencyKeyTtlMs',
     options.idempotencyKeyTtlMs,
@@ -326,9 +379,26 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
   const matcher = new RouteMatcher();
   const policyExposure = new PolicyExposure(httpMetrics.registry, options.metricsPrefix ?? 'meridian_');
   let runtimeExposed = false;
-  const gatewayRateLimit = checkRateLimit('rateLimit', options.rateLimit);
+  const gatewayRateLimit =
+    options.rateLimit === false
+      ? undefined
+      : checkRateLimit(
+          'rateLimit',
+          options.rateLimit ?? {
+            limiter: tokenBucket({ ratePerSecond: 100, burst: 200, clock }),
+            per: 'client',
+          },
+        );
+  if (options.auth === undefined) {
+    throw new ValidationError(
+      "'auth' is required: AuthOptions (API keys, JWT) or false to turn authentication off (local experiments only)",
+    );
+  }
+  const authenticator = options.auth === false ? undefined : new Authenticator(options.auth, clock);
+  let allowedHosts = checkAllowedHosts(options.allowedHosts);
   const clientIdHeader = options.clientIdHeader?.toLowerCase();
   let operationsRoutes = true;
+  const registered: Array<{ method: RouteMethod; url: string; access: RouteAccess }> = [];
   let closing = false;
   let sweepTimer: TimerHandle | undefined;
 
@@ -338,10 +408,12 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
     requestTimeout: requestTimeoutMs,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
-    // Every invalid field is listed in one answer, so a client fixes them all at once. The cost
-    // of checking everything is bounded by the body limit.
-    ajv: { customOptions: { allErrors: true } },
+    // Requests whose head Node cannot parse (too large, malformed) still get a problem document.
+    clientErrorHandler: (error, socket) => answerClientError(error, socket, typeBase),
   });
+  // Strict, bounded checks: unknown fields refused, no coercion of bodies, the first error of a
+  // large body, every error (at most 10) of a small one (request-validation.ts).
+  server.setValidatorCompiler(createValidatorCompiler());
 
   // The JSON parser keeps the raw bytes for the idempotency fingerprint, then parses them with
   // Fastify's own parser, which rejects __proto__ and constructor.prototype poisoning.
@@ -355,7 +427,44 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
 
   server.addHook('onRequest', async (request) => {
     requestStates.set(request, { startedMs: clock.monotonicNow() });
+    if (request.url.length > maxUrlLength) {
+      throw statusProblem(
+        414,
+        `The request target is ${request.url.length} bytes long; the limit is ${maxUrlLength}.`,
+      );
+    }
+    if (allowedHosts !== undefined && !allowedHosts.has(hostnameOf(request.headers.host) ?? '')) {
+      throw new HttpProblem({
+        status: 421,
+        title: 'The request names a host this server does not serve',
+        type: `${typeBase}host-not-allowed`,
+        detail: `Host '${String(request.headers.host ?? '').slice(0, 64)}' is not one of this server's names; use ${[...allowedHosts].slice(0, 4).join(', ')}.`,
+      });
+    }
+    if (request.is404) await unmatched(request);
   });
+
+  /** Authenticates (when auth is on) and authorizes a request on a route that is not public. */
+  async function admitPrincipal(request: FastifyRequest, access: RouteAccess, routeName: string) {
+    const principal =
+      authenticator === undefined
+        ? AUTH_OFF_PRINCIPAL
+        : await authenticator.authenticate(
+            { authorization: request.headers.authorization, apiKey: request.headers[API_KEY_HEADER] },
+            typeBase,
+          );
+    authorize(principal, access, routeName, typeBase);
+    const state = requestStates.get(request);
+    if (state !== undefined) state.principal = principal;
+    return principal;
+  }
+
+  /** Who counts as one client for rate limits and Idempotency-Key scopes. */
+  function clientKey(request: FastifyRequest): string {
+    const principal = requestStates.get(request)?.principal;
+    if (principal !== undefined && principal.via !== 'auth-off') return `p:${principal.role}:${principal.id}`;
+    return clientOf(request, options.clientIdentity, clientIdHeader);
+  }
 
   server.addHook('onResponse', async (request, reply) => {
     const state = requestStates.get(request);
@@ -397,24 +506,37 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
     return sendProblem(request, reply, problem);
   });
 
-  server.setNotFoundHandler((request, reply) => {
-    const path = request.url.split('?')[0] ?? '/';
+  // Also decided in the onRequest hook (request.is404), before the body is read: a request that
+  // matches no route never has its body parsed (a megabyte sent to nowhere costs nothing).
+  async function unmatched(request: FastifyRequest): Promise<never> {
+    const path = (request.url.split('?')[0] ?? '/').slice(0, 256);
     const allowed = matcher.allowedMethods(path);
     if (allowed.length > 0 && !allowed.includes(request.method)) {
-      return sendProblem(
-        request,
-        reply,
-        statusProblem(405, `${request.method} is not allowed on ${path}; allowed: ${allowed.join(', ')}.`, {
+      throw statusProblem(
+        405,
+        `${request.method} is not allowed on ${path}; allowed: ${allowed.join(', ')}.`,
+        {
           headers: { allow: allowed.join(', ') },
-        }),
+        },
       );
     }
-    return sendProblem(request, reply, statusProblem(404, `No route matches ${request.method} ${path}.`));
-  });
+    throw statusProblem(404, `No route matches ${request.method} ${path}.`);
+  }
+  server.setNotFoundHandler(unmatched);
 
   await server.register(swagger, {
     openapi: {
       openapi: '3.1.0',
+      ...(authenticator === undefined
+        ? {}
+        : {
+            components: {
+              securitySchemes: {
+                bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' },
+                apiKey: { type: 'apiKey', in: 'header', name: 'X-API-Key' },
+              },
+            },
+          }),
       info: {
         title: options.title ?? 'Meridian gateway',
         version: options.version ?? '0.1.0',
@@ -444,7 +566,7 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
     permit.release(status === 503 || status === 504 ? 'dropped' : status === 0 ? 'ignored' : 'success');
   }
 
-  function addRoute<G extends RouteGenericInterface>(route: GatewayRoute<G>): void {
+  function addRoute<S extends RouteSchema>(route: GatewayRoute<S>): void {
     const method = String(route.method).toUpperCase();
     if (!ROUTE_METHODS.has(method)) {
       throw new ValidationError(
@@ -473,14 +595,23 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
     );
     const schema: RouteSchema = { ...(route.schema ?? {}) };
     const response = { ...((schema.response as Record<string, unknown> | undefined) ?? {}) };
-    response['4xx'] ??= problemSchema;
-    response['5xx'] ??= problemSchema;
-    schema.response = response;
+    response['400'] ??= problemResponse(
+      'The request is invalid: `errors` lists at most 10 invalid fields (a large body: the first one).',
+    );
+    if (route.url.includes(':')) response['404'] ??= problemResponse('Nothing exists under this path.');
+    if (IDEMPOTENT_METHODS.has(method))
+      response['413'] ??= problemResponse('The body is larger than the limit.');
+    response['414'] ??= problemResponse(`The request target is longer than ${maxUrlLength} bytes.`);
+    response['421'] ??= problemResponse('The Host header names a host this server does not serve.');
+    response['431'] ??= problemResponse('The request head is larger than 16 KiB.');
+    response['4xx'] ??= problemResponse('A problem document (RFC 9457).');
+    response['5xx'] ??= problemResponse('A problem document (RFC 9457); the detail hides internals.');
+    schema.response = response as RouteSchema['response'];
 
     const routeOptions: RouteOptions = {
       method,
       url: route.url,
-      schema,
+      schema: schema as FastifySchema,
       bodyLimit: routeBodyLimit,
       handler: route.handler as unknown as RouteHandlerMethod,
     };
@@ -497,26 +628,43 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
       throw new ValidationError(`'loadShedder' of ${method} ${route.url} must be a load shedder`);
     }
     const backlog = checkBacklog(`backlog of ${method} ${route.url}`, route.backlog);
-    if (rateLimits.length > 0 || shedder !== undefined || backlog !== undefined) {
-      const admissionScope = `${method} ${route.url}`;
-      response['429'] ??= problemSchema;
-      response['503'] ??= problemSchema;
-      // The first hook of the route: nothing is parsed, validated, reserved or run before it.
-      // Limits come first, so a client over its limit never takes a shedder slot.
-      routeOptions.onRequest = async (request) => {
-        if (rateLimits.length > 0) {
-          const client = clientOf(request, options.clientIdentity, clientIdHeader);
-          for (const limit of rateLimits) await enforceRateLimit(limit, admissionScope, client, typeBase);
-        }
-        if (backlog !== undefined) admitBacklog(backlog, admissionScope, typeBase);
-        if (shedder !== undefined) {
-          const state = requestStates.get(request);
-          const permit = admitOrShed(shedder, admissionScope, typeBase);
-          if (state === undefined) permit.release('ignored');
-          else state.permit = permit;
-        }
-      };
+    const access = checkAccess(`${method} ${route.url}`, route.access);
+    const admissionScope = `${method} ${route.url}`;
+    if (access !== 'public') {
+      response['401'] ??= problemResponse('No valid credentials (WWW-Authenticate says why).');
+      response['403'] ??= problemResponse('The principal may not call this route (role or scope).');
+      if (authenticator !== undefined) schema.security ??= [{ bearer: [] }, { apiKey: [] }];
     }
+    if (rateLimits.length > 0 || shedder !== undefined || backlog !== undefined) {
+      response['429'] ??= problemResponse(
+        'A rate limit refused the request; Retry-After says when to retry.',
+      );
+      response['503'] ??= problemResponse('Overloaded or unavailable; Retry-After says when to retry.');
+    }
+    // The first hook of the route: nothing is parsed, validated, reserved or run before it.
+    // Who the caller is comes first (limits are per principal), then limits, so a client over
+    // its limit never takes a shedder slot.
+    routeOptions.onRequest = async (request) => {
+      if (access !== 'public') await admitPrincipal(request, access, admissionScope);
+      if (rateLimits.length > 0) {
+        const client = clientKey(request);
+        const operator =
+          authenticator !== undefined && requestStates.get(request)?.principal?.role === 'operator';
+        for (const limit of rateLimits) {
+          // The default limit bounds customers (and callers of public routes); authenticated
+          // operators run audits and load tools, and are limited only by a limit set on purpose.
+          if (operator && limit === gatewayRateLimit && options.rateLimit === undefined) continue;
+          await enforceRateLimit(limit, admissionScope, client, typeBase);
+        }
+      }
+      if (backlog !== undefined) admitBacklog(backlog, admissionScope, typeBase);
+      if (shedder !== undefined) {
+        const state = requestStates.get(request);
+        const permit = admitOrShed(shedder, admissionScope, typeBase);
+        if (state === undefined) permit.release('ignored');
+        else state.permit = permit;
+      }
+    };
 
     if (idempotent) {
       if (!IDEMPOTENT_METHODS.has(method)) {
@@ -531,8 +679,10 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
       }
       const store = idempotencyStore;
       schema.headers = withKeyHeader(schema.headers);
-      response['409'] ??= problemSchema;
-      response['422'] ??= problemSchema;
+      response['409'] ??= problemResponse(
+        'The first request with this Idempotency-Key is still in progress.',
+      );
+      response['422'] ??= problemResponse('The Idempotency-Key was used for a different request.');
       const routeScope = `${method} ${route.url}`;
 
       // The key is checked before the body is validated, so a client missing it learns that first.
@@ -550,7 +700,10 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
           });
         }
         const state = requestStates.get(request)!;
-        const client = options.clientIdentity?.(request);
+        const client =
+          state.principal !== undefined && state.principal.via !== 'auth-off'
+            ? clientKey(request)
+            : options.clientIdentity?.(request);
         state.idempotency = {
           key: parsed.key,
           // The client is hashed: the scope stays bounded (the store caps it) and holds no credential.
@@ -668,11 +821,13 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
 
     server.route(routeOptions);
     matcher.add(route.url, [method]);
+    registered.push({ method: method as RouteMethod, url: route.url, access });
   }
 
   addRoute({
     method: 'GET',
     url: '/healthz',
+    access: 'public',
     schema: {
       summary: 'Liveness: the process answers',
       tags: ['operations'],
@@ -704,6 +859,7 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
   addRoute({
     method: 'GET',
     url: '/readyz',
+    access: 'public',
     schema: {
       summary: 'Readiness: every registered check passes (503 otherwise)',
       tags: ['operations'],
@@ -738,6 +894,7 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
   addRoute({
     method: 'GET',
     url: '/openapi.json',
+    access: 'public',
     schema: { hide: true },
     handler: async () => server.swagger(),
   });
@@ -768,6 +925,7 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
     server,
     metrics: httpMetrics.registry,
     route: addRoute,
+    routes: () => registered.map((entry) => ({ ...entry })),
     exposePolicies: (policies) => policyExposure.add(policies),
     exposeRuntime(runtime) {
       if (runtimeExposed) throw new ValidationError('This gateway already exposes a runtime on /metrics');
@@ -778,8 +936,12 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
     readiness: () => readinessChecks.run(),
     sweepIdempotencyKeys: sweepKeys,
     async listen(listenOptions = {}) {
+      const host = listenOptions.host ?? '127.0.0.1';
+      if (options.allowedHosts === undefined && LOOPBACK_ADDRESSES.has(host)) {
+        allowedHosts = new Set(LOOPBACK_HOSTS);
+      }
       const address = await server.listen({
-        host: listenOptions.host ?? '127.0.0.1',
+        host,
         port: integerOption('port', listenOptions.port, 0, 0, 65_535),
         backlog: integerOption('backlog', listenOptions.backlog, 4096, 1, 65_535),
       });
@@ -797,9 +959,20 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
   };
 }
 
-function sha256Hex(text: string): string {
-  return createHash('sha256').update(text).digest('hex');
+/** The allowed host names as a set, or undefined for 'any' (and until `listen` decides the default). */
+function checkAllowedHosts(hosts: readonly string[] | 'any' | undefined): Set<string> | undefined {
+  if (hosts === undefined || hosts === 'any') return undefined;
+  if (
+    !Array.isArray(hosts) ||
+    hosts.length === 0 ||
+    !hosts.every((host) => typeof host === 'string' && host !== '')
+  ) {
+    throw new ValidationError("'allowedHosts' must be 'any' or a non-empty list of host names");
+  }
+  return new Set(hosts.map((host) => host.toLowerCase()));
 }
+
+const LOOPBACK_ADDRESSES = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
 
 /** How often a reservation that lost a transaction race is tried again before answering 503. */
 const MAX_RESERVE_ATTEMPTS = 3;
@@ -829,9 +1002,10 @@ function withKeyHeader(headers: unknown): Record<string, unknown> {
   properties[IDEMPOTENCY_KEY_HEADER] = {
     type: 'string',
     minLength: 1,
+    // A Structured Field string may come quoted: the quotes are not part of the key.
     maxLength: MAX_IDEMPOTENCY_KEY_LENGTH + 2,
-    description:
-      'A unique key per logical request (a UUID, say): retries with the same key and body get the first response.',
+    pattern: `^"?[\\x21\\x23-\\x5b\\x5d-\\x7e]{1,${MAX_IDEMPOTENCY_KEY_LENGTH}}"?$`,
+    description: `A unique key per logical request (a UUID, say): retries with the same key and body get the first response. 1 to ${MAX_IDEMPOTENCY_KEY_LENGTH} visible ASCII characters other than '"' and '\\', optionally sent quoted. Scoped per route and per principal: another client's key is a new key.`,
   };
   const required = new Set([...((base.required as string[] | undefined) ?? []), IDEMPOTENCY_KEY_HEADER]);
   return { ...base, type: 'object', properties, required: [...required] };

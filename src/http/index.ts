@@ -1,15 +1,18 @@
 // The HTTP gateway's public surface.
+export { type Static, type TSchema, Type } from '@sinclair/typebox';
 export type { RouteBacklog, RouteRateLimit } from './admission.ts';
+export type { ApiKeyRecord, AuthOptions, JwtOptions, Principal, Role, RouteAccess } from './auth.ts';
+export { API_KEY_HEADER, generateApiKey, issueToken } from './auth.ts';
+export type { DevelopmentAuth } from './dev-auth.ts';
+export { AUTH_SECRET_FILE, developmentAuth } from './dev-auth.ts';
 export type {
   Gateway,
-  GatewayHandler,
   GatewayOptions,
   GatewayRoute,
   RequestIdempotency,
   RouteMethod,
-  RouteSchema,
 } from './gateway.ts';
-export { createGateway, idempotencyOf } from './gateway.ts';
+export { createGateway, idempotencyOf, principalOf } from './gateway.ts';
 export {
   IDEMPOTENCY_KEY_HEADER,
   IDEMPOTENT_REPLAYED_HEADER,
@@ -31,4 +34,12 @@ export {
   statusProblem,
 } from './problem.ts';
 export type { CheckReport, CheckResult, ReadinessCheck, ReadinessReport } from './readiness.ts';
+export type {
+  GatewayHandler,
+  GatewayReply,
+  GatewayRequest,
+  JsonSchema,
+  RequestPartOf,
+  RouteSchema,
+} from './route-types.ts';
 export type { ExposableRuntime } from './runtime-metrics.ts';

@@ -1,4 +1,5 @@
 import { isMeridianError, MeridianError, RetryableError } from '../errors.ts';
+import { isStorageFault } from '../store/write-health.ts';
 
 /** RFC 9457's media type for problem details. */
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
@@ -102,8 +103,10 @@ const statusTitles: Record<number, string> = {
   413: 'Content Too Large',
   414: 'URI Too Long',
   415: 'Unsupported Media Type',
+  421: 'Misdirected Request',
   422: 'Unprocessable Content',
   429: 'Too Many Requests',
+  431: 'Request Header Fields Too Large',
   500: 'Internal Server Error',
   502: 'Bad Gateway',
   503: 'Service Unavailable',
@@ -134,6 +137,9 @@ export interface ProblemResponse {
   headers: Record<string, string>;
 }
 
+/** The longest `detail` a problem carries on the wire. */
+export const MAX_DETAIL_CHARS = 2048;
+
 /** Turns an HttpProblem into the JSON object sent on the wire. */
 export function renderProblem(problem: HttpProblem, instance: string | undefined): ProblemResponse {
   const body: ProblemDetails = {
@@ -142,7 +148,13 @@ export function renderProblem(problem: HttpProblem, instance: string | undefined
     title: problem.title,
     status: problem.status,
   };
-  if (problem.message !== problem.title) body.detail = problem.message;
+  if (problem.message !== problem.title) {
+    // Details may quote the request (a key, a name): bounded, so no answer grows with it.
+    body.detail =
+      problem.message.length <= MAX_DETAIL_CHARS
+        ? problem.message
+        : `${problem.message.slice(0, MAX_DETAIL_CHARS)}…`;
+  }
   if (instance !== undefined) body.instance = instance;
   return { problem: body, headers: problem.headers };
 }
@@ -154,6 +166,18 @@ export function renderProblem(problem: HttpProblem, instance: string | undefined
  */
 export function problemFromError(error: unknown, typeBase: string): HttpProblem {
   if (isHttpProblem(error)) return error;
+  if (isStorageFault(error)) {
+    // Not the request's fault and not a bug: the disk is full, read-only or failing. Nothing was
+    // written; the same request succeeds once the store takes writes again.
+    return new HttpProblem({
+      status: 503,
+      title: 'The store cannot take writes now',
+      type: `${typeBase}store-unavailable`,
+      detail:
+        'The server cannot write to its store (disk full, read-only or I/O error); nothing was changed. Retry later.',
+      headers: { 'retry-after': '5' },
+    });
+  }
   if (!isMeridianError(error)) return statusProblem(500, 'The server failed to handle the request.');
   const details = Object.keys(error.details).length === 0 ? {} : { extensions: { details: error.details } };
   switch (error.code) {

@@ -10,6 +10,20 @@ export interface SchemaError {
 
 /** A value longer than this (as JSON) is not echoed back in a problem: it could be a whole body. */
 const MAX_ECHOED_VALUE_CHARS = 200;
+/** Pointers and parameter texts are cut to this: a field name can be as long as the body. */
+const MAX_NAME_CHARS = 128;
+
+function cut(text: string): string {
+  return text.length <= MAX_NAME_CHARS ? text : `${text.slice(0, MAX_NAME_CHARS)}…`;
+}
+
+/** The rule's parameters with every text cut short, and lists (allowed values) kept as the schema gave them. */
+function boundedParams(params: Record<string, unknown>): Record<string, unknown> {
+  const bounded: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(params))
+    bounded[name] = typeof value === 'string' ? cut(value) : value;
+  return bounded;
+}
 
 const parts: Record<string, RequestPart> = {
   body: 'body',
@@ -66,12 +80,13 @@ export function invalidFields(
     }
     const field: InvalidField = {
       in: part,
-      pointer:
+      pointer: cut(
         part === 'header' || part === 'path' || part === 'query' ? pointer.replace(/^\//, '') : pointer,
+      ),
       rule: error.keyword,
-      message: error.message ?? `must satisfy '${error.keyword}'`,
+      message: cut(error.message ?? `must satisfy '${error.keyword}'`),
     };
-    if (Object.keys(params).length > 0) field.params = params;
+    if (Object.keys(params).length > 0) field.params = boundedParams(params);
     const value = error.keyword === 'required' ? undefined : valueAtPointer(data, pointer);
     if (echoable(value)) field.value = value;
     return field;

@@ -344,6 +344,11 @@ export class ClusterShape {
     });
   }
 
+  /** Delivers a signal at the owner of the saga's partition; resolves with what it did. */
+  async routeSignal(sagaId: string, name: string, value: Json): Promise<Json> {
+    return this.route({ kind: 'signal', requestId: this.newRequestId(), id: sagaId, name, value });
+  }
+
   /** Routes `request` to its owner and returns the stored reply's value, or throws its error. */
   async route(request: WorkRequest, signal?: AbortSignal): Promise<Json> {
     const reply = await this.node.request(request, this.options.requestTimeoutMs, signal);

@@ -6,6 +6,7 @@ import type { AnyEntityDefinition, SagaDefinition } from './definitions.ts';
 import { applyCommand } from './entity-command.ts';
 import { createSaga } from './saga-creation.ts';
 import type { SagaLaunch } from './saga-execution.ts';
+import { deliverSignal } from './saga-signals.ts';
 import type { SubscriptionRunner } from './subscription-runner.ts';
 import { rejection, type WorkRequest } from './work-requests.ts';
 
@@ -19,6 +20,8 @@ export interface WorkDeps {
   readonly random: Random;
   /** Runs a saga whose creation committed. */
   launch(launch: SagaLaunch): void;
+  /** A signal for the saga committed: its run here looks for it (or it is resumed). */
+  signalled(sagaId: string): void;
 }
 
 const done = { ok: true, reply: null, error: null, code: null } as const;
@@ -37,6 +40,15 @@ export async function applyWorkRequest(
 ): Promise<AppliedRequest> {
   if (request.kind === 'send') return applySend(deps, scope, request);
   if (request.kind === 'deliver') return deliver(deps, scope, request);
+  if (request.kind === 'signal') {
+    const delivered = await deliverSignal(scope, request.id, request.name, request.value);
+    if (delivered instanceof Error) return rejection(delivered);
+    return {
+      ...done,
+      reply: delivered,
+      ...(delivered === 'delivered' ? { afterCommit: () => deps.signalled(request.id) } : {}),
+    };
+  }
   const definition = deps.sagas.get(request.saga);
   if (definition === undefined) {
     return rejection(new ValidationError(`Saga '${request.saga}' is not registered on node '${deps.node}'`));

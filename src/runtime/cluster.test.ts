@@ -46,6 +46,21 @@ const Transfer = saga(
   },
 );
 
+/**
+ * Adds to two counters at once (usually owned by different nodes: two routed requests in flight
+ * together), then waits for the signals 'approve' and 'release', which any node may deliver.
+ */
+const Approved = saga('ClusterApproved', async (ctx, input: { a: string; b: string }) => {
+  const added = await Promise.all([
+    ctx.send(Counter, input.a, 'add', { by: 1 }),
+    ctx.send(Counter, input.b, 'add', { by: 1 }),
+  ]);
+  const approval = await ctx.waitForSignal<string>('approve', { timeoutMs: 60_000 });
+  // A second wait keeps the saga running while the test sends 'approve' again.
+  await ctx.waitForSignal('release');
+  return { added, approval };
+});
+
 /** Polls `check` until it returns a value other than undefined, failing after `timeoutMs`. */
 async function until<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
   const deadline = performance.now() + timeoutMs;
@@ -125,7 +140,7 @@ describe.skipIf(!pgUrl || !brokersText)('runtime on the cluster shape (PostgreSQ
         group: `meridian.nodes.${suffix}`,
         requestTimeoutMs,
       },
-    }).register(Counter, Transfer, tally());
+    }).register(Counter, Transfer, Approved, tally());
     if (runs !== undefined) {
       runtime.singleton({
         name: 'beat',
@@ -177,6 +192,19 @@ describe.skipIf(!pgUrl || !brokersText)('runtime on the cluster shape (PostgreSQ
     return runtime;
   }
 
+  /** Nodes a and b on a fresh schema, once the group has split the 8 partitions between them. */
+  async function twoNodes(): Promise<[Runtime, Runtime]> {
+    fresh();
+    const a = await node('a');
+    const b = await node('b');
+    await until('the partitions split across both nodes', async () =>
+      owned(a).length > 0 && owned(b).length > 0 && owned(a).length + owned(b).length === 8
+        ? true
+        : undefined,
+    );
+    return [a, b];
+  }
+
   it('one node owns every partition, applies commands, and publishes events through the outbox', async () => {
     fresh();
     const a = await node('a', 4);
@@ -200,14 +228,7 @@ describe.skipIf(!pgUrl || !brokersText)('runtime on the cluster shape (PostgreSQ
   });
 
   it('two nodes split the partitions; commands and sagas for ids of the other node are routed and applied once', async () => {
-    fresh();
-    const a = await node('a');
-    const b = await node('b');
-    await until('the partitions split across both nodes', async () =>
-      owned(a).length > 0 && owned(b).length > 0 && owned(a).length + owned(b).length === 8
-        ? true
-        : undefined,
-    );
+    const [a, b] = await twoNodes();
     // Ten counters: about half are owned by b; every add from a applies exactly once.
     const ids = Array.from({ length: 10 }, (_, index) => `k-${suffix}-${index}`);
     for (const id of ids) expect(await a.send(Counter, id, 'add', { by: 1 })).toBe(1);
@@ -231,6 +252,33 @@ describe.skipIf(!pgUrl || !brokersText)('runtime on the cluster shape (PostgreSQ
     // from: -1, to: +1 and +10, summed over the chain 0 → 1 → ... → 6.
     const values = await Promise.all(ids.map(async (id) => (await a.state(Counter, id))?.state.value));
     expect(values).toEqual([1, 12, 12, 12, 12, 12, 13, 2, 2, 2]);
+  });
+
+  it('concurrent sends to both nodes journal and apply once; any node delivers a saga its signal', async () => {
+    const [a, b] = await twoNodes();
+    const ids = Array.from({ length: 8 }, (_, index) => `s-${suffix}-${index}`);
+    const sagaIds = ids.slice(0, 4).map((id) => `approval-${id}`);
+    for (const [index, sagaId] of sagaIds.entries()) {
+      const starter = index % 2 === 0 ? a : b;
+      await starter.startSaga(Approved, sagaId, { a: ids[index]!, b: ids[index + 4]! });
+    }
+    // Each signal goes through the node that does not own the saga, and through the other one too.
+    for (const sagaId of sagaIds) {
+      const owner = owned(a).includes(a.cluster!.partitionOf(sagaId)) ? a : b;
+      const other = owner === a ? b : a;
+      await until(`saga ${sagaId} waiting`, async () =>
+        (await a.progress(sagaId))?.calls.length === 2 ? true : undefined,
+      );
+      await expect(other.signal(sagaId, 'approve', `by ${other.cluster!.node}`)).resolves.toBe('delivered');
+      await expect(owner.signal(sagaId, 'approve', 'again')).resolves.toBe('duplicate');
+      await expect(other.signal(sagaId, 'release', null)).resolves.toBe('delivered');
+    }
+    for (const sagaId of sagaIds) {
+      const result = await a.handle<{ added: number[]; approval: string }>(sagaId).result();
+      expect(result.added).toEqual([1, 1]);
+      expect(result.approval).toMatch(/^by [ab]$/);
+    }
+    for (const id of ids) expect((await a.state(Counter, id))?.state).toEqual({ value: 1 });
   });
 
   it('a node that stops hands its partitions over, and its sleeping sagas finish on the other', async () => {

@@ -177,15 +177,19 @@ async function main(): Promise<void> {
         compensate: { command: 'release', input: { qty: input.qty } },
       },
     );
-    const payment = await ctx.step(
-      'charge',
-      (step) => gateway.charge(step.idempotencyKey, ctx.sagaId, input.amount, input.decline),
-      {
-        retry: { initialDelayMs: 2, maxDelayMs: 20, maxAttempts: 50 },
-        compensate: (step, result) => gateway.refund(step.idempotencyKey, result.chargeKey),
-      },
-    );
-    await ctx.sleep('settle', 5);
+    // The charge and the settling time run concurrently, so kills also land between the two
+    // calls' entries and replay has to hand them back in their journaled order.
+    const [payment] = await Promise.all([
+      ctx.step(
+        'charge',
+        (step) => gateway.charge(step.idempotencyKey, ctx.sagaId, input.amount, input.decline),
+        {
+          retry: { initialDelayMs: 2, maxDelayMs: 20, maxAttempts: 50 },
+          compensate: (step, result) => gateway.refund(step.idempotencyKey, result.chargeKey),
+        },
+      ),
+      ctx.sleep('settle', 5),
+    ]);
     await ctx.send(Inventory, input.sku, 'commit', { qty: input.qty });
     await ctx.emit('orders.completed', {
       key: ctx.sagaId,

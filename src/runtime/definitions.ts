@@ -77,6 +77,21 @@ export interface EntityDefinition<S, C extends Commands<S>> extends AnyEntityDef
   initialState(id: string): S;
 }
 
+type EventsOf<Result> = Result extends { events: readonly (infer V)[] } ? V : never;
+
+/**
+ * The events an entity's commands produce: the union of what its handlers put in `events`. For
+ * subscriptions to its events topic: `record.json<EntityEvent<typeof Order>>()`.
+ */
+export type EntityEvent<E extends AnyEntityDefinition> = {
+  [K in CommandName<E>]: E['commands'][K] extends (...args: never[]) => infer Result
+    ? EventsOf<Result>
+    : never;
+}[CommandName<E>];
+
+/** The state type of an entity definition. */
+export type EntityState<E extends AnyEntityDefinition> = ReturnType<E['initialState']>;
+
 /** The command names of an entity definition. */
 export type CommandName<E extends AnyEntityDefinition> = keyof E['commands'] & string;
 
@@ -174,15 +189,30 @@ export interface StepContext {
   readonly traceparent: string;
 }
 
+/**
+ * Why a saga is compensating: what its code threw, as data. Compensations receive it, and
+ * `runtime.progress(id).failure` reports it.
+ */
+export interface SagaFailure {
+  readonly message: string;
+  /** The error's `code` (a MeridianError's), else null. */
+  readonly code: string | null;
+  /** The step or send whose failure ended the saga (a StepFailedError's `step`), else null. */
+  readonly step: string | null;
+  /** The error's `details` when they are JSON (a MeridianError's), else null. */
+  readonly details: Json | null;
+}
+
 export interface StepOptions<T> {
   /** How failed attempts are retried. @default exponentialBackoff(): 5 attempts, 100 ms doubling to 10 s, full jitter */
   retry?: StepRetryOptions | RetryStrategy;
   /**
    * Undoes the step's effect once a later step fails for good. Runs with the step's journaled
-   * result, under the idempotency key `${sagaId}/${step}/compensate`, and is retried until it
-   * succeeds (a TerminalError marks the saga `failed` instead).
+   * result and the failure that made the saga compensate, under the idempotency key
+   * `${sagaId}/${step}/compensate`, and is retried until it succeeds (a TerminalError marks the
+   * saga `failed` instead).
    */
-  compensate?: (ctx: StepContext, result: T) => Promise<void> | void;
+  compensate?: (ctx: StepContext, result: T, failure: SagaFailure) => Promise<void> | void;
   /**
    * The step's deadline across all its attempts, measured from the first one and kept across
    * restarts. When it passes the step fails with a StepTimeoutError. 1 to 31536000000.
@@ -203,8 +233,8 @@ export interface StepOptions<T> {
 export type SendCompensation<E extends AnyEntityDefinition, R> = {
   [K in CommandName<E>]: {
     readonly command: K;
-    /** The compensation's input, or a function of the send's journaled reply. */
-    readonly input: CommandInput<E, K> | ((reply: R) => CommandInput<E, K>);
+    /** The compensation's input, or a function of the send's journaled reply and the saga's failure. */
+    readonly input: CommandInput<E, K> | ((reply: R, failure: SagaFailure) => CommandInput<E, K>);
   };
 }[CommandName<E>];
 
@@ -212,10 +242,20 @@ export interface SendOptions<E extends AnyEntityDefinition, R> {
   compensate?: SendCompensation<E, R>;
 }
 
+export interface SignalOptions {
+  /**
+   * How long to wait, measured from the first wait and kept across restarts; then the wait
+   * throws a SignalTimeoutError. 1 to 31536000000. @default no limit
+   */
+  timeoutMs?: number;
+}
+
 /**
  * The API a saga's code uses. Every call is journaled; on resume the journaled calls return
- * their journaled outcome without running again. Calls must be awaited one at a time, and the
- * code between them must be deterministic (put clocks, random numbers and I/O inside steps).
+ * their journaled outcome without running again. Calls may run concurrently (`Promise.all`):
+ * their outcomes reach the code in the order they were journaled, on resume too. The code
+ * between calls must be deterministic: take the time and random numbers from `ctx.now()` and
+ * `ctx.random()`, and do I/O inside steps.
  */
 export interface SagaContext {
   readonly sagaId: string;
@@ -239,6 +279,16 @@ export interface SagaContext {
   sleep(name: string, durationMs: number): Promise<void>;
   /** Publishes a record exactly once (journaled in the same transaction as the append). */
   emit(topic: string, record: EmitRecord): Promise<void>;
+  /** The runtime clock's reading, journaled: the same number on resume. */
+  now(): Promise<number>;
+  /** A random number in [0, 1), journaled: the same number on resume. */
+  random(): Promise<number>;
+  /**
+   * Waits for the signal `name` — delivered once, by anyone, on any node, with
+   * `runtime.signal(sagaId, name, value)`, before or during the wait — and returns its value,
+   * journaled. Throws a SignalTimeoutError once `timeoutMs` has passed without it.
+   */
+  waitForSignal<T = Json>(name: string, options?: SignalOptions): Promise<T>;
 }
 
 /** The shape every saga definition has. `run` is a method so definitions of any input type fit. */

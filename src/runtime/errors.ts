@@ -27,6 +27,8 @@ export class StepFailedError extends MeridianError {
   readonly attempts: number;
   /** The `code` of the error that ended the step, when it had one. */
   readonly causeCode: string | null;
+  /** The message of the error that ended the step: data, so nobody parses it out of `message`. */
+  readonly causeMessage: string;
   constructor(
     step: string,
     attempts: number,
@@ -41,6 +43,18 @@ export class StepFailedError extends MeridianError {
     this.step = step;
     this.attempts = attempts;
     this.causeCode = causeCode;
+    this.causeMessage = causeMessage;
+  }
+}
+
+/** No signal of that name reached the saga before its `timeoutMs` passed (`ctx.waitForSignal`). */
+export class SignalTimeoutError extends MeridianError {
+  readonly signal: string;
+  constructor(signal: string, timeoutMs: number) {
+    super('SIGNAL_TIMEOUT', `No signal '${signal}' arrived within ${timeoutMs} ms`, {
+      details: { signal, timeoutMs },
+    });
+    this.signal = signal;
   }
 }
 

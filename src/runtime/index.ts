@@ -20,11 +20,15 @@ export type {
   Definition,
   EmitRecord,
   EntityDefinition,
+  EntityEvent,
   EntityOptions,
+  EntityState,
   SagaContext,
   SagaDefinition,
+  SagaFailure,
   SendCompensation,
   SendOptions as SagaSendOptions,
+  SignalOptions,
   StepContext,
   StepOptions,
   SubscriptionContext,
@@ -39,6 +43,7 @@ export {
   FencedError,
   NonDeterminismError,
   SagaNotCompletedError,
+  SignalTimeoutError,
   StepFailedError,
   StepTimeoutError,
 } from './errors.ts';
@@ -55,8 +60,9 @@ export type {
   SendOptions,
   StartSagaOptions,
 } from './runtime-types.ts';
-// The names of a saga's journal entries, for code that reads a journal (runtime.journal(id)).
-export { journalNames as sagaJournalNames } from './saga-execution.ts';
+export type { EntityInstance, RuntimeView } from './runtime-view.ts';
+export type { SagaCall, SagaProgress } from './saga-progress.ts';
+export type { SignalDelivery } from './saga-signals.ts';
 export type { SingletonContext, SingletonDefinition } from './singletons.ts';
 export { deadLetterHeaders } from './subscription-runner.ts';
 export type { TraceContext } from './trace.ts';

@@ -8,10 +8,15 @@
 // MERIDIAN_CLUSTER_PROPERTY_RUNS raises them.
 import fc from 'fast-check';
 import { expect, it } from 'vitest';
-import type { JournalEntry } from '../store/types.ts';
-import { ManualClock, seededRandom } from '../time.ts';
-import { Counter, FakeService, type ModelRun, type Operation, programSaga, runToEnd } from './saga-model.ts';
-import { clusterPropertyRuns, describeShapes, openShape, type ShapeName } from './shapes.ts';
+import {
+  emitArbitrary,
+  executeModel,
+  type Operation,
+  programSaga,
+  sendArbitrary,
+  sleepArbitrary,
+} from './saga-model.ts';
+import { clusterPropertyRuns, describeShapes, type ShapeName } from './shapes.ts';
 
 const operation: fc.Arbitrary<Operation> = fc.oneof(
   {
@@ -32,82 +37,28 @@ const operation: fc.Arbitrary<Operation> = fc.oneof(
       compensate: fc.boolean(),
     }),
   },
-  {
-    weight: 3,
-    arbitrary: fc.record({
-      kind: fc.constant('send' as const),
-      amount: fc.integer({ min: 1, max: 100 }),
-      compensate: fc.boolean(),
-    }),
-  },
-  {
-    weight: 1,
-    arbitrary: fc.record({
-      kind: fc.constant('sleep' as const),
-      durationMs: fc.integer({ min: 0, max: 50 }),
-    }),
-  },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant('emit' as const) }) },
+  { weight: 3, arbitrary: sendArbitrary },
+  { weight: 1, arbitrary: sleepArbitrary },
+  { weight: 1, arbitrary: emitArbitrary },
 );
 
-interface Outcome {
-  journal: Array<Pick<JournalEntry, 'kind' | 'name' | 'status' | 'result' | 'error'>>;
-  status: string | undefined;
-  output: unknown;
-  counter: unknown;
-  keys: string[];
-  emitted: number;
-  restarts: number;
-}
-
-async function execute(
-  shape: ShapeName,
-  program: readonly Operation[],
-  crashAt: ReadonlySet<number>,
-): Promise<Outcome> {
-  const clock = new ManualClock(1_000_000);
-  const fixture = await openShape(shape, { clock, timers: clock, random: seededRandom(11) });
-  try {
-    const events = fixture.topic('model.events');
-    await fixture.log.createTopic(events, { partitions: 1 });
-    const run: ModelRun = { service: new FakeService(), crashAt, calls: 0, crashed: false };
-    const definition = programSaga('Program', program, run, events);
-    const restarts = await runToEnd(
-      fixture,
-      clock,
-      async () => {
-        return fixture.start(fixture.runtime({ drainTimeoutMs: 0 }).register(Counter, definition));
-      },
-      async (runtime) => {
-        await runtime.startSaga(definition, 'model-1', undefined);
-      },
-      'model-1',
-      run,
-    );
-    await fixture.published();
-    const journal = await fixture.store.transaction((tx) => tx.sagas.journal('model-1'));
-    const record = await fixture.store.transaction((tx) => tx.sagas.get('model-1'));
-    const counter = await fixture.store.transaction((tx) => tx.entities.get('Counter', 'counter'));
-    return {
-      // A sleep's wake time depends on when it began, which crashes delay: compare the rest.
-      // An emit's entry names its topic, which is unique per run on the cluster shape.
-      journal: journal.map(({ kind, name, status, result, error }) => ({
-        kind,
-        name: name === `emit:${events}` ? 'emit:model.events' : name,
-        status,
-        result: kind === 'sleep' ? { timerId: (result as { timerId: string }).timerId } : result,
-        error,
-      })),
-      status: record?.status,
-      output: record?.output,
-      counter: counter?.state ?? null,
-      keys: [...new Set(run.service.calls)].sort(),
-      emitted: (await fixture.log.offsets(events, 0)).end,
-      restarts,
-    };
-  } finally {
-    await fixture.destroy();
-  }
+/** A model run, its journal reduced to what crashes cannot change. */
+async function execute(shape: ShapeName, program: readonly Operation[], crashAt: ReadonlySet<number>) {
+  const outcome = await executeModel(shape, { crashAt, seed: 11, id: 'model-1' }, (run, events) =>
+    programSaga('Program', program, run, events),
+  );
+  return {
+    ...outcome,
+    // A sleep's wake time depends on when it began, which crashes delay: compare the rest.
+    // An emit's entry names its topic, which is unique per run on the cluster shape.
+    journal: outcome.journal.map(({ kind, name, status, result, error }) => ({
+      kind,
+      name: name === `emit:${outcome.eventsTopic}` ? 'emit:model.events' : name,
+      status,
+      result: kind === 'sleep' ? { timerId: (result as { timerId: string }).timerId } : result,
+      error,
+    })),
+  };
 }
 
 describeShapes('replay (property)', (shape) => {

@@ -208,7 +208,7 @@ describeShapes('retention', (shape) => {
     await advance(6 * minuteMs, 30_000);
     expect(runtime.stats.retention.entities).toBe(29);
     expect(await runtime.state(CartEntity, 'cart-3')).toBeNull();
-    expect(await runtime.state(CartEntity, 'cart-7')).toEqual({ state: { items: 2 }, version: 2 });
+    expect(await runtime.state(CartEntity, 'cart-7')).toMatchObject({ state: { items: 2 }, version: 2 });
     expect(await runtime.state(StockEntity, 'apple')).toMatchObject({ version: 1 });
   });
 
@@ -268,7 +268,7 @@ describe('retention (SQLite space)', () => {
       expect(runtime.stats.retention.reclaimedBytes).toBeGreaterThan(0);
       // What /metrics shows of it (the first pass took a storage sample).
       await inRealTime(() => runtime.stats.retention.storage !== undefined);
-      const gateway = await createGateway({ defaultMetrics: false });
+      const gateway = await createGateway({ auth: false, defaultMetrics: false });
       try {
         gateway.exposeRuntime(runtime);
         const metrics = (await gateway.server.inject({ method: 'GET', url: '/metrics' })).body;

@@ -18,6 +18,7 @@ import {
   type StoreTransaction,
   type TimerRecord,
 } from '../store/types.ts';
+import { isStorageFault, type WriteHealthState } from '../store/write-health.ts';
 import { type Clock, type Random, systemClock, systemRandom, systemTimers, type Timers } from '../time.ts';
 
 // The options type stays importable from here, where the runtime's own tests take it.
@@ -33,6 +34,7 @@ import type {
   CommandName,
   CommandReply,
   Definition,
+  EntityState,
   SagaDefinition,
   SubscriptionDefinition,
 } from './definitions.ts';
@@ -40,7 +42,7 @@ import { Effects } from './effects.ts';
 import { EmbeddedCommitPath } from './embedded.ts';
 import { applyCommand } from './entity-command.ts';
 import { FencedError, SagaNotCompletedError } from './errors.ts';
-import { GroupCommitter } from './group-commit.ts';
+import { GroupCommitter, type Yield, yieldToEventLoop } from './group-commit.ts';
 import { requireRuntimeId, requireRuntimeName } from './options.ts';
 import { normalizeRetention, Retention } from './retention.ts';
 import type {
@@ -52,15 +54,13 @@ import type {
   SendOptions,
   StartSagaOptions,
 } from './runtime-types.ts';
+import { type EntityInstance, type RuntimeView, runtimeView } from './runtime-view.ts';
 import { createSaga } from './saga-creation.ts';
-import {
-  type ExecutionResult,
-  SagaExecution,
-  type SagaLaunch,
-  type SagaServices,
-  sagaWakeTimerKind,
-} from './saga-execution.ts';
+import { type ExecutionResult, SagaExecution, type SagaLaunch, type SagaServices } from './saga-execution.ts';
+import { sagaWakeTimerKind } from './saga-journal.ts';
+import type { SagaProgress } from './saga-progress.ts';
 import { type LoadedSaga, SagaScheduler, type ScheduledRun } from './saga-scheduler.ts';
+import { deliverSignal, type SignalDelivery, signalRequest } from './saga-signals.ts';
 import { TimerScheduler } from './scheduler.ts';
 import { housekeeping, leaderPartition, type SingletonDefinition, Singletons } from './singletons.ts';
 import { SubscriptionRunner, type SubscriptionServices } from './subscription-runner.ts';
@@ -71,6 +71,8 @@ type State = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
 const maxProblems = 100;
 /** After a cluster saga parked on a failed write, how long before it is resumed (while still owned). */
 const resumeAfterParkMs = 200;
+/** On the embedded shape, the longest wait before a saga parked by a failed write is tried again. */
+const maxResumeAfterParkMs = 10_000;
 
 /**
  * The runtime: hosts entities, sagas and subscriptions on a log and a store, and owns the one
@@ -85,6 +87,7 @@ export class Runtime {
   readonly #clock: Clock;
   readonly #timers: Timers;
   readonly #random: Random;
+  readonly #yield: Yield;
   readonly #drainTimeoutMs: number;
   readonly #deadLetterTopic: string;
   /** The dead-letter topic's retention when the runtime creates it (null: forever). */
@@ -111,6 +114,10 @@ export class Runtime {
   readonly #problems: RuntimeProblem[] = [];
   /** Cluster shape: per saga run, aborted to abandon its steps once its partition moved away. */
   readonly #abandon = new Map<string, AbortController>();
+  /** Embedded: how often each saga parked by a failed write was tried again since (its backoff). */
+  readonly #parkedRetries = new Map<string, number>();
+  #writesFailing = false;
+  #unwatchWrites: (() => void) | undefined;
   #state: State = 'created';
   #stopped: Promise<void> | undefined;
 
@@ -123,6 +130,7 @@ export class Runtime {
     this.#clock = options.clock ?? systemClock;
     this.#timers = options.timers ?? systemTimers;
     this.#random = options.random ?? systemRandom;
+    this.#yield = options.yield ?? yieldToEventLoop;
     this.#cluster = this.#clusterOf(options);
     this.#path =
       this.#cluster?.path ??
@@ -191,11 +199,13 @@ export class Runtime {
       sleeps: {
         scheduled: (dueAt) => this.#scheduler.notify(dueAt),
         sleep: (sagaId, wakeAt) => this.#sagaScheduler.sleep(sagaId, wakeAt),
+        wake: (sagaId) => this.#sagaScheduler.wake(sagaId),
       },
       ensureTopic: (topic) => this.#ensureTopic(topic, this.#defaultPartitions),
       compensationRetry,
       halted: this.#halted.signal,
       report: (problem) => this.#report(problem),
+      yield: this.#yield,
       ...(this.#cluster === undefined ? {} : { remote: this.#cluster.remoteEntities() }),
     };
   }
@@ -292,6 +302,30 @@ export class Runtime {
       runner.start();
     }
     if (this.#cluster === undefined) this.#singletons.lead();
+    this.#unwatchWrites = this.#store.onWriteHealth((state) => this.#writeHealthChanged(state));
+  }
+
+  /**
+   * Told once when the store's writes start failing for a storage fault (disk full, read-only,
+   * I/O error) and once when they succeed again; in between, sagas that park on a failed write
+   * are not reported one by one. On recovery every saga parked in the store resumes at once.
+   */
+  #writeHealthChanged(state: WriteHealthState): void {
+    this.#writesFailing = !state.ok;
+    if (!state.ok) {
+      this.#report({
+        message:
+          'store writes are failing (disk full, read-only or I/O error?): sagas park and resume once writes succeed; readiness fails meanwhile',
+        error: state.cause,
+      });
+      return;
+    }
+    this.#report({ message: 'store writes succeed again: parked sagas resume', error: 'recovered' });
+    if (this.#state === 'running' && this.#cluster === undefined) {
+      this.#resumeAll().catch((error: unknown) =>
+        this.#report({ message: 'resuming parked sagas failed; they resume on the next retry', error }),
+      );
+    }
   }
 
   /**
@@ -307,6 +341,7 @@ export class Runtime {
   async #stop(): Promise<void> {
     const wasRunning = this.#state === 'running';
     this.#state = 'stopping';
+    this.#unwatchWrites?.();
     this.#sagaScheduler.stop();
     await this.#singletons.abdicate();
     if (wasRunning) {
@@ -401,20 +436,31 @@ export class Runtime {
    * be asked often without slowing the writes down. What it reads agrees with itself, and
    * includes everything whose call (a send, a saga start) has resolved.
    */
-  async read<T>(work: (tx: StoreReader) => Promise<T>): Promise<T> {
-    return this.#store.read(work);
+  async read<T>(work: (tx: StoreReader, view: RuntimeView) => Promise<T>): Promise<T> {
+    return this.#store.read((tx) => work(tx, this.#view(tx)));
   }
 
-  /** An entity's committed state and version, or null when it was never written. */
+  /** An entity's committed state, version and last write, or null when it was never written. */
   async state<E extends AnyEntityDefinition>(
     entity: E,
     id: string,
-  ): Promise<{ state: ReturnType<E['initialState']>; version: number } | null> {
-    const definition = this.#entity(entity);
-    const record = await this.#store.read((tx) => tx.entities.get(definition.name, id));
-    return record === null
-      ? null
-      : { state: record.state as ReturnType<E['initialState']>, version: record.version };
+  ): Promise<{ state: EntityState<E>; version: number; updatedAt: number } | null> {
+    return this.read((_tx, view) => view.state(entity, id));
+  }
+
+  /**
+   * A page of an entity type's instances ordered by id, after `afterId` (at most `limit`, 1 to
+   * 1000, default 100), with their typed state, on a snapshot of committed state.
+   */
+  async list<E extends AnyEntityDefinition>(
+    entity: E,
+    options: { afterId?: string; limit?: number } = {},
+  ): Promise<Array<EntityInstance<E>>> {
+    return this.read((_tx, view) => view.list(entity, options));
+  }
+
+  #view(tx: StoreReader): RuntimeView {
+    return runtimeView(tx, (definition) => this.#entity(definition), this.#entities);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -470,6 +516,42 @@ export class Runtime {
     options: { status?: SagaStatus; type?: string; limit?: number; afterId?: string } = {},
   ): Promise<SagaRecord[]> {
     return this.#store.read((tx) => tx.sagas.list(options));
+  }
+
+  /**
+   * What a saga is doing and did, as typed data: its status, output or failure, and its finished
+   * calls (steps with results, sends with replies, sleeps, signals, emits, compensations), read
+   * on one snapshot. Null when there is no such saga. The way to show a saga's progress: the
+   * journal's entries and names are the runtime's own.
+   */
+  async progress(id: string): Promise<SagaProgress | null> {
+    return this.read((_tx, view) => view.progress(id));
+  }
+
+  /**
+   * Delivers signal `name` with `value` (JSON) to saga `sagaId`, which takes it with
+   * `ctx.waitForSignal(name)` — now if it waits, later if it has not reached the wait yet. Any
+   * node can deliver it: the owner of the saga's partition keeps it. Durable once this resolves.
+   * Resolves 'delivered', or 'duplicate' (changing nothing) when that name was delivered before;
+   * NotFoundError when the saga does not exist or has ended.
+   */
+  async signal(sagaId: string, name: string, value?: unknown): Promise<SignalDelivery> {
+    this.#assertRunning();
+    const request = signalRequest(sagaId, name, value);
+    const routed = async () =>
+      (await this.#cluster!.routeSignal(sagaId, name, request.value)) as SignalDelivery;
+    if (this.#cluster !== undefined && !this.#cluster.ownsId(sagaId)) return routed();
+    let delivered: SignalDelivery | Error;
+    try {
+      delivered = await this.#committer.submit((scope) => deliverSignal(scope, sagaId, name, request.value));
+    } catch (error) {
+      if (this.#cluster !== undefined && isMeridianError(error) && error.code === 'NOT_OWNED')
+        return routed();
+      throw error;
+    }
+    if (delivered instanceof Error) throw delivered;
+    if (delivered === 'delivered') this.#sagaScheduler.signal(sagaId);
+    return delivered;
   }
 
   /** One saga's journal, in order: every step, send, sleep, emit and compensation it ran. */
@@ -591,6 +673,7 @@ export class Runtime {
             clock: this.#clock,
             random: this.#random,
             launch: (launch) => this.#sagaScheduler.enqueue(launch),
+            signalled: (sagaId) => this.#sagaScheduler.signal(sagaId),
           },
           scope,
           request,
@@ -602,9 +685,7 @@ export class Runtime {
   /** A saga run; on the cluster shape one parked by a failed write is resumed while this node owns it. */
   #execute(loaded: LoadedSaga, parking: AbortSignal): ScheduledRun {
     const cluster = this.#cluster;
-    if (cluster === undefined) {
-      return new SagaExecution(this.#sagaServices, loaded.definition, loaded.record, loaded.journal, parking);
-    }
+    if (cluster === undefined) return this.#executeEmbedded(loaded, parking);
     // On the cluster shape a run's steps are also abandoned when its partition moved away and
     // the drain time is up (see `evict`), not only when the runtime halts.
     const abandon = new AbortController();
@@ -615,6 +696,8 @@ export class Runtime {
     const execution = new SagaExecution(services, loaded.definition, loaded.record, loaded.journal, parking);
     const sagaId = loaded.record.id;
     return {
+      wake: (nowMs) => execution.wake(nowMs),
+      signalled: () => execution.signalled(),
       run: async () => {
         this.#abandon.set(sagaId, abandon);
         let result: ExecutionResult;
@@ -631,6 +714,40 @@ export class Runtime {
         ) {
           this.#timers.setTimeout(() => this.#sagaScheduler.enqueue({ sagaId }), resumeAfterParkMs);
         }
+        return result;
+      },
+    };
+  }
+
+  /**
+   * An embedded saga run. One parked by a failed write (not by a stop) is tried again while the
+   * runtime runs, after 1 s, 2 s, 4 s... (at most 10 s): a full disk that is cleared lets it go
+   * on without a restart, and the retries themselves are what notice that writes succeed again.
+   */
+  #executeEmbedded(loaded: LoadedSaga, parking: AbortSignal): ScheduledRun {
+    const execution = new SagaExecution(
+      this.#sagaServices,
+      loaded.definition,
+      loaded.record,
+      loaded.journal,
+      parking,
+    );
+    const sagaId = loaded.record.id;
+    return {
+      wake: (nowMs) => execution.wake(nowMs),
+      signalled: () => execution.signalled(),
+      run: async () => {
+        const result = await execution.run();
+        if (result.outcome !== 'parked' || parking.aborted || this.#state !== 'running') {
+          this.#parkedRetries.delete(sagaId);
+          return result;
+        }
+        const retries = this.#parkedRetries.get(sagaId) ?? 0;
+        this.#parkedRetries.set(sagaId, retries + 1);
+        const delayMs = Math.min(maxResumeAfterParkMs, 1000 * 2 ** Math.min(retries, 10));
+        this.#timers.setTimeout(() => {
+          if (this.#state === 'running') this.#sagaScheduler.enqueue({ sagaId });
+        }, delayMs);
         return result;
       },
     };
@@ -824,6 +941,8 @@ export class Runtime {
   }
 
   #report(problem: { message: string; error: unknown; sagaId?: string; subscription?: string }): void {
+    // While writes fail for a storage fault, that one fault was reported: not each saga it parks.
+    if (this.#writesFailing && isStorageFault(problem.error)) return;
     const entry: RuntimeProblem = {
       at: this.#clock.now(),
       message: problem.message,

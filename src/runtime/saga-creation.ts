@@ -4,7 +4,8 @@ import { toJson } from './codec.ts';
 import type { UnitScope } from './commit-path.ts';
 import type { SagaDefinition } from './definitions.ts';
 import { requireRuntimeId } from './options.ts';
-import { journalNames, type SagaLaunch } from './saga-execution.ts';
+import type { SagaLaunch } from './saga-execution.ts';
+import { journalNames } from './saga-journal.ts';
 
 /** JSON with sorted keys, to compare two inputs regardless of key order. */
 function canonical(value: Json): string {

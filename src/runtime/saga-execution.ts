@@ -1,5 +1,5 @@
 import { assert } from '../assert.ts';
-import { ClosedError, ensureError, isMeridianError, isTerminalError, ValidationError } from '../errors.ts';
+import { ClosedError, ensureError, isTerminalError, ValidationError } from '../errors.ts';
 import type { Policy } from '../resilience/index.ts';
 import { integerOption } from '../resilience/options.ts';
 import { type RetryStrategy, toRetryStrategy } from '../resilience/retry.ts';
@@ -19,43 +19,44 @@ import type {
   EmitRecord,
   SagaContext,
   SagaDefinition,
+  SagaFailure,
   SendOptions,
+  SignalOptions,
   StepContext,
   StepOptions,
 } from './definitions.ts';
 import { type Effects, truncateMessage } from './effects.ts';
 import { applyCommand, headers } from './entity-command.ts';
 import { NonDeterminismError, StepFailedError, StepTimeoutError } from './errors.ts';
+import type { Yield } from './group-commit.ts';
 import { requireRuntimeId, requireRuntimeName } from './options.ts';
+import { CallOrder, type CallRef, untag } from './saga-calls.ts';
+import {
+  codeOf,
+  failureFromEntry,
+  failureOf,
+  journalNames,
+  type SendKind,
+  sendEntry,
+} from './saga-journal.ts';
+import { deleteMailbox } from './saga-signals.ts';
+import { WaitingCalls } from './saga-waiting-calls.ts';
+import { Waits } from './saga-waits.ts';
 import { childTraceparent } from './trace.ts';
 import { errorFromReply, type WorkRequest } from './work-requests.ts';
-
-/** Journal names the runtime writes for itself. User names cannot start with '$'. */
-export const journalNames = {
-  /** Sequence 0 of every saga: the trace context it runs in. */
-  start: '$start',
-  /** The saga's code failed: the reason, written with the switch to `compensating`. */
-  failed: '$failed',
-  /** A step's deadline, written before its first attempt so it survives restarts. */
-  deadline: (step: string) => `$deadline:${step}`,
-  send: (entity: string, command: string) => `${entity}.${command}`,
-  /**
-   * A send (or a send's compensation) to an entity another node owns: the request, journaled with
-   * its id before the reply is awaited (cluster shape). The reply follows as the entry itself.
-   */
-  request: (kind: 'step' | 'compensation', name: string) => `$request:${kind}:${name}`,
-  emit: (topic: string) => `emit:${topic}`,
-} as const;
-
-/** The timer kind that wakes a sleeping saga. */
-export const sagaWakeTimerKind = 'meridian.saga.wake';
 
 /** Where a saga's durable sleeps go: the durable timer table's firing, and the saga scheduler. */
 export interface SagaSleeps {
   /** A durable timer now exists at `dueAt`. */
   scheduled(dueAt: number): void;
-  /** Resolves once a timer of this saga fired at or after `wakeAt`, or the saga must park. */
+  /**
+   * Gives the saga's slot back until a timer of the saga fires at or after `wakeAt` (Infinity:
+   * none), a signal arrives, `wake` is called, or the saga must park; resolves with the slot back
+   * (unless parking).
+   */
   sleep(sagaId: string, wakeAt: number): Promise<void>;
+  /** Ends the saga's `sleep` now (it resolves once it has a slot again). */
+  wake(sagaId: string): void;
 }
 
 /** The collaborators every saga execution shares. */
@@ -70,6 +71,8 @@ export interface SagaServices {
   readonly halted: AbortSignal;
   /** An operating problem that parked an execution (the saga resumes later). */
   readonly report: (problem: { sagaId: string; message: string; error: unknown }) => void;
+  /** A turn of the event loop: what separates two outcomes handed to a saga's code. */
+  readonly yield: Yield;
   /** Entities owned by other nodes (cluster shape); absent on the embedded shape, which owns all. */
   readonly remote?: RemoteEntities;
 }
@@ -83,8 +86,6 @@ export interface RemoteEntities {
   /** The owner's reply to `requestId`; rejects when `signal` aborts. */
   awaitReply(requestId: string, signal: AbortSignal): Promise<StoredReply>;
 }
-
-type SendKind = 'step' | 'compensation';
 
 /**
  * A saga to run: its id, and (when it was just created here) its record and journal, so the
@@ -111,7 +112,7 @@ type Compensation =
       readonly kind: 'step';
       readonly name: string;
       readonly result: Json;
-      readonly fn: (ctx: StepContext, result: never) => Promise<void> | void;
+      readonly fn: (ctx: StepContext, result: never, failure: SagaFailure) => Promise<void> | void;
     }
   | {
       readonly kind: 'send';
@@ -119,8 +120,15 @@ type Compensation =
       readonly entity: AnyEntityDefinition;
       readonly id: string;
       readonly command: string;
-      readonly input: () => unknown;
+      readonly input: (failure: SagaFailure) => unknown;
     };
+
+interface SendCall {
+  readonly entity: AnyEntityDefinition;
+  readonly id: string;
+  readonly command: string;
+  readonly input: unknown;
+}
 
 /**
  * A promise that never settles: what a parked execution's user code awaits. A fresh one each
@@ -130,19 +138,14 @@ function never(): Promise<never> {
   return new Promise<never>(() => {});
 }
 
-function codeOf(error: Error): string | null {
-  return isMeridianError(error) ? error.code : null;
-}
-
 /**
  * One run of one saga in this process: from its journal (replay) to its end (completed,
  * compensated, failed) or until the runtime stops (parked; a later start resumes it).
  *
- * Replay: every durable call takes the next journal position. When the journal has an entry
- * there, the call must match it (kind and name) and returns its journaled outcome without
- * running anything; a mismatch is non-determinism. Past the journal's end, calls run for real
- * and append their entry. The journal is dense, and calls must be awaited one at a time, so
- * positions are well defined and completion order equals call order.
+ * Replay: every durable call asks the journal for its entries (CallOrder, saga-calls.ts): a
+ * journaled one is handed back, in journal order, without running anything; a call the journal
+ * has no entry for runs for real once the replay is over, and appends its entry. Calls may run
+ * concurrently; their outcomes reach the code in journal order either way.
  */
 export class SagaExecution {
   readonly id: string;
@@ -153,12 +156,16 @@ export class SagaExecution {
   readonly #parking: AbortSignal;
   readonly #input: unknown;
   readonly #journal: JournalEntry[];
+  readonly #calls: CallOrder;
+  readonly #waits: Waits;
   readonly #traceparent: string;
-  #cursor: number;
   #version: number;
-  #busy: string | null = null;
   #nondeterminism: NonDeterminismError | null = null;
   #parked = false;
+  /** The saga's code has returned or thrown: it may make no more calls. */
+  #codeEnded = false;
+  readonly #inFlight = new Set<Promise<unknown>>();
+  readonly #waiting: WaitingCalls;
   readonly #compensations: Compensation[] = [];
   readonly #stepNames = new Set<string>();
   readonly #context: SagaContext;
@@ -180,16 +187,41 @@ export class SagaExecution {
     this.#journal = [...journal];
     this.#version = record.version;
     const start = this.#journal[0];
+    let first = 0;
     if (start?.kind === 'event' && start.name === journalNames.start) {
       const traceparent = (start.result as { traceparent?: unknown } | null)?.traceparent;
       this.#traceparent =
         typeof traceparent === 'string' ? traceparent : childTraceparent(null, services.effects.random);
-      this.#cursor = 1;
+      first = 1;
     } else {
       // A saga created without the runtime's start entry (by hand, or by an older version).
       this.#traceparent = childTraceparent(null, services.effects.random);
-      this.#cursor = 0;
     }
+    this.#calls = new CallOrder(this.#journal, first, {
+      yield: services.yield,
+      mismatch: (entry, asked) => this.#mismatch(entry, asked),
+      stalled: () => this.#waiting.settleSleep(),
+    });
+    this.#waits = new Waits({
+      pending: () => this.#calls.pending,
+      idle: (wakeAt) => services.sleeps.sleep(this.id, wakeAt),
+      wakeIdle: () => services.sleeps.wake(this.id),
+      now: () => this.#effects.clock.now(),
+      yield: services.yield,
+    });
+    parking.addEventListener('abort', () => this.#waits.release(), { once: true });
+    this.#waiting = new WaitingCalls({
+      sagaId: this.id,
+      calls: this.#calls,
+      waits: this.#waits,
+      now: () => this.#effects.clock.now(),
+      append: (call, entry, extra, resultOf) => this.#append(call, entry, extra, resultOf),
+      commit: (work) => this.#commit(work),
+      scheduled: (dueAt) => services.sleeps.scheduled(dueAt),
+      parked: () => this.#parking.aborted || this.#parked,
+      park: () => this.#park(),
+      codeEnded: () => this.#codeEnded,
+    });
     this.#context = this.#createContext();
   }
 
@@ -198,9 +230,14 @@ export class SagaExecution {
     return this.#result;
   }
 
-  /** Journal entries this execution knows (replayed and appended). */
-  get journalLength(): number {
-    return this.#journal.length;
+  /** A durable timer of this saga fired at `nowMs` (a sleep's or a signal wait's). */
+  wake(nowMs: number): void {
+    this.#waits.wake(nowMs);
+  }
+
+  /** A signal was delivered to this saga. */
+  signalled(): void {
+    this.#waits.signalled();
   }
 
   /**
@@ -230,6 +267,7 @@ export class SagaExecution {
   #park(): Promise<never> {
     if (!this.#parked) {
       this.#parked = true;
+      this.#waits.release();
       this.#onParked();
     }
     return never();
@@ -243,32 +281,73 @@ export class SagaExecution {
     } catch (error) {
       failure = ensureError(error);
     }
+    this.#codeEnded = true;
+    // Waits (sleeps, signals) left have nothing to undo and end now; the slot is held again.
+    await this.#waits.close();
     if (this.#parked) return never();
     if (this.#nondeterminism !== null) return this.#markFailed(this.#nondeterminism.message);
-    if (this.#busy !== null) {
-      return this.#markFailed(
-        `The saga's code ${failure === undefined ? 'returned' : 'threw'} while its call '${this.#busy}' was still running: await every ctx call`,
-      );
-    }
-    if (failure === undefined) {
-      const unread = this.#journal[this.#cursor];
-      if (unread !== undefined) {
-        return this.#markFailed(
-          new NonDeterminismError(
-            `Saga '${this.id}' returned, but its journal has more entries from position ${unread.sequence} ('${unread.kind}' '${unread.name}'): the code changed since it ran`,
-          ).message,
-        );
-      }
-      let json: Json;
-      try {
-        json = toJson(`The output of saga '${this.definition.name}'`, output);
-      } catch (error) {
-        return this.#compensate(ensureError(error));
-      }
-      await this.#updateStatus('completed', { output: json });
-      return this.#finish('completed', json, null);
+    if (failure === undefined) return this.#complete(output);
+    if (this.#calls.pending > 0) {
+      // A concurrent call failed (Promise.all rejects at once) while others still run: their
+      // outcomes are journaled and their compensations registered before compensating.
+      await Promise.allSettled([...this.#inFlight]);
+      // Both may have changed while the calls settled.
+      const nondeterminism = this.#nondeterminism as NonDeterminismError | null;
+      if ((this.#parked as boolean) || this.#parking.aborted) return this.#park();
+      if (nondeterminism !== null) return this.#markFailed(nondeterminism.message);
     }
     return this.#compensate(failure);
+  }
+
+  async #complete(output: unknown): Promise<ExecutionResult> {
+    const running = this.#calls.runningLabel;
+    if (running !== undefined) {
+      return this.#markFailed(
+        `The saga's code returned while its call ${running} was still running: await every ctx call`,
+      );
+    }
+    // Waits left behind (the loser of a Promise.race) end: they were released, and a journaled
+    // outcome of theirs is still handed over, so the journal is read to its end.
+    await Promise.allSettled([...this.#inFlight]);
+    if (this.#parked || this.#parking.aborted) return this.#park();
+    const unread = this.#calls.undelivered;
+    if (unread !== undefined) {
+      const { name } = untag(unread.name);
+      return this.#markFailed(
+        new NonDeterminismError(
+          `Saga '${this.id}' returned, but its journal has more entries from position ${unread.sequence} ('${unread.kind}' '${name}'): the code changed since it ran`,
+        ).message,
+      );
+    }
+    let json: Json;
+    try {
+      json = toJson(`The output of saga '${this.definition.name}'`, output);
+    } catch (error) {
+      return this.#compensate(ensureError(error));
+    }
+    await this.#updateStatus('completed', { output: json });
+    return this.#finish('completed', json, null);
+  }
+
+  /** Nobody claimed a journaled entry while the code waited: the code changed. */
+  #mismatch(entry: JournalEntry, asked: { kind: JournalEntryKind; name: string } | null): Error {
+    const held = untag(entry.name).name;
+    const where = `Saga '${this.id}' (${this.definition.name}) is not deterministic: at journal position ${entry.sequence}`;
+    this.#nondeterminism = new NonDeterminismError(
+      asked === null
+        ? `${where} the journal holds ${entry.kind} '${held}' but the code waits for nothing that matches it`
+        : `${where} the code asked for ${asked.kind} '${asked.name}' but the journal holds ${entry.kind} '${held}'`,
+      {
+        details: {
+          sagaId: this.id,
+          sequence: entry.sequence,
+          expected: asked,
+          journaled: { kind: entry.kind, name: held },
+        },
+      },
+    );
+    this.#waits.release();
+    return this.#nondeterminism;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -278,83 +357,101 @@ export class SagaExecution {
     return {
       sagaId: this.id,
       traceparent: this.#traceparent,
-      step: (name, fn, options) => this.#call(name, () => this.#step(name, fn, options ?? {})),
+      step: (name, fn, options) =>
+        this.#call(`step '${name}'`, (call) => this.#step(call, name, fn, options ?? {})),
       send: (entity, id, command, input, options) =>
-        this.#call(journalNames.send(entity.name, command), () =>
+        this.#call(`send '${journalNames.send(entity?.name, command)}'`, (call) =>
           this.#send(
-            entity,
-            id,
-            command,
-            input,
+            call,
+            { entity, id, command, input },
             options as SendOptions<AnyEntityDefinition, unknown> | undefined,
           ),
         ) as never,
-      sleep: (name, durationMs) => this.#call(name, () => this.#sleep(name, durationMs)),
-      emit: (topic, record) => this.#call(journalNames.emit(topic), () => this.#emit(topic, record)),
+      sleep: (name, durationMs) =>
+        this.#call(`sleep '${name}'`, (call) => this.#waiting.sleep(call, name, durationMs), true),
+      emit: (topic, record) => this.#call(`emit to '${topic}'`, (call) => this.#emit(call, topic, record)),
+      now: () =>
+        this.#call('now()', (call) =>
+          this.#recorded(call, journalNames.now, () => this.#effects.clock.now()),
+        ),
+      random: () =>
+        this.#call('random()', (call) =>
+          this.#recorded(call, journalNames.random, () => this.#effects.random.next()),
+        ),
+      waitForSignal: <T>(name: string, options?: SignalOptions) =>
+        this.#call(
+          `waitForSignal '${name}'`,
+          (call) => this.#waiting.waitForSignal(call, name, options ?? {}),
+          true,
+        ) as Promise<T>,
     };
-  }
-
-  /** Admits one durable call at a time, and parks instead of running once the runtime stops. */
-  async #call<T>(label: string, fn: () => Promise<T>): Promise<T> {
-    if (this.#nondeterminism !== null) throw this.#nondeterminism;
-    if (this.#busy !== null) {
-      throw new ValidationError(
-        `Saga '${this.id}' called '${label}' while '${this.#busy}' is still running: await each ctx call before the next`,
-      );
-    }
-    if (this.#parked || this.#parking.aborted) return this.#park();
-    this.#busy = label;
-    try {
-      return await fn();
-    } finally {
-      this.#busy = null;
-    }
-  }
-
-  /** The journaled entry at the cursor, checked against what the code asks for now. */
-  #replay(kind: JournalEntryKind, name: string): JournalEntry | undefined {
-    const entry = this.#journal[this.#cursor];
-    if (entry === undefined) return undefined;
-    if (entry.kind !== kind || entry.name !== name) {
-      this.#nondeterminism = new NonDeterminismError(
-        `Saga '${this.id}' (${this.definition.name}) is not deterministic: at journal position ${entry.sequence} the code asked for ${kind} '${name}' but the journal holds ${entry.kind} '${entry.name}'`,
-        {
-          details: {
-            sagaId: this.id,
-            sequence: entry.sequence,
-            expected: { kind, name },
-            journaled: { kind: entry.kind, name: entry.name },
-          },
-        },
-      );
-      throw this.#nondeterminism;
-    }
-    this.#cursor++;
-    return entry;
   }
 
   /**
-   * Commits `entry` as the next journal position, together with `extra` effects, in one unit.
-   * Returns what `extra` returned. Parks the execution when the write fails for good.
+   * Starts one durable call of the saga's code: its index is taken now, synchronously, so the
+   * calls' order is the order the code made them. Parks instead once the runtime stops.
    */
-  async #append<T>(
-    entry: Omit<JournalEntry, 'sagaId' | 'sequence' | 'at'>,
-    extra?: (scope: UnitScope) => Promise<T>,
-  ): Promise<T> {
-    const full: JournalEntry = {
-      ...entry,
-      sagaId: this.id,
-      sequence: this.#journal.length,
-      at: this.#effects.clock.now(),
-    };
-    const value = await this.#commit(async (scope) => {
-      const extraValue = extra === undefined ? (undefined as T) : await extra(scope);
-      await scope.tx.sagas.appendJournal(full);
-      return extraValue;
+  #call<T>(label: string, fn: (call: CallRef) => Promise<T>, waits = false): Promise<T> {
+    if (this.#nondeterminism !== null) return Promise.reject(this.#nondeterminism);
+    if (this.#codeEnded) {
+      return Promise.reject(
+        new ValidationError(
+          `Saga '${this.id}' called ${label} after its code had ended: await every ctx call`,
+        ),
+      );
+    }
+    if (this.#parked || this.#parking.aborted) return this.#park();
+    const running = this.#within(label, waits, async (call) => {
+      // Work other than a wait needs the slot, which an execution whose calls all wait gave back.
+      if (!waits) await this.#waits.active();
+      return fn(call);
     });
-    this.#journal.push(full);
-    this.#cursor = this.#journal.length;
-    return value;
+    this.#inFlight.add(running);
+    // Handled here too, so a concurrent call nobody awaits any more (its Promise.all rejected
+    // already) is no unhandled rejection.
+    const forget = () => this.#inFlight.delete(running);
+    running.then(forget, forget);
+    return running;
+  }
+
+  /** Runs `fn` as a call in the call order (the saga's code's, or the runtime's own). */
+  async #within<T>(label: string, waits: boolean, fn: (call: CallRef) => Promise<T>): Promise<T> {
+    const call = this.#calls.begin(label, waits);
+    try {
+      return await fn(call);
+    } finally {
+      this.#calls.end(call);
+      this.#waits.reconsider();
+    }
+  }
+
+  /**
+   * Commits `entry` as the call's next journal entry, together with `extra` effects, in one
+   * unit, and waits for its turn to reach the code. Returns what `extra` returned. Parks the
+   * execution when the write fails for good.
+   */
+  #append<T>(
+    call: CallRef,
+    entry: Omit<JournalEntry, 'sagaId' | 'sequence' | 'at'>,
+    extra?: (scope: UnitScope, sequence: number) => Promise<T>,
+    resultOf?: (sequence: number) => Json,
+  ): Promise<T> {
+    return this.#calls.append(call, entry.name, async (sequence, name) => {
+      const full: JournalEntry = {
+        ...entry,
+        name,
+        result: resultOf === undefined ? entry.result : resultOf(sequence),
+        sagaId: this.id,
+        sequence,
+        at: this.#effects.clock.now(),
+      };
+      const value = await this.#commit(async (scope) => {
+        const extraValue = extra === undefined ? (undefined as T) : await extra(scope, sequence);
+        await scope.tx.sagas.appendJournal(full);
+        return extraValue;
+      });
+      return { entry: full, value };
+    });
   }
 
   /** Submits a unit (Effects.commit's rule); parks the execution when it fails for good. */
@@ -373,12 +470,25 @@ export class SagaExecution {
 
   async #updateStatus(status: SagaStatus, change: { output?: Json; reason?: string }): Promise<void> {
     const version = this.#version;
-    this.#version = await this.#commit((scope) =>
-      scope.tx.sagas.update(this.id, { status, at: this.#effects.clock.now(), ...change }, version),
-    );
+    const ended = status !== 'running' && status !== 'compensating';
+    this.#version = await this.#commit(async (scope) => {
+      // Signals sent after the end are refused, so the mailbox goes with it.
+      if (ended && this.#waiting.usedSignals) await deleteMailbox(scope, this.id);
+      return scope.tx.sagas.update(this.id, { status, at: this.#effects.clock.now(), ...change }, version);
+    });
+  }
+
+  /** `ctx.now()`, `ctx.random()`: `value()` journaled once, the journaled value on replay. */
+  async #recorded(call: CallRef, name: string, value: () => number): Promise<number> {
+    const journaled = await this.#calls.next(call, 'event', name);
+    if (journaled !== undefined) return journaled.result as number;
+    const result = value();
+    await this.#append(call, { kind: 'event', name, status: 'completed', result, error: null, attempts: 1 });
+    return result;
   }
 
   async #step<T>(
+    call: CallRef,
     name: string,
     fn: (ctx: StepContext) => Promise<T> | T,
     options: StepOptions<T>,
@@ -394,10 +504,10 @@ export class SagaExecution {
       options.timeoutMs === undefined
         ? undefined
         : integerOption('timeoutMs', options.timeoutMs, 0, 1, 31_536_000_000);
-    const deadlineAt = timeoutMs === undefined ? undefined : await this.#stepDeadline(name, timeoutMs);
-    const journaled = this.#replay('step', name);
+    const deadlineAt = timeoutMs === undefined ? undefined : await this.#stepDeadline(call, name, timeoutMs);
+    const journaled = await this.#calls.next(call, 'step', name);
     if (journaled !== undefined) {
-      if (journaled.status === 'failed') throw this.#failureFromJournal(journaled);
+      if (journaled.status === 'failed') throw this.#failureFromJournal(name, journaled);
       this.#registerStepCompensation(name, journaled.result, options);
       return journaled.result as T;
     }
@@ -431,7 +541,7 @@ export class SagaExecution {
         if (this.#parking.aborted) return this.#park();
         continue;
       }
-      await this.#append({
+      await this.#append(call, {
         kind: 'step',
         name,
         status: 'completed',
@@ -444,23 +554,24 @@ export class SagaExecution {
     }
     assert(lastError !== undefined, 'a step gives up only after an error or its deadline');
     const causeCode = codeOf(lastError);
-    await this.#append({
+    const causeMessage = truncateMessage(lastError.message);
+    await this.#append(call, {
       kind: 'step',
       name,
       status: 'failed',
       result: { code: causeCode },
-      error: truncateMessage(lastError.message),
+      error: causeMessage,
       attempts: attempt,
     });
-    throw new StepFailedError(name, attempt, lastError.message, causeCode, { cause: lastError });
+    throw new StepFailedError(name, attempt, causeMessage, causeCode, { cause: lastError });
   }
 
   /** A step's deadline: journaled before its first attempt, so it survives restarts. */
-  async #stepDeadline(name: string, timeoutMs: number): Promise<number> {
-    const journaled = this.#replay('event', journalNames.deadline(name));
+  async #stepDeadline(call: CallRef, name: string, timeoutMs: number): Promise<number> {
+    const journaled = await this.#calls.next(call, 'event', journalNames.deadline(name));
     if (journaled !== undefined) return (journaled.result as { deadlineAt: number }).deadlineAt;
     const deadlineAt = this.#effects.clock.now() + timeoutMs;
-    await this.#append({
+    await this.#append(call, {
       kind: 'event',
       name: journalNames.deadline(name),
       status: 'completed',
@@ -477,14 +588,14 @@ export class SagaExecution {
       kind: 'step',
       name,
       result,
-      fn: options.compensate as (ctx: StepContext, result: never) => Promise<void> | void,
+      fn: options.compensate as Extract<Compensation, { kind: 'step' }>['fn'],
     });
   }
 
-  #failureFromJournal(entry: JournalEntry): StepFailedError {
+  #failureFromJournal(name: string, entry: JournalEntry): StepFailedError {
     const code = (entry.result as { code?: unknown } | null)?.code;
     return new StepFailedError(
-      entry.name,
+      name,
       entry.attempts,
       entry.error ?? 'unknown error',
       typeof code === 'string' ? code : null,
@@ -570,36 +681,44 @@ export class SagaExecution {
   }
 
   async #send(
-    entity: AnyEntityDefinition,
-    id: string,
-    command: string,
-    input: unknown,
+    call: CallRef,
+    send: SendCall,
     options: SendOptions<AnyEntityDefinition, unknown> | undefined,
   ): Promise<unknown> {
+    const { entity, id, command } = send;
     requireRuntimeId(`The id of entity '${entity?.name}'`, id);
     if (entity?.kind !== 'entity') throw new ValidationError(`ctx.send needs an entity definition`);
     const name = journalNames.send(entity.name, command);
-    const requestId = this.#pendingRequest('step', name);
-    let entry = this.#replay('step', name);
-    if (entry === undefined) {
-      const applied = await this.#applySend('step', name, { entity, id, command, input }, requestId);
-      assert(!(applied instanceof Error), 'a step send journals its rejection');
-      entry = applied;
-    }
-    if (entry.status === 'failed') throw this.#failureFromJournal(entry);
+    const entry = await this.#sendOutcome(call, 'step', name, send);
+    assert(!(entry instanceof Error), 'a step send journals its rejection');
+    if (entry.status === 'failed') throw this.#failureFromJournal(name, entry);
     this.#registerSendCompensation(name, entity, id, entry.result, options);
     return entry.result;
   }
 
   /**
-   * The request id of a routed send whose request is journaled at the cursor (the saga stopped
-   * while it waited for the reply): consumed, so the reply is awaited again instead of re-sent.
+   * A send's (or a send compensation's) entry: journaled, or applied now. A routed request that
+   * was journaled (the saga stopped while it waited for the reply) is awaited again, not re-sent.
    */
-  #pendingRequest(kind: SendKind, name: string): string | undefined {
-    const entry = this.#journal[this.#cursor];
-    if (entry?.kind !== 'event' || entry.name !== journalNames.request(kind, name)) return undefined;
-    this.#cursor++;
-    return (entry.result as { requestId: string }).requestId;
+  async #sendOutcome(
+    call: CallRef,
+    kind: SendKind,
+    name: string,
+    send: SendCall,
+  ): Promise<JournalEntry | Error> {
+    const request = journalNames.request(kind, name);
+    const first = await this.#calls.nextOf(call, [
+      ['event', request],
+      [kind, name],
+    ]);
+    if (first === undefined) return this.#applySend(call, kind, name, send);
+    if (first.kind === kind) return first;
+    const requestId = (first.result as { requestId: string }).requestId;
+    const reply = await this.#calls.next(call, kind, name);
+    if (reply !== undefined) return reply;
+    const remote = this.#services.remote;
+    assert(remote !== undefined, 'a journaled request is resumed on the cluster shape');
+    return this.#awaitReply(call, kind, name, requestId, remote);
   }
 
   /**
@@ -611,71 +730,78 @@ export class SagaExecution {
    * failed entry; a compensation's is returned, not journaled (the saga then fails).
    */
   async #applySend(
+    call: CallRef,
     kind: SendKind,
     name: string,
-    call: { entity: AnyEntityDefinition; id: string; command: string; input: unknown },
-    pendingRequestId: string | undefined,
+    send: SendCall,
   ): Promise<JournalEntry | Error> {
     const remote = this.#services.remote;
-    if (pendingRequestId !== undefined || (remote !== undefined && !remote.owns(call.id))) {
-      assert(remote !== undefined, 'a journaled request is resumed on the cluster shape');
-      const requestId = pendingRequestId ?? (await this.#sendRequest(kind, name, call, remote));
-      return this.#awaitReply(kind, name, requestId, remote);
+    if (remote !== undefined && !remote.owns(send.id)) {
+      const requestId = await this.#sendRequest(call, kind, name, send, remote);
+      return this.#awaitReply(call, kind, name, requestId, remote);
     }
-    const nowMs = this.#effects.clock.now();
-    const sequence = this.#journal.length;
-    const outcome = await this.#commit(async (scope) => {
-      const applied = await applyCommand(scope, {
-        ...call,
-        traceparent: this.#traceparent,
-        nowMs,
-        random: this.#effects.random,
+    return this.#calls.append<JournalEntry | Error>(call, name, async (sequence, tagged) => {
+      const nowMs = this.#effects.clock.now();
+      const outcome = await this.#commit(async (scope) => {
+        const applied = await applyCommand(scope, {
+          ...send,
+          traceparent: this.#traceparent,
+          nowMs,
+          random: this.#effects.random,
+        });
+        if (!applied.ok && kind === 'compensation') return applied.error;
+        const entry = sendEntry(this.id, sequence, kind, tagged, nowMs, applied.ok ? applied : applied.error);
+        await scope.tx.sagas.appendJournal(entry);
+        return entry;
       });
-      if (!applied.ok && kind === 'compensation') return applied.error;
-      const entry = sendEntry(this.id, sequence, kind, name, nowMs, applied.ok ? applied : applied.error);
-      await scope.tx.sagas.appendJournal(entry);
-      return entry;
+      return outcome instanceof Error
+        ? { entry: undefined, value: outcome }
+        : { entry: outcome, value: outcome };
     });
-    if (outcome instanceof Error) return outcome;
-    // Remembered only now that the unit committed.
-    this.#journal.push(outcome);
-    this.#cursor = this.#journal.length;
-    return outcome;
   }
 
   /** Journals a routed request and publishes it in the same unit; returns its id. */
-  async #sendRequest(
+  #sendRequest(
+    call: CallRef,
     kind: SendKind,
     name: string,
-    call: { entity: AnyEntityDefinition; id: string; command: string; input: unknown },
+    send: SendCall,
     remote: RemoteEntities,
   ): Promise<string> {
-    const requestId = `saga/${this.id}/${this.#journal.length}`;
-    const request: WorkRequest = {
-      kind: 'send',
-      requestId,
-      entity: call.entity.name,
-      id: call.id,
-      command: call.command,
-      input: toJson(`The input of '${name}'`, call.input),
-      traceparent: this.#traceparent,
-    };
-    await this.#append(
+    const input = toJson(`The input of '${name}'`, send.input);
+    let requestId = '';
+    return this.#append(
+      call,
       {
         kind: 'event',
         name: journalNames.request(kind, name),
         status: 'completed',
-        result: { requestId, id: call.id },
+        // Filled in below, once the sequence (which names the request) is known.
+        result: null,
         error: null,
         attempts: 1,
       },
-      (scope) => remote.publish(scope, request, this.id),
+      async (scope, sequence) => {
+        requestId = `saga/${this.id}/${sequence}`;
+        const request: WorkRequest = {
+          kind: 'send',
+          requestId,
+          entity: send.entity.name,
+          id: send.id,
+          command: send.command,
+          input,
+          traceparent: this.#traceparent,
+        };
+        await remote.publish(scope, request, this.id);
+        return requestId;
+      },
+      (sequence) => ({ requestId: `saga/${this.id}/${sequence}`, id: send.id }),
     );
-    return requestId;
   }
 
   /** Waits for a routed request's reply and journals it (parks when the saga must stop). */
   async #awaitReply(
+    call: CallRef,
     kind: SendKind,
     name: string,
     requestId: string,
@@ -691,17 +817,18 @@ export class SagaExecution {
     if (!reply.ok && kind === 'compensation') {
       return new Error(reply.error ?? 'the command was rejected');
     }
-    const nowMs = this.#effects.clock.now();
-    const entry = sendEntry(
-      this.id,
-      this.#journal.length,
-      kind,
-      name,
-      nowMs,
-      reply.ok ? { reply: reply.reply } : errorFromReply(reply),
-    );
-    await this.#append(entry);
-    return this.#journal[this.#journal.length - 1]!;
+    return this.#calls.append<JournalEntry | Error>(call, name, async (sequence, tagged) => {
+      const entry = sendEntry(
+        this.id,
+        sequence,
+        kind,
+        tagged,
+        this.#effects.clock.now(),
+        reply.ok ? { reply: reply.reply } : errorFromReply(reply),
+      );
+      await this.#commit((scope) => scope.tx.sagas.appendJournal(entry));
+      return { entry, value: entry };
+    });
   }
 
   #registerSendCompensation(
@@ -720,42 +847,17 @@ export class SagaExecution {
       entity,
       id,
       command: compensate.command as CommandName<AnyEntityDefinition>,
-      input: () => (typeof input === 'function' ? (input as (reply: Json) => unknown)(reply) : input),
+      input: (failure) =>
+        typeof input === 'function'
+          ? (input as (reply: Json, failure: SagaFailure) => unknown)(reply, failure)
+          : input,
     });
   }
 
-  async #sleep(name: string, durationMs: number): Promise<void> {
-    requireRuntimeName('A sleep name', name);
-    integerOption('durationMs', durationMs, 0, 0, 31_536_000_000);
-    const journaled = this.#replay('sleep', name);
-    let wakeAt: number;
-    if (journaled !== undefined) {
-      wakeAt = (journaled.result as { wakeAt: number }).wakeAt;
-    } else {
-      wakeAt = this.#effects.clock.now() + durationMs;
-      const timerId = `saga/${this.id}/${this.#journal.length}`;
-      await this.#append(
-        { kind: 'sleep', name, status: 'completed', result: { wakeAt, timerId }, error: null, attempts: 0 },
-        (scope) =>
-          scope.tx.timers.schedule({
-            id: timerId,
-            dueAt: wakeAt,
-            kind: sagaWakeTimerKind,
-            payload: { sagaId: this.id },
-          }),
-      );
-      this.#services.sleeps.scheduled(wakeAt);
-    }
-    if (this.#effects.clock.now() < wakeAt) {
-      await this.#services.sleeps.sleep(this.id, wakeAt);
-      if (this.#parking.aborted) return this.#park();
-    }
-  }
-
-  async #emit(topic: string, record: EmitRecord): Promise<void> {
+  async #emit(call: CallRef, topic: string, record: EmitRecord): Promise<void> {
     requireRuntimeName('An emit topic', topic);
     const name = journalNames.emit(topic);
-    if (this.#replay('event', name) !== undefined) return;
+    if ((await this.#calls.next(call, 'event', name)) !== undefined) return;
     if (record?.key !== undefined && record.key !== null && typeof record.key !== 'string')
       throw new ValidationError(`An emitted record's key must be a string or null`);
     const produced = this.#effects.record(topic, record, this.#traceparent, {
@@ -764,6 +866,7 @@ export class SagaExecution {
     });
     await this.#services.ensureTopic(topic);
     await this.#append(
+      call,
       { kind: 'event', name, status: 'completed', result: null, error: null, attempts: 1 },
       (scope) => scope.publish(topic, [produced]),
     );
@@ -780,64 +883,67 @@ export class SagaExecution {
 
   /**
    * The saga's code failed: journal why (with the switch to `compensating`), then undo the
-   * finished steps in reverse order, each until it succeeds, journaling each one.
+   * finished calls in reverse order of their entries, each until it succeeds, journaling each.
    */
-  async #compensate(failure: Error): Promise<ExecutionResult> {
-    let reason = truncateMessage(failure.message);
-    let journaled: JournalEntry | undefined;
+  async #compensate(error: Error): Promise<ExecutionResult> {
+    let failure: SagaFailure;
     try {
-      journaled = this.#replay('event', journalNames.failed);
-    } catch (error) {
-      return this.#markFailed((error as Error).message);
+      failure = await this.#within('$failed', false, (call) => this.#journalFailure(call, error));
+    } catch (caught) {
+      return this.#markFailed(ensureError(caught).message);
     }
-    if (journaled !== undefined) {
-      reason = journaled.error ?? reason;
-    } else {
-      const version = this.#version;
-      this.#version = await this.#append(
-        {
-          kind: 'event',
-          name: journalNames.failed,
-          status: 'failed',
-          result: { code: codeOf(failure) },
-          error: reason,
-          attempts: 1,
-        },
-        (scope) =>
-          scope.tx.sagas.update(
-            this.id,
-            { status: 'compensating', reason, at: this.#effects.clock.now() },
-            version,
-          ),
-      );
-    }
+    const reason = failure.message;
     for (const compensation of [...this.#compensations].reverse()) {
-      let done: JournalEntry | undefined;
-      let pendingRequestId: string | undefined;
-      try {
-        if (compensation.kind === 'send')
-          pendingRequestId = this.#pendingRequest('compensation', compensation.name);
-        done = this.#replay('compensation', compensation.name);
-      } catch (error) {
-        return this.#markFailed((error as Error).message);
-      }
-      if (done !== undefined) continue;
       if (this.#parking.aborted) return this.#park();
-      const failed =
-        compensation.kind === 'step'
-          ? await this.#compensateStep(compensation, reason)
-          : await this.#compensateSend(compensation, pendingRequestId);
+      let failed: string | undefined;
+      try {
+        failed = await this.#within(`compensation of '${compensation.name}'`, false, (call) =>
+          compensation.kind === 'step'
+            ? this.#compensateStep(call, compensation, failure)
+            : this.#compensateSend(call, compensation, failure),
+        );
+      } catch (caught) {
+        return this.#markFailed(ensureError(caught).message);
+      }
       if (failed !== undefined) return this.#markFailed(`${reason}; then ${failed}`);
     }
     await this.#updateStatus('compensated', { reason });
     return this.#finish('compensated', null, reason);
   }
 
+  /** The `$failed` entry: journaled with the switch to `compensating`, or replayed. */
+  async #journalFailure(call: CallRef, error: Error): Promise<SagaFailure> {
+    const journaled = await this.#calls.next(call, 'event', journalNames.failed);
+    if (journaled !== undefined) return failureFromEntry(journaled);
+    const failure = failureOf(error);
+    const version = this.#version;
+    this.#version = await this.#append(
+      call,
+      {
+        kind: 'event',
+        name: journalNames.failed,
+        status: 'failed',
+        result: { code: failure.code, step: failure.step, details: failure.details },
+        error: failure.message,
+        attempts: 1,
+      },
+      (scope) =>
+        scope.tx.sagas.update(
+          this.id,
+          { status: 'compensating', reason: failure.message, at: this.#effects.clock.now() },
+          version,
+        ),
+    );
+    return failure;
+  }
+
   /** Runs a step's compensation until it succeeds; returns why it cannot, for a terminal error. */
   async #compensateStep(
+    call: CallRef,
     compensation: Extract<Compensation, { kind: 'step' }>,
-    reason: string,
+    failure: SagaFailure,
   ): Promise<string | undefined> {
+    if ((await this.#calls.next(call, 'compensation', compensation.name)) !== undefined) return undefined;
     let delayMs = 0;
     for (let attempt = 1; ; attempt++) {
       try {
@@ -846,7 +952,7 @@ export class SagaExecution {
           `${this.id}/${compensation.name}/compensate`,
           attempt,
           undefined,
-          (ctx) => compensation.fn(ctx, compensation.result as never),
+          (ctx) => compensation.fn(ctx, compensation.result as never, failure),
         );
       } catch (caught) {
         if (this.#parking.aborted) return this.#park();
@@ -857,7 +963,7 @@ export class SagaExecution {
         // Visible while it lasts: the saga's reason names the failing compensation.
         await this.#updateStatus('compensating', {
           reason: truncateMessage(
-            `${reason}; compensation of '${compensation.name}' failed (attempt ${attempt}, retrying): ${error.message}`,
+            `${failure.message}; compensation of '${compensation.name}' failed (attempt ${attempt}, retrying): ${error.message}`,
           ),
         });
         delayMs =
@@ -866,7 +972,7 @@ export class SagaExecution {
         if (this.#parking.aborted) return this.#park();
         continue;
       }
-      await this.#append({
+      await this.#append(call, {
         kind: 'compensation',
         name: compensation.name,
         status: 'completed',
@@ -880,45 +986,23 @@ export class SagaExecution {
 
   /** Applies a send's compensation command with its journal entry, exactly once. */
   async #compensateSend(
+    call: CallRef,
     compensation: Extract<Compensation, { kind: 'send' }>,
-    pendingRequestId: string | undefined,
+    failure: SagaFailure,
   ): Promise<string | undefined> {
     let input: unknown;
     try {
-      input = compensation.input();
+      input = compensation.input(failure);
     } catch (error) {
       return `compensation of '${compensation.name}' could not compute its input: ${ensureError(error).message}`;
     }
-    const call = { entity: compensation.entity, id: compensation.id, command: compensation.command, input };
-    const outcome = await this.#applySend('compensation', compensation.name, call, pendingRequestId);
+    const send = { entity: compensation.entity, id: compensation.id, command: compensation.command, input };
+    const outcome = await this.#sendOutcome(call, 'compensation', compensation.name, send);
     if (outcome instanceof Error) {
       return `compensation '${compensation.entity.name}.${compensation.command}' of '${compensation.name}' was rejected: ${outcome.message}`;
     }
     return undefined;
   }
-}
-
-/** The journal entry of an applied send: its reply, or (a step's) rejection. */
-function sendEntry(
-  sagaId: string,
-  sequence: number,
-  kind: SendKind,
-  name: string,
-  at: number,
-  outcome: { reply: Json } | Error,
-): JournalEntry {
-  const failed = outcome instanceof Error;
-  return {
-    sagaId,
-    sequence,
-    kind,
-    name,
-    status: failed ? 'failed' : 'completed',
-    result: failed ? { code: codeOf(outcome) } : outcome.reply,
-    error: failed ? truncateMessage(outcome.message) : null,
-    attempts: 1,
-    at,
-  };
 }
 
 /**

@@ -1,9 +1,11 @@
+import fc from 'fast-check';
 import { TerminalError } from '../errors.ts';
+import type { JournalEntry, Json } from '../store/types.ts';
 import { endedSagaStatuses } from '../store/types.ts';
-import type { ManualClock } from '../time.ts';
-import { entity, type SagaContext, saga } from './definitions.ts';
+import { ManualClock, seededRandom } from '../time.ts';
+import { entity, type SagaContext, type SagaDefinition, saga } from './definitions.ts';
 import type { Runtime } from './runtime.ts';
-import type { ShapeFixture } from './shapes.ts';
+import { openShape, type ShapeFixture, type ShapeName } from './shapes.ts';
 
 /**
  * A generated saga program and a driver that runs it with simulated crashes, for the runtime's
@@ -26,6 +28,18 @@ export type Operation =
   | { readonly kind: 'send'; readonly amount: number; readonly compensate: boolean }
   | { readonly kind: 'sleep'; readonly durationMs: number }
   | { readonly kind: 'emit' };
+
+/** Generators of the operations both replay properties draw (replay, concurrent replay). */
+export const sendArbitrary = fc.record({
+  kind: fc.constant('send' as const),
+  amount: fc.integer({ min: 1, max: 100 }),
+  compensate: fc.boolean(),
+});
+export const sleepArbitrary = fc.record({
+  kind: fc.constant('sleep' as const),
+  durationMs: fc.integer({ min: 0, max: 50 }),
+});
+export const emitArbitrary = fc.record({ kind: fc.constant('emit' as const) });
 
 /** The outside world: an idempotent service that remembers every key it applied. */
 export class FakeService {
@@ -69,6 +83,18 @@ export interface ModelRun {
   crashed: boolean;
 }
 
+/** Applies an effect once per key; at a crash point, then hangs forever (the runtime is about to stop). */
+export function crashingEffect(run: ModelRun): (key: string) => Promise<void> {
+  return async (key) => {
+    const index = run.calls++;
+    run.service.applyOnce(key);
+    if (run.crashAt.has(index)) {
+      run.crashed = true;
+      await new Promise<never>(() => {});
+    }
+  };
+}
+
 /**
  * The saga that runs `program`. Step `i` is named `op{i}`; its effect key is its idempotency key.
  * Emits go to `eventsTopic`.
@@ -79,15 +105,7 @@ export function programSaga(
   run: ModelRun,
   eventsTopic = 'model.events',
 ) {
-  /** Applies the effect; at a crash point, then hangs forever (the runtime is about to stop). */
-  const call = async (key: string): Promise<void> => {
-    const index = run.calls++;
-    run.service.applyOnce(key);
-    if (run.crashAt.has(index)) {
-      run.crashed = true;
-      await new Promise<never>(() => {});
-    }
-  };
+  const call = crashingEffect(run);
   return saga(name, async (ctx: SagaContext) => {
     let sum = 0;
     for (const [index, operation] of program.entries()) {
@@ -169,4 +187,67 @@ export async function runToEnd(
     clock.advance(10);
   }
   throw new Error(`Saga '${id}' did not end`);
+}
+
+/** How a model saga's run ended, and what the outside world saw. */
+export interface ModelOutcome {
+  readonly journal: JournalEntry[];
+  readonly status: string | undefined;
+  readonly output: Json | undefined;
+  readonly counter: Json;
+  /** Idempotency keys the outside world saw, sorted. */
+  readonly keys: string[];
+  /** Records emitted to `eventsTopic`. */
+  readonly emitted: number;
+  readonly restarts: number;
+  /** The events topic (unique per run on the cluster shape). */
+  readonly eventsTopic: string;
+}
+
+/**
+ * Runs saga `id`, made by `define` for a fresh fixture of `shape`, to its end with crashes at
+ * `crashAt` (see runToEnd), and reads what it left: its journal and record, the Counter, the
+ * keys the FakeService saw, the records on the events topic.
+ */
+export async function executeModel(
+  shape: ShapeName,
+  options: { crashAt: ReadonlySet<number>; seed: number; id: string },
+  define: (run: ModelRun, eventsTopic: string) => SagaDefinition<undefined, unknown>,
+): Promise<ModelOutcome> {
+  const clock = new ManualClock(1_000_000);
+  const fixture = await openShape(shape, { clock, timers: clock, random: seededRandom(options.seed) });
+  try {
+    const eventsTopic = fixture.topic('model.events');
+    await fixture.log.createTopic(eventsTopic, { partitions: 1 });
+    const run: ModelRun = { service: new FakeService(), crashAt: options.crashAt, calls: 0, crashed: false };
+    const definition = define(run, eventsTopic);
+    const restarts = await runToEnd(
+      fixture,
+      clock,
+      () => fixture.start(fixture.runtime({ drainTimeoutMs: 0 }).register(Counter, definition)),
+      async (runtime) => {
+        await runtime.startSaga(definition, options.id, undefined);
+      },
+      options.id,
+      run,
+    );
+    await fixture.published();
+    const { journal, record, counter } = await fixture.store.read(async (tx) => ({
+      journal: await tx.sagas.journal(options.id),
+      record: await tx.sagas.get(options.id),
+      counter: await tx.entities.get('Counter', 'counter'),
+    }));
+    return {
+      journal,
+      status: record?.status,
+      output: record?.output,
+      counter: counter?.state ?? null,
+      keys: [...new Set(run.service.calls)].sort(),
+      emitted: (await fixture.log.offsets(eventsTopic, 0)).end,
+      restarts,
+      eventsTopic,
+    };
+  } finally {
+    await fixture.destroy();
+  }
 }

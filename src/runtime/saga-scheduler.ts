@@ -15,6 +15,10 @@ export interface LoadedSaga {
 export interface ScheduledRun {
   /** Resolves with how the run ended (never rejects); 'parked' once it stopped where it was. */
   run(): Promise<ExecutionResult>;
+  /** A durable timer of the saga fired at `nowMs` while the run holds its slot. */
+  wake?(nowMs: number): void;
+  /** A signal was delivered to the saga. */
+  signalled?(): void;
 }
 
 export interface SagaSchedulerOptions {
@@ -47,6 +51,7 @@ interface Queued {
 
 interface Active {
   readonly parking: AbortController;
+  readonly run: ScheduledRun;
   readonly done: Promise<ExecutionResult>;
 }
 
@@ -223,13 +228,35 @@ export class SagaScheduler {
     this.#freeSlots--;
   }
 
+  /** Ends a saga's `sleep` early (it then takes a slot again, first in line). */
+  wake(sagaId: string): void {
+    this.#sleepers.get(sagaId)?.wake();
+  }
+
   /** A saga's wake timer fired at `nowMs`: wakes it, or resumes it when it is not in memory. */
   timerFired(sagaId: string, nowMs: number): void {
     const sleeper = this.#sleepers.get(sagaId);
+    const active = this.#active.get(sagaId);
     if (sleeper !== undefined) {
       if (sleeper.wakeAt <= nowMs) sleeper.wake();
+    } else if (active !== undefined) {
+      active.run.wake?.(nowMs);
     } else if (!this.has(sagaId)) {
       // Not in memory (evicted, or owned by no one here yet): resume it from its journal.
+      this.enqueue({ sagaId });
+    }
+  }
+
+  /**
+   * A signal was delivered to the saga: its run here looks for it (woken if it gave its slot
+   * back), or it is resumed when it is not in memory.
+   */
+  signal(sagaId: string): void {
+    const active = this.#active.get(sagaId);
+    if (active !== undefined) {
+      active.run.signalled?.();
+      this.#sleepers.get(sagaId)?.wake();
+    } else if (!this.has(sagaId)) {
       this.enqueue({ sagaId });
     }
   }
@@ -265,7 +292,7 @@ export class SagaScheduler {
     const run = this.#options.execute(loaded, parking.signal);
     // Active before it starts: a resumed saga may reach its sleep before run() returns.
     let ended!: (result: ExecutionResult) => void;
-    this.#active.set(queued.id, { parking, done: new Promise((resolve) => (ended = resolve)) });
+    this.#active.set(queued.id, { parking, run, done: new Promise((resolve) => (ended = resolve)) });
     const result = await run.run();
     ended(result);
     this.#active.delete(queued.id);

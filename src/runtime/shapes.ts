@@ -200,6 +200,14 @@ class ObservedStore implements Store {
     return this.#inner.reclaim(maxPages);
   }
 
+  checkWrites(): ReturnType<Store['checkWrites']> {
+    return this.#inner.checkWrites();
+  }
+
+  onWriteHealth(listener: Parameters<Store['onWriteHealth']>[0]): () => void {
+    return this.#inner.onWriteHealth(listener);
+  }
+
   close(): Promise<void> {
     return this.#inner.close();
   }

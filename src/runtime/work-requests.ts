@@ -35,6 +35,15 @@ export type WorkRequest =
       readonly traceparent: string;
     }
   | {
+      /** A signal for a saga, handed to the owner of the saga's partition (`runtime.signal`). */
+      readonly kind: 'signal';
+      readonly requestId: string;
+      /** The saga id. */
+      readonly id: string;
+      readonly name: string;
+      readonly value: Json;
+    }
+  | {
       /** A subscription's record, handed to the owner of the entity its handler sends to. */
       readonly kind: 'deliver';
       readonly requestId: string;
@@ -164,6 +173,15 @@ export function decodeWorkRequest(record: LogRecord): WorkRequest {
       record: uncarry(fields.record),
     };
   }
+  if (fields.kind === 'signal') {
+    return {
+      kind: 'signal',
+      requestId: text(fields, 'requestId', maxRequestIdLength),
+      id: text(fields, 'id'),
+      name: text(fields, 'name', 100),
+      value: (fields.value ?? null) as Json,
+    };
+  }
   const base = {
     requestId: text(fields, 'requestId', maxRequestIdLength),
     id: text(fields, 'id'),
@@ -175,7 +193,7 @@ export function decodeWorkRequest(record: LogRecord): WorkRequest {
   }
   if (fields.kind === 'start') return { kind: 'start', ...base, saga: text(fields, 'saga') };
   throw new ValidationError(
-    `A record at ${record.topic}/${record.partition}@${record.offset} has work kind '${String(fields.kind).slice(0, 40)}': expected 'send', 'start' or 'deliver'`,
+    `A record at ${record.topic}/${record.partition}@${record.offset} has work kind '${String(fields.kind).slice(0, 40)}': expected 'send', 'start', 'signal' or 'deliver'`,
   );
 }
 

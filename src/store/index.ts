@@ -5,6 +5,14 @@
  * (src/store/postgres/index.ts), so that `pg` loads only for it.
  */
 
+export {
+  type ClaimOptions,
+  claimDirectory,
+  DirectoryInUseError,
+  type DirectoryOwnerInfo,
+  type DirectoryOwnership,
+  OWNER_FILE,
+} from './directory-owner.ts';
 export { storeLimits } from './limits.ts';
 export { SchemaMismatchError } from './schema-mismatch-error.ts';
 export { BatchedWriteConflictError } from './sql/write-batch.ts';
@@ -50,3 +58,10 @@ export {
   type TimerStore,
   type TransactionOptions,
 } from './types.ts';
+export {
+  isStorageFault,
+  StoreIntegrityError,
+  type WriteCheck,
+  type WriteHealthListener,
+  type WriteHealthState,
+} from './write-health.ts';

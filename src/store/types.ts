@@ -2,6 +2,7 @@
  * The durable store: one portable schema on SQLite (embedded) and PostgreSQL (cluster).
  * Everything one handler changes is committed in one transaction.
  */
+import type { WriteCheck, WriteHealthListener } from './write-health.ts';
 
 /** Any JSON value. State, journal results and payloads are stored as JSON text. */
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
@@ -417,6 +418,17 @@ export interface Store {
    * given back to the file system.
    */
   reclaim(maxPages: number): Promise<number>;
+  /**
+   * Whether the store takes writes now: commits a small write (SQLite: a row of its own;
+   * PostgreSQL: a transaction that takes a transaction id). Never throws: a failure is `ok:
+   * false` with the storage's reason. A readiness check's question.
+   */
+  checkWrites(): Promise<WriteCheck>;
+  /**
+   * Calls `listener` when writes start failing for a storage fault (disk full, read-only, I/O
+   * error) and when a write commits again: once per change, not per failed write.
+   */
+  onWriteHealth(listener: WriteHealthListener): () => void;
   close(): Promise<void>;
 }
 

@@ -19,6 +19,8 @@ describe('commerce demo options', () => {
       durability: 'process',
       maxOrdersInProgress: 1000,
       commitLingerMs: 0,
+      auth: true,
+      takeOver: false,
     });
   });
 

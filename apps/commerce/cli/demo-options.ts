@@ -29,6 +29,10 @@ export interface DemoOptions {
   maxOrdersInProgress: number;
   /** How long the group commit waits for more units before a transaction (RuntimeOptions.commitLingerMs). @default 0 */
   commitLingerMs: number;
+  /** Whether callers must authenticate (development tokens are printed at start). @default true */
+  auth: boolean;
+  /** Take the data directory over from a live process holding it (it exits). @default false */
+  takeOver: boolean;
 }
 
 export const DEMO_USAGE = `Usage: commerce demo [options]
@@ -58,6 +62,11 @@ Options:
                                      beyond it, 1..1000000 (default 1000)
   --commit-linger-ms <ms>            how long each transaction waits for more work before it
                                      starts: fewer, larger commits, 0..100 (default 0)
+  --auth on|off                      'off' makes every caller an operator, for local experiments
+                                     only: anyone who reaches the port can do anything
+                                     (default on: development tokens are printed at start)
+  --take-over                        take the data directory over from the process using it
+                                     (it exits); without it, a directory in use is refused
   -h, --help                         show this help`;
 
 /** Parses and validates `commerce demo`'s arguments; `help` when the usage was asked for. */
@@ -102,6 +111,8 @@ export function parseDemoOptions(
       values['commit-linger-ms'] === undefined
         ? 0
         : integer('--commit-linger-ms', values['commit-linger-ms'], 0, 100),
+    auth: choice('--auth', values.auth, 'on', ['on', 'off'] as const) === 'on',
+    takeOver: values['take-over'] === true,
   };
 }
 
@@ -119,4 +130,6 @@ const commandOptions = {
   durability: { type: 'string' },
   'max-orders-in-progress': { type: 'string' },
   'commit-linger-ms': { type: 'string' },
+  auth: { type: 'string' },
+  'take-over': { type: 'boolean' },
 } satisfies ParseArgsOptionsConfig;

@@ -199,6 +199,8 @@ export class LoadGenerator {
       const feed = new OrderFeedClient(
         new URL(this.#options.url).origin,
         `${this.#basePath}${ORDER_FEED_PATH}`,
+        undefined,
+        this.#options.token,
       );
       // A gateway without the feed: follow each order with status requests instead.
       if (await feed.open()) this.#feed = feed;
@@ -381,7 +383,11 @@ export class LoadGenerator {
       const response = await this.#pool.request({
         method,
         path: `${this.#basePath}${path}`,
-        headers: payload === null ? headers : { 'content-type': 'application/json', ...headers },
+        headers: {
+          ...(payload === null ? {} : { 'content-type': 'application/json' }),
+          ...(this.#options.token === undefined ? {} : { authorization: `Bearer ${this.#options.token}` }),
+          ...headers,
+        },
         body: payload,
         headersTimeout: timeoutMs,
         bodyTimeout: timeoutMs,

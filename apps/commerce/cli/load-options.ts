@@ -50,6 +50,11 @@ export interface LoadOptions {
   skipSetup: boolean;
   /** Print the summary as one JSON object instead of text. @default false */
   json: boolean;
+  /**
+   * An operator's bearer token (the generator places orders for many customers and sets up
+   * stock), from MERIDIAN_TOKEN: an environment variable, so it does not show in process lists.
+   */
+  token?: string;
 }
 
 export const LOAD_USAGE = `Usage: commerce load [options]
@@ -85,7 +90,10 @@ Options:
   --request-timeout-ms <ms>    timeout of one HTTP request, 100..600000 (default 10000)
   --skip-setup                 do not PUT /inventory/{sku} first
   --json                       print the summary as JSON
-  -h, --help                   show this help`;
+  -h, --help                   show this help
+
+Environment: MERIDIAN_TOKEN, an operator's bearer token, when the gateway authenticates
+('meridian demo' prints one).`;
 
 function integer(
   name: string,
@@ -128,7 +136,10 @@ function httpUrl(raw: string | undefined): string {
 }
 
 /** Parses and validates `commerce load`'s arguments; `help` when the usage was asked for. */
-export function parseLoadOptions(argv: string[]): LoadOptions | 'help' {
+export function parseLoadOptions(
+  argv: string[],
+  env: Record<string, string | undefined> = {},
+): LoadOptions | 'help' {
   const values = parseCommandLine('commerce load', argv, commandOptions);
   if (values === 'help') return 'help';
   const ratePerSecond = integer('rate', values.rate, 100, 1, 100_000);
@@ -158,6 +169,7 @@ export function parseLoadOptions(argv: string[]): LoadOptions | 'help' {
     requestTimeoutMs: integer('request-timeout-ms', values['request-timeout-ms'], 10_000, 100, 600_000),
     skipSetup: values['skip-setup'] === true,
     json: values.json === true,
+    ...(env.MERIDIAN_TOKEN === undefined || env.MERIDIAN_TOKEN === '' ? {} : { token: env.MERIDIAN_TOKEN }),
   };
 }
 

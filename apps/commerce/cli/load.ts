@@ -57,7 +57,7 @@ function describeRun(options: LoadOptions): string {
 export async function run(argv: string[], output: CommandOutput = consoleOutput): Promise<number> {
   let options: LoadOptions | 'help';
   try {
-    options = parseLoadOptions(argv);
+    options = parseLoadOptions(argv, process.env);
   } catch (error) {
     if (!isMeridianError(error)) throw error;
     output.err(`commerce load: ${error.message}\n\n${LOAD_USAGE}`);

@@ -13,6 +13,8 @@ const required = [
   '127.0.0.1:9092',
   '--payments',
   'http://127.0.0.1:7090',
+  '--auth',
+  'off',
 ];
 
 describe('commerce node options', () => {
@@ -33,8 +35,26 @@ describe('commerce node options', () => {
       maxOrdersInProgress: 1000,
       checkTimeoutMs: 5000,
       shutdownTimeoutMs: 30_000,
+      authSecret: undefined,
+      paymentsApiKey: undefined,
       redis: undefined,
     });
+  });
+
+  it('requires the token signing secret unless --auth off, and takes the payment key from the environment', () => {
+    const withAuth = required.slice(0, -2);
+    expect(() => parseNodeOptions(withAuth, {}, 'box')).toThrow(/MERIDIAN_AUTH_SECRET must be set/);
+    expect(() => parseNodeOptions(withAuth, { MERIDIAN_AUTH_SECRET: 'short' }, 'box')).toThrow(
+      /current length is 5/,
+    );
+    const secret = 's'.repeat(32);
+    expect(
+      parseNodeOptions(
+        withAuth,
+        { MERIDIAN_AUTH_SECRET: secret, MERIDIAN_PAYMENTS_API_KEY: 'k'.repeat(32) },
+        'box',
+      ),
+    ).toMatchObject({ authSecret: secret, paymentsApiKey: 'k'.repeat(32) });
   });
 
   it('takes Redis as a URL or as a Redis Cluster node list, and refuses anything else', () => {
@@ -58,6 +78,7 @@ describe('commerce node options', () => {
       MERIDIAN_KAFKA_BROKERS: 'k1:9092, k2:9092,k3:9092',
       MERIDIAN_NODE_ID: 'node-a',
       MERIDIAN_PAYMENTS_URL: 'https://pay.example:8443',
+      MERIDIAN_AUTH_SECRET: 'a-signing-secret-of-32-characters',
       PORT: '8081',
     };
     expect(parseNodeOptions([], env)).toMatchObject({
@@ -209,6 +230,7 @@ describe('commerce node options', () => {
       MERIDIAN_PG_URL: 'postgres://h/db',
       MERIDIAN_KAFKA_BROKERS: 'h:9092',
       MERIDIAN_PAYMENTS_URL: 'http://h:7090',
+      MERIDIAN_AUTH_SECRET: 'a-cluster-signing-secret-of-32-chars',
     };
     expect(() => parseNodeOptions([], { ...base, ...env })).toThrow(message);
   });

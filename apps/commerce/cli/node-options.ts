@@ -16,6 +16,8 @@ export interface NodeOptions extends ClusterNodeOptions {
   paymentsUrl: string;
   /** Orders running at most on this node before POST /orders answers 503. @default 1000 */
   maxOrdersInProgress: number;
+  /** The payment gateway's API key (MERIDIAN_PAYMENTS_API_KEY), as `commerce payments` printed it. */
+  paymentsApiKey: string | undefined;
   /**
    * Redis shared by the nodes' catalog cache (`--redis`, MERIDIAN_REDIS_URL): a single server, or
    * a Redis Cluster's nodes. @default none: each node caches in process only
@@ -39,6 +41,7 @@ ${CLUSTER_OPTIONS_USAGE}
                                 'commerce payments --port 7090' [MERIDIAN_PAYMENTS_URL] (required)
   --max-orders-in-progress <n>  orders running at most on this node; new ones get 503 with
                                 Retry-After beyond it, 1..1000000 (default 1000)
+                                [MERIDIAN_PAYMENTS_API_KEY] the payment gateway's API key
   --redis <url|host:port,...>   Redis for the catalog cache shared by every node (invalidations
                                 reach them all): redis://host:6379, or a Redis Cluster's
                                 comma-separated host:port nodes [MERIDIAN_REDIS_URL]
@@ -92,6 +95,7 @@ export function parseNodeOptions(
     ...cluster,
     paymentsUrl,
     maxOrdersInProgress: optionalInteger(values, 'max-orders-in-progress', 1000, 1, 1_000_000),
+    paymentsApiKey: env.MERIDIAN_PAYMENTS_API_KEY === '' ? undefined : env.MERIDIAN_PAYMENTS_API_KEY,
     redis: redisOption(fromEnv(values, 'redis', env, 'MERIDIAN_REDIS_URL')),
   };
 }

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkKafka, checkPostgres } from '../../../src/cli/index.ts';
+import { issueToken } from '../../../src/http/index.ts';
 import { createKafkaLog, parseBrokerList } from '../../../src/log/kafka/index.ts';
 import { testSchemas } from '../../../src/store/postgres/test-schema.ts';
 import { checkPayments } from './payments-check.ts';
@@ -35,6 +36,15 @@ afterAll(() => {
   for (const dir of dataDirs) rmSync(dir, { recursive: true, force: true });
 });
 
+/** The cluster's token secret and payment key, as an operator would set them on every node. */
+const authSecret = randomBytes(32).toString('base64url');
+const paymentsApiKey = randomBytes(32).toString('base64url');
+let operatorToken: Promise<string> | undefined;
+const operator = async () => {
+  operatorToken ??= issueToken({ secret: authSecret, subject: 'node-test', role: 'operator' });
+  return { authorization: `Bearer ${await operatorToken}` };
+};
+
 function meridian(args: string[], env: Record<string, string> = {}): Child {
   const child = spawn(process.execPath, [join(root, 'apps/commerce/cli/main.ts'), ...args], {
     cwd: root,
@@ -43,6 +53,8 @@ function meridian(args: string[], env: Record<string, string> = {}): Child {
     env: {
       PATH: process.env.PATH ?? '',
       HOME: process.env.HOME ?? '',
+      MERIDIAN_AUTH_SECRET: authSecret,
+      MERIDIAN_PAYMENTS_API_KEY: paymentsApiKey,
       ...env,
     },
   });
@@ -215,11 +227,18 @@ describe('commerce node: dependency checks', () => {
   });
 });
 
+/** A JSON request to a node (as an operator) or, with `payments`, to the payment gateway (with its key). */
 async function json(
   url: string,
   init: RequestInit = {},
+  to: 'node' | 'payments' = 'node',
 ): Promise<{ status: number; body: Record<string, unknown> }> {
-  const response = await fetch(url, { ...init, signal: AbortSignal.timeout(15_000) });
+  const credential = to === 'node' ? await operator() : { authorization: `Bearer ${paymentsApiKey}` };
+  const response = await fetch(url, {
+    ...init,
+    headers: { ...credential, ...(init.headers as Record<string, string> | undefined) },
+    signal: AbortSignal.timeout(15_000),
+  });
   return {
     status: response.status,
     body: ((await response.json().catch(() => undefined)) ?? {}) as Record<string, unknown>,
@@ -310,11 +329,15 @@ describe.skipIf(!pgUrl || !kafkaText)(
     }
 
     async function setPaymentLatency(latencyMs: number): Promise<void> {
-      const changed = await json(`${paymentsUrl}/settings`, {
-        method: 'PUT',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ latencyMs }),
-      });
+      const changed = await json(
+        `${paymentsUrl}/settings`,
+        {
+          method: 'PUT',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ latencyMs }),
+        },
+        'payments',
+      );
       expect(changed.status).toBe(200);
     }
 
@@ -332,7 +355,7 @@ describe.skipIf(!pgUrl || !kafkaText)(
       const orderId = await placeOrder(url, `node-test-order-${unique}`);
       const order = await json(`${url}/orders/${orderId}`, { headers: { prefer: 'wait=10' } });
       expect(order.body, JSON.stringify(order.body)).toMatchObject({ status: 'confirmed', total: 25 });
-      const charges = await json(`${paymentsUrl}/charges?orderId=${orderId}`);
+      const charges = await json(`${paymentsUrl}/charges?orderId=${orderId}`, {}, 'payments');
       expect(charges.body).toMatchObject([{ orderId, amount: 25, status: 'charged' }]);
       if (redisUrl !== undefined) {
         expect(node.output()).toContain('catalog cache    in process + Redis');

@@ -55,7 +55,7 @@ async function openRedis(options: NodeOptions, output: CommandOutput): Promise<R
 
 async function startNode(options: NodeOptions, dependencies: ClusterDependencies, output: CommandOutput) {
   output.out(`Checking the payment gateway at ${options.paymentsUrl} ...`);
-  await checkPayments(options.paymentsUrl, options.checkTimeoutMs);
+  await checkPayments(options.paymentsUrl, options.checkTimeoutMs, options.paymentsApiKey);
   const redis = await openRedis(options, output);
   output.out(`Joining group '${options.group}' as node '${options.nodeId}' ...`);
   try {
@@ -63,6 +63,8 @@ async function startNode(options: NodeOptions, dependencies: ClusterDependencies
       store: dependencies.store,
       log: dependencies.log,
       paymentUrl: options.paymentsUrl,
+      ...(options.paymentsApiKey === undefined ? {} : { paymentApiKey: options.paymentsApiKey }),
+      auth: options.authSecret === undefined ? false : { jwt: { secret: options.authSecret } },
       host: options.host,
       port: options.port,
       ...(redis === undefined ? {} : { redis }),
@@ -89,6 +91,12 @@ function banner(options: NodeOptions, node: CommerceNode): string[] {
     `  payment gateway  ${options.paymentsUrl}`,
     `  catalog cache    ${options.redis === undefined ? 'in process' : `in process + Redis ${redisName(options.redis)}`}`,
     `  OpenAPI          ${node.url}/openapi.json    probes /healthz /readyz, metrics /metrics`,
+    ...(options.authSecret === undefined
+      ? [
+          '',
+          '  WARNING: --auth off: every caller is an operator. Anyone who reaches this port can do anything.',
+        ]
+      : ['  auth             bearer tokens signed with MERIDIAN_AUTH_SECRET (docs/security.md)']),
     '',
     'Try (any node takes any request):',
     `  curl -s -X PUT ${local}/inventory/tour-1 -H 'content-type: application/json' -d '{"available":3,"price":25}'`,

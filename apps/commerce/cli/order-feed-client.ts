@@ -37,8 +37,11 @@ export class OrderFeedClient {
   #failures = 0;
   readonly #sweeper: NodeJS.Timeout;
 
-  constructor(origin: string, path: string, now: () => number = () => performance.now()) {
+  readonly #token: string | undefined;
+
+  constructor(origin: string, path: string, now: () => number = () => performance.now(), token?: string) {
     this.#client = new Client(origin, { bodyTimeout: 0, headersTimeout: 10_000 });
+    this.#token = token;
     this.#path = path;
     this.#now = now;
     this.#sweeper = setInterval(() => this.#sweep(), 250);
@@ -87,6 +90,7 @@ export class OrderFeedClient {
         path: this.#path,
         headers: {
           accept: 'text/event-stream',
+          ...(this.#token === undefined ? {} : { authorization: `Bearer ${this.#token}` }),
           ...(this.#lastEventId === undefined ? {} : { 'last-event-id': this.#lastEventId }),
         },
       });

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 // `commerce payments`: the simulated payment gateway of the commerce app as a process of its own,
 // the one gateway every `commerce node` of a cluster charges through.
 import { mkdirSync } from 'node:fs';
@@ -72,7 +73,10 @@ export function parsePaymentsOptions(argv: string[]): PaymentsOptions | 'help' {
 
 async function start(options: PaymentsOptions, output: CommandOutput): Promise<PaymentGateway | number> {
   mkdirSync(options.dataDir, { recursive: true });
+  // Callers present this key; one given in the environment stays the same across restarts.
+  const apiKey = process.env.MERIDIAN_PAYMENTS_API_KEY || randomBytes(32).toString('base64url');
   const gateway = createPaymentGateway({
+    apiKey,
     ledgerPath: join(options.dataDir, 'payments.jsonl'),
     seed: options.seed,
     settings: { failureRate: options.failureRate, latencyMs: options.latencyMs },
@@ -82,7 +86,9 @@ async function start(options: PaymentsOptions, output: CommandOutput): Promise<P
     output.out(`Payment gateway listening on ${url}`);
     output.out(`  ledger    ${resolve(options.dataDir, 'payments.jsonl')}`);
     output.out(`  settings  ${url}/settings    charges ${url}/charges    refunds ${url}/refunds`);
-    output.out(`  nodes     commerce node --payments ${url} ...`);
+    output.out(
+      `  nodes     MERIDIAN_PAYMENTS_API_KEY=${process.env.MERIDIAN_PAYMENTS_API_KEY ? '<as set>' : apiKey} commerce node --payments ${url} ...`,
+    );
     return gateway;
   } catch (error) {
     await gateway.close();

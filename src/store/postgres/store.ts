@@ -16,6 +16,7 @@ import { storeComponent, storeMigrations } from '../sql/schema.ts';
 import { createStoreTransaction } from '../sql/transaction.ts';
 import { WriteBatch } from '../sql/write-batch.ts';
 import type { StorageReport, Store, StoreReader, StoreTransaction, TransactionOptions } from '../types.ts';
+import { type WriteCheck, WriteHealth, type WriteHealthListener } from '../write-health.ts';
 import { mapPostgresError } from './errors.ts';
 import { PostgresListener, postgresChannel } from './listener.ts';
 import { migratePostgres } from './migrate.ts';
@@ -123,6 +124,7 @@ export class PostgresStore implements Store {
   readonly dialect = 'postgres' as const;
   readonly schema: string;
   readonly #pool: pg.Pool;
+  readonly #writeHealth: WriteHealth;
   readonly #tables: StoreTables;
   readonly #clock: Clock;
   readonly #current = new AsyncLocalStorage<Frame>();
@@ -133,6 +135,7 @@ export class PostgresStore implements Store {
   /** Use `openPostgresStore`, which also migrates the schema. */
   constructor(pool: pg.Pool, schema: string, clock: Clock = systemClock) {
     this.#pool = pool;
+    this.#writeHealth = new WriteHealth(() => this.#clock.now());
     this.schema = requireSchemaName(schema);
     this.#tables = storeTables(schema);
     this.#clock = clock;
@@ -226,8 +229,10 @@ export class PostgresStore implements Store {
       if (commit.command !== 'COMMIT') {
         throw new ConflictError(`PostgreSQL rolled the transaction back at COMMIT (${commit.command})`);
       }
+      if (!readOnly) this.#writeHealth.succeeded();
       return result;
     } catch (error) {
+      if (!readOnly) this.#writeHealth.failed(error);
       try {
         await connection.control(() => client.query('ROLLBACK'));
       } catch (rollbackError) {
@@ -271,6 +276,28 @@ export class PostgresStore implements Store {
       throw new RangeError(`'maxPages' must be an integer in [1, 1000000]: current value is ${maxPages}`);
     }
     return 0;
+  }
+
+  async checkWrites(): Promise<WriteCheck> {
+    if (this.#closed) return { ok: false, detail: 'the PostgreSQL store is closed' };
+    try {
+      // txid_current() assigns a transaction id: refused on a read-only server or transaction.
+      await this.#transaction(
+        'BEGIN',
+        false,
+        async () => {
+          await this.#current.getStore()!.connection.execute('SELECT txid_current()', []);
+        },
+        false,
+      );
+      return { ok: true, detail: 'postgres store takes writes' };
+    } catch (error) {
+      return { ok: false, detail: `writes fail: ${(error as Error).message.slice(0, 300)}` };
+    }
+  }
+
+  onWriteHealth(listener: WriteHealthListener): () => void {
+    return this.#writeHealth.onChange(listener);
   }
 
   async close(): Promise<void> {

@@ -139,6 +139,25 @@ describe.skipIf(!url)('PostgreSQL batched transactions (batchWrites)', () => {
     }
   });
 
+  it('a failed batch fails the transaction even when the code that saw the failure caught it', async () => {
+    await store.transaction((tx) => tx.entities.put('E', 'a', { n: 1 }, 0));
+    const attempt = store.transaction(async (tx) => {
+      await tx.entities.put('E', 'lost', { n: 1 }, 0);
+      await tx.entities.put('E', 'a', { n: 2 }, 9); // fails when the batch runs
+      // A savepoint runs the batch first; a unit that catches its failure and goes on...
+      await store
+        .transaction((inner) => inner.entities.put('E', 'inner', { n: 1 }, 0))
+        .catch(() => undefined);
+      await tx.entities.put('E', 'after', { n: 1 }, 0);
+    }, batched);
+    // ...still cannot commit what is left: the batch's other writes were never applied.
+    await expect(attempt).rejects.toBeInstanceOf(BatchedWriteConflictError);
+    const rows = await store.read(async (tx) =>
+      Promise.all(['lost', 'inner', 'after'].map((id) => tx.entities.get('E', id))),
+    );
+    expect(rows).toEqual([null, null, null]);
+  });
+
   it('a savepoint rolls back its own writes only: the batch before it stays', async () => {
     await store.transaction(async (tx) => {
       await tx.entities.put('E', 'kept', { n: 1 }, 0);

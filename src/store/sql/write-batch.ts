@@ -120,6 +120,8 @@ export class WriteBatch {
   readonly #journal = new Map<string, JournalWrite[]>();
   #journalRows = 0;
   readonly #notifications: Array<[string, string]> = [];
+  /** The error of a run that failed: the transaction can no longer commit. */
+  #failed: unknown;
   /** Inbox rows by `consumer NUL message id`. */
   readonly inbox = new NewRows([
     ['consumer', 'text'],
@@ -215,9 +217,24 @@ export class WriteBatch {
     this.#notifications.push([this.#channelOf(channel), payload]);
   }
 
-  /** Runs every deferred write, and empties the batch. */
+  /**
+   * Runs every deferred write, and empties the batch. Once a run failed, every later run (the one
+   * before COMMIT included) fails with the same error: the writes of that run are gone, so the
+   * transaction must not commit even if the caller that saw the failure caught it (a unit
+   * catching a savepoint's error, say) and went on.
+   */
   async run(connection: SqlConnection): Promise<void> {
+    if (this.#failed !== undefined) throw this.#failed;
     if (this.size === 0) return;
+    try {
+      await this.#runAll(connection);
+    } catch (error) {
+      this.#failed = error;
+      throw error;
+    }
+  }
+
+  async #runAll(connection: SqlConnection): Promise<void> {
     const inserts = [...this.#entityInserts.values()];
     const updates = [...this.#entityUpdates.values()];
     const created = [...this.#sagaInserts.values()];

@@ -3,8 +3,10 @@ import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { Worker } from 'node:worker_threads';
 import { assert } from '../../assert.ts';
 import { ClosedError, ValidationError } from '../../errors.ts';
+import { type Clock, systemClock } from '../../time.ts';
 import { SchemaMismatchError } from '../schema-mismatch-error.ts';
 import type { StorageReport } from '../types.ts';
+import { StoreIntegrityError, WriteHealth } from '../write-health.ts';
 import { BackgroundCheckpointer } from './checkpointer.ts';
 import type { StorageThreadAnswer, StorageThreadData } from './storage-thread.ts';
 
@@ -38,6 +40,14 @@ export interface SqliteDatabaseOptions {
    * - `inline`: SQLite's default, inside the COMMIT that takes the WAL past 1,000 pages.
    */
   checkpoints?: 'background' | 'inline';
+  /**
+   * Checked at open: `quick` runs `PRAGMA quick_check` (reads every page once: seconds for
+   * gigabytes) and refuses a damaged file with StoreIntegrityError; `off` skips it.
+   * @default 'quick'
+   */
+  integrityCheck?: 'quick' | 'off';
+  /** Timestamps of write-health changes. @default systemClock */
+  clock?: Clock;
 }
 
 /** Commits between two background checkpoints, and the WAL size (pages) of the inline backstop. */
@@ -107,6 +117,8 @@ export class SqliteDatabase {
   #queue: Array<() => void> = [];
   #afterCommit: Array<() => void> = [];
   #closed = false;
+  /** Whether writes succeed: failing on a storage fault (disk full, read-only, I/O), healthy again on the next commit. */
+  readonly writeHealth: WriteHealth;
 
   constructor(options: SqliteDatabaseOptions) {
     if (typeof options.path !== 'string' || options.path.length === 0 || options.path === ':memory:') {
@@ -136,7 +148,14 @@ export class SqliteDatabase {
     this.#busyTimeoutMs = busyTimeoutMs;
     this.path = options.path;
     this.durability = durability;
+    this.writeHealth = new WriteHealth(() => (options.clock ?? systemClock).now());
     this.#writer = new DatabaseSync(options.path, { timeout: busyTimeoutMs });
+    try {
+      this.#checkIntegrity(options.integrityCheck ?? 'quick');
+    } catch (error) {
+      this.#writer.close();
+      throw error;
+    }
     // Only a file without tables takes it (others need a full VACUUM): pages that retention
     // frees can then be given back to the file system a few at a time (`reclaim`), not only
     // reused. Files made before keep reusing their free pages, which already stops growth.
@@ -158,6 +177,50 @@ export class SqliteDatabase {
     }
     this.#reader = new DatabaseSync(options.path, { timeout: busyTimeoutMs, readOnly: true });
     this.#reader.exec('PRAGMA cache_size = -65536');
+  }
+
+  /**
+   * Refuses a damaged file before anything writes to it: SQLite reports a file that is not a
+   * database, or pages that do not add up, and writing on would spread the damage.
+   */
+  #checkIntegrity(mode: 'quick' | 'off'): void {
+    if (mode !== 'quick' && mode !== 'off') {
+      throw new ValidationError(
+        `'integrityCheck' must be 'quick' or 'off': current value is '${String(mode)}'`,
+      );
+    }
+    try {
+      if (mode === 'off') {
+        this.#writer.prepare('SELECT count(*) FROM sqlite_schema').get();
+        return;
+      }
+      const rows = this.#writer.prepare('PRAGMA quick_check(10)').all() as Array<Record<string, unknown>>;
+      const findings = rows.map((row) => String(Object.values(row)[0]));
+      if (findings.length !== 1 || findings[0] !== 'ok')
+        throw new StoreIntegrityError(this.path, findings.join('; '));
+    } catch (error) {
+      if (error instanceof StoreIntegrityError) throw error;
+      const code = (error as { errcode?: number }).errcode;
+      if (code !== undefined && ((code & 0xff) === 11 || (code & 0xff) === 26)) {
+        throw new StoreIntegrityError(this.path, (error as Error).message);
+      }
+      throw error;
+    }
+  }
+
+  /**
+   * Writes one small row and commits it: whether the storage takes writes now (a readiness
+   * check's question). The outcome updates `writeHealth` like any write's.
+   */
+  async probeWrite(nowMs: number): Promise<void> {
+    await this.write(() => {
+      this.#writer.exec(
+        'CREATE TABLE IF NOT EXISTS meridian_health (id INTEGER PRIMARY KEY CHECK (id = 1), probed_at INTEGER NOT NULL)',
+      );
+      this.#writerStatement(
+        'INSERT INTO meridian_health (id, probed_at) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at',
+      ).run(nowMs);
+    });
   }
 
   /** True when the caller runs inside a write of this database. */
@@ -222,10 +285,14 @@ export class SqliteDatabase {
         }
       });
       committed = this.#commit();
+    } catch (error) {
+      this.writeHealth.failed(error);
+      throw error;
     } finally {
       this.#owner = undefined;
       this.#release();
     }
+    this.writeHealth.succeeded();
     this.#runAfterCommit(committed);
     return result;
   }
@@ -286,10 +353,14 @@ export class SqliteDatabase {
         }
       });
       committed = this.#commit();
+    } catch (error) {
+      this.writeHealth.failed(error);
+      throw error;
     } finally {
       this.#owner = undefined;
       this.#release();
     }
+    this.writeHealth.succeeded();
     this.#runAfterCommit(committed);
     return result;
   }

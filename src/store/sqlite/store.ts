@@ -9,6 +9,7 @@ import { ListenerRegistry, type NotificationListener, requireListener } from '..
 import { storeComponent, storeMigrations } from '../sql/schema.ts';
 import { createStoreTransaction } from '../sql/transaction.ts';
 import type { StorageReport, Store, StoreReader, StoreTransaction } from '../types.ts';
+import type { WriteCheck, WriteHealthListener } from '../write-health.ts';
 import { type Durability, SqliteDatabase } from './database.ts';
 
 export type SqliteStoreOptions =
@@ -200,6 +201,20 @@ export class SqliteStore implements Store {
   async reclaim(maxPages: number): Promise<number> {
     if (this.#closed) throw new ClosedError('The SQLite store is closed');
     return this.database.reclaim(maxPages);
+  }
+
+  async checkWrites(): Promise<WriteCheck> {
+    if (this.#closed) return { ok: false, detail: 'the SQLite store is closed' };
+    try {
+      await this.database.probeWrite(this.#clock.now());
+      return { ok: true, detail: 'sqlite store takes writes' };
+    } catch (error) {
+      return { ok: false, detail: `writes fail: ${(error as Error).message.slice(0, 300)}` };
+    }
+  }
+
+  onWriteHealth(listener: WriteHealthListener): () => void {
+    return this.database.writeHealth.onChange(listener);
   }
 
   async close(): Promise<void> {

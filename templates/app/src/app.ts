@@ -1,26 +1,33 @@
 import { defineApp, NotFoundError, SagaNotCompletedError } from 'meridian';
+import { Type } from 'meridian/http';
 import { Checkout, type CheckoutInput } from './checkout.ts';
 import { SalesLedger } from './sales.ts';
 import { Sales, Stock } from './stock.ts';
 
-const sku = { type: 'string', pattern: '^[a-z0-9-]{1,64}$' } as const;
-const quantity = { type: 'integer', minimum: 1, maximum: 1000 } as const;
+// Each route's schema is declared once: it validates the request, documents it in
+// /openapi.json and types the handler's `request` (TypeBox is JSON Schema).
+const sku = Type.String({ pattern: '^[a-z0-9-]{1,64}$' });
+const quantity = Type.Integer({ minimum: 1, maximum: 1000 });
+const skuParams = Type.Object({ sku });
+const orderParams = Type.Object({ orderId: sku });
 
 /**
  * The app: what `meridian dev src/app.ts` runs and what the tests start. Its routes are served
- * beside /healthz, /readyz, /metrics and /openapi.json.
+ * beside /healthz, /readyz, /metrics and /openapi.json. Every caller authenticates (a bearer
+ * token; `meridian dev` prints one): restocking is the operator's (the default), reading stock
+ * and placing or reading orders need the scopes a customer's token carries.
  */
 export default defineApp({
   name: '{{name}}',
   description: 'Orders placed as sagas: reserve stock, charge, tally the sale.',
   definitions: [Stock, Sales, Checkout, SalesLedger],
   routes(gateway, { runtime }) {
-    gateway.route<{ Params: { sku: string }; Body: { qty: number } }>({
+    gateway.route({
       method: 'POST',
       url: '/stock/:sku/restock',
       schema: {
-        params: { type: 'object', required: ['sku'], properties: { sku } },
-        body: { type: 'object', required: ['qty'], properties: { qty: quantity } },
+        params: skuParams,
+        body: Type.Object({ qty: quantity }, { additionalProperties: false }),
       },
       handler: async (request) => {
         await runtime.send(Stock, request.params.sku, 'restock', { qty: request.body.qty });
@@ -28,10 +35,11 @@ export default defineApp({
       },
     });
 
-    gateway.route<{ Params: { sku: string } }>({
+    gateway.route({
       method: 'GET',
       url: '/stock/:sku',
-      schema: { params: { type: 'object', required: ['sku'], properties: { sku } } },
+      access: { scopes: ['stock:read'] },
+      schema: { params: skuParams },
       handler: async (request) => ({
         stock:
           (await runtime.state(Stock, request.params.sku))?.state ?? Stock.initialState(request.params.sku),
@@ -41,35 +49,33 @@ export default defineApp({
     });
 
     // PUT: placing the same order id again is safe; it returns the order that already exists.
-    gateway.route<{ Params: { orderId: string }; Body: CheckoutInput }>({
+    gateway.route({
       method: 'PUT',
       url: '/orders/:orderId',
+      access: { scopes: ['orders:write'] },
       schema: {
-        params: { type: 'object', required: ['orderId'], properties: { orderId: sku } },
-        body: {
-          type: 'object',
-          required: ['sku', 'qty', 'amountCents'],
-          additionalProperties: false,
-          properties: { sku, qty: quantity, amountCents: { type: 'integer', minimum: 1 } },
-        },
+        params: orderParams,
+        body: Type.Object(
+          { sku, qty: quantity, amountCents: Type.Integer({ minimum: 1 }) },
+          { additionalProperties: false },
+        ),
       },
       handler: async (request, reply) => {
-        await runtime.startSaga(Checkout, request.params.orderId, request.body);
+        const input: CheckoutInput = request.body;
+        await runtime.startSaga(Checkout, request.params.orderId, input);
         reply.code(202);
         return { orderId: request.params.orderId, status: 'running' };
       },
     });
 
     // `?waitMs=5000` answers once the order has ended, or after that long.
-    gateway.route<{ Params: { orderId: string }; Querystring: { waitMs?: number } }>({
+    gateway.route({
       method: 'GET',
       url: '/orders/:orderId',
+      access: { scopes: ['orders:read'] },
       schema: {
-        params: { type: 'object', required: ['orderId'], properties: { orderId: sku } },
-        querystring: {
-          type: 'object',
-          properties: { waitMs: { type: 'integer', minimum: 0, maximum: 30_000 } },
-        },
+        params: orderParams,
+        querystring: Type.Object({ waitMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 30_000 })) }),
       },
       handler: async (request) => {
         const { orderId } = request.params;

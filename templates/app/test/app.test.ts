@@ -16,13 +16,17 @@ interface StockView {
 }
 
 let running: TestApp;
+/** An operator's bearer token, signed with the secret the app keeps in its data directory. */
+let token: string;
 
 async function call<T>(method: string, path: string, body?: unknown): Promise<{ status: number; json: T }> {
   const response = await fetch(`${running.url}${path}`, {
     method,
-    ...(body === undefined
-      ? {}
-      : { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }),
+    headers: {
+      authorization: `Bearer ${token}`,
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+    },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
   });
   return { status: response.status, json: (await response.json()) as T };
 }
@@ -44,6 +48,7 @@ async function eventually<T>(
 describe('{{name}}', () => {
   before(async () => {
     running = await startTestApp(app);
+    token = await running.devAuth!.issue('test-operator', 'operator');
     await call('POST', '/stock/lamp/restock', { qty: 5 });
   });
   after(() => running.destroy());
