@@ -8,6 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ValidationError } from '../errors.ts';
 import { ManualClock } from '../time.ts';
 import { openPostgresStore } from './postgres/store.ts';
+import { testSchemas } from './postgres/test-schema.ts';
 import { SqliteDatabase } from './sqlite/database.ts';
 import { SqliteStore } from './sqlite/store.ts';
 import { isStorageFault, StoreIntegrityError, WriteHealth, type WriteHealthState } from './write-health.ts';
@@ -95,11 +96,16 @@ describe('write health', () => {
   it.skipIf(pgUrl === undefined)(
     'checkWrites takes a transaction id on PostgreSQL (skipped without MERIDIAN_TEST_PG_URL)',
     async () => {
-      const store = await openPostgresStore({ connectionString: pgUrl!, schema: 'meridian_health_test' });
+      // A schema of its own: a fixed name would be shared with other runs (and other versions).
+      const schemas = testSchemas(pgUrl!, 'health');
+      const schema = schemas.next();
+      const store = await openPostgresStore({ connectionString: pgUrl!, schema });
       try {
         expect(await store.checkWrites()).toEqual({ ok: true, detail: 'postgres store takes writes' });
       } finally {
         await store.close();
+        await schemas.drop(schema);
+        await schemas.end();
       }
     },
   );
