@@ -55,6 +55,8 @@ const server = await startCommerceNode({
   store,
   log,
   paymentUrl: option('payment-url'),
+  // The gateway's credential, which bench/soak.ts gives both processes.
+  ...(process.env.MERIDIAN_PAYMENTS_API_KEY ? { paymentApiKey: process.env.MERIDIAN_PAYMENTS_API_KEY } : {}),
   // Authentication off, as the soak was first measured: what it watches is storage and memory.
   auth: false,
   app: {

@@ -14,6 +14,7 @@
  * --skus N (default 100), --samples FILE (CSV of every sample), --plot FILE (SVG of the samples).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -69,6 +70,9 @@ interface Sample extends ServerSample {
   ended: number;
 }
 
+/** The payment gateway's credential, shared by the gateway process and the server that charges through it. */
+const paymentsKey = randomBytes(32).toString('base64url');
+
 /** `meridian payments` in a process of its own (its in-memory ledger is the provider's, not Meridian's). */
 async function startPayments(dataDir: string): Promise<{ child: ChildProcess; url: string }> {
   const child = spawn(
@@ -81,7 +85,10 @@ async function startPayments(dataDir: string): Promise<{ child: ChildProcess; ur
       '--data-dir',
       join(dataDir, 'payments'),
     ],
-    { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, PORT: '' } },
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+      env: { ...process.env, PORT: '', MERIDIAN_PAYMENTS_API_KEY: paymentsKey },
+    },
   );
   let output = '';
   const url = await new Promise<string>((done, fail) => {
@@ -110,7 +117,7 @@ async function startServer(dataDir: string, paymentUrl: string, onSample: (sampl
       '--sample-s',
       String(sampleSeconds),
     ],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
+    { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, MERIDIAN_PAYMENTS_API_KEY: paymentsKey } },
   );
   let buffered = '';
   const url = await new Promise<string>((done, fail) => {
