@@ -35,6 +35,7 @@ class NewRows {
     return this.#rows.has(key);
   }
 
+  /** `values` in the order of the columns. */
   add(key: string, values: SqlValue[]): void {
     this.#rows.set(key, values);
   }
@@ -59,15 +60,6 @@ interface EntityWrite {
   state: string;
   at: number;
   expected: number;
-}
-
-interface SagaInsert {
-  id: string;
-  type: string;
-  status: string;
-  input: string;
-  createdAt: number;
-  partition: number;
 }
 
 interface SagaWrite {
@@ -112,9 +104,28 @@ export function entityKey(type: string, id: string): string {
 export class WriteBatch {
   readonly #tables: StoreTables;
   readonly #channelOf: (channel: string) => string;
-  readonly #entityInserts = new Map<string, EntityWrite>();
+  /** New entities (expected version 0) by entity key. */
+  readonly #entityInserts = new NewRows([
+    ['type', 'text'],
+    ['id', 'text'],
+    ['state', 'text'],
+    ['version', 'bigint'],
+    ['updated_at', 'bigint'],
+  ]);
   readonly #entityUpdates = new Map<string, EntityWrite>();
-  readonly #sagaInserts = new Map<string, SagaInsert>();
+  /** New sagas by id. */
+  readonly #sagaInserts = new NewRows([
+    ['id', 'text'],
+    ['type', 'text'],
+    ['status', 'text'],
+    ['input', 'text'],
+    ['output', 'text'],
+    ['reason', 'text'],
+    ['created_at', 'bigint'],
+    ['updated_at', 'bigint'],
+    ['version', 'bigint'],
+    ['partition', 'integer'],
+  ]);
   readonly #sagaUpdates = new Map<string, SagaWrite>();
   /** Per saga, its deferred entries in sequence order. */
   readonly #journal = new Map<string, JournalWrite[]>();
@@ -189,11 +200,20 @@ export class WriteBatch {
 
   putEntity(write: EntityWrite): void {
     const key = entityKey(write.type, write.id);
-    (write.expected === 0 ? this.#entityInserts : this.#entityUpdates).set(key, write);
+    if (write.expected !== 0) this.#entityUpdates.set(key, write);
+    else this.#entityInserts.add(key, [write.type, write.id, write.state, 1, write.at]);
   }
 
-  createSaga(write: SagaInsert): void {
-    this.#sagaInserts.set(write.id, write);
+  createSaga(saga: {
+    id: string;
+    type: string;
+    status: string;
+    input: string;
+    createdAt: number;
+    partition: number;
+  }): void {
+    const { id, type, status, input, createdAt, partition } = saga;
+    this.#sagaInserts.add(id, [id, type, status, input, null, null, createdAt, createdAt, 1, partition]);
   }
 
   updateSaga(write: SagaWrite): void {
@@ -235,21 +255,17 @@ export class WriteBatch {
   }
 
   async #runAll(connection: SqlConnection): Promise<void> {
-    const inserts = [...this.#entityInserts.values()];
     const updates = [...this.#entityUpdates.values()];
-    const created = [...this.#sagaInserts.values()];
     const sagas = [...this.#sagaUpdates.values()];
     const journal = [...this.#journal.values()].flat();
     const notifications = this.#notifications.splice(0);
-    this.#entityInserts.clear();
     this.#entityUpdates.clear();
-    this.#sagaInserts.clear();
     this.#sagaUpdates.clear();
     this.#journal.clear();
     this.#journalRows = 0;
-    await this.#insertEntities(connection, inserts);
+    await this.#entityInserts.run(connection, this.#tables.entities, 'entity inserts');
     await this.#updateEntities(connection, updates);
-    await this.#insertSagas(connection, created);
+    await this.#sagaInserts.run(connection, this.#tables.sagas, 'saga inserts');
     await this.#updateSagas(connection, sagas);
     await this.#appendJournal(connection, journal);
     await this.inbox.run(connection, this.#tables.inbox, 'inbox entries');
@@ -262,17 +278,6 @@ export class WriteBatch {
     }
   }
 
-  async #insertEntities(connection: SqlConnection, rows: EntityWrite[]): Promise<void> {
-    if (rows.length === 0) return;
-    const changed = await connection.execute(
-      `INSERT INTO ${this.#tables.entities} (type, id, state, version, updated_at)
-       SELECT type, id, state, 1, at FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) AS v(type, id, state, at)
-       ON CONFLICT (type, id) DO NOTHING`,
-      columns(rows, ['type', 'id', 'state', 'at']),
-    );
-    if (changed !== rows.length) throw conflict('entity inserts', rows.length, changed, 'already existed');
-  }
-
   async #updateEntities(connection: SqlConnection, rows: EntityWrite[]): Promise<void> {
     if (rows.length === 0) return;
     const changed = await connection.execute(
@@ -283,19 +288,6 @@ export class WriteBatch {
     );
     if (changed !== rows.length)
       throw conflict('entity updates', rows.length, changed, 'had another version');
-  }
-
-  async #insertSagas(connection: SqlConnection, rows: SagaInsert[]): Promise<void> {
-    if (rows.length === 0) return;
-    const changed = await connection.execute(
-      `INSERT INTO ${this.#tables.sagas} (id, type, status, input, output, reason, created_at, updated_at, version, partition)
-       SELECT id, type, status, input, NULL, NULL, created_at, created_at, 1, partition
-       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::integer[])
-         AS v(id, type, status, input, created_at, partition)
-       ON CONFLICT (id) DO NOTHING`,
-      columns(rows, ['id', 'type', 'status', 'input', 'createdAt', 'partition']),
-    );
-    if (changed !== rows.length) throw conflict('saga inserts', rows.length, changed, 'already existed');
   }
 
   async #updateSagas(connection: SqlConnection, rows: SagaWrite[]): Promise<void> {
