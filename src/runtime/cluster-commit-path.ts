@@ -43,7 +43,7 @@ interface TransactionState {
   readonly overlay: EntityOverlay | undefined;
 }
 
-/** A transaction's state; `overlay` when it uses the entity cache (a nested one: its parent's). */
+/** A transaction's state; `overlay` when it uses the entity cache (a nested scope's sees its parent's). */
 function newState(overlay: EntityOverlay | undefined): TransactionState {
   return { written: new Set(), outgoing: [], afterCommit: [], overlay };
 }
