@@ -63,6 +63,7 @@ import { createValidatorCompiler } from './request-validation.ts';
 import { RouteMatcher } from './route-matcher.ts';
 import type { GatewayHandler, GatewayRequest, RouteSchema } from './route-types.ts';
 import { type ExposableRuntime, registerRuntimeMetrics } from './runtime-metrics.ts';
+import { nameRequestSpan, tracedServerFactory } from './tracing.ts';
 import { invalidFields, type SchemaError, validationProblem } from './validation.ts';
 
 export interface GatewayOptions {
@@ -410,6 +411,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     forceCloseConnections: 'idle',
     // Requests whose head Node cannot parse (too large, malformed) still get a problem document.
     clientErrorHandler: (error, socket) => answerClientError(error, socket, typeBase),
+    serverFactory: tracedServerFactory,
   });
   // Strict, bounded checks: unknown fields refused, no coercion of bodies, the first error of a
   // large body, every error (at most 10) of a small one (request-validation.ts).
@@ -471,6 +473,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     if (state === undefined) return;
     releasePermit(state, reply.statusCode);
     const route = request.routeOptions.url ?? UNMATCHED_ROUTE;
+    nameRequestSpan(request.raw, request.method, request.routeOptions.url);
     httpMetrics.observeRequest(
       request.method,
       route,

@@ -1,5 +1,6 @@
 import { ClosedError, ConflictError, isMeridianError } from '../errors.ts';
 import type { ProducerRecord } from '../log/types.ts';
+import { producerSpan, traceparentOf } from '../telemetry/index.ts';
 import type { Clock, Random, Timers } from '../time.ts';
 import { encodeJson, toJson } from './codec.ts';
 import type { UnitScope } from './commit-path.ts';
@@ -71,12 +72,14 @@ export class Effects {
   ): ProducerRecord {
     requireRuntimeName('An emit topic', topic);
     const value = toJson(`The value emitted to '${topic}'`, emitted?.value);
+    const produce = producerSpan(topic, traceparent, 1);
+    produce.end();
     return {
       key: emitted.key ?? null,
       value: encodeJson(value),
       headers: {
         ...emitted.headers,
-        [traceparentHeader]: childTraceparent(traceparent, this.random),
+        [traceparentHeader]: traceparentOf(produce, () => childTraceparent(traceparent, this.random)),
         ...meridianHeaders,
       },
       timestamp: this.clock.now(),

@@ -1,6 +1,7 @@
 import { ensureError, ValidationError } from '../errors.ts';
 import type { ProducerRecord } from '../log/types.ts';
 import type { Json } from '../store/types.ts';
+import { producerSpan, traceparentOf } from '../telemetry/index.ts';
 import type { Random } from '../time.ts';
 import { encodeJson, toJson } from './codec.ts';
 import type { UnitScope } from './commit-path.ts';
@@ -110,11 +111,14 @@ export async function applyCommand(scope: UnitScope, request: CommandRequest): P
     newVersion = 0;
   }
   if (decided.events.length > 0) {
+    const produce = producerSpan(entity.eventsTopic, request.traceparent, decided.events.length);
     const records: ProducerRecord[] = decided.events.map((event) => ({
       key: id,
       value: encodeJson(event),
       headers: {
-        [traceparentHeader]: childTraceparent(request.traceparent, request.random),
+        [traceparentHeader]: traceparentOf(produce, () =>
+          childTraceparent(request.traceparent, request.random),
+        ),
         [headers.entity]: entity.name,
         [headers.entityId]: id,
         [headers.command]: command,
@@ -123,6 +127,7 @@ export async function applyCommand(scope: UnitScope, request: CommandRequest): P
       },
       timestamp: request.nowMs,
     }));
+    produce.end();
     await scope.publish(entity.eventsTopic, records);
   }
   return { ok: true, reply: decided.reply, version: newVersion, events: decided.events.length };

@@ -3,6 +3,7 @@ import { assert } from '../assert.ts';
 import { ClosedError, ValidationError } from '../errors.ts';
 import { integerOption } from '../resilience/options.ts';
 import { BatchedWriteConflictError } from '../store/index.ts';
+import { activeTraceparent, endSpan, linkTo, startSpan } from '../telemetry/index.ts';
 import type { Timers } from '../time.ts';
 import type { CommitPath, UnitScope } from './commit-path.ts';
 
@@ -20,6 +21,8 @@ class UnitFailed extends Error {
 
 interface Pending {
   readonly work: Unit<unknown>;
+  /** The span that submitted the unit, when one records: the transaction's span links to it. */
+  readonly submitter: string | undefined;
   readonly resolve: (value: unknown) => void;
   readonly reject: (error: unknown) => void;
 }
@@ -141,7 +144,12 @@ export class GroupCommitter {
       );
     }
     return new Promise<T>((resolve, reject) => {
-      this.#queue.push({ work: work as Unit<unknown>, resolve: resolve as (value: unknown) => void, reject });
+      this.#queue.push({
+        work: work as Unit<unknown>,
+        submitter: activeTraceparent(),
+        resolve: resolve as (value: unknown) => void,
+        reject,
+      });
       if (!this.#draining) {
         this.#draining = true;
         this.#root.runInAsyncScope(() => void this.#drain());
@@ -180,8 +188,26 @@ export class GroupCommitter {
     return new Promise((resolve) => timers.setTimeout(resolve, this.#lingerMs));
   }
 
+  /**
+   * One transaction, in a span of its own (`group-commit`, a root: it serves many traces at
+   * once) linked to the spans that submitted its units.
+   */
   async #commitOne(): Promise<void> {
+    const span = startSpan('group-commit', { root: true });
     const taken: Pending[] = [];
+    const failed = await this.#commitInto(taken);
+    if (span.isRecording()) {
+      span.setAttribute('meridian.commit.units', taken.length);
+      for (const pending of taken.slice(0, 128)) {
+        const link = linkTo(pending.submitter);
+        if (link !== null) span.addLink(link);
+      }
+    }
+    endSpan(span, failed);
+  }
+
+  /** Runs one transaction over units it takes into `taken`; the error when it failed as a whole. */
+  async #commitInto(taken: Pending[]): Promise<unknown> {
     let outcomes: Outcome[];
     try {
       try {
@@ -202,7 +228,7 @@ export class GroupCommitter {
       this.#failedTransactions++;
       this.#failedUnits += taken.length;
       for (const pending of taken) pending.reject(error);
-      return;
+      return error;
     }
     assert(outcomes.length === taken.length, 'every unit taken into a transaction has an outcome');
     this.#transactions++;
@@ -215,6 +241,7 @@ export class GroupCommitter {
         pending.reject(outcome.error);
       }
     });
+    return undefined;
   }
 
   /**

@@ -24,6 +24,14 @@ import { type Clock, type Random, systemClock, systemRandom, systemTimers, type 
 // The options type stays importable from here, where the runtime's own tests take it.
 export type { RuntimeOptions };
 
+import {
+  activeTraceparent,
+  endSpan,
+  type Span,
+  startSpan,
+  traceparentOf,
+  withSpan,
+} from '../telemetry/index.ts';
 import { type ClusterRuntime, ClusterShape, normalizeClusterOptions } from './cluster-shape.ts';
 import { applyWorkRequest } from './cluster-work.ts';
 import type { CommitPath } from './commit-path.ts';
@@ -381,16 +389,39 @@ export class Runtime {
     this.#assertRunning();
     const definition = this.#entity(entity);
     requireRuntimeId(`The id of entity '${definition.name}'`, id);
-    const traceparent = formatTraceparent(parseTraceparent(options.traceparent) ?? newTrace(this.#random));
+    const span = startSpan(`entity.command ${definition.name}.${command}`, {
+      parent: options.traceparent,
+      attributes: {
+        'meridian.entity': definition.name,
+        'meridian.entity.id': id,
+        'meridian.command': command,
+      },
+    });
+    try {
+      const reply = await withSpan(span, () => this.#send(definition, id, command, input, span, options));
+      endSpan(span);
+      return reply as CommandReply<E, K>;
+    } catch (error) {
+      endSpan(span, error);
+      throw error;
+    }
+  }
+
+  async #send(
+    definition: AnyEntityDefinition,
+    id: string,
+    command: string,
+    input: unknown,
+    span: Span,
+    options: SendOptions,
+  ): Promise<unknown> {
+    const traceparent = traceparentOf(span, () =>
+      formatTraceparent(
+        parseTraceparent(options.traceparent ?? activeTraceparent()) ?? newTrace(this.#random),
+      ),
+    );
     // Another node owns the id's partition (or took it over meanwhile): its owner applies it.
-    const routed = () =>
-      this.#cluster!.routeSend(
-        definition.name,
-        id,
-        command,
-        input,
-        traceparent,
-      ) as Promise<unknown> as Promise<CommandReply<E, K>>;
+    const routed = () => this.#cluster!.routeSend(definition.name, id, command, input, traceparent);
     if (this.#cluster !== undefined && !this.#cluster.ownsId(id)) return routed();
     const nowMs = this.#clock.now();
     let outcome: Awaited<ReturnType<typeof applyCommand>>;
@@ -414,7 +445,7 @@ export class Runtime {
       throw error;
     }
     if (!outcome.ok) throw outcome.error;
-    return outcome.reply as unknown as CommandReply<E, K>;
+    return outcome.reply;
   }
 
   /**
@@ -480,10 +511,33 @@ export class Runtime {
     this.#assertRunning();
     const definition = this.#saga(saga);
     requireRuntimeId('A saga id', id);
-    const traceparent = childTraceparent(options.traceparent, this.#random);
+    // The saga's start is a short span of its own: its steps, hours later perhaps, are its children.
+    const span = startSpan(`saga.start ${definition.name}`, {
+      parent: options.traceparent,
+      attributes: { 'meridian.saga.id': id, 'meridian.saga.type': definition.name },
+    });
+    try {
+      const traceparent = traceparentOf(span, () =>
+        childTraceparent(options.traceparent ?? activeTraceparent(), this.#random),
+      );
+      await withSpan(span, () => this.#startSaga(definition, id, input, traceparent));
+      endSpan(span);
+    } catch (error) {
+      endSpan(span, error);
+      throw error;
+    }
+    return this.#handle<O>(id);
+  }
+
+  async #startSaga(
+    definition: SagaDefinition,
+    id: string,
+    input: unknown,
+    traceparent: string,
+  ): Promise<void> {
     if (this.#cluster !== undefined && !this.#cluster.ownsId(id)) {
       await this.#cluster.routeStart(definition.name, id, input, traceparent);
-      return this.#handle<O>(id);
+      return;
     }
     let launch: SagaLaunch | null;
     try {
@@ -493,10 +547,9 @@ export class Runtime {
     } catch (error) {
       if (this.#cluster === undefined || !isMeridianError(error) || error.code !== 'NOT_OWNED') throw error;
       await this.#cluster.routeStart(definition.name, id, input, traceparent);
-      return this.#handle<O>(id);
+      return;
     }
     if (launch !== null) this.#sagaScheduler.enqueue(launch);
-    return this.#handle<O>(id);
   }
 
   /** A handle to an existing saga. */

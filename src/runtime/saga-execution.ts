@@ -11,6 +11,7 @@ import type {
   SagaStatus,
   StoredReply,
 } from '../store/types.ts';
+import { endSpan, type Span, traceparentOf, withSpan } from '../telemetry/index.ts';
 import { toJson } from './codec.ts';
 import type { UnitScope } from './commit-path.ts';
 import type {
@@ -40,6 +41,7 @@ import {
   sendEntry,
 } from './saga-journal.ts';
 import { deleteMailbox } from './saga-signals.ts';
+import { SagaSpans } from './saga-spans.ts';
 import { WaitingCalls } from './saga-waiting-calls.ts';
 import { Waits } from './saga-waits.ts';
 import { childTraceparent } from './trace.ts';
@@ -159,6 +161,8 @@ export class SagaExecution {
   readonly #calls: CallOrder;
   readonly #waits: Waits;
   readonly #traceparent: string;
+  readonly #spans: SagaSpans;
+  readonly #createdAtMs: number;
   #version: number;
   #nondeterminism: NonDeterminismError | null = null;
   #parked = false;
@@ -197,6 +201,8 @@ export class SagaExecution {
       // A saga created without the runtime's start entry (by hand, or by an older version).
       this.#traceparent = childTraceparent(null, services.effects.random);
     }
+    this.#spans = new SagaSpans(this.#traceparent, this.id, definition.name);
+    this.#createdAtMs = record.createdAt;
     this.#calls = new CallOrder(this.#journal, first, {
       yield: services.yield,
       mismatch: (entry, asked) => this.#mismatch(entry, asked),
@@ -259,6 +265,9 @@ export class SagaExecution {
   #onParked: () => void = () => {};
 
   #finish(outcome: ExecutionOutcome, output: Json | null, reason: string | null): ExecutionResult {
+    if (this.#result === undefined && outcome !== 'parked') {
+      this.#spans.ended(outcome, reason, this.#createdAtMs, this.#effects.clock.now());
+    }
     this.#result ??= { outcome, output, reason };
     return this.#result;
   }
@@ -511,6 +520,27 @@ export class SagaExecution {
       this.#registerStepCompensation(name, journaled.result, options);
       return journaled.result as T;
     }
+    const span = this.#spans.start(`saga.step ${name}`, { 'meridian.saga.step': name });
+    try {
+      const value = await this.#runStep(call, name, fn, options, deadlineAt, timeoutMs, span);
+      endSpan(span);
+      return value;
+    } catch (error) {
+      endSpan(span, error);
+      throw error;
+    }
+  }
+
+  /** A step's attempts until one succeeds, its retries are spent or its deadline passes; journals the outcome. */
+  async #runStep<T>(
+    call: CallRef,
+    name: string,
+    fn: (ctx: StepContext) => Promise<T> | T,
+    options: StepOptions<T>,
+    deadlineAt: number | undefined,
+    timeoutMs: number | undefined,
+    span: Span,
+  ): Promise<T> {
     const strategy = toRetryStrategy(options.retry);
     let lastError: Error | undefined;
     let attempt = 0;
@@ -525,14 +555,20 @@ export class SagaExecution {
       attempt++;
       let value: Json;
       try {
-        const raw = await this.#attempt(name, `${this.id}/${name}`, attempt, deadlineAt, (ctx) =>
-          underPolicy(fn, ctx, options.policy),
+        const raw = await this.#attempt(
+          name,
+          `${this.id}/${name}`,
+          attempt,
+          deadlineAt,
+          (ctx) => underPolicy(fn, ctx, options.policy),
+          span,
         );
         value = toJson(`The result of step '${name}'`, raw);
       } catch (error) {
         if (this.#parking.aborted) return this.#park();
         lastError = ensureError(error);
         const nextDelayMs = strategy.nextDelayMs(attempt, lastError, this.#effects.random, delayMs);
+        this.#spans.attemptFailed(span, attempt, lastError, nextDelayMs);
         if (nextDelayMs === undefined) break;
         delayMs = nextDelayMs;
         const untilDeadline =
@@ -612,6 +648,7 @@ export class SagaExecution {
     attempt: number,
     deadlineAt: number | undefined,
     fn: (ctx: StepContext) => Promise<T> | T,
+    span: Span,
   ): Promise<T> {
     const controller = new AbortController();
     const random = this.#effects.random;
@@ -625,7 +662,7 @@ export class SagaExecution {
       signal: controller.signal,
       // Made on first use: most steps never pass their trace context on.
       get traceparent() {
-        traceparent ??= childTraceparent(parent, random);
+        traceparent ??= traceparentOf(span, () => childTraceparent(parent, random));
         return traceparent;
       },
     };
@@ -656,7 +693,8 @@ export class SagaExecution {
       }
       let running: Promise<T>;
       try {
-        running = Promise.resolve(fn(ctx));
+        // The step's span is active in its code: what it calls (traced HTTP clients) nests under it.
+        running = Promise.resolve(withSpan(span, () => fn(ctx)));
       } catch (error) {
         cleanup();
         reject(error);
@@ -740,12 +778,43 @@ export class SagaExecution {
       const requestId = await this.#sendRequest(call, kind, name, send, remote);
       return this.#awaitReply(call, kind, name, requestId, remote);
     }
+    const span = this.#spans.start(`saga.${kind === 'step' ? 'send' : 'compensate'} ${name}`, {
+      'meridian.entity': send.entity.name,
+      'meridian.entity.id': send.id,
+      'meridian.command': send.command,
+    });
+    try {
+      const traceparent = traceparentOf(span, () => this.#traceparent);
+      const outcome = await withSpan(span, () => this.#applyLocally(call, kind, name, send, traceparent));
+      endSpan(
+        span,
+        outcome instanceof Error
+          ? outcome
+          : outcome.status === 'failed'
+            ? new Error(outcome.error ?? 'rejected')
+            : undefined,
+      );
+      return outcome;
+    } catch (error) {
+      endSpan(span, error);
+      throw error;
+    }
+  }
+
+  /** A send applied on this node: the command and its journal entry in one unit. */
+  #applyLocally(
+    call: CallRef,
+    kind: SendKind,
+    name: string,
+    send: SendCall,
+    traceparent: string,
+  ): Promise<JournalEntry | Error> {
     return this.#calls.append<JournalEntry | Error>(call, name, async (sequence, tagged) => {
       const nowMs = this.#effects.clock.now();
       const outcome = await this.#commit(async (scope) => {
         const applied = await applyCommand(scope, {
           ...send,
-          traceparent: this.#traceparent,
+          traceparent,
           nowMs,
           random: this.#effects.random,
         });
@@ -944,6 +1013,25 @@ export class SagaExecution {
     failure: SagaFailure,
   ): Promise<string | undefined> {
     if ((await this.#calls.next(call, 'compensation', compensation.name)) !== undefined) return undefined;
+    const span = this.#spans.start(`saga.compensate ${compensation.name}`, {
+      'meridian.saga.step': compensation.name,
+    });
+    try {
+      const failed = await this.#runCompensation(call, compensation, failure, span);
+      endSpan(span, failed === undefined ? undefined : new Error(failed));
+      return failed;
+    } catch (error) {
+      endSpan(span, error);
+      throw error;
+    }
+  }
+
+  async #runCompensation(
+    call: CallRef,
+    compensation: Extract<Compensation, { kind: 'step' }>,
+    failure: SagaFailure,
+    span: Span,
+  ): Promise<string | undefined> {
     let delayMs = 0;
     for (let attempt = 1; ; attempt++) {
       try {
@@ -953,11 +1041,13 @@ export class SagaExecution {
           attempt,
           undefined,
           (ctx) => compensation.fn(ctx, compensation.result as never, failure),
+          span,
         );
       } catch (caught) {
         if (this.#parking.aborted) return this.#park();
         const error = ensureError(caught);
         if (isTerminalError(error)) {
+          this.#spans.attemptFailed(span, attempt, error, undefined);
           return `compensation of '${compensation.name}' failed terminally: ${error.message}`;
         }
         // Visible while it lasts: the saga's reason names the failing compensation.
@@ -968,6 +1058,7 @@ export class SagaExecution {
         });
         delayMs =
           this.#services.compensationRetry.nextDelayMs(attempt, error, this.#effects.random, delayMs) ?? 0;
+        this.#spans.attemptFailed(span, attempt, error, delayMs);
         await this.#wait(delayMs);
         if (this.#parking.aborted) return this.#park();
         continue;

@@ -3,6 +3,7 @@ import type { Consumer, Log, LogRecord, ProducerRecord } from '../log/types.ts';
 import { type RetryStrategy, toRetryStrategy } from '../resilience/retry.ts';
 import { decodeJson, decodeText } from './codec.ts';
 import type { UnitScope } from './commit-path.ts';
+import { ConsumeSpans } from './consume-spans.ts';
 import type {
   AnyEntityDefinition,
   EmitRecord,
@@ -243,12 +244,19 @@ export class SubscriptionRunner {
       const held = this.#held.get(partitionKey(record.topic, record.partition));
       return held === undefined || held.rewound || record.offset < held.offset;
     });
-    const outcome: BatchOutcome =
-      runnable.length === 0
-        ? { consumed: [], failed: new Map(), launches: [], remember: () => {} }
-        : await this.#effects.committer.submit((scope) =>
-            this.#handleInTransaction(scope, consumer, runnable, nowMs),
-          );
+    let outcome: BatchOutcome = { consumed: [], failed: new Map(), launches: [], remember: () => {} };
+    if (runnable.length > 0) {
+      const spans = new ConsumeSpans(this.definition.name, this.definition.group, runnable);
+      try {
+        outcome = await this.#effects.committer.submit((scope) =>
+          this.#handleInTransaction(scope, consumer, runnable, nowMs, spans),
+        );
+      } catch (error) {
+        spans.end(new Set(), error);
+        throw error;
+      }
+      spans.end(new Set(outcome.failed.values()));
+    }
     outcome.remember();
     this.#host.sagas.launch(outcome.launches);
     for (const record of outcome.failed.values()) {
@@ -264,6 +272,7 @@ export class SubscriptionRunner {
     consumer: Consumer,
     records: readonly LogRecord[],
     nowMs: number,
+    spans: ConsumeSpans,
   ): Promise<BatchOutcome> {
     const consumed: LogRecord[] = [];
     const failed = new Map<string, LogRecord>();
@@ -284,7 +293,7 @@ export class SubscriptionRunner {
           if (!(await inner.consume(this.definition.group, record))) return;
           await this.definition.handler(
             toSubscriptionRecord(record),
-            this.#context(inner, record, attempts, recordLaunches),
+            this.#context(inner, record, attempts, recordLaunches, spans),
           );
         });
         consumed.push(record);
@@ -422,8 +431,10 @@ export class SubscriptionRunner {
     record: LogRecord,
     attempt: number,
     launches: SagaLaunch[],
+    spans?: ConsumeSpans,
   ): SubscriptionContext {
-    const traceparent = childTraceparent(record.headers[traceparentHeader], this.#effects.random);
+    const fallback = () => childTraceparent(record.headers[traceparentHeader], this.#effects.random);
+    const traceparent = spans === undefined ? fallback() : spans.traceparentOf(record, fallback);
     return {
       subscription: this.definition.name,
       attempt,

@@ -2,7 +2,7 @@
 // spans keep the trace id while taking a new span id from the Random port.
 import { describe, expect, it } from 'vitest';
 import { seededRandom } from '../time.ts';
-import { childTraceparent, formatTraceparent, newTrace, parseTraceparent } from './trace.ts';
+import { childTraceparent, formatTraceparent, newTrace, parseTraceparent } from './traceparent.ts';
 
 describe('trace context', () => {
   it('formats and parses a W3C traceparent', () => {
