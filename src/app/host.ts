@@ -3,6 +3,7 @@ import type { Log } from '../log/types.ts';
 import { createRuntime, type Runtime } from '../runtime/runtime.ts';
 import type { RuntimeOptions } from '../runtime/runtime-types.ts';
 import type { Store } from '../store/types.ts';
+import { startTracingFromEnv } from '../telemetry/index.ts';
 import type { App } from './app.ts';
 
 export interface StartAppOptions {
@@ -45,6 +46,8 @@ export interface RunningApp {
  */
 export async function startApp(app: App, options: StartAppOptions): Promise<RunningApp> {
   const { createGateway } = await import('../http/index.ts');
+  // Tracing from the OTEL_* variables, when they turn it on: before anything makes a span.
+  const tracing = await startTracingFromEnv(process.env, { serviceName: app.name });
   const runtime = createRuntime({ ...options.runtime, store: options.store, log: options.log });
   runtime.register(...app.definitions);
   for (const singleton of app.singletons ?? []) runtime.singleton(singleton);
@@ -65,6 +68,8 @@ export async function startApp(app: App, options: StartAppOptions): Promise<Runn
       closing.abort();
       await gateway.close();
       await runtime.stop();
+      // Exports the spans still buffered: the last requests' traces are not lost on a drain.
+      await tracing?.shutdown();
     })();
     return closed;
   };

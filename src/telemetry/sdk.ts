@@ -59,6 +59,21 @@ function checkOtlpProtocol(env: Environment): void {
   }
 }
 
+function checkedUrl(variable: string, value: string): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    url = new URL('invalid:');
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new ValidationError(
+      `${variable} must be an http(s) URL: current value is '${value.slice(0, 100)}'`,
+    );
+  }
+  return value;
+}
+
 let active: Tracing | null = null;
 
 /**
@@ -79,7 +94,7 @@ export async function startTracingFromEnv(
     import('@opentelemetry/context-async-hooks'),
     import('@opentelemetry/core'),
   ]);
-  const exporters = await Promise.all(names.map((name) => exporterFor(name)));
+  const exporters = await Promise.all(names.map((name) => exporterFor(name, env)));
   const serviceName = env.OTEL_SERVICE_NAME ?? options.serviceName ?? 'meridian';
   const resource = resources
     .resourceFromAttributes({ 'service.name': serviceName })
@@ -107,17 +122,27 @@ export async function startTracingFromEnv(
   return tracing;
 }
 
-async function exporterFor(name: TraceExporterName) {
+/** The endpoints come from `env` (not only process.env), so a caller can pass its own. */
+async function exporterFor(name: TraceExporterName, env: Environment) {
   switch (name) {
     case 'zipkin': {
       const { ZipkinExporter } = await import('@opentelemetry/exporter-zipkin');
-      // Reads OTEL_EXPORTER_ZIPKIN_ENDPOINT; @default http://localhost:9411/api/v2/spans
-      return new ZipkinExporter();
+      // @default http://localhost:9411/api/v2/spans (the exporter's own)
+      const url = env.OTEL_EXPORTER_ZIPKIN_ENDPOINT?.trim();
+      return new ZipkinExporter(url ? { url: checkedUrl('OTEL_EXPORTER_ZIPKIN_ENDPOINT', url) } : {});
     }
     case 'otlp': {
       const { OTLPTraceExporter } = await import('@opentelemetry/exporter-trace-otlp-http');
-      // Reads OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT, _HEADERS and _TIMEOUT.
-      return new OTLPTraceExporter();
+      // The signal-specific variable is the full URL; the general one is a base the path is added to.
+      const traces = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT?.trim();
+      const base = env.OTEL_EXPORTER_OTLP_ENDPOINT?.trim();
+      const url = traces
+        ? checkedUrl('OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', traces)
+        : base
+          ? `${checkedUrl('OTEL_EXPORTER_OTLP_ENDPOINT', base).replace(/\/+$/, '')}/v1/traces`
+          : undefined;
+      // Headers and timeout: OTEL_EXPORTER_OTLP_(TRACES_)HEADERS and _TIMEOUT, read by the exporter.
+      return new OTLPTraceExporter(url === undefined ? {} : { url });
     }
     case 'console': {
       const { ConsoleSpanExporter } = await import('@opentelemetry/sdk-trace-base');

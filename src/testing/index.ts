@@ -48,5 +48,3 @@ export async function startTestApp(app: App, options: TestAppOptions = {}): Prom
     },
   };
 }
-
-export { type ReadableSpan, type RecordedSpans, recordSpansInMemory } from '../telemetry/in-memory.ts';
