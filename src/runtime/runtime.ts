@@ -51,6 +51,7 @@ import { EmbeddedCommitPath } from './embedded.ts';
 import { applyCommand } from './entity-command.ts';
 import { FencedError, SagaNotCompletedError } from './errors.ts';
 import { GroupCommitter, type Yield, yieldToEventLoop } from './group-commit.ts';
+import { describeTopics, retryDeadLetter, type TopicView } from './inspection.ts';
 import { requireRuntimeId, requireRuntimeName } from './options.ts';
 import { normalizeRetention, Retention } from './retention.ts';
 import type {
@@ -619,6 +620,27 @@ export class Runtime {
   /** Dead letters, oldest first per partition of the dead-letter topic; optionally of one subscription. */
   deadLetters(options: { subscription?: string; limit?: number } = {}): Promise<DeadLetter[]> {
     return readDeadLetters(this.#log, this.#deadLetterTopic, options);
+  }
+
+  /**
+   * Puts a dead letter (where it sits on the dead-letter topic: `DeadLetter.deadLetter`) back on
+   * its topic, so its subscription handles it again; resolves where it was appended. Retrying
+   * one twice delivers it twice.
+   */
+  retryDeadLetter(where: {
+    partition: number;
+    offset: number;
+  }): Promise<{ topic: string; partition: number; offset: number }> {
+    this.#assertRunning();
+    return retryDeadLetter(this.#log, this.#deadLetterTopic, where);
+  }
+
+  /** The log's topics: partitions, offsets, and the lag of this runtime's subscriptions' groups. */
+  topics(): Promise<TopicView[]> {
+    return describeTopics(
+      this.#log,
+      this.#runners.map((runner) => runner.definition),
+    );
   }
 
   /**
