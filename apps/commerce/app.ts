@@ -1,3 +1,4 @@
+import { registerConsole } from '../../src/dashboard/index.ts';
 import { type AuthOptions, createGateway, type Gateway, type GatewayOptions } from '../../src/http/index.ts';
 import {
   type Clock,
@@ -121,6 +122,10 @@ export async function createCommerceApp(options: CommerceAppOptions): Promise<Co
     closing: closing.signal,
   });
   gateway.exposeRuntime(runtime);
+  // The live console at `/`: sagas (orders), their timelines, topics and lag, dead letters.
+  registerConsole(gateway, runtime, {
+    ...(options.http?.metricsPrefix === undefined ? {} : { metricsPrefix: options.http.metricsPrefix }),
+  });
   // The catalog caches' hit, miss and load counters appear at /metrics and /policies.
   gateway.exposePolicies({ 'catalog-entries': catalog.entries, 'catalog-pages': catalog.pages });
   // A real write, committed: an empty transaction succeeds on a full or read-only disk.

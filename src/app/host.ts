@@ -76,6 +76,13 @@ export async function startApp(app: App, options: StartAppOptions): Promise<Runn
   try {
     await app.routes?.(gateway, { runtime, closing: closing.signal });
     gateway.exposeRuntime(runtime);
+    // The console, unless the app serves its own page at `/`.
+    if (!gateway.routes().some((route) => route.url === '/' && route.method === 'GET')) {
+      const { registerConsole } = await import('../dashboard/index.ts');
+      registerConsole(gateway, runtime, {
+        ...(options.http?.metricsPrefix === undefined ? {} : { metricsPrefix: options.http.metricsPrefix }),
+      });
+    }
     gateway.addReadinessCheck('runtime', () =>
       runtime.running
         ? { ok: true, detail: `app '${app.name}' running` }
