@@ -8,7 +8,8 @@ import { dirname, join } from 'node:path';
  * console with no build step. A fixed table: nothing outside it is ever read.
  */
 const require = createRequire(import.meta.url);
-const packageDirectory = (name: string) => dirname(require.resolve(`${name}/package.json`));
+/** The folder of a package's resolved entry file (`dist/` for these four). */
+const entryDirectory = (name: string) => dirname(require.resolve(name));
 const ui = join(import.meta.dirname, 'ui');
 
 const javascript = 'text/javascript; charset=utf-8';
@@ -18,15 +19,15 @@ const table: Record<string, { path: () => string; type: string }> = {
   'views.js': { path: () => join(ui, 'views.js'), type: javascript },
   'client.js': { path: () => join(ui, 'client.js'), type: javascript },
   'style.css': { path: () => join(ui, 'style.css'), type: 'text/css; charset=utf-8' },
-  'preact.js': { path: () => join(packageDirectory('preact'), 'dist', 'preact.mjs'), type: javascript },
+  'preact.js': { path: () => join(entryDirectory('preact'), 'preact.mjs'), type: javascript },
   'hooks.js': {
-    path: () => join(packageDirectory('preact'), 'hooks', 'dist', 'hooks.mjs'),
+    path: () => join(entryDirectory('preact/hooks'), 'hooks.mjs'),
     type: javascript,
   },
-  'htm.js': { path: () => join(packageDirectory('htm'), 'dist', 'htm.module.js'), type: javascript },
-  'uplot.js': { path: () => join(packageDirectory('uplot'), 'dist', 'uPlot.esm.js'), type: javascript },
+  'htm.js': { path: () => join(entryDirectory('htm'), 'htm.module.js'), type: javascript },
+  'uplot.js': { path: () => join(entryDirectory('uplot'), 'uPlot.esm.js'), type: javascript },
   'uplot.css': {
-    path: () => join(packageDirectory('uplot'), 'dist', 'uPlot.min.css'),
+    path: () => join(entryDirectory('uplot'), 'uPlot.min.css'),
     type: 'text/css; charset=utf-8',
   },
 };
