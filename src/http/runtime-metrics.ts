@@ -1,9 +1,13 @@
-import { Counter, Gauge, type Registry } from 'prom-client';
-import type { RuntimeStats } from '../runtime/index.ts';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { MeasurementListener, RuntimeStats, TopicView } from '../runtime/index.ts';
 
 /** What `exposeRuntime` reads: a runtime, or anything with the same stats. */
 export interface ExposableRuntime {
   readonly stats: RuntimeStats;
+  /** Saga, step, compensation and commit measurements (histograms); a runtime has it. */
+  onMeasurement?(listener: MeasurementListener): { dispose(): void };
+  /** Topics with each subscription group's lag (the lag gauge, read at each scrape); a runtime has it. */
+  topics?(): Promise<TopicView[]>;
 }
 
 /**
@@ -60,6 +64,7 @@ export function registerRuntimeMetrics(registry: Registry, prefix: string, runti
     ['deadLettered', 'dead_lettered', 'Records each subscription gave up on and dead-lettered.'],
   ];
   registerStorageMetrics(registry, prefix, runtime, counter);
+  registerMeasurements(registry, prefix, runtime);
   for (const [field, name, help] of subscriptionCounters) {
     counter(`runtime_subscription_${name}_total`, help, ['subscription'], (set) => {
       for (const [subscription, stats] of Object.entries(runtime.stats.subscriptions)) {
@@ -165,3 +170,84 @@ function scraped(
 }
 
 type Setter = (value: number, labels?: Record<string, string>) => void;
+
+/** Seconds: a saga lasts from milliseconds (all local) to days (it sleeps). */
+const SAGA_SECONDS_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 86_400];
+const COMMIT_SECONDS_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
+const BATCH_UNITS_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000];
+
+/**
+ * Histograms and counters fed by the runtime's measurements as they happen (saga latency, step
+ * attempts and failures, compensations, the group commit's batch size and commit time), and the
+ * consumer lag per group and partition, read at each scrape.
+ */
+function registerMeasurements(registry: Registry, prefix: string, runtime: ExposableRuntime): void {
+  const registers = [registry];
+  const sagaSeconds = new Histogram({
+    name: `${prefix}saga_duration_seconds`,
+    help: 'Time from a saga’s creation to its end, by saga type and outcome (completed, compensated, failed).',
+    labelNames: ['type', 'outcome'],
+    buckets: SAGA_SECONDS_BUCKETS,
+    registers,
+  });
+  const attempts = new Counter({
+    name: `${prefix}saga_step_attempts_total`,
+    help: 'Step attempts by saga type, step and outcome: succeeded, retried (failed, runs again), failed (for good).',
+    labelNames: ['type', 'step', 'outcome'],
+    registers,
+  });
+  const compensations = new Counter({
+    name: `${prefix}saga_compensations_total`,
+    help: 'Compensations run, by saga type and outcome (succeeded, failed).',
+    labelNames: ['type', 'outcome'],
+    registers,
+  });
+  const batchUnits = new Histogram({
+    name: `${prefix}commit_batch_units`,
+    help: 'Units per group-commit transaction (the batch size).',
+    buckets: BATCH_UNITS_BUCKETS,
+    registers,
+  });
+  const commitSeconds = new Histogram({
+    name: `${prefix}commit_duration_seconds`,
+    help: 'Time one group-commit transaction took, by result (ok, failed).',
+    labelNames: ['result'],
+    buckets: COMMIT_SECONDS_BUCKETS,
+    registers,
+  });
+  runtime.onMeasurement?.((measurement) => {
+    switch (measurement.kind) {
+      case 'saga-ended':
+        sagaSeconds.observe({ type: measurement.sagaType, outcome: measurement.outcome }, measurement.durationMs / 1000);
+        break;
+      case 'step-attempt':
+        attempts.inc({ type: measurement.sagaType, step: measurement.step, outcome: measurement.outcome });
+        break;
+      case 'compensation':
+        compensations.inc({ type: measurement.sagaType, outcome: measurement.outcome });
+        break;
+      case 'commit':
+        batchUnits.observe(measurement.units);
+        commitSeconds.observe({ result: measurement.ok ? 'ok' : 'failed' }, measurement.durationMs / 1000);
+        break;
+    }
+  });
+  const topics = runtime.topics?.bind(runtime);
+  if (topics === undefined) return;
+  new Gauge({
+    name: `${prefix}consumer_lag_records`,
+    help: 'Records a subscription’s consumer group is behind the end of a partition, by topic, group and partition.',
+    labelNames: ['topic', 'group', 'partition'],
+    registers,
+    async collect() {
+      this.reset();
+      for (const topic of await topics().catch(() => [])) {
+        for (const partition of topic.partitions) {
+          for (const group of partition.groups) {
+            this.set({ topic: topic.topic, group: group.group, partition: String(partition.partition) }, group.lag);
+          }
+        }
+      }
+    },
+  });
+}

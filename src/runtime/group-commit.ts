@@ -4,7 +4,7 @@ import { ClosedError, ValidationError } from '../errors.ts';
 import { integerOption } from '../resilience/options.ts';
 import { BatchedWriteConflictError } from '../store/index.ts';
 import { activeTraceparent, endSpan, linkTo, startSpan } from '../telemetry/index.ts';
-import type { Timers } from '../time.ts';
+import type { Clock, Timers } from '../time.ts';
 import type { CommitPath, UnitScope } from './commit-path.ts';
 
 /** One piece of work that must commit atomically: a command, a journal entry, a batch of records. */
@@ -54,6 +54,10 @@ export interface GroupCommitterOptions {
   lingerMs?: number;
   /** What the linger waits on. Required when lingerMs > 0. */
   timers?: Timers;
+  /** Told each transaction's size and duration (for metrics). */
+  onCommit?: (units: number, durationMs: number, ok: boolean) => void;
+  /** What durations are measured with. @default none measured */
+  clock?: Clock;
 }
 
 export interface GroupCommitStats {
@@ -91,6 +95,8 @@ export class GroupCommitter {
   readonly #yield: Yield;
   readonly #lingerMs: number;
   readonly #timers: Timers | undefined;
+  readonly #onCommit: GroupCommitterOptions['onCommit'];
+  readonly #clock: Clock | undefined;
   /** The context the committer was made in: transactions must not inherit a submitter's context. */
   readonly #root: AsyncResource;
   readonly #queue: Pending[] = [];
@@ -111,6 +117,8 @@ export class GroupCommitter {
     this.#yield = options.yield ?? yieldToEventLoop;
     this.#lingerMs = integerOption('lingerMs', options.lingerMs, 0, 0, 1000);
     this.#timers = options.timers;
+    this.#onCommit = options.onCommit;
+    this.#clock = options.clock;
     if (this.#lingerMs > 0 && this.#timers === undefined) {
       throw new ValidationError(`'timers' must be given with a 'lingerMs' above 0`);
     }
@@ -195,7 +203,10 @@ export class GroupCommitter {
   async #commitOne(): Promise<void> {
     const span = startSpan('group-commit', { root: true });
     const taken: Pending[] = [];
+    const startedMs = this.#clock?.monotonicNow() ?? 0;
     const failed = await this.#commitInto(taken);
+    const durationMs = (this.#clock?.monotonicNow() ?? 0) - startedMs;
+    this.#onCommit?.(taken.length, durationMs, failed === undefined);
     if (span.isRecording()) {
       span.setAttribute('meridian.commit.units', taken.length);
       for (const pending of taken.slice(0, 128)) {

@@ -50,6 +50,7 @@ export {
 export type { GroupCommitStats, Yield } from './group-commit.ts';
 export { yieldToEventLoop } from './group-commit.ts';
 export type { PartitionView, TopicView } from './inspection.ts';
+export type { MeasurementListener, RuntimeMeasurement } from './meter.ts';
 export type { RetentionOptions, RetentionPeriod, RetentionStats, StorageSample } from './retention.ts';
 export { createRuntime, Runtime } from './runtime.ts';
 export type {

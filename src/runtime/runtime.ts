@@ -52,6 +52,7 @@ import { applyCommand } from './entity-command.ts';
 import { FencedError, SagaNotCompletedError } from './errors.ts';
 import { GroupCommitter, type Yield, yieldToEventLoop } from './group-commit.ts';
 import { describeTopics, retryDeadLetter, type TopicView } from './inspection.ts';
+import { type MeasurementListener, RuntimeMeter } from './meter.ts';
 import { requireRuntimeId, requireRuntimeName } from './options.ts';
 import { normalizeRetention, Retention } from './retention.ts';
 import type {
@@ -108,6 +109,7 @@ export class Runtime {
   readonly #scheduler: TimerScheduler;
   readonly #halted = new AbortController();
   readonly #sagaServices: SagaServices;
+  readonly #meter = new RuntimeMeter();
   readonly #subscriptionServices: SubscriptionServices;
 
   readonly #entities = new Map<string, AnyEntityDefinition>();
@@ -152,6 +154,8 @@ export class Runtime {
       ...(options.yield === undefined ? {} : { yield: options.yield }),
       lingerMs: integerOption('commitLingerMs', options.commitLingerMs, 0, 0, 1000),
       timers: this.#timers,
+      clock: this.#clock,
+      onCommit: (units, durationMs, ok) => this.#meter.emit({ kind: 'commit', units, durationMs, ok }),
     });
     this.#sagaScheduler = new SagaScheduler({
       maxActive: integerOption('maxActiveSagas', options.maxActiveSagas, 10_000, 1, 1_000_000),
@@ -214,6 +218,7 @@ export class Runtime {
       compensationRetry,
       halted: this.#halted.signal,
       report: (problem) => this.#report(problem),
+      measure: (measurement) => this.#meter.emit(measurement),
       yield: this.#yield,
       ...(this.#cluster === undefined ? {} : { remote: this.#cluster.remoteEntities() }),
     };
@@ -676,6 +681,14 @@ export class Runtime {
       subscriptions,
       retention: this.#retention.stats,
     };
+  }
+
+  /**
+   * Calls `listener` with what the runtime measures (saga ends and durations, step attempts,
+   * compensations, transactions with their size and duration) until disposed: how metrics watch it.
+   */
+  onMeasurement(listener: MeasurementListener): { dispose(): void } {
+    return this.#meter.on(listener);
   }
 
   /** This node's view of the cluster; undefined on the embedded shape. */

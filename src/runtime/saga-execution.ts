@@ -41,6 +41,7 @@ import {
   sendEntry,
 } from './saga-journal.ts';
 import { deleteMailbox } from './saga-signals.ts';
+import type { RuntimeMeasurement } from './meter.ts';
 import { SagaSpans } from './saga-spans.ts';
 import { WaitingCalls } from './saga-waiting-calls.ts';
 import { Waits } from './saga-waits.ts';
@@ -73,6 +74,8 @@ export interface SagaServices {
   readonly halted: AbortSignal;
   /** An operating problem that parked an execution (the saga resumes later). */
   readonly report: (problem: { sagaId: string; message: string; error: unknown }) => void;
+  /** Hands a measurement to the runtime's metrics. */
+  readonly measure: (measurement: RuntimeMeasurement) => void;
   /** A turn of the event loop: what separates two outcomes handed to a saga's code. */
   readonly yield: Yield;
   /** Entities owned by other nodes (cluster shape); absent on the embedded shape, which owns all. */
@@ -266,7 +269,14 @@ export class SagaExecution {
 
   #finish(outcome: ExecutionOutcome, output: Json | null, reason: string | null): ExecutionResult {
     if (this.#result === undefined && outcome !== 'parked') {
-      this.#spans.ended(outcome, reason, this.#createdAtMs, this.#effects.clock.now());
+      const nowMs = this.#effects.clock.now();
+      this.#spans.ended(outcome, reason, this.#createdAtMs, nowMs);
+      this.#services.measure({
+        kind: 'saga-ended',
+        sagaType: this.definition.name,
+        outcome,
+        durationMs: Math.max(0, nowMs - this.#createdAtMs),
+      });
     }
     this.#result ??= { outcome, output, reason };
     return this.#result;
@@ -569,6 +579,7 @@ export class SagaExecution {
         lastError = ensureError(error);
         const nextDelayMs = strategy.nextDelayMs(attempt, lastError, this.#effects.random, delayMs);
         this.#spans.attemptFailed(span, attempt, lastError, nextDelayMs);
+        this.#measureAttempt(name, nextDelayMs === undefined ? 'failed' : 'retried');
         if (nextDelayMs === undefined) break;
         delayMs = nextDelayMs;
         const untilDeadline =
@@ -585,6 +596,7 @@ export class SagaExecution {
         error: null,
         attempts: attempt,
       });
+      this.#measureAttempt(name, 'succeeded');
       this.#registerStepCompensation(name, value, options);
       return value as T;
     }
@@ -600,6 +612,10 @@ export class SagaExecution {
       attempts: attempt,
     });
     throw new StepFailedError(name, attempt, causeMessage, causeCode, { cause: lastError });
+  }
+
+  #measureAttempt(step: string, outcome: 'succeeded' | 'retried' | 'failed'): void {
+    this.#services.measure({ kind: 'step-attempt', sagaType: this.definition.name, step, outcome });
   }
 
   /** A step's deadline: journaled before its first attempt, so it survives restarts. */
@@ -786,6 +802,10 @@ export class SagaExecution {
     try {
       const traceparent = traceparentOf(span, () => this.#traceparent);
       const outcome = await withSpan(span, () => this.#applyLocally(call, kind, name, send, traceparent));
+      if (kind === 'compensation') {
+        const outcomeOf = outcome instanceof Error ? 'failed' : 'succeeded';
+        this.#services.measure({ kind: 'compensation', sagaType: this.definition.name, outcome: outcomeOf });
+      }
       endSpan(
         span,
         outcome instanceof Error
@@ -1019,6 +1039,11 @@ export class SagaExecution {
     try {
       const failed = await this.#runCompensation(call, compensation, failure, span);
       endSpan(span, failed === undefined ? undefined : new Error(failed));
+      this.#services.measure({
+        kind: 'compensation',
+        sagaType: this.definition.name,
+        outcome: failed === undefined ? 'succeeded' : 'failed',
+      });
       return failed;
     } catch (error) {
       endSpan(span, error);
