@@ -20,6 +20,7 @@ import {
   SqliteStore,
   type Store,
 } from '../../src/store/index.ts';
+import { startTracingFromEnv } from '../../src/telemetry/index.ts';
 import { type CommerceApp, type CommerceAppOptions, createCommerceApp } from './app.ts';
 import type { PaymentGatewaySettings } from './payment-gateway.ts';
 import { PaymentGatewayClient } from './payment-gateway-client.ts';
@@ -108,6 +109,9 @@ export async function startCommerceServer(options: CommerceServerOptions): Promi
   });
   cleanups.push(() => ownership.release());
   try {
+    // Tracing when the OTEL_* variables turn it on; shut down (flushed) last, after the app drained.
+    const tracing = await startTracingFromEnv(process.env, { serviceName: 'meridian-commerce' });
+    if (tracing !== null) cleanups.push(() => tracing.shutdown());
     const database = new SqliteDatabase({
       path: join(options.dataDir, 'meridian.db'),
       ...(options.durability === undefined ? {} : { durability: options.durability }),

@@ -48,7 +48,24 @@ export async function startApp(app: App, options: StartAppOptions): Promise<Runn
   const { createGateway } = await import('../http/index.ts');
   // Tracing from the OTEL_* variables, when they turn it on: before anything makes a span.
   const tracing = await startTracingFromEnv(process.env, { serviceName: app.name });
-  const runtime = createRuntime({ ...options.runtime, store: options.store, log: options.log });
+  // Structured JSON logs (pino) with trace ids; the runtime's operating problems go there
+  // unless the caller takes them itself.
+  const { createLogger } = await import('../telemetry/logger.ts');
+  const logger = createLogger({ name: app.name });
+  const runtime = createRuntime({
+    onProblem: (problem) =>
+      logger.warn(
+        {
+          ...(problem.sagaId === undefined ? {} : { sagaId: problem.sagaId }),
+          ...(problem.subscription === undefined ? {} : { subscription: problem.subscription }),
+          error: problem.error,
+        },
+        problem.message,
+      ),
+    ...options.runtime,
+    store: options.store,
+    log: options.log,
+  });
   runtime.register(...app.definitions);
   for (const singleton of app.singletons ?? []) runtime.singleton(singleton);
   const gateway = await createGateway({

@@ -60,7 +60,9 @@ describe.skipIf(prometheusPath === undefined)('metrics, checked by a real Promet
 
   beforeAll(async () => {
     directory = mkdtempSync(join(tmpdir(), 'meridian-prometheus-'));
-    running = await startTestApp(defineApp({ name: 'metric-shop', definitions: [Stock, Order] }), { auth: false });
+    running = await startTestApp(defineApp({ name: 'metric-shop', definitions: [Stock, Order] }), {
+      auth: false,
+    });
     await (await running.runtime.startSaga(Order, 'o-1', { sku: 'a' })).result();
     const declined = await running.runtime.startSaga(Order, 'o-2', { sku: 'declined' });
     await expect(declined.result()).rejects.toThrow();
@@ -73,10 +75,18 @@ describe.skipIf(prometheusPath === undefined)('metrics, checked by a real Promet
   });
 
   it('serves the saga, step, compensation and commit series', () => {
-    expect(metricsText).toContain('meridian_saga_duration_seconds_count{type="MetricOrder",outcome="completed"} 1');
-    expect(metricsText).toContain('meridian_saga_duration_seconds_count{type="MetricOrder",outcome="compensated"} 1');
-    expect(metricsText).toContain('meridian_saga_step_attempts_total{type="MetricOrder",step="charge",outcome="retried"} 1');
-    expect(metricsText).toContain('meridian_saga_compensations_total{type="MetricOrder",outcome="succeeded"} 1');
+    expect(metricsText).toContain(
+      'meridian_saga_duration_seconds_count{type="MetricOrder",outcome="completed"} 1',
+    );
+    expect(metricsText).toContain(
+      'meridian_saga_duration_seconds_count{type="MetricOrder",outcome="compensated"} 1',
+    );
+    expect(metricsText).toContain(
+      'meridian_saga_step_attempts_total{type="MetricOrder",step="charge",outcome="retried"} 1',
+    );
+    expect(metricsText).toContain(
+      'meridian_saga_compensations_total{type="MetricOrder",outcome="succeeded"} 1',
+    );
     expect(metricsText).toMatch(/meridian_commit_batch_units_count \d+/);
     expect(metricsText).toMatch(/meridian_commit_duration_seconds_count\{result="ok"\} \d+/);
   });
@@ -107,7 +117,9 @@ describe.skipIf(prometheusPath === undefined)('metrics, checked by a real Promet
     );
     try {
       const query = async (expression: string) => {
-        const answer = await fetch(`http://127.0.0.1:${port}/api/v1/query?query=${encodeURIComponent(expression)}`);
+        const answer = await fetch(
+          `http://127.0.0.1:${port}/api/v1/query?query=${encodeURIComponent(expression)}`,
+        );
         const body = (await answer.json()) as { data: { result: Array<{ value: [number, string] }> } };
         return body.data.result;
       };
@@ -119,7 +131,9 @@ describe.skipIf(prometheusPath === undefined)('metrics, checked by a real Promet
         await new Promise((resolve) => setTimeout(resolve, 250));
       }
       expect(Number(result[0]?.value[1])).toBe(2);
-      expect(await query('up{job="meridian"}')).toEqual([expect.objectContaining({ value: [expect.any(Number), '1'] })]);
+      expect(await query('up{job="meridian"}')).toEqual([
+        expect.objectContaining({ value: [expect.any(Number), '1'] }),
+      ]);
       const attempts = await query('sum by (outcome) (meridian_saga_step_attempts_total)');
       expect(attempts.length).toBeGreaterThanOrEqual(2);
     } finally {

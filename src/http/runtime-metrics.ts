@@ -172,7 +172,9 @@ function scraped(
 type Setter = (value: number, labels?: Record<string, string>) => void;
 
 /** Seconds: a saga lasts from milliseconds (all local) to days (it sleeps). */
-const SAGA_SECONDS_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 86_400];
+const SAGA_SECONDS_BUCKETS = [
+  0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 86_400,
+];
 const COMMIT_SECONDS_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
 const BATCH_UNITS_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000];
 
@@ -218,7 +220,10 @@ function registerMeasurements(registry: Registry, prefix: string, runtime: Expos
   runtime.onMeasurement?.((measurement) => {
     switch (measurement.kind) {
       case 'saga-ended':
-        sagaSeconds.observe({ type: measurement.sagaType, outcome: measurement.outcome }, measurement.durationMs / 1000);
+        sagaSeconds.observe(
+          { type: measurement.sagaType, outcome: measurement.outcome },
+          measurement.durationMs / 1000,
+        );
         break;
       case 'step-attempt':
         attempts.inc({ type: measurement.sagaType, step: measurement.step, outcome: measurement.outcome });
@@ -244,7 +249,10 @@ function registerMeasurements(registry: Registry, prefix: string, runtime: Expos
       for (const topic of await topics().catch(() => [])) {
         for (const partition of topic.partitions) {
           for (const group of partition.groups) {
-            this.set({ topic: topic.topic, group: group.group, partition: String(partition.partition) }, group.lag);
+            this.set(
+              { topic: topic.topic, group: group.group, partition: String(partition.partition) },
+              group.lag,
+            );
           }
         }
       }

@@ -30,6 +30,7 @@ import { type Effects, truncateMessage } from './effects.ts';
 import { applyCommand, headers } from './entity-command.ts';
 import { NonDeterminismError, StepFailedError, StepTimeoutError } from './errors.ts';
 import type { Yield } from './group-commit.ts';
+import type { RuntimeMeasurement } from './meter.ts';
 import { requireRuntimeId, requireRuntimeName } from './options.ts';
 import { CallOrder, type CallRef, untag } from './saga-calls.ts';
 import {
@@ -41,7 +42,6 @@ import {
   sendEntry,
 } from './saga-journal.ts';
 import { deleteMailbox } from './saga-signals.ts';
-import type { RuntimeMeasurement } from './meter.ts';
 import { SagaSpans } from './saga-spans.ts';
 import { WaitingCalls } from './saga-waiting-calls.ts';
 import { Waits } from './saga-waits.ts';
