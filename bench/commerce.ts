@@ -17,7 +17,9 @@
  * from a cold generator), --skus N (default 100), --wait S (default 10: long polls with Prefer:
  * wait; 0 polls), --poll-interval-ms N (default 25, when polling), --commit-linger-ms N (the
  * demo's, default 0), --runs N (default 1: measure N times on fresh servers, one line each,
- * then one line of their spread), --cpu-prof DIR (profile the server there).
+ * then one line of their spread), --cpu-prof DIR (profile the server there), --observe MODES
+ * (off, tracing, console, comma-separated: a measurement per mode, then a line comparing the
+ * server's CPU per order with tracing off).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -62,6 +64,32 @@ const maxOrdersInProgress = integer('max-orders-in-progress', 1000, 1_000_000);
 const commitLingerMs = integer('commit-linger-ms', 0, 100);
 const runs = integer('runs', 1, 100, 1);
 const cpuProfile = option('cpu-prof', '');
+/**
+ * What observes the server, one measurement per mode in this order (issue 19's overhead check):
+ * `off`; `tracing` (OTLP/HTTP export, sampled 100 %, to a sink in this process that discards);
+ * `console` (tracing, and the live console's event stream open).
+ */
+const observeModes = option('observe', 'off').split(',');
+for (const mode of observeModes) {
+  if (mode !== 'off' && mode !== 'tracing' && mode !== 'console')
+    throw new RangeError(
+      `--observe takes off, tracing and console, comma-separated: current value is '${mode}'`,
+    );
+}
+type ObserveMode = 'off' | 'tracing' | 'console';
+
+/** An OTLP/HTTP receiver that answers and discards: the exporter's work is the server's cost. */
+async function startTraceSink(): Promise<{ url: string; spans: () => number; close: () => void }> {
+  const { createServer } = await import('node:http');
+  let bytes = 0;
+  const server = createServer((request, response) => {
+    request.on('data', (chunk: Buffer) => (bytes += chunk.length));
+    request.on('end', () => response.writeHead(200, { 'content-type': 'application/json' }).end('{}'));
+  });
+  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
+  const { port } = server.address() as { port: number };
+  return { url: `http://127.0.0.1:${port}`, spans: () => bytes, close: () => server.close() };
+}
 
 interface LatencySummary {
   count: number;
@@ -101,7 +129,18 @@ function cpuMs(pid: number, tid?: number): number | undefined {
   }
 }
 
-async function startServer(dataDir: string): Promise<{ child: ChildProcess; url: string }> {
+async function startServer(
+  dataDir: string,
+  traceSinkUrl: string | undefined,
+): Promise<{ child: ChildProcess; url: string }> {
+  const tracing =
+    traceSinkUrl === undefined
+      ? {}
+      : {
+          OTEL_EXPORTER_OTLP_ENDPOINT: traceSinkUrl,
+          OTEL_TRACES_SAMPLER: 'always_on',
+          OTEL_SERVICE_NAME: 'bench',
+        };
   const child = spawn(
     process.execPath,
     [
@@ -119,7 +158,7 @@ async function startServer(dataDir: string): Promise<{ child: ChildProcess; url:
       '--commit-linger-ms',
       String(commitLingerMs),
     ],
-    { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, PORT: '' } },
+    { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, PORT: '', ...tracing } },
   );
   let output = '';
   const url = await new Promise<string>((done, fail) => {
@@ -200,13 +239,34 @@ interface Measured {
   readonly line: string;
   readonly completedPerSecond: number;
   readonly p99ToTerminalMs: number;
+  readonly cpuPerOrderMs: number | undefined;
+}
+
+/** Keeps the console's live stream open (as a browser tab would) until aborted; counts its bytes. */
+function watchConsole(url: string, token: string, signal: AbortSignal): Promise<number> {
+  return (async () => {
+    let bytes = 0;
+    try {
+      const response = await fetch(`${url}/console/api/events`, {
+        headers: { authorization: `Bearer ${token}` },
+        signal,
+      });
+      for await (const chunk of response.body!) bytes += (chunk as Uint8Array).length;
+    } catch {
+      // Aborted at the end of the measurement.
+    }
+    return bytes;
+  })();
 }
 
 /** One measurement on a fresh server and data directory. */
-async function measure(): Promise<Measured> {
+async function measure(mode: ObserveMode): Promise<Measured> {
   const dataDir = mkdtempSync(join(tmpdir(), 'meridian-bench-commerce-'));
-  const { child, url } = await startServer(dataDir);
+  const sink = mode === 'off' ? undefined : await startTraceSink();
+  const { child, url } = await startServer(dataDir, sink?.url);
   const token = await developmentAuth(dataDir).issue('bench', 'operator');
+  const watching = new AbortController();
+  const consoleBytes = mode === 'console' ? watchConsole(url, token, watching.signal) : Promise.resolve(0);
   try {
     // Warm-up: JIT, keep-alive connections, SQLite pages. Not counted.
     await runLoad(token, url, Math.max(1, Math.round(rate / 5)), 3, 0, false);
@@ -219,10 +279,16 @@ async function measure(): Promise<Measured> {
     const cpuAfter = cpuMs(child.pid!);
     const mainAfter = cpuMs(child.pid!, child.pid!);
     const orders = summary.warmupAccepted + summary.accepted;
-    const cpuPerOrder =
+    const cpuPerOrderMs =
       cpuBefore === undefined || cpuAfter === undefined || orders === 0
-        ? 'n/a'
-        : `${((cpuAfter - cpuBefore) / orders).toFixed(2)} ms`;
+        ? undefined
+        : (cpuAfter - cpuBefore) / orders;
+    const cpuPerOrder = cpuPerOrderMs === undefined ? 'n/a' : `${cpuPerOrderMs.toFixed(2)} ms`;
+    watching.abort();
+    const observed =
+      mode === 'off'
+        ? 'tracing off'
+        : `tracing on (100 %, ${Math.round(sink!.spans() / 1024)} KiB OTLP exported)${mode === 'console' ? `, console open (${Math.round((await consoleBytes) / 1024)} KiB of events)` : ''}`;
     // The server's main thread is where it saturates first: its CPU per order, and its share of
     // the wall time of the whole load run (the generator's start and the last answers included).
     const mainBusy =
@@ -231,7 +297,7 @@ async function measure(): Promise<Measured> {
         : ` (main thread ${((mainAfter - mainBefore) / orders).toFixed(2)} ms, ${Math.round((100 * (mainAfter - mainBefore)) / elapsedMs)} % busy)`;
     const errors = Object.entries(summary.errorsByKind);
     const line = [
-      `commerce over HTTP (embedded SQLite): offered ${summary.offeredPerSecond}/s for ${duration} s after ${warmupSeconds} s of warm-up`,
+      `commerce over HTTP (embedded SQLite, ${observed}): offered ${summary.offeredPerSecond}/s for ${duration} s after ${warmupSeconds} s of warm-up`,
       `accepted ${summary.acceptedPerSecond}/s, completed ${summary.completedPerSecond}/s (${summary.confirmed} confirmed, ${summary.cancelled} cancelled, ${summary.unfinished} unfinished, ${summary.notSentOnTime} not sent on time)`,
       `to 202 p50 ${ms(summary.latencyToAccepted.p50Ms)} p99 ${ms(summary.latencyToAccepted.p99Ms)}`,
       `to terminal (watched by ${summary.watchedBy}) p50 ${ms(summary.latencyToTerminal.p50Ms)} p90 ${ms(summary.latencyToTerminal.p90Ms)} p99 ${ms(summary.latencyToTerminal.p99Ms)} max ${ms(summary.latencyToTerminal.maxMs)}`,
@@ -242,8 +308,11 @@ async function measure(): Promise<Measured> {
       line,
       completedPerSecond: summary.completedPerSecond,
       p99ToTerminalMs: summary.latencyToTerminal.p99Ms,
+      cpuPerOrderMs,
     };
   } finally {
+    watching.abort();
+    sink?.close();
     child.kill('SIGTERM');
     await new Promise((done) => child.once('exit', done));
     rmSync(dataDir, { recursive: true, force: true });
@@ -258,10 +327,25 @@ function spread(values: readonly number[], format: (value: number) => string): s
 // This machine's speed drifts between minutes (docs/benchmarks.md): with --runs N the figures of
 // N runs one after another, then their spread, so one lucky or unlucky run does not decide.
 const results: Measured[] = [];
+const cpuByMode = new Map<ObserveMode, number[]>();
 for (let run = 0; run < runs; run++) {
-  const result = await measure();
-  results.push(result);
-  console.log(runs === 1 ? result.line : `run ${run + 1}/${runs}: ${result.line}`);
+  for (const mode of observeModes as ObserveMode[]) {
+    const result = await measure(mode);
+    if (mode === observeModes[0]) results.push(result);
+    if (result.cpuPerOrderMs !== undefined)
+      cpuByMode.set(mode, [...(cpuByMode.get(mode) ?? []), result.cpuPerOrderMs]);
+    console.log(runs === 1 ? result.line : `run ${run + 1}/${runs}: ${result.line}`);
+  }
+}
+if (observeModes.length > 1 && cpuByMode.has('off')) {
+  const base = median(cpuByMode.get('off')!);
+  const parts = [...cpuByMode].map(([mode, values]) => {
+    const value = median(values);
+    return `${mode} ${value.toFixed(2)} ms${mode === 'off' ? '' : ` (${value >= base ? '+' : ''}${((100 * (value - base)) / base).toFixed(1)} %)`}`;
+  });
+  console.log(
+    `server CPU per order (median of ${runs}), observed: ${parts.join(', ')}; target: tracing ≤ +5 %; load average ${loadavg()[0]!.toFixed(1)}`,
+  );
 }
 if (runs > 1) {
   const p99s = results.map((result) => result.p99ToTerminalMs);
