@@ -36,7 +36,7 @@ export const packageEntries: readonly PackageEntry[] = Object.entries(packageJso
 
 /** Rewrites `from 'meridian…'` in a doc example to the source files of this checkout. */
 export function importsFromSource(code: string): string {
-  return code.replace(/from '(meridian(?:\/[a-z-]+)?)'/g, (_whole, specifier: string) => {
+  return code.replace(/from '(meridian(?:\/[a-z-]+)*)'/g, (_whole, specifier: string) => {
     const entry = packageEntries.find((candidate) => candidate.specifier === specifier);
     if (entry === undefined)
       throw new Error(`a doc example imports '${specifier}', which package.json does not export`);

@@ -51,6 +51,7 @@ async function banner(
     `Commerce API listening on ${server.url}`,
     `  data directory   ${resolve(options.dataDir)}${server.resumedOrders > 0 ? ` (resumed ${server.resumedOrders} order${server.resumedOrders === 1 ? '' : 's'} in flight)` : ''}`,
     `  OpenAPI          ${server.url}/openapi.json    probes /healthz /readyz, metrics /metrics`,
+    `  console          ${local}/${tokens === undefined ? '' : `#token=${tokens.operator}`}`,
     `  payment gateway  ${server.paymentUrl}  (failure rate ${settings.failureRate}, latency ${settings.latencyMs} ms, timeout rate ${settings.timeoutRate}, lost responses ${settings.lostResponseRate})`,
     `  traffic          ${options.traffic ? `${options.trafficRate} orders/s (--traffic off to disable)` : 'off'}`,
     ...authLines(server, tokens),
