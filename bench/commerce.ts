@@ -312,9 +312,10 @@ async function measure(mode: ObserveMode): Promise<Measured> {
     };
   } finally {
     watching.abort();
-    sink?.close();
     child.kill('SIGTERM');
     await new Promise((done) => child.once('exit', done));
+    // After the server drained: it flushes its last spans to the sink.
+    sink?.close();
     rmSync(dataDir, { recursive: true, force: true });
   }
 }
