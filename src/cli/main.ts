@@ -13,6 +13,10 @@ await runCommands('meridian', {
     summary: 'Run an app module as one node of a cluster (PostgreSQL + Kafka)',
     load: () => import('./node.ts'),
   },
+  inspect: {
+    summary: 'Ask a running node about its sagas, a saga, topics, lag and dead letters (--json)',
+    load: () => import('./inspect.ts'),
+  },
   new: {
     summary: 'Scaffold a new app (an entity, a saga, a subscription, a route, tests)',
     load: () => import('./new.ts'),
