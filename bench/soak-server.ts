@@ -95,6 +95,8 @@ const sampler = setInterval(() => {
       atMs: Date.now(),
       rssBytes: memory.rss,
       heapUsedBytes: memory.heapUsed,
+      heapTotalBytes: memory.heapTotal,
+      externalBytes: memory.external,
       databaseBytes: fileBytes(databasePath),
       walBytes: fileBytes(`${databasePath}-wal`),
       freeBytes: retention.storage?.freeBytes ?? 0,

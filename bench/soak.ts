@@ -50,6 +50,10 @@ interface ServerSample {
   atMs: number;
   rssBytes: number;
   heapUsedBytes: number;
+  /** V8's heap as allocated from the system (used or not). */
+  heapTotalBytes: number;
+  /** Memory outside V8's heap that JavaScript objects hold (Buffers, ArrayBuffers). */
+  externalBytes: number;
   databaseBytes: number;
   walBytes: number;
   freeBytes: number;
@@ -154,6 +158,11 @@ function slope(xs: readonly number[], ys: readonly number[]): number {
 
 const mb = (bytes: number) => bytes / 1_048_576;
 
+/** Resident memory that is neither V8's heap nor JavaScript's buffers: SQLite's page caches, malloc. */
+function nativeBytes(sample: ServerSample | undefined): number {
+  return sample === undefined ? 0 : sample.rssBytes - sample.heapTotalBytes - sample.externalBytes;
+}
+
 function newHistogram(): Histogram {
   // Microseconds, 3 significant digits, as `meridian load` keeps them.
   return build({ lowestDiscernibleValue: 1, numberOfSignificantValueDigits: 3, autoResize: true });
@@ -195,6 +204,10 @@ function summarise(samples: readonly Sample[], spans: { first: Histogram; last: 
     hours(measured),
     measured.map((s) => mb(s.heapUsedBytes)),
   );
+  const nativeSlope = slope(
+    hours(measured),
+    measured.map((s) => mb(nativeBytes(s))),
+  );
   const fileMb = (sample: Sample) => mb(sample.databaseBytes);
   const dbSlope = slope(hours(steady), steady.map(fileMb));
   const dbAndWalSlope = slope(
@@ -206,6 +219,7 @@ function summarise(samples: readonly Sample[], spans: { first: Histogram; last: 
     measured.map((s) => s.p99Ms),
   );
   const rssStart = measured[0]?.rssBytes ?? 0;
+  const rssEnd = measured[measured.length - 1]?.rssBytes ?? 0;
   const rssDeviation = Math.max(...measured.map((s) => Math.abs(s.rssBytes - rssStart) / rssStart)) * 100;
   const firstP99 = spans.first.getValueAtPercentile(99) / 1000;
   const lastP99 = spans.last.getValueAtPercentile(99) / 1000;
@@ -217,8 +231,8 @@ function summarise(samples: readonly Sample[], spans: { first: Histogram; last: 
   const dbFlat = steady.length >= 2 && dbSlope * steadyHours <= Math.max(0.05 * fileMb(steady[0]!), 4);
   return [
     `soak (embedded SQLite, retention ${retentionSeconds} s): ${rate} orders/s for ${duration} s after ${warmup} s warm-up, ${measured.length} samples every ${sampleSeconds} s`,
-    `RSS slope ${rssSlope.toFixed(1)} MB/h (${mb(rssStart).toFixed(0)} MB after warm-up, ${mb(last?.rssBytes ?? 0).toFixed(0)} MB at the end, max deviation ${rssDeviation.toFixed(1)} %)`,
-    `heap slope ${heapSlope.toFixed(1)} MB/h`,
+    `RSS slope ${rssSlope.toFixed(1)} MB/h (${mb(rssStart).toFixed(0)} MB after warm-up, ${mb(rssEnd).toFixed(0)} MB at the end, drift ${(((rssEnd - rssStart) / Math.max(rssStart, 1)) * 100).toFixed(1)} %, max deviation ${rssDeviation.toFixed(1)} %)`,
+    `heap slope ${heapSlope.toFixed(1)} MB/h, outside V8's heap ${nativeSlope.toFixed(1)} MB/h (${mb(nativeBytes(measured[0])).toFixed(0)} → ${mb(nativeBytes(last)).toFixed(0)} MB)`,
     `DB file slope ${dbSlope.toFixed(1)} MB/h from ${steadyFromS} s (file ${range(steady.map(fileMb))}; with the WAL ${dbAndWalSlope.toFixed(1)} MB/h, WAL ${range(steady.map((s) => mb(s.walBytes)))})`,
     `p99 to terminal slope ${p99Slope.toFixed(0)} ms/h (first ${spanS.toFixed(0)} s ${firstP99.toFixed(0)} ms, last ${spanS.toFixed(0)} s ${lastP99.toFixed(0)} ms, ratio ${(lastP99 / Math.max(firstP99, 1)).toFixed(2)})`,
     `checks: RSS ±10 % ${rssDeviation <= 10 ? 'met' : 'not met'}, DB flat ${dbFlat ? 'met' : 'not met'}, p99 ≤ 1.5× ${lastP99 <= 1.5 * firstP99 ? 'met' : 'not met'}`,
@@ -229,10 +243,11 @@ function summarise(samples: readonly Sample[], spans: { first: Histogram; last: 
 
 function writeSamples(samples: readonly Sample[]): void {
   if (samplesFile !== '') {
-    const header = `t_s,rss_mb,heap_mb,db_mb,wal_mb,free_mb,${kindColumns.map((kind) => `${kind}_mb`).join(',')},p50_ms,p99_ms,ended`;
+    const header = `t_s,rss_mb,heap_mb,heap_total_mb,native_mb,db_mb,wal_mb,free_mb,${kindColumns.map((kind) => `${kind}_mb`).join(',')},p50_ms,p99_ms,ended`;
     const rows = samples.map((s) =>
       [
-        ...[s.t, mb(s.rssBytes), mb(s.heapUsedBytes), mb(s.databaseBytes), mb(s.walBytes), mb(s.freeBytes)],
+        ...[s.t, mb(s.rssBytes), mb(s.heapUsedBytes), mb(s.heapTotalBytes), mb(nativeBytes(s))],
+        ...[mb(s.databaseBytes), mb(s.walBytes), mb(s.freeBytes)],
         ...kindColumns.map((kind) => mb(s.kinds[kind] ?? 0)),
         ...[s.p50Ms, s.p99Ms, s.ended],
       ]
@@ -316,7 +331,7 @@ async function main(): Promise<void> {
       const server = serverSamples[serverSamples.length - 1];
       if (server !== undefined) {
         console.error(
-          `[${latest.t} s] RSS ${mb(server.rssBytes).toFixed(0)} MB, heap ${mb(server.heapUsedBytes).toFixed(0)} MB, DB ${mb(server.databaseBytes + server.walBytes).toFixed(0)} MB, p99 ${latest.p99Ms.toFixed(0)} ms, ended ${latest.ended}`,
+          `[${latest.t} s] RSS ${mb(server.rssBytes).toFixed(0)} MB, heap ${mb(server.heapUsedBytes).toFixed(0)} of ${mb(server.heapTotalBytes).toFixed(0)} MB, outside the heap ${mb(nativeBytes(server)).toFixed(0)} MB, DB ${mb(server.databaseBytes + server.walBytes).toFixed(0)} MB, p99 ${latest.p99Ms.toFixed(0)} ms, ended ${latest.ended}`,
         );
       }
     }, sampleSeconds * 1000);

@@ -148,6 +148,8 @@ export interface RetentionStats {
   readonly sagas: number;
   /** Finished sagas whose journal was deleted while their outcome is kept. */
   readonly journals: number;
+  /** Finished sagas whose journal was folded into one compressed value on their record. */
+  readonly foldedJournals: number;
   /** Expired Idempotency-Key records deleted. */
   readonly idempotencyKeys: number;
   /** Entities deleted after being idle for their type's period. */
@@ -201,6 +203,7 @@ function byKind(report: StorageReport): Record<StorageKind, number> {
 interface Counters {
   sagas: number;
   journals: number;
+  foldedJournals: number;
   idempotencyKeys: number;
   entities: number;
   reclaimedBytes: number;
@@ -229,6 +232,7 @@ export class Retention {
   readonly #counters: Counters = {
     sagas: 0,
     journals: 0,
+    foldedJournals: 0,
     idempotencyKeys: 0,
     entities: 0,
     reclaimedBytes: 0,
@@ -286,6 +290,12 @@ export class Retention {
           tx.sagas.deleteEndedJournals({ ...request, endedBefore: nowMs - sagaMs }),
         );
       }
+    }
+    // What is still kept of each ended saga's journal takes one compressed value instead of a row an entry.
+    for (const type of types) {
+      this.#counters.foldedJournals += await this.#batches(ctx, budget, (tx) =>
+        tx.sagas.foldEndedJournals({ type, endedBefore: nowMs, limit: this.#options.batchSize }),
+      );
     }
     this.#counters.idempotencyKeys += await this.#batches(ctx, budget, (tx) =>
       tx.idempotency.expire(nowMs, this.#options.batchSize),
