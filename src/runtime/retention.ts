@@ -292,11 +292,7 @@ export class Retention {
       }
     }
     // What is still kept of each ended saga's journal takes one compressed value instead of a row an entry.
-    for (const type of types) {
-      this.#counters.foldedJournals += await this.#batches(ctx, budget, (tx) =>
-        tx.sagas.foldEndedJournals({ type, endedBefore: nowMs, limit: this.#options.batchSize }),
-      );
-    }
+    this.#counters.foldedJournals += await this.#batches(ctx, budget, (tx) => this.#fold(tx, types, nowMs));
     this.#counters.idempotencyKeys += await this.#batches(ctx, budget, (tx) =>
       tx.idempotency.expire(nowMs, this.#options.batchSize),
     );
@@ -308,6 +304,17 @@ export class Retention {
     }
     this.#counters.passes++;
     await this.sample(nowMs);
+  }
+
+  /** Folds the journals of up to `batchSize` sagas that ended before `nowMs`, of any of `types`, in one transaction. */
+  async #fold(tx: StoreTransaction, types: Iterable<string>, nowMs: number): Promise<number> {
+    let folded = 0;
+    for (const type of types) {
+      const limit = this.#options.batchSize - folded;
+      if (limit === 0) break;
+      folded += await tx.sagas.foldEndedJournals({ type, endedBefore: nowMs, limit });
+    }
+    return folded;
   }
 
   /**
