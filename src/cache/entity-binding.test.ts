@@ -179,12 +179,14 @@ describe('bindEntityChanges (embedded runtime)', () => {
       redis = new Redis(redisUrl ?? '');
     });
     afterAll(() => redis.disconnect());
-    afterEach(() => {
-      prefix = '';
-    });
+
+    /** Two nodes' caches over one Redis key prefix, new for each test. */
+    function nodes(hub: MemoryInvalidationHub): [writer: Cache<Cached>, reader: Cache<Cached>] {
+      prefix = `binding-test:${process.pid}:${Date.now()}:${Math.random()}:`;
+      return [versioned(hub, 'writer'), versioned(hub, 'reader')];
+    }
 
     function versioned(hub: MemoryInvalidationHub, node: string): Cache<Cached> {
-      prefix ||= `binding-test:${Date.now()}:${Math.random()}:`;
       return cache({
         l2: redisTier({ redis, keyPrefix: prefix, timeoutMs: 2_000 }),
         invalidation: hub.connect(node),
@@ -196,8 +198,7 @@ describe('bindEntityChanges (embedded runtime)', () => {
       await started();
       await runtime.send(Customer, 'c1', 'rename', { name: 'old' });
       const hub = new MemoryInvalidationHub();
-      const writer = versioned(hub, 'writer');
-      const reader = versioned(hub, 'reader');
+      const [writer, reader] = nodes(hub);
       bindEntityChanges(runtime, writer, { entity: Customer });
       const late = gate();
       const lateRead = reader.get('c1', async (id) => {
@@ -223,8 +224,7 @@ describe('bindEntityChanges (embedded runtime)', () => {
     it('deleting and re-creating an entity never serves the absence or the old entity afterwards', async () => {
       await started();
       const hub = new MemoryInvalidationHub();
-      const writer = versioned(hub, 'writer');
-      const reader = versioned(hub, 'reader');
+      const [writer, reader] = nodes(hub);
       bindEntityChanges(runtime, writer, { entity: Customer });
       /**
        * The writer's node reads its change at once; the reader's node once the invalidation
