@@ -425,8 +425,9 @@ export class Runtime {
   }
 
   /**
-   * Calls `listener` after each transaction of this runtime that changed entities has committed
-   * (on the cluster shape: of this node, which owns those entities), with one change per entity:
+   * Calls `listener` after each transaction of this runtime whose entity commands (sent directly,
+   * by sagas, by subscriptions or routed from other nodes) changed entities has committed (on the
+   * cluster shape: of this node, which owns those entities), with one change per entity:
    * its version and state before and after. It runs before the callers whose work the
    * transaction held resume, so a cache invalidated here is invalidated before a `send` that
    * changed the entity resolves. For invalidating derived data (`bindEntityChanges` in
