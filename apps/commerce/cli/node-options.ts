@@ -20,8 +20,7 @@ export interface NodeOptions extends ClusterNodeOptions {
   paymentsApiKey: string | undefined;
   /**
    * Redis shared by the nodes' catalog and profile caches (`--redis`, MERIDIAN_REDIS_URL): a
-   * single server, or
-   * a Redis Cluster's nodes. @default none: each node caches in process only
+   * single server, or a Redis Cluster's nodes. @default none: each node caches in process only
    */
   redis: { url: string } | { clusterNodes: string[] } | undefined;
 }
