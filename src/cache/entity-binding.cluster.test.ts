@@ -151,10 +151,14 @@ describe.skipIf(!pgUrl || !brokersText || !redisUrl)(
       expect(await b.cache.get(id)).toEqual({ name: 'one', version: 1 });
       expect(await a.cache.get(id)).toEqual({ name: 'one', version: 1 });
       await b.runtime.send(Profile, id, 'rename', { name: 'two' });
-      expect(a.changes.filter((change) => change.id === id).map((change) => change.version)).toEqual([1, 2]);
+      // The owner's reply can reach b before the owner's listeners have run (it travels on the
+      // commit itself), so the owner's report is waited for.
+      const versions = () => a.changes.filter((change) => change.id === id).map((change) => change.version);
+      await until('the owner reporting version 2', () => versions().length === 2);
+      expect(versions()).toEqual([1, 2]);
       expect(b.changes.some((change) => change.id === id)).toBe(false);
-      // The owner's copy went before its commit's caller resumed; the other node's once the
-      // message arrived — and from then on no read there returns the old name.
+      // The owner's copy went when it reported the change; the other node's once the message
+      // arrived — and from then on no read there returns the old name.
       expect(a.cache.peek(id)).toBeUndefined();
       await until('node b dropping its copy', () => b.cache.peek(id) === undefined);
       for (let read = 0; read < 3; read++) expect(await b.cache.get(id)).toEqual({ name: 'two', version: 2 });

@@ -428,9 +428,9 @@ export class Runtime {
    * Calls `listener` after each transaction of this runtime whose entity commands (sent directly,
    * by sagas, by subscriptions or routed from other nodes) changed entities has committed (on the
    * cluster shape: of this node, which owns those entities), with one change per entity:
-   * its version and state before and after. It runs before the callers whose work the
-   * transaction held resume, so a cache invalidated here is invalidated before a `send` that
-   * changed the entity resolves. For invalidating derived data (`bindEntityChanges` in
+   * its version and state before and after. It runs before the callers on this node whose work
+   * the transaction held resume, so a cache invalidated here is invalidated before a `send` that
+   * changed the entity resolves (a `send` routed here from another node may see its reply first). For invalidating derived data (`bindEntityChanges` in
    * meridian/cache); the events topic remains the durable record of changes. The listener must
    * not throw (a throw is reported as a problem) nor do slow work: it holds the commit up.
    */
