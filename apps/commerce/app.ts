@@ -20,6 +20,7 @@ import { Order } from './order.ts';
 import { registerOrderFeed } from './order-feed.ts';
 import { type OrderInput, type OrderOutput, type OrderSagaOptions, orderSaga } from './order-saga.ts';
 import type { PaymentGatewayClient } from './payment-gateway-client.ts';
+import { CustomerProfile, type ProfileOptions, Profiles, registerProfileRoutes } from './profile.ts';
 import { RuntimeIdempotencyStore } from './runtime-idempotency-store.ts';
 
 export interface CommerceAppOptions {
@@ -56,6 +57,8 @@ export interface CommerceAppOptions {
    */
   maxOrdersInProgress?: number;
   catalog?: CatalogOptions;
+  /** The customer-profile cache (TTL, size, the shared Redis tier on the cluster shape). */
+  profiles?: ProfileOptions;
   /** HTTP gateway tuning (lease, key TTL, body limit, logger...). */
   http?: Omit<GatewayOptions, 'auth' | 'store' | 'idempotencyStore' | 'clock' | 'timers'>;
 }
@@ -64,6 +67,7 @@ export interface CommerceApp {
   readonly runtime: Runtime;
   readonly gateway: Gateway;
   readonly catalog: Catalog;
+  readonly profiles: Profiles;
   readonly orderSaga: SagaDefinition<OrderInput, OrderOutput>;
   /** Starts the runtime (resuming every order in flight) and loads the routes. */
   start(): Promise<void>;
@@ -78,8 +82,9 @@ export interface CommerceApp {
 }
 
 /**
- * The commerce reference system on Meridian's public API: Inventory and Order entities, the
- * order saga, the notification subscription, the catalog read model, and the HTTP contract
+ * The commerce reference system on Meridian's public API: Inventory, Order and CustomerProfile
+ * entities, the order saga, the notification subscription, the catalog read model and the
+ * cached customer profiles, and the HTTP contract
  * (docs/commerce.md).
  */
 export async function createCommerceApp(options: CommerceAppOptions): Promise<CommerceApp> {
@@ -92,8 +97,9 @@ export async function createCommerceApp(options: CommerceAppOptions): Promise<Co
     ...(options.random === undefined ? {} : { random: options.random }),
   });
   const saga = orderSaga(options.payments, options.orders);
-  runtime.register(Inventory, Order, Notifications, saga, notify);
+  runtime.register(Inventory, Order, Notifications, CustomerProfile, saga, notify);
   const catalog = new Catalog(runtime, options.catalog);
+  const profiles = new Profiles(runtime, options.profiles);
   const gateway = await createGateway({
     title: 'Meridian commerce',
     version: '1.0.0',
@@ -116,6 +122,7 @@ export async function createCommerceApp(options: CommerceAppOptions): Promise<Co
     closing: closing.signal,
     maxOrdersInProgress: options.maxOrdersInProgress ?? 1000,
   });
+  registerProfileRoutes(gateway, runtime, profiles);
   registerOrderFeed(gateway, {
     log: options.log,
     timers,
@@ -126,8 +133,12 @@ export async function createCommerceApp(options: CommerceAppOptions): Promise<Co
   registerConsole(gateway, runtime, {
     ...(options.http?.metricsPrefix === undefined ? {} : { metricsPrefix: options.http.metricsPrefix }),
   });
-  // The catalog caches' hit, miss and load counters appear at /metrics and /policies.
-  gateway.exposePolicies({ 'catalog-entries': catalog.entries, 'catalog-pages': catalog.pages });
+  // The caches' hit, miss and load counters appear at /metrics and /policies.
+  gateway.exposePolicies({
+    'catalog-entries': catalog.entries,
+    'catalog-pages': catalog.pages,
+    'customer-profiles': profiles.cache,
+  });
   // A real write, committed: an empty transaction succeeds on a full or read-only disk.
   gateway.addReadinessCheck('store', () => options.store.checkWrites());
   gateway.addReadinessCheck('runtime', () =>
@@ -141,6 +152,7 @@ export async function createCommerceApp(options: CommerceAppOptions): Promise<Co
     runtime,
     gateway,
     catalog,
+    profiles,
     orderSaga: saga,
     async start() {
       await runtime.start();
@@ -154,6 +166,7 @@ export async function createCommerceApp(options: CommerceAppOptions): Promise<Co
         await gateway.close();
         await runtime.stop();
         catalog.close();
+        profiles.close();
       })();
       return closed;
     },
