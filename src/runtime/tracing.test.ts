@@ -28,6 +28,9 @@ const Stock = entity('Stock', {
 const idOf = (span: { spanContext(): { traceId: string; spanId: string } }) => span.spanContext().spanId;
 const traceOf = (span: { spanContext(): { traceId: string } }) => span.spanContext().traceId;
 
+/** Ids unique to this run: on the cluster shape the broker keeps topics between runs. */
+const run = `${process.pid}-${Date.now()}`;
+
 describeShapes('tracing', (shape) => {
   let spans: RecordedSpans;
   let fixture: ShapeFixture;
@@ -164,11 +167,11 @@ describeShapes('tracing', (shape) => {
 
   it('an entity command is a span; its events carry its trace; the group commit that wrote it links to it', async () => {
     const runtime = await fixture.start(fixture.runtime({ drainTimeoutMs: 0 }).register(Stock));
-    await runtime.send(Stock, 'sku-3', 'reserve', { qty: 1 });
+    await runtime.send(Stock, `sku-3-${run}`, 'reserve', { qty: 1 });
     const command = spans.named('entity.command Stock.reserve')[0]!;
-    expect(command.attributes['meridian.entity.id']).toBe('sku-3');
+    expect(command.attributes['meridian.entity.id']).toBe(`sku-3-${run}`);
     await fixture.published();
-    const [event] = await fixture.log.read(Stock.eventsTopic, await partitionOf('sku-3'), 0);
+    const event = await eventOf(`sku-3-${run}`);
     const carried = parseTraceparent(event!.headers[traceparentHeader])!;
     expect(carried.traceId).toBe(traceOf(command));
     const producer = spans.spans().find((span) => span.spanContext().spanId === carried.spanId);
@@ -179,12 +182,15 @@ describeShapes('tracing', (shape) => {
     );
   });
 
-  async function partitionOf(key: string): Promise<number> {
+  /** The latest event keyed `key` (the cluster's broker keeps the topic across tests and runs). */
+  async function eventOf(key: string) {
     const { partitions } = await fixture.log.describeTopic(Stock.eventsTopic);
     for (let partition = 0; partition < partitions; partition++) {
-      const records = await fixture.log.read(Stock.eventsTopic, partition, 0);
-      if (records.some((record) => record.key !== null && Buffer.from(record.key).toString() === key))
-        return partition;
+      const records = await fixture.log.read(Stock.eventsTopic, partition, 0, { maxRecords: 10_000 });
+      const mine = records.filter(
+        (record) => record.key !== null && Buffer.from(record.key).toString() === key,
+      );
+      if (mine.length > 0) return mine[mine.length - 1]!;
     }
     throw new Error(`no event for ${key}`);
   }
@@ -228,9 +234,9 @@ describeShapes('tracing', (shape) => {
       spanId: '0123456789abcdef',
       sampled: true,
     });
-    await runtime.send(Stock, 'sku-4', 'reserve', { qty: 1 }, { traceparent: parent });
+    await runtime.send(Stock, `sku-4-${run}`, 'reserve', { qty: 1 }, { traceparent: parent });
     await fixture.published();
-    const [event] = await fixture.log.read(Stock.eventsTopic, await partitionOf('sku-4'), 0);
+    const event = await eventOf(`sku-4-${run}`);
     expect(parseTraceparent(event!.headers[traceparentHeader])!.traceId).toBe(
       'abcdefabcdefabcdefabcdefabcdefab',
     );
