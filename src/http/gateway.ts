@@ -63,7 +63,7 @@ import { createValidatorCompiler } from './request-validation.ts';
 import { RouteMatcher } from './route-matcher.ts';
 import type { GatewayHandler, GatewayRequest, RouteSchema } from './route-types.ts';
 import { type ExposableRuntime, registerRuntimeMetrics } from './runtime-metrics.ts';
-import { nameRequestSpan, tracedServerFactory } from './tracing.ts';
+import { nameRequestSpan, traceRequest } from './tracing.ts';
 import { invalidFields, type SchemaError, validationProblem } from './validation.ts';
 
 export interface GatewayOptions {
@@ -411,7 +411,6 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     forceCloseConnections: 'idle',
     // Requests whose head Node cannot parse (too large, malformed) still get a problem document.
     clientErrorHandler: (error, socket) => answerClientError(error, socket, typeBase),
-    serverFactory: tracedServerFactory,
   });
   // Strict, bounded checks: unknown fields refused, no coercion of bodies, the first error of a
   // large body, every error (at most 10) of a small one (request-validation.ts).
@@ -427,6 +426,8 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     parseJson(request, body as unknown as string, done);
   });
 
+  // First: the request's server span, active for the hooks and the handler that follow.
+  server.addHook('onRequest', (request, reply, done) => traceRequest(request.raw, reply.raw, done));
   server.addHook('onRequest', async (request) => {
     requestStates.set(request, { startedMs: clock.monotonicNow() });
     if (request.url.length > maxUrlLength) {
