@@ -20,13 +20,22 @@ export const maxQty = 1_000_000_000;
 
 const valueBytes = 12;
 
-/** Key: the symbol (so a symbol's trades share a partition); value: price (f64 cents) and qty (u32). */
+/**
+ * Key: the symbol (so a symbol's trades share a partition); value: price in cents as two
+ * little-endian u32 (low, high) and qty as a u32. Read byte by byte: a record's value sits at any
+ * offset of the log's batch buffer, where a typed array view would need alignment.
+ */
 export function encodeTrade(trade: Trade): ProducerRecord {
   const value = new Uint8Array(valueBytes);
   const view = new DataView(value.buffer);
-  view.setFloat64(0, trade.priceCents, true);
+  view.setUint32(0, trade.priceCents % 4_294_967_296, true);
+  view.setUint32(4, Math.floor(trade.priceCents / 4_294_967_296), true);
   view.setUint32(8, trade.qty, true);
   return { key: trade.symbol, value, timestamp: trade.timestampMs };
+}
+
+function u32(bytes: Uint8Array, at: number): number {
+  return (bytes[at]! | (bytes[at + 1]! << 8) | (bytes[at + 2]! << 16)) + bytes[at + 3]! * 16_777_216;
 }
 
 /** Symbols seen before, by their key bytes' latin-1 text: decoding a key is then one map lookup. */
@@ -49,11 +58,10 @@ export function decodeTrade(record: LogRecord): Trade {
   if (record.key === null || value === null || value.byteLength !== valueBytes) {
     throw new ValidationError(`A trade record needs a symbol key and a ${valueBytes}-byte value`);
   }
-  const view = new DataView(value.buffer, value.byteOffset, valueBytes);
   return {
     symbol: symbolOf(record.key),
-    priceCents: view.getFloat64(0, true),
-    qty: view.getUint32(8, true),
+    priceCents: u32(value, 0) + u32(value, 4) * 4_294_967_296,
+    qty: u32(value, 8),
     timestampMs: record.timestamp,
   };
 }
