@@ -23,9 +23,9 @@ import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import hdr from 'hdr-histogram-js';
-import { windowsDataflow } from '../apps/markets/windows-job.ts';
-import { encodeTrade } from '../apps/markets/trade.ts';
 import { parseTradeLine } from '../apps/markets/csv.ts';
+import { encodeTrade } from '../apps/markets/trade.ts';
+import { windowsDataflow } from '../apps/markets/windows-job.ts';
 import { jsonValue, SqliteLog } from '../src/log/index.ts';
 import { SqliteDatabase, SqliteStore } from '../src/store/index.ts';
 import { openStreamJob, readModelSink, topicSink } from '../src/stream/index.ts';
@@ -51,7 +51,8 @@ function buildFlinkJar(): string {
   cpSync(flinkDir, build, { recursive: true });
   execFileSync('chmod', ['-R', 'u+w', build]);
   const result = spawnSync('mvn', ['-q', '-B', 'package', '-DskipTests'], { cwd: build, encoding: 'utf8' });
-  if (result.status !== 0) throw new Error(`mvn package failed (${result.status}): ${(result.stdout + result.stderr).slice(-2000)}`);
+  if (result.status !== 0)
+    throw new Error(`mvn package failed (${result.status}): ${(result.stdout + result.stderr).slice(-2000)}`);
   return join(build, 'target', 'flink-trades-bench.jar');
 }
 
@@ -89,9 +90,14 @@ async function meridianRound(round: number): Promise<Run> {
   const store = new SqliteStore({ database });
   const log = new SqliteLog(database, { retentionCheckIntervalMs: null });
   try {
-    for (const topic of ['trades', 'windows', 'late-trades']) await log.createTopic(topic, { partitions: 1, retentionMs: null });
+    for (const topic of ['trades', 'windows', 'late-trades'])
+      await log.createTopic(topic, { partitions: 1, retentionMs: null });
     const loaded = await loadTrades(log);
-    const latency = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 600_000, numberOfSignificantValueDigits: 3 });
+    const latency = hdr.build({
+      lowestDiscernibleValue: 1,
+      highestTrackableValue: 600_000,
+      numberOfSignificantValueDigits: 3,
+    });
     let rows = 0;
     const source = windowsDataflow({
       topic: 'trades',
@@ -99,7 +105,11 @@ async function meridianRound(round: number): Promise<Run> {
       allowedLatenessMs: 0,
       idleTimeoutMs: null,
       windows: [
-        readModelSink({ type: 'bench-windows', id: (r) => `${r.key}/${r.window.startMs}`, state: (r) => ({ ...r.value }) }),
+        readModelSink({
+          type: 'bench-windows',
+          id: (r) => `${r.key}/${r.window.startMs}`,
+          state: (r) => ({ ...r.value }),
+        }),
         topicSink('windows', (r) => {
           rows++;
           return { key: r.key, value: jsonValue(r.value), timestamp: r.window.endMs - 1 };
@@ -112,10 +122,11 @@ async function meridianRound(round: number): Promise<Run> {
       source,
       store,
       log,
-      maxRecordsPerRead: 10_000,
+      maxRecordsPerRead: 2000,
       maxRecordsPerTransaction: 50_000,
       onCommit: (event) => {
-        for (const firedAtMs of event.firedAtMs) latency.recordValue(Math.max(1, Math.round(event.committedAtMs - firedAtMs)));
+        for (const firedAtMs of event.firedAtMs)
+          latency.recordValue(Math.max(1, Math.round(event.committedAtMs - firedAtMs)));
       },
     });
     const startMs = performance.now();
@@ -145,12 +156,28 @@ function flinkRound(jar: string, round: number): Run {
   const startMs = performance.now();
   const result = spawnSync(
     'java',
-    ['-Xms2g', '-Xmx2g', '-jar', jar, '--input', input, '--out-dir', join(scratch, `flink-${round}`), '--parallelism', '1', '--checkpointing', '1s', '--disorder-ms', '2000'],
+    [
+      '-Xms2g',
+      '-Xmx2g',
+      '-jar',
+      jar,
+      '--input',
+      input,
+      '--out-dir',
+      join(scratch, `flink-${round}`),
+      '--parallelism',
+      '1',
+      '--checkpointing',
+      '1s',
+      '--disorder-ms',
+      '2000',
+    ],
     { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 },
   );
   const wallSeconds = (performance.now() - startMs) / 1000;
   const line = result.stdout.split('\n').find((l) => l.startsWith('RESULT'));
-  if (result.status !== 0 || line === undefined) throw new Error(`Flink job failed (${result.status}): ${(result.stderr || result.stdout).slice(-2000)}`);
+  if (result.status !== 0 || line === undefined)
+    throw new Error(`Flink job failed (${result.status}): ${(result.stderr || result.stdout).slice(-2000)}`);
   const field = (name: string) => Number(new RegExp(`\\b${name}=(\\d+)`).exec(line)?.[1]);
   return {
     tradesPerSecond: trades / wallSeconds,
@@ -164,7 +191,25 @@ function flinkRound(jar: string, round: number): Run {
 const k = (n: number) => `${(n / 1000).toFixed(0)}k`;
 
 try {
-  execFileSync(process.execPath, [join(flinkDir, 'gen-trades.mjs'), '--seed', '42', '--trades', String(trades), '--symbols', '500', '--rate', '50000', '--disorder-ms', '2000', '--out', input], { stdio: ['ignore', 'ignore', 'inherit'] });
+  execFileSync(
+    process.execPath,
+    [
+      join(flinkDir, 'gen-trades.mjs'),
+      '--seed',
+      '42',
+      '--trades',
+      String(trades),
+      '--symbols',
+      '500',
+      '--rate',
+      '50000',
+      '--disorder-ms',
+      '2000',
+      '--out',
+      input,
+    ],
+    { stdio: ['ignore', 'ignore', 'inherit'] },
+  );
   let jar: string | undefined;
   let flinkProblem = '';
   if (args.flink === 'on') {
@@ -190,7 +235,9 @@ try {
     flink.length > 0
       ? `flink ${k(median(flink.map((r) => r.tradesPerSecond)))}/s wall (${flink.map((r) => k(r.tradesPerSecond)).join(' ')}), ${k(median(flink.map((r) => r.executeTradesPerSecond!)))}/s execute, ${k(median(flink.map((r) => r.tradesPerCpuSecond)))}/cpu-s, rows ${flink[0]!.rows} late ${flink[0]!.late}`
       : `flink not run${flinkProblem === '' ? '' : `: ${flinkProblem.slice(0, 300)}`}`,
-    `load ${loadavg().map((l) => l.toFixed(1)).join('/')}`,
+    `load ${loadavg()
+      .map((l) => l.toFixed(1))
+      .join('/')}`,
   ];
   console.log(parts.join(' | '));
 } finally {

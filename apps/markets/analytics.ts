@@ -19,8 +19,16 @@ import {
 } from '../../src/stream/index.ts';
 import { decodeTrade, encodeTrade, ohlc, type Trade, type WindowStats } from './trade.ts';
 
-export const topics = { trades: 'market-trades', late: 'market-late-trades', alerts: 'market-alerts' } as const;
-export const readModels = { windows: 'market-windows', latest: 'market-latest', moving: 'market-moving' } as const;
+export const topics = {
+  trades: 'market-trades',
+  late: 'market-late-trades',
+  alerts: 'market-alerts',
+} as const;
+export const readModels = {
+  windows: 'market-windows',
+  latest: 'market-latest',
+  moving: 'market-moving',
+} as const;
 export const windowMs = 5000;
 export const movingMs = 60_000;
 const slices = movingMs / windowMs;
@@ -77,11 +85,16 @@ const movingMinute = aggregator<Trade, SliceAcc, Omit<MovingView, 'symbol' | 'st
     for (let slice = 0; slice < slices; slice++) {
       notional += acc[slice * 2]!;
       volume += acc[slice * 2 + 1]!;
-      if (slice !== lastSlice && acc[slice * 2 + 1]! > 0) others.push(acc[slice * 2]! / acc[slice * 2 + 1]! / 100);
+      if (slice !== lastSlice && acc[slice * 2 + 1]! > 0)
+        others.push(acc[slice * 2]! / acc[slice * 2 + 1]! / 100);
     }
     const lastVolume = acc[lastSlice * 2 + 1]!;
     const lastVwap = lastVolume > 0 ? acc[lastSlice * 2]! / lastVolume / 100 : null;
-    return { movingVwap: volume > 0 ? Math.round((notional / volume) * 100) / 10_000 : 0, lastVwap, z: zScore(lastVwap, others) };
+    return {
+      movingVwap: volume > 0 ? Math.round((notional / volume) * 100) / 10_000 : 0,
+      lastVwap,
+      z: zScore(lastVwap, others),
+    };
   },
 });
 
@@ -111,16 +124,31 @@ export function marketsDataflow(options: AnalyticsOptions): TopicSource<Trade> {
   });
   const late = topicSink<Trade>(topics.late, encodeTrade);
   const bySymbol = source.keyBy((trade) => trade.symbol);
-  const windows = bySymbol.window(tumbling({ sizeMs: windowMs }), { late }).aggregate(ohlc).map(view);
-  windows.to(readModelSink({ type: readModels.windows, id: (w) => windowRowId(w.symbol, w.startMs), state: (w) => ({ ...w }) as Json }));
-  windows.to(readModelSink({ type: readModels.latest, id: (w) => w.symbol, state: (w) => ({ ...w }) as Json }));
+  const windows = bySymbol
+    .window(tumbling({ sizeMs: windowMs }), { late })
+    .aggregate(ohlc)
+    .map(view);
+  windows.to(
+    readModelSink({
+      type: readModels.windows,
+      id: (w) => windowRowId(w.symbol, w.startMs),
+      state: (w) => ({ ...w }) as Json,
+    }),
+  );
+  windows.to(
+    readModelSink({ type: readModels.latest, id: (w) => w.symbol, state: (w) => ({ ...w }) as Json }),
+  );
   windows.to(cacheSink({ cache: options.latestCache, key: (w) => w.symbol, value: (w) => w }));
   windows.to(callbackSink('live-feed', options.onWindows));
   const moving = bySymbol
     .window(sliding({ sizeMs: movingMs, slideMs: windowMs }), { late })
     .aggregate(movingMinute)
-    .map((r): MovingView => ({ symbol: r.key, startMs: r.window.startMs, endMs: r.window.endMs, ...r.value }));
-  moving.to(readModelSink({ type: readModels.moving, id: (m) => m.symbol, state: (m) => ({ ...m }) as Json }));
+    .map(
+      (r): MovingView => ({ symbol: r.key, startMs: r.window.startMs, endMs: r.window.endMs, ...r.value }),
+    );
+  moving.to(
+    readModelSink({ type: readModels.moving, id: (m) => m.symbol, state: (m) => ({ ...m }) as Json }),
+  );
   moving
     .filter((m) => m.z !== null && Math.abs(m.z) >= anomalyZ)
     .to(topicSink(topics.alerts, (m) => ({ key: m.symbol, value: jsonValue(m), timestamp: m.endMs - 1 })));

@@ -4,14 +4,22 @@ import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseCommandLine } from '../../src/cli/index.ts';
 import { ValidationError } from '../../src/index.ts';
-import { centsText } from './trade.ts';
-import { MARKETS_USAGE } from './cli.ts';
 import { startMarkets } from './markets.ts';
+import { centsText } from './trade.ts';
+import { MARKETS_USAGE } from './usage.ts';
 
-function integer(option: string, text: string | undefined, fallback: number, min: number, max: number): number {
+function integer(
+  option: string,
+  text: string | undefined,
+  fallback: number,
+  min: number,
+  max: number,
+): number {
   if (text === undefined) return fallback;
   if (!/^\d{1,9}$/.test(text) || Number(text) < min || Number(text) > max) {
-    throw new ValidationError(`'--${option}' must be an integer in [${min}, ${max}]: current value is '${text.slice(0, 32)}'`);
+    throw new ValidationError(
+      `'--${option}' must be an integer in [${min}, ${max}]: current value is '${text.slice(0, 32)}'`,
+    );
   }
   return Number(text);
 }
@@ -48,13 +56,17 @@ export async function runDemo(argv: string[]): Promise<number> {
       if (windows.length > 0) console.log(`  (${windows.length} windows closed)`);
     },
   });
-  console.log(`markets: serving ${markets.url} (GET /markets/movers, /markets/symbols/SYM0001/latest, /markets/stream) — Ctrl-C stops`);
+  console.log(
+    `markets: serving ${markets.url} (GET /markets/movers, /markets/symbols/SYM0001/latest, /markets/stream) — Ctrl-C stops`,
+  );
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);
   });
   await markets.stop();
   const metrics = markets.job.metrics;
-  console.log(`markets: stopped after ${metrics.recordsIn} trades, ${metrics.lateRecords} late, ${metrics.transactions} commits`);
+  console.log(
+    `markets: stopped after ${metrics.recordsIn} trades, ${metrics.lateRecords} late, ${metrics.transactions} commits`,
+  );
   return 0;
 }

@@ -2,7 +2,7 @@
 // in cents, event times that run with the clock but arrive out of order (up to the disorder bound)
 // and now and then much later, and rare price shocks the anomaly detector should catch.
 
-import type { Random } from '../../src/time.ts';
+import type { Random } from '../../src/index.ts';
 import type { Trade } from './trade.ts';
 
 export interface GeneratorOptions {
@@ -43,12 +43,15 @@ export class TradeGenerator {
       const draw = random.next();
       let index = 0;
       while (this.#cumulative[index]! < draw) index++;
-      const shock = random.next() < shockFraction ? (random.next() < 0.5 ? -1 : 1) * (0.05 + random.next() * 0.05) : 0;
+      const shock =
+        random.next() < shockFraction ? (random.next() < 0.5 ? -1 : 1) * (0.05 + random.next() * 0.05) : 0;
       const price = this.#prices[index]!;
       const step = Math.round(price * shock) + Math.floor(random.next() * 11) - 5;
       this.#prices[index] = Math.max(1, price + step);
       const late = random.next() < lateFraction;
-      const delayMs = late ? disorderMs + 5000 + Math.floor(random.next() * 5000) : Math.floor(random.next() * disorderMs);
+      const delayMs = late
+        ? disorderMs + 5000 + Math.floor(random.next() * 5000)
+        : Math.floor(random.next() * disorderMs);
       trades.push({
         symbol: TradeGenerator.symbolName(index),
         priceCents: this.#prices[index]!,

@@ -35,18 +35,30 @@ class HttpProblem extends Error {
 
 function send(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': status >= 400 ? 'application/problem+json' : 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.writeHead(status, {
+    'content-type': status >= 400 ? 'application/problem+json' : 'application/json',
+    'content-length': Buffer.byteLength(text),
+  });
   res.end(text);
 }
 
-function integerParam(url: URL, name: string, fallback: number | undefined, min: number, max: number): number {
+function integerParam(
+  url: URL,
+  name: string,
+  fallback: number | undefined,
+  min: number,
+  max: number,
+): number {
   const text = url.searchParams.get(name);
   if (text === null) {
     if (fallback === undefined) throw new HttpProblem(400, `Query parameter '${name}' is required`);
     return fallback;
   }
   if (!/^\d{1,15}$/.test(text) || Number(text) < min || Number(text) > max) {
-    throw new HttpProblem(400, `Query parameter '${name}' must be an integer in [${min}, ${max}]: current value is '${text.slice(0, 32)}'`);
+    throw new HttpProblem(
+      400,
+      `Query parameter '${name}' must be an integer in [${min}, ${max}]: current value is '${text.slice(0, 32)}'`,
+    );
   }
   return Number(text);
 }
@@ -62,7 +74,10 @@ async function readBody(req: IncomingMessage): Promise<unknown> {
   try {
     return JSON.parse(Buffer.concat(chunks).toString('utf8'));
   } catch {
-    throw new HttpProblem(400, 'The body must be JSON: {"trades": [{"timestampMs": 1767623400000, "symbol": "AAPL", "price": "187.25", "qty": 100}]}');
+    throw new HttpProblem(
+      400,
+      'The body must be JSON: {"trades": [{"timestampMs": 1767623400000, "symbol": "AAPL", "price": "187.25", "qty": 100}]}',
+    );
   }
 }
 
@@ -75,19 +90,34 @@ export function parseTradeBatch(body: unknown): Trade[] {
   return list.map((item, index) => {
     const trade = item as { timestampMs?: unknown; symbol?: unknown; price?: unknown; qty?: unknown } | null;
     const fields = [trade?.timestampMs, trade?.symbol, trade?.price, trade?.qty];
-    if (trade === null || typeof trade !== 'object' || fields.some((f) => typeof f !== 'string' && typeof f !== 'number')) {
-      throw new HttpProblem(400, `trades[${index}] must be an object with timestampMs, symbol, price (string "187.25") and qty`);
+    if (
+      trade === null ||
+      typeof trade !== 'object' ||
+      fields.some((f) => typeof f !== 'string' && typeof f !== 'number')
+    ) {
+      throw new HttpProblem(
+        400,
+        `trades[${index}] must be an object with timestampMs, symbol, price (string "187.25") and qty`,
+      );
     }
     try {
       return parseTradeLine(fields.map(String).join(','), index);
     } catch (error) {
-      if (error instanceof ValidationError) throw new HttpProblem(400, `trades[${index}]: ${error.message.replace(/^Trades CSV line \d+: /, '')}`);
+      if (error instanceof ValidationError)
+        throw new HttpProblem(
+          400,
+          `trades[${index}]: ${error.message.replace(/^Trades CSV line \d+: /, '')}`,
+        );
       throw error;
     }
   });
 }
 
-export function createMarketsApi(options: { store: Store; log: Log; latest: Cache<WindowView | null> }): MarketsApi {
+export function createMarketsApi(options: {
+  store: Store;
+  log: Log;
+  latest: Cache<WindowView | null>;
+}): MarketsApi {
   const { store, log, latest } = options;
   const clients = new Set<ServerResponse>();
 
@@ -113,10 +143,16 @@ export function createMarketsApi(options: { store: Store; log: Log; latest: Cach
       const fromMs = integerParam(url, 'fromMs', undefined, 0, 8_640_000_000_000);
       const toMs = integerParam(url, 'toMs', undefined, fromMs, 8_640_000_000_000);
       if ((toMs - fromMs) / windowMs > maxRangeWindows) {
-        throw new HttpProblem(400, `A range may span at most ${maxRangeWindows} windows (${(maxRangeWindows * windowMs) / 1000} s)`);
+        throw new HttpProblem(
+          400,
+          `A range may span at most ${maxRangeWindows} windows (${(maxRangeWindows * windowMs) / 1000} s)`,
+        );
       }
       const rows = await store.read((tx) =>
-        tx.entities.list(readModels.windows, { afterId: windowRowId(symbol, fromMs - 1), limit: maxRangeWindows }),
+        tx.entities.list(readModels.windows, {
+          afterId: windowRowId(symbol, fromMs - 1),
+          limit: maxRangeWindows,
+        }),
       );
       const last = windowRowId(symbol, toMs);
       return send(res, 200, { symbol, windows: rows.filter((row) => row.id < last).map((row) => row.state) });
@@ -126,8 +162,13 @@ export function createMarketsApi(options: { store: Store; log: Log; latest: Cach
       const rows = await store.read((tx) => tx.entities.list(readModels.latest, { limit: 1000 }));
       const movers = rows
         .map((row) => row.state as unknown as WindowView)
-        .map((w) => ({ ...w, changePercent: Math.round(((w.closeCents - w.openCents) / w.openCents) * 1_000_000) / 10_000 }))
-        .sort((a, b) => Math.abs(b.changePercent) - Math.abs(a.changePercent) || (a.symbol < b.symbol ? -1 : 1));
+        .map((w) => ({
+          ...w,
+          changePercent: Math.round(((w.closeCents - w.openCents) / w.openCents) * 1_000_000) / 10_000,
+        }))
+        .sort(
+          (a, b) => Math.abs(b.changePercent) - Math.abs(a.changePercent) || (a.symbol < b.symbol ? -1 : 1),
+        );
       return send(res, 200, { movers: movers.slice(0, limit) });
     }
     if (path === '/markets/stream') return openFeed(req, res);
@@ -135,8 +176,13 @@ export function createMarketsApi(options: { store: Store; log: Log; latest: Cach
   }
 
   function openFeed(req: IncomingMessage, res: ServerResponse): void {
-    if (clients.size >= maxSseClients) throw new HttpProblem(503, `At most ${maxSseClients} live-feed clients`);
-    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
+    if (clients.size >= maxSseClients)
+      throw new HttpProblem(503, `At most ${maxSseClients} live-feed clients`);
+    res.writeHead(200, {
+      'content-type': 'text/event-stream',
+      'cache-control': 'no-store',
+      connection: 'keep-alive',
+    });
     res.write(': markets windows as they close\n\n');
     clients.add(res);
     req.once('close', () => clients.delete(res));
@@ -146,7 +192,13 @@ export function createMarketsApi(options: { store: Store; log: Log; latest: Cach
     route(req, res).catch((error: unknown) => {
       const status = error instanceof HttpProblem ? error.status : 500;
       const detail = error instanceof HttpProblem ? error.message : 'Internal error';
-      if (!res.headersSent) send(res, status, { type: 'about:blank', title: status === 500 ? 'Internal Server Error' : 'Bad Request', status, detail });
+      if (!res.headersSent)
+        send(res, status, {
+          type: 'about:blank',
+          title: status === 500 ? 'Internal Server Error' : 'Bad Request',
+          status,
+          detail,
+        });
       else res.end();
     });
   });

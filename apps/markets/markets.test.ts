@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { WindowView } from './analytics.ts';
-import { startMarkets, type RunningMarkets } from './markets.ts';
+import { type RunningMarkets, startMarkets } from './markets.ts';
 import { replay } from './replay.ts';
 import { vwapText } from './trade.ts';
 
@@ -52,7 +52,9 @@ describe('markets HTTP API', () => {
       { timestampMs: 1000, symbol: 'AAA', price: '10.001', qty: 5 },
     ]);
     expect(response.status).toBe(400);
-    expect((await response.json()).detail).toMatch(/^trades\[1\]: price must be dollars with at most two decimals/);
+    expect(((await response.json()) as { detail: string }).detail).toMatch(
+      /^trades\[1\]: price must be dollars with at most two decimals/,
+    );
     expect((await post([])).status).toBe(400);
     expect((await fetch(`${markets.url}/markets/trades`, { method: 'POST', body: '{' })).status).toBe(400);
   });
@@ -76,12 +78,18 @@ describe('markets HTTP API', () => {
       return body?.startMs === 5000 ? body : undefined;
     });
     expect(latest).toMatchObject({ symbol: 'AAA', count: 1, volume: 1, vwap: '12.0000' });
-    const range = await (await fetch(`${markets.url}/markets/symbols/AAA/windows?fromMs=0&toMs=10000`)).json();
-    expect(range.windows.map((w: WindowView) => [w.startMs, w.count, w.vwap, w.openCents, w.closeCents])).toEqual([
+    const range = (await (
+      await fetch(`${markets.url}/markets/symbols/AAA/windows?fromMs=0&toMs=10000`)
+    ).json()) as { windows: WindowView[] };
+    expect(
+      range.windows.map((w: WindowView) => [w.startMs, w.count, w.vwap, w.openCents, w.closeCents]),
+    ).toEqual([
       [0, 2, vwapText(100 * 1000 + 300 * 1100, 400), 1000, 1100],
       [5000, 1, '12.0000', 1200, 1200],
     ]);
-    const movers = await (await fetch(`${markets.url}/markets/movers?limit=1`)).json();
+    const movers = (await (await fetch(`${markets.url}/markets/movers?limit=1`)).json()) as {
+      movers: unknown[];
+    };
     expect(movers.movers).toHaveLength(1);
     let feedText = '';
     for (let chunk = 0; chunk < 20 && !feedText.includes('"startMs":5000'); chunk++) {
@@ -90,7 +98,12 @@ describe('markets HTTP API', () => {
     await reader.cancel();
     expect(feedText).toContain(': markets windows as they close');
     expect(feedText).toMatch(/event: window\ndata: \{"symbol":"AAA","startMs":0,/);
-    expect(closed.map((w) => `${w.symbol}@${w.startMs}`).sort()).toEqual(['AAA@0', 'AAA@5000', 'BBB@0', 'BBB@5000']);
+    expect(closed.map((w) => `${w.symbol}@${w.startMs}`).sort()).toEqual([
+      'AAA@0',
+      'AAA@5000',
+      'BBB@0',
+      'BBB@5000',
+    ]);
     expect((await fetch(`${markets.url}/markets/symbols/ZZZ/latest`)).status).toBe(404);
     expect((await fetch(`${markets.url}/markets/symbols/AAA/windows?fromMs=x&toMs=1`)).status).toBe(400);
   });
@@ -99,7 +112,10 @@ describe('markets HTTP API', () => {
 describe('markets replay', () => {
   it('writes canonical windows and late trades per the issue semantics', async () => {
     const input = join(directory, 'in.csv');
-    writeFileSync(input, 'ts_ms,symbol,price,qty\n1000,B,1.50,2\n1000,A,2.00,1\n4000,A,3.00,1\n9000,A,1.00,1\n4999,A,9.00,1\n12000,A,1.00,1\n');
+    writeFileSync(
+      input,
+      'ts_ms,symbol,price,qty\n1000,B,1.50,2\n1000,A,2.00,1\n4000,A,3.00,1\n9000,A,1.00,1\n4999,A,9.00,1\n12000,A,1.00,1\n',
+    );
     const output = join(directory, 'out.csv');
     const lateOutput = join(directory, 'late.csv');
     const summary = await replay({ input, output, lateOutput, disorderMs: 2000, allowedLatenessMs: 0 });
@@ -114,6 +130,14 @@ describe('markets replay', () => {
   it('refuses a malformed line with its number', async () => {
     const input = join(directory, 'bad.csv');
     writeFileSync(input, 'ts_ms,symbol,price,qty\n1000,A,1.00,1\n1000,A,abc,1\n');
-    await expect(replay({ input, output: join(directory, 'o.csv'), lateOutput: join(directory, 'l.csv'), disorderMs: 0, allowedLatenessMs: 0 })).rejects.toThrow(/line 3: price/);
+    await expect(
+      replay({
+        input,
+        output: join(directory, 'o.csv'),
+        lateOutput: join(directory, 'l.csv'),
+        disorderMs: 0,
+        allowedLatenessMs: 0,
+      }),
+    ).rejects.toThrow(/line 3: price/);
   });
 });

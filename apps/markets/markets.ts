@@ -4,10 +4,11 @@
 
 import type { AddressInfo } from 'node:net';
 import { createCache } from '../../src/cache/index.ts';
+import { systemClock, systemTimers, type TimerHandle } from '../../src/index.ts';
 import { SqliteLog } from '../../src/log/index.ts';
 import { SqliteDatabase, SqliteStore } from '../../src/store/index.ts';
 import { openStreamJob, type StreamJob } from '../../src/stream/index.ts';
-import { seededRandom, systemClock, systemTimers, type TimerHandle } from '../../src/time.ts';
+import { seededRandom } from '../../src/testing/index.ts';
 import { marketsDataflow, readModels, topics, type WindowView } from './analytics.ts';
 import { TradeGenerator } from './generator.ts';
 import { createMarketsApi } from './http-api.ts';
@@ -70,7 +71,11 @@ export async function startMarkets(options: MarketsOptions): Promise<RunningMark
   });
   const job = await openStreamJob({ name: 'markets', source, store, log, maxRecordsPerTransaction: 20_000 });
   const running = job.start();
-  const generator = new TradeGenerator({ symbols: options.symbols, random: seededRandom(options.seed), disorderMs: options.disorderMs });
+  const generator = new TradeGenerator({
+    symbols: options.symbols,
+    random: seededRandom(options.seed),
+    disorderMs: options.disorderMs,
+  });
   let timer: TimerHandle | undefined;
   let carry = 0;
   const tick = () => {
@@ -78,7 +83,10 @@ export async function startMarkets(options: MarketsOptions): Promise<RunningMark
     const count = Math.floor(carry);
     carry -= count;
     const trades = generator.next(count, systemClock.now());
-    const appended = trades.length === 0 ? Promise.resolve() : log.append(topics.trades, trades.map(encodeTrade)).then(() => undefined);
+    const appended =
+      trades.length === 0
+        ? Promise.resolve()
+        : log.append(topics.trades, trades.map(encodeTrade)).then(() => undefined);
     appended.then(
       () => {
         timer = systemTimers.setTimeout(tick, generatorTickMs);

@@ -40,7 +40,9 @@ async function ingest(path: string, log: SqliteLog, topic: string): Promise<numb
     lineNumber++;
     if (lineNumber === 1) {
       if (line.replace(/\r$/, '') !== tradesHeader) {
-        throw new ValidationError(`Trades CSV '${path}' must start with the header '${tradesHeader}': found '${line.slice(0, 80)}'`);
+        throw new ValidationError(
+          `Trades CSV '${path}' must start with the header '${tradesHeader}': found '${line.slice(0, 80)}'`,
+        );
       }
       continue;
     }
@@ -52,7 +54,8 @@ async function ingest(path: string, log: SqliteLog, topic: string): Promise<numb
       batch = [];
     }
   }
-  if (lineNumber === 0) throw new ValidationError(`Trades CSV '${path}' is empty: it needs the header '${tradesHeader}'`);
+  if (lineNumber === 0)
+    throw new ValidationError(`Trades CSV '${path}' is empty: it needs the header '${tradesHeader}'`);
   if (batch.length > 0) await log.append(topic, batch);
   return trades + batch.length;
 }
@@ -79,7 +82,8 @@ export async function replay(options: ReplayOptions): Promise<ReplaySummary> {
       idleTimeoutMs: null,
       windows: [
         callbackSink<WindowResult<WindowStats>>('replay-windows', (results) => {
-          for (const r of results) windows.set(`${r.window.startMs}|${r.key}`, [r.window.startMs, r.key, r.value]);
+          for (const r of results)
+            windows.set(`${r.window.startMs}|${r.key}`, [r.window.startMs, r.key, r.value]);
         }),
       ],
       late: callbackSink<Trade>('replay-late', (trades) => {
@@ -98,7 +102,11 @@ export async function replay(options: ReplayOptions): Promise<ReplaySummary> {
   }
 }
 
-async function writeOutputs(options: ReplayOptions, windows: Array<[number, string, WindowStats]>, late: Trade[]): Promise<void> {
+async function writeOutputs(
+  options: ReplayOptions,
+  windows: Array<[number, string, WindowStats]>,
+  late: Trade[],
+): Promise<void> {
   windows.sort((a, b) => a[0] - b[0] || (a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0));
   const windowLines = windows.map(([startMs, symbol, stats]) => windowLine(startMs, symbol, stats));
   const lateLines = late.map(tradeLine);

@@ -1,7 +1,7 @@
 // A trade, its bytes in the log, and the 5-second window's statistics (count, volume, VWAP, OHLC).
 
-import type { LogRecord, ProducerRecord } from '../../src/log/index.ts';
 import { ValidationError } from '../../src/index.ts';
+import type { LogRecord, ProducerRecord } from '../../src/log/index.ts';
 import { aggregator } from '../../src/stream/index.ts';
 
 export interface Trade {
@@ -46,7 +46,8 @@ function symbolOf(key: Uint8Array): string {
   const text = String.fromCharCode.apply(null, key as unknown as number[]);
   let symbol = symbolCache.get(text);
   if (symbol === undefined) {
-    if (!symbolPattern.test(text)) throw new ValidationError(`Trade key '${text.slice(0, 32)}' is not a symbol`);
+    if (!symbolPattern.test(text))
+      throw new ValidationError(`Trade key '${text.slice(0, 32)}' is not a symbol`);
     if (symbolCache.size < 100_000) symbolCache.set(text, text);
     symbol = text;
   }
@@ -86,7 +87,19 @@ export interface WindowStats {
 
 /** Count, volume, VWAP and OHLC; open/close by event time, ties by input order (Flink's job's rule). */
 export const ohlc = aggregator<Trade, OhlcAcc, WindowStats>({
-  create: () => [0, 0, 0, Number.MAX_SAFE_INTEGER, 0, 0, Number.MIN_SAFE_INTEGER, 0, 0, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER],
+  create: () => [
+    0,
+    0,
+    0,
+    Number.MAX_SAFE_INTEGER,
+    0,
+    0,
+    Number.MIN_SAFE_INTEGER,
+    0,
+    0,
+    Number.MIN_SAFE_INTEGER,
+    Number.MAX_SAFE_INTEGER,
+  ],
   add(acc, trade, timestampMs, sequence) {
     acc[0] += 1;
     acc[1] += trade.qty;
@@ -124,7 +137,8 @@ export function vwapText(notionalCents: number, volume: number): string {
   const denominator = BigInt(volume);
   let quotient = numerator / denominator;
   const twiceRemainder = 2n * (numerator % denominator);
-  if (twiceRemainder > denominator || (twiceRemainder === denominator && quotient % 2n === 1n)) quotient += 1n;
+  if (twiceRemainder > denominator || (twiceRemainder === denominator && quotient % 2n === 1n))
+    quotient += 1n;
   const text = quotient.toString().padStart(5, '0');
   return `${text.slice(0, -4)}.${text.slice(-4)}`;
 }

@@ -26,7 +26,10 @@ export function windowsDataflow(options: WindowsJobOptions): TopicSource<Trade> 
   });
   const results = source
     .keyBy((trade) => trade.symbol)
-    .window(tumbling({ sizeMs: windowMs }), { allowedLatenessMs: options.allowedLatenessMs, late: options.late })
+    .window(tumbling({ sizeMs: windowMs }), {
+      allowedLatenessMs: options.allowedLatenessMs,
+      late: options.late,
+    })
     .aggregate(ohlc);
   for (const sink of options.windows) results.to(sink);
   return source;

@@ -24,17 +24,55 @@ export function crashDataflow() {
     outOfOrdernessMs: 300,
     idleTimeoutMs: null,
   });
-  const late = topicSink<CrashEvent>('crash-late', (e) => ({ key: e.key, value: jsonValue(e), timestamp: 0 }));
+  const late = topicSink<CrashEvent>('crash-late', (e) => ({
+    key: e.key,
+    value: jsonValue(e),
+    timestamp: 0,
+  }));
   const keyed = source.keyBy((e) => e.key);
-  const sums = keyed.window(tumbling({ sizeMs: 1000 }), { allowedLatenessMs: 200, late }).aggregate(sum((e: CrashEvent) => e.n));
-  sums.to(topicSink('crash-sums', (r) => ({ key: r.key, value: jsonValue([r.window.startMs, r.value, r.update]), timestamp: r.window.endMs - 1 })));
-  sums.to(readModelSink({ type: 'crash-sums', id: (r) => `${r.key}/${String(r.window.startMs).padStart(12, '0')}`, state: (r) => r.value }));
-  const ends = keyed.window(sliding({ sizeMs: 3000, slideMs: 1000 }), { late }).aggregate(last((e: CrashEvent) => e.n));
-  ends.to(topicSink('crash-moving', (r) => ({ key: r.key, value: jsonValue([r.window.startMs, r.value]), timestamp: r.window.endMs - 1 })));
+  const sums = keyed
+    .window(tumbling({ sizeMs: 1000 }), { allowedLatenessMs: 200, late })
+    .aggregate(sum((e: CrashEvent) => e.n));
+  sums.to(
+    topicSink('crash-sums', (r) => ({
+      key: r.key,
+      value: jsonValue([r.window.startMs, r.value, r.update]),
+      timestamp: r.window.endMs - 1,
+    })),
+  );
+  sums.to(
+    readModelSink({
+      type: 'crash-sums',
+      id: (r) => `${r.key}/${String(r.window.startMs).padStart(12, '0')}`,
+      state: (r) => r.value,
+    }),
+  );
+  const ends = keyed
+    .window(sliding({ sizeMs: 3000, slideMs: 1000 }), { late })
+    .aggregate(last((e: CrashEvent) => e.n));
+  ends.to(
+    topicSink('crash-moving', (r) => ({
+      key: r.key,
+      value: jsonValue([r.window.startMs, r.value]),
+      timestamp: r.window.endMs - 1,
+    })),
+  );
   const firsts = keyed.window(tumbling({ sizeMs: 2000 }), { late }).aggregate(first((e: CrashEvent) => e.n));
   const counts = keyed.window(tumbling({ sizeMs: 2000 }), { late }).aggregate(count());
-  firsts.to(topicSink('crash-moving', (r) => ({ key: r.key, value: jsonValue(['first', r.window.startMs, r.value]), timestamp: r.window.endMs - 1 })));
-  counts.to(topicSink('crash-moving', (r) => ({ key: r.key, value: jsonValue(['count', r.window.startMs, r.value]), timestamp: r.window.endMs - 1 })));
+  firsts.to(
+    topicSink('crash-moving', (r) => ({
+      key: r.key,
+      value: jsonValue(['first', r.window.startMs, r.value]),
+      timestamp: r.window.endMs - 1,
+    })),
+  );
+  counts.to(
+    topicSink('crash-moving', (r) => ({
+      key: r.key,
+      value: jsonValue(['count', r.window.startMs, r.value]),
+      timestamp: r.window.endMs - 1,
+    })),
+  );
   return source;
 }
 

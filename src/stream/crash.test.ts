@@ -29,14 +29,19 @@ async function prepare(db: Embedded): Promise<void> {
   for (let i = 0; i < 6000; i++) {
     const key = `k${Math.floor(random.next() * 20)}`;
     const late = random.next() < 0.03;
-    const timestamp = 10_000 + i * 3 - (late ? 1000 + Math.floor(random.next() * 2000) : Math.floor(random.next() * 400));
+    const timestamp =
+      10_000 + i * 3 - (late ? 1000 + Math.floor(random.next() * 2000) : Math.floor(random.next() * 400));
     records.push({ key, value: jsonValue({ key, n: Math.floor(random.next() * 1000) }), timestamp });
   }
-  for (let from = 0; from < records.length; from += 1000) await db.log.append(inputTopic, records.slice(from, from + 1000));
+  for (let from = 0; from < records.length; from += 1000)
+    await db.log.append(inputTopic, records.slice(from, from + 1000));
 }
 
 /** Runs the child to the end, or kills it with SIGKILL after `killAfterCommits` commits. */
-function runChild(path: string, killAfterCommits: number | null): Promise<{ killed: boolean; done: boolean }> {
+function runChild(
+  path: string,
+  killAfterCommits: number | null,
+): Promise<{ killed: boolean; done: boolean }> {
   const child = spawn(process.execPath, [childScript, path], { stdio: ['ignore', 'pipe', 'pipe'] });
   let commits = 0;
   let done = false;
@@ -68,7 +73,9 @@ async function dump(db: Embedded): Promise<string[]> {
         const records = await db.log.read(topic, partition, offset, { maxRecords: 1000 });
         if (records.length === 0) break;
         for (const r of records) {
-          lines.push(`${topic}/${partition}@${r.offset} ${Buffer.from(r.key ?? []).toString('hex')} ${Buffer.from(r.value ?? []).toString('hex')} ${r.timestamp}`);
+          lines.push(
+            `${topic}/${partition}@${r.offset} ${Buffer.from(r.key ?? []).toString('hex')} ${Buffer.from(r.value ?? []).toString('hex')} ${r.timestamp}`,
+          );
         }
         offset = records[records.length - 1]!.offset + 1;
       }
@@ -99,7 +106,9 @@ afterAll(async () => {
 });
 
 describe('stream exactly-once across kill -9', () => {
-  it('gives the same outputs after seeded SIGKILLs and restarts as an uninterrupted run', { timeout: 240_000 }, async () => {
+  it('gives the same outputs after seeded SIGKILLs and restarts as an uninterrupted run', {
+    timeout: 240_000,
+  }, async () => {
     await reference.close();
     await crashed.close();
     const uninterrupted = await runChild(reference.path, null);

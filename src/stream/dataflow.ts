@@ -85,7 +85,9 @@ export class Stream<T> {
   /** Sends every value to `sink` (in the commit, see Sink). */
   to(sink: Sink<T>): this {
     if (sink.write === undefined && sink.committed === undefined) {
-      throw new ValidationError(`Sink '${sink.name}' has neither 'write' nor 'committed': it would drop every value`);
+      throw new ValidationError(
+        `Sink '${sink.name}' has neither 'write' nor 'committed': it would drop every value`,
+      );
     }
     this.#children.push({
       compile: (context) => {
@@ -130,7 +132,8 @@ export class KeyedStream<T> {
    */
   window(assigner: WindowAssigner, options: WindowOptions<T>): WindowedStream<T> {
     const allowedLatenessMs = integerOption('allowedLatenessMs', options.allowedLatenessMs, 0, 0, 86_400_000);
-    if (options.late === undefined) invalidOption('late', 'a sink for late records (topicSink, ...)', undefined);
+    if (options.late === undefined)
+      invalidOption('late', 'a sink for late records (topicSink, ...)', undefined);
     return new WindowedStream(this.#parent, this.#key, assigner, allowedLatenessMs, options.late);
   }
 }
@@ -222,8 +225,12 @@ export class TopicSource<T> extends Stream<T> {
   constructor(options: TopicSourceOptions<T>) {
     super();
     requireName('topic', options.topic);
-    if (typeof options.decode !== 'function') invalidOption('decode', 'a function (record) => value', options.decode);
-    const idle = options.idleTimeoutMs === null ? null : integerOption('idleTimeoutMs', options.idleTimeoutMs, 10_000, 1, 86_400_000);
+    if (typeof options.decode !== 'function')
+      invalidOption('decode', 'a function (record) => value', options.decode);
+    const idle =
+      options.idleTimeoutMs === null
+        ? null
+        : integerOption('idleTimeoutMs', options.idleTimeoutMs, 10_000, 1, 86_400_000);
     this.options = {
       ...options,
       outOfOrdernessMs: integerOption('outOfOrdernessMs', options.outOfOrdernessMs, 0, 0, 86_400_000),

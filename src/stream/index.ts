@@ -14,7 +14,13 @@ export {
   WindowedStream,
   type WindowOptions,
 } from './dataflow.ts';
-export { type CommitEvent, openStreamJob, StreamJob, type StreamJobOptions, type StreamMetrics } from './job.ts';
+export {
+  type CommitEvent,
+  openStreamJob,
+  StreamJob,
+  type StreamJobOptions,
+  type StreamMetrics,
+} from './job.ts';
 export {
   cacheSink,
   callbackSink,
@@ -24,6 +30,6 @@ export {
   type SinkScope,
   topicSink,
 } from './sinks.ts';
-export type { WindowResult } from './window-operator.ts';
 export { WatermarkTracker } from './watermarks.ts';
+export type { WindowResult } from './window-operator.ts';
 export { session, sliding, type TimeDomain, tumbling, type Window, type WindowAssigner } from './windows.ts';

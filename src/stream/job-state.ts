@@ -72,7 +72,8 @@ export class JobStateRows {
   /** After the transaction of `save` committed: its versions become the ones to expect. */
   committed(): void {
     for (const [id, version] of this.#pendingVersions) this.#versions.set(id, version);
-    for (let index = this.#pending?.chunks ?? 0; index < this.#chunks; index++) this.#versions.delete(this.#chunkId(index));
+    for (let index = this.#pending?.chunks ?? 0; index < this.#chunks; index++)
+      this.#versions.delete(this.#chunkId(index));
     this.#chunks = this.#pending?.chunks ?? this.#chunks;
     this.#lastBytes = this.#pending?.bytes ?? this.#lastBytes;
     this.#pendingVersions.clear();

@@ -52,7 +52,9 @@ export interface ReadModelSinkOptions<T> {
 export function readModelSink<T>(options: ReadModelSinkOptions<T>): Sink<T> {
   const type = requireName('type', options.type);
   if (type.startsWith('$')) {
-    throw new ValidationError(`A read model's 'type' cannot start with '$' (reserved): current value is '${type}'`);
+    throw new ValidationError(
+      `A read model's 'type' cannot start with '$' (reserved): current value is '${type}'`,
+    );
   }
   return {
     name: `read-model:${type}`,
@@ -71,7 +73,11 @@ export function readModelSink<T>(options: ReadModelSinkOptions<T>): Sink<T> {
  * Sets each value in a cache once it committed (a cache cannot join the transaction): readers
  * of the cache see a result at most one commit after the store has it, never before.
  */
-export function cacheSink<T, V>(options: { cache: Cache<V>; key: (value: T) => string; value: (value: T) => V }): Sink<T> {
+export function cacheSink<T, V>(options: {
+  cache: Cache<V>;
+  key: (value: T) => string;
+  value: (value: T) => V;
+}): Sink<T> {
   return {
     name: `cache:${options.cache.name}`,
     async committed(values) {
@@ -83,6 +89,9 @@ export function cacheSink<T, V>(options: { cache: Cache<V>; key: (value: T) => s
 }
 
 /** Calls `listener` with the values of each commit after it committed (a live feed, a test). */
-export function callbackSink<T>(name: string, listener: (values: readonly T[]) => void | Promise<void>): Sink<T> {
+export function callbackSink<T>(
+  name: string,
+  listener: (values: readonly T[]) => void | Promise<void>,
+): Sink<T> {
   return { name, committed: listener };
 }

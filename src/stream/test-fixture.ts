@@ -16,7 +16,10 @@ export interface Embedded {
 export function openEmbeddedAt(path: string, clock?: Clock): Embedded {
   const database = new SqliteDatabase({ path, integrityCheck: 'off' });
   const store = new SqliteStore(clock === undefined ? { database } : { database, clock });
-  const log = new SqliteLog(database, clock === undefined ? { retentionCheckIntervalMs: null } : { clock, retentionCheckIntervalMs: null });
+  const log = new SqliteLog(
+    database,
+    clock === undefined ? { retentionCheckIntervalMs: null } : { clock, retentionCheckIntervalMs: null },
+  );
   return {
     path,
     store,

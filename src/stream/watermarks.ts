@@ -26,7 +26,10 @@ export class WatermarkTracker {
   /** Processing time as of the last markActive or refresh: read once per batch, not per record. */
   #nowMs: number;
 
-  constructor(partitions: number, options: { outOfOrdernessMs: number; idleTimeoutMs: number | null; clock: Clock }) {
+  constructor(
+    partitions: number,
+    options: { outOfOrdernessMs: number; idleTimeoutMs: number | null; clock: Clock },
+  ) {
     this.#outOfOrdernessMs = options.outOfOrdernessMs;
     this.#idleTimeoutMs = options.idleTimeoutMs;
     this.#clock = options.clock;

@@ -3,7 +3,7 @@ import type { Json } from '../store/types.ts';
 import type { Aggregator } from './aggregators.ts';
 import { MinHeap } from './min-heap.ts';
 import { decodeTime, encodeTime, noWatermark } from './watermarks.ts';
-import { type Window, type WindowAssigner, assignWindows } from './windows.ts';
+import { assignWindows, type Window, type WindowAssigner } from './windows.ts';
 
 /** What a window emits when it fires, and again (`update: true`) for each late record it takes. */
 export interface WindowResult<R> {
@@ -87,7 +87,8 @@ export class WindowOperator<T, A extends Json, R> {
       // The common case without allocating the windows' array.
       const sizeMs = this.#assigner.sizeMs;
       const startMs = timestampMs - (((timestampMs % sizeMs) + sizeMs) % sizeMs);
-      if (!this.#addTo(key, startMs, startMs + sizeMs, value, timestampMs, sequence)) this.#lateRecord(value, timestampMs);
+      if (!this.#addTo(key, startMs, startMs + sizeMs, value, timestampMs, sequence))
+        this.#lateRecord(value, timestampMs);
       return;
     }
     let onTime = false;
@@ -98,7 +99,14 @@ export class WindowOperator<T, A extends Json, R> {
   }
 
   /** Adds to the window `[startMs, endMs)` of `key`; false when that window is past its lateness. */
-  #addTo(key: string, startMs: number, endMs: number, value: T, timestampMs: number, sequence: number): boolean {
+  #addTo(
+    key: string,
+    startMs: number,
+    endMs: number,
+    value: T,
+    timestampMs: number,
+    sequence: number,
+  ): boolean {
     if (endMs - 1 + this.#latenessMs <= this.#watermarkMs) return false;
     let windows = this.#keys.get(key);
     if (windows === undefined) {
@@ -150,7 +158,11 @@ export class WindowOperator<T, A extends Json, R> {
     this.#openWindows += 1 - touching.length;
     if (endMs - 1 <= this.#watermarkMs) {
       // Merged into a window whose end the watermark passed (within lateness): an update now.
-      this.#fire(key, merged, touching.some((window) => window.fired));
+      this.#fire(
+        key,
+        merged,
+        touching.some((window) => window.fired),
+      );
       this.#schedule(endMs - 1 + this.#latenessMs, key);
     } else {
       this.#schedule(endMs - 1, key);

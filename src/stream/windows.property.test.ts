@@ -7,9 +7,9 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { jsonValue } from '../log/index.ts';
+import type { Json } from '../store/types.ts';
 import { seededRandom } from '../time.ts';
-import { count, first, last } from './aggregators.ts';
-import { aggregator } from './aggregators.ts';
+import { aggregator, count, first, last } from './aggregators.ts';
 import { fromTopic } from './dataflow.ts';
 import { openStreamJob } from './job.ts';
 import { callbackSink } from './sinks.ts';
@@ -27,7 +27,7 @@ interface Event {
 type Summary = [number, number, number | null, number | null];
 
 /** count, sum, first and last value by event time (ties: input order). */
-const summary = aggregator<{ value: number }, [number, number, unknown, unknown], Summary>({
+const summary = aggregator<{ value: number }, [number, number, Json, Json], Summary>({
   create: () => [0, 0, null, null],
   add(acc, item, timestampMs, sequence) {
     const c = count<unknown>();
@@ -38,9 +38,14 @@ const summary = aggregator<{ value: number }, [number, number, unknown, unknown]
       acc[1] + item.value,
       f.add(acc[2] as never, item, timestampMs, sequence),
       l.add(acc[3] as never, item, timestampMs, sequence),
-    ] as [number, number, unknown, unknown];
+    ] as [number, number, Json, Json];
   },
-  result: (acc) => [acc[0], acc[1], (acc[2] as [number, number, number] | null)?.[2] ?? null, (acc[3] as [number, number, number] | null)?.[2] ?? null],
+  result: (acc) => [
+    acc[0],
+    acc[1],
+    (acc[2] as [number, number, number] | null)?.[2] ?? null,
+    (acc[3] as [number, number, number] | null)?.[2] ?? null,
+  ],
 });
 
 function generate(seed: number, n: number, partitions: number, disorderMs: number): Event[] {
@@ -70,7 +75,13 @@ function readOrder(events: Event[], partitions: number, perRead: number): Event[
   return order;
 }
 
-function reference(order: Event[], partitions: number, sizeMs: number, disorderMs: number, latenessMs: number) {
+function reference(
+  order: Event[],
+  partitions: number,
+  sizeMs: number,
+  disorderMs: number,
+  latenessMs: number,
+) {
   const maxByPartition = new Array<number>(partitions).fill(Number.NEGATIVE_INFINITY);
   let watermark = Number.NEGATIVE_INFINITY;
   const windows = new Map<string, Event[]>();
@@ -98,14 +109,24 @@ function reference(order: Event[], partitions: number, sizeMs: number, disorderM
   return { results, late };
 }
 
-async function runJob(events: Event[], partitions: number, sizeMs: number, disorderMs: number, latenessMs: number, perRead: number) {
+async function runJob(
+  events: Event[],
+  partitions: number,
+  sizeMs: number,
+  disorderMs: number,
+  latenessMs: number,
+  perRead: number,
+) {
   const db = scratchEmbedded();
   try {
     await db.log.createTopic('in', { partitions, retentionMs: null });
     for (let p = 0; p < partitions; p++) {
       const mine = events.filter((e) => e.partition === p);
       if (mine.length > 0) {
-        await db.log.append('in', mine.map((e) => ({ key: e.key, value: jsonValue(e), timestamp: e.timestampMs, partition: p })));
+        await db.log.append(
+          'in',
+          mine.map((e) => ({ key: e.key, value: jsonValue(e), timestamp: e.timestampMs, partition: p })),
+        );
       }
     }
     const results = new Map<string, Summary>();
@@ -130,7 +151,14 @@ async function runJob(events: Event[], partitions: number, sizeMs: number, disor
           for (const r of values) results.set(`${r.window.startMs}|${r.key}`, r.value);
         }),
       );
-    const job = await openStreamJob({ name: 'prop', source, store: db.store, log: db.log, maxRecordsPerRead: perRead, maxRecordsPerTransaction: perRead * partitions * 3 });
+    const job = await openStreamJob({
+      name: 'prop',
+      source,
+      store: db.store,
+      log: db.log,
+      maxRecordsPerRead: perRead,
+      maxRecordsPerTransaction: perRead * partitions * 3,
+    });
     await job.runToEnd({ finish: true });
     expect(job.metrics.lateRecords).toBe(late.length);
     expect(job.metrics.openWindows).toBe(0);
@@ -151,11 +179,19 @@ describe('event-time tumbling windows', () => {
         fc.integer({ min: 1, max: 40 }),
         async (seed, partitions, disorderMs, latenessMs, perRead) => {
           const events = generate(seed, 300, partitions, disorderMs);
-          const expected = reference(readOrder(events, partitions, perRead), partitions, 1000, disorderMs, latenessMs);
+          const expected = reference(
+            readOrder(events, partitions, perRead),
+            partitions,
+            1000,
+            disorderMs,
+            latenessMs,
+          );
           const actual = await runJob(events, partitions, 1000, disorderMs, latenessMs, perRead);
           expect(actual.results).toEqual(expected.results);
           const order = readOrder(events, partitions, perRead);
-          expect(actual.late.map((e) => JSON.stringify(e))).toEqual(expected.late.map((i) => JSON.stringify(order[i])));
+          expect(actual.late.map((e) => JSON.stringify(e))).toEqual(
+            expected.late.map((i) => JSON.stringify(order[i])),
+          );
         },
       ),
       { numRuns: 25, seed: 20261206 },

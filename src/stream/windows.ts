@@ -45,7 +45,11 @@ export function sliding(options: { sizeMs: number; slideMs: number; time?: TimeD
   const slideMs = integerOption('slideMs', options.slideMs, 0, 1, sizeMs);
   if (sizeMs % slideMs !== 0) invalidOption('sizeMs', `a multiple of 'slideMs' (${slideMs})`, sizeMs);
   if (sizeMs / slideMs > maxWindowsPerRecord) {
-    invalidOption('slideMs', `at least sizeMs / ${maxWindowsPerRecord} (${Math.ceil(sizeMs / maxWindowsPerRecord)})`, slideMs);
+    invalidOption(
+      'slideMs',
+      `at least sizeMs / ${maxWindowsPerRecord} (${Math.ceil(sizeMs / maxWindowsPerRecord)})`,
+      slideMs,
+    );
   }
   return { kind: 'sliding', time: time(options.time), sizeMs, slideMs };
 }
@@ -74,7 +78,11 @@ export function assignWindows(assigner: WindowAssigner, timestampMs: number): Wi
     case 'sliding': {
       const windows: Window[] = [];
       const lastStartMs = alignedStart(timestampMs, assigner.slideMs);
-      for (let startMs = lastStartMs - assigner.sizeMs + assigner.slideMs; startMs <= lastStartMs; startMs += assigner.slideMs) {
+      for (
+        let startMs = lastStartMs - assigner.sizeMs + assigner.slideMs;
+        startMs <= lastStartMs;
+        startMs += assigner.slideMs
+      ) {
         windows.push({ startMs, endMs: startMs + assigner.sizeMs });
       }
       return windows;
