@@ -70,7 +70,10 @@ export async function startMarkets(options: MarketsOptions): Promise<RunningMark
     },
   });
   const job = await openStreamJob({ name: 'markets', source, store, log, maxRecordsPerTransaction: 20_000 });
-  const running = job.start();
+  // A job that fails (a commit refused, a record it cannot decode) stops; the API keeps serving what committed.
+  const running = job.start().catch((error: unknown) => {
+    console.error(`markets: the analytics job stopped: ${(error as Error).message}`);
+  });
   const generator = new TradeGenerator({
     symbols: options.symbols,
     random: seededRandom(options.seed),
@@ -104,7 +107,7 @@ export async function startMarkets(options: MarketsOptions): Promise<RunningMark
       timer?.cancel();
       await api.close();
       await job.stop();
-      await running.catch(() => undefined);
+      await running;
       latest.close();
       await log.close();
       await store.close();
