@@ -113,11 +113,15 @@ export function parseTradeBatch(body: unknown): Trade[] {
   });
 }
 
-export function createMarketsApi(options: {
-  store: Store;
-  log: Log;
-  latest: Cache<WindowView | null>;
-}): MarketsApi {
+export interface MarketsApiOptions {
+  readonly store: Store;
+  readonly log: Log;
+  readonly latest: Cache<WindowView | null>;
+  /** The analytics job's metrics and per-partition lag, for GET /markets/job. */
+  readonly jobStatus: () => Promise<unknown>;
+}
+
+export function createMarketsApi(options: MarketsApiOptions): MarketsApi {
   const { store, log, latest } = options;
   const clients = new Set<ServerResponse>();
 
@@ -172,6 +176,7 @@ export function createMarketsApi(options: {
       return send(res, 200, { movers: movers.slice(0, limit) });
     }
     if (path === '/markets/stream') return openFeed(req, res);
+    if (path === '/markets/job') return send(res, 200, await options.jobStatus());
     throw new HttpProblem(404, `No route ${path}: see docs/markets.md`);
   }
 

@@ -105,6 +105,12 @@ describe('markets HTTP API', () => {
       'BBB@5000',
     ]);
     expect((await fetch(`${markets.url}/markets/symbols/ZZZ/latest`)).status).toBe(404);
+    const status = (await (await fetch(`${markets.url}/markets/job`)).json()) as {
+      recordsIn: number;
+      lag: number[];
+    };
+    expect(status.recordsIn).toBe(7);
+    expect(status.lag).toEqual([0, 0, 0, 0]);
     expect((await fetch(`${markets.url}/markets/symbols/AAA/windows?fromMs=x&toMs=1`)).status).toBe(400);
   });
 });

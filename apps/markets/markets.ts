@@ -59,7 +59,14 @@ export async function startMarkets(options: MarketsOptions): Promise<RunningMark
     // A window's start orders its results: an older window never replaces a newer one.
     versionOf: (value) => value?.startMs,
   });
-  const api = createMarketsApi({ store, log, latest });
+  let job: StreamJob | undefined;
+  const api = createMarketsApi({
+    store,
+    log,
+    latest,
+    jobStatus: async () =>
+      job === undefined ? { starting: true } : { ...job.metrics, lag: await job.lag() },
+  });
   const source = marketsDataflow({
     latestCache: latest,
     outOfOrdernessMs: options.disorderMs,
@@ -69,7 +76,7 @@ export async function startMarkets(options: MarketsOptions): Promise<RunningMark
       options.onWindows?.(windows);
     },
   });
-  const job = await openStreamJob({ name: 'markets', source, store, log, maxRecordsPerTransaction: 20_000 });
+  job = await openStreamJob({ name: 'markets', source, store, log, maxRecordsPerTransaction: 20_000 });
   // A job that fails (a commit refused, a record it cannot decode) stops; the API keeps serving what committed.
   const running = job.start().catch((error: unknown) => {
     console.error(`markets: the analytics job stopped: ${(error as Error).message}`);
@@ -102,7 +109,7 @@ export async function startMarkets(options: MarketsOptions): Promise<RunningMark
   const port = (api.server.address() as AddressInfo).port;
   return {
     url: `http://127.0.0.1:${port}`,
-    job,
+    job: job as StreamJob,
     async stop() {
       timer?.cancel();
       await api.close();
