@@ -260,7 +260,9 @@ frontend commerce
 backend nodes
   balance leastconn
   # A node that fails /readyz twice (1 s apart) leaves the rotation; two passes bring it back.
-  option httpchk GET /readyz
+  # (The nodes answer loopback Host names only, so the check names one.)
+  option httpchk
+  http-check send meth GET uri /readyz ver HTTP/1.1 hdr Host 127.0.0.1
   http-check expect status 200
   default-server inter 1s fastinter 500ms downinter 1s fall 2 rise 2 on-marked-down shutdown-sessions
 EOF
