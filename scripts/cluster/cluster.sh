@@ -134,7 +134,13 @@ start_pg() {
   local p
   p=$(primary)
   pg_isready -q -h 127.0.0.1 -p "$(pg_port "$p")" || pg_ctl_cluster "$p" start
-  pg_isready -q -h 127.0.0.1 -p "$(pg_port "$(other "$p")")" || pg_ctl_cluster "$(other "$p")" start || true
+  # The other server starts only as a standby: a former primary (a failover happened) would be a
+  # second primary; pg-rebuild-standby makes it a standby of the current one.
+  if [[ -f "$state_dir/pg/$(other "$p")/standby.signal" ]]; then
+    pg_isready -q -h 127.0.0.1 -p "$(pg_port "$(other "$p")")" || pg_ctl_cluster "$(other "$p")" start || true
+  else
+    log "$(pg_name "$(other "$p")") is a former primary: 'cluster.sh pg-rebuild-standby' makes it a standby again"
+  fi
   wait_for "PostgreSQL primary" pg_isready -q -h 127.0.0.1 -p "$(pg_port "$p")"
   pid_of pg-monitor >/dev/null || launch pg-monitor "$state_dir/pg-monitor.log" bash "$0" pg-monitor
 }

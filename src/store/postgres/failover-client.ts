@@ -21,7 +21,7 @@ type ConnectCallback = ((error: Error) => void) | ((error: null, client: pg.Clie
  * connection, or with `writable` a server in recovery, moves that choice on to the next host, so
  * after a failover the pool finds the promoted server by itself.
  */
-export function failoverClient(target: PostgresTarget): typeof pg.Client {
+export function failoverClient(target: PostgresTarget): FailoverClientClass {
   let current = 0;
   class FailoverClient extends pg.Client {
     readonly #index: number;
@@ -62,5 +62,26 @@ export function failoverClient(target: PostgresTarget): typeof pg.Client {
       }
     }
   }
-  return FailoverClient as unknown as typeof pg.Client;
+  const locate = async (timeoutMs: number): Promise<void> => {
+    for (const [index, host] of target.hosts.entries()) {
+      const probe = new pg.Client({ connectionString: postgresUrlFor(target, host), connectionTimeoutMillis: timeoutMs });
+      probe.on('error', () => {});
+      try {
+        await probe.connect();
+        const result = await probe.query<{ standby: boolean }>('SELECT pg_is_in_recovery() AS standby');
+        if (result.rows[0]?.standby !== true || !target.writable) {
+          current = index;
+          return;
+        }
+      } catch {
+        // Down or unreachable: the next host.
+      } finally {
+        await probe.end().catch(() => undefined);
+      }
+    }
+  };
+  return Object.assign(FailoverClient as unknown as typeof pg.Client, { locate });
 }
+
+/** A pg Client class with `locate`: points new connections at the first host that takes writes now. */
+export type FailoverClientClass = typeof pg.Client & { locate(timeoutMs: number): Promise<void> };

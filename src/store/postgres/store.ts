@@ -375,9 +375,11 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
   );
   // Several hosts (postgres://u@h1:p1,h2:p2/db): each connection finds the one accepting writes.
   const target = parsePostgresTarget(options.connectionString);
+  const Client = target.hosts.length > 1 ? failoverClient(target) : undefined;
+  await Client?.locate(connectTimeoutMs);
   const pool = new pg.Pool({
     connectionString: target.url,
-    ...(target.hosts.length > 1 ? { Client: failoverClient(target) } : {}),
+    ...(Client === undefined ? {} : { Client }),
     max: maxConnections,
     connectionTimeoutMillis: connectTimeoutMs,
     statement_timeout: statementTimeoutMs,
