@@ -11,6 +11,7 @@
 #   cluster.sh env                prints the export lines (URLs, operator token) for scripts
 #   cluster.sh kill NAME          SIGKILLs one process, keeping its data: node-1..node-3, payments,
 #                                 redis, haproxy, kafka-1..kafka-3, pg-primary, pg-standby
+#   cluster.sh drain node-N       stops one node cleanly (SIGTERM: it drains and hands its partitions over)
 #   cluster.sh restart NAME       starts that process again (kafka-N, node-N, payments, redis, haproxy)
 #   cluster.sh pg-restart         restarts the PostgreSQL primary (immediate stop, then start)
 #   cluster.sh pg-rebuild-standby makes the dead or demoted server a standby of the current primary
@@ -453,13 +454,17 @@ status) cmd_status ;;
 endpoints) cmd_endpoints ;;
 env) cmd_env ;;
 kill) cmd_kill "${2:?name}" ;;
+drain)
+  [[ ${2:-} =~ ^node-[1-9]$ ]] || die "drain takes node-1..node-$node_count"
+  stop_pid "$2"
+  ;;
 restart) cmd_restart "${2:?name}" ;;
 pg-restart) cmd_pg_restart ;;
 pg-rebuild-standby) cmd_pg_rebuild_standby ;;
 pg-primary) pg_port "$(primary)" ;;
 pg-monitor) cmd_pg_monitor ;;
 *)
-  sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'
+ sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'
   exit 2
   ;;
 esac

@@ -81,23 +81,30 @@ export interface FaultReport {
   readonly errorWindowS: number;
   /** Seconds from the fault until a second's accepted orders were back to 90 % of the offered rate. */
   readonly recoveryS: number;
+  /** Failed attempts by HTTP status, 'timeout' or 'connection'. */
+  readonly failures: Readonly<Record<string, number>>;
   readonly violations: readonly string[];
 }
 
 const skuCount = 4;
 const attemptsPerOrder = 4;
 const retryDelayMs = 500;
-const requestTimeoutMs = 5_000;
+// Above the nodes' own request timeout (10 s), so their 504 is seen rather than a client timeout.
+const requestTimeoutMs = 12_000;
 
 interface Attempt {
+  /** The second (of the load) the order was due in. */
   readonly second: number;
+  readonly first: boolean;
   readonly ok: boolean;
+  /** The HTTP status, or 'timeout' / 'connection'. */
+  readonly kind: string;
 }
 
 async function call(
   url: string,
   init: RequestInit & { headers: Record<string, string> },
-): Promise<{ status: number; body: unknown } | undefined> {
+): Promise<{ status: number; body: unknown } | { status: 'timeout' | 'connection'; body: undefined }> {
   try {
     const response = await fetch(url, { ...init, signal: AbortSignal.timeout(requestTimeoutMs) });
     const text = await response.text();
@@ -108,8 +115,9 @@ async function call(
       body = text;
     }
     return { status: response.status, body };
-  } catch {
-    return undefined;
+  } catch (error) {
+    const timeout = (error as Error).name === 'TimeoutError';
+    return { status: timeout ? 'timeout' : 'connection', body: undefined };
   }
 }
 
@@ -124,7 +132,7 @@ async function placeOrder(
   key: string,
   body: string,
   attempts: Attempt[],
-  startedMs: number,
+  second: number,
   tries = attemptsPerOrder,
 ): Promise<string | undefined> {
   for (let attempt = 0; attempt < tries; attempt++) {
@@ -133,13 +141,13 @@ async function placeOrder(
       headers: { ...headers, 'content-type': 'application/json', 'idempotency-key': key },
       body,
     });
-    const second = Math.floor((Date.now() - startedMs) / 1000);
-    const orderId = (answer?.body as { orderId?: unknown } | undefined)?.orderId;
-    if (answer !== undefined && answer.status < 300 && typeof orderId === 'string') {
-      attempts.push({ second, ok: true });
+    const orderId = (answer.body as { orderId?: unknown } | undefined)?.orderId;
+    const first = attempt === 0;
+    if (typeof answer.status === 'number' && answer.status < 300 && typeof orderId === 'string') {
+      attempts.push({ second, first, ok: true, kind: String(answer.status) });
       return orderId;
     }
-    attempts.push({ second, ok: false });
+    attempts.push({ second, first, ok: false, kind: String(answer.status) });
     await sleep(retryDelayMs);
   }
   return undefined;
@@ -183,7 +191,7 @@ async function offerLoad(
     const body = orderBody(random, skus, index);
     keys.set(key, { body, orderId: undefined });
     pending.push(
-      placeOrder(cluster.url, { ...cluster.headers }, key, body, attempts, startedMs).then((orderId) => {
+      placeOrder(cluster.url, { ...cluster.headers }, key, body, attempts, Math.floor(index / options.rate)).then((orderId) => {
         keys.set(key, { body, orderId });
       }),
     );
@@ -193,22 +201,26 @@ async function offerLoad(
   return { load: { keys, attempts }, healed };
 }
 
-/** Seconds the fault showed: its error window, and until a second was back to 90 % of the rate. */
+/**
+ * What the fault showed, by the second orders were due in: the error window runs from the fault
+ * to the last second with a failed attempt; throughput has recovered from the first second from
+ * which every second had at least 90 % of its orders accepted at their first attempt.
+ */
 function windows(attempts: readonly Attempt[], options: FaultRunOptions) {
   const failed = attempts.filter((attempt) => !attempt.ok && attempt.second >= options.faultAtS);
   const errorWindowS = failed.length === 0 ? 0 : Math.max(...failed.map((a) => a.second)) + 1 - options.faultAtS;
   const okPerSecond = new Map<number, number>();
   for (const attempt of attempts) {
-    if (attempt.ok) okPerSecond.set(attempt.second, (okPerSecond.get(attempt.second) ?? 0) + 1);
+    if (attempt.ok && attempt.first) okPerSecond.set(attempt.second, (okPerSecond.get(attempt.second) ?? 0) + 1);
   }
   let recoveryS = options.durationS - options.faultAtS;
-  for (let second = options.faultAtS; second < options.durationS; second++) {
-    if ((okPerSecond.get(second) ?? 0) >= 0.9 * options.rate) {
-      recoveryS = second - options.faultAtS;
-      break;
-    }
+  for (let second = options.durationS - 1; second >= options.faultAtS; second--) {
+    if ((okPerSecond.get(second) ?? 0) < 0.9 * options.rate) break;
+    recoveryS = second - options.faultAtS;
   }
-  return { errorWindowS, recoveryS };
+  const failures: Record<string, number> = {};
+  for (const attempt of attempts) if (!attempt.ok) failures[attempt.kind] = (failures[attempt.kind] ?? 0) + 1;
+  return { errorWindowS, recoveryS, failures };
 }
 
 /** Waits (bounded) until no order of this run is pending; returns this run's orders. */
@@ -234,7 +246,7 @@ export async function runFault(cluster: Cluster, fault: Fault, options: FaultRun
       headers: { ...cluster.headers, 'content-type': 'application/json' },
       body: JSON.stringify({ available: stockPerSku, price: 10 }),
     });
-    if (answer?.status !== 200) throw new Error(`stocking ${sku} answered ${JSON.stringify(answer)}`);
+    if (answer.status !== 200) throw new Error(`stocking ${sku} answered ${JSON.stringify(answer)}`);
   }
   const { load, healed } = await offerLoad(cluster, fault, skus, prefix, options);
   await healed;
@@ -249,7 +261,7 @@ export async function runFault(cluster: Cluster, fault: Fault, options: FaultRun
       for (let index = worker; index < retried.length; index += 8) {
         const [key, entry] = retried[index] as (typeof retried)[number];
         const base = cluster.nodeUrls[index % cluster.nodeUrls.length] as string;
-        const orderId = await placeOrder(base, { ...cluster.headers }, key, entry.body, [], Date.now(), 10);
+        const orderId = await placeOrder(base, { ...cluster.headers }, key, entry.body, [], 0, 10);
         if (orderId === undefined) violations.push(`order with key ${key} was never accepted, 10 retries after the fault`);
         else if (entry.orderId !== undefined && orderId !== entry.orderId) {
           violations.push(`key ${key} answered order ${orderId} on a retry, ${entry.orderId} the first time`);
@@ -295,7 +307,7 @@ async function audit(
   const stock: AuditStock[] = [];
   for (const sku of skus) {
     const answer = await call(`${cluster.url}/inventory/${sku}`, { headers: { ...cluster.headers } });
-    stock.push(answer?.body as AuditStock);
+    stock.push(answer.body as AuditStock);
   }
   const report = auditCommerce({
     orders: mine,
@@ -309,7 +321,7 @@ async function audit(
     const answer = await call(`${cluster.url}/notifications?orderId=${order.orderId}`, {
       headers: { ...cluster.headers },
     });
-    const sent = (answer?.body as { kind: string }[] | undefined) ?? [];
+    const sent = (answer.body as { kind: string }[] | undefined) ?? [];
     const confirmations = sent.filter((n) => n.kind === 'order-confirmed').length;
     if (confirmations !== 1) violations.push(`order ${order.orderId} was notified ${confirmations} times of its confirmation`);
   }
@@ -321,7 +333,7 @@ export async function awaitAllNodesUp(cluster: Cluster, timeoutMs = 120_000): Pr
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const ready = await Promise.all(
-      cluster.nodeUrls.map(async (url) => (await call(`${url}/readyz`, { headers: {} }))?.status === 200),
+      cluster.nodeUrls.map(async (url) => (await call(`${url}/readyz`, { headers: {} })).status === 200),
     );
     if (ready.every(Boolean)) return;
     if (Date.now() > deadline) throw new Error(`nodes not all ready within ${timeoutMs} ms: ${ready}`);
@@ -335,7 +347,7 @@ async function gatewaySettings(cluster: Cluster, settings: Record<string, number
     headers: { ...cluster.headers, 'content-type': 'application/json' },
     body: JSON.stringify(settings),
   });
-  if (answer?.status !== 200) throw new Error(`PUT /payments/settings answered ${JSON.stringify(answer)}`);
+  if (answer.status !== 200) throw new Error(`PUT /payments/settings answered ${JSON.stringify(answer)}`);
 }
 
 const kill = (name: string) => (cluster: Cluster) => cluster.sh('kill', name).then(() => undefined);
@@ -386,7 +398,7 @@ export function formatReport(report: FaultReport): string {
     report.fault.padEnd(18),
     `offered ${report.offered}`,
     `accepted ${report.accepted} (confirmed ${report.confirmed}, cancelled ${report.cancelled})`,
-    `failed requests ${report.failedRequests}`,
+    `failed requests ${report.failedRequests} ${JSON.stringify(report.failures)}`,
     `orders not accepted in their 4 attempts ${report.failedOrders}`,
     `error window ${report.errorWindowS} s`,
     `recovered to 90 % in ${report.recoveryS} s`,
