@@ -45,6 +45,8 @@ kafka_brokers=127.0.0.1:19092,127.0.0.1:19093,127.0.0.1:19094
 database=meridian
 wait_s=60
 export MERIDIAN_KAFKA_DIR="$state_dir/kafka"
+# A broker restarting under load on a busy machine takes longer than kafka.sh's default minute.
+export MERIDIAN_KAFKA_START_TIMEOUT_S=${MERIDIAN_KAFKA_START_TIMEOUT_S:-180}
 
 log() { printf '[cluster] %s\n' "$*" >&2; }
 die() {

@@ -183,6 +183,8 @@ async function offerLoad(
   const injected = sleep(options.faultAtS * 1000).then(async () => {
     await fault.inject(cluster);
     healed = sleep((fault.healAfterS ?? 0) * 1000).then(() => fault.heal?.(cluster));
+    // Awaited after the load; a failed heal must not be an unhandled rejection meanwhile.
+    healed.catch(() => undefined);
   });
   for (let index = 0; index < total; index++) {
     const due = startedMs + (index * 1000) / options.rate;
@@ -249,9 +251,9 @@ export async function runFault(cluster: Cluster, fault: Fault, options: FaultRun
     if (answer.status !== 200) throw new Error(`stocking ${sku} answered ${JSON.stringify(answer)}`);
   }
   const { load, healed } = await offerLoad(cluster, fault, skus, prefix, options);
-  await healed;
-  const failedOrders = [...load.keys.values()].filter((entry) => entry.orderId === undefined).length;
   const violations: string[] = [];
+  await healed.catch((error: Error) => violations.push(`healing ${fault.name} failed: ${error.message.slice(0, 300)}`));
+  const failedOrders = [...load.keys.values()].filter((entry) => entry.orderId === undefined).length;
   await awaitAllNodesUp(cluster);
   // A client retries what failed with the same key (and every tenth that did not), each retry
   // sent straight to a node, in turn: the answer must be the first one, from whichever node.
