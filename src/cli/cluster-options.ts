@@ -58,7 +58,9 @@ export const clusterCommandOptions = {
 
 /** The usage lines of clusterCommandOptions, for a command's help. */
 export const CLUSTER_OPTIONS_USAGE = `  --pg <url>                    PostgreSQL, e.g. postgres://postgres@127.0.0.1:5432/meridian
-                                [MERIDIAN_PG_URL] (required)
+                                [MERIDIAN_PG_URL] (required); several hosts, a primary and its
+                                standbys, as postgres://u@h1:5442,h2:5443/db: the node uses the
+                                one accepting writes, and finds the new one after a failover
   --pg-schema <name>            schema shared by every node, [a-z_][a-z0-9_]{0,62}
                                 [MERIDIAN_PG_SCHEMA] (default meridian)
   --kafka <host:port,...>       Kafka bootstrap brokers [MERIDIAN_KAFKA_BROKERS] (required)

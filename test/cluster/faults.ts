@@ -81,6 +81,8 @@ export interface FaultReport {
   readonly errorWindowS: number;
   /** Seconds from the fault until a second's accepted orders were back to 90 % of the offered rate. */
   readonly recoveryS: number;
+  /** Share of the orders due before the fault accepted at their first attempt (%). */
+  readonly baselinePct: number;
   /** Failed attempts by HTTP status, 'timeout' or 'connection'. */
   readonly failures: Readonly<Record<string, number>>;
   readonly violations: readonly string[];
@@ -220,9 +222,12 @@ function windows(attempts: readonly Attempt[], options: FaultRunOptions) {
     if ((okPerSecond.get(second) ?? 0) < 0.9 * options.rate) break;
     recoveryS = second - options.faultAtS;
   }
+  let before = 0;
+  for (let second = 0; second < options.faultAtS; second++) before += okPerSecond.get(second) ?? 0;
+  const baselinePct = Math.round((100 * before) / Math.max(1, options.faultAtS * options.rate));
   const failures: Record<string, number> = {};
   for (const attempt of attempts) if (!attempt.ok) failures[attempt.kind] = (failures[attempt.kind] ?? 0) + 1;
-  return { errorWindowS, recoveryS, failures };
+  return { errorWindowS, recoveryS, failures, baselinePct };
 }
 
 /** Waits (bounded) until no order of this run is pending; returns this run's orders. */
@@ -403,7 +408,7 @@ export function formatReport(report: FaultReport): string {
     `failed requests ${report.failedRequests} ${JSON.stringify(report.failures)}`,
     `orders not accepted in their 4 attempts ${report.failedOrders}`,
     `error window ${report.errorWindowS} s`,
-    `recovered to 90 % in ${report.recoveryS} s`,
+    `recovered to 90 % in ${report.recoveryS} s (before the fault ${report.baselinePct} % at first attempt)`,
     report.violations.length === 0 ? 'invariants hold' : `VIOLATIONS ${report.violations.length}: ${report.violations.slice(0, 3).join('; ')}`,
   ].join('  ');
 }
