@@ -151,7 +151,14 @@ function completedPerSecond(progress: string): number[] {
   return perSecond;
 }
 
-async function runLoad(url: string, token: string, loadRate: number, seconds: number, warm: number, setup: boolean) {
+async function runLoad(
+  url: string,
+  token: string,
+  loadRate: number,
+  seconds: number,
+  warm: number,
+  setup: boolean,
+) {
   const args = [main, 'load', '--url', url, '--rate', String(loadRate), '--duration', String(seconds)];
   args.push('--warmup', String(warm), '--skus', String(skus), '--json', '--terminal-timeout-ms', '60000');
   if (!setup) args.push('--skip-setup');
@@ -163,7 +170,11 @@ async function runLoad(url: string, token: string, loadRate: number, seconds: nu
   const code = await new Promise<number | null>((done) => child.once('exit', done));
   if (code !== 0) throw new Error(`commerce load exited with ${code}: ${err.slice(-1000)}`);
   const measured = err.slice(Math.max(0, err.lastIndexOf('[warm-up')));
-  return { summary: JSON.parse(out.trim().split('\n').pop() ?? '{}') as Summary, perSecond: completedPerSecond(measured), pid: child.pid };
+  return {
+    summary: JSON.parse(out.trim().split('\n').pop() ?? '{}') as Summary,
+    perSecond: completedPerSecond(measured),
+    pid: child.pid,
+  };
 }
 
 /** Seconds after the kill until a second's completions were back to 90 % of those before it. */
@@ -208,7 +219,9 @@ console.log(
       .sort((a, b) => b[1] - a[1])
       .map(([kind, ms]) => `${kind} ${perOrder(ms)}`)
       .join(', ')})`,
-    ...(killAt > 0 ? [`node-${nodes} SIGKILLed at ${killAt} s: completions back to 90 % after ${recovery(perSecond)}`] : []),
+    ...(killAt > 0
+      ? [`node-${nodes} SIGKILLed at ${killAt} s: completions back to 90 % after ${recovery(perSecond)}`]
+      : []),
     `load average ${load.toFixed(1)} at start (2 cores)${errors.length === 0 ? '' : `; errors ${errors.map(([kind, count]) => `${kind} ${count}`).join(', ')}`}`,
   ].join('; '),
 );

@@ -8,7 +8,14 @@
  * when an invariant was violated. Faults: see `faults` in test/cluster/faults.ts.
  */
 import { loadavg } from 'node:os';
-import { awaitAllNodesUp, type FaultReport, faults, formatReport, runFault, startCluster } from '../test/cluster/faults.ts';
+import {
+  awaitAllNodesUp,
+  type FaultReport,
+  faults,
+  formatReport,
+  runFault,
+  startCluster,
+} from '../test/cluster/faults.ts';
 
 function option(name: string, fallback: string): string {
   const index = process.argv.indexOf(`--${name}`);
@@ -17,13 +24,15 @@ function option(name: string, fallback: string): string {
 
 function positiveInteger(name: string, fallback: number, max: number): number {
   const value = Number(option(name, String(fallback)));
-  if (!Number.isInteger(value) || value < 1 || value > max) throw new RangeError(`--${name} must be an integer in [1, ${max}]`);
+  if (!Number.isInteger(value) || value < 1 || value > max)
+    throw new RangeError(`--${name} must be an integer in [1, ${max}]`);
   return value;
 }
 
 const names = option('faults', Object.keys(faults).join(',')).split(',');
 const unknown = names.filter((name) => !(name in faults));
-if (unknown.length > 0) throw new RangeError(`unknown fault(s) ${unknown.join(', ')}: one of ${Object.keys(faults).join(', ')}`);
+if (unknown.length > 0)
+  throw new RangeError(`unknown fault(s) ${unknown.join(', ')}: one of ${Object.keys(faults).join(', ')}`);
 const rate = positiveInteger('rate', 30, 2000);
 const durationS = positiveInteger('duration', 30, 600);
 const faultAtS = positiveInteger('fault-at', 8, durationS - 1);

@@ -36,7 +36,8 @@ function option(name: string, fallback: string): string {
 }
 
 const shape = option('shape', 'embedded');
-if (shape !== 'embedded' && shape !== 'cluster') throw new RangeError(`--shape must be 'embedded' or 'cluster'`);
+if (shape !== 'embedded' && shape !== 'cluster')
+  throw new RangeError(`--shape must be 'embedded' or 'cluster'`);
 if (shape === 'cluster') {
   // The same app on the local cluster, through HAProxy: bench/commerce-cluster.ts.
   await import('./commerce-cluster.ts');

@@ -195,7 +195,14 @@ async function offerLoad(
     const body = orderBody(random, skus, index);
     keys.set(key, { body, orderId: undefined });
     pending.push(
-      placeOrder(cluster.url, { ...cluster.headers }, key, body, attempts, Math.floor(index / options.rate)).then((orderId) => {
+      placeOrder(
+        cluster.url,
+        { ...cluster.headers },
+        key,
+        body,
+        attempts,
+        Math.floor(index / options.rate),
+      ).then((orderId) => {
         keys.set(key, { body, orderId });
       }),
     );
@@ -212,10 +219,12 @@ async function offerLoad(
  */
 function windows(attempts: readonly Attempt[], options: FaultRunOptions) {
   const failed = attempts.filter((attempt) => !attempt.ok && attempt.second >= options.faultAtS);
-  const errorWindowS = failed.length === 0 ? 0 : Math.max(...failed.map((a) => a.second)) + 1 - options.faultAtS;
+  const errorWindowS =
+    failed.length === 0 ? 0 : Math.max(...failed.map((a) => a.second)) + 1 - options.faultAtS;
   const okPerSecond = new Map<number, number>();
   for (const attempt of attempts) {
-    if (attempt.ok && attempt.first) okPerSecond.set(attempt.second, (okPerSecond.get(attempt.second) ?? 0) + 1);
+    if (attempt.ok && attempt.first)
+      okPerSecond.set(attempt.second, (okPerSecond.get(attempt.second) ?? 0) + 1);
   }
   let recoveryS = options.durationS - options.faultAtS;
   for (let second = options.durationS - 1; second >= options.faultAtS; second--) {
@@ -238,11 +247,17 @@ async function settledOrders(cluster: Cluster, ids: ReadonlySet<string>, timeout
     if (!pending.some((order) => ids.has(order.orderId)) || Date.now() > deadline) break;
     await sleep(1000);
   }
-  return (await fetchOrders(cluster.url, undefined, cluster.headers)).filter((order) => ids.has(order.orderId));
+  return (await fetchOrders(cluster.url, undefined, cluster.headers)).filter((order) =>
+    ids.has(order.orderId),
+  );
 }
 
 /** Runs one fault under load and audits the result. */
-export async function runFault(cluster: Cluster, fault: Fault, options: FaultRunOptions): Promise<FaultReport> {
+export async function runFault(
+  cluster: Cluster,
+  fault: Fault,
+  options: FaultRunOptions,
+): Promise<FaultReport> {
   const prefix = `${fault.name}-${options.seed}-${Date.now().toString(36)}`;
   const skus = Array.from({ length: skuCount }, (_, index) => `${prefix}-sku-${index}`);
   // Less stock than the load asks for: some orders must be cancelled, and none may oversell.
@@ -257,19 +272,24 @@ export async function runFault(cluster: Cluster, fault: Fault, options: FaultRun
   }
   const { load, healed } = await offerLoad(cluster, fault, skus, prefix, options);
   const violations: string[] = [];
-  await healed.catch((error: Error) => violations.push(`healing ${fault.name} failed: ${error.message.slice(0, 300)}`));
+  await healed.catch((error: Error) =>
+    violations.push(`healing ${fault.name} failed: ${error.message.slice(0, 300)}`),
+  );
   const failedOrders = [...load.keys.values()].filter((entry) => entry.orderId === undefined).length;
   await awaitAllNodesUp(cluster);
   // A client retries what failed with the same key (and every tenth that did not), each retry
   // sent straight to a node, in turn: the answer must be the first one, from whichever node.
-  const retried = [...load.keys].filter(([key, entry]) => entry.orderId === undefined || Number(key.split('-').pop()) % 10 === 0);
+  const retried = [...load.keys].filter(
+    ([key, entry]) => entry.orderId === undefined || Number(key.split('-').pop()) % 10 === 0,
+  );
   await Promise.all(
     Array.from({ length: 8 }, async (_, worker) => {
       for (let index = worker; index < retried.length; index += 8) {
         const [key, entry] = retried[index] as (typeof retried)[number];
         const base = cluster.nodeUrls[index % cluster.nodeUrls.length] as string;
         const orderId = await placeOrder(base, { ...cluster.headers }, key, entry.body, [], 0, 10);
-        if (orderId === undefined) violations.push(`order with key ${key} was never accepted, 10 retries after the fault`);
+        if (orderId === undefined)
+          violations.push(`order with key ${key} was never accepted, 10 retries after the fault`);
         else if (entry.orderId !== undefined && orderId !== entry.orderId) {
           violations.push(`key ${key} answered order ${orderId} on a retry, ${entry.orderId} the first time`);
         }
@@ -277,7 +297,9 @@ export async function runFault(cluster: Cluster, fault: Fault, options: FaultRun
       }
     }),
   );
-  const ids = new Set([...load.keys.values()].flatMap((entry) => (entry.orderId === undefined ? [] : [entry.orderId])));
+  const ids = new Set(
+    [...load.keys.values()].flatMap((entry) => (entry.orderId === undefined ? [] : [entry.orderId])),
+  );
   const orders = await settledOrders(cluster, ids, options.settleTimeoutMs ?? 90_000);
   const report = await audit(cluster, skus, stockPerSku, ids, orders, violations);
   return {
@@ -305,7 +327,8 @@ async function audit(
   const ofMySkus = all.filter((order) => order.items.some((item) => skus.includes(item.sku)));
   // One order per Idempotency-Key: no order of this run's SKUs that no key answered with.
   for (const order of ofMySkus) {
-    if (!ids.has(order.orderId)) violations.push(`order ${order.orderId} exists, and no key answered with it`);
+    if (!ids.has(order.orderId))
+      violations.push(`order ${order.orderId} exists, and no key answered with it`);
   }
   if (mine.length !== ids.size) violations.push(`${ids.size} orders accepted, ${mine.length} listed`);
   const charges: AuditCharge[] = (await fetchCharges(cluster.url, { headers: cluster.headers })).filter(
@@ -330,7 +353,8 @@ async function audit(
     });
     const sent = (answer.body as { kind: string }[] | undefined) ?? [];
     const confirmations = sent.filter((n) => n.kind === 'order-confirmed').length;
-    if (confirmations !== 1) violations.push(`order ${order.orderId} was notified ${confirmations} times of its confirmation`);
+    if (confirmations !== 1)
+      violations.push(`order ${order.orderId} was notified ${confirmations} times of its confirmation`);
   }
   return report;
 }
@@ -377,7 +401,12 @@ export const faults: Record<string, Fault> = {
     healAfterS: 12,
     heal: restart('node-1', 'node-2'),
   },
-  'kafka-broker-kill': { name: 'kafka-broker-kill', inject: kill('kafka-2'), healAfterS: 8, heal: restart('kafka-2') },
+  'kafka-broker-kill': {
+    name: 'kafka-broker-kill',
+    inject: kill('kafka-2'),
+    healAfterS: 8,
+    heal: restart('kafka-2'),
+  },
   'pg-failover': {
     name: 'pg-failover',
     inject: kill('pg-primary'),
@@ -409,6 +438,8 @@ export function formatReport(report: FaultReport): string {
     `orders not accepted in their 4 attempts ${report.failedOrders}`,
     `error window ${report.errorWindowS} s`,
     `recovered to 90 % in ${report.recoveryS} s (before the fault ${report.baselinePct} % at first attempt)`,
-    report.violations.length === 0 ? 'invariants hold' : `VIOLATIONS ${report.violations.length}: ${report.violations.slice(0, 3).join('; ')}`,
+    report.violations.length === 0
+      ? 'invariants hold'
+      : `VIOLATIONS ${report.violations.length}: ${report.violations.slice(0, 3).join('; ')}`,
   ].join('  ');
 }

@@ -64,7 +64,10 @@ export function failoverClient(target: PostgresTarget): FailoverClientClass {
   }
   const locate = async (timeoutMs: number): Promise<void> => {
     for (const [index, host] of target.hosts.entries()) {
-      const probe = new pg.Client({ connectionString: postgresUrlFor(target, host), connectionTimeoutMillis: timeoutMs });
+      const probe = new pg.Client({
+        connectionString: postgresUrlFor(target, host),
+        connectionTimeoutMillis: timeoutMs,
+      });
       probe.on('error', () => {});
       try {
         await probe.connect();

@@ -10,7 +10,9 @@ const url = process.env.MERIDIAN_TEST_PG_URL ?? '';
 
 describe('parsePostgresTarget', () => {
   it('splits a libpq-style host list, asks for a writable server by default, and keeps one host as is', () => {
-    const target = parsePostgresTarget('postgres://app:s3cret@10.0.0.1:5442,db-2,[::1]:5444/shop?sslmode=disable');
+    const target = parsePostgresTarget(
+      'postgres://app:s3cret@10.0.0.1:5442,db-2,[::1]:5444/shop?sslmode=disable',
+    );
     expect(target.hosts).toEqual([
       { host: '10.0.0.1', port: 5442 },
       { host: 'db-2', port: 5432 },
@@ -18,7 +20,9 @@ describe('parsePostgresTarget', () => {
     ]);
     expect(target.writable).toBe(true);
     expect(target.url).toBe('postgres://app:s3cret@10.0.0.1:5442/shop?sslmode=disable');
-    expect(postgresUrlFor(target, { host: '::1', port: 5444 })).toBe('postgres://app:s3cret@[::1]:5444/shop?sslmode=disable');
+    expect(postgresUrlFor(target, { host: '::1', port: 5444 })).toBe(
+      'postgres://app:s3cret@[::1]:5444/shop?sslmode=disable',
+    );
     const any = parsePostgresTarget('postgresql://u@a:1,b:2/db?target_session_attrs=any');
     expect(any.writable).toBe(false);
     expect(any.url).toBe('postgresql://u@a:1/db');
@@ -59,7 +63,14 @@ describe.skipIf(!url)('a store on several PostgreSQL hosts', () => {
     const schema = schemas.next();
     const store = await openPostgresStore({ connectionString: listed, schema });
     try {
-      const request = { scope: 's', key: 'k', fingerprint: 'f', nowMs: 1, leaseMs: 60_000, expiresAt: 120_000 };
+      const request = {
+        scope: 's',
+        key: 'k',
+        fingerprint: 'f',
+        nowMs: 1,
+        leaseMs: 60_000,
+        expiresAt: 120_000,
+      };
       const first = await store.transaction((tx) => tx.idempotency.reserve(request));
       const again = await store.transaction((tx) => tx.idempotency.reserve(request));
       expect(first).not.toEqual(again);

@@ -47,7 +47,10 @@ export function parsePostgresTarget(url: string): PostgresTarget {
   const query = new URLSearchParams(rest.includes('?') ? rest.slice(rest.indexOf('?') + 1) : '');
   const attrs = query.get('target_session_attrs') ?? (hosts.length > 1 ? 'read-write' : 'any');
   if (attrs !== 'read-write' && attrs !== 'any') {
-    throw invalid(url, `asks for target_session_attrs=${attrs.slice(0, 32)}; 'read-write' and 'any' are supported`);
+    throw invalid(
+      url,
+      `asks for target_session_attrs=${attrs.slice(0, 32)}; 'read-write' and 'any' are supported`,
+    );
   }
   query.delete('target_session_attrs');
   const path = rest.includes('?') ? rest.slice(0, rest.indexOf('?')) : rest;
