@@ -13,7 +13,8 @@
 #                                 redis, haproxy, kafka-1..kafka-3, pg-primary, pg-standby
 #   cluster.sh drain node-N       stops one node cleanly (SIGTERM: it drains and hands its partitions over)
 #   cluster.sh restart NAME       starts that process again (kafka-N, node-N, payments, redis, haproxy)
-#   cluster.sh pg-restart         restarts the PostgreSQL primary (immediate stop, then start)
+#   cluster.sh pg-restart         restarts the PostgreSQL primary (immediate stop, then start), the
+#                                 failover monitor paused meanwhile
 #   cluster.sh pg-rebuild-standby makes the dead or demoted server a standby of the current primary
 #                                 again (pg_basebackup), and turns synchronous replication back on
 #   cluster.sh pg-primary         prints the port of the current primary
@@ -158,7 +159,14 @@ cmd_pg_monitor() {
   while sleep 0.5; do
     p=$(primary)
     s=$(other "$p")
-    if pg_isready -q -t 1 -h 127.0.0.1 -p "$(pg_port "$p")"; then
+    # Fence: a former primary that came back (restarted by hand) beside the promoted one would
+    # take writes of its own; stop it at once.
+    if pg_isready -q -t 1 -h 127.0.0.1 -p "$(pg_port "$s")" && is_primary "$(pg_port "$s")" &&
+      is_primary "$(pg_port "$p")"; then
+      log "$(pg_name "$s") runs as a second primary: stopping it (pg-rebuild-standby makes it a standby)"
+      pg_ctl_cluster "$s" stop -m immediate || true
+    fi
+    if [[ -f "$state_dir/pg/maintenance" ]] || pg_isready -q -t 1 -h 127.0.0.1 -p "$(pg_port "$p")"; then
       down_since=0
       continue
     fi
@@ -234,7 +242,8 @@ start_node() { # n
     MERIDIAN_PAYMENTS_URL="http://127.0.0.1:$payments_port" MERIDIAN_PAYMENTS_API_KEY=$(payments_key) \
     MERIDIAN_REDIS_URL="redis://127.0.0.1:$redis_port" MERIDIAN_AUTH_SECRET=$secret \
     launch "node-$n" "$state_dir/node-$n.log" "$node_bin" "$project_dir/apps/commerce/cli/main.ts" node \
-    --port "$port" --node-id "node-$n" --replication-factor 3 ${MERIDIAN_CLUSTER_NODE_ARGS:-}
+    --port "$port" --node-id "node-$n" --replication-factor 3 --check-timeout-ms 30000 \
+    ${MERIDIAN_CLUSTER_NODE_ARGS:-}
 }
 
 wait_nodes() {
@@ -444,9 +453,12 @@ cmd_restart() { # name
 cmd_pg_restart() {
   local p
   p=$(primary)
+  # A planned restart: the monitor must not promote the standby meanwhile (maintenance mode).
+  touch "$state_dir/pg/maintenance"
   pg_ctl_cluster "$p" stop -m immediate
   pg_ctl_cluster "$p" start
   wait_for "PostgreSQL primary" pg_isready -q -h 127.0.0.1 -p "$(pg_port "$p")"
+  rm -f "$state_dir/pg/maintenance"
 }
 
 case ${1:-} in
