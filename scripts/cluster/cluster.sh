@@ -86,7 +86,7 @@ pg_name() { echo "meridian-$1"; } # a | b
 pg_port() { if [[ $1 == a ]]; then echo "$pg_base_port"; else echo $((pg_base_port + 1)); fi; }
 other() { if [[ $1 == a ]]; then echo b; else echo a; fi; }
 primary() { cat "$state_dir/pg/primary" 2>/dev/null || echo a; }
-pg_exists() { [[ -d /etc/postgresql/$pg_version/$(pg_name "$1") ]]; }
+pg_exists() { [[ -f /etc/postgresql/$pg_version/$(pg_name "$1")/postgresql.conf ]]; }
 psql_at() { # port sql
   psql -X -q -t -A -h 127.0.0.1 -p "$1" -U postgres -d postgres -c "$2"
 }
@@ -396,6 +396,8 @@ cmd_stop() {
   stop_pid pg-monitor
   for side in a b; do
     pg_exists "$side" && pg_dropcluster --stop "$pg_version" "$(pg_name "$side")"
+    # pg_dropcluster leaves the directory behind when it holds a file it did not write (conf.d).
+    rm -rf "/etc/postgresql/$pg_version/$(pg_name "$side")"
   done
   [[ -f "$state_dir/kafka/layout" ]] && bash "$project_dir/scripts/kafka/kafka.sh" stop
   rm -rf "$state_dir"
