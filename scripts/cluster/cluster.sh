@@ -186,10 +186,13 @@ cmd_pg_monitor() {
   done
 }
 
+primary_answers() { is_primary "$(pg_port "$(primary)")"; }
+
 cmd_pg_rebuild_standby() {
   local p
+  # Right after the primary died the monitor may not have promoted the standby yet.
+  wait_for "a PostgreSQL primary (the failover monitor promotes the standby)" primary_answers
   p=$(primary)
-  is_primary "$(pg_port "$p")" || die "the primary $(pg_name "$p") does not answer: nothing to rebuild from"
   pg_standby_from "$(other "$p")" "$p"
   log "$(pg_name "$(other "$p")") streams from $(pg_name "$p") again (synchronous)"
 }
