@@ -81,6 +81,8 @@ export interface FaultReport {
   readonly errorWindowS: number;
   /** Seconds from the fault until a second's accepted orders were back to 90 % of the offered rate. */
   readonly recoveryS: number;
+  /** Seconds of load after the fault: a recovery this long did not happen within the run. */
+  readonly afterFaultS: number;
   /** Share of the orders due before the fault accepted at their first attempt (%). */
   readonly baselinePct: number;
   /** Failed attempts by HTTP status, 'timeout' or 'connection'. */
@@ -314,6 +316,7 @@ export async function runFault(
     failedRequests: load.attempts.filter((attempt) => !attempt.ok).length,
     failedOrders,
     ...windows(load.attempts, options),
+    afterFaultS: options.durationS - options.faultAtS,
     violations,
   };
 }
@@ -440,7 +443,7 @@ export function formatReport(report: FaultReport): string {
     `failed requests ${report.failedRequests} ${JSON.stringify(report.failures)}`,
     `orders not accepted in their 4 attempts ${report.failedOrders}`,
     `error window ${report.errorWindowS} s`,
-    `recovered to 90 % in ${report.recoveryS} s (before the fault ${report.baselinePct} % at first attempt)`,
+    `${report.recoveryS >= report.afterFaultS ? `not back to 90 % within the run's ${report.afterFaultS} s` : `back to 90 % in ${report.recoveryS} s`} (before the fault ${report.baselinePct} % at first attempt)`,
     report.violations.length === 0
       ? 'invariants hold'
       : `VIOLATIONS ${report.violations.length}: ${report.violations.slice(0, 3).join('; ')}`,
