@@ -44,7 +44,7 @@ failover_ms=${MERIDIAN_CLUSTER_PG_FAILOVER_MS:-3000}
 pg_version=$(ls /usr/lib/postgresql 2>/dev/null | sort -n | tail -1)
 kafka_brokers=127.0.0.1:19092,127.0.0.1:19093,127.0.0.1:19094
 database=meridian
-wait_s=60
+wait_s=${MERIDIAN_CLUSTER_WAIT_S:-180}
 export MERIDIAN_KAFKA_DIR="$state_dir/kafka"
 # A broker restarting under load on a busy machine takes longer than kafka.sh's default minute.
 export MERIDIAN_KAFKA_START_TIMEOUT_S=${MERIDIAN_KAFKA_START_TIMEOUT_S:-180}
