@@ -117,7 +117,7 @@ pg_standby_from() { # side primary-side: replaces side's data with a base backup
   runuser -u postgres -- pg_basebackup -h 127.0.0.1 -p "$(pg_port "$from")" -U postgres -D "$dir" \
     -X stream -c fast -R -d "application_name=$(pg_name "$side")" >/dev/null
   pg_ctl_cluster "$side" start
-  wait_for "PostgreSQL standby $(pg_name "$side")" pg_isready -q -h 127.0.0.1 -p "$(pg_port "$side")"
+  wait_for "PostgreSQL standby $(pg_name "$side")" pg_isready -U postgres -q -h 127.0.0.1 -p "$(pg_port "$side")"
   # Synchronous from here: a commit returns once the standby has it, so a promotion loses nothing acknowledged.
   wait_for "the standby streaming" bash -c "[[ \$(psql -X -t -A -h 127.0.0.1 -p $(pg_port "$from") -U postgres -d postgres -c 'SELECT count(*) FROM pg_stat_replication') -ge 1 ]]"
   psql_at "$(pg_port "$from")" "ALTER SYSTEM SET synchronous_standby_names = '*'" >/dev/null
@@ -130,22 +130,22 @@ start_pg() {
     echo a >"$state_dir/pg/primary"
     pg_create a
     pg_ctl_cluster a start
-    wait_for "PostgreSQL primary" pg_isready -q -h 127.0.0.1 -p "$(pg_port a)"
+    wait_for "PostgreSQL primary" pg_isready -U postgres -q -h 127.0.0.1 -p "$(pg_port a)"
     psql_at "$(pg_port a)" "CREATE DATABASE $database" >/dev/null
     pg_create b
     pg_standby_from b a
   fi
   local p
   p=$(primary)
-  pg_isready -q -h 127.0.0.1 -p "$(pg_port "$p")" || pg_ctl_cluster "$p" start
+  pg_isready -U postgres -q -h 127.0.0.1 -p "$(pg_port "$p")" || pg_ctl_cluster "$p" start
   # The other server starts only as a standby: a former primary (a failover happened) would be a
   # second primary; pg-rebuild-standby makes it a standby of the current one.
   if [[ -f "$state_dir/pg/$(other "$p")/standby.signal" ]]; then
-    pg_isready -q -h 127.0.0.1 -p "$(pg_port "$(other "$p")")" || pg_ctl_cluster "$(other "$p")" start || true
+    pg_isready -U postgres -q -h 127.0.0.1 -p "$(pg_port "$(other "$p")")" || pg_ctl_cluster "$(other "$p")" start || true
   else
     log "$(pg_name "$(other "$p")") is a former primary: 'cluster.sh pg-rebuild-standby' makes it a standby again"
   fi
-  wait_for "PostgreSQL primary" pg_isready -q -h 127.0.0.1 -p "$(pg_port "$p")"
+  wait_for "PostgreSQL primary" pg_isready -U postgres -q -h 127.0.0.1 -p "$(pg_port "$p")"
   pid_of pg-monitor >/dev/null || launch pg-monitor "$state_dir/pg-monitor.log" bash "$0" pg-monitor
 }
 
@@ -161,19 +161,19 @@ cmd_pg_monitor() {
     s=$(other "$p")
     # Fence: a former primary that came back (restarted by hand) beside the promoted one would
     # take writes of its own; stop it at once.
-    if pg_isready -q -t 1 -h 127.0.0.1 -p "$(pg_port "$s")" && is_primary "$(pg_port "$s")" &&
+    if pg_isready -U postgres -q -t 1 -h 127.0.0.1 -p "$(pg_port "$s")" && is_primary "$(pg_port "$s")" &&
       is_primary "$(pg_port "$p")"; then
       log "$(pg_name "$s") runs as a second primary: stopping it (pg-rebuild-standby makes it a standby)"
       pg_ctl_cluster "$s" stop -m immediate || true
     fi
-    if [[ -f "$state_dir/pg/maintenance" ]] || pg_isready -q -t 1 -h 127.0.0.1 -p "$(pg_port "$p")"; then
+    if [[ -f "$state_dir/pg/maintenance" ]] || pg_isready -U postgres -q -t 1 -h 127.0.0.1 -p "$(pg_port "$p")"; then
       down_since=0
       continue
     fi
     now=$(date +%s%3N)
     ((down_since > 0)) || down_since=$now
     ((now - down_since >= failover_ms)) || continue
-    if pg_isready -q -t 1 -h 127.0.0.1 -p "$(pg_port "$s")" && ! is_primary "$(pg_port "$s")"; then
+    if pg_isready -U postgres -q -t 1 -h 127.0.0.1 -p "$(pg_port "$s")" && ! is_primary "$(pg_port "$s")"; then
       log "primary $(pg_name "$p") silent for $((now - down_since)) ms: promoting $(pg_name "$s")"
       pg_ctl_cluster "$s" promote
       for _ in $(seq 1 60); do is_primary "$(pg_port "$s")" && break; sleep 0.25; done
@@ -413,7 +413,7 @@ cmd_status() {
     if pid_of "$name" >/dev/null; then echo "$name up"; else echo "$name down"; ok=1; fi
   done
   for side in a b; do
-    if pg_isready -q -h 127.0.0.1 -p "$(pg_port "$side")"; then
+    if pg_isready -U postgres -q -h 127.0.0.1 -p "$(pg_port "$side")"; then
       echo "$(pg_name "$side") up ($(is_primary "$(pg_port "$side")" && echo primary || echo standby))"
     else
       echo "$(pg_name "$side") down"
@@ -462,7 +462,7 @@ cmd_pg_restart() {
   touch "$state_dir/pg/maintenance"
   pg_ctl_cluster "$p" stop -m immediate
   pg_ctl_cluster "$p" start
-  wait_for "PostgreSQL primary" pg_isready -q -h 127.0.0.1 -p "$(pg_port "$p")"
+  wait_for "PostgreSQL primary" pg_isready -U postgres -q -h 127.0.0.1 -p "$(pg_port "$p")"
   rm -f "$state_dir/pg/maintenance"
 }
 
