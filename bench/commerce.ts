@@ -17,7 +17,8 @@
  * from a cold generator), --skus N (default 100), --wait S (default 10: long polls with Prefer:
  * wait; 0 polls), --poll-interval-ms N (default 25, when polling), --commit-linger-ms N (the
  * demo's, default 0), --runs N (default 1: measure N times on fresh servers, one line each,
- * then one line of their spread), --cpu-prof DIR (profile the server there).
+ * then one line of their spread), --cpu-prof DIR (profile the server there). --shape cluster
+ * --nodes N measures the cluster shape instead (bench/commerce-cluster.ts).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -32,6 +33,15 @@ const main = join(root, 'apps/commerce/cli/main.ts');
 function option(name: string, fallback: string): string {
   const index = process.argv.indexOf(`--${name}`);
   return index === -1 ? fallback : (process.argv[index + 1] ?? fallback);
+}
+
+const shape = option('shape', 'embedded');
+if (shape !== 'embedded' && shape !== 'cluster')
+  throw new RangeError(`--shape must be 'embedded' or 'cluster'`);
+if (shape === 'cluster') {
+  // The same app on the local cluster, through HAProxy: bench/commerce-cluster.ts.
+  await import('./commerce-cluster.ts');
+  process.exit(0);
 }
 
 function positive(name: string, fallback: number): number {
