@@ -1,0 +1,268 @@
+/**
+ * `meridian verify`'s real-process run: the app started from its spec, its workload driven by
+ * seeded clients for the run's duration while the seeded fault schedule kills and restarts it,
+ * slows or breaks its dependency, duplicates, reorders and holds back requests, skews its clock
+ * and fills its disk; then every fault healed, the final state collected, and the history checked.
+ */
+
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ensureError } from '../errors.ts';
+import { seededRandom, systemClock, systemTimers } from '../time.ts';
+import { AppProcess, removeRunDirectory, SmallFilesystem } from './app-process.ts';
+import { type Completion, History, type Operation } from './history.ts';
+import { checkInvariants } from './invariants.ts';
+import { buildReport, type FaultRecord, type VerifyReport } from './report.ts';
+import { describeFault, drawSchedule, type Fault, reorderDelayMsMax } from './schedule.ts';
+import type { VerifySpec } from './spec.ts';
+
+export interface VerifyOptions {
+  readonly spec: VerifySpec<unknown>;
+  /** How the replay command names the spec (the path given on the command line). */
+  readonly specPath: string;
+  readonly seed: number;
+  readonly durationMs: number;
+  /** The command the replay line starts with. @default 'meridian' */
+  readonly program?: string;
+  /** How long one operation may take before it counts as indeterminate. @default 5000 */
+  readonly operationTimeoutMs?: number;
+  /** Operations at most, whatever the duration. @default 20_000 */
+  readonly maxOperations?: number;
+  /** Where the history and the report are written. @default a new temporary directory */
+  readonly runDirectory?: string;
+  /** Progress lines (faults as they are injected). */
+  readonly log?: (line: string) => void;
+}
+
+export interface VerifyRun {
+  readonly report: VerifyReport;
+  readonly history: History;
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => systemTimers.setTimeout(resolve, ms));
+
+/** A free loopback port for the app, the same across its restarts. */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+/** Shared by the workers and the fault driver. */
+interface RunState {
+  stopped: boolean;
+  duplicating: boolean;
+  reordering: boolean;
+  dependency: 'healthy' | 'slow' | 'failing';
+  readonly deliverable: Operation[];
+}
+
+/** Runs the spec under its seed's fault schedule and checks the history; see VerifyOptions. */
+export async function runVerify(options: VerifyOptions): Promise<VerifyRun> {
+  const { spec, seed, durationMs } = options;
+  const runDirectory = options.runDirectory ?? mkdtempSync(join(tmpdir(), `meridian-verify-${spec.name}-`));
+  mkdirSync(runDirectory, { recursive: true });
+  const dataDir = join(runDirectory, 'data');
+  const diskUnavailable =
+    spec.diskFaults === true ? SmallFilesystem.unavailable() : 'the spec does not allow disk faults';
+  const kinds: Fault['kind'][] = ['kill', 'reorder'];
+  if (spec.dependency !== undefined) kinds.push('dependency');
+  if (spec.workload.duplicable !== undefined) kinds.push('duplicate');
+  if (diskUnavailable === undefined) kinds.push('disk-full');
+  const schedule = drawSchedule({ seed, durationMs, kinds });
+  const filesystem = diskUnavailable === undefined ? await SmallFilesystem.create(dataDir, 48) : undefined;
+  if (filesystem === undefined) mkdirSync(dataDir, { recursive: true });
+  const port = await freePort();
+  const app = new AppProcess(spec, spec.start({ dataDir, port, seed }), port, filesystem);
+  const faults: FaultRecord[] = [];
+  try {
+    await app.start();
+    await spec.setup?.(app);
+    const startedMs = systemClock.monotonicNow();
+    const history = new History(() => Math.round(systemClock.monotonicNow() - startedMs));
+    const state: RunState = {
+      stopped: false,
+      duplicating: false,
+      reordering: false,
+      dependency: 'healthy',
+      deliverable: [],
+    };
+    const workers = Array.from({ length: spec.workload.workers }, (_, worker) =>
+      runWorker(options, app, history, state, worker),
+    );
+    const driver = driveFaults(options, app, schedule, state, faults, startedMs, filesystem);
+    await sleep(durationMs);
+    state.stopped = true;
+    await Promise.all(workers);
+    await driver;
+    history.closeOpen('the run ended with the operation still open');
+    await heal(spec, app, state, filesystem);
+    const final = await quiesce(spec, app);
+    const checked = checkInvariants(spec.invariants, history.operations, final);
+    const report = buildReport({
+      options,
+      schedule: faults,
+      history,
+      checked,
+      runDirectory,
+      diskUnavailable,
+    });
+    writeFileSync(join(runDirectory, 'history.jsonl'), history.toJsonLines());
+    writeFileSync(join(runDirectory, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
+    return { report, history };
+  } finally {
+    await app.stop().catch(() => undefined);
+    filesystem?.destroy();
+    removeRunDirectory(dataDir);
+  }
+}
+
+async function runWorker(
+  options: VerifyOptions,
+  app: AppProcess,
+  history: History,
+  state: RunState,
+  worker: number,
+): Promise<void> {
+  const { spec } = options;
+  const random = seededRandom((Math.imul(options.seed, 0x9e3779b1) ^ (worker + 1)) >>> 0);
+  const maxOperations = options.maxOperations ?? 20_000;
+  for (let index = 0; !state.stopped && history.operations.length < maxOperations; index++) {
+    let request = spec.workload.next(random, { worker, index });
+    let duplicateOf: number | undefined;
+    if (state.duplicating && state.deliverable.length > 0 && random.next() < 0.3) {
+      const original = state.deliverable[Math.floor(random.next() * state.deliverable.length)]!;
+      request = { kind: original.kind, key: original.key, input: original.input } as typeof request;
+      duplicateOf = original.id;
+    }
+    const operation = history.invoke(worker, request, duplicateOf);
+    if (state.reordering) await sleep(Math.floor(random.next() * reorderDelayMsMax));
+    let completion: Completion;
+    try {
+      completion = await spec.workload.invoke(
+        app,
+        operation,
+        AbortSignal.timeout(options.operationTimeoutMs ?? 5000),
+      );
+    } catch (thrown) {
+      completion = { status: 'info', error: ensureError(thrown).message };
+    }
+    history.complete(operation, completion);
+    if (duplicateOf === undefined && spec.workload.duplicable?.(operation) === true)
+      state.deliverable.push(operation);
+    // Pace the clients (the machine is shared), and back off while the app is down.
+    await sleep(completion.status === 'ok' ? Math.floor(random.next() * 5) : 200);
+  }
+}
+
+async function driveFaults(
+  options: VerifyOptions,
+  app: AppProcess,
+  schedule: readonly Fault[],
+  state: RunState,
+  records: FaultRecord[],
+  startedMs: number,
+  filesystem: SmallFilesystem | undefined,
+): Promise<void> {
+  const steps = schedule
+    .flatMap((fault) => [
+      { atMs: fault.atMs, fault, heal: false },
+      ...('untilMs' in fault ? [{ atMs: fault.untilMs, fault, heal: true }] : []),
+    ])
+    .sort((a, b) => a.atMs - b.atMs);
+  for (const step of steps) {
+    const waitMs = step.atMs - (systemClock.monotonicNow() - startedMs);
+    if (waitMs > 0) await sleep(waitMs);
+    if (state.stopped) {
+      // A restart under a loaded machine can outlast the run: what was not reached is said so.
+      if (!step.heal)
+        records.push({
+          fault: step.fault,
+          description: describeFault(step.fault),
+          appliedAtMs: -1,
+          note: 'not injected: the run ended first',
+        });
+      continue;
+    }
+    const atMs = Math.round(systemClock.monotonicNow() - startedMs);
+    try {
+      const note = await applyFault(options, app, step.fault, step.heal, state, filesystem);
+      if (!step.heal) {
+        records.push({ fault: step.fault, description: describeFault(step.fault), appliedAtMs: atMs, note });
+        options.log?.(`  fault ${describeFault(step.fault)}${note === '' ? '' : ` (${note})`}`);
+      }
+    } catch (thrown) {
+      // A fault that could not be applied is reported; the run goes on.
+      records.push({
+        fault: step.fault,
+        description: describeFault(step.fault),
+        appliedAtMs: atMs,
+        note: `failed: ${ensureError(thrown).message.slice(0, 300)}`,
+      });
+    }
+  }
+}
+
+async function applyFault(
+  options: VerifyOptions,
+  app: AppProcess,
+  fault: Fault,
+  heal: boolean,
+  state: RunState,
+  filesystem: SmallFilesystem | undefined,
+): Promise<string> {
+  switch (fault.kind) {
+    case 'kill': {
+      const before = app.pid;
+      await app.kill();
+      await app.start(fault.skewMs);
+      if (state.dependency !== 'healthy') await options.spec.dependency?.(app, state.dependency);
+      return `pid ${before} → ${app.pid}`;
+    }
+    case 'dependency':
+      state.dependency = heal ? 'healthy' : fault.mode;
+      await options.spec.dependency?.(app, state.dependency);
+      return '';
+    case 'duplicate':
+      state.duplicating = !heal;
+      return '';
+    case 'reorder':
+      state.reordering = !heal;
+      return '';
+    case 'disk-full':
+      if (heal) filesystem?.free();
+      else return `${Math.round((filesystem?.fill() ?? 0) / 1024)} KiB written`;
+      return '';
+  }
+}
+
+async function heal(
+  spec: VerifySpec<unknown>,
+  app: AppProcess,
+  state: RunState,
+  filesystem: SmallFilesystem | undefined,
+) {
+  filesystem?.free();
+  state.duplicating = false;
+  state.reordering = false;
+  if (state.dependency !== 'healthy') {
+    state.dependency = 'healthy';
+    await spec.dependency?.(app, 'healthy');
+  }
+}
+
+/** Collects the final state; with sagas, polls until every one is terminal or the bound passes. */
+async function quiesce(spec: VerifySpec<unknown>, app: AppProcess): Promise<unknown> {
+  const sagas = spec.invariants.sagas;
+  const deadline = systemClock.monotonicNow() + (sagas?.terminalWithinMs ?? 0);
+  for (;;) {
+    const final = await spec.collect(app);
+    if (sagas === undefined || sagas.list(final).every((saga) => saga.terminal)) return final;
+    if (systemClock.monotonicNow() > deadline) return final;
+    await sleep(200);
+  }
+}
