@@ -52,8 +52,42 @@ async function freePort(): Promise<number> {
   return port;
 }
 
+/**
+ * The run's clock: milliseconds the app was up since the workload started. It stops while a
+ * killed app restarts, so on a loaded machine where a restart takes seconds the schedule still
+ * lands its faults on a running app, and `--duration` is time under load, not time waiting.
+ */
+class RunClock {
+  readonly #startedMs = systemClock.monotonicNow();
+  #pausedMs = 0;
+  #pausedAtMs: number | undefined;
+
+  elapsedMs(): number {
+    const now = this.#pausedAtMs ?? systemClock.monotonicNow();
+    return Math.round(now - this.#startedMs - this.#pausedMs);
+  }
+
+  pause(): void {
+    this.#pausedAtMs ??= systemClock.monotonicNow();
+  }
+
+  resume(): void {
+    if (this.#pausedAtMs === undefined) return;
+    this.#pausedMs += systemClock.monotonicNow() - this.#pausedAtMs;
+    this.#pausedAtMs = undefined;
+  }
+
+  /** Resolves once the run's clock reads `atMs` (checked every 20 ms). */
+  async waitUntil(atMs: number): Promise<void> {
+    while (this.elapsedMs() < atMs) await sleep(Math.max(5, Math.min(20, atMs - this.elapsedMs())));
+  }
+}
+
 /** Shared by the workers and the fault driver. */
 interface RunState {
+  readonly clock: RunClock;
+  /** Set while a killed app restarts: workers that failed wait for it instead of spinning. */
+  restarting: Promise<void> | undefined;
   stopped: boolean;
   duplicating: boolean;
   reordering: boolean;
@@ -82,9 +116,11 @@ export async function runVerify(options: VerifyOptions): Promise<VerifyRun> {
   try {
     await app.start();
     await spec.setup?.(app);
-    const startedMs = systemClock.monotonicNow();
-    const history = new History(() => Math.round(systemClock.monotonicNow() - startedMs));
+    const clock = new RunClock();
+    const history = new History(() => clock.elapsedMs());
     const state: RunState = {
+      clock,
+      restarting: undefined,
       stopped: false,
       duplicating: false,
       reordering: false,
@@ -94,8 +130,8 @@ export async function runVerify(options: VerifyOptions): Promise<VerifyRun> {
     const workers = Array.from({ length: spec.workload.workers }, (_, worker) =>
       runWorker(options, app, history, state, worker),
     );
-    const driver = driveFaults(options, app, schedule, state, faults, startedMs, filesystem);
-    await sleep(durationMs);
+    const driver = driveFaults(options, app, schedule, state, faults, filesystem);
+    await clock.waitUntil(durationMs);
     state.stopped = true;
     await Promise.all(workers);
     await driver;
@@ -154,8 +190,9 @@ async function runWorker(
     history.complete(operation, completion);
     if (duplicateOf === undefined && spec.workload.duplicable?.(operation) === true)
       state.deliverable.push(operation);
-    // Pace the clients (the machine is shared), and back off while the app is down.
-    await sleep(completion.status === 'ok' ? Math.floor(random.next() * 5) : 200);
+    // Pace the clients (the machine is shared), and wait while the app restarts.
+    if (completion.status !== 'ok' && state.restarting !== undefined) await state.restarting;
+    await sleep(completion.status === 'ok' ? Math.floor(random.next() * 5) : 50);
   }
 }
 
@@ -165,7 +202,6 @@ async function driveFaults(
   schedule: readonly Fault[],
   state: RunState,
   records: FaultRecord[],
-  startedMs: number,
   filesystem: SmallFilesystem | undefined,
 ): Promise<void> {
   const steps = schedule
@@ -175,9 +211,8 @@ async function driveFaults(
     ])
     .sort((a, b) => a.atMs - b.atMs);
   for (const step of steps) {
-    const waitMs = step.atMs - (systemClock.monotonicNow() - startedMs);
-    if (waitMs > 0) await sleep(waitMs);
-    if (state.stopped) {
+    await Promise.race([state.clock.waitUntil(step.atMs), state.clock.waitUntil(options.durationMs)]);
+    if (state.stopped || state.clock.elapsedMs() >= options.durationMs) {
       // A restart under a loaded machine can outlast the run: what was not reached is said so.
       if (!step.heal)
         records.push({
@@ -188,7 +223,7 @@ async function driveFaults(
         });
       continue;
     }
-    const atMs = Math.round(systemClock.monotonicNow() - startedMs);
+    const atMs = state.clock.elapsedMs();
     try {
       const note = await applyFault(options, app, step.fault, step.heal, state, filesystem);
       if (!step.heal) {
@@ -219,7 +254,15 @@ async function applyFault(
     case 'kill': {
       const before = app.pid;
       await app.kill();
-      await app.start(fault.skewMs);
+      state.clock.pause();
+      const restarted = app.start(fault.skewMs);
+      state.restarting = restarted.catch(() => undefined);
+      try {
+        await restarted;
+      } finally {
+        state.restarting = undefined;
+        state.clock.resume();
+      }
       if (state.dependency !== 'healthy') await options.spec.dependency?.(app, state.dependency);
       return `pid ${before} → ${app.pid}`;
     }
