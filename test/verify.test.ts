@@ -11,7 +11,9 @@ import type { VerifyReport } from '../src/chaos/index.ts';
 const root = resolve(import.meta.dirname, '..');
 
 /** Runs a `meridian verify` command line (`NAME=value ... meridian verify ...`) with --json. */
-async function verify(commandLine: string): Promise<{ code: number | null; report: VerifyReport; stderr: string }> {
+async function verify(
+  commandLine: string,
+): Promise<{ code: number | null; report: VerifyReport; stderr: string }> {
   const words = commandLine.split(' ');
   const env: Record<string, string> = {};
   while (/^[A-Z_]+=/.test(words[0]!)) {
@@ -40,8 +42,12 @@ describe('meridian verify on a planted bug', () => {
     );
     expect(planted.code, planted.stderr).toBe(1);
     expect(planted.report.passed).toBe(false);
-    expect(planted.report.faults.some((fault) => fault.fault.kind === 'kill' && fault.appliedAtMs >= 0)).toBe(true);
-    const duplicated = planted.report.violations.filter((violation) => violation.invariant === 'exactly-once');
+    expect(planted.report.faults.some((fault) => fault.fault.kind === 'kill' && fault.appliedAtMs >= 0)).toBe(
+      true,
+    );
+    const duplicated = planted.report.violations.filter(
+      (violation) => violation.invariant === 'exactly-once',
+    );
     expect(duplicated.length).toBeGreaterThan(0);
     expect(duplicated[0]!.message).toMatch(/^effect d\d+-\d+ exists 2 times/);
     expect(duplicated[0]!.details[0]!.kind).toBe('deposit');

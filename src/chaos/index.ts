@@ -33,10 +33,23 @@ export {
   formatDuration,
   formatReport,
   replayCommand,
+  replayEnvironment,
   type VerifyReport,
 } from './report.ts';
 export { runVerify, type VerifyOptions, type VerifyRun } from './runner.ts';
 export { describeFault, drawSchedule, type Fault, type ScheduleOptions } from './schedule.ts';
+export {
+  drawSimulation,
+  runSchedule,
+  type SeedsResult,
+  type SimulationResult,
+  type SimulationSpec,
+  type SimulationStep,
+  shrink,
+  simulate,
+  simulateSeeds,
+} from './simulation.ts';
+export { formatSimulation, isSimulationSpec } from './simulation-report.ts';
 export {
   type AppHandle,
   type DependencyMode,

@@ -18,7 +18,8 @@ const invariants: Invariants<Final> = {
   },
   sagas: {
     terminalWithinMs: 1000,
-    list: (final) => final.sagas.map((saga) => ({ ...saga, terminal: saga.status === 'done', effectId: saga.id })),
+    list: (final) =>
+      final.sagas.map((saga) => ({ ...saga, terminal: saga.status === 'done', effectId: saga.id })),
   },
   linearizable: { model: registerModel(0), kinds: ['write', 'read'] },
   custom: [{ name: 'no-negative', check: (final) => (final.effects.neg === -1 ? ['neg is -1'] : []) }],
@@ -52,9 +53,21 @@ describe('checkInvariants', () => {
   it('reports a duplicated effect, a lost one, a stuck saga and the app’s own violation', () => {
     const outcome = run({ effects: { a: 2, c: 1, d: 1, neg: -1 }, sagas: [{ id: 'a', status: 'running' }] });
     expect(outcome.violations).toEqual([
-      { invariant: 'exactly-once', message: 'effect a exists 2 times (asked for by 2 deliveries)', operations: [0, 4] },
-      { invariant: 'no-lost-write', message: 'effect b was acknowledged (operation 1) but is not in the final state', operations: [1] },
-      { invariant: 'saga-terminal', message: "saga a is still 'running' 1000 ms after the faults were healed", operations: [0, 4] },
+      {
+        invariant: 'exactly-once',
+        message: 'effect a exists 2 times (asked for by 2 deliveries)',
+        operations: [0, 4],
+      },
+      {
+        invariant: 'no-lost-write',
+        message: 'effect b was acknowledged (operation 1) but is not in the final state',
+        operations: [1],
+      },
+      {
+        invariant: 'saga-terminal',
+        message: "saga a is still 'running' 1000 ms after the faults were healed",
+        operations: [0, 4],
+      },
       { invariant: 'no-negative', message: 'neg is -1', operations: [] },
     ]);
   });

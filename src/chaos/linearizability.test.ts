@@ -6,12 +6,18 @@ import { History, type OperationRequest } from './history.ts';
 import { checkLinearizable, registerModel } from './linearizability.ts';
 
 /** Builds a history from steps: `['invoke', worker, request]` or `['ok'|'info'|'fail', worker, output?]`. */
-function historyOf(steps: Array<['invoke', number, OperationRequest] | ['ok' | 'info' | 'fail', number, unknown?]>) {
+function historyOf(
+  steps: Array<['invoke', number, OperationRequest] | ['ok' | 'info' | 'fail', number, unknown?]>,
+) {
   const history = new History(() => 0);
   const open = new Map<number, ReturnType<History['invoke']>>();
   for (const [type, worker, value] of steps) {
     if (type === 'invoke') open.set(worker, history.invoke(worker, value as OperationRequest));
-    else history.complete(open.get(worker)!, { status: type, ...(value === undefined ? {} : { output: value }) });
+    else
+      history.complete(open.get(worker)!, {
+        status: type,
+        ...(value === undefined ? {} : { output: value }),
+      });
   }
   return history.operations;
 }
@@ -47,9 +53,24 @@ describe('checkLinearizable', () => {
   });
 
   it('lets an indeterminate write take effect or not, and ignores a failed one', () => {
-    const took = historyOf([['invoke', 0, write(5)], ['info', 0], ['invoke', 1, read], ['ok', 1, 5]]);
-    const didNot = historyOf([['invoke', 0, write(5)], ['info', 0], ['invoke', 1, read], ['ok', 1, 0]]);
-    const failed = historyOf([['invoke', 0, write(5)], ['fail', 0], ['invoke', 1, read], ['ok', 1, 5]]);
+    const took = historyOf([
+      ['invoke', 0, write(5)],
+      ['info', 0],
+      ['invoke', 1, read],
+      ['ok', 1, 5],
+    ]);
+    const didNot = historyOf([
+      ['invoke', 0, write(5)],
+      ['info', 0],
+      ['invoke', 1, read],
+      ['ok', 1, 0],
+    ]);
+    const failed = historyOf([
+      ['invoke', 0, write(5)],
+      ['fail', 0],
+      ['invoke', 1, read],
+      ['ok', 1, 5],
+    ]);
     expect(checkLinearizable(took, registerModel(0))[0]!.outcome).toBe('linearizable');
     expect(checkLinearizable(didNot, registerModel(0))[0]!.outcome).toBe('linearizable');
     expect(checkLinearizable(failed, registerModel(0))[0]!.outcome).toBe('violation');

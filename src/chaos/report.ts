@@ -51,14 +51,19 @@ function shellWord(word: string): string {
   return /^[\w./:=@%+-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
 }
 
+/** `NAME=value` for each of `names` set in this process's environment, shell-quoted. */
+export function replayEnvironment(names: readonly string[] = []): string[] {
+  return names
+    .filter((name) => process.env[name] !== undefined)
+    .map((name) => `${name}=${shellWord(process.env[name]!)}`);
+}
+
 /** The replay command: the spec's replay variables as set now, the program, the spec, seed and duration. */
 export function replayCommand(
   spec: VerifySpec<unknown>,
   options: { program?: string; specPath: string; seed: number; durationMs: number },
 ): string {
-  const env = (spec.replayEnv ?? [])
-    .filter((name) => process.env[name] !== undefined)
-    .map((name) => `${name}=${shellWord(process.env[name]!)}`);
+  const env = replayEnvironment(spec.replayEnv);
   const path = relative(process.cwd(), options.specPath) || options.specPath;
   return [
     ...env,

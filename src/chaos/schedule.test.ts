@@ -21,7 +21,9 @@ describe('drawSchedule', () => {
         expect(fault.atMs).toBeGreaterThanOrEqual(0);
         expect('untilMs' in fault ? fault.untilMs : fault.atMs).toBeLessThanOrEqual(12_000);
       }
-      expect(faults.map((fault) => fault.atMs)).toEqual(faults.map((fault) => fault.atMs).sort((a, b) => a - b));
+      expect(faults.map((fault) => fault.atMs)).toEqual(
+        faults.map((fault) => fault.atMs).sort((a, b) => a - b),
+      );
     }
   });
 });

@@ -43,6 +43,8 @@ export interface SimulationSpec<Final = unknown> {
   /** Reads the final state once the run settled. */
   collect(runtime: Runtime): Promise<Final>;
   readonly invariants: Invariants<Final>;
+  /** Environment variables that change what the spec does, repeated in the replay command. */
+  readonly replayEnv?: readonly string[];
 }
 
 /** One step of a simulated schedule. */
@@ -115,7 +117,11 @@ async function settle(turns = 4): Promise<void> {
 class SimulatedHost<Final> {
   readonly clock = new ManualClock(1_700_000_000_000);
   readonly #directory = mkdtempSync(join(tmpdir(), 'meridian-simulation-'));
-  readonly #database = new SqliteDatabase({ path: join(this.#directory, 'sim.db'), checkpoints: 'inline', clock: this.clock });
+  readonly #database = new SqliteDatabase({
+    path: join(this.#directory, 'sim.db'),
+    checkpoints: 'inline',
+    clock: this.clock,
+  });
   readonly #store = new SqliteStore({ database: this.#database, clock: this.clock });
   readonly #log: SqliteLog;
   readonly #spec: SimulationSpec<Final>;
@@ -141,6 +147,8 @@ class SimulatedHost<Final> {
       timers: this.clock,
       random: seededRandom((this.#seed ^ 0x20) + generation),
       yield: () => Promise.resolve(),
+      // Retention measures the file on a worker thread, in real time: not part of a pure run.
+      retention: { enabled: false },
     }).register(...this.#spec.definitions);
     await this.runtime.start();
   }
@@ -203,8 +211,12 @@ function deliver<Final>(
     host.clock.setTimeout(() => {
       spec.workload.invoke(host.runtime, operation).then(
         (completion) =>
-          history.complete(operation, step.loseAnswer ? { status: 'info', error: 'the answer was lost' } : completion),
-        (thrown: unknown) => history.complete(operation, { status: 'info', error: ensureError(thrown).message }),
+          history.complete(
+            operation,
+            step.loseAnswer ? { status: 'info', error: 'the answer was lost' } : completion,
+          ),
+        (thrown: unknown) =>
+          history.complete(operation, { status: 'info', error: ensureError(thrown).message }),
       );
     }, delayMs);
   };
@@ -222,10 +234,15 @@ export interface SeedsResult {
 }
 
 /** Runs `count` seeds from `firstSeed`; stops at the first failure and shrinks it. */
-export async function simulateSeeds<Final>(spec: SimulationSpec<Final>, firstSeed: number, count: number): Promise<SeedsResult> {
+export async function simulateSeeds<Final>(
+  spec: SimulationSpec<Final>,
+  firstSeed: number,
+  count: number,
+): Promise<SeedsResult> {
   for (let seed = firstSeed; seed < firstSeed + count; seed++) {
     const result = await simulate(spec, seed);
-    if (!result.passed) return { runs: seed - firstSeed + 1, failure: { result, shrunk: await shrink(spec, result) } };
+    if (!result.passed)
+      return { runs: seed - firstSeed + 1, failure: { result, shrunk: await shrink(spec, result) } };
   }
   return { runs: count };
 }
@@ -234,12 +251,20 @@ export async function simulateSeeds<Final>(spec: SimulationSpec<Final>, firstSee
  * Drops chunks of steps (halves, then quarters, … then single steps) while the schedule still
  * breaks an invariant of the same name; bounded to 200 re-runs.
  */
-export async function shrink<Final>(spec: SimulationSpec<Final>, failed: SimulationResult): Promise<SimulationResult> {
+export async function shrink<Final>(
+  spec: SimulationSpec<Final>,
+  failed: SimulationResult,
+): Promise<SimulationResult> {
   const names = new Set(failed.checked.violations.map((violation) => violation.invariant));
-  const stillFails = (result: SimulationResult) => result.checked.violations.some((violation) => names.has(violation.invariant));
+  const stillFails = (result: SimulationResult) =>
+    result.checked.violations.some((violation) => names.has(violation.invariant));
   let best = failed;
   let budget = 200;
-  for (let chunk = Math.ceil(best.steps.length / 2); chunk >= 1 && budget > 0; chunk = Math.floor(chunk / 2)) {
+  for (
+    let chunk = Math.ceil(best.steps.length / 2);
+    chunk >= 1 && budget > 0;
+    chunk = Math.floor(chunk / 2)
+  ) {
     for (let start = 0; start < best.steps.length && budget > 0; budget--) {
       const candidate = [...best.steps.slice(0, start), ...best.steps.slice(start + chunk)];
       const result = await runSchedule(spec, failed.seed, candidate);

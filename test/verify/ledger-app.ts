@@ -2,8 +2,9 @@
 // placed once through an idempotent route (the Idempotency-Key is the deposit's dedupe). With
 // MERIDIAN_VERIFY_TEST_BUG=double-apply it has a planted bug: the route applies the deposit
 // command twice, as a handler that retried its own send would. Nothing but the tests sets it.
-import { defineApp, entity } from '../../src/index.ts';
+
 import { Type } from '../../src/http/index.ts';
+import { defineApp, entity } from '../../src/index.ts';
 
 export interface AccountState {
   balance: number;
@@ -42,13 +43,17 @@ export default defineApp({
       schema: {
         params: accountParams,
         body: Type.Object(
-          { depositId: Type.String({ maxLength: 100 }), amount: Type.Integer({ minimum: 1, maximum: 1_000_000 }) },
+          {
+            depositId: Type.String({ maxLength: 100 }),
+            amount: Type.Integer({ minimum: 1, maximum: 1_000_000 }),
+          },
           { additionalProperties: false },
         ),
       },
       handler: async (request) => {
         await runtime.send(Account, request.params.accountId, 'deposit', request.body);
-        if (plantedBug === 'double-apply') await runtime.send(Account, request.params.accountId, 'deposit', request.body);
+        if (plantedBug === 'double-apply')
+          await runtime.send(Account, request.params.accountId, 'deposit', request.body);
         return { depositId: request.body.depositId };
       },
     });

@@ -3,7 +3,7 @@
 // when the network may deliver a command twice; `planted: 'no-dedupe'` is the bug class "a
 // consumed record applied twice" put back: the check is skipped, so a duplicated delivery
 // applies again.
-import type { SimulationSpec } from '../../src/chaos/simulation.ts';
+import type { Model, SimulationSpec } from '../../src/chaos/index.ts';
 import { entity } from '../../src/index.ts';
 
 interface AccountState {
@@ -18,12 +18,29 @@ interface Deposit {
 
 const accounts = ['acc-0', 'acc-1'];
 
-export function ledgerSimulation(options: { planted?: 'no-dedupe'; operations?: number } = {}): SimulationSpec<Record<string, AccountState>> {
+/** An account: a deposit adds its amount once (a second delivery of the same id changes nothing); a read returns the balance. */
+export const accountModel: Model<{ balance: number; applied: string[] }> = {
+  init: () => ({ balance: 0, applied: [] }),
+  step(state, operation, output) {
+    if (operation.kind === 'deposit') {
+      const { depositId, amount } = operation.input as Deposit;
+      if (state.applied.includes(depositId)) return state;
+      return { balance: state.balance + amount, applied: [...state.applied, depositId].sort() };
+    }
+    if (output === undefined) return state;
+    return (output as { balance: number }).balance === state.balance ? state : undefined;
+  },
+};
+
+export function ledgerSimulation(
+  options: { planted?: 'no-dedupe'; operations?: number } = {},
+): SimulationSpec<Record<string, AccountState>> {
   const Account = entity('SimAccount', {
     initial: (): AccountState => ({ balance: 0, deposits: {} }),
     commands: {
       deposit(state: AccountState, input: Deposit) {
-        if (options.planted !== 'no-dedupe' && state.deposits[input.depositId] !== undefined) return { state };
+        if (options.planted !== 'no-dedupe' && state.deposits[input.depositId] !== undefined)
+          return { state };
         return {
           state: {
             balance: state.balance + input.amount,
@@ -35,6 +52,7 @@ export function ledgerSimulation(options: { planted?: 'no-dedupe'; operations?: 
   });
   return {
     name: 'ledger',
+    replayEnv: ['MERIDIAN_VERIFY_TEST_BUG'],
     definitions: [Account],
     workload: {
       workers: 3,
@@ -42,7 +60,11 @@ export function ledgerSimulation(options: { planted?: 'no-dedupe'; operations?: 
       next(random, { worker, index }) {
         const key = accounts[Math.floor(random.next() * accounts.length)]!;
         if (random.next() < 0.6) {
-          return { kind: 'deposit', key, input: { depositId: `d${worker}-${index}`, amount: 1 + Math.floor(random.next() * 50) } };
+          return {
+            kind: 'deposit',
+            key,
+            input: { depositId: `d${worker}-${index}`, amount: 1 + Math.floor(random.next() * 50) },
+          };
         }
         return { kind: 'read', key };
       },
@@ -65,24 +87,12 @@ export function ledgerSimulation(options: { planted?: 'no-dedupe'; operations?: 
     },
     invariants: {
       effects: {
-        id: (operation) => (operation.kind === 'deposit' ? (operation.input as Deposit).depositId : undefined),
-        counts: (final) => new Map(Object.values(final).flatMap((account) => Object.entries(account.deposits))),
+        id: (operation) =>
+          operation.kind === 'deposit' ? (operation.input as Deposit).depositId : undefined,
+        counts: (final) =>
+          new Map(Object.values(final).flatMap((account) => Object.entries(account.deposits))),
       },
-      linearizable: {
-        kinds: ['deposit', 'read'],
-        model: {
-          init: () => ({ balance: 0, applied: [] as string[] }),
-          step(state, operation, output) {
-            if (operation.kind === 'deposit') {
-              const { depositId, amount } = operation.input as Deposit;
-              if (state.applied.includes(depositId)) return state;
-              return { balance: state.balance + amount, applied: [...state.applied, depositId].sort() };
-            }
-            if (output === undefined) return state;
-            return (output as { balance: number }).balance === state.balance ? state : undefined;
-          },
-        },
-      },
+      linearizable: { kinds: ['deposit', 'read'], model: accountModel },
     },
   };
 }

@@ -2,8 +2,9 @@
 // route, duplicated and reordered, the app killed and restarted, and reads of the balance. Each
 // deposit must exist exactly once, and each account's deposits and reads must be linearizable.
 import { join, resolve } from 'node:path';
-import { completionOf, defineVerifySpec, type Model, type Operation, requestJson } from '../../src/chaos/index.ts';
+import { completionOf, defineVerifySpec, type Operation, requestJson } from '../../src/chaos/index.ts';
 import type { AccountState } from './ledger-app.ts';
+import { accountModel, ledgerSimulation } from './ledger-simulation.ts';
 
 const root = resolve(import.meta.dirname, '../..');
 const accounts = ['acc-0', 'acc-1', 'acc-2'];
@@ -15,25 +16,21 @@ interface Deposit {
   amount: number;
 }
 
-/** An account: a deposit adds its amount once (a second delivery of the same id changes nothing); a read returns the balance. */
-const accountModel: Model<{ balance: number; applied: string[] }> = {
-  init: () => ({ balance: 0, applied: [] }),
-  step(state, operation, output) {
-    if (operation.kind === 'deposit') {
-      const { depositId, amount } = operation.input as Deposit;
-      if (state.applied.includes(depositId)) return state;
-      return { balance: state.balance + amount, applied: [...state.applied, depositId].sort() };
-    }
-    if (output === undefined) return state;
-    return (output as { balance: number }).balance === state.balance ? state : undefined;
-  },
-};
-
 export default defineVerifySpec<Final>({
   name: 'verify-ledger',
   start: ({ dataDir, port }) => ({
     command: process.execPath,
-    args: [join(root, 'src/cli/main.ts'), 'dev', join(root, 'test/verify/ledger-app.ts'), '--auth', 'off', '--port', String(port), '--data-dir', dataDir],
+    args: [
+      join(root, 'src/cli/main.ts'),
+      'dev',
+      join(root, 'test/verify/ledger-app.ts'),
+      '--auth',
+      'off',
+      '--port',
+      String(port),
+      '--data-dir',
+      dataDir,
+    ],
     cwd: root,
     env: { PORT: '' },
   }),
@@ -43,7 +40,11 @@ export default defineVerifySpec<Final>({
     next(random, { worker, index }) {
       const key = accounts[Math.floor(random.next() * accounts.length)]!;
       if (random.next() < 0.6) {
-        return { kind: 'deposit', key, input: { depositId: `d${worker}-${index}`, amount: 1 + Math.floor(random.next() * 100) } };
+        return {
+          kind: 'deposit',
+          key,
+          input: { depositId: `d${worker}-${index}`, amount: 1 + Math.floor(random.next() * 100) },
+        };
       }
       return { kind: 'read', key };
     },
@@ -73,9 +74,9 @@ export default defineVerifySpec<Final>({
   },
   invariants: {
     effects: {
-      id: (operation: Operation) => (operation.kind === 'deposit' ? (operation.input as Deposit).depositId : undefined),
-      counts: (final) =>
-        new Map(Object.values(final).flatMap((account) => Object.entries(account.deposits))),
+      id: (operation: Operation) =>
+        operation.kind === 'deposit' ? (operation.input as Deposit).depositId : undefined,
+      counts: (final) => new Map(Object.values(final).flatMap((account) => Object.entries(account.deposits))),
     },
     linearizable: { model: accountModel, kinds: ['deposit', 'read'] },
     custom: [
@@ -84,11 +85,17 @@ export default defineVerifySpec<Final>({
         check(final, operations) {
           const amounts = new Map<string, number>();
           for (const operation of operations) {
-            if (operation.kind === 'deposit') amounts.set((operation.input as Deposit).depositId, (operation.input as Deposit).amount);
+            if (operation.kind === 'deposit')
+              amounts.set((operation.input as Deposit).depositId, (operation.input as Deposit).amount);
           }
           return Object.entries(final).flatMap(([account, state]) => {
-            const expected = Object.entries(state.deposits).reduce((sum, [id, times]) => sum + (amounts.get(id) ?? 0) * times, 0);
-            return expected === state.balance ? [] : [`${account} holds ${state.balance} but its deposits add up to ${expected}`];
+            const expected = Object.entries(state.deposits).reduce(
+              (sum, [id, times]) => sum + (amounts.get(id) ?? 0) * times,
+              0,
+            );
+            return expected === state.balance
+              ? []
+              : [`${account} holds ${state.balance} but its deposits add up to ${expected}`];
           });
         },
       },
@@ -96,3 +103,11 @@ export default defineVerifySpec<Final>({
   },
   replayEnv: ['MERIDIAN_VERIFY_TEST_BUG'],
 });
+
+/**
+ * The same ledger in simulation (`meridian verify test/verify/ledger.spec.ts --simulate`);
+ * MERIDIAN_VERIFY_TEST_BUG=no-dedupe plants its bug (a delivered command applied twice).
+ */
+export const simulation = ledgerSimulation(
+  process.env.MERIDIAN_VERIFY_TEST_BUG === 'no-dedupe' ? { planted: 'no-dedupe' } : {},
+);
