@@ -151,7 +151,7 @@ export function checkInvariants<Final>(
           ? { invariant: custom.name, message: violation, operations: [] }
           : { invariant: custom.name, message: violation.message, operations: violation.operations ?? [] },
       );
-    record(custom.name, 'final state', found);
+    record(custom.name, 'history and final state', found);
   }
   return { results, violations };
 }
