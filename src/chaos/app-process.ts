@@ -18,7 +18,7 @@ const clockSkewModule = join(import.meta.dirname, `clock-skew${extname(import.me
 /** The environment variable the preload reads. */
 export const clockSkewVariable = 'MERIDIAN_VERIFY_CLOCK_SKEW_MS';
 /** How long the app may take to print its ready line. */
-const readyTimeoutMs = 60_000;
+const readyTimeoutMs = 120_000;
 /** The output kept per process, the most recent. */
 const maxOutputChars = 64 * 1024;
 

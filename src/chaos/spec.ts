@@ -59,7 +59,7 @@ export interface VerifySpec<Final = unknown> {
   readonly name: string;
   readonly description?: string;
   start(context: StartContext): ProcessCommand;
-  /** A stdout line that says the app serves; group 1 is its URL. Waited for 60 s at most. */
+  /** A stdout line that says the app serves; group 1 is its URL. Waited for 120 s at most (a loaded machine starts slowly). */
   readonly ready: RegExp;
   /** Runs once after the first start: stock the shelves, open the accounts. */
   setup?(app: AppHandle): Promise<void>;
