@@ -73,6 +73,7 @@ describe('the package surface', () => {
       'meridian/runtime',
       'meridian/cluster',
       'meridian/cli',
+      'meridian/chaos',
       'meridian/kafka', // the client loads on a KafkaLog's first use
     ]) {
       expect({ specifier, packages: load(entry(specifier).source).packages }).toEqual({
