@@ -44,6 +44,12 @@ export class AppProcess implements AppHandle {
     this.url = `http://127.0.0.1:${port}`;
   }
 
+  /** Whether the current process is alive. */
+  get running(): boolean {
+    const child = this.#child;
+    return child !== undefined && child.exitCode === null && child.signalCode === null;
+  }
+
   get pid(): number | undefined {
     return this.#child?.pid;
   }

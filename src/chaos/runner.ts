@@ -13,7 +13,7 @@ import { ensureError } from '../errors.ts';
 import { seededRandom, systemClock, systemTimers } from '../time.ts';
 import { AppProcess, removeRunDirectory, SmallFilesystem } from './app-process.ts';
 import { type Completion, History, type Operation } from './history.ts';
-import { checkInvariants } from './invariants.ts';
+import { type CheckOutcome, checkInvariants } from './invariants.ts';
 import { buildReport, type FaultRecord, type VerifyReport } from './report.ts';
 import { describeFault, drawSchedule, type Fault, reorderDelayMsMax } from './schedule.ts';
 import type { VerifySpec } from './spec.ts';
@@ -95,18 +95,27 @@ interface RunState {
   readonly deliverable: Operation[];
 }
 
-/** Runs the spec under its seed's fault schedule and checks the history; see VerifyOptions. */
-export async function runVerify(options: VerifyOptions): Promise<VerifyRun> {
-  const { spec, seed, durationMs } = options;
-  const runDirectory = options.runDirectory ?? mkdtempSync(join(tmpdir(), `meridian-verify-${spec.name}-`));
-  mkdirSync(runDirectory, { recursive: true });
-  const dataDir = join(runDirectory, 'data');
+/** The fault kinds this run may use, and why disk faults are left out when they are. */
+function faultKinds(spec: VerifySpec<unknown>): {
+  kinds: Fault['kind'][];
+  diskUnavailable: string | undefined;
+} {
   const diskUnavailable =
     spec.diskFaults === true ? SmallFilesystem.unavailable() : 'the spec does not allow disk faults';
   const kinds: Fault['kind'][] = ['kill', 'reorder'];
   if (spec.dependency !== undefined) kinds.push('dependency');
   if (spec.workload.duplicable !== undefined) kinds.push('duplicate');
   if (diskUnavailable === undefined) kinds.push('disk-full');
+  return { kinds, diskUnavailable };
+}
+
+/** Runs the spec under its seed's fault schedule and checks the history; see VerifyOptions. */
+export async function runVerify(options: VerifyOptions): Promise<VerifyRun> {
+  const { spec, seed, durationMs } = options;
+  const runDirectory = options.runDirectory ?? mkdtempSync(join(tmpdir(), `meridian-verify-${spec.name}-`));
+  mkdirSync(runDirectory, { recursive: true });
+  const dataDir = join(runDirectory, 'data');
+  const { kinds, diskUnavailable } = faultKinds(spec);
   const schedule = drawSchedule({ seed, durationMs, kinds });
   const filesystem = diskUnavailable === undefined ? await SmallFilesystem.create(dataDir, 48) : undefined;
   if (filesystem === undefined) mkdirSync(dataDir, { recursive: true });
@@ -116,29 +125,8 @@ export async function runVerify(options: VerifyOptions): Promise<VerifyRun> {
   try {
     await app.start();
     await spec.setup?.(app);
-    const clock = new RunClock();
-    const history = new History(() => clock.elapsedMs());
-    const state: RunState = {
-      clock,
-      restarting: undefined,
-      stopped: false,
-      duplicating: false,
-      reordering: false,
-      dependency: 'healthy',
-      deliverable: [],
-    };
-    const workers = Array.from({ length: spec.workload.workers }, (_, worker) =>
-      runWorker(options, app, history, state, worker),
-    );
-    const driver = driveFaults(options, app, schedule, state, faults, filesystem);
-    await clock.waitUntil(durationMs);
-    state.stopped = true;
-    await Promise.all(workers);
-    await driver;
-    history.closeOpen('the run ended with the operation still open');
-    await heal(spec, app, state, filesystem);
-    const final = await quiesce(spec, app);
-    const checked = checkInvariants(spec.invariants, history.operations, final);
+    const { history, heal: healAll } = await runWorkload(options, app, schedule, faults, filesystem);
+    const checked = await checkRun(spec, app, history, healAll);
     const report = buildReport({
       options,
       schedule: faults,
@@ -154,6 +142,61 @@ export async function runVerify(options: VerifyOptions): Promise<VerifyRun> {
     await app.stop().catch(() => undefined);
     filesystem?.destroy();
     removeRunDirectory(dataDir);
+  }
+}
+
+/** The workers and the fault driver for the run's duration; returns the history and how to heal every fault. */
+async function runWorkload(
+  options: VerifyOptions,
+  app: AppProcess,
+  schedule: readonly Fault[],
+  faults: FaultRecord[],
+  filesystem: SmallFilesystem | undefined,
+): Promise<{ history: History; heal: () => Promise<void> }> {
+  const clock = new RunClock();
+  const history = new History(() => clock.elapsedMs());
+  const state: RunState = {
+    clock,
+    restarting: undefined,
+    stopped: false,
+    duplicating: false,
+    reordering: false,
+    dependency: 'healthy',
+    deliverable: [],
+  };
+  const workers = Array.from({ length: options.spec.workload.workers }, (_, worker) =>
+    runWorker(options, app, history, state, worker),
+  );
+  const driver = driveFaults(options, app, schedule, state, faults, filesystem);
+  await clock.waitUntil(options.durationMs);
+  state.stopped = true;
+  await Promise.all(workers);
+  await driver;
+  history.closeOpen('the run ended with the operation still open');
+  return { history, heal: () => heal(options.spec, app, state, filesystem) };
+}
+
+/**
+ * Reads the final state and checks the invariants. An app that cannot be started again or read
+ * once the faults are healed is itself a violation ('app-available'), reported like the others.
+ */
+async function checkRun(
+  spec: VerifySpec<unknown>,
+  app: AppProcess,
+  history: History,
+  healAll: () => Promise<void>,
+): Promise<CheckOutcome> {
+  try {
+    if (!app.running) await app.start();
+    await healAll();
+    const final = await quiesce(spec, app);
+    return checkInvariants(spec.invariants, history.operations, final);
+  } catch (thrown) {
+    const message = `the app could not be started or read once the faults were healed: ${ensureError(thrown).message.slice(0, 2000)}`;
+    return {
+      results: [{ invariant: 'app-available', outcome: 'violated', checked: 'final state' }],
+      violations: [{ invariant: 'app-available', message, operations: [] }],
+    };
   }
 }
 
