@@ -187,7 +187,6 @@ async function checkRun(
   healAll: () => Promise<void>,
 ): Promise<CheckOutcome> {
   try {
-    if (!app.running) await app.start();
     await healAll();
     const final = await quiesce(spec, app);
     return checkInvariants(spec.invariants, history.operations, final);
@@ -279,7 +278,7 @@ async function driveFaults(
         fault: step.fault,
         description: describeFault(step.fault),
         appliedAtMs: atMs,
-        note: `failed: ${ensureError(thrown).message.slice(0, 300)}`,
+        note: `${step.heal ? 'healing it failed' : 'failed'}: ${ensureError(thrown).message.slice(0, 300)}`,
       });
     }
   }
@@ -335,6 +334,8 @@ async function heal(
   filesystem?.free();
   state.duplicating = false;
   state.reordering = false;
+  // A restart that failed during the run (on a full disk, say) is tried again on a healed system.
+  if (!app.running) await app.start();
   if (state.dependency !== 'healthy') {
     state.dependency = 'healthy';
     await spec.dependency?.(app, 'healthy');

@@ -47,9 +47,12 @@ export function drawSchedule(options: ScheduleOptions): Fault[] {
   const duration = options.durationMs;
   const between = (low: number, high: number) => Math.floor(low + random.next() * (high - low));
   const faults: Fault[] = [];
-  const window = () => {
-    const atMs = between(duration * 0.05, duration * 0.8);
-    return { atMs, untilMs: Math.min(duration, atMs + between(duration * 0.1, duration * 0.3)) };
+  // A window of `count` lies in its own slot of the run's first 90 %, so windows of one kind
+  // never overlap (the heal of one would cut the next short).
+  const window = (index: number, count: number) => {
+    const slotMs = (duration * 0.85) / count;
+    const atMs = between(duration * 0.05 + index * slotMs, duration * 0.05 + index * slotMs + slotMs * 0.5);
+    return { atMs, untilMs: Math.min(duration, atMs + between(slotMs * 0.3, slotMs * 0.5)) };
   };
   for (const kind of options.kinds) {
     if (kind === 'kill') {
@@ -66,8 +69,8 @@ export function drawSchedule(options: ScheduleOptions): Fault[] {
     const count = Math.max(1, Math.round(duration / 6000));
     for (let i = 0; i < count; i++) {
       if (kind === 'dependency')
-        faults.push({ kind, ...window(), mode: random.next() < 0.5 ? 'slow' : 'failing' });
-      else faults.push({ kind, ...window() });
+        faults.push({ kind, ...window(i, count), mode: random.next() < 0.5 ? 'slow' : 'failing' });
+      else faults.push({ kind, ...window(i, count) });
     }
   }
   return faults.sort((a, b) => a.atMs - b.atMs || a.kind.localeCompare(b.kind));
