@@ -123,7 +123,10 @@ export class ClusterNode {
       group: this.#options.group,
       topics: [this.#options.workTopic],
       onAssignment: (change) => {
-        this.#changes = this.#changes.then(() => this.#reassign(change.assigned, change.revoked));
+        const partitions = (list: readonly TopicPartition[]) => list.map((tp) => tp.partition);
+        this.#changes = this.#changes.then(() =>
+          this.#reassign(partitions(change.assigned), partitions(change.revoked)),
+        );
       },
     });
     this.#loop = this.#run(this.#consumer);
@@ -145,13 +148,12 @@ export class ClusterNode {
     return this.#changes;
   }
 
-  async #reassign(assigned: readonly TopicPartition[], revoked: readonly TopicPartition[]): Promise<void> {
+  async #reassign(gained: readonly number[], revoked: readonly number[]): Promise<void> {
     try {
-      await this.#lose(revoked.map((tp) => tp.partition));
+      await this.#lose(revoked);
     } catch (error) {
       this.#options.host.report({ message: 'giving up work partitions failed', error });
     }
-    const gained = assigned.map((tp) => tp.partition);
     // Claiming (PostgreSQL unreachable) and resuming are each tried again while the group still
     // assigns the partitions here: until they succeed nobody runs them, which is safe, not lost.
     const claimed = await this.#untilDone('claiming work partitions', gained, (partitions) =>
@@ -204,6 +206,7 @@ export class ClusterNode {
       try {
         records = await consumer.poll({ timeoutMs: 1000, signal });
         await this.#changes;
+        this.#reconcile(consumer);
       } catch (error) {
         if (signal.aborted) break;
         this.#options.host.report({ message: 'polling the work topic failed', error });
@@ -225,6 +228,34 @@ export class ClusterNode {
         await this.#pause(200);
       }
     }
+  }
+
+  /**
+   * Repairs what assignment events can miss, so that a partition is never left assigned here
+   * and held by nobody (its requests would wait forever: the group sees a live member). The
+   * client can drop a partition and get it back between two polls without an event (a heartbeat
+   * told it the group had forgotten it, as after a pause), so this node still holds an epoch
+   * another node has replaced since; its first write is then fenced, which releases the
+   * partition. Whatever the cause, a partition assigned here and not held is claimed again (a
+   * new epoch), and one held but no longer assigned is given up. Checked after every poll;
+   * the work is queued behind the assignment changes, and looks again when its turn comes.
+   */
+  #reconcile(consumer: Consumer): void {
+    const drift = () => {
+      const assigned = new Set(consumer.assignment().map((tp) => tp.partition));
+      const { ownership } = this.#options;
+      return {
+        unheld: [...assigned].filter((partition) => !ownership.owns(partition)),
+        unassigned: ownership.owned().filter((partition) => !assigned.has(partition)),
+      };
+    };
+    const first = drift();
+    if (this.#stop.signal.aborted || (first.unheld.length === 0 && first.unassigned.length === 0)) return;
+    this.#changes = this.#changes.then(() => {
+      if (this.#stop.signal.aborted) return;
+      const { unheld, unassigned } = drift();
+      return this.#reassign(unheld, unassigned);
+    });
   }
 
   /**

@@ -19,11 +19,11 @@
 // MERIDIAN_TEST_KAFKA_CLUSTER (scripts/kafka/kafka.sh start cluster) the work topic has
 // replication factor 3 on three brokers.
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { decodeJson, fromUtf8, utf8 } from '../log/codec.ts';
 import { KafkaLog } from '../log/kafka/kafka-log.ts';
 import { parseBrokerList } from '../log/kafka/options.ts';
@@ -268,6 +268,22 @@ describe.skipIf(skipReason !== undefined)(
         what: `the three nodes claimed all ${partitions} partitions`,
       });
     }, 120_000);
+
+    // A failed phase prints what each node last logged and who claims what, so that a failure in
+    // CI (whose node log directory is gone afterwards) can be diagnosed from its output alone.
+    afterEach(async ({ task }) => {
+      if (task.result?.state !== 'fail') return;
+      const claims = await claimedBy().catch((error: Error) => error.message);
+      console.log(
+        `[multinode] after the failure, claims: ${JSON.stringify(claims instanceof Map ? [...claims] : claims)}`,
+      );
+      for (const name of nodes.keys()) {
+        const file = join(config.logDirectory, `${name}.log`);
+        if (!existsSync(file)) continue;
+        const tail = readFileSync(file, 'utf8').split('\n').slice(-60).join('\n');
+        console.log(`[multinode] last lines of ${name}.log:\n${tail}`);
+      }
+    });
 
     afterAll(async () => {
       await Promise.all(started.map((node) => node.kill()));
