@@ -81,7 +81,7 @@ describe('the package surface', () => {
         packages: [],
       });
     }
-  });
+  }, 90_000); // nine fresh Node processes: slow on a loaded machine
 
   it('the integrations load with the subpath that is about them', () => {
     expect(load(entry('meridian/http').source).packages).toEqual(

@@ -30,7 +30,9 @@ describe('verify --simulate', () => {
     const { result: failed, shrunk } = result.failure!;
     expect(failed.checked.violations.map((violation) => violation.invariant)).toContain('exactly-once');
     expect(shrunk.steps.length).toBeLessThanOrEqual(failed.steps.length);
-    expect(shrunk.steps.some((step) => step.type === 'invoke' && step.duplicateAfterMs !== undefined)).toBe(true);
+    expect(shrunk.steps.some((step) => step.type === 'invoke' && step.duplicateAfterMs !== undefined)).toBe(
+      true,
+    );
     const replayed = await runSchedule(spec, shrunk.seed, shrunk.steps);
     expect(replayed.hash).toBe(shrunk.hash);
     expect(replayed.passed).toBe(false);
