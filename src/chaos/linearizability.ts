@@ -91,22 +91,8 @@ function checkKey<State>(
   let deepest = { depth: -1, last: -1, stuck: [] as number[] };
 
   // Explicit stack instead of recursion: a key can have thousands of operations.
-  interface Frame {
-    state: State;
-    candidates: number[];
-    next: number;
-    placed: number;
-    requiredPlaced: number;
-  }
-  const candidatesOf = (): number[] => {
-    let minRet = Number.POSITIVE_INFINITY;
-    for (let i = 0; i < entries.length; i++)
-      if (!done[i] && entries[i]!.ret < minRet) minRet = entries[i]!.ret;
-    const list: number[] = [];
-    for (let i = 0; i < entries.length; i++) if (!done[i] && entries[i]!.call < minRet) list.push(i);
-    return list;
-  };
-  const stack: Frame[] = [
+  const candidatesOf = () => candidates(entries, done);
+  const stack: Frame<State>[] = [
     { state: model.init(key), candidates: candidatesOf(), next: 0, placed: -1, requiredPlaced: 0 },
   ];
   while (stack.length > 0) {
@@ -157,15 +143,39 @@ function checkKey<State>(
       requiredPlaced: frame.requiredPlaced + (entry.required ? 1 : 0),
     });
   }
-  const involved = [
-    ...(deepest.last >= 0 ? [entries[deepest.last]!.operation.id] : []),
-    ...deepest.stuck.map((index) => entries[index]!.operation.id),
-  ];
+  return violation(key, entries, deepest);
+}
+
+/** One level of the search: a state, the operations that may go next, which one is being tried. */
+interface Frame<State> {
+  state: State;
+  candidates: number[];
+  next: number;
+  placed: number;
+  requiredPlaced: number;
+}
+
+/** The operations not yet placed that were invoked before every unplaced one returned. */
+function candidates(entries: readonly Entry[], done: readonly boolean[]): number[] {
+  let minRet = Number.POSITIVE_INFINITY;
+  for (let i = 0; i < entries.length; i++) if (!done[i] && entries[i]!.ret < minRet) minRet = entries[i]!.ret;
+  const list: number[] = [];
+  for (let i = 0; i < entries.length; i++) if (!done[i] && entries[i]!.call < minRet) list.push(i);
+  return list;
+}
+
+/** The violation, from the deepest point the search reached: the last placed and the stuck operations. */
+function violation(
+  key: string,
+  entries: readonly Entry[],
+  deepest: { depth: number; last: number; stuck: number[] },
+): LinearizabilityResult {
+  const stuck = deepest.stuck.map((index) => entries[index]!.operation.id);
   return {
     key,
     outcome: 'violation',
-    operations: involved,
-    message: `no order of the ${entries.length} operations on key '${key}' agrees with the model: after ${Math.max(0, deepest.depth)} operations, none of ${deepest.stuck.length === 0 ? 'the remaining ones' : `operations ${deepest.stuck.map((index) => entries[index]!.operation.id).join(', ')}`} can come next`,
+    operations: [...(deepest.last >= 0 ? [entries[deepest.last]!.operation.id] : []), ...stuck],
+    message: `no order of the ${entries.length} operations on key '${key}' agrees with the model: after ${Math.max(0, deepest.depth)} operations, none of ${stuck.length === 0 ? 'the remaining ones' : `operations ${stuck.join(', ')}`} can come next`,
   };
 }
 
