@@ -79,7 +79,7 @@ export async function startEmbeddedApp(app: App, options: EmbeddedAppOptions): P
   const closeStorage = async () => {
     await log.close();
     await store.close();
-    database.close();
+    await database.close();
     ownership.release();
   };
   let running: RunningApp;

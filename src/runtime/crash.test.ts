@@ -6,12 +6,13 @@
 //
 // MERIDIAN_CRASH_SEED picks the workload and the kill moments (CI runs several);
 // MERIDIAN_CRASH_KILLS sets how many kills precede the final run.
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { afterAll, describe, expect, it } from 'vitest';
+import { spawnNode } from '../children.fixture.ts';
 import { seededRandom } from '../time.ts';
 import { decodeJson } from './codec.ts';
 import { initialStock, type OrderInput, orders, type Stock, skus } from './crash-child.ts';
@@ -31,13 +32,13 @@ interface ChildRun {
 }
 
 function startChild(run: number): ChildRun {
-  const child = spawn(
-    process.execPath,
-    [childScript, directory, String(orderCount), String(seed), String(run), String(kills)],
-    {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
+  const child = spawnNode(childScript, [
+    directory,
+    String(orderCount),
+    String(seed),
+    String(run),
+    String(kills),
+  ]);
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (chunk) => {

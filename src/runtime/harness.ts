@@ -59,7 +59,7 @@ export function openEmbedded(options: EmbeddedFixtureOptions = {}): EmbeddedFixt
     for (const runtime of runtimes) await runtime.stop();
     await log.close();
     await store.close();
-    database.close();
+    await database.close();
   };
   return {
     directory,

@@ -1,10 +1,11 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { spawnNode } from '../children.fixture.ts';
 import { seededRandom } from '../time.ts';
 import { type CrashChildOptions, crashAmount, openCrashStore } from './crash-child.ts';
 import { testSchemas } from './postgres/test-schema.ts';
@@ -30,9 +31,7 @@ interface RoundResult {
 /** Runs the child until it has acknowledged `acksBeforeKill` transactions, then SIGKILLs it after `delayMs`. */
 function runChild(options: CrashChildOptions, acksBeforeKill: number, delayMs: number): Promise<RoundResult> {
   return new Promise((resolve, reject) => {
-    const child: ChildProcess = spawn(process.execPath, [childScript, JSON.stringify(options)], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child: ChildProcess = spawnNode(childScript, [JSON.stringify(options)]);
     const acked: number[] = [];
     let stderr = '';
     let killScheduled = false;

@@ -1,12 +1,13 @@
 // A process SIGKILLed in the middle of appending loses nothing it acknowledged and leaves no
 // partial batch: after each kill the reopened log holds every acknowledged batch whole, offsets
 // are dense, and a group resumes exactly at its committed offset.
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, describe, expect, it } from 'vitest';
+import { spawnNode } from '../../children.fixture.ts';
 import { seededRandom } from '../../time.ts';
 import type { LogRecord } from '../types.ts';
 import { openSqliteLog } from './sqlite-log.ts';
@@ -33,13 +34,7 @@ async function runAndKill(
   killAfterAcks: number,
   delayMs: number,
 ): Promise<{ acks: Ack[]; commits: Map<number, number>[]; signal: NodeJS.Signals | null }> {
-  const child: ChildProcess = spawn(
-    process.execPath,
-    [childScript, path, String(seed), String(firstBatchId), durability],
-    {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
+  const child: ChildProcess = spawnNode(childScript, [path, String(seed), String(firstBatchId), durability]);
   const acks: Ack[] = [];
   const commits: Map<number, number>[] = [];
   let stderr = '';
@@ -160,5 +155,5 @@ describe('SqliteLog under SIGKILL', () => {
       }
     }
     expect(acknowledged.length).toBeGreaterThan(15);
-  }, 30_000);
+  }, 120_000);
 });

@@ -739,7 +739,7 @@ export class SqliteLog implements Log {
     if (this.#ownsDatabase && !this.db.closed) {
       // Let queued writes (a retention pass, a waiting append) finish before the file closes.
       if (!this.db.inWrite) await this.db.write(() => undefined);
-      this.db.close();
+      await this.db.close();
     }
   }
 

@@ -1,8 +1,6 @@
 import { Worker } from 'node:worker_threads';
 import type { CheckpointerThreadData, CheckpointReport } from './checkpointer-thread.ts';
-
-// The thread's file is beside this one: `.ts` in a checkout, `.js` once built (dist/).
-const ownExtension = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
+import { threadUrl } from './thread-url.ts';
 
 /**
  * Checkpoints a WAL database on a thread of its own. SQLite's automatic checkpoint runs inside
@@ -23,6 +21,8 @@ export class BackgroundCheckpointer {
   #commits = 0;
   #busy = false;
   #closed = false;
+  /** Resolves once the thread has ended (at once when none was started). */
+  #exited: Promise<void> = Promise.resolve();
   #checkpoints = 0;
   #lastReport: CheckpointReport | undefined;
 
@@ -58,19 +58,27 @@ export class BackgroundCheckpointer {
     });
   }
 
-  /** Lets the thread close its connection and end; a checkpoint under way finishes first. */
-  close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    this.#worker?.postMessage('close');
+  /**
+   * Lets the thread close its connection and end; a checkpoint under way finishes first.
+   * Resolves once the thread has ended: until then its connection may still hold the file (and,
+   * as the last connection to close, it removes the WAL files), so whoever deletes the
+   * database's directory after closing must wait for this.
+   */
+  close(): Promise<void> {
+    if (!this.#closed) {
+      this.#closed = true;
+      // Referenced again, so that a process awaiting this does not exit before the thread ends.
+      this.#worker?.ref();
+      this.#worker?.postMessage('close');
+    }
+    return this.#exited;
   }
 
   #thread(): Worker {
     if (this.#worker !== undefined) return this.#worker;
     const data: CheckpointerThreadData = { path: this.#path, busyTimeoutMs: this.#busyTimeoutMs };
-    const worker = new Worker(new URL(`./checkpointer-thread${ownExtension}`, import.meta.url), {
-      workerData: data,
-    });
+    const worker = new Worker(threadUrl('checkpointer-thread'), { workerData: data });
+    this.#exited = new Promise((resolve) => worker.once('exit', () => resolve()));
     // Never keeps the process alive on its own; close() ends it.
     worker.unref();
     worker.on('message', (report: CheckpointReport) => {

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -26,8 +26,8 @@ function open(options: { durability?: 'process' | 'fsync'; path?: string } = {})
   return database;
 }
 
-afterEach(() => {
-  for (const database of databases.splice(0)) database.close();
+afterEach(async () => {
+  for (const database of databases.splice(0)) await database.close();
   for (const directory of directories.splice(0)) rmSync(directory, { recursive: true, force: true });
 });
 
@@ -66,6 +66,23 @@ describe('SqliteDatabase', () => {
     const restarted = await database.checkpointer!.checkpointNow();
     expect(restarted.kind === 'checkpointed' && restarted.walFrames).toBeLessThan(10);
     expect(await database.read(() => names(database).length)).toBe(301);
+  });
+
+  it('resolves close once the checkpointer thread let go of the file, so its directory can be removed', async () => {
+    const directory = mkdtempSync(join(tmpdir(), 'meridian-db-'));
+    directories.push(directory);
+    const database = open({ path: join(directory, 'close.db') });
+    for (let i = 0; i < 20; i++) await database.write(() => insert(database, `item ${i}`));
+    await database.checkpointer!.checkpointNow();
+    // A WAL of some MB that no checkpoint copied yet: the thread, closing last, copies it then.
+    await database.write(() => {
+      for (let i = 0; i < 2000; i++) insert(database, 'x'.repeat(2000));
+    });
+    await database.close();
+    // The last connection to close removes the WAL and its index: the thread's, which used to
+    // close after close() returned, while a caller was already deleting the directory (ENOTEMPTY).
+    expect(readdirSync(directory)).toEqual(['close.db']);
+    await database.close();
   });
 
   it('leaves checkpoints to SQLite inside COMMIT with checkpoints: inline, and refuses other values', () => {

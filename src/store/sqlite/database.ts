@@ -9,6 +9,7 @@ import type { StorageReport } from '../types.ts';
 import { StoreIntegrityError, WriteHealth } from '../write-health.ts';
 import { BackgroundCheckpointer } from './checkpointer.ts';
 import type { StorageThreadAnswer, StorageThreadData } from './storage-thread.ts';
+import { threadUrl } from './thread-url.ts';
 
 /**
  * What a committed transaction survives:
@@ -373,7 +374,7 @@ export class SqliteDatabase {
   storage(): Promise<StorageReport> {
     this.#assertOpen();
     const data: StorageThreadData = { path: this.path, busyTimeoutMs: this.#busyTimeoutMs };
-    const worker = new Worker(new URL('./storage-thread.ts', import.meta.url), { workerData: data });
+    const worker = new Worker(threadUrl('storage-thread'), { workerData: data });
     return new Promise<StorageReport>((resolve, reject) => {
       worker.once('message', (answer: StorageThreadAnswer) => {
         if (answer.ok) resolve(answer.report);
@@ -452,10 +453,14 @@ export class SqliteDatabase {
     });
   }
 
-  close(): void {
-    if (this.#closed) return;
+  /**
+   * Closes the connections at once; resolves once the checkpointer's thread has closed its own
+   * too (await it before deleting the database's files).
+   */
+  close(): Promise<void> {
+    if (this.#closed) return this.#checkpointer?.close() ?? Promise.resolve();
     this.#closed = true;
-    this.#checkpointer?.close();
+    const threadClosed = this.#checkpointer?.close() ?? Promise.resolve();
     this.#writerStatements.clear();
     this.#readerStatements.clear();
     for (const reader of this.#idleSnapshotReaders.splice(0)) reader.connection.close();
@@ -466,6 +471,7 @@ export class SqliteDatabase {
     }
     this.#reader.close();
     this.#writer.close();
+    return threadClosed;
   }
 
   /** Commits and hands back the after-commit callbacks, to run once the write is fully over. */

@@ -221,7 +221,7 @@ export class SqliteStore implements Store {
     if (this.#closed) return;
     this.#closed = true;
     this.#listeners.clear();
-    if (this.#ownsDatabase) this.database.close();
+    if (this.#ownsDatabase) await this.database.close();
   }
 
   async #run<T>(fn: (tx: StoreTransaction) => Promise<T>): Promise<T> {
