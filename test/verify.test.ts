@@ -5,10 +5,16 @@
 // finds the same violation; and the same seed without the bug passes.
 import { spawn } from 'node:child_process';
 import { resolve } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import type { VerifyReport } from '../src/chaos/index.ts';
 
 const root = resolve(import.meta.dirname, '..');
+
+/** The verify runs still going when the file ends (a failure, a timeout): SIGTERM stops each with its app. */
+const running = new Set<ReturnType<typeof spawn>>();
+afterAll(() => {
+  for (const child of running) child.kill('SIGTERM');
+});
 
 /** Runs a `meridian verify` command line (`NAME=value ... meridian verify ...`) with --json. */
 async function verify(
@@ -26,6 +32,8 @@ async function verify(
     env: { ...process.env, MERIDIAN_VERIFY_TEST_BUG: '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  running.add(child);
+  child.once('exit', () => running.delete(child));
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));

@@ -122,6 +122,14 @@ export async function runVerify(options: VerifyOptions): Promise<VerifyRun> {
   const port = await freePort();
   const app = new AppProcess(spec, spec.start({ dataDir, port, seed }), port, filesystem);
   const faults: FaultRecord[] = [];
+  // Interrupted (Ctrl-C, a test's SIGTERM): the app and the mount holder go with the run.
+  const interrupted = () => {
+    void app.kill();
+    filesystem?.destroy();
+    process.exit(130);
+  };
+  process.once('SIGINT', interrupted);
+  process.once('SIGTERM', interrupted);
   try {
     await app.start();
     await spec.setup?.(app);
@@ -139,6 +147,8 @@ export async function runVerify(options: VerifyOptions): Promise<VerifyRun> {
     writeFileSync(join(runDirectory, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
     return { report, history };
   } finally {
+    process.off('SIGINT', interrupted);
+    process.off('SIGTERM', interrupted);
     await app.stop().catch(() => undefined);
     filesystem?.destroy();
     removeRunDirectory(dataDir);
