@@ -17,6 +17,8 @@ export interface FaultRecord {
   readonly appliedAtMs: number;
   /** What happened: the pids of a restart, the bytes that filled the disk, or why it failed. */
   readonly note: string;
+  /** Set on a line about healing the fault (a failed heal, a restart after it), not injecting it. */
+  readonly heal?: true;
 }
 
 export interface ReportedViolation extends Violation {
@@ -129,7 +131,7 @@ export function formatReport(report: VerifyReport): string {
   const lines = [
     `meridian verify: ${report.spec}, seed ${report.seed}, ${formatDuration(report.durationMs)}`,
     `Operations: ${counts.total} (ok ${counts.ok}, failed ${counts.fail}, indeterminate ${counts.info}; ${counts.duplicates} duplicated deliveries) — ${kinds}`,
-    `Faults injected: ${report.faults.filter((fault) => fault.appliedAtMs >= 0).length} of ${report.faults.length} scheduled`,
+    `Faults injected: ${report.faults.filter((fault) => fault.heal === undefined && fault.appliedAtMs >= 0).length} of ${report.faults.filter((fault) => fault.heal === undefined).length} scheduled`,
     ...report.faults.map((fault) => `  ${fault.description}${fault.note === '' ? '' : ` (${fault.note})`}`),
     ...report.notes.map((note) => `  ${note}`),
     'Invariants:',

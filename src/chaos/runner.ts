@@ -278,9 +278,15 @@ async function driveFaults(
     const atMs = state.clock.elapsedMs();
     try {
       const note = await applyFault(options, app, step.fault, step.heal, state, filesystem);
-      if (!step.heal) {
-        records.push({ fault: step.fault, description: describeFault(step.fault), appliedAtMs: atMs, note });
-        options.log?.(`  fault ${describeFault(step.fault)}${note === '' ? '' : ` (${note})`}`);
+      if (!step.heal || note !== '') {
+        const recorded = step.heal ? `healed at +${(atMs / 1000).toFixed(1)} s: ${note}` : note;
+        records.push({
+          fault: step.fault,
+          description: describeFault(step.fault),
+          appliedAtMs: atMs,
+          note: recorded,
+        });
+        options.log?.(`  fault ${describeFault(step.fault)}${recorded === '' ? '' : ` (${recorded})`}`);
       }
     } catch (thrown) {
       // A fault that could not be applied is reported; the run goes on.
@@ -289,6 +295,7 @@ async function driveFaults(
         description: describeFault(step.fault),
         appliedAtMs: atMs,
         note: `${step.heal ? 'healing it failed' : 'failed'}: ${ensureError(thrown).message.slice(0, 300)}`,
+        ...(step.heal ? { heal: true } : {}),
       });
     }
   }
@@ -306,16 +313,7 @@ async function applyFault(
     case 'kill': {
       const before = app.pid;
       await app.kill();
-      state.clock.pause();
-      const restarted = app.start(fault.skewMs);
-      state.restarting = restarted.catch(() => undefined);
-      try {
-        await restarted;
-      } finally {
-        state.restarting = undefined;
-        state.clock.resume();
-      }
-      if (state.dependency !== 'healthy') await options.spec.dependency?.(app, state.dependency);
+      await restart(options, app, state, fault.skewMs);
       return `pid ${before} → ${app.pid}`;
     }
     case 'dependency':
@@ -329,10 +327,34 @@ async function applyFault(
       state.reordering = !heal;
       return '';
     case 'disk-full':
-      if (heal) filesystem?.free();
-      else return `${Math.round((filesystem?.fill() ?? 0) / 1024)} KiB written`;
+      if (!heal) return `${Math.round((filesystem?.fill() ?? 0) / 1024)} KiB written`;
+      filesystem?.free();
+      // A restart that failed on the full disk is tried again now that there is room.
+      if (!app.running) {
+        await restart(options, app, state, 0);
+        return `restarted the app (pid ${app.pid})`;
+      }
       return '';
   }
+}
+
+/** Starts the app again with the run's clock stopped, and puts its dependency back in the current mode. */
+async function restart(
+  options: VerifyOptions,
+  app: AppProcess,
+  state: RunState,
+  skewMs: number,
+): Promise<void> {
+  state.clock.pause();
+  const restarted = app.start(skewMs);
+  state.restarting = restarted.catch(() => undefined);
+  try {
+    await restarted;
+  } finally {
+    state.restarting = undefined;
+    state.clock.resume();
+  }
+  if (state.dependency !== 'healthy') await options.spec.dependency?.(app, state.dependency);
 }
 
 async function heal(
