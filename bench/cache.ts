@@ -12,17 +12,28 @@
  * - Invalidation across nodes: a second process holds the cache on the same Redis; the time from
  *   `delete` on this node to the message reaching the other node's cache, p50 and p99.
  *
+ * - Entity-change binding: an embedded runtime (SQLite) applying commands to 1,000 entities, 64 in
+ *   flight, with a cache bound to its committed changes (`bindEntityChanges`) and without, in
+ *   alternating rounds on one runtime: commands per second each way, the cost of reporting the
+ *   changes and invalidating on the commit path.
+ *
  * Needs Redis: MERIDIAN_BENCH_REDIS_URL, else MERIDIAN_TEST_REDIS_URL, else redis://127.0.0.1:6379.
  * Options: --rounds N (default 9), --round-ms N (default 40), --invalidations N (default 2000).
  */
 import { fork } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { BentoCache, bentostore } from 'bentocache';
 import { memoryDriver } from 'bentocache/drivers/memory';
 import { redisDriver } from 'bentocache/drivers/redis';
 import { Redis } from 'ioredis';
 import { LRUCache } from 'lru-cache';
-import { createCache, RedisInvalidationBus, RedisTier } from '../src/cache/index.ts';
+import { bindEntityChanges, createCache, RedisInvalidationBus, RedisTier } from '../src/cache/index.ts';
+import { createRuntime, entity } from '../src/index.ts';
+import { openSqliteLog } from '../src/log/index.ts';
+import { SqliteStore } from '../src/store/index.ts';
 import { median } from './stats.ts';
 
 const redisUrl =
@@ -247,11 +258,59 @@ async function invalidationLatency(options: Options) {
   return { p50Ms: percentile(0.5), p99Ms: percentile(0.99), maxMs: latencies.at(-1)! };
 }
 
+const Tally = entity('BenchTally', {
+  initial: () => ({ n: 0 }),
+  commands: { add: (state) => ({ state: { n: state.n + 1 } }) },
+});
+
+/** Commands per second with and without a cache bound to the runtime's committed changes. */
+async function entityBinding() {
+  const directory = mkdtempSync(join(tmpdir(), 'meridian-bench-binding-'));
+  const log = openSqliteLog({ path: join(directory, 'bench.db') });
+  const store = new SqliteStore({ database: log.db });
+  const runtime = createRuntime({ store, log, retention: { enabled: false } }).register(Tally);
+  await runtime.start();
+  const cache = createCache<number>({
+    name: 'bench-tallies',
+    ttlMs: 60_000,
+    loader: async (id) => (await runtime.state(Tally, id))?.state.n ?? 0,
+  });
+  const round = async (bound: boolean): Promise<number> => {
+    const binding = bound ? bindEntityChanges(runtime, cache, { entity: Tally }) : undefined;
+    // Every entity cached, so each change has a copy to invalidate.
+    await Promise.all(Array.from({ length: 1000 }, (_, index) => cache.get(`t-${index}`)));
+    let next = 0;
+    const commands = 3000;
+    const started = performance.now();
+    await Promise.all(
+      Array.from({ length: 64 }, async () => {
+        while (next < commands) await runtime.send(Tally, `t-${next++ % 1000}`, 'add', undefined);
+      }),
+    );
+    const perSecond = commands / ((performance.now() - started) / 1000);
+    binding?.dispose();
+    return perSecond;
+  };
+  const bound: number[] = [];
+  const unbound: number[] = [];
+  await round(false); // warm-up
+  for (let index = 0; index < 6; index++) {
+    unbound.push(await round(false));
+    bound.push(await round(true));
+  }
+  await runtime.stop();
+  await store.close();
+  await log.close();
+  rmSync(directory, { recursive: true, force: true });
+  return { bound: Math.max(...bound), unbound: Math.max(...unbound) };
+}
+
 const options = parseOptions(process.argv.slice(2));
 const l1 = await l1Hits(options);
 const l2 = await l2Hits(options);
 const herd = await stampede();
 const invalidation = await invalidationLatency(options);
+const binding = await entityBinding();
 const ns = (value: number | undefined) => `${Math.round(value ?? Number.NaN)} ns`;
 const us = (value: number | undefined) => `${((value ?? Number.NaN) / 1000).toFixed(1)} µs`;
 console.log(
@@ -261,5 +320,6 @@ console.log(
     `, ${Math.round(l2.perSecond.meridian)}/s at 64 in flight (redis GET ${Math.round(l2.perSecond.redis)}/s)` +
     ` | stampede of 1000: ${herd.loadsPerStampede} load, ${herd.medianMs.toFixed(1)} ms` +
     ` | invalidation across 2 processes p50 ${invalidation.p50Ms.toFixed(2)} ms p99 ${invalidation.p99Ms.toFixed(2)} ms` +
+    ` | commands ${Math.round(binding.bound)}/s with a bound cache, ${Math.round(binding.unbound)}/s without` +
     ` (medians of rounds: get ${ns(l1.medians['meridian get'])}, lru-cache ${ns(l1.medians['lru-cache'])})`,
 );

@@ -1,8 +1,10 @@
 /**
  * Bytes per commerce order, by kind of data and by table, before retention:
- * `npm run bench:order-bytes -- --orders N`. Runs the embedded commerce system (retention off,
- * so nothing is deleted) in this process, places N orders through HTTP with `meridian load`'s
- * generator at `--rate` orders/s, waits for every one to end, and prints one line: the live
+ * `npm run bench:order-bytes -- --orders N`. Runs the embedded commerce system (retention keeps
+ * everything: `sagaMs: 'forever'`, so nothing is deleted, but its passes fold ended sagas'
+ * journals, as they do by default) in this process, places N orders through HTTP with `meridian
+ * load`'s generator at `--rate` orders/s, waits for every one to end and for the ended sagas'
+ * journals to be folded (at most a minute), and prints one line: the live
  * bytes (dbstat: pages of each table and its indexes, free pages excluded) divided by the
  * orders placed. The log's tables count too: they share the SQLite file.
  *
@@ -29,12 +31,20 @@ const orders = integer('orders', 3000, 1_000_000);
 const rate = integer('rate', 300, 10_000);
 const skus = integer('skus', 100, 100_000);
 
+/** Waits (a minute at most) until retention has folded the journals of `ended` sagas. */
+async function foldedJournals(ended: number): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  while (server.app.runtime.stats.retention.foldedJournals < ended && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
 const dataDir = mkdtempSync(join(tmpdir(), 'meridian-bench-order-bytes-'));
 const server = await startCommerceServer({
   dataDir,
   port: 0,
   auth: false,
-  app: { runtime: { retention: { enabled: false } } },
+  app: { runtime: { retention: { sagaMs: 'forever', intervalMs: 1000 } } },
 });
 try {
   const options = parseLoadOptions([
@@ -50,6 +60,7 @@ try {
   } finally {
     generator.close();
   }
+  await foldedJournals(summary.confirmed + summary.cancelled);
   const report = await server.database.storage();
   const perOrder = (bytes: number) => Math.round(bytes / summary.accepted);
   const kinds = new Map<string, number>();

@@ -87,7 +87,11 @@ function fileBytes(path: string): number {
 }
 
 const databasePath = join(dataDir, 'meridian.db');
+/** Present when the benchmark ran this process with --expose-gc (its --gc option). */
+const collectGarbage = (globalThis as { gc?: () => void }).gc;
+
 const sampler = setInterval(() => {
+  collectGarbage?.();
   const memory = process.memoryUsage();
   const retention = server.app.runtime.stats.retention;
   console.log(
@@ -95,6 +99,8 @@ const sampler = setInterval(() => {
       atMs: Date.now(),
       rssBytes: memory.rss,
       heapUsedBytes: memory.heapUsed,
+      heapTotalBytes: memory.heapTotal,
+      externalBytes: memory.external,
       databaseBytes: fileBytes(databasePath),
       walBytes: fileBytes(`${databasePath}-wal`),
       freeBytes: retention.storage?.freeBytes ?? 0,

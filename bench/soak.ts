@@ -10,8 +10,10 @@
  * reached its steady state, p99 at the end within 1.5× of the start.
  *
  * Options: --rate N (default 500), --duration S (default 600, at most 3600), --warmup S (default
- * 30), --retention-s S (default 60: sagas, journals, keys and topics), --sample-s S (default 10),
- * --skus N (default 100), --samples FILE (CSV of every sample), --plot FILE (SVG of the samples).
+ * twice the retention period plus 20: retention's steady state), --retention-s S (default 60: sagas, journals, keys and topics), --sample-s S (default 10),
+ * --skus N (default 100), --samples FILE (CSV of every sample), --plot FILE (SVG of the samples),
+ * --gc (a full garbage collection in the server before each sample: the heap is then what it
+ * retains, and a leak shows as its slope).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -39,17 +41,29 @@ function integer(name: string, fallback: number, min: number, max: number): numb
 
 const rate = integer('rate', 500, 1, 100_000);
 const duration = integer('duration', 600, 10, 3600);
-const warmup = integer('warmup', 30, 0, 600);
+
 const retentionSeconds = integer('retention-s', 60, 1, 86_400);
+/**
+ * Until retention's steady state by default: until then the database grows, and with it what
+ * SQLite's page caches hold and so the resident memory, by design; measured from there, a
+ * drift of the memory is what the run itself adds.
+ */
+const warmup = integer('warmup', 2 * (retentionSeconds + 10), 0, 7200);
 const sampleSeconds = integer('sample-s', 10, 1, 600);
 const skus = integer('skus', 100, 1, 100_000);
 const samplesFile = option('samples', '');
 const plotFile = option('plot', '');
+/** `--gc`: the server runs a full garbage collection before each sample, so the heap sampled is what it retains. */
+const collectBeforeSample = process.argv.includes('--gc');
 
 interface ServerSample {
   atMs: number;
   rssBytes: number;
   heapUsedBytes: number;
+  /** V8's heap as allocated from the system (used or not). */
+  heapTotalBytes: number;
+  /** Memory outside V8's heap that JavaScript objects hold (Buffers, ArrayBuffers). */
+  externalBytes: number;
   databaseBytes: number;
   walBytes: number;
   freeBytes: number;
@@ -107,6 +121,7 @@ async function startServer(dataDir: string, paymentUrl: string, onSample: (sampl
   const child = spawn(
     process.execPath,
     [
+      ...(collectBeforeSample ? ['--expose-gc'] : []),
       join(root, 'bench/soak-server.ts'),
       '--payment-url',
       paymentUrl,
@@ -154,6 +169,11 @@ function slope(xs: readonly number[], ys: readonly number[]): number {
 
 const mb = (bytes: number) => bytes / 1_048_576;
 
+/** Resident memory that is neither V8's heap nor JavaScript's buffers: SQLite's page caches, malloc. */
+function nativeBytes(sample: ServerSample | undefined): number {
+  return sample === undefined ? 0 : sample.rssBytes - sample.heapTotalBytes - sample.externalBytes;
+}
+
 function newHistogram(): Histogram {
   // Microseconds, 3 significant digits, as `meridian load` keeps them.
   return build({ lowestDiscernibleValue: 1, numberOfSignificantValueDigits: 3, autoResize: true });
@@ -183,7 +203,7 @@ function summarise(samples: readonly Sample[], spans: { first: Histogram; last: 
   // Retention reaches its steady state once the first orders are past their period and the
   // log's next retention check (every 10 s at most) has run: the database's slope is measured
   // from twice that on.
-  const steadyFromS = 2 * (retentionSeconds + 10);
+  const steadyFromS = Math.max(0, 2 * (retentionSeconds + 10) - warmup);
   const measured = samples.filter((sample) => sample.t >= 0);
   const steady = measured.filter((sample) => sample.t >= steadyFromS);
   const hours = (list: readonly Sample[]) => list.map((sample) => sample.t / 3600);
@@ -194,6 +214,10 @@ function summarise(samples: readonly Sample[], spans: { first: Histogram; last: 
   const heapSlope = slope(
     hours(measured),
     measured.map((s) => mb(s.heapUsedBytes)),
+  );
+  const nativeSlope = slope(
+    hours(measured),
+    measured.map((s) => mb(nativeBytes(s))),
   );
   const fileMb = (sample: Sample) => mb(sample.databaseBytes);
   const dbSlope = slope(hours(steady), steady.map(fileMb));
@@ -206,6 +230,7 @@ function summarise(samples: readonly Sample[], spans: { first: Histogram; last: 
     measured.map((s) => s.p99Ms),
   );
   const rssStart = measured[0]?.rssBytes ?? 0;
+  const rssEnd = measured[measured.length - 1]?.rssBytes ?? 0;
   const rssDeviation = Math.max(...measured.map((s) => Math.abs(s.rssBytes - rssStart) / rssStart)) * 100;
   const firstP99 = spans.first.getValueAtPercentile(99) / 1000;
   const lastP99 = spans.last.getValueAtPercentile(99) / 1000;
@@ -217,8 +242,8 @@ function summarise(samples: readonly Sample[], spans: { first: Histogram; last: 
   const dbFlat = steady.length >= 2 && dbSlope * steadyHours <= Math.max(0.05 * fileMb(steady[0]!), 4);
   return [
     `soak (embedded SQLite, retention ${retentionSeconds} s): ${rate} orders/s for ${duration} s after ${warmup} s warm-up, ${measured.length} samples every ${sampleSeconds} s`,
-    `RSS slope ${rssSlope.toFixed(1)} MB/h (${mb(rssStart).toFixed(0)} MB after warm-up, ${mb(last?.rssBytes ?? 0).toFixed(0)} MB at the end, max deviation ${rssDeviation.toFixed(1)} %)`,
-    `heap slope ${heapSlope.toFixed(1)} MB/h`,
+    `RSS slope ${rssSlope.toFixed(1)} MB/h (${mb(rssStart).toFixed(0)} MB after warm-up, ${mb(rssEnd).toFixed(0)} MB at the end, drift ${(((rssEnd - rssStart) / Math.max(rssStart, 1)) * 100).toFixed(1)} %, max deviation ${rssDeviation.toFixed(1)} %)`,
+    `heap slope ${heapSlope.toFixed(1)} MB/h, outside V8's heap ${nativeSlope.toFixed(1)} MB/h (${mb(nativeBytes(measured[0])).toFixed(0)} → ${mb(nativeBytes(last)).toFixed(0)} MB)`,
     `DB file slope ${dbSlope.toFixed(1)} MB/h from ${steadyFromS} s (file ${range(steady.map(fileMb))}; with the WAL ${dbAndWalSlope.toFixed(1)} MB/h, WAL ${range(steady.map((s) => mb(s.walBytes)))})`,
     `p99 to terminal slope ${p99Slope.toFixed(0)} ms/h (first ${spanS.toFixed(0)} s ${firstP99.toFixed(0)} ms, last ${spanS.toFixed(0)} s ${lastP99.toFixed(0)} ms, ratio ${(lastP99 / Math.max(firstP99, 1)).toFixed(2)})`,
     `checks: RSS ±10 % ${rssDeviation <= 10 ? 'met' : 'not met'}, DB flat ${dbFlat ? 'met' : 'not met'}, p99 ≤ 1.5× ${lastP99 <= 1.5 * firstP99 ? 'met' : 'not met'}`,
@@ -229,10 +254,11 @@ function summarise(samples: readonly Sample[], spans: { first: Histogram; last: 
 
 function writeSamples(samples: readonly Sample[]): void {
   if (samplesFile !== '') {
-    const header = `t_s,rss_mb,heap_mb,db_mb,wal_mb,free_mb,${kindColumns.map((kind) => `${kind}_mb`).join(',')},p50_ms,p99_ms,ended`;
+    const header = `t_s,rss_mb,heap_mb,heap_total_mb,native_mb,db_mb,wal_mb,free_mb,${kindColumns.map((kind) => `${kind}_mb`).join(',')},p50_ms,p99_ms,ended`;
     const rows = samples.map((s) =>
       [
-        ...[s.t, mb(s.rssBytes), mb(s.heapUsedBytes), mb(s.databaseBytes), mb(s.walBytes), mb(s.freeBytes)],
+        ...[s.t, mb(s.rssBytes), mb(s.heapUsedBytes), mb(s.heapTotalBytes), mb(nativeBytes(s))],
+        ...[mb(s.databaseBytes), mb(s.walBytes), mb(s.freeBytes)],
         ...kindColumns.map((kind) => mb(s.kinds[kind] ?? 0)),
         ...[s.p50Ms, s.p99Ms, s.ended],
       ]
@@ -316,7 +342,7 @@ async function main(): Promise<void> {
       const server = serverSamples[serverSamples.length - 1];
       if (server !== undefined) {
         console.error(
-          `[${latest.t} s] RSS ${mb(server.rssBytes).toFixed(0)} MB, heap ${mb(server.heapUsedBytes).toFixed(0)} MB, DB ${mb(server.databaseBytes + server.walBytes).toFixed(0)} MB, p99 ${latest.p99Ms.toFixed(0)} ms, ended ${latest.ended}`,
+          `[${latest.t} s] RSS ${mb(server.rssBytes).toFixed(0)} MB, heap ${mb(server.heapUsedBytes).toFixed(0)} of ${mb(server.heapTotalBytes).toFixed(0)} MB, outside the heap ${mb(nativeBytes(server)).toFixed(0)} MB, DB ${mb(server.databaseBytes + server.walBytes).toFixed(0)} MB, p99 ${latest.p99Ms.toFixed(0)} ms, ended ${latest.ended}`,
         );
       }
     }, sampleSeconds * 1000);

@@ -57,6 +57,7 @@ export type {
   SubscriptionRecord,
 } from './runtime/definitions.ts';
 export { entity, saga, subscription } from './runtime/definitions.ts';
+export type { EntityChange, EntityChangeListener } from './runtime/entity-changes.ts';
 export {
   NonDeterminismError,
   SagaNotCompletedError,

@@ -72,6 +72,7 @@ describe('the package surface', () => {
       'meridian/store',
       'meridian/runtime',
       'meridian/cluster',
+      'meridian/stream',
       'meridian/cli',
       'meridian/chaos',
       'meridian/kafka', // the client loads on a KafkaLog's first use

@@ -19,6 +19,7 @@ import { Order } from './order.ts';
 import { registerOrderFeed } from './order-feed.ts';
 import { type OrderInput, type OrderOutput, type OrderSagaOptions, orderSaga } from './order-saga.ts';
 import type { PaymentGatewayClient } from './payment-gateway-client.ts';
+import { CustomerProfile, type ProfileOptions, Profiles, registerProfileRoutes } from './profile.ts';
 import { RuntimeIdempotencyStore } from './runtime-idempotency-store.ts';
 
 export interface CommerceAppOptions {
@@ -55,6 +56,8 @@ export interface CommerceAppOptions {
    */
   maxOrdersInProgress?: number;
   catalog?: CatalogOptions;
+  /** The customer-profile cache (TTL, size, the shared Redis tier on the cluster shape). */
+  profiles?: ProfileOptions;
   /** HTTP gateway tuning (lease, key TTL, body limit, logger...). */
   http?: Omit<GatewayOptions, 'auth' | 'store' | 'idempotencyStore' | 'clock' | 'timers'>;
 }
@@ -63,6 +66,7 @@ export interface CommerceApp {
   readonly runtime: Runtime;
   readonly gateway: Gateway;
   readonly catalog: Catalog;
+  readonly profiles: Profiles;
   readonly orderSaga: SagaDefinition<OrderInput, OrderOutput>;
   /** Starts the runtime (resuming every order in flight) and loads the routes. */
   start(): Promise<void>;
@@ -77,8 +81,9 @@ export interface CommerceApp {
 }
 
 /**
- * The commerce reference system on Meridian's public API: Inventory and Order entities, the
- * order saga, the notification subscription, the catalog read model, and the HTTP contract
+ * The commerce reference system on Meridian's public API: Inventory, Order and CustomerProfile
+ * entities, the order saga, the notification subscription, the catalog read model and the
+ * cached customer profiles, and the HTTP contract
  * (docs/commerce.md).
  */
 export async function createCommerceApp(options: CommerceAppOptions): Promise<CommerceApp> {
@@ -91,8 +96,9 @@ export async function createCommerceApp(options: CommerceAppOptions): Promise<Co
     ...(options.random === undefined ? {} : { random: options.random }),
   });
   const saga = orderSaga(options.payments, options.orders);
-  runtime.register(Inventory, Order, Notifications, saga, notify);
+  runtime.register(Inventory, Order, Notifications, CustomerProfile, saga, notify);
   const catalog = new Catalog(runtime, options.catalog);
+  const profiles = new Profiles(runtime, options.profiles);
   const gateway = await createGateway({
     title: 'Meridian commerce',
     version: '1.0.0',
@@ -115,14 +121,19 @@ export async function createCommerceApp(options: CommerceAppOptions): Promise<Co
     closing: closing.signal,
     maxOrdersInProgress: options.maxOrdersInProgress ?? 1000,
   });
+  registerProfileRoutes(gateway, runtime, profiles);
   registerOrderFeed(gateway, {
     log: options.log,
     timers,
     closing: closing.signal,
   });
   gateway.exposeRuntime(runtime);
-  // The catalog caches' hit, miss and load counters appear at /metrics and /policies.
-  gateway.exposePolicies({ 'catalog-entries': catalog.entries, 'catalog-pages': catalog.pages });
+  // The caches' hit, miss and load counters appear at /metrics and /policies.
+  gateway.exposePolicies({
+    'catalog-entries': catalog.entries,
+    'catalog-pages': catalog.pages,
+    'customer-profiles': profiles.cache,
+  });
   // A real write, committed: an empty transaction succeeds on a full or read-only disk.
   gateway.addReadinessCheck('store', () => options.store.checkWrites());
   gateway.addReadinessCheck('runtime', () =>
@@ -136,6 +147,7 @@ export async function createCommerceApp(options: CommerceAppOptions): Promise<Co
     runtime,
     gateway,
     catalog,
+    profiles,
     orderSaga: saga,
     async start() {
       await runtime.start();
@@ -149,6 +161,7 @@ export async function createCommerceApp(options: CommerceAppOptions): Promise<Co
         await gateway.close();
         await runtime.stop();
         catalog.close();
+        profiles.close();
       })();
       return closed;
     },

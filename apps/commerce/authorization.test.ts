@@ -100,6 +100,20 @@ const matrix: Record<string, Row[]> = {
       expected: operatorOnly,
     },
   ],
+  'GET /customers/:customerId/profile': [
+    { request: () => ({ method: 'GET', path: '/customers/ada/profile' }), expected: ownerOnly },
+  ],
+  'PUT /customers/:customerId/profile': [
+    {
+      // A customer writes its own profile; another customer naming it is refused.
+      request: () => ({
+        method: 'PUT',
+        path: '/customers/ada/profile',
+        body: { name: 'Ada Lovelace', email: 'ada@example.com' },
+      }),
+      expected: { anonymous: 401, owner: 200, other: 403, operator: 200 },
+    },
+  ],
   'GET /notifications': [
     {
       request: ({ orderId }) => ({ method: 'GET', path: `/notifications?orderId=${orderId}` }),
@@ -136,6 +150,13 @@ describe('commerce authorization matrix', () => {
       { 'idempotency-key': 'matrix-other', ...credentials.other },
     );
     expect(others.status).toBe(202);
+    const profile = await shop.request(
+      'PUT',
+      '/customers/ada/profile',
+      { name: 'Ada', email: 'ada@example.com' },
+      credentials.owner,
+    );
+    expect(profile.status).toBe(200);
     let key = 0;
     context = { orderId: placed.body.orderId, keys: () => `matrix-${++key}` };
     await shop.settle([context.orderId, others.body.orderId]);

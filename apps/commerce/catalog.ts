@@ -1,11 +1,13 @@
 import {
+  bindEntityChanges,
   type Cache,
   type CacheSnapshot,
   createCache,
   type InvalidationBus,
   type RedisTier,
 } from '../../src/cache/index.ts';
-import type { Clock, Runtime } from '../../src/index.ts';
+import type { Clock, EntityChange, Runtime } from '../../src/index.ts';
+import type { Subscription } from '../../src/resilience/index.ts';
 import { Inventory, type StockState } from './inventory.ts';
 import type { OrderItem } from './order.ts';
 
@@ -45,6 +47,21 @@ export function roundMoney(amount: number): number {
   return Math.round(amount * 100) / 100;
 }
 
+/**
+ * What the catalog shows of a SKU's stock that decides whether its cached entry is wrong: listed,
+ * price, in stock or not. The available count changes on every reservation; invalidating on it
+ * would empty the cache of exactly the SKUs that sell, so it may lag by up to the TTL.
+ */
+function shown(state: StockState | undefined): unknown {
+  return state === undefined ? null : [state.listed, state.price, state.available > 0];
+}
+
+function listingChanged(change: EntityChange): boolean {
+  if (change.entity !== Inventory.name) return false;
+  const before = shown(change.previousState as unknown as StockState | undefined);
+  return JSON.stringify(before) !== JSON.stringify(shown(change.state as unknown as StockState | undefined));
+}
+
 function entryOf(state: StockState): CatalogEntry | null {
   if (!state.listed || state.price === null) return null;
   return { sku: state.sku, price: state.price, available: state.available, inStock: state.available > 0 };
@@ -52,9 +69,11 @@ function entryOf(state: StockState): CatalogEntry | null {
 
 /**
  * The catalog read model: prices and stock levels as shoppers see them, served from Meridian's
- * cache (in process, and in Redis on the cluster shape) in front of the Inventory entities. Placing an order prices its lines here,
- * so the hot path does not read the store for every order; a price change (`PUT
- * /inventory/{sku}`) invalidates its entry at once, and stock levels shown here may lag by up
+ * cache (in process, and in Redis on the cluster shape) in front of the Inventory entities.
+ * Placing an order prices its lines here, so the hot path does not read the store for every
+ * order. The caches are bound to the runtime's committed entity changes: a change of what the
+ * catalog shows (listed, price, in stock) invalidates the SKU's entry and the listing pages on
+ * every node before the command that made it resolves; the available count alone may lag by up
  * to the TTL (the reservation itself always checks the real stock).
  */
 export class Catalog {
@@ -66,6 +85,7 @@ export class Catalog {
    * clears them all (on every node, through the invalidation bus).
    */
   readonly pages: Cache<CatalogEntry[]>;
+  readonly #bindings: Subscription[];
 
   constructor(runtime: Runtime, options: CatalogOptions = {}) {
     this.#runtime = runtime;
@@ -86,6 +106,13 @@ export class Catalog {
       },
     });
     this.pages = createCache<CatalogEntry[]>({ ...shared, name: 'catalog-pages', l1: { maxEntries: 100 } });
+    this.#bindings = [
+      bindEntityChanges(runtime, this.entries, { entity: Inventory, project: shown }),
+      // A page depends on every SKU in it: any listing change clears them all, on every node.
+      runtime.onEntityChanges((changes) => {
+        if (changes.some(listingChanged)) this.pages.clear();
+      }),
+    ];
   }
 
   get stats(): { entries: CacheSnapshot; pages: CacheSnapshot } {
@@ -123,17 +150,9 @@ export class Catalog {
     return { ok: true, items, total };
   }
 
-  /**
-   * Forgets what the caches hold about `sku` (its stock or price changed), on every node: a load
-   * of the old state still running cannot store it afterwards.
-   */
-  async invalidate(sku: string): Promise<void> {
-    this.pages.clear();
-    await this.entries.delete(sku);
-  }
-
-  /** Stops listening for other nodes' invalidations. */
+  /** Stops listening for committed changes and other nodes' invalidations. */
   close(): void {
+    for (const binding of this.#bindings.splice(0)) binding.dispose();
     this.entries.close();
     this.pages.close();
   }

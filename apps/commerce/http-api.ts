@@ -42,11 +42,17 @@ export const maxOrderWaitSeconds = 60;
 const problemTypeBase = 'urn:meridian:problem:';
 
 /**
- * What a customer credential may do: read the catalog and stock, place orders, and read its own
- * orders (their charges, notifications and events). Everything that changes settings or
+ * What a customer credential may do: read the catalog and stock, place orders, read its own
+ * orders (their charges, notifications and events), and read and write its own profile. Everything that changes settings or
  * inventory, and every listing across customers, is the operator's.
  */
-export const CUSTOMER_SCOPES = ['catalog:read', 'orders:read', 'orders:write'] as const;
+export const CUSTOMER_SCOPES = [
+  'catalog:read',
+  'orders:read',
+  'orders:write',
+  'profile:read',
+  'profile:write',
+] as const;
 const catalogRead = { scopes: ['catalog:read'] } as const;
 const ordersRead = { scopes: ['orders:read'] } as const;
 const ordersWrite = { scopes: ['orders:write'] } as const;
@@ -260,8 +266,8 @@ export function registerCommerceRoutes(gateway: Gateway, deps: CommerceApiDepend
     },
     handler: async (request) => {
       const { sku } = request.params;
+      // The commit invalidates the SKU's catalog entry on every node (the catalog is bound to it).
       const state = await runtime.send(Inventory, sku, 'set', request.body);
-      await catalog.invalidate(sku);
       return stockView(state as StockState);
     },
   });

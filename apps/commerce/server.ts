@@ -199,8 +199,8 @@ export interface CommerceNodeOptions {
   /** Tuning passed to the app; `runtime.cluster` makes it a cluster node. */
   app?: Omit<CommerceAppOptions, 'store' | 'log' | 'payments' | 'auth'>;
   /**
-   * Redis (or a Redis Cluster) the nodes share: catalog entries are cached there too, and a
-   * price change on any node reaches every node's in-process copy. The caller opens and closes
+   * Redis (or a Redis Cluster) the nodes share: catalog entries and customer profiles are cached
+   * there too, and a change on any node reaches every node's in-process copy. The caller opens and closes
    * the client. @default none: each node caches in process only
    */
   redis?: RedisClient;
@@ -226,18 +226,13 @@ export async function startCommerceNode(options: CommerceNodeOptions): Promise<C
   let app: CommerceApp | undefined;
   try {
     // Not waiting for the bus: it subscribes whenever Redis answers, and then repairs.
-    const catalog =
-      redis === undefined
-        ? options.app?.catalog
-        : {
-            ...options.app?.catalog,
-            l2: redisTier({ redis, keyPrefix: 'meridian:commerce:' }),
-            invalidation,
-          };
+    const l2 = redis === undefined ? undefined : redisTier({ redis, keyPrefix: 'meridian:commerce:' });
+    const shared = l2 === undefined ? {} : { l2, invalidation };
     app = await createCommerceApp({
       ...options.app,
       auth: options.auth,
-      ...(catalog === undefined ? {} : { catalog }),
+      catalog: { ...options.app?.catalog, ...shared },
+      profiles: { ...options.app?.profiles, ...shared },
       store: options.store,
       log: options.log,
       payments,

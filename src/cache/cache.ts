@@ -148,6 +148,11 @@ export class Cache<V> {
     return this.#flights.start(key, (started) => this.#read(key, load, entry, started, false)).promise;
   }
 
+  /** True when values carry their own version (`versionOf`): invalidations then name versions. */
+  get versioned(): boolean {
+    return this.#options.versionOf !== undefined;
+  }
+
   /** The fresh value L1 holds for `key`, without loading, touching Redis or counting: a peek. */
   peek(key: string): V | undefined {
     const entry = this.#l1?.peek(key);

@@ -23,7 +23,9 @@ const blocks = [...markdown.matchAll(/^```ts( needs-redis)?\n([\s\S]*?)^```$/gm)
 });
 
 describe('docs/cache.md examples', () => {
-  it('type-check against the public surface', () => {
+  // tsc over the examples and every entry point they import (the runtime's, the log's, the
+  // store's): tens of seconds on a loaded 2-core machine.
+  it('type-check against the public surface', { timeout: 120_000 }, () => {
     writeFileSync(join(directory, 'package.json'), JSON.stringify({ type: 'module' }));
     writeFileSync(
       join(directory, 'tsconfig.json'),

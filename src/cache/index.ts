@@ -4,6 +4,12 @@
  * caching, version stamps compared on write, and invalidation across nodes. See docs/cache.md.
  */
 export { Cache, createCache, type DeleteOptions, MAX_KEY_CHARS, type SetOptions } from './cache.ts';
+export {
+  bindEntityChanges,
+  type CommittedEntityChange,
+  type EntityBindingOptions,
+  type EntityChangeSource,
+} from './entity-binding.ts';
 export type {
   CacheSnapshot,
   EvictEvent,

@@ -131,6 +131,12 @@ export class RedisTier {
   readonly #invalidate: WriteCommand;
   /** Invalidations Redis has not taken yet: key → version (-1 for a stamp Redis chooses). */
   readonly #pending = new Map<string, number>();
+  /**
+   * Invalidations sent and not answered yet, by key: reads and writes of those keys skip Redis
+   * meanwhile, so a read right after a delete (on the node that deleted) never finds the entry
+   * the tombstone is about to replace.
+   */
+  readonly #landing = new Map<string, number>();
   #pendingDropped = 0;
   #replaying = false;
   readonly #errors = new Emitter<RedisErrorEvent>();
@@ -184,7 +190,7 @@ export class RedisTier {
   }
 
   async read<V>(key: string, codec: Codec<V>): Promise<SharedRead<V>> {
-    if (this.#pending.has(key)) return { kind: 'unavailable' };
+    if (this.#pending.has(key) || this.#landing.has(key)) return { kind: 'unavailable' };
     let fields: (string | null)[];
     try {
       fields = await this.#policy.execute(() =>
@@ -229,7 +235,7 @@ export class RedisTier {
     autoVersion: boolean,
     nowMs: number,
   ): Promise<number | 'rejected' | 'unavailable'> {
-    if (this.#pending.has(key)) return 'unavailable';
+    if (this.#pending.has(key) || this.#landing.has(key)) return 'unavailable';
     const ttlMs = Math.max(1, Math.ceil(entry.errorUntilMs - nowMs));
     let stored: number;
     try {
@@ -258,7 +264,15 @@ export class RedisTier {
    * Redis did not answer: then the invalidation is kept and replayed later.
    */
   async invalidate(key: string, version: number | undefined): Promise<number | 'unavailable'> {
-    const result = await this.#tryInvalidate(key, version ?? -1);
+    this.#landing.set(key, (this.#landing.get(key) ?? 0) + 1);
+    let result: number | 'unavailable';
+    try {
+      result = await this.#tryInvalidate(key, version ?? -1);
+    } finally {
+      const left = this.#landing.get(key)! - 1;
+      if (left === 0) this.#landing.delete(key);
+      else this.#landing.set(key, left);
+    }
     if (result !== 'unavailable') return result;
     this.#keep(key, version ?? -1);
     return 'unavailable';

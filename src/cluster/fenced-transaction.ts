@@ -154,6 +154,7 @@ export function fencedTransaction(
     // ended: no owner writes them again, so their own partitions' epochs need no check.
     deleteEnded: (request) => tx.sagas.deleteEnded(request),
     deleteEndedJournals: (request) => tx.sagas.deleteEndedJournals(request),
+    foldEndedJournals: (request) => tx.sagas.foldEndedJournals(request),
   };
   const timers: TimerStore = {
     schedule: (timer) => tx.timers.schedule({ ...timer, partition: mark(timerOwnerId(timer)) }),

@@ -89,6 +89,12 @@ function registerStorageMetrics(
     },
   );
   counter(
+    'retention_folded_journals_total',
+    "Ended sagas whose journal retention folded into one compressed value on their record (nothing deleted; the saga's journal reads the same).",
+    [],
+    (set) => set(runtime.stats.retention.foldedJournals),
+  );
+  counter(
     'retention_reclaimed_bytes_total',
     'Bytes retention gave back to the file system (SQLite incremental vacuum).',
     [],

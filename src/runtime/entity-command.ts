@@ -5,6 +5,7 @@ import type { Random } from '../time.ts';
 import { encodeJson, toJson } from './codec.ts';
 import type { UnitScope } from './commit-path.ts';
 import type { AnyEntityDefinition, CommandContext, CommandResult } from './definitions.ts';
+import { noteEntityChange } from './entity-changes.ts';
 import { childTraceparent, traceparentHeader } from './trace.ts';
 
 /** Headers Meridian puts on the records it writes, besides `traceparent`. */
@@ -108,6 +109,16 @@ export async function applyCommand(scope: UnitScope, request: CommandRequest): P
     // events carry the version it ended at.
     if (stored !== null) await scope.tx.entities.delete(entity.name, id, version);
     newVersion = 0;
+  }
+  if (decided.state !== undefined || (decided.delete && stored !== null)) {
+    noteEntityChange(scope, {
+      entity: entity.name,
+      id,
+      version: newVersion,
+      previousVersion: version,
+      state: decided.state,
+      previousState: stored?.state,
+    });
   }
   if (decided.events.length > 0) {
     const records: ProducerRecord[] = decided.events.map((event) => ({

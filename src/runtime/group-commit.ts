@@ -5,6 +5,7 @@ import { integerOption } from '../resilience/options.ts';
 import { BatchedWriteConflictError } from '../store/index.ts';
 import type { Timers } from '../time.ts';
 import type { CommitPath, UnitScope } from './commit-path.ts';
+import { type EntityChange, type EntityChangeFeed, trackingScope } from './entity-changes.ts';
 
 /** One piece of work that must commit atomically: a command, a journal entry, a batch of records. */
 export type Unit<T> = (scope: UnitScope) => Promise<T>;
@@ -51,6 +52,11 @@ export interface GroupCommitterOptions {
   lingerMs?: number;
   /** What the linger waits on. Required when lingerMs > 0. */
   timers?: Timers;
+  /**
+   * Told the entity changes of each committed transaction, before its units' callers resume;
+   * changes are collected only while the feed has listeners.
+   */
+  changes?: EntityChangeFeed;
 }
 
 export interface GroupCommitStats {
@@ -88,6 +94,7 @@ export class GroupCommitter {
   readonly #yield: Yield;
   readonly #lingerMs: number;
   readonly #timers: Timers | undefined;
+  readonly #changes: EntityChangeFeed | undefined;
   /** The context the committer was made in: transactions must not inherit a submitter's context. */
   readonly #root: AsyncResource;
   readonly #queue: Pending[] = [];
@@ -108,6 +115,7 @@ export class GroupCommitter {
     this.#yield = options.yield ?? yieldToEventLoop;
     this.#lingerMs = integerOption('lingerMs', options.lingerMs, 0, 0, 1000);
     this.#timers = options.timers;
+    this.#changes = options.changes;
     if (this.#lingerMs > 0 && this.#timers === undefined) {
       throw new ValidationError(`'timers' must be given with a 'lingerMs' above 0`);
     }
@@ -183,15 +191,19 @@ export class GroupCommitter {
   async #commitOne(): Promise<void> {
     const taken: Pending[] = [];
     let outcomes: Outcome[];
+    // The entity changes of the attempt that commits: a rolled-back attempt's are dropped.
+    let changes: EntityChange[] | undefined;
     try {
       try {
-        outcomes = await this.#attempt(taken, false);
+        changes = this.#changes?.active === true ? [] : undefined;
+        outcomes = await this.#attempt(taken, false, changes);
       } catch (error) {
         if (!(error instanceof UnitFailed || error instanceof BatchedWriteConflictError)) throw error;
         // One unit threw, and the transaction it shared rolled back whole: run the same units
         // again, each in a savepoint of its own this time, so that only the failing one fails.
         this.#retriedTransactions++;
-        outcomes = await this.#attempt(taken, true);
+        changes = this.#changes?.active === true ? [] : undefined;
+        outcomes = await this.#attempt(taken, true, changes);
       }
     } catch (error) {
       // The transaction as a whole failed (the fence, the commit itself): nothing of it exists.
@@ -207,6 +219,8 @@ export class GroupCommitter {
     assert(outcomes.length === taken.length, 'every unit taken into a transaction has an outcome');
     this.#transactions++;
     this.#units += taken.length;
+    // Durable now: listeners (cache invalidation) hear of it before any caller acts on it.
+    if (changes !== undefined && changes.length > 0) this.#changes?.committed(changes);
     taken.forEach((pending, index) => {
       const outcome = outcomes[index]!;
       if (outcome.ok) pending.resolve(outcome.value);
@@ -222,14 +236,20 @@ export class GroupCommitter {
    * queued, up to the limit. Without `isolated`, units run straight in the transaction, with no
    * savepoint each (a savepoint and its release were nearly half the statements of a commerce
    * order): the first unit to throw aborts it with UnitFailed. With `isolated`, each unit runs
-   * in its own savepoint and a failure is that unit's outcome.
+   * in its own savepoint and a failure is that unit's outcome. With `changes`, the entity changes
+   * the units note are collected there (a unit rolled back to its savepoint adds none).
    */
-  async #attempt(taken: Pending[], isolated: boolean): Promise<Outcome[]> {
+  async #attempt(
+    taken: Pending[],
+    isolated: boolean,
+    changes: EntityChange[] | undefined,
+  ): Promise<Outcome[]> {
     const outcomes: Outcome[] = [];
     // Marked once for the whole transaction: everything that runs in it is inside a unit.
     await this.#insideUnit.run(true, () =>
       this.#path.transaction(
-        async (scope) => {
+        async (transactionScope) => {
+          const scope = changes === undefined ? transactionScope : trackingScope(transactionScope, changes);
           for (let index = 0; ; index++) {
             let next = taken[index];
             if (next === undefined) {

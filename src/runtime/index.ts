@@ -38,6 +38,7 @@ export type {
 } from './definitions.ts';
 export { entity, saga, subscription } from './definitions.ts';
 export { EmbeddedCommitPath, type EmbeddedCommitPathOptions } from './embedded.ts';
+export type { EntityChange, EntityChangeListener } from './entity-changes.ts';
 export { headers as recordHeaders } from './entity-command.ts';
 export {
   FencedError,

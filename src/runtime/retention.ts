@@ -148,6 +148,8 @@ export interface RetentionStats {
   readonly sagas: number;
   /** Finished sagas whose journal was deleted while their outcome is kept. */
   readonly journals: number;
+  /** Finished sagas whose journal was folded into one compressed value on their record. */
+  readonly foldedJournals: number;
   /** Expired Idempotency-Key records deleted. */
   readonly idempotencyKeys: number;
   /** Entities deleted after being idle for their type's period. */
@@ -201,6 +203,7 @@ function byKind(report: StorageReport): Record<StorageKind, number> {
 interface Counters {
   sagas: number;
   journals: number;
+  foldedJournals: number;
   idempotencyKeys: number;
   entities: number;
   reclaimedBytes: number;
@@ -229,6 +232,7 @@ export class Retention {
   readonly #counters: Counters = {
     sagas: 0,
     journals: 0,
+    foldedJournals: 0,
     idempotencyKeys: 0,
     entities: 0,
     reclaimedBytes: 0,
@@ -287,6 +291,8 @@ export class Retention {
         );
       }
     }
+    // What is still kept of each ended saga's journal takes one compressed value instead of a row an entry.
+    this.#counters.foldedJournals += await this.#batches(ctx, budget, (tx) => this.#fold(tx, types, nowMs));
     this.#counters.idempotencyKeys += await this.#batches(ctx, budget, (tx) =>
       tx.idempotency.expire(nowMs, this.#options.batchSize),
     );
@@ -298,6 +304,17 @@ export class Retention {
     }
     this.#counters.passes++;
     await this.sample(nowMs);
+  }
+
+  /** Folds the journals of up to `batchSize` sagas that ended before `nowMs`, of any of `types`, in one transaction. */
+  async #fold(tx: StoreTransaction, types: Iterable<string>, nowMs: number): Promise<number> {
+    let folded = 0;
+    for (const type of types) {
+      const limit = this.#options.batchSize - folded;
+      if (limit === 0) break;
+      folded += await tx.sagas.foldEndedJournals({ type, endedBefore: nowMs, limit });
+    }
+    return folded;
   }
 
   /**

@@ -6,6 +6,7 @@ import {
   ValidationError,
 } from '../errors.ts';
 import type { Log } from '../log/types.ts';
+import type { Subscription } from '../resilience/events.ts';
 import { integerOption } from '../resilience/options.ts';
 import { type RetryStrategy, unboundedRetryStrategy } from '../resilience/retry.ts';
 import {
@@ -40,6 +41,7 @@ import type {
 } from './definitions.ts';
 import { Effects } from './effects.ts';
 import { EmbeddedCommitPath } from './embedded.ts';
+import { EntityChangeFeed, type EntityChangeListener } from './entity-changes.ts';
 import { applyCommand } from './entity-command.ts';
 import { FencedError, SagaNotCompletedError } from './errors.ts';
 import { GroupCommitter, type Yield, yieldToEventLoop } from './group-commit.ts';
@@ -84,6 +86,7 @@ export class Runtime {
   readonly #log: Log;
   readonly #path: CommitPath;
   readonly #committer: GroupCommitter;
+  readonly #changes: EntityChangeFeed;
   readonly #clock: Clock;
   readonly #timers: Timers;
   readonly #random: Random;
@@ -136,7 +139,11 @@ export class Runtime {
       this.#cluster?.path ??
       options.commitPath ??
       new EmbeddedCommitPath({ store: options.store, log: options.log, clock: this.#clock });
+    this.#changes = new EntityChangeFeed((error) =>
+      this.#report({ message: 'an onEntityChanges listener threw; the commit stands', error }),
+    );
     this.#committer = new GroupCommitter(this.#path, {
+      changes: this.#changes,
       ...(options.maxUnitsPerTransaction === undefined
         ? {}
         : { maxUnitsPerTransaction: options.maxUnitsPerTransaction }),
@@ -415,6 +422,20 @@ export class Runtime {
     }
     if (!outcome.ok) throw outcome.error;
     return outcome.reply as unknown as CommandReply<E, K>;
+  }
+
+  /**
+   * Calls `listener` after each transaction of this runtime whose entity commands (sent directly,
+   * by sagas, by subscriptions or routed from other nodes) changed entities has committed (on the
+   * cluster shape: of this node, which owns those entities), with one change per entity:
+   * its version and state before and after. It runs before the callers on this node whose work
+   * the transaction held resume, so a cache invalidated here is invalidated before a `send` that
+   * changed the entity resolves (a `send` routed here from another node may see its reply first). For invalidating derived data (`bindEntityChanges` in
+   * meridian/cache); the events topic remains the durable record of changes. The listener must
+   * not throw (a throw is reported as a problem) nor do slow work: it holds the commit up.
+   */
+  onEntityChanges(listener: EntityChangeListener): Subscription {
+    return this.#changes.subscribe(listener);
   }
 
   /**

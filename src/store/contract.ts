@@ -474,6 +474,49 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         );
       });
 
+      it('folds the journals of ended sagas once into a value that reads the same, and retention deletes it', async () => {
+        const entries = (id: string) => [
+          startEntry(id),
+          { ...startEntry(id), sequence: 1, kind: 'step' as const, name: 'charge', result: { é: [1, 'ü'] } },
+          { ...startEntry(id), sequence: 2, kind: 'compensation' as const, name: 'refund', result: null },
+          {
+            ...startEntry(id),
+            sequence: 3,
+            name: 'pay',
+            status: 'failed' as const,
+            error: 'no',
+            attempts: 3,
+            at: startMs + 7,
+          },
+        ];
+        await tx(async (t) => {
+          for (const id of ['a', 'b', 'run']) {
+            await t.sagas.create(saga(id));
+            for (const entry of entries(id)) await t.sagas.appendJournal(entry);
+          }
+          await t.sagas.update('a', { status: 'compensated', reason: 'no', at: startMs + 5 }, 1);
+          await t.sagas.update('b', { status: 'completed', at: startMs + 500 }, 1);
+        });
+        const request = { type: 'order', endedBefore: startMs + 100, limit: 10 };
+        expect(await tx((t) => t.sagas.foldEndedJournals(request))).toBe(1);
+        expect(await tx((t) => t.sagas.foldEndedJournals(request))).toBe(0);
+        expect(await tx((t) => t.sagas.journal('a'))).toEqual(entries('a'));
+        // Ended after the cutoff or still running: rows, as they were.
+        expect(await tx((t) => t.sagas.journal('b'))).toEqual(entries('b'));
+        expect(await tx((t) => t.sagas.journal('run'))).toEqual(entries('run'));
+        // A late runner of the ended saga is told that another got there first.
+        await expectError(
+          tx((t) => t.sagas.appendJournal({ ...startEntry('a'), sequence: 4 })),
+          ConflictError,
+        );
+        expect(await tx((t) => t.sagas.deleteEndedJournals(request))).toBe(1);
+        expect(await tx((t) => t.sagas.journal('a'))).toEqual([]);
+        expect(await tx((t) => t.sagas.get('a'))).toMatchObject({ status: 'compensated', reason: 'no' });
+        expect(await tx((t) => t.sagas.foldEndedJournals(request))).toBe(0);
+        expect(await tx((t) => t.sagas.deleteEnded(request))).toBe(1);
+        expect(await tx((t) => t.sagas.get('a'))).toBeNull();
+      });
+
       it('lets a transaction go on after it caught a ConflictError, and commits the rest', async () => {
         await tx((t) =>
           t.sagas.appendJournal({

@@ -132,6 +132,12 @@ export interface SagaStore {
    * returns how many sagas' journals. Each saga's journal is deleted once.
    */
   deleteEndedJournals(request: EndedSagasRequest): Promise<number>;
+  /**
+   * Folds the journals of up to `limit` sagas of `type` that ended before `endedBefore` into one
+   * compressed value each on their records (a fraction of the rows' size; `journal` reads it the
+   * same); returns how many sagas' journals. Each saga's journal is folded once.
+   */
+  foldEndedJournals(request: EndedSagasRequest): Promise<number>;
 }
 
 /** Which ended sagas a retention call deletes: of one type, ended before a time, a bounded batch. */

@@ -19,8 +19,8 @@ export interface NodeOptions extends ClusterNodeOptions {
   /** The payment gateway's API key (MERIDIAN_PAYMENTS_API_KEY), as `commerce payments` printed it. */
   paymentsApiKey: string | undefined;
   /**
-   * Redis shared by the nodes' catalog cache (`--redis`, MERIDIAN_REDIS_URL): a single server, or
-   * a Redis Cluster's nodes. @default none: each node caches in process only
+   * Redis shared by the nodes' catalog and profile caches (`--redis`, MERIDIAN_REDIS_URL): a
+   * single server, or a Redis Cluster's nodes. @default none: each node caches in process only
    */
   redis: { url: string } | { clusterNodes: string[] } | undefined;
 }
@@ -42,7 +42,7 @@ ${CLUSTER_OPTIONS_USAGE}
   --max-orders-in-progress <n>  orders running at most on this node; new ones get 503 with
                                 Retry-After beyond it, 1..1000000 (default 1000)
                                 [MERIDIAN_PAYMENTS_API_KEY] the payment gateway's API key
-  --redis <url|host:port,...>   Redis for the catalog cache shared by every node (invalidations
+  --redis <url|host:port,...>   Redis for every node's catalog and profile caches (invalidations
                                 reach them all): redis://host:6379, or a Redis Cluster's
                                 comma-separated host:port nodes [MERIDIAN_REDIS_URL]
                                 (default: each node caches in process only)

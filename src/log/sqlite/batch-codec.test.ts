@@ -11,7 +11,9 @@ import {
   forEachRecord,
   keepRecords,
   type PackedRecordInput,
+  packBatch,
   type RecordEntry,
+  unpackBatch,
 } from './batch-codec.ts';
 
 const recordArbitrary: fc.Arbitrary<PackedRecordInput & { headerObject: Record<string, string> }> = fc
@@ -111,17 +113,63 @@ describe('batch codec', () => {
   it('reports a newer format or damaged bytes as SchemaMismatchError', () => {
     const bytes = encode([{ key: null, value: new Uint8Array(5), headers: null, timestamp: 1 }]);
     const newer = Uint8Array.from(bytes);
-    newer[0] = 2;
+    newer[0] = 3;
     expect(() => decodeBatchInto([], 't', 0, 0, newer, 0, unlimited())).toThrowError(
       expect.objectContaining({
         code: 'SCHEMA_MISMATCH',
-        message: expect.stringMatching(/format version 2/),
+        message: expect.stringMatching(/format version 3/),
       }),
     );
     expect(() =>
       decodeBatchInto([], 't', 0, 0, bytes.subarray(0, bytes.length - 2), 0, unlimited()),
     ).toThrowError(expect.objectContaining({ code: 'SCHEMA_MISMATCH' }));
     expect(() => forEachRecord(bytes.subarray(0, 10), 0, () => undefined)).toThrowError(
+      expect.objectContaining({ code: 'SCHEMA_MISMATCH' }),
+    );
+  });
+
+  it('stores a batch that compresses in format 2, which reads, visits and unpacks the same', () => {
+    fc.assert(
+      fc.property(fc.array(recordArbitrary, { minLength: 1, maxLength: 30 }), (records) => {
+        const batch = encode(records);
+        const stored = packBatch(batch);
+        expect(stored.length).toBeLessThanOrEqual(batch.length);
+        expect(unpackBatch(stored, 'here')).toEqual(batch);
+        const fromStored: LogRecord[] = [];
+        const fromBatch: LogRecord[] = [];
+        decodeBatchInto(fromStored, 't', 0, 7, stored, 0, unlimited());
+        decodeBatchInto(fromBatch, 't', 0, 7, batch, 0, unlimited());
+        expect(fromStored).toEqual(fromBatch);
+        const offsets: number[] = [];
+        forEachRecord(stored, 7, (entry) => offsets.push(entry.offset));
+        expect(offsets).toEqual(fromBatch.map((record) => record.offset));
+      }),
+    );
+    const json = new TextEncoder().encode(
+      JSON.stringify({ type: 'OrderPlaced', orderId: 'ord-1', items: [] }),
+    );
+    const repetitive = encode(
+      Array.from({ length: 5 }, (_, i) => ({ key: null, value: json, headers: null, timestamp: i })),
+    );
+    expect(packBatch(repetitive)[0]).toBe(2);
+    expect(packBatch(repetitive).length).toBeLessThan(repetitive.length / 3);
+    const short = encode([{ key: null, value: new Uint8Array(8), headers: null, timestamp: 1 }]);
+    expect(packBatch(short)).toBe(short);
+  });
+
+  it('reports a damaged compressed batch as SchemaMismatchError', () => {
+    const json = new TextEncoder().encode(
+      JSON.stringify({ type: 'OrderPlaced', orderId: 'ord-1', items: [] }),
+    );
+    const stored = packBatch(
+      encode([
+        { key: null, value: json, headers: null, timestamp: 1 },
+        { key: null, value: json, headers: null, timestamp: 2 },
+      ]),
+    );
+    expect(stored[0]).toBe(2);
+    const damaged = Uint8Array.from(stored.subarray(0, 6));
+    expect(() => decodeBatchInto([], 't', 0, 0, damaged, 0, unlimited())).toThrowError(
       expect.objectContaining({ code: 'SCHEMA_MISMATCH' }),
     );
   });

@@ -1,3 +1,4 @@
+import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import { SchemaMismatchError } from '../errors.ts';
 import type { LogRecord, RecordHeaders } from '../types.ts';
 
@@ -20,6 +21,48 @@ import type { LogRecord, RecordHeaders } from '../types.ts';
  */
 export const batchFormatVersion = 1;
 export const recordOverheadBytes = 24;
+
+/**
+ * The stored form of a batch that compresses: u8 2, then the raw DEFLATE (with
+ * `batchDictionary` as its preset dictionary) of the format-1 batch after its version byte.
+ * Records are mostly JSON, and a key often repeats in the value and the headers: a commerce
+ * order's record takes ~220 bytes instead of ~390. Batches of both formats live side by side
+ * (a database written before format 2 reads as it is); `size_bytes` and retention by bytes count
+ * the uncompressed form, the bytes a consumer reads.
+ */
+export const compressedBatchVersion = 2;
+/** Batches shorter than this are stored as they are: DEFLATE's own overhead would eat the gain. */
+const minCompressedBytes = 64;
+/** Text most batches hold (JSON, W3C trace context, Meridian's header names). Never change it: add a format. */
+const batchDictionary = Buffer.from(
+  '{"traceparent":"00-","meridian-entity":"","meridian-entity-id":"","type":"',
+);
+
+/** The stored form of an encoded batch: compressed (format 2) when that makes it smaller. */
+export function packBatch(batch: Uint8Array): Uint8Array {
+  if (batch.length < minCompressedBytes) return batch;
+  const packed = deflateRawSync(batch.subarray(1), { dictionary: batchDictionary });
+  if (packed.length + 1 >= batch.length) return batch;
+  const bytes = new Uint8Array(packed.length + 1);
+  bytes[0] = compressedBatchVersion;
+  bytes.set(packed, 1);
+  return bytes;
+}
+
+/** A stored batch in format 1, decompressing a format-2 one (keys and values are views into it). */
+export function unpackBatch(stored: Uint8Array, where: string): Uint8Array {
+  if (stored[0] !== compressedBatchVersion) return stored;
+  let body: Buffer;
+  try {
+    body = inflateRawSync(stored.subarray(1), { dictionary: batchDictionary });
+  } catch (error) {
+    throw corrupt(where, `its compressed records do not inflate (${(error as Error).message})`);
+  }
+  const batch = new Uint8Array(body.length + 1);
+  batch[0] = batchFormatVersion;
+  batch.set(body, 1);
+  return batch;
+}
 
 /** A record ready to be packed: bytes resolved, timestamp fixed. */
 export interface PackedRecordInput {
@@ -109,10 +152,11 @@ export function decodeBatchInto(
   topic: string,
   partition: number,
   baseOffset: number,
-  bytes: Uint8Array,
+  stored: Uint8Array,
   fromOffset: number,
   budget: DecodeBudget,
 ): boolean {
+  const bytes = unpackBatch(stored, `topic '${topic}' partition ${partition} base offset ${baseOffset}`);
   if (bytes[0] !== batchFormatVersion) {
     throw corrupt(
       `topic '${topic}' partition ${partition} base offset ${baseOffset}`,
@@ -196,12 +240,16 @@ export interface RecordEntry {
   recordEnd: number;
 }
 
-/** Calls `visit` for each record of a stored batch in offset order (for retention and compaction). */
+/**
+ * Calls `visit` for each record of a stored batch in offset order (for retention and compaction).
+ * The entries' byte ranges are in the format-1 form: `unpackBatch` a compressed batch first to use them.
+ */
 export function forEachRecord(
-  bytes: Uint8Array,
+  stored: Uint8Array,
   baseOffset: number,
   visit: (entry: RecordEntry) => void,
 ): void {
+  const bytes = unpackBatch(stored, `base offset ${baseOffset}`);
   if (bytes[0] !== batchFormatVersion) {
     throw corrupt(`base offset ${baseOffset}`, `format version ${bytes[0]} is not ${batchFormatVersion}`);
   }

@@ -1,6 +1,6 @@
 import { Buffer } from 'node:buffer';
 import { assert } from '../../assert.ts';
-import { forEachRecord, keepRecords, type RecordEntry } from './batch-codec.ts';
+import { forEachRecord, keepRecords, packBatch, type RecordEntry, unpackBatch } from './batch-codec.ts';
 import { findOffsetForTimestamp, type Prepare } from './time-lookup.ts';
 
 /** What one retention or compaction pass removed. */
@@ -97,7 +97,12 @@ function* pagesOfBatches(prepare: Prepare, ref: PartitionRef): Generator<BatchRo
   for (;;) {
     const rows = page.all(ref.topicId, ref.partition, after) as unknown as [number, number, Uint8Array][];
     if (rows.length === 0) return;
-    yield rows.map(([lastOffset, baseOffset, records]) => ({ lastOffset, baseOffset, records }));
+    // Format 1: compaction reads the records' byte ranges, and rewrites a batch it shrinks.
+    yield rows.map(([lastOffset, baseOffset, records]) => ({
+      lastOffset,
+      baseOffset,
+      records: unpackBatch(records, `base offset ${baseOffset}`),
+    }));
     after = rows[rows.length - 1]![0];
   }
 }
@@ -159,7 +164,7 @@ export function compactPartition(
       if (kept.length === 0) remove.run(ref.topicId, ref.partition, batch.lastOffset);
       else {
         update.run(
-          keepRecords(batch.records, kept),
+          packBatch(keepRecords(batch.records, kept)),
           kept.length,
           keptBytes,
           ref.topicId,

@@ -50,6 +50,7 @@ import {
   encodeBatch,
   encodedRecordBytes,
   type PackedRecordInput,
+  packBatch,
   recordOverheadBytes,
 } from './batch-codec.ts';
 import { type ConsumerHost, type PartitionRange, SqliteConsumer } from './consumer.ts';
@@ -421,7 +422,7 @@ export class SqliteLog implements Log {
           runningMaxTimestamp,
           to - from,
           bytes,
-          encodeBatch(records, from, to, bytes),
+          packBatch(encodeBatch(records, from, to, bytes)),
         );
         from = to;
       }

@@ -25,7 +25,15 @@ import {
 } from '../types.ts';
 import type { SqlSession, SqlValue } from './connection.ts';
 import { sqlPerStore } from './dialect.ts';
-import { parseJson, parseOptionalJson, toInteger, toOptionalString, toStringColumn } from './rows.ts';
+import { decodeJournal, encodeJournal } from './journal-codec.ts';
+import {
+  parseJson,
+  parseOptionalJson,
+  toBytes,
+  toInteger,
+  toOptionalString,
+  toStringColumn,
+} from './rows.ts';
 import { endedStatusesSql, journalGapMessage, unendedStatusesSql } from './schema.ts';
 
 const sagaStatuses: readonly SagaStatus[] = ['running', 'compensating', 'completed', 'compensated', 'failed'];
@@ -116,13 +124,19 @@ const statements = sqlPerStore(({ sagas, sagaJournal: journal }, dialect) => {
     nextSequence: `SELECT COALESCE(MAX(sequence), -1) + 1 AS next FROM ${journal} WHERE saga_id = $1`,
     journal: `SELECT ${journalColumns} FROM ${journal} WHERE saga_id = $1 ORDER BY sequence`,
     // Both read the partial index store_sagas_ended (migration 6): the same condition text.
-    endedSagas: `SELECT id FROM ${sagas} WHERE type = $1 AND journal_deleted IN (0, 1) AND updated_at < $2
+    endedSagas: `SELECT id FROM ${sagas} WHERE type = $1 AND journal_deleted IN (0, 1, 2) AND updated_at < $2
        AND ${endedStatusesSql} LIMIT $3`,
-    endedWithJournal: `SELECT id FROM ${sagas} WHERE type = $1 AND journal_deleted = 0 AND updated_at < $2
+    endedWithJournal: `SELECT id FROM ${sagas} WHERE type = $1 AND journal_deleted IN (0, 2) AND updated_at < $2
        AND ${endedStatusesSql} LIMIT $3`,
+    endedUnfolded: `SELECT id FROM ${sagas} WHERE type = $1 AND journal_deleted = 0 AND updated_at < $2
+       AND ${endedStatusesSql} LIMIT $3`,
+    journals: `SELECT ${journalColumns} FROM ${journal} WHERE saga_id IN (${dialect.jsonTexts('$1')})
+       ORDER BY saga_id, sequence`,
+    fold: `UPDATE ${sagas} SET journal = $2, journal_deleted = 2 WHERE id = $1`,
+    folded: `SELECT journal FROM ${sagas} WHERE id = $1 AND journal_deleted <> 0`,
     deleteJournals: `DELETE FROM ${journal} WHERE saga_id IN (${dialect.jsonTexts('$1')})`,
     deleteSagas: `DELETE FROM ${sagas} WHERE id IN (${dialect.jsonTexts('$1')})`,
-    markJournalDeleted: `UPDATE ${sagas} SET journal_deleted = 1 WHERE id IN (${dialect.jsonTexts('$1')})`,
+    markJournalDeleted: `UPDATE ${sagas} SET journal_deleted = 1, journal = NULL WHERE id IN (${dialect.jsonTexts('$1')})`,
   };
 });
 
@@ -276,6 +290,12 @@ export class SqlSagaStore implements SagaStore {
     if (changed === 1) return;
     const rows = await this.#session.query<{ next: unknown }>(this.#sql.nextSequence, [sagaId]);
     const next = toInteger(rows[0]?.next ?? 0, 'next');
+    if (next === 0 && (await this.#folded(sagaId)) !== undefined) {
+      throw new ConflictError(
+        `Saga '${sagaId}' has ended and its journal was folded or deleted: another runner of this saga got there first`,
+        { details: { sagaId, sequence } },
+      );
+    }
     if (sequence < next) {
       throw new ConflictError(
         `Saga '${sagaId}' already has journal entry ${sequence}: another runner of this saga got there first`,
@@ -291,7 +311,32 @@ export class SqlSagaStore implements SagaStore {
   async journal(sagaId: string): Promise<JournalEntry[]> {
     requireId('sagaId', sagaId);
     const rows = await this.#session.query<JournalRow>(this.#sql.journal, [sagaId]);
-    return rows.map(toJournalEntry);
+    if (rows.length > 0) return rows.map(toJournalEntry);
+    const folded = (await this.#folded(sagaId))?.journal;
+    return folded === undefined || folded === null ? [] : decodeJournal(sagaId, folded);
+  }
+
+  /**
+   * The saga's folded journal (null when retention deleted it), or undefined when its journal is
+   * in rows: the saga has not ended, or a retention pass has not folded it yet.
+   */
+  async #folded(sagaId: string): Promise<{ journal: Uint8Array | null } | undefined> {
+    const rows = await this.#session.query<{ journal: unknown }>(this.#sql.folded, [sagaId]);
+    return rows[0] === undefined ? undefined : { journal: toBytes(rows[0].journal, 'journal') };
+  }
+
+  async foldEndedJournals(request: EndedSagasRequest): Promise<number> {
+    const ids = await this.#ended(this.#sql.endedUnfolded, request);
+    if (ids === null) return 0;
+    const rows = await this.#session.query<JournalRow>(this.#sql.journals, [ids.text]);
+    const bySaga = Map.groupBy(rows.map(toJournalEntry), (entry) => entry.sagaId);
+    let folded = 0;
+    for (const sagaId of JSON.parse(ids.text) as string[]) {
+      const entries = bySaga.get(sagaId) ?? [];
+      folded += await this.#session.execute(this.#sql.fold, [sagaId, encodeJournal(entries)]);
+    }
+    await this.#session.execute(this.#sql.deleteJournals, [ids.text]);
+    return folded;
   }
 
   async deleteEnded(request: EndedSagasRequest): Promise<number> {

@@ -200,6 +200,16 @@ CREATE INDEX store_sagas_status ON ${t.sagas} (status, id) WHERE ${unendedStatus
 CREATE INDEX store_sagas_partition ON ${t.sagas} (partition, status, id) WHERE ${unendedStatusesSql};
 `,
     },
+    {
+      version: 8,
+      name: "folded journals: an ended saga's journal as one compressed value on its record",
+      // `journal` holds the folded journal (src/store/sql/journal-codec.ts) once `journal_deleted`
+      // is 2: 0 rows in the journal table, 1 deleted by retention, 2 folded. Sagas that ended
+      // before this migration still have their rows: the next retention passes fold them.
+      sql: `
+ALTER TABLE ${t.sagas} ADD COLUMN journal BYTEA;
+`,
+    },
   ];
 }
 

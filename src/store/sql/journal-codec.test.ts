@@ -1,0 +1,46 @@
+import { describe, expect, it } from 'vitest';
+import { SchemaMismatchError } from '../schema-mismatch-error.ts';
+import type { JournalEntry } from '../types.ts';
+import { decodeJournal, encodeJournal, foldedJournalVersion } from './journal-codec.ts';
+
+const entry = (sequence: number, change: Partial<JournalEntry> = {}): JournalEntry => ({
+  sagaId: 'ord-1',
+  sequence,
+  kind: 'step',
+  name: `step-${sequence}`,
+  status: 'completed',
+  result: { sequence },
+  error: null,
+  attempts: 1,
+  at: 1_796_591_792_171 + sequence * 40,
+  ...change,
+});
+
+describe('folded journal codec', () => {
+  it('gives back every kind, status, result and time it was given, in order', () => {
+    const entries = [
+      entry(0, { kind: 'event', name: '$start', result: { traceparent: '00-ab-cd-01' } }),
+      entry(1, { kind: 'sleep', result: null, at: 1 }),
+      entry(2, { kind: 'compensation', status: 'failed', error: 'declined: ü', attempts: 5 }),
+      entry(3, { result: [1, 'two', { three: null }] }),
+    ];
+    expect(decodeJournal('ord-1', encodeJournal(entries))).toEqual(entries);
+    expect(decodeJournal('ord-1', encodeJournal([]))).toEqual([]);
+  });
+
+  it('is smaller than the entries as JSON text', () => {
+    const entries = Array.from({ length: 8 }, (_, sequence) => entry(sequence));
+    expect(encodeJournal(entries).length).toBeLessThan(JSON.stringify(entries).length / 3);
+  });
+
+  it('refuses bytes of another version or damaged with a SchemaMismatchError naming the saga', () => {
+    const bytes = encodeJournal([entry(0)]);
+    const other = Uint8Array.from(bytes);
+    other[0] = foldedJournalVersion + 1;
+    expect(() => decodeJournal('ord-1', other)).toThrow(SchemaMismatchError);
+    expect(() => decodeJournal('ord-1', bytes.subarray(0, 4))).toThrow(/saga 'ord-1'/);
+    const notEntries = encodeJournal([entry(0)]);
+    notEntries[1] = (notEntries[1] ?? 0) ^ 0xff;
+    expect(() => decodeJournal('ord-1', notEntries)).toThrow(SchemaMismatchError);
+  });
+});
