@@ -13,6 +13,10 @@ await runCommands('meridian', {
     summary: 'Run an app module as one node of a cluster (PostgreSQL + Kafka)',
     load: () => import('./node.ts'),
   },
+  verify: {
+    summary: 'Run an app under seeded faults and check its invariants (docs/verify.md)',
+    load: () => import('./verify.ts'),
+  },
   new: {
     summary: 'Scaffold a new app (an entity, a saga, a subscription, a route, tests)',
     load: () => import('./new.ts'),
