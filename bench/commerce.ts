@@ -19,7 +19,8 @@
  * demo's, default 0), --runs N (default 1: measure N times on fresh servers, one line each,
  * then one line of their spread), --cpu-prof DIR (profile the server there), --observe MODES
  * (off, tracing, console, comma-separated: a measurement per mode, then a line comparing the
- * server's CPU per order with tracing off).
+ * server's CPU per order with tracing off). --shape cluster --nodes N measures the cluster shape
+ * instead (bench/commerce-cluster.ts).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -34,6 +35,15 @@ const main = join(root, 'apps/commerce/cli/main.ts');
 function option(name: string, fallback: string): string {
   const index = process.argv.indexOf(`--${name}`);
   return index === -1 ? fallback : (process.argv[index + 1] ?? fallback);
+}
+
+const shape = option('shape', 'embedded');
+if (shape !== 'embedded' && shape !== 'cluster')
+  throw new RangeError(`--shape must be 'embedded' or 'cluster'`);
+if (shape === 'cluster') {
+  // The same app on the local cluster, through HAProxy: bench/commerce-cluster.ts.
+  await import('./commerce-cluster.ts');
+  process.exit(0);
 }
 
 function positive(name: string, fallback: number): number {

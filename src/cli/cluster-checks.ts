@@ -3,6 +3,7 @@
 // dependency, what was wrong and what to do. pg loads when a check runs, not with meridian/cli.
 import { isMeridianError, MeridianError, NotFoundError } from '../errors.ts';
 import { KafkaLog } from '../log/kafka/index.ts';
+import { type PostgresTarget, parsePostgresTarget, postgresUrlFor } from '../store/postgres/hosts.ts';
 
 /** A dependency of a cluster node that is unreachable or misconfigured. */
 export class DependencyError extends MeridianError {
@@ -40,6 +41,8 @@ export function redactUrl(url: string): string {
     if (parsed.password !== '') parsed.password = '***';
     return parsed.toString();
   } catch {
+    // A PostgreSQL URL with several hosts is not a WHATWG URL.
+    if (/^postgres(ql)?:\/\/[^/?#]*,/.test(url)) return url.replace(/(\/\/[^:@/]*):[^@/]*@/, '$1:***@');
     return '(unparsable URL)';
   }
 }
@@ -73,8 +76,39 @@ function describePostgresFailure(error: unknown, url: string, timeoutMs: number)
   return `PostgreSQL at ${where} failed the check (${code === undefined ? '' : `${String(code)}: `}${message}): ${fix}`;
 }
 
-/** Connects once with a bounded wait and runs one query: PostgreSQL is up and the database exists. */
+/**
+ * Connects once with a bounded wait and runs one query: PostgreSQL is up and the database exists.
+ * With several hosts, one of them must accept writes (the others may be standbys, or down).
+ */
 export async function checkPostgres(url: string, timeoutMs: number): Promise<void> {
+  const target = parsePostgresTarget(url);
+  if (target.hosts.length <= 1) {
+    await checkOnePostgres(url, timeoutMs);
+    return;
+  }
+  await checkPostgresHosts(target, timeoutMs);
+}
+
+async function checkPostgresHosts(target: PostgresTarget, timeoutMs: number): Promise<void> {
+  const outcomes: string[] = [];
+  for (const host of target.hosts) {
+    try {
+      const standby = await checkOnePostgres(postgresUrlFor(target, host), timeoutMs);
+      if (!standby || !target.writable) return;
+      outcomes.push(`${host.host}:${host.port} is a standby`);
+    } catch (error) {
+      if (error instanceof DependencyError && error.code === 'INVALID_ARGUMENT') throw error;
+      outcomes.push((error as Error).message);
+    }
+  }
+  throw new DependencyError(
+    'postgres',
+    `no PostgreSQL host of --pg accepts writes (${outcomes.join('; ')}): start the primary or promote a standby, or fix --pg (MERIDIAN_PG_URL)`,
+  );
+}
+
+/** The check on one host; true when that server is a standby (in recovery). */
+async function checkOnePostgres(url: string, timeoutMs: number): Promise<boolean> {
   const { default: pg } = await import('pg');
   const client = new pg.Client({
     connectionString: url,
@@ -84,10 +118,11 @@ export async function checkPostgres(url: string, timeoutMs: number): Promise<voi
   });
   client.on('error', () => {});
   try {
-    await withDeadline(
+    return await withDeadline(
       (async () => {
         await client.connect();
-        await client.query('SELECT 1');
+        const result = await client.query<{ standby: boolean }>('SELECT pg_is_in_recovery() AS standby');
+        return result.rows[0]?.standby === true;
       })(),
       timeoutMs,
     );

@@ -2,6 +2,7 @@
 // PostgreSQL and Kafka are, who this node is, and the bounds of its checks and its drain.
 import type { ParseArgsOptionsConfig } from 'node:util';
 import { ValidationError } from '../errors.ts';
+import { parsePostgresTarget } from '../store/postgres/hosts.ts';
 import { choice, integer, type ParsedValues, port as portOption } from './args.ts';
 
 export interface ClusterNodeOptions {
@@ -57,7 +58,9 @@ export const clusterCommandOptions = {
 
 /** The usage lines of clusterCommandOptions, for a command's help. */
 export const CLUSTER_OPTIONS_USAGE = `  --pg <url>                    PostgreSQL, e.g. postgres://postgres@127.0.0.1:5432/meridian
-                                [MERIDIAN_PG_URL] (required)
+                                [MERIDIAN_PG_URL] (required); several hosts, a primary and its
+                                standbys, as postgres://u@h1:5442,h2:5443/db: the node uses the
+                                one accepting writes, and finds the new one after a failover
   --pg-schema <name>            schema shared by every node, [a-z_][a-z0-9_]{0,62}
                                 [MERIDIAN_PG_SCHEMA] (default meridian)
   --kafka <host:port,...>       Kafka bootstrap brokers [MERIDIAN_KAFKA_BROKERS] (required)
@@ -125,6 +128,16 @@ export function urlOption(
   return given.raw;
 }
 
+/** `--pg`: a postgres:// URL, with one host or several (the node finds the one accepting writes). */
+function postgresOption(given: { raw: string; from: string } | undefined, missing: string): string {
+  if (given === undefined || !/^postgres(ql)?:\/\/[^/?#]*,/.test(given.raw)) {
+    return urlOption(given, ['postgres:', 'postgresql:'], missing);
+  }
+  const target = parsePostgresTarget(given.raw);
+  urlOption({ raw: target.url, from: given.from }, ['postgres:', 'postgresql:'], missing);
+  return given.raw;
+}
+
 function brokers(given: { raw: string; from: string } | undefined): string[] {
   if (given === undefined) {
     throw new ValidationError(
@@ -181,9 +194,8 @@ export function parseClusterOptions(
   hostname: string,
   embedded: string,
 ): ClusterNodeOptions {
-  const pgUrl = urlOption(
+  const pgUrl = postgresOption(
     fromEnv(values, 'pg', env, 'MERIDIAN_PG_URL'),
-    ['postgres:', 'postgresql:'],
     `no PostgreSQL given: pass --pg postgres://user@host:5432/database or set MERIDIAN_PG_URL (to run without PostgreSQL and Kafka, use '${embedded}')`,
   );
   const schema = fromEnv(values, 'pg-schema', env, 'MERIDIAN_PG_SCHEMA');

@@ -17,6 +17,10 @@ await runCommands('meridian', {
     summary: 'Ask a running node about its sagas, a saga, topics, lag and dead letters (--json)',
     load: () => import('./inspect.ts'),
   },
+  verify: {
+    summary: 'Run an app under seeded faults and check its invariants (docs/verify.md)',
+    load: () => import('./verify.ts'),
+  },
   new: {
     summary: 'Scaffold a new app (an entity, a saga, a subscription, a route, tests)',
     load: () => import('./new.ts'),

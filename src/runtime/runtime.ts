@@ -130,6 +130,8 @@ export class Runtime {
   readonly #abandon = new Map<string, AbortController>();
   /** Embedded: how often each saga parked by a failed write was tried again since (its backoff). */
   readonly #parkedRetries = new Map<string, number>();
+  /** How often loading each saga to resume it failed in a row (its backoff). */
+  readonly #loadRetries = new Map<string, number>();
   #writesFailing = false;
   #unwatchWrites: (() => void) | undefined;
   #state: State = 'created';
@@ -166,7 +168,7 @@ export class Runtime {
     });
     this.#sagaScheduler = new SagaScheduler({
       maxActive: integerOption('maxActiveSagas', options.maxActiveSagas, 10_000, 1, 1_000_000),
-      load: (sagaId) => this.#loadSaga(sagaId),
+      load: (sagaId) => this.#loadSagaOrRetryLater(sagaId),
       execute: (loaded, parking) => this.#execute(loaded, parking),
       report: (problem) => this.#report(problem),
     });
@@ -963,6 +965,34 @@ export class Runtime {
   }
 
   /** A saga to resume: loaded, its end when it has ended, or null (reported) when its type is unknown. */
+  /**
+   * Loads a saga to resume it. When the store fails (a PostgreSQL failover, a full disk), the
+   * saga is queued again after 200 ms, 400 ms, ... (at most 10 s) while the runtime runs and,
+   * on the cluster shape, owns it: without that, a saga parked by a failed write whose resume
+   * also failed would stay running in the store, untouched until its partition moved.
+   */
+  async #loadSagaOrRetryLater(sagaId: string): Promise<LoadedSaga | ExecutionResult | null> {
+    try {
+      const loaded = await this.#loadSaga(sagaId);
+      this.#loadRetries.delete(sagaId);
+      return loaded;
+    } catch (error) {
+      const retries = this.#loadRetries.get(sagaId) ?? 0;
+      const wanted = () => this.#state === 'running' && (this.#cluster?.ownsId(sagaId) ?? true);
+      if (wanted()) {
+        this.#loadRetries.set(sagaId, retries + 1);
+        const delayMs = Math.min(maxResumeAfterParkMs, resumeAfterParkMs * 2 ** Math.min(retries, 10));
+        this.#timers.setTimeout(() => {
+          if (wanted()) this.#sagaScheduler.enqueue({ sagaId });
+          else this.#loadRetries.delete(sagaId);
+        }, delayMs);
+      } else {
+        this.#loadRetries.delete(sagaId);
+      }
+      throw error;
+    }
+  }
+
   async #loadSaga(sagaId: string): Promise<LoadedSaga | ExecutionResult | null> {
     const found = await this.#store.read(async (tx) => {
       const record = await tx.sagas.get(sagaId);

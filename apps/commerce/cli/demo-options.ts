@@ -44,6 +44,8 @@ was in flight.
 
 The same app runs as a cluster of nodes over PostgreSQL and Kafka with 'commerce node'
 (npm run commerce -- node --help), beside one shared 'commerce payments' gateway: docs/cluster.md.
+'npm run cluster:start' brings all of it up in one command (three Kafka brokers, PostgreSQL with
+a synchronous standby, Redis, the gateway, three nodes, HAProxy on :18080): docs/deployment.md.
 
 Options:
   --data-dir <path>                  database and payment ledger directory (default ./.meridian)

@@ -202,6 +202,8 @@ export class KafkaLog implements Log {
       if (!hasBrokerError(error, 'TOPIC_ALREADY_EXISTS')) {
         throw translateKafkaError(error, `Cannot create topic '${name}'`, { topic: name });
       }
+      // Another client created it a moment ago: the broker answering may not know it yet.
+      await this.#awaitTopicMetadata(name, (topic) => topic !== undefined);
       const existing = await this.describeTopic(name);
       if (!sameTopicConfig(existing, description)) {
         throw new AlreadyExistsError(

@@ -19,9 +19,10 @@ export function mapPostgresError(error: unknown): unknown {
       details: { sqlState: code },
     });
   }
-  // Class 08 (connection exception) and 57P01-57P03 (server shutting down, crash recovery):
+  // Class 08 (connection exception), 25006 (a standby refused a write) and 57P01-57P03 (server
+  // shutting down, crash recovery):
   // the transaction did not commit (unless this was its COMMIT), and a retry may reach a server.
-  if (code.startsWith('08') || code === '57P01' || code === '57P02' || code === '57P03') {
+  if (code.startsWith('08') || code === '25006' || code === '57P01' || code === '57P02' || code === '57P03') {
     return new RetryableError(`PostgreSQL is unavailable (${code}: ${message})`, {
       cause: error,
       details: { sqlState: code },

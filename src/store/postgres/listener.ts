@@ -99,7 +99,9 @@ export class PostgresListener {
   }
 
   async #connect(): Promise<pg.Client> {
-    const client = new pg.Client(this.#config);
+    // The pool's Client class, when it has one (several hosts: it finds the writable one).
+    const Client = (this.#config as { Client?: typeof pg.Client }).Client ?? pg.Client;
+    const client = new Client(this.#config);
     const dropped = () => this.#dropped(client);
     client.on('error', dropped);
     client.on('end', dropped);

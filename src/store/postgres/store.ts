@@ -18,6 +18,8 @@ import { WriteBatch } from '../sql/write-batch.ts';
 import type { StorageReport, Store, StoreReader, StoreTransaction, TransactionOptions } from '../types.ts';
 import { type WriteCheck, WriteHealth, type WriteHealthListener } from '../write-health.ts';
 import { mapPostgresError } from './errors.ts';
+import { failoverClient } from './failover-client.ts';
+import { parsePostgresTarget } from './hosts.ts';
 import { PostgresListener, postgresChannel } from './listener.ts';
 import { migratePostgres } from './migrate.ts';
 
@@ -371,8 +373,13 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
     1,
     3_600_000,
   );
+  // Several hosts (postgres://u@h1:p1,h2:p2/db): each connection finds the one accepting writes.
+  const target = parsePostgresTarget(options.connectionString);
+  const Client = target.hosts.length > 1 ? failoverClient(target) : undefined;
+  await Client?.locate(connectTimeoutMs);
   const pool = new pg.Pool({
-    connectionString: options.connectionString,
+    connectionString: target.url,
+    ...(Client === undefined ? {} : { Client }),
     max: maxConnections,
     connectionTimeoutMillis: connectTimeoutMs,
     statement_timeout: statementTimeoutMs,

@@ -1,0 +1,149 @@
+// The markets HTTP contract on the embedded shape: trades posted in a batch are validated (a bad
+// one refuses the whole batch, naming it), flow through the 5 s windows, and come back as the
+// latest window per symbol (through the cache), a time range of windows, top movers and a
+// Server-Sent Events message as each window closes. Also: the replay CLI's canonical output.
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { WindowView } from './analytics.ts';
+import { type RunningMarkets, startMarkets } from './markets.ts';
+import { replay } from './replay.ts';
+import { vwapText } from './trade.ts';
+
+const directory = mkdtempSync(join(tmpdir(), 'meridian-markets-'));
+let markets: RunningMarkets;
+const closed: WindowView[] = [];
+
+beforeAll(async () => {
+  markets = await startMarkets({
+    path: join(directory, 'markets.db'),
+    port: 0,
+    ratePerSecond: 0,
+    seed: 1,
+    symbols: 10,
+    disorderMs: 0,
+    idleTimeoutMs: 1,
+    onWindows: (windows) => void closed.push(...windows),
+  });
+});
+afterAll(async () => {
+  await markets?.stop();
+  rmSync(directory, { recursive: true, force: true });
+});
+
+async function post(trades: unknown[]): Promise<Response> {
+  return fetch(`${markets.url}/markets/trades`, { method: 'POST', body: JSON.stringify({ trades }) });
+}
+
+async function until<T>(what: string, probe: () => Promise<T | undefined>): Promise<T> {
+  for (let attempt = 0; attempt < 400; attempt++) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+describe('markets HTTP API', () => {
+  it('refuses a batch with one bad trade, naming it, and appends none of it', async () => {
+    const response = await post([
+      { timestampMs: 1000, symbol: 'AAA', price: '10.00', qty: 5 },
+      { timestampMs: 1000, symbol: 'AAA', price: '10.001', qty: 5 },
+    ]);
+    expect(response.status).toBe(400);
+    expect(((await response.json()) as { detail: string }).detail).toMatch(
+      /^trades\[1\]: price must be dollars with at most two decimals/,
+    );
+    expect((await post([])).status).toBe(400);
+    expect((await fetch(`${markets.url}/markets/trades`, { method: 'POST', body: '{' })).status).toBe(400);
+  });
+
+  it('serves closed windows: latest (cached), a range, movers, and the live feed', async () => {
+    const feed = await fetch(`${markets.url}/markets/stream`);
+    const reader = feed.body!.getReader();
+    const accepted = await post([
+      { timestampMs: 1000, symbol: 'AAA', price: '10.00', qty: 100 },
+      { timestampMs: 2000, symbol: 'AAA', price: '11.00', qty: 300 },
+      { timestampMs: 3000, symbol: 'BBB', price: '20.00', qty: 1 },
+      { timestampMs: 6000, symbol: 'AAA', price: '12.00', qty: 1 },
+      { timestampMs: 7000, symbol: 'BBB', price: '19.00', qty: 1 },
+      { timestampMs: 12_000, symbol: 'AAA', price: '12.00', qty: 1 },
+      { timestampMs: 12_000, symbol: 'BBB', price: '19.00', qty: 1 },
+    ]);
+    expect(accepted.status).toBe(202);
+    const latest = await until('the latest AAA window', async () => {
+      const response = await fetch(`${markets.url}/markets/symbols/AAA/latest`);
+      const body = response.status === 200 ? ((await response.json()) as WindowView) : undefined;
+      return body?.startMs === 5000 ? body : undefined;
+    });
+    expect(latest).toMatchObject({ symbol: 'AAA', count: 1, volume: 1, vwap: '12.0000' });
+    const range = (await (
+      await fetch(`${markets.url}/markets/symbols/AAA/windows?fromMs=0&toMs=10000`)
+    ).json()) as { windows: WindowView[] };
+    expect(
+      range.windows.map((w: WindowView) => [w.startMs, w.count, w.vwap, w.openCents, w.closeCents]),
+    ).toEqual([
+      [0, 2, vwapText(100 * 1000 + 300 * 1100, 400), 1000, 1100],
+      [5000, 1, '12.0000', 1200, 1200],
+    ]);
+    const movers = (await (await fetch(`${markets.url}/markets/movers?limit=1`)).json()) as {
+      movers: unknown[];
+    };
+    expect(movers.movers).toHaveLength(1);
+    let feedText = '';
+    for (let chunk = 0; chunk < 20 && !feedText.includes('"startMs":5000'); chunk++) {
+      feedText += new TextDecoder().decode((await reader.read()).value);
+    }
+    await reader.cancel();
+    expect(feedText).toContain(': markets windows as they close');
+    expect(feedText).toMatch(/event: window\ndata: \{"symbol":"AAA","startMs":0,/);
+    expect(closed.map((w) => `${w.symbol}@${w.startMs}`).sort()).toEqual([
+      'AAA@0',
+      'AAA@5000',
+      'BBB@0',
+      'BBB@5000',
+    ]);
+    expect((await fetch(`${markets.url}/markets/symbols/ZZZ/latest`)).status).toBe(404);
+    const status = (await (await fetch(`${markets.url}/markets/job`)).json()) as {
+      recordsIn: number;
+      lag: number[];
+    };
+    expect(status.recordsIn).toBe(7);
+    expect(status.lag).toEqual([0, 0, 0, 0]);
+    expect((await fetch(`${markets.url}/markets/symbols/AAA/windows?fromMs=x&toMs=1`)).status).toBe(400);
+  });
+});
+
+describe('markets replay', () => {
+  it('writes canonical windows and late trades per the issue semantics', async () => {
+    const input = join(directory, 'in.csv');
+    writeFileSync(
+      input,
+      'ts_ms,symbol,price,qty\n1000,B,1.50,2\n1000,A,2.00,1\n4000,A,3.00,1\n9000,A,1.00,1\n4999,A,9.00,1\n12000,A,1.00,1\n',
+    );
+    const output = join(directory, 'out.csv');
+    const lateOutput = join(directory, 'late.csv');
+    const summary = await replay({ input, output, lateOutput, disorderMs: 2000, allowedLatenessMs: 0 });
+    expect(summary).toEqual({ trades: 6, windows: 4, late: 1 });
+    expect(readFileSync(output, 'utf8')).toBe(
+      'window_start_ms,symbol,count,volume,vwap,open,high,low,close\n0,A,2,2,2.5000,2.00,3.00,2.00,3.00\n0,B,1,2,1.5000,1.50,1.50,1.50,1.50\n5000,A,1,1,1.0000,1.00,1.00,1.00,1.00\n10000,A,1,1,1.0000,1.00,1.00,1.00,1.00\n',
+    );
+    // 4999 arrives after 9000: its window [0, 5000) ends at 5000 and 5000 + 2000 <= 9000.
+    expect(readFileSync(lateOutput, 'utf8')).toBe('ts_ms,symbol,price,qty\n4999,A,9.00,1\n');
+  });
+
+  it('refuses a malformed line with its number', async () => {
+    const input = join(directory, 'bad.csv');
+    writeFileSync(input, 'ts_ms,symbol,price,qty\n1000,A,1.00,1\n1000,A,abc,1\n');
+    await expect(
+      replay({
+        input,
+        output: join(directory, 'o.csv'),
+        lateOutput: join(directory, 'l.csv'),
+        disorderMs: 0,
+        allowedLatenessMs: 0,
+      }),
+    ).rejects.toThrow(/line 3: price/);
+  });
+});

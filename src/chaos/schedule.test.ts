@@ -1,0 +1,29 @@
+// The fault schedule is a pure function of the seed and the duration, within the run, with only
+// the kinds allowed, and different seeds give different schedules.
+import { describe, expect, it } from 'vitest';
+import { drawSchedule } from './schedule.ts';
+
+describe('drawSchedule', () => {
+  const kinds = ['kill', 'dependency', 'duplicate', 'reorder'] as const;
+
+  it('gives the same schedule for the same seed, and another for another seed', () => {
+    const one = drawSchedule({ seed: 42, durationMs: 20_000, kinds });
+    expect(drawSchedule({ seed: 42, durationMs: 20_000, kinds })).toEqual(one);
+    expect(drawSchedule({ seed: 43, durationMs: 20_000, kinds })).not.toEqual(one);
+  });
+
+  it('keeps every fault inside the run, in time order, of the allowed kinds only', () => {
+    for (let seed = 0; seed < 50; seed++) {
+      const faults = drawSchedule({ seed, durationMs: 12_000, kinds: ['kill', 'reorder'] });
+      expect(faults.filter((fault) => fault.kind === 'kill')).toHaveLength(3);
+      expect(new Set(faults.map((fault) => fault.kind))).toEqual(new Set(['kill', 'reorder']));
+      for (const fault of faults) {
+        expect(fault.atMs).toBeGreaterThanOrEqual(0);
+        expect('untilMs' in fault ? fault.untilMs : fault.atMs).toBeLessThanOrEqual(12_000);
+      }
+      expect(faults.map((fault) => fault.atMs)).toEqual(
+        faults.map((fault) => fault.atMs).sort((a, b) => a - b),
+      );
+    }
+  });
+});

@@ -1,0 +1,303 @@
+/**
+ * Simulation mode: the app's definitions hosted by the real runtime in this process, on a SQLite
+ * file of its own, under a virtual clock (ManualClock), a seeded random source, a microtask
+ * yield for the group commit and inline WAL checkpoints (no worker thread), driven by a schedule
+ * drawn from the seed: operations delivered after virtual delays (so out of order), some
+ * delivered twice, some whose answer is lost, the clock moved on, and the runtime stopped and
+ * started again on the same database. Nothing in a run reads real time or real randomness, so a
+ * run is a pure function of its schedule: the same seed gives the same history, byte for byte.
+ *
+ * A failing schedule is shrunk by dropping steps while it still fails (delta debugging), so the
+ * report shows a short schedule that breaks the invariant.
+ */
+
+import { createHash } from 'node:crypto';
+import { copyFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ensureError } from '../errors.ts';
+import { SqliteLog } from '../log/sqlite/sqlite-log.ts';
+import type { Definition } from '../runtime/definitions.ts';
+import { createRuntime, type Runtime } from '../runtime/runtime.ts';
+import { SqliteDatabase } from '../store/sqlite/database.ts';
+import { SqliteStore } from '../store/sqlite/store.ts';
+import { flushMicrotasks, ManualClock, type Random, seededRandom } from '../time.ts';
+import { type Completion, History, type Operation, type OperationRequest } from './history.ts';
+import { type CheckOutcome, checkInvariants, type Invariants } from './invariants.ts';
+
+export interface SimulationSpec<Final = unknown> {
+  readonly name: string;
+  /** The app's entities, sagas and subscriptions. */
+  readonly definitions: readonly Definition[];
+  readonly workload: {
+    /** Simulated clients, one operation at a time each. */
+    readonly workers: number;
+    /** Operations a run invokes (duplicated deliveries not counted). */
+    readonly operations: number;
+    next(random: Random, context: { readonly worker: number; readonly index: number }): OperationRequest;
+    /** Carries an operation out on the runtime; throwing leaves its outcome unknown. */
+    invoke(runtime: Runtime, operation: Operation): Promise<Completion>;
+    /** Whether the network may deliver this request twice. @default never */
+    duplicable?(operation: OperationRequest): boolean;
+  };
+  /** Reads the final state once the run settled. */
+  collect(runtime: Runtime): Promise<Final>;
+  readonly invariants: Invariants<Final>;
+  /** Environment variables that change what the spec does, repeated in the replay command. */
+  readonly replayEnv?: readonly string[];
+}
+
+/** One step of a simulated schedule. */
+export type SimulationStep =
+  | {
+      readonly type: 'invoke';
+      readonly worker: number;
+      readonly request: OperationRequest;
+      /** Virtual time before the runtime receives it. */
+      readonly delayMs: number;
+      /** Delivered a second time after this many ms (a duplicated delivery), or never. */
+      readonly duplicateAfterMs?: number;
+      /** The runtime's answer never reaches the client: it ends indeterminate. */
+      readonly loseAnswer: boolean;
+    }
+  | { readonly type: 'advance'; readonly ms: number }
+  | { readonly type: 'restart' };
+
+export interface SimulationResult {
+  readonly seed: number;
+  readonly steps: readonly SimulationStep[];
+  readonly history: History;
+  /** SHA-256 of the history's JSON lines: equal hashes, equal histories. */
+  readonly hash: string;
+  readonly checked: CheckOutcome;
+  readonly passed: boolean;
+}
+
+/** The schedule a seed stands for: operations, clock moves and restarts, with the network's faults. */
+export function drawSimulation(spec: SimulationSpec<unknown>, seed: number): SimulationStep[] {
+  const random = seededRandom(seed);
+  const steps: SimulationStep[] = [];
+  const indexes = new Array<number>(spec.workload.workers).fill(0);
+  let invoked = 0;
+  while (invoked < spec.workload.operations) {
+    const roll = random.next();
+    if (roll < 0.7) {
+      const worker = Math.floor(random.next() * spec.workload.workers);
+      const request = spec.workload.next(random, { worker, index: indexes[worker]!++ });
+      const duplicate = spec.workload.duplicable?.(request) === true && random.next() < 0.15;
+      steps.push({
+        type: 'invoke',
+        worker,
+        request,
+        delayMs: Math.floor(random.next() * 20),
+        ...(duplicate ? { duplicateAfterMs: Math.floor(random.next() * 40) } : {}),
+        loseAnswer: random.next() < 0.05,
+      });
+      invoked += 1;
+    } else if (roll < 0.97) {
+      steps.push({ type: 'advance', ms: 1 + Math.floor(random.next() * 30) });
+    } else {
+      steps.push({ type: 'restart' });
+    }
+  }
+  return steps;
+}
+
+/** Runs one seed: its drawn schedule, then checks. */
+export function simulate<Final>(spec: SimulationSpec<Final>, seed: number): Promise<SimulationResult> {
+  return runSchedule(spec, seed, drawSimulation(spec as SimulationSpec<unknown>, seed));
+}
+
+/** Lets every chain of promises and every yield of the committer run: a few turns of the loop. */
+async function settle(turns = 4): Promise<void> {
+  for (let turn = 0; turn < turns; turn++) await flushMicrotasks();
+}
+
+/**
+ * Where runs keep their database: memory-backed /dev/shm when the machine has it (a run's file
+ * lives for a fraction of a second, and closing it on a disk costs more than the run), else the
+ * temporary directory.
+ */
+const scratch = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
+
+/**
+ * A migrated, empty database file made once per process: each run starts from a copy, which
+ * costs a file copy instead of creating the schema again (most of a short run's time).
+ */
+let template: string | undefined;
+function emptyDatabase(path: string): void {
+  if (template === undefined) {
+    const directory = mkdtempSync(join(scratch, 'meridian-simulation-template-'));
+    process.once('exit', () => rmSync(directory, { recursive: true, force: true }));
+    const path = join(directory, 'template.db');
+    const database = new SqliteDatabase({ path, checkpoints: 'inline' });
+    const store = new SqliteStore({ database });
+    void store.close();
+    database.close();
+    template = path;
+  }
+  copyFileSync(template, path);
+}
+
+/** The simulated host: one database and log, and the runtime of the moment (replaced at a restart). */
+class SimulatedHost<Final> {
+  readonly clock = new ManualClock(1_700_000_000_000);
+  readonly #directory = mkdtempSync(join(scratch, 'meridian-simulation-'));
+  readonly #database = (() => {
+    const path = join(this.#directory, 'sim.db');
+    emptyDatabase(path);
+    // A fresh copy of a database just made: its integrity check would only cost time.
+    return new SqliteDatabase({ path, checkpoints: 'inline', integrityCheck: 'off', clock: this.clock });
+  })();
+  readonly #store = new SqliteStore({ database: this.#database, clock: this.clock });
+  readonly #log: SqliteLog;
+  readonly #spec: SimulationSpec<Final>;
+  readonly #seed: number;
+  runtime!: Runtime;
+
+  constructor(spec: SimulationSpec<Final>, seed: number) {
+    this.#spec = spec;
+    this.#seed = seed;
+    this.#log = new SqliteLog(this.#database, {
+      clock: this.clock,
+      timers: this.clock,
+      random: seededRandom(seed ^ 0x10),
+      retentionCheckIntervalMs: null,
+    });
+  }
+
+  async start(generation: number): Promise<void> {
+    this.runtime = createRuntime({
+      store: this.#store,
+      log: this.#log,
+      clock: this.clock,
+      timers: this.clock,
+      random: seededRandom((this.#seed ^ 0x20) + generation),
+      yield: () => Promise.resolve(),
+      // Retention measures the file on a worker thread, in real time: not part of a pure run.
+      retention: { enabled: false },
+    }).register(...this.#spec.definitions);
+    await this.runtime.start();
+  }
+
+  /** Moves virtual time on in `stepMs` steps, letting the work each step wakes run. */
+  async advance(ms: number, stepMs = 5): Promise<void> {
+    for (let left = ms; left > 0; left -= stepMs) {
+      this.clock.advance(Math.min(stepMs, left));
+      await settle();
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.runtime.stop().catch(() => undefined);
+    await this.#log.close();
+    await this.#store.close();
+    this.#database.close();
+    rmSync(this.#directory, { recursive: true, force: true });
+  }
+}
+
+/** Runs a given schedule (a seed's, or a shrunk one) and checks the history it makes. */
+export async function runSchedule<Final>(
+  spec: SimulationSpec<Final>,
+  seed: number,
+  steps: readonly SimulationStep[],
+): Promise<SimulationResult> {
+  const host = new SimulatedHost(spec, seed);
+  const history = new History(() => host.clock.now() - 1_700_000_000_000);
+  let generation = 0;
+  try {
+    await host.start(generation);
+    for (const step of steps) {
+      if (step.type === 'advance') await host.advance(step.ms);
+      else if (step.type === 'restart') {
+        await host.runtime.stop().catch(() => undefined);
+        await host.start(++generation);
+      } else deliver(spec, host, history, step);
+      await settle();
+    }
+    // Quiet: no new work, time moves on so retries, timers and subscriptions finish.
+    await host.advance(10_000, 100);
+    history.closeOpen('the simulation ended with the operation still open');
+    const final = await spec.collect(host.runtime);
+    const checked = checkInvariants(spec.invariants, history.operations, final);
+    const hash = createHash('sha256').update(history.toJsonLines()).digest('hex');
+    return { seed, steps, history, hash, checked, passed: checked.violations.length === 0 };
+  } finally {
+    await host.close();
+  }
+}
+
+function deliver<Final>(
+  spec: SimulationSpec<Final>,
+  host: SimulatedHost<Final>,
+  history: History,
+  step: Extract<SimulationStep, { type: 'invoke' }>,
+): void {
+  const send = (operation: Operation, delayMs: number) => {
+    host.clock.setTimeout(() => {
+      spec.workload.invoke(host.runtime, operation).then(
+        (completion) =>
+          history.complete(
+            operation,
+            step.loseAnswer ? { status: 'info', error: 'the answer was lost' } : completion,
+          ),
+        (thrown: unknown) =>
+          history.complete(operation, { status: 'info', error: ensureError(thrown).message }),
+      );
+    }, delayMs);
+  };
+  const operation = history.invoke(step.worker, step.request);
+  send(operation, step.delayMs);
+  if (step.duplicateAfterMs !== undefined) {
+    send(history.invoke(step.worker, step.request, operation.id), step.duplicateAfterMs);
+  }
+}
+
+export interface SeedsResult {
+  readonly runs: number;
+  /** The first failing seed, shrunk, or undefined when every seed passed. */
+  readonly failure?: { readonly result: SimulationResult; readonly shrunk: SimulationResult };
+}
+
+/** Runs `count` seeds from `firstSeed`; stops at the first failure and shrinks it. */
+export async function simulateSeeds<Final>(
+  spec: SimulationSpec<Final>,
+  firstSeed: number,
+  count: number,
+): Promise<SeedsResult> {
+  for (let seed = firstSeed; seed < firstSeed + count; seed++) {
+    const result = await simulate(spec, seed);
+    if (!result.passed)
+      return { runs: seed - firstSeed + 1, failure: { result, shrunk: await shrink(spec, result) } };
+  }
+  return { runs: count };
+}
+
+/**
+ * Drops chunks of steps (halves, then quarters, … then single steps) while the schedule still
+ * breaks an invariant of the same name; bounded to 200 re-runs.
+ */
+export async function shrink<Final>(
+  spec: SimulationSpec<Final>,
+  failed: SimulationResult,
+): Promise<SimulationResult> {
+  const names = new Set(failed.checked.violations.map((violation) => violation.invariant));
+  const stillFails = (result: SimulationResult) =>
+    result.checked.violations.some((violation) => names.has(violation.invariant));
+  let best = failed;
+  let budget = 200;
+  for (
+    let chunk = Math.ceil(best.steps.length / 2);
+    chunk >= 1 && budget > 0;
+    chunk = Math.floor(chunk / 2)
+  ) {
+    for (let start = 0; start < best.steps.length && budget > 0; budget--) {
+      const candidate = [...best.steps.slice(0, start), ...best.steps.slice(start + chunk)];
+      const result = await runSchedule(spec, failed.seed, candidate);
+      if (stillFails(result)) best = result;
+      else start += chunk;
+    }
+  }
+  return best;
+}

@@ -1,0 +1,198 @@
+// `meridian verify <spec>`: runs an app as real processes under a fault schedule drawn from a
+// seed, records the history of its operations, checks it, and prints a report with the command
+// that replays the run (docs/verify.md).
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import {
+  formatReport,
+  formatSimulation,
+  isSimulationSpec,
+  isVerifySpec,
+  replayEnvironment,
+  runVerify,
+  type SimulationSpec,
+  simulateSeeds,
+  type VerifySpec,
+} from '../chaos/index.ts';
+import { ensureError, ValidationError } from '../errors.ts';
+import { type CommandOutput, consoleOutput, integer, parseCommand } from './args.ts';
+
+export const VERIFY_USAGE = `Usage: meridian verify <spec> [--seed <n>] [--duration <time>] [--json]
+       meridian verify <spec> --simulate [--seed <n>] [--seeds <count>] [--json]
+
+Runs the app a verification spec describes (a module whose default export is
+defineVerifySpec({...}), from 'meridian/chaos') as real processes for --duration, under faults
+drawn from --seed: kill -9 and restart (with clock skew), a slow or failing dependency,
+duplicated and reordered deliveries, a full disk (on a small filesystem of the run's own, when
+the machine allows mounts). Then it heals every fault, checks the history of operations against
+the spec's invariants, and prints the operations, the faults, each invariant's outcome, the
+violations with the operations involved, and the command that replays the run.
+
+With --simulate it runs the spec's simulation instead (its module's 'simulation' export): the
+app's definitions in this process under a virtual clock, seeds --seed.. --seed+--seeds-1, each
+a pure function of its seed; the first failing seed is shrunk to a short schedule.
+
+Options:
+  --seed <n>          the seed of the workload and the fault schedule, 0..4294967295
+                      (default: drawn at random, and printed in the replay command)
+  --duration <time>   how long the workload runs: 500ms, 20s, 2m; 1s..1h (default 20s)
+  --json              print the report as JSON instead of text
+  --out <dir>         where history.jsonl and report.json go (default a new temporary directory)
+  --simulate          run the deterministic simulation instead of real processes
+  --seeds <count>     seeds to simulate, 1..1000000 (default 1000)
+
+Exit status: 0 every invariant holds, 1 a violation was found, 2 bad arguments or spec.`;
+
+export interface VerifyCommandOptions {
+  specPath: string;
+  seed: number;
+  /** Seeds to simulate; undefined: a real-process run. */
+  simulateSeeds?: number;
+  durationMs: number;
+  json: boolean;
+  out?: string;
+}
+
+/** Reads `20s`, `500ms`, `2m` into milliseconds, within [1 s, 1 h]. */
+export function parseDuration(raw: string): number {
+  const match = /^(\d+)(ms|s|m)$/.exec(raw.trim());
+  const value =
+    match === null
+      ? Number.NaN
+      : Number(match[1]) * { ms: 1, s: 1000, m: 60_000 }[match[2] as 'ms' | 's' | 'm'];
+  if (!Number.isSafeInteger(value) || value < 1000 || value > 3_600_000) {
+    throw new ValidationError(
+      `'--duration' must be a time between 1s and 1h written as <n>ms, <n>s or <n>m: current value is '${raw.slice(0, 40)}'`,
+    );
+  }
+  return value;
+}
+
+export function parseVerifyOptions(argv: string[], random = Math.random): VerifyCommandOptions | 'help' {
+  const parsed = parseCommand(
+    'meridian verify',
+    argv,
+    {
+      seed: { type: 'string' },
+      duration: { type: 'string' },
+      json: { type: 'boolean' },
+      out: { type: 'string' },
+      simulate: { type: 'boolean' },
+      seeds: { type: 'string' },
+    },
+    ['spec'],
+  );
+  if (parsed === 'help') return 'help';
+  const specPath = parsed.positionals[0];
+  if (specPath === undefined) {
+    throw new ValidationError(
+      'meridian verify needs a spec module: meridian verify apps/commerce/verify.spec.ts',
+    );
+  }
+  const { seed, duration, json, out, simulate, seeds } = parsed.values;
+  if (simulate !== true && seeds !== undefined) throw new ValidationError(`'--seeds' goes with '--simulate'`);
+  if (simulate === true && (duration !== undefined || out !== undefined))
+    throw new ValidationError(`'--simulate' runs seeds, not a duration: leave out '--duration' and '--out'`);
+  return {
+    specPath,
+    ...(simulate === true
+      ? { simulateSeeds: seeds === undefined ? 1000 : integer('--seeds', seeds, 1, 1_000_000) }
+      : {}),
+    seed:
+      seed === undefined ? Math.floor(random() * 4_294_967_296) : integer('--seed', seed, 0, 4_294_967_295),
+    durationMs: duration === undefined ? 20_000 : parseDuration(duration),
+    json: json === true,
+    ...(out === undefined ? {} : { out }),
+  };
+}
+
+/** Loads a spec module's exports, naming the file when it is missing or fails to load. */
+async function loadSpecModule(path: string, cwd: string): Promise<Record<string, unknown>> {
+  const file = resolve(cwd, path);
+  if (!existsSync(file))
+    throw new ValidationError(`verify spec '${path}' does not exist (looked for ${file})`);
+  let module: Record<string, unknown>;
+  try {
+    module = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
+  } catch (thrown) {
+    const error = ensureError(thrown);
+    throw new ValidationError(`verify spec '${path}' failed to load: ${error.message}`, { cause: error });
+  }
+  return module;
+}
+
+/** Loads a spec module's spec (its default export), naming the file and what to do when it is not one. */
+export async function loadVerifySpec(path: string, cwd: string): Promise<VerifySpec<unknown>> {
+  const module = await loadSpecModule(path, cwd);
+  if (!isVerifySpec(module.default)) {
+    throw new ValidationError(
+      `verify spec '${path}' must export a spec as its default export ('export default defineVerifySpec({...})'): it exports ${Object.keys(module).join(', ') || 'nothing'}`,
+    );
+  }
+  return module.default;
+}
+
+/** Loads a spec module's simulation (its `simulation` export). */
+export async function loadSimulationSpec(path: string, cwd: string): Promise<SimulationSpec<unknown>> {
+  const module = await loadSpecModule(path, cwd);
+  if (!isSimulationSpec(module.simulation)) {
+    throw new ValidationError(
+      `verify spec '${path}' has no simulation: '--simulate' needs 'export const simulation = { name, definitions, workload, collect, invariants }' (docs/verify.md)`,
+    );
+  }
+  return module.simulation;
+}
+
+export async function run(argv: string[], output: CommandOutput = consoleOutput): Promise<number> {
+  let options: VerifyCommandOptions | 'help';
+  let spec: VerifySpec<unknown> | SimulationSpec<unknown>;
+  try {
+    options = parseVerifyOptions(argv);
+    if (options === 'help') {
+      output.out(VERIFY_USAGE);
+      return 0;
+    }
+    spec =
+      options.simulateSeeds === undefined
+        ? await loadVerifySpec(options.specPath, process.cwd())
+        : await loadSimulationSpec(options.specPath, process.cwd());
+  } catch (thrown) {
+    const error = ensureError(thrown);
+    if (!(error instanceof ValidationError)) throw error;
+    output.err(`meridian verify: ${error.message}`);
+    return 2;
+  }
+  if (options.simulateSeeds !== undefined) {
+    return runSimulation(spec as SimulationSpec<unknown>, options, options.simulateSeeds, output);
+  }
+  spec = spec as VerifySpec<unknown>;
+  const { report } = await runVerify({
+    spec,
+    specPath: resolve(options.specPath),
+    seed: options.seed,
+    durationMs: options.durationMs,
+    ...(options.out === undefined ? {} : { runDirectory: resolve(options.out) }),
+    log: options.json ? undefined : (line) => output.err(line),
+  });
+  output.out(options.json ? JSON.stringify(report, null, 2) : formatReport(report));
+  return report.passed ? 0 : 1;
+}
+
+async function runSimulation(
+  spec: SimulationSpec<unknown>,
+  options: VerifyCommandOptions,
+  seeds: number,
+  output: CommandOutput,
+): Promise<number> {
+  const startedMs = performance.now();
+  const result = await simulateSeeds(spec, options.seed, seeds);
+  const elapsedMs = Math.round(performance.now() - startedMs);
+  const replay = `${replayEnvironment(spec.replayEnv)
+    .map((word) => `${word} `)
+    .join(
+      '',
+    )}meridian verify ${options.specPath} --simulate --seed ${result.failure?.result.seed ?? options.seed} --seeds ${result.failure === undefined ? seeds : 1}`;
+  output.out(formatSimulation(spec, { ...result, firstSeed: options.seed, elapsedMs, replay }, options.json));
+  return result.failure === undefined ? 0 : 1;
+}
