@@ -24,7 +24,10 @@ export function traceRequest(request: IncomingMessage, response: ServerResponse,
       'url.scheme': 'http',
     },
   });
-  if (!span.isRecording()) return next();
+  if (!span.isRecording()) {
+    next();
+    return;
+  }
   requestSpans.set(request, span);
   response.once('close', () => {
     span.setAttribute('http.response.status_code', response.statusCode);
