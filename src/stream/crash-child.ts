@@ -5,7 +5,7 @@ import { count, first, last, sum } from './aggregators.ts';
 import { fromTopic } from './dataflow.ts';
 import { openStreamJob } from './job.ts';
 import { readModelSink, topicSink } from './sinks.ts';
-import { openEmbeddedAt } from './test-fixture.ts';
+import { openEmbeddedAt } from './stream.fixture.ts';
 import { sliding, tumbling } from './windows.ts';
 
 export interface CrashEvent {

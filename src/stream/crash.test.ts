@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jsonValue } from '../log/index.ts';
 import { seededRandom } from '../time.ts';
 import { inputTopic, outputTopics } from './crash-child.ts';
-import { type Embedded, openEmbeddedAt } from './test-fixture.ts';
+import { type Embedded, openEmbeddedAt } from './stream.fixture.ts';
 
 const seed = Number(process.env.MERIDIAN_STREAM_CRASH_SEED ?? 20261206);
 const kills = 4;

@@ -9,7 +9,7 @@ import { count, max, sum } from './aggregators.ts';
 import { fromTopic } from './dataflow.ts';
 import { openStreamJob } from './job.ts';
 import { callbackSink, readModelSink, topicSink } from './sinks.ts';
-import { type Embedded, scratchEmbedded } from './test-fixture.ts';
+import { type Embedded, scratchEmbedded } from './stream.fixture.ts';
 import type { WindowResult } from './window-operator.ts';
 import { session, sliding, tumbling } from './windows.ts';
 

@@ -13,7 +13,7 @@ import { aggregator, count, first, last } from './aggregators.ts';
 import { fromTopic } from './dataflow.ts';
 import { openStreamJob } from './job.ts';
 import { callbackSink } from './sinks.ts';
-import { scratchEmbedded } from './test-fixture.ts';
+import { scratchEmbedded } from './stream.fixture.ts';
 import type { WindowResult } from './window-operator.ts';
 import { tumbling } from './windows.ts';
 
