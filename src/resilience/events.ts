@@ -15,6 +15,15 @@ export type Subscribe<E> = (listener: Listener<E>) => Subscription;
 
 export class Emitter<E> {
   #listeners: Listener<E>[] = [];
+  readonly #onListenerError: ((error: unknown) => void) | undefined;
+
+  /**
+   * @param onListenerError where a listener's exception goes; by default it surfaces as an
+   *   uncaught exception, the way an EventTarget listener's does.
+   */
+  constructor(onListenerError?: (error: unknown) => void) {
+    this.#onListenerError = onListenerError;
+  }
 
   /** True when someone listens: policies build event objects only then, off the hot path. */
   get hasListeners(): boolean {
@@ -39,11 +48,13 @@ export class Emitter<E> {
       try {
         listener(event);
       } catch (error) {
-        // A broken metrics listener must not change what the policy does to the call, but it is
-        // a bug, so it surfaces as an uncaught exception, the way an EventTarget listener's does.
-        queueMicrotask(() => {
-          throw error;
-        });
+        // A broken listener must not change what its emitter does (the policy's call, the
+        // commit it follows), but it is a bug, so it surfaces.
+        if (this.#onListenerError !== undefined) this.#onListenerError(error);
+        else
+          queueMicrotask(() => {
+            throw error;
+          });
       }
     }
   }

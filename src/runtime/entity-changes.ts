@@ -1,5 +1,5 @@
 import { ValidationError } from '../errors.ts';
-import type { Subscription } from '../resilience/events.ts';
+import { Emitter, type Subscription } from '../resilience/events.ts';
 import type { Json } from '../store/types.ts';
 import type { UnitScope } from './commit-path.ts';
 
@@ -80,43 +80,27 @@ export function mergeChanges(changes: readonly EntityChange[]): EntityChange[] {
  * listens, and a listener that throws is reported, never allowed to fail the commit it follows.
  */
 export class EntityChangeFeed {
-  #listeners: EntityChangeListener[] = [];
-  readonly #report: (error: unknown) => void;
+  readonly #emitter: Emitter<readonly EntityChange[]>;
 
   constructor(report: (error: unknown) => void) {
-    this.#report = report;
+    this.#emitter = new Emitter(report);
   }
 
   get active(): boolean {
-    return this.#listeners.length > 0;
+    return this.#emitter.hasListeners;
   }
 
   subscribe(listener: EntityChangeListener): Subscription {
     if (typeof listener !== 'function') {
       throw new ValidationError('onEntityChanges needs a listener function: (changes) => void');
     }
-    // Copy on write: a listener disposing itself while it is told does not skip its neighbour.
-    this.#listeners = [...this.#listeners, listener];
-    let active = true;
-    const dispose = () => {
-      if (!active) return;
-      active = false;
-      this.#listeners = this.#listeners.filter((candidate) => candidate !== listener);
-    };
-    return { dispose, [Symbol.dispose]: dispose };
+    return this.#emitter.subscribe(listener);
   }
 
   /** Tells every listener; called once a transaction committed, before its units' callers resume. */
   committed(changes: readonly EntityChange[]): void {
     const merged = mergeChanges(changes);
     if (merged.length === 0) return;
-    const frozen = Object.freeze(merged);
-    for (const listener of this.#listeners) {
-      try {
-        listener(frozen);
-      } catch (error) {
-        this.#report(error);
-      }
-    }
+    this.#emitter.emit(Object.freeze(merged));
   }
 }
