@@ -58,6 +58,9 @@ describe('the packed tarball', () => {
     expect(files).toContain('package/dist/index.js');
     expect(files).toContain('package/dist/index.d.ts');
     expect(files).toContain('package/templates/app/src/app.ts');
+    // The web console's own files are not TypeScript: the build copies them beside its module.
+    for (const asset of ['index.html', 'app.js', 'views.js', 'client.js', 'style.css'])
+      expect(files).toContain(`package/dist/dashboard/ui/${asset}`);
     // The scaffold ships its own test (test/app.test.ts); the build ships none of ours.
     const shipped = files.filter((file) => file.startsWith('package/dist/'));
     expect(
