@@ -81,6 +81,41 @@ const matrix: Record<string, Row[]> = {
     },
   ],
   'GET /orders': [{ request: () => ({ method: 'GET', path: '/orders?limit=1000' }), expected: anyCustomer }],
+  // The web console: its page and files are public (they hold no data); what it shows is the
+  // operator's, through its API.
+  'GET /': [{ request: () => ({ method: 'GET', path: '/' }), expected: open }],
+  'GET /console': [{ request: () => ({ method: 'GET', path: '/console' }), expected: open }],
+  'GET /console/assets/:name': [
+    { request: () => ({ method: 'GET', path: '/console/assets/app.js' }), expected: open },
+  ],
+  'GET /console/api/sagas': [
+    { request: () => ({ method: 'GET', path: '/console/api/sagas' }), expected: operatorOnly },
+  ],
+  'GET /console/api/sagas/:id': [
+    {
+      request: ({ orderId }) => ({ method: 'GET', path: `/console/api/sagas/${orderId}` }),
+      expected: operatorOnly,
+    },
+  ],
+  'GET /console/api/topics': [
+    { request: () => ({ method: 'GET', path: '/console/api/topics' }), expected: operatorOnly },
+  ],
+  'GET /console/api/dead-letters': [
+    { request: () => ({ method: 'GET', path: '/console/api/dead-letters' }), expected: operatorOnly },
+  ],
+  'POST /console/api/dead-letters/retry': [
+    {
+      request: () => ({
+        method: 'POST',
+        path: '/console/api/dead-letters/retry',
+        body: { letters: [{ partition: 0, offset: 0 }] },
+      }),
+      expected: operatorOnly,
+    },
+  ],
+  'GET /console/api/events': [
+    { request: () => ({ method: 'GET', path: '/console/api/events' }), expected: operatorOnly },
+  ],
   'GET /orders/events': [
     { request: () => ({ method: 'GET', path: '/orders/events' }), expected: anyCustomer },
   ],
@@ -165,9 +200,9 @@ describe('commerce authorization matrix', () => {
     await shop?.close();
   });
 
-  /** Sends one request; a stream (the order feed) is read up to its status and then dropped. */
+  /** Sends one request; a stream (the order feed, the console's figures) is read up to its status and then dropped. */
   async function send(caller: Caller, request: ReturnType<Row['request']>): Promise<number> {
-    if (request.path.startsWith('/orders/events')) {
+    if (request.path.startsWith('/orders/events') || request.path === '/console/api/events') {
       const headers = { ...credentials[caller] };
       if (headers.authorization === '') delete headers.authorization;
       const abort = new AbortController();
