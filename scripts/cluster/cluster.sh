@@ -24,7 +24,9 @@
 # MERIDIAN_CLUSTER_REDIS_PORT (18190), MERIDIAN_CLUSTER_PG_PORT (5442: primary; standby +1), Kafka
 # 19092-19094 (scripts/kafka/kafka.sh). State lives in $MERIDIAN_CLUSTER_DIR (default
 # <project>/.meridian-cluster, gitignored); PostgreSQL's two servers are Debian clusters
-# 15/meridian-a and 15/meridian-b (pg_createcluster) with their data there. Every wait is bounded.
+# 15/meridian-a and 15/meridian-b (pg_createcluster), their data under /var/lib/postgresql
+# (MERIDIAN_CLUSTER_PG_DATA): the postgres user must reach it, which a project checked out in a
+# private directory (mode 700, as mktemp makes them) does not allow. Every wait is bounded.
 # MERIDIAN_CLUSTER_NODES (3) sets how many commerce nodes run.
 set -euo pipefail
 
@@ -42,6 +44,7 @@ pg_base_port=${MERIDIAN_CLUSTER_PG_PORT:-5442}
 # How long the primary may not answer before the monitor promotes the standby.
 failover_ms=${MERIDIAN_CLUSTER_PG_FAILOVER_MS:-3000}
 pg_version=$(ls /usr/lib/postgresql 2>/dev/null | sort -n | tail -1)
+pg_data_root=${MERIDIAN_CLUSTER_PG_DATA:-/var/lib/postgresql/meridian-cluster-$(printf %s "$state_dir" | md5sum | cut -c1-10)}
 kafka_brokers=127.0.0.1:19092,127.0.0.1:19093,127.0.0.1:19094
 database=meridian
 wait_s=${MERIDIAN_CLUSTER_WAIT_S:-180}
@@ -94,7 +97,7 @@ pg_ctl_cluster() { pg_ctlcluster --skip-systemctl-redirect "$pg_version" "$(pg_n
 
 pg_create() { # side: an empty cluster with this layout's settings
   local side=$1
-  pg_createcluster "$pg_version" "$(pg_name "$side")" -p "$(pg_port "$side")" -d "$state_dir/pg/$side" \
+  pg_createcluster "$pg_version" "$(pg_name "$side")" -p "$(pg_port "$side")" -d "$pg_data_root/$side" \
     -- --auth=trust >/dev/null
   cat >"/etc/postgresql/$pg_version/$(pg_name "$side")/conf.d/meridian-cluster.conf" <<EOF
 # scripts/cluster/cluster.sh: a primary and a streaming standby, on 127.0.0.1 only.
@@ -111,7 +114,7 @@ EOF
 }
 
 pg_standby_from() { # side primary-side: replaces side's data with a base backup of the primary
-  local side=$1 from=$2 dir="$state_dir/pg/$1"
+  local side=$1 from=$2 dir="$pg_data_root/$1"
   pg_ctl_cluster "$side" stop -m immediate 2>/dev/null || true
   rm -rf "$dir" && mkdir -p "$dir" && chown postgres:postgres "$dir" && chmod 700 "$dir"
   runuser -u postgres -- pg_basebackup -h 127.0.0.1 -p "$(pg_port "$from")" -U postgres -D "$dir" \
@@ -125,7 +128,7 @@ pg_standby_from() { # side primary-side: replaces side's data with a base backup
 }
 
 start_pg() {
-  mkdir -p "$state_dir/pg" && chmod 755 "$state_dir" "$state_dir/pg"
+  mkdir -p "$state_dir/pg" "$pg_data_root" && chown postgres:postgres "$pg_data_root"
   if ! pg_exists a; then
     echo a >"$state_dir/pg/primary"
     pg_create a
@@ -140,7 +143,7 @@ start_pg() {
   pg_isready -U postgres -q -h 127.0.0.1 -p "$(pg_port "$p")" || pg_ctl_cluster "$p" start
   # The other server starts only as a standby: a former primary (a failover happened) would be a
   # second primary; pg-rebuild-standby makes it a standby of the current one.
-  if [[ -f "$state_dir/pg/$(other "$p")/standby.signal" ]]; then
+  if [[ -f "$pg_data_root/$(other "$p")/standby.signal" ]]; then
     pg_isready -U postgres -q -h 127.0.0.1 -p "$(pg_port "$(other "$p")")" || pg_ctl_cluster "$(other "$p")" start || true
   else
     log "$(pg_name "$(other "$p")") is a former primary: 'cluster.sh pg-rebuild-standby' makes it a standby again"
@@ -197,7 +200,7 @@ cmd_pg_rebuild_standby() {
   log "$(pg_name "$(other "$p")") streams from $(pg_name "$p") again (synchronous)"
 }
 
-pg_postmaster_pid() { head -1 "$state_dir/pg/$1/postmaster.pid" 2>/dev/null; }
+pg_postmaster_pid() { head -1 "$pg_data_root/$1/postmaster.pid" 2>/dev/null; }
 
 # ---- the other processes ---------------------------------------------------------------------
 auth_secret() {
@@ -402,6 +405,7 @@ cmd_stop() {
     # pg_dropcluster leaves the directory behind when it holds a file it did not write (conf.d).
     rm -rf "/etc/postgresql/$pg_version/$(pg_name "$side")"
   done
+  rm -rf "$pg_data_root"
   [[ -f "$state_dir/kafka/layout" ]] && bash "$project_dir/scripts/kafka/kafka.sh" stop
   rm -rf "$state_dir"
   log "stopped; data deleted"
