@@ -13,6 +13,7 @@
  * took to come back to 90 % of their rate before the kill.
  */
 import { execFileSync, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -22,6 +23,10 @@ const root = resolve(import.meta.dirname, '..');
 const main = join(root, 'apps/commerce/cli/main.ts');
 const state = process.env.MERIDIAN_CLUSTER_DIR ?? join(root, '.meridian-cluster');
 const script = join(root, 'scripts/cluster/cluster.sh');
+/** Where cluster.sh keeps PostgreSQL's data directories (the same default as the script's). */
+const pgData =
+  process.env.MERIDIAN_CLUSTER_PG_DATA ??
+  `/var/lib/postgresql/meridian-cluster-${createHash('md5').update(state).digest('hex').slice(0, 10)}`;
 
 function option(name: string, fallback: string): string {
   const index = process.argv.indexOf(`--${name}`);
@@ -75,7 +80,7 @@ function clusterProcesses(): Map<number, string> {
     if (dir.isDirectory()) add(readPid(join(state, 'kafka', dir.name, 'kafka.pid')), 'kafka');
   }
   for (const side of ['a', 'b']) {
-    const postmaster = readPid(join(state, 'pg', side, 'postmaster.pid'));
+    const postmaster = readPid(join(pgData, side, 'postmaster.pid'));
     if (postmaster === undefined) continue;
     add(postmaster, 'postgresql');
     for (const child of childrenOf(postmaster)) add(child, 'postgresql');
