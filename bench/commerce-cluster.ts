@@ -18,6 +18,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { awaitAllNodesUp, startCluster } from '../test/cluster/faults.ts';
+import { integer } from './options.ts';
 
 const root = resolve(import.meta.dirname, '..');
 const main = join(root, 'apps/commerce/cli/main.ts');
@@ -27,19 +28,6 @@ const script = join(root, 'scripts/cluster/cluster.sh');
 const pgData =
   process.env.MERIDIAN_CLUSTER_PG_DATA ??
   `/var/lib/postgresql/meridian-cluster-${createHash('md5').update(state).digest('hex').slice(0, 10)}`;
-
-function option(name: string, fallback: string): string {
-  const index = process.argv.indexOf(`--${name}`);
-  return index === -1 ? fallback : (process.argv[index + 1] ?? fallback);
-}
-
-function integer(name: string, fallback: number, min: number, max: number): number {
-  const value = Number(option(name, String(fallback)));
-  if (!Number.isInteger(value) || value < min || value > max) {
-    throw new RangeError(`--${name} must be an integer in [${min}, ${max}]`);
-  }
-  return value;
-}
 
 const nodes = integer('nodes', 3, 1, 3);
 const rate = integer('rate', 300, 1, 100_000);

@@ -23,21 +23,9 @@ import { join, resolve } from 'node:path';
 import { build, type Histogram } from 'hdr-histogram-js';
 import { LoadGenerator } from '../apps/commerce/cli/load-generator.ts';
 import { parseLoadOptions } from '../apps/commerce/cli/load-options.ts';
+import { integer, option } from './options.ts';
 
 const root = resolve(import.meta.dirname, '..');
-
-function option(name: string, fallback: string): string {
-  const index = process.argv.indexOf(`--${name}`);
-  return index === -1 ? fallback : (process.argv[index + 1] ?? fallback);
-}
-
-function integer(name: string, fallback: number, min: number, max: number): number {
-  const value = Number(option(name, String(fallback)));
-  if (!Number.isInteger(value) || value < min || value > max) {
-    throw new RangeError(`--${name} must be an integer in [${min}, ${max}]: current value is ${value}`);
-  }
-  return value;
-}
 
 const rate = integer('rate', 500, 1, 100_000);
 const duration = integer('duration', 600, 10, 3600);
