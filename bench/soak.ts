@@ -41,6 +41,16 @@ const sampleSeconds = integer('sample-s', 10, 1, 600);
 const skus = integer('skus', 100, 1, 100_000);
 const samplesFile = option('samples', '');
 const plotFile = option('plot', '');
+/**
+ * How the server's memory is bounded (docs/deployment.md, "Memory"): V8's young generation at a
+ * fixed size instead of one that grows to 3 × 32 MiB under load and shrinks when idle, and
+ * glibc's malloc with 2 arenas instead of up to 8 per core, each keeping its own freed memory.
+ * `--server-flags ''` and `MALLOC_ARENA_MAX=` (empty) in the environment run Node's defaults.
+ */
+const serverFlags = option('server-flags', '--min-semi-space-size=16 --max-semi-space-size=16')
+  .split(' ')
+  .filter((flag) => flag !== '');
+const mallocArenaMax = process.env.MALLOC_ARENA_MAX ?? '2';
 /** `--gc`: the server runs a full garbage collection before each sample, so the heap sampled is what it retains. */
 const collectBeforeSample = process.argv.includes('--gc');
 
@@ -109,6 +119,7 @@ async function startServer(dataDir: string, paymentUrl: string, onSample: (sampl
   const child = spawn(
     process.execPath,
     [
+      ...serverFlags,
       ...(collectBeforeSample ? ['--expose-gc'] : []),
       join(root, 'bench/soak-server.ts'),
       '--payment-url',
@@ -120,7 +131,14 @@ async function startServer(dataDir: string, paymentUrl: string, onSample: (sampl
       '--sample-s',
       String(sampleSeconds),
     ],
-    { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, MERIDIAN_PAYMENTS_API_KEY: paymentsKey } },
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+      env: {
+        ...process.env,
+        MERIDIAN_PAYMENTS_API_KEY: paymentsKey,
+        ...(mallocArenaMax === '' ? {} : { MALLOC_ARENA_MAX: mallocArenaMax }),
+      },
+    },
   );
   let buffered = '';
   const url = await new Promise<string>((done, fail) => {

@@ -2,7 +2,14 @@ import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AlreadyExistsError, ClosedError, ConflictError, ValidationError } from '../errors.ts';
 import { ManualClock, systemClock, systemTimers } from '../time.ts';
-import type { Json, NewOutboxMessage, Store, StoreReader, StoreTransaction } from './types.ts';
+import type {
+  Json,
+  NewOutboxMessage,
+  Store,
+  StoredResponse,
+  StoreReader,
+  StoreTransaction,
+} from './types.ts';
 
 /**
  * The store contract: one suite, run unchanged against every backend (SQLite, PostgreSQL).
@@ -143,6 +150,23 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         await tx((t) => t.entities.put('scalar', 's', 'just a string', 0));
         expect((await tx((t) => t.entities.get('doc', 'd')))?.state).toEqual(state);
         expect((await tx((t) => t.entities.get('scalar', 's')))?.state).toBe('just a string');
+      });
+
+      it('gives back large states (stored packed) and small ones exactly, whichever form the previous version had', async () => {
+        const large = (n: number): Json => ({
+          id: 'ord-01a24de8346f32e6bd59f585',
+          text: `ünïcödé 🚀 \u0000 ${'repeated words, '.repeat(n)}`,
+          items: Array.from({ length: n }, (_, index) => ({ sku: `sku-${index}`, quantity: index })),
+        });
+        const versions: Json[] = [large(20), 'small', large(3), { tiny: true }, large(40)];
+        let version = 0;
+        for (const state of versions) {
+          version = await tx((t) => t.entities.put('doc', 'ord-01a24de8346f32e6bd59f585', state, version));
+          const record = await tx((t) => t.entities.get('doc', 'ord-01a24de8346f32e6bd59f585'));
+          expect(record?.state).toEqual(state);
+          expect((await tx((t) => t.entities.list('doc')))[0]?.state).toEqual(state);
+        }
+        expect(version).toBe(versions.length);
       });
 
       it('refuses bad input with a ValidationError naming the field, rule and value', async () => {
@@ -710,7 +734,7 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         headers: { 'content-type': 'application/json' },
         body: '{"orderId":"o1"}',
       };
-      const complete = (key: string, fingerprint: string, token: number, stored = response) =>
+      const complete = (key: string, fingerprint: string, token: number, stored: StoredResponse = response) =>
         tx((t) => t.idempotency.complete(claim(key, fingerprint, token), stored));
       const release = (key: string, fingerprint: string, token: number) =>
         tx((t) => t.idempotency.release(claim(key, fingerprint, token)));
@@ -753,6 +777,29 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         expect(await reserve('k1', 'fp-b', startMs + 1)).toEqual({ outcome: 'mismatch' });
         await expectError(complete('k1', 'fp-a', token), ConflictError);
         await expectError(complete('never', 'fp-a', 1), ConflictError);
+      });
+
+      it('gives back a large stored response (kept packed) exactly, headers and body', async () => {
+        const large = {
+          status: 202,
+          headers: {
+            location: '/orders/ord-01a24de8346f32e6bd59f585',
+            'content-type': 'application/json; ü',
+          },
+          body: JSON.stringify({ orderId: 'ord-01a24de8346f32e6bd59f585', note: 'ünïcödé 🚀 '.repeat(30) }),
+        };
+        const token = await reserveToken('k-large', 'fp-a', startMs);
+        await complete('k-large', 'fp-a', token, large);
+        expect(await reserve('k-large', 'fp-a', startMs + 1)).toEqual({
+          outcome: 'completed',
+          response: large,
+        });
+        const empty = { status: 204, headers: {}, body: '' };
+        await complete('k-empty', 'fp-a', await reserveToken('k-empty', 'fp-a', startMs), empty);
+        expect(await reserve('k-empty', 'fp-a', startMs + 1)).toEqual({
+          outcome: 'completed',
+          response: empty,
+        });
       });
 
       it('lets the same request take over a key whose lease ran out, with the next token; another request still gets mismatch', async () => {

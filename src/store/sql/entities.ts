@@ -10,32 +10,54 @@ import {
 import type { EntityRecord, EntityStore, IdleEntitiesRequest, Json } from '../types.ts';
 import type { SqlSession } from './connection.ts';
 import { sqlPerStore } from './dialect.ts';
-import { parseJson, toInteger, toStringColumn } from './rows.ts';
+import { packText, unpackText } from './packed-text.ts';
+import { parseJson, toBytes, toInteger, toStringColumn } from './rows.ts';
 import { entityKey } from './write-batch.ts';
 
 interface EntityRow {
   type: unknown;
   id: unknown;
   state: unknown;
+  state_packed: unknown;
   version: unknown;
   updated_at: unknown;
 }
 
+/** What an entity's packed state is compressed against: its key, which the row holds anyway. */
+function packContext(type: string, id: string): string {
+  return `${type}"${id}"`;
+}
+
+/**
+ * The columns an entity's state is stored in: packed (src/store/sql/packed-text.ts) when that is
+ * smaller, with `state` '' then; as JSON text otherwise.
+ */
+export function entityStateColumns(type: string, id: string, text: string): [string, Uint8Array | null] {
+  const packed = packText(text, packContext(type, id));
+  return packed === null ? [text, null] : ['', packed];
+}
+
 function toEntity(row: EntityRow): EntityRecord {
+  const type = toStringColumn(row.type, 'type');
+  const id = toStringColumn(row.id, 'id');
+  const packed = toBytes(row.state_packed, 'state_packed');
+  const text =
+    packed === null ? row.state : unpackText(packed, packContext(type, id), `entity '${type}/${id}'`);
   return {
-    type: toStringColumn(row.type, 'type'),
-    id: toStringColumn(row.id, 'id'),
-    state: parseJson(row.state, 'state'),
+    type,
+    id,
+    state: parseJson(text, 'state'),
     version: toInteger(row.version, 'version'),
     updatedAt: toInteger(row.updated_at, 'updated_at'),
   };
 }
 
-const columns = 'type, id, state, version, updated_at';
+const columns = 'type, id, state, state_packed, version, updated_at';
 
 const statements = sqlPerStore(({ entities: table }) => ({
-  insert: `INSERT INTO ${table} (${columns}) VALUES ($1, $2, $3, 1, $4) ON CONFLICT (type, id) DO NOTHING`,
-  update: `UPDATE ${table} SET state = $3, version = version + 1, updated_at = $4 WHERE type = $1 AND id = $2 AND version = $5`,
+  insert: `INSERT INTO ${table} (${columns}) VALUES ($1, $2, $3, $5, 1, $4) ON CONFLICT (type, id) DO NOTHING`,
+  update: `UPDATE ${table} SET state = $3, state_packed = $6, version = version + 1, updated_at = $4
+           WHERE type = $1 AND id = $2 AND version = $5`,
   delete: `DELETE FROM ${table} WHERE type = $1 AND id = $2 AND version = $3`,
   list: `SELECT ${columns} FROM ${table} WHERE type = $1 AND id > $2 ORDER BY id LIMIT $3`,
   get: `SELECT ${columns} FROM ${table} WHERE type = $1 AND id = $2`,
@@ -65,21 +87,21 @@ export class SqlEntityStore implements EntityStore {
     requireName('type', type);
     requireId('id', id);
     requireTimestamp('expectedVersion', expectedVersion);
-    const text = toJsonText('state', state);
+    const [text, packed] = entityStateColumns(type, id, toJsonText('state', state));
     const nowMs = this.#session.clock.now();
     const batch = this.#session.batch;
     if (batch !== undefined) {
       // A second write of the same entity waits for the first: one row per key and batch.
       if (batch.has('entities', entityKey(type, id))) await this.#session.runBatch();
-      batch.putEntity({ type, id, state: text, at: nowMs, expected: expectedVersion });
+      batch.putEntity({ type, id, state: text, packed, at: nowMs, expected: expectedVersion });
       return expectedVersion + 1;
     }
     const changed =
       expectedVersion === 0
         ? // DO NOTHING rather than a unique violation: PostgreSQL would abort the whole
           // transaction on the violation, and the caller may want to go on after a ConflictError.
-          await this.#session.execute(this.#sql.insert, [type, id, text, nowMs])
-        : await this.#session.execute(this.#sql.update, [type, id, text, nowMs, expectedVersion]);
+          await this.#session.execute(this.#sql.insert, [type, id, text, nowMs, packed])
+        : await this.#session.execute(this.#sql.update, [type, id, text, nowMs, expectedVersion, packed]);
     if (changed === 1) return expectedVersion + 1;
     throw await this.#conflict('put', type, id, expectedVersion);
   }

@@ -9,6 +9,7 @@ import {
   storeLimits,
   toHeadersText,
 } from '../limits.ts';
+import { SchemaMismatchError } from '../schema-mismatch-error.ts';
 import type {
   IdempotencyClaim,
   IdempotencyReservation,
@@ -18,7 +19,8 @@ import type {
 } from '../types.ts';
 import type { SqlSession } from './connection.ts';
 import { sqlPerStore } from './dialect.ts';
-import { toInteger, toOptionalInteger, toStringColumn } from './rows.ts';
+import { packText, unpackText } from './packed-text.ts';
+import { toBytes, toInteger, toOptionalInteger, toStringColumn } from './rows.ts';
 
 interface KeyRow {
   fingerprint: unknown;
@@ -27,6 +29,7 @@ interface KeyRow {
   response_status: unknown;
   response_headers: unknown;
   response_body: unknown;
+  response_packed: unknown;
   expires_at: unknown;
   token: unknown;
   reserved_at: unknown;
@@ -67,6 +70,33 @@ function requireResponse(response: StoredResponse): { status: number; headers: s
   return { status, headers, body: response.body };
 }
 
+/** A completed key's stored response, from its text columns or its packed one (migration 9). */
+function storedResponse(scope: string, key: string, row: KeyRow): StoredResponse {
+  const packed = toBytes(row.response_packed, 'response_packed');
+  let headers: string;
+  let body: string;
+  if (packed === null) {
+    headers = toStringColumn(row.response_headers, 'response_headers');
+    body = toStringColumn(row.response_body, 'response_body');
+  } else {
+    const text = unpackText(packed, '', `the response of idempotency key '${key}' in scope '${scope}'`);
+    const separator = text.indexOf('\u0000');
+    if (separator === -1) {
+      throw new SchemaMismatchError(
+        `The packed response of idempotency key '${key}' in scope '${scope}' has no separator between its headers and body; it was written by another version of Meridian or damaged`,
+        { details: { scope, key } },
+      );
+    }
+    headers = text.slice(0, separator);
+    body = text.slice(separator + 1);
+  }
+  return {
+    status: toInteger(row.response_status, 'response_status'),
+    headers: JSON.parse(headers) as Record<string, string>,
+    body,
+  };
+}
+
 function requireClaim(claim: IdempotencyClaim): IdempotencyClaim {
   if (typeof claim !== 'object' || claim === null) {
     throw new ValidationError(`'claim' must be an object: current value is ${String(claim)}`, {
@@ -84,15 +114,17 @@ function requireClaim(claim: IdempotencyClaim): IdempotencyClaim {
 const statements = sqlPerStore(({ idempotencyKeys: table }, dialect) => ({
   insert: `INSERT INTO ${table} (scope, key, fingerprint, status, lease_until, expires_at, token, reserved_at)
          VALUES ($1, $2, $3, 'in_flight', $4, $5, $6, $7) ON CONFLICT (scope, key) DO NOTHING`,
-  lock: `SELECT fingerprint, status, lease_until, response_status, response_headers, response_body, expires_at, token, reserved_at
+  lock: `SELECT fingerprint, status, lease_until, response_status, response_headers, response_body, response_packed,
+           expires_at, token, reserved_at
          FROM ${table} WHERE scope = $1 AND key = $2${dialect.forUpdate}`,
   takeOver: `UPDATE ${table} SET fingerprint = $3, status = 'in_flight', lease_until = $4, expires_at = $5,
-             token = $6, reserved_at = $7, response_status = NULL, response_headers = NULL, response_body = NULL
+             token = $6, reserved_at = $7, response_status = NULL, response_headers = NULL, response_body = NULL,
+             response_packed = NULL
            WHERE scope = $1 AND key = $2`,
   // Both match the reservation by its token: a stale attempt's token was replaced by its takeover.
   // `lease_until IS NOT NULL` leaves released keys alone.
   complete: `UPDATE ${table} SET status = 'completed', lease_until = NULL,
-         response_status = $5, response_headers = $6, response_body = $7
+         response_status = $5, response_headers = $6, response_body = $7, response_packed = $8
        WHERE scope = $1 AND key = $2 AND fingerprint = $3 AND token = $4
          AND status = 'in_flight' AND lease_until IS NOT NULL`,
   release: `UPDATE ${table} SET lease_until = NULL
@@ -175,17 +207,7 @@ export class SqlIdempotencyStore implements IdempotencyStore {
       }
       if (decision === 'mismatch') return { outcome: 'mismatch' };
       if (decision === 'in_flight') return { outcome: 'in_flight', leaseUntil: heldUntil ?? 0 };
-      return {
-        outcome: 'completed',
-        response: {
-          status: toInteger(row.response_status, 'response_status'),
-          headers: JSON.parse(toStringColumn(row.response_headers, 'response_headers')) as Record<
-            string,
-            string
-          >,
-          body: toStringColumn(row.response_body, 'response_body'),
-        },
-      };
+      return { outcome: 'completed', response: storedResponse(scope, key, row) };
     }
     throw new ConflictError(
       `Could not reserve idempotency key '${key}' in scope '${scope}': it was released or expired ${reserveRounds} times while reserving`,
@@ -196,14 +218,18 @@ export class SqlIdempotencyStore implements IdempotencyStore {
   async complete(claim: IdempotencyClaim, response: StoredResponse): Promise<void> {
     const { scope, key, fingerprint, token } = requireClaim(claim);
     const stored = requireResponse(response);
+    // Headers and body packed together (a body holds no NUL, JSON text none either): a body often
+    // repeats what a header says (an order's id in its body and its Location).
+    const packed = packText(`${stored.headers}\u0000${stored.body}`, '');
     const changed = await this.#session.execute(this.#sql.complete, [
       scope,
       key,
       fingerprint,
       token,
       stored.status,
-      stored.headers,
-      stored.body,
+      packed === null ? stored.headers : null,
+      packed === null ? stored.body : null,
+      packed,
     ]);
     if (changed !== 1) {
       throw new ConflictError(

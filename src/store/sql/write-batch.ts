@@ -57,7 +57,9 @@ class NewRows {
 interface EntityWrite {
   type: string;
   id: string;
+  /** The state's columns (see entityStateColumns): JSON text, or '' and the packed state. */
   state: string;
+  packed: Uint8Array | null;
   at: number;
   expected: number;
 }
@@ -109,6 +111,7 @@ export class WriteBatch {
     ['type', 'text'],
     ['id', 'text'],
     ['state', 'text'],
+    ['state_packed', 'bytea'],
     ['version', 'bigint'],
     ['updated_at', 'bigint'],
   ]);
@@ -201,7 +204,7 @@ export class WriteBatch {
   putEntity(write: EntityWrite): void {
     const key = entityKey(write.type, write.id);
     if (write.expected !== 0) this.#entityUpdates.set(key, write);
-    else this.#entityInserts.add(key, [write.type, write.id, write.state, 1, write.at]);
+    else this.#entityInserts.add(key, [write.type, write.id, write.state, write.packed, 1, write.at]);
   }
 
   createSaga(saga: {
@@ -281,10 +284,12 @@ export class WriteBatch {
   async #updateEntities(connection: SqlConnection, rows: EntityWrite[]): Promise<void> {
     if (rows.length === 0) return;
     const changed = await connection.execute(
-      `UPDATE ${this.#tables.entities} AS e SET state = v.state, version = e.version + 1, updated_at = v.at
-       FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[]) AS v(type, id, state, at, expected)
+      `UPDATE ${this.#tables.entities} AS e SET state = v.state, state_packed = v.packed,
+         version = e.version + 1, updated_at = v.at
+       FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bytea[])
+         AS v(type, id, state, at, expected, packed)
        WHERE e.type = v.type AND e.id = v.id AND e.version = v.expected`,
-      columns(rows, ['type', 'id', 'state', 'at', 'expected']),
+      columns(rows, ['type', 'id', 'state', 'at', 'expected', 'packed']),
     );
     if (changed !== rows.length)
       throw conflict('entity updates', rows.length, changed, 'had another version');
