@@ -12,7 +12,8 @@ import type { Store } from '../types.ts';
 import { postgresDialect, type StoreTables, sqliteDialect, storeTables } from './dialect.ts';
 import { storeComponent, storeMigrations } from './schema.ts';
 
-// Migration 9 packs entity states and stored responses; users have rows written before it, as
+// Migration 9 packs entity states, stored responses and ended sagas' input and output; users
+// have rows written before it, as
 // text. This file writes such rows into a schema at migration 8, opens a store of this version
 // on it (which migrates), and reads them. PostgreSQL needs MERIDIAN_TEST_PG_URL (skipped without).
 
@@ -40,6 +41,11 @@ function oldRows(t: StoreTables): Array<[string, unknown[]]> {
          response_body, expires_at, token, reserved_at) VALUES ('orders', 'k1', 'fp', 'completed', 202, $1, $2, $3, 1, $4)`,
       [JSON.stringify(headers), body, nowMs + 86_400_000, nowMs],
     ],
+    [
+      `INSERT INTO ${t.sagas} (id, type, status, input, output, created_at, updated_at, version)
+         VALUES ($1, 'OrderSaga', 'completed', $2, $3, $4, $4, 2)`,
+      [state.orderId, JSON.stringify(state), JSON.stringify(state), nowMs],
+    ],
   ];
 }
 
@@ -58,6 +64,11 @@ async function expectOldRowsRead(store: Store): Promise<void> {
     }),
   );
   expect(replay).toEqual({ outcome: 'completed', response: { status: 202, headers, body } });
+  const saga = { id: state.orderId, status: 'completed', input: state, output: state, version: 2 };
+  expect(await store.transaction((tx) => tx.sagas.get(state.orderId))).toMatchObject(saga);
+  const request = { type: 'OrderSaga', endedBefore: nowMs + 1, limit: 10 };
+  expect(await store.transaction((tx) => tx.sagas.foldEndedJournals(request))).toBe(1);
+  expect(await store.transaction((tx) => tx.sagas.get(state.orderId))).toMatchObject(saga);
   const next = { ...state, status: 'confirmed' };
   expect(await store.transaction((tx) => tx.entities.put('Order', state.orderId, next, 1))).toBe(2);
   expect((await store.transaction((tx) => tx.entities.get('Order', state.orderId)))?.state).toEqual(next);

@@ -12,6 +12,7 @@ import {
   toJsonText,
   toPartitionsText,
 } from '../limits.ts';
+import { SchemaMismatchError } from '../schema-mismatch-error.ts';
 import {
   type EndedSagasRequest,
   endedSagaStatuses,
@@ -26,6 +27,7 @@ import {
 import type { SqlSession, SqlValue } from './connection.ts';
 import { sqlPerStore } from './dialect.ts';
 import { decodeJournal, encodeJournal } from './journal-codec.ts';
+import { packText, unpackText } from './packed-text.ts';
 import {
   parseJson,
   parseOptionalJson,
@@ -50,6 +52,7 @@ interface SagaRow {
   created_at: unknown;
   updated_at: unknown;
   version: unknown;
+  record_packed: unknown;
 }
 
 interface JournalRow {
@@ -65,20 +68,52 @@ interface JournalRow {
 }
 
 const sagaColumns = 'id, type, status, input, output, reason, created_at, updated_at, version';
+const sagaReadColumns = `${sagaColumns}, record_packed`;
+
+/**
+ * An ended saga's input and output as one packed value (src/store/sql/packed-text.ts), written
+ * when its journal is folded: `input` is '' and `output` NULL then. JSON text holds no raw NUL,
+ * so NUL separates them; an empty output stands for NULL (JSON text is never empty).
+ */
+function packRecord(id: string, input: string, output: string | null): Uint8Array | null {
+  return packText(`${input}\u0000${output ?? ''}`, id);
+}
+
+function unpackRecord(id: string, packed: Uint8Array): { input: string; output: string | null } {
+  const text = unpackText(packed, id, `saga '${id}'`);
+  const separator = text.indexOf('\u0000');
+  if (separator === -1) {
+    throw new SchemaMismatchError(
+      `The packed input and output of saga '${id}' have no separator; they were written by another version of Meridian or damaged`,
+      { details: { sagaId: id } },
+    );
+  }
+  const output = text.slice(separator + 1);
+  return { input: text.slice(0, separator), output: output === '' ? null : output };
+}
 const journalColumns = 'saga_id, sequence, kind, name, status, result, error, attempts, at';
 
 function toSaga(row: SagaRow): SagaRecord {
+  const id = toStringColumn(row.id, 'id');
+  const packed = toBytes(row.record_packed, 'record_packed');
+  const { input, output } =
+    packed === null ? { input: row.input, output: row.output } : unpackRecord(id, packed);
   return {
-    id: toStringColumn(row.id, 'id'),
+    id,
     type: toStringColumn(row.type, 'type'),
     status: toStringColumn(row.status, 'status') as SagaStatus,
-    input: parseJson(row.input, 'input'),
-    output: parseOptionalJson(row.output, 'output'),
+    input: parseJson(input, 'input'),
+    output: parseOptionalJson(output, 'output'),
     reason: toOptionalString(row.reason, 'reason'),
     createdAt: toInteger(row.created_at, 'created_at'),
     updatedAt: toInteger(row.updated_at, 'updated_at'),
     version: toInteger(row.version, 'version'),
   };
+}
+
+/** The output of `saga` as the column holds it. */
+function toOutputText(saga: SagaRecord): string | null {
+  return saga.output === null ? null : JSON.stringify(saga.output);
 }
 
 function toJournalEntry(row: JournalRow): JournalEntry {
@@ -100,14 +135,18 @@ const statements = sqlPerStore(({ sagas, sagaJournal: journal }, dialect) => {
   const base = 'status = $3, updated_at = $4, version = version + 1';
   return {
     create: `INSERT INTO ${sagas} (${sagaColumns}, partition) VALUES ($1, $2, $3, $4, NULL, NULL, $5, $5, 1, $6) ON CONFLICT (id) DO NOTHING`,
-    get: `SELECT ${sagaColumns} FROM ${sagas} WHERE id = $1`,
-    /** By which of output and reason change: neither, output, reason, both. */
+    get: `SELECT ${sagaReadColumns} FROM ${sagas} WHERE id = $1`,
+    /**
+     * By which of output and reason change: neither, output, reason, both. A new output does not
+     * go into a packed record (see packRecord): `update` unpacks it first.
+     */
     update: [
       update(base),
-      update(`${base}, output = $5`),
+      `${update(`${base}, output = $5`)} AND record_packed IS NULL`,
       update(`${base}, reason = $5`),
-      update(`${base}, output = $5, reason = $6`),
+      `${update(`${base}, output = $5, reason = $6`)} AND record_packed IS NULL`,
     ] as const,
+    unpack: `UPDATE ${sagas} SET input = $2, output = $3, record_packed = NULL WHERE id = $1`,
     // Inserted only when it is the next sequence of the saga, so the journal stays dense; DO
     // NOTHING turns a second runner's duplicate into "0 rows" instead of aborting the transaction.
     // PostgreSQL: the guard is in the statement (the CASTs type the parameters, which it cannot
@@ -133,6 +172,9 @@ const statements = sqlPerStore(({ sagas, sagaJournal: journal }, dialect) => {
     journals: `SELECT ${journalColumns} FROM ${journal} WHERE saga_id IN (${dialect.jsonTexts('$1')})
        ORDER BY saga_id, sequence`,
     fold: `UPDATE ${sagas} SET journal = $2, journal_deleted = 2 WHERE id = $1`,
+    foldPacked: `UPDATE ${sagas} SET journal = $2, journal_deleted = 2, record_packed = $3, input = '', output = NULL
+       WHERE id = $1`,
+    records: `SELECT id, input, output FROM ${sagas} WHERE id IN (${dialect.jsonTexts('$1')}) AND record_packed IS NULL`,
     folded: `SELECT journal FROM ${sagas} WHERE id = $1 AND journal_deleted <> 0`,
     deleteJournals: `DELETE FROM ${journal} WHERE saga_id IN (${dialect.jsonTexts('$1')})`,
     deleteSagas: `DELETE FROM ${sagas} WHERE id IN (${dialect.jsonTexts('$1')})`,
@@ -211,9 +253,18 @@ export class SqlSagaStore implements SagaStore {
     if (output !== undefined) params.push(output);
     if (reason !== undefined) params.push(reason);
     const variant = (change.output === undefined ? 0 : 1) + (change.reason === undefined ? 0 : 2);
-    const changed = await this.#session.execute(this.#sql.update[variant]!, params);
+    let changed = await this.#session.execute(this.#sql.update[variant]!, params);
+    const current = changed === 1 ? null : await this.#get(id);
+    if (current !== null && current.version === expectedVersion && output !== undefined) {
+      // A new output for a saga whose record was packed when its journal was folded: unpack it.
+      await this.#session.execute(this.#sql.unpack, [
+        id,
+        JSON.stringify(current.input),
+        toOutputText(current),
+      ]);
+      changed = await this.#session.execute(this.#sql.update[variant]!, params);
+    }
     if (changed === 1) return expectedVersion + 1;
-    const current = await this.#get(id);
     const actual = current === null ? 'it does not exist' : `its version is ${current.version}`;
     throw new ConflictError(`Cannot update saga '${id}' expecting version ${expectedVersion}: ${actual}`, {
       details: { id, expectedVersion, actualVersion: current?.version ?? 0 },
@@ -246,7 +297,7 @@ export class SqlSagaStore implements SagaStore {
       where += ` AND type = $${params.length}`;
     }
     const rows = await this.#session.query<SagaRow>(
-      `SELECT ${sagaColumns} FROM ${this.#sagas} WHERE ${where} ORDER BY id LIMIT $2`,
+      `SELECT ${sagaReadColumns} FROM ${this.#sagas} WHERE ${where} ORDER BY id LIMIT $2`,
       params,
     );
     return rows.map(toSaga);
@@ -330,10 +381,27 @@ export class SqlSagaStore implements SagaStore {
     if (ids === null) return 0;
     const rows = await this.#session.query<JournalRow>(this.#sql.journals, [ids.text]);
     const bySaga = Map.groupBy(rows.map(toJournalEntry), (entry) => entry.sagaId);
+    const records = await this.#session.query<{ id: unknown; input: unknown; output: unknown }>(
+      this.#sql.records,
+      [ids.text],
+    );
+    const packedRecords = new Map(
+      records.map((row) => {
+        const id = toStringColumn(row.id, 'id');
+        return [
+          id,
+          packRecord(id, toStringColumn(row.input, 'input'), toOptionalString(row.output, 'output')),
+        ];
+      }),
+    );
     let folded = 0;
     for (const sagaId of JSON.parse(ids.text) as string[]) {
-      const entries = bySaga.get(sagaId) ?? [];
-      folded += await this.#session.execute(this.#sql.fold, [sagaId, encodeJournal(entries)]);
+      const journal = encodeJournal(bySaga.get(sagaId) ?? []);
+      const record = packedRecords.get(sagaId) ?? null;
+      folded += await this.#session.execute(
+        record === null ? this.#sql.fold : this.#sql.foldPacked,
+        record === null ? [sagaId, journal] : [sagaId, journal, record],
+      );
     }
     await this.#session.execute(this.#sql.deleteJournals, [ids.text]);
     return folded;

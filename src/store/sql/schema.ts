@@ -212,14 +212,17 @@ ALTER TABLE ${t.sagas} ADD COLUMN journal BYTEA;
     },
     {
       version: 9,
-      name: 'packed values: entity states and stored Idempotency-Key responses compressed when smaller',
+      name: "packed values: entity states, stored Idempotency-Key responses and ended sagas' input and output compressed when smaller",
       // `state_packed` / `response_packed` hold the value packed (src/store/sql/packed-text.ts)
       // when that is smaller; `state` is then '' and `response_headers`/`response_body` NULL.
+      // `record_packed` holds an ended saga's input and output, packed when its journal is folded
+      // (`input` '' and `output` NULL then).
       // Rows written before keep their text (NULL packed columns) and read as before; each is
       // packed the next time it is written.
       sql: `
 ALTER TABLE ${t.entities} ADD COLUMN state_packed BYTEA;
 ALTER TABLE ${t.idempotencyKeys} ADD COLUMN response_packed BYTEA;
+ALTER TABLE ${t.sagas} ADD COLUMN record_packed BYTEA;
 `,
     },
   ];

@@ -303,7 +303,7 @@ export class WriteBatch {
          reason = CASE WHEN v.set_reason THEN v.reason ELSE s.reason END
        FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::boolean[], $6::text[], $7::boolean[], $8::text[])
          AS v(id, expected, status, at, set_output, output, set_reason, reason)
-       WHERE s.id = v.id AND s.version = v.expected`,
+       WHERE s.id = v.id AND s.version = v.expected AND (NOT v.set_output OR s.record_packed IS NULL)`,
       [
         ...columns(rows, ['id', 'expected', 'status', 'at']),
         rows.map((row) => row.output !== undefined) as unknown as SqlValue,
