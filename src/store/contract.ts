@@ -807,6 +807,21 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         await expectError(complete('never', 'fp-a', 1), ConflictError);
       });
 
+      it('tells fingerprints apart exactly, a SHA-256 hex digest (stored in binary) or text that looks like its stored form', async () => {
+        const digest = 'a'.repeat(63) + 'f';
+        const lookalike = `~${Buffer.from(digest, 'hex').toString('base64url')}`;
+        const token = await reserveToken('k-digest', digest, startMs);
+        expect(await reserve('k-digest', lookalike, startMs + 1)).toEqual({ outcome: 'mismatch' });
+        expect(await reserve('k-digest', digest.toUpperCase(), startMs + 1)).toEqual({ outcome: 'mismatch' });
+        await complete('k-digest', digest, token);
+        expect(await reserve('k-digest', digest, startMs + 2)).toEqual({ outcome: 'completed', response });
+        const other = await reserveToken('k-tilde', lookalike, startMs);
+        expect(await reserve('k-tilde', digest, startMs + 1)).toEqual({ outcome: 'mismatch' });
+        await expectError(complete('k-tilde', digest, other), ConflictError);
+        await complete('k-tilde', lookalike, other);
+        expect(await reserve('k-tilde', lookalike, startMs + 2)).toEqual({ outcome: 'completed', response });
+      });
+
       it('gives back a large stored response (kept packed) exactly, headers and body', async () => {
         const large = {
           status: 202,

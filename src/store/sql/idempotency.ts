@@ -97,6 +97,33 @@ function storedResponse(scope: string, key: string, row: KeyRow): StoredResponse
   };
 }
 
+const hexDigest = /^[0-9a-f]{64}$/;
+
+/**
+ * A fingerprint as the column holds it: a SHA-256 hex digest (the gateway's) as '~' and its 32
+ * bytes in 43 base64url characters, 20 fewer; any other as given, with a leading '~' doubled,
+ * so that the two forms never meet.
+ */
+function storedFingerprint(fingerprint: string): string {
+  if (hexDigest.test(fingerprint)) return `~${Buffer.from(fingerprint, 'hex').toString('base64url')}`;
+  return fingerprint.startsWith('~') ? `~${fingerprint}` : fingerprint;
+}
+
+/** The fingerprint `storedFingerprint` was given; rows from before migration 9 hold it as given. */
+function readFingerprint(stored: string): string {
+  if (stored.startsWith('~~')) return stored.slice(1);
+  if (stored.startsWith('~')) return Buffer.from(stored.slice(1), 'base64url').toString('hex');
+  return stored;
+}
+
+/**
+ * How a row reserved before migration 9 holds this fingerprint (a hex digest as hex): a request
+ * holding such a key across the upgrade still completes or releases it.
+ */
+function legacyFingerprint(fingerprint: string): string {
+  return hexDigest.test(fingerprint) ? fingerprint : storedFingerprint(fingerprint);
+}
+
 function requireClaim(claim: IdempotencyClaim): IdempotencyClaim {
   if (typeof claim !== 'object' || claim === null) {
     throw new ValidationError(`'claim' must be an object: current value is ${String(claim)}`, {
@@ -125,10 +152,10 @@ const statements = sqlPerStore(({ idempotencyKeys: table }, dialect) => ({
   // `lease_until IS NOT NULL` leaves released keys alone.
   complete: `UPDATE ${table} SET status = 'completed', lease_until = NULL,
          response_status = $5, response_headers = $6, response_body = $7, response_packed = $8
-       WHERE scope = $1 AND key = $2 AND fingerprint = $3 AND token = $4
+       WHERE scope = $1 AND key = $2 AND fingerprint IN ($3, $9) AND token = $4
          AND status = 'in_flight' AND lease_until IS NOT NULL`,
   release: `UPDATE ${table} SET lease_until = NULL
-       WHERE scope = $1 AND key = $2 AND fingerprint = $3 AND token = $4
+       WHERE scope = $1 AND key = $2 AND fingerprint IN ($3, $5) AND token = $4
          AND status = 'in_flight' AND lease_until IS NOT NULL`,
   // A bounded batch, earliest first, through the expiry index.
   expire: `DELETE FROM ${table} WHERE (scope, key) IN
@@ -169,7 +196,7 @@ export class SqlIdempotencyStore implements IdempotencyStore {
       const inserted = await this.#session.execute(this.#sql.insert, [
         scope,
         key,
-        fingerprint,
+        storedFingerprint(fingerprint),
         leaseUntil,
         expiresAt,
         firstToken,
@@ -183,7 +210,7 @@ export class SqlIdempotencyStore implements IdempotencyStore {
       if (row === undefined) continue;
       const heldUntil = toOptionalInteger(row.lease_until, 'lease_until');
       const found: FoundReservation = {
-        fingerprint: toStringColumn(row.fingerprint, 'fingerprint'),
+        fingerprint: readFingerprint(toStringColumn(row.fingerprint, 'fingerprint')),
         expiresAt: toInteger(row.expires_at, 'expires_at'),
         status: row.status === 'completed' ? 'completed' : heldUntil === null ? 'released' : 'in_flight',
         leaseUntil: heldUntil,
@@ -197,7 +224,7 @@ export class SqlIdempotencyStore implements IdempotencyStore {
         await this.#session.execute(this.#sql.takeOver, [
           scope,
           key,
-          fingerprint,
+          storedFingerprint(fingerprint),
           leaseUntil,
           expiresAt,
           token,
@@ -224,12 +251,13 @@ export class SqlIdempotencyStore implements IdempotencyStore {
     const changed = await this.#session.execute(this.#sql.complete, [
       scope,
       key,
-      fingerprint,
+      storedFingerprint(fingerprint),
       token,
       stored.status,
       packed === null ? stored.headers : null,
       packed === null ? stored.body : null,
       packed,
+      legacyFingerprint(fingerprint),
     ]);
     if (changed !== 1) {
       throw new ConflictError(
@@ -243,7 +271,13 @@ export class SqlIdempotencyStore implements IdempotencyStore {
     const { scope, key, fingerprint, token } = requireClaim(claim);
     // Only this in-flight reservation: a completed response stays replayable and a later
     // reservation (another token) is not ours to drop.
-    await this.#session.execute(this.#sql.release, [scope, key, fingerprint, token]);
+    await this.#session.execute(this.#sql.release, [
+      scope,
+      key,
+      storedFingerprint(fingerprint),
+      token,
+      legacyFingerprint(fingerprint),
+    ]);
   }
 
   async expire(nowMs: number, limit?: number): Promise<number> {

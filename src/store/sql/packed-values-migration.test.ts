@@ -13,9 +13,9 @@ import { postgresDialect, type StoreTables, sqliteDialect, storeTables } from '.
 import { storeComponent, storeMigrations } from './schema.ts';
 
 // Migration 9 packs entity states, stored responses and ended sagas' input and output; users
-// have rows written before it, as
-// text. This file writes such rows into a schema at migration 8, opens a store of this version
-// on it (which migrates), and reads them. PostgreSQL needs MERIDIAN_TEST_PG_URL (skipped without).
+// have rows written before it, as text. This file writes such rows into a schema at migration 8,
+// opens a store of this version on it (which migrates), and reads them. PostgreSQL needs
+// MERIDIAN_TEST_PG_URL (skipped without).
 
 const state = {
   orderId: 'ord-01a24de8346f32e6bd59f585',
@@ -28,6 +28,8 @@ const body = JSON.stringify({
   padding: 'p'.repeat(120),
 });
 const nowMs = 1_800_000_000_000;
+/** A request fingerprint as the gateway makes them (SHA-256, hex), stored as hex before migration 9. */
+const digest = '0123456789abcdef'.repeat(4);
 
 /** The rows as migration 8's code wrote them: JSON text in `state` and the response columns. */
 function oldRows(t: StoreTables): Array<[string, unknown[]]> {
@@ -38,8 +40,13 @@ function oldRows(t: StoreTables): Array<[string, unknown[]]> {
     ],
     [
       `INSERT INTO ${t.idempotencyKeys} (scope, key, fingerprint, status, response_status, response_headers,
-         response_body, expires_at, token, reserved_at) VALUES ('orders', 'k1', 'fp', 'completed', 202, $1, $2, $3, 1, $4)`,
-      [JSON.stringify(headers), body, nowMs + 86_400_000, nowMs],
+         response_body, expires_at, token, reserved_at) VALUES ('orders', 'k1', $5, 'completed', 202, $1, $2, $3, 1, $4)`,
+      [JSON.stringify(headers), body, nowMs + 86_400_000, nowMs, digest],
+    ],
+    [
+      `INSERT INTO ${t.idempotencyKeys} (scope, key, fingerprint, status, lease_until, expires_at, token, reserved_at)
+         VALUES ('orders', 'k2', $1, 'in_flight', $2, $3, 7, $4)`,
+      [digest, nowMs + 30_000, nowMs + 86_400_000, nowMs],
     ],
     [
       `INSERT INTO ${t.sagas} (id, type, status, input, output, created_at, updated_at, version)
@@ -53,17 +60,23 @@ function oldRows(t: StoreTables): Array<[string, unknown[]]> {
 async function expectOldRowsRead(store: Store): Promise<void> {
   const record = await store.transaction((tx) => tx.entities.get('Order', state.orderId));
   expect(record).toMatchObject({ state, version: 1 });
-  const replay = await store.transaction((tx) =>
-    tx.idempotency.reserve({
-      scope: 'orders',
-      key: 'k1',
-      fingerprint: 'fp',
-      nowMs,
-      leaseMs: 1000,
-      expiresAt: nowMs + 2000,
-    }),
-  );
-  expect(replay).toEqual({ outcome: 'completed', response: { status: 202, headers, body } });
+  const reserve = (key: string) =>
+    store.transaction((tx) =>
+      tx.idempotency.reserve({
+        scope: 'orders',
+        key,
+        fingerprint: digest,
+        nowMs,
+        leaseMs: 1000,
+        expiresAt: nowMs + 2000,
+      }),
+    );
+  expect(await reserve('k1')).toEqual({ outcome: 'completed', response: { status: 202, headers, body } });
+  // A request that held a key across the upgrade completes it, and its retry gets the response.
+  const claim = { scope: 'orders', key: 'k2', fingerprint: digest, token: 7 };
+  const created = { status: 201, headers: {}, body: '{}' };
+  await store.transaction((tx) => tx.idempotency.complete(claim, created));
+  expect(await reserve('k2')).toEqual({ outcome: 'completed', response: created });
   const saga = { id: state.orderId, status: 'completed', input: state, output: state, version: 2 };
   expect(await store.transaction((tx) => tx.sagas.get(state.orderId))).toMatchObject(saga);
   const request = { type: 'OrderSaga', endedBefore: nowMs + 1, limit: 10 };
