@@ -24,22 +24,34 @@ describe('folded journal codec', () => {
       entry(2, { kind: 'compensation', status: 'failed', error: 'declined: ü', attempts: 5 }),
       entry(3, { result: [1, 'two', { three: null }] }),
     ];
-    expect(decodeJournal('ord-1', encodeJournal(entries))).toEqual(entries);
-    expect(decodeJournal('ord-1', encodeJournal([]))).toEqual([]);
+    expect(decodeJournal('ord-1', encodeJournal('ord-1', entries))).toEqual(entries);
+    expect(decodeJournal('ord-1', encodeJournal('ord-1', []))).toEqual([]);
   });
 
   it('is smaller than the entries as JSON text', () => {
     const entries = Array.from({ length: 8 }, (_, sequence) => entry(sequence));
-    expect(encodeJournal(entries).length).toBeLessThan(JSON.stringify(entries).length / 3);
+    expect(encodeJournal('ord-1', entries).length).toBeLessThan(JSON.stringify(entries).length / 3);
+  });
+
+  it('reads values folded in format 1 (before store migration 9) as well as format 2', () => {
+    // Format 1: the dictionary alone, as the version before migration 9 wrote it.
+    const version1 = Buffer.from('AYsmYERiklItTK2huaWZqaWhuaWRoblhbCwA', 'base64');
+    expect(decodeJournal('ord-1', version1)).toEqual([
+      { ...entry(0), kind: 'event', name: '$start', result: { traceparent: '00-ab' }, at: 1_796_591_792_171 },
+    ]);
+    const entries = [entry(0, { result: { orderId: 'ord-1' } })];
+    const version2 = encodeJournal('ord-1', entries);
+    expect(version2[0]).toBe(2);
+    expect(decodeJournal('ord-1', version2)).toEqual(entries);
   });
 
   it('refuses bytes of another version or damaged with a SchemaMismatchError naming the saga', () => {
-    const bytes = encodeJournal([entry(0)]);
+    const bytes = encodeJournal('ord-1', [entry(0)]);
     const other = Uint8Array.from(bytes);
     other[0] = foldedJournalVersion + 1;
     expect(() => decodeJournal('ord-1', other)).toThrow(SchemaMismatchError);
     expect(() => decodeJournal('ord-1', bytes.subarray(0, 4))).toThrow(/saga 'ord-1'/);
-    const notEntries = encodeJournal([entry(0)]);
+    const notEntries = encodeJournal('ord-1', [entry(0)]);
     notEntries[1] = (notEntries[1] ?? 0) ^ 0xff;
     expect(() => decodeJournal('ord-1', notEntries)).toThrow(SchemaMismatchError);
   });

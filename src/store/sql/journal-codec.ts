@@ -9,13 +9,15 @@ import type { JournalEntry, JournalEntryKind, Json } from '../types.ts';
  * same journal takes ~250 (docs/benchmarks.md). Only an ended saga's journal is folded: no
  * runner appends to it any more, so the dense, row-per-entry form appends need is not lost.
  *
- * Layout: u8 format version (1), then raw DEFLATE (with `dictionary` as its preset dictionary)
- * of the UTF-8 JSON array of the entries, each `[code, name, result, error, attempts, at -
- * previous at]`: `code` is the kind's index in `kinds` times 2 plus the status's in `statuses`,
+ * Layout: u8 format version, then raw DEFLATE of the UTF-8 JSON array of the entries, with
+ * `dictionary` as its preset dictionary (version 1) or `dictionary` followed by the saga's id
+ * (version 2, written since store migration 9: results that repeat the id, as an order's do,
+ * store it as a back-reference; ~15 bytes a commerce order). Version 1 values are still read.
+ * The entries are each `[code, name, result, error, attempts, at - previous at]`: `code` is the kind's index in `kinds` times 2 plus the status's in `statuses`,
  * the first entry's `at` is absolute. The saga id and the sequence (the entry's index) are implied.
  * Never change the lists or the dictionary of a released version: add the next version instead.
  */
-export const foldedJournalVersion = 1;
+export const foldedJournalVersion = 2;
 
 const kinds: readonly JournalEntryKind[] = ['step', 'compensation', 'sleep', 'event'];
 const statuses: readonly JournalEntry['status'][] = ['completed', 'failed'];
@@ -24,8 +26,12 @@ const dictionary = Buffer.from('[[6,"$start",{"traceparent":"00-"}],[0,"status":
 
 type FoldedEntry = [number, string, Json | null, string | null, number, number];
 
-/** Folds one saga's journal, entries in sequence order from 0. */
-export function encodeJournal(entries: readonly JournalEntry[]): Uint8Array {
+function dictionaryOf(version: number, sagaId: string): Buffer {
+  return version === 1 ? dictionary : Buffer.concat([dictionary, Buffer.from(sagaId, 'utf8')]);
+}
+
+/** Folds the journal of saga `sagaId`, entries in sequence order from 0. */
+export function encodeJournal(sagaId: string, entries: readonly JournalEntry[]): Uint8Array {
   let previousAt = 0;
   const folded = entries.map((entry): FoldedEntry => {
     const delta = entry.at - previousAt;
@@ -33,7 +39,9 @@ export function encodeJournal(entries: readonly JournalEntry[]): Uint8Array {
     const code = kinds.indexOf(entry.kind) * 2 + statuses.indexOf(entry.status);
     return [code, entry.name, entry.result, entry.error, entry.attempts, delta];
   });
-  const packed = deflateRawSync(JSON.stringify(folded), { dictionary });
+  const packed = deflateRawSync(JSON.stringify(folded), {
+    dictionary: dictionaryOf(foldedJournalVersion, sagaId),
+  });
   const bytes = new Uint8Array(1 + packed.length);
   bytes[0] = foldedJournalVersion;
   bytes.set(packed, 1);
@@ -62,11 +70,13 @@ function isFoldedEntry(value: unknown): value is FoldedEntry {
 }
 
 function inflate(sagaId: string, bytes: Uint8Array): unknown {
-  if (bytes[0] !== foldedJournalVersion) {
-    throw corrupt(sagaId, `format version ${bytes[0]} is not ${foldedJournalVersion}`);
+  const version = bytes[0];
+  if (version !== 1 && version !== foldedJournalVersion) {
+    throw corrupt(sagaId, `format version ${version} is not 1 or ${foldedJournalVersion}`);
   }
   try {
-    return JSON.parse(inflateRawSync(bytes.subarray(1), { dictionary }).toString('utf8'));
+    const text = inflateRawSync(bytes.subarray(1), { dictionary: dictionaryOf(version, sagaId) });
+    return JSON.parse(text.toString('utf8'));
   } catch (cause) {
     throw corrupt(sagaId, cause instanceof Error ? cause.message : String(cause));
   }

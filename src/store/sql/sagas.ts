@@ -396,7 +396,7 @@ export class SqlSagaStore implements SagaStore {
     );
     let folded = 0;
     for (const sagaId of JSON.parse(ids.text) as string[]) {
-      const journal = encodeJournal(bySaga.get(sagaId) ?? []);
+      const journal = encodeJournal(sagaId, bySaga.get(sagaId) ?? []);
       const record = packedRecords.get(sagaId) ?? null;
       folded += await this.#session.execute(
         record === null ? this.#sql.fold : this.#sql.foldPacked,
