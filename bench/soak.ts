@@ -13,7 +13,9 @@
  * twice the retention period plus 20: retention's steady state), --retention-s S (default 60: sagas, journals, keys and topics), --sample-s S (default 10),
  * --skus N (default 100), --samples FILE (CSV of every sample), --plot FILE (SVG of the samples),
  * --gc (a full garbage collection in the server before each sample: the heap is then what it
- * retains, and a leak shows as its slope).
+ * retains, and a leak shows as its slope), --server-flags "FLAGS" (Node flags of the server;
+ * default the fixed young generation below; '' for Node's defaults). MALLOC_ARENA_MAX in the
+ * environment overrides the server's (default 2; empty for glibc's default).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -43,8 +45,8 @@ const samplesFile = option('samples', '');
 const plotFile = option('plot', '');
 /**
  * How the server's memory is bounded (docs/deployment.md, "Memory"): V8's young generation at a
- * fixed size instead of one that grows to 3 × 32 MiB under load and shrinks when idle, and
- * glibc's malloc with 2 arenas instead of up to 8 per core, each keeping its own freed memory.
+ * fixed size instead of one that grows under load and shrinks when idle, and glibc's malloc with
+ * 2 arenas instead of up to 8 per core, each keeping its own freed memory.
  * `--server-flags ''` and `MALLOC_ARENA_MAX=` (empty) in the environment run Node's defaults.
  */
 const serverFlags = option('server-flags', '--min-semi-space-size=16 --max-semi-space-size=16')
