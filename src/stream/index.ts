@@ -30,6 +30,7 @@ export {
   type SinkScope,
   topicSink,
 } from './sinks.ts';
+export { Table, type TableOptions, tableFromTopic } from './table.ts';
 export { WatermarkTracker } from './watermarks.ts';
 export type { WindowResult } from './window-operator.ts';
 export { session, sliding, type TimeDomain, tumbling, type Window, type WindowAssigner } from './windows.ts';

@@ -8,6 +8,7 @@ import { type Clock, systemClock, systemTimers, type Timers } from '../time.ts';
 import type { CompileContext, Push, TopicSource } from './dataflow.ts';
 import { JobStateRows } from './job-state.ts';
 import type { Sink, SinkScope } from './sinks.ts';
+import { type Table, TableState } from './table.ts';
 import { WatermarkTracker } from './watermarks.ts';
 import type { WindowOperator } from './window-operator.ts';
 
@@ -60,6 +61,10 @@ export interface StreamMetrics {
   readonly idlePartitions: readonly number[];
   /** Next offset to read, per partition. */
   readonly positions: readonly number[];
+  /** Row versions held by the tables the job joins with (their state size). */
+  readonly tableVersions: number;
+  /** Table changes left out because they were older than the table's history retention when read. */
+  readonly tooOldTableChanges: number;
 }
 
 interface Snapshot {
@@ -67,6 +72,8 @@ interface Snapshot {
   readonly sequence: number;
   readonly watermarks: Json;
   readonly operators: Json[];
+  /** The joined tables' states, in the order the dataflow first used them (absent before joins existed). */
+  readonly tables?: Json[];
   readonly recordsIn: number;
   readonly invalidRecords: number;
 }
@@ -102,6 +109,7 @@ export class StreamJob {
   readonly #eventOperators: WindowOperator<unknown, Json, unknown>[] = [];
   readonly #processingOperators: WindowOperator<unknown, Json, unknown>[] = [];
   readonly #operators: WindowOperator<unknown, Json, unknown>[] = [];
+  readonly #tables = new Map<Table<Json>, TableState<Json>>();
   #push: Push<unknown> = () => undefined;
   #tracker: WatermarkTracker | undefined;
   #positions: number[] = [];
@@ -172,6 +180,15 @@ export class StreamJob {
         `Stream job '${this.name}' has ${this.#operators.length} window operators but its committed state has ${snapshot.operators.length}: a changed dataflow needs a new job name`,
       );
     }
+    const tables = snapshot.tables ?? [];
+    if (tables.length !== this.#tables.size) {
+      throw new ValidationError(
+        `Stream job '${this.name}' joins ${this.#tables.size} tables but its committed state has ${tables.length}: a changed dataflow needs a new job name`,
+      );
+    }
+    [...this.#tables.values()].forEach((table, index) => {
+      table.restore(tables[index]!);
+    });
     this.#positions = snapshot.positions.slice(0, partitions);
     while (this.#positions.length < partitions) this.#positions.push(0);
     this.#sequence = snapshot.sequence;
@@ -203,6 +220,14 @@ export class StreamJob {
         this.#operators.push(operator);
         (time === 'event' ? this.#eventOperators : this.#processingOperators).push(operator);
       },
+      table: <V extends Json>(table: Table<V>) => {
+        let state = this.#tables.get(table as Table<Json>);
+        if (state === undefined) {
+          state = new TableState(table as Table<Json>);
+          this.#tables.set(table as Table<Json>, state);
+        }
+        return state as unknown as TableState<V>;
+      },
     };
   }
 
@@ -223,6 +248,8 @@ export class StreamJob {
       watermarkMs: this.#tracker?.watermarkMs ?? Number.NEGATIVE_INFINITY,
       idlePartitions: this.#tracker?.idlePartitions() ?? [],
       positions: [...this.#positions],
+      tableVersions: [...this.#tables.values()].reduce((total, table) => total + table.versions, 0),
+      tooOldTableChanges: [...this.#tables.values()].reduce((total, table) => total + table.tooOldChanges, 0),
     };
   }
 
@@ -243,16 +270,14 @@ export class StreamJob {
    */
   async step(): Promise<number> {
     this.#assertUsable();
-    if (
-      this.#uncommittedRecords + this.#maxRecordsPerRead * this.#positions.length >
-      this.#maxRecordsPerTransaction
-    ) {
+    if (this.#uncommittedRecords + this.#roundCapacity() > this.#maxRecordsPerTransaction) {
       if (this.#uncommittedRecords > 0) await this.commit();
     }
     const topic = this.#source.options.topic;
     const tracker = this.#tracker!;
     this.#processingNowMs = this.#clock.now();
-    let read = 0;
+    // Tables first: an element meets the table changes read up to and including its own round.
+    let read = await this.#readTables();
     for (let partition = 0; partition < this.#positions.length; partition++) {
       const records = await this.#log.read(topic, partition, this.#positions[partition]!, {
         maxRecords: this.#maxRecordsPerRead,
@@ -270,6 +295,25 @@ export class StreamJob {
     const oldestFiredMs = this.#firedAtMs[0];
     if (oldestFiredMs !== undefined && this.#clock.monotonicNow() - oldestFiredMs >= this.#maxResultDelayMs) {
       await this.commit();
+    }
+    return read;
+  }
+
+  /** Records one round reads at most: every input and table partition's full read. */
+  #roundCapacity(): number {
+    let partitions = this.#positions.length;
+    for (const table of this.#tables.values()) partitions += table.partitions;
+    return partitions * this.#maxRecordsPerRead;
+  }
+
+  async #readTables(): Promise<number> {
+    let read = 0;
+    for (const state of this.#tables.values()) {
+      const invalid = state.table.invalid;
+      read += await state.readRound(this.#log, this.#maxRecordsPerRead, (record) => {
+        this.#invalidRecords++;
+        this.#compileContext().buffer(invalid!).push(record);
+      });
     }
     return read;
   }
@@ -326,6 +370,7 @@ export class StreamJob {
       sequence: this.#sequence,
       watermarks: this.#tracker!.snapshot(),
       operators: this.#operators.map((operator) => operator.snapshot()),
+      tables: [...this.#tables.values()].map((table) => table.snapshot()),
       recordsIn: this.#recordsIn,
       invalidRecords: this.#invalidRecords,
     };
@@ -408,11 +453,10 @@ export class StreamJob {
   }
 
   async #loop(): Promise<void> {
-    const fullRound = this.#positions.length * this.#maxRecordsPerRead;
     while (!this.#stopped) {
       const read = await this.step();
       // Caught up (a partition had less than a full read): commit now, for latency.
-      if (read < fullRound && this.dirty) await this.commit();
+      if (read < this.#roundCapacity() && this.dirty) await this.commit();
       if (read === 0 && !this.#stopped) await this.#sleep();
     }
     if (this.dirty) await this.commit();
