@@ -22,6 +22,11 @@ export {
   type StreamMetrics,
 } from './job.ts';
 export {
+  PartitionedStreamJob,
+  type PartitionedStreamJobOptions,
+  startPartitionedStreamJob,
+} from './partitioned-job.ts';
+export {
   cacheSink,
   callbackSink,
   type ReadModelSinkOptions,

@@ -3,7 +3,7 @@ import { ClosedError, ValidationError } from '../errors.ts';
 import type { Log, LogRecord, ProducerRecord } from '../log/types.ts';
 import { integerOption } from '../resilience/options.ts';
 import { requireName } from '../store/limits.ts';
-import type { Json, Store } from '../store/types.ts';
+import type { Json, Store, StoreTransaction } from '../store/types.ts';
 import { type Clock, systemClock, systemTimers, type Timers } from '../time.ts';
 import type { CompileContext, Push, TopicSource } from './dataflow.ts';
 import { JobStateRows } from './job-state.ts';
@@ -40,6 +40,18 @@ export interface StreamJobOptions {
   readonly pollIntervalMs?: number;
   /** Called after each commit, with what it committed (for metrics and latency measurement). */
   readonly onCommit?: (event: CommitEvent) => void;
+  /**
+   * The input partitions this job reads. @default every partition of the source's topic. A
+   * partitioned job (openPartitionedStreamJob) runs one job per partition it is assigned.
+   */
+  readonly partitions?: readonly number[];
+  /**
+   * Runs inside each commit's transaction, last: throws to refuse the commit (a partitioned job
+   * checks there that this node still holds its partitions' epochs).
+   */
+  readonly fence?: (tx: StoreTransaction) => Promise<void>;
+  /** The work partition stamped on the outbox rows of published records (the relay that owns it sends them). @default 0 */
+  readonly outboxPartition?: number;
 }
 
 export interface CommitEvent {
@@ -59,7 +71,7 @@ export interface StreamMetrics {
   readonly transactions: number;
   readonly watermarkMs: number;
   readonly idlePartitions: readonly number[];
-  /** Next offset to read, per partition. */
+  /** Next offset to read, per input partition the job reads (see `partitions`). */
   readonly positions: readonly number[];
   /** Row versions held by the tables the job joins with (their state size). */
   readonly tableVersions: number;
@@ -113,6 +125,11 @@ export class StreamJob {
   #push: Push<unknown> = () => undefined;
   #tracker: WatermarkTracker | undefined;
   #positions: number[] = [];
+  /** The input partition read at each index of #positions (the watermark tracker's indexes too). */
+  #inputPartitions: number[] = [];
+  readonly #onlyPartitions: readonly number[] | undefined;
+  readonly #fence: ((tx: StoreTransaction) => Promise<void>) | undefined;
+  readonly #outboxPartition: number;
   #sequence = 0;
   #processingNowMs = 0;
   #recordsIn = 0;
@@ -151,6 +168,9 @@ export class StreamJob {
     this.#pollIntervalMs = integerOption('pollIntervalMs', options.pollIntervalMs, 20, 1, 10_000);
     this.#maxResultDelayMs = integerOption('maxResultDelayMs', options.maxResultDelayMs, 50, 1, 60_000);
     this.#onCommit = options.onCommit;
+    this.#onlyPartitions = options.partitions === undefined ? undefined : [...options.partitions];
+    this.#fence = options.fence;
+    this.#outboxPartition = options.outboxPartition ?? 0;
     this.#state = new JobStateRows(this.name);
   }
 
@@ -158,13 +178,15 @@ export class StreamJob {
   async open(): Promise<void> {
     assert(!this.#opened, 'a stream job opens once');
     const { topic, outOfOrdernessMs, idleTimeoutMs } = this.#source.options;
-    const partitions = (await this.#log.describeTopic(topic)).partitions;
+    const topicPartitions = (await this.#log.describeTopic(topic)).partitions;
+    this.#inputPartitions = this.#inputPartitionsOf(topicPartitions);
+    const partitions = this.#inputPartitions.length;
     this.#tracker = new WatermarkTracker(partitions, { outOfOrdernessMs, idleTimeoutMs, clock: this.#clock });
     this.#push = this.#source.compile(this.#compileContext());
     const snapshot = (await this.#state.load(this.#store)) as Snapshot | null;
     if (snapshot === null) {
       this.#positions = [];
-      for (let partition = 0; partition < partitions; partition++) {
+      for (const partition of this.#inputPartitions) {
         this.#positions.push((await this.#log.offsets(topic, partition)).start);
       }
     } else {
@@ -172,6 +194,19 @@ export class StreamJob {
     }
     this.#processingNowMs = this.#clock.now();
     this.#opened = true;
+  }
+
+  #inputPartitionsOf(topicPartitions: number): number[] {
+    if (this.#onlyPartitions === undefined)
+      return Array.from({ length: topicPartitions }, (_, index) => index);
+    for (const partition of this.#onlyPartitions) {
+      if (!Number.isInteger(partition) || partition < 0 || partition >= topicPartitions) {
+        throw new ValidationError(
+          `Stream job '${this.name}': 'partitions' must hold partitions of '${this.#source.options.topic}' (0 to ${topicPartitions - 1}): current value has ${String(partition).slice(0, 20)}`,
+        );
+      }
+    }
+    return [...this.#onlyPartitions];
   }
 
   #restore(snapshot: Snapshot, partitions: number): void {
@@ -257,8 +292,8 @@ export class StreamJob {
   async lag(): Promise<number[]> {
     const topic = this.#source.options.topic;
     return Promise.all(
-      this.#positions.map(async (position, partition) => {
-        const { end } = await this.#log.offsets(topic, partition);
+      this.#positions.map(async (position, index) => {
+        const { end } = await this.#log.offsets(topic, this.#inputPartitions[index]!);
         return Math.max(0, end - position);
       }),
     );
@@ -278,14 +313,14 @@ export class StreamJob {
     this.#processingNowMs = this.#clock.now();
     // Tables first: an element meets the table changes read up to and including its own round.
     let read = await this.#readTables();
-    for (let partition = 0; partition < this.#positions.length; partition++) {
-      const records = await this.#log.read(topic, partition, this.#positions[partition]!, {
+    for (let index = 0; index < this.#positions.length; index++) {
+      const records = await this.#log.read(topic, this.#inputPartitions[index]!, this.#positions[index]!, {
         maxRecords: this.#maxRecordsPerRead,
       });
       if (records.length === 0) continue;
-      tracker.markActive(partition);
-      this.#processRecords(partition, records);
-      this.#positions[partition] = records[records.length - 1]!.offset + 1;
+      tracker.markActive(index);
+      this.#processRecords(index, records);
+      this.#positions[index] = records[records.length - 1]!.offset + 1;
       read += records.length;
     }
     if (read === 0) this.#advanceAll(tracker.refresh());
@@ -318,7 +353,8 @@ export class StreamJob {
     return read;
   }
 
-  #processRecords(partition: number, records: readonly LogRecord[]): void {
+  /** `index`: the partition's index among those the job reads (the watermark tracker's). */
+  #processRecords(index: number, records: readonly LogRecord[]): void {
     const { decode, timestampOf, invalid } = this.#source.options;
     const tracker = this.#tracker!;
     const push = this.#push;
@@ -349,7 +385,7 @@ export class StreamJob {
       this.#recordsIn++;
       // The watermark moves after the record (Flink's punctuated order): a record is judged
       // against the records before it, never against itself.
-      const watermarkMs = tracker.observe(partition, timestampMs);
+      const watermarkMs = tracker.observe(index, timestampMs);
       if (watermarkMs !== this.#watermarkMs) this.#advanceAll(watermarkMs);
     }
   }
@@ -409,7 +445,8 @@ export class StreamJob {
           if (values.length > 0 && sink.write !== undefined) await sink.write(values, scope);
         }
         await this.#state.save(tx, snapshot as unknown as Json);
-        await publishAll(this.#log, this.#store, tx, outgoing);
+        await publishAll(this.#log, this.#store, tx, outgoing, this.#outboxPartition);
+        await this.#fence?.(tx);
       });
     } catch (error) {
       this.#state.abandoned();
@@ -510,6 +547,7 @@ async function publishAll(
   store: Store,
   tx: SinkScope['tx'],
   outgoing: Map<string, ProducerRecord[]>,
+  partition: number,
 ): Promise<void> {
   for (const [topic, records] of outgoing) {
     if (store.dialect === 'sqlite') {
@@ -526,6 +564,7 @@ async function publishAll(
           value: record.value,
           headers: record.headers ?? {},
           timestamp: record.timestamp ?? 0,
+          partition,
         })),
       );
     }
