@@ -71,6 +71,8 @@ describe.skipIf(!pgUrl || !brokersText)('markets windows job on a three-node clu
     readonly done: Promise<void>;
     /** Commits reported by every node so far. */
     commits(): number;
+    /** The nodes that committed for each partition. */
+    readonly committers: Map<number, Set<string>>;
     start(node: string): ChildProcess;
   }
 
@@ -78,6 +80,7 @@ describe.skipIf(!pgUrl || !brokersText)('markets windows job on a three-node clu
   function run(schema: string, group: string, ends: readonly number[]): Run {
     const children = new Map<string, ChildProcess>();
     const reached = new Set<number>();
+    const committers = new Map<number, Set<string>>();
     let commits = 0;
     let finish: () => void = () => undefined;
     let fail: (error: Error) => void = () => undefined;
@@ -101,6 +104,8 @@ describe.skipIf(!pgUrl || !brokersText)('markets windows job on a three-node clu
           const match = /^committed (\d+) (\d+)$/.exec(line);
           if (match === null) continue;
           commits++;
+          const nodes = committers.get(Number(match[1])) ?? new Set<string>();
+          committers.set(Number(match[1]), nodes.add(node));
           // A committed position never goes back: at the end, the partition's output is final.
           if (Number(match[2]) === ends[Number(match[1])]) reached.add(Number(match[1]));
           if (reached.size === partitions) finish();
@@ -112,7 +117,7 @@ describe.skipIf(!pgUrl || !brokersText)('markets windows job on a three-node clu
       });
       return child;
     };
-    return { children, done, commits: () => commits, start };
+    return { children, done, commits: () => commits, committers, start };
   }
 
   async function stopAll(children: Map<string, ChildProcess>): Promise<void> {
@@ -197,6 +202,8 @@ describe.skipIf(!pgUrl || !brokersText)('markets windows job on a three-node clu
     crashed.start(victim);
     await crashed.done;
     await stopAll(crashed.children);
+    // The kill moved work: some partition was committed by more than one node.
+    expect([...crashed.committers.values()].some((nodes) => nodes.size > 1)).toBe(true);
 
     const expected = await dump(referenceSchema);
     // 40 s of trades: 8 closed 5 s windows for each of 24 symbols.
