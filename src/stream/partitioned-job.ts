@@ -28,7 +28,10 @@ export interface PartitionedStreamJobOptions
   readonly relay?: boolean;
   /** Called after each commit of a partition's job, with the partition, what it committed and the job's metrics then. */
   readonly onPartitionCommit?: (partition: number, event: CommitEvent, metrics: StreamMetrics) => void;
-  /** Told of a partition's job that failed (it is reopened while the group still assigns it here). */
+  /**
+   * Told of a partition's job that failed (it is reopened while the group still assigns it here),
+   * or with partition -1 of a failure of the node's own (its relay, following the assignment).
+   */
   readonly onError?: (problem: { partition: number; error: unknown }) => void;
 }
 
@@ -139,7 +142,9 @@ export class PartitionedStreamJob {
   #schedule(): void {
     if (this.#stopped) return;
     this.#timer = (this.#options.timers ?? systemTimers).setTimeout(() => {
-      this.#reconciling = this.#reconcile().finally(() => this.#schedule());
+      this.#reconciling = this.#reconcile()
+        .catch((error: unknown) => this.#options.onError?.({ partition: -1, error }))
+        .finally(() => this.#schedule());
     }, this.#reconcileIntervalMs);
   }
 
