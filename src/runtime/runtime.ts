@@ -441,16 +441,18 @@ export class Runtime {
     const nowMs = this.#clock.now();
     let outcome: Awaited<ReturnType<typeof applyCommand>>;
     try {
-      outcome = await this.#committer.submit((scope) =>
-        applyCommand(scope, {
-          entity: definition,
-          id,
-          command,
-          input,
-          traceparent,
-          nowMs,
-          random: this.#random,
-        }),
+      outcome = await this.#committer.submit(
+        (scope) =>
+          applyCommand(scope, {
+            entity: definition,
+            id,
+            command,
+            input,
+            traceparent,
+            nowMs,
+            random: this.#random,
+          }),
+        { reads: [{ entity: definition.name, id }] },
       );
     } catch (error) {
       if (this.#cluster !== undefined && isMeridianError(error) && error.code === 'NOT_OWNED')

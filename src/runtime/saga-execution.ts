@@ -29,7 +29,7 @@ import type {
 import { type Effects, truncateMessage } from './effects.ts';
 import { applyCommand, headers } from './entity-command.ts';
 import { NonDeterminismError, StepFailedError, StepTimeoutError } from './errors.ts';
-import type { Yield } from './group-commit.ts';
+import type { SubmitOptions, Yield } from './group-commit.ts';
 import type { RuntimeMeasurement } from './meter.ts';
 import { requireRuntimeId, requireRuntimeName } from './options.ts';
 import { CallOrder, type CallRef, untag } from './saga-calls.ts';
@@ -474,17 +474,22 @@ export class SagaExecution {
   }
 
   /** Submits a unit (Effects.commit's rule); parks the execution when it fails for good. */
-  #commit<T>(work: (scope: UnitScope) => Promise<T>): Promise<T> {
-    return this.#effects.commit(work, this.#parking, (error) => {
-      if (!(error instanceof ClosedError)) {
-        this.#services.report({
-          sagaId: this.id,
-          message: 'a journal write failed; the saga is parked',
-          error,
-        });
-      }
-      return this.#park();
-    });
+  #commit<T>(work: (scope: UnitScope) => Promise<T>, options?: SubmitOptions): Promise<T> {
+    return this.#effects.commit(
+      work,
+      this.#parking,
+      (error) => {
+        if (!(error instanceof ClosedError)) {
+          this.#services.report({
+            sagaId: this.id,
+            message: 'a journal write failed; the saga is parked',
+            error,
+          });
+        }
+        return this.#park();
+      },
+      options,
+    );
   }
 
   async #updateStatus(status: SagaStatus, change: { output?: Json; reason?: string }): Promise<void> {
@@ -831,18 +836,28 @@ export class SagaExecution {
   ): Promise<JournalEntry | Error> {
     return this.#calls.append<JournalEntry | Error>(call, name, async (sequence, tagged) => {
       const nowMs = this.#effects.clock.now();
-      const outcome = await this.#commit(async (scope) => {
-        const applied = await applyCommand(scope, {
-          ...send,
-          traceparent,
-          nowMs,
-          random: this.#effects.random,
-        });
-        if (!applied.ok && kind === 'compensation') return applied.error;
-        const entry = sendEntry(this.id, sequence, kind, tagged, nowMs, applied.ok ? applied : applied.error);
-        await scope.tx.sagas.appendJournal(entry);
-        return entry;
-      });
+      const outcome = await this.#commit(
+        async (scope) => {
+          const applied = await applyCommand(scope, {
+            ...send,
+            traceparent,
+            nowMs,
+            random: this.#effects.random,
+          });
+          if (!applied.ok && kind === 'compensation') return applied.error;
+          const entry = sendEntry(
+            this.id,
+            sequence,
+            kind,
+            tagged,
+            nowMs,
+            applied.ok ? applied : applied.error,
+          );
+          await scope.tx.sagas.appendJournal(entry);
+          return entry;
+        },
+        { reads: [{ entity: send.entity.name, id: send.id }] },
+      );
       return outcome instanceof Error
         ? { entry: undefined, value: outcome }
         : { entry: outcome, value: outcome };

@@ -19,6 +19,11 @@ export interface EntityRecord {
 export interface EntityStore {
   get(type: string, id: string): Promise<EntityRecord | null>;
   /**
+   * The records of those of `ids` (at most storeLimits.maxPageSize, of one type) that exist, by
+   * id: one read instead of one per id.
+   */
+  getMany(type: string, ids: readonly string[]): Promise<Map<string, EntityRecord>>;
+  /**
    * Writes state if the stored version equals `expectedVersion` (0: the entity must not exist).
    * Returns the new version; ConflictError when another writer got there first.
    */
