@@ -69,26 +69,35 @@ describe.skipIf(!pgUrl || !brokersText)('markets windows job on a three-node clu
   interface Run {
     readonly children: Map<string, ChildProcess>;
     readonly done: Promise<void>;
-    /** Commits reported by every node so far. */
-    commits(): number;
-    /** The nodes that committed for each partition. */
+    /** The node processes (`<node>#<start>`) that committed for each partition. */
     readonly committers: Map<number, Set<string>>;
     start(node: string): ChildProcess;
   }
 
   /** Runs nodes on `schema` until every partition's committed position reaches its end. */
-  function run(schema: string, group: string, ends: readonly number[]): Run {
+  function run(
+    schema: string,
+    group: string,
+    ends: readonly number[],
+    onCommit: (commit: {
+      node: string;
+      incarnation: string;
+      partition: number;
+      position: number;
+    }) => void = () => undefined,
+  ): Run {
     const children = new Map<string, ChildProcess>();
     const reached = new Set<number>();
     const committers = new Map<number, Set<string>>();
-    let commits = 0;
     let finish: () => void = () => undefined;
     let fail: (error: Error) => void = () => undefined;
     const done = new Promise<void>((resolve, reject) => {
       finish = resolve;
       fail = reject;
     });
+    let starts = 0;
     const start = (node: string): ChildProcess => {
+      const incarnation = `${node}#${++starts}`;
       const child = spawnNode(nodeScript, [
         ...['--brokers', brokersText!, '--pg', pgUrl!, '--schema', schema, '--node', node],
         ...['--trades', tradesTopic, '--late', `markets-crash-late-${suffix}`, '--group', group],
@@ -103,11 +112,11 @@ describe.skipIf(!pgUrl || !brokersText)('markets windows job on a three-node clu
         for (const line of chunk.split('\n')) {
           const match = /^committed (\d+) (\d+)$/.exec(line);
           if (match === null) continue;
-          commits++;
-          const nodes = committers.get(Number(match[1])) ?? new Set<string>();
-          committers.set(Number(match[1]), nodes.add(node));
+          const processes = committers.get(Number(match[1])) ?? new Set<string>();
+          committers.set(Number(match[1]), processes.add(incarnation));
           // A committed position never goes back: at the end, the partition's output is final.
           if (Number(match[2]) === ends[Number(match[1])]) reached.add(Number(match[1]));
+          onCommit({ node, incarnation, partition: Number(match[1]), position: Number(match[2]) });
           if (reached.size === partitions) finish();
         }
       });
@@ -117,7 +126,7 @@ describe.skipIf(!pgUrl || !brokersText)('markets windows job on a three-node clu
       });
       return child;
     };
-    return { children, done, commits: () => commits, committers, start };
+    return { children, done, committers, start };
   }
 
   async function stopAll(children: Map<string, ChildProcess>): Promise<void> {
@@ -181,29 +190,37 @@ describe.skipIf(!pgUrl || !brokersText)('markets windows job on a three-node clu
     await stopAll(reference.children);
 
     const crashedSchema = await freshSchema();
-    const crashed = run(crashedSchema, `markets-crash-${suffix}`, ends);
+    // The moment: the seeded k-th commit of the three nodes that leaves its partition unfinished;
+    // the node that made it is SIGKILLed at once, holding that partition, and started again.
+    const killAtCommit = 2 + Math.floor(random.next() * 6);
+    let seen = 0;
+    let kill: { node: string; incarnation: string; partition: number } | undefined;
+    let killed: () => void = () => undefined;
+    const killedNow = new Promise<void>((resolve) => {
+      killed = resolve;
+    });
+    const crashed = run(crashedSchema, `markets-crash-${suffix}`, ends, (commit) => {
+      seen++;
+      if (kill !== undefined || seen < killAtCommit || commit.position === ends[commit.partition]) return;
+      kill = commit;
+      crashed.children.get(commit.node)!.kill('SIGKILL');
+      killed();
+    });
     const nodes = ['a', 'b', 'c'];
     for (const node of nodes) crashed.start(node);
-    const victim = nodes[Math.floor(random.next() * nodes.length)]!;
-    const killAfterCommits = 2 + Math.floor(random.next() * 6);
-    let killed = false;
-    await new Promise<void>((resolve, reject) => {
-      const check = () => {
-        if (crashed.commits() < killAfterCommits) return;
-        crashed.children.get(victim)!.stdout!.off('data', check);
-        for (const node of nodes) crashed.children.get(node)!.stdout!.off('data', check);
-        killed = crashed.children.get(victim)!.kill('SIGKILL');
-        resolve();
-      };
-      for (const node of nodes) crashed.children.get(node)!.stdout!.on('data', check);
-      crashed.done.then(() => reject(new Error('the run ended before the kill')), reject);
-    });
-    expect(killed).toBe(true);
-    crashed.start(victim);
+    await Promise.race([
+      killedNow,
+      crashed.done.then(() => {
+        throw new Error('the run ended before the kill');
+      }),
+    ]);
+    crashed.start(kill!.node);
     await crashed.done;
     await stopAll(crashed.children);
-    // The kill moved work: some partition was committed by more than one node.
-    expect([...crashed.committers.values()].some((nodes) => nodes.size > 1)).toBe(true);
+    // The kill moved work: the killed process's partition was committed on by another process.
+    expect([...crashed.committers.get(kill!.partition)!].some((other) => other !== kill!.incarnation)).toBe(
+      true,
+    );
 
     const expected = await dump(referenceSchema);
     // 40 s of trades: 8 closed 5 s windows for each of 24 symbols.
