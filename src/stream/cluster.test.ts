@@ -144,9 +144,12 @@ describe.skipIf(!pgUrl || !brokersText)('stream job on PostgreSQL + Kafka', () =
     await expect(
       startPartitionedStreamJob({ ...options, firstFencingPartition: undefined as never }),
     ).rejects.toThrow(ValidationError);
+    // Written before the node joins the group, so the topic's leader and metadata are settled
+    // when the group assigns it (a member that joins before may see no partition until its next
+    // metadata refresh).
+    await append(0, 10);
     const job = await startPartitionedStreamJob(options);
     try {
-      await append(0, 10);
       await reached(10);
       // Another node claims the partition's epoch (as after a rebalance this node missed).
       await new Ownership({ store, node: 'b', partitions: 1, clock: systemClock }).claim([3000]);
