@@ -38,6 +38,11 @@ export const journalNames = {
   awaitSignal: (signal: string) => `$await:${signal}`,
   /** A signal wait's outcome: the value taken from the mailbox, or the timeout. */
   signal: (signal: string) => `$signal:${signal}`,
+  /**
+   * The saga was cancelled (`runtime.cancelSaga`): journaled by the code's call that noticed it,
+   * always tagged with that call's index, with `{ reason }`. The `$failed` entry follows.
+   */
+  cancelled: '$cancelled',
 } as const;
 
 /** The timer kind that wakes a sleeping saga. */
