@@ -145,7 +145,7 @@ function never(): Promise<never> {
 
 /**
  * One run of one saga in this process: from its journal (replay) to its end (completed,
- * compensated, failed) or until the runtime stops (parked; a later start resumes it).
+ * compensated, failed, cancelled) or until the runtime stops (parked; a later start resumes it).
  *
  * Replay: every durable call asks the journal for its entries (CallOrder, saga-calls.ts): a
  * journaled one is handed back, in journal order, without running anything; a call the journal
