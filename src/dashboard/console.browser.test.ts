@@ -218,6 +218,12 @@ describe.skipIf(chromiumPath === undefined)('the console in a real browser', () 
     expect(log.running).toBe(true);
   });
 
+  it('shows the nodes view, which on the embedded shape says this node owns everything', async () => {
+    await page.getByTestId('nav-nodes').click();
+    await page.getByTestId('view-nodes').filter({ hasText: 'Embedded shape' }).waitFor({ timeout: 10_000 });
+    await checkLayout(page, 'nodes', shots);
+  });
+
   it('retries a dead letter from the console, and its subscription handles it', async () => {
     await appendAudit(running, ['poison-1']);
     await page.getByTestId('nav-dead-letters').click();

@@ -768,6 +768,7 @@ export class Runtime {
       get published() {
         return cluster.relay.published;
       },
+      claims: () => this.#store.read((tx) => tx.partitions.list()),
     };
   }
 

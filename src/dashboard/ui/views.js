@@ -375,3 +375,49 @@ export function Policies({ live }) {
     </table>
   </section>`;
 }
+
+/**
+ * Which node owns which work partitions, with the fencing epoch of each claim: the cluster-wide
+ * claims every live snapshot carries (cluster shape), so a rebalance shows within a second.
+ */
+export function Nodes({ live }) {
+  const partitions = live.latest?.partitions;
+  if (live.latest === null) return html`<p class="loading">Waiting for the first live figures…</p>`;
+  if (partitions === null || partitions === undefined)
+    return html`<section class="panel" data-testid="view-nodes"><h2>Nodes</h2>
+      <p class="muted">Embedded shape: this node (${live.latest.node}) owns everything.</p></section>`;
+  const byNode = new Map();
+  for (const claim of partitions) byNode.set(claim.owner, [...(byNode.get(claim.owner) ?? []), claim]);
+  return html`<div data-testid="view-nodes">
+    <section class="panel">
+      <h2>Nodes</h2>
+      <table>
+        <thead><tr><th>node</th><th>partitions (epoch)</th></tr></thead>
+        <tbody>
+          ${[...byNode.keys()].sort().map(
+            (node) => html`<tr data-testid="node-row">
+              <td class="mono">${node}${node === live.latest.node ? ' (this node)' : ''}</td>
+              <td class="mono">${byNode
+                .get(node)
+                .map((claim) => `${claim.partition} (${claim.epoch})`)
+                .join(', ')}</td>
+            </tr>`,
+          )}
+        </tbody>
+      </table>
+    </section>
+    <section class="panel">
+      <h2>Work partitions</h2>
+      <table>
+        <thead><tr><th>partition</th><th>owner</th><th>epoch</th><th>claimed</th></tr></thead>
+        <tbody>
+          ${partitions.map(
+            (claim) => html`<tr data-testid="partition-row">
+              <td>${claim.partition}</td><td class="mono">${claim.owner}</td><td>${claim.epoch}</td><td>${time(claim.claimedAt)}</td>
+            </tr>`,
+          )}
+        </tbody>
+      </table>
+    </section>
+  </div>`;
+}
