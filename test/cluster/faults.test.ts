@@ -4,7 +4,7 @@
 // HAProxy (about a minute the first time); each fault is injected mid-load and the commerce
 // invariants are audited through HAProxy afterwards. Runs only with MERIDIAN_TEST_CLUSTER_FAULTS=1
 // (CI sets it in a step of its own).
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { awaitAllNodesUp, type Cluster, faults, formatReport, runFault, startCluster } from './faults.ts';
 
 const enabled = process.env.MERIDIAN_TEST_CLUSTER_FAULTS === '1';
@@ -13,7 +13,12 @@ const seed = Number(process.env.MERIDIAN_CRASH_SEED ?? 7);
 describe.skipIf(!enabled)(
   'the commerce cluster under faults (set MERIDIAN_TEST_CLUSTER_FAULTS=1: real processes, ~3 min)',
   () => {
-    let cluster: Cluster;
+    let cluster: Cluster | undefined;
+    // A cluster this suite started is stopped (and its data deleted) when it ends; one that was
+    // already running, an engineer's, is left as it was.
+    afterAll(async () => {
+      if (cluster?.startedHere === true) await cluster.sh('stop');
+    }, 120_000);
 
     for (const name of ['node-kill', 'pg-failover', 'redis-restart']) {
       it(`keeps the commerce invariants through ${name}`, async () => {

@@ -28,12 +28,18 @@ export interface Cluster {
   readonly headers: Readonly<Record<string, string>>;
   /** Runs `cluster.sh <args>` (kill, restart, pg-restart, ...). */
   sh(...args: string[]): Promise<string>;
+  /** Whether startCluster started it (nothing of it was running before). */
+  readonly startedHere: boolean;
 }
 
 /** Starts the cluster (a no-op for what already runs) and reads its endpoints. */
 export async function startCluster(timeoutMs = 300_000): Promise<Cluster> {
   const sh = async (...args: string[]) =>
     (await run('bash', [script, ...args], { timeout: timeoutMs, maxBuffer: 1 << 22 })).stdout;
+  const startedHere = !(await sh('status').then(
+    () => true,
+    () => false,
+  ));
   await sh('start');
   const env = Object.fromEntries(
     [...(await sh('env')).matchAll(/(\w+)=(\S+)/g)].map((match) => [match[1], match[2]]),
@@ -45,6 +51,7 @@ export async function startCluster(timeoutMs = 300_000): Promise<Cluster> {
     nodeUrls: [1, 2, 3].map((n) => `http://127.0.0.1:${base + n}`),
     headers: { authorization: `Bearer ${env.MERIDIAN_TOKEN}` },
     sh,
+    startedHere,
   };
 }
 

@@ -40,17 +40,75 @@ class NewRows {
     this.#rows.set(key, values);
   }
 
-  async run(connection: SqlConnection, table: string, what: string): Promise<void> {
+  /** The INSERT of every row as a part of the batch's statement (none when there are no rows). */
+  part(statement: BatchStatement, table: string, what: string): void {
     if (this.#rows.size === 0) return;
     const rows = [...this.#rows.values()];
     this.#rows.clear();
     const names = this.#columns.map(([name]) => name).join(', ');
-    const arrays = this.#columns.map(([, type], index) => `$${index + 1}::${type}[]`).join(', ');
-    const changed = await connection.execute(
-      `INSERT INTO ${table} (${names}) SELECT * FROM unnest(${arrays}) ON CONFLICT DO NOTHING`,
-      this.#columns.map((_, index) => rows.map((row) => row[index]) as unknown as SqlValue),
+    const arrays = this.#columns
+      .map(([, type], index) =>
+        statement.array(
+          rows.map((row) => row[index]),
+          type,
+        ),
+      )
+      .join(', ');
+    statement.add(
+      `INSERT INTO ${table} (${names}) SELECT * FROM unnest(${arrays}) ON CONFLICT DO NOTHING RETURNING 1`,
+      { what, expected: rows.length, reason: 'already existed' },
     );
-    if (changed !== rows.length) throw conflict(what, rows.length, changed, 'already existed');
+  }
+}
+
+interface PartCheck {
+  readonly what: string;
+  /** Rows the part must change; a part with no check (notifications) is not counted. */
+  readonly expected: number;
+  readonly reason: string;
+}
+
+/**
+ * The deferred writes of a run as one statement: each write a data-modifying CTE (PostgreSQL runs
+ * every one of them exactly once, on the same snapshot), and a SELECT of how many rows each
+ * changed. One round trip instead of one per kind of write, which was most of a small
+ * transaction's. No two parts touch the same row: a second write of a key runs the batch first.
+ */
+class BatchStatement {
+  readonly params: SqlValue[] = [];
+  readonly #ctes: string[] = [];
+  readonly #checks: Array<PartCheck | undefined> = [];
+
+  /** A parameter holding `values` as an array of `type`. */
+  array(values: readonly unknown[], type: string): string {
+    this.params.push(values as unknown as SqlValue);
+    return `$${this.params.length}::${type}[]`;
+  }
+
+  /** A plain CTE the parts can read (not counted). */
+  with(name: string, sql: string): void {
+    this.#ctes.push(`${name} AS (${sql})`);
+  }
+
+  /** A part whose rows (one per row changed, or per notification) are counted. */
+  add(sql: string, check?: PartCheck): void {
+    this.#ctes.push(`p${this.#checks.length} AS (${sql})`);
+    this.#checks.push(check);
+  }
+
+  async run(connection: SqlConnection): Promise<void> {
+    if (this.#checks.length === 0) return;
+    const counts = this.#checks.map((_, index) => `(SELECT count(*) FROM p${index})::integer AS c${index}`);
+    const rows = await connection.query<Record<string, number>>(
+      `WITH ${this.#ctes.join(',\n')}\nSELECT ${counts.join(', ')}`,
+      this.params,
+    );
+    this.#checks.forEach((check, index) => {
+      const changed = Number(rows[0]?.[`c${index}`] ?? 0);
+      if (check !== undefined && changed !== check.expected) {
+        throw conflict(check.what, check.expected, changed, check.reason);
+      }
+    });
   }
 }
 
@@ -255,6 +313,7 @@ export class WriteBatch {
   }
 
   async #runAll(connection: SqlConnection): Promise<void> {
+    const statement = new BatchStatement();
     const updates = [...this.#entityUpdates.values()];
     const sagas = [...this.#sagaUpdates.values()];
     const journal = [...this.#journal.values()].flat();
@@ -263,80 +322,124 @@ export class WriteBatch {
     this.#sagaUpdates.clear();
     this.#journal.clear();
     this.#journalRows = 0;
-    await this.#entityInserts.run(connection, this.#tables.entities, 'entity inserts');
-    await this.#updateEntities(connection, updates);
-    await this.#sagaInserts.run(connection, this.#tables.sagas, 'saga inserts');
-    await this.#updateSagas(connection, sagas);
-    await this.#appendJournal(connection, journal);
-    await this.inbox.run(connection, this.#tables.inbox, 'inbox entries');
-    await this.replies.run(connection, this.#tables.replies, 'replies');
+    this.#entityInserts.part(statement, this.#tables.entities, 'entity inserts');
+    this.#updateEntities(statement, updates);
+    this.#sagaInserts.part(statement, this.#tables.sagas, 'saga inserts');
+    this.#updateSagas(statement, sagas);
+    this.#appendJournal(statement, journal);
+    this.inbox.part(statement, this.#tables.inbox, 'inbox entries');
+    this.replies.part(statement, this.#tables.replies, 'replies');
     if (notifications.length > 0) {
-      await connection.query('SELECT pg_notify(c, p) FROM unnest($1::text[], $2::text[]) AS n(c, p)', [
-        notifications.map(([channel]) => channel) as unknown as SqlValue,
-        notifications.map(([, payload]) => payload) as unknown as SqlValue,
-      ]);
+      statement.add(
+        `SELECT pg_notify(c, p) FROM unnest(${statement.array(
+          notifications.map(([channel]) => channel),
+          'text',
+        )}, ${statement.array(
+          notifications.map(([, payload]) => payload),
+          'text',
+        )}) AS n(c, p)`,
+      );
     }
+    await statement.run(connection);
   }
 
-  async #updateEntities(connection: SqlConnection, rows: EntityWrite[]): Promise<void> {
+  #updateEntities(statement: BatchStatement, rows: EntityWrite[]): void {
     if (rows.length === 0) return;
-    const changed = await connection.execute(
+    const [type, id, state, at, expected] = arrays(statement, rows, [
+      ['type', 'text'],
+      ['id', 'text'],
+      ['state', 'text'],
+      ['at', 'bigint'],
+      ['expected', 'bigint'],
+    ]);
+    statement.add(
       `UPDATE ${this.#tables.entities} AS e SET state = v.state, version = e.version + 1, updated_at = v.at
-       FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[]) AS v(type, id, state, at, expected)
-       WHERE e.type = v.type AND e.id = v.id AND e.version = v.expected`,
-      columns(rows, ['type', 'id', 'state', 'at', 'expected']),
+       FROM unnest(${type}, ${id}, ${state}, ${at}, ${expected}) AS v(type, id, state, at, expected)
+       WHERE e.type = v.type AND e.id = v.id AND e.version = v.expected RETURNING 1`,
+      { what: 'entity updates', expected: rows.length, reason: 'had another version' },
     );
-    if (changed !== rows.length)
-      throw conflict('entity updates', rows.length, changed, 'had another version');
   }
 
-  async #updateSagas(connection: SqlConnection, rows: SagaWrite[]): Promise<void> {
+  #updateSagas(statement: BatchStatement, rows: SagaWrite[]): void {
     if (rows.length === 0) return;
-    const changed = await connection.execute(
+    const [id, expected, status, at] = arrays(statement, rows, [
+      ['id', 'text'],
+      ['expected', 'bigint'],
+      ['status', 'text'],
+      ['at', 'bigint'],
+    ]);
+    const setOutput = statement.array(
+      rows.map((row) => row.output !== undefined),
+      'boolean',
+    );
+    const output = statement.array(
+      rows.map((row) => row.output ?? null),
+      'text',
+    );
+    const setReason = statement.array(
+      rows.map((row) => row.reason !== undefined),
+      'boolean',
+    );
+    const reason = statement.array(
+      rows.map((row) => row.reason ?? null),
+      'text',
+    );
+    statement.add(
       `UPDATE ${this.#tables.sagas} AS s SET status = v.status, updated_at = v.at, version = s.version + 1,
          output = CASE WHEN v.set_output THEN v.output ELSE s.output END,
          reason = CASE WHEN v.set_reason THEN v.reason ELSE s.reason END
-       FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::boolean[], $6::text[], $7::boolean[], $8::text[])
+       FROM unnest(${id}, ${expected}, ${status}, ${at}, ${setOutput}, ${output}, ${setReason}, ${reason})
          AS v(id, expected, status, at, set_output, output, set_reason, reason)
-       WHERE s.id = v.id AND s.version = v.expected`,
-      [
-        ...columns(rows, ['id', 'expected', 'status', 'at']),
-        rows.map((row) => row.output !== undefined) as unknown as SqlValue,
-        rows.map((row) => row.output ?? null) as unknown as SqlValue,
-        rows.map((row) => row.reason !== undefined) as unknown as SqlValue,
-        rows.map((row) => row.reason ?? null) as unknown as SqlValue,
-      ],
+       WHERE s.id = v.id AND s.version = v.expected RETURNING 1`,
+      { what: 'saga updates', expected: rows.length, reason: 'had another version' },
     );
-    if (changed !== rows.length) throw conflict('saga updates', rows.length, changed, 'had another version');
   }
 
   /**
    * The entries go in only where each is the next sequence of its saga (counting the batch's
    * earlier entries of the same saga), as the single append's guard does: the journal stays dense.
    */
-  async #appendJournal(connection: SqlConnection, rows: JournalWrite[]): Promise<void> {
+  #appendJournal(statement: BatchStatement, rows: JournalWrite[]): void {
     if (rows.length === 0) return;
     const journal = this.#tables.sagaJournal;
-    const changed = await connection.execute(
-      `WITH v AS (
-         SELECT *, row_number() OVER (PARTITION BY saga_id ORDER BY sequence) - 1 AS rank
-         FROM unnest($1::text[], $2::integer[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::integer[], $9::bigint[])
-           AS u(saga_id, sequence, kind, name, status, result, error, attempts, at))
-       INSERT INTO ${journal} (saga_id, sequence, kind, name, status, result, error, attempts, at)
-       SELECT saga_id, sequence, kind, name, status, result, error, attempts, at FROM v
-       WHERE v.sequence = COALESCE((SELECT MAX(j.sequence) FROM ${journal} AS j WHERE j.saga_id = v.saga_id), -1) + 1 + v.rank
-       ON CONFLICT (saga_id, sequence) DO NOTHING`,
-      columns(rows, ['sagaId', 'sequence', 'kind', 'name', 'status', 'result', 'error', 'attempts', 'at']),
+    const values = arrays(statement, rows, [
+      ['sagaId', 'text'],
+      ['sequence', 'integer'],
+      ['kind', 'text'],
+      ['name', 'text'],
+      ['status', 'text'],
+      ['result', 'text'],
+      ['error', 'text'],
+      ['attempts', 'integer'],
+      ['at', 'bigint'],
+    ]);
+    statement.with(
+      'journal_rows',
+      `SELECT *, row_number() OVER (PARTITION BY saga_id ORDER BY sequence) - 1 AS rank
+       FROM unnest(${values.join(', ')}) AS u(saga_id, sequence, kind, name, status, result, error, attempts, at)`,
     );
-    if (changed !== rows.length) {
-      throw conflict('journal entries', rows.length, changed, 'were not the next of their saga');
-    }
+    statement.add(
+      `INSERT INTO ${journal} (saga_id, sequence, kind, name, status, result, error, attempts, at)
+       SELECT saga_id, sequence, kind, name, status, result, error, attempts, at FROM journal_rows AS v
+       WHERE v.sequence = COALESCE((SELECT MAX(j.sequence) FROM ${journal} AS j WHERE j.saga_id = v.saga_id), -1) + 1 + v.rank
+       ON CONFLICT (saga_id, sequence) DO NOTHING RETURNING 1`,
+      { what: 'journal entries', expected: rows.length, reason: 'were not the next of their saga' },
+    );
   }
 }
 
-/** One array parameter per field, in order. */
-function columns<T>(rows: readonly T[], fields: ReadonlyArray<keyof T>): SqlValue[] {
-  return fields.map((field) => rows.map((row) => row[field]) as unknown as SqlValue);
+/** One array parameter per field of `rows`, in order, as `$n::type[]`. */
+function arrays<T>(
+  statement: BatchStatement,
+  rows: readonly T[],
+  fields: ReadonlyArray<readonly [keyof T, string]>,
+): string[] {
+  return fields.map(([field, type]) =>
+    statement.array(
+      rows.map((row) => row[field]),
+      type,
+    ),
+  );
 }
 
 function conflict(
