@@ -34,6 +34,7 @@ import type { RuntimeMeasurement } from './meter.ts';
 import { requireRuntimeId, requireRuntimeName } from './options.ts';
 import { CallOrder, type CallRef, untag } from './saga-calls.ts';
 import {
+  cancelReasonOf,
   codeOf,
   failureFromEntry,
   failureOf,
@@ -217,12 +218,12 @@ export class SagaExecution {
       mismatch: (entry, asked) => this.#mismatch(entry, asked),
       stalled: () => this.#waiting.settleSleep(),
       cancelled: (entry) => {
-        this.#cancelled = new SagaCancelledError(this.id, (entry.result as { reason: string }).reason);
+        this.#cancelled = new SagaCancelledError(this.id, cancelReasonOf(entry));
         return this.#cancelled;
       },
     });
     const cancelEntry = this.#journal.find((entry) => untag(entry.name).name === journalNames.cancelled);
-    if (cancelEntry !== undefined) this.#cancelJournaled = (cancelEntry.result as { reason: string }).reason;
+    if (cancelEntry !== undefined) this.#cancelJournaled = cancelReasonOf(cancelEntry);
     this.#waits = new Waits({
       pending: () => this.#calls.pending,
       idle: (wakeAt) => services.sleeps.sleep(this.id, wakeAt),

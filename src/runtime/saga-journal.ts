@@ -45,6 +45,11 @@ export const journalNames = {
   cancelled: '$cancelled',
 } as const;
 
+/** The reason a `$cancelled` entry recorded. */
+export function cancelReasonOf(entry: Pick<JournalEntry, 'result'>): string {
+  return (entry.result as { reason: string }).reason;
+}
+
 /** The timer kind that wakes a sleeping saga. */
 export const sagaWakeTimerKind = 'meridian.saga.wake';
 

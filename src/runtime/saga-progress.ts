@@ -1,7 +1,7 @@
 import type { JournalEntry, Json, SagaRecord } from '../store/types.ts';
 import type { AnyEntityDefinition, SagaFailure } from './definitions.ts';
 import { untag } from './saga-calls.ts';
-import { failureFromEntry, journalNames } from './saga-journal.ts';
+import { cancelReasonOf, failureFromEntry, journalNames } from './saga-journal.ts';
 
 /**
  * A saga's read side: what it is doing and what it did, as typed data. `runtime.progress(id)`
@@ -101,7 +101,7 @@ function callOf(entry: JournalEntry, entities: ReadonlyMap<string, AnyEntityDefi
         return { kind: name === journalNames.now ? 'now' : 'random', value: entry.result as number, at };
       }
       if (name === journalNames.cancelled) {
-        return { kind: 'cancelled', reason: (entry.result as { reason: string }).reason, at };
+        return { kind: 'cancelled', reason: cancelReasonOf(entry), at };
       }
       const topic = prefixed('emit:');
       if (topic !== null) return { kind: 'emit', topic, at };
