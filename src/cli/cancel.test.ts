@@ -1,4 +1,5 @@
-// `meridian cancel` asks a running node to cancel a saga: a waiting saga ends cancelled, asking
+// `meridian cancel` asks a running node to cancel a saga: a waiting saga ends cancelled (and its
+// metrics count it so), asking
 // again is a no-op it says so, an ended saga is refused (exit 1, the node's 409), and bad
 // options are exit 2 with the usage.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -40,6 +41,9 @@ describe('meridian cancel', () => {
     expect(first.out).toEqual(['a-1\trequested']);
     await expect(handle.result()).rejects.toMatchObject({ status: 'cancelled' });
     expect((await running.runtime.saga('a-1'))?.reason).toBe("Saga 'a-1' was cancelled: no longer wanted");
+    // Counted in the node's metrics under its own outcome.
+    const metrics = await fetch(`${running.url}/metrics`, { headers: { authorization: `Bearer ${token}` } });
+    expect(await metrics.text()).toMatch(/saga_duration_seconds_count\{[^}]*outcome="cancelled"[^}]*\} 1/);
     const again = capture();
     expect(await run(['a-1', ...node, '--json'], again.output)).toBe(0);
     expect(JSON.parse(again.out.join('\n'))).toEqual({ id: 'a-1', cancellation: 'duplicate' });
