@@ -1,7 +1,6 @@
-// `meridian cancel` asks a running node to cancel a saga: a waiting saga ends cancelled (and its
-// metrics count it so), asking
-// again is a no-op it says so, an ended saga is refused (exit 1, the node's 409), and bad
-// options are exit 2 with the usage.
+// `meridian cancel` asks a running node to cancel a saga: a waiting saga ends cancelled (and the
+// node's metrics count it so), asking again is a no-op and says so, an ended saga is refused
+// (exit 1, the node's 409), and bad options are exit 2 with the usage.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defineApp } from '../app/app.ts';
 import { saga } from '../runtime/definitions.ts';
