@@ -219,4 +219,41 @@ describeShapes('cancelling sagas', (shape) => {
     await expect(handle.result()).rejects.toMatchObject({ status: 'cancelled' });
     expect(effects).toEqual(['held', 'undo held (SAGA_CANCELLED)']);
   });
+
+  it('a saga queued behind a full runtime, or resumed after a restart, still finds its cancellation', async () => {
+    let release!: () => void;
+    let blocked = new Promise<void>((resolve) => (release = resolve));
+    const Queued = saga('Queued', async (ctx, input: { block: boolean }) => {
+      if (input.block) await ctx.step('block', () => blocked);
+      await recorded(ctx, 'work');
+    });
+    const runtimeWithOneSlot = () =>
+      fixture.start(fixture.runtime({ drainTimeoutMs: 0, maxActiveSagas: 1 }).register(Queued));
+    const first = await runtimeWithOneSlot();
+    await first.startSaga(Queued, 'blocker', { block: true });
+    await fixture.eventually(() => first.stats.activeSagas === 1, 'the blocker holding the slot');
+    // Queued in memory: told when it starts. Behind a second blocker: still queued at the stop.
+    const queued = await first.startSaga(Queued, 'queued', { block: false });
+    await first.startSaga(Queued, 'blocker-2', { block: true });
+    await first.startSaga(Queued, 'parked', { block: false });
+    expect(first.stats.queuedSagas).toBe(3);
+    await expect(first.cancelSaga('queued')).resolves.toBe('requested');
+    await expect(first.cancelSaga('parked')).resolves.toBe('requested');
+    release();
+    // The second blocker's step, once it starts, never returns in this runtime.
+    blocked = new Promise<void>(() => {});
+    await expect(queued.result()).rejects.toMatchObject({ status: 'cancelled' });
+    await fixture.eventually(
+      () => first.stats.activeSagas === 1 && first.stats.queuedSagas === 1,
+      'blocker-2 holding the slot, parked queued',
+    );
+    await first.stop();
+    // The next runtime reads 'parked''s cancellation from the store when it resumes it.
+    blocked = Promise.resolve();
+    const second = await runtimeWithOneSlot();
+    await expect(second.handle('parked').result()).rejects.toMatchObject({ status: 'cancelled' });
+    await expect(second.handle('blocker-2').result()).resolves.toBeNull();
+    // The blockers ran their work; neither cancelled saga did any.
+    expect(effects.filter((effect) => effect === 'work')).toHaveLength(2);
+  });
 });
