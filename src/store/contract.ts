@@ -490,17 +490,20 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
           },
         ];
         await tx(async (t) => {
-          for (const id of ['a', 'b', 'run']) {
+          for (const id of ['a', 'b', 'c', 'run']) {
             await t.sagas.create(saga(id));
             for (const entry of entries(id)) await t.sagas.appendJournal(entry);
           }
           await t.sagas.update('a', { status: 'compensated', reason: 'no', at: startMs + 5 }, 1);
           await t.sagas.update('b', { status: 'completed', at: startMs + 500 }, 1);
+          await t.sagas.update('c', { status: 'completed', at: startMs + 6 }, 1);
         });
         const request = { type: 'order', endedBefore: startMs + 100, limit: 10 };
-        expect(await tx((t) => t.sagas.foldEndedJournals(request))).toBe(1);
+        // Both ended sagas in one call (one statement on PostgreSQL), each with its own journal.
+        expect(await tx((t) => t.sagas.foldEndedJournals(request))).toBe(2);
         expect(await tx((t) => t.sagas.foldEndedJournals(request))).toBe(0);
         expect(await tx((t) => t.sagas.journal('a'))).toEqual(entries('a'));
+        expect(await tx((t) => t.sagas.journal('c'))).toEqual(entries('c'));
         // Ended after the cutoff or still running: rows, as they were.
         expect(await tx((t) => t.sagas.journal('b'))).toEqual(entries('b'));
         expect(await tx((t) => t.sagas.journal('run'))).toEqual(entries('run'));
@@ -509,11 +512,11 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
           tx((t) => t.sagas.appendJournal({ ...startEntry('a'), sequence: 4 })),
           ConflictError,
         );
-        expect(await tx((t) => t.sagas.deleteEndedJournals(request))).toBe(1);
+        expect(await tx((t) => t.sagas.deleteEndedJournals(request))).toBe(2);
         expect(await tx((t) => t.sagas.journal('a'))).toEqual([]);
         expect(await tx((t) => t.sagas.get('a'))).toMatchObject({ status: 'compensated', reason: 'no' });
         expect(await tx((t) => t.sagas.foldEndedJournals(request))).toBe(0);
-        expect(await tx((t) => t.sagas.deleteEnded(request))).toBe(1);
+        expect(await tx((t) => t.sagas.deleteEnded(request))).toBe(2);
         expect(await tx((t) => t.sagas.get('a'))).toBeNull();
       });
 

@@ -46,6 +46,13 @@ export interface PostgresStoreOptions {
   clock?: Clock;
 }
 
+/** Bytes as node-postgres sends them (a Buffer, as bytea), also inside an array parameter. */
+function toDriverValue(value: unknown): unknown {
+  return value instanceof Uint8Array && !Buffer.isBuffer(value)
+    ? Buffer.from(value.buffer, value.byteOffset, value.byteLength)
+    : value;
+}
+
 /**
  * One transaction's pooled connection, remembering whether PostgreSQL has aborted it. Statements
  * run one at a time in call order: a transaction function may start several at once
@@ -73,9 +80,7 @@ class PostgresConnection implements SqlConnection {
 
   async #run(sql: string, params: readonly SqlValue[]): Promise<pg.QueryResult> {
     const values = params.map((value) =>
-      value instanceof Uint8Array && !Buffer.isBuffer(value)
-        ? Buffer.from(value.buffer, value.byteOffset, value.byteLength)
-        : value,
+      Array.isArray(value) ? (value as unknown[]).map(toDriverValue) : toDriverValue(value),
     );
     try {
       return await this.control(() => this.client.query({ text: sql, values }));

@@ -140,6 +140,9 @@ const statements = sqlPerStore(({ sagas, sagaJournal: journal }, dialect) => {
     journals: `SELECT ${journalColumns} FROM ${journal} WHERE saga_id IN (${dialect.jsonTexts('$1')})
        ORDER BY saga_id, sequence`,
     fold: `UPDATE ${sagas} SET journal = $2, journal_deleted = 2 WHERE id = $1`,
+    // PostgreSQL: a batch's folds in one statement (one round trip instead of one per saga).
+    foldMany: `UPDATE ${sagas} AS s SET journal = v.journal, journal_deleted = 2
+       FROM unnest(CAST($1 AS text[]), CAST($2 AS bytea[])) AS v(id, journal) WHERE s.id = v.id`,
     folded: `SELECT journal FROM ${sagas} WHERE id = $1 AND journal_deleted <> 0`,
     deleteJournals: `DELETE FROM ${journal} WHERE saga_id IN (${dialect.jsonTexts('$1')})`,
     deleteSagas: `DELETE FROM ${sagas} WHERE id IN (${dialect.jsonTexts('$1')})`,
@@ -337,10 +340,18 @@ export class SqlSagaStore implements SagaStore {
     if (ids === null) return 0;
     const rows = await this.#session.query<JournalRow>(this.#sql.journals, [ids.text]);
     const bySaga = Map.groupBy(rows.map(toJournalEntry), (entry) => entry.sagaId);
+    const sagaIds = JSON.parse(ids.text) as string[];
+    const journals = sagaIds.map((sagaId) => encodeJournal(bySaga.get(sagaId) ?? []));
     let folded = 0;
-    for (const sagaId of JSON.parse(ids.text) as string[]) {
-      const entries = bySaga.get(sagaId) ?? [];
-      folded += await this.#session.execute(this.#sql.fold, [sagaId, encodeJournal(entries)]);
+    if (this.#session.dialect.name === 'postgres') {
+      folded = await this.#session.execute(this.#sql.foldMany, [
+        sagaIds as unknown as SqlValue,
+        journals as unknown as SqlValue,
+      ]);
+    } else {
+      for (const [index, sagaId] of sagaIds.entries()) {
+        folded += await this.#session.execute(this.#sql.fold, [sagaId, journals[index]!]);
+      }
     }
     await this.#session.execute(this.#sql.deleteJournals, [ids.text]);
     return folded;
