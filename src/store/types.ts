@@ -51,10 +51,15 @@ export interface IdleEntitiesRequest {
   readonly limit: number;
 }
 
-export type SagaStatus = 'running' | 'compensating' | 'completed' | 'compensated' | 'failed';
+export type SagaStatus = 'running' | 'compensating' | 'completed' | 'compensated' | 'failed' | 'cancelled';
 
 /** The statuses a saga ends in: it never changes again. */
-export const endedSagaStatuses: ReadonlySet<SagaStatus> = new Set(['completed', 'compensated', 'failed']);
+export const endedSagaStatuses: ReadonlySet<SagaStatus> = new Set([
+  'completed',
+  'compensated',
+  'failed',
+  'cancelled',
+]);
 
 export interface SagaRecord {
   readonly id: string;
@@ -63,7 +68,7 @@ export interface SagaRecord {
   readonly input: Json;
   /** The saga's result once completed. */
   readonly output: Json | null;
-  /** Why it compensated or failed. */
+  /** Why it compensated, failed or was cancelled. */
   readonly reason: string | null;
   readonly createdAt: number;
   readonly updatedAt: number;

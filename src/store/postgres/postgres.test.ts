@@ -73,6 +73,7 @@ describe.skipIf(!url)('PostgresStore migrations and transactions', () => {
       { component: 'store', version: 6 },
       { component: 'store', version: 7 },
       { component: 'store', version: 8 },
+      { component: 'store', version: 9 },
     ]);
     const tables = await schemas.query(
       `SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY table_name`,
@@ -97,7 +98,7 @@ describe.skipIf(!url)('PostgresStore migrations and transactions', () => {
     const store = await openPostgresStore({ connectionString: url, schema: name, maxConnections: 1 });
     await store.close();
     await schemas.query(
-      `INSERT INTO "${name}".meridian_migrations (component, version, name) VALUES ('store', 9, 'from the future')`,
+      `INSERT INTO "${name}".meridian_migrations (component, version, name) VALUES ('store', 10, 'from the future')`,
     );
     const error = await openPostgresStore({ connectionString: url, schema: name }).catch(
       (caught: unknown) => caught,
@@ -105,12 +106,12 @@ describe.skipIf(!url)('PostgresStore migrations and transactions', () => {
     expect(error).toBeInstanceOf(SchemaMismatchError);
     expect((error as SchemaMismatchError).code).toBe('SCHEMA_MISMATCH');
     expect((error as SchemaMismatchError).message).toContain(
-      `has schema version 9 of 'store', newer than this Meridian knows (8)`,
+      `has schema version 10 of 'store', newer than this Meridian knows (9)`,
     );
     expect((error as SchemaMismatchError).details).toEqual({
       component: 'store',
-      databaseVersion: 9,
-      knownVersion: 8,
+      databaseVersion: 10,
+      knownVersion: 9,
     });
   });
 
