@@ -6,11 +6,12 @@
 //   effects): found by simulation of the ledger, whose statement subscription then copies a
 //   deposit twice after a restart;
 // - idempotency-forgotten (a completed Idempotency-Key taken over as new): found by a short
-//   real-process run of the ledger, whose duplicated deliveries then deposit twice.
+//   real-process run of the ledger, whose duplicated deliveries then deposit twice; --shrink
+//   cuts its fault schedule down to those duplicated deliveries alone.
 import { spawn } from 'node:child_process';
 import { resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { VerifyReport } from '../src/chaos/index.ts';
+import type { ShrunkRun, VerifyReport } from '../src/chaos/index.ts';
 
 const root = resolve(import.meta.dirname, '..');
 
@@ -96,10 +97,10 @@ describe('verify catches bugs planted in core', () => {
     expect(healthy.code, JSON.stringify(healthy.report.failure)).toBe(0);
   }, 200_000);
 
-  it('idempotency-forgotten: a short real-process run finds deposits applied twice, and the replay finds them again', async () => {
+  it('idempotency-forgotten: a short real-process run finds deposits applied twice, shrinks its faults to the duplicated deliveries, and the shrunk replay finds them again', async () => {
     const command =
       'NODE_ENV=test MERIDIAN_PLANTED_BUG=idempotency-forgotten meridian verify test/verify/ledger.spec.ts --seed 5 --duration 3s';
-    const planted = await verify<VerifyReport>(command);
+    const planted = await verify<VerifyReport & { shrunk: ShrunkRun }>(`${command} --shrink 90s`);
     expect(planted.code, planted.stderr).toBe(1);
     const duplicated = planted.report.violations.filter(
       (violation) => violation.invariant === 'exactly-once',
@@ -113,13 +114,26 @@ describe('verify catches bugs planted in core', () => {
       `${command.split(' meridian')[0]} MERIDIAN_VERIFY_TEST_BUG='' meridian verify test/verify/ledger.spec.ts --seed 5 --duration 3s`,
     );
 
-    const replayed = await verify<VerifyReport>(command);
+    // Shrunk: the bug needs the duplicated deliveries, and nothing else of the schedule.
+    const { shrunk } = planted.report;
+    const kept = shrunk.report.faults.filter((fault) => fault.heal === undefined);
+    expect(kept.map((fault) => fault.fault.kind)).toEqual(['duplicate']);
+    expect(shrunk.faults).toHaveLength(1);
+    expect(planted.report.faults.filter((fault) => fault.heal === undefined).length).toBeGreaterThan(1);
+    expect(shrunk.report.replay).toMatch(/ --seed 5 --duration 3s --faults \d+$/);
+
+    const replayed = await verify<VerifyReport>(
+      shrunk.report.replay.replace(" MERIDIAN_VERIFY_TEST_BUG=''", ''),
+    );
     expect(replayed.code, replayed.stderr).toBe(1);
     expect(replayed.report.violations.some((violation) => violation.invariant === 'exactly-once')).toBe(true);
+    expect(replayed.report.faults.map((fault) => fault.description)).toEqual(
+      shrunk.report.faults.map((fault) => fault.description),
+    );
 
     const healthy = await verify<VerifyReport>(
       'meridian verify test/verify/ledger.spec.ts --seed 5 --duration 3s',
     );
     expect(healthy.code, JSON.stringify(healthy.report.violations)).toBe(0);
-  }, 200_000);
+  }, 300_000);
 });
