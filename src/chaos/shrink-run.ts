@@ -10,7 +10,7 @@
  * the app's starts and the final checks, so twice the duration is what one is allowed).
  */
 
-import { performance } from 'node:perf_hooks';
+import { type Clock, systemClock } from '../time.ts';
 import type { VerifyReport } from './report.ts';
 import { runVerify, type VerifyOptions } from './runner.ts';
 
@@ -23,6 +23,8 @@ export interface ShrinkRunOptions {
   readonly budgetMs: number;
   /** Progress lines (each run tried). */
   readonly log?: ((line: string) => void) | undefined;
+  /** Measures the budget. @default the system clock */
+  readonly clock?: Clock;
 }
 
 export interface ShrunkRun {
@@ -39,10 +41,11 @@ export interface ShrunkRun {
 
 /** Shrinks a failed run's fault schedule; see the module comment. */
 export async function shrinkRun(options: ShrinkRunOptions): Promise<ShrunkRun> {
-  const startedMs = performance.now();
+  const clock = options.clock ?? systemClock;
+  const startedMs = clock.monotonicNow();
   const names = new Set(options.failed.violations.map((violation) => violation.invariant));
   const perRunMs = options.run.durationMs * 2;
-  const affordable = () => performance.now() - startedMs + perRunMs <= options.budgetMs;
+  const affordable = () => clock.monotonicNow() - startedMs + perRunMs <= options.budgetMs;
   let best = {
     report: options.failed,
     faults: options.run.faults ?? options.failed.faults.filter((f) => f.heal === undefined).map((_, i) => i),
@@ -78,7 +81,7 @@ export async function shrinkRun(options: ShrinkRunOptions): Promise<ShrunkRun> {
   return done();
 
   function done(): ShrunkRun {
-    return { ...best, runs, elapsedMs: Math.round(performance.now() - startedMs), budgetSpent };
+    return { ...best, runs, elapsedMs: Math.round(clock.monotonicNow() - startedMs), budgetSpent };
   }
 }
 
