@@ -6,18 +6,9 @@ import { defineApp } from '../app/app.ts';
 import { saga } from '../runtime/definitions.ts';
 import { startTestApp, type TestApp } from '../testing/index.ts';
 import { run } from './cancel.ts';
+import { captureOutput } from './output.fixture.ts';
 
 const Approval = saga('CliApproval', async (ctx) => ctx.waitForSignal('approve', { timeoutMs: 3_600_000 }));
-
-function capture() {
-  const out: string[] = [];
-  const err: string[] = [];
-  return {
-    output: { out: (line: string) => out.push(line), err: (line: string) => err.push(line) },
-    out,
-    err,
-  };
-}
 
 describe('meridian cancel', () => {
   let running: TestApp;
@@ -34,7 +25,7 @@ describe('meridian cancel', () => {
 
   it('cancels a waiting saga, and says a second cancellation was a no-op', async () => {
     const handle = await running.runtime.startSaga(Approval, 'a-1', undefined);
-    const first = capture();
+    const first = captureOutput();
     const node = ['--url', running.url, '--token', token];
     expect(await run(['a-1', '--reason', 'no longer wanted', ...node], first.output)).toBe(0);
     expect(first.out).toEqual(['a-1\trequested']);
@@ -43,7 +34,7 @@ describe('meridian cancel', () => {
     // Counted in the node's metrics under its own outcome.
     const metrics = await fetch(`${running.url}/metrics`, { headers: { authorization: `Bearer ${token}` } });
     expect(await metrics.text()).toMatch(/saga_duration_seconds_count\{[^}]*outcome="cancelled"[^}]*\} 1/);
-    const again = capture();
+    const again = captureOutput();
     expect(await run(['a-1', ...node, '--json'], again.output)).toBe(0);
     expect(JSON.parse(again.out.join('\n'))).toEqual({ id: 'a-1', cancellation: 'duplicate' });
   });
@@ -52,16 +43,16 @@ describe('meridian cancel', () => {
     const handle = await running.runtime.startSaga(Approval, 'a-2', undefined);
     await running.runtime.signal('a-2', 'approve', true);
     await handle.result();
-    const ended = capture();
+    const ended = captureOutput();
     expect(await run(['a-2', '--url', running.url, '--token', token], ended.output)).toBe(1);
     expect(ended.err[0]).toMatch(/answered 409: Saga 'a-2' has ended \(completed\)/);
-    const missing = capture();
+    const missing = captureOutput();
     expect(await run(['nobody', '--url', running.url, '--token', token], missing.output)).toBe(1);
     expect(missing.err[0]).toContain('answered 404');
-    const bad = capture();
+    const bad = captureOutput();
     expect(await run([], bad.output)).toBe(2);
     expect(bad.err[0]).toContain('needs a saga id');
-    const long = capture();
+    const long = captureOutput();
     expect(await run(['a-2', '--reason', 'x'.repeat(501)], long.output)).toBe(2);
     expect(long.err[0]).toContain('--reason must be 1 to 500 characters');
   });
