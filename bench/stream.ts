@@ -4,6 +4,7 @@
  * does the same work, in the same run, on the same trade file.
  *
  *   npm run bench:stream [-- --trades 2000000 --rounds 3 --flink on|off]
+ *   npm run bench:stream -- --memory-minutes 10 [--rate 20000]   (RSS over a live run: stream-memory.ts)
  *
  * Meridian: the trades are appended to a 1-partition topic of the embedded SQLite log first (not
  * timed: the figure is "from the log"), then one stream job reads them through the windows and
@@ -30,14 +31,21 @@ import { jsonValue, SqliteLog } from '../src/log/index.ts';
 import { SqliteDatabase, SqliteStore } from '../src/store/index.ts';
 import { openStreamJob, readModelSink, topicSink } from '../src/stream/index.ts';
 import { median } from './stats.ts';
+import { memoryRun } from './stream-memory.ts';
 
 const { values: args } = parseArgs({
   options: {
     trades: { type: 'string', default: '2000000' },
     rounds: { type: 'string', default: '3' },
     flink: { type: 'string', default: 'on' },
+    'memory-minutes': { type: 'string' },
+    rate: { type: 'string', default: '20000' },
   },
 });
+if (args['memory-minutes'] !== undefined) {
+  await memoryRun(Number(args['memory-minutes']), Number(args.rate));
+  process.exit(0);
+}
 const trades = Number(args.trades);
 const rounds = Number(args.rounds);
 const root = resolve(import.meta.dirname, '..');

@@ -60,6 +60,8 @@ export { entity, saga, subscription } from './runtime/definitions.ts';
 export type { EntityChange, EntityChangeListener } from './runtime/entity-changes.ts';
 export {
   NonDeterminismError,
+  SagaCancelledError,
+  SagaEndedError,
   SagaNotCompletedError,
   SignalTimeoutError,
   StepFailedError,
@@ -75,6 +77,7 @@ export type {
   StartSagaOptions,
 } from './runtime/runtime-types.ts';
 export type { EntityInstance, RuntimeView } from './runtime/runtime-view.ts';
+export type { SagaCancellation } from './runtime/saga-cancellation.ts';
 export type { SagaCall, SagaProgress } from './runtime/saga-progress.ts';
 export type { SignalDelivery } from './runtime/saga-signals.ts';
 export type { SingletonContext, SingletonDefinition } from './runtime/singletons.ts';

@@ -41,6 +41,8 @@ describe('the package surface', () => {
       'NotFoundError',
       'RetryableError',
       'Runtime',
+      'SagaCancelledError',
+      'SagaEndedError',
       'SagaNotCompletedError',
       'SignalTimeoutError',
       'StepFailedError',

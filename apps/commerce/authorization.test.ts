@@ -113,6 +113,18 @@ const matrix: Record<string, Row[]> = {
       expected: operatorOnly,
     },
   ],
+  'POST /console/api/sagas/:id/cancel': [
+    {
+      // The order's saga has ended (the matrix settles it first): the operator passes the check
+      // and is answered 409, an ended saga cannot be cancelled; everyone else is refused before.
+      request: ({ orderId }) => ({
+        method: 'POST',
+        path: `/console/api/sagas/${orderId}/cancel`,
+        body: { reason: 'matrix' },
+      }),
+      expected: { ...operatorOnly, operator: 409 },
+    },
+  ],
   'GET /console/api/events': [
     { request: () => ({ method: 'GET', path: '/console/api/events' }), expected: operatorOnly },
   ],

@@ -101,8 +101,8 @@ export function orderView(
   };
 }
 
-const ended = (progress: SagaProgress) =>
-  progress.status === 'completed' || progress.status === 'compensated' || progress.status === 'failed';
+/** Ended in any way (completed, compensated, failed, cancelled): no more calls will come. */
+const ended = (progress: SagaProgress) => progress.status !== 'running' && progress.status !== 'compensating';
 
 type StepCall = Extract<SagaCall, { kind: 'step' }>;
 

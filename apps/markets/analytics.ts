@@ -1,6 +1,8 @@
 // The markets dataflow of the live app: per symbol, 5 s windows (count, volume, VWAP, OHLC) into
 // a read model and the cache; a 1-minute moving VWAP sliding every 5 s, whose last slice is
 // scored against the slices before it (z-score) to raise price anomaly alerts onto a topic.
+// Windows and alerts are enriched with the symbol's reference data (sector, tick size) by a join
+// with the reference table, as of the window's end.
 
 import type { Cache } from '../../src/cache/index.ts';
 import { jsonValue } from '../../src/log/index.ts';
@@ -17,12 +19,15 @@ import {
   tumbling,
   type WindowResult,
 } from '../../src/stream/index.ts';
+import { referenceTable, type SymbolInfo } from './reference.ts';
 import { decodeTrade, encodeTrade, ohlc, type Trade, type WindowStats } from './trade.ts';
 
 export const topics = {
   trades: 'market-trades',
   late: 'market-late-trades',
   alerts: 'market-alerts',
+  reference: 'market-reference',
+  invalidReference: 'market-reference-invalid',
 } as const;
 export const readModels = {
   windows: 'market-windows',
@@ -42,6 +47,9 @@ export interface WindowView extends WindowStats {
   readonly symbol: string;
   readonly startMs: number;
   readonly endMs: number;
+  /** From the reference table as of the window's end; null when the symbol had no row then. */
+  readonly sector: string | null;
+  readonly tickSizeCents: number | null;
 }
 
 export interface MovingView {
@@ -53,6 +61,8 @@ export interface MovingView {
   /** The last 5 s slice's VWAP against the others' (null until enough slices had trades). */
   readonly z: number | null;
   readonly lastVwap: number | null;
+  /** From the reference table as of the window's end; null when the symbol had no row then. */
+  readonly sector: string | null;
 }
 
 /** Row ids that sort by time within a symbol, so a range of windows is one ordered scan. */
@@ -60,43 +70,52 @@ export function windowRowId(symbol: string, startMs: number): string {
   return `${symbol}/${String(startMs).padStart(15, '0')}`;
 }
 
-function view(result: WindowResult<WindowStats>): WindowView {
-  return { symbol: result.key, startMs: result.window.startMs, endMs: result.window.endMs, ...result.value };
+function view(result: WindowResult<WindowStats>, info: SymbolInfo | null): WindowView {
+  return {
+    symbol: result.key,
+    startMs: result.window.startMs,
+    endMs: result.window.endMs,
+    ...result.value,
+    sector: info?.sector ?? null,
+    tickSizeCents: info?.tickSizeCents ?? null,
+  };
 }
 
 /** Per 5 s slice of the minute: [Σ cents × qty, Σ qty]. */
 type SliceAcc = number[];
 
 /** The moving minute: per-slice sums, so the result can score the last slice against the rest. */
-const movingMinute = aggregator<Trade, SliceAcc, Omit<MovingView, 'symbol' | 'startMs' | 'endMs'>>({
-  create: () => new Array<number>(slices * 2).fill(0),
-  add(acc, trade, timestampMs) {
-    // Slices are aligned to the epoch, so a trade's slice index is the same in every window holding it.
-    const slice = Math.floor(timestampMs / windowMs) % slices;
-    acc[slice * 2]! += trade.priceCents * trade.qty;
-    acc[slice * 2 + 1]! += trade.qty;
-    return acc;
+const movingMinute = aggregator<Trade, SliceAcc, Omit<MovingView, 'symbol' | 'startMs' | 'endMs' | 'sector'>>(
+  {
+    create: () => new Array<number>(slices * 2).fill(0),
+    add(acc, trade, timestampMs) {
+      // Slices are aligned to the epoch, so a trade's slice index is the same in every window holding it.
+      const slice = Math.floor(timestampMs / windowMs) % slices;
+      acc[slice * 2]! += trade.priceCents * trade.qty;
+      acc[slice * 2 + 1]! += trade.qty;
+      return acc;
+    },
+    result(acc, window) {
+      let notional = 0;
+      let volume = 0;
+      const lastSlice = Math.floor((window.endMs - 1) / windowMs) % slices;
+      const others: number[] = [];
+      for (let slice = 0; slice < slices; slice++) {
+        notional += acc[slice * 2]!;
+        volume += acc[slice * 2 + 1]!;
+        if (slice !== lastSlice && acc[slice * 2 + 1]! > 0)
+          others.push(acc[slice * 2]! / acc[slice * 2 + 1]! / 100);
+      }
+      const lastVolume = acc[lastSlice * 2 + 1]!;
+      const lastVwap = lastVolume > 0 ? acc[lastSlice * 2]! / lastVolume / 100 : null;
+      return {
+        movingVwap: volume > 0 ? Math.round((notional / volume) * 100) / 10_000 : 0,
+        lastVwap,
+        z: zScore(lastVwap, others),
+      };
+    },
   },
-  result(acc, window) {
-    let notional = 0;
-    let volume = 0;
-    const lastSlice = Math.floor((window.endMs - 1) / windowMs) % slices;
-    const others: number[] = [];
-    for (let slice = 0; slice < slices; slice++) {
-      notional += acc[slice * 2]!;
-      volume += acc[slice * 2 + 1]!;
-      if (slice !== lastSlice && acc[slice * 2 + 1]! > 0)
-        others.push(acc[slice * 2]! / acc[slice * 2 + 1]! / 100);
-    }
-    const lastVolume = acc[lastSlice * 2 + 1]!;
-    const lastVwap = lastVolume > 0 ? acc[lastSlice * 2]! / lastVolume / 100 : null;
-    return {
-      movingVwap: volume > 0 ? Math.round((notional / volume) * 100) / 10_000 : 0,
-      lastVwap,
-      z: zScore(lastVwap, others),
-    };
-  },
-});
+);
 
 function zScore(value: number | null, others: readonly number[]): number | null {
   if (value === null || others.length < minSlices) return null;
@@ -123,11 +142,20 @@ export function marketsDataflow(options: AnalyticsOptions): TopicSource<Trade> {
     idleTimeoutMs: options.idleTimeoutMs,
   });
   const late = topicSink<Trade>(topics.late, encodeTrade);
+  const reference = referenceTable(
+    topics.reference,
+    topicSink(topics.invalidReference, (record) => ({
+      key: record.key,
+      value: record.value,
+      timestamp: record.timestamp,
+    })),
+  );
   const bySymbol = source.keyBy((trade) => trade.symbol);
   const windows = bySymbol
     .window(tumbling({ sizeMs: windowMs }), { late })
     .aggregate(ohlc)
-    .map(view);
+    .keyBy((result) => result.key)
+    .leftJoin(reference, view);
   windows.to(
     readModelSink({
       type: readModels.windows,
@@ -143,8 +171,16 @@ export function marketsDataflow(options: AnalyticsOptions): TopicSource<Trade> {
   const moving = bySymbol
     .window(sliding({ sizeMs: movingMs, slideMs: windowMs }), { late })
     .aggregate(movingMinute)
-    .map(
-      (r): MovingView => ({ symbol: r.key, startMs: r.window.startMs, endMs: r.window.endMs, ...r.value }),
+    .keyBy((r) => r.key)
+    .leftJoin(
+      reference,
+      (r, info): MovingView => ({
+        symbol: r.key,
+        startMs: r.window.startMs,
+        endMs: r.window.endMs,
+        ...r.value,
+        sector: info?.sector ?? null,
+      }),
     );
   moving.to(
     readModelSink({ type: readModels.moving, id: (m) => m.symbol, state: (m) => ({ ...m }) as Json }),

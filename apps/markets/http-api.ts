@@ -1,14 +1,16 @@
 // The markets HTTP API: batch trade ingestion with validation, the latest window per symbol
 // (through the cache), a time range of windows and top movers (from the read model), recent
-// alerts, and a Server-Sent Events stream of windows as they close.
+// alerts, a Server-Sent Events stream of windows as they close, and per-symbol reference data
+// (sector, tick size) written to the table the windows are enriched from.
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Cache } from '../../src/cache/index.ts';
-import { ValidationError } from '../../src/index.ts';
+import { systemClock, ValidationError } from '../../src/index.ts';
 import type { Log } from '../../src/log/index.ts';
 import type { Store } from '../../src/store/index.ts';
 import { readModels, topics, type WindowView, windowMs, windowRowId } from './analytics.ts';
 import { parseTradeLine } from './csv.ts';
+import { encodeSymbolInfo, parseSymbolInfo, type SymbolInfo } from './reference.ts';
 import { encodeTrade, type Trade } from './trade.ts';
 
 export const maxTradesPerBatch = 10_000;
@@ -63,7 +65,10 @@ function integerParam(
   return Number(text);
 }
 
-async function readBody(req: IncomingMessage): Promise<unknown> {
+const tradesExample =
+  '{"trades": [{"timestampMs": 1767623400000, "symbol": "AAPL", "price": "187.25", "qty": 100}]}';
+
+async function readBody(req: IncomingMessage, example: string): Promise<unknown> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req) {
@@ -74,10 +79,7 @@ async function readBody(req: IncomingMessage): Promise<unknown> {
   try {
     return JSON.parse(Buffer.concat(chunks).toString('utf8'));
   } catch {
-    throw new HttpProblem(
-      400,
-      'The body must be JSON: {"trades": [{"timestampMs": 1767623400000, "symbol": "AAPL", "price": "187.25", "qty": 100}]}',
-    );
+    throw new HttpProblem(400, `The body must be JSON: ${example}`);
   }
 }
 
@@ -130,10 +132,31 @@ export function createMarketsApi(options: MarketsApiOptions): MarketsApi {
     const path = url.pathname;
     if (req.method === 'GET' && path === '/healthz') return send(res, 200, { ok: true });
     if (req.method === 'POST' && path === '/markets/trades') {
-      const trades = parseTradeBatch(await readBody(req));
+      const trades = parseTradeBatch(await readBody(req, tradesExample));
       // One transaction: on the embedded shape the whole batch is appended or none of it.
       await store.transaction(() => log.append(topics.trades, trades.map(encodeTrade)));
       return send(res, 202, { accepted: trades.length });
+    }
+    const referenceRoute = /^\/markets\/reference\/([^/]{1,64})$/.exec(path);
+    if (req.method === 'PUT' && referenceRoute !== null) {
+      const symbol = decodeURIComponent(referenceRoute[1]!);
+      const body = await readBody(req, '{"sector": "Technology", "tickSize": "0.01", "validFromMs": 0}');
+      const validFromMs = (body as { validFromMs?: unknown } | null)?.validFromMs ?? systemClock.now();
+      if (!Number.isSafeInteger(validFromMs) || (validFromMs as number) < 0) {
+        throw new HttpProblem(
+          400,
+          `'validFromMs' must be a non-negative integer (ms): current value is ${JSON.stringify(validFromMs).slice(0, 32)}`,
+        );
+      }
+      let info: SymbolInfo;
+      try {
+        info = parseSymbolInfo(symbol, body);
+      } catch (error) {
+        if (error instanceof ValidationError) throw new HttpProblem(400, error.message);
+        throw error;
+      }
+      await log.append(topics.reference, [encodeSymbolInfo(symbol, info, validFromMs as number)]);
+      return send(res, 202, { symbol, ...info, validFromMs });
     }
     if (req.method !== 'GET') throw new HttpProblem(405, `${req.method} is not allowed on ${path}`);
     const symbolRoute = /^\/markets\/symbols\/([A-Z0-9._-]{1,16})\/(latest|windows)$/.exec(path);

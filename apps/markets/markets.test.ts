@@ -59,6 +59,19 @@ describe('markets HTTP API', () => {
     expect((await fetch(`${markets.url}/markets/trades`, { method: 'POST', body: '{' })).status).toBe(400);
   });
 
+  it('takes reference data per symbol, validated, into the table windows are enriched from', async () => {
+    const put = (symbol: string, body: unknown) =>
+      fetch(`${markets.url}/markets/reference/${symbol}`, { method: 'PUT', body: JSON.stringify(body) });
+    expect((await put('AAA', { sector: 'Technology', tickSize: '0.01', validFromMs: 0 })).status).toBe(202);
+    // BBB's row is valid only from 6 s on: its first window (ending before) meets none.
+    expect((await put('BBB', { sector: 'Energy', tickSize: '0.05', validFromMs: 6000 })).status).toBe(202);
+    const bad = await put('BBB', { sector: 'Energy', tickSize: '0.001' });
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { detail: string }).detail).toMatch(/^'tickSize' must be dollars/);
+    expect((await put('bad%20symbol', { sector: 'Energy', tickSize: '0.01' })).status).toBe(400);
+    expect((await put('AAA', { sector: 'Energy', tickSize: '0.01', validFromMs: -1 })).status).toBe(400);
+  });
+
   it('serves closed windows: latest (cached), a range, movers, and the live feed', async () => {
     const feed = await fetch(`${markets.url}/markets/stream`);
     const reader = feed.body!.getReader();
@@ -77,7 +90,14 @@ describe('markets HTTP API', () => {
       const body = response.status === 200 ? ((await response.json()) as WindowView) : undefined;
       return body?.startMs === 5000 ? body : undefined;
     });
-    expect(latest).toMatchObject({ symbol: 'AAA', count: 1, volume: 1, vwap: '12.0000' });
+    expect(latest).toMatchObject({
+      symbol: 'AAA',
+      count: 1,
+      volume: 1,
+      vwap: '12.0000',
+      sector: 'Technology',
+      tickSizeCents: 1,
+    });
     const range = (await (
       await fetch(`${markets.url}/markets/symbols/AAA/windows?fromMs=0&toMs=10000`)
     ).json()) as { windows: WindowView[] };
@@ -98,11 +118,11 @@ describe('markets HTTP API', () => {
     await reader.cancel();
     expect(feedText).toContain(': markets windows as they close');
     expect(feedText).toMatch(/event: window\ndata: \{"symbol":"AAA","startMs":0,/);
-    expect(closed.map((w) => `${w.symbol}@${w.startMs}`).sort()).toEqual([
-      'AAA@0',
-      'AAA@5000',
-      'BBB@0',
-      'BBB@5000',
+    expect(closed.map((w) => `${w.symbol}@${w.startMs}:${w.sector}`).sort()).toEqual([
+      'AAA@0:Technology',
+      'AAA@5000:Technology',
+      'BBB@0:null',
+      'BBB@5000:Energy',
     ]);
     expect((await fetch(`${markets.url}/markets/symbols/ZZZ/latest`)).status).toBe(404);
     const status = (await (await fetch(`${markets.url}/markets/job`)).json()) as {

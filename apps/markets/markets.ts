@@ -12,6 +12,7 @@ import { seededRandom } from '../../src/testing/index.ts';
 import { marketsDataflow, readModels, topics, type WindowView } from './analytics.ts';
 import { TradeGenerator } from './generator.ts';
 import { createMarketsApi } from './http-api.ts';
+import { generatedReference } from './reference.ts';
 import { encodeTrade } from './trade.ts';
 
 export interface MarketsOptions {
@@ -76,7 +77,15 @@ export async function startMarkets(options: MarketsOptions): Promise<RunningMark
       options.onWindows?.(windows);
     },
   });
-  job = await openStreamJob({ name: 'markets', source, store, log, maxRecordsPerTransaction: 20_000 });
+  // The job's name changed when it began to join the reference table: a job's committed state
+  // belongs to one dataflow, and the earlier one's had no table.
+  job = await openStreamJob({
+    name: 'markets-enriched',
+    source,
+    store,
+    log,
+    maxRecordsPerTransaction: 20_000,
+  });
   // A job that fails (a commit refused, a record it cannot decode) stops; the API keeps serving what committed.
   const running = job.start().catch((error: unknown) => {
     console.error(`markets: the analytics job stopped: ${(error as Error).message}`);
@@ -104,7 +113,16 @@ export async function startMarkets(options: MarketsOptions): Promise<RunningMark
       (error: unknown) => console.error(`markets generator: ${(error as Error).message}`),
     );
   };
-  if (options.ratePerSecond > 0) tick();
+  if (options.ratePerSecond > 0) {
+    // Reference rows for the generated symbols, once: valid from the start of time, so every
+    // window and alert finds its sector.
+    const reference = await log.offsets(topics.reference, 0);
+    if (reference.end === 0) {
+      const symbols = Array.from({ length: options.symbols }, (_, index) => TradeGenerator.symbolName(index));
+      await log.append(topics.reference, generatedReference(symbols));
+    }
+    tick();
+  }
   await new Promise<void>((resolve) => api.server.listen(options.port, '127.0.0.1', resolve));
   const port = (api.server.address() as AddressInfo).port;
   return {

@@ -38,6 +38,7 @@ export {
 } from './report.ts';
 export { runVerify, type VerifyOptions, type VerifyRun } from './runner.ts';
 export { describeFault, drawSchedule, type Fault, type ScheduleOptions } from './schedule.ts';
+export { formatShrunk, type ShrunkRun, shrinkRun } from './shrink-run.ts';
 export {
   drawSimulation,
   runSchedule,

@@ -60,10 +60,19 @@ export function replayEnvironment(names: readonly string[] = []): string[] {
     .map((name) => `${name}=${shellWord(process.env[name]!)}`);
 }
 
-/** The replay command: the spec's replay variables as set now, the program, the spec, seed and duration. */
+/**
+ * The replay command: the spec's replay variables as set now, the program, the spec, seed and
+ * duration, and `--faults` when the run kept only some faults of its seed's schedule.
+ */
 export function replayCommand(
   spec: VerifySpec<unknown>,
-  options: { program?: string; specPath: string; seed: number; durationMs: number },
+  options: {
+    program?: string;
+    specPath: string;
+    seed: number;
+    durationMs: number;
+    faults?: readonly number[] | undefined;
+  },
 ): string {
   const env = replayEnvironment(spec.replayEnv);
   const path = relative(process.cwd(), options.specPath) || options.specPath;
@@ -76,7 +85,13 @@ export function replayCommand(
     String(options.seed),
     '--duration',
     formatDuration(options.durationMs),
+    ...(options.faults === undefined ? [] : ['--faults', formatFaultSelection(options.faults)]),
   ].join(' ');
+}
+
+/** `--faults` as it is written: the kept indexes of the seed's schedule, or `none`. */
+export function formatFaultSelection(faults: readonly number[]): string {
+  return faults.length === 0 ? 'none' : faults.join(',');
 }
 
 export function buildReport(input: {
@@ -86,6 +101,7 @@ export function buildReport(input: {
     seed: number;
     durationMs: number;
     program?: string;
+    faults?: readonly number[] | undefined;
   };
   schedule: readonly FaultRecord[];
   history: History;

@@ -15,7 +15,7 @@ import { AppProcess, removeRunDirectory, SmallFilesystem } from './app-process.t
 import { type Completion, History, type Operation } from './history.ts';
 import { type CheckOutcome, checkInvariants } from './invariants.ts';
 import { buildReport, type FaultRecord, type VerifyReport } from './report.ts';
-import { describeFault, drawSchedule, type Fault, reorderDelayMsMax } from './schedule.ts';
+import { describeFault, drawSchedule, type Fault, reorderDelayMsMax, selectFaults } from './schedule.ts';
 import type { VerifySpec } from './spec.ts';
 
 export interface VerifyOptions {
@@ -34,6 +34,11 @@ export interface VerifyOptions {
   readonly runDirectory?: string;
   /** Progress lines (faults as they are injected). */
   readonly log?: (line: string) => void;
+  /**
+   * Only these faults of the seed's schedule, by their index in it (0-based, in schedule order);
+   * what a shrunk run replays. @default every fault of the schedule
+   */
+  readonly faults?: readonly number[] | undefined;
 }
 
 export interface VerifyRun {
@@ -112,11 +117,12 @@ function faultKinds(spec: VerifySpec<unknown>): {
 /** Runs the spec under its seed's fault schedule and checks the history; see VerifyOptions. */
 export async function runVerify(options: VerifyOptions): Promise<VerifyRun> {
   const { spec, seed, durationMs } = options;
+  const { kinds, diskUnavailable } = faultKinds(spec);
+  // Before anything is created: a bad --faults leaves nothing behind.
+  const schedule = selectFaults(drawSchedule({ seed, durationMs, kinds }), options.faults);
   const runDirectory = options.runDirectory ?? mkdtempSync(join(tmpdir(), `meridian-verify-${spec.name}-`));
   mkdirSync(runDirectory, { recursive: true });
   const dataDir = join(runDirectory, 'data');
-  const { kinds, diskUnavailable } = faultKinds(spec);
-  const schedule = drawSchedule({ seed, durationMs, kinds });
   const filesystem = diskUnavailable === undefined ? await SmallFilesystem.create(dataDir, 48) : undefined;
   if (filesystem === undefined) mkdirSync(dataDir, { recursive: true });
   const port = await freePort();

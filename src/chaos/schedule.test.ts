@@ -1,7 +1,7 @@
 // The fault schedule is a pure function of the seed and the duration, within the run, with only
 // the kinds allowed, and different seeds give different schedules.
 import { describe, expect, it } from 'vitest';
-import { drawSchedule } from './schedule.ts';
+import { drawSchedule, selectFaults } from './schedule.ts';
 
 describe('drawSchedule', () => {
   const kinds = ['kill', 'dependency', 'duplicate', 'reorder'] as const;
@@ -25,5 +25,15 @@ describe('drawSchedule', () => {
         faults.map((fault) => fault.atMs).sort((a, b) => a - b),
       );
     }
+  });
+
+  it('keeps only the selected faults of a schedule (a shrunk run), and refuses an index past its end', () => {
+    const all = drawSchedule({ seed: 5, durationMs: 12_000, kinds });
+    expect(selectFaults(all, undefined)).toEqual(all);
+    expect(selectFaults(all, [])).toEqual([]);
+    expect(selectFaults(all, [0, 2])).toEqual([all[0], all[2]]);
+    expect(() => selectFaults(all, [all.length])).toThrow(
+      `'--faults' names fault ${all.length}, but this seed and duration schedule ${all.length} faults`,
+    );
   });
 });

@@ -5,6 +5,7 @@
  * workload stops, so the invariants are checked on a system given the chance to recover.
  */
 
+import { ValidationError } from '../errors.ts';
 import { seededRandom } from '../time.ts';
 import type { DependencyMode } from './spec.ts';
 
@@ -74,6 +75,19 @@ export function drawSchedule(options: ScheduleOptions): Fault[] {
     }
   }
   return faults.sort((a, b) => a.atMs - b.atMs || a.kind.localeCompare(b.kind));
+}
+
+/** The faults of `schedule` at `indexes` (all of them when undefined); an index past its end is refused. */
+export function selectFaults(schedule: readonly Fault[], indexes: readonly number[] | undefined): Fault[] {
+  if (indexes === undefined) return [...schedule];
+  for (const index of indexes) {
+    if (!Number.isInteger(index) || index < 0 || index >= schedule.length) {
+      throw new ValidationError(
+        `'--faults' names fault ${index}, but this seed and duration schedule ${schedule.length} faults (0..${schedule.length - 1})`,
+      );
+    }
+  }
+  return schedule.filter((_, index) => indexes.includes(index));
 }
 
 /** One line per fault, as the report prints it. */

@@ -6,6 +6,7 @@ import { defineApp } from '../app/app.ts';
 import { entity, saga } from '../runtime/definitions.ts';
 import { startTestApp, type TestApp } from '../testing/index.ts';
 import { run } from './inspect.ts';
+import { captureOutput } from './output.fixture.ts';
 
 const Stock = entity('InspectStock', {
   initial: { available: 2 },
@@ -17,16 +18,6 @@ const Order = saga('InspectOrder', async (ctx) => {
   await ctx.send(Stock, 'sku-1', 'reserve', {});
   return ctx.step('charge', async () => 'ok');
 });
-
-function capture() {
-  const out: string[] = [];
-  const err: string[] = [];
-  return {
-    output: { out: (line: string) => out.push(line), err: (line: string) => err.push(line) },
-    out,
-    err,
-  };
-}
 
 describe('meridian inspect', () => {
   let running: TestApp;
@@ -43,11 +34,11 @@ describe('meridian inspect', () => {
   });
 
   it('lists sagas and shows one saga’s calls, as text and as JSON', async () => {
-    const sagas = capture();
+    const sagas = captureOutput();
     expect(await run(['sagas', '--url', running.url, '--token', token], sagas.output)).toBe(0);
     expect(sagas.out[0]).toBe('id\ttype\tstatus\treason');
     expect(sagas.out).toContain('order-9\tInspectOrder\tcompleted\t');
-    const one = capture();
+    const one = captureOutput();
     expect(await run(['saga', 'order-9', '--url', running.url, '--token', token, '--json'], one.output)).toBe(
       0,
     );
@@ -58,16 +49,16 @@ describe('meridian inspect', () => {
   });
 
   it('shows topics with their end offsets', async () => {
-    const topics = capture();
+    const topics = captureOutput();
     expect(await run(['topics', '--url', running.url, '--token', token], topics.output)).toBe(0);
     expect(topics.out.some((line) => line.startsWith('InspectStock.events\t'))).toBe(true);
   });
 
   it('refuses bad options (exit 2) and reports a refused token (exit 1), naming what to do', async () => {
-    const bad = capture();
+    const bad = captureOutput();
     expect(await run(['everything'], bad.output)).toBe(2);
     expect(bad.err[0]).toContain('one of sagas, saga, topics, lag, dead-letters');
-    const refused = capture();
+    const refused = captureOutput();
     expect(await run(['sagas', '--url', running.url, '--token', 'not-a-token'], refused.output)).toBe(1);
     expect(refused.err[0]).toContain('answered 401');
   });

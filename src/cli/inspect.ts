@@ -1,5 +1,13 @@
-import { isMeridianError, ValidationError } from '../errors.ts';
+import { ValidationError } from '../errors.ts';
 import { type CommandOutput, consoleOutput, parseCommand } from './args.ts';
+import {
+  askNode,
+  type NodeTarget,
+  nodeApiFlags,
+  nodeApiUsage,
+  nodeTarget,
+  runNodeCommand,
+} from './node-api.ts';
 
 export const INSPECT_USAGE = `Usage: meridian inspect <what> [id] [options]
 
@@ -11,20 +19,15 @@ Asks a running node (its console API) what an operator asks:
   dead-letters                    dead letters
 
 Options:
-  --url <url>       the node (default $MERIDIAN_URL, else http://127.0.0.1:7070)
-  --token <token>   an operator's bearer token (default $MERIDIAN_TOKEN)
-  --json            print the answer as JSON
+${nodeApiUsage}
   -h, --help`;
 
 const whats = ['sagas', 'saga', 'topics', 'lag', 'dead-letters'] as const;
 type What = (typeof whats)[number];
 
-interface InspectOptions {
+interface InspectOptions extends NodeTarget {
   what: What;
   id: string | undefined;
-  url: string;
-  token: string | undefined;
-  json: boolean;
   status: string | undefined;
   type: string | undefined;
 }
@@ -34,9 +37,7 @@ export function parseInspectOptions(argv: string[], env: NodeJS.ProcessEnv): Ins
     'meridian inspect',
     argv,
     {
-      url: { type: 'string' },
-      token: { type: 'string' },
-      json: { type: 'boolean' },
+      ...nodeApiFlags,
       status: { type: 'string' },
       type: { type: 'string' },
     },
@@ -51,33 +52,13 @@ export function parseInspectOptions(argv: string[], env: NodeJS.ProcessEnv): Ins
   }
   if (what === 'saga' && (id === undefined || id === ''))
     throw new ValidationError('meridian inspect saga needs a saga id');
-  const url = parsed.values.url ?? env.MERIDIAN_URL ?? 'http://127.0.0.1:7070';
-  if (!/^https?:\/\/[^\s]+$/.test(url)) {
-    throw new ValidationError(`--url must be an http(s) URL: current value is '${url.slice(0, 100)}'`);
-  }
   return {
+    ...nodeTarget(parsed.values, env),
     what: what as What,
     id,
-    url: url.replace(/\/+$/, ''),
-    token: parsed.values.token ?? env.MERIDIAN_TOKEN,
-    json: parsed.values.json ?? false,
     status: parsed.values.status,
     type: parsed.values.type,
   };
-}
-
-async function ask(options: InspectOptions, path: string): Promise<Record<string, unknown>> {
-  const response = await fetch(`${options.url}${path}`, {
-    headers: options.token === undefined ? {} : { authorization: `Bearer ${options.token}` },
-    signal: AbortSignal.timeout(10_000),
-  });
-  const body = (await response.json().catch(() => ({}))) as Record<string, unknown>;
-  if (!response.ok) {
-    throw new ValidationError(
-      `${options.url}${path} answered ${response.status}: ${String(body.detail ?? body.title ?? '')}${response.status === 401 ? ' (pass an operator token with --token or MERIDIAN_TOKEN)' : ''}`,
-    );
-  }
-  return body;
 }
 
 function pathOf(options: InspectOptions): string {
@@ -148,27 +129,15 @@ function lines(options: InspectOptions, body: Row): string[] {
 }
 
 /** `meridian inspect`: exit 0 with the answer, 1 when the node refused or could not be reached, 2 for bad options. */
-export async function run(argv: string[], output: CommandOutput = consoleOutput): Promise<number> {
-  let options: InspectOptions | 'help';
-  try {
-    options = parseInspectOptions(argv, process.env);
-  } catch (error) {
-    if (!isMeridianError(error)) throw error;
-    output.err(`${error.message}\n\n${INSPECT_USAGE}`);
-    return 2;
-  }
-  if (options === 'help') {
-    output.out(INSPECT_USAGE);
-    return 0;
-  }
-  let body: Row;
-  try {
-    body = await ask(options, pathOf(options));
-  } catch (error) {
-    output.err(`meridian inspect: ${(error as Error).message}`);
-    return 1;
-  }
-  if (options.json) output.out(JSON.stringify(body, null, 2));
-  else for (const line of lines(options, body)) output.out(line);
-  return 0;
+export function run(argv: string[], output: CommandOutput = consoleOutput): Promise<number> {
+  return runNodeCommand(
+    'meridian inspect',
+    INSPECT_USAGE,
+    output,
+    () => parseInspectOptions(argv, process.env),
+    async (options) => {
+      const body = await askNode(options, pathOf(options));
+      return options.json ? [JSON.stringify(body, null, 2)] : lines(options, body);
+    },
+  );
 }

@@ -17,6 +17,10 @@ await runCommands('meridian', {
     summary: 'Ask a running node about its sagas, a saga, topics, lag and dead letters (--json)',
     load: () => import('./inspect.ts'),
   },
+  cancel: {
+    summary: 'Ask a running node to cancel a saga (it compensates and ends cancelled)',
+    load: () => import('./cancel.ts'),
+  },
   verify: {
     summary: 'Run an app under seeded faults and check its invariants (docs/verify.md)',
     load: () => import('./verify.ts'),

@@ -32,6 +32,11 @@ describe('meridian verify options', () => {
       durationMs: 20_000,
     });
     expect(parseVerifyOptions(['s.ts', '--simulate', '--seeds', '50'])).toMatchObject({ simulateSeeds: 50 });
+    expect(parseVerifyOptions(['s.ts', '--seed', '1', '--faults', '2,0', '--shrink', '90s'])).toMatchObject({
+      faults: [0, 2],
+      shrinkMs: 90_000,
+    });
+    expect(parseVerifyOptions(['s.ts', '--seed', '1', '--faults', 'none'])).toMatchObject({ faults: [] });
     expect(parseDuration('1500ms')).toBe(1500);
     expect(parseDuration('2m')).toBe(120_000);
   });
@@ -42,6 +47,10 @@ describe('meridian verify options', () => {
     [['s.ts', '--seed=-1'], "'--seed' must be an integer in [0, 4294967295]: current value is '-1'"],
     [['s.ts', '--seeds', '5'], "'--seeds' goes with '--simulate'"],
     [['s.ts', '--simulate', '--duration', '5s'], "'--simulate' runs seeds, not a duration"],
+    [['s.ts', '--faults', '1,x'], "'--faults' must be 'none' or distinct fault indexes"],
+    [['s.ts', '--faults', '1,1'], "'--faults' must be 'none' or distinct fault indexes"],
+    [['s.ts', '--shrink', '5s'], "'--shrink' must be a time between 30s and 1h"],
+    [['s.ts', '--simulate', '--shrink', '60s'], "'--simulate' runs seeds, not a duration"],
     [[], 'meridian verify needs a spec module'],
     [['a.ts', 'b.ts'], "'b.ts' is one too many"],
   ])('refuses %j', (argv, message) => {

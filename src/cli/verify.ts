@@ -6,19 +6,23 @@ import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import {
   formatReport,
+  formatShrunk,
   formatSimulation,
   isSimulationSpec,
   isVerifySpec,
   replayEnvironment,
   runVerify,
   type SimulationSpec,
+  shrinkRun,
   simulateSeeds,
+  type VerifyOptions,
+  type VerifyReport,
   type VerifySpec,
 } from '../chaos/index.ts';
 import { ensureError, ValidationError } from '../errors.ts';
 import { type CommandOutput, consoleOutput, integer, parseCommand } from './args.ts';
 
-export const VERIFY_USAGE = `Usage: meridian verify <spec> [--seed <n>] [--duration <time>] [--json]
+export const VERIFY_USAGE = `Usage: meridian verify <spec> [--seed <n>] [--duration <time>] [--faults <list>] [--shrink <time>] [--json]
        meridian verify <spec> --simulate [--seed <n>] [--seeds <count>] [--json]
 
 Runs the app a verification spec describes (a module whose default export is
@@ -37,6 +41,12 @@ Options:
   --seed <n>          the seed of the workload and the fault schedule, 0..4294967295
                       (default: drawn at random, and printed in the replay command)
   --duration <time>   how long the workload runs: 500ms, 20s, 2m; 1s..1h (default 20s)
+  --faults <list>     only these faults of the seed's schedule, by index: 0,2 or none
+                      (what the replay command of a shrunk run says)
+  --shrink <time>     when the run fails, run it again with fewer faults (none, then halves,
+                      … single faults dropped) while an invariant of the same name still
+                      breaks, for this long at most: 30s..1h; prints the smallest failing
+                      schedule and its replay command
   --json              print the report as JSON instead of text
   --out <dir>         where history.jsonl and report.json go (default a new temporary directory)
   --simulate          run the deterministic simulation instead of real processes
@@ -52,18 +62,35 @@ export interface VerifyCommandOptions {
   durationMs: number;
   json: boolean;
   out?: string;
+  /** Indexes of the seed's schedule to keep; undefined: all. */
+  faults?: number[];
+  /** How long shrinking a failed run may take; undefined: no shrinking. */
+  shrinkMs?: number;
 }
 
-/** Reads `20s`, `500ms`, `2m` into milliseconds, within [1 s, 1 h]. */
-export function parseDuration(raw: string): number {
+/** Reads `--faults`: `none`, or distinct indexes `0,2,5` (at most 1000, each 0..999999). */
+export function parseFaultSelection(raw: string): number[] {
+  if (raw === 'none') return [];
+  const words = raw.split(',');
+  const indexes = words.map((word) => (/^\d{1,6}$/.test(word) ? Number(word) : Number.NaN));
+  if (words.length > 1000 || indexes.some(Number.isNaN) || new Set(indexes).size !== indexes.length) {
+    throw new ValidationError(
+      `'--faults' must be 'none' or distinct fault indexes separated by commas, such as 0,2: current value is '${raw.slice(0, 40)}'`,
+    );
+  }
+  return indexes.sort((a, b) => a - b);
+}
+
+/** Reads `20s`, `500ms`, `2m` into milliseconds, within [`minMs`, 1 h]. */
+export function parseDuration(raw: string, option = '--duration', minMs = 1000): number {
   const match = /^(\d+)(ms|s|m)$/.exec(raw.trim());
   const value =
     match === null
       ? Number.NaN
       : Number(match[1]) * { ms: 1, s: 1000, m: 60_000 }[match[2] as 'ms' | 's' | 'm'];
-  if (!Number.isSafeInteger(value) || value < 1000 || value > 3_600_000) {
+  if (!Number.isSafeInteger(value) || value < minMs || value > 3_600_000) {
     throw new ValidationError(
-      `'--duration' must be a time between 1s and 1h written as <n>ms, <n>s or <n>m: current value is '${raw.slice(0, 40)}'`,
+      `'${option}' must be a time between ${minMs / 1000}s and 1h written as <n>ms, <n>s or <n>m: current value is '${raw.slice(0, 40)}'`,
     );
   }
   return value;
@@ -80,6 +107,8 @@ export function parseVerifyOptions(argv: string[], random = Math.random): Verify
       out: { type: 'string' },
       simulate: { type: 'boolean' },
       seeds: { type: 'string' },
+      faults: { type: 'string' },
+      shrink: { type: 'string' },
     },
     ['spec'],
   );
@@ -90,10 +119,16 @@ export function parseVerifyOptions(argv: string[], random = Math.random): Verify
       'meridian verify needs a spec module: meridian verify apps/commerce/verify.spec.ts',
     );
   }
-  const { seed, duration, json, out, simulate, seeds } = parsed.values;
+  const { seed, duration, json, out, simulate, seeds, faults, shrink } = parsed.values;
   if (simulate !== true && seeds !== undefined) throw new ValidationError(`'--seeds' goes with '--simulate'`);
-  if (simulate === true && (duration !== undefined || out !== undefined))
-    throw new ValidationError(`'--simulate' runs seeds, not a duration: leave out '--duration' and '--out'`);
+  if (
+    simulate === true &&
+    (duration !== undefined || out !== undefined || faults !== undefined || shrink !== undefined)
+  )
+    throw new ValidationError(
+      `'--simulate' runs seeds, not a duration: leave out '--duration', '--out', '--faults' and '--shrink' (a failing seed is shrunk anyway)`,
+    );
+  const shrinkMs = shrink === undefined ? undefined : parseDuration(shrink, '--shrink', 30_000);
   return {
     specPath,
     ...(simulate === true
@@ -104,6 +139,8 @@ export function parseVerifyOptions(argv: string[], random = Math.random): Verify
     durationMs: duration === undefined ? 20_000 : parseDuration(duration),
     json: json === true,
     ...(out === undefined ? {} : { out }),
+    ...(faults === undefined ? {} : { faults: parseFaultSelection(faults) }),
+    ...(shrinkMs === undefined ? {} : { shrinkMs }),
   };
 }
 
@@ -166,16 +203,40 @@ export async function run(argv: string[], output: CommandOutput = consoleOutput)
   if (options.simulateSeeds !== undefined) {
     return runSimulation(spec as SimulationSpec<unknown>, options, options.simulateSeeds, output);
   }
-  spec = spec as VerifySpec<unknown>;
-  const { report } = await runVerify({
+  return runReal(spec as VerifySpec<unknown>, options, output);
+}
+
+async function runReal(
+  spec: VerifySpec<unknown>,
+  options: VerifyCommandOptions,
+  output: CommandOutput,
+): Promise<number> {
+  const log = options.json ? undefined : (line: string) => output.err(line);
+  const run: VerifyOptions = {
     spec,
     specPath: resolve(options.specPath),
     seed: options.seed,
     durationMs: options.durationMs,
     ...(options.out === undefined ? {} : { runDirectory: resolve(options.out) }),
-    log: options.json ? undefined : (line) => output.err(line),
-  });
-  output.out(options.json ? JSON.stringify(report, null, 2) : formatReport(report));
+    ...(options.faults === undefined ? {} : { faults: options.faults }),
+    log,
+  };
+  let report: VerifyReport;
+  try {
+    report = (await runVerify(run)).report;
+  } catch (thrown) {
+    const error = ensureError(thrown);
+    if (!(error instanceof ValidationError)) throw error;
+    output.err(`meridian verify: ${error.message}`);
+    return 2;
+  }
+  const shrunk =
+    report.passed || options.shrinkMs === undefined
+      ? undefined
+      : await shrinkRun({ run, failed: report, budgetMs: options.shrinkMs, log });
+  if (options.json)
+    output.out(JSON.stringify(shrunk === undefined ? report : { ...report, shrunk }, null, 2));
+  else output.out(formatReport(report) + (shrunk === undefined ? '' : `\n${formatShrunk(report, shrunk)}`));
   return report.passed ? 0 : 1;
 }
 

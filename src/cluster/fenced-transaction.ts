@@ -1,5 +1,6 @@
 import { storeLimits } from '../store/limits.ts';
 import {
+  type EntityRecord,
   type EntityStore,
   endedSagaStatuses,
   type Json,
@@ -39,21 +40,49 @@ export interface CachedEntities {
  */
 function cachedEntities(store: EntityStore, ownership: Ownership, cached: CachedEntities): EntityStore {
   const { cache, overlay, clock } = cached;
+  /**
+   * A copy of the record (null: known not to exist) if the overlay or the cache knows it, for an
+   * entity of an owned partition; undefined to read the store.
+   */
+  const known = (type: string, id: string): { record: EntityRecord | null } | undefined => {
+    const epoch = ownership.epochOf(ownership.partitionOf(id));
+    if (epoch === undefined) return undefined;
+    const key = entityCacheKey(type, id);
+    const own = overlay.get(key);
+    if (own !== undefined) return { record: own.record === null ? null : copy(own.record) };
+    return cache.get(key, epoch);
+  };
   return {
     ...store,
     get: async (type, id) => {
       const partition = ownership.partitionOf(id);
-      const epoch = ownership.epochOf(partition);
-      if (epoch === undefined) return store.get(type, id);
-      const key = entityCacheKey(type, id);
-      const own = overlay.get(key);
-      if (own !== undefined)
-        return own.record === null ? null : { ...own.record, state: structuredClone(own.record.state) };
-      const hit = cache.get(key, epoch);
+      if (ownership.epochOf(partition) === undefined) return store.get(type, id);
+      const hit = known(type, id);
       if (hit !== undefined) return hit.record;
       const record = await store.get(type, id);
-      overlay.set(key, { record, partition });
-      return record === null ? null : { ...record, state: structuredClone(record.state) };
+      overlay.set(entityCacheKey(type, id), { record, partition });
+      return record === null ? null : copy(record);
+    },
+    // What the cache does not know of owned partitions, read in one statement into the overlay.
+    getMany: async (type, ids) => {
+      const found = new Map<string, EntityRecord>();
+      const missing: string[] = [];
+      for (const id of ids) {
+        const hit = known(type, id);
+        if (hit === undefined) missing.push(id);
+        else if (hit.record !== null) found.set(id, hit.record);
+      }
+      if (missing.length === 0) return found;
+      const read = await store.getMany(type, missing);
+      for (const id of missing) {
+        const record = read.get(id) ?? null;
+        const partition = ownership.partitionOf(id);
+        if (ownership.epochOf(partition) !== undefined) {
+          overlay.set(entityCacheKey(type, id), { record, partition });
+        }
+        if (record !== null) found.set(id, copy(record));
+      }
+      return found;
     },
     put: async (type, id, state, expectedVersion) => {
       const version = await store.put(type, id, state, expectedVersion);
@@ -66,6 +95,11 @@ function cachedEntities(store: EntityStore, ownership: Ownership, cached: Cached
       overlay.set(entityCacheKey(type, id), { record: null, partition: ownership.partitionOf(id) });
     },
   };
+}
+
+/** A record whose state the caller may change without changing the cached one. */
+function copy(record: EntityRecord): EntityRecord {
+  return { ...record, state: structuredClone(record.state) };
 }
 
 /**
@@ -119,6 +153,7 @@ export function fencedTransaction(
   };
   const plain: EntityStore = {
     get: (type, id) => tx.entities.get(type, id),
+    getMany: (type, ids) => tx.entities.getMany(type, ids),
     list: (type, options) => tx.entities.list(type, options),
     put: (type, id, state, expectedVersion) => {
       mark(id);

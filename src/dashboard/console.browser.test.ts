@@ -1,7 +1,7 @@
 // The console in a real browser (Debian's Chromium driven by playwright-core): an operator opens
 // it with the token in the URL, sees a new saga appear live, opens its timeline, watches a
-// consumer group's lag rise and fall, and retries a dead letter, which its subscription then
-// handles; each main view's screenshot is checked for layout (its panels neither overlap nor
+// consumer group's lag rise and fall, cancels a waiting saga and sees it end cancelled, and
+// retries a dead letter, which its subscription then handles; each main view's screenshot is checked for layout (its panels neither overlap nor
 // are empty). Runs when MERIDIAN_TEST_CHROMIUM names the browser (CI installs it).
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -181,6 +181,25 @@ describe.skipIf(chromiumPath === undefined)('the console in a real browser', () 
     await checkLayout(page, 'saga', shots);
   });
 
+  it('cancels a waiting saga from its timeline, and sees it end cancelled live', async () => {
+    await fetch(`${running.url}/checkouts/order-cancel-1`, { method: 'POST' });
+    await eventually('the saga waiting for its signal', async () =>
+      (await running.runtime.journal('order-cancel-1')).some((entry) => entry.name === '$await:confirm'),
+    );
+    await page.goto(`${running.url}/#/sagas/order-cancel-1`);
+    await page.getByTestId('saga-status-badge').filter({ hasText: 'running' }).waitFor({ timeout: 10_000 });
+    await page.getByTestId('cancel-reason').fill('customer called');
+    await page.getByTestId('cancel-saga').click();
+    await page.getByTestId('cancel-message').filter({ hasText: 'Cancellation requested' }).waitFor();
+    // The wait (a minute long) ends at once: the badge turns without the clock moving.
+    await page.getByTestId('saga-status-badge').filter({ hasText: 'cancelled' }).waitFor({ timeout: 10_000 });
+    const calls = await page.getByTestId('timeline-call').allTextContents();
+    expect(calls.some((text) => text.includes('cancelled') && text.includes('customer called'))).toBe(true);
+    // Ended: the action is gone from the timeline.
+    await expect(page.getByTestId('cancel-saga').count()).resolves.toBe(0);
+    expect((await running.runtime.saga('order-cancel-1'))?.status).toBe('cancelled');
+  });
+
   it('shows a consumer group’s lag rise while its records are held, and fall when they are handled', async () => {
     control.holding = true;
     await page.getByTestId('nav-topics').click();
@@ -197,6 +216,12 @@ describe.skipIf(chromiumPath === undefined)('the console in a real browser', () 
     control.holding = false;
     await eventually('lag to drain', async () => (await lagOf()) === 0);
     expect(log.running).toBe(true);
+  });
+
+  it('shows the nodes view, which on the embedded shape says this node owns everything', async () => {
+    await page.getByTestId('nav-nodes').click();
+    await page.getByTestId('view-nodes').filter({ hasText: 'Embedded shape' }).waitFor({ timeout: 10_000 });
+    await checkLayout(page, 'nodes', shots);
   });
 
   it('retries a dead letter from the console, and its subscription handles it', async () => {

@@ -14,7 +14,7 @@ export interface ConsoleOptions {
   readonly pushIntervalMs?: number;
 }
 
-const sagaStatuses = ['running', 'compensating', 'completed', 'compensated', 'failed'] as const;
+const sagaStatuses = ['running', 'compensating', 'completed', 'compensated', 'failed', 'cancelled'] as const;
 
 /** The trace id of a saga, from its journal's start entry. */
 function traceIdOf(journal: ReadonlyArray<{ name: string; result: unknown }>): string | null {
@@ -167,6 +167,32 @@ function registerDataRoutes(gateway: Gateway, runtime: Runtime, traceUrl: string
     }),
   });
   registerRetry(gateway, runtime);
+  registerCancel(gateway, runtime);
+}
+
+/**
+ * Cancels a saga (`runtime.cancelSaga`), from any node: 200 with 'requested' or 'duplicate',
+ * 404 when there is no such saga, 409 when it has ended otherwise than cancelled.
+ */
+function registerCancel(gateway: Gateway, runtime: Runtime): void {
+  gateway.route({
+    method: 'POST',
+    url: '/console/api/sagas/:id/cancel',
+    schema: {
+      summary: 'Cancels a saga: it stops at its next durable boundary, compensates and ends cancelled',
+      tags: ['console'],
+      params: Type.Object({ id: Type.String({ minLength: 1, maxLength: 200 }) }),
+      body: Type.Object({ reason: Type.Optional(Type.String({ minLength: 1, maxLength: 500 })) }),
+    },
+    handler: async (request) => {
+      const { reason } = request.body;
+      const cancellation = await runtime.cancelSaga(
+        request.params.id,
+        reason === undefined ? {} : { reason },
+      );
+      return { id: request.params.id, cancellation };
+    },
+  });
 }
 
 function registerRetry(gateway: Gateway, runtime: Runtime): void {

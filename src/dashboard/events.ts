@@ -13,6 +13,13 @@ export interface ConsoleSnapshot {
   readonly node: string;
   readonly running: boolean;
   readonly ownedPartitions: readonly number[] | null;
+  /** Cluster shape: each work partition's owner and fencing epoch, cluster-wide; null embedded. */
+  readonly partitions: ReadonlyArray<{
+    partition: number;
+    owner: string;
+    epoch: number;
+    claimedAt: number;
+  }> | null;
   readonly sagas: { active: number; sleeping: number; queued: number };
   readonly commits: { transactions: number; units: number; failedUnits: number };
   readonly subscriptions: Readonly<Record<string, { handled: number; deadLettered: number }>>;
@@ -118,6 +125,7 @@ export class ConsoleEvents {
       node: cluster?.node ?? 'embedded',
       running: runtime.running,
       ownedPartitions: cluster === undefined ? null : [...cluster.owned()],
+      partitions: cluster === undefined ? null : await cluster.claims(),
       sagas: { active: stats.activeSagas, sleeping: stats.sleepingSagas, queued: stats.queuedSagas },
       commits: {
         transactions: stats.commits.transactions,

@@ -193,6 +193,7 @@ export function problemFromError(error: unknown, typeBase: string): HttpProblem 
       return statusProblem(404, error.message, details);
     case 'ALREADY_EXISTS':
     case 'CONFLICT':
+    case 'SAGA_ENDED':
       return new HttpProblem({
         status: 409,
         title: 'The request conflicts with the current state',

@@ -193,7 +193,7 @@ function registerMeasurements(registry: Registry, prefix: string, runtime: Expos
   const registers = [registry];
   const sagaSeconds = new Histogram({
     name: `${prefix}saga_duration_seconds`,
-    help: 'Time from a saga’s creation to its end, by saga type and outcome (completed, compensated, failed).',
+    help: 'Time from a saga’s creation to its end, by saga type and outcome (completed, compensated, failed, cancelled).',
     labelNames: ['type', 'outcome'],
     buckets: SAGA_SECONDS_BUCKETS,
     registers,

@@ -5,9 +5,10 @@ import { messageIdOf } from '../cluster/relay.ts';
 import { ValidationError } from '../errors.ts';
 import type { Consumer, Log, LogRecord, ProducerRecord } from '../log/types.ts';
 import { integerOption } from '../resilience/options.ts';
+import { storeLimits } from '../store/limits.ts';
 import type { NewOutboxMessage, Store, StoreTransaction } from '../store/types.ts';
 import type { Clock } from '../time.ts';
-import type { CommitPath, UnitScope } from './commit-path.ts';
+import type { CommitPath, EntityRead, UnitScope } from './commit-path.ts';
 import { headers } from './entity-command.ts';
 import { FencedError } from './errors.ts';
 import { PublishCheck } from './publishable.ts';
@@ -50,6 +51,25 @@ function newState(overlay: EntityOverlay | undefined): TransactionState {
 
 /** Rows one outbox insert takes at most (the store's batch limit). */
 const maxRowsPerAdd = 1000;
+
+/**
+ * Reads `reads` through the transaction's cached entity store, one statement per type and
+ * thousand ids. A type or id the store refuses is left to the unit that names it, which then
+ * fails alone (the refusal comes before any statement, so the transaction is intact).
+ */
+async function prefetchEntities(tx: StoreTransaction, reads: readonly EntityRead[]): Promise<void> {
+  const byType = Map.groupBy(reads, (read) => read.entity);
+  for (const [type, typed] of byType) {
+    const ids = [...new Set(typed.map((read) => read.id))];
+    for (let from = 0; from < ids.length; from += storeLimits.maxPageSize) {
+      try {
+        await tx.entities.getMany(type, ids.slice(from, from + storeLimits.maxPageSize));
+      } catch (error) {
+        if (!(error instanceof ValidationError)) throw error;
+      }
+    }
+  }
+}
 
 /**
  * The cluster shape's commit path: one PostgreSQL transaction per group commit holds the units'
@@ -162,6 +182,8 @@ export class ClusterCommitPath implements CommitPath {
         this.#ownership.requireOwned(partition, `partition ${partition}`);
         state.written.add(partition);
       },
+      // Only with the cache: the reads land in the transaction's overlay, where the units find them.
+      prefetch: (reads) => (cached === undefined ? Promise.resolve() : prefetchEntities(tx, reads)),
       isolate: async <T>(fn: (scope: UnitScope) => Promise<T>) => {
         const own = newState(state.overlay === undefined ? undefined : new EntityOverlay(state.overlay));
         const value = await this.#store.transaction((inner) => fn(this.#scope(inner, own)));

@@ -294,24 +294,27 @@ export class ClusterNode {
       });
       return;
     }
-    const applied = await this.#options.committer.submit(async (scope) => {
-      if (!(await scope.tx.inbox.markApplied(workInbox, request.requestId, this.#options.clock.now()))) {
-        return undefined;
-      }
-      const result = await this.#options.host.apply(scope, request);
-      const reply: StoredReply = {
-        requestId: request.requestId,
-        partition: record.partition,
-        ok: result.ok,
-        reply: result.reply,
-        error: result.error,
-        code: result.code,
-        createdAt: this.#options.clock.now(),
-      };
-      await scope.tx.replies.put(reply);
-      await scope.tx.notify(repliesChannel, notificationPayload(request.requestId, { ...reply }));
-      return result;
-    });
+    const applied = await this.#options.committer.submit(
+      async (scope) => {
+        if (!(await scope.tx.inbox.markApplied(workInbox, request.requestId, this.#options.clock.now()))) {
+          return undefined;
+        }
+        const result = await this.#options.host.apply(scope, request);
+        const reply: StoredReply = {
+          requestId: request.requestId,
+          partition: record.partition,
+          ok: result.ok,
+          reply: result.reply,
+          error: result.error,
+          code: result.code,
+          createdAt: this.#options.clock.now(),
+        };
+        await scope.tx.replies.put(reply);
+        await scope.tx.notify(repliesChannel, notificationPayload(request.requestId, { ...reply }));
+        return result;
+      },
+      request.kind === 'send' ? { reads: [{ entity: request.entity, id: request.id }] } : undefined,
+    );
     applied?.afterCommit?.();
   }
 

@@ -349,6 +349,11 @@ export class ClusterShape {
     return this.route({ kind: 'signal', requestId: this.newRequestId(), id: sagaId, name, value });
   }
 
+  /** Asks the owner of the saga's partition to cancel it; resolves with what it did. */
+  async routeCancel(sagaId: string, reason: string): Promise<Json> {
+    return this.route({ kind: 'cancel', requestId: this.newRequestId(), id: sagaId, reason });
+  }
+
   /** Routes `request` to its owner and returns the stored reply's value, or throws its error. */
   async route(request: WorkRequest, signal?: AbortSignal): Promise<Json> {
     const reply = await this.node.request(request, this.options.requestTimeoutMs, signal);

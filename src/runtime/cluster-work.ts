@@ -4,6 +4,7 @@ import type { AppliedRequest } from './cluster-node.ts';
 import type { UnitScope } from './commit-path.ts';
 import type { AnyEntityDefinition, SagaDefinition } from './definitions.ts';
 import { applyCommand } from './entity-command.ts';
+import { requestCancel } from './saga-cancellation.ts';
 import { createSaga } from './saga-creation.ts';
 import type { SagaLaunch } from './saga-execution.ts';
 import { deliverSignal } from './saga-signals.ts';
@@ -22,13 +23,15 @@ export interface WorkDeps {
   launch(launch: SagaLaunch): void;
   /** A signal for the saga committed: its run here looks for it (or it is resumed). */
   signalled(sagaId: string): void;
+  /** A cancellation of the saga committed: its run here stops at its next durable boundary. */
+  cancelled(sagaId: string, reason: string): void;
 }
 
 const done = { ok: true, reply: null, error: null, code: null } as const;
 
 /**
  * Applies work another node routed to this one, inside `scope` (the owner's fenced transaction):
- * a command to one of its entities, the start of one of its sagas, or a subscription's record
+ * a command to one of its entities, the start, signal or cancellation of one of its sagas, or a subscription's record
  * whose handler reaches one of its entities. A request this node cannot apply for a reason that
  * would not change on a retry (an unknown definition, a saga id taken with another input, a
  * rejected command) becomes a rejection reply; anything else throws and is retried.
@@ -40,15 +43,8 @@ export async function applyWorkRequest(
 ): Promise<AppliedRequest> {
   if (request.kind === 'send') return applySend(deps, scope, request);
   if (request.kind === 'deliver') return deliver(deps, scope, request);
-  if (request.kind === 'signal') {
-    const delivered = await deliverSignal(scope, request.id, request.name, request.value);
-    if (delivered instanceof Error) return rejection(delivered);
-    return {
-      ...done,
-      reply: delivered,
-      ...(delivered === 'delivered' ? { afterCommit: () => deps.signalled(request.id) } : {}),
-    };
-  }
+  if (request.kind === 'cancel') return applyCancel(deps, scope, request);
+  if (request.kind === 'signal') return applySignal(deps, scope, request);
   const definition = deps.sagas.get(request.saga);
   if (definition === undefined) {
     return rejection(new ValidationError(`Saga '${request.saga}' is not registered on node '${deps.node}'`));
@@ -72,6 +68,34 @@ export async function applyWorkRequest(
     throw error;
   }
   return launch === null ? done : { ...done, afterCommit: () => deps.launch(launch) };
+}
+
+async function applySignal(
+  deps: WorkDeps,
+  scope: UnitScope,
+  request: Extract<WorkRequest, { kind: 'signal' }>,
+): Promise<AppliedRequest> {
+  const delivered = await deliverSignal(scope, request.id, request.name, request.value);
+  if (delivered instanceof Error) return rejection(delivered);
+  return {
+    ...done,
+    reply: delivered,
+    ...(delivered === 'delivered' ? { afterCommit: () => deps.signalled(request.id) } : {}),
+  };
+}
+
+async function applyCancel(
+  deps: WorkDeps,
+  scope: UnitScope,
+  request: Extract<WorkRequest, { kind: 'cancel' }>,
+): Promise<AppliedRequest> {
+  const asked = await requestCancel(scope, request.id, request.reason, deps.clock.now());
+  if (asked instanceof Error) return rejection(asked);
+  return {
+    ...done,
+    reply: asked,
+    ...(asked === 'requested' ? { afterCommit: () => deps.cancelled(request.id, request.reason) } : {}),
+  };
 }
 
 async function applySend(

@@ -61,6 +61,14 @@ const Approved = saga('ClusterApproved', async (ctx, input: { a: string; b: stri
   return { added, approval };
 });
 
+/** Adds to two counters, undone by subtracting, then waits for a signal that never comes. */
+const Held = saga('ClusterHeld', async (ctx, input: { a: string; b: string }) => {
+  for (const id of [input.a, input.b]) {
+    await ctx.send(Counter, id, 'add', { by: 1 }, { compensate: { command: 'add', input: { by: -1 } } });
+  }
+  await ctx.waitForSignal('approve', { timeoutMs: 3_600_000 });
+});
+
 /** Polls `check` until it returns a value other than undefined, failing after `timeoutMs`. */
 async function until<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
   const deadline = performance.now() + timeoutMs;
@@ -140,7 +148,7 @@ describe.skipIf(!pgUrl || !brokersText)('runtime on the cluster shape (PostgreSQ
         group: `meridian.nodes.${suffix}`,
         requestTimeoutMs,
       },
-    }).register(Counter, Transfer, Approved, tally());
+    }).register(Counter, Transfer, Approved, Held, tally());
     if (runs !== undefined) {
       runtime.singleton({
         name: 'beat',
@@ -279,6 +287,34 @@ describe.skipIf(!pgUrl || !brokersText)('runtime on the cluster shape (PostgreSQ
       expect(result.approval).toMatch(/^by [ab]$/);
     }
     for (const id of ids) expect((await a.state(Counter, id))?.state).toEqual({ value: 1 });
+  });
+
+  it('any node cancels a saga: the owner of its partition ends its wait and undoes its sends', async () => {
+    const [a, b] = await twoNodes();
+    const ids = [`h-${suffix}-0`, `h-${suffix}-1`];
+    const sagaIds = [0, 1, 2, 3].map((index) => `held-${suffix}-${index}`);
+    for (const sagaId of sagaIds) await a.startSaga(Held, sagaId, { a: ids[0]!, b: ids[1]! });
+    for (const sagaId of sagaIds) {
+      const owner = owned(a).includes(a.cluster!.partitionOf(sagaId)) ? a : b;
+      const other = owner === a ? b : a;
+      await until(`saga ${sagaId} waiting`, async () =>
+        (await a.journal(sagaId)).some((entry) => entry.name === '$await:approve') ? true : undefined,
+      );
+      // From the node that does not own it: routed to the owner, which keeps the request.
+      await expect(other.cancelSaga(sagaId, { reason: `by ${other.cluster!.node}` })).resolves.toBe(
+        'requested',
+      );
+      await expect(owner.cancelSaga(sagaId)).resolves.toBe('duplicate');
+      await expect(other.handle(sagaId).result()).rejects.toMatchObject({ status: 'cancelled' });
+      await expect(other.cancelSaga(sagaId)).resolves.toBe('duplicate');
+    }
+    for (const id of ids) expect((await a.state(Counter, id))?.state).toEqual({ value: 0 });
+    // An ended saga refuses a cancellation with the typed error, across nodes too.
+    await a.startSaga(Transfer, `done-${suffix}`, { from: ids[0]!, to: ids[1]!, sleepMs: 0 });
+    await a.handle(`done-${suffix}`).result();
+    for (const runtime of [a, b]) {
+      await expect(runtime.cancelSaga(`done-${suffix}`)).rejects.toMatchObject({ code: 'SAGA_ENDED' });
+    }
   });
 
   it('a node that stops hands its partitions over, and its sleeping sagas finish on the other', async () => {

@@ -40,6 +40,18 @@ export interface UnitScope {
   fence(partition: number): void;
   /** Runs `fn` in a nested scope (a savepoint): if it throws, only its own changes roll back. */
   isolate<T>(fn: (scope: UnitScope) => Promise<T>): Promise<T>;
+  /**
+   * A hint that the units about to run read these entities: the cluster shape reads those its
+   * cache does not hold in one statement per type, instead of one round trip per unit; the
+   * embedded shape has nothing to gain (SQLite runs in process). Reads nothing it cannot use.
+   */
+  prefetch(reads: readonly EntityRead[]): Promise<void>;
+}
+
+/** An entity a unit will read: its type's name and id. */
+export interface EntityRead {
+  readonly entity: string;
+  readonly id: string;
 }
 
 export interface CommitPath {

@@ -11,7 +11,8 @@
  * saga: reserve stock (Inventory entity, compensated by a release) → charge through a fake
  * payment gateway (its own SQLite file, idempotent on the step's key, failing transiently, and
  * sometimes losing its answer after applying the charge) → a durable sleep → commit the stock →
- * emit `orders.completed`. A subscription records each completed order in a Ledger entity.
+ * emit `orders.completed`. A subscription records each completed order in a Ledger entity. Some
+ * orders are cancelled as soon as they start, so kills also land in cancellations.
  *
  * Prints `READY` once started and `DONE` when every order has ended and the ledger has caught up.
  */
@@ -21,6 +22,7 @@ import { DatabaseSync } from 'node:sqlite';
 import { RetryableError, TerminalError } from '../errors.ts';
 import { type Random, seededRandom, systemTimers } from '../time.ts';
 import { entity, saga, subscription } from './definitions.ts';
+import { SagaEndedError } from './errors.ts';
 import { openEmbedded } from './harness.ts';
 
 export interface Stock {
@@ -38,6 +40,8 @@ export interface OrderInput {
   amount: number;
   /** The gateway declines the card: the order compensates. */
   decline: boolean;
+  /** Cancelled right after it starts (runtime.cancelSaga): it ends cancelled, or as it ran if it ended first. */
+  cancel: boolean;
 }
 
 /** The orders of a workload: the same for every run with the same seed. */
@@ -50,6 +54,7 @@ export function orders(count: number, seed: number): Array<[string, OrderInput]>
       qty: 1 + Math.floor(random.next() * 3),
       amount: 100 + Math.floor(random.next() * 900),
       decline: random.next() < 0.15,
+      cancel: random.next() < 0.15,
     },
   ]);
 }
@@ -149,6 +154,10 @@ export class Gateway {
   }
 }
 
+function refusedWhenEnded(error: unknown): void {
+  if (!(error instanceof SagaEndedError)) throw error;
+}
+
 async function main(): Promise<void> {
   const [directory, countText, seedText, runText, runsText] = process.argv.slice(2);
   if (
@@ -222,6 +231,8 @@ async function main(): Promise<void> {
   const handles = [];
   for (const [id, input] of mine) {
     handles.push(await runtime.startSaga(OrderSaga, id, input));
+    // Asked again by later runs (idempotent); refused once the order ended some other way.
+    if (input.cancel) await runtime.cancelSaga(id, { reason: 'crash test' }).catch(refusedWhenEnded);
     if (run < runs) await new Promise<void>((resolve) => systemTimers.setTimeout(resolve, 15));
   }
   const outcomes = await Promise.allSettled(handles.map((handle) => handle.result()));

@@ -1,5 +1,6 @@
 // A saga workload SIGKILLed at seeded random moments, again and again, then run to the end on the
-// same files: every order ends completed or compensated, no entity update is applied twice (stock
+// same files: every order ends completed, compensated or (when it was cancelled) cancelled, with
+// its charge refunded and its stock released, no entity update is applied twice (stock
 // is conserved and matches the orders), nothing is lost (every order exists, every completion is
 // in the ledger once), and the payment gateway applied each idempotency key's effect once even
 // though it was called again with the same key after crashes.
@@ -85,21 +86,30 @@ describe('runtime crash recovery', () => {
     const workload = new Map<string, OrderInput>(orders(orderCount, seed));
     const completed = new Set<string>();
     const compensated = new Set<string>();
+    const cancelled = new Set<string>();
     const fixture = openEmbedded({ directory });
     try {
-      // Nothing lost, and every order ended: completed or compensated, never stuck or failed.
+      // Nothing lost, and every order ended: completed, compensated or cancelled, never stuck or failed.
       const sagas = await fixture.store.transaction((tx) => tx.sagas.list({ limit: 1000 }));
       expect(sagas.map((record) => record.id).sort()).toEqual([...workload.keys()].sort());
       const byStatus = new Map<string, string[]>();
       for (const record of sagas)
         byStatus.set(record.status, [...(byStatus.get(record.status) ?? []), record.id]);
       expect(
-        [...byStatus.keys()].filter((status) => status !== 'completed' && status !== 'compensated'),
+        [...byStatus.keys()].filter((status) => !['completed', 'compensated', 'cancelled'].includes(status)),
       ).toEqual([]);
       for (const id of byStatus.get('completed') ?? []) completed.add(id);
       for (const id of byStatus.get('compensated') ?? []) compensated.add(id);
+      for (const id of byStatus.get('cancelled') ?? []) cancelled.add(id);
       expect(completed.size).toBeGreaterThan(0);
       expect(compensated.size).toBeGreaterThan(0);
+      expect(cancelled.size).toBeGreaterThan(0);
+      // Only orders asked to cancel end cancelled, each with the cancellation journaled once.
+      for (const id of cancelled) {
+        expect(workload.get(id)!.cancel, `${id} was asked to cancel`).toBe(true);
+        const journal = await fixture.store.read((tx) => tx.sagas.journal(id));
+        expect(journal.filter((entry) => entry.name.startsWith('$cancelled'))).toHaveLength(1);
+      }
 
       // No entity update applied twice: stock is conserved, nothing stays reserved, and what was
       // sold is exactly what the completed orders bought; the events fold to the same state.
@@ -178,7 +188,7 @@ describe('runtime crash recovery', () => {
       expect(charged.has(id), `${id} charged`).toBe(true);
       expect(refunded.has(`${id}/charge`), `${id} not refunded`).toBe(false);
     }
-    for (const id of compensated) {
+    for (const id of [...compensated, ...cancelled]) {
       if (charged.has(id)) expect(refunded.has(`${id}/charge`), `${id} refunded`).toBe(true);
     }
     for (const id of workload.keys()) {

@@ -43,6 +43,6 @@ it('the docs/runtime.md example completes one order and compensates the declined
 });
 
 it('the docs/runtime.md concurrency example prints what the page says it prints', () => {
-  const { code, prints } = example('## Concurrency, signals and progress');
+  const { code, prints } = example('## Concurrency, signals, cancellation and progress');
   expect(run(code)).toBe(prints);
 });

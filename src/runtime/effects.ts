@@ -6,7 +6,7 @@ import { encodeJson, toJson } from './codec.ts';
 import type { UnitScope } from './commit-path.ts';
 import type { EmitRecord } from './definitions.ts';
 import { FencedError } from './errors.ts';
-import type { GroupCommitter } from './group-commit.ts';
+import type { GroupCommitter, SubmitOptions } from './group-commit.ts';
 import { requireRuntimeName } from './options.ts';
 import { childTraceparent, traceparentHeader } from './trace.ts';
 
@@ -111,10 +111,11 @@ export class Effects {
     work: (scope: UnitScope) => Promise<T>,
     signal: AbortSignal,
     giveUp: (error: unknown) => Promise<T>,
+    options?: SubmitOptions,
   ): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.committer.submit(work);
+        return await this.committer.submit(work, options);
       } catch (error) {
         if (isOwnershipLoss(error) || attempt >= commitAttempts || signal.aborted) return giveUp(error);
         await this.wait(Math.min(1000, 10 * 2 ** attempt), signal);

@@ -105,6 +105,8 @@ export class EmbeddedCommitPath implements CommitPath {
       },
       // One owner holds the whole database: the transaction's own check fences every partition.
       fence: () => undefined,
+      // SQLite runs in process: a read per unit costs no round trip.
+      prefetch: async () => undefined,
       isolate: async <T>(fn: (scope: UnitScope) => Promise<T>) => {
         const own: Outgoing = [];
         const result = await this.#store.transaction((inner) => fn(this.#scope(inner, own)));

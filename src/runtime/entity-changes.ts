@@ -46,6 +46,7 @@ export function trackingScope(scope: UnitScope, into: EntityChange[]): UnitScope
     consume: (group, record) => scope.consume(group, record),
     commitConsumed: (consumer, records) => scope.commitConsumed(consumer, records),
     fence: (partition) => scope.fence(partition),
+    prefetch: (reads) => scope.prefetch(reads),
     isolate: async (fn) => {
       const own: EntityChange[] = [];
       const result = await scope.isolate((inner) => fn(trackingScope(inner, own)));

@@ -65,26 +65,55 @@ export class StepTimeoutError extends MeridianError {
   }
 }
 
+/** How a saga ended without completing: the status `handle.result()` names. */
+export type SagaNotCompletedStatus = 'compensated' | 'failed' | 'cancelled';
+
+const notCompletedCodes = {
+  compensated: 'SAGA_COMPENSATED',
+  failed: 'SAGA_FAILED',
+  cancelled: 'SAGA_CANCELLED',
+} as const;
+
 /**
  * A saga ended without completing; `handle.result()` rejects with it. `status` says how:
- * `compensated` (a step failed and the finished steps were undone) or `failed` (non-determinism,
- * or a compensation that cannot succeed).
+ * `compensated` (a step failed and the finished steps were undone), `failed` (non-determinism,
+ * or a compensation that cannot succeed) or `cancelled` (`runtime.cancelSaga`; the finished
+ * steps were undone).
  */
 export class SagaNotCompletedError extends MeridianError {
   readonly sagaId: string;
-  readonly status: 'compensated' | 'failed';
+  readonly status: SagaNotCompletedStatus;
   readonly reason: string;
-  constructor(sagaId: string, status: 'compensated' | 'failed', reason: string) {
-    super(
-      status === 'compensated' ? 'SAGA_COMPENSATED' : 'SAGA_FAILED',
-      `Saga '${sagaId}' ${status}: ${reason}`,
-      {
-        details: { sagaId, status },
-      },
-    );
+  constructor(sagaId: string, status: SagaNotCompletedStatus, reason: string) {
+    super(notCompletedCodes[status], `Saga '${sagaId}' ${status}: ${reason}`, {
+      details: { sagaId, status },
+    });
     this.sagaId = sagaId;
     this.status = status;
     this.reason = reason;
+  }
+}
+
+/**
+ * What the saga's code receives from the durable call at which it noticed its cancellation
+ * (`runtime.cancelSaga`), and from every call after it. It need not catch it: the runtime
+ * compensates the finished steps and ends the saga `cancelled` whatever the code does next.
+ */
+export class SagaCancelledError extends MeridianError {
+  readonly reason: string;
+  constructor(sagaId: string, reason: string) {
+    super('SAGA_CANCELLED', `Saga '${sagaId}' was cancelled: ${reason}`, { details: { sagaId, reason } });
+    this.reason = reason;
+  }
+}
+
+/**
+ * A request for a saga that has ended (cancelling a saga that completed, compensated or failed):
+ * nothing can change it any more. `details.status` names how it ended, when known.
+ */
+export class SagaEndedError extends MeridianError {
+  constructor(message: string, options: MeridianErrorOptions = {}) {
+    super('SAGA_ENDED', message, options);
   }
 }
 

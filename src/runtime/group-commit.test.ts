@@ -285,6 +285,45 @@ describeShapes('GroupCommitter', (shape) => {
     expect(inner).toBeInstanceOf(ValidationError);
   });
 
+  it('reads ahead the entities its units name, once per transaction, and each unit still sees what the units before it wrote', async () => {
+    const { path } = await committer();
+    await new GroupCommitter(path).submit((scope) => scope.tx.entities.put('T', 'x', { n: 1 }, 0));
+    const prefetches: string[][] = [];
+    const counting: CommitPath = {
+      shape: path.shape,
+      open: () => path.open(),
+      transaction: (fn, options) =>
+        path.transaction(
+          (scope) =>
+            fn({
+              ...scope,
+              prefetch: (reads) => {
+                prefetches.push(reads.map((read) => `${read.entity}/${read.id}`));
+                return scope.prefetch(reads);
+              },
+            }),
+          options,
+        ),
+    };
+    const c = new GroupCommitter(counting);
+    const bump = (id: string) =>
+      c.submit(
+        async (scope) => {
+          const record = await scope.tx.entities.get('T', id);
+          const n = ((record?.state as { n: number } | undefined)?.n ?? 0) + 1;
+          await scope.tx.entities.put('T', id, { n }, record?.version ?? 0);
+          return n;
+        },
+        { reads: [{ entity: 'T', id }] },
+      );
+    // Two units of one entity: the second reads what the first wrote, not what was read ahead.
+    expect(await Promise.all([bump('x'), bump('y'), bump('x'), bump('z')])).toEqual([2, 1, 3, 1]);
+    expect(prefetches).toEqual([['T/x', 'T/y', 'T/x', 'T/z']]);
+    expect(c.stats).toMatchObject({ transactions: 1, units: 4 });
+    expect((await readState('x'))?.state).toEqual({ n: 3 });
+    expect((await readState('z'))?.state).toEqual({ n: 1 });
+  });
+
   it('refuses new units after close, once the queued ones have settled', async () => {
     const { committer: c } = await committer();
     const queued = c.submit((scope) => scope.tx.entities.put('T', 'q', 1, 0));

@@ -5,7 +5,7 @@ import { integerOption } from '../resilience/options.ts';
 import { BatchedWriteConflictError } from '../store/index.ts';
 import { activeTraceparent, endSpan, linkTo, startSpan } from '../telemetry/index.ts';
 import type { Clock, Timers } from '../time.ts';
-import type { CommitPath, UnitScope } from './commit-path.ts';
+import type { CommitPath, EntityRead, UnitScope } from './commit-path.ts';
 import { type EntityChange, type EntityChangeFeed, trackingScope } from './entity-changes.ts';
 
 /** One piece of work that must commit atomically: a command, a journal entry, a batch of records. */
@@ -20,8 +20,15 @@ class UnitFailed extends Error {
   }
 }
 
+/** What a unit tells the committer beside its work. */
+export interface SubmitOptions {
+  /** Entities the unit reads: read ahead with the others of its transaction (UnitScope.prefetch). */
+  readonly reads?: readonly EntityRead[];
+}
+
 interface Pending {
   readonly work: Unit<unknown>;
+  readonly reads: readonly EntityRead[] | undefined;
   /** The span that submitted the unit, when one records: the transaction's span links to it. */
   readonly submitter: string | undefined;
   readonly resolve: (value: unknown) => void;
@@ -149,7 +156,7 @@ export class GroupCommitter {
   }
 
   /** Commits `work` in a shared transaction; resolves with its result once that transaction committed. */
-  submit<T>(work: Unit<T>): Promise<T> {
+  submit<T>(work: Unit<T>, options: SubmitOptions = {}): Promise<T> {
     if (this.#closed) return Promise.reject(new ClosedError('The runtime is stopped: no more writes'));
     if (this.#insideUnit.getStore() === true) {
       // The unit would wait for a transaction that cannot start until the unit ends.
@@ -162,6 +169,7 @@ export class GroupCommitter {
     return new Promise<T>((resolve, reject) => {
       this.#queue.push({
         work: work as Unit<unknown>,
+        reads: options.reads,
         submitter: activeTraceparent(),
         resolve: resolve as (value: unknown) => void,
         reject,
@@ -283,6 +291,7 @@ export class GroupCommitter {
     changes: EntityChange[] | undefined,
   ): Promise<Outcome[]> {
     const outcomes: Outcome[] = [];
+    const prefetched = new Set<Pending>();
     // Marked once for the whole transaction: everything that runs in it is inside a unit.
     await this.#insideUnit.run(true, () =>
       this.#path.transaction(
@@ -295,6 +304,9 @@ export class GroupCommitter {
               next = this.#queue.shift();
               if (next === undefined) break;
               taken.push(next);
+            }
+            if (next.reads !== undefined && !prefetched.has(next)) {
+              await scope.prefetch(this.#readsAhead(taken, index, prefetched));
             }
             if (!isolated) {
               try {
@@ -316,5 +328,20 @@ export class GroupCommitter {
       ),
     );
     return outcomes;
+  }
+
+  /**
+   * The reads of the units from `taken[index]` on and of those queued that this transaction can
+   * still take, not read ahead yet (each then marked as read ahead).
+   */
+  #readsAhead(taken: readonly Pending[], index: number, prefetched: Set<Pending>): EntityRead[] {
+    const reads: EntityRead[] = [];
+    const room = Math.max(0, this.#maxUnits - taken.length);
+    for (const pending of [...taken.slice(index), ...this.#queue.slice(0, room)]) {
+      if (pending.reads === undefined || prefetched.has(pending)) continue;
+      prefetched.add(pending);
+      reads.push(...pending.reads);
+    }
+    return reads;
   }
 }

@@ -43,6 +43,8 @@ export { headers as recordHeaders } from './entity-command.ts';
 export {
   FencedError,
   NonDeterminismError,
+  SagaCancelledError,
+  SagaEndedError,
   SagaNotCompletedError,
   SignalTimeoutError,
   StepFailedError,
@@ -64,6 +66,7 @@ export type {
   StartSagaOptions,
 } from './runtime-types.ts';
 export type { EntityInstance, RuntimeView } from './runtime-view.ts';
+export type { SagaCancellation } from './saga-cancellation.ts';
 export type { SagaCall, SagaProgress } from './saga-progress.ts';
 export type { SignalDelivery } from './saga-signals.ts';
 export type { SingletonContext, SingletonDefinition } from './singletons.ts';

@@ -7,7 +7,7 @@ export type RuntimeMeasurement =
   | {
       readonly kind: 'saga-ended';
       readonly sagaType: string;
-      readonly outcome: 'completed' | 'compensated' | 'failed';
+      readonly outcome: 'completed' | 'compensated' | 'failed' | 'cancelled';
       /** From the saga's creation to its end. */
       readonly durationMs: number;
     }

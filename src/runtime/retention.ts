@@ -10,7 +10,7 @@ export type RetentionPeriod = number | 'forever';
 /** What finished work the runtime deletes, and when (docs/runtime.md, "Retention"). */
 export interface RetentionOptions {
   /**
-   * How long a finished saga (completed, compensated, failed) keeps its journal and record
+   * How long a finished saga (completed, compensated, failed, cancelled) keeps its journal and record
    * after it ended. `0` deletes the journal on the next pass and keeps only the outcome (the
    * record, for `outcomeMs`); `'forever'` keeps both. @default 86400000 (1 day)
    */

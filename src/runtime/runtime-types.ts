@@ -1,5 +1,5 @@
 import type { Log } from '../log/types.ts';
-import type { SagaRecord, Store } from '../store/types.ts';
+import type { PartitionClaim, SagaRecord, Store } from '../store/types.ts';
 import type { Clock, Random, Timers } from '../time.ts';
 import type { ClusterOptions } from './cluster-shape.ts';
 import type { CommitPath } from './commit-path.ts';
@@ -81,6 +81,11 @@ export interface ClusterInfo {
   partitionOf(id: string): number;
   /** Records the relay has published to Kafka since start. */
   readonly published: number;
+  /**
+   * Who holds each work partition, cluster-wide: the last claim recorded in the store for each
+   * partition ever claimed — the node and the fencing epoch it got — by partition number.
+   */
+  claims(): Promise<PartitionClaim[]>;
 }
 
 /** An operating problem the runtime handled: nothing was lost, but someone may want to know. */

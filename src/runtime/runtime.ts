@@ -12,6 +12,7 @@ import { type RetryStrategy, unboundedRetryStrategy } from '../resilience/retry.
 import {
   endedSagaStatuses,
   type JournalEntry,
+  type Json,
   type SagaRecord,
   type SagaStatus,
   type Store,
@@ -35,7 +36,7 @@ import {
 } from '../telemetry/index.ts';
 import { type ClusterRuntime, ClusterShape, normalizeClusterOptions } from './cluster-shape.ts';
 import { applyWorkRequest } from './cluster-work.ts';
-import type { CommitPath } from './commit-path.ts';
+import type { CommitPath, UnitScope } from './commit-path.ts';
 import { type DeadLetter, readDeadLetters } from './dead-letters.ts';
 import type {
   AnyEntityDefinition,
@@ -67,6 +68,7 @@ import type {
   StartSagaOptions,
 } from './runtime-types.ts';
 import { type EntityInstance, type RuntimeView, runtimeView } from './runtime-view.ts';
+import { cancelAskedFor, cancelRequest, requestCancel, type SagaCancellation } from './saga-cancellation.ts';
 import { createSaga } from './saga-creation.ts';
 import { type ExecutionResult, SagaExecution, type SagaLaunch, type SagaServices } from './saga-execution.ts';
 import { sagaWakeTimerKind } from './saga-journal.ts';
@@ -441,16 +443,18 @@ export class Runtime {
     const nowMs = this.#clock.now();
     let outcome: Awaited<ReturnType<typeof applyCommand>>;
     try {
-      outcome = await this.#committer.submit((scope) =>
-        applyCommand(scope, {
-          entity: definition,
-          id,
-          command,
-          input,
-          traceparent,
-          nowMs,
-          random: this.#random,
-        }),
+      outcome = await this.#committer.submit(
+        (scope) =>
+          applyCommand(scope, {
+            entity: definition,
+            id,
+            command,
+            input,
+            traceparent,
+            nowMs,
+            random: this.#random,
+          }),
+        { reads: [{ entity: definition.name, id }] },
       );
     } catch (error) {
       if (this.#cluster !== undefined && isMeridianError(error) && error.code === 'NOT_OWNED')
@@ -620,20 +624,60 @@ export class Runtime {
   async signal(sagaId: string, name: string, value?: unknown): Promise<SignalDelivery> {
     this.#assertRunning();
     const request = signalRequest(sagaId, name, value);
-    const routed = async () =>
-      (await this.#cluster!.routeSignal(sagaId, name, request.value)) as SignalDelivery;
+    const delivered = await this.#atSagaOwner(
+      sagaId,
+      (scope) => deliverSignal(scope, sagaId, name, request.value),
+      () => this.#cluster!.routeSignal(sagaId, name, request.value),
+    );
+    if (delivered.here && delivered.result === 'delivered') this.#sagaScheduler.signal(sagaId);
+    return delivered.result;
+  }
+
+  /**
+   * Asks saga `sagaId` to cancel, from any node: the request is durable once this resolves, and
+   * the owner of the saga's partition keeps it. The saga stops at its next durable boundary (a
+   * call not yet started, a sleep, a signal wait — which ends at once, not at its timeout; a
+   * step already running finishes first), compensates its finished steps as after a failure,
+   * and ends `cancelled` (`handle.result()` rejects with SagaNotCompletedError, code
+   * SAGA_CANCELLED). Resolves 'requested', or 'duplicate' (changing nothing) when it was asked
+   * before or the saga ended cancelled; NotFoundError when there is no such saga, SagaEndedError
+   * when it ended otherwise (completed, compensated, failed). A saga already compensating ends
+   * compensated: the cancellation would undo what is being undone.
+   */
+  async cancelSaga(sagaId: string, options: { reason?: string } = {}): Promise<SagaCancellation> {
+    this.#assertRunning();
+    const { reason } = cancelRequest(sagaId, options?.reason);
+    const asked = await this.#atSagaOwner(
+      sagaId,
+      (scope) => requestCancel(scope, sagaId, reason, this.#clock.now()),
+      () => this.#cluster!.routeCancel(sagaId, reason),
+    );
+    if (asked.here && asked.result === 'requested') this.#sagaScheduler.cancel(sagaId, reason);
+    return asked.result;
+  }
+
+  /**
+   * Runs `deliver` for saga `sagaId` in a unit here when this node owns its partition (always,
+   * embedded), else `route`s it to the owner (also when the partition moved meanwhile). `here`
+   * tells whether this node's scheduler should hear of it.
+   */
+  async #atSagaOwner<T>(
+    sagaId: string,
+    deliver: (scope: UnitScope) => Promise<T | Error>,
+    route: () => Promise<Json>,
+  ): Promise<{ result: T; here: boolean }> {
+    const routed = async () => ({ result: (await route()) as T, here: false });
     if (this.#cluster !== undefined && !this.#cluster.ownsId(sagaId)) return routed();
-    let delivered: SignalDelivery | Error;
+    let result: T | Error;
     try {
-      delivered = await this.#committer.submit((scope) => deliverSignal(scope, sagaId, name, request.value));
+      result = await this.#committer.submit(deliver);
     } catch (error) {
       if (this.#cluster !== undefined && isMeridianError(error) && error.code === 'NOT_OWNED')
         return routed();
       throw error;
     }
-    if (delivered instanceof Error) throw delivered;
-    if (delivered === 'delivered') this.#sagaScheduler.signal(sagaId);
-    return delivered;
+    if (result instanceof Error) throw result;
+    return { result, here: true };
   }
 
   /** One saga's journal, in order: every step, send, sleep, emit and compensation it ran. */
@@ -726,6 +770,7 @@ export class Runtime {
       get published() {
         return cluster.relay.published;
       },
+      claims: () => this.#store.read((tx) => tx.partitions.list()),
     };
   }
 
@@ -785,6 +830,7 @@ export class Runtime {
             random: this.#random,
             launch: (launch) => this.#sagaScheduler.enqueue(launch),
             signalled: (sagaId) => this.#sagaScheduler.signal(sagaId),
+            cancelled: (sagaId, reason) => this.#sagaScheduler.cancel(sagaId, reason),
           },
           scope,
           request,
@@ -804,11 +850,10 @@ export class Runtime {
       ...this.#sagaServices,
       halted: AbortSignal.any([this.#halted.signal, abandon.signal]),
     };
-    const execution = new SagaExecution(services, loaded.definition, loaded.record, loaded.journal, parking);
+    const execution = newExecution(services, loaded, parking);
     const sagaId = loaded.record.id;
     return {
-      wake: (nowMs) => execution.wake(nowMs),
-      signalled: () => execution.signalled(),
+      ...execution.notifications,
       run: async () => {
         this.#abandon.set(sagaId, abandon);
         let result: ExecutionResult;
@@ -836,17 +881,10 @@ export class Runtime {
    * on without a restart, and the retries themselves are what notice that writes succeed again.
    */
   #executeEmbedded(loaded: LoadedSaga, parking: AbortSignal): ScheduledRun {
-    const execution = new SagaExecution(
-      this.#sagaServices,
-      loaded.definition,
-      loaded.record,
-      loaded.journal,
-      parking,
-    );
+    const execution = newExecution(this.#sagaServices, loaded, parking);
     const sagaId = loaded.record.id;
     return {
-      wake: (nowMs) => execution.wake(nowMs),
-      signalled: () => execution.signalled(),
+      ...execution.notifications,
       run: async () => {
         const result = await execution.run();
         if (result.outcome !== 'parked' || parking.aborted || this.#state !== 'running') {
@@ -996,7 +1034,15 @@ export class Runtime {
   async #loadSaga(sagaId: string): Promise<LoadedSaga | ExecutionResult | null> {
     const found = await this.#store.read(async (tx) => {
       const record = await tx.sagas.get(sagaId);
-      return record === null ? null : { record, journal: await tx.sagas.journal(sagaId) };
+      if (record === null) return null;
+      const cancelReason = endedSagaStatuses.has(record.status)
+        ? undefined
+        : await cancelAskedFor(tx, sagaId);
+      return {
+        record,
+        journal: await tx.sagas.journal(sagaId),
+        ...(cancelReason === undefined ? {} : { cancelReason }),
+      };
     });
     if (found === null) return null;
     if (endedSagaStatuses.has(found.record.status)) {
@@ -1103,6 +1149,24 @@ export class Runtime {
       else void this.#fenced(problem.error);
     }
   }
+}
+
+/** The run of a loaded saga, told of the cancellation asked for it while it was not running. */
+function newExecution(
+  services: SagaServices,
+  loaded: LoadedSaga,
+  parking: AbortSignal,
+): { run(): Promise<ExecutionResult>; notifications: Omit<ScheduledRun, 'run'> } {
+  const execution = new SagaExecution(services, loaded.definition, loaded.record, loaded.journal, parking);
+  if (loaded.cancelReason !== undefined) execution.cancel(loaded.cancelReason);
+  return {
+    run: () => execution.run(),
+    notifications: {
+      wake: (nowMs) => execution.wake(nowMs),
+      signalled: () => execution.signalled(),
+      cancelled: (reason) => execution.cancel(reason),
+    },
+  };
 }
 
 /** The registered definition `definition` names, or a ValidationError saying to register it. */

@@ -24,6 +24,7 @@ function order(journal: JournalEntry[], mismatches: string[] = []) {
       return new Error(message);
     },
     stalled: () => false,
+    cancelled: () => new Error('no cancellation expected'),
   });
 }
 
@@ -95,6 +96,7 @@ describe('saga call order', () => {
       yield: yieldToEventLoop,
       mismatch: () => new Error('none expected'),
       stalled: () => false,
+      cancelled: () => new Error('no cancellation expected'),
     });
     const a = calls.begin('a');
     const b = calls.begin('b');

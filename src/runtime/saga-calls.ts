@@ -1,6 +1,7 @@
 import { assert } from '../assert.ts';
 import type { JournalEntry, JournalEntryKind } from '../store/types.ts';
 import type { Yield } from './group-commit.ts';
+import { journalNames } from './saga-journal.ts';
 
 /**
  * The order of a saga's durable calls, so that calls may run concurrently (`Promise.all` over
@@ -19,6 +20,10 @@ import type { Yield } from './group-commit.ts';
  * - A call that finds no entry runs for real, but only once every journaled entry has been
  *   handed over, so live outcomes always come after replayed ones. An entry nobody claims while
  *   the code is waiting is non-determinism (the code asked for something else, or nothing).
+ * - A cancellation (`$cancelled`) is journaled by the code's call that noticed it, always tagged
+ *   with its index, and answers whatever that call asks next: handing it over rejects that call
+ *   and every call waiting for the replay to end (they would find it cancelled once it ended,
+ *   and the runtime's compensations, which end it, wait for them).
  */
 
 /** One durable call of the saga's code. */
@@ -28,6 +33,8 @@ export interface CallRef {
   readonly label: string;
   /** A sleep or signal wait: it acts on nothing, so it may be left behind when the code ends. */
   readonly waits: boolean;
+  /** A call of the saga's code, which a cancellation stops (the runtime's own calls run on). */
+  readonly cancellable: boolean;
 }
 
 interface Claim {
@@ -70,6 +77,8 @@ export interface CallOrderOptions {
    * not record when it ended (a replayed sleep). True when it did, so the entry is waited for again.
    */
   readonly stalled: () => boolean;
+  /** The cancellation `entry` is handed over: returns the error its call is rejected with. */
+  readonly cancelled: (entry: JournalEntry) => Error;
 }
 
 export class CallOrder {
@@ -122,8 +131,8 @@ export class CallOrder {
     return this.#journal.length;
   }
 
-  begin(label: string, waits = false): CallRef {
-    const call = { index: this.#nextIndex++, label, waits };
+  begin(label: string, waits = false, cancellable = false): CallRef {
+    const call = { index: this.#nextIndex++, label, waits, cancellable };
     this.#pending.add(call);
     return call;
   }
@@ -182,6 +191,8 @@ export class CallOrder {
       const tagged = untag(entry.name);
       if (tagged.call !== undefined && tagged.call !== call.index) continue;
       if (wanted.some(([kind, name]) => entry.kind === kind && tagged.name === name)) return sequence;
+      // Tagged with this call's index (checked above): the answer to whatever it asks.
+      if (tagged.name === journalNames.cancelled && call.cancellable) return sequence;
     }
     return undefined;
   }
@@ -231,6 +242,13 @@ export class CallOrder {
     });
   }
 
+  /** Hands a cancellation over: its call, and every call waiting for the replay's end, reject. */
+  #cancel(claim: Claim, entry: JournalEntry): void {
+    const error = this.#options.cancelled(entry);
+    claim.reject(error);
+    for (const waiter of this.#live.splice(0)) waiter.reject(error);
+  }
+
   /** Hands entries over in journal order, a turn of the event loop apart. */
   async #pump(): Promise<void> {
     if (this.#pumping) return;
@@ -258,7 +276,8 @@ export class CallOrder {
         const entry = this.#journal[this.#delivered]!;
         this.#claims.delete(this.#delivered);
         this.#delivered++;
-        claim.resolve({ ...entry, name: untag(entry.name).name });
+        if (untag(entry.name).name === journalNames.cancelled) this.#cancel(claim, entry);
+        else claim.resolve({ ...entry, name: untag(entry.name).name });
         if (this.#delivered < this.#journal.length || this.#live.length > 0) await this.#options.yield();
         idleTurns = 0;
       }

@@ -28,12 +28,13 @@ import type {
 } from './definitions.ts';
 import { type Effects, truncateMessage } from './effects.ts';
 import { applyCommand, headers } from './entity-command.ts';
-import { NonDeterminismError, StepFailedError, StepTimeoutError } from './errors.ts';
-import type { Yield } from './group-commit.ts';
+import { NonDeterminismError, SagaCancelledError, StepFailedError, StepTimeoutError } from './errors.ts';
+import type { SubmitOptions, Yield } from './group-commit.ts';
 import type { RuntimeMeasurement } from './meter.ts';
 import { requireRuntimeId, requireRuntimeName } from './options.ts';
 import { CallOrder, type CallRef, untag } from './saga-calls.ts';
 import {
+  cancelReasonOf,
   codeOf,
   failureFromEntry,
   failureOf,
@@ -103,7 +104,7 @@ export interface SagaLaunch {
   readonly journal?: JournalEntry[];
 }
 
-export type ExecutionOutcome = 'completed' | 'compensated' | 'failed' | 'parked';
+export type ExecutionOutcome = 'completed' | 'compensated' | 'failed' | 'cancelled' | 'parked';
 
 /** How an execution ended: the terminal record fields, or parked (still running in the store). */
 export interface ExecutionResult {
@@ -145,7 +146,7 @@ function never(): Promise<never> {
 
 /**
  * One run of one saga in this process: from its journal (replay) to its end (completed,
- * compensated, failed) or until the runtime stops (parked; a later start resumes it).
+ * compensated, failed, cancelled) or until the runtime stops (parked; a later start resumes it).
  *
  * Replay: every durable call asks the journal for its entries (CallOrder, saga-calls.ts): a
  * journaled one is handed back, in journal order, without running anything; a call the journal
@@ -177,6 +178,12 @@ export class SagaExecution {
   readonly #stepNames = new Set<string>();
   readonly #context: SagaContext;
   #result: ExecutionResult | undefined;
+  /** The reason of a cancellation asked for (`cancel`), noticed at the code's next durable boundary. */
+  #cancelAsked: string | null = null;
+  /** The reason of the journaled cancellation (`$cancelled`), if any: the saga ends `cancelled`. */
+  #cancelJournaled: string | null = null;
+  /** The cancellation, once handed to the code in journal order: every later call rejects with it. */
+  #cancelled: SagaCancelledError | null = null;
 
   constructor(
     services: SagaServices,
@@ -210,7 +217,13 @@ export class SagaExecution {
       yield: services.yield,
       mismatch: (entry, asked) => this.#mismatch(entry, asked),
       stalled: () => this.#waiting.settleSleep(),
+      cancelled: (entry) => {
+        this.#cancelled = new SagaCancelledError(this.id, cancelReasonOf(entry));
+        return this.#cancelled;
+      },
     });
+    const cancelEntry = this.#journal.find((entry) => untag(entry.name).name === journalNames.cancelled);
+    if (cancelEntry !== undefined) this.#cancelJournaled = cancelReasonOf(cancelEntry);
     this.#waits = new Waits({
       pending: () => this.#calls.pending,
       idle: (wakeAt) => services.sleeps.sleep(this.id, wakeAt),
@@ -230,6 +243,7 @@ export class SagaExecution {
       parked: () => this.#parking.aborted || this.#parked,
       park: () => this.#park(),
       codeEnded: () => this.#codeEnded,
+      boundary: (call) => this.#boundary(call),
     });
     this.#context = this.#createContext();
   }
@@ -247,6 +261,18 @@ export class SagaExecution {
   /** A signal was delivered to this saga. */
   signalled(): void {
     this.#waits.signalled();
+  }
+
+  /**
+   * The saga is asked to cancel (its request is durable): its code stops at its next durable
+   * boundary — a call not yet started, or a sleep or signal wait, which ends now — where the
+   * cancellation is journaled; a step already running finishes first. Then it compensates and
+   * ends `cancelled`.
+   */
+  cancel(reason: string): void {
+    if (this.#cancelAsked !== null) return;
+    this.#cancelAsked = reason;
+    this.#waits.cancelled();
   }
 
   /**
@@ -305,6 +331,9 @@ export class SagaExecution {
     await this.#waits.close();
     if (this.#parked) return never();
     if (this.#nondeterminism !== null) return this.#markFailed(this.#nondeterminism.message);
+    // Journaled, a cancellation decides the end, whatever the code did with its error.
+    const cancelled = this.#cancelJournaled;
+    if (cancelled !== null) failure = this.#cancelled ?? new SagaCancelledError(this.id, cancelled);
     if (failure === undefined) return this.#complete(output);
     if (this.#calls.pending > 0) {
       // A concurrent call failed (Promise.all rejects at once) while others still run: their
@@ -420,11 +449,17 @@ export class SagaExecution {
       );
     }
     if (this.#parked || this.#parking.aborted) return this.#park();
-    const running = this.#within(label, waits, async (call) => {
-      // Work other than a wait needs the slot, which an execution whose calls all wait gave back.
-      if (!waits) await this.#waits.active();
-      return fn(call);
-    });
+    if (this.#cancelled !== null) return Promise.reject(this.#cancelled);
+    const running = this.#within(
+      label,
+      waits,
+      async (call) => {
+        // Work other than a wait needs the slot, which an execution whose calls all wait gave back.
+        if (!waits) await this.#waits.active();
+        return fn(call);
+      },
+      true,
+    );
     this.#inFlight.add(running);
     // Handled here too, so a concurrent call nobody awaits any more (its Promise.all rejected
     // already) is no unhandled rejection.
@@ -433,9 +468,14 @@ export class SagaExecution {
     return running;
   }
 
-  /** Runs `fn` as a call in the call order (the saga's code's, or the runtime's own). */
-  async #within<T>(label: string, waits: boolean, fn: (call: CallRef) => Promise<T>): Promise<T> {
-    const call = this.#calls.begin(label, waits);
+  /** Runs `fn` as a call in the call order (the saga's code's, cancellable, or the runtime's own). */
+  async #within<T>(
+    label: string,
+    waits: boolean,
+    fn: (call: CallRef) => Promise<T>,
+    cancellable = false,
+  ): Promise<T> {
+    const call = this.#calls.begin(label, waits, cancellable);
     try {
       return await fn(call);
     } finally {
@@ -474,25 +514,63 @@ export class SagaExecution {
   }
 
   /** Submits a unit (Effects.commit's rule); parks the execution when it fails for good. */
-  #commit<T>(work: (scope: UnitScope) => Promise<T>): Promise<T> {
-    return this.#effects.commit(work, this.#parking, (error) => {
-      if (!(error instanceof ClosedError)) {
-        this.#services.report({
+  #commit<T>(work: (scope: UnitScope) => Promise<T>, options?: SubmitOptions): Promise<T> {
+    return this.#effects.commit(
+      work,
+      this.#parking,
+      (error) => {
+        if (!(error instanceof ClosedError)) {
+          this.#services.report({
+            sagaId: this.id,
+            message: 'a journal write failed; the saga is parked',
+            error,
+          });
+        }
+        return this.#park();
+      },
+      options,
+    );
+  }
+
+  /**
+   * A durable boundary of a code's call, before it does anything for real: when the saga was
+   * asked to cancel, the first call to get here journals the cancellation (tagged with its index:
+   * on replay it answers that call's next ask) and rejects with it; later ones reject at once.
+   */
+  async #boundary(call: CallRef): Promise<void> {
+    if (!call.cancellable || (this.#cancelAsked === null && this.#cancelJournaled === null)) return;
+    await this.#calls.afterReplay();
+    if (this.#cancelJournaled === null) {
+      const reason = this.#cancelAsked!;
+      // Rejected with the cancellation once handed over, unless another call journaled it first.
+      await this.#calls.append(call, journalNames.cancelled, async (sequence) => {
+        if (this.#cancelJournaled !== null) return { entry: undefined, value: undefined };
+        const entry: JournalEntry = {
           sagaId: this.id,
-          message: 'a journal write failed; the saga is parked',
-          error,
-        });
-      }
-      return this.#park();
-    });
+          sequence,
+          kind: 'event',
+          name: `${journalNames.cancelled}#${call.index}`,
+          status: 'completed',
+          result: { reason },
+          error: null,
+          attempts: 0,
+          at: this.#effects.clock.now(),
+        };
+        await this.#commit((scope) => scope.tx.sagas.appendJournal(entry));
+        this.#cancelJournaled = reason;
+        return { entry, value: undefined };
+      });
+    }
+    throw this.#cancelled ?? new SagaCancelledError(this.id, this.#cancelJournaled!);
   }
 
   async #updateStatus(status: SagaStatus, change: { output?: Json; reason?: string }): Promise<void> {
     const version = this.#version;
     const ended = status !== 'running' && status !== 'compensating';
+    const mailbox = this.#waiting.usedSignals || this.#cancelAsked !== null || this.#cancelJournaled !== null;
     this.#version = await this.#commit(async (scope) => {
       // Signals sent after the end are refused, so the mailbox goes with it.
-      if (ended && this.#waiting.usedSignals) await deleteMailbox(scope, this.id);
+      if (ended && mailbox) await deleteMailbox(scope, this.id);
       return scope.tx.sagas.update(this.id, { status, at: this.#effects.clock.now(), ...change }, version);
     });
   }
@@ -501,6 +579,7 @@ export class SagaExecution {
   async #recorded(call: CallRef, name: string, value: () => number): Promise<number> {
     const journaled = await this.#calls.next(call, 'event', name);
     if (journaled !== undefined) return journaled.result as number;
+    await this.#boundary(call);
     const result = value();
     await this.#append(call, { kind: 'event', name, status: 'completed', result, error: null, attempts: 1 });
     return result;
@@ -530,6 +609,7 @@ export class SagaExecution {
       this.#registerStepCompensation(name, journaled.result, options);
       return journaled.result as T;
     }
+    await this.#boundary(call);
     const span = this.#spans.start(`saga.step ${name}`, { 'meridian.saga.step': name });
     try {
       const value = await this.#runStep(call, name, fn, options, deadlineAt, timeoutMs, span);
@@ -789,6 +869,7 @@ export class SagaExecution {
     name: string,
     send: SendCall,
   ): Promise<JournalEntry | Error> {
+    await this.#boundary(call);
     const remote = this.#services.remote;
     if (remote !== undefined && !remote.owns(send.id)) {
       const requestId = await this.#sendRequest(call, kind, name, send, remote);
@@ -831,18 +912,28 @@ export class SagaExecution {
   ): Promise<JournalEntry | Error> {
     return this.#calls.append<JournalEntry | Error>(call, name, async (sequence, tagged) => {
       const nowMs = this.#effects.clock.now();
-      const outcome = await this.#commit(async (scope) => {
-        const applied = await applyCommand(scope, {
-          ...send,
-          traceparent,
-          nowMs,
-          random: this.#effects.random,
-        });
-        if (!applied.ok && kind === 'compensation') return applied.error;
-        const entry = sendEntry(this.id, sequence, kind, tagged, nowMs, applied.ok ? applied : applied.error);
-        await scope.tx.sagas.appendJournal(entry);
-        return entry;
-      });
+      const outcome = await this.#commit(
+        async (scope) => {
+          const applied = await applyCommand(scope, {
+            ...send,
+            traceparent,
+            nowMs,
+            random: this.#effects.random,
+          });
+          if (!applied.ok && kind === 'compensation') return applied.error;
+          const entry = sendEntry(
+            this.id,
+            sequence,
+            kind,
+            tagged,
+            nowMs,
+            applied.ok ? applied : applied.error,
+          );
+          await scope.tx.sagas.appendJournal(entry);
+          return entry;
+        },
+        { reads: [{ entity: send.entity.name, id: send.id }] },
+      );
       return outcome instanceof Error
         ? { entry: undefined, value: outcome }
         : { entry: outcome, value: outcome };
@@ -947,6 +1038,7 @@ export class SagaExecution {
     requireRuntimeName('An emit topic', topic);
     const name = journalNames.emit(topic);
     if ((await this.#calls.next(call, 'event', name)) !== undefined) return;
+    await this.#boundary(call);
     if (record?.key !== undefined && record.key !== null && typeof record.key !== 'string')
       throw new ValidationError(`An emitted record's key must be a string or null`);
     const produced = this.#effects.record(topic, record, this.#traceparent, {
@@ -996,8 +1088,9 @@ export class SagaExecution {
       }
       if (failed !== undefined) return this.#markFailed(`${reason}; then ${failed}`);
     }
-    await this.#updateStatus('compensated', { reason });
-    return this.#finish('compensated', null, reason);
+    const outcome = this.#cancelJournaled === null ? 'compensated' : 'cancelled';
+    await this.#updateStatus(outcome, { reason });
+    return this.#finish(outcome, null, reason);
   }
 
   /** The `$failed` entry: journaled with the switch to `compensating`, or replayed. */

@@ -38,7 +38,17 @@ export const journalNames = {
   awaitSignal: (signal: string) => `$await:${signal}`,
   /** A signal wait's outcome: the value taken from the mailbox, or the timeout. */
   signal: (signal: string) => `$signal:${signal}`,
+  /**
+   * The saga was cancelled (`runtime.cancelSaga`): journaled by the code's call that noticed it,
+   * always tagged with that call's index, with `{ reason }`. The `$failed` entry follows.
+   */
+  cancelled: '$cancelled',
 } as const;
+
+/** The reason a `$cancelled` entry recorded. */
+export function cancelReasonOf(entry: Pick<JournalEntry, 'result'>): string {
+  return (entry.result as { reason: string }).reason;
+}
 
 /** The timer kind that wakes a sleeping saga. */
 export const sagaWakeTimerKind = 'meridian.saga.wake';

@@ -1,7 +1,7 @@
 import type { JournalEntry, Json, SagaRecord } from '../store/types.ts';
 import type { AnyEntityDefinition, SagaFailure } from './definitions.ts';
 import { untag } from './saga-calls.ts';
-import { failureFromEntry, journalNames } from './saga-journal.ts';
+import { cancelReasonOf, failureFromEntry, journalNames } from './saga-journal.ts';
 
 /**
  * A saga's read side: what it is doing and what it did, as typed data. `runtime.progress(id)`
@@ -9,7 +9,7 @@ import { failureFromEntry, journalNames } from './saga-journal.ts';
  * the runtime's names for them.
  */
 export interface SagaProgress extends Omit<SagaRecord, 'version'> {
-  /** Why it is compensating, compensated or failed (the saga record's reason). */
+  /** Why it is compensating, compensated, failed or cancelled (the saga record's reason). */
   readonly reason: string | null;
   /** What made it compensate, as data (message, code, step, details); null until then. */
   readonly failure: SagaFailure | null;
@@ -49,6 +49,8 @@ export type SagaCall =
       readonly at: number;
     }
   | { readonly kind: 'emit'; readonly topic: string; readonly at: number }
+  /** The saga noticed its cancellation here (`runtime.cancelSaga`), with the reason given. */
+  | { readonly kind: 'cancelled'; readonly reason: string; readonly at: number }
   | { readonly kind: 'now' | 'random'; readonly value: number; readonly at: number }
   | {
       readonly kind: 'compensation';
@@ -97,6 +99,9 @@ function callOf(entry: JournalEntry, entities: ReadonlyMap<string, AnyEntityDefi
     case 'event': {
       if (name === journalNames.now || name === journalNames.random) {
         return { kind: name === journalNames.now ? 'now' : 'random', value: entry.result as number, at };
+      }
+      if (name === journalNames.cancelled) {
+        return { kind: 'cancelled', reason: cancelReasonOf(entry), at };
       }
       const topic = prefixed('emit:');
       if (topic !== null) return { kind: 'emit', topic, at };

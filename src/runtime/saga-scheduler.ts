@@ -9,6 +9,8 @@ export interface LoadedSaga {
   readonly definition: SagaDefinition;
   readonly record: SagaRecord;
   readonly journal: JournalEntry[];
+  /** The reason of a cancellation asked for while it was not running here, if any. */
+  readonly cancelReason?: string;
 }
 
 /** One run of one saga, as the scheduler sees it. */
@@ -19,6 +21,8 @@ export interface ScheduledRun {
   wake?(nowMs: number): void;
   /** A signal was delivered to the saga. */
   signalled?(): void;
+  /** The saga was asked to cancel (durably). */
+  cancelled?(reason: string): void;
 }
 
 export interface SagaSchedulerOptions {
@@ -83,6 +87,8 @@ export class SagaScheduler {
   /** Executions waking from a sleep, waiting for a slot: served before new sagas. */
   readonly #slotWaiters: SlotWaiter[] = [];
   readonly #waiters = new Map<string, Array<(result: Settled) => void>>();
+  /** Cancellations of sagas queued or loading, handed to their run once it exists. */
+  readonly #cancels = new Map<string, string>();
   #freeSlots: number;
   #open = false;
 
@@ -143,6 +149,7 @@ export class SagaScheduler {
       if (!which(queued.id)) continue;
       this.#queue.splice(index, 1);
       this.#queuedIds.delete(queued.id);
+      this.#cancels.delete(queued.id);
       evicted.push(queued.id);
       this.#settle(queued.id, parked);
     }
@@ -261,6 +268,23 @@ export class SagaScheduler {
     }
   }
 
+  /**
+   * The saga was asked to cancel: its run here is told (woken if it gave its slot back), or told
+   * once it starts when it is queued, or it is resumed (its load reads the request) when it is
+   * not in memory.
+   */
+  cancel(sagaId: string, reason: string): void {
+    const active = this.#active.get(sagaId);
+    if (active !== undefined) {
+      active.run.cancelled?.(reason);
+      this.#sleepers.get(sagaId)?.wake();
+    } else if (this.has(sagaId)) {
+      this.#cancels.set(sagaId, reason);
+    } else {
+      this.enqueue({ sagaId });
+    }
+  }
+
   #park(sagaId: string, active: Active): void {
     active.parking.abort();
     this.#sleepers.get(sagaId)?.wake();
@@ -282,6 +306,8 @@ export class SagaScheduler {
     const loaded = queued.loaded ?? (await this.#load(queued.id));
     this.#loading.delete(queued.id);
     this.#queuedIds.delete(queued.id);
+    const cancelReason = this.#cancels.get(queued.id);
+    this.#cancels.delete(queued.id);
     if (loaded === undefined || parking.signal.aborted || !this.#open || this.#active.has(queued.id)) {
       this.#releaseSlot();
       if (loaded === undefined)
@@ -290,6 +316,7 @@ export class SagaScheduler {
       return;
     }
     const run = this.#options.execute(loaded, parking.signal);
+    if (cancelReason !== undefined) run.cancelled?.(cancelReason);
     // Active before it starts: a resumed saga may reach its sleep before run() returns.
     let ended!: (result: ExecutionResult) => void;
     this.#active.set(queued.id, { parking, run, done: new Promise((resolve) => (ended = resolve)) });

@@ -12,17 +12,20 @@ import { requireRuntimeId, requireRuntimeName } from './options.ts';
  * under a type no application entity can have (names cannot start with '$'), keyed by the saga
  * id so it is fenced by the saga's work partition on the cluster shape — until the saga takes it:
  * the unit that takes it journals it and removes it from the mailbox, so it is taken exactly
- * once. The mailbox also remembers the names taken, so delivering a name again is a no-op.
+ * once. The mailbox also remembers the names taken, so delivering a name again is a no-op. It
+ * also holds a cancellation asked for (saga-cancellation.ts), which travels the same way.
  */
 
 /** The mailbox's entity type. */
 export const mailboxType = '$signals';
 
-interface Mailbox {
+export interface Mailbox {
   /** Delivered, not yet taken: name -> value. */
   readonly pending: Record<string, Json>;
   /** Names taken by the saga (journaled). */
   readonly taken: string[];
+  /** A cancellation asked for (`runtime.cancelSaga`, saga-cancellation.ts), if any. */
+  readonly cancel?: { readonly reason: string; readonly at: number };
 }
 
 /** Signals a saga's mailbox holds at most (delivered and taken): a bound on its row. */
@@ -31,9 +34,14 @@ export const maxSignalsPerSaga = 1000;
 /** What delivering a signal did: taken into the mailbox, or a no-op (that name came before). */
 export type SignalDelivery = 'delivered' | 'duplicate';
 
-function read(state: Json | undefined): Mailbox {
+/** A mailbox's row, as a copy to change. */
+export function readMailbox(state: Json | undefined): Mailbox {
   const mailbox = state as Partial<Mailbox> | undefined;
-  return { pending: { ...(mailbox?.pending ?? {}) }, taken: [...(mailbox?.taken ?? [])] };
+  return {
+    pending: { ...(mailbox?.pending ?? {}) },
+    taken: [...(mailbox?.taken ?? [])],
+    ...(mailbox?.cancel === undefined ? {} : { cancel: mailbox.cancel }),
+  };
 }
 
 /** Checks a signal's target and name, and turns its value into JSON. */
@@ -65,7 +73,7 @@ export async function deliverSignal(
     );
   }
   const stored = await scope.tx.entities.get(mailboxType, sagaId);
-  const mailbox = read(stored?.state);
+  const mailbox = readMailbox(stored?.state);
   if (Object.hasOwn(mailbox.pending, name) || mailbox.taken.includes(name)) return 'duplicate';
   if (Object.keys(mailbox.pending).length + mailbox.taken.length >= maxSignalsPerSaga) {
     return new ValidationError(
@@ -89,7 +97,7 @@ export async function takeSignal(
 ): Promise<{ value: Json } | undefined> {
   const stored = await scope.tx.entities.get(mailboxType, sagaId);
   if (stored === null) return undefined;
-  const mailbox = read(stored.state);
+  const mailbox = readMailbox(stored.state);
   if (!Object.hasOwn(mailbox.pending, name)) return undefined;
   const value = mailbox.pending[name]!;
   delete mailbox.pending[name];

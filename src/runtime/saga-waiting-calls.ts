@@ -38,6 +38,8 @@ export interface WaitingHost {
   park(): Promise<never>;
   /** True once the saga's code has returned or thrown. */
   codeEnded(): boolean;
+  /** A durable boundary: rejects with the saga's cancellation when it was asked to cancel. */
+  boundary(call: CallRef): Promise<void>;
 }
 
 /**
@@ -96,6 +98,7 @@ export class WaitingCalls {
       this.#host.scheduled(wakeAt);
     }
     while (this.#host.now() < wakeAt) {
+      await this.#host.boundary(call);
       await this.#host.waits.until(wakeAt);
       if (this.#host.parked()) return this.#host.park();
       if (this.#host.codeEnded()) return;
@@ -194,6 +197,7 @@ export class WaitingCalls {
       const seen = this.#host.waits.signals;
       outcome = await this.#takeSignal(call, name, deadline);
       if (outcome !== undefined || this.#host.waits.signals !== seen) continue;
+      await this.#host.boundary(call);
       await this.#host.waits.until(deadline.deadlineAt ?? Number.POSITIVE_INFINITY, true);
       if (this.#host.parked()) return this.#host.park();
       if (this.#host.codeEnded()) return null;

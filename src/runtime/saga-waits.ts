@@ -5,8 +5,8 @@ import type { Yield } from './group-commit.ts';
  * concurrently — and its slot: when every call in flight is a wait, the execution gives its slot
  * back (`idle`, the saga scheduler's sleep) until the earliest wait's time or a signal, so that
  * sagas waiting for days hold no memory slot. Waits resolve on `wake` (a durable timer of the
- * saga fired), on `signalled` (a signal was delivered: signal waits look again) and on `release`
- * (the execution parks, or its code ended).
+ * saga fired), on `signalled` (a signal was delivered: signal waits look again), on `cancelled`
+ * and on `release` (the execution parks, or its code ended).
  *
  * The slot must be held again before anything else runs: a call that is not a wait first waits
  * for `active` (which ends the idling and takes a slot), and the execution `close`s its waits
@@ -36,6 +36,8 @@ export class Waits {
   #idle: Promise<void> | null = null;
   #checking = false;
   #closed = false;
+  /** The saga is asked to cancel: every wait ends now, and so does every later one. */
+  #cancelled = false;
   /** Counts signal deliveries, so a wait that looked before one arrived looks again. */
   signals = 0;
 
@@ -49,7 +51,7 @@ export class Waits {
    */
   until(wakeAt: number, signal = false): Promise<void> {
     return new Promise<void>((resolve) => {
-      if (this.#closed) return resolve();
+      if (this.#closed || this.#cancelled) return resolve();
       const wait: Wait = {
         wakeAt,
         signal,
@@ -72,6 +74,12 @@ export class Waits {
   signalled(): void {
     this.signals++;
     for (const wait of [...this.#waits]) if (wait.signal) wait.resolve();
+  }
+
+  /** The saga is asked to cancel: ends every wait, so each stops at its durable boundary. */
+  cancelled(): void {
+    this.#cancelled = true;
+    this.release();
   }
 
   /** Ends every wait (parking). */

@@ -1,5 +1,6 @@
 import { ensureError } from '../errors.ts';
 import type { Consumer, Log, LogRecord, ProducerRecord } from '../log/types.ts';
+import { plantedBug } from '../planted-bugs.ts';
 import { type RetryStrategy, toRetryStrategy } from '../resilience/retry.ts';
 import { decodeJson, decodeText } from './codec.ts';
 import type { UnitScope } from './commit-path.ts';
@@ -161,6 +162,8 @@ export class SubscriptionRunner {
   #loop: Promise<void> = Promise.resolve();
   #handled = 0;
   #deadLettered = 0;
+  /** Planted bug 'offsets-apart' only: consumed records whose offsets the next poll commits. */
+  #uncommitted: LogRecord[] = [];
 
   constructor(host: SubscriptionServices, definition: SubscriptionDefinition) {
     this.#host = host;
@@ -202,6 +205,7 @@ export class SubscriptionRunner {
         await this.#sleep(1000);
         continue;
       }
+      if (plantedBug === 'offsets-apart' && !signal.aborted) await this.#commitApart(consumer);
       if (records.length === 0) continue;
       try {
         await this.#handleBatch(consumer, records);
@@ -214,6 +218,19 @@ export class SubscriptionRunner {
         await this.#sleep(1000);
       }
     }
+  }
+
+  /**
+   * Planted bug 'offsets-apart' (tests only, src/planted-bugs.ts): the offsets of the batches
+   * handled before this poll commit now, in a transaction of their own, as Kafka's auto-commit
+   * does; a stop or crash before it leaves them uncommitted (a stop is taken for a crash here,
+   * so that the simulation's restarts open the window), and the next runner handles them again.
+   */
+  async #commitApart(consumer: Consumer): Promise<void> {
+    const records = this.#uncommitted;
+    if (records.length === 0) return;
+    this.#uncommitted = [];
+    await this.#effects.committer.submit((scope) => scope.commitConsumed(consumer, records));
   }
 
   /** Polls wake on new records; with a partition held, also in time for its retry. */
@@ -338,7 +355,7 @@ export class SubscriptionRunner {
         deadLettered++;
       }
     }
-    await scope.commitConsumed(consumer, consumed);
+    if (plantedBug !== 'offsets-apart') await scope.commitConsumed(consumer, consumed);
     return {
       consumed,
       failed,
@@ -349,6 +366,7 @@ export class SubscriptionRunner {
         for (const [key, held] of retries) this.#held.set(key, held);
         this.#handled += handled;
         this.#deadLettered += deadLettered;
+        if (plantedBug === 'offsets-apart') this.#uncommitted.push(...consumed);
       },
     };
   }

@@ -9,6 +9,8 @@ import {
 import type { LogRecord, ProducerRecord } from '../log/types.ts';
 import type { Json, StoredReply } from '../store/types.ts';
 import { decodeJson, encodeJson } from './codec.ts';
+import { SagaEndedError } from './errors.ts';
+import { maxCancelReasonLength } from './saga-cancellation.ts';
 
 /**
  * The records that carry work to the owner of a work partition on the cluster shape, on the work
@@ -42,6 +44,14 @@ export type WorkRequest =
       readonly id: string;
       readonly name: string;
       readonly value: Json;
+    }
+  | {
+      /** A saga's cancellation, handed to the owner of the saga's partition (`runtime.cancelSaga`). */
+      readonly kind: 'cancel';
+      readonly requestId: string;
+      /** The saga id. */
+      readonly id: string;
+      readonly reason: string;
     }
   | {
       /** A subscription's record, handed to the owner of the entity its handler sends to. */
@@ -182,6 +192,14 @@ export function decodeWorkRequest(record: LogRecord): WorkRequest {
       value: (fields.value ?? null) as Json,
     };
   }
+  if (fields.kind === 'cancel') {
+    return {
+      kind: 'cancel',
+      requestId: text(fields, 'requestId', maxRequestIdLength),
+      id: text(fields, 'id'),
+      reason: text(fields, 'reason', maxCancelReasonLength),
+    };
+  }
   const base = {
     requestId: text(fields, 'requestId', maxRequestIdLength),
     id: text(fields, 'id'),
@@ -193,7 +211,7 @@ export function decodeWorkRequest(record: LogRecord): WorkRequest {
   }
   if (fields.kind === 'start') return { kind: 'start', ...base, saga: text(fields, 'saga') };
   throw new ValidationError(
-    `A record at ${record.topic}/${record.partition}@${record.offset} has work kind '${String(fields.kind).slice(0, 40)}': expected 'send', 'start', 'signal' or 'deliver'`,
+    `A record at ${record.topic}/${record.partition}@${record.offset} has work kind '${String(fields.kind).slice(0, 40)}': expected 'send', 'start', 'signal', 'cancel' or 'deliver'`,
   );
 }
 
@@ -210,6 +228,8 @@ export function errorFromReply(reply: StoredReply): Error {
       return new AlreadyExistsError(message, { details });
     case 'CONFLICT':
       return new ConflictError(message, { details });
+    case 'SAGA_ENDED':
+      return new SagaEndedError(message, { details });
     default:
       return new MeridianError(reply.code ?? 'REJECTED', message, { details });
   }

@@ -75,6 +75,42 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         expect(await tx((t) => t.entities.get('account', 'missing'))).toBeNull();
       });
 
+      it('reads many entities of a type in one call: those that exist, by id', async () => {
+        await tx(async (t) => {
+          await t.entities.put('account', 'a1', { balance: 10 }, 0);
+          await t.entities.put('account', 'a2', { balance: 20 }, 0);
+          await t.entities.put('other', 'a3', { balance: 30 }, 0);
+        });
+        const found = await tx((t) => t.entities.getMany('account', ['a2', 'missing', 'a1', 'a3']));
+        expect([...found.keys()].sort()).toEqual(['a1', 'a2']);
+        expect(found.get('a2')).toEqual({
+          type: 'account',
+          id: 'a2',
+          state: { balance: 20 },
+          version: 1,
+          updatedAt: startMs,
+        });
+        expect((await tx((t) => t.entities.getMany('account', []))).size).toBe(0);
+        // Its own uncommitted write too, read in the same transaction.
+        await tx(async (t) => {
+          await t.entities.put('account', 'a4', { balance: 40 }, 0);
+          expect((await t.entities.getMany('account', ['a4'])).get('a4')?.state).toEqual({ balance: 40 });
+        });
+        await expectError(
+          tx((t) =>
+            t.entities.getMany(
+              'account',
+              Array.from({ length: 1001 }, (_, i) => `id${i}`),
+            ),
+          ),
+          ValidationError,
+        );
+        await expectError(
+          tx((t) => t.entities.getMany('account', [''])),
+          ValidationError,
+        );
+      });
+
       it('bumps the version on each write and refuses a stale version with ConflictError, changing nothing', async () => {
         await tx((t) => t.entities.put('account', 'a1', { balance: 10 }, 0));
         clock.advance(5);

@@ -1,3 +1,4 @@
+import { plantedBug } from '../planted-bugs.ts';
 import type { IdempotencyClaim } from './types.ts';
 
 /**
@@ -37,7 +38,10 @@ export function decideReservation(
 ): 'take' | 'mismatch' | 'replay' | 'in_flight' {
   if (found === undefined || found.expiresAt <= nowMs || found.status === 'released') return 'take';
   if (found.fingerprint !== fingerprint) return 'mismatch';
-  if (found.status === 'completed') return 'replay';
+  if (found.status === 'completed') {
+    // Planted bug (tests only, src/planted-bugs.ts): the stored response is forgotten.
+    return plantedBug === 'idempotency-forgotten' ? 'take' : 'replay';
+  }
   if ((found.leaseUntil ?? 0) > nowMs) return 'in_flight';
   return 'take';
 }

@@ -19,6 +19,11 @@ export interface EntityRecord {
 export interface EntityStore {
   get(type: string, id: string): Promise<EntityRecord | null>;
   /**
+   * The records of those of `ids` (at most storeLimits.maxPageSize, of one type) that exist, by
+   * id: one read instead of one per id.
+   */
+  getMany(type: string, ids: readonly string[]): Promise<Map<string, EntityRecord>>;
+  /**
    * Writes state if the stored version equals `expectedVersion` (0: the entity must not exist).
    * Returns the new version; ConflictError when another writer got there first.
    */
@@ -46,10 +51,15 @@ export interface IdleEntitiesRequest {
   readonly limit: number;
 }
 
-export type SagaStatus = 'running' | 'compensating' | 'completed' | 'compensated' | 'failed';
+export type SagaStatus = 'running' | 'compensating' | 'completed' | 'compensated' | 'failed' | 'cancelled';
 
 /** The statuses a saga ends in: it never changes again. */
-export const endedSagaStatuses: ReadonlySet<SagaStatus> = new Set(['completed', 'compensated', 'failed']);
+export const endedSagaStatuses: ReadonlySet<SagaStatus> = new Set([
+  'completed',
+  'compensated',
+  'failed',
+  'cancelled',
+]);
 
 export interface SagaRecord {
   readonly id: string;
@@ -58,7 +68,7 @@ export interface SagaRecord {
   readonly input: Json;
   /** The saga's result once completed. */
   readonly output: Json | null;
-  /** Why it compensated or failed. */
+  /** Why it compensated, failed or was cancelled. */
   readonly reason: string | null;
   readonly createdAt: number;
   readonly updatedAt: number;

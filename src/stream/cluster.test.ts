@@ -4,14 +4,18 @@
 // no output twice. Needs MERIDIAN_TEST_PG_URL and MERIDIAN_TEST_KAFKA_BROKERS.
 import { randomBytes } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
+import { NotOwnedError, Ownership } from '../cluster/ownership.ts';
+import { ValidationError } from '../errors.ts';
 import { jsonValue } from '../log/index.ts';
 import { KafkaLog } from '../log/kafka/kafka-log.ts';
 import { parseBrokerList } from '../log/kafka/options.ts';
 import { openPostgresStore } from '../store/postgres/store.ts';
 import { testSchemas } from '../store/postgres/test-schema.ts';
+import { systemClock } from '../time.ts';
 import { sum } from './aggregators.ts';
 import { fromTopic } from './dataflow.ts';
 import { openStreamJob } from './job.ts';
+import { startPartitionedStreamJob } from './partitioned-job.ts';
 import { callbackSink, readModelSink, topicSink } from './sinks.ts';
 import { tumbling } from './windows.ts';
 
@@ -88,6 +92,81 @@ describe.skipIf(!pgUrl || !brokersText)('stream job on PostgreSQL + Kafka', () =
       expect(await second.lag()).toEqual([0, 0]);
     } finally {
       await store.close();
+    }
+  });
+
+  it('a partitioned job refuses a commit once another node claimed its partition, then resumes exactly once', {
+    timeout: 120_000,
+  }, async () => {
+    const fencedTopic = `${topic}-fenced`;
+    await log.createTopic(fencedTopic, { partitions: 1 });
+    const fencedSchema = schemas.next();
+    const store = await openPostgresStore({ connectionString: pgUrl!, schema: fencedSchema });
+    const source = fromTopic<{ key: string; n: number }>({
+      topic: fencedTopic,
+      decode: (record) => JSON.parse(new TextDecoder().decode(record.value!)) as { key: string; n: number },
+      outOfOrdernessMs: 0,
+      idleTimeoutMs: null,
+    });
+    source.to(topicSink('stream-fenced-out', (e) => ({ key: e.key, value: jsonValue(e.n), timestamp: 0 })));
+    const append = (from: number, to: number) =>
+      log.append(
+        fencedTopic,
+        Array.from({ length: to - from }, (_, i) => ({
+          key: 'a',
+          value: jsonValue({ key: 'a', n: from + i }),
+          timestamp: 1,
+        })),
+      );
+    let position = 0;
+    let waiter: { at: number; resolve: () => void } | undefined;
+    const reached = (at: number) =>
+      new Promise<void>((resolve) => {
+        if (position >= at) resolve();
+        else waiter = { at, resolve };
+      });
+    const errors: unknown[] = [];
+    const options = {
+      name: 'fenced',
+      node: 'a',
+      firstFencingPartition: 3000,
+      source,
+      store,
+      log,
+      relay: false,
+      group: `${fencedTopic}-group`,
+      onPartitionCommit: (_partition: number, _event: unknown, metrics: { positions: readonly number[] }) => {
+        position = metrics.positions[0]!;
+        if (waiter !== undefined && position >= waiter.at) waiter.resolve();
+      },
+      onError: ({ error }: { error: unknown }) => void errors.push(error),
+    };
+    await expect(
+      startPartitionedStreamJob({ ...options, firstFencingPartition: undefined as never }),
+    ).rejects.toThrow(ValidationError);
+    // Written before the node joins the group, so the topic's leader and metadata are settled
+    // when the group assigns it (a member that joins before may see no partition until its next
+    // metadata refresh).
+    await append(0, 10);
+    const job = await startPartitionedStreamJob(options);
+    try {
+      await reached(10);
+      // Another node claims the partition's epoch (as after a rebalance this node missed).
+      await new Ownership({ store, node: 'b', partitions: 1, clock: systemClock }).claim([3000]);
+      await append(10, 20);
+      // This node's next commit is refused; the group still assigns the partition here, so it
+      // claims it again (a new epoch), reloads the committed state and goes on.
+      await reached(20);
+      expect(errors.some((error) => error instanceof NotOwnedError)).toBe(true);
+      const rows = await store.read((tx) => tx.outbox.pending(1000, { partitions: [3000] }));
+      expect(rows.map((row) => JSON.parse(new TextDecoder().decode(row.value!)))).toEqual(
+        Array.from({ length: 20 }, (_, i) => i),
+      );
+    } finally {
+      await job.stop();
+      await store.close();
+      await log.deleteTopic(fencedTopic).catch(() => undefined);
+      await schemas.drop(fencedSchema);
     }
   });
 });

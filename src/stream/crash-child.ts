@@ -6,6 +6,7 @@ import { fromTopic } from './dataflow.ts';
 import { openStreamJob } from './job.ts';
 import { readModelSink, topicSink } from './sinks.ts';
 import { openEmbeddedAt } from './stream.fixture.ts';
+import { tableFromTopic } from './table.ts';
 import { sliding, tumbling } from './windows.ts';
 
 export interface CrashEvent {
@@ -14,9 +15,11 @@ export interface CrashEvent {
 }
 
 export const inputTopic = 'crash-in';
-export const outputTopics = ['crash-sums', 'crash-moving', 'crash-late'] as const;
+/** A changelog of reference rows per key, which the input is joined with. */
+export const tableTopic = 'crash-ref';
+export const outputTopics = ['crash-sums', 'crash-moving', 'crash-late', 'crash-joined'] as const;
 
-/** Two windowed aggregations fanned out from one input, to topics and a read model. */
+/** Windowed aggregations and a table join fanned out from one input, to topics and a read model. */
 export function crashDataflow() {
   const source = fromTopic<CrashEvent>({
     topic: inputTopic,
@@ -30,6 +33,20 @@ export function crashDataflow() {
     timestamp: 0,
   }));
   const keyed = source.keyBy((e) => e.key);
+  const reference = tableFromTopic<number>({
+    topic: tableTopic,
+    decode: (record) => JSON.parse(new TextDecoder().decode(record.value!)) as number,
+    historyRetentionMs: 5000,
+  });
+  keyed
+    .leftJoin(reference, (e, row) => [e.key, e.n, row])
+    .to(
+      topicSink('crash-joined', (joined) => ({
+        key: joined[0] as string,
+        value: jsonValue(joined),
+        timestamp: 0,
+      })),
+    );
   const sums = keyed
     .window(tumbling({ sizeMs: 1000 }), { allowedLatenessMs: 200, late })
     .aggregate(sum((e: CrashEvent) => e.n));

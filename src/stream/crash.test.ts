@@ -1,6 +1,7 @@
 // Exactly-once across kill -9: a windows job over a seeded input is SIGKILLed at seeded moments
 // (after a seeded number of its commits, while it reads and commits on), restarted on the same
-// database each time, and finally run to the end. Its outputs — three topics and a read model —
+// database each time, and finally run to the end. Its outputs — four topics (one a stream-table
+// join, whose table state commits with the job) and a read model —
 // must equal, byte for byte, those of the same job run once without interruption.
 // MERIDIAN_STREAM_CRASH_SEED picks the input and the kill moments.
 import { spawn } from 'node:child_process';
@@ -10,7 +11,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jsonValue } from '../log/index.ts';
 import { seededRandom } from '../time.ts';
-import { inputTopic, outputTopics } from './crash-child.ts';
+import { inputTopic, outputTopics, tableTopic } from './crash-child.ts';
 import { type Embedded, openEmbeddedAt } from './stream.fixture.ts';
 
 const seed = Number(process.env.MERIDIAN_STREAM_CRASH_SEED ?? 20261206);
@@ -35,6 +36,17 @@ async function prepare(db: Embedded): Promise<void> {
   }
   for (let from = 0; from < records.length; from += 1000)
     await db.log.append(inputTopic, records.slice(from, from + 1000));
+  // Reference rows changing over the input's time span (some deleted, some out of order), read by
+  // the job in rounds beside the input.
+  await db.log.createTopic(tableTopic, { partitions: 2, retentionMs: null });
+  const changes = [];
+  for (let i = 0; i < 300; i++) {
+    const key = `k${Math.floor(random.next() * 20)}`;
+    const timestamp = 10_000 + i * 60 - Math.floor(random.next() * 3000);
+    const value = random.next() < 0.1 ? null : jsonValue(Math.floor(random.next() * 100));
+    changes.push({ key, value, timestamp });
+  }
+  await db.log.append(tableTopic, changes);
 }
 
 /** Runs the child to the end, or kills it with SIGKILL after `killAfterCommits` commits. */
@@ -127,6 +139,12 @@ describe('stream exactly-once across kill -9', () => {
     const expected = await dump(reference);
     expect(expected.length).toBeGreaterThan(1000);
     expect(expected.some((line) => line.startsWith('crash-late/'))).toBe(true);
+    const joined = expected.filter((line) => line.startsWith('crash-joined/'));
+    expect(joined.length).toBe(6000);
+    const rows = joined.map((line) => Buffer.from(line.split(' ')[2]!, 'hex').toString());
+    // Both sides of the join occur: records that met a row and records that met none.
+    expect(rows.filter((row) => row.endsWith(',null]')).length).toBeGreaterThan(100);
+    expect(rows.filter((row) => !row.endsWith(',null]')).length).toBeGreaterThan(1000);
     expect(await dump(crashed)).toEqual(expected);
   });
 });

@@ -5,6 +5,7 @@ import { requireName } from '../store/limits.ts';
 import type { Json } from '../store/types.ts';
 import type { Aggregator } from './aggregators.ts';
 import type { Sink } from './sinks.ts';
+import type { Table, TableState } from './table.ts';
 import { WindowOperator, type WindowResult } from './window-operator.ts';
 import type { WindowAssigner } from './windows.ts';
 
@@ -23,6 +24,8 @@ export interface CompileContext {
   fired(): void;
   /** Registers a window operator; its snapshot is saved under its position in this order. */
   operator(operator: WindowOperator<unknown, Json, unknown>, time: 'event' | 'processing'): void;
+  /** The materialised state of `table` (one per table, however many joins use it). */
+  table<V extends Json>(table: Table<V>): TableState<V>;
 }
 
 interface Child<T> {
@@ -123,6 +126,42 @@ export class KeyedStream<T> {
   constructor(parent: Stream<T>, key: (value: T) => string) {
     this.#parent = parent;
     this.#key = key;
+  }
+
+  /**
+   * Inner join with a table (Kafka Streams' KStream-KTable join): each element meets the row of
+   * its key that was valid at the element's event time (see Table), and `joiner` makes the
+   * output, with the element's event time. Elements whose key has no row then are dropped: use
+   * `leftJoin` to keep them. Table changes produce no output; only stream elements do.
+   */
+  join<V extends Json, U>(table: Table<V>, joiner: (value: T, row: V) => U): Stream<U> {
+    return this.#join(table, (value, row) => (row === undefined ? undefined : { out: joiner(value, row) }));
+  }
+
+  /** Left join with a table: like `join`, but an element with no row meets `null` instead of being dropped. */
+  leftJoin<V extends Json, U>(table: Table<V>, joiner: (value: T, row: V | null) => U): Stream<U> {
+    return this.#join(table, (value, row) => ({ out: joiner(value, row ?? null) }));
+  }
+
+  #join<V extends Json, U>(
+    table: Table<V>,
+    joined: (value: T, row: V | undefined) => { out: U } | undefined,
+  ): Stream<U> {
+    if (typeof (table as { decode?: unknown })?.decode !== 'function' || typeof table.topic !== 'string')
+      invalidOption('table', 'a Table (tableFromTopic(...))', table);
+    const next = new Stream<U>();
+    const key = this.#key;
+    this.#parent.attach({
+      compile: (context) => {
+        const push = next.compile(context);
+        const state = context.table(table);
+        return (value, timestampMs) => {
+          const result = joined(value, state.lookup(key(value), timestampMs));
+          if (result !== undefined) push(result.out, timestampMs);
+        };
+      },
+    });
+    return next;
   }
 
   /**

@@ -22,6 +22,11 @@ export {
   type StreamMetrics,
 } from './job.ts';
 export {
+  PartitionedStreamJob,
+  type PartitionedStreamJobOptions,
+  startPartitionedStreamJob,
+} from './partitioned-job.ts';
+export {
   cacheSink,
   callbackSink,
   type ReadModelSinkOptions,
@@ -30,6 +35,7 @@ export {
   type SinkScope,
   topicSink,
 } from './sinks.ts';
+export { Table, type TableOptions, tableFromTopic } from './table.ts';
 export { WatermarkTracker } from './watermarks.ts';
 export type { WindowResult } from './window-operator.ts';
 export { session, sliding, type TimeDomain, tumbling, type Window, type WindowAssigner } from './windows.ts';

@@ -272,4 +272,28 @@ describe('stream jobs', () => {
       /'outOfOrdernessMs' must be >= 0/,
     );
   });
+
+  it('a job given some partitions reads only those, with their own watermark, and refuses one the topic lacks', async () => {
+    db = scratchEmbedded();
+    await topicWith(2, [
+      [100, 'a', 1, 0],
+      [5000, 'a', 1, 0],
+      [200, 'b', 2, 1],
+    ]);
+    const out = collect<WindowResult<number>>();
+    const source = ticks();
+    source
+      .keyBy((t) => t.key)
+      .window(tumbling({ sizeMs: 1000 }), { late: collect<Tick>().sink })
+      .aggregate(sum((t: Tick) => t.n))
+      .to(out.sink);
+    const job = await openStreamJob({ name: 'p0', source, store: db.store, log: db.log, partitions: [0] });
+    await job.runToEnd();
+    // Partition 1 neither holds the watermark back nor reaches the windows.
+    expect(out.values.map(text)).toEqual(['a[0,1000)=1']);
+    expect(job.metrics.positions).toEqual([2]);
+    await expect(
+      openStreamJob({ name: 'p2', source: ticks(), store: db.store, log: db.log, partitions: [2] }),
+    ).rejects.toThrow(/'partitions' must hold partitions of 'ticks' \(0 to 1\)/);
+  });
 });

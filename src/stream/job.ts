@@ -3,11 +3,13 @@ import { ClosedError, ValidationError } from '../errors.ts';
 import type { Log, LogRecord, ProducerRecord } from '../log/types.ts';
 import { integerOption } from '../resilience/options.ts';
 import { requireName } from '../store/limits.ts';
-import type { Json, Store } from '../store/types.ts';
+import type { Json, Store, StoreTransaction } from '../store/types.ts';
 import { type Clock, systemClock, systemTimers, type Timers } from '../time.ts';
 import type { CompileContext, Push, TopicSource } from './dataflow.ts';
 import { JobStateRows } from './job-state.ts';
+import { publishAll } from './publish.ts';
 import type { Sink, SinkScope } from './sinks.ts';
+import { type Table, TableState } from './table.ts';
 import { WatermarkTracker } from './watermarks.ts';
 import type { WindowOperator } from './window-operator.ts';
 
@@ -39,6 +41,18 @@ export interface StreamJobOptions {
   readonly pollIntervalMs?: number;
   /** Called after each commit, with what it committed (for metrics and latency measurement). */
   readonly onCommit?: (event: CommitEvent) => void;
+  /**
+   * The input partitions this job reads. @default every partition of the source's topic. A
+   * partitioned job (openPartitionedStreamJob) runs one job per partition it is assigned.
+   */
+  readonly partitions?: readonly number[];
+  /**
+   * Runs inside each commit's transaction, last: throws to refuse the commit (a partitioned job
+   * checks there that this node still holds its partitions' epochs).
+   */
+  readonly fence?: (tx: StoreTransaction) => Promise<void>;
+  /** The work partition stamped on the outbox rows of published records (the relay that owns it sends them). @default 0 */
+  readonly outboxPartition?: number;
 }
 
 export interface CommitEvent {
@@ -58,8 +72,12 @@ export interface StreamMetrics {
   readonly transactions: number;
   readonly watermarkMs: number;
   readonly idlePartitions: readonly number[];
-  /** Next offset to read, per partition. */
+  /** Next offset to read, per input partition the job reads (see `partitions`). */
   readonly positions: readonly number[];
+  /** Row versions held by the tables the job joins with (their state size). */
+  readonly tableVersions: number;
+  /** Table changes left out because they were older than the table's history retention when read. */
+  readonly tooOldTableChanges: number;
 }
 
 interface Snapshot {
@@ -67,6 +85,8 @@ interface Snapshot {
   readonly sequence: number;
   readonly watermarks: Json;
   readonly operators: Json[];
+  /** The joined tables' states, in the order the dataflow first used them (absent before joins existed). */
+  readonly tables?: Json[];
   readonly recordsIn: number;
   readonly invalidRecords: number;
 }
@@ -102,9 +122,15 @@ export class StreamJob {
   readonly #eventOperators: WindowOperator<unknown, Json, unknown>[] = [];
   readonly #processingOperators: WindowOperator<unknown, Json, unknown>[] = [];
   readonly #operators: WindowOperator<unknown, Json, unknown>[] = [];
+  readonly #tables = new Map<Table<Json>, TableState<Json>>();
   #push: Push<unknown> = () => undefined;
   #tracker: WatermarkTracker | undefined;
   #positions: number[] = [];
+  /** The input partition read at each index of #positions (the watermark tracker's indexes too). */
+  #inputPartitions: number[] = [];
+  readonly #onlyPartitions: readonly number[] | undefined;
+  readonly #fence: ((tx: StoreTransaction) => Promise<void>) | undefined;
+  readonly #outboxPartition: number;
   #sequence = 0;
   #processingNowMs = 0;
   #recordsIn = 0;
@@ -143,6 +169,9 @@ export class StreamJob {
     this.#pollIntervalMs = integerOption('pollIntervalMs', options.pollIntervalMs, 20, 1, 10_000);
     this.#maxResultDelayMs = integerOption('maxResultDelayMs', options.maxResultDelayMs, 50, 1, 60_000);
     this.#onCommit = options.onCommit;
+    this.#onlyPartitions = options.partitions === undefined ? undefined : [...options.partitions];
+    this.#fence = options.fence;
+    this.#outboxPartition = options.outboxPartition ?? 0;
     this.#state = new JobStateRows(this.name);
   }
 
@@ -150,13 +179,15 @@ export class StreamJob {
   async open(): Promise<void> {
     assert(!this.#opened, 'a stream job opens once');
     const { topic, outOfOrdernessMs, idleTimeoutMs } = this.#source.options;
-    const partitions = (await this.#log.describeTopic(topic)).partitions;
+    const topicPartitions = (await this.#log.describeTopic(topic)).partitions;
+    this.#inputPartitions = this.#inputPartitionsOf(topicPartitions);
+    const partitions = this.#inputPartitions.length;
     this.#tracker = new WatermarkTracker(partitions, { outOfOrdernessMs, idleTimeoutMs, clock: this.#clock });
     this.#push = this.#source.compile(this.#compileContext());
     const snapshot = (await this.#state.load(this.#store)) as Snapshot | null;
     if (snapshot === null) {
       this.#positions = [];
-      for (let partition = 0; partition < partitions; partition++) {
+      for (const partition of this.#inputPartitions) {
         this.#positions.push((await this.#log.offsets(topic, partition)).start);
       }
     } else {
@@ -166,12 +197,34 @@ export class StreamJob {
     this.#opened = true;
   }
 
+  #inputPartitionsOf(topicPartitions: number): number[] {
+    if (this.#onlyPartitions === undefined)
+      return Array.from({ length: topicPartitions }, (_, index) => index);
+    for (const partition of this.#onlyPartitions) {
+      if (!Number.isInteger(partition) || partition < 0 || partition >= topicPartitions) {
+        throw new ValidationError(
+          `Stream job '${this.name}': 'partitions' must hold partitions of '${this.#source.options.topic}' (0 to ${topicPartitions - 1}): current value has ${String(partition).slice(0, 20)}`,
+        );
+      }
+    }
+    return [...this.#onlyPartitions];
+  }
+
   #restore(snapshot: Snapshot, partitions: number): void {
     if (snapshot.operators.length !== this.#operators.length) {
       throw new ValidationError(
         `Stream job '${this.name}' has ${this.#operators.length} window operators but its committed state has ${snapshot.operators.length}: a changed dataflow needs a new job name`,
       );
     }
+    const tables = snapshot.tables ?? [];
+    if (tables.length !== this.#tables.size) {
+      throw new ValidationError(
+        `Stream job '${this.name}' joins ${this.#tables.size} tables but its committed state has ${tables.length}: a changed dataflow needs a new job name`,
+      );
+    }
+    [...this.#tables.values()].forEach((table, index) => {
+      table.restore(tables[index]!);
+    });
     this.#positions = snapshot.positions.slice(0, partitions);
     while (this.#positions.length < partitions) this.#positions.push(0);
     this.#sequence = snapshot.sequence;
@@ -203,6 +256,14 @@ export class StreamJob {
         this.#operators.push(operator);
         (time === 'event' ? this.#eventOperators : this.#processingOperators).push(operator);
       },
+      table: <V extends Json>(table: Table<V>) => {
+        let state = this.#tables.get(table as Table<Json>);
+        if (state === undefined) {
+          state = new TableState(table as Table<Json>);
+          this.#tables.set(table as Table<Json>, state);
+        }
+        return state as unknown as TableState<V>;
+      },
     };
   }
 
@@ -223,6 +284,8 @@ export class StreamJob {
       watermarkMs: this.#tracker?.watermarkMs ?? Number.NEGATIVE_INFINITY,
       idlePartitions: this.#tracker?.idlePartitions() ?? [],
       positions: [...this.#positions],
+      tableVersions: [...this.#tables.values()].reduce((total, table) => total + table.versions, 0),
+      tooOldTableChanges: [...this.#tables.values()].reduce((total, table) => total + table.tooOldChanges, 0),
     };
   }
 
@@ -230,8 +293,8 @@ export class StreamJob {
   async lag(): Promise<number[]> {
     const topic = this.#source.options.topic;
     return Promise.all(
-      this.#positions.map(async (position, partition) => {
-        const { end } = await this.#log.offsets(topic, partition);
+      this.#positions.map(async (position, index) => {
+        const { end } = await this.#log.offsets(topic, this.#inputPartitions[index]!);
         return Math.max(0, end - position);
       }),
     );
@@ -243,24 +306,22 @@ export class StreamJob {
    */
   async step(): Promise<number> {
     this.#assertUsable();
-    if (
-      this.#uncommittedRecords + this.#maxRecordsPerRead * this.#positions.length >
-      this.#maxRecordsPerTransaction
-    ) {
+    if (this.#uncommittedRecords + this.#roundCapacity() > this.#maxRecordsPerTransaction) {
       if (this.#uncommittedRecords > 0) await this.commit();
     }
     const topic = this.#source.options.topic;
     const tracker = this.#tracker!;
     this.#processingNowMs = this.#clock.now();
-    let read = 0;
-    for (let partition = 0; partition < this.#positions.length; partition++) {
-      const records = await this.#log.read(topic, partition, this.#positions[partition]!, {
+    // Tables first: an element meets the table changes read up to and including its own round.
+    let read = await this.#readTables();
+    for (let index = 0; index < this.#positions.length; index++) {
+      const records = await this.#log.read(topic, this.#inputPartitions[index]!, this.#positions[index]!, {
         maxRecords: this.#maxRecordsPerRead,
       });
       if (records.length === 0) continue;
-      tracker.markActive(partition);
-      this.#processRecords(partition, records);
-      this.#positions[partition] = records[records.length - 1]!.offset + 1;
+      tracker.markActive(index);
+      this.#processRecords(index, records);
+      this.#positions[index] = records[records.length - 1]!.offset + 1;
       read += records.length;
     }
     if (read === 0) this.#advanceAll(tracker.refresh());
@@ -274,7 +335,27 @@ export class StreamJob {
     return read;
   }
 
-  #processRecords(partition: number, records: readonly LogRecord[]): void {
+  /** Records one round reads at most: every input and table partition's full read. */
+  #roundCapacity(): number {
+    let partitions = this.#positions.length;
+    for (const table of this.#tables.values()) partitions += table.partitions;
+    return partitions * this.#maxRecordsPerRead;
+  }
+
+  async #readTables(): Promise<number> {
+    let read = 0;
+    for (const state of this.#tables.values()) {
+      const invalid = state.table.invalid;
+      read += await state.readRound(this.#log, this.#maxRecordsPerRead, (record) => {
+        this.#invalidRecords++;
+        this.#compileContext().buffer(invalid!).push(record);
+      });
+    }
+    return read;
+  }
+
+  /** `index`: the partition's index among those the job reads (the watermark tracker's). */
+  #processRecords(index: number, records: readonly LogRecord[]): void {
     const { decode, timestampOf, invalid } = this.#source.options;
     const tracker = this.#tracker!;
     const push = this.#push;
@@ -305,7 +386,7 @@ export class StreamJob {
       this.#recordsIn++;
       // The watermark moves after the record (Flink's punctuated order): a record is judged
       // against the records before it, never against itself.
-      const watermarkMs = tracker.observe(partition, timestampMs);
+      const watermarkMs = tracker.observe(index, timestampMs);
       if (watermarkMs !== this.#watermarkMs) this.#advanceAll(watermarkMs);
     }
   }
@@ -326,6 +407,7 @@ export class StreamJob {
       sequence: this.#sequence,
       watermarks: this.#tracker!.snapshot(),
       operators: this.#operators.map((operator) => operator.snapshot()),
+      tables: [...this.#tables.values()].map((table) => table.snapshot()),
       recordsIn: this.#recordsIn,
       invalidRecords: this.#invalidRecords,
     };
@@ -364,7 +446,8 @@ export class StreamJob {
           if (values.length > 0 && sink.write !== undefined) await sink.write(values, scope);
         }
         await this.#state.save(tx, snapshot as unknown as Json);
-        await publishAll(this.#log, this.#store, tx, outgoing);
+        await publishAll(this.#log, this.#store, tx, outgoing, this.#outboxPartition);
+        await this.#fence?.(tx);
       });
     } catch (error) {
       this.#state.abandoned();
@@ -408,11 +491,10 @@ export class StreamJob {
   }
 
   async #loop(): Promise<void> {
-    const fullRound = this.#positions.length * this.#maxRecordsPerRead;
     while (!this.#stopped) {
       const read = await this.step();
       // Caught up (a partition had less than a full read): commit now, for latency.
-      if (read < fullRound && this.dirty) await this.commit();
+      if (read < this.#roundCapacity() && this.dirty) await this.commit();
       if (read === 0 && !this.#stopped) await this.#sleep();
     }
     if (this.dirty) await this.commit();
@@ -447,42 +529,6 @@ export class StreamJob {
         {
           cause: this.#failed,
         },
-      );
-    }
-  }
-}
-
-/** Records one append call takes at most. */
-const maxRecordsPerAppend = 5000;
-const keyEncoder = new TextEncoder();
-
-/**
- * Publishes a commit's records: on SQLite an append that joins the open transaction (the log
- * shares the store's database); on PostgreSQL outbox rows in it, which the cluster's relay
- * publishes to Kafka (idempotent producer), as the runtime's own outputs are.
- */
-async function publishAll(
-  log: Log,
-  store: Store,
-  tx: SinkScope['tx'],
-  outgoing: Map<string, ProducerRecord[]>,
-): Promise<void> {
-  for (const [topic, records] of outgoing) {
-    if (store.dialect === 'sqlite') {
-      for (let from = 0; from < records.length; from += maxRecordsPerAppend) {
-        await log.append(topic, records.slice(from, from + maxRecordsPerAppend));
-      }
-      continue;
-    }
-    for (let from = 0; from < records.length; from += 1000) {
-      await tx.outbox.add(
-        records.slice(from, from + 1000).map((record) => ({
-          topic,
-          key: typeof record.key === 'string' ? keyEncoder.encode(record.key) : (record.key ?? null),
-          value: record.value,
-          headers: record.headers ?? {},
-          timestamp: record.timestamp ?? 0,
-        })),
       );
     }
   }

@@ -2,13 +2,29 @@
 // (src/chaos/simulation.ts). The Account entity dedupes a deposit by its id, as a consumer must
 // when the network may deliver a command twice; `planted: 'no-dedupe'` is the bug class "a
 // consumed record applied twice" put back: the check is skipped, so a duplicated delivery
-// applies again.
+// applies again. A subscription copies each applied deposit from the Account's events onto the
+// account's Statement (once: it runs with exactly-once effects), and `statement-matches-ledger`
+// checks that every deposit is on the statement exactly as often as on the account: the
+// invariant a core bug in the subscription path (such as the planted `offsets-apart`,
+// src/planted-bugs.ts) breaks.
 import type { Model, SimulationSpec } from '../../src/chaos/index.ts';
-import { entity } from '../../src/index.ts';
+import { entity, subscription } from '../../src/index.ts';
+import { plantedBug, plantedBugVariable } from '../../src/planted-bugs.ts';
+
+/** The variables a replay repeats: the test app's bug, and a bug planted in core with its NODE_ENV=test. */
+export const plantedReplayEnv =
+  plantedBug === undefined
+    ? ['MERIDIAN_VERIFY_TEST_BUG']
+    : ['NODE_ENV', plantedBugVariable, 'MERIDIAN_VERIFY_TEST_BUG'];
 
 interface AccountState {
   balance: number;
   deposits: Record<string, number>;
+}
+
+/** An account as the run reads it at the end: its state and its statement (deposit id → times copied). */
+interface AccountFinal extends AccountState {
+  statement: Record<string, number>;
 }
 
 interface Deposit {
@@ -34,7 +50,7 @@ export const accountModel: Model<{ balance: number; applied: string[] }> = {
 
 export function ledgerSimulation(
   options: { planted?: 'no-dedupe'; operations?: number } = {},
-): SimulationSpec<Record<string, AccountState>> {
+): SimulationSpec<Record<string, AccountFinal>> {
   const Account = entity('SimAccount', {
     initial: (): AccountState => ({ balance: 0, deposits: {} }),
     commands: {
@@ -46,14 +62,30 @@ export function ledgerSimulation(
             balance: state.balance + input.amount,
             deposits: { ...state.deposits, [input.depositId]: (state.deposits[input.depositId] ?? 0) + 1 },
           },
+          events: [{ depositId: input.depositId }],
         };
       },
     },
   });
+  const Statement = entity('SimStatement', {
+    initial: (): Record<string, number> => ({}),
+    commands: {
+      copy: (state: Record<string, number>, input: { depositId: string }) => ({
+        state: { ...state, [input.depositId]: (state[input.depositId] ?? 0) + 1 },
+      }),
+    },
+  });
+  const statements = subscription('sim-statements', {
+    topic: Account.eventsTopic,
+    partitions: 2,
+    async handler(record, ctx) {
+      await ctx.send(Statement, record.keyText()!, 'copy', record.json<{ depositId: string }>());
+    },
+  });
   return {
     name: 'ledger',
-    replayEnv: ['MERIDIAN_VERIFY_TEST_BUG'],
-    definitions: [Account],
+    replayEnv: plantedReplayEnv,
+    definitions: [Account, Statement, statements],
     workload: {
       workers: 3,
       operations: options.operations ?? 12,
@@ -79,9 +111,10 @@ export function ledgerSimulation(
       duplicable: (request) => request.kind === 'deposit',
     },
     async collect(runtime) {
-      const final: Record<string, AccountState> = {};
+      const final: Record<string, AccountFinal> = {};
       for (const account of accounts) {
-        final[account] = (await runtime.state(Account, account))?.state ?? { balance: 0, deposits: {} };
+        const state = (await runtime.state(Account, account))?.state ?? { balance: 0, deposits: {} };
+        final[account] = { ...state, statement: (await runtime.state(Statement, account))?.state ?? {} };
       }
       return final;
     },
@@ -93,6 +126,20 @@ export function ledgerSimulation(
           new Map(Object.values(final).flatMap((account) => Object.entries(account.deposits))),
       },
       linearizable: { kinds: ['deposit', 'read'], model: accountModel },
+      custom: [
+        {
+          name: 'statement-matches-ledger',
+          check: (final) =>
+            Object.entries(final).flatMap(([account, { deposits, statement }]) =>
+              [...new Set([...Object.keys(deposits), ...Object.keys(statement)])]
+                .filter((id) => (deposits[id] ?? 0) !== (statement[id] ?? 0))
+                .map(
+                  (id) =>
+                    `deposit ${id} of ${account} is on its statement ${statement[id] ?? 0} times but applied ${deposits[id] ?? 0} times`,
+                ),
+            ),
+        },
+      ],
     },
   };
 }

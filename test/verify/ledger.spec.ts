@@ -4,7 +4,7 @@
 import { join, resolve } from 'node:path';
 import { completionOf, defineVerifySpec, type Operation, requestJson } from '../../src/chaos/index.ts';
 import type { AccountState } from './ledger-app.ts';
-import { accountModel, ledgerSimulation } from './ledger-simulation.ts';
+import { accountModel, ledgerSimulation, plantedReplayEnv } from './ledger-simulation.ts';
 
 const root = resolve(import.meta.dirname, '../..');
 const accounts = ['acc-0', 'acc-1', 'acc-2'];
@@ -101,7 +101,7 @@ export default defineVerifySpec<Final>({
       },
     ],
   },
-  replayEnv: ['MERIDIAN_VERIFY_TEST_BUG'],
+  replayEnv: plantedReplayEnv,
 });
 
 /**

@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import { captureOutput } from '../../../src/cli/output.fixture.ts';
 import { run } from './load.ts';
 import type { LoadSummary } from './load-generator.ts';
 
@@ -153,19 +154,9 @@ async function fakeOrderServer(options: FakeOptions = {}) {
   };
 }
 
-function capture() {
-  const out: string[] = [];
-  const err: string[] = [];
-  return {
-    out,
-    err,
-    output: { out: (line: string) => out.push(line), err: (line: string) => err.push(line) },
-  };
-}
-
 /** Runs `commerce load --json` against `url`; its exit code and summary. */
 async function runJson(url: string, args: string[]): Promise<{ code: number; summary: LoadSummary }> {
-  const io = capture();
+  const io = captureOutput();
   const code = await run(['--url', url, ...args, '--json'], io.output);
   return { code, summary: JSON.parse(io.out.at(-1) ?? 'null') as LoadSummary };
 }
@@ -182,7 +173,7 @@ describe('commerce load', () => {
   it('sets up inventory, offers every order once with its own key, follows each to its terminal status and reports the counts', async () => {
     const fake = await fakeOrderServer({ failEvery: 10 });
     closers.push(fake.close);
-    const io = capture();
+    const io = captureOutput();
     const code = await run(
       [
         '--url',
@@ -285,7 +276,7 @@ describe('commerce load', () => {
   it('does not send orders due while the concurrency limit is reached, counts them, and prints progress and a summary', async () => {
     const fake = await fakeOrderServer({ holdPostMs: 1200 });
     closers.push(fake.close);
-    const io = capture();
+    const io = captureOutput();
     const code = await run(
       [
         '--url',
@@ -322,7 +313,7 @@ describe('commerce load', () => {
   it('offers the warm-up at the same rate on one schedule and leaves its orders out of the summary', async () => {
     const fake = await fakeOrderServer({ failEvery: 10 });
     closers.push(fake.close);
-    const io = capture();
+    const io = captureOutput();
     const code = await run(
       ['--url', fake.url, '--rate', '100', '--warmup', '2', '--duration', '0.5', '--poll-interval-ms', '5'],
       io.output,
@@ -352,7 +343,7 @@ describe('commerce load', () => {
   it('reports the warm-up in its JSON summary', async () => {
     const fake = await fakeOrderServer();
     closers.push(fake.close);
-    const io = capture();
+    const io = captureOutput();
     const args = ['--url', fake.url, '--rate', '100', '--warmup', '1', '--duration', '0.2', '--json'];
     expect(await run([...args, '--poll-interval-ms', '5'], io.output)).toBe(0);
     const summary = JSON.parse(io.out.at(-1)!) as LoadSummary;
@@ -379,7 +370,7 @@ describe('commerce load', () => {
       [['--bogus'], "Unknown option '--bogus'"],
     ];
     for (const [argv, message] of cases) {
-      const io = capture();
+      const io = captureOutput();
       expect(await run(argv, io.output)).toBe(2);
       expect(io.err[0]).toContain(message);
     }
@@ -388,13 +379,13 @@ describe('commerce load', () => {
   it('exits 1 naming the request when the inventory setup fails', async () => {
     const fake = await fakeOrderServer({ inventoryStatus: 500 });
     closers.push(fake.close);
-    const io = capture();
+    const io = captureOutput();
     expect(await run(['--url', fake.url, '--skus', '2', '--duration', '1'], io.output)).toBe(1);
     expect(io.err[0]).toMatch(/PUT http:\/\/127\.0\.0\.1:\d+\/inventory\/sku-0000[12] answered 500/);
   });
 
   it('prints its usage for --help', async () => {
-    const io = capture();
+    const io = captureOutput();
     expect(await run(['--help'], io.output)).toBe(0);
     expect(io.out[0]).toContain('Usage: commerce load');
   });

@@ -5,7 +5,7 @@ import htm from 'htm';
 import { h, render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import { authHeaders } from './client.js';
-import { DeadLetters, Overview, Policies, Sagas, SagaTimeline, Topics } from './views.js';
+import { DeadLetters, Nodes, Overview, Policies, Sagas, SagaTimeline, Topics } from './views.js';
 
 const html = htm.bind(h);
 
@@ -112,6 +112,7 @@ const tabs = [
   ['topics', 'Topics'],
   ['dead-letters', 'Dead letters'],
   ['policies', 'Policies'],
+  ['nodes', 'Nodes'],
 ];
 
 function App() {
@@ -126,6 +127,7 @@ function App() {
   else if (section === 'topics') view = html`<${Topics} live=${live} />`;
   else if (section === 'dead-letters') view = html`<${DeadLetters} live=${live} />`;
   else if (section === 'policies') view = html`<${Policies} live=${live} />`;
+  else if (section === 'nodes') view = html`<${Nodes} live=${live} />`;
   else view = html`<${Overview} live=${live} />`;
   return html`<div>
     <header>

@@ -138,7 +138,7 @@ export function Sagas({ live }) {
     <div class="filters">
       <select value=${status} onChange=${(e) => setStatus(e.target.value)} data-testid="saga-status">
         <option value="">any status</option>
-        ${['running', 'compensating', 'completed', 'compensated', 'failed'].map((s) => html`<option value=${s}>${s}</option>`)}
+        ${['running', 'compensating', 'completed', 'compensated', 'failed', 'cancelled'].map((s) => html`<option value=${s}>${s}</option>`)}
       </select>
       <input placeholder="type" value=${type} onInput=${(e) => setType(e.target.value)} data-testid="saga-type" />
       <input placeholder="search by id" value=${q} onInput=${(e) => setQ(e.target.value)} data-testid="saga-search" />
@@ -165,7 +165,35 @@ export function Sagas({ live }) {
 
 function callLabel(call) {
   if (call.kind === 'send') return `${call.entity}.${call.command}`;
+  if (call.kind === 'cancelled') return call.reason;
   return call.name ?? call.topic ?? call.kind;
+}
+
+/**
+ * The operator's Cancel action for a running saga: the node records the cancellation (routed to
+ * the saga's owner); the saga stops at its next durable boundary, compensates and ends cancelled,
+ * which the timeline shows live.
+ */
+function CancelSaga({ id }) {
+  const [reason, setReason] = useState('');
+  const [message, setMessage] = useState(null);
+  async function cancel() {
+    try {
+      const { cancellation } = await api(`/console/api/sagas/${encodeURIComponent(id)}/cancel`, {
+        ...(reason.trim() === '' ? {} : { reason: reason.trim() }),
+      });
+      setMessage(
+        cancellation === 'requested' ? 'Cancellation requested' : 'Cancellation was already requested',
+      );
+    } catch (failure) {
+      setMessage(failure.message);
+    }
+  }
+  return html`<div class="filters">
+    <input placeholder="reason (optional)" maxlength="500" value=${reason} onInput=${(e) => setReason(e.target.value)} data-testid="cancel-reason" />
+    <button onClick=${cancel} data-testid="cancel-saga">Cancel saga</button>
+    ${message ? html`<span data-testid="cancel-message">${message}</span>` : null}
+  </div>`;
 }
 
 export function SagaTimeline({ id, live }) {
@@ -184,6 +212,7 @@ export function SagaTimeline({ id, live }) {
     <section class="panel">
       <h2>Saga <span class="mono">${progress.id}</span> · ${progress.type} · <span class=${`status ${progress.status}`} data-testid="saga-status-badge">${progress.status}</span></h2>
       ${progress.reason ? html`<p class="error">${progress.reason}</p>` : null}
+      ${progress.status === 'running' ? html`<${CancelSaga} id=${progress.id} />` : null}
       <p class="muted">
         created ${time(progress.createdAt)} · updated ${time(progress.updatedAt)} · trace
         ${traceId === null ? ' –' : traceUrl === null ? html` <span class="mono">${traceId}</span>` : html` <a class="mono" href=${traceUrl} target="_blank">${traceId}</a>`}
@@ -197,7 +226,11 @@ export function SagaTimeline({ id, live }) {
           const offset = ((previous - started) / span) * 100;
           previous = call.at;
           const kindClass =
-            call.kind === 'compensation' ? 'compensation' : call.status === 'failed' ? 'failed' : '';
+            call.kind === 'compensation' || call.kind === 'cancelled'
+              ? 'compensation'
+              : call.status === 'failed'
+                ? 'failed'
+                : '';
           return html`<li data-testid="timeline-call">
             <span>${call.kind}</span>
             <span><strong>${callLabel(call)}</strong>${call.error ? html` <span class="error">${call.error}</span>` : null}
@@ -341,4 +374,50 @@ export function Policies({ live }) {
       </tbody>
     </table>
   </section>`;
+}
+
+/**
+ * Which node owns which work partitions, with the fencing epoch of each claim: the cluster-wide
+ * claims every live snapshot carries (cluster shape), so a rebalance shows within a second.
+ */
+export function Nodes({ live }) {
+  const partitions = live.latest?.partitions;
+  if (live.latest === null) return html`<p class="loading">Waiting for the first live figures…</p>`;
+  if (partitions === null || partitions === undefined)
+    return html`<section class="panel" data-testid="view-nodes"><h2>Nodes</h2>
+      <p class="muted">Embedded shape: this node (${live.latest.node}) owns everything.</p></section>`;
+  const byNode = new Map();
+  for (const claim of partitions) byNode.set(claim.owner, [...(byNode.get(claim.owner) ?? []), claim]);
+  return html`<div data-testid="view-nodes">
+    <section class="panel">
+      <h2>Nodes</h2>
+      <table>
+        <thead><tr><th>node</th><th>partitions (epoch)</th></tr></thead>
+        <tbody>
+          ${[...byNode.keys()].sort().map(
+            (node) => html`<tr data-testid="node-row">
+              <td class="mono">${node}${node === live.latest.node ? ' (this node)' : ''}</td>
+              <td class="mono">${byNode
+                .get(node)
+                .map((claim) => `${claim.partition} (${claim.epoch})`)
+                .join(', ')}</td>
+            </tr>`,
+          )}
+        </tbody>
+      </table>
+    </section>
+    <section class="panel">
+      <h2>Work partitions</h2>
+      <table>
+        <thead><tr><th>partition</th><th>owner</th><th>epoch</th><th>claimed</th></tr></thead>
+        <tbody>
+          ${partitions.map(
+            (claim) => html`<tr data-testid="partition-row">
+              <td>${claim.partition}</td><td class="mono">${claim.owner}</td><td>${claim.epoch}</td><td>${time(claim.claimedAt)}</td>
+            </tr>`,
+          )}
+        </tbody>
+      </table>
+    </section>
+  </div>`;
 }

@@ -70,6 +70,8 @@ export class KafkaConsumer implements Consumer {
   /** The current join attempt; undefined when none runs. */
   #joining: Promise<void> | undefined;
   #joined = false;
+  /** A rejoin scheduled after the client left the group on an error (see #rejoinLater). */
+  #rejoin: TimerHandle | undefined;
   /** The reason the last join or a background rejoin failed, surfaced by the next poll. */
   #groupError: unknown;
   readonly #partitions: OwnedPartitions;
@@ -202,6 +204,7 @@ export class KafkaConsumer implements Consumer {
   /** Marks the consumer closed and leaves the group (the log is closing, or close() was called). */
   async #close(): Promise<void> {
     this.#closed = true;
+    this.#rejoin?.cancel();
     this.#assign([]);
     this.#wakeUp();
     this.#host.released(this);
@@ -252,6 +255,7 @@ export class KafkaConsumer implements Consumer {
       .finally(() => {
         this.#joining = undefined;
         this.#wakeUp();
+        if (!this.#joined) this.#rejoinLater();
       });
   }
 
@@ -278,11 +282,28 @@ export class KafkaConsumer implements Consumer {
         this.#assign([]);
         if (!this.#closed) this.#groupError = error;
         this.#wakeUp();
+        this.#rejoinLater();
       });
       client.topics.trackAll(...this.#options.topics);
     }
     await this.#client.joinGroup({});
     if (!this.#closed) this.#joined = true;
+  }
+
+  /**
+   * Joins again after the retry delay: a member that polls rarely, or never (one kept only for
+   * its assignment, such as a partitioned stream job's), must not stay out of the group until
+   * its next poll. A poll in between joins at once (and reports the error).
+   */
+  #rejoinLater(): void {
+    if (this.#closed || this.#rejoin !== undefined) return;
+    this.#rejoin = this.#host.options.timers.setTimeout(
+      () => {
+        this.#rejoin = undefined;
+        if (!this.#joined) this.#join();
+      },
+      Math.max(this.#host.options.retryDelayMs, 10),
+    );
   }
 
   /** Takes the client's assignment when it differs from this member's. */

@@ -74,6 +74,7 @@ describe.skipIf(!url)('PostgresStore migrations and transactions', () => {
       { component: 'store', version: 7 },
       { component: 'store', version: 8 },
       { component: 'store', version: 9 },
+      { component: 'store', version: 10 },
     ]);
     const tables = await schemas.query(
       `SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY table_name`,
@@ -98,7 +99,7 @@ describe.skipIf(!url)('PostgresStore migrations and transactions', () => {
     const store = await openPostgresStore({ connectionString: url, schema: name, maxConnections: 1 });
     await store.close();
     await schemas.query(
-      `INSERT INTO "${name}".meridian_migrations (component, version, name) VALUES ('store', 10, 'from the future')`,
+      `INSERT INTO "${name}".meridian_migrations (component, version, name) VALUES ('store', 11, 'from the future')`,
     );
     const error = await openPostgresStore({ connectionString: url, schema: name }).catch(
       (caught: unknown) => caught,
@@ -106,12 +107,12 @@ describe.skipIf(!url)('PostgresStore migrations and transactions', () => {
     expect(error).toBeInstanceOf(SchemaMismatchError);
     expect((error as SchemaMismatchError).code).toBe('SCHEMA_MISMATCH');
     expect((error as SchemaMismatchError).message).toContain(
-      `has schema version 10 of 'store', newer than this Meridian knows (9)`,
+      `has schema version 11 of 'store', newer than this Meridian knows (10)`,
     );
     expect((error as SchemaMismatchError).details).toEqual({
       component: 'store',
-      databaseVersion: 10,
-      knownVersion: 9,
+      databaseVersion: 11,
+      knownVersion: 10,
     });
   });
 

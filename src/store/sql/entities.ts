@@ -1,4 +1,4 @@
-import { ConflictError } from '../../errors.ts';
+import { ConflictError, ValidationError } from '../../errors.ts';
 import {
   requireId,
   requireLimit,
@@ -54,13 +54,14 @@ function toEntity(row: EntityRow): EntityRecord {
 
 const columns = 'type, id, state, state_packed, version, updated_at';
 
-const statements = sqlPerStore(({ entities: table }) => ({
+const statements = sqlPerStore(({ entities: table }, dialect) => ({
   insert: `INSERT INTO ${table} (${columns}) VALUES ($1, $2, $3, $5, 1, $4) ON CONFLICT (type, id) DO NOTHING`,
   update: `UPDATE ${table} SET state = $3, state_packed = $6, version = version + 1, updated_at = $4
            WHERE type = $1 AND id = $2 AND version = $5`,
   delete: `DELETE FROM ${table} WHERE type = $1 AND id = $2 AND version = $3`,
   list: `SELECT ${columns} FROM ${table} WHERE type = $1 AND id > $2 ORDER BY id LIMIT $3`,
   get: `SELECT ${columns} FROM ${table} WHERE type = $1 AND id = $2`,
+  getMany: `SELECT ${columns} FROM ${table} WHERE type = $1 AND id IN (${dialect.jsonTexts('$2')})`,
   // Retention's scan: the last id of the next `limit` ids, then the idle ones up to it (by key).
   scanEnd: `SELECT id FROM (SELECT id FROM ${table} WHERE type = $1 AND id > $2 ORDER BY id LIMIT $3) AS scanned
        ORDER BY id DESC LIMIT 1`,
@@ -81,6 +82,25 @@ export class SqlEntityStore implements EntityStore {
     requireName('type', type);
     requireId('id', id);
     return this.#get(type, id);
+  }
+
+  async getMany(type: string, ids: readonly string[]): Promise<Map<string, EntityRecord>> {
+    requireName('type', type);
+    if (!Array.isArray(ids) || ids.length > storeLimits.maxPageSize) {
+      throw new ValidationError(
+        `'ids' must be an array of at most ${storeLimits.maxPageSize} entity ids: read more in several calls`,
+      );
+    }
+    for (const id of ids) requireId('id', id);
+    const found = new Map<string, EntityRecord>();
+    if (ids.length === 0) return found;
+    // Pending writes of this type's entities run first, as for a single read of one of them.
+    const rows = await this.#session.query<EntityRow>(this.#sql.getMany, [type, JSON.stringify(ids)]);
+    for (const row of rows) {
+      const record = toEntity(row);
+      found.set(record.id, record);
+    }
+    return found;
   }
 
   async put(type: string, id: string, state: Json, expectedVersion: number): Promise<number> {

@@ -70,7 +70,7 @@ function requireResponse(response: StoredResponse): { status: number; headers: s
   return { status, headers, body: response.body };
 }
 
-/** A completed key's stored response, from its text columns or its packed one (migration 9). */
+/** A completed key's stored response, from its text columns or its packed one (migration 10). */
 function storedResponse(scope: string, key: string, row: KeyRow): StoredResponse {
   const packed = toBytes(row.response_packed, 'response_packed');
   let headers: string;
@@ -109,7 +109,7 @@ function storedFingerprint(fingerprint: string): string {
   return fingerprint.startsWith('~') ? `~${fingerprint}` : fingerprint;
 }
 
-/** The fingerprint `storedFingerprint` was given; rows from before migration 9 hold it as given. */
+/** The fingerprint `storedFingerprint` was given; rows from before migration 10 hold it as given. */
 function readFingerprint(stored: string): string {
   if (stored.startsWith('~~')) return stored.slice(1);
   if (stored.startsWith('~')) return Buffer.from(stored.slice(1), 'base64url').toString('hex');
@@ -117,7 +117,7 @@ function readFingerprint(stored: string): string {
 }
 
 /**
- * How a row reserved before migration 9 holds this fingerprint (a hex digest as hex): a request
+ * How a row reserved before migration 10 holds this fingerprint (a hex digest as hex): a request
  * holding such a key across the upgrade still completes or releases it.
  */
 function legacyFingerprint(fingerprint: string): string {

@@ -33,8 +33,8 @@ describe('folded journal codec', () => {
     expect(encodeJournal('ord-1', entries).length).toBeLessThan(JSON.stringify(entries).length / 3);
   });
 
-  it('reads values folded in format 1 (before store migration 9) as well as format 2', () => {
-    // Format 1: the dictionary alone, as the version before migration 9 wrote it.
+  it('reads values folded in format 1 (before store migration 10) as well as format 2', () => {
+    // Format 1: the dictionary alone, as the version before migration 10 wrote it.
     const version1 = Buffer.from('AYsmYERiklItTK2huaWZqaWhuaWRoblhbCwA', 'base64');
     expect(decodeJournal('ord-1', version1)).toEqual([
       { ...entry(0), kind: 'event', name: '$start', result: { traceparent: '00-ab' }, at: 1_796_591_792_171 },

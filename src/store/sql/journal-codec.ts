@@ -11,7 +11,7 @@ import type { JournalEntry, JournalEntryKind, Json } from '../types.ts';
  *
  * Layout: u8 format version, then raw DEFLATE of the UTF-8 JSON array of the entries, with
  * `dictionary` as its preset dictionary (version 1) or `dictionary` followed by the saga's id
- * (version 2, written since store migration 9: results that repeat the id, as an order's do,
+ * (version 2, written since store migration 10: results that repeat the id, as an order's do,
  * store it as a back-reference; ~15 bytes a commerce order). Version 1 values are still read.
  * The entries are each `[code, name, result, error, attempts, at - previous at]`: `code` is the kind's index in `kinds` times 2 plus the status's in `statuses`,
  * the first entry's `at` is absolute. The saga id and the sequence (the entry's index) are implied.

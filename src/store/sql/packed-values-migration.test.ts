@@ -12,14 +12,14 @@ import type { Store } from '../types.ts';
 import { postgresDialect, type StoreTables, sqliteDialect, storeTables } from './dialect.ts';
 import { storeComponent, storeMigrations } from './schema.ts';
 
-// Migration 9 packs entity states, stored responses and ended sagas' input and output; users
-// have rows written before it, as text. This file writes such rows into a schema at migration 8,
+// Migration 10 packs entity states, stored responses and ended sagas' input and output; users
+// have rows written before it, as text. This file writes such rows into a schema at migration 9,
 // opens a store of this version on it (which migrates), and reads them. PostgreSQL needs
 // MERIDIAN_TEST_PG_URL (skipped without).
 
 const state = {
   orderId: 'ord-01a24de8346f32e6bd59f585',
-  note: 'written before migration 9, ünïcödé 🚀, long enough to be packed by this version',
+  note: 'written before migration 10, ünïcödé 🚀, long enough to be packed by this version',
 };
 const headers = { location: '/orders/ord-01a24de8346f32e6bd59f585', 'content-type': 'application/json' };
 const body = JSON.stringify({
@@ -28,10 +28,10 @@ const body = JSON.stringify({
   padding: 'p'.repeat(120),
 });
 const nowMs = 1_800_000_000_000;
-/** A request fingerprint as the gateway makes them (SHA-256, hex), stored as hex before migration 9. */
+/** A request fingerprint as the gateway makes them (SHA-256, hex), stored as hex before migration 10. */
 const digest = '0123456789abcdef'.repeat(4);
 
-/** The rows as migration 8's code wrote them: JSON text in `state` and the response columns. */
+/** The rows as migration 9's code wrote them: JSON text in `state` and the response columns. */
 function oldRows(t: StoreTables): Array<[string, unknown[]]> {
   return [
     [
@@ -87,14 +87,14 @@ async function expectOldRowsRead(store: Store): Promise<void> {
   expect((await store.transaction((tx) => tx.entities.get('Order', state.orderId)))?.state).toEqual(next);
 }
 
-describe('packed values (store migration 9) on rows written before it', () => {
+describe('packed values (store migration 10) on rows written before it', () => {
   it('SQLite: reads old text rows, and packs what it writes from then on', async () => {
     const directory = mkdtempSync(join(tmpdir(), 'meridian-store-migration-'));
     try {
       const path = join(directory, 'store.db');
       const t = storeTables();
       const database = new SqliteDatabase({ path });
-      database.migrate(storeComponent, storeMigrations(sqliteDialect, t).slice(0, 8));
+      database.migrate(storeComponent, storeMigrations(sqliteDialect, t).slice(0, 9));
       database.writeSync(() => {
         for (const [sql, params] of oldRows(t)) {
           database.prepare(sql.replace(/\$(\d+)/g, '?$1')).run(...(params as Array<string | number>));
@@ -131,7 +131,7 @@ describe('packed values (store migration 9) on rows written before it', () => {
       const t = storeTables(schema);
       const pool = new pg.Pool({ connectionString: url, max: 1 });
       try {
-        await migratePostgres(pool, schema, storeComponent, storeMigrations(postgresDialect, t).slice(0, 8));
+        await migratePostgres(pool, schema, storeComponent, storeMigrations(postgresDialect, t).slice(0, 9));
         for (const [sql, params] of oldRows(t)) await pool.query(sql, params);
       } finally {
         await pool.end();

@@ -38,7 +38,14 @@ import {
 } from './rows.ts';
 import { endedStatusesSql, journalGapMessage, unendedStatusesSql } from './schema.ts';
 
-const sagaStatuses: readonly SagaStatus[] = ['running', 'compensating', 'completed', 'compensated', 'failed'];
+const sagaStatuses: readonly SagaStatus[] = [
+  'running',
+  'compensating',
+  'completed',
+  'compensated',
+  'failed',
+  'cancelled',
+];
 const journalKinds: readonly JournalEntryKind[] = ['step', 'compensation', 'sleep', 'event'];
 const journalStatuses: readonly JournalEntry['status'][] = ['completed', 'failed'];
 

@@ -6,7 +6,10 @@ const journalDenseTrigger = 'store_saga_journal_dense';
 export const journalGapMessage = 'meridian: saga journal entries must be dense';
 
 /** The SQL condition of an ended saga; the same text in the index and in the queries that use it. */
-export const endedStatusesSql = `status IN ('completed', 'compensated', 'failed')`;
+export const endedStatusesSql = `status IN ('completed', 'compensated', 'failed', 'cancelled')`;
+
+/** The ended statuses before `cancelled` (migrations 6 and 7, which must not change). */
+const endedStatusesSqlV6 = `status IN ('completed', 'compensated', 'failed')`;
 
 /**
  * The SQL condition of a saga that has not ended. The status indexes hold only those (what a
@@ -183,7 +186,7 @@ CREATE INDEX store_outbox_partition ON ${t.outbox} (partition, id);
       sql: `
 ALTER TABLE ${t.sagas} ADD COLUMN journal_deleted INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX store_sagas_ended ON ${t.sagas} (type, journal_deleted, updated_at)
-  WHERE ${endedStatusesSql};
+  WHERE ${endedStatusesSqlV6};
 `,
     },
     {
@@ -212,6 +215,16 @@ ALTER TABLE ${t.sagas} ADD COLUMN journal BYTEA;
     },
     {
       version: 9,
+      name: "cancelled sagas: 'cancelled' is an ended status, in the index retention reads",
+      // The queries name every ended status; a partial index serves them only when its own
+      // condition is the same, so the index is made again with `cancelled` in it.
+      sql: `
+DROP INDEX IF EXISTS ${indexName(t, 'store_sagas_ended')};
+CREATE INDEX store_sagas_ended ON ${t.sagas} (type, journal_deleted, updated_at) WHERE ${endedStatusesSql};
+`,
+    },
+    {
+      version: 10,
       name: "packed values: entity states, stored Idempotency-Key responses and ended sagas' input and output compressed when smaller",
       // `state_packed` / `response_packed` hold the value packed (src/store/sql/packed-text.ts)
       // when that is smaller; `state` is then '' and `response_headers`/`response_body` NULL.
@@ -266,7 +279,7 @@ ${rebuild(
   version BIGINT NOT NULL, partition INTEGER NOT NULL DEFAULT 0,
   journal_deleted INTEGER NOT NULL DEFAULT 0`,
 )}
-CREATE INDEX store_sagas_ended ON ${t.sagas} (type, journal_deleted, updated_at) WHERE ${endedStatusesSql};
+CREATE INDEX store_sagas_ended ON ${t.sagas} (type, journal_deleted, updated_at) WHERE ${endedStatusesSqlV6};
 ${rebuild(
   t.entities,
   'type, id, state, version, updated_at',

@@ -367,28 +367,24 @@ export class WriteBatch {
 
   #updateSagas(statement: BatchStatement, rows: SagaWrite[]): void {
     if (rows.length === 0) return;
-    const [id, expected, status, at] = arrays(statement, rows, [
+    // undefined keeps the stored output or reason: a flag per row says which to set.
+    const flagged = rows.map((row) => ({
+      ...row,
+      setOutput: row.output !== undefined,
+      output: row.output ?? null,
+      setReason: row.reason !== undefined,
+      reason: row.reason ?? null,
+    }));
+    const [id, expected, status, at, setOutput, output, setReason, reason] = arrays(statement, flagged, [
       ['id', 'text'],
       ['expected', 'bigint'],
       ['status', 'text'],
       ['at', 'bigint'],
+      ['setOutput', 'boolean'],
+      ['output', 'text'],
+      ['setReason', 'boolean'],
+      ['reason', 'text'],
     ]);
-    const setOutput = statement.array(
-      rows.map((row) => row.output !== undefined),
-      'boolean',
-    );
-    const output = statement.array(
-      rows.map((row) => row.output ?? null),
-      'text',
-    );
-    const setReason = statement.array(
-      rows.map((row) => row.reason !== undefined),
-      'boolean',
-    );
-    const reason = statement.array(
-      rows.map((row) => row.reason ?? null),
-      'text',
-    );
     statement.add(
       `UPDATE ${this.#tables.sagas} AS s SET status = v.status, updated_at = v.at, version = s.version + 1,
          output = CASE WHEN v.set_output THEN v.output ELSE s.output END,

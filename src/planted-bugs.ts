@@ -1,0 +1,52 @@
+/**
+ * Planted bugs: known classes of bugs put back into Meridian's core on purpose, one at a time,
+ * so that the verifier (`meridian verify`, src/chaos) can be shown to catch each of them. Issue
+ * 20 asks for this: a checker that has never caught a real bug proves nothing.
+ *
+ * The switch is the environment variable `MERIDIAN_PLANTED_BUG`, read once when this module
+ * loads, and honoured only when `NODE_ENV` is `test` as well (vitest sets it; a deployment never
+ * should). Set without `NODE_ENV=test`, loading Meridian fails at once with a message naming
+ * both variables, so a plant can never be on in production by accident, nor silently ignored.
+ * No public entry exports this module; each plant is one `if (plantedBug === '…')` at its seam.
+ */
+
+import { ValidationError } from './errors.ts';
+
+/** The bug classes that can be planted, and where each one sits. */
+export const plantedBugs = {
+  /**
+   * A subscription commits its consumer offsets in a later transaction than the batch's effects
+   * (as Kafka's auto-commit does, on the next poll): a stop or crash in between redelivers the
+   * batch, and its records are applied twice. (src/runtime/subscription-runner.ts)
+   */
+  'offsets-apart': 'consumer offsets committed apart from their effects',
+  /**
+   * A completed Idempotency-Key is taken over as if it were free: a repeated request runs its
+   * handler again instead of getting the stored response. (src/store/idempotency-rule.ts)
+   */
+  'idempotency-forgotten': 'a completed Idempotency-Key taken over as if new',
+} as const;
+
+export type PlantedBug = keyof typeof plantedBugs;
+
+export const plantedBugVariable = 'MERIDIAN_PLANTED_BUG';
+
+/** Reads the switch: undefined (the normal case), or the one bug planted in this process. */
+export function readPlantedBug(env: Readonly<Record<string, string | undefined>>): PlantedBug | undefined {
+  const value = env[plantedBugVariable];
+  if (value === undefined || value === '') return undefined;
+  if (!Object.hasOwn(plantedBugs, value)) {
+    throw new ValidationError(
+      `${plantedBugVariable} must be one of ${Object.keys(plantedBugs).join(', ')}: current value is '${value.slice(0, 60)}'`,
+    );
+  }
+  if (env.NODE_ENV !== 'test') {
+    throw new ValidationError(
+      `${plantedBugVariable}=${value} plants a bug in Meridian's core for the verifier's tests, and is honoured only with NODE_ENV=test: current NODE_ENV is '${(env.NODE_ENV ?? '').slice(0, 30)}'. Unset ${plantedBugVariable}`,
+    );
+  }
+  return value as PlantedBug;
+}
+
+/** The bug planted in this process, if any (see the module comment for the switch). */
+export const plantedBug: PlantedBug | undefined = readPlantedBug(process.env);

@@ -1,0 +1,139 @@
+// `meridian verify` catches bugs planted in Meridian's own core (src/planted-bugs.ts), not only in
+// a test app: with MERIDIAN_PLANTED_BUG (and NODE_ENV=test, without which Meridian refuses it)
+// each planted bug class is reported as a violation of the invariant it breaks, with a replay
+// command that, run as printed, breaks it again; and the same seeds without the plant pass.
+// - offsets-apart (the subscription runner commits its offsets in a later transaction than the
+//   effects): found by simulation of the ledger, whose statement subscription then copies a
+//   deposit twice after a restart;
+// - idempotency-forgotten (a completed Idempotency-Key taken over as new): found by a short
+//   real-process run of the ledger, whose duplicated deliveries then deposit twice; --shrink
+//   cuts its fault schedule down to those duplicated deliveries alone.
+import { spawn } from 'node:child_process';
+import { resolve } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { ShrunkRun, VerifyReport } from '../src/chaos/index.ts';
+
+const root = resolve(import.meta.dirname, '..');
+
+/** The verify runs still going when the file ends (a failure, a timeout): SIGTERM stops each with its app. */
+const running = new Set<ReturnType<typeof spawn>>();
+afterAll(() => {
+  for (const child of running) child.kill('SIGTERM');
+});
+
+/** Runs a `meridian verify` command line (`NAME=value ... meridian verify ...`) with --json. */
+async function verify<Report>(
+  commandLine: string,
+): Promise<{ code: number | null; report: Report; stderr: string }> {
+  const words = commandLine.split(' ');
+  const env: Record<string, string> = {};
+  while (/^[A-Z_]+=/.test(words[0]!)) {
+    const [name, value] = words.shift()!.split('=') as [string, string];
+    env[name] = value;
+  }
+  expect(words[0]).toBe('meridian');
+  const child = spawn(process.execPath, [resolve(root, 'src/cli/main.ts'), ...words.slice(1), '--json'], {
+    cwd: root,
+    // Nothing planted unless the command line says so.
+    env: { ...process.env, MERIDIAN_VERIFY_TEST_BUG: '', MERIDIAN_PLANTED_BUG: '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  running.add(child);
+  child.once('exit', () => running.delete(child));
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const code = await new Promise<number | null>((done) => child.once('exit', done));
+  expect(stdout, stderr).toMatch(/^\{/);
+  return { code, report: JSON.parse(stdout) as Report, stderr };
+}
+
+interface SimulationReport {
+  readonly runs: number;
+  readonly passed: boolean;
+  readonly failure?: {
+    seed: number;
+    historyHash: string;
+    violations: { invariant: string; message: string }[];
+  };
+  readonly shrunk?: {
+    seed: number;
+    historyHash: string;
+    steps: unknown[];
+    violations: { invariant: string }[];
+  };
+  readonly replay: string;
+}
+
+describe('verify catches bugs planted in core', () => {
+  it('offsets-apart: simulation finds a record applied twice within 1,000 seeds, shrinks it, and the replay repeats it', async () => {
+    const planted = await verify<SimulationReport>(
+      'NODE_ENV=test MERIDIAN_PLANTED_BUG=offsets-apart meridian verify test/verify/ledger.spec.ts --simulate --seed 1 --seeds 1000',
+    );
+    expect(planted.code, planted.stderr).toBe(1);
+    const failure = planted.report.failure!;
+    expect(failure.violations.map((violation) => violation.invariant)).toContain('statement-matches-ledger');
+    expect(failure.violations[0]!.message).toMatch(/is on its statement \d+ times but applied 1 times/);
+    // The shrunk schedule still breaks it, and needs a restart (the window the bug opens).
+    expect(planted.report.shrunk!.violations.map((violation) => violation.invariant)).toContain(
+      'statement-matches-ledger',
+    );
+    expect(planted.report.shrunk!.steps).toContainEqual({ type: 'restart' });
+    expect(planted.report.replay).toBe(
+      `NODE_ENV=test MERIDIAN_PLANTED_BUG=offsets-apart MERIDIAN_VERIFY_TEST_BUG='' meridian verify test/verify/ledger.spec.ts --simulate --seed ${failure.seed} --seeds 1`,
+    );
+
+    const replayed = await verify<SimulationReport>(
+      planted.report.replay.replace(" MERIDIAN_VERIFY_TEST_BUG=''", ''),
+    );
+    expect(replayed.code, replayed.stderr).toBe(1);
+    expect(replayed.report.failure!.historyHash).toBe(failure.historyHash);
+
+    // The same seeds, and the next ones, without the plant.
+    const healthy = await verify<SimulationReport>(
+      `meridian verify test/verify/ledger.spec.ts --simulate --seed 1 --seeds ${planted.report.runs + 30}`,
+    );
+    expect(healthy.code, JSON.stringify(healthy.report.failure)).toBe(0);
+  }, 200_000);
+
+  it('idempotency-forgotten: a short real-process run finds deposits applied twice, shrinks its faults to the duplicated deliveries, and the shrunk replay finds them again', async () => {
+    const command =
+      'NODE_ENV=test MERIDIAN_PLANTED_BUG=idempotency-forgotten meridian verify test/verify/ledger.spec.ts --seed 5 --duration 3s';
+    const planted = await verify<VerifyReport & { shrunk: ShrunkRun }>(`${command} --shrink 90s`);
+    expect(planted.code, planted.stderr).toBe(1);
+    const duplicated = planted.report.violations.filter(
+      (violation) => violation.invariant === 'exactly-once',
+    );
+    expect(duplicated.length).toBeGreaterThan(0);
+    const times = Number(duplicated[0]!.message.match(/^effect d\d+-\d+ exists (\d+) times/)![1]);
+    expect(times).toBeGreaterThanOrEqual(2);
+    // The operations involved: a deposit and its duplicated deliveries, each acknowledged.
+    expect(duplicated[0]!.details.map((operation) => operation.status)).toEqual(new Array(times).fill('ok'));
+    expect(planted.report.replay).toBe(
+      `${command.split(' meridian')[0]} MERIDIAN_VERIFY_TEST_BUG='' meridian verify test/verify/ledger.spec.ts --seed 5 --duration 3s`,
+    );
+
+    // Shrunk: the bug needs the duplicated deliveries, and nothing else of the schedule.
+    const { shrunk } = planted.report;
+    const kept = shrunk.report.faults.filter((fault) => fault.heal === undefined);
+    expect(kept.map((fault) => fault.fault.kind)).toEqual(['duplicate']);
+    expect(shrunk.faults).toHaveLength(1);
+    expect(planted.report.faults.filter((fault) => fault.heal === undefined).length).toBeGreaterThan(1);
+    expect(shrunk.report.replay).toMatch(/ --seed 5 --duration 3s --faults \d+$/);
+
+    const replayed = await verify<VerifyReport>(
+      shrunk.report.replay.replace(" MERIDIAN_VERIFY_TEST_BUG=''", ''),
+    );
+    expect(replayed.code, replayed.stderr).toBe(1);
+    expect(replayed.report.violations.some((violation) => violation.invariant === 'exactly-once')).toBe(true);
+    expect(replayed.report.faults.map((fault) => fault.description)).toEqual(
+      shrunk.report.faults.map((fault) => fault.description),
+    );
+
+    const healthy = await verify<VerifyReport>(
+      'meridian verify test/verify/ledger.spec.ts --seed 5 --duration 3s',
+    );
+    expect(healthy.code, JSON.stringify(healthy.report.violations)).toBe(0);
+  }, 300_000);
+});
