@@ -3,7 +3,7 @@
 // consumer group's lag rise and fall, cancels a waiting saga and sees it end cancelled, and
 // retries a dead letter, which its subscription then handles; each main view's screenshot is checked for layout (its panels neither overlap nor
 // are empty). Runs when MERIDIAN_TEST_CHROMIUM names the browser (CI installs it).
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Browser, chromium, type Page } from 'playwright-core';
@@ -13,6 +13,7 @@ import { TerminalError } from '../errors.ts';
 import { Type } from '../http/index.ts';
 import { entity, saga, subscription } from '../runtime/definitions.ts';
 import { startTestApp, type TestApp } from '../testing/index.ts';
+import { checkLayout } from './browser.fixture.ts';
 
 const chromiumPath = process.env.MERIDIAN_TEST_CHROMIUM;
 
@@ -80,46 +81,6 @@ async function eventually(what: string, probe: () => Promise<boolean> | boolean,
   }
 }
 
-/**
- * The view's screenshot is written and not blank, and its panels and cards are laid out: each
- * has a size, none overlaps another, and none spills out of the page's width.
- */
-async function checkLayout(page: Page, name: string, directory: string): Promise<void> {
-  const path = join(directory, `${name}.png`);
-  await page.screenshot({ path, fullPage: true });
-  expect(statSync(path).size).toBeGreaterThan(5000);
-  const boxes = await page.$$eval('header, main section.panel, main .card', (elements) =>
-    elements.map((element) => {
-      const box = element.getBoundingClientRect();
-      return {
-        tag: element.className || element.tagName,
-        x: box.x,
-        y: box.y,
-        width: box.width,
-        height: box.height,
-      };
-    }),
-  );
-  const width = (await page.evaluate('document.documentElement.clientWidth')) as number;
-  expect(boxes.length).toBeGreaterThan(1);
-  for (const box of boxes) {
-    expect(box.width * box.height, `${name}: ${box.tag} is empty`).toBeGreaterThan(0);
-    expect(box.x + box.width, `${name}: ${box.tag} spills out`).toBeLessThanOrEqual(width + 1);
-  }
-  for (let i = 0; i < boxes.length; i++) {
-    for (let j = i + 1; j < boxes.length; j++) {
-      const a = boxes[i]!;
-      const b = boxes[j]!;
-      const overlap =
-        a.x < b.x + b.width - 1 &&
-        b.x < a.x + a.width - 1 &&
-        a.y < b.y + b.height - 1 &&
-        b.y < a.y + a.height - 1;
-      expect(overlap, `${name}: ${a.tag} overlaps ${b.tag}`).toBe(false);
-    }
-  }
-}
-
 describe.skipIf(chromiumPath === undefined)('the console in a real browser', () => {
   let browser: Browser;
   let running: TestApp;
@@ -164,6 +125,8 @@ describe.skipIf(chromiumPath === undefined)('the console in a real browser', () 
   it('a new saga appears live in the list, and its timeline opens', async () => {
     await page.getByTestId('nav-sagas').click();
     await page.getByTestId('view-sagas').waitFor();
+    // The view renders before its first page of sagas arrives: wait for the row, then count it.
+    await page.getByTestId('saga-row').filter({ hasText: 'warm-up' }).waitFor({ timeout: 10_000 });
     await expect(page.getByTestId('saga-row').filter({ hasText: 'warm-up' }).count()).resolves.toBe(1);
     // Started behind the page's back: it must appear without a reload.
     await fetch(`${running.url}/checkouts/order-live-1`, { method: 'POST' });

@@ -2,9 +2,15 @@
 // with its own gateway, on one PostgreSQL schema and one Kafka group): the live snapshots every
 // node pushes over Server-Sent Events say which node owns which work partition, with the fencing
 // epoch of its claim, and when one node leaves, the other's snapshots show it take the
-// partitions over at higher epochs. Runs when MERIDIAN_TEST_PG_URL and
-// MERIDIAN_TEST_KAFKA_BROKERS name a PostgreSQL and a Kafka broker (CI sets both).
+// partitions over at higher epochs. With MERIDIAN_TEST_CHROMIUM, the same is watched in a real
+// browser: node a's console shows both nodes' partitions, then a alone holding all of them, and
+// the view's layout is checked. Runs when MERIDIAN_TEST_PG_URL and MERIDIAN_TEST_KAFKA_BROKERS
+// name a PostgreSQL and a Kafka broker (CI sets both).
 import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, describe, expect, it } from 'vitest';
 import { defineApp } from '../app/app.ts';
 import { type RunningApp, startApp } from '../app/host.ts';
@@ -12,11 +18,34 @@ import { KafkaLog } from '../log/kafka/kafka-log.ts';
 import { parseBrokerList } from '../log/kafka/options.ts';
 import { openPostgresStore, type PostgresStore } from '../store/postgres/store.ts';
 import { testSchemas } from '../store/postgres/test-schema.ts';
+import { checkLayout } from './browser.fixture.ts';
 import type { ConsoleSnapshot } from './events.ts';
 
 const pgUrl = process.env.MERIDIAN_TEST_PG_URL;
 const brokersText = process.env.MERIDIAN_TEST_KAFKA_BROKERS;
 const workPartitions = 4;
+const chromiumPath = process.env.MERIDIAN_TEST_CHROMIUM;
+
+/** Node `url`'s console in a real browser, on its nodes view (undefined without a browser). */
+async function openNodesView(url: string): Promise<{ browser: Browser; page: Page } | undefined> {
+  if (chromiumPath === undefined) return undefined;
+  const browser = await chromium.launch({ executablePath: chromiumPath, args: ['--no-sandbox'] });
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  await page.goto(url);
+  await page.getByTestId('nav-nodes').click();
+  return { browser, page };
+}
+
+/** Waits (bounded) until the view shows `nodes` node rows and every partition's row. */
+async function shown(page: Page, nodes: number): Promise<string[]> {
+  const count = (testId: string) => `document.querySelectorAll('[data-testid="${testId}"]').length`;
+  await page.waitForFunction(
+    `${count('node-row')} === ${nodes} && ${count('partition-row')} === ${workPartitions}`,
+    undefined,
+    { timeout: 30_000 },
+  );
+  return page.getByTestId('node-row').allInnerTexts();
+}
 
 type Claims = NonNullable<ConsoleSnapshot['partitions']>;
 
@@ -101,12 +130,31 @@ describe.skipIf(!pgUrl || !brokersText)('the console’s nodes view on two real 
     expect(fromB.map(({ partition, owner }) => ({ partition, owner }))).toEqual(
       claims.map(({ partition, owner }) => ({ partition, owner })),
     );
-    // b leaves: a's next snapshots show it holding every partition, b's at a newer epoch.
-    const leftB = claims.filter((claim) => claim.owner === 'b');
-    await opened[1]!.app.close();
-    const after = await snapshotWhere(a.url, (now) => now.every((claim) => claim.owner === 'a'));
-    for (const claim of leftB) {
-      expect(after[claim.partition]!.epoch, `partition ${claim.partition}`).toBeGreaterThan(claim.epoch);
+    const viewed = await openNodesView(a.url);
+    const shots = mkdtempSync(join(tmpdir(), 'meridian-nodes-shots-'));
+    try {
+      if (viewed !== undefined) {
+        const rows = await shown(viewed.page, 2);
+        expect(rows.some((row) => row.includes('a (this node)'))).toBe(true);
+        expect(rows.some((row) => row.startsWith('b'))).toBe(true);
+        await checkLayout(viewed.page, 'nodes-two', shots);
+      }
+      // b leaves: a's next snapshots show it holding every partition, b's at a newer epoch.
+      const leftB = claims.filter((claim) => claim.owner === 'b');
+      await opened[1]!.app.close();
+      const after = await snapshotWhere(a.url, (now) => now.every((claim) => claim.owner === 'a'));
+      for (const claim of leftB) {
+        expect(after[claim.partition]!.epoch, `partition ${claim.partition}`).toBeGreaterThan(claim.epoch);
+      }
+      if (viewed !== undefined) {
+        // The page learns it from its own live stream, with no reload.
+        const [row] = await shown(viewed.page, 1);
+        for (const claim of after) expect(row).toContain(`${claim.partition} (${claim.epoch})`);
+        await checkLayout(viewed.page, 'nodes-one', shots);
+      }
+    } finally {
+      await viewed?.browser.close();
+      rmSync(shots, { recursive: true, force: true });
     }
-  }, 90_000);
+  }, 120_000);
 });

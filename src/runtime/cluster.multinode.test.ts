@@ -31,6 +31,7 @@ import { partitionForKey } from '../log/murmur2.ts';
 import type { LogRecord } from '../log/types.ts';
 import { openPostgresStore } from '../store/postgres/store.ts';
 import { testSchemas } from '../store/postgres/test-schema.ts';
+import type { StoreReader } from '../store/types.ts';
 import { type Random, seededRandom } from '../time.ts';
 import {
   initialStock,
@@ -168,10 +169,13 @@ async function sagaStatuses(ids: readonly string[]): Promise<Map<string, string>
 }
 
 async function ledgerState(): Promise<{ count: number; orders: Record<string, number> }> {
-  const { rows } = await schemas.query(
-    `SELECT state FROM ${s}.store_entities WHERE type = 'Ledger' AND id = 'all'`,
+  const ledger = await readStore((tx) => tx.entities.get('Ledger', 'all'));
+  return (
+    (ledger?.state as { count: number; orders: Record<string, number> } | undefined) ?? {
+      count: 0,
+      orders: {},
+    }
   );
-  return rows.length === 0 ? { count: 0, orders: {} } : JSON.parse(rows[0].state);
 }
 
 /**
@@ -473,9 +477,9 @@ async function checkInvariants(): Promise<void> {
 
 /** No entity command applied twice: stock conserved, matching the orders and the events. */
 async function checkStock(completed: ReadonlySet<string>): Promise<void> {
-  const { rows } = await schemas.query(`SELECT id, state FROM ${s}.store_entities WHERE type = 'Inventory'`);
+  const records = await readStore((tx) => tx.entities.list('Inventory', { limit: 1000 }));
   const stored = new Map<string, Stock>(
-    rows.map((row: { id: string; state: string }) => [row.id, JSON.parse(row.state)]),
+    records.map((record) => [record.id, record.state as unknown as Stock]),
   );
   const folded = new Map<string, Stock>(
     skus.map((sku) => [sku, { available: initialStock, reserved: 0, sold: 0 }]),
@@ -566,11 +570,10 @@ async function sleepsOf(
   ids: Iterable<string>,
 ): Promise<Array<{ sagaId: string; result: { wakeAt: number; timerId: string }; nextAt: number | null }>> {
   // Through the store, not its tables: retention folds an ended saga's journal into its record.
-  const store = await openPostgresStore({ connectionString: pgUrl!, schema });
-  try {
+  return readStore(async (tx) => {
     const sleeps = [];
     for (const sagaId of ids) {
-      const journal = await store.read((tx) => tx.sagas.journal(sagaId));
+      const journal = await tx.sagas.journal(sagaId);
       for (const [index, entry] of journal.entries()) {
         if (entry.kind !== 'sleep') continue;
         const result = entry.result as { wakeAt: number; timerId: string };
@@ -578,6 +581,17 @@ async function sleepsOf(
       }
     }
     return sleeps;
+  });
+}
+
+/**
+ * Reads through the store, not its tables: retention folds journals, and the store packs large
+ * entity states, so a row's columns are not what the store returns.
+ */
+async function readStore<T>(fn: (tx: StoreReader) => Promise<T>): Promise<T> {
+  const store = await openPostgresStore({ connectionString: pgUrl!, schema });
+  try {
+    return await store.read(fn);
   } finally {
     await store.close();
   }
