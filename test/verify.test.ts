@@ -3,45 +3,8 @@
 // processes under the seed's faults is reported as violating exactly-once, naming the deposit
 // and the operation that placed it; the replay command the report prints, run as printed,
 // finds the same violation; and the same seed without the bug passes.
-import { spawn } from 'node:child_process';
-import { resolve } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
-import type { VerifyReport } from '../src/chaos/index.ts';
-
-const root = resolve(import.meta.dirname, '..');
-
-/** The verify runs still going when the file ends (a failure, a timeout): SIGTERM stops each with its app. */
-const running = new Set<ReturnType<typeof spawn>>();
-afterAll(() => {
-  for (const child of running) child.kill('SIGTERM');
-});
-
-/** Runs a `meridian verify` command line (`NAME=value ... meridian verify ...`) with --json. */
-async function verify(
-  commandLine: string,
-): Promise<{ code: number | null; report: VerifyReport; stderr: string }> {
-  const words = commandLine.split(' ');
-  const env: Record<string, string> = {};
-  while (/^[A-Z_]+=/.test(words[0]!)) {
-    const [name, value] = words.shift()!.split('=') as [string, string];
-    env[name] = value;
-  }
-  expect(words[0]).toBe('meridian');
-  const child = spawn(process.execPath, [resolve(root, 'src/cli/main.ts'), ...words.slice(1), '--json'], {
-    cwd: root,
-    env: { ...process.env, MERIDIAN_VERIFY_TEST_BUG: '', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  running.add(child);
-  child.once('exit', () => running.delete(child));
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const code = await new Promise<number | null>((done) => child.once('exit', done));
-  expect(stdout, stderr).toMatch(/^\{/);
-  return { code, report: JSON.parse(stdout) as VerifyReport, stderr };
-}
+import { describe, expect, it } from 'vitest';
+import { verify } from './verify/run.ts';
 
 describe('meridian verify on a planted bug', () => {
   it('reports the double-applied deposits, and the printed replay command reproduces the violation', async () => {
