@@ -65,7 +65,9 @@ describe.skipIf(!pgUrl || !brokersText)('stream job on PostgreSQL + Kafka', () =
   it('commits window state, Kafka offsets and outbox rows together, and resumes without repeating', {
     timeout: 120_000,
   }, async () => {
-    await log.createTopic(topic, { partitions: 2 });
+    // Kept forever: with the broker's default 7-day retention, records stamped in 1970 could be
+    // deleted by a retention check between the append and the read (it failed in CI that way).
+    await log.createTopic(topic, { partitions: 2, retentionMs: null });
     await log.append(topic, [
       { key: 'a', value: jsonValue({ key: 'a', n: 1 }), timestamp: 100, partition: 0 },
       { key: 'b', value: jsonValue({ key: 'b', n: 2 }), timestamp: 200, partition: 1 },
@@ -99,7 +101,7 @@ describe.skipIf(!pgUrl || !brokersText)('stream job on PostgreSQL + Kafka', () =
     timeout: 120_000,
   }, async () => {
     const fencedTopic = `${topic}-fenced`;
-    await log.createTopic(fencedTopic, { partitions: 1 });
+    await log.createTopic(fencedTopic, { partitions: 1, retentionMs: null });
     const fencedSchema = schemas.next();
     const store = await openPostgresStore({ connectionString: pgUrl!, schema: fencedSchema });
     const source = fromTopic<{ key: string; n: number }>({
