@@ -1,5 +1,5 @@
 import { EntityCache, EntityOverlay } from '../cluster/entity-cache.ts';
-import { fencedTransaction } from '../cluster/fenced-transaction.ts';
+import { type CachedEntities, fencedTransaction, prefetchEntities } from '../cluster/fenced-transaction.ts';
 import type { Ownership } from '../cluster/ownership.ts';
 import { messageIdOf } from '../cluster/relay.ts';
 import { ValidationError } from '../errors.ts';
@@ -53,17 +53,28 @@ function newState(overlay: EntityOverlay | undefined): TransactionState {
 const maxRowsPerAdd = 1000;
 
 /**
- * Reads `reads` through the transaction's cached entity store, one statement per type and
- * thousand ids. A type or id the store refuses is left to the unit that names it, which then
+ * Reads `reads` the cache does not hold into the transaction's overlay, one statement per type
+ * and thousand ids. A type or id the store refuses is left to the unit that names it, which then
  * fails alone (the refusal comes before any statement, so the transaction is intact).
  */
-async function prefetchEntities(tx: StoreTransaction, reads: readonly EntityRead[]): Promise<void> {
+async function readAhead(
+  tx: StoreTransaction,
+  ownership: Ownership,
+  cached: CachedEntities,
+  reads: readonly EntityRead[],
+): Promise<void> {
   const byType = Map.groupBy(reads, (read) => read.entity);
   for (const [type, typed] of byType) {
     const ids = [...new Set(typed.map((read) => read.id))];
     for (let from = 0; from < ids.length; from += storeLimits.maxPageSize) {
       try {
-        await tx.entities.getMany(type, ids.slice(from, from + storeLimits.maxPageSize));
+        await prefetchEntities(
+          tx.entities,
+          ownership,
+          cached,
+          type,
+          ids.slice(from, from + storeLimits.maxPageSize),
+        );
       } catch (error) {
         if (!(error instanceof ValidationError)) throw error;
       }
@@ -183,7 +194,8 @@ export class ClusterCommitPath implements CommitPath {
         state.written.add(partition);
       },
       // Only with the cache: the reads land in the transaction's overlay, where the units find them.
-      prefetch: (reads) => (cached === undefined ? Promise.resolve() : prefetchEntities(tx, reads)),
+      prefetch: (reads) =>
+        cached === undefined ? Promise.resolve() : readAhead(raw, this.#ownership, cached, reads),
       isolate: async <T>(fn: (scope: UnitScope) => Promise<T>) => {
         const own = newState(state.overlay === undefined ? undefined : new EntityOverlay(state.overlay));
         const value = await this.#store.transaction((inner) => fn(this.#scope(inner, own)));
