@@ -228,7 +228,13 @@ export class ClusterNode {
       if (owned.length === 0) continue;
       try {
         await Promise.all(owned.map((record) => this.#apply(record)));
-        await consumer.commit(owned);
+        // Not awaited: the inbox already holds every request applied, so a request read again
+        // (the offset commit failed or had not landed before a rebalance) is skipped. The next
+        // poll need not wait a Kafka round trip.
+        consumer.commit(owned).catch((error: unknown) => {
+          if (!signal.aborted)
+            this.#options.host.report({ message: 'committing work offsets failed', error });
+        });
       } catch (error) {
         if (signal.aborted) break;
         // Nothing past the failure is committed: these records come again (here or at the next

@@ -238,7 +238,11 @@ export class PostgresStore implements Store {
       if (connection.failure !== undefined) throw abortedError(connection.failure);
       committing = true;
       const commit = await connection.control(() => client.query('COMMIT'));
-      // COMMIT of a transaction PostgreSQL had aborted answers ROLLBACK instead of failing.
+      // COMMIT of a transaction PostgreSQL had aborted answers ROLLBACK instead of failing: by a
+      // statement still running when COMMIT was sent (the cluster's fence), whose error says why.
+      if (commit.command !== 'COMMIT' && connection.failure !== undefined) {
+        throw abortedError(connection.failure);
+      }
       if (commit.command !== 'COMMIT') {
         throw new ConflictError(`PostgreSQL rolled the transaction back at COMMIT (${commit.command})`);
       }
