@@ -318,6 +318,76 @@ describe.skipIf(abortSkipReason === undefined || skipReason !== undefined)(
   },
 );
 
+describe.skipIf(skipReason !== undefined)('the payment ledger on a full disk', () => {
+  const directories: string[] = [];
+  afterEach(() => {
+    for (const directory of directories.splice(0)) rmSync(directory, { recursive: true, force: true });
+  });
+
+  it('answers a failed append with its error and leaves no torn line: the next start reads every charge made and reuses no id', () => {
+    const directory = mkdtempSync(join(tmpdir(), 'meridian-ledger-full-'));
+    directories.push(directory);
+    // In the child, on a 64 KiB tmpfs: charge until the disk is full, then start the ledger again.
+    const script = `
+import { readFileSync } from 'node:fs';
+import { PaymentLedger } from ${JSON.stringify(join(import.meta.dirname, 'payment-gateway-ledger.ts'))};
+const path = process.argv[1] + '/payments.jsonl';
+const ledger = new PaymentLedger({ path, fsync: true });
+const answered = [];
+let failure;
+for (let i = 0; failure === undefined && i < 100_000; i++) {
+  try {
+    answered.push(ledger.charge({ orderId: 'o-' + i, amount: 1, idempotencyKey: 'key-' + i + '-' + 'k'.repeat(150) }, i).charge.chargeId);
+  } catch (error) {
+    failure = error.code;
+  }
+}
+ledger.close();
+const endsWhole = readFileSync(path, 'utf8').endsWith('\\n');
+const again = new PaymentLedger({ path });
+const reloaded = again.charges().map((charge) => charge.chargeId);
+let next;
+try {
+  next = again.charge({ orderId: 'after', amount: 1, idempotencyKey: 'after' }, 0).charge.chargeId;
+} catch (error) {
+  next = error.code;
+}
+console.log(JSON.stringify({ failure, answered, endsWhole, reloaded, next }));
+`;
+    const child = spawnSync(
+      'unshare',
+      [
+        '-m',
+        '--',
+        'sh',
+        '-c',
+        'mount -t tmpfs -o size=64k tmpfs "$0" && exec "$1" --input-type=module -e "$2" "$0"',
+        directory,
+        process.execPath,
+        script,
+      ],
+      { encoding: 'utf8', timeout: 60_000 },
+    );
+    expect(child.status, child.stderr).toBe(0);
+    const outcome = JSON.parse(child.stdout.trim().split('\n').pop()!) as {
+      failure: string;
+      answered: string[];
+      endsWhole: boolean;
+      reloaded: string[];
+      next: string;
+    };
+    expect(outcome.failure).toBe('ENOSPC');
+    expect(outcome.answered.length).toBeGreaterThan(10);
+    // The failed append was cut back to the last whole entry: the file reads, and it holds exactly
+    // the charges that were answered.
+    expect(outcome.endsWhole).toBe(true);
+    expect(outcome.reloaded).toEqual(outcome.answered);
+    // Still full: the next charge fails as the first did, or (if the cut freed a page) takes a
+    // new id. Never one that was handed out.
+    expect(outcome.next === 'ENOSPC' || !outcome.answered.includes(outcome.next)).toBe(true);
+  }, 90_000);
+});
+
 describe.skipIf(skipReason === undefined)('commerce on a full disk (skipped)', () => {
   it.skip(`${skipReason}`, () => {});
 });
