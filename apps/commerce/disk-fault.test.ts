@@ -38,12 +38,15 @@ const skipReason = mountsAllowed();
 function ext4Image(megabytes: number): { image: string; directory: string } {
   const directory = mkdtempSync(join(tmpdir(), 'meridian-ext4-'));
   const image = join(directory, 'fs.img');
-  writeFileSync(image, '');
-  truncateSync(image, megabytes * 1024 * 1024);
-  const made = spawnSync('mkfs.ext4', ['-q', '-F', image], { encoding: 'utf8' });
-  if (made.status !== 0) {
+  try {
+    writeFileSync(image, '');
+    truncateSync(image, megabytes * 1024 * 1024);
+    const made = spawnSync('mkfs.ext4', ['-q', '-F', image], { encoding: 'utf8' });
+    if (made.status !== 0)
+      throw new Error(`mkfs.ext4 failed: ${(made.stderr || made.error?.message || '').trim().slice(0, 120)}`);
+  } catch (error) {
     rmSync(directory, { recursive: true, force: true });
-    throw new Error(`mkfs.ext4 failed: ${(made.stderr || made.error?.message || '').trim().slice(0, 120)}`);
+    throw error;
   }
   return { image, directory };
 }
