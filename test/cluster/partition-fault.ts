@@ -5,8 +5,10 @@
 // both ways, silently, as a real partition does (no reset: its connections hang), while HTTP
 // still flows. What must hold, watched during the cut: its /readyz fails (the store's write check
 // times out), HAProxy takes it out of rotation, and the partitions it owned move to the other
-// nodes (Kafka's session timeout, then their claims, new epochs in PostgreSQL). After the heal its
-// stalled writes reach PostgreSQL and the epoch fence refuses them: counted from its log.
+// nodes (Kafka's session timeout, then their claims, new epochs in PostgreSQL). After the heal the
+// writes it had stalled reach PostgreSQL and the epoch fence refuses them, or the node refuses
+// them itself when it learnt first that it left the group: both counted from its log. A run
+// writes nothing of the node when it had no write in flight at the cut.
 
 import { execFile } from 'node:child_process';
 import { open } from 'node:fs/promises';
@@ -27,11 +29,15 @@ async function partitionUnavailable(): Promise<string | undefined> {
   if (uid !== 0) return `network namespaces need root (ip netns add); this process runs as uid ${uid}`;
   const probe = `meridian-probe-${process.pid}`;
   try {
-    await run('sh', ['-c', 'command -v socat && { command -v tc || test -x /usr/sbin/tc; }'], {
-      timeout: 5000,
-    });
+    await run(
+      'sh',
+      ['-c', 'command -v ip && command -v socat && { command -v tc || test -x /usr/sbin/tc; }'],
+      {
+        timeout: 5000,
+      },
+    );
   } catch {
-    return 'socat or tc is not installed (apt-get install -y socat iproute2)';
+    return 'ip, socat or tc is not installed (apt-get install -y iproute2 socat)';
   }
   try {
     await run('ip', ['netns', 'add', probe], { timeout: 5000 });
@@ -145,17 +151,25 @@ async function watchCut(
   return { unready, haproxyDown, moved };
 }
 
-/** Lines of the node's log written since `offset` that tell of a write the epoch fence refused. */
-async function fencedLines(logPath: string, offset: number): Promise<string[]> {
+/**
+ * The writes of the node refused since `offset` of its log: by the epoch fence in PostgreSQL
+ * (another node claimed the partition since), or by the node itself (it had already given the
+ * partition up when it learnt it left the group).
+ */
+async function refusedWrites(
+  logPath: string,
+  offset: number,
+): Promise<{ fenced: string[]; notOwned: string[] }> {
   const file = await open(logPath, 'r');
   try {
     const { size } = await file.stat();
     const buffer = Buffer.alloc(Math.max(0, size - offset));
     await file.read(buffer, 0, buffer.length, offset);
-    return buffer
-      .toString('utf8')
-      .split('\n')
-      .filter((line) => line.includes('no longer owns work partition'));
+    const lines = buffer.toString('utf8').split('\n');
+    return {
+      fenced: lines.filter((line) => line.includes('no longer owns work partition')),
+      notOwned: lines.filter((line) => line.includes('does not own work partition')),
+    };
   } finally {
     await file.close();
   }
@@ -242,10 +256,10 @@ async function findings(name: string, cutS: number, state: CutState): Promise<Fa
   const seen = state.seen;
   if (seen === undefined) return { notes: [], violations: [`${name}: the cut was never healed`] };
   const s = (ms: number | undefined) => (ms === undefined ? 'never' : `${(ms / 1000).toFixed(1)} s`);
-  const fenced = await fencedLines(state.logPath, state.logOffset);
+  const { fenced, notOwned } = await refusedWrites(state.logPath, state.logOffset);
   const partitions = `[${state.before.join(',')}]`;
   const notes = [
-    `${name} unready ${s(seen.unready.firstMs)} after the cut, out of HAProxy's rotation ${s(seen.haproxyDown.firstMs)}, its partitions ${partitions} on the other nodes ${s(seen.moved.firstMs)}; ready again ${s(seen.readyAgain?.firstMs)} after the heal; writes refused by the epoch fence ${fenced.length}${fenced[0] === undefined ? '' : ` (first: ${fenced[0].slice(0, 160)})`}`,
+    `${name} unready ${s(seen.unready.firstMs)} after the cut, out of HAProxy's rotation ${s(seen.haproxyDown.firstMs)}, its partitions ${partitions} on the other nodes ${s(seen.moved.firstMs)}; ready again ${s(seen.readyAgain?.firstMs)} after the heal; writes refused by the epoch fence ${fenced.length}${fenced[0] === undefined ? '' : ` (first: ${fenced[0].slice(0, 160)})`}, by the node itself (partition given up) ${notOwned.length}`,
   ];
   const violations: string[] = [];
   const within = `within the ${cutS} s cut`;
