@@ -396,18 +396,38 @@ async function audit(
     initialStock: Object.fromEntries(skus.map((sku) => [sku, stockPerSku])),
   });
   violations.push(...report.violations);
-  // Each confirmation notified once.
-  for (const order of mine.filter((o) => o.status === 'confirmed')) {
-    const answer = await call(`${cluster.url}/notifications?orderId=${order.orderId}`, {
+  // Each confirmation notified once. Notifications follow the confirmation through a
+  // subscription (after a fault, once its partitions have moved): one not sent yet is looked for
+  // again, for a bounded time, before it counts as missing; a second one is a violation at once.
+  const notified = async (orderId: string) => {
+    const answer = await call(`${cluster.url}/notifications?orderId=${orderId}`, {
       headers: { ...cluster.headers },
     });
     const sent = (answer.body as { kind: string }[] | undefined) ?? [];
-    const confirmations = sent.filter((n) => n.kind === 'order-confirmed').length;
-    if (confirmations !== 1)
-      violations.push(`order ${order.orderId} was notified ${confirmations} times of its confirmation`);
+    return sent.filter((n) => n.kind === 'order-confirmed').length;
+  };
+  let pending = mine.filter((o) => o.status === 'confirmed').map((o) => o.orderId);
+  const deadline = Date.now() + notificationWaitMs;
+  for (;;) {
+    const missing: string[] = [];
+    for (const orderId of pending) {
+      const confirmations = await notified(orderId);
+      if (confirmations === 0) missing.push(orderId);
+      else if (confirmations > 1)
+        violations.push(`order ${orderId} was notified ${confirmations} times of its confirmation`);
+    }
+    pending = missing;
+    if (pending.length === 0 || Date.now() > deadline) break;
+    await sleep(500);
+  }
+  for (const orderId of pending) {
+    violations.push(`order ${orderId} was not notified of its confirmation within ${notificationWaitMs} ms`);
   }
   return report;
 }
+
+/** How long the audit waits for a confirmed order's notification before it counts as missing. */
+const notificationWaitMs = 30_000;
 
 /** Waits (bounded) until HAProxy has every node in rotation again. */
 export async function awaitAllNodesUp(cluster: Cluster, timeoutMs = 120_000): Promise<void> {
