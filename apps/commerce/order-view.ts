@@ -228,5 +228,18 @@ export async function listOrders(
     }
     if (page.length < pageSize) return { orders, next: null };
   }
-  return { orders, next: afterId ?? null };
+  return { orders, next: afterId === undefined ? null : resumeAfter(afterId, orders, query.customerId) };
+}
+
+/**
+ * Where a listing that read its bound without filling the page goes on. For one customer, not
+ * from the last order read, which may be another customer's (its id would be disclosed): from
+ * that order's millisecond (the time prefix of its id, which sorts before every id of that
+ * millisecond), or from the customer's own last order when it is of that millisecond too.
+ */
+function resumeAfter(lastRead: string, own: readonly OrderSummary[], customerId: string | undefined): string {
+  if (customerId === undefined) return lastRead;
+  const millisecond = lastRead.slice(0, 'ord-'.length + 12);
+  const lastOwn = own.at(-1)?.orderId;
+  return lastOwn?.startsWith(millisecond) ? lastOwn : millisecond;
 }
