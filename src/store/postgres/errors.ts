@@ -11,6 +11,11 @@ const conflictCodes = new Set(['40001', '40P01', '23505', '55P03']);
 /** A pg error as a Meridian error where one fits; anything else passes through unchanged. */
 export function mapPostgresError(error: unknown): unknown {
   if (isMeridianError(error)) return error;
+  if (isLostConnection(error)) {
+    return new RetryableError(`PostgreSQL is unreachable (${(error as Error).message}): retry`, {
+      cause: error,
+    });
+  }
   const code = (error as { code?: unknown } | null)?.code;
   if (typeof code !== 'string') return error;
   const message = (error as Error).message;
@@ -39,4 +44,26 @@ export function mapPostgresError(error: unknown): unknown {
     });
   }
   return error;
+}
+
+/** Socket errors of a connection that failed or was cut (no SQLSTATE: the server never answered). */
+const socketCodes = new Set([
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+]);
+
+/**
+ * True for pg's and Node's errors of a connection that is gone: a socket error, or pg's own
+ * ("Connection terminated unexpectedly", "... is not queryable" for statements queued behind the
+ * failure). They reached callers as plain errors (HTTP 500s during a PostgreSQL failover).
+ */
+function isLostConnection(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  const code = (error as { code?: unknown }).code;
+  if (typeof code === 'string' && socketCodes.has(code)) return true;
+  return /^Connection terminated|is not queryable$/.test(error.message);
 }

@@ -36,6 +36,21 @@ describe('mapPostgresError', () => {
       (mapPostgresError(Object.assign(new Error('slow'), { code: '57014' })) as ConflictError).code,
     ).toBe('TIMEOUT');
   });
+
+  it('turns the errors of a connection that is gone (no SQLSTATE) into RetryableError', () => {
+    for (const error of [
+      Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }),
+      Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5442'), { code: 'ECONNREFUSED' }),
+      new Error('Connection terminated unexpectedly'),
+      new Error('Client has encountered a connection error and is not queryable'),
+    ]) {
+      const mapped = mapPostgresError(error);
+      expect(mapped).toBeInstanceOf(RetryableError);
+      expect((mapped as RetryableError).cause).toBe(error);
+    }
+    const plain = new Error('a bug');
+    expect(mapPostgresError(plain)).toBe(plain);
+  });
 });
 
 describe.skipIf(!url)('PostgresStore migrations and transactions', () => {
