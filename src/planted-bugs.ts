@@ -25,6 +25,13 @@ export const plantedBugs = {
    * handler again instead of getting the stored response. (src/store/idempotency-rule.ts)
    */
   'idempotency-forgotten': 'a completed Idempotency-Key taken over as if new',
+  /**
+   * A subscription handles the records behind one whose handler failed (in the same partition of
+   * the same batch) instead of holding them back with it: when the partition rewinds to the
+   * failed record for its retry, they are read and applied a second time.
+   * (src/runtime/subscription-runner.ts)
+   */
+  'applied-twice': 'a consumed record applied twice (the records behind a failed one handled before its retry)',
 } as const;
 
 export type PlantedBug = keyof typeof plantedBugs;
