@@ -61,7 +61,15 @@ export type SimulationStep =
       readonly loseAnswer: boolean;
     }
   | { readonly type: 'advance'; readonly ms: number }
-  | { readonly type: 'restart' };
+  /** The runtime stopped (it finishes what it has in hand) and started again. */
+  | { readonly type: 'restart' }
+  /**
+   * The runtime's process dies `afterMs` of virtual time from now, in the middle of whatever the
+   * operations delivered by then are doing: a new runtime takes the database over at once, which
+   * fences the old one (every write it still tries is refused, as if it never happened), then the
+   * old one is stopped. What it committed stays; what it had not committed is lost.
+   */
+  | { readonly type: 'crash'; readonly afterMs: number };
 
 export interface SimulationResult {
   readonly seed: number;
@@ -73,7 +81,7 @@ export interface SimulationResult {
   readonly passed: boolean;
 }
 
-/** The schedule a seed stands for: operations, clock moves and restarts, with the network's faults. */
+/** The schedule a seed stands for: operations, clock moves, restarts and crashes, with the network's faults. */
 export function drawSimulation(spec: SimulationSpec<unknown>, seed: number): SimulationStep[] {
   const random = seededRandom(seed);
   const steps: SimulationStep[] = [];
@@ -97,7 +105,9 @@ export function drawSimulation(spec: SimulationSpec<unknown>, seed: number): Sim
     } else if (roll < 0.97) {
       steps.push({ type: 'advance', ms: 1 + Math.floor(random.next() * 30) });
     } else {
-      steps.push({ type: 'restart' });
+      steps.push(
+        roll < 0.985 ? { type: 'restart' } : { type: 'crash', afterMs: Math.floor(random.next() * 30) },
+      );
     }
   }
   return steps;
@@ -150,34 +160,62 @@ class SimulatedHost<Final> {
     return new SqliteDatabase({ path, checkpoints: 'inline', integrityCheck: 'off', clock: this.clock });
   })();
   readonly #store = new SqliteStore({ database: this.#database, clock: this.clock });
-  readonly #log: SqliteLog;
+  /** The log each runtime had, as a process has its own (its consumer groups are in memory). */
+  readonly #logs: SqliteLog[] = [];
   readonly #spec: SimulationSpec<Final>;
   readonly #seed: number;
   runtime!: Runtime;
+  #generation = 0;
+  /** A crash under way (it began in a timer), awaited before the next step. */
+  crashing: Promise<void> | undefined;
 
   constructor(spec: SimulationSpec<Final>, seed: number) {
     this.#spec = spec;
     this.#seed = seed;
-    this.#log = new SqliteLog(this.#database, {
-      clock: this.clock,
-      timers: this.clock,
-      random: seededRandom(seed ^ 0x10),
-      retentionCheckIntervalMs: null,
-    });
   }
 
-  async start(generation: number): Promise<void> {
-    this.runtime = createRuntime({
+  /** Starts the next runtime on the database; it serves once started. */
+  async start(): Promise<void> {
+    // Made in a write of its own: its schema check writes, and a crashed runtime may be writing.
+    const log = await this.#database.write(
+      () =>
+        new SqliteLog(this.#database, {
+          clock: this.clock,
+          timers: this.clock,
+          random: seededRandom((this.#seed ^ 0x10) + this.#generation),
+          retentionCheckIntervalMs: null,
+        }),
+    );
+    this.#logs.push(log);
+    const runtime = createRuntime({
       store: this.#store,
-      log: this.#log,
+      log,
       clock: this.clock,
       timers: this.clock,
-      random: seededRandom((this.#seed ^ 0x20) + generation),
+      random: seededRandom((this.#seed ^ 0x20) + this.#generation++),
       yield: () => Promise.resolve(),
       // Retention measures the file on a worker thread, in real time: not part of a pure run.
       retention: { enabled: false },
     }).register(...this.#spec.definitions);
-    await this.runtime.start();
+    await runtime.start();
+    this.runtime = runtime;
+  }
+
+  async restart(): Promise<void> {
+    await this.runtime.stop().catch(() => undefined);
+    await this.start();
+  }
+
+  /** Crashes the runtime `afterMs` from now (see the 'crash' step). */
+  crashAfter(afterMs: number): void {
+    this.clock.setTimeout(() => {
+      // Two crashes in one tick of the clock: the second is of the runtime the first started.
+      this.crashing = (this.crashing ?? Promise.resolve()).then(async () => {
+        const crashed = this.runtime;
+        await this.start();
+        await crashed.stop().catch(() => undefined);
+      });
+    }, afterMs);
   }
 
   /** Moves virtual time on in `stepMs` steps, letting the work each step wakes run. */
@@ -185,12 +223,22 @@ class SimulatedHost<Final> {
     for (let left = ms; left > 0; left -= stepMs) {
       this.clock.advance(Math.min(stepMs, left));
       await settle();
+      await this.#crashed();
     }
   }
 
+  /** Waits for a crash that began to end: the next runtime serves, the crashed one stopped. */
+  async #crashed(): Promise<void> {
+    const crashing = this.crashing;
+    if (crashing === undefined) return;
+    this.crashing = undefined;
+    await crashing;
+  }
+
   async close(): Promise<void> {
+    await this.#crashed();
     await this.runtime.stop().catch(() => undefined);
-    await this.#log.close();
+    for (const log of this.#logs) await log.close();
     await this.#store.close();
     this.#database.close();
     rmSync(this.#directory, { recursive: true, force: true });
@@ -205,15 +253,13 @@ export async function runSchedule<Final>(
 ): Promise<SimulationResult> {
   const host = new SimulatedHost(spec, seed);
   const history = new History(() => host.clock.now() - 1_700_000_000_000);
-  let generation = 0;
   try {
-    await host.start(generation);
+    await host.start();
     for (const step of steps) {
       if (step.type === 'advance') await host.advance(step.ms);
-      else if (step.type === 'restart') {
-        await host.runtime.stop().catch(() => undefined);
-        await host.start(++generation);
-      } else deliver(spec, host, history, step);
+      else if (step.type === 'restart') await host.restart();
+      else if (step.type === 'crash') host.crashAfter(step.afterMs);
+      else deliver(spec, host, history, step);
       await settle();
     }
     // Quiet: no new work, time moves on so retries, timers and subscriptions finish.
