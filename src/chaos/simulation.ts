@@ -13,7 +13,7 @@
 
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { createHash } from 'node:crypto';
-import { copyFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensureError } from '../errors.ts';
@@ -125,41 +125,69 @@ async function settle(turns = 4): Promise<void> {
 }
 
 /**
- * Where runs keep their database: memory-backed /dev/shm when the machine has it (a run's file
- * lives for a fraction of a second, and closing it on a disk costs more than the run), else the
+ * Where runs keep their databases: memory-backed /dev/shm when the machine has it, else the
  * temporary directory.
  */
 const scratch = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
 
 /**
- * A migrated, empty database file made once per process: each run starts from a copy, which
- * costs a file copy instead of creating the schema again (most of a short run's time).
+ * Databases of finished runs, emptied, which the next runs of this process (or thread) take:
+ * opening one costs more than most of a run (its connections each parse the schema, statements
+ * are prepared again, and its files are made and removed), and emptying it costs little. Each is
+ * as good as new for a run: every table is emptied (with the AUTOINCREMENT counters), so ids
+ * and row order start over as in a new file; its write health is back to ok after the emptying
+ * write; and its clock reads the clock of the run that holds it.
  */
-let template: string | undefined;
-function emptyDatabase(path: string): void {
-  if (template === undefined) {
-    const directory = mkdtempSync(join(scratch, 'meridian-simulation-template-'));
-    process.once('exit', () => rmSync(directory, { recursive: true, force: true }));
-    const path = join(directory, 'template.db');
-    const database = new SqliteDatabase({ path, checkpoints: 'inline' });
-    const store = new SqliteStore({ database });
-    void store.close();
-    database.close();
-    template = path;
+const idleDatabases: PooledDatabase[] = [];
+
+interface PooledDatabase {
+  readonly database: SqliteDatabase;
+  /** The clock of the run that holds it: what the database's clock reads. */
+  clock: ManualClock;
+}
+
+function takeDatabase(clock: ManualClock): PooledDatabase {
+  const idle = idleDatabases.pop();
+  if (idle !== undefined) {
+    idle.clock = clock;
+    return idle;
   }
-  copyFileSync(template, path);
+  const directory = mkdtempSync(join(scratch, 'meridian-simulation-'));
+  process.once('exit', () => rmSync(directory, { recursive: true, force: true }));
+  const pooled = { clock } as PooledDatabase & { database: SqliteDatabase };
+  const database = new SqliteDatabase({
+    path: join(directory, 'sim.db'),
+    checkpoints: 'inline',
+    // A new file: its integrity check would only cost time.
+    integrityCheck: 'off',
+    clock: { now: () => pooled.clock.now(), monotonicNow: () => pooled.clock.monotonicNow() },
+  });
+  return Object.assign(pooled, { database });
+}
+
+/** Empties the database of a finished run and gives it to the next. */
+async function giveBack(pooled: PooledDatabase): Promise<void> {
+  const { database } = pooled;
+  await database.write(() => {
+    const tables = database
+      .prepare(
+        "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name <> 'meridian_migrations'",
+      )
+      .all() as Array<{ name: string }>;
+    for (const { name } of tables) database.prepare(`DELETE FROM "${name}"`).run();
+    const counters = database
+      .prepare("SELECT count(*) AS n FROM sqlite_schema WHERE name = 'sqlite_sequence'")
+      .get() as { n: number };
+    if (counters.n > 0) database.prepare('DELETE FROM sqlite_sequence').run();
+  });
+  idleDatabases.push(pooled);
 }
 
 /** The simulated host: one database and log, and the runtime of the moment (replaced at a restart). */
 class SimulatedHost<Final> {
   readonly clock = new ManualClock(1_700_000_000_000);
-  readonly #directory = mkdtempSync(join(scratch, 'meridian-simulation-'));
-  readonly #database = (() => {
-    const path = join(this.#directory, 'sim.db');
-    emptyDatabase(path);
-    // A fresh copy of a database just made: its integrity check would only cost time.
-    return new SqliteDatabase({ path, checkpoints: 'inline', integrityCheck: 'off', clock: this.clock });
-  })();
+  readonly #pooled = takeDatabase(this.clock);
+  readonly #database = this.#pooled.database;
   readonly #store = new SqliteStore({ database: this.#database, clock: this.clock });
   /** The log each runtime had, as a process has its own (its consumer groups are in memory). */
   readonly #logs: SqliteLog[] = [];
@@ -241,8 +269,7 @@ class SimulatedHost<Final> {
     await this.runtime.stop().catch(() => undefined);
     for (const log of this.#logs) await log.close();
     await this.#store.close();
-    this.#database.close();
-    rmSync(this.#directory, { recursive: true, force: true });
+    await giveBack(this.#pooled);
   }
 }
 
