@@ -1,10 +1,10 @@
 /**
- * Simulation mode: the app's definitions hosted by the real runtime in this process, on a SQLite
- * file of its own, under a virtual clock (ManualClock), a seeded random source, a microtask
- * yield for the group commit and inline WAL checkpoints (no worker thread), driven by a schedule
- * drawn from the seed: operations delivered after virtual delays (so out of order), some
- * delivered twice, some whose answer is lost, the clock moved on, and the runtime stopped and
- * started again on the same database. Nothing in a run reads real time or real randomness, so a
+ * Simulation mode: the app's definitions hosted by the real runtime in this process, on an empty
+ * SQLite database of its own, under a virtual clock (ManualClock), a seeded random source, a
+ * microtask yield for the group commit and inline WAL checkpoints (no worker thread), driven by
+ * a schedule drawn from the seed: operations delivered after virtual delays (so out of order),
+ * some delivered twice, some whose answer is lost, the clock moved on, the runtime stopped and
+ * started again on the same database, and crashed (another runtime takes the database over). Nothing in a run reads real time or real randomness, so a
  * run is a pure function of its schedule: the same seed gives the same history, byte for byte.
  *
  * A failing schedule is shrunk by dropping steps while it still fails (delta debugging), so the
