@@ -1219,10 +1219,6 @@ export class SagaExecution {
 }
 
 /**
- * Runs one attempt of a step under its policy. The step sees the policy's signal, which follows
- * the attempt's own (deadline, drain) and also fires when the policy gives up on the call.
- */
-/**
  * Planted bug 'journal-before-effect' (tests only, src/planted-bugs.ts): the command's outcome,
  * worked out on a savepoint that is rolled back, so that its entry commits without its effect.
  */
@@ -1241,6 +1237,10 @@ async function outcomeWithoutEffect(scope: UnitScope, request: CommandRequest): 
   return outcome;
 }
 
+/**
+ * Runs one attempt of a step under its policy. The step sees the policy's signal, which follows
+ * the attempt's own (deadline, drain) and also fires when the policy gives up on the call.
+ */
 function underPolicy<T>(
   fn: (ctx: StepContext) => Promise<T> | T,
   ctx: StepContext,
