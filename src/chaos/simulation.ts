@@ -274,10 +274,10 @@ class SimulatedHost<Final> {
 }
 
 /**
- * The async context this module was loaded in. Every run starts from it: each database keeps
- * AsyncLocalStorages of its own, and a context that outlives a run keeps an entry for each of
- * them, so runs chained one after another in one context piled those entries up (a context
- * switch copies them all: a run cost twice as much after 1,000 runs as at first).
+ * The async context this module was loaded in. Every run starts from it: a run's store and group
+ * committers keep AsyncLocalStorages of their own, and a context that outlives a run keeps an
+ * entry for each of them, so runs chained one after another in one context piled those entries
+ * up (a context switch copies them all: a run cost twice as much after 1,000 runs as at first).
  */
 const loadedContext = AsyncLocalStorage.snapshot();
 
