@@ -126,6 +126,7 @@ export async function createCommerceApp(options: CommerceAppOptions): Promise<Co
   registerOrderFeed(gateway, {
     log: options.log,
     timers,
+    ...(options.clock === undefined ? {} : { clock: options.clock }),
     closing: closing.signal,
   });
   gateway.exposeRuntime(runtime);

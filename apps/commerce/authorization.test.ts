@@ -272,6 +272,28 @@ describe('commerce authorization matrix', () => {
     expect(await list('operator')).toContain('ada');
   });
 
+  it("pages a customer through its own orders: a page of one is the caller's next order, and no cursor names another's", async () => {
+    // ada's order was placed first, so the first order of all is hers: bob's first page of one
+    // must still be bob's own order, and its cursor his.
+    const all = (await shop.request('GET', '/orders?limit=1000', undefined, credentials.operator)).body
+      .orders as Array<{ orderId: string; customerId: string }>;
+    expect(all[0]!.customerId).toBe('ada');
+    const bobs = all.filter((order) => order.customerId === 'bob').map((order) => order.orderId);
+    expect(bobs.length).toBeGreaterThan(0);
+    const seen: string[] = [];
+    let after: string | null = null;
+    for (let page = 0; page <= bobs.length; page++) {
+      const query: string = after === null ? '' : `&after=${after}`;
+      const answer = await shop.request('GET', `/orders?limit=1${query}`, undefined, credentials.other);
+      const orders = answer.body.orders as Array<{ orderId: string; customerId: string }>;
+      seen.push(...orders.map((order) => order.orderId));
+      after = answer.body.next as string | null;
+      if (after === null) break;
+      expect(bobs, 'a cursor handed to bob names one of his orders').toContain(after);
+    }
+    expect(seen).toEqual(bobs);
+  });
+
   it("scopes Idempotency-Keys per principal: another customer's key is a new key, never their response or a 422", async () => {
     const body = { items: [{ sku: 'matrix-1', qty: 2 }] };
     const mine = await shop.request('POST', '/orders', body, {

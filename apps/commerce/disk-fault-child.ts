@@ -1,6 +1,8 @@
 // The commerce server for the disk-fault test, run on a small filesystem the test mounted: it
 // prints its URL and an operator token, the runtime's problems as they happen, and obeys
-// `fill` (write a file until the disk is full) and `free` (delete it) on stdin.
+// `fill` (write a file until the disk is full), `free` (delete it) and `abort` (turn the ext4
+// filesystem read-only as the kernel does on an I/O error: `mount -o remount,abort`) on stdin.
+import { spawnSync } from 'node:child_process';
 import { closeSync, openSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -44,6 +46,11 @@ for await (const line of createInterface({ input: process.stdin })) {
   if (line === 'free') {
     unlinkSync(filler);
     console.log(JSON.stringify({ freed: true }));
+  }
+  if (line === 'abort') {
+    // This process runs in the test's mount namespace, so it may remount the filesystem it runs on.
+    const aborted = spawnSync('mount', ['-o', 'remount,abort', dataDir], { encoding: 'utf8' });
+    console.log(JSON.stringify({ aborted: aborted.status === 0, error: aborted.stderr }));
   }
   if (line === 'stop') {
     await server.close();

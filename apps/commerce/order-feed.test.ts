@@ -1,7 +1,15 @@
 // GET /orders/events (Server-Sent Events of orders that ended) and POST /orders' backlog bound,
 // against a real server on a real port.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { formatCursor, parseCursor } from './order-feed.ts';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createGateway, developmentAuth } from '../../src/http/index.ts';
+import { systemTimers } from '../../src/index.ts';
+import { openSqliteLog } from '../../src/log/index.ts';
+import { ManualClock } from '../../src/testing/index.ts';
+import { Order } from './order.ts';
+import { formatCursor, parseCursor, registerOrderFeed } from './order-feed.ts';
 import { openTestCommerce, type TestCommerce } from './test-fixture.ts';
 
 interface FeedBlock {
@@ -244,5 +252,78 @@ describe('POST /orders beyond maxOrdersInProgress', () => {
     } finally {
       await shop.close();
     }
+  });
+});
+
+describe("the order feed's limits, on a gateway of its own", () => {
+  const cleanups: Array<() => Promise<void> | void> = [];
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  });
+
+  /** The feed alone on a gateway (its own log, clock and development tokens), listening. */
+  async function feed(limits: { maxStreams: number; maxStreamsPerPrincipal: number }) {
+    const directory = mkdtempSync(join(tmpdir(), 'meridian-feed-limits-'));
+    cleanups.push(() => rmSync(directory, { recursive: true, force: true }));
+    const log = openSqliteLog({ path: join(directory, 'feed.db') });
+    cleanups.push(() => log.close());
+    await log.createTopic(Order.eventsTopic, { partitions: 2 });
+    const clock = new ManualClock(Date.now());
+    const auth = developmentAuth(directory);
+    const gateway = await createGateway({
+      auth: { ...auth.auth, defaultCustomerScopes: ['orders:read'] },
+      clock,
+      defaultMetrics: false,
+    });
+    const closing = new AbortController();
+    registerOrderFeed(gateway, { log, timers: systemTimers, clock, closing: closing.signal, ...limits });
+    const url = await gateway.listen();
+    cleanups.push(async () => {
+      closing.abort();
+      await gateway.close();
+    });
+    const aborts: AbortController[] = [];
+    cleanups.push(() => {
+      for (const abort of aborts) abort.abort();
+    });
+    /** Opens the feed as `customer`; a stream that opened stays open until the test ends. */
+    const open = async (customer: string) => {
+      const abort = new AbortController();
+      aborts.push(abort);
+      const token = await auth.issue(customer, 'customer');
+      const response = await fetch(`${url}/orders/events`, {
+        headers: { authorization: `Bearer ${token}` },
+        signal: abort.signal,
+      });
+      const problem =
+        response.status === 200 ? undefined : ((await response.json()) as { type: string; detail: string });
+      return { status: response.status, retryAfter: response.headers.get('retry-after'), problem };
+    };
+    return { open, clock };
+  }
+
+  it('holds at most maxStreams open in total: beyond, 503 with Retry-After, whoever asks', async () => {
+    const { open } = await feed({ maxStreams: 2, maxStreamsPerPrincipal: 4 });
+    expect((await open('ada')).status).toBe(200);
+    expect((await open('bob')).status).toBe(200);
+    const refused = await open('carol');
+    expect(refused.status).toBe(503);
+    expect(refused.retryAfter).toBe('5');
+    expect(refused.problem).toMatchObject({ type: 'urn:meridian:problem:too-many-streams' });
+    expect(refused.problem!.detail).toContain('limit 2');
+  });
+
+  it('rate-limits opening streams per principal (each open may replay history): a burst of 10, then 1 a second', async () => {
+    const { open, clock } = await feed({ maxStreams: 100, maxStreamsPerPrincipal: 100 });
+    for (let i = 0; i < 10; i++) expect((await open('dan')).status).toBe(200);
+    const refused = await open('dan');
+    expect(refused.status).toBe(429);
+    expect(refused.problem).toMatchObject({ type: 'urn:meridian:problem:rate-limited' });
+    expect(Number(refused.retryAfter)).toBeGreaterThanOrEqual(1);
+    // Another principal has a bucket of its own; dan gets one more a second later.
+    expect((await open('eve')).status).toBe(200);
+    clock.advance(1000);
+    expect((await open('dan')).status).toBe(200);
+    expect((await open('dan')).status).toBe(429);
   });
 });

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import type { ServerResponse } from 'node:http';
 import { type Gateway, HttpProblem, type Principal, principalOf, Type } from '../../src/http/index.ts';
-import type { Timers } from '../../src/index.ts';
+import { type Clock, systemClock, type Timers } from '../../src/index.ts';
 import { decodeJson, type Log, type LogRecord } from '../../src/log/index.ts';
 import { tokenBucket } from '../../src/resilience/index.ts';
 import { Order, type OrderEvent } from './order.ts';
@@ -10,6 +10,8 @@ import { Order, type OrderEvent } from './order.ts';
 export interface OrderFeedDependencies {
   readonly log: Log;
   readonly timers: Timers;
+  /** The clock of the rate limit on opening streams. @default systemClock */
+  readonly clock?: Clock;
   /** Aborted when the app starts draining: open streams end, so they do not hold the drain up. */
   readonly closing: AbortSignal;
   /** A comment line this often keeps idle connections (and proxies) from timing out. @default 15000 */
@@ -107,7 +109,10 @@ export function registerOrderFeed(gateway: Gateway, deps: OrderFeedDependencies)
     access: { scopes: ['orders:read'] },
     // Opening a stream (and so replaying history from a cursor) is rate-limited per principal:
     // a reconnect loop cannot turn into a replay of the whole log many times a second.
-    rateLimit: { limiter: tokenBucket({ ratePerSecond: 1, burst: 10 }), per: 'client' },
+    rateLimit: {
+      limiter: tokenBucket({ ratePerSecond: 1, burst: 10, clock: deps.clock ?? systemClock }),
+      per: 'client',
+    },
     // A stream stays open for as long as its client watches: it would hold a shedder's permit
     // all that time. Its cost is per batch of events, not per connection.
     loadShedder: false,

@@ -202,28 +202,44 @@ function historyOf(progress: SagaProgress): HistoryEntry[] {
 export const maxOrdersScanned = 10_000;
 
 /**
- * A page of orders in id order (ids are time-ordered: oldest first), optionally of one status,
- * from the Order entities: `next` continues it. With a status, up to `maxOrdersScanned` orders
- * are read; a page may then hold fewer than `limit` orders with a `next` to go on from.
+ * A page of orders in id order (ids are time-ordered: oldest first), optionally of one status
+ * and of one customer, from the Order entities: `next` continues it. With a filter, up to
+ * `maxOrdersScanned` orders are read; a page may then hold fewer than `limit` orders with a
+ * `next` to go on from.
  */
 export async function listOrders(
   view: Pick<RuntimeView, 'list'>,
-  query: { status?: OrderStatus; limit: number; after?: string },
+  query: { status?: OrderStatus; customerId?: string; limit: number; after?: string },
 ): Promise<{ orders: OrderSummary[]; next: string | null }> {
   const orders: OrderSummary[] = [];
+  const filtered = query.status !== undefined || query.customerId !== undefined;
   let afterId = query.after;
   for (let scanned = 0; scanned < maxOrdersScanned; ) {
-    const pageSize = query.status === undefined ? query.limit - orders.length : 1000;
+    const pageSize = filtered ? 1000 : query.limit - orders.length;
     const page = await view.list(Order, { limit: pageSize, ...(afterId === undefined ? {} : { afterId }) });
     for (const order of page) {
       scanned++;
       afterId = order.id;
       // Orders the saga has not placed yet have no entity; every order here was placed.
       if (query.status !== undefined && orderStatusOf(order.state) !== query.status) continue;
+      if (query.customerId !== undefined && order.state.customerId !== query.customerId) continue;
       orders.push(orderSummary(order));
       if (orders.length === query.limit) return { orders, next: order.id };
     }
     if (page.length < pageSize) return { orders, next: null };
   }
-  return { orders, next: afterId ?? null };
+  return { orders, next: afterId === undefined ? null : resumeAfter(afterId, orders, query.customerId) };
+}
+
+/**
+ * Where a listing that read its bound without filling the page goes on. For one customer, not
+ * from the last order read, which may be another customer's (its id would be disclosed): from
+ * that order's millisecond (the time prefix of its id, which sorts before every id of that
+ * millisecond), or from the customer's own last order when it is of that millisecond too.
+ */
+function resumeAfter(lastRead: string, own: readonly OrderSummary[], customerId: string | undefined): string {
+  if (customerId === undefined) return lastRead;
+  const millisecond = lastRead.slice(0, 'ord-'.length + 12);
+  const lastOwn = own.at(-1)?.orderId;
+  return lastOwn?.startsWith(millisecond) ? lastOwn : millisecond;
 }

@@ -41,6 +41,52 @@ describe('simulated payment gateway', () => {
     expect(gateway.ledger.charges()).toHaveLength(1);
   });
 
+  it('refuses every route to a caller without its API key with 401, and serves the client that sends it', async () => {
+    const apiKey = 'k'.repeat(43);
+    const { url, gateway } = await started({ apiKey });
+    const requests: Array<[method: string, path: string, body?: unknown]> = [
+      ['POST', '/charges', { orderId: 'o-1', amount: 5, idempotencyKey: 'order:o-1:charge' }],
+      ['GET', '/charges'],
+      ['GET', '/charges?orderId=o-1'],
+      ['POST', '/refunds', { chargeId: 'ch_00000001', idempotencyKey: 'order:o-1:refund' }],
+      ['GET', '/refunds'],
+      ['GET', '/settings'],
+      ['PUT', '/settings', { failureRate: 1 }],
+    ];
+    // No credential, another key of the same length, and the right key without its scheme.
+    for (const authorization of [undefined, `Bearer ${'x'.repeat(43)}`, apiKey]) {
+      for (const [method, path, body] of requests) {
+        const response = await fetch(`${url}${path}`, {
+          method,
+          headers: {
+            ...(authorization === undefined ? {} : { authorization }),
+            ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+          },
+          ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        });
+        expect(response.status, `${method} ${path} with ${authorization?.slice(0, 8)}`).toBe(401);
+        expect(response.headers.get('www-authenticate')).toBe('Bearer realm="payments"');
+      }
+    }
+    expect(gateway.ledger.charges()).toEqual([]);
+    const anonymous = new PaymentGatewayClient({ baseUrl: url, timeoutMs: 2000 });
+    cleanups.push(() => anonymous.close());
+    await expect(
+      anonymous.charge({ orderId: 'o-1', amount: 5, idempotencyKey: 'order:o-1:charge' }),
+    ).rejects.toThrow(TerminalError);
+    const client = new PaymentGatewayClient({ baseUrl: url, timeoutMs: 2000, apiKey });
+    cleanups.push(() => client.close());
+    expect(
+      await client.charge({ orderId: 'o-1', amount: 5, idempotencyKey: 'order:o-1:charge' }),
+    ).toMatchObject({
+      status: 'charged',
+    });
+    expect(gateway.ledger.charges()).toHaveLength(1);
+    expect(() => createPaymentGateway({ apiKey: 'too-short' })).toThrow(
+      "'apiKey' must be 32 to 256 characters without spaces",
+    );
+  });
+
   it('refuses a key reused for another order or amount with a terminal error', async () => {
     const { client } = await started();
     await client.charge({ orderId: 'o-1', amount: 10, idempotencyKey: 'k' });

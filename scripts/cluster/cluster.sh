@@ -18,6 +18,10 @@
 #   cluster.sh pg-rebuild-standby makes the dead or demoted server a standby of the current primary
 #                                 again (pg_basebackup), and turns synchronous replication back on
 #   cluster.sh pg-primary         prints the port of the current primary
+#   cluster.sh netns-move node-N  restarts that node in a network namespace of its own, bridged to
+#                                 127.0.0.1 (root; socat, tc); netns-cut node-N then drops its
+#                                 PostgreSQL and Kafka packets while HTTP still flows, netns-heal
+#                                 node-N lets them through, netns-remove node-N brings it back
 #
 # Ports (environment): MERIDIAN_CLUSTER_HTTP_PORT (HAProxy, 18080; its stats page +1),
 # MERIDIAN_CLUSTER_NODE_BASE_PORT (18110: nodes on +1..+3), MERIDIAN_CLUSTER_PAYMENTS_PORT (18101),
@@ -244,10 +248,13 @@ start_node() { # n
   local n=$1 port=$((node_base_port + $1)) secret
   pid_of "node-$n" >/dev/null && return
   secret=$(auth_secret | cut -d' ' -f1)
+  # A node netns-move put in a namespace restarts there.
+  local inside=()
+  netns_active "$n" && inside=(ip netns exec "$(netns_name "$n")")
   MERIDIAN_PG_URL=$(pg_url) MERIDIAN_KAFKA_BROKERS=$kafka_brokers \
     MERIDIAN_PAYMENTS_URL="http://127.0.0.1:$payments_port" MERIDIAN_PAYMENTS_API_KEY=$(payments_key) \
     MERIDIAN_REDIS_URL="redis://127.0.0.1:$redis_port" MERIDIAN_AUTH_SECRET=$secret \
-    launch "node-$n" "$state_dir/node-$n.log" "$node_bin" "$project_dir/apps/commerce/cli/main.ts" node \
+    launch "node-$n" "$state_dir/node-$n.log" "${inside[@]}" "$node_bin" "$project_dir/apps/commerce/cli/main.ts" node \
     --port "$port" --node-id "node-$n" --replication-factor 3 --check-timeout-ms 30000 \
     ${MERIDIAN_CLUSTER_NODE_ARGS:-}
 }
@@ -405,6 +412,8 @@ cmd_stop() {
   local n side
   stop_pid haproxy
   for n in $(seq 1 9); do stop_pid "node-$n"; done
+  # Namespaces of netns-move (their bridges, veth pairs and filters), by name: none survives a stop.
+  for n in $(seq 1 9); do netns_down "$n"; done
   stop_pid payments
   stop_pid redis
   stop_pid pg-monitor
@@ -478,6 +487,124 @@ cmd_pg_restart() {
   rm -f "$state_dir/pg/maintenance"
 }
 
+# ---- a node in a network namespace (the node-partition fault) --------------------------------
+# netns-move node-N restarts node N, with the same settings, in a network namespace of its own,
+# joined to this one by a veth pair on 10.231.N.0/30 and socat bridges: inside, its dependencies'
+# ports on 127.0.0.1 lead over the veth to the real ones; outside, its HTTP port on 127.0.0.1 leads
+# to it, so HAProxy and clients see no change. netns-cut drops the PostgreSQL and Kafka packets on
+# the veth, both ways, silently (no reset, no ICMP: a partition, not a refusal; tc's mirred
+# redirects them to a veth left down), while its HTTP, Redis and payment traffic still flow;
+# netns-heal lets them through again; netns-remove brings the node back to this namespace.
+tc_bin=$(command -v tc || echo /usr/sbin/tc)
+netns_name() { echo "meridian-node-$1"; }
+netns_dir() { echo "$state_dir/netns/node-$1"; }
+netns_root_ip() { echo "10.231.$1.1"; }
+netns_ip() { echo "10.231.$1.2"; }
+netns_active() { [[ -f "$(netns_dir "$1")/active" ]]; }
+# What the node reaches (bridged), and what netns-cut cuts of it.
+cut_ports() { echo "$(pg_port a) $(pg_port b) 19092 19093 19094"; }
+dependency_ports() { echo "$(cut_ports) $redis_port $payments_port"; }
+
+netns_node() { # node-N: prints N
+  [[ ${1:-} =~ ^node-([1-9])$ ]] || die "takes node-1..node-$node_count: current value is '${1:-}'"
+  echo "${BASH_REMATCH[1]}"
+}
+
+netns_check() {
+  ((EUID == 0)) || die "network namespaces need root (ip netns add): run as root"
+  command -v socat >/dev/null || die "socat is not installed: apt-get install -y socat"
+  [[ -x $tc_bin ]] || die "tc is not installed: apt-get install -y iproute2"
+}
+
+bridge() { # name namespace('' for this one) listen-address port target-address
+  local name=$1 ns=$2 cmd=(socat "TCP-LISTEN:$4,bind=$3,reuseaddr,fork" "TCP:$5:$4")
+  [[ -z $ns ]] || cmd=(ip netns exec "$ns" "${cmd[@]}")
+  launch "$name" "$state_dir/netns/socat.log" "${cmd[@]}"
+}
+
+netns_up() { # n: the namespace, its veth pair and every bridge but the outside HTTP one
+  local n=$1 ns dir port
+  ns=$(netns_name "$n")
+  dir=$(netns_dir "$n")
+  mkdir -p "$dir"
+  ip netns add "$ns"
+  ip link add "mrd-node-$n" type veth peer name "mrd-node-$n-ns" netns "$ns"
+  ip addr add "$(netns_root_ip "$n")/30" dev "mrd-node-$n"
+  ip link set "mrd-node-$n" up
+  ip -n "$ns" addr add "$(netns_ip "$n")/30" dev "mrd-node-$n-ns"
+  ip -n "$ns" link set "mrd-node-$n-ns" up
+  ip -n "$ns" link set lo up
+  # Where netns-cut sends what it drops: a veth left down (this kernel has no drop action).
+  ip -n "$ns" link add mrd-hole type veth peer name mrd-hole-peer
+  for port in $(dependency_ports); do
+    bridge "netns/node-$n/out-$port" '' "$(netns_root_ip "$n")" "$port" 127.0.0.1
+    bridge "netns/node-$n/in-$port" "$ns" 127.0.0.1 "$port" "$(netns_root_ip "$n")"
+  done
+  bridge "netns/node-$n/http-in" "$ns" "$(netns_ip "$n")" $((node_base_port + n)) 127.0.0.1
+  touch "$dir/active"
+}
+
+netns_down() { # n: stops the bridges, deletes the namespace (its veth pair and filters with it)
+  local n=$1 file
+  for file in "$(netns_dir "$n")"/*.pid; do
+    [[ -f $file ]] || continue
+    file=${file#"$state_dir/"}
+    stop_pid "${file%.pid}"
+  done
+  ip netns del "$(netns_name "$n")" 2>/dev/null || true
+  ip link del "mrd-node-$n" 2>/dev/null || true
+  rm -rf "$(netns_dir "$n")"
+}
+
+cmd_netns_move() { # node-N
+  local n
+  n=$(netns_node "$1")
+  netns_check
+  netns_active "$n" && return
+  stop_pid "node-$n"
+  netns_down "$n"
+  netns_up "$n"
+  bridge "netns/node-$n/http-out" '' 127.0.0.1 $((node_base_port + n)) "$(netns_ip "$n")"
+  start_node "$n"
+  wait_for "node-$n in namespace $(netns_name "$n") (see $state_dir/node-$n.log)" \
+    http_ok "http://127.0.0.1:$((node_base_port + n))/readyz"
+  log "node-$n runs in network namespace $(netns_name "$n") ($(netns_ip "$n")), bridged to 127.0.0.1"
+}
+
+cmd_netns_cut() { # node-N
+  local n ns dev port
+  n=$(netns_node "$1")
+  netns_active "$n" || die "node-$n is not in a network namespace: 'cluster.sh netns-move node-$n' first"
+  ns=$(netns_name "$n")
+  dev=mrd-node-$n-ns
+  ip netns exec "$ns" "$tc_bin" qdisc del dev "$dev" clsact 2>/dev/null || true # a cut already there
+  ip netns exec "$ns" "$tc_bin" qdisc add dev "$dev" clsact
+  for port in $(cut_ports); do
+    ip netns exec "$ns" "$tc_bin" filter add dev "$dev" egress protocol ip prio 1 u32 \
+      match ip protocol 6 0xff match ip dport "$port" 0xffff action mirred egress redirect dev mrd-hole
+    ip netns exec "$ns" "$tc_bin" filter add dev "$dev" ingress protocol ip prio 1 u32 \
+      match ip protocol 6 0xff match ip sport "$port" 0xffff action mirred egress redirect dev mrd-hole
+  done
+  log "node-$n cut off PostgreSQL and Kafka (ports $(cut_ports)); its HTTP still answers"
+}
+
+cmd_netns_heal() { # node-N
+  local n
+  n=$(netns_node "$1")
+  netns_active "$n" || return 0
+  ip netns exec "$(netns_name "$n")" "$tc_bin" qdisc del dev "mrd-node-$n-ns" clsact 2>/dev/null || true
+  log "node-$n reaches PostgreSQL and Kafka again"
+}
+
+cmd_netns_remove() { # node-N: back to this namespace, restarted
+  local n
+  n=$(netns_node "$1")
+  stop_pid "node-$n"
+  netns_down "$n"
+  start_node "$n"
+  wait_for "node-$n (see $state_dir/node-$n.log)" http_ok "http://127.0.0.1:$((node_base_port + n))/readyz"
+}
+
 case ${1:-} in
 start) cmd_start ;;
 stop) cmd_stop ;;
@@ -494,8 +621,12 @@ pg-restart) cmd_pg_restart ;;
 pg-rebuild-standby) cmd_pg_rebuild_standby ;;
 pg-primary) pg_port "$(primary)" ;;
 pg-monitor) cmd_pg_monitor ;;
+netns-move) cmd_netns_move "${2:-}" ;;
+netns-cut) cmd_netns_cut "${2:-}" ;;
+netns-heal) cmd_netns_heal "${2:-}" ;;
+netns-remove) cmd_netns_remove "${2:-}" ;;
 *)
- sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'
+ sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'
   exit 2
   ;;
 esac

@@ -158,3 +158,59 @@ export default defineApp({ name: 'watched', definitions: [], routes(gateway) {
     }
   }, 60_000);
 });
+
+describe('meridian dev --auth off', () => {
+  it('says loudly that every caller is an operator, prints no token, and serves operator routes to anyone', async () => {
+    const file = join(
+      directory,
+      module(
+        'open.ts',
+        `import { defineApp } from ${JSON.stringify(meridian)};
+export default defineApp({ name: 'open', definitions: [], routes(gateway) {
+  gateway.route({ method: 'GET', url: '/secret', handler: async () => ({ secret: 42 }) });
+} });`,
+      ),
+    );
+    const child = spawn(
+      process.execPath,
+      [
+        resolve(import.meta.dirname, 'main.ts'),
+        'dev',
+        file,
+        '--auth',
+        'off',
+        '--port',
+        '0',
+        '--data-dir',
+        join(directory, 'open'),
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let output = '';
+    child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const exited = new Promise<number | null>((done) => child.once('exit', done));
+    try {
+      const url = await new Promise<string>((done, fail) => {
+        const timer = setTimeout(() => fail(new Error(`no banner within 20 s:\n${output}`)), 20_000);
+        child.stdout!.on('data', (chunk: Buffer) => {
+          output += chunk.toString();
+          const match = /App 'open' listening on (http:\/\/\S+)/.exec(output);
+          if (match === null) return;
+          clearTimeout(timer);
+          done(match[1]!);
+        });
+      });
+      // The route is operator-only (no access given): with auth off, anyone is that operator.
+      expect(await (await fetch(`${url}/secret`)).json()).toEqual({ secret: 42 });
+      child.kill('SIGTERM');
+      expect(await exited).toBe(0);
+      expect(output).toContain(
+        'meridian dev: WARNING: --auth off: every caller is an operator; anyone who reaches the port can do anything',
+      );
+      expect(output).not.toContain('export TOKEN=');
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+      await exited;
+    }
+  }, 60_000);
+});

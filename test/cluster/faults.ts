@@ -1,6 +1,7 @@
 // Faults on the local commerce cluster (scripts/cluster/cluster.sh): a seeded open-loop load of
 // orders through HAProxy, one fault injected on real processes mid-load (SIGKILL, restarts,
-// PostgreSQL failover, a slow or failing payment gateway), then the commerce invariants checked
+// PostgreSQL failover, a node cut off by a network namespace, a slow or failing payment gateway),
+// then the commerce invariants checked
 // from the outside, through the HTTP contract. `test/cluster/faults.test.ts` runs a reduced set
 // (CI); `bench/commerce-faults.ts` runs them all and prints the report.
 
@@ -16,6 +17,7 @@ import {
   fetchOrders,
 } from '../../apps/commerce/invariants.ts';
 import { seededRandom } from '../../src/testing/index.ts';
+import { partitionFault } from './partition-fault.ts';
 
 const run = promisify(execFile);
 const script = resolve(import.meta.dirname, '../../scripts/cluster/cluster.sh');
@@ -25,6 +27,10 @@ export interface Cluster {
   readonly url: string;
   /** Each node's own URL (a retry sent straight to another node). */
   readonly nodeUrls: readonly string[];
+  /** HAProxy's stats page. */
+  readonly statsUrl: string;
+  /** The cluster's state directory (the nodes' logs). */
+  readonly stateDir: string;
   readonly headers: Readonly<Record<string, string>>;
   /** Runs `cluster.sh <args>` (kill, restart, pg-restart, ...). */
   sh(...args: string[]): Promise<string>;
@@ -49,19 +55,35 @@ export async function startCluster(timeoutMs = 300_000): Promise<Cluster> {
   return {
     url,
     nodeUrls: [1, 2, 3].map((n) => `http://127.0.0.1:${base + n}`),
+    statsUrl: `http://127.0.0.1:${Number(new URL(url).port) + 1}`,
+    stateDir: process.env.MERIDIAN_CLUSTER_DIR ?? resolve(import.meta.dirname, '../../.meridian-cluster'),
     headers: { authorization: `Bearer ${env.MERIDIAN_TOKEN}` },
     sh,
     startedHere,
   };
 }
 
+/** What a fault watched for itself: lines for the report, and what should have held and did not. */
+export interface FaultFindings {
+  readonly notes: readonly string[];
+  readonly violations: readonly string[];
+}
+
 export interface Fault {
   readonly name: string;
+  /** Why it cannot run on this machine (not root, a tool missing), or undefined when it can. */
+  unavailable?(): Promise<string | undefined>;
+  /** Sets the stage before the load, once every node is ready (moves a node into a namespace). */
+  prepare?(cluster: Cluster): Promise<void>;
   /** Injected `faultAtS` seconds into the load. */
   inject(cluster: Cluster): Promise<void>;
   /** Undoes it `healAfterS` later (restarts what was killed); awaited before the audit. */
   heal?(cluster: Cluster): Promise<void>;
   readonly healAfterS?: number;
+  /** What it observed, asked after the heal and the retries. */
+  findings?(): Promise<FaultFindings>;
+  /** Undoes `prepare` after the audit, whether the run succeeded or not. */
+  cleanup?(cluster: Cluster): Promise<void>;
 }
 
 export interface FaultRunOptions {
@@ -95,6 +117,8 @@ export interface FaultReport {
   /** Failed attempts by HTTP status, 'timeout' or 'connection'. */
   readonly failures: Readonly<Record<string, number>>;
   readonly violations: readonly string[];
+  /** What the fault observed of itself (see Fault.findings). */
+  readonly notes: readonly string[];
 }
 
 const skuCount = 4;
@@ -262,12 +286,22 @@ async function settledOrders(cluster: Cluster, ids: ReadonlySet<string>, timeout
   );
 }
 
-/** Runs one fault under load and audits the result. */
+/** Runs one fault under load and audits the result; what `prepare` set up is undone in any case. */
 export async function runFault(
   cluster: Cluster,
   fault: Fault,
   options: FaultRunOptions,
 ): Promise<FaultReport> {
+  try {
+    await fault.prepare?.(cluster);
+    await awaitAllNodesUp(cluster);
+    return await runPrepared(cluster, fault, options);
+  } finally {
+    await fault.cleanup?.(cluster);
+  }
+}
+
+async function runPrepared(cluster: Cluster, fault: Fault, options: FaultRunOptions): Promise<FaultReport> {
   const prefix = `${fault.name}-${options.seed}-${Date.now().toString(36)}`;
   const skus = Array.from({ length: skuCount }, (_, index) => `${prefix}-sku-${index}`);
   // Less stock than the load asks for: some orders must be cancelled, and none may oversell.
@@ -312,6 +346,8 @@ export async function runFault(
   const ids = new Set(
     [...load.keys.values()].flatMap((entry) => (entry.orderId === undefined ? [] : [entry.orderId])),
   );
+  const found = (await fault.findings?.()) ?? { notes: [], violations: [] };
+  violations.push(...found.violations);
   const orders = await settledOrders(cluster, ids, options.settleTimeoutMs ?? 90_000);
   const report = await audit(cluster, skus, stockPerSku, ids, orders, violations);
   return {
@@ -325,6 +361,7 @@ export async function runFault(
     ...windows(load.attempts, options),
     afterFaultS: options.durationS - options.faultAtS,
     violations,
+    notes: found.notes,
   };
 }
 
@@ -359,18 +396,38 @@ async function audit(
     initialStock: Object.fromEntries(skus.map((sku) => [sku, stockPerSku])),
   });
   violations.push(...report.violations);
-  // Each confirmation notified once.
-  for (const order of mine.filter((o) => o.status === 'confirmed')) {
-    const answer = await call(`${cluster.url}/notifications?orderId=${order.orderId}`, {
+  // Each confirmation notified once. Notifications follow the confirmation through a
+  // subscription (after a fault, once its partitions have moved): one not sent yet is looked for
+  // again, for a bounded time, before it counts as missing; a second one is a violation at once.
+  const notified = async (orderId: string) => {
+    const answer = await call(`${cluster.url}/notifications?orderId=${orderId}`, {
       headers: { ...cluster.headers },
     });
     const sent = (answer.body as { kind: string }[] | undefined) ?? [];
-    const confirmations = sent.filter((n) => n.kind === 'order-confirmed').length;
-    if (confirmations !== 1)
-      violations.push(`order ${order.orderId} was notified ${confirmations} times of its confirmation`);
+    return sent.filter((n) => n.kind === 'order-confirmed').length;
+  };
+  let pending = mine.filter((o) => o.status === 'confirmed').map((o) => o.orderId);
+  const deadline = Date.now() + notificationWaitMs;
+  for (;;) {
+    const missing: string[] = [];
+    for (const orderId of pending) {
+      const confirmations = await notified(orderId);
+      if (confirmations === 0) missing.push(orderId);
+      else if (confirmations > 1)
+        violations.push(`order ${orderId} was notified ${confirmations} times of its confirmation`);
+    }
+    pending = missing;
+    if (pending.length === 0 || Date.now() > deadline) break;
+    await sleep(500);
+  }
+  for (const orderId of pending) {
+    violations.push(`order ${orderId} was not notified of its confirmation within ${notificationWaitMs} ms`);
   }
   return report;
 }
+
+/** How long the audit waits for a confirmed order's notification before it counts as missing. */
+const notificationWaitMs = 30_000;
 
 /** Waits (bounded) until HAProxy has every node in rotation again. */
 export async function awaitAllNodesUp(cluster: Cluster, timeoutMs = 120_000): Promise<void> {
@@ -426,6 +483,7 @@ export const faults: Record<string, Fault> = {
     healAfterS: 10,
     heal: (cluster) => cluster.sh('pg-rebuild-standby').then(() => undefined),
   },
+  'node-partition': partitionFault(3, 15),
   'pg-restart': { name: 'pg-restart', inject: (cluster) => cluster.sh('pg-restart').then(() => undefined) },
   'redis-restart': { name: 'redis-restart', inject: kill('redis'), healAfterS: 3, heal: restart('redis') },
   'slow-gateway': {
@@ -454,5 +512,6 @@ export function formatReport(report: FaultReport): string {
     report.violations.length === 0
       ? 'invariants hold'
       : `VIOLATIONS ${report.violations.length}: ${report.violations.slice(0, 3).join('; ')}`,
+    ...report.notes,
   ].join('  ');
 }

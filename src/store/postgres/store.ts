@@ -236,6 +236,13 @@ export class PostgresStore implements Store {
       }
       await begun;
       if (connection.failure !== undefined) throw abortedError(connection.failure);
+      if (readOnly) {
+        // A read has nothing to commit: its COMMIT only ends the snapshot. Not awaited: the
+        // connection goes back to the pool at once, and pipelined, whatever its next transaction
+        // sends runs after this COMMIT (a failure of it is that transaction's lost connection).
+        connection.control(() => client.query('COMMIT')).catch(() => undefined);
+        return result;
+      }
       committing = true;
       const commit = await connection.control(() => client.query('COMMIT'));
       // COMMIT of a transaction PostgreSQL had aborted answers ROLLBACK instead of failing: by a
@@ -246,7 +253,7 @@ export class PostgresStore implements Store {
       if (commit.command !== 'COMMIT') {
         throw new ConflictError(`PostgreSQL rolled the transaction back at COMMIT (${commit.command})`);
       }
-      if (!readOnly) this.#writeHealth.succeeded();
+      this.#writeHealth.succeeded();
       return result;
     } catch (error) {
       if (!readOnly) this.#writeHealth.failed(error);
