@@ -25,6 +25,27 @@ export const plantedBugs = {
    * handler again instead of getting the stored response. (src/store/idempotency-rule.ts)
    */
   'idempotency-forgotten': 'a completed Idempotency-Key taken over as if new',
+  /**
+   * A subscription handles the records behind one whose handler failed (in the same partition of
+   * the same batch) instead of holding them back with it: when the partition rewinds to the
+   * failed record for its retry, they are read and applied a second time.
+   * (src/runtime/subscription-runner.ts)
+   */
+  'applied-twice':
+    'a consumed record applied twice (the records behind a failed one handled before its retry)',
+  /**
+   * A saga's step (a command sent to an entity) journals its result in one transaction and
+   * applies the command in the next: a crash in between leaves the step journaled as done
+   * without its effect, and the saga's replay trusts the journal and never applies it.
+   * (src/runtime/saga-execution.ts)
+   */
+  'journal-before-effect': "a saga step's result journaled before its effect",
+  /**
+   * The embedded shape's ownership fence is skipped: a runtime whose database another runtime
+   * opened since (its process paused, then resumed; or a crash the other took over from) goes on
+   * committing. (src/runtime/embedded.ts)
+   */
+  'unfenced-write': 'a write without the ownership fence',
 } as const;
 
 export type PlantedBug = keyof typeof plantedBugs;

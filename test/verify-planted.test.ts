@@ -5,6 +5,14 @@
 // - offsets-apart (the subscription runner commits its offsets in a later transaction than the
 //   effects): found by simulation of the ledger, whose statement subscription then copies a
 //   deposit twice after a restart;
+// - applied-twice (the records behind a failed one handled before its retry): found by simulation
+//   of the ledger, whose statement subscription then copies a deposit again at the rewind;
+// - unfenced-write (the embedded owner fence skipped): found by simulation of the ledger, where a
+//   crashed runtime's writes, no longer refused, copy deposits onto the statement beside the
+//   runtime that took over;
+// - journal-before-effect (a saga step's entry committed before its command): found by
+//   simulation of the ledger, where a crash between the two leaves a transfer credited but
+//   never withdrawn;
 // - idempotency-forgotten (a completed Idempotency-Key taken over as new): found by a short
 //   real-process run of the ledger, whose duplicated deliveries then deposit twice; --shrink
 //   cuts its fault schedule down to those duplicated deliveries alone.
@@ -59,6 +67,53 @@ describe('verify catches bugs planted in core', () => {
     );
     expect(healthy.code, JSON.stringify(healthy.report.failure)).toBe(0);
   }, 200_000);
+
+  // Each found within 1,000 seeds, named, replayed to the same history; the same seeds pass without it.
+  it.each([
+    {
+      bug: 'applied-twice',
+      invariant: 'statement-matches-ledger',
+      message: /is on its statement \d+ times but applied 1 times/,
+    },
+    {
+      bug: 'unfenced-write',
+      invariant: 'statement-matches-ledger',
+      message: /is on its statement \d+ times but applied 1 times/,
+    },
+    {
+      bug: 'journal-before-effect',
+      invariant: 'transfer-all-or-nothing',
+      message: /^transfer t\d+-\d+ was withdrawn 0 times and credited 1 times$/,
+    },
+  ])(
+    '$bug: simulation finds it within 1,000 seeds as $invariant, and the replay repeats it',
+    async ({ bug, invariant, message }) => {
+      const planted = await verify<SimulationReport>(
+        `NODE_ENV=test MERIDIAN_PLANTED_BUG=${bug} meridian verify test/verify/ledger.spec.ts --simulate --seed 1 --seeds 1000`,
+      );
+      expect(planted.code, planted.stderr).toBe(1);
+      const failure = planted.report.failure!;
+      const named = failure.violations.filter((violation) => violation.invariant === invariant);
+      expect(named.length, JSON.stringify(failure.violations)).toBeGreaterThan(0);
+      expect(named[0]!.message).toMatch(message);
+      expect(planted.report.shrunk!.violations.map((violation) => violation.invariant)).toContain(invariant);
+      expect(planted.report.replay).toBe(
+        `NODE_ENV=test MERIDIAN_PLANTED_BUG=${bug} MERIDIAN_VERIFY_TEST_BUG='' meridian verify test/verify/ledger.spec.ts --simulate --seed ${failure.seed} --seeds 1`,
+      );
+
+      const replayed = await verify<SimulationReport>(
+        planted.report.replay.replace(" MERIDIAN_VERIFY_TEST_BUG=''", ''),
+      );
+      expect(replayed.code, replayed.stderr).toBe(1);
+      expect(replayed.report.failure!.historyHash).toBe(failure.historyHash);
+
+      const healthy = await verify<SimulationReport>(
+        `meridian verify test/verify/ledger.spec.ts --simulate --seed 1 --seeds ${planted.report.runs + 30}`,
+      );
+      expect(healthy.code, JSON.stringify(healthy.report.failure)).toBe(0);
+    },
+    200_000,
+  );
 
   it('idempotency-forgotten: a short real-process run finds deposits applied twice, shrinks its faults to the duplicated deliveries, and the shrunk replay finds them again', async () => {
     const command =

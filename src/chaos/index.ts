@@ -51,6 +51,7 @@ export {
   simulateSeeds,
 } from './simulation.ts';
 export { formatSimulation, isSimulationSpec } from './simulation-report.ts';
+export { simulateSeedsOnThreads } from './simulation-threads.ts';
 export {
   type AppHandle,
   type DependencyMode,

@@ -16,6 +16,8 @@ export function isSimulationSpec(value: unknown): value is SimulationSpec<unknow
 function describeStep(step: SimulationStep): string {
   if (step.type === 'advance') return `advance the clock ${step.ms} ms`;
   if (step.type === 'restart') return 'stop the runtime and start it again on the same database';
+  if (step.type === 'crash')
+    return `crash after ${step.afterMs} ms: a new runtime takes the database over (fencing the old one), then the old one stops`;
   return `worker ${step.worker}: ${step.request.kind}${step.request.key === undefined ? '' : ` ${step.request.key}`} ${JSON.stringify(step.request.input ?? null)} delivered after ${step.delayMs} ms${step.duplicateAfterMs === undefined ? '' : `, again after ${step.duplicateAfterMs} ms`}${step.loseAnswer ? ', answer lost' : ''}`;
 }
 

@@ -1,18 +1,19 @@
 /**
- * Simulation mode: the app's definitions hosted by the real runtime in this process, on a SQLite
- * file of its own, under a virtual clock (ManualClock), a seeded random source, a microtask
- * yield for the group commit and inline WAL checkpoints (no worker thread), driven by a schedule
- * drawn from the seed: operations delivered after virtual delays (so out of order), some
- * delivered twice, some whose answer is lost, the clock moved on, and the runtime stopped and
- * started again on the same database. Nothing in a run reads real time or real randomness, so a
+ * Simulation mode: the app's definitions hosted by the real runtime in this process, on an empty
+ * SQLite database of its own, under a virtual clock (ManualClock), a seeded random source, a
+ * microtask yield for the group commit and inline WAL checkpoints (no worker thread), driven by
+ * a schedule drawn from the seed: operations delivered after virtual delays (so out of order),
+ * some delivered twice, some whose answer is lost, the clock moved on, the runtime stopped and
+ * started again on the same database, and crashed (another runtime takes the database over). Nothing in a run reads real time or real randomness, so a
  * run is a pure function of its schedule: the same seed gives the same history, byte for byte.
  *
  * A failing schedule is shrunk by dropping steps while it still fails (delta debugging), so the
  * report shows a short schedule that breaks the invariant.
  */
 
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { createHash } from 'node:crypto';
-import { copyFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensureError } from '../errors.ts';
@@ -61,7 +62,15 @@ export type SimulationStep =
       readonly loseAnswer: boolean;
     }
   | { readonly type: 'advance'; readonly ms: number }
-  | { readonly type: 'restart' };
+  /** The runtime stopped (it finishes what it has in hand) and started again. */
+  | { readonly type: 'restart' }
+  /**
+   * The runtime's process dies `afterMs` of virtual time from now, in the middle of whatever the
+   * operations delivered by then are doing: a new runtime takes the database over at once, which
+   * fences the old one (every write it still tries is refused, as if it never happened), then the
+   * old one is stopped. What it committed stays; what it had not committed is lost.
+   */
+  | { readonly type: 'crash'; readonly afterMs: number };
 
 export interface SimulationResult {
   readonly seed: number;
@@ -73,7 +82,7 @@ export interface SimulationResult {
   readonly passed: boolean;
 }
 
-/** The schedule a seed stands for: operations, clock moves and restarts, with the network's faults. */
+/** The schedule a seed stands for: operations, clock moves, restarts and crashes, with the network's faults. */
 export function drawSimulation(spec: SimulationSpec<unknown>, seed: number): SimulationStep[] {
   const random = seededRandom(seed);
   const steps: SimulationStep[] = [];
@@ -97,7 +106,9 @@ export function drawSimulation(spec: SimulationSpec<unknown>, seed: number): Sim
     } else if (roll < 0.97) {
       steps.push({ type: 'advance', ms: 1 + Math.floor(random.next() * 30) });
     } else {
-      steps.push({ type: 'restart' });
+      steps.push(
+        roll < 0.985 ? { type: 'restart' } : { type: 'crash', afterMs: Math.floor(random.next() * 30) },
+      );
     }
   }
   return steps;
@@ -114,70 +125,126 @@ async function settle(turns = 4): Promise<void> {
 }
 
 /**
- * Where runs keep their database: memory-backed /dev/shm when the machine has it (a run's file
- * lives for a fraction of a second, and closing it on a disk costs more than the run), else the
+ * Where runs keep their databases: memory-backed /dev/shm when the machine has it, else the
  * temporary directory.
  */
 const scratch = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
 
 /**
- * A migrated, empty database file made once per process: each run starts from a copy, which
- * costs a file copy instead of creating the schema again (most of a short run's time).
+ * Databases of finished runs, emptied, which the next runs of this process (or thread) take:
+ * opening one costs more than most of a run (its connections each parse the schema, statements
+ * are prepared again, and its files are made and removed), and emptying it costs little. Each is
+ * as good as new for a run: every table is emptied (with the AUTOINCREMENT counters), so ids
+ * and row order start over as in a new file; its write health is back to ok after the emptying
+ * write; and its clock reads the clock of the run that holds it.
  */
-let template: string | undefined;
-function emptyDatabase(path: string): void {
-  if (template === undefined) {
-    const directory = mkdtempSync(join(scratch, 'meridian-simulation-template-'));
-    process.once('exit', () => rmSync(directory, { recursive: true, force: true }));
-    const path = join(directory, 'template.db');
-    const database = new SqliteDatabase({ path, checkpoints: 'inline' });
-    const store = new SqliteStore({ database });
-    void store.close();
-    database.close();
-    template = path;
+const idleDatabases: PooledDatabase[] = [];
+
+interface PooledDatabase {
+  readonly database: SqliteDatabase;
+  /** The clock of the run that holds it: what the database's clock reads. */
+  clock: ManualClock;
+}
+
+function takeDatabase(clock: ManualClock): PooledDatabase {
+  const idle = idleDatabases.pop();
+  if (idle !== undefined) {
+    idle.clock = clock;
+    return idle;
   }
-  copyFileSync(template, path);
+  const directory = mkdtempSync(join(scratch, 'meridian-simulation-'));
+  process.once('exit', () => rmSync(directory, { recursive: true, force: true }));
+  const pooled = { clock } as PooledDatabase & { database: SqliteDatabase };
+  const database = new SqliteDatabase({
+    path: join(directory, 'sim.db'),
+    checkpoints: 'inline',
+    // A new file: its integrity check would only cost time.
+    integrityCheck: 'off',
+    clock: { now: () => pooled.clock.now(), monotonicNow: () => pooled.clock.monotonicNow() },
+  });
+  return Object.assign(pooled, { database });
+}
+
+/** Empties the database of a finished run and gives it to the next. */
+async function giveBack(pooled: PooledDatabase): Promise<void> {
+  const { database } = pooled;
+  await database.write(() => {
+    const tables = database
+      .prepare(
+        "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name <> 'meridian_migrations'",
+      )
+      .all() as Array<{ name: string }>;
+    for (const { name } of tables) database.prepare(`DELETE FROM "${name}"`).run();
+    const counters = database
+      .prepare("SELECT count(*) AS n FROM sqlite_schema WHERE name = 'sqlite_sequence'")
+      .get() as { n: number };
+    if (counters.n > 0) database.prepare('DELETE FROM sqlite_sequence').run();
+  });
+  idleDatabases.push(pooled);
 }
 
 /** The simulated host: one database and log, and the runtime of the moment (replaced at a restart). */
 class SimulatedHost<Final> {
   readonly clock = new ManualClock(1_700_000_000_000);
-  readonly #directory = mkdtempSync(join(scratch, 'meridian-simulation-'));
-  readonly #database = (() => {
-    const path = join(this.#directory, 'sim.db');
-    emptyDatabase(path);
-    // A fresh copy of a database just made: its integrity check would only cost time.
-    return new SqliteDatabase({ path, checkpoints: 'inline', integrityCheck: 'off', clock: this.clock });
-  })();
+  readonly #pooled = takeDatabase(this.clock);
+  readonly #database = this.#pooled.database;
   readonly #store = new SqliteStore({ database: this.#database, clock: this.clock });
-  readonly #log: SqliteLog;
+  /** The log each runtime had, as a process has its own (its consumer groups are in memory). */
+  readonly #logs: SqliteLog[] = [];
   readonly #spec: SimulationSpec<Final>;
   readonly #seed: number;
   runtime!: Runtime;
+  #generation = 0;
+  /** A crash under way (it began in a timer), awaited before the next step. */
+  crashing: Promise<void> | undefined;
 
   constructor(spec: SimulationSpec<Final>, seed: number) {
     this.#spec = spec;
     this.#seed = seed;
-    this.#log = new SqliteLog(this.#database, {
-      clock: this.clock,
-      timers: this.clock,
-      random: seededRandom(seed ^ 0x10),
-      retentionCheckIntervalMs: null,
-    });
   }
 
-  async start(generation: number): Promise<void> {
-    this.runtime = createRuntime({
+  /** Starts the next runtime on the database; it serves once started. */
+  async start(): Promise<void> {
+    // Made in a write of its own: its schema check writes, and a crashed runtime may be writing.
+    const log = await this.#database.write(
+      () =>
+        new SqliteLog(this.#database, {
+          clock: this.clock,
+          timers: this.clock,
+          random: seededRandom((this.#seed ^ 0x10) + this.#generation),
+          retentionCheckIntervalMs: null,
+        }),
+    );
+    this.#logs.push(log);
+    const runtime = createRuntime({
       store: this.#store,
-      log: this.#log,
+      log,
       clock: this.clock,
       timers: this.clock,
-      random: seededRandom((this.#seed ^ 0x20) + generation),
+      random: seededRandom((this.#seed ^ 0x20) + this.#generation++),
       yield: () => Promise.resolve(),
       // Retention measures the file on a worker thread, in real time: not part of a pure run.
       retention: { enabled: false },
     }).register(...this.#spec.definitions);
-    await this.runtime.start();
+    await runtime.start();
+    this.runtime = runtime;
+  }
+
+  async restart(): Promise<void> {
+    await this.runtime.stop().catch(() => undefined);
+    await this.start();
+  }
+
+  /** Crashes the runtime `afterMs` from now (see the 'crash' step). */
+  crashAfter(afterMs: number): void {
+    this.clock.setTimeout(() => {
+      // Two crashes in one tick of the clock: the second is of the runtime the first started.
+      this.crashing = (this.crashing ?? Promise.resolve()).then(async () => {
+        const crashed = this.runtime;
+        await this.start();
+        await crashed.stop().catch(() => undefined);
+      });
+    }, afterMs);
   }
 
   /** Moves virtual time on in `stepMs` steps, letting the work each step wakes run. */
@@ -185,35 +252,58 @@ class SimulatedHost<Final> {
     for (let left = ms; left > 0; left -= stepMs) {
       this.clock.advance(Math.min(stepMs, left));
       await settle();
+      await this.#crashed();
     }
   }
 
+  /** Waits for a crash that began to end: the next runtime serves, the crashed one stopped. */
+  async #crashed(): Promise<void> {
+    const crashing = this.crashing;
+    if (crashing === undefined) return;
+    this.crashing = undefined;
+    await crashing;
+  }
+
   async close(): Promise<void> {
+    await this.#crashed();
     await this.runtime.stop().catch(() => undefined);
-    await this.#log.close();
+    for (const log of this.#logs) await log.close();
     await this.#store.close();
-    this.#database.close();
-    rmSync(this.#directory, { recursive: true, force: true });
+    await giveBack(this.#pooled);
   }
 }
 
+/**
+ * The async context this module was loaded in. Every run starts from it: a run's store and group
+ * committers keep AsyncLocalStorages of their own, and a context that outlives a run keeps an
+ * entry for each of them, so runs chained one after another in one context piled those entries
+ * up (a context switch copies them all: a run cost twice as much after 1,000 runs as at first).
+ */
+const loadedContext = AsyncLocalStorage.snapshot();
+
 /** Runs a given schedule (a seed's, or a shrunk one) and checks the history it makes. */
-export async function runSchedule<Final>(
+export function runSchedule<Final>(
+  spec: SimulationSpec<Final>,
+  seed: number,
+  steps: readonly SimulationStep[],
+): Promise<SimulationResult> {
+  return loadedContext(() => runScheduleHere(spec, seed, steps));
+}
+
+async function runScheduleHere<Final>(
   spec: SimulationSpec<Final>,
   seed: number,
   steps: readonly SimulationStep[],
 ): Promise<SimulationResult> {
   const host = new SimulatedHost(spec, seed);
   const history = new History(() => host.clock.now() - 1_700_000_000_000);
-  let generation = 0;
   try {
-    await host.start(generation);
+    await host.start();
     for (const step of steps) {
       if (step.type === 'advance') await host.advance(step.ms);
-      else if (step.type === 'restart') {
-        await host.runtime.stop().catch(() => undefined);
-        await host.start(++generation);
-      } else deliver(spec, host, history, step);
+      else if (step.type === 'restart') await host.restart();
+      else if (step.type === 'crash') host.crashAfter(step.afterMs);
+      else deliver(spec, host, history, step);
       await settle();
     }
     // Quiet: no new work, time moves on so retries, timers and subscriptions finish.

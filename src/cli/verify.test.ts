@@ -2,7 +2,7 @@
 // (exit 2) for bad values, a missing file, a module that is no spec, and a spec without a
 // simulation asked to simulate.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { defineVerifySpec } from '../chaos/index.ts';
@@ -32,6 +32,10 @@ describe('meridian verify options', () => {
       durationMs: 20_000,
     });
     expect(parseVerifyOptions(['s.ts', '--simulate', '--seeds', '50'])).toMatchObject({ simulateSeeds: 50 });
+    expect(parseVerifyOptions(['s.ts', '--simulate', '--threads', '3'])).toMatchObject({ threads: 3 });
+    expect(parseVerifyOptions(['s.ts', '--simulate'])).toMatchObject({
+      threads: Math.min(availableParallelism(), 64),
+    });
     expect(parseVerifyOptions(['s.ts', '--seed', '1', '--faults', '2,0', '--shrink', '90s'])).toMatchObject({
       faults: [0, 2],
       shrinkMs: 90_000,
@@ -46,6 +50,8 @@ describe('meridian verify options', () => {
     [['s.ts', '--duration', '2h'], "'--duration' must be a time between 1s and 1h"],
     [['s.ts', '--seed=-1'], "'--seed' must be an integer in [0, 4294967295]: current value is '-1'"],
     [['s.ts', '--seeds', '5'], "'--seeds' goes with '--simulate'"],
+    [['s.ts', '--threads', '2'], "'--threads' goes with '--simulate'"],
+    [['s.ts', '--simulate', '--threads', '0'], "'--threads' must be an integer in [1, 64]"],
     [['s.ts', '--simulate', '--duration', '5s'], "'--simulate' runs seeds, not a duration"],
     [['s.ts', '--faults', '1,x'], "'--faults' must be 'none' or distinct fault indexes"],
     [['s.ts', '--faults', '1,1'], "'--faults' must be 'none' or distinct fault indexes"],

@@ -2,6 +2,7 @@
 // seed, records the history of its operations, checks it, and prints a report with the command
 // that replays the run (docs/verify.md).
 import { existsSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import {
@@ -14,7 +15,7 @@ import {
   runVerify,
   type SimulationSpec,
   shrinkRun,
-  simulateSeeds,
+  simulateSeedsOnThreads,
   type VerifyOptions,
   type VerifyReport,
   type VerifySpec,
@@ -23,7 +24,7 @@ import { ensureError, ValidationError } from '../errors.ts';
 import { type CommandOutput, consoleOutput, integer, parseCommand } from './args.ts';
 
 export const VERIFY_USAGE = `Usage: meridian verify <spec> [--seed <n>] [--duration <time>] [--faults <list>] [--shrink <time>] [--json]
-       meridian verify <spec> --simulate [--seed <n>] [--seeds <count>] [--json]
+       meridian verify <spec> --simulate [--seed <n>] [--seeds <count>] [--threads <n>] [--json]
 
 Runs the app a verification spec describes (a module whose default export is
 defineVerifySpec({...}), from 'meridian/chaos') as real processes for --duration, under faults
@@ -35,7 +36,8 @@ violations with the operations involved, and the command that replays the run.
 
 With --simulate it runs the spec's simulation instead (its module's 'simulation' export): the
 app's definitions in this process under a virtual clock, seeds --seed.. --seed+--seeds-1, each
-a pure function of its seed; the first failing seed is shrunk to a short schedule.
+a pure function of its seed, spread over worker threads; the first failing seed is shrunk to a
+short schedule.
 
 Options:
   --seed <n>          the seed of the workload and the fault schedule, 0..4294967295
@@ -51,6 +53,8 @@ Options:
   --out <dir>         where history.jsonl and report.json go (default a new temporary directory)
   --simulate          run the deterministic simulation instead of real processes
   --seeds <count>     seeds to simulate, 1..1000000 (default 1000)
+  --threads <n>       worker threads the seeds are spread over, 1..64 (default: the cores
+                      this process may use; one per 100 seeds at most; 1 runs them here)
 
 Exit status: 0 every invariant holds, 1 a violation was found, 2 bad arguments or spec.`;
 
@@ -59,6 +63,8 @@ export interface VerifyCommandOptions {
   seed: number;
   /** Seeds to simulate; undefined: a real-process run. */
   simulateSeeds?: number;
+  /** Worker threads the simulated seeds are spread over. */
+  threads?: number;
   durationMs: number;
   json: boolean;
   out?: string;
@@ -107,6 +113,7 @@ export function parseVerifyOptions(argv: string[], random = Math.random): Verify
       out: { type: 'string' },
       simulate: { type: 'boolean' },
       seeds: { type: 'string' },
+      threads: { type: 'string' },
       faults: { type: 'string' },
       shrink: { type: 'string' },
     },
@@ -119,8 +126,10 @@ export function parseVerifyOptions(argv: string[], random = Math.random): Verify
       'meridian verify needs a spec module: meridian verify apps/commerce/verify.spec.ts',
     );
   }
-  const { seed, duration, json, out, simulate, seeds, faults, shrink } = parsed.values;
+  const { seed, duration, json, out, simulate, seeds, threads, faults, shrink } = parsed.values;
   if (simulate !== true && seeds !== undefined) throw new ValidationError(`'--seeds' goes with '--simulate'`);
+  if (simulate !== true && threads !== undefined)
+    throw new ValidationError(`'--threads' goes with '--simulate'`);
   if (
     simulate === true &&
     (duration !== undefined || out !== undefined || faults !== undefined || shrink !== undefined)
@@ -132,7 +141,13 @@ export function parseVerifyOptions(argv: string[], random = Math.random): Verify
   return {
     specPath,
     ...(simulate === true
-      ? { simulateSeeds: seeds === undefined ? 1000 : integer('--seeds', seeds, 1, 1_000_000) }
+      ? {
+          simulateSeeds: seeds === undefined ? 1000 : integer('--seeds', seeds, 1, 1_000_000),
+          threads:
+            threads === undefined
+              ? Math.min(availableParallelism(), 64)
+              : integer('--threads', threads, 1, 64),
+        }
       : {}),
     seed:
       seed === undefined ? Math.floor(random() * 4_294_967_296) : integer('--seed', seed, 0, 4_294_967_295),
@@ -247,7 +262,13 @@ async function runSimulation(
   output: CommandOutput,
 ): Promise<number> {
   const startedMs = performance.now();
-  const result = await simulateSeeds(spec, options.seed, seeds);
+  const result = await simulateSeedsOnThreads(
+    spec,
+    resolve(options.specPath),
+    options.seed,
+    seeds,
+    options.threads ?? 1,
+  );
   const elapsedMs = Math.round(performance.now() - startedMs);
   const replay = `${replayEnvironment(spec.replayEnv)
     .map((word) => `${word} `)

@@ -1,5 +1,6 @@
 import { ValidationError } from '../errors.ts';
 import type { Consumer, Log, LogRecord, ProducerRecord } from '../log/types.ts';
+import { plantedBug } from '../planted-bugs.ts';
 import type { Store, StoreTransaction } from '../store/types.ts';
 import type { Clock } from '../time.ts';
 import type { CommitPath, UnitScope } from './commit-path.ts';
@@ -76,7 +77,9 @@ export class EmbeddedCommitPath implements CommitPath {
   transaction<T>(fn: (scope: UnitScope) => Promise<T>): Promise<T> {
     return this.#store.transaction(async (tx) => {
       const owner = await tx.entities.get(ownerType, ownerId);
-      if (this.#epoch === 0 || owner?.version !== this.#epoch) {
+      // Planted bug (tests only, src/planted-bugs.ts): a superseded runtime goes on writing.
+      const fenced = plantedBug !== 'unfenced-write' && (this.#epoch === 0 || owner?.version !== this.#epoch);
+      if (fenced) {
         throw new FencedError(
           `This runtime's ownership (epoch ${this.#epoch}) was taken over (epoch ${owner?.version ?? 0}): another runtime opened the same database`,
           { details: { epoch: this.#epoch, currentEpoch: owner?.version ?? 0 } },

@@ -1,5 +1,6 @@
 import { assert } from '../assert.ts';
 import { ClosedError, ensureError, isTerminalError, ValidationError } from '../errors.ts';
+import { plantedBug } from '../planted-bugs.ts';
 import type { Policy } from '../resilience/index.ts';
 import { integerOption } from '../resilience/options.ts';
 import { type RetryStrategy, toRetryStrategy } from '../resilience/retry.ts';
@@ -27,7 +28,7 @@ import type {
   StepOptions,
 } from './definitions.ts';
 import { type Effects, truncateMessage } from './effects.ts';
-import { applyCommand, headers } from './entity-command.ts';
+import { applyCommand, type CommandOutcome, type CommandRequest, headers } from './entity-command.ts';
 import { NonDeterminismError, SagaCancelledError, StepFailedError, StepTimeoutError } from './errors.ts';
 import type { SubmitOptions, Yield } from './group-commit.ts';
 import type { RuntimeMeasurement } from './meter.ts';
@@ -912,14 +913,15 @@ export class SagaExecution {
   ): Promise<JournalEntry | Error> {
     return this.#calls.append<JournalEntry | Error>(call, name, async (sequence, tagged) => {
       const nowMs = this.#effects.clock.now();
+      const request: CommandRequest = { ...send, traceparent, nowMs, random: this.#effects.random };
+      // Planted bug (tests only, src/planted-bugs.ts): the step's entry commits first, without
+      // the command's effect, which commits in a unit of its own after it.
+      const journalFirst = plantedBug === 'journal-before-effect' && kind === 'step';
       const outcome = await this.#commit(
         async (scope) => {
-          const applied = await applyCommand(scope, {
-            ...send,
-            traceparent,
-            nowMs,
-            random: this.#effects.random,
-          });
+          const applied = journalFirst
+            ? await outcomeWithoutEffect(scope, request)
+            : await applyCommand(scope, request);
           if (!applied.ok && kind === 'compensation') return applied.error;
           const entry = sendEntry(
             this.id,
@@ -934,6 +936,8 @@ export class SagaExecution {
         },
         { reads: [{ entity: send.entity.name, id: send.id }] },
       );
+      if (journalFirst && !(outcome instanceof Error) && outcome.status === 'completed')
+        await this.#commit((scope) => applyCommand(scope, request));
       return outcome instanceof Error
         ? { entry: undefined, value: outcome }
         : { entry: outcome, value: outcome };
@@ -1212,6 +1216,25 @@ export class SagaExecution {
     }
     return undefined;
   }
+}
+
+/**
+ * Planted bug 'journal-before-effect' (tests only, src/planted-bugs.ts): the command's outcome,
+ * worked out on a savepoint that is rolled back, so that its entry commits without its effect.
+ */
+async function outcomeWithoutEffect(scope: UnitScope, request: CommandRequest): Promise<CommandOutcome> {
+  const rollback = new Error('the planted bug rolls the command back');
+  let outcome: CommandOutcome | undefined;
+  try {
+    await scope.isolate(async (inner) => {
+      outcome = await applyCommand(inner, request);
+      throw rollback;
+    });
+  } catch (error) {
+    if (error !== rollback) throw error;
+  }
+  assert(outcome !== undefined, 'the command ran before its savepoint rolled back');
+  return outcome;
 }
 
 /**
