@@ -126,8 +126,13 @@ describe('verify catches bugs planted in core', () => {
     expect(duplicated.length).toBeGreaterThan(0);
     const times = Number(duplicated[0]!.message.match(/^effect d\d+-\d+ exists (\d+) times/)![1]);
     expect(times).toBeGreaterThanOrEqual(2);
-    // The operations involved: a deposit and its duplicated deliveries, each acknowledged.
-    expect(duplicated[0]!.details.map((operation) => operation.status)).toEqual(new Array(times).fill('ok'));
+    // The operations involved: a deposit and its duplicated deliveries.
+    // Acknowledged ('ok'); on a loaded machine one of them may have timed out at the client
+    // ('info': its outcome unknown to it), which the check counts too (a run at load 10 saw [ok, info, ok]).
+    const statuses = duplicated[0]!.details.map((operation) => operation.status);
+    expect(statuses.length).toBeGreaterThanOrEqual(times);
+    expect(statuses.every((status) => status === 'ok' || status === 'info')).toBe(true);
+    expect(statuses).toContain('ok');
     expect(planted.report.replay).toBe(
       `${command.split(' meridian')[0]} MERIDIAN_VERIFY_TEST_BUG='' meridian verify test/verify/ledger.spec.ts --seed 5 --duration 3s`,
     );
