@@ -68,12 +68,13 @@ export async function startMarketsNode(options: MarketsNodeOptions): Promise<Run
     options.redisUrl === undefined ? undefined : await sharedCache(options.redisUrl, options.schema);
   const latest = latestWindowCache(store, shared);
   let job: PartitionedStreamJob | undefined;
+  let feed: ClosedWindowsFeed | undefined;
   const api = createMarketsApi({
     store,
     log,
     latest,
     topics: names,
-    jobStatus: () => nodeStatus(options.node, log, names, job),
+    jobStatus: () => nodeStatus(options.node, log, names, job, feed),
   });
   // Each partition's job reads that partition alone: no other partition to wait for when idle.
   const source = marketsDataflow({
@@ -98,7 +99,7 @@ export async function startMarketsNode(options: MarketsNodeOptions): Promise<Run
     onError: ({ partition, error }) =>
       options.onError?.(`partition ${partition}: ${(error as Error).message}`.slice(0, 500)),
   });
-  const feed = followClosedWindows(log, names, options.node, api);
+  feed = followClosedWindows(log, names, options.node, api);
   const generator =
     (options.ratePerSecond ?? 0) > 0
       ? await startGenerator(log, names, {
@@ -115,7 +116,7 @@ export async function startMarketsNode(options: MarketsNodeOptions): Promise<Run
     async stop() {
       generator?.stop();
       await api.close();
-      await feed.stop();
+      await feed?.stop();
       await job.stop();
       latest.close();
       await shared?.close();
@@ -140,20 +141,29 @@ async function sharedCache(url: string, schema: string): Promise<SharedCache & {
   };
 }
 
-/** GET /markets/job on a node: its partitions' metrics and lag, and whether its live feed is following. */
+/**
+ * GET /markets/job on a node: its partitions' metrics and lag, and how many partitions of the
+ * closed windows its live feed follows (all of them once its consumer joined).
+ */
 async function nodeStatus(
   node: string,
   log: Log,
   names: MarketsTopics,
   job: PartitionedStreamJob | undefined,
+  feed: ClosedWindowsFeed | undefined,
 ): Promise<unknown> {
-  if (job === undefined) return { node, starting: true };
+  if (job === undefined || feed === undefined) return { node, starting: true };
   const partitions: Record<string, unknown> = {};
   for (const [partition, metrics] of job.metrics()) {
     const { end } = await log.offsets(names.trades, partition);
     partitions[partition] = { ...metrics, lag: Math.max(0, end - metrics.positions[0]!) };
   }
-  return { node, partitions };
+  return { node, partitions, feedPartitions: feed.partitions() };
+}
+
+interface ClosedWindowsFeed {
+  partitions(): number;
+  stop(): Promise<void>;
 }
 
 /**
@@ -166,7 +176,7 @@ function followClosedWindows(
   names: MarketsTopics,
   node: string,
   api: MarketsApi,
-): { stop(): Promise<void> } {
+): ClosedWindowsFeed {
   const consumer: Consumer = log.consumer({
     group: `markets-feed-${node}-${randomUUID()}`,
     topics: [names.windows],
@@ -186,6 +196,7 @@ function followClosedWindows(
     }
   })();
   return {
+    partitions: () => consumer.assignment().length,
     async stop() {
       abort.abort();
       await following;
