@@ -229,23 +229,22 @@ if (import.meta.main) {
       process.exit(2);
     }
   }
-  const number = (name: 'port' | 'rate' | 'seed' | 'symbols' | 'session-timeout-ms') =>
-    values[name] === undefined ? undefined : Number(values[name]);
+  const { integer } = await import('./demo.ts');
   const running = await startMarketsNode({
     brokers: values.brokers!,
     pgUrl: values.pg!,
     schema: values.schema!,
     node: values.node!,
     topicPrefix: values['topic-prefix'] ?? '',
-    port: number('port') ?? 0,
-    ratePerSecond: number('rate') ?? 0,
+    port: integer('port', values.port, 0, 0, 65_535),
+    ratePerSecond: integer('rate', values.rate, 0, 0, 200_000),
+    seed: integer('seed', values.seed, 42, 0, 2 ** 31),
+    symbols: integer('symbols', values.symbols, 50, 1, 5000),
     ...(values.redis === undefined ? {} : { redisUrl: values.redis }),
-    ...(values.seed === undefined ? {} : { seed: number('seed')! }),
-    ...(values.symbols === undefined ? {} : { symbols: number('symbols')! }),
     ...(values.group === undefined ? {} : { group: values.group }),
     ...(values['session-timeout-ms'] === undefined
       ? {}
-      : { sessionTimeoutMs: number('session-timeout-ms')! }),
+      : { sessionTimeoutMs: integer('session-timeout-ms', values['session-timeout-ms'], 0, 1000, 300_000) }),
     relay: values['no-relay'] !== true,
     onCommit: (partition, position) => process.stdout.write(`committed ${partition} ${position}\n`),
     onError: (message) => process.stderr.write(`markets cluster node: ${message}\n`),
