@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { EntityRecord } from '../store/types.ts';
 import { EntityCache, EntityOverlay, entityCacheKey } from './entity-cache.ts';
+import { prefetchEntities } from './fenced-transaction.ts';
 
 const record = (id: string, version: number, state: unknown = { v: version }): EntityRecord =>
   ({ type: 'T', id, state, version, updatedAt: 7 }) as EntityRecord;
@@ -51,5 +52,40 @@ describe('EntityCache', () => {
       entityCacheKey('T', 'a'),
       entityCacheKey('T', 'b'),
     ]);
+  });
+
+  it('reading ahead loads only what neither the overlay nor the cache holds, for owned partitions', async () => {
+    const cache = new EntityCache(10);
+    const overlay = new EntityOverlay();
+    // Partition = the id's last character: '1' is owned (epoch 1), '9' is not.
+    const ownership = {
+      partitionOf: (id: string) => Number(id.at(-1)),
+      epochOf: (partition: number) => (partition === 1 ? 1 : undefined),
+    };
+    const asked: string[][] = [];
+    const store = {
+      getMany: async (_type: string, ids: readonly string[]) => {
+        asked.push([...ids]);
+        return new Map([[ids[0]!, record(ids[0]!, 1)]]);
+      },
+    };
+    const keyed = (id: string) => entityCacheKey('T', id);
+    cache.apply(overlayOf(['cached1', record('cached1', 2)]), () => 1);
+    overlay.set(keyed('written1'), { record: record('written1', 4), partition: 1 });
+    const cached = { cache, overlay, clock: { now: () => 0 } } as never;
+    await prefetchEntities(store, ownership, cached, 'T', [
+      'cached1',
+      'written1',
+      'new1',
+      'gone1',
+      'theirs9',
+    ]);
+    expect(asked).toEqual([['new1', 'gone1']]);
+    expect(overlay.get(keyed('new1'))?.record?.id).toBe('new1');
+    expect(overlay.get(keyed('gone1'))).toEqual({ record: null, partition: 1 });
+    expect(overlay.get(keyed('theirs9'))).toBeUndefined();
+    // All known now: nothing more is read.
+    await prefetchEntities(store, ownership, cached, 'T', ['cached1', 'written1', 'new1', 'gone1']);
+    expect(asked).toHaveLength(1);
   });
 });

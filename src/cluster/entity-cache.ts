@@ -82,6 +82,12 @@ export class EntityCache {
     return { record: entry.text === null ? null : parseEntry(key, entry) };
   }
 
+  /** True when `key` is cached under `epoch` (as `get` would find it), without reading it. */
+  has(key: string, epoch: number): boolean {
+    const entry = this.#entries.get(key);
+    return entry !== undefined && entry.epoch === epoch;
+  }
+
   /** Remembers what a committed transaction read or wrote; `epochOf` gives each partition's epoch. */
   apply(overlay: EntityOverlay, epochOf: (partition: number) => number | undefined): void {
     if (this.#maxEntries === 0) return;

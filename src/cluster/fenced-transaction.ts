@@ -97,6 +97,35 @@ function cachedEntities(store: EntityStore, ownership: Ownership, cached: Cached
   };
 }
 
+/**
+ * Reads ahead, into the transaction's overlay, the entities of `type` among `ids` in owned
+ * partitions that neither the overlay nor the cache knows, in one statement of `store` (the
+ * transaction's own, unfenced). Known ones are left alone: nothing is parsed or copied for them
+ * until a unit reads them.
+ */
+export async function prefetchEntities(
+  store: Pick<EntityStore, 'getMany'>,
+  ownership: Pick<Ownership, 'epochOf' | 'partitionOf'>,
+  cached: CachedEntities,
+  type: string,
+  ids: readonly string[],
+): Promise<void> {
+  const { cache, overlay } = cached;
+  const missing = ids.filter((id) => {
+    const epoch = ownership.epochOf(ownership.partitionOf(id));
+    const key = entityCacheKey(type, id);
+    return epoch !== undefined && overlay.get(key) === undefined && !cache.has(key, epoch);
+  });
+  if (missing.length === 0) return;
+  const read = await store.getMany(type, missing);
+  for (const id of missing) {
+    overlay.set(entityCacheKey(type, id), {
+      record: read.get(id) ?? null,
+      partition: ownership.partitionOf(id),
+    });
+  }
+}
+
 /** A record whose state the caller may change without changing the cached one. */
 function copy(record: EntityRecord): EntityRecord {
   return { ...record, state: structuredClone(record.state) };

@@ -1,8 +1,8 @@
 import { EntityCache, EntityOverlay } from '../cluster/entity-cache.ts';
-import { fencedTransaction } from '../cluster/fenced-transaction.ts';
+import { type CachedEntities, fencedTransaction, prefetchEntities } from '../cluster/fenced-transaction.ts';
 import type { Ownership } from '../cluster/ownership.ts';
 import { messageIdOf } from '../cluster/relay.ts';
-import { ValidationError } from '../errors.ts';
+import { isMeridianError, ValidationError } from '../errors.ts';
 import type { Consumer, Log, LogRecord, ProducerRecord } from '../log/types.ts';
 import { integerOption } from '../resilience/options.ts';
 import { storeLimits } from '../store/limits.ts';
@@ -53,17 +53,28 @@ function newState(overlay: EntityOverlay | undefined): TransactionState {
 const maxRowsPerAdd = 1000;
 
 /**
- * Reads `reads` through the transaction's cached entity store, one statement per type and
- * thousand ids. A type or id the store refuses is left to the unit that names it, which then
+ * Reads `reads` the cache does not hold into the transaction's overlay, one statement per type
+ * and thousand ids. A type or id the store refuses is left to the unit that names it, which then
  * fails alone (the refusal comes before any statement, so the transaction is intact).
  */
-async function prefetchEntities(tx: StoreTransaction, reads: readonly EntityRead[]): Promise<void> {
+async function readAhead(
+  tx: StoreTransaction,
+  ownership: Ownership,
+  cached: CachedEntities,
+  reads: readonly EntityRead[],
+): Promise<void> {
   const byType = Map.groupBy(reads, (read) => read.entity);
   for (const [type, typed] of byType) {
     const ids = [...new Set(typed.map((read) => read.id))];
     for (let from = 0; from < ids.length; from += storeLimits.maxPageSize) {
       try {
-        await tx.entities.getMany(type, ids.slice(from, from + storeLimits.maxPageSize));
+        await prefetchEntities(
+          tx.entities,
+          ownership,
+          cached,
+          type,
+          ids.slice(from, from + storeLimits.maxPageSize),
+        );
       } catch (error) {
         if (!(error instanceof ValidationError)) throw error;
       }
@@ -79,9 +90,10 @@ async function prefetchEntities(tx: StoreTransaction, reads: readonly EntityRead
  * skipped.
  *
  * Fencing: every write names a work partition (the partition of the entity or saga id it is
- * for). Just before COMMIT the transaction reads those partitions' epochs FOR SHARE and compares
- * them with the ones this node claimed; a difference is a FencedError and nothing commits. So a
- * node that lost a partition — however late it finds out — never writes for it again.
+ * for). Just before COMMIT the transaction checks in PostgreSQL, FOR SHARE, that those
+ * partitions' epochs are the ones this node claimed; a difference aborts it there, and is a
+ * FencedError: nothing commits. So a node that lost a partition — however late it finds out —
+ * never writes for it again.
  */
 export class ClusterCommitPath implements CommitPath {
   readonly shape = 'cluster' as const;
@@ -118,12 +130,14 @@ export class ClusterCommitPath implements CommitPath {
     // The cache serves batched transactions only: their unbatched retry reads the store.
     const state = newState(batched && this.#entities !== undefined ? new EntityOverlay() : undefined);
     let result: T;
+    let fencing: Promise<void> | undefined;
     try {
       result = await this.#store.transaction(
         async (tx) => {
           const value = await fn(this.#scope(tx, state));
           await this.#addOutbox(tx, state.outgoing);
-          await this.#fence(tx, state.written);
+          fencing = this.#fence(tx, state.written);
+          fencing.catch(() => undefined);
           return value;
         },
         { batchWrites: batched },
@@ -131,6 +145,12 @@ export class ClusterCommitPath implements CommitPath {
     } catch (error) {
       // Whatever it wrote may or may not have committed (a lost COMMIT): forget everything.
       this.#entities?.clear();
+      const fenced = await fencing?.then(
+        () => undefined,
+        (failure: unknown) => failure,
+      );
+      if (isMeridianError(fenced) && fenced.code === 'FENCED')
+        throw await this.#fencedError(state.written, fenced);
       throw error;
     }
     if (state.overlay !== undefined) {
@@ -143,13 +163,55 @@ export class ClusterCommitPath implements CommitPath {
     return result;
   }
 
-  async #fence(tx: StoreTransaction, written: ReadonlySet<number>): Promise<void> {
-    const stale = await this.#ownership.stale(tx, written);
-    if (stale.length === 0) return;
-    const list = stale.map((entry) => entry.partition);
-    throw new FencedError(
-      `Node '${this.#ownership.node}' no longer owns work partition(s) ${list.slice(0, 10).join(', ')}: another node claimed them (epoch ${stale[0]!.held} held, ${stale[0]!.current} stored); nothing of this transaction was written`,
-      { details: { node: this.#ownership.node, partitions: list, stale: stale.slice(0, 10) } },
+  /**
+   * The fence: the epochs of the partitions `written` must still be the ones this node claimed.
+   * One not held any more fails the unit at once. Otherwise the check is issued and not awaited:
+   * it travels with the transaction's deferred writes, and PostgreSQL aborts the transaction
+   * itself when an epoch moved (its FOR SHARE locks make a concurrent claim wait), so COMMIT can
+   * only roll back after it. That saves a round trip per transaction.
+   */
+  #fence(tx: StoreTransaction, written: ReadonlySet<number>): Promise<void> {
+    const held = new Map<number, number>();
+    for (const partition of written) {
+      const epoch = this.#ownership.epochOf(partition);
+      if (epoch === undefined) {
+        throw new FencedError(
+          `Node '${this.#ownership.node}' no longer owns work partition ${partition}: nothing of this transaction was written`,
+          { details: { node: this.#ownership.node, partitions: [partition] } },
+        );
+      }
+      held.set(partition, epoch);
+    }
+    return tx.partitions.requireEpochs(held);
+  }
+
+  /** The FencedError of a transaction the fence refused, naming the epochs held and stored now. */
+  async #fencedError(written: ReadonlySet<number>, cause: unknown): Promise<FencedError> {
+    const list = [...written];
+    const stored = await this.#store
+      .read(
+        async (tx) => new Map((await tx.partitions.list()).map((claim) => [claim.partition, claim.epoch])),
+      )
+      .catch(() => new Map<number, number>());
+    const stale = list
+      .map((partition) => ({
+        partition,
+        held: this.#ownership.epochOf(partition) ?? 0,
+        current: stored.get(partition) ?? 0,
+      }))
+      .filter((entry) => entry.held !== entry.current);
+    const first = stale[0];
+    return new FencedError(
+      `Node '${this.#ownership.node}' no longer owns work partition(s) ${
+        stale
+          .map((entry) => entry.partition)
+          .slice(0, 10)
+          .join(', ') || list.slice(0, 10).join(', ')
+      }: another node claimed them${first === undefined ? '' : ` (epoch ${first.held} held, ${first.current} stored)`}; nothing of this transaction was written`,
+      {
+        cause,
+        details: { node: this.#ownership.node, partitions: list.slice(0, 10), stale: stale.slice(0, 10) },
+      },
     );
   }
 
@@ -175,15 +237,20 @@ export class ClusterCommitPath implements CommitPath {
         raw.inbox.markApplied(group, messageIdOf(record), this.#clock.now()),
       commitConsumed: async (consumer: Consumer, records: readonly LogRecord[]) => {
         if (records.length === 0) return;
-        // After the commit: a record redelivered before the offset moves is skipped by its inbox row.
-        state.afterCommit.push(() => consumer.commit(records).catch(() => undefined));
+        // After the commit, and not awaited: a record redelivered before the offset moves is
+        // skipped by its inbox row, so the group commit (and every unit in it) need not wait a
+        // Kafka round trip for the offsets.
+        state.afterCommit.push(async () => {
+          consumer.commit(records).catch(() => undefined);
+        });
       },
       fence: (partition: number) => {
         this.#ownership.requireOwned(partition, `partition ${partition}`);
         state.written.add(partition);
       },
       // Only with the cache: the reads land in the transaction's overlay, where the units find them.
-      prefetch: (reads) => (cached === undefined ? Promise.resolve() : prefetchEntities(tx, reads)),
+      prefetch: (reads) =>
+        cached === undefined ? Promise.resolve() : readAhead(raw, this.#ownership, cached, reads),
       isolate: async <T>(fn: (scope: UnitScope) => Promise<T>) => {
         const own = newState(state.overlay === undefined ? undefined : new EntityOverlay(state.overlay));
         const value = await this.#store.transaction((inner) => fn(this.#scope(inner, own)));

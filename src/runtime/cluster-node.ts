@@ -27,18 +27,28 @@ export const repliesChannel = 'meridian_replies';
 /** The inbox consumer name of work requests. */
 const workInbox = '$meridian.work';
 /**
- * How often a waiter looks in the store in case a notification was missed: notifications wake
- * waiters at once, and a dropped listener connection wakes them all on reconnect, so this is only
- * the last safety net (it was 250 ms per waiter, which cost several reads per routed saga).
+ * When a waiter first looks in the store in case a notification was missed; each later look
+ * waits twice as long, up to `safetyPollMaxMs`. Notifications wake waiters at once, and a dropped
+ * listener connection wakes them all on reconnect, so this is only the last safety net. A fixed
+ * interval made an overloaded cluster worse: with waits of ~13 s behind a backlog, every waiter
+ * read every 2 s, and those reads were 9 of the 10 statements per saga on three nodes.
  */
-const safetyPollMs = 2000;
+const safetyPollMs = 4000;
+const safetyPollMaxMs = 60_000;
 
 /** How long an expected reply nobody awaited is remembered (its publishing unit rolled back). */
 const expectedForMs = 60_000;
+/**
+ * How long an expected saga end nobody awaits is remembered: most routed starts are never
+ * awaited (an HTTP handler answers 202), and a later wait just reads the saga first.
+ */
+const expectedEndForMs = 10_000;
 
 interface Expectation {
   /** The row a notification carried before anyone awaited it. */
   data: unknown;
+  /** A notification came (with the row or without: one too large to carry it). */
+  notified: boolean;
   forget(): void;
 }
 
@@ -218,7 +228,13 @@ export class ClusterNode {
       if (owned.length === 0) continue;
       try {
         await Promise.all(owned.map((record) => this.#apply(record)));
-        await consumer.commit(owned);
+        // Not awaited: the inbox already holds every request applied, so a request read again
+        // (the offset commit failed or had not landed before a rebalance) is skipped. The next
+        // poll need not wait a Kafka round trip.
+        consumer.commit(owned).catch((error: unknown) => {
+          if (!signal.aborted)
+            this.#options.host.report({ message: 'committing work offsets failed', error });
+        });
       } catch (error) {
         if (signal.aborted) break;
         // Nothing past the failure is committed: these records come again (here or at the next
@@ -361,11 +377,28 @@ export class ClusterNode {
    * never awaited (the unit that published it rolled back).
    */
   expectReply(requestId: string): void {
-    const key = `r:${requestId}`;
+    this.#expect(`r:${requestId}`, expectedForMs);
+  }
+
+  /**
+   * Announces that the end of saga `sagaId` will be awaited, before the saga can have ended (a
+   * routed start not sent yet): `awaitSagaEnd` then waits for its notification without a first
+   * read. `forgetSagaEnd` when the start did not create it (it may have ended long ago).
+   */
+  expectSagaEnd(sagaId: string): void {
+    this.#expect(`s:${sagaId}`, expectedEndForMs);
+  }
+
+  forgetSagaEnd(sagaId: string): void {
+    this.#expected.get(`s:${sagaId}`)?.forget();
+  }
+
+  #expect(key: string, forMs: number): void {
     if (this.#expected.has(key)) return;
-    const timer = this.#options.timers.setTimeout(() => expectation.forget(), expectedForMs);
+    const timer = this.#options.timers.setTimeout(() => expectation.forget(), forMs);
     const expectation: Expectation = {
       data: undefined,
+      notified: false,
       forget: () => {
         timer.cancel();
         this.#expected.delete(key);
@@ -404,9 +437,11 @@ export class ClusterNode {
     const expectation = this.#expected.get(key);
     let mustRead = expectation === undefined;
     try {
-      for (;;) {
+      for (let looks = 0; ; looks++) {
         if (expectation?.data !== undefined) return expectation.data as T;
-        const wake = this.#waiter(key, signal);
+        // Notified before anyone waited, of a row too large to carry: it is there to read.
+        if (expectation?.notified === true) mustRead = true;
+        const wake = this.#waiter(key, signal, Math.min(safetyPollMaxMs, safetyPollMs * 2 ** looks));
         let found: T | null = null;
         try {
           if (mustRead) found = await read();
@@ -436,7 +471,11 @@ export class ClusterNode {
     }
   }
 
-  #waiter(key: string, signal: AbortSignal | undefined): { woken: Promise<unknown>; cancel: () => void } {
+  #waiter(
+    key: string,
+    signal: AbortSignal | undefined,
+    pollMs: number,
+  ): { woken: Promise<unknown>; cancel: () => void } {
     let done!: (data?: unknown) => void;
     const woken = new Promise<unknown>((resolve) => {
       let timer: TimerHandle | undefined;
@@ -449,7 +488,7 @@ export class ClusterNode {
         resolve(data);
       };
       const abort = () => done();
-      timer = this.#options.timers.setTimeout(abort, safetyPollMs);
+      timer = this.#options.timers.setTimeout(abort, pollMs);
       signal?.addEventListener('abort', abort, { once: true });
       const waiters = this.#waiters.get(key) ?? new Set();
       waiters.add(done);
@@ -477,7 +516,10 @@ export class ClusterNode {
     }
     const key = prefix + String(id);
     const expectation = this.#expected.get(key);
-    if (expectation !== undefined) expectation.data ??= data;
+    if (expectation !== undefined) {
+      expectation.notified = true;
+      expectation.data ??= data;
+    }
     const waiters = this.#waiters.get(key);
     if (waiters !== undefined) for (const wake of [...waiters]) wake(data);
   }

@@ -15,7 +15,13 @@ import { requireRuntimeId, requireRuntimeName } from './options.ts';
 import type { ExecutionResult, RemoteEntities } from './saga-execution.ts';
 import type { HousekeepingOptions } from './singletons.ts';
 import type { RemoteSubscriptionEffects } from './subscription-runner.ts';
-import { encodeWorkRequest, errorFromReply, type WorkRequest, workKindHeader } from './work-requests.ts';
+import {
+  encodeWorkRequest,
+  errorFromReply,
+  startCreatedReply,
+  type WorkRequest,
+  workKindHeader,
+} from './work-requests.ts';
 
 /** The timer kind that hands a forwarded record back to its owner for another attempt. */
 export const redeliverTimerKind = 'meridian.subscription.redeliver';
@@ -332,16 +338,28 @@ export class ClusterShape {
     });
   }
 
-  /** Starts a saga on the owner of `id`'s partition (idempotent on the id). */
+  /**
+   * Starts a saga on the owner of `id`'s partition (idempotent on the id). Its end is expected
+   * from before the start is sent, so awaiting its result needs no read of the saga when this
+   * start created it (the owner's reply says so).
+   */
   async routeStart(saga: string, id: string, input: unknown, traceparent: string): Promise<void> {
-    await this.route({
-      kind: 'start',
-      requestId: this.newRequestId(),
-      saga,
-      id,
-      input: toJson(`The input of saga '${saga}'`, input),
-      traceparent,
-    });
+    this.node.expectSagaEnd(id);
+    let reply: Json;
+    try {
+      reply = await this.route({
+        kind: 'start',
+        requestId: this.newRequestId(),
+        saga,
+        id,
+        input: toJson(`The input of saga '${saga}'`, input),
+        traceparent,
+      });
+    } catch (error) {
+      this.node.forgetSagaEnd(id);
+      throw error;
+    }
+    if (reply !== startCreatedReply) this.node.forgetSagaEnd(id);
   }
 
   /** Delivers a signal at the owner of the saga's partition; resolves with what it did. */

@@ -9,7 +9,7 @@ import { createSaga } from './saga-creation.ts';
 import type { SagaLaunch } from './saga-execution.ts';
 import { deliverSignal } from './saga-signals.ts';
 import type { SubscriptionRunner } from './subscription-runner.ts';
-import { rejection, type WorkRequest } from './work-requests.ts';
+import { rejection, startCreatedReply, type WorkRequest } from './work-requests.ts';
 
 /** What applying routed work needs from the runtime of the node that owns it. */
 export interface WorkDeps {
@@ -67,7 +67,9 @@ export async function applyWorkRequest(
     }
     throw error;
   }
-  return launch === null ? done : { ...done, afterCommit: () => deps.launch(launch) };
+  return launch === null
+    ? done
+    : { ...done, reply: startCreatedReply, afterCommit: () => deps.launch(launch) };
 }
 
 async function applySignal(

@@ -6,11 +6,13 @@
 // other; and a node whose partition was claimed by another cannot write for it any more.
 import { randomUUID } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { workPartitionOf } from '../cluster/partitions.ts';
 import { KafkaLog } from '../log/kafka/kafka-log.ts';
 import { parseBrokerList } from '../log/kafka/options.ts';
 import type { LogRecord } from '../log/types.ts';
 import { openPostgresStore, type PostgresStore } from '../store/postgres/store.ts';
 import { testSchemas } from '../store/postgres/test-schema.ts';
+import type { Store } from '../store/types.ts';
 import { decodeJson } from './codec.ts';
 import { entity, saga, subscription } from './definitions.ts';
 import { createRuntime, type Runtime } from './runtime.ts';
@@ -133,11 +135,12 @@ describe.skipIf(!pgUrl || !brokersText)('runtime on the cluster shape (PostgreSQ
     partitions = 8,
     runs?: string[],
     requestTimeoutMs = 20_000,
+    wrap: (store: PostgresStore) => Store = (store) => store,
   ): Promise<Runtime> {
     const store = await openPostgresStore({ connectionString: pgUrl!, schema });
     const log = new KafkaLog({ brokers, clientId: `meridian-cluster-${name}` });
     const runtime = createRuntime({
-      store,
+      store: wrap(store),
       log,
       topics: { 'ClusterCounter.events': { partitions: 4 } },
       deadLetterTopic: `meridian.dead-letters.${suffix}`,
@@ -260,6 +263,50 @@ describe.skipIf(!pgUrl || !brokersText)('runtime on the cluster shape (PostgreSQ
     // from: -1, to: +1 and +10, summed over the chain 0 → 1 → ... → 6.
     const values = await Promise.all(ids.map(async (id) => (await a.state(Counter, id))?.state.value));
     expect(values).toEqual([1, 12, 12, 12, 12, 12, 13, 2, 2, 2]);
+  });
+
+  it("a saga started on another node ends for its caller by the owner's notification, without a read of the saga", async () => {
+    fresh();
+    // Node a's reads of saga records: awaiting a routed saga's end would read it first, and
+    // again at each safety poll, unless its start announced the wait before it was sent.
+    let sagaReads = 0;
+    const counted = (store: PostgresStore): Store => {
+      const read = store.read.bind(store);
+      store.read = (fn) =>
+        read((tx) => {
+          const get = tx.sagas.get.bind(tx.sagas);
+          tx.sagas.get = (id: string) => {
+            sagaReads++;
+            return get(id);
+          };
+          return fn(tx);
+        });
+      return store;
+    };
+    const a = await node('a', 8, undefined, 20_000, counted);
+    const b = await node('b');
+    await until('the partitions split across both nodes', async () =>
+      owned(a).length > 0 && owned(b).length > 0 && owned(a).length + owned(b).length === 8
+        ? true
+        : undefined,
+    );
+    const ids = Array.from({ length: 40 }, (_, index) => `e-${suffix}-${index}`);
+    const elsewhere = ids.filter((id) => !owned(a).includes(workPartitionOf(id, 8))).slice(0, 3);
+    expect(elsewhere).toHaveLength(3);
+    for (const id of elsewhere) {
+      const handle = await a.startSaga(Transfer, id, { from: `${id}-from`, to: `${id}-to`, sleepMs: 50 });
+      await handle.result();
+    }
+    expect(sagaReads).toBe(0);
+    // Started again (it exists and has ended): its end is read, not awaited in vain.
+    await (
+      await a.startSaga(Transfer, elsewhere[0]!, {
+        from: `${elsewhere[0]}-from`,
+        to: `${elsewhere[0]}-to`,
+        sleepMs: 50,
+      })
+    ).result();
+    expect(sagaReads).toBe(1);
   });
 
   it('concurrent sends to both nodes journal and apply once; any node delivers a saga its signal', async () => {

@@ -119,6 +119,12 @@ function uncarry(value: unknown): LogRecord {
   };
 }
 
+/**
+ * The reply to a 'start' request that created the saga (null: it existed already). Nodes that
+ * predate it reply null to both, which the sender takes as "it may have ended already".
+ */
+export const startCreatedReply = 'created';
+
 /** The header naming a work record's kind, so tools can tell them apart without decoding. */
 export const workKindHeader = 'meridian-work';
 

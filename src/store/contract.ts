@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { AlreadyExistsError, ClosedError, ConflictError, ValidationError } from '../errors.ts';
+import { AlreadyExistsError, ClosedError, ConflictError, MeridianError, ValidationError } from '../errors.ts';
 import { ManualClock, systemClock, systemTimers } from '../time.ts';
 import type {
   Json,
@@ -1329,6 +1329,47 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         letCommit();
         expect(await fenced).toEqual([1, 1]);
         expect(await claim).toBe(2);
+      });
+
+      it('requireEpochs passes while the epochs are the ones held, and otherwise fails the transaction with FENCED', async () => {
+        await tx((t) => t.partitions.claim(4, 'node-a', startMs));
+        await tx((t) => t.partitions.claim(6, 'node-a', startMs));
+        // Held: the transaction commits its write.
+        await tx(async (t) => {
+          await t.inbox.markApplied('fence-test', 'kept', startMs);
+          await t.partitions.requireEpochs(
+            new Map([
+              [4, 1],
+              [6, 1],
+            ]),
+          );
+        });
+        expect(await tx((t) => t.inbox.markApplied('fence-test', 'kept', startMs))).toBe(false);
+        await tx((t) => t.partitions.claim(6, 'node-b', startMs + 1));
+        // Moved: the check fails, even when nobody awaits it before the transaction ends, and
+        // the write before it is rolled back with it.
+        const fenced = await expectError(
+          tx(async (t) => {
+            await t.inbox.markApplied('fence-test', 'dropped', startMs);
+            const check = t.partitions.requireEpochs(
+              new Map([
+                [4, 1],
+                [6, 1],
+              ]),
+            );
+            check.catch(() => undefined);
+            // SQLite checks in the transaction function: there it must be awaited.
+            if (store.dialect === 'sqlite') await check;
+          }),
+          MeridianError,
+        );
+        expect(fenced.code).toBe('FENCED');
+        expect(await tx((t) => t.inbox.markApplied('fence-test', 'dropped', startMs))).toBe(true);
+        await tx((t) => t.partitions.requireEpochs(new Map()));
+        await expectError(
+          tx((t) => t.partitions.requireEpochs(new Map([[4, 0]]))),
+          ValidationError,
+        );
       });
 
       it('refuses bad partitions and owners with a ValidationError', async () => {

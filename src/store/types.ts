@@ -312,6 +312,15 @@ export interface PartitionStore {
    * SQLite ignores `lock` (its one writer already excludes a concurrent claim).
    */
   epochs(partitions: readonly number[], options?: { lock?: boolean }): Promise<Map<number, number>>;
+  /**
+   * Fails with a MeridianError of code FENCED (details: `partitions`) unless every partition of
+   * `held` still has the epoch it maps to, and keeps them so until this transaction ends. On
+   * PostgreSQL the check runs in the server, as one statement that takes FOR SHARE locks (a
+   * concurrent claim waits) and aborts the transaction when an epoch moved: nothing has to wait
+   * for its answer before COMMIT, which then fails if it failed. On SQLite (one writer, no
+   * concurrent claim) it reads and compares: await it there.
+   */
+  requireEpochs(held: ReadonlyMap<number, number>): Promise<void>;
   /** Every claimed partition, by partition number. */
   list(): Promise<PartitionClaim[]>;
 }

@@ -1,4 +1,5 @@
 import { ConflictError, isMeridianError, MeridianError, RetryableError } from '../../errors.ts';
+import { fencedSqlState } from '../sql/partitions.ts';
 
 /**
  * SQLSTATEs that mean "lost a race": retrying the transaction can succeed.
@@ -27,6 +28,9 @@ export function mapPostgresError(error: unknown): unknown {
       cause: error,
       details: { sqlState: code },
     });
+  }
+  if (code === fencedSqlState) {
+    return new MeridianError('FENCED', message, { cause: error, details: { sqlState: code } });
   }
   if (code === '57014') {
     return new MeridianError('TIMEOUT', `PostgreSQL statement timed out (${message})`, {

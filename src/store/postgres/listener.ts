@@ -41,7 +41,8 @@ export class PostgresListener {
   #closed = false;
 
   constructor(config: pg.ClientConfig, schema: string, timers: Timers = systemTimers) {
-    this.#config = { ...config, application_name: 'meridian-listen', keepAlive: true };
+    // The listening connection runs one LISTEN at a time: no pipeline (the pool's clients use one).
+    this.#config = { ...config, application_name: 'meridian-listen', keepAlive: true, pipeline: false };
     this.#schema = schema;
     this.#timers = timers;
   }

@@ -54,9 +54,11 @@ function toDriverValue(value: unknown): unknown {
 }
 
 /**
- * One transaction's pooled connection, remembering whether PostgreSQL has aborted it. Statements
- * run one at a time in call order: a transaction function may start several at once
- * (Promise.all), and pg no longer queues concurrent queries on one client for us.
+ * One transaction's pooled connection, remembering whether PostgreSQL has aborted it. The pool's
+ * clients are in pg's pipeline mode: a statement is written to the server as soon as it is
+ * issued, behind those still running, and answered in order. So a transaction's BEGIN travels
+ * with its first statement instead of costing a round trip of its own, and statements a
+ * transaction function starts at once (Promise.all) go out together.
  */
 class PostgresConnection implements SqlConnection {
   readonly client: pg.PoolClient;
@@ -64,7 +66,6 @@ class PostgresConnection implements SqlConnection {
   failure: unknown;
   /** Set when the connection itself failed (server restart, network, terminated backend). */
   lost: Error | undefined;
-  #tail: Promise<unknown> = Promise.resolve();
 
   constructor(client: pg.PoolClient) {
     this.client = client;
@@ -99,11 +100,12 @@ class PostgresConnection implements SqlConnection {
     });
   }
 
-  /** Runs `work` on the client after every statement queued before it has finished. */
+  /**
+   * Issues `work`'s statement now: pg's pipeline runs it after every statement issued before it,
+   * in order. (Without pipeline mode this chained each statement behind the previous answer.)
+   */
   control<T>(work: () => Promise<T>): Promise<T> {
-    const result = this.#tail.then(work, work);
-    this.#tail = result.catch(() => undefined);
-    return result;
+    return work();
   }
 }
 
@@ -221,7 +223,10 @@ export class PostgresStore implements Store {
     let broken: Error | undefined;
     let committing = false;
     try {
-      await connection.execute(begin, []);
+      // Not awaited: pipelined, BEGIN reaches the server with the transaction's first statement
+      // (and always before it). Its failure is the connection's, seen at the latest below.
+      const begun = connection.execute(begin, []);
+      begun.catch(() => undefined);
       let result: T;
       try {
         result = await this.#current.run({ connection, session }, () => fn(createStoreTransaction(session)));
@@ -229,10 +234,15 @@ export class PostgresStore implements Store {
       } finally {
         session.finish();
       }
+      await begun;
       if (connection.failure !== undefined) throw abortedError(connection.failure);
       committing = true;
       const commit = await connection.control(() => client.query('COMMIT'));
-      // COMMIT of a transaction PostgreSQL had aborted answers ROLLBACK instead of failing.
+      // COMMIT of a transaction PostgreSQL had aborted answers ROLLBACK instead of failing: by a
+      // statement still running when COMMIT was sent (the cluster's fence), whose error says why.
+      if (commit.command !== 'COMMIT' && connection.failure !== undefined) {
+        throw abortedError(connection.failure);
+      }
       if (commit.command !== 'COMMIT') {
         throw new ConflictError(`PostgreSQL rolled the transaction back at COMMIT (${commit.command})`);
       }
@@ -390,6 +400,8 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
     statement_timeout: statementTimeoutMs,
     idle_in_transaction_session_timeout: idleInTransactionTimeoutMs,
     application_name: 'meridian',
+    // Statements are written without waiting for the previous answer (PostgresConnection).
+    pipeline: true,
   });
   // An idle pooled connection that the server drops emits 'error' on the pool; pg discards the
   // connection itself, and the next transaction gets a fresh one. Without a listener the error

@@ -1,8 +1,19 @@
-import { requireName, requirePartition, requireTimestamp, toPartitionsText } from '../limits.ts';
+import { MeridianError, ValidationError } from '../../errors.ts';
+import {
+  requireInteger,
+  requireName,
+  requirePartition,
+  requireTimestamp,
+  storeLimits,
+  toPartitionsText,
+} from '../limits.ts';
 import type { PartitionClaim, PartitionStore } from '../types.ts';
 import type { SqlSession } from './connection.ts';
 import { sqlPerStore } from './dialect.ts';
 import { toInteger, toStringColumn } from './rows.ts';
+
+/** The SQLSTATE PostgreSQL's fence check raises (`requireEpochs`); mapped to code FENCED. */
+export const fencedSqlState = 'MF001';
 
 interface PartitionRow {
   partition: unknown;
@@ -57,6 +68,40 @@ export class SqlPartitionStore implements PartitionStore {
     );
     for (const row of rows) epochs.set(toInteger(row.partition, 'partition'), toInteger(row.epoch, 'epoch'));
     return epochs;
+  }
+
+  async requireEpochs(held: ReadonlyMap<number, number>): Promise<void> {
+    const pairs = [...held].map(([partition, epoch]) => {
+      requirePartition('partition', partition);
+      return [partition, requireInteger('epoch', epoch, 1, Number.MAX_SAFE_INTEGER)] as const;
+    });
+    if (pairs.length === 0) return;
+    if (pairs.length > storeLimits.maxPartitions) {
+      throw new ValidationError(`'held' must name at most ${storeLimits.maxPartitions} partitions`);
+    }
+    if (this.#session.dialect.name === 'postgres') {
+      // Integers checked above, so inlined: a DO block takes no parameters.
+      const list = pairs.map(([partition, epoch]) => `(${partition}, ${epoch})`).join(', ');
+      await this.#session.execute(
+        `DO $fence$ BEGIN
+           IF (SELECT count(*) FROM (SELECT 1 FROM ${this.#session.tables.partitions}
+                 WHERE (partition, epoch) IN (${list}) FOR SHARE) AS held) <> ${pairs.length} THEN
+             RAISE EXCEPTION 'meridian: the epoch of a work partition this transaction writes for moved: another node claimed it' USING ERRCODE = '${fencedSqlState}';
+           END IF;
+         END $fence$`,
+        [],
+      );
+      return;
+    }
+    const current = await this.epochs(pairs.map(([partition]) => partition));
+    const moved = pairs.filter(([partition, epoch]) => current.get(partition) !== epoch);
+    if (moved.length > 0) {
+      throw new MeridianError(
+        'FENCED',
+        `The epoch of work partition(s) ${moved.map(([partition]) => partition).join(', ')} moved: another node claimed them`,
+        { details: { partitions: moved.map(([partition]) => partition) } },
+      );
+    }
   }
 
   async list(): Promise<PartitionClaim[]> {
