@@ -4,7 +4,10 @@
  * does the same work, in the same run, on the same trade file.
  *
  *   npm run bench:stream [-- --trades 2000000 --rounds 3 --flink on|off]
- *   npm run bench:stream -- --memory-minutes 10 [--rate 20000]   (RSS over a live run: stream-memory.ts)
+ *   npm run bench:stream -- --memory-minutes 10 [--rate 20000] [--node-flags "FLAGS"] [--page-cache-mib N]
+ *     (RSS over a live run, in a child process with docs/deployment.md's memory settings: V8's
+ *     young generation fixed at 16 MiB per semi-space, MALLOC_ARENA_MAX=2; `--node-flags ''` and
+ *     MALLOC_ARENA_MAX= (empty) run Node's and glibc's defaults. See stream-memory.ts.)
  *
  * Meridian: the trades are appended to a 1-partition topic of the embedded SQLite log first (not
  * timed: the figure is "from the log"), then one stream job reads them through the windows and
@@ -40,10 +43,34 @@ const { values: args } = parseArgs({
     flink: { type: 'string', default: 'on' },
     'memory-minutes': { type: 'string' },
     rate: { type: 'string', default: '20000' },
+    'node-flags': { type: 'string', default: '--min-semi-space-size=16 --max-semi-space-size=16' },
+    'page-cache-mib': { type: 'string' },
   },
 });
 if (args['memory-minutes'] !== undefined) {
-  await memoryRun(Number(args['memory-minutes']), Number(args.rate));
+  if (process.env.MERIDIAN_BENCH_STREAM_MEMORY_CHILD === undefined) {
+    // Node flags and malloc's arenas are set when a process starts: the run is a child with them.
+    const mallocArenaMax = process.env.MALLOC_ARENA_MAX ?? '2';
+    const child = spawnSync(
+      process.execPath,
+      [
+        ...args['node-flags'].split(' ').filter((flag) => flag !== ''),
+        import.meta.filename,
+        ...process.argv.slice(2),
+      ],
+      {
+        stdio: 'inherit',
+        env: {
+          ...process.env,
+          MERIDIAN_BENCH_STREAM_MEMORY_CHILD: '1',
+          ...(mallocArenaMax === '' ? {} : { MALLOC_ARENA_MAX: mallocArenaMax }),
+        },
+      },
+    );
+    process.exit(child.status ?? 1);
+  }
+  const pageCacheMiB = args['page-cache-mib'] === undefined ? undefined : Number(args['page-cache-mib']);
+  await memoryRun(Number(args['memory-minutes']), Number(args.rate), pageCacheMiB);
   process.exit(0);
 }
 const trades = Number(args.trades);

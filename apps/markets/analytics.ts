@@ -2,7 +2,8 @@
 // a read model and the cache; a 1-minute moving VWAP sliding every 5 s, whose last slice is
 // scored against the slices before it (z-score) to raise price anomaly alerts onto a topic.
 // Windows and alerts are enriched with the symbol's reference data (sector, tick size) by a join
-// with the reference table, as of the window's end.
+// with the reference table, as of the window's end. The same dataflow runs on both shapes: one
+// SQLite job (markets.ts) or a partitioned job over Kafka + PostgreSQL (cluster-node.ts).
 
 import type { Cache } from '../../src/cache/index.ts';
 import { jsonValue } from '../../src/log/index.ts';
@@ -22,17 +23,36 @@ import {
 import { referenceTable, type SymbolInfo } from './reference.ts';
 import { decodeTrade, encodeTrade, ohlc, type Trade, type WindowStats } from './trade.ts';
 
-export const topics = {
+export interface MarketsTopics {
+  readonly trades: string;
+  readonly late: string;
+  readonly alerts: string;
+  readonly reference: string;
+  readonly invalidReference: string;
+  /** Every closed window, as JSON keyed by symbol: what a cluster node's live feed reads. */
+  readonly windows: string;
+}
+
+export const topics: MarketsTopics = {
   trades: 'market-trades',
   late: 'market-late-trades',
   alerts: 'market-alerts',
   reference: 'market-reference',
   invalidReference: 'market-reference-invalid',
-} as const;
+  windows: 'market-closed-windows',
+};
+
+/** The topics with `prefix` before each name (several deployments sharing one Kafka cluster). */
+export function prefixedTopics(prefix: string): MarketsTopics {
+  const entries = Object.entries(topics).map(([role, name]) => [role, `${prefix}${name}`]);
+  return Object.fromEntries(entries) as unknown as MarketsTopics;
+}
+
 export const readModels = {
   windows: 'market-windows',
   latest: 'market-latest',
   moving: 'market-moving',
+  alerts: 'market-alerts',
 } as const;
 export const windowMs = 5000;
 export const movingMs = 60_000;
@@ -68,6 +88,11 @@ export interface MovingView {
 /** Row ids that sort by time within a symbol, so a range of windows is one ordered scan. */
 export function windowRowId(symbol: string, startMs: number): string {
   return `${symbol}/${String(startMs).padStart(15, '0')}`;
+}
+
+/** Alert row ids that sort by time, then symbol: a time range of alerts is one ordered scan. */
+export function alertRowId(endMs: number, symbol: string): string {
+  return `${String(endMs).padStart(15, '0')}/${symbol}`;
 }
 
 function view(result: WindowResult<WindowStats>, info: SymbolInfo | null): WindowView {
@@ -127,24 +152,28 @@ function zScore(value: number | null, others: readonly number[]): number | null 
 }
 
 export interface AnalyticsOptions {
+  /** @default topics */
+  readonly topics?: MarketsTopics;
   readonly latestCache: Cache<WindowView | null>;
-  /** Called with each commit's closed windows, after it committed (the SSE feed). */
-  readonly onWindows: (windows: readonly WindowView[]) => void;
+  /** Called with each commit's closed windows, after it committed (the embedded live feed). */
+  readonly onWindows?: (windows: readonly WindowView[]) => void;
   readonly outOfOrdernessMs: number;
-  readonly idleTimeoutMs: number;
+  /** null when each job reads one partition (the cluster shape): nothing to wait for. */
+  readonly idleTimeoutMs: number | null;
 }
 
 export function marketsDataflow(options: AnalyticsOptions): TopicSource<Trade> {
+  const names = options.topics ?? topics;
   const source = fromTopic<Trade>({
-    topic: topics.trades,
+    topic: names.trades,
     decode: decodeTrade,
     outOfOrdernessMs: options.outOfOrdernessMs,
     idleTimeoutMs: options.idleTimeoutMs,
   });
-  const late = topicSink<Trade>(topics.late, encodeTrade);
+  const late = topicSink<Trade>(names.late, encodeTrade);
   const reference = referenceTable(
-    topics.reference,
-    topicSink(topics.invalidReference, (record) => ({
+    names.reference,
+    topicSink(names.invalidReference, (record) => ({
       key: record.key,
       value: record.value,
       timestamp: record.timestamp,
@@ -167,7 +196,10 @@ export function marketsDataflow(options: AnalyticsOptions): TopicSource<Trade> {
     readModelSink({ type: readModels.latest, id: (w) => w.symbol, state: (w) => ({ ...w }) as Json }),
   );
   windows.to(cacheSink({ cache: options.latestCache, key: (w) => w.symbol, value: (w) => w }));
-  windows.to(callbackSink('live-feed', options.onWindows));
+  windows.to(
+    topicSink(names.windows, (w) => ({ key: w.symbol, value: jsonValue(w), timestamp: w.endMs - 1 })),
+  );
+  if (options.onWindows !== undefined) windows.to(callbackSink('live-feed', options.onWindows));
   const moving = bySymbol
     .window(sliding({ sizeMs: movingMs, slideMs: windowMs }), { late })
     .aggregate(movingMinute)
@@ -185,8 +217,14 @@ export function marketsDataflow(options: AnalyticsOptions): TopicSource<Trade> {
   moving.to(
     readModelSink({ type: readModels.moving, id: (m) => m.symbol, state: (m) => ({ ...m }) as Json }),
   );
-  moving
-    .filter((m) => m.z !== null && Math.abs(m.z) >= anomalyZ)
-    .to(topicSink(topics.alerts, (m) => ({ key: m.symbol, value: jsonValue(m), timestamp: m.endMs - 1 })));
+  const alerts = moving.filter((m) => m.z !== null && Math.abs(m.z) >= anomalyZ);
+  alerts.to(topicSink(names.alerts, (m) => ({ key: m.symbol, value: jsonValue(m), timestamp: m.endMs - 1 })));
+  alerts.to(
+    readModelSink({
+      type: readModels.alerts,
+      id: (m) => alertRowId(m.endMs, m.symbol),
+      state: (m) => ({ ...m }) as Json,
+    }),
+  );
   return source;
 }

@@ -1,9 +1,10 @@
-// Exactly-once on the cluster shape across kill -9: the markets windows job run by three real
-// node processes over real Kafka and PostgreSQL, the trades topic's partitions split among them by
-// the consumer group. One node is SIGKILLed at a seeded moment (after a seeded number of the
-// nodes' commits) and restarted; its partitions move to the others when the group notices, and
-// some come back. The read model and the outbox rows (late trades) must then equal, row for row,
-// those of an uninterrupted run by a single node. Needs MERIDIAN_TEST_PG_URL and
+// Exactly-once on the cluster shape across kill -9: the markets app (its whole dataflow: 5 s
+// windows, the moving minute, alerts) run by three real node processes over real Kafka and
+// PostgreSQL, the trades topic's partitions split among them by the consumer group. One node is
+// SIGKILLed at a seeded moment (after a seeded number of the nodes' commits) and restarted; its
+// partitions move to the others when the group notices, and some come back. The read models and
+// the outbox rows (closed windows, late trades, alerts) must then equal, row for row, those of an
+// uninterrupted run by a single node. Needs MERIDIAN_TEST_PG_URL and
 // MERIDIAN_TEST_KAFKA_BROKERS. MERIDIAN_MARKETS_CLUSTER_SEED picks the trades and the kill.
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -14,7 +15,8 @@ import { KafkaLog, parseBrokerList } from '../../src/log/kafka/index.ts';
 import { openPostgresStore } from '../../src/store/postgres/index.ts';
 import { testSchemas } from '../../src/store/postgres/test-schema.ts';
 import { seededRandom } from '../../src/testing/index.ts';
-import { readModels } from './analytics.ts';
+import { prefixedTopics, readModels } from './analytics.ts';
+import { marketsPartitions } from './app.ts';
 import { marketsFirstFencingPartition } from './cluster-node.ts';
 import { TradeGenerator } from './generator.ts';
 import { encodeTrade } from './trade.ts';
@@ -23,17 +25,18 @@ const pgUrl = process.env.MERIDIAN_TEST_PG_URL;
 const brokersText = process.env.MERIDIAN_TEST_KAFKA_BROKERS;
 const seed = Number(process.env.MERIDIAN_MARKETS_CLUSTER_SEED ?? 20261207);
 const nodeScript = join(import.meta.dirname, 'cluster-node.ts');
-const partitions = 4;
+const partitions = marketsPartitions;
 
-describe.skipIf(!pgUrl || !brokersText)('markets windows job on a three-node cluster', () => {
+describe.skipIf(!pgUrl || !brokersText)('markets app on a three-node cluster', () => {
   const schemas = testSchemas(pgUrl ?? '', 'mcrash');
   const suffix = `${process.pid}-${randomBytes(3).toString('hex')}`;
-  const tradesTopic = `markets-crash-trades-${suffix}`;
+  const prefix = `markets-crash-${suffix}-`;
+  const names = prefixedTopics(prefix);
+  const tradesTopic = names.trades;
   const log = new KafkaLog({ brokers: parseBrokerList(brokersText ?? ''), clientId: 'markets-crash-test' });
   const used: string[] = [];
   afterAll(async () => {
-    for (const topic of [tradesTopic, `markets-crash-late-${suffix}`])
-      await log.deleteTopic(topic).catch(() => undefined);
+    for (const topic of Object.values(names)) await log.deleteTopic(topic).catch(() => undefined);
     await log.close();
     for (const schema of used) await schemas.drop(schema);
     await schemas.end();
@@ -41,7 +44,7 @@ describe.skipIf(!pgUrl || !brokersText)('markets windows job on a three-node clu
 
   async function writeTrades(): Promise<number[]> {
     // Kept for ever: the trades carry fixed event times, which a time-based retention would expire.
-    await log.createTopic(tradesTopic, { partitions, retentionMs: null });
+    for (const topic of Object.values(names)) await log.createTopic(topic, { partitions, retentionMs: null });
     const generator = new TradeGenerator({
       symbols: 24,
       random: seededRandom(seed),
@@ -100,7 +103,7 @@ describe.skipIf(!pgUrl || !brokersText)('markets windows job on a three-node clu
       const incarnation = `${node}#${++starts}`;
       const child = spawnNode(nodeScript, [
         ...['--brokers', brokersText!, '--pg', pgUrl!, '--schema', schema, '--node', node],
-        ...['--trades', tradesTopic, '--late', `markets-crash-late-${suffix}`, '--group', group],
+        ...['--topic-prefix', prefix, '--group', group],
         ...['--session-timeout-ms', '6000', '--no-relay'],
       ]);
       children.set(node, child);
@@ -142,32 +145,31 @@ describe.skipIf(!pgUrl || !brokersText)('markets windows job on a three-node clu
     );
   }
 
-  /** The read model's rows and each partition's outbox rows in commit order. */
+  /** The read models' rows and each partition's outbox rows in commit order. */
   async function dump(schema: string): Promise<string[]> {
     const store = await openPostgresStore({ connectionString: pgUrl!, schema });
     try {
       const lines: string[] = [];
-      for (let afterId: string | undefined; ; ) {
-        const after = afterId;
-        const rows = await store.read((tx) =>
-          tx.entities.list(
-            readModels.windows,
-            after === undefined ? { limit: 1000 } : { afterId: after, limit: 1000 },
-          ),
-        );
-        if (rows.length === 0) break;
-        for (const row of rows) lines.push(`row ${row.id} ${JSON.stringify(row.state)}`);
-        afterId = rows[rows.length - 1]!.id;
+      for (const type of Object.values(readModels)) {
+        for (let afterId: string | undefined; ; ) {
+          const after = afterId;
+          const rows = await store.read((tx) =>
+            tx.entities.list(type, after === undefined ? { limit: 1000 } : { afterId: after, limit: 1000 }),
+          );
+          if (rows.length === 0) break;
+          for (const row of rows) lines.push(`row ${type} ${row.id} ${JSON.stringify(row.state)}`);
+          afterId = rows[rows.length - 1]!.id;
+        }
       }
       for (let partition = 0; partition < partitions; partition++) {
         const rows = await store.read((tx) =>
           tx.outbox.pending(1000, { partitions: [marketsFirstFencingPartition + partition] }),
         );
-        // A partition's late trades are a few hundred here: one page holds them all.
+        // A partition's closed windows, late trades and alerts are a few hundred here: one page holds them all.
         expect(rows.length).toBeLessThan(1000);
         for (const row of rows) {
           lines.push(
-            `late ${partition} ${row.topic} ${Buffer.from(row.key ?? []).toString('hex')} ${Buffer.from(row.value ?? []).toString('hex')} ${row.timestamp}`,
+            `outbox ${partition} ${row.topic} ${Buffer.from(row.key ?? []).toString('hex')} ${Buffer.from(row.value ?? []).toString('hex')} ${row.timestamp}`,
           );
         }
       }
@@ -177,7 +179,7 @@ describe.skipIf(!pgUrl || !brokersText)('markets windows job on a three-node clu
     }
   }
 
-  it('gives the read model and outbox rows of an uninterrupted run after a node is SIGKILLed and restarted', {
+  it('gives the read models and outbox rows of an uninterrupted run after a node is SIGKILLed and restarted', {
     timeout: 300_000,
   }, async () => {
     const ends = await writeTrades();
@@ -224,8 +226,11 @@ describe.skipIf(!pgUrl || !brokersText)('markets windows job on a three-node clu
 
     const expected = await dump(referenceSchema);
     // 40 s of trades: 8 closed 5 s windows for each of 24 symbols.
-    expect(expected.filter((line) => line.startsWith('row ')).length).toBeGreaterThan(150);
-    expect(expected.filter((line) => line.startsWith('late ')).length).toBeGreaterThan(20);
+    expect(expected.filter((line) => line.startsWith(`row ${readModels.windows} `)).length).toBeGreaterThan(
+      150,
+    );
+    expect(expected.filter((line) => line.startsWith(`row ${readModels.moving} `)).length).toBe(24);
+    expect(expected.filter((line) => line.includes(` ${names.late} `)).length).toBeGreaterThan(20);
     expect(await dump(crashedSchema)).toEqual(expected);
   });
 });

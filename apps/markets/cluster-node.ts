@@ -1,25 +1,27 @@
-// The markets windows job on the cluster shape, as one of several node processes: trades from a
-// Kafka topic keyed by symbol, the 5 s windows per symbol into the PostgreSQL read model, late
-// trades to a topic (outbox rows the node's relay sends to Kafka). The nodes share the topic's
-// partitions through a Kafka consumer group; each partition's window state, offsets and outputs
-// commit in PostgreSQL, fenced by the partition's epoch (docs/markets.md, "On the cluster").
+// The markets app on the cluster shape, as one of several node processes: the same dataflow and
+// HTTP API as the embedded app (markets.ts), over Kafka topics and a PostgreSQL store the nodes
+// share. The nodes split the trades topic's partitions through a Kafka consumer group; each
+// partition's window state, offsets and outputs (read-model rows, outbox rows the node's relay
+// sends to Kafka) commit in PostgreSQL, fenced by the partition's epoch. Every node answers the
+// whole HTTP API from the shared read model, through the cache (Redis with --redis), and streams
+// every partition's closed windows from their topic (docs/markets.md, "On the cluster").
 //
 //   node apps/markets/cluster-node.ts --brokers H:P --pg URL --schema S --node NAME
-//        --trades TOPIC --late TOPIC [--group G] [--session-timeout-ms N] [--no-relay]
-// prints `committed <partition> <next offset>` after each commit of a partition.
+//        [--topic-prefix P] [--port N] [--redis URL] [--rate N --seed N --symbols N]
+//        [--group G] [--session-timeout-ms N] [--no-relay]
+// prints `listening <url>`, then `committed <partition> <next offset>` after each commit.
 
+import { randomUUID } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
+import { redisInvalidationBus, redisTier } from '../../src/cache/index.ts';
+import type { Consumer, Log } from '../../src/log/index.ts';
 import { KafkaLog, parseBrokerList } from '../../src/log/kafka/index.ts';
 import { openPostgresStore } from '../../src/store/postgres/index.ts';
-import {
-  type PartitionedStreamJob,
-  readModelSink,
-  startPartitionedStreamJob,
-  topicSink,
-} from '../../src/stream/index.ts';
-import { readModels, windowRowId } from './analytics.ts';
-import { encodeTrade } from './trade.ts';
-import { windowsDataflow } from './windows-job.ts';
+import { type PartitionedStreamJob, startPartitionedStreamJob } from '../../src/stream/index.ts';
+import { type MarketsTopics, marketsDataflow, prefixedTopics, type WindowView } from './analytics.ts';
+import { createMarketsTopics, latestWindowCache, type SharedCache, startGenerator } from './app.ts';
+import { createMarketsApi, type MarketsApi } from './http-api.ts';
 
 export const marketsFirstFencingPartition = 2000;
 
@@ -28,8 +30,16 @@ export interface MarketsNodeOptions {
   readonly pgUrl: string;
   readonly schema: string;
   readonly node: string;
-  readonly tradesTopic: string;
-  readonly lateTopic: string;
+  /** Before every topic's name (see prefixedTopics). @default '' */
+  readonly topicPrefix?: string;
+  /** 0 for any free port. @default 0 */
+  readonly port?: number;
+  /** Redis the nodes share for the latest-window cache. @default none: each node caches in process */
+  readonly redisUrl?: string;
+  /** Generated trades per second from this node. @default 0 (trades come over HTTP only) */
+  readonly ratePerSecond?: number;
+  readonly seed?: number;
+  readonly symbols?: number;
   readonly group?: string;
   readonly sessionTimeoutMs?: number;
   readonly relay?: boolean;
@@ -38,39 +48,48 @@ export interface MarketsNodeOptions {
 }
 
 export interface RunningMarketsNode {
+  readonly url: string;
   readonly job: PartitionedStreamJob;
   stop(): Promise<void>;
 }
 
+const disorderMs = 2000;
+
 export async function startMarketsNode(options: MarketsNodeOptions): Promise<RunningMarketsNode> {
+  const names = prefixedTopics(options.topicPrefix ?? '');
   const log = new KafkaLog({
     brokers: parseBrokerList(options.brokers),
     clientId: `markets-${options.node}`,
     ...(options.sessionTimeoutMs === undefined ? {} : { sessionTimeoutMs: options.sessionTimeoutMs }),
   });
   const store = await openPostgresStore({ connectionString: options.pgUrl, schema: options.schema });
-  const source = windowsDataflow({
-    topic: options.tradesTopic,
-    outOfOrdernessMs: 2000,
-    allowedLatenessMs: 0,
-    // Each partition's results then depend on its records alone, wherever and whenever it runs.
-    idleTimeoutMs: null,
-    windows: [
-      readModelSink({
-        type: readModels.windows,
-        id: (r) => windowRowId(r.key, r.window.startMs),
-        state: (r) => ({ symbol: r.key, startMs: r.window.startMs, ...r.value }),
-      }),
-    ],
-    late: topicSink(options.lateTopic, encodeTrade),
+  await createMarketsTopics(log, names, 86_400_000);
+  const shared =
+    options.redisUrl === undefined ? undefined : await sharedCache(options.redisUrl, options.schema);
+  const latest = latestWindowCache(store, shared);
+  let job: PartitionedStreamJob | undefined;
+  let feed: ClosedWindowsFeed | undefined;
+  const api = createMarketsApi({
+    store,
+    log,
+    latest,
+    topics: names,
+    jobStatus: () => nodeStatus(options.node, log, names, job, feed),
   });
-  const job = await startPartitionedStreamJob({
-    name: 'markets-windows',
+  // Each partition's job reads that partition alone: no other partition to wait for when idle.
+  const source = marketsDataflow({
+    topics: names,
+    latestCache: latest,
+    outOfOrdernessMs: disorderMs,
+    idleTimeoutMs: null,
+  });
+  job = await startPartitionedStreamJob({
+    name: 'markets',
     node: options.node,
     source,
     store,
     log,
-    group: options.group ?? 'markets-windows',
+    group: options.group ?? 'markets',
     // Fencing partitions 2000 to 2000 + trades partitions − 1: past the runtime's (0 to 1023).
     firstFencingPartition: marketsFirstFencingPartition,
     relay: options.relay ?? true,
@@ -80,12 +99,108 @@ export async function startMarketsNode(options: MarketsNodeOptions): Promise<Run
     onError: ({ partition, error }) =>
       options.onError?.(`partition ${partition}: ${(error as Error).message}`.slice(0, 500)),
   });
+  feed = followClosedWindows(log, names, options.node, api);
+  const generator =
+    (options.ratePerSecond ?? 0) > 0
+      ? await startGenerator(log, names, {
+          ratePerSecond: options.ratePerSecond!,
+          seed: options.seed ?? 42,
+          symbols: options.symbols ?? 50,
+          disorderMs,
+        })
+      : undefined;
+  await new Promise<void>((resolve) => api.server.listen(options.port ?? 0, '127.0.0.1', resolve));
   return {
+    url: `http://127.0.0.1:${(api.server.address() as AddressInfo).port}`,
     job,
     async stop() {
+      generator?.stop();
+      await api.close();
+      await feed?.stop();
       await job.stop();
+      latest.close();
+      await shared?.close();
       await log.close();
       await store.close();
+    },
+  };
+}
+
+/** Redis for the latest-window cache, keyed per schema: deployments sharing a Redis keep apart, as their read models do. */
+async function sharedCache(url: string, schema: string): Promise<SharedCache & { close(): Promise<void> }> {
+  // Loaded only when asked for, as the commerce node does.
+  const redis = new (await import('ioredis')).Redis(url);
+  const invalidation = redisInvalidationBus({ redis, channel: `meridian:markets:${schema}` });
+  return {
+    l2: redisTier({ redis, keyPrefix: `meridian:markets:${schema}:` }),
+    invalidation,
+    async close() {
+      await invalidation.close();
+      redis.disconnect();
+    },
+  };
+}
+
+/**
+ * GET /markets/job on a node: its partitions' metrics and lag, and how many partitions of the
+ * closed windows its live feed follows (all of them once its consumer joined).
+ */
+async function nodeStatus(
+  node: string,
+  log: Log,
+  names: MarketsTopics,
+  job: PartitionedStreamJob | undefined,
+  feed: ClosedWindowsFeed | undefined,
+): Promise<unknown> {
+  if (job === undefined || feed === undefined) return { node, starting: true };
+  const partitions: Record<string, unknown> = {};
+  for (const [partition, metrics] of job.metrics()) {
+    const { end } = await log.offsets(names.trades, partition);
+    partitions[partition] = { ...metrics, lag: Math.max(0, end - metrics.positions[0]!) };
+  }
+  return { node, partitions, feedPartitions: feed.partitions() };
+}
+
+interface ClosedWindowsFeed {
+  partitions(): number;
+  stop(): Promise<void>;
+}
+
+/**
+ * The live feed of a node: every partition's closed windows, read from their topic by a consumer
+ * of the node's own (a group of one, from the end), so a client of any node sees every window,
+ * whichever node's job closed it. The embedded app feeds its clients from its one job instead.
+ */
+function followClosedWindows(
+  log: Log,
+  names: MarketsTopics,
+  node: string,
+  api: MarketsApi,
+): ClosedWindowsFeed {
+  const consumer: Consumer = log.consumer({
+    group: `markets-feed-${node}-${randomUUID()}`,
+    topics: [names.windows],
+    autoOffsetReset: 'latest',
+  });
+  const abort = new AbortController();
+  const decoder = new TextDecoder();
+  const following = (async () => {
+    while (!abort.signal.aborted) {
+      const records = await consumer
+        .poll({ timeoutMs: 1000, signal: abort.signal })
+        .catch((error: unknown) => {
+          if (!abort.signal.aborted) console.error(`markets feed: ${(error as Error).message}`);
+          return [];
+        });
+      api.broadcast(records.map((record) => JSON.parse(decoder.decode(record.value!)) as WindowView));
+    }
+  })();
+  return {
+    partitions: () => consumer.assignment().length,
+    async stop() {
+      abort.abort();
+      await following;
+      await consumer.close();
     },
   };
 }
@@ -97,35 +212,44 @@ if (import.meta.main) {
       pg: { type: 'string' },
       schema: { type: 'string' },
       node: { type: 'string' },
-      trades: { type: 'string' },
-      late: { type: 'string' },
+      'topic-prefix': { type: 'string' },
+      port: { type: 'string' },
+      redis: { type: 'string' },
+      rate: { type: 'string' },
+      seed: { type: 'string' },
+      symbols: { type: 'string' },
       group: { type: 'string' },
       'session-timeout-ms': { type: 'string' },
       'no-relay': { type: 'boolean' },
     },
   });
-  for (const name of ['brokers', 'pg', 'schema', 'node', 'trades', 'late'] as const) {
+  for (const name of ['brokers', 'pg', 'schema', 'node'] as const) {
     if (values[name] === undefined) {
       process.stderr.write(`markets cluster node: --${name} is required\n`);
       process.exit(2);
     }
   }
+  const { integer } = await import('./demo.ts');
   const running = await startMarketsNode({
     brokers: values.brokers!,
     pgUrl: values.pg!,
     schema: values.schema!,
     node: values.node!,
-    tradesTopic: values.trades!,
-    lateTopic: values.late!,
+    topicPrefix: values['topic-prefix'] ?? '',
+    port: integer('port', values.port, 0, 0, 65_535),
+    ratePerSecond: integer('rate', values.rate, 0, 0, 200_000),
+    seed: integer('seed', values.seed, 42, 0, 2 ** 31),
+    symbols: integer('symbols', values.symbols, 50, 1, 5000),
+    ...(values.redis === undefined ? {} : { redisUrl: values.redis }),
     ...(values.group === undefined ? {} : { group: values.group }),
     ...(values['session-timeout-ms'] === undefined
       ? {}
-      : { sessionTimeoutMs: Number(values['session-timeout-ms']) }),
+      : { sessionTimeoutMs: integer('session-timeout-ms', values['session-timeout-ms'], 0, 1000, 300_000) }),
     relay: values['no-relay'] !== true,
     onCommit: (partition, position) => process.stdout.write(`committed ${partition} ${position}\n`),
     onError: (message) => process.stderr.write(`markets cluster node: ${message}\n`),
   });
-  process.stdout.write('started\n');
+  process.stdout.write(`listening ${running.url}\n`);
   await new Promise<void>((resolve) => {
     process.once('SIGTERM', resolve);
     process.once('SIGINT', resolve);

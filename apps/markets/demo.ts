@@ -8,7 +8,8 @@ import { startMarkets } from './markets.ts';
 import { centsText } from './trade.ts';
 import { MARKETS_USAGE } from './usage.ts';
 
-function integer(
+/** An integer command-line option in [min, max], or `fallback` when absent; a ValidationError names a bad one. */
+export function integer(
   option: string,
   text: string | undefined,
   fallback: number,

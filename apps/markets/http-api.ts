@@ -1,14 +1,24 @@
 // The markets HTTP API: batch trade ingestion with validation, the latest window per symbol
-// (through the cache), a time range of windows and top movers (from the read model), recent
-// alerts, a Server-Sent Events stream of windows as they close, and per-symbol reference data
-// (sector, tick size) written to the table the windows are enriched from.
+// (through the cache), a time range of windows, top movers, the moving minute and a time range
+// of alerts (from the read model), a Server-Sent Events stream of windows as they close, and
+// per-symbol reference data (sector, tick size) written to the table the windows are enriched
+// from. The same API serves both shapes: every answer but the live feed comes from the store (and
+// the cache in front of it), which every node of the cluster shares.
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Cache } from '../../src/cache/index.ts';
 import { systemClock, ValidationError } from '../../src/index.ts';
 import type { Log } from '../../src/log/index.ts';
 import type { Store } from '../../src/store/index.ts';
-import { readModels, topics, type WindowView, windowMs, windowRowId } from './analytics.ts';
+import {
+  alertRowId,
+  topics as defaultTopics,
+  type MarketsTopics,
+  readModels,
+  type WindowView,
+  windowMs,
+  windowRowId,
+} from './analytics.ts';
 import { parseTradeLine } from './csv.ts';
 import { encodeSymbolInfo, parseSymbolInfo, type SymbolInfo } from './reference.ts';
 import { encodeTrade, type Trade } from './trade.ts';
@@ -16,6 +26,7 @@ import { encodeTrade, type Trade } from './trade.ts';
 export const maxTradesPerBatch = 10_000;
 const maxBodyBytes = 2 * 1024 * 1024;
 const maxRangeWindows = 1000;
+const maxRangeAlerts = 1000;
 const maxSseClients = 100;
 /** A live-feed client this far behind (bytes unsent) is dropped rather than buffered without bound. */
 const maxSseBacklogBytes = 1024 * 1024;
@@ -63,6 +74,19 @@ function integerParam(
     );
   }
   return Number(text);
+}
+
+/** `fromMs` and `toMs` (required): a range of at most maxRangeWindows windows. */
+function timeRange(url: URL): { fromMs: number; toMs: number } {
+  const fromMs = integerParam(url, 'fromMs', undefined, 0, 8_640_000_000_000);
+  const toMs = integerParam(url, 'toMs', undefined, fromMs, 8_640_000_000_000);
+  if ((toMs - fromMs) / windowMs > maxRangeWindows) {
+    throw new HttpProblem(
+      400,
+      `A range may span at most ${maxRangeWindows} windows (${(maxRangeWindows * windowMs) / 1000} s)`,
+    );
+  }
+  return { fromMs, toMs };
 }
 
 const tradesExample =
@@ -119,12 +143,15 @@ export interface MarketsApiOptions {
   readonly store: Store;
   readonly log: Log;
   readonly latest: Cache<WindowView | null>;
+  /** @default topics */
+  readonly topics?: MarketsTopics;
   /** The analytics job's metrics and per-partition lag, for GET /markets/job. */
   readonly jobStatus: () => Promise<unknown>;
 }
 
 export function createMarketsApi(options: MarketsApiOptions): MarketsApi {
   const { store, log, latest } = options;
+  const topics = options.topics ?? defaultTopics;
   const clients = new Set<ServerResponse>();
 
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -133,8 +160,11 @@ export function createMarketsApi(options: MarketsApiOptions): MarketsApi {
     if (req.method === 'GET' && path === '/healthz') return send(res, 200, { ok: true });
     if (req.method === 'POST' && path === '/markets/trades') {
       const trades = parseTradeBatch(await readBody(req, tradesExample));
-      // One transaction: on the embedded shape the whole batch is appended or none of it.
-      await store.transaction(() => log.append(topics.trades, trades.map(encodeTrade)));
+      const records = trades.map(encodeTrade);
+      // Embedded, the log shares the store's database: one transaction appends all or none. On
+      // Kafka the log places and checks every record before it sends any.
+      if (log.backend === 'sqlite') await store.transaction(() => log.append(topics.trades, records));
+      else await log.append(topics.trades, records);
       return send(res, 202, { accepted: trades.length });
     }
     const referenceRoute = /^\/markets\/reference\/([^/]{1,64})$/.exec(path);
@@ -159,7 +189,7 @@ export function createMarketsApi(options: MarketsApiOptions): MarketsApi {
       return send(res, 202, { symbol, ...info, validFromMs });
     }
     if (req.method !== 'GET') throw new HttpProblem(405, `${req.method} is not allowed on ${path}`);
-    const symbolRoute = /^\/markets\/symbols\/([A-Z0-9._-]{1,16})\/(latest|windows)$/.exec(path);
+    const symbolRoute = /^\/markets\/symbols\/([A-Z0-9._-]{1,16})\/(latest|windows|moving)$/.exec(path);
     if (symbolRoute !== null) {
       const symbol = symbolRoute[1]!;
       if (symbolRoute[2] === 'latest') {
@@ -167,14 +197,12 @@ export function createMarketsApi(options: MarketsApiOptions): MarketsApi {
         if (window === null) throw new HttpProblem(404, `No closed window for symbol '${symbol}' yet`);
         return send(res, 200, window);
       }
-      const fromMs = integerParam(url, 'fromMs', undefined, 0, 8_640_000_000_000);
-      const toMs = integerParam(url, 'toMs', undefined, fromMs, 8_640_000_000_000);
-      if ((toMs - fromMs) / windowMs > maxRangeWindows) {
-        throw new HttpProblem(
-          400,
-          `A range may span at most ${maxRangeWindows} windows (${(maxRangeWindows * windowMs) / 1000} s)`,
-        );
+      if (symbolRoute[2] === 'moving') {
+        const row = await store.read((tx) => tx.entities.get(readModels.moving, symbol));
+        if (row === null) throw new HttpProblem(404, `No moving minute for symbol '${symbol}' yet`);
+        return send(res, 200, row.state);
       }
+      const { fromMs, toMs } = timeRange(url);
       const rows = await store.read((tx) =>
         tx.entities.list(readModels.windows, {
           afterId: windowRowId(symbol, fromMs - 1),
@@ -183,6 +211,14 @@ export function createMarketsApi(options: MarketsApiOptions): MarketsApi {
       );
       const last = windowRowId(symbol, toMs);
       return send(res, 200, { symbol, windows: rows.filter((row) => row.id < last).map((row) => row.state) });
+    }
+    if (path === '/markets/alerts') {
+      const { fromMs, toMs } = timeRange(url);
+      const rows = await store.read((tx) =>
+        tx.entities.list(readModels.alerts, { afterId: alertRowId(fromMs - 1, '~'), limit: maxRangeAlerts }),
+      );
+      const last = alertRowId(toMs, '');
+      return send(res, 200, { alerts: rows.filter((row) => row.id < last).map((row) => row.state) });
     }
     if (path === '/markets/movers') {
       const limit = integerParam(url, 'limit', 10, 1, 100);

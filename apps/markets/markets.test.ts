@@ -1,7 +1,7 @@
 // The markets HTTP contract on the embedded shape: trades posted in a batch are validated (a bad
 // one refuses the whole batch, naming it), flow through the 5 s windows, and come back as the
-// latest window per symbol (through the cache), a time range of windows, top movers and a
-// Server-Sent Events message as each window closes. Also: the replay CLI's canonical output.
+// latest window per symbol (through the cache), a time range of windows, top movers, the moving
+// minute, alerts and a Server-Sent Events message as each window closes. Also: the replay CLI's canonical output.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -111,6 +111,16 @@ describe('markets HTTP API', () => {
       movers: unknown[];
     };
     expect(movers.movers).toHaveLength(1);
+    // The moving minute: the last sliding window that closed, [-50 s, 10 s), carries AAA's sector.
+    const moving = await fetch(`${markets.url}/markets/symbols/AAA/moving`);
+    expect(moving.status).toBe(200);
+    expect(await moving.json()).toMatchObject({ symbol: 'AAA', endMs: 10_000, sector: 'Technology' });
+    expect((await fetch(`${markets.url}/markets/symbols/ZZZ/moving`)).status).toBe(404);
+    // Too few slices for a z-score: no alerts.
+    expect(await (await fetch(`${markets.url}/markets/alerts?fromMs=0&toMs=100000`)).json()).toEqual({
+      alerts: [],
+    });
+    expect((await fetch(`${markets.url}/markets/alerts?fromMs=0&toMs=99999999`)).status).toBe(400);
     let feedText = '';
     for (let chunk = 0; chunk < 20 && !feedText.includes('"startMs":5000'); chunk++) {
       feedText += new TextDecoder().decode((await reader.read()).value);
