@@ -37,6 +37,24 @@ interface SimulationReport {
   readonly replay: string;
 }
 
+/**
+ * The printed replay of a simulated plant's failing seed names the plant and that seed, and run
+ * as printed gives the same history; the same seeds, and 30 more, pass without the plant.
+ */
+async function expectReplayedAndHealthy(bug: string, report: SimulationReport): Promise<void> {
+  const failure = report.failure!;
+  expect(report.replay).toBe(
+    `NODE_ENV=test MERIDIAN_PLANTED_BUG=${bug} MERIDIAN_VERIFY_TEST_BUG='' meridian verify test/verify/ledger.spec.ts --simulate --seed ${failure.seed} --seeds 1`,
+  );
+  const replayed = await verify<SimulationReport>(report.replay.replace(" MERIDIAN_VERIFY_TEST_BUG=''", ''));
+  expect(replayed.code, replayed.stderr).toBe(1);
+  expect(replayed.report.failure!.historyHash).toBe(failure.historyHash);
+  const healthy = await verify<SimulationReport>(
+    `meridian verify test/verify/ledger.spec.ts --simulate --seed 1 --seeds ${report.runs + 30}`,
+  );
+  expect(healthy.code, JSON.stringify(healthy.report.failure)).toBe(0);
+}
+
 describe('verify catches bugs planted in core', () => {
   it('offsets-apart: simulation finds a record applied twice within 1,000 seeds, shrinks it, and the replay repeats it', async () => {
     const planted = await verify<SimulationReport>(
@@ -51,21 +69,7 @@ describe('verify catches bugs planted in core', () => {
       'statement-matches-ledger',
     );
     expect(planted.report.shrunk!.steps).toContainEqual({ type: 'restart' });
-    expect(planted.report.replay).toBe(
-      `NODE_ENV=test MERIDIAN_PLANTED_BUG=offsets-apart MERIDIAN_VERIFY_TEST_BUG='' meridian verify test/verify/ledger.spec.ts --simulate --seed ${failure.seed} --seeds 1`,
-    );
-
-    const replayed = await verify<SimulationReport>(
-      planted.report.replay.replace(" MERIDIAN_VERIFY_TEST_BUG=''", ''),
-    );
-    expect(replayed.code, replayed.stderr).toBe(1);
-    expect(replayed.report.failure!.historyHash).toBe(failure.historyHash);
-
-    // The same seeds, and the next ones, without the plant.
-    const healthy = await verify<SimulationReport>(
-      `meridian verify test/verify/ledger.spec.ts --simulate --seed 1 --seeds ${planted.report.runs + 30}`,
-    );
-    expect(healthy.code, JSON.stringify(healthy.report.failure)).toBe(0);
+    await expectReplayedAndHealthy('offsets-apart', planted.report);
   }, 200_000);
 
   // Each found within 1,000 seeds, named, replayed to the same history; the same seeds pass without it.
@@ -97,20 +101,7 @@ describe('verify catches bugs planted in core', () => {
       expect(named.length, JSON.stringify(failure.violations)).toBeGreaterThan(0);
       expect(named[0]!.message).toMatch(message);
       expect(planted.report.shrunk!.violations.map((violation) => violation.invariant)).toContain(invariant);
-      expect(planted.report.replay).toBe(
-        `NODE_ENV=test MERIDIAN_PLANTED_BUG=${bug} MERIDIAN_VERIFY_TEST_BUG='' meridian verify test/verify/ledger.spec.ts --simulate --seed ${failure.seed} --seeds 1`,
-      );
-
-      const replayed = await verify<SimulationReport>(
-        planted.report.replay.replace(" MERIDIAN_VERIFY_TEST_BUG=''", ''),
-      );
-      expect(replayed.code, replayed.stderr).toBe(1);
-      expect(replayed.report.failure!.historyHash).toBe(failure.historyHash);
-
-      const healthy = await verify<SimulationReport>(
-        `meridian verify test/verify/ledger.spec.ts --simulate --seed 1 --seeds ${planted.report.runs + 30}`,
-      );
-      expect(healthy.code, JSON.stringify(healthy.report.failure)).toBe(0);
+      await expectReplayedAndHealthy(bug, planted.report);
     },
     200_000,
   );
