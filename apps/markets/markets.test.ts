@@ -73,6 +73,16 @@ describe('markets HTTP API', () => {
       /^trades\[1\]: price must be dollars with at most two decimals/,
     );
     expect((await post([])).status).toBe(400);
+    const tooMany = Array.from({ length: 10_001 }, () => ({
+      timestampMs: 1,
+      symbol: 'A',
+      price: '1.00',
+      qty: 1,
+    }));
+    const refused = await post(tooMany);
+    expect(refused.status).toBe(400);
+    // The validation problem names the first invalid field only: bounded, however large the batch.
+    expect(((await refused.json()) as { errors: unknown[] }).errors).toHaveLength(1);
     expect((await fetch(`${markets.url}/markets/trades`, { method: 'POST', body: '{' })).status).toBe(400);
   });
 
@@ -159,6 +169,16 @@ describe('markets HTTP API', () => {
     expect(status.recordsIn).toBe(7);
     expect(status.lag).toEqual([0, 0, 0, 0]);
     expect((await fetch(`${markets.url}/markets/symbols/AAA/windows?fromMs=x&toMs=1`)).status).toBe(400);
+  });
+  it('serves at most 100 live-feed clients at once', async () => {
+    const feeds = await Promise.all(
+      Array.from({ length: 100 }, () => fetch(`${markets.url}/markets/stream`)),
+    );
+    expect(feeds.map((feed) => feed.status)).toEqual(feeds.map(() => 200));
+    const refused = await fetch(`${markets.url}/markets/stream`);
+    expect(refused.status).toBe(503);
+    expect(refused.headers.get('retry-after')).toBe('5');
+    for (const feed of feeds) await feed.body!.cancel();
   });
 });
 
