@@ -33,7 +33,7 @@ export const MARKETS_READ_SCOPE = 'markets:read';
 /** Writing it: trades (POST /markets/trades) and reference data (PUT /markets/reference/{symbol}). */
 export const MARKETS_WRITE_SCOPE = 'markets:write';
 
-export const maxTradesPerBatch = 10_000;
+const maxTradesPerBatch = 10_000;
 const maxBodyBytes = 2 * 1024 * 1024;
 const maxRangeWindows = 1000;
 const maxRangeAlerts = 1000;
@@ -119,7 +119,7 @@ function checkRange(fromMs: number, toMs: number): void {
 }
 
 /** Checks each trade of a (schema-valid) batch as a CSV line: every trade or none (a bad one names its index). */
-export function parseTradeBatch(body: { trades: ReadonlyArray<Record<string, string | number>> }): Trade[] {
+function parseTradeBatch(body: { trades: ReadonlyArray<Record<string, string | number>> }): Trade[] {
   return body.trades.map((trade, index) => {
     const fields = [trade.timestampMs, trade.symbol, trade.price, trade.qty];
     try {
@@ -171,7 +171,8 @@ export async function createMarketsApi(options: MarketsHttpOptions): Promise<Mar
     auth: options.auth === false ? false : { defaultCustomerScopes: [MARKETS_READ_SCOPE], ...options.auth },
   });
   registerWriteRoutes(gateway, options);
-  registerReadRoutes(gateway, options);
+  registerSymbolRoutes(gateway, options);
+  registerSummaryRoutes(gateway, options);
   const feed = registerLiveFeed(gateway);
   return {
     gateway,
@@ -238,7 +239,8 @@ function registerWriteRoutes(gateway: Gateway, options: MarketsApiOptions): void
   });
 }
 
-function registerReadRoutes(gateway: Gateway, options: MarketsApiOptions): void {
+/** A symbol's latest window, moving minute and range of windows. */
+function registerSymbolRoutes(gateway: Gateway, options: MarketsApiOptions): void {
   const { store, latest } = options;
   gateway.route({
     method: 'GET',
@@ -300,7 +302,11 @@ function registerReadRoutes(gateway: Gateway, options: MarketsApiOptions): void 
       return { symbol, windows: rows.filter((row) => row.id < last).map((row) => row.state) };
     },
   });
+}
 
+/** Alerts, movers and the job's status. */
+function registerSummaryRoutes(gateway: Gateway, options: MarketsApiOptions): void {
+  const { store } = options;
   gateway.route({
     method: 'GET',
     url: '/markets/alerts',
