@@ -89,6 +89,7 @@ export async function runDemo(argv: string[]): Promise<number> {
     `markets: serving ${markets.url} (GET /markets/movers, /markets/symbols/SYM0001/latest, /markets/stream; OpenAPI at /openapi.json) — Ctrl-C stops`,
   );
   for (const line of await authLines(devAuth, markets.url)) console.log(line);
+  if (devAuth === undefined) console.error('markets: WARNING: authentication is off (--auth off)');
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);
