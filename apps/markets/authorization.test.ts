@@ -9,6 +9,7 @@ import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawnNode } from '../../src/children.fixture.ts';
 import { issueToken, type Role } from '../../src/http/index.ts';
 import { MARKETS_READ_SCOPE, MARKETS_WRITE_SCOPE } from './http-api.ts';
 import { type RunningMarkets, startMarkets } from './markets.ts';
@@ -175,5 +176,22 @@ describe('markets authorization', () => {
         expect(operation.security, `${method} ${path}`).toEqual([{ bearer: [] }, { apiKey: [] }]);
       }
     }
+  });
+});
+
+describe('markets cluster node', () => {
+  it('refuses to start without its token signing secret, unless --auth off', async () => {
+    const child = spawnNode(
+      join(import.meta.dirname, 'cluster-node.ts'),
+      ['--brokers', '127.0.0.1:1', '--pg', 'postgres://nowhere', '--schema', 's', '--node', 'n'],
+      { env: { ...process.env, MERIDIAN_AUTH_SECRET: 'too-short' } },
+    );
+    let stderr = '';
+    child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
+      stderr += chunk;
+    });
+    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    expect(code).toBe(2);
+    expect(stderr).toMatch(/MERIDIAN_AUTH_SECRET must be set .* current length is 9\. Pass --auth off/);
   });
 });
