@@ -3,12 +3,14 @@
 // node and trades through the other, and both nodes answer the whole HTTP API — windows, the
 // latest window through the cache, the moving minute, alerts, the live feed — with the results of
 // every partition, whichever node's job computed them. Needs MERIDIAN_TEST_PG_URL and
-// MERIDIAN_TEST_KAFKA_BROKERS; MERIDIAN_TEST_REDIS_URL adds the shared cache.
+// MERIDIAN_TEST_KAFKA_BROKERS; MERIDIAN_TEST_REDIS_URL adds the shared cache. The nodes share a
+// token signing secret: a reader's token reads from either node, a writer's writes through either.
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { spawnNode } from '../../src/children.fixture.ts';
+import { issueToken } from '../../src/http/index.ts';
 import { KafkaLog, parseBrokerList } from '../../src/log/kafka/index.ts';
 import { openPostgresStore } from '../../src/store/postgres/index.ts';
 import { testSchemas } from '../../src/store/postgres/test-schema.ts';
@@ -22,6 +24,14 @@ const nodeScript = join(import.meta.dirname, 'cluster-node.ts');
 /** A multiple of the minute: 5 s windows and the moving minute's slices align with it. */
 const t0 = 1_767_600_000_000;
 const symbols = ['AAA', 'BBB', 'CCC', 'DDD', 'EEE', 'FFF', 'GGG', 'HHH'];
+const authSecret = randomBytes(32).toString('base64url');
+const token = (subject: string, scopes: string[]) =>
+  issueToken({ secret: authSecret, subject, role: 'customer', scopes });
+const reader = token('reader', ['markets:read']).then((t) => ({ authorization: `Bearer ${t}` }));
+const writer = token('writer', ['markets:write']).then((t) => ({
+  authorization: `Bearer ${t}`,
+  'content-type': 'application/json',
+}));
 
 /** Per symbol, a trade a second for 90 s at 100.00 — AAA jumps to 130.00 in its last 5 s — then one at 100 s. */
 function trades(): unknown[] {
@@ -46,7 +56,7 @@ async function until<T>(what: string, probe: () => Promise<T | undefined>): Prom
 }
 
 async function getJson<T>(url: string): Promise<{ status: number; body: T }> {
-  const response = await fetch(url);
+  const response = await fetch(url, { headers: await reader });
   return { status: response.status, body: (await response.json()) as T };
 }
 
@@ -73,11 +83,15 @@ describe.skipIf(!pgUrl || !brokersText)('markets app on a two-node cluster', () 
 
   /** Starts a node and resolves with its base URL once it listens. */
   function startNode(node: string): Promise<string> {
-    const child = spawnNode(nodeScript, [
-      ...['--brokers', brokersText!, '--pg', pgUrl!, '--schema', schema, '--node', node],
-      ...['--topic-prefix', prefix, '--group', `markets-app-${suffix}`, '--session-timeout-ms', '6000'],
-      ...(redisUrl === undefined ? [] : ['--redis', redisUrl]),
-    ]);
+    const child = spawnNode(
+      nodeScript,
+      [
+        ...['--brokers', brokersText!, '--pg', pgUrl!, '--schema', schema, '--node', node],
+        ...['--topic-prefix', prefix, '--group', `markets-app-${suffix}`, '--session-timeout-ms', '6000'],
+        ...(redisUrl === undefined ? [] : ['--redis', redisUrl]),
+      ],
+      { env: { ...process.env, MERIDIAN_AUTH_SECRET: authSecret } },
+    );
     children.push(child);
     let stderr = '';
     child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
@@ -109,18 +123,23 @@ describe.skipIf(!pgUrl || !brokersText)('markets app on a two-node cluster', () 
         ? true
         : undefined;
     });
-    const feed = await fetch(`${urls[0]}/markets/stream`);
-    const reader = feed.body!.getReader();
+    const feed = await fetch(`${urls[0]}/markets/stream`, { headers: await reader });
+    const feedReader = feed.body!.getReader();
+    // Without a credential, or with a reader's, nothing is written.
+    const body = JSON.stringify({ trades: trades() });
+    expect((await fetch(`${urls[1]}/markets/trades`, { method: 'POST', body })).status).toBe(401);
+    const asReader = { ...(await reader), 'content-type': 'application/json' };
+    expect(
+      (await fetch(`${urls[1]}/markets/trades`, { method: 'POST', body, headers: asReader })).status,
+    ).toBe(403);
 
     const put = await fetch(`${urls[0]}/markets/reference/AAA`, {
       method: 'PUT',
+      headers: await writer,
       body: JSON.stringify({ sector: 'Technology', tickSize: '0.01', validFromMs: 0 }),
     });
     expect(put.status).toBe(202);
-    const posted = await fetch(`${urls[1]}/markets/trades`, {
-      method: 'POST',
-      body: JSON.stringify({ trades: trades() }),
-    });
+    const posted = await fetch(`${urls[1]}/markets/trades`, { method: 'POST', body, headers: await writer });
     expect(posted.status).toBe(202);
 
     // 18 closed windows per symbol (starts 0 to 85 s), on both nodes.
@@ -181,11 +200,11 @@ describe.skipIf(!pgUrl || !brokersText)('markets app on a two-node cluster', () 
     let feedText = '';
     const decoder = new TextDecoder();
     while (!symbols.every((symbol) => feedText.includes(`"symbol":"${symbol}","startMs":${t0 + 85_000},`))) {
-      const chunk = await reader.read();
+      const chunk = await feedReader.read();
       if (chunk.done) break;
       feedText += decoder.decode(chunk.value);
     }
-    await reader.cancel();
+    await feedReader.cancel();
     for (const symbol of symbols)
       expect(feedText).toContain(`"symbol":"${symbol}","startMs":${t0 + 85_000},`);
 

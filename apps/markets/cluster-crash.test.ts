@@ -25,6 +25,8 @@ const pgUrl = process.env.MERIDIAN_TEST_PG_URL;
 const brokersText = process.env.MERIDIAN_TEST_KAFKA_BROKERS;
 const seed = Number(process.env.MERIDIAN_MARKETS_CLUSTER_SEED ?? 20261207);
 const nodeScript = join(import.meta.dirname, 'cluster-node.ts');
+/** The nodes' token signing secret: the test calls no route, but a node refuses to start without one. */
+const authSecret = randomBytes(32).toString('base64url');
 const partitions = marketsPartitions;
 
 describe.skipIf(!pgUrl || !brokersText)('markets app on a three-node cluster', () => {
@@ -101,11 +103,15 @@ describe.skipIf(!pgUrl || !brokersText)('markets app on a three-node cluster', (
     let starts = 0;
     const start = (node: string): ChildProcess => {
       const incarnation = `${node}#${++starts}`;
-      const child = spawnNode(nodeScript, [
-        ...['--brokers', brokersText!, '--pg', pgUrl!, '--schema', schema, '--node', node],
-        ...['--topic-prefix', prefix, '--group', group],
-        ...['--session-timeout-ms', '6000', '--no-relay'],
-      ]);
+      const child = spawnNode(
+        nodeScript,
+        [
+          ...['--brokers', brokersText!, '--pg', pgUrl!, '--schema', schema, '--node', node],
+          ...['--topic-prefix', prefix, '--group', group],
+          ...['--session-timeout-ms', '6000', '--no-relay'],
+        ],
+        { env: { ...process.env, MERIDIAN_AUTH_SECRET: authSecret } },
+      );
       children.set(node, child);
       let stderr = '';
       child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {

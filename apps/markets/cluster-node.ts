@@ -8,13 +8,15 @@
 //
 //   node apps/markets/cluster-node.ts --brokers H:P --pg URL --schema S --node NAME
 //        [--topic-prefix P] [--port N] [--redis URL] [--rate N --seed N --symbols N]
-//        [--group G] [--session-timeout-ms N] [--no-relay]
+//        [--group G] [--session-timeout-ms N] [--no-relay] [--auth on|off]
+// The HTTP API takes bearer tokens signed with MERIDIAN_AUTH_SECRET (32+ characters, the same on
+// every node; docs/security.md); `--auth off` makes every caller an operator (local experiments).
 // prints `listening <url>`, then `committed <partition> <next offset>` after each commit.
 
 import { randomUUID } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
 import { redisInvalidationBus, redisTier } from '../../src/cache/index.ts';
+import type { AuthOptions } from '../../src/http/index.ts';
 import type { Consumer, Log } from '../../src/log/index.ts';
 import { KafkaLog, parseBrokerList } from '../../src/log/kafka/index.ts';
 import { openPostgresStore } from '../../src/store/postgres/index.ts';
@@ -30,6 +32,11 @@ export interface MarketsNodeOptions {
   readonly pgUrl: string;
   readonly schema: string;
   readonly node: string;
+  /**
+   * Who may call the HTTP API (docs/security.md): the same on every node; `false` turns
+   * authentication off (every caller an operator), for local experiments only. Required.
+   */
+  readonly auth: AuthOptions | false;
   /** Before every topic's name (see prefixedTopics). @default '' */
   readonly topicPrefix?: string;
   /** 0 for any free port. @default 0 */
@@ -69,7 +76,8 @@ export async function startMarketsNode(options: MarketsNodeOptions): Promise<Run
   const latest = latestWindowCache(store, shared);
   let job: PartitionedStreamJob | undefined;
   let feed: ClosedWindowsFeed | undefined;
-  const api = createMarketsApi({
+  const api = await createMarketsApi({
+    auth: options.auth,
     store,
     log,
     latest,
@@ -109,9 +117,9 @@ export async function startMarketsNode(options: MarketsNodeOptions): Promise<Run
           disorderMs,
         })
       : undefined;
-  await new Promise<void>((resolve) => api.server.listen(options.port ?? 0, '127.0.0.1', resolve));
+  const url = await api.listen(options.port ?? 0);
   return {
-    url: `http://127.0.0.1:${(api.server.address() as AddressInfo).port}`,
+    url,
     job,
     async stop() {
       generator?.stop();
@@ -205,6 +213,17 @@ function followClosedWindows(
   };
 }
 
+/** The node's auth from `--auth` and MERIDIAN_AUTH_SECRET, or what is wrong with them. */
+function nodeAuth(mode: string | undefined, secret: string | undefined): AuthOptions | false | string {
+  if (mode === 'off') return false;
+  if (mode !== undefined && mode !== 'on')
+    return `--auth must be 'on' or 'off': current value is '${mode.slice(0, 16)}'`;
+  if (secret === undefined || secret.length < 32) {
+    return `MERIDIAN_AUTH_SECRET must be set to the cluster's token signing secret (32+ characters, the same on every node): current length is ${secret?.length ?? 0}. Pass --auth off only for local experiments`;
+  }
+  return { jwt: { secret } };
+}
+
 if (import.meta.main) {
   const { values } = parseArgs({
     options: {
@@ -221,6 +240,7 @@ if (import.meta.main) {
       group: { type: 'string' },
       'session-timeout-ms': { type: 'string' },
       'no-relay': { type: 'boolean' },
+      auth: { type: 'string' },
     },
   });
   for (const name of ['brokers', 'pg', 'schema', 'node'] as const) {
@@ -230,7 +250,15 @@ if (import.meta.main) {
     }
   }
   const { integer } = await import('./demo.ts');
+  const auth = nodeAuth(values.auth, process.env.MERIDIAN_AUTH_SECRET);
+  if (typeof auth === 'string') {
+    process.stderr.write(`markets cluster node: ${auth}\n`);
+    process.exit(2);
+  }
+  if (auth === false)
+    process.stderr.write('markets cluster node: WARNING: authentication is off (--auth off)\n');
   const running = await startMarketsNode({
+    auth,
     brokers: values.brokers!,
     pgUrl: values.pg!,
     schema: values.schema!,

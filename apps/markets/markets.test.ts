@@ -2,10 +2,13 @@
 // one refuses the whole batch, naming it), flow through the 5 s windows, and come back as the
 // latest window per symbol (through the cache), a time range of windows, top movers, the moving
 // minute, alerts and a Server-Sent Events message as each window closes. Also: the replay CLI's canonical output.
+// Every request carries an operator's bearer token (authorization.test.ts checks who may call what).
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { issueToken } from '../../src/http/index.ts';
 import type { WindowView } from './analytics.ts';
 import { type RunningMarkets, startMarkets } from './markets.ts';
 import { replay } from './replay.ts';
@@ -14,10 +17,24 @@ import { vwapText } from './trade.ts';
 const directory = mkdtempSync(join(tmpdir(), 'meridian-markets-'));
 let markets: RunningMarkets;
 const closed: WindowView[] = [];
+const secret = randomBytes(32).toString('base64url');
+let headers: Record<string, string>;
+
+/** fetch with the operator's token (and a JSON content type when there is a body). */
+function fetch(url: string, init: RequestInit = {}): Promise<Response> {
+  return globalThis.fetch(url, {
+    ...init,
+    headers: { ...headers, ...(init.body === undefined ? {} : { 'content-type': 'application/json' }) },
+  });
+}
 
 beforeAll(async () => {
+  headers = {
+    authorization: `Bearer ${await issueToken({ secret, subject: 'markets-test', role: 'operator' })}`,
+  };
   markets = await startMarkets({
     path: join(directory, 'markets.db'),
+    auth: { jwt: { secret } },
     port: 0,
     ratePerSecond: 0,
     seed: 1,
@@ -56,6 +73,16 @@ describe('markets HTTP API', () => {
       /^trades\[1\]: price must be dollars with at most two decimals/,
     );
     expect((await post([])).status).toBe(400);
+    const tooMany = Array.from({ length: 10_001 }, () => ({
+      timestampMs: 1,
+      symbol: 'A',
+      price: '1.00',
+      qty: 1,
+    }));
+    const refused = await post(tooMany);
+    expect(refused.status).toBe(400);
+    // The validation problem names the first invalid field only: bounded, however large the batch.
+    expect(((await refused.json()) as { errors: unknown[] }).errors).toHaveLength(1);
     expect((await fetch(`${markets.url}/markets/trades`, { method: 'POST', body: '{' })).status).toBe(400);
   });
 
@@ -142,6 +169,16 @@ describe('markets HTTP API', () => {
     expect(status.recordsIn).toBe(7);
     expect(status.lag).toEqual([0, 0, 0, 0]);
     expect((await fetch(`${markets.url}/markets/symbols/AAA/windows?fromMs=x&toMs=1`)).status).toBe(400);
+  });
+  it('serves at most 100 live-feed clients at once', async () => {
+    const feeds = await Promise.all(
+      Array.from({ length: 100 }, () => fetch(`${markets.url}/markets/stream`)),
+    );
+    expect(feeds.map((feed) => feed.status)).toEqual(feeds.map(() => 200));
+    const refused = await fetch(`${markets.url}/markets/stream`);
+    expect(refused.status).toBe(503);
+    expect(refused.headers.get('retry-after')).toBe('5');
+    for (const feed of feeds) await feed.body!.cancel();
   });
 });
 

@@ -2,7 +2,7 @@
 // read models and the stream job's state; the live analytics job; the HTTP API; and optionally
 // the seeded trade generator.
 
-import type { AddressInfo } from 'node:net';
+import type { AuthOptions } from '../../src/http/index.ts';
 import { SqliteLog } from '../../src/log/index.ts';
 import { SqliteDatabase, SqliteStore } from '../../src/store/index.ts';
 import { openStreamJob, type StreamJob } from '../../src/stream/index.ts';
@@ -15,6 +15,11 @@ export interface MarketsOptions {
   readonly path: string;
   /** 0 for any free port. */
   readonly port: number;
+  /**
+   * Who may call the HTTP API (docs/security.md); `false` turns authentication off (every caller
+   * an operator), for local experiments only. Required: no default is safe.
+   */
+  readonly auth: AuthOptions | false;
   /** Generated trades per second; 0 turns the generator off (trades come over HTTP only). */
   readonly ratePerSecond: number;
   readonly seed: number;
@@ -38,7 +43,8 @@ export async function startMarkets(options: MarketsOptions): Promise<RunningMark
   await createMarketsTopics(log, topics, 86_400_000);
   const latest = latestWindowCache(store);
   let job: StreamJob | undefined;
-  const api = createMarketsApi({
+  const api = await createMarketsApi({
+    auth: options.auth,
     store,
     log,
     latest,
@@ -69,10 +75,9 @@ export async function startMarkets(options: MarketsOptions): Promise<RunningMark
   });
   let generator: RunningGenerator | undefined;
   if (options.ratePerSecond > 0) generator = await startGenerator(log, topics, options);
-  await new Promise<void>((resolve) => api.server.listen(options.port, '127.0.0.1', resolve));
-  const port = (api.server.address() as AddressInfo).port;
+  const url = await api.listen(options.port);
   return {
-    url: `http://127.0.0.1:${port}`,
+    url,
     job: job as StreamJob,
     async stop() {
       generator?.stop();
