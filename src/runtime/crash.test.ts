@@ -95,8 +95,23 @@ describe('runtime crash recovery', () => {
       const byStatus = new Map<string, string[]>();
       for (const record of sagas)
         byStatus.set(record.status, [...(byStatus.get(record.status) ?? []), record.id]);
+      const unended = sagas.filter(
+        (record) => !['completed', 'compensated', 'cancelled'].includes(record.status),
+      );
+      // Named with their reasons and journals, so that a failure says which saga and why.
+      const journals = await Promise.all(
+        unended.map(async (record) => {
+          const journal = await fixture.store.read((tx) => tx.sagas.journal(record.id));
+          return journal
+            .map((entry) => `${entry.sequence} ${entry.kind} ${entry.name} ${entry.status}`)
+            .join(' | ');
+        }),
+      );
       expect(
-        [...byStatus.keys()].filter((status) => !['completed', 'compensated', 'cancelled'].includes(status)),
+        unended.map(
+          (record, index) => `${record.id} ${record.status}: ${record.reason ?? ''} [${journals[index]}]`,
+        ),
+        `${final.output().stderr.slice(-2000)}`,
       ).toEqual([]);
       for (const id of byStatus.get('completed') ?? []) completed.add(id);
       for (const id of byStatus.get('compensated') ?? []) compensated.add(id);

@@ -118,18 +118,30 @@ export class WaitingCalls {
   /**
    * A replayed sleep whose end the journal does not record, with entries after it: true once the
    * call order finds nobody to claim the next entry (the code waits for this sleep: it ended
-   * before them), false when the replay ends first (they ran while it slept).
+   * before them), false when the replay ends first (they ran while it slept). When the replay
+   * is cut short instead (a journaled cancellation handed over, or a mismatch), the sleep fails
+   * with it: taking that for the replay's end made the sleep go on live mid-replay and journal
+   * its end after the saga's `$failed`, which the replay then waited for forever (the runtime
+   * crash test's rare "journal holds event '$failed' but the code waits for nothing").
    */
   #endedBeforeWhatFollows(call: CallRef): Promise<boolean> {
-    return new Promise<boolean>((resolve) => {
+    return new Promise<boolean>((resolve, reject) => {
       const waiter = { index: call.index, settle: () => resolve(true) };
       this.#unsettledSleeps.push(waiter);
-      const replayed = () => {
+      const leave = () => {
         const index = this.#unsettledSleeps.indexOf(waiter);
         if (index !== -1) this.#unsettledSleeps.splice(index, 1);
-        resolve(false);
       };
-      this.#host.calls.afterReplay().then(replayed, replayed);
+      this.#host.calls.afterReplay().then(
+        () => {
+          leave();
+          resolve(false);
+        },
+        (error: unknown) => {
+          leave();
+          reject(error);
+        },
+      );
     });
   }
 
