@@ -200,6 +200,39 @@ describeShapes('cancelling sagas', (shape) => {
     );
   });
 
+  it('a replayed sleep beside the call that journaled the cancellation ends with it, not as live', async () => {
+    let hang = true;
+    let letFirstFinish!: () => void;
+    const firstRuns = new Promise<void>((resolve) => (letFirstFinish = resolve));
+    const Racing = saga('Racing', async (ctx) => {
+      await ctx.step('first', () => firstRuns.then(() => void effects.push('first')), {
+        compensate: async () => {
+          effects.push('undo first');
+          // The first attempt never returns: the runtime stops under it, as in a crash.
+          if (hang) await new Promise<never>(() => {});
+        },
+      });
+      // The sleep journals its start; the step, at its boundary, the cancellation asked meanwhile.
+      await Promise.all([ctx.sleep('settle', 5), recorded(ctx, 'charge')]);
+    });
+    const first = await started(Racing);
+    await first.startSaga(Racing, 'r1', undefined);
+    await first.cancelSaga('r1', { reason: 'ops' });
+    letFirstFinish();
+    await fixture.eventually(() => effects.includes('undo first'), 'the compensation attempted');
+    await first.stop();
+    const before = (await first.journal('r1')).map((entry) => entry.name.replace(/#\d+$/, ''));
+    expect(before).toEqual(['$start', 'first', 'settle', '$cancelled', '$failed']);
+    // The restart comes after the sleep's end: replayed, it must not go on as if live.
+    clock.advance(60_000);
+    hang = false;
+    const second = await started(Racing);
+    await expect(second.handle('r1').result()).rejects.toMatchObject({ status: 'cancelled' });
+    expect(effects).toEqual(['first', 'undo first', 'undo first']);
+    const journal = await second.journal('r1');
+    expect(journal.map((entry) => entry.name.replace(/#\d+$/, ''))).toEqual([...before, 'first']);
+  });
+
   it('a cancellation reaches a saga whose code throws it away: the saga still ends cancelled', async () => {
     const Stubborn = saga('Swallower', async (ctx) => {
       await recorded(ctx, 'held');
