@@ -84,7 +84,7 @@ class PostgresConnection implements SqlConnection {
       Array.isArray(value) ? (value as unknown[]).map(toDriverValue) : toDriverValue(value),
     );
     try {
-      return await this.control(() => this.client.query({ text: sql, values }));
+      return await this.client.query({ text: sql, values });
     } catch (error) {
       this.failure ??= error;
       throw this.mapError(error);
@@ -98,14 +98,6 @@ class PostgresConnection implements SqlConnection {
     return new RetryableError(`The PostgreSQL connection was lost mid-transaction (${this.lost.message})`, {
       cause: error,
     });
-  }
-
-  /**
-   * Issues `work`'s statement now: pg's pipeline runs it after every statement issued before it,
-   * in order. (Without pipeline mode this chained each statement behind the previous answer.)
-   */
-  control<T>(work: () => Promise<T>): Promise<T> {
-    return work();
   }
 }
 
@@ -240,11 +232,11 @@ export class PostgresStore implements Store {
         // A read has nothing to commit: its COMMIT only ends the snapshot. Not awaited: the
         // connection goes back to the pool at once, and pipelined, whatever its next transaction
         // sends runs after this COMMIT (a failure of it is that transaction's lost connection).
-        connection.control(() => client.query('COMMIT')).catch(() => undefined);
+        client.query('COMMIT').catch(() => undefined);
         return result;
       }
       committing = true;
-      const commit = await connection.control(() => client.query('COMMIT'));
+      const commit = await client.query('COMMIT');
       // COMMIT of a transaction PostgreSQL had aborted answers ROLLBACK instead of failing: by a
       // statement still running when COMMIT was sent (the cluster's fence), whose error says why.
       if (commit.command !== 'COMMIT' && connection.failure !== undefined) {
@@ -258,7 +250,7 @@ export class PostgresStore implements Store {
     } catch (error) {
       if (!readOnly) this.#writeHealth.failed(error);
       try {
-        await connection.control(() => client.query('ROLLBACK'));
+        await client.query('ROLLBACK');
       } catch (rollbackError) {
         // The connection is unusable (lost, or mid-protocol): destroy it rather than pool it.
         broken = rollbackError as Error;
