@@ -233,6 +233,7 @@ export function fencedTransaction(
   };
   const replies: ReplyStore = {
     get: (requestId) => tx.replies.get(requestId),
+    require: (requestId) => tx.replies.require(requestId),
     prune: (beforeMs) => tx.replies.prune(beforeMs),
     put: (reply) => {
       written.add(reply.partition);

@@ -71,6 +71,11 @@ const Held = saga('ClusterHeld', async (ctx, input: { a: string; b: string }) =>
   await ctx.waitForSignal('approve', { timeoutMs: 3_600_000 });
 });
 
+/** One routed or local add, its reply returned: what the saga journaled is what it returns. */
+const AddOnce = saga('ClusterAddOnce', async (ctx, input: { id: string }) =>
+  ctx.send(Counter, input.id, 'add', { by: 1 }),
+);
+
 /** Polls `check` until it returns a value other than undefined, failing after `timeoutMs`. */
 async function until<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
   const deadline = performance.now() + timeoutMs;
@@ -151,7 +156,7 @@ describe.skipIf(!pgUrl || !brokersText)('runtime on the cluster shape (PostgreSQ
         group: `meridian.nodes.${suffix}`,
         requestTimeoutMs,
       },
-    }).register(Counter, Transfer, Approved, Held, tally());
+    }).register(Counter, Transfer, Approved, Held, AddOnce, tally());
     if (runs !== undefined) {
       runtime.singleton({
         name: 'beat',
@@ -263,6 +268,76 @@ describe.skipIf(!pgUrl || !brokersText)('runtime on the cluster shape (PostgreSQ
     // from: -1, to: +1 and +10, summed over the chain 0 → 1 → ... → 6.
     const values = await Promise.all(ids.map(async (id) => (await a.state(Counter, id))?.state.value));
     expect(values).toEqual([1, 12, 12, 12, 12, 12, 13, 2, 2, 2]);
+  });
+
+  it('a reply the database does not hold (a phantom from a failed-over primary) is not journaled: the saga waits for the stored one', async () => {
+    fresh();
+    // Node b's stores of the saga's reply wait for the gate: meanwhile a reply that no
+    // transaction committed reaches node a, as one read from a primary's surviving backends
+    // after it was killed (before its standby had the reply) would.
+    let gate: Promise<void> | undefined;
+    let reachedGate = false;
+    const gated = (store: PostgresStore): Store => {
+      const transaction = store.transaction.bind(store);
+      store.transaction = (fn, options) =>
+        transaction((tx) => {
+          const put = tx.replies.put.bind(tx.replies);
+          tx.replies.put = async (reply) => {
+            if (gate !== undefined && reply.requestId.startsWith('saga/phantom-')) {
+              reachedGate = true;
+              await gate;
+            }
+            return put(reply);
+          };
+          return fn(tx);
+        }, options);
+      return store;
+    };
+    const a = await node('a');
+    const b = await node('b', 8, undefined, 20_000, gated);
+    await until('the partitions split across both nodes', async () =>
+      owned(a).length > 0 && owned(b).length > 0 && owned(a).length + owned(b).length === 8
+        ? true
+        : undefined,
+    );
+    const ofB = (id: string) => owned(b).includes(workPartitionOf(id, 8));
+    const candidates = Array.from({ length: 64 }, (_, index) => `${suffix}-${index}`);
+    const counterId = `c-${candidates.find((id) => ofB(`c-${id}`))}`;
+    const sagaId = `phantom-${candidates.find((id) => !ofB(`phantom-${id}`))}`;
+    let open: () => void = () => undefined;
+    gate = new Promise((resolve) => {
+      open = resolve;
+    });
+    const handle = await a.startSaga(AddOnce, sagaId, { id: counterId });
+    await until('node b applying the request', async () => (reachedGate ? true : undefined));
+    // The request is the journal's second entry (after '$start'): its id names the saga and it.
+    const requestId = `saga/${sagaId}/1`;
+    const phantom = {
+      requestId,
+      partition: workPartitionOf(counterId, 8),
+      ok: true,
+      reply: 999,
+      error: null,
+      code: null,
+      createdAt: Date.now(),
+    };
+    const outsider = await openPostgresStore({ connectionString: pgUrl!, schema });
+    try {
+      await outsider.transaction((tx) => tx.notify('meridian_replies', JSON.stringify([requestId, phantom])));
+    } finally {
+      await outsider.close();
+    }
+    // Node a took the phantom and tried to journal it: refused, the saga parked, and the
+    // journal still holds only the request.
+    const refusal = await until(
+      'the phantom refused',
+      async () => a.problems().find((problem) => problem.sagaId === sagaId),
+      10_000,
+    ).finally(() => open());
+    expect(refusal.error).toContain(`The reply to request '${requestId}' is not stored`);
+    expect((await a.progress(sagaId))?.calls).toEqual([]);
+    await expect(handle.result()).resolves.toBe(1);
+    expect((await a.state(Counter, counterId))?.state).toEqual({ value: 1 });
   });
 
   it("a saga started on another node ends for its caller by the owner's notification, without a read of the saga", async () => {

@@ -1010,7 +1010,13 @@ export class SagaExecution {
         this.#effects.clock.now(),
         reply.ok ? { reply: reply.reply } : errorFromReply(reply),
       );
-      await this.#commit((scope) => scope.tx.sagas.appendJournal(entry));
+      // The reply was read elsewhere, maybe from a server that lost it since (a PostgreSQL
+      // primary killed before its standby had it): journaled only where it is stored, else the
+      // saga parks and, reloaded, waits for the reply again.
+      await this.#commit(async (scope) => {
+        await scope.tx.replies.require(requestId);
+        await scope.tx.sagas.appendJournal(entry);
+      });
       return { entry, value: entry };
     });
   }

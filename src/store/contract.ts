@@ -1441,6 +1441,29 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         expect((await tx((t) => t.replies.get('new')))?.createdAt).toBe(300);
       });
 
+      it('requires a stored reply: a transaction that requires a missing one fails with a ConflictError and writes nothing', async () => {
+        await tx((t) => t.replies.put(reply('held', 100)));
+        await tx(async (t) => {
+          await t.replies.require('held');
+          await t.replies.put(reply('after-held', 100));
+        });
+        expect(await tx((t) => t.replies.get('after-held'))).not.toBeNull();
+        const error = await expectError(
+          tx(async (t) => {
+            await t.replies.put(reply('rolled-back', 100));
+            await t.replies.require('never-stored');
+          }),
+          ConflictError,
+        );
+        expect(error.message).toContain("The reply to request 'never-stored' is not stored");
+        expect(await tx((t) => t.replies.get('rolled-back'))).toBeNull();
+        // A reply put earlier in the same transaction counts.
+        await tx(async (t) => {
+          await t.replies.put(reply('same-tx', 100));
+          await t.replies.require('same-tx');
+        });
+      });
+
       it('refuses bad replies with a ValidationError', async () => {
         const ok = await expectError(
           tx((t) => t.replies.put({ ...reply('r', 1), ok: 'yes' as never })),

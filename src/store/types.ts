@@ -349,6 +349,14 @@ export interface ReplyStore {
    */
   put(reply: StoredReply): Promise<boolean>;
   get(requestId: string): Promise<StoredReply | null>;
+  /**
+   * Makes this transaction fail with a ConflictError (at once, or at the latest when it
+   * commits) unless the reply to `requestId` is stored. A reply read in another transaction is
+   * acted on durably only this way: the read may have come from a server that had the reply but
+   * lost it (a PostgreSQL primary killed before its standby received it, whose surviving
+   * backends still answered), and a transaction that commits saw it where it commits.
+   */
+  require(requestId: string): Promise<void>;
   /** Deletes at most `limit` (default 1000) replies created before `beforeMs`; returns how many. */
   prune(beforeMs: number, limit?: number): Promise<number>;
 }

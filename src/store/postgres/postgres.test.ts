@@ -212,6 +212,31 @@ describe.skipIf(!url)('PostgresStore migrations and transactions', () => {
     await store.close();
   });
 
+  it('reports a COMMIT that stopped waiting for the synchronous standby as of unknown outcome, not as durable', async () => {
+    const name = schema();
+    const store = await openPostgresStore({ connectionString: url, schema: name, maxConnections: 2 });
+    // PostgreSQL's own warning when a commit's wait for the synchronous standby is cancelled
+    // (statement_timeout, a cancel request), raised here by a deferred trigger: it arrives
+    // during COMMIT, as the server's does.
+    await schemas.query(`CREATE FUNCTION "${name}".warn() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        RAISE WARNING 'canceling wait for synchronous replication due to user request';
+        RETURN NULL;
+      END $$`);
+    await schemas.query(`CREATE CONSTRAINT TRIGGER warn AFTER INSERT ON "${name}".store_entities
+      DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION "${name}".warn()`);
+    const error = await store
+      .transaction((tx) => tx.entities.put('account', 'a', 1, 0))
+      .catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(RetryableError);
+    expect((error as Error).message).toContain('stopped waiting for its synchronous standby');
+    // Its outcome is unknown to the caller; here the primary kept it. The store goes on (an
+    // update does not fire the trigger).
+    expect(await store.read((tx) => tx.entities.get('account', 'a'))).toMatchObject({ version: 1 });
+    expect(await store.transaction((tx) => tx.entities.put('account', 'a', 2, 1))).toBe(2);
+    await store.close();
+  });
+
   it('ends a transaction left idle longer than idleInTransactionTimeoutMs with a RetryableError', async () => {
     const name = schema();
     const store = await openPostgresStore({

@@ -60,6 +60,31 @@ function toDriverValue(value: unknown): unknown {
  * with its first statement instead of costing a round trip of its own, and statements a
  * transaction function starts at once (Promise.all) go out together.
  */
+/**
+ * COMMIT, watching for PostgreSQL's warning that it stopped waiting for the synchronous standby
+ * (the wait was cancelled: statement_timeout, a cancel request). The transaction then committed
+ * on the primary only, and a failover may lose it: it is reported as a commit of unknown
+ * outcome (RetryableError), never as durable.
+ */
+async function commitReplicated(client: pg.PoolClient): Promise<pg.QueryResult> {
+  let unreplicated: string | undefined;
+  const onNotice = (notice: { message?: string }) => {
+    if (notice.message?.includes('synchronous replication') === true) unreplicated ??= notice.message;
+  };
+  client.on('notice', onNotice);
+  try {
+    const commit = await client.query('COMMIT');
+    if (unreplicated !== undefined) {
+      throw new RetryableError(
+        `PostgreSQL committed the transaction on the primary but stopped waiting for its synchronous standby (${unreplicated.slice(0, 200)}): a failover may lose it, so its outcome is unknown`,
+      );
+    }
+    return commit;
+  } finally {
+    client.off('notice', onNotice);
+  }
+}
+
 class PostgresConnection implements SqlConnection {
   readonly client: pg.PoolClient;
   /** The first statement error: PostgreSQL refuses everything after it until ROLLBACK. */
@@ -236,7 +261,7 @@ export class PostgresStore implements Store {
         return result;
       }
       committing = true;
-      const commit = await client.query('COMMIT');
+      const commit = await commitReplicated(client);
       // COMMIT of a transaction PostgreSQL had aborted answers ROLLBACK instead of failing: by a
       // statement still running when COMMIT was sent (the cluster's fence), whose error says why.
       if (commit.command !== 'COMMIT' && connection.failure !== undefined) {

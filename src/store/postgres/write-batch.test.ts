@@ -139,6 +139,36 @@ describe.skipIf(!url)('PostgreSQL batched transactions (batchWrites)', () => {
     }
   });
 
+  it('checks required replies with the batch: a missing one fails the transaction, one put in the batch counts', async () => {
+    const reply = (requestId: string) => ({
+      requestId,
+      partition: 1,
+      ok: true,
+      reply: 1,
+      error: null,
+      code: null,
+      createdAt: 1,
+    });
+    await store.transaction((tx) => tx.replies.put(reply('stored')).then(() => undefined));
+    await store.transaction(async (tx) => {
+      await tx.replies.require('stored');
+      await tx.replies.put(reply('new'));
+      await tx.replies.require('new');
+      await tx.entities.put('E', 'a', { n: 1 }, 0);
+    }, batched);
+    expect(await store.read((tx) => tx.entities.get('E', 'a'))).toMatchObject({ version: 1 });
+    const failed = await store
+      .transaction(async (tx) => {
+        await tx.entities.put('E', 'b', { n: 1 }, 0);
+        await tx.replies.require('stored');
+        await tx.replies.require('missing');
+      }, batched)
+      .catch((error: unknown) => error);
+    expect(failed).toBeInstanceOf(BatchedWriteConflictError);
+    expect((failed as Error).message).toContain('1 of 2 batched replies required were not stored');
+    expect(await store.read((tx) => tx.entities.get('E', 'b'))).toBeNull();
+  });
+
   it('a failed batch fails the transaction even when the code that saw the failure caught it', async () => {
     await store.transaction((tx) => tx.entities.put('E', 'a', { n: 1 }, 0));
     const attempt = store.transaction(async (tx) => {

@@ -1,4 +1,4 @@
-import { ValidationError } from '../../errors.ts';
+import { ConflictError, ValidationError } from '../../errors.ts';
 import {
   optionalText,
   requireId,
@@ -31,6 +31,7 @@ const statements = sqlPerStore(({ replies }) => ({
   // abort a PostgreSQL transaction.
   put: `INSERT INTO ${replies} (${replyColumns}) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (request_id) DO NOTHING`,
   get: `SELECT ${replyColumns} FROM ${replies} WHERE request_id = $1`,
+  exists: `SELECT 1 AS found FROM ${replies} WHERE request_id = $1`,
   prune: `DELETE FROM ${replies} WHERE request_id IN
        (SELECT request_id FROM ${replies} WHERE created_at < $1 ORDER BY created_at LIMIT $2)`,
 }));
@@ -86,6 +87,22 @@ export class SqlReplyStore implements ReplyStore {
     return rows[0] === undefined ? null : toReply(rows[0]);
   }
 
+  async require(requestId: string): Promise<void> {
+    requireId('requestId', requestId);
+    const batch = this.#session.batch;
+    // Checked with the batch's writes (no round trip of its own); a reply put in this same
+    // batch is written first, since the batch's statement cannot see its own inserts.
+    if (batch !== undefined && !batch.has('replies', requestId)) {
+      batch.requireReply(requestId);
+      return;
+    }
+    const rows = await this.#session.query(this.#sql.exists, [requestId], {
+      table: 'replies',
+      key: requestId,
+    });
+    if (rows.length === 0) throw missingReply([requestId]);
+  }
+
   async prune(beforeMs: number, limit?: number): Promise<number> {
     requireTimestamp('beforeMs', beforeMs);
     return this.#session.execute(this.#sql.prune, [
@@ -93,4 +110,17 @@ export class SqlReplyStore implements ReplyStore {
       requireLimit('limit', limit, storeLimits.maxPageSize),
     ]);
   }
+}
+
+/** The error of a transaction that required replies that are not stored. */
+export function missingReply(requestIds: readonly string[]): ConflictError {
+  const shown = requestIds
+    .slice(0, 5)
+    .map((id) => `'${id.slice(0, 200)}'`)
+    .join(', ');
+  const more = requestIds.length > 5 ? ` and ${requestIds.length - 5} more` : '';
+  return new ConflictError(
+    `The reply to request ${shown}${more} is not stored: it was read from a server that has since lost it (a failed-over PostgreSQL primary) or was pruned; wait for it again`,
+    { details: { requestIds: requestIds.slice(0, 5) } },
+  );
 }

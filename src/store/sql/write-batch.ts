@@ -192,6 +192,8 @@ export class WriteBatch {
   readonly #journal = new Map<string, JournalWrite[]>();
   #journalRows = 0;
   readonly #notifications: Array<[string, string]> = [];
+  /** Request ids whose replies must be stored (`ReplyStore.require`), checked with the writes. */
+  readonly #requiredReplies = new Set<string>();
   /** The error of a run that failed: the transaction can no longer commit. */
   #failed: unknown;
   /** Inbox rows by `consumer NUL message id`. */
@@ -226,6 +228,7 @@ export class WriteBatch {
       this.#journalRows +
       this.inbox.size +
       this.replies.size +
+      this.#requiredReplies.size +
       this.#notifications.length
     );
   }
@@ -294,6 +297,11 @@ export class WriteBatch {
     this.#journalRows++;
   }
 
+  /** The transaction fails (BatchedWriteConflictError) unless the reply to `requestId` is stored. */
+  requireReply(requestId: string): void {
+    this.#requiredReplies.add(requestId);
+  }
+
   notify(channel: string, payload: string): void {
     this.#notifications.push([this.#channelOf(channel), payload]);
   }
@@ -332,6 +340,7 @@ export class WriteBatch {
     this.#appendJournal(statement, journal);
     this.inbox.part(statement, this.#tables.inbox, 'inbox entries');
     this.replies.part(statement, this.#tables.replies, 'replies');
+    this.#checkReplies(statement);
     if (notifications.length > 0) {
       statement.add(
         `SELECT pg_notify(c, p) FROM unnest(${statement.array(
@@ -344,6 +353,16 @@ export class WriteBatch {
       );
     }
     await statement.run(connection);
+  }
+
+  #checkReplies(statement: BatchStatement): void {
+    if (this.#requiredReplies.size === 0) return;
+    const ids = [...this.#requiredReplies];
+    this.#requiredReplies.clear();
+    statement.add(
+      `SELECT 1 FROM ${this.#tables.replies} WHERE request_id = ANY(${statement.array(ids, 'text')})`,
+      { what: 'replies required', expected: ids.length, reason: 'were not stored' },
+    );
   }
 
   #updateEntities(statement: BatchStatement, rows: EntityWrite[]): void {
