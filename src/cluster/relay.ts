@@ -99,8 +99,12 @@ export class OutboxRelay {
         this.#again = false;
         const partitions = this.#options.ownership.owned();
         if (partitions.length === 0) return;
-        const rows = await this.#options.store.read((tx) =>
-          tx.outbox.pending(this.#batchSize, { partitions }),
+        // Read in a write transaction that locks a row: it commits only once the synchronous
+        // standby has every row read, so a primary's surviving backends (its postmaster
+        // killed) cannot hand the relay rows the promoted standby never had. Published, such
+        // a row's outbox id would be taken again there, and consumers would skip the real one.
+        const rows = await this.#options.store.transaction((tx) =>
+          tx.outbox.pending(this.#batchSize, { partitions, lock: true }),
         );
         if (rows.length === 0) continue;
         await this.#publish(rows);

@@ -207,8 +207,14 @@ export type NewOutboxMessage = Omit<OutboxMessage, 'id' | 'partition'> & { reado
 export interface OutboxStore {
   /** Appends messages in order; returns their ids (increasing). */
   add(messages: readonly NewOutboxMessage[]): Promise<number[]>;
-  /** The oldest unpublished messages of the given partitions, in id order. */
-  pending(limit: number, options?: PartitionFilter): Promise<OutboxMessage[]>;
+  /**
+   * The oldest unpublished messages of the given partitions, in id order. With `lock`, read in a
+   * write transaction, the newest of them is also row-locked (PostgreSQL; a write): the
+   * transaction then commits only once the synchronous standby has all it read, so rows that
+   * commit were not read from a primary that had them but lost them (killed before its standby
+   * received them, while its surviving backends still answered).
+   */
+  pending(limit: number, options?: PartitionFilter & { readonly lock?: boolean }): Promise<OutboxMessage[]>;
   /** Removes published messages. */
   markPublished(ids: readonly number[]): Promise<void>;
 }
