@@ -114,18 +114,21 @@ export class OutboxRelay {
   }
 
   /**
-   * One transaction: deletes the rows the previous round published, and reads the next ones.
-   * Its COMMIT is a write's (the deletes, or else a row lock), so it returns only once the
-   * synchronous standby has every row read: a primary's surviving backends (its postmaster
-   * killed) cannot hand the relay rows the promoted standby never had. Published, such a row's
-   * outbox id would be taken again there, and consumers would skip the real one as a re-send.
+   * One transaction: deletes the rows the previous round published, and reads the next ones,
+   * with durable reads: it commits only once the synchronous standby has every row read, so a
+   * primary's surviving backends (its postmaster killed) cannot hand the relay rows the promoted
+   * standby never had. Published, such a row's outbox id would be taken again there, and
+   * consumers would skip the real one as a re-send.
    */
   async #round(partitions: readonly number[]): Promise<readonly OutboxMessage[]> {
     const published = this.#unmarked;
-    const rows = await this.#options.store.transaction(async (tx) => {
-      if (published.length > 0) await tx.outbox.markPublished(published);
-      return tx.outbox.pending(this.#batchSize, { partitions, lock: published.length === 0 });
-    });
+    const rows = await this.#options.store.transaction(
+      async (tx) => {
+        if (published.length > 0) await tx.outbox.markPublished(published);
+        return tx.outbox.pending(this.#batchSize, { partitions });
+      },
+      { durableReads: true },
+    );
     this.#unmarked = [];
     return rows;
   }
