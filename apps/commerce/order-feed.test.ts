@@ -262,13 +262,16 @@ describe("the order feed's limits, on a gateway of its own", () => {
   });
 
   /** The feed alone on a gateway (its own log, clock and development tokens), listening. */
-  async function feed(limits: { maxStreams: number; maxStreamsPerPrincipal: number }) {
+  async function feed(
+    limits: { maxStreams: number; maxStreamsPerPrincipal: number },
+    topic: { retentionMs?: number } = {},
+  ) {
     const directory = mkdtempSync(join(tmpdir(), 'meridian-feed-limits-'));
     cleanups.push(() => rmSync(directory, { recursive: true, force: true }));
-    const log = openSqliteLog({ path: join(directory, 'feed.db') });
-    cleanups.push(() => log.close());
-    await log.createTopic(Order.eventsTopic, { partitions: 2 });
     const clock = new ManualClock(Date.now());
+    const log = openSqliteLog({ path: join(directory, 'feed.db'), clock, retentionCheckIntervalMs: null });
+    cleanups.push(() => log.close());
+    await log.createTopic(Order.eventsTopic, { partitions: 2, ...topic });
     const auth = developmentAuth(directory);
     const gateway = await createGateway({
       auth: { ...auth.auth, defaultCustomerScopes: ['orders:read'] },
@@ -287,20 +290,61 @@ describe("the order feed's limits, on a gateway of its own", () => {
       for (const abort of aborts) abort.abort();
     });
     /** Opens the feed as `customer`; a stream that opened stays open until the test ends. */
-    const open = async (customer: string) => {
+    const open = async (customer: string, headers: Record<string, string> = {}) => {
       const abort = new AbortController();
       aborts.push(abort);
       const token = await auth.issue(customer, 'customer');
       const response = await fetch(`${url}/orders/events`, {
-        headers: { authorization: `Bearer ${token}` },
+        headers: { authorization: `Bearer ${token}`, ...headers },
         signal: abort.signal,
       });
       const problem =
         response.status === 200 ? undefined : ((await response.json()) as { type: string; detail: string });
-      return { status: response.status, retryAfter: response.headers.get('retry-after'), problem };
+      return { status: response.status, retryAfter: response.headers.get('retry-after'), problem, response };
     };
-    return { open, clock };
+    return { open, clock, log };
   }
+
+  it("says when the log's retention removed events the reader had not reached: a gap event, then the next order", async () => {
+    const { open, clock, log } = await feed(
+      { maxStreams: 10, maxStreamsPerPrincipal: 10 },
+      { retentionMs: 1000 },
+    );
+    const confirmed = (orderId: string) => ({
+      key: orderId,
+      value: new TextEncoder().encode(
+        JSON.stringify({
+          type: 'OrderConfirmed',
+          orderId,
+          customerId: 'ada',
+          total: 4,
+          chargeId: `ch-${orderId}`,
+        }),
+      ),
+    });
+    // Partition 0 only: the records name it.
+    const append = (orderId: string) =>
+      log.append(Order.eventsTopic, [{ ...confirmed(orderId), partition: 0 }]);
+    await append('gone-1');
+    await append('gone-2');
+    clock.advance(5000);
+    await append('kept');
+    expect((await log.enforceRetention()).recordsRemoved).toBe(2);
+    // A reader that stopped right after 'gone-1' (partition 0 at offset 1) comes back.
+    const { response } = await open('ada', { 'last-event-id': formatCursor([1, 0]) });
+    expect(response.status).toBe(200);
+    const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
+    let text = '';
+    while (!text.includes('event: order')) {
+      const chunk = await reader.read();
+      if (chunk.done) break;
+      text += chunk.value;
+    }
+    const blocks = text.split('\n\n').filter((block) => block.includes('event: '));
+    expect(blocks[0]).toBe('event: gap\ndata: {"partition":0,"from":1,"to":2}');
+    expect(blocks[1]).toContain('"orderId":"kept"');
+    await reader.cancel();
+  });
 
   it('holds at most maxStreams open in total: beyond, 503 with Retry-After, whoever asks', async () => {
     const { open } = await feed({ maxStreams: 2, maxStreamsPerPrincipal: 4 });

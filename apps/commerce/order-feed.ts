@@ -119,7 +119,7 @@ export function registerOrderFeed(gateway: Gateway, deps: OrderFeedDependencies)
     schema: {
       summary: 'Orders as they are confirmed or cancelled: a stream of Server-Sent Events',
       description:
-        "`text/event-stream`: one `order` event per order that reached a final status (a customer sees its own orders only), its data `{orderId, status, customerId, total, chargeId | reason, at}`. Each event's `id` is a cursor: send it back as `Last-Event-ID` (EventSource does so when it reconnects) to resume right after it. Without one, the stream starts from now (`from=latest`) or from the oldest event the log holds (`from=earliest`).",
+        "`text/event-stream`: one `order` event per order that reached a final status (a customer sees its own orders only), its data `{orderId, status, customerId, total, chargeId | reason, at}`. Each event's `id` is a cursor: send it back as `Last-Event-ID` (EventSource does so when it reconnects) to resume right after it. Without one, the stream starts from now (`from=latest`) or from the oldest event the log holds (`from=earliest`). A `gap` event (data `{partition, from, to}`) says the log's retention removed events between the cursor and the next one before they were read: ask about the orders you wait for (`GET /orders/{id}`).",
       tags: ['orders'],
       querystring: Type.Object({
         from: Type.Optional(
@@ -179,6 +179,19 @@ export function registerOrderFeed(gateway: Gateway, deps: OrderFeedDependencies)
     },
   });
 
+  /**
+   * The `gap` event of a partition whose events from the cursor up to `record` the log no longer
+   * holds (its retention passed them while the reader was behind), or '' for a jump over offsets
+   * the log never used. A client then asks about the orders it waits for instead of waiting on.
+   */
+  async function gapEvent(record: LogRecord, cursor: readonly number[]): Promise<string> {
+    const from = cursor[record.partition]!;
+    const { start } = await log.offsets(topic, record.partition).catch(() => ({ start: from }));
+    if (start <= from) return '';
+    const data = { partition: record.partition, from, to: Math.min(start, record.offset) };
+    return `event: gap\ndata: ${JSON.stringify(data)}\n\n`;
+  }
+
   async function stream(response: ServerResponse, cursor: number[], principal: Principal): Promise<void> {
     const stop = new AbortController();
     const abort = () => stop.abort();
@@ -217,6 +230,7 @@ export function registerOrderFeed(gateway: Gateway, deps: OrderFeedDependencies)
         for (const record of records) {
           // Before the cursor: a partition polled before it was positioned (a rebalance).
           if (record.offset < cursor[record.partition]!) continue;
+          if (record.offset > cursor[record.partition]!) text += await gapEvent(record, cursor);
           cursor[record.partition] = record.offset + 1;
           const event = feedEventOf(record);
           if (event === undefined) continue;

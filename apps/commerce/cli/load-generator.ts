@@ -4,7 +4,7 @@ import { errors, Pool } from 'undici';
 import type { Random } from '../../../src/index.ts';
 import { seededRandom } from '../../../src/testing/index.ts';
 import type { LoadOptions } from './load-options.ts';
-import { OrderFeedClient } from './order-feed-client.ts';
+import { type FeedOutcome, OrderFeedClient } from './order-feed-client.ts';
 
 export interface LatencySummary {
   count: number;
@@ -321,7 +321,7 @@ export class LoadGenerator {
 
     const deadlineMs = performance.now() + this.#options.terminalTimeoutMs;
     if (this.#feed !== undefined) {
-      const outcome = await this.#feed.until(orderId, deadlineMs);
+      const outcome = await this.#watch(this.#feed, orderId, deadlineMs);
       if (outcome.kind === 'ended') return this.#ended(tally, dueMs, outcome.status, outcome.atMs);
       if (outcome.kind === 'timeout') {
         tally.unfinished += 1;
@@ -356,6 +356,26 @@ export class LoadGenerator {
     }
     tally.unfinished += 1;
     tally.error('terminal_timeout');
+  }
+
+  /**
+   * Waits for the feed to tell the order's end. After a `gap` (events lost to the log's
+   * retention), and once when the feed has said nothing for 10 s (or half the terminal timeout),
+   * it asks about the order itself, so an end the feed missed never costs the whole timeout.
+   */
+  async #watch(feed: OrderFeedClient, orderId: string, deadlineMs: number): Promise<FeedOutcome> {
+    let checkAtMs = performance.now() + Math.min(10_000, this.#options.terminalTimeoutMs / 2);
+    for (;;) {
+      const outcome = await feed.until(orderId, Math.min(deadlineMs, checkAtMs));
+      if (outcome.kind === 'ended' || outcome.kind === 'unavailable') return outcome;
+      if (performance.now() >= deadlineMs) return { kind: 'timeout' };
+      checkAtMs = deadlineMs;
+      const polled = await this.#request('GET', `/orders/${encodeURIComponent(orderId)}`);
+      const status =
+        polled.ok && polled.status === 200 ? (polled.body as { status?: unknown } | null)?.status : undefined;
+      if (status === 'confirmed' || status === 'cancelled')
+        return { kind: 'ended', status, atMs: performance.now() };
+    }
   }
 
   /** Counts an order that ended, learnt of at `atMs`. */

@@ -5,6 +5,8 @@ export type FeedOutcome =
   | { readonly kind: 'ended'; readonly status: 'confirmed' | 'cancelled'; readonly atMs: number }
   /** Not seen within the deadline. */
   | { readonly kind: 'timeout' }
+  /** The feed lost events (the log's retention passed them before they were read): ask about the order. */
+  | { readonly kind: 'gap' }
   /** The feed is gone for good (the gateway has none, or it kept failing): ask about the order instead. */
   | { readonly kind: 'unavailable' };
 
@@ -143,6 +145,7 @@ export class OrderFeedClient {
       // Several data lines make one value, joined by newlines (the SSE format).
       else if (line.startsWith('data:')) data += (data === '' ? '' : '\n') + line.slice(5).trimStart();
     }
+    if (event === 'gap') return this.#gap();
     if (event !== 'order' || data === '') return;
     let parsed: { orderId?: unknown; status?: unknown };
     try {
@@ -174,6 +177,12 @@ export class OrderFeedClient {
       if (nowMs - event.atMs < unclaimedForMs) break;
       this.#unclaimed.delete(orderId);
     }
+  }
+
+  /** Events were lost: every order waited for may have ended unseen; its waiter asks instead. */
+  #gap(): void {
+    for (const waiter of this.#waiters.values()) waiter.settle({ kind: 'gap' });
+    this.#waiters.clear();
   }
 
   #giveUp(): void {
