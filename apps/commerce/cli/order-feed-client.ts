@@ -145,7 +145,10 @@ export class OrderFeedClient {
       // Several data lines make one value, joined by newlines (the SSE format).
       else if (line.startsWith('data:')) data += (data === '' ? '' : '\n') + line.slice(5).trimStart();
     }
-    if (event === 'gap') return this.#gap();
+    if (event === 'gap') {
+      this.#gap();
+      return;
+    }
     if (event !== 'order' || data === '') return;
     let parsed: { orderId?: unknown; status?: unknown };
     try {
