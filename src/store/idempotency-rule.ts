@@ -84,10 +84,9 @@ export function nextReservedAt(
  * it: the key is in flight, for the same fingerprint, under the same token (a takeover changed it).
  */
 export function holdsReservation(found: FoundReservation | undefined, claim: IdempotencyClaim): boolean {
-  return (
-    found !== undefined &&
-    found.status === 'in_flight' &&
-    found.fingerprint === claim.fingerprint &&
-    found.token === claim.token
-  );
+  if (found === undefined || found.status !== 'in_flight' || found.fingerprint !== claim.fingerprint)
+    return false;
+  // Planted bug (tests only, src/planted-bugs.ts): any attempt of the request holds the key.
+  if (plantedBug === 'idempotency-released') return true;
+  return found.token === claim.token;
 }
