@@ -46,6 +46,8 @@ export class OutboxRelay {
   #stopped = true;
   #timer: TimerHandle | undefined;
   #published = 0;
+  /** Ids the last round published, deleted by the next round's transaction (or going idle). */
+  #unmarked: number[] = [];
 
   constructor(options: OutboxRelayOptions) {
     this.#options = options;
@@ -98,21 +100,44 @@ export class OutboxRelay {
       do {
         this.#again = false;
         const partitions = this.#options.ownership.owned();
-        if (partitions.length === 0) return;
-        // Read in a write transaction that locks a row: it commits only once the synchronous
-        // standby has every row read, so a primary's surviving backends (its postmaster
-        // killed) cannot hand the relay rows the promoted standby never had. Published, such
-        // a row's outbox id would be taken again there, and consumers would skip the real one.
-        const rows = await this.#options.store.transaction((tx) =>
-          tx.outbox.pending(this.#batchSize, { partitions, lock: true }),
-        );
+        if (partitions.length === 0) break;
+        const rows = await this.#round(partitions);
         if (rows.length === 0) continue;
         await this.#publish(rows);
         if (rows.length === this.#batchSize) this.#again = true;
       } while (this.#again && !this.#stopped);
+      // Going idle: what the last round published is deleted now, not at the next round.
+      await this.#markPublished();
     } catch (error) {
       this.#options.onError(error);
     }
+  }
+
+  /**
+   * One transaction: deletes the rows the previous round published, and reads the next ones,
+   * with durable reads: it commits only once the synchronous standby has every row read, so a
+   * primary's surviving backends (its postmaster killed) cannot hand the relay rows the promoted
+   * standby never had. Published, such a row's outbox id would be taken again there, and
+   * consumers would skip the real one as a re-send.
+   */
+  async #round(partitions: readonly number[]): Promise<readonly OutboxMessage[]> {
+    const published = this.#unmarked;
+    const rows = await this.#options.store.transaction(
+      async (tx) => {
+        if (published.length > 0) await tx.outbox.markPublished(published);
+        return tx.outbox.pending(this.#batchSize, { partitions });
+      },
+      { durableReads: true },
+    );
+    this.#unmarked = [];
+    return rows;
+  }
+
+  async #markPublished(): Promise<void> {
+    const ids = this.#unmarked;
+    if (ids.length === 0) return;
+    await this.#options.store.transaction((tx) => tx.outbox.markPublished(ids));
+    this.#unmarked = [];
   }
 
   async #publish(rows: readonly OutboxMessage[]): Promise<void> {
@@ -125,8 +150,7 @@ export class OutboxRelay {
       else records.push(toRecord(row));
     }
     await Promise.all([...byTopic].map(([topic, records]) => this.#options.log.append(topic, records)));
-    const ids = rows.map((row) => row.id);
-    await this.#options.store.transaction((tx) => tx.outbox.markPublished(ids));
+    this.#unmarked = rows.map((row) => row.id);
     this.#published += rows.length;
   }
 }

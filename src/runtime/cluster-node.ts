@@ -15,6 +15,7 @@ import {
   type SagaRecord,
   type Store,
   type StoredReply,
+  type StoreReader,
 } from '../store/types.ts';
 import type { Clock, TimerHandle, Timers } from '../time.ts';
 import type { UnitScope } from './commit-path.ts';
@@ -410,17 +411,30 @@ export class ClusterNode {
   /** Waits for the reply stored under `requestId` (woken by its notification; polling as a safety net). */
   awaitReply(requestId: string, signal?: AbortSignal): Promise<StoredReply> {
     return this.#awaitRow(`r:${requestId}`, signal, () =>
-      this.#options.store.read((tx) => tx.replies.get(requestId)),
+      this.#durableRead((tx) => tx.replies.get(requestId)),
     );
   }
 
   /** Waits until a saga (run by whichever node owns it) has ended; answers how. */
   awaitSagaEnd(sagaId: string, signal?: AbortSignal): Promise<SagaEnd> {
-    return this.#awaitRow<SagaEnd>(`s:${sagaId}`, signal, async () => {
-      const record = await this.#options.store.read((tx) => tx.sagas.get(sagaId));
+    const ended = async (tx: StoreReader) => {
+      const record = await tx.sagas.get(sagaId);
       if (record === null) throw new NotFoundError(`Saga '${sagaId}' does not exist`);
       return endedSagaStatuses.has(record.status) ? record : null;
-    });
+    };
+    return this.#awaitRow<SagaEnd>(`s:${sagaId}`, signal, () => this.#durableRead(ended));
+  }
+
+  /**
+   * `read`, and when it finds something, `read` again in a transaction with durable reads: what
+   * is told to a caller was not read from a failed primary's surviving backends, which can show
+   * commits its standby never received (see TransactionOptions.durableReads). Finding nothing
+   * costs a plain read.
+   */
+  async #durableRead<T>(read: (tx: StoreReader) => Promise<T | null>): Promise<T | null> {
+    const store = this.#options.store;
+    if ((await store.read(read)) === null) return null;
+    return store.transaction(read, { durableReads: true });
   }
 
   /**

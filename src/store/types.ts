@@ -207,14 +207,8 @@ export type NewOutboxMessage = Omit<OutboxMessage, 'id' | 'partition'> & { reado
 export interface OutboxStore {
   /** Appends messages in order; returns their ids (increasing). */
   add(messages: readonly NewOutboxMessage[]): Promise<number[]>;
-  /**
-   * The oldest unpublished messages of the given partitions, in id order. With `lock`, read in a
-   * write transaction, the newest of them is also row-locked (PostgreSQL; a write): the
-   * transaction then commits only once the synchronous standby has all it read, so rows that
-   * commit were not read from a primary that had them but lost them (killed before its standby
-   * received them, while its surviving backends still answered).
-   */
-  pending(limit: number, options?: PartitionFilter & { readonly lock?: boolean }): Promise<OutboxMessage[]>;
+  /** The oldest unpublished messages of the given partitions, in id order. */
+  pending(limit: number, options?: PartitionFilter): Promise<OutboxMessage[]>;
   /** Removes published messages. */
   markPublished(ids: readonly number[]): Promise<void>;
 }
@@ -415,6 +409,16 @@ export interface TransactionOptions {
    * Ignored for a transaction nested in another (a savepoint). @default false
    */
   readonly batchWrites?: boolean;
+  /**
+   * PostgreSQL: the transaction commits only once the synchronous standby (if any) has
+   * everything it read. Its COMMIT then waits for the standby like a write's (it share-locks one
+   * row of the schema's migrations table, a WAL record, even when it writes nothing), so a
+   * transaction that commits did not read from a primary that had the data but lost it: one
+   * killed before its standby received it, whose surviving backends still answered. Use it for
+   * reads acted on outside the database (published, or told to a caller). Ignored by SQLite,
+   * which has no standby. @default false
+   */
+  readonly durableReads?: boolean;
 }
 
 export interface Store {

@@ -237,37 +237,25 @@ describe.skipIf(!url)('PostgresStore migrations and transactions', () => {
     await store.close();
   });
 
-  it('reads pending outbox rows with lock: the newest is row-locked, so the reading transaction writes and waits for a synchronous standby', async () => {
+  it('commits a transaction with durableReads as a write: it row-locks, so its COMMIT waits for a synchronous standby', async () => {
     const name = schema();
     const store = await openPostgresStore({ connectionString: url, schema: name, maxConnections: 2 });
-    const message = (n: number) => ({
-      topic: 't',
-      key: null,
-      value: new Uint8Array([n]),
-      headers: {},
-      timestamp: 1,
-      partition: 0,
-    });
-    const ids = await store.transaction((tx) => tx.outbox.add([message(1), message(2)]));
-    let probed: unknown;
-    const rows = await store.transaction(async (tx) => {
-      const pending = await tx.outbox.pending(10, { partitions: [0], lock: true });
-      probed = await schemas
-        .query(`SELECT id FROM "${name}".store_outbox WHERE id = $1 FOR UPDATE NOWAIT`, [ids[1]])
-        .catch((error: { code?: string }) => error.code);
-      return pending;
-    });
-    expect(rows.map((row) => row.id)).toEqual(ids);
-    expect(probed).toBe('55P03'); // lock_not_available: the reading transaction holds the row
-    // Without lock, the same read takes no row lock.
-    await store.transaction(async (tx) => {
-      await tx.outbox.pending(10, { partitions: [0] });
-      const free = await schemas.query(
-        `SELECT id FROM "${name}".store_outbox WHERE id = $1 FOR UPDATE NOWAIT`,
-        [ids[1]],
-      );
-      expect(free.rows).toHaveLength(1);
-    });
+    // A row lock leaves the locker's transaction id in the row's xmax (and a WAL record): the
+    // transaction has an id and wrote WAL, which is what makes PostgreSQL's COMMIT wait for
+    // the synchronous standby.
+    const lockedBy = async () =>
+      (
+        await schemas.query(
+          `SELECT xmax::text AS xmax FROM "${name}".meridian_migrations WHERE component = 'store' AND version = 1`,
+        )
+      ).rows[0]?.xmax as string;
+    const before = await lockedBy();
+    await store.transaction((tx) => tx.outbox.pending(1));
+    expect(await lockedBy()).toBe(before);
+    await store.transaction((tx) => tx.outbox.pending(1), { durableReads: true });
+    const after = await lockedBy();
+    expect(after).not.toBe(before);
+    expect(Number(after)).toBeGreaterThan(0);
     await store.close();
   });
 

@@ -152,6 +152,8 @@ export class PostgresStore implements Store {
   readonly #pool: pg.Pool;
   readonly #writeHealth: WriteHealth;
   readonly #tables: StoreTables;
+  /** `durableReads`: a row lock (a WAL record) whose COMMIT waits for the synchronous standby. */
+  readonly #durabilityLock: string;
   readonly #clock: Clock;
   readonly #current = new AsyncLocalStorage<Frame>();
   readonly #listener: PostgresListener;
@@ -164,6 +166,7 @@ export class PostgresStore implements Store {
     this.#writeHealth = new WriteHealth(() => this.#clock.now());
     this.schema = requireSchemaName(schema);
     this.#tables = storeTables(schema);
+    this.#durabilityLock = `SELECT 1 FROM "${schema}".meridian_migrations WHERE component = '${storeComponent}' AND version = 1 FOR KEY SHARE`;
     this.#clock = clock;
     this.#listener = new PostgresListener(pool.options, this.schema);
     // PostgreSQL queues a transaction's notifications until COMMIT and drops those of a
@@ -196,7 +199,7 @@ export class PostgresStore implements Store {
     const parent = this.#current.getStore();
     // Inside a read, a transaction is a transaction of its own: a read has nothing to write to.
     if (parent?.session.open && !parent.session.readOnly) return this.#savepoint(parent, fn);
-    return this.#transaction('BEGIN', false, fn, options.batchWrites === true);
+    return this.#transaction('BEGIN', false, fn, options.batchWrites === true, options.durableReads === true);
   }
 
   /**
@@ -207,7 +210,7 @@ export class PostgresStore implements Store {
     if (this.#closed) throw new ClosedError('The PostgreSQL store is closed');
     const parent = this.#current.getStore();
     if (parent?.session.open) return fn(createStoreTransaction(parent.session));
-    return this.#transaction('BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY', true, fn, false);
+    return this.#transaction('BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY', true, fn, false, false);
   }
 
   async #transaction<T>(
@@ -215,6 +218,7 @@ export class PostgresStore implements Store {
     readOnly: boolean,
     fn: (tx: StoreTransaction) => Promise<T>,
     batchWrites: boolean,
+    durableReads: boolean,
   ): Promise<T> {
     let client: pg.PoolClient;
     try {
@@ -259,6 +263,10 @@ export class PostgresStore implements Store {
         // sends runs after this COMMIT (a failure of it is that transaction's lost connection).
         client.query('COMMIT').catch(() => undefined);
         return result;
+      }
+      if (durableReads) {
+        // Not awaited: a failure aborts the transaction, and COMMIT then answers ROLLBACK.
+        connection.execute(this.#durabilityLock, []).catch(() => undefined);
       }
       committing = true;
       const commit = await commitReplicated(client);
@@ -329,6 +337,7 @@ export class PostgresStore implements Store {
         async () => {
           await this.#current.getStore()!.connection.execute('SELECT txid_current()', []);
         },
+        false,
         false,
       );
       return { ok: true, detail: 'postgres store takes writes' };

@@ -112,10 +112,7 @@ export class SqlOutboxStore implements OutboxStore {
     return ids;
   }
 
-  async pending(
-    limit: number,
-    options: PartitionFilter & { readonly lock?: boolean } = {},
-  ): Promise<OutboxMessage[]> {
+  async pending(limit: number, options: PartitionFilter = {}): Promise<OutboxMessage[]> {
     requireLimit('limit', limit);
     const partitions = toPartitionsText('partitions', options.partitions);
     if (partitions === '[]') return [];
@@ -125,13 +122,6 @@ export class SqlOutboxStore implements OutboxStore {
         : `SELECT ${outboxColumns} FROM ${this.#table} WHERE partition IN (${this.#session.dialect.jsonIntegers('$2')}) ORDER BY id LIMIT $1`,
       partitions === null ? [limit] : [limit, partitions],
     );
-    const last = rows[rows.length - 1];
-    if (options.lock === true && last !== undefined && this.#session.dialect.name === 'postgres') {
-      // One row's lock is a WAL record: COMMIT waits for the synchronous standby (SQLite has none).
-      await this.#session.query(`SELECT 1 FROM ${this.#table} WHERE id = $1 FOR UPDATE`, [
-        toInteger(last.id, 'id'),
-      ]);
-    }
     return rows.map((row) => ({
       id: toInteger(row.id, 'id'),
       topic: toStringColumn(row.topic, 'topic'),
