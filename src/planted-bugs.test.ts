@@ -23,7 +23,7 @@ describe('readPlantedBug', () => {
   it('refuses an unknown bug, naming the ones there are', () => {
     expect(() => readPlantedBug({ MERIDIAN_PLANTED_BUG: 'nope', NODE_ENV: 'test' })).toThrow(ValidationError);
     expect(() => readPlantedBug({ MERIDIAN_PLANTED_BUG: 'nope', NODE_ENV: 'test' })).toThrow(
-      /must be one of offsets-apart, idempotency-forgotten, applied-twice, journal-before-effect, unfenced-write: current value is 'nope'/,
+      /must be one of offsets-apart, idempotency-forgotten, idempotency-released, applied-twice, journal-before-effect, unfenced-write, cache-stale-set: current value is 'nope'/,
     );
   });
 });

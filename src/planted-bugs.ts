@@ -26,6 +26,14 @@ export const plantedBugs = {
    */
   'idempotency-forgotten': 'a completed Idempotency-Key taken over as if new',
   /**
+   * A claim completes or releases an Idempotency-Key without its token matching the key's: an
+   * attempt that outlived its lease and failed releases the reservation of the attempt that took
+   * the key over, so a third attempt takes the key and runs the handler while the second still
+   * does. (src/store/idempotency-rule.ts, which MemoryIdempotencyStore applies; the SQL stores
+   * match the token in their statements.)
+   */
+  'idempotency-released': 'an Idempotency-Key released without its token',
+  /**
    * A subscription handles the records behind one whose handler failed (in the same partition of
    * the same batch) instead of holding them back with it: when the partition rewinds to the
    * failed record for its retry, they are read and applied a second time.
@@ -46,6 +54,13 @@ export const plantedBugs = {
    * committing. (src/runtime/embedded.ts)
    */
   'unfenced-write': 'a write without the ownership fence',
+  /**
+   * The in-process cache tier stores a write whatever version it holds: a write-through set that
+   * arrives late (its source version older than the one stored) overwrites the newer value, which
+   * reads then serve until the next write. (src/cache/memory-tier.ts; Redis's write script keeps
+   * its own check.)
+   */
+  'cache-stale-set': 'a cache set that overwrites a newer version',
 } as const;
 
 export type PlantedBug = keyof typeof plantedBugs;

@@ -13,6 +13,12 @@
 // - journal-before-effect (a saga step's entry committed before its command): found by
 //   simulation of the ledger, where a crash between the two leaves a transfer credited but
 //   never withdrawn;
+// - idempotency-released (a claim completes or releases a key whatever its token): found by
+//   simulation of the ledger's HTTP face, where a deposit attempt that hung until its handler
+//   gave up releases the key its client's retry holds, and a third attempt deposits again;
+// - cache-stale-set (the in-process cache tier stores an older version over a newer one): found
+//   by simulation of the ledger's HTTP face, whose write-through views land out of order and a
+//   read then shows a balance from before a deposit already acknowledged;
 // - idempotency-forgotten (a completed Idempotency-Key taken over as new): found by a short
 //   real-process run of the ledger, whose duplicated deliveries then deposit twice; --shrink
 //   cuts its fault schedule down to those duplicated deliveries alone.
@@ -37,20 +43,24 @@ interface SimulationReport {
   readonly replay: string;
 }
 
+const ledger = 'test/verify/ledger.spec.ts';
+/** The ledger's HTTP face (the gateway's Idempotency-Keys, a cache): simulation only. */
+const ledgerHttp = 'test/verify/ledger-http.spec.ts';
+
 /**
  * The printed replay of a simulated plant's failing seed names the plant and that seed, and run
  * as printed gives the same history; the same seeds, and 30 more, pass without the plant.
  */
-async function expectReplayedAndHealthy(bug: string, report: SimulationReport): Promise<void> {
+async function expectReplayedAndHealthy(bug: string, report: SimulationReport, spec = ledger): Promise<void> {
   const failure = report.failure!;
   expect(report.replay).toBe(
-    `NODE_ENV=test MERIDIAN_PLANTED_BUG=${bug} MERIDIAN_VERIFY_TEST_BUG='' meridian verify test/verify/ledger.spec.ts --simulate --seed ${failure.seed} --seeds 1`,
+    `NODE_ENV=test MERIDIAN_PLANTED_BUG=${bug} MERIDIAN_VERIFY_TEST_BUG='' meridian verify ${spec} --simulate --seed ${failure.seed} --seeds 1`,
   );
   const replayed = await verify<SimulationReport>(report.replay.replace(" MERIDIAN_VERIFY_TEST_BUG=''", ''));
   expect(replayed.code, replayed.stderr).toBe(1);
   expect(replayed.report.failure!.historyHash).toBe(failure.historyHash);
   const healthy = await verify<SimulationReport>(
-    `meridian verify test/verify/ledger.spec.ts --simulate --seed 1 --seeds ${report.runs + 30}`,
+    `meridian verify ${spec} --simulate --seed 1 --seeds ${report.runs + 30}`,
   );
   expect(healthy.code, JSON.stringify(healthy.report.failure)).toBe(0);
 }
@@ -76,24 +86,39 @@ describe('verify catches bugs planted in core', () => {
   it.each([
     {
       bug: 'applied-twice',
+      spec: ledger,
       invariant: 'statement-matches-ledger',
       message: /is on its statement \d+ times but applied 1 times/,
     },
     {
       bug: 'unfenced-write',
+      spec: ledger,
       invariant: 'statement-matches-ledger',
       message: /is on its statement \d+ times but applied 1 times/,
     },
     {
       bug: 'journal-before-effect',
+      spec: ledger,
       invariant: 'transfer-all-or-nothing',
       message: /^transfer t\d+-\d+ was withdrawn 0 times and credited 1 times$/,
     },
+    {
+      bug: 'idempotency-released',
+      spec: ledgerHttp,
+      invariant: 'exactly-once',
+      message: /^effect d\d+-\d+ exists [2-9] times/,
+    },
+    {
+      bug: 'cache-stale-set',
+      spec: ledgerHttp,
+      invariant: 'linearizable',
+      message: /^no order of the \d+ operations on key 'acc-\d' agrees with the model/,
+    },
   ])(
-    '$bug: simulation finds it within 1,000 seeds as $invariant, and the replay repeats it',
-    async ({ bug, invariant, message }) => {
+    '$bug: simulation of $spec finds it within 1,000 seeds as $invariant, and the replay repeats it',
+    async ({ bug, spec, invariant, message }) => {
       const planted = await verify<SimulationReport>(
-        `NODE_ENV=test MERIDIAN_PLANTED_BUG=${bug} meridian verify test/verify/ledger.spec.ts --simulate --seed 1 --seeds 1000`,
+        `NODE_ENV=test MERIDIAN_PLANTED_BUG=${bug} meridian verify ${spec} --simulate --seed 1 --seeds 1000`,
       );
       expect(planted.code, planted.stderr).toBe(1);
       const failure = planted.report.failure!;
@@ -101,7 +126,7 @@ describe('verify catches bugs planted in core', () => {
       expect(named.length, JSON.stringify(failure.violations)).toBeGreaterThan(0);
       expect(named[0]!.message).toMatch(message);
       expect(planted.report.shrunk!.violations.map((violation) => violation.invariant)).toContain(invariant);
-      await expectReplayedAndHealthy(bug, planted.report);
+      await expectReplayedAndHealthy(bug, planted.report, spec);
     },
     200_000,
   );

@@ -4,6 +4,7 @@
  * keeps no timers: freshness is judged by the cache on read against its own clock.
  */
 import { LRUCache } from 'lru-cache';
+import { plantedBug } from '../planted-bugs.ts';
 import type { Entry } from './entry.ts';
 
 export type EvictionReason = 'capacity' | 'too-large';
@@ -58,7 +59,9 @@ export class MemoryTier<V> {
    */
   set(key: string, entry: Entry<V>, onTooLarge: (key: string) => void): boolean {
     const current = this.#lru.peek(key);
-    if (current !== undefined && current.version > entry.version) return false;
+    const older = current !== undefined && current.version > entry.version;
+    // Planted bug (tests only, src/planted-bugs.ts): the write is stored whatever version is held.
+    if (older && plantedBug !== 'cache-stale-set') return false;
     if (entry.bytes > this.maxBytes) {
       this.#lru.delete(key);
       onTooLarge(key);

@@ -43,6 +43,7 @@ export {
   drawSimulation,
   runSchedule,
   type SeedsResult,
+  type SimulationClient,
   type SimulationResult,
   type SimulationSpec,
   type SimulationStep,
@@ -50,6 +51,12 @@ export {
   simulate,
   simulateSeeds,
 } from './simulation.ts';
+export type {
+  SimulatedHttp,
+  SimulatedRequest,
+  SimulatedResponse,
+  SimulatedServices,
+} from './simulation-http.ts';
 export { formatSimulation, isSimulationSpec } from './simulation-report.ts';
 export { simulateSeedsOnThreads } from './simulation-threads.ts';
 export {

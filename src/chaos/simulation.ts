@@ -16,7 +16,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ensureError } from '../errors.ts';
+import { ensureError, ValidationError } from '../errors.ts';
 import { SqliteLog } from '../log/sqlite/sqlite-log.ts';
 import type { Definition } from '../runtime/definitions.ts';
 import { createRuntime, type Runtime } from '../runtime/runtime.ts';
@@ -25,19 +25,40 @@ import { SqliteStore } from '../store/sqlite/store.ts';
 import { flushMicrotasks, ManualClock, type Random, seededRandom } from '../time.ts';
 import { type Completion, History, type Operation, type OperationRequest } from './history.ts';
 import { type CheckOutcome, checkInvariants, type Invariants } from './invariants.ts';
+import type {
+  SimulatedHttp,
+  SimulatedRequest,
+  SimulatedResponse,
+  SimulatedServices,
+} from './simulation-http.ts';
+
+/** What a simulated client is given to carry an operation out. */
+export interface SimulationClient extends SimulatedServices {
+  /** Sends a request to the spec's `http` (its gateway of the moment), on virtual time. */
+  http(request: SimulatedRequest): Promise<SimulatedResponse>;
+}
 
 export interface SimulationSpec<Final = unknown> {
   readonly name: string;
   /** The app's entities, sagas and subscriptions. */
   readonly definitions: readonly Definition[];
+  /**
+   * The app's HTTP face, when its workload goes through it: made once per run and told each
+   * runtime the run starts; `simulatedGateway(routes)` (src/app) serves routes on Meridian's
+   * gateway. See simulation-http.ts.
+   */
+  readonly http?: () => SimulatedHttp;
   readonly workload: {
     /** Simulated clients, one operation at a time each. */
     readonly workers: number;
     /** Operations a run invokes (duplicated deliveries not counted). */
     readonly operations: number;
     next(random: Random, context: { readonly worker: number; readonly index: number }): OperationRequest;
-    /** Carries an operation out on the runtime; throwing leaves its outcome unknown. */
-    invoke(runtime: Runtime, operation: Operation): Promise<Completion>;
+    /**
+     * Carries an operation out on the runtime, or through `client.http` on the routes; throwing
+     * leaves its outcome unknown. `client` also waits on virtual time and draws seeded numbers.
+     */
+    invoke(runtime: Runtime, operation: Operation, client: SimulationClient): Promise<Completion>;
     /** Whether the network may deliver this request twice. @default never */
     duplicable?(operation: OperationRequest): boolean;
   };
@@ -194,6 +215,9 @@ class SimulatedHost<Final> {
   readonly #spec: SimulationSpec<Final>;
   readonly #seed: number;
   runtime!: Runtime;
+  readonly #http: SimulatedHttp | undefined;
+  /** What the routes' handlers and the workload's clients use: virtual time and seeded numbers. */
+  readonly client: SimulationClient;
   #generation = 0;
   /** A crash under way (it began in a timer), awaited before the next step. */
   crashing: Promise<void> | undefined;
@@ -201,6 +225,25 @@ class SimulatedHost<Final> {
   constructor(spec: SimulationSpec<Final>, seed: number) {
     this.#spec = spec;
     this.#seed = seed;
+    this.#http = spec.http?.();
+    const host = this;
+    const http = this.#http;
+    this.client = {
+      get runtime() {
+        return host.runtime;
+      },
+      clock: this.clock,
+      sleep: (ms) => new Promise((resolve) => this.clock.setTimeout(resolve, ms)),
+      random: seededRandom(seed ^ 0x30),
+      http: (request) =>
+        http === undefined
+          ? Promise.reject(
+              new ValidationError(
+                `The simulation of '${spec.name}' has no 'http' to send ${request.method} ${request.url} to: give it one (simulatedGateway(routes))`,
+              ),
+            )
+          : http.request(request),
+    };
   }
 
   /** Starts the next runtime on the database; it serves once started. */
@@ -228,6 +271,8 @@ class SimulatedHost<Final> {
     }).register(...this.#spec.definitions);
     await runtime.start();
     this.runtime = runtime;
+    const { clock, sleep, random } = this.client;
+    await this.#http?.serve({ runtime, clock, sleep, random });
   }
 
   async restart(): Promise<void> {
@@ -306,8 +351,10 @@ async function runScheduleHere<Final>(
       else deliver(spec, host, history, step);
       await settle();
     }
-    // Quiet: no new work, time moves on so retries, timers and subscriptions finish.
-    await host.advance(10_000, 100);
+    // Quiet: no new work, time moves on so retries, timers and subscriptions finish. With an HTTP
+    // face, in the schedule's own 5 ms steps: its handlers and clients wait on virtual time
+    // (latencies, leases, timeouts), and each wait ends only at the end of the step it falls in.
+    await host.advance(10_000, spec.http === undefined ? 100 : 5);
     history.closeOpen('the simulation ended with the operation still open');
     const final = await spec.collect(host.runtime);
     const checked = checkInvariants(spec.invariants, history.operations, final);
@@ -326,7 +373,7 @@ function deliver<Final>(
 ): void {
   const send = (operation: Operation, delayMs: number) => {
     host.clock.setTimeout(() => {
-      spec.workload.invoke(host.runtime, operation).then(
+      spec.workload.invoke(host.runtime, operation, host.client).then(
         (completion) =>
           history.complete(
             operation,

@@ -82,12 +82,13 @@ export function nextReservedAt(
 /**
  * Whether the reservation `claim` names still holds the key, so that it may complete or release
  * it: the key is in flight, for the same fingerprint, under the same token (a takeover changed it).
+ * MemoryIdempotencyStore applies it; the SQL stores say the same in the WHERE clauses of their
+ * `complete` and `release` statements (src/store/sql/idempotency.ts), so that each is one statement.
  */
 export function holdsReservation(found: FoundReservation | undefined, claim: IdempotencyClaim): boolean {
-  return (
-    found !== undefined &&
-    found.status === 'in_flight' &&
-    found.fingerprint === claim.fingerprint &&
-    found.token === claim.token
-  );
+  if (found === undefined || found.status !== 'in_flight' || found.fingerprint !== claim.fingerprint)
+    return false;
+  // Planted bug (tests only, src/planted-bugs.ts): any attempt of the request holds the key.
+  if (plantedBug === 'idempotency-released') return true;
+  return found.token === claim.token;
 }
