@@ -29,7 +29,16 @@ export const Account = entity('Account', {
 /** The planted bug, read once at start: only the verify tests set it. */
 export const plantedBug = process.env.MERIDIAN_VERIFY_TEST_BUG;
 
-const accountParams = Type.Object({ accountId: Type.String({ pattern: '^[a-z0-9-]{1,64}$' }) });
+export const accountParams = Type.Object({ accountId: Type.String({ pattern: '^[a-z0-9-]{1,64}$' }) });
+
+/** A deposit's body: its id (the dedupe) and amount. */
+export const depositBody = Type.Object(
+  {
+    depositId: Type.String({ maxLength: 100 }),
+    amount: Type.Integer({ minimum: 1, maximum: 1_000_000 }),
+  },
+  { additionalProperties: false },
+);
 
 export default defineApp({
   name: 'verify-ledger',
@@ -42,13 +51,7 @@ export default defineApp({
       idempotent: true,
       schema: {
         params: accountParams,
-        body: Type.Object(
-          {
-            depositId: Type.String({ maxLength: 100 }),
-            amount: Type.Integer({ minimum: 1, maximum: 1_000_000 }),
-          },
-          { additionalProperties: false },
-        ),
+        body: depositBody,
       },
       handler: async (request) => {
         await runtime.send(Account, request.params.accountId, 'deposit', request.body);

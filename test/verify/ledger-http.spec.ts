@@ -24,8 +24,9 @@ import type {
   SimulationSpec,
 } from '../../src/chaos/index.ts';
 import type { Gateway } from '../../src/http/gateway.ts';
-import { statusProblem, Type } from '../../src/http/index.ts';
+import { statusProblem } from '../../src/http/index.ts';
 import { entity } from '../../src/index.ts';
+import { accountParams, depositBody } from './ledger-app.ts';
 import { accountModel, plantedReplayEnv } from './ledger-simulation.ts';
 
 const accounts = ['acc-0', 'acc-1'];
@@ -70,8 +71,6 @@ const Account = entity('HttpAccount', {
   },
 });
 
-const accountParams = Type.Object({ accountId: Type.String({ pattern: '^[a-z0-9-]{1,64}$' }) });
-
 /** The risk service: answers within 40 ms, or (one call in four) not at all, and the handler gives up. */
 async function riskCheck({ random, sleep }: SimulatedServices): Promise<void> {
   if (random.next() < 0.25) {
@@ -106,13 +105,7 @@ function routes(gateway: Gateway, services: SimulatedServices): void {
     idempotencyLeaseMs: leaseMs,
     schema: {
       params: accountParams,
-      body: Type.Object(
-        {
-          depositId: Type.String({ maxLength: 100 }),
-          amount: Type.Integer({ minimum: 1, maximum: 1_000_000 }),
-        },
-        { additionalProperties: false },
-      ),
+      body: depositBody,
     },
     handler: async (request) => {
       const { accountId } = request.params;

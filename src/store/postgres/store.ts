@@ -54,13 +54,6 @@ function toDriverValue(value: unknown): unknown {
 }
 
 /**
- * One transaction's pooled connection, remembering whether PostgreSQL has aborted it. The pool's
- * clients are in pg's pipeline mode: a statement is written to the server as soon as it is
- * issued, behind those still running, and answered in order. So a transaction's BEGIN travels
- * with its first statement instead of costing a round trip of its own, and statements a
- * transaction function starts at once (Promise.all) go out together.
- */
-/**
  * COMMIT, watching for PostgreSQL's warning that it stopped waiting for the synchronous standby
  * (the wait was cancelled: statement_timeout, a cancel request). The transaction then committed
  * on the primary only, and a failover may lose it: it is reported as a commit of unknown
@@ -85,6 +78,13 @@ async function commitReplicated(client: pg.PoolClient): Promise<pg.QueryResult> 
   }
 }
 
+/**
+ * One transaction's pooled connection, remembering whether PostgreSQL has aborted it. The pool's
+ * clients are in pg's pipeline mode: a statement is written to the server as soon as it is
+ * issued, behind those still running, and answered in order. So a transaction's BEGIN travels
+ * with its first statement instead of costing a round trip of its own, and statements a
+ * transaction function starts at once (Promise.all) go out together.
+ */
 class PostgresConnection implements SqlConnection {
   readonly client: pg.PoolClient;
   /** The first statement error: PostgreSQL refuses everything after it until ROLLBACK. */
