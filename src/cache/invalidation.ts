@@ -6,7 +6,7 @@
  * is bounded by the in-process TTL, which is why `l1.ttlMs` exists.
  */
 import { randomUUID } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import type { Subscription } from '../resilience/index.ts';
 import type { RedisClient } from './redis-tier.ts';
 
@@ -117,7 +117,13 @@ export class RedisInvalidationBus implements InvalidationBus {
     this.#publisher = options.redis;
     this.channel = options.channel ?? 'meridian:cache:invalidations';
     this.nodeId = options.nodeId ?? randomUUID();
-    this.#subscriber = (options.redis as Redis).duplicate();
+    // The bus subscribes again itself on every 'ready' (#reconnected). ioredis's own resubscription
+    // is off on a plain client: it leaves a SUBSCRIBE that fails (Redis dying again just after a
+    // reconnect) as an unhandled rejection, which ends a Node process. A Cluster's subscriber
+    // resubscribes through callbacks and keeps its options.
+    this.#subscriber = options.redis.isCluster
+      ? (options.redis as Cluster).duplicate()
+      : (options.redis as Redis).duplicate({ autoResubscribe: false });
     this.#subscriber.on('error', () => {});
     this.#subscriber.on('message', (channel: string, text: string) => this.#receive(channel, text));
     this.#subscriber.on('close', () => {

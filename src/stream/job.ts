@@ -312,17 +312,24 @@ export class StreamJob {
     const topic = this.#source.options.topic;
     const tracker = this.#tracker!;
     this.#processingNowMs = this.#clock.now();
-    // Tables first: an element meets the table changes read up to and including its own round.
-    let read = await this.#readTables();
+    const input: Array<[number, LogRecord[]]> = [];
     for (let index = 0; index < this.#positions.length; index++) {
       const records = await this.#log.read(topic, this.#inputPartitions[index]!, this.#positions[index]!, {
         maxRecords: this.#maxRecordsPerRead,
       });
-      if (records.length === 0) continue;
-      tracker.markActive(index);
-      this.#processRecords(index, records);
-      this.#positions[index] = records[records.length - 1]!.offset + 1;
-      read += records.length;
+      if (records.length > 0) input.push([index, records]);
+    }
+    // Tables after the input is read, before it is processed: an element meets every table change
+    // appended before it was read. Until the tables have caught up, the input waits for a later round.
+    const tables = await this.#readTables(input.length > 0);
+    let read = tables.read;
+    if (tables.caughtUp) {
+      for (const [index, records] of input) {
+        tracker.markActive(index);
+        this.#processRecords(index, records);
+        this.#positions[index] = records[records.length - 1]!.offset + 1;
+        read += records.length;
+      }
     }
     if (read === 0) this.#advanceAll(tracker.refresh());
     this.#advanceProcessingTime();
@@ -342,16 +349,25 @@ export class StreamJob {
     return partitions * this.#maxRecordsPerRead;
   }
 
-  async #readTables(): Promise<number> {
+  /** One round of every table; `catchUp`: whether they read all that was appended before the round. */
+  async #readTables(catchUp: boolean): Promise<{ read: number; caughtUp: boolean }> {
     let read = 0;
+    let caughtUp = true;
     for (const state of this.#tables.values()) {
       const invalid = state.table.invalid;
-      read += await state.readRound(this.#log, this.#maxRecordsPerRead, (record) => {
-        this.#invalidRecords++;
-        this.#compileContext().buffer(invalid!).push(record);
-      });
+      const round = await state.readRound(
+        this.#log,
+        this.#maxRecordsPerRead,
+        (record) => {
+          this.#invalidRecords++;
+          this.#compileContext().buffer(invalid!).push(record);
+        },
+        catchUp,
+      );
+      read += round.read;
+      caughtUp &&= round.caughtUp;
     }
-    return read;
+    return { read, caughtUp };
   }
 
   /** `index`: the partition's index among those the job reads (the watermark tracker's). */

@@ -1,7 +1,8 @@
 // Stream-table join semantics against a simple reference: random changelogs (updates, deletions,
 // out-of-order event times) and random stream records over several partitions of a real SQLite
 // log. The reference keeps every version ever read, in the order the job reads (rounds: up to
-// `perRead` records from each table partition, then from each stream partition). Each stream
+// `perRead` records from each table partition, then, once the table has nothing more to read, up
+// to `perRead` from each stream partition). Each stream
 // record's left-join row must be the newest version at or before its event time (equal times:
 // the later read), exactly when its event time is at or after the history horizon (newest table
 // time read so far less the retention); before the horizon it is that row or none, never another.
@@ -81,6 +82,8 @@ function reference(
         newestMs = Math.max(newestMs, change.timestampMs);
       }
     }
+    // The stream waits until the table is caught up (all of it was appended before the stream).
+    if (tableQueues.some((queue) => queue.length > 0)) continue;
     for (const queue of streamQueues) {
       for (const element of queue.splice(0, perRead)) {
         let found: Change | undefined;

@@ -108,6 +108,54 @@ describe('stream-table joins', () => {
     expect(first.left).toEqual(['a:1:-', 'a:2:tech']);
   });
 
+  it('a change appended before a record meets it, even when appended while the round was reading', async () => {
+    db = scratchEmbedded();
+    await topics();
+    // The change and then the record land just as the job's round reads its input: a job that read
+    // its tables before its input would have missed the change.
+    let landed = false;
+    const log = new Proxy(db.log, {
+      get(target, property) {
+        if (property === 'read') {
+          return async (...args: Parameters<typeof target.read>) => {
+            if (args[0] === 'ticks' && !landed) {
+              landed = true;
+              await write('sectors', [[1000, 'a', { sector: 'tech' }]]);
+              await write('ticks', [[2000, 'a', { key: 'a', n: 1 }]]);
+            }
+            return target.read(...args);
+          };
+        }
+        const value = Reflect.get(target, property);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const { source, left } = dataflow();
+    await (await openStreamJob({ name: 'join', source, store: db.store, log })).runToEnd();
+    expect(left).toEqual(['a:1:tech']);
+  });
+
+  it('records wait while the table has more to read than a round takes', async () => {
+    db = scratchEmbedded();
+    await topics();
+    await write(
+      'sectors',
+      [1, 2, 3, 4, 5].map((n) => [1000 + n, 'a', { sector: `s${n}` }]),
+    );
+    await write('ticks', [[2000, 'a', { key: 'a', n: 1 }]]);
+    const { source, left } = dataflow();
+    const job = await openStreamJob({
+      name: 'join',
+      source,
+      store: db.store,
+      log: db.log,
+      maxRecordsPerRead: 2,
+    });
+    await job.runToEnd();
+    expect(left).toEqual(['a:1:s5']);
+    expect(job.metrics.tableVersions).toBeGreaterThan(0);
+  });
+
   it('the table commits with the job: a reopened job joins with the rows it read before, without rereading them', async () => {
     db = scratchEmbedded();
     await topics();

@@ -177,22 +177,39 @@ export class TableState<V extends Json> {
     }
   }
 
-  /** Reads one round of the changelog: up to `maxRecords` from each partition, applied in order. */
-  async readRound(log: Log, maxRecords: number, onInvalid: (record: LogRecord) => void): Promise<number> {
+  /**
+   * Reads one round of the changelog: up to `maxRecords` from each partition, applied in order.
+   * With `catchUp`, first takes each partition's end offset: `caughtUp` then says whether the
+   * round read every change appended before it began (a partition is caught up when its position
+   * reached that end or its read found nothing more), so input read before this round may meet them.
+   */
+  async readRound(
+    log: Log,
+    maxRecords: number,
+    onInvalid: (record: LogRecord) => void,
+    catchUp = false,
+  ): Promise<{ read: number; caughtUp: boolean }> {
     if (this.#positions.length === 0) await this.#start(log);
+    const topic = this.table.topic;
+    const ends = catchUp
+      ? await Promise.all(
+          this.#positions.map(async (_, partition) => (await log.offsets(topic, partition)).end),
+        )
+      : undefined;
     let read = 0;
+    let caughtUp = true;
     for (let partition = 0; partition < this.#positions.length; partition++) {
-      const records = await log.read(this.table.topic, partition, this.#positions[partition]!, {
-        maxRecords,
-      });
+      const records = await log.read(topic, partition, this.#positions[partition]!, { maxRecords });
       for (const record of records) {
         const invalid = this.apply(record);
         if (invalid !== undefined) onInvalid(invalid);
       }
       if (records.length > 0) this.#positions[partition] = records[records.length - 1]!.offset + 1;
       read += records.length;
+      if (ends !== undefined && records.length > 0 && this.#positions[partition]! < ends[partition]!)
+        caughtUp = false;
     }
-    return read;
+    return { read, caughtUp };
   }
 
   async #start(log: Log): Promise<void> {
