@@ -91,6 +91,8 @@ describe('the package surface', () => {
       expect.arrayContaining(['fastify', 'prom-client']),
     );
     expect(load(entry('meridian/postgres').source).packages).toContain('pg');
+    // A simulation spec's HTTP face is Meridian's gateway: Fastify comes with it, not with meridian/chaos.
+    expect(load(entry('meridian/chaos/http').source).packages).toContain('fastify');
     // The cache's L1 is lru-cache; ioredis comes only with the client an app hands the cache.
     expect(load(entry('meridian/cache').source).packages).toEqual(['lru-cache']);
   });

@@ -107,6 +107,7 @@ await runtime.stop(); await store.close(); await log.close();
     writeFileSync(
       join(project, 'typed.ts'),
       `import { defineApp, entity, TerminalError } from 'meridian';
+import { simulatedGateway } from 'meridian/chaos/http';
 import { Type } from 'meridian/http';
 import { startTestApp } from 'meridian/testing';
 
@@ -141,6 +142,10 @@ const response = await fetch(running.url + '/accounts/a-1/deposit', {
   headers: { authorization: 'Bearer ' + token },
 });
 console.log('typed', balance, JSON.stringify(await response.json()));
+// A simulation spec's HTTP face, from its own entry: the routes' gateway and services are typed.
+export const simulated = simulatedGateway((gateway, { runtime }) => void gateway.route({
+  method: 'GET', url: '/accounts/:id', access: 'public', handler: async () => ({ ok: runtime !== undefined }),
+}));
 await running.destroy();
 `,
     );
