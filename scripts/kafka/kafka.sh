@@ -9,6 +9,7 @@
 #   kafka.sh stop-node N [--kill]   stops node N of the cluster (SIGTERM, or SIGKILL with --kill),
 #                             keeping its data so start-node N brings it back
 #   kafka.sh start-node N     restarts node N of the cluster from its data
+#   kafka.sh kill-node N      stop-node N --kill (what `meridian verify --broker-control` runs)
 #   kafka.sh env              prints the export line for the running layout
 #   kafka.sh fetch            only downloads the jars
 #
@@ -402,10 +403,11 @@ stop) cmd_stop ;;
 status) cmd_status ;;
 stop-node) cmd_stop_node "${2:-}" "${3:-}" ;;
 start-node) cmd_start_node "${2:-}" ;;
+kill-node) cmd_stop_node "${2:-}" --kill ;;
 env) cmd_env ;;
 fetch) fetch_jars && echo "$libs" ;;
 *)
-  sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
   exit 2
   ;;
 esac

@@ -112,11 +112,23 @@ export class AppProcess implements AppHandle {
     await this.#exited;
   }
 
+  /** SIGSTOP: the process freezes, its connections stay open and it holds on to what it owns. */
+  pause(): void {
+    if (this.running) this.#child!.kill('SIGSTOP');
+  }
+
+  /** SIGCONT: a paused process goes on where it stopped (harmless on one that runs). */
+  resume(): void {
+    if (this.running) this.#child!.kill('SIGCONT');
+  }
+
   /** SIGTERM (the app drains), SIGKILL after `graceMs`. */
   async stop(graceMs = 10_000): Promise<void> {
     const child = this.#child;
     if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
     child.kill('SIGTERM');
+    // A paused process would hold the SIGTERM until it ran again.
+    child.kill('SIGCONT');
     const timer = systemTimers.setTimeout(() => child.kill('SIGKILL'), graceMs);
     await this.#exited;
     timer.cancel();

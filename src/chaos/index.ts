@@ -1,6 +1,7 @@
 // meridian/chaos: verification specs, fault schedules, histories and their checkers, the
 // real-process runner behind `meridian verify`, and the deterministic simulation.
 export { AppProcess, SmallFilesystem } from './app-process.ts';
+export type { ClusterServices } from './cluster-deployment.ts';
 export {
   type Completion,
   countOperations,
@@ -61,6 +62,8 @@ export { formatSimulation, isSimulationSpec } from './simulation-report.ts';
 export { simulateSeedsOnThreads } from './simulation-threads.ts';
 export {
   type AppHandle,
+  type ClusterContext,
+  type ClusterSpec,
   type DependencyMode,
   defineVerifySpec,
   isVerifySpec,

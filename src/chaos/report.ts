@@ -5,6 +5,7 @@
  */
 
 import { relative } from 'node:path';
+import type { ClusterServices } from './cluster-deployment.ts';
 import { countOperations, type History, type Operation, type OperationCounts } from './history.ts';
 import type { CheckOutcome, InvariantResult, Violation } from './invariants.ts';
 import type { Fault } from './schedule.ts';
@@ -72,8 +73,10 @@ export function replayCommand(
     seed: number;
     durationMs: number;
     faults?: readonly number[] | undefined;
+    cluster?: ClusterServices | undefined;
   },
 ): string {
+  const cluster = options.cluster;
   const env = replayEnvironment(spec.replayEnv);
   const path = relative(process.cwd(), options.specPath) || options.specPath;
   return [
@@ -86,6 +89,10 @@ export function replayCommand(
     '--duration',
     formatDuration(options.durationMs),
     ...(options.faults === undefined ? [] : ['--faults', formatFaultSelection(options.faults)]),
+    ...(cluster === undefined
+      ? []
+      : ['--pg', shellWord(cluster.pgUrl), '--kafka', shellWord(cluster.kafkaBrokers)]),
+    ...(cluster?.brokerControl === undefined ? [] : ['--broker-control', shellWord(cluster.brokerControl)]),
   ].join(' ');
 }
 
@@ -107,7 +114,8 @@ export function buildReport(input: {
   history: History;
   checked: CheckOutcome;
   runDirectory: string;
-  diskUnavailable: string | undefined;
+  /** Why some fault kinds were left out (no mounts, no namespaces). */
+  notes: readonly string[];
 }): VerifyReport {
   const { options, history, checked } = input;
   const operations = history.operations;
@@ -128,7 +136,7 @@ export function buildReport(input: {
     })),
     replay: replayCommand(options.spec, options),
     runDirectory: input.runDirectory,
-    notes: input.diskUnavailable === undefined ? [] : [`no disk faults: ${input.diskUnavailable}`],
+    notes: [...input.notes],
   };
 }
 

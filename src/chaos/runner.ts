@@ -9,14 +9,22 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ensureError } from '../errors.ts';
+import { ensureError, ValidationError } from '../errors.ts';
 import { seededRandom, systemClock, systemTimers } from '../time.ts';
-import { AppProcess, removeRunDirectory, SmallFilesystem } from './app-process.ts';
+import { type AppProcess, removeRunDirectory, SmallFilesystem } from './app-process.ts';
+import {
+  ClusterDeployment,
+  type ClusterServices,
+  clusterContext,
+  controllableBrokers,
+  partitionsUnavailable,
+} from './cluster-deployment.ts';
+import { type Deployment, SingleDeployment } from './deployment.ts';
 import { type Completion, History, type Operation } from './history.ts';
 import { type CheckOutcome, checkInvariants } from './invariants.ts';
 import { buildReport, type FaultRecord, type VerifyReport } from './report.ts';
 import { describeFault, drawSchedule, type Fault, reorderDelayMsMax, selectFaults } from './schedule.ts';
-import type { VerifySpec } from './spec.ts';
+import type { AppHandle, VerifySpec } from './spec.ts';
 
 export interface VerifyOptions {
   readonly spec: VerifySpec<unknown>;
@@ -39,6 +47,8 @@ export interface VerifyOptions {
    * what a shrunk run replays. @default every fault of the schedule
    */
   readonly faults?: readonly number[] | undefined;
+  /** Where a cluster spec's nodes find PostgreSQL and Kafka; required for one, refused otherwise. */
+  readonly cluster?: ClusterServices;
 }
 
 export interface VerifyRun {
@@ -100,37 +110,102 @@ interface RunState {
   readonly deliverable: Operation[];
 }
 
-/** The fault kinds this run may use, and why disk faults are left out when they are. */
-function faultKinds(spec: VerifySpec<unknown>): {
-  kinds: Fault['kind'][];
-  diskUnavailable: string | undefined;
-} {
+/** The fault kinds this run may use, and notes on those left out and why. */
+function faultKinds(options: VerifyOptions): { kinds: Fault['kind'][]; notes: string[] } {
+  const { spec } = options;
+  checkClusterServices(options);
+  const notes: string[] = [];
   const diskUnavailable =
-    spec.diskFaults === true ? SmallFilesystem.unavailable() : 'the spec does not allow disk faults';
+    spec.cluster !== undefined
+      ? undefined
+      : spec.diskFaults === true
+        ? SmallFilesystem.unavailable()
+        : 'the spec does not allow disk faults';
   const kinds: Fault['kind'][] = ['kill', 'reorder'];
   if (spec.dependency !== undefined) kinds.push('dependency');
   if (spec.workload.duplicable !== undefined) kinds.push('duplicate');
-  if (diskUnavailable === undefined) kinds.push('disk-full');
-  return { kinds, diskUnavailable };
+  if (spec.cluster === undefined && diskUnavailable === undefined) kinds.push('disk-full');
+  if (diskUnavailable !== undefined) notes.push(`no disk faults: ${diskUnavailable}`);
+  if (spec.cluster !== undefined) {
+    kinds.push('pause');
+    const partitions = partitionsUnavailable(options.cluster!);
+    if (partitions === undefined) kinds.push('partition');
+    else notes.push(`no network partitions: ${partitions}`);
+    if (controllableBrokers(options.cluster!) > 0) kinds.push('broker');
+    else notes.push('no broker faults: no --broker-control command was given');
+  }
+  return { kinds, notes };
+}
+
+/** A cluster spec needs PostgreSQL and Kafka; a single-process spec takes neither. */
+function checkClusterServices(options: VerifyOptions): void {
+  const { spec } = options;
+  if (spec.cluster !== undefined && options.cluster === undefined)
+    throw new ValidationError(
+      `Verify spec '${spec.name}' runs as a cluster of ${spec.cluster.nodes} nodes: give it PostgreSQL and Kafka (--pg <url> --kafka <host:port,...>, or MERIDIAN_PG_URL and MERIDIAN_KAFKA_BROKERS)`,
+    );
+  if (spec.cluster === undefined && options.cluster !== undefined)
+    throw new ValidationError(
+      `Verify spec '${spec.name}' runs as one process: '--pg', '--kafka' and '--broker-control' go with a spec that has 'cluster'`,
+    );
+}
+
+/** The schedule of the run: drawn from the seed, then narrowed to `--faults`. */
+function scheduleOf(options: VerifyOptions, kinds: Fault['kind'][]): Fault[] {
+  const { spec, seed, durationMs } = options;
+  const cluster =
+    spec.cluster === undefined
+      ? undefined
+      : { ...spec.cluster, brokers: controllableBrokers(options.cluster!) };
+  const drawn = drawSchedule({ seed, durationMs, kinds, ...(cluster === undefined ? {} : { cluster }) });
+  return selectFaults(drawn, options.faults);
+}
+
+/** The app as one process or as a cluster's nodes, each on a port of its own. */
+async function deploy(
+  options: VerifyOptions,
+  kinds: readonly Fault['kind'][],
+  runDirectory: string,
+  filesystem: SmallFilesystem | undefined,
+): Promise<Deployment> {
+  const { spec, seed } = options;
+  if (spec.cluster === undefined) {
+    const dataDir = join(runDirectory, 'data');
+    if (filesystem === undefined) mkdirSync(dataDir, { recursive: true });
+    return new SingleDeployment(spec, dataDir, await freePort(), seed, filesystem);
+  }
+  const ports: number[] = [];
+  while (ports.length < spec.cluster.nodes) {
+    const port = await freePort();
+    if (!ports.includes(port)) ports.push(port);
+  }
+  const context = clusterContext(spec, options.cluster!, seed);
+  return ClusterDeployment.create({
+    spec,
+    services: options.cluster!,
+    context,
+    runDirectory,
+    ports,
+    seed,
+    namespaces: kinds.includes('partition'),
+  });
 }
 
 /** Runs the spec under its seed's fault schedule and checks the history; see VerifyOptions. */
 export async function runVerify(options: VerifyOptions): Promise<VerifyRun> {
-  const { spec, seed, durationMs } = options;
-  const { kinds, diskUnavailable } = faultKinds(spec);
+  const { spec } = options;
+  const { kinds, notes } = faultKinds(options);
   // Before anything is created: a bad --faults leaves nothing behind.
-  const schedule = selectFaults(drawSchedule({ seed, durationMs, kinds }), options.faults);
+  const schedule = scheduleOf(options, kinds);
   const runDirectory = options.runDirectory ?? mkdtempSync(join(tmpdir(), `meridian-verify-${spec.name}-`));
   mkdirSync(runDirectory, { recursive: true });
   const dataDir = join(runDirectory, 'data');
-  const filesystem = diskUnavailable === undefined ? await SmallFilesystem.create(dataDir, 48) : undefined;
-  if (filesystem === undefined) mkdirSync(dataDir, { recursive: true });
-  const port = await freePort();
-  const app = new AppProcess(spec, spec.start({ dataDir, port, seed }), port, filesystem);
+  const filesystem = kinds.includes('disk-full') ? await SmallFilesystem.create(dataDir, 48) : undefined;
+  const app = await deploy(options, kinds, runDirectory, filesystem);
   const faults: FaultRecord[] = [];
   // Interrupted (Ctrl-C, a test's SIGTERM): the app and the mount holder go with the run.
   const interrupted = () => {
-    void app.kill();
+    app.kill();
     filesystem?.destroy();
     process.exit(130);
   };
@@ -138,7 +213,7 @@ export async function runVerify(options: VerifyOptions): Promise<VerifyRun> {
   process.once('SIGTERM', interrupted);
   try {
     await app.start();
-    await spec.setup?.(app);
+    await spec.setup?.(app.main);
     const { history, heal: healAll } = await runWorkload(options, app, schedule, faults, filesystem);
     const checked = await checkRun(spec, app, history, healAll);
     const report = buildReport({
@@ -147,7 +222,7 @@ export async function runVerify(options: VerifyOptions): Promise<VerifyRun> {
       history,
       checked,
       runDirectory,
-      diskUnavailable,
+      notes,
     });
     writeFileSync(join(runDirectory, 'history.jsonl'), history.toJsonLines());
     writeFileSync(join(runDirectory, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
@@ -156,6 +231,11 @@ export async function runVerify(options: VerifyOptions): Promise<VerifyRun> {
     process.off('SIGINT', interrupted);
     process.off('SIGTERM', interrupted);
     await app.stop().catch(() => undefined);
+    await app
+      .cleanup()
+      .catch((error: unknown) =>
+        options.log?.(`  cleanup failed: ${ensureError(error).message.slice(0, 300)}`),
+      );
     filesystem?.destroy();
     removeRunDirectory(dataDir);
   }
@@ -164,7 +244,7 @@ export async function runVerify(options: VerifyOptions): Promise<VerifyRun> {
 /** The workers and the fault driver for the run's duration; returns the history and how to heal every fault. */
 async function runWorkload(
   options: VerifyOptions,
-  app: AppProcess,
+  app: Deployment,
   schedule: readonly Fault[],
   faults: FaultRecord[],
   filesystem: SmallFilesystem | undefined,
@@ -198,13 +278,13 @@ async function runWorkload(
  */
 async function checkRun(
   spec: VerifySpec<unknown>,
-  app: AppProcess,
+  app: Deployment,
   history: History,
   healAll: () => Promise<void>,
 ): Promise<CheckOutcome> {
   try {
     await healAll();
-    const final = await quiesce(spec, app);
+    const final = await quiesce(spec, app.main);
     return checkInvariants(spec.invariants, history.operations, final);
   } catch (thrown) {
     const message = `the app could not be started or read once the faults were healed: ${ensureError(thrown).message.slice(0, 2000)}`;
@@ -217,7 +297,7 @@ async function checkRun(
 
 async function runWorker(
   options: VerifyOptions,
-  app: AppProcess,
+  app: Deployment,
   history: History,
   state: RunState,
   worker: number,
@@ -238,7 +318,7 @@ async function runWorker(
     let completion: Completion;
     try {
       completion = await spec.workload.invoke(
-        app,
+        app.target(random),
         operation,
         AbortSignal.timeout(options.operationTimeoutMs ?? 5000),
       );
@@ -256,7 +336,7 @@ async function runWorker(
 
 async function driveFaults(
   options: VerifyOptions,
-  app: AppProcess,
+  app: Deployment,
   schedule: readonly Fault[],
   state: RunState,
   records: FaultRecord[],
@@ -309,22 +389,21 @@ async function driveFaults(
 
 async function applyFault(
   options: VerifyOptions,
-  app: AppProcess,
+  app: Deployment,
   fault: Fault,
   heal: boolean,
   state: RunState,
   filesystem: SmallFilesystem | undefined,
 ): Promise<string> {
   switch (fault.kind) {
-    case 'kill': {
-      const before = app.pid;
-      await app.kill();
-      await restart(options, app, state, fault.skewMs);
-      return `pid ${before} → ${app.pid}`;
-    }
+    case 'kill':
+    case 'pause':
+    case 'partition':
+    case 'broker':
+      return app.apply(fault, heal, (process, skewMs) => restart(options, process, app.main, state, skewMs));
     case 'dependency':
       state.dependency = heal ? 'healthy' : fault.mode;
-      await options.spec.dependency?.(app, state.dependency);
+      await options.spec.dependency?.(app.main, state.dependency);
       return '';
     case 'duplicate':
       state.duplicating = !heal;
@@ -336,9 +415,9 @@ async function applyFault(
       if (!heal) return `${Math.round((filesystem?.fill() ?? 0) / 1024)} KiB written`;
       filesystem?.free();
       // A restart that failed on the full disk is tried again now that there is room.
-      if (!app.running) {
-        await restart(options, app, state, 0);
-        return `restarted the app (pid ${app.pid})`;
+      if (app instanceof SingleDeployment && !app.main.running) {
+        await restart(options, app.main, app.main, state, 0);
+        return `restarted the app (pid ${app.main.pid})`;
       }
       return '';
   }
@@ -347,12 +426,13 @@ async function applyFault(
 /** Starts the app again with the run's clock stopped, and puts its dependency back in the current mode. */
 async function restart(
   options: VerifyOptions,
-  app: AppProcess,
+  process: AppProcess,
+  main: AppHandle,
   state: RunState,
   skewMs: number,
 ): Promise<void> {
   state.clock.pause();
-  const restarted = app.start(skewMs);
+  const restarted = process.start(skewMs);
   state.restarting = restarted.catch(() => undefined);
   try {
     await restarted;
@@ -360,12 +440,12 @@ async function restart(
     state.restarting = undefined;
     state.clock.resume();
   }
-  if (state.dependency !== 'healthy') await options.spec.dependency?.(app, state.dependency);
+  if (state.dependency !== 'healthy') await options.spec.dependency?.(main, state.dependency);
 }
 
 async function heal(
   spec: VerifySpec<unknown>,
-  app: AppProcess,
+  app: Deployment,
   state: RunState,
   filesystem: SmallFilesystem | undefined,
 ) {
@@ -373,15 +453,15 @@ async function heal(
   state.duplicating = false;
   state.reordering = false;
   // A restart that failed during the run (on a full disk, say) is tried again on a healed system.
-  if (!app.running) await app.start();
+  await app.heal();
   if (state.dependency !== 'healthy') {
     state.dependency = 'healthy';
-    await spec.dependency?.(app, 'healthy');
+    await spec.dependency?.(app.main, 'healthy');
   }
 }
 
 /** Collects the final state; with sagas, polls until every one is terminal or the bound passes. */
-async function quiesce(spec: VerifySpec<unknown>, app: AppProcess): Promise<unknown> {
+async function quiesce(spec: VerifySpec<unknown>, app: AppHandle): Promise<unknown> {
   const sagas = spec.invariants.sagas;
   const deadline = systemClock.monotonicNow() + (sagas?.terminalWithinMs ?? 0);
   for (;;) {

@@ -27,6 +27,48 @@ describe('drawSchedule', () => {
     }
   });
 
+  it('on a cluster: kills name a node, pauses outlast the session timeout, broker losses only with brokers to lose', () => {
+    const cluster = { nodes: 3, sessionTimeoutMs: 6000, brokers: 3 };
+    const clusterKinds = ['kill', 'reorder', 'pause', 'broker'] as const;
+    const nodes = new Set<number>();
+    for (let seed = 0; seed < 50; seed++) {
+      const faults = drawSchedule({ seed, durationMs: 60_000, kinds: clusterKinds, cluster });
+      expect(drawSchedule({ seed, durationMs: 60_000, kinds: clusterKinds, cluster })).toEqual(faults);
+      const kills = faults.filter((fault) => fault.kind === 'kill');
+      expect(kills).toHaveLength(6);
+      for (const fault of faults) {
+        expect('untilMs' in fault ? fault.untilMs : fault.atMs).toBeLessThanOrEqual(60_000);
+        if (fault.kind === 'kill' || fault.kind === 'pause') {
+          expect(fault.node).toBeGreaterThanOrEqual(0);
+          expect(fault.node).toBeLessThan(3);
+          nodes.add(fault.node!);
+        }
+        if (fault.kind === 'pause') expect(fault.untilMs - fault.atMs).toBeGreaterThan(6000);
+        if (fault.kind === 'broker') expect([1, 2, 3]).toContain(fault.broker);
+      }
+      const windows = (kind: string) =>
+        faults.filter((fault) => fault.kind === kind) as Array<{ atMs: number; untilMs: number }>;
+      for (const kind of ['pause', 'broker']) {
+        const list = windows(kind);
+        expect(list).toHaveLength(3);
+        // One at a time: each ends before the next begins.
+        for (let i = 1; i < list.length; i++)
+          expect(list[i]!.atMs).toBeGreaterThanOrEqual(list[i - 1]!.untilMs);
+      }
+      const none = drawSchedule({
+        seed,
+        durationMs: 60_000,
+        kinds: clusterKinds,
+        cluster: { ...cluster, brokers: 0 },
+      });
+      expect(none.some((fault) => fault.kind === 'broker')).toBe(false);
+    }
+    expect(nodes).toEqual(new Set([0, 1, 2]));
+    // A single process's kills name no node.
+    const single = drawSchedule({ seed: 1, durationMs: 20_000, kinds: ['kill'] });
+    expect(single.every((fault) => fault.kind === 'kill' && fault.node === undefined)).toBe(true);
+  });
+
   it('keeps only the selected faults of a schedule (a shrunk run), and refuses an index past its end', () => {
     const all = drawSchedule({ seed: 5, durationMs: 12_000, kinds });
     expect(selectFaults(all, undefined)).toEqual(all);

@@ -10,11 +10,42 @@ import type { Invariants } from './invariants.ts';
 
 /** What the runner tells `start`: where the app keeps its data, which port, which seed. */
 export interface StartContext {
-  /** A directory of the run's own (on the small filesystem when the spec allows disk faults). */
+  /** A directory of the run's own (on the small filesystem when the spec allows disk faults); one per node. */
   readonly dataDir: string;
-  /** A free loopback port, the same for every restart of the run. */
+  /** A free loopback port, the same for every restart of the run (of this node). */
   readonly port: number;
   readonly seed: number;
+  /** Which node this process is, 0-based (always 0 for a single-process spec). */
+  readonly node: number;
+  /** For a cluster spec: the services the run's nodes share. */
+  readonly cluster?: ClusterContext;
+}
+
+/**
+ * The shared services of a cluster run, fresh for each run so runs never see each other's state:
+ * a PostgreSQL schema and a Kafka work topic and group of their own (made by the nodes as they
+ * start, removed by the run when it ends).
+ */
+export interface ClusterContext {
+  readonly pgUrl: string;
+  readonly pgSchema: string;
+  /** host:port,host:port */
+  readonly kafkaBrokers: string;
+  readonly group: string;
+  readonly workTopic: string;
+}
+
+/** A spec that runs as several nodes of the cluster shape (`meridian node`) over Kafka and PostgreSQL. */
+export interface ClusterSpec {
+  /** Node processes, 2..5: a kill, a pause or a partition hits one of them at a time. */
+  readonly nodes: number;
+  /**
+   * How long a node may be silent before the group moves its work partitions (the session
+   * timeout its start command gives it, `--session-timeout-ms`): a pause fault lasts longer than
+   * this, so the partitions do move and the paused node's late writes meet the epoch fence.
+   * 6000..60000 (Kafka's brokers refuse less than 6 s by default).
+   */
+  readonly sessionTimeoutMs: number;
 }
 
 /** How to start one process of the app. */
@@ -73,6 +104,12 @@ export interface VerifySpec<Final = unknown> {
   readonly diskFaults?: boolean;
   /** Environment variables that change what the spec does, repeated in the replay command. */
   readonly replayEnv?: readonly string[];
+  /**
+   * Runs the app as a cluster of `nodes` processes instead of one (`start` is called per node,
+   * with `node` and `cluster` set); the run then needs Kafka and PostgreSQL (`--kafka`, `--pg`).
+   * Disk faults are left out on the cluster shape (its state is in PostgreSQL).
+   */
+  readonly cluster?: ClusterSpec;
 }
 
 const namePattern = /^[a-z][a-z0-9-]{0,62}$/;
@@ -108,6 +145,21 @@ export function defineVerifySpec<Final>(spec: VerifySpec<Final>): VerifySpec<Fin
     fail(
       `'invariants.sagas.terminalWithinMs' must be an integer in [0, 600000]: current value is ${String(sagas.terminalWithinMs)}`,
     );
+  const cluster = spec.cluster;
+  if (cluster !== undefined) {
+    if (typeof cluster !== 'object' || cluster === null)
+      fail(`'cluster' must be an object { nodes, sessionTimeoutMs }`);
+    if (!Number.isInteger(cluster.nodes) || cluster.nodes < 2 || cluster.nodes > 5)
+      fail(`'cluster.nodes' must be an integer in [2, 5]: current value is ${String(cluster.nodes)}`);
+    if (
+      !Number.isInteger(cluster.sessionTimeoutMs) ||
+      cluster.sessionTimeoutMs < 6000 ||
+      cluster.sessionTimeoutMs > 60_000
+    )
+      fail(
+        `'cluster.sessionTimeoutMs' must be an integer in [6000, 60000]: current value is ${String(cluster.sessionTimeoutMs)}`,
+      );
+  }
   return spec;
 }
 

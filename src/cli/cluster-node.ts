@@ -60,7 +60,14 @@ export async function openClusterDependencies(
   } catch (error) {
     throw describeStoreFailure(error, options.pgSchema);
   }
-  return { store, log: new KafkaLog({ brokers: options.kafkaBrokers, clientId: options.nodeId }) };
+  return {
+    store,
+    log: new KafkaLog({
+      brokers: options.kafkaBrokers,
+      clientId: options.nodeId,
+      sessionTimeoutMs: options.sessionTimeoutMs,
+    }),
+  };
 }
 
 export async function closeClusterDependencies(dependencies: ClusterDependencies): Promise<void> {

@@ -28,6 +28,11 @@ export interface ClusterNodeOptions {
   replicationFactor: number | undefined;
   /** How long a command routed to another node waits for its reply (ms). @default 10000 */
   requestTimeoutMs: number;
+  /**
+   * How long the group waits for a silent node (killed, frozen, cut off) before moving its work
+   * partitions: Kafka's session.timeout.ms (`--session-timeout-ms`). @default 8000
+   */
+  sessionTimeoutMs: number;
   /** How long each dependency check at start may take (ms). @default 5000 */
   checkTimeoutMs: number;
   /** How long the drain after SIGTERM/SIGINT may take before the node exits anyway (ms). @default 30000 */
@@ -51,6 +56,7 @@ export const clusterCommandOptions = {
   group: { type: 'string' },
   'replication-factor': { type: 'string' },
   'request-timeout-ms': { type: 'string' },
+  'session-timeout-ms': { type: 'string' },
   'check-timeout-ms': { type: 'string' },
   'shutdown-timeout-ms': { type: 'string' },
   auth: { type: 'string' },
@@ -76,7 +82,9 @@ export const CLUSTER_OPTIONS_USAGE = `  --pg <url>                    PostgreSQL
   --replication-factor <n>      replication of the work topic when created, 1..16
                                 (default: the brokers' default; 3 on the 3-broker layout)
   --request-timeout-ms <ms>     reply wait of a command routed to another node,
-                                100..600000 (default 10000)`;
+                                100..600000 (default 10000)
+  --session-timeout-ms <ms>     how long the group waits for a silent node before moving its
+                                work partitions, 6000..300000 (default 8000)`;
 
 /** The usage lines of the bounds every node takes last. */
 export const CLUSTER_BOUNDS_USAGE = `  --check-timeout-ms <ms>       bound of each dependency check at start, 100..60000 (default 5000)
@@ -237,6 +245,8 @@ export function parseClusterOptions(
         ? undefined
         : integer('--replication-factor', values['replication-factor'], 1, 16),
     requestTimeoutMs: optionalInteger(values, 'request-timeout-ms', 10_000, 100, 600_000),
+    // Kafka's brokers refuse a session timeout outside group.min/max.session.timeout.ms (6 s, 5 min).
+    sessionTimeoutMs: optionalInteger(values, 'session-timeout-ms', 8000, 6000, 300_000),
     checkTimeoutMs: optionalInteger(values, 'check-timeout-ms', 5000, 100, 60_000),
     shutdownTimeoutMs: optionalInteger(values, 'shutdown-timeout-ms', 30_000, 1000, 600_000),
   };

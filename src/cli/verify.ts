@@ -6,6 +6,7 @@ import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import {
+  type ClusterServices,
   formatReport,
   formatShrunk,
   formatSimulation,
@@ -24,13 +25,16 @@ import { ensureError, ValidationError } from '../errors.ts';
 import { type CommandOutput, consoleOutput, integer, parseCommand } from './args.ts';
 
 export const VERIFY_USAGE = `Usage: meridian verify <spec> [--seed <n>] [--duration <time>] [--faults <list>] [--shrink <time>] [--json]
+       meridian verify <cluster spec> --pg <url> --kafka <brokers> [--broker-control <command>] [...]
        meridian verify <spec> --simulate [--seed <n>] [--seeds <count>] [--threads <n>] [--json]
 
 Runs the app a verification spec describes (a module whose default export is
 defineVerifySpec({...}), from 'meridian/chaos') as real processes for --duration, under faults
 drawn from --seed: kill -9 and restart (with clock skew), a slow or failing dependency,
 duplicated and reordered deliveries, a full disk (on a small filesystem of the run's own, when
-the machine allows mounts). Then it heals every fault, checks the history of operations against
+the machine allows mounts). A cluster spec (one with 'cluster') runs as several nodes over
+PostgreSQL and Kafka, and its faults also freeze a node past its session timeout and lose a
+Kafka broker. Then it heals every fault, checks the history of operations against
 the spec's invariants, and prints the operations, the faults, each invariant's outcome, the
 violations with the operations involved, and the command that replays the run.
 
@@ -51,6 +55,13 @@ Options:
                       schedule and its replay command
   --json              print the report as JSON instead of text
   --out <dir>         where history.jsonl and report.json go (default a new temporary directory)
+  --pg <url>          a cluster spec's PostgreSQL [MERIDIAN_PG_URL]: the run makes a schema of
+                      its own there and drops it at the end
+  --kafka <brokers>   a cluster spec's Kafka, host:port,... [MERIDIAN_KAFKA_BROKERS]
+  --broker-control <command>
+                      loses and brings back broker N (the Nth of --kafka) as '<command>
+                      kill-node N' and '<command> start-node N', such as 'bash
+                      scripts/kafka/kafka.sh' on its cluster layout; without it, no broker faults
   --simulate          run the deterministic simulation instead of real processes
   --seeds <count>     seeds to simulate, 1..1000000 (default 1000)
   --threads <n>       worker threads the seeds are spread over, 1..64 (default: the cores
@@ -72,6 +83,10 @@ export interface VerifyCommandOptions {
   faults?: number[];
   /** How long shrinking a failed run may take; undefined: no shrinking. */
   shrinkMs?: number;
+  /** A cluster spec's services as given by flags (the environment fills in what they leave out). */
+  pg?: string;
+  kafka?: string;
+  brokerControl?: string;
 }
 
 /** Reads `--faults`: `none`, or distinct indexes `0,2,5` (at most 1000, each 0..999999). */
@@ -116,6 +131,9 @@ export function parseVerifyOptions(argv: string[], random = Math.random): Verify
       threads: { type: 'string' },
       faults: { type: 'string' },
       shrink: { type: 'string' },
+      pg: { type: 'string' },
+      kafka: { type: 'string' },
+      'broker-control': { type: 'string' },
     },
     ['spec'],
   );
@@ -126,7 +144,12 @@ export function parseVerifyOptions(argv: string[], random = Math.random): Verify
       'meridian verify needs a spec module: meridian verify apps/commerce/verify.spec.ts',
     );
   }
-  const { seed, duration, json, out, simulate, seeds, threads, faults, shrink } = parsed.values;
+  const { seed, duration, json, out, simulate, seeds, threads, faults, shrink, pg, kafka } = parsed.values;
+  const brokerControl = parsed.values['broker-control'];
+  if (simulate === true && (pg !== undefined || kafka !== undefined || brokerControl !== undefined))
+    throw new ValidationError(
+      `'--pg', '--kafka' and '--broker-control' go with a real-process cluster run, not '--simulate'`,
+    );
   if (simulate !== true && seeds !== undefined) throw new ValidationError(`'--seeds' goes with '--simulate'`);
   if (simulate !== true && threads !== undefined)
     throw new ValidationError(`'--threads' goes with '--simulate'`);
@@ -156,6 +179,36 @@ export function parseVerifyOptions(argv: string[], random = Math.random): Verify
     ...(out === undefined ? {} : { out }),
     ...(faults === undefined ? {} : { faults: parseFaultSelection(faults) }),
     ...(shrinkMs === undefined ? {} : { shrinkMs }),
+    ...(pg === undefined ? {} : { pg }),
+    ...(kafka === undefined ? {} : { kafka }),
+    ...(brokerControl === undefined ? {} : { brokerControl }),
+  };
+}
+
+/**
+ * A cluster spec's PostgreSQL and Kafka: the flags, else MERIDIAN_PG_URL and
+ * MERIDIAN_KAFKA_BROKERS (read only for a cluster spec, so a shell that exports them for its
+ * nodes does not turn a single-process spec's run into an error). Undefined when neither says.
+ */
+export function clusterServicesOf(
+  spec: VerifySpec<unknown>,
+  options: VerifyCommandOptions,
+  env: Record<string, string | undefined>,
+): ClusterServices | undefined {
+  const fromEnv = (value: string | undefined) =>
+    spec.cluster === undefined || value === '' ? undefined : value;
+  const pgUrl = options.pg ?? fromEnv(env.MERIDIAN_PG_URL);
+  const kafkaBrokers = options.kafka ?? fromEnv(env.MERIDIAN_KAFKA_BROKERS);
+  if (pgUrl === undefined && kafkaBrokers === undefined && options.brokerControl === undefined)
+    return undefined;
+  if (pgUrl === undefined || kafkaBrokers === undefined)
+    throw new ValidationError(
+      `a cluster run needs both PostgreSQL and Kafka: give '--pg <url>' and '--kafka <host:port,...>' (or MERIDIAN_PG_URL and MERIDIAN_KAFKA_BROKERS)`,
+    );
+  return {
+    pgUrl,
+    kafkaBrokers,
+    ...(options.brokerControl === undefined ? {} : { brokerControl: options.brokerControl }),
   };
 }
 
@@ -227,6 +280,13 @@ async function runReal(
   output: CommandOutput,
 ): Promise<number> {
   const log = options.json ? undefined : (line: string) => output.err(line);
+  let cluster: ClusterServices | undefined;
+  try {
+    cluster = clusterServicesOf(spec, options, process.env);
+  } catch (thrown) {
+    output.err(`meridian verify: ${ensureError(thrown).message}`);
+    return 2;
+  }
   const run: VerifyOptions = {
     spec,
     specPath: resolve(options.specPath),
@@ -234,6 +294,7 @@ async function runReal(
     durationMs: options.durationMs,
     ...(options.out === undefined ? {} : { runDirectory: resolve(options.out) }),
     ...(options.faults === undefined ? {} : { faults: options.faults }),
+    ...(cluster === undefined ? {} : { cluster }),
     log,
   };
   let report: VerifyReport;

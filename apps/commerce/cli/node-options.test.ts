@@ -32,6 +32,7 @@ describe('commerce node options', () => {
       replicationFactor: undefined,
       paymentsUrl: 'http://127.0.0.1:7090',
       requestTimeoutMs: 10_000,
+      sessionTimeoutMs: 8000,
       maxOrdersInProgress: 1000,
       checkTimeoutMs: 5000,
       shutdownTimeoutMs: 30_000,
@@ -113,6 +114,7 @@ describe('commerce node options', () => {
         '--group=g.nodes-1',
         '--replication-factor=3',
         '--request-timeout-ms=2000',
+        '--session-timeout-ms=6000',
         '--max-orders-in-progress=50',
         '--check-timeout-ms=1000',
         '--shutdown-timeout-ms=5000',
@@ -125,6 +127,7 @@ describe('commerce node options', () => {
       group: 'g.nodes-1',
       replicationFactor: 3,
       requestTimeoutMs: 2000,
+      sessionTimeoutMs: 6000,
       maxOrdersInProgress: 50,
       checkTimeoutMs: 1000,
       shutdownTimeoutMs: 5000,
@@ -201,6 +204,10 @@ describe('commerce node options', () => {
     [
       [...required, '--request-timeout-ms', '99'],
       "'--request-timeout-ms' must be an integer in [100, 600000]",
+    ],
+    [
+      [...required, '--session-timeout-ms', '5999'],
+      "'--session-timeout-ms' must be an integer in [6000, 300000]",
     ],
     [
       [...required, '--max-orders-in-progress', '0'],
