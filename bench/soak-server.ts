@@ -13,7 +13,7 @@
  * Options: --data-dir DIR and --payment-url URL (required), --retention-s S (default 60),
  * --sample-s S (default 10).
  */
-import { mkdirSync, statSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Inventory } from '../apps/commerce/inventory.ts';
 import { Notifications } from '../apps/commerce/notifications.ts';
@@ -93,6 +93,21 @@ function fileBytes(path: string): number {
 }
 
 const databasePath = join(dataDir, 'meridian.db');
+/**
+ * What of the resident memory is anonymous (heaps: V8's, malloc's, thread stacks) and what is
+ * file-backed (code, mapped files), from Linux's /proc/self/smaps_rollup; zeros elsewhere.
+ */
+function residentKinds(): { anonymousBytes: number; fileBackedBytes: number } {
+  try {
+    const text = readFileSync('/proc/self/smaps_rollup', 'utf8');
+    const kib = (name: string) =>
+      Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? 0) * 1024;
+    return { anonymousBytes: kib('Anonymous'), fileBackedBytes: kib('Rss') - kib('Anonymous') };
+  } catch {
+    return { anonymousBytes: 0, fileBackedBytes: 0 };
+  }
+}
+
 /** Present when the benchmark ran this process with --expose-gc (its --gc option). */
 const collectGarbage = (globalThis as { gc?: () => void }).gc;
 
@@ -107,6 +122,8 @@ const sampler = setInterval(() => {
       heapUsedBytes: memory.heapUsed,
       heapTotalBytes: memory.heapTotal,
       externalBytes: memory.external,
+      arrayBuffersBytes: memory.arrayBuffers,
+      ...residentKinds(),
       databaseBytes: fileBytes(databasePath),
       walBytes: fileBytes(`${databasePath}-wal`),
       freeBytes: retention.storage?.freeBytes ?? 0,

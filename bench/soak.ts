@@ -64,6 +64,11 @@ interface ServerSample {
   heapTotalBytes: number;
   /** Memory outside V8's heap that JavaScript objects hold (Buffers, ArrayBuffers). */
   externalBytes: number;
+  /** Of that, ArrayBuffers and Buffers. */
+  arrayBuffersBytes: number;
+  /** Resident memory that is anonymous (V8's and malloc's heaps, stacks) and file-backed (code, mapped files). */
+  anonymousBytes: number;
+  fileBackedBytes: number;
   databaseBytes: number;
   walBytes: number;
   freeBytes: number;
@@ -262,10 +267,11 @@ function summarise(samples: readonly Sample[], spans: { first: Histogram; last: 
 
 function writeSamples(samples: readonly Sample[]): void {
   if (samplesFile !== '') {
-    const header = `t_s,rss_mb,heap_mb,heap_total_mb,native_mb,db_mb,wal_mb,free_mb,${kindColumns.map((kind) => `${kind}_mb`).join(',')},p50_ms,p99_ms,ended`;
+    const header = `t_s,rss_mb,heap_mb,heap_total_mb,native_mb,external_mb,array_buffers_mb,anonymous_mb,file_backed_mb,db_mb,wal_mb,free_mb,${kindColumns.map((kind) => `${kind}_mb`).join(',')},p50_ms,p99_ms,ended`;
     const rows = samples.map((s) =>
       [
         ...[s.t, mb(s.rssBytes), mb(s.heapUsedBytes), mb(s.heapTotalBytes), mb(nativeBytes(s))],
+        ...[mb(s.externalBytes), mb(s.arrayBuffersBytes), mb(s.anonymousBytes), mb(s.fileBackedBytes)],
         ...[mb(s.databaseBytes), mb(s.walBytes), mb(s.freeBytes)],
         ...kindColumns.map((kind) => mb(s.kinds[kind] ?? 0)),
         ...[s.p50Ms, s.p99Ms, s.ended],

@@ -1,8 +1,8 @@
 /**
  * A cluster spec's run: `nodes` processes of the cluster shape over the run's own PostgreSQL
  * schema, Kafka work topic and group (fresh names, removed at the end). Operations go to the
- * nodes that serve now, drawn from the worker's seeded source, as a load balancer that checks
- * readiness would send them. Faults hit one node at a time — kill -9 and restart, a freeze
+ * running nodes, drawn from the worker's seeded source, frozen and cut-off ones included (their
+ * requests hang, and may take effect late). Faults hit one node at a time — kill -9 and restart, a freeze
  * (SIGSTOP) past its session timeout then a thaw (SIGCONT), or a cut off PostgreSQL and Kafka
  * past it (each node in a network namespace of its own, network-namespace.ts) — or one Kafka
  * broker, through the broker control command the run was given.
@@ -98,7 +98,7 @@ export class ClusterDeployment implements Deployment {
   readonly context: ClusterContext;
   readonly #services: ClusterServices;
   readonly #namespaces: readonly NodeNamespace[];
-  /** Nodes frozen now, nodes cut off now, and nodes being started again: none takes operations. */
+  /** Nodes frozen now, nodes cut off now, and nodes being started again (these take no operations). */
   readonly #paused = new Set<number>();
   readonly #cut = new Set<number>();
   readonly #restarting = new Set<number>();
@@ -139,12 +139,14 @@ export class ClusterDeployment implements Deployment {
     return this.nodes[0]!;
   }
 
+  /**
+   * A running node, a frozen or cut-off one included: its requests hang and may take effect late,
+   * after its partitions moved — the zombie writes the epoch fence must refuse. A node being
+   * started again is left out (its port does not answer yet).
+   */
   target(random: Random): AppHandle {
-    const serving = this.nodes.filter(
-      (node, index) =>
-        node.running && !this.#paused.has(index) && !this.#cut.has(index) && !this.#restarting.has(index),
-    );
-    const from = serving.length > 0 ? serving : this.nodes;
+    const running = this.nodes.filter((node, index) => node.running && !this.#restarting.has(index));
+    const from = running.length > 0 ? running : this.nodes;
     return from[Math.floor(random.next() * from.length)]!;
   }
 
