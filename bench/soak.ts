@@ -14,10 +14,11 @@
  * --skus N (default 100), --samples FILE (CSV of every sample), --plot FILE (SVG of the samples),
  * --gc (a full garbage collection in the server before each sample: the heap is then what it
  * retains, and a leak shows as its slope), --server-flags "FLAGS" (Node flags of the server;
- * default the fixed young generation below; '' for Node's defaults). MALLOC_ARENA_MAX in the
- * environment overrides the server's (default 2; empty for glibc's default).
+ * default the fixed young generation below; '' for Node's defaults), --allocator glibc|jemalloc
+ * (the server's malloc; default glibc). MALLOC_ARENA_MAX in the environment overrides the
+ * server's (default 2; empty for glibc's default).
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
@@ -53,6 +54,23 @@ const serverFlags = option('server-flags', '--min-semi-space-size=16 --max-semi-
   .split(' ')
   .filter((flag) => flag !== '');
 const mallocArenaMax = process.env.MALLOC_ARENA_MAX ?? '2';
+/**
+ * `--allocator jemalloc` runs the server with jemalloc (Debian's libjemalloc2) preloaded in
+ * place of glibc's malloc (docs/deployment.md, "Memory"); `glibc` (the default) with glibc's.
+ */
+const allocator = option('allocator', 'glibc');
+if (allocator !== 'glibc' && allocator !== 'jemalloc')
+  throw new RangeError(`--allocator must be glibc or jemalloc: current value is ${allocator.slice(0, 40)}`);
+const jemallocPath = allocator === 'jemalloc' ? findJemalloc() : undefined;
+
+/** Where the dynamic linker finds libjemalloc.so.2; an error naming the package when it is not installed. */
+function findJemalloc(): string {
+  const listing = spawnSync('ldconfig', ['-p'], { encoding: 'utf8' }).stdout ?? '';
+  const path = /libjemalloc\.so\.2 .*=> (\S+)/.exec(listing)?.[1];
+  if (path === undefined)
+    throw new Error('--allocator jemalloc needs libjemalloc.so.2: apt-get install -y libjemalloc2');
+  return path;
+}
 /** `--gc`: the server runs a full garbage collection before each sample, so the heap sampled is what it retains. */
 const collectBeforeSample = process.argv.includes('--gc');
 
@@ -144,6 +162,7 @@ async function startServer(dataDir: string, paymentUrl: string, onSample: (sampl
         ...process.env,
         MERIDIAN_PAYMENTS_API_KEY: paymentsKey,
         ...(mallocArenaMax === '' ? {} : { MALLOC_ARENA_MAX: mallocArenaMax }),
+        ...(jemallocPath === undefined ? {} : { LD_PRELOAD: jemallocPath }),
       },
     },
   );
@@ -254,7 +273,7 @@ function summarise(samples: readonly Sample[], spans: { first: Histogram; last: 
   const steadyHours = steady.length < 2 ? 0 : (steady[steady.length - 1]!.t - steady[0]!.t) / 3600;
   const dbFlat = steady.length >= 2 && dbSlope * steadyHours <= Math.max(0.05 * fileMb(steady[0]!), 4);
   return [
-    `soak (embedded SQLite, retention ${retentionSeconds} s): ${rate} orders/s for ${duration} s after ${warmup} s warm-up, ${measured.length} samples every ${sampleSeconds} s`,
+    `soak (embedded SQLite, retention ${retentionSeconds} s, ${allocator === 'jemalloc' ? 'jemalloc' : 'glibc malloc'}): ${rate} orders/s for ${duration} s after ${warmup} s warm-up, ${measured.length} samples every ${sampleSeconds} s`,
     `RSS slope ${rssSlope.toFixed(1)} MB/h (${mb(rssStart).toFixed(0)} MB after warm-up, ${mb(rssEnd).toFixed(0)} MB at the end, drift ${(((rssEnd - rssStart) / Math.max(rssStart, 1)) * 100).toFixed(1)} %, max deviation ${rssDeviation.toFixed(1)} %)`,
     `heap slope ${heapSlope.toFixed(1)} MB/h, outside V8's heap ${nativeSlope.toFixed(1)} MB/h (${mb(nativeBytes(measured[0])).toFixed(0)} → ${mb(nativeBytes(last)).toFixed(0)} MB)`,
     `DB file slope ${dbSlope.toFixed(1)} MB/h from ${steadyFromS} s (file ${range(steady.map(fileMb))}; with the WAL ${dbAndWalSlope.toFixed(1)} MB/h, WAL ${range(steady.map((s) => mb(s.walBytes)))})`,
