@@ -3,10 +3,10 @@
 // (no reset: a partition, not a refusal) while HTTP into the namespace still flows; a heal
 // lets it through again. Needs root, ip, tc and socat (skipped, with the reason, otherwise).
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loopbackPorts, NodeNamespace, namespacesUnavailable } from './network-namespace.ts';
+import { freePort } from './runner.ts';
 
 const run = promisify(execFile);
 const unavailable = namespacesUnavailable();
@@ -27,14 +27,6 @@ async function askFrom(namespace: string, port: number, ms: number): Promise<str
     timeout: ms + 10_000,
   });
   return stdout.trim();
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 describe.skipIf(unavailable !== undefined || pgPort === undefined)(

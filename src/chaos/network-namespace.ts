@@ -123,47 +123,16 @@ export class NodeNamespace {
       run('ip', ['netns', 'exec', this.name, tc, ...args], { timeout: 10_000 });
     await inNs('qdisc', 'del', 'dev', device, 'clsact').catch(() => undefined);
     await inNs('qdisc', 'add', 'dev', device, 'clsact');
+    // TCP to a dependency port (egress) and from it (ingress), redirected into the hole.
+    const filter = (direction: 'egress' | 'ingress', field: 'dport' | 'sport', port: number) =>
+      inNs(
+        ...['filter', 'add', 'dev', device, direction, 'protocol', 'ip', 'prio', '1', 'u32'],
+        ...['match', 'ip', 'protocol', '6', '0xff', 'match', 'ip', field, String(port), '0xffff'],
+        ...['action', 'mirred', 'egress', 'redirect', 'dev', 'mvhole'],
+      );
     for (const port of this.#dependencyPorts) {
-      const match = ['match', 'ip', 'protocol', '6', '0xff'];
-      const drop = ['action', 'mirred', 'egress', 'redirect', 'dev', 'mvhole'];
-      await inNs(
-        'filter',
-        'add',
-        'dev',
-        device,
-        'egress',
-        'protocol',
-        'ip',
-        'prio',
-        '1',
-        'u32',
-        ...match,
-        'match',
-        'ip',
-        'dport',
-        String(port),
-        '0xffff',
-        ...drop,
-      );
-      await inNs(
-        'filter',
-        'add',
-        'dev',
-        device,
-        'ingress',
-        'protocol',
-        'ip',
-        'prio',
-        '1',
-        'u32',
-        ...match,
-        'match',
-        'ip',
-        'sport',
-        String(port),
-        '0xffff',
-        ...drop,
-      );
+      await filter('egress', 'dport', port);
+      await filter('ingress', 'sport', port);
     }
   }
 

@@ -59,7 +59,7 @@ export interface VerifyRun {
 const sleep = (ms: number) => new Promise<void>((resolve) => systemTimers.setTimeout(resolve, ms));
 
 /** A free loopback port for the app, the same across its restarts. */
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   const server = createServer();
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as { port: number };
