@@ -105,7 +105,10 @@ export class Singletons {
 
 /** How long the housekeeping singleton keeps replies of routed requests and inbox entries. */
 export interface HousekeepingOptions {
-  /** Replies older than this are deleted (a caller waits far less). @default 3600000 (1 h) */
+  /**
+   * Replies older than this are deleted (a caller waits far less), but not those of sagas that
+   * have not ended. @default 3600000 (1 h)
+   */
   replyRetentionMs: number;
   /**
    * Inbox entries older than this are deleted: a record re-sent or redelivered later than this

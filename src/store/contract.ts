@@ -1441,6 +1441,30 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         expect((await tx((t) => t.replies.get('new')))?.createdAt).toBe(300);
       });
 
+      it('keeps an old reply while the saga that asked for it has not ended, and prunes it once it has', async () => {
+        const saga = (id: string) => ({
+          id,
+          type: 'order',
+          status: 'running' as const,
+          input: null,
+          createdAt: 50,
+        });
+        await tx(async (t) => {
+          await t.sagas.create(saga('s-7'));
+          await t.sagas.create(saga('s-8'));
+          await t.replies.put(reply('saga/s-7/3', 100));
+          await t.replies.put(reply('saga/s-8/12', 100));
+          await t.replies.put(reply('saga/gone/1', 100));
+          await t.replies.put(reply('sub/g/topic/0/17/x', 100));
+        });
+        await tx((t) => t.sagas.update('s-8', { status: 'completed', at: 150 }, 1));
+        expect(await tx((t) => t.replies.prune(200))).toBe(3);
+        expect((await tx((t) => t.replies.get('saga/s-7/3')))?.createdAt).toBe(100);
+        await tx((t) => t.sagas.update('s-7', { status: 'failed', at: 250 }, 1));
+        expect(await tx((t) => t.replies.prune(200))).toBe(1);
+        expect(await tx((t) => t.replies.get('saga/s-7/3'))).toBeNull();
+      });
+
       it('requires a stored reply: a transaction that requires a missing one fails with a ConflictError and writes nothing', async () => {
         await tx((t) => t.replies.put(reply('held', 100)));
         await tx(async (t) => {

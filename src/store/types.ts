@@ -357,7 +357,11 @@ export interface ReplyStore {
    * backends still answered), and a transaction that commits saw it where it commits.
    */
   require(requestId: string): Promise<void>;
-  /** Deletes at most `limit` (default 1000) replies created before `beforeMs`; returns how many. */
+  /**
+   * Deletes at most `limit` (default 1000) replies created before `beforeMs`, but those to a
+   * request of a saga that has not ended (`saga/<id>/<sequence>`): a saga resumed after a long
+   * stop still finds the reply it journaled the request for. Returns how many.
+   */
   prune(beforeMs: number, limit?: number): Promise<number>;
 }
 

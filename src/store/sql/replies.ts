@@ -13,6 +13,7 @@ import type { ReplyStore, StoredReply } from '../types.ts';
 import type { SqlSession } from './connection.ts';
 import { sqlPerStore } from './dialect.ts';
 import { parseOptionalJson, toInteger, toOptionalString, toStringColumn } from './rows.ts';
+import { unendedStatusesSql } from './schema.ts';
 
 interface ReplyRow {
   request_id: unknown;
@@ -26,15 +27,26 @@ interface ReplyRow {
 
 const replyColumns = 'request_id, partition, ok, reply, error, code, created_at';
 
-const statements = sqlPerStore(({ replies }) => ({
+const statements = sqlPerStore(({ replies, sagas }) => ({
   // DO NOTHING: a second reply to one request is the expected race, not an error that would
   // abort a PostgreSQL transaction.
   put: `INSERT INTO ${replies} (${replyColumns}) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (request_id) DO NOTHING`,
   get: `SELECT ${replyColumns} FROM ${replies} WHERE request_id = $1`,
   exists: `SELECT 1 AS found FROM ${replies} WHERE request_id = $1`,
+  // A saga's request id is saga/<saga id>/<sequence>: while that saga has not ended, its replies
+  // stay (one resumed after a long stop still finds the reply to the request it journaled).
   prune: `DELETE FROM ${replies} WHERE request_id IN
-       (SELECT request_id FROM ${replies} WHERE created_at < $1 ORDER BY created_at LIMIT $2)`,
+       (SELECT r.request_id FROM ${replies} r WHERE r.created_at < $1
+          AND NOT (r.request_id LIKE 'saga/%' AND EXISTS (SELECT 1 FROM ${sagas} s
+            WHERE s.id = ${sagaIdOf('r.request_id')} AND s.${unendedStatusesSql}))
+        ORDER BY r.created_at LIMIT $2)`,
 }));
+
+/** The saga id in a saga's request id `saga/<id>/<sequence>`, in SQL both stores run. */
+function sagaIdOf(column: string): string {
+  const withoutSequence = `rtrim(${column}, '0123456789')`;
+  return `substr(${withoutSequence}, 6, length(${withoutSequence}) - 6)`;
+}
 
 function toReply(row: ReplyRow): StoredReply {
   return {
