@@ -1,10 +1,11 @@
 // A test-only app for `meridian verify`'s own tests: accounts that take deposits, each deposit
-// placed once through an idempotent route (the Idempotency-Key is the deposit's dedupe). With
-// MERIDIAN_VERIFY_TEST_BUG=double-apply it has a planted bug: the route applies the deposit
-// command twice, as a handler that retried its own send would. Nothing but the tests sets it.
+// placed once through an idempotent route (and, with MERIDIAN_LEDGER_DEPOSITS=saga, a saga named
+// by the deposit). With
+// MERIDIAN_VERIFY_TEST_BUG=double-apply it has a planted bug: the route also sends the deposit
+// command itself, so it applies twice. Nothing but the tests sets it.
 
 import { Type } from '../../src/http/index.ts';
-import { defineApp, entity } from '../../src/index.ts';
+import { defineApp, entity, saga } from '../../src/index.ts';
 
 export interface AccountState {
   balance: number;
@@ -26,6 +27,30 @@ export const Account = entity('Account', {
   },
 });
 
+/**
+ * A deposit as a saga named by its account and deposit id. The route starts it and waits for it;
+ * a retry that takes the request's Idempotency-Key over (its first attempt died with its node
+ * and the key's lease ran out) starts the same saga again — idempotent on its id — so the
+ * deposit applies once. The key alone does not give that (docs/http.md, "Leases": the retry runs
+ * the handler again): when the route sent the command itself, `meridian verify`'s cluster run
+ * found deposits applied twice.
+ */
+export const Deposit = saga(
+  'Deposit',
+  async (ctx, input: { accountId: string; depositId: string; amount: number }) => {
+    await ctx.send(Account, input.accountId, 'deposit', { depositId: input.depositId, amount: input.amount });
+    return { depositId: input.depositId };
+  },
+);
+
+/**
+ * How the route applies a deposit, read once at start: the command itself (the default), which
+ * relies on the Idempotency-Key alone, so a bug in the key's handling shows as a deposit applied
+ * twice (the single-process spec and its plants); or, with MERIDIAN_LEDGER_DEPOSITS=saga, through
+ * the Deposit saga, which survives a takeover of the key (the cluster spec).
+ */
+const depositsThroughSagas = process.env.MERIDIAN_LEDGER_DEPOSITS === 'saga';
+
 /** The planted bug, read once at start: only the verify tests set it. */
 export const plantedBug = process.env.MERIDIAN_VERIFY_TEST_BUG;
 
@@ -43,7 +68,7 @@ export const depositBody = Type.Object(
 export default defineApp({
   name: 'verify-ledger',
   description: 'Accounts taking deposits: the app the verify tests plant bugs in.',
-  definitions: [Account],
+  definitions: [Account, Deposit],
   routes(gateway, { runtime }) {
     gateway.route({
       method: 'POST',
@@ -54,7 +79,13 @@ export default defineApp({
         body: depositBody,
       },
       handler: async (request) => {
-        await runtime.send(Account, request.params.accountId, 'deposit', request.body);
+        const { accountId } = request.params;
+        if (depositsThroughSagas) {
+          const sagaId = `${accountId}.${request.body.depositId}`;
+          await (await runtime.startSaga(Deposit, sagaId, { accountId, ...request.body })).result();
+        } else {
+          await runtime.send(Account, accountId, 'deposit', request.body);
+        }
         if (plantedBug === 'double-apply')
           await runtime.send(Account, request.params.accountId, 'deposit', request.body);
         return { depositId: request.body.depositId };

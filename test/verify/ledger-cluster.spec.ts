@@ -1,5 +1,5 @@
-// The ledger's verify spec on the cluster shape: the same app module, workload and invariants as
-// ledger.spec.ts, run as three `meridian node` processes over the run's own PostgreSQL schema and
+// The ledger's verify spec on the cluster shape: the same app module (its deposits through a
+// saga), workload and invariants as ledger.spec.ts, run as three `meridian node` processes over the run's own PostgreSQL schema and
 // Kafka work topic. Each operation goes to a node that serves (deposits owned by another node are
 // routed to it), while the run kills nodes, freezes one past its session timeout (its partitions
 // move; what it had in flight must meet the epoch fence when it thaws) and, given a broker control
@@ -35,7 +35,11 @@ export default defineVerifySpec({
         ...['--session-timeout-ms', String(sessionTimeoutMs)],
       ],
       cwd: root,
-      env: { PORT: '' },
+      // Deposits through a saga named by the deposit: a node dies mid-request and the retry
+      // takes its Idempotency-Key over once the lease ran out, which runs the route again
+      // (docs/http.md, "Leases"); with the key alone the deposit would apply twice, as this
+      // spec's first runs found.
+      env: { PORT: '', MERIDIAN_LEDGER_DEPOSITS: 'saga' },
     };
   },
   ready: /App 'verify-ledger', node '[^']+', listening on (http:\/\/\S+)/,

@@ -1,6 +1,10 @@
 // The verify spec of the test-only ledger app (ledger-app.ts): deposits through an idempotent
 // route, duplicated and reordered, the app killed and restarted, and reads of the balance. Each
 // deposit must exist exactly once, and each account's deposits and reads must be linearizable.
+// Its route relies on the Idempotency-Key alone (so a bug in the key's handling shows): a request
+// that dies with the app and is retried after the key's 30 s lease runs again, so a run much
+// longer than the lease can apply a deposit twice by design (docs/http.md, "Leases");
+// ledger-cluster.spec.ts, whose nodes die under requests all the time, goes through a saga.
 import { join, resolve } from 'node:path';
 import { completionOf, defineVerifySpec, type Operation, requestJson } from '../../src/chaos/index.ts';
 import type { AccountState } from './ledger-app.ts';
