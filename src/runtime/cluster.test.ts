@@ -7,6 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { workPartitionOf } from '../cluster/partitions.ts';
+import { RetryableError } from '../errors.ts';
 import { KafkaLog } from '../log/kafka/kafka-log.ts';
 import { parseBrokerList } from '../log/kafka/options.ts';
 import type { LogRecord } from '../log/types.ts';
@@ -339,6 +340,75 @@ describe.skipIf(!pgUrl || !brokersText)('runtime on the cluster shape (PostgreSQ
     await expect(handle.result()).resolves.toBe(1);
     expect((await a.state(Counter, counterId))?.state).toEqual({ value: 1 });
   });
+
+  it('a store error while a saga waits for a routed reply parks the saga, which waits again: it never fails or compensates for it', async () => {
+    fresh();
+    // Node b's store of the reply waits for the gate, so node a's saga is still waiting when its
+    // safety poll reads the reply: that read fails as a read during a PostgreSQL failover does
+    // (CI found a saga failed and compensated by it, though its routed commit had been applied).
+    let gate: Promise<void> | undefined;
+    let reachedGate = false;
+    const gated = (store: PostgresStore): Store => {
+      const transaction = store.transaction.bind(store);
+      store.transaction = (fn, options) =>
+        transaction((tx) => {
+          const put = tx.replies.put.bind(tx.replies);
+          tx.replies.put = async (reply) => {
+            if (gate !== undefined && reply.requestId.startsWith('saga/waitfail-')) {
+              reachedGate = true;
+              await gate;
+            }
+            return put(reply);
+          };
+          return fn(tx);
+        }, options);
+      return store;
+    };
+    let failedReads = 0;
+    // The saga's wait reads the reply with a plain read first: the first such read fails.
+    const failing = (store: PostgresStore): Store => {
+      const read = store.read.bind(store);
+      store.read = (fn) =>
+        read((reader) => {
+          const get = reader.replies.get.bind(reader.replies);
+          reader.replies.get = async (requestId) => {
+            if (requestId.startsWith('saga/waitfail-') && failedReads === 0) {
+              failedReads++;
+              throw new RetryableError('PostgreSQL at 127.0.0.1:5442 is a standby (in recovery): a failover');
+            }
+            return get(requestId);
+          };
+          return fn(reader);
+        });
+      return store;
+    };
+    const a = await node('a', 8, undefined, 20_000, failing);
+    const b = await node('b', 8, undefined, 20_000, gated);
+    await until('the partitions split across both nodes', async () =>
+      owned(a).length > 0 && owned(b).length > 0 && owned(a).length + owned(b).length === 8
+        ? true
+        : undefined,
+    );
+    const ofB = (id: string) => owned(b).includes(workPartitionOf(id, 8));
+    const candidates = Array.from({ length: 64 }, (_, index) => `${suffix}-${index}`);
+    const counterId = `c-${candidates.find((id) => ofB(`c-${id}`))}`;
+    const sagaId = `waitfail-${candidates.find((id) => !ofB(`waitfail-${id}`))}`;
+    let open: () => void = () => undefined;
+    gate = new Promise((resolve) => {
+      open = resolve;
+    });
+    const handle = await a.startSaga(AddOnce, sagaId, { id: counterId });
+    await until('node b applying the request', async () => (reachedGate ? true : undefined));
+    const parked = await until(
+      'the failed read reported',
+      async () => a.problems().find((problem) => problem.sagaId === sagaId),
+      15_000,
+    ).finally(() => open());
+    expect(parked.message).toBe('waiting for a routed reply failed; the saga is parked');
+    await expect(handle.result()).resolves.toBe(1);
+    expect((await a.saga(sagaId))?.status).toBe('completed');
+    expect((await a.state(Counter, counterId))?.state).toEqual({ value: 1 });
+  }, 60_000);
 
   it("a saga started on another node ends for its caller by the owner's notification, without a read of the saga", async () => {
     fresh();

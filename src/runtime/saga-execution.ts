@@ -996,7 +996,17 @@ export class SagaExecution {
       reply = await remote.awaitReply(requestId, this.#parking);
     } catch (error) {
       if (this.#parking.aborted) return this.#park();
-      throw error;
+      // The store could not be read while waiting (a PostgreSQL failover, a lost connection):
+      // nothing the saga's code did failed, so the saga must not fail or compensate. It stops
+      // here and is loaded again, and waits for the reply anew.
+      if (!(error instanceof ClosedError)) {
+        this.#services.report({
+          sagaId: this.id,
+          message: 'waiting for a routed reply failed; the saga is parked',
+          error,
+        });
+      }
+      return this.#park();
     }
     if (!reply.ok && kind === 'compensation') {
       return new Error(reply.error ?? 'the command was rejected');
