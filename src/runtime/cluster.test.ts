@@ -271,21 +271,21 @@ describe.skipIf(!pgUrl || !brokersText)('runtime on the cluster shape (PostgreSQ
     expect(values).toEqual([1, 12, 12, 12, 12, 12, 13, 2, 2, 2]);
   });
 
-  it('a reply the database does not hold (a phantom from a failed-over primary) is not journaled: the saga waits for the stored one', async () => {
-    fresh();
-    // Node b's stores of the saga's reply wait for the gate: meanwhile a reply that no
-    // transaction committed reaches node a, as one read from a primary's surviving backends
-    // after it was killed (before its standby had the reply) would.
-    let gate: Promise<void> | undefined;
-    let reachedGate = false;
-    const gated = (store: PostgresStore): Store => {
+  /** A store wrapper whose stores of replies to sagas named `<prefix>…` wait until `open()`. */
+  function replyGate(prefix: string) {
+    let reached = false;
+    let open: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    const wrap = (store: PostgresStore): Store => {
       const transaction = store.transaction.bind(store);
       store.transaction = (fn, options) =>
         transaction((tx) => {
           const put = tx.replies.put.bind(tx.replies);
           tx.replies.put = async (reply) => {
-            if (gate !== undefined && reply.requestId.startsWith('saga/phantom-')) {
-              reachedGate = true;
+            if (reply.requestId.startsWith(`saga/${prefix}`)) {
+              reached = true;
               await gate;
             }
             return put(reply);
@@ -294,8 +294,11 @@ describe.skipIf(!pgUrl || !brokersText)('runtime on the cluster shape (PostgreSQ
         }, options);
       return store;
     };
-    const a = await node('a');
-    const b = await node('b', 8, undefined, 20_000, gated);
+    return { wrap, open: () => open(), reached: () => reached };
+  }
+
+  /** Once the partitions are split: a counter node b owns, and a saga id (`<prefix>-…`) node a owns. */
+  async function splitAcross(a: Runtime, b: Runtime, prefix: string) {
     await until('the partitions split across both nodes', async () =>
       owned(a).length > 0 && owned(b).length > 0 && owned(a).length + owned(b).length === 8
         ? true
@@ -303,14 +306,23 @@ describe.skipIf(!pgUrl || !brokersText)('runtime on the cluster shape (PostgreSQ
     );
     const ofB = (id: string) => owned(b).includes(workPartitionOf(id, 8));
     const candidates = Array.from({ length: 64 }, (_, index) => `${suffix}-${index}`);
-    const counterId = `c-${candidates.find((id) => ofB(`c-${id}`))}`;
-    const sagaId = `phantom-${candidates.find((id) => !ofB(`phantom-${id}`))}`;
-    let open: () => void = () => undefined;
-    gate = new Promise((resolve) => {
-      open = resolve;
-    });
+    return {
+      counterId: `c-${candidates.find((id) => ofB(`c-${id}`))}`,
+      sagaId: `${prefix}-${candidates.find((id) => !ofB(`${prefix}-${id}`))}`,
+    };
+  }
+
+  it('a reply the database does not hold (a phantom from a failed-over primary) is not journaled: the saga waits for the stored one', async () => {
+    fresh();
+    // Node b's stores of the saga's reply wait for the gate: meanwhile a reply that no
+    // transaction committed reaches node a, as one read from a primary's surviving backends
+    // after it was killed (before its standby had the reply) would.
+    const gate = replyGate('phantom-');
+    const a = await node('a');
+    const b = await node('b', 8, undefined, 20_000, gate.wrap);
+    const { counterId, sagaId } = await splitAcross(a, b, 'phantom');
     const handle = await a.startSaga(AddOnce, sagaId, { id: counterId });
-    await until('node b applying the request', async () => (reachedGate ? true : undefined));
+    await until('node b applying the request', async () => (gate.reached() ? true : undefined));
     // The request is the journal's second entry (after '$start'): its id names the saga and it.
     const requestId = `saga/${sagaId}/1`;
     const phantom = {
@@ -334,7 +346,7 @@ describe.skipIf(!pgUrl || !brokersText)('runtime on the cluster shape (PostgreSQ
       'the phantom refused',
       async () => a.problems().find((problem) => problem.sagaId === sagaId),
       10_000,
-    ).finally(() => open());
+    ).finally(() => gate.open());
     expect(refusal.error).toContain(`The reply to request '${requestId}' is not stored`);
     expect((await a.progress(sagaId))?.calls).toEqual([]);
     await expect(handle.result()).resolves.toBe(1);
@@ -346,24 +358,7 @@ describe.skipIf(!pgUrl || !brokersText)('runtime on the cluster shape (PostgreSQ
     // Node b's store of the reply waits for the gate, so node a's saga is still waiting when its
     // safety poll reads the reply: that read fails as a read during a PostgreSQL failover does
     // (CI found a saga failed and compensated by it, though its routed commit had been applied).
-    let gate: Promise<void> | undefined;
-    let reachedGate = false;
-    const gated = (store: PostgresStore): Store => {
-      const transaction = store.transaction.bind(store);
-      store.transaction = (fn, options) =>
-        transaction((tx) => {
-          const put = tx.replies.put.bind(tx.replies);
-          tx.replies.put = async (reply) => {
-            if (gate !== undefined && reply.requestId.startsWith('saga/waitfail-')) {
-              reachedGate = true;
-              await gate;
-            }
-            return put(reply);
-          };
-          return fn(tx);
-        }, options);
-      return store;
-    };
+    const gate = replyGate('waitfail-');
     let failedReads = 0;
     // The saga's wait reads the reply with a plain read first: the first such read fails.
     const failing = (store: PostgresStore): Store => {
@@ -383,27 +378,15 @@ describe.skipIf(!pgUrl || !brokersText)('runtime on the cluster shape (PostgreSQ
       return store;
     };
     const a = await node('a', 8, undefined, 20_000, failing);
-    const b = await node('b', 8, undefined, 20_000, gated);
-    await until('the partitions split across both nodes', async () =>
-      owned(a).length > 0 && owned(b).length > 0 && owned(a).length + owned(b).length === 8
-        ? true
-        : undefined,
-    );
-    const ofB = (id: string) => owned(b).includes(workPartitionOf(id, 8));
-    const candidates = Array.from({ length: 64 }, (_, index) => `${suffix}-${index}`);
-    const counterId = `c-${candidates.find((id) => ofB(`c-${id}`))}`;
-    const sagaId = `waitfail-${candidates.find((id) => !ofB(`waitfail-${id}`))}`;
-    let open: () => void = () => undefined;
-    gate = new Promise((resolve) => {
-      open = resolve;
-    });
+    const b = await node('b', 8, undefined, 20_000, gate.wrap);
+    const { counterId, sagaId } = await splitAcross(a, b, 'waitfail');
     const handle = await a.startSaga(AddOnce, sagaId, { id: counterId });
-    await until('node b applying the request', async () => (reachedGate ? true : undefined));
+    await until('node b applying the request', async () => (gate.reached() ? true : undefined));
     const parked = await until(
       'the failed read reported',
       async () => a.problems().find((problem) => problem.sagaId === sagaId),
       15_000,
-    ).finally(() => open());
+    ).finally(() => gate.open());
     expect(parked.message).toBe('waiting for a routed reply failed; the saga is parked');
     await expect(handle.result()).resolves.toBe(1);
     expect((await a.saga(sagaId))?.status).toBe('completed');
