@@ -1,4 +1,4 @@
-import { deflateRawSync, inflateRawSync } from 'node:zlib';
+import { PresetDictionary } from '../../deflate.ts';
 import { SchemaMismatchError } from '../errors.ts';
 import type { LogRecord, RecordHeaders } from '../types.ts';
 
@@ -34,14 +34,14 @@ export const compressedBatchVersion = 2;
 /** Batches shorter than this are stored as they are: DEFLATE's own overhead would eat the gain. */
 const minCompressedBytes = 64;
 /** Text most batches hold (JSON, W3C trace context, Meridian's header names). Never change it: add a format. */
-const batchDictionary = Buffer.from(
+const batchDictionary = new PresetDictionary(
   '{"traceparent":"00-","meridian-entity":"","meridian-entity-id":"","type":"',
 );
 
 /** The stored form of an encoded batch: compressed (format 2) when that makes it smaller. */
 export function packBatch(batch: Uint8Array): Uint8Array {
   if (batch.length < minCompressedBytes) return batch;
-  const packed = deflateRawSync(batch.subarray(1), { dictionary: batchDictionary });
+  const packed = batchDictionary.deflate(batch.subarray(1));
   if (packed.length + 1 >= batch.length) return batch;
   const bytes = new Uint8Array(packed.length + 1);
   bytes[0] = compressedBatchVersion;
@@ -54,7 +54,7 @@ export function unpackBatch(stored: Uint8Array, where: string): Uint8Array {
   if (stored[0] !== compressedBatchVersion) return stored;
   let body: Buffer;
   try {
-    body = inflateRawSync(stored.subarray(1), { dictionary: batchDictionary });
+    body = batchDictionary.inflate(stored.subarray(1));
   } catch (error) {
     throw corrupt(where, `its compressed records do not inflate (${(error as Error).message})`);
   }
