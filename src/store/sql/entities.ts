@@ -23,17 +23,12 @@ interface EntityRow {
   updated_at: unknown;
 }
 
-/** What an entity's packed state is compressed against: its key, which the row holds anyway. */
-function packContext(type: string, id: string): string {
-  return `${type}"${id}"`;
-}
-
 /**
  * The columns an entity's state is stored in: packed (src/store/sql/packed-text.ts) when that is
  * smaller, with `state` '' then; as JSON text otherwise.
  */
 export function entityStateColumns(type: string, id: string, text: string): [string, Uint8Array | null] {
-  const packed = packText(text, packContext(type, id));
+  const packed = packText(text, type, id);
   return packed === null ? [text, null] : ['', packed];
 }
 
@@ -41,8 +36,7 @@ function toEntity(row: EntityRow): EntityRecord {
   const type = toStringColumn(row.type, 'type');
   const id = toStringColumn(row.id, 'id');
   const packed = toBytes(row.state_packed, 'state_packed');
-  const text =
-    packed === null ? row.state : unpackText(packed, packContext(type, id), `entity '${type}/${id}'`);
+  const text = packed === null ? row.state : unpackText(packed, type, id, `entity '${type}/${id}'`);
   return {
     type,
     id,

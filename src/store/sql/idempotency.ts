@@ -79,7 +79,7 @@ function storedResponse(scope: string, key: string, row: KeyRow): StoredResponse
     headers = toStringColumn(row.response_headers, 'response_headers');
     body = toStringColumn(row.response_body, 'response_body');
   } else {
-    const text = unpackText(packed, '', `the response of idempotency key '${key}' in scope '${scope}'`);
+    const text = unpackText(packed, '', '', `the response of idempotency key '${key}' in scope '${scope}'`);
     const separator = text.indexOf('\u0000');
     if (separator === -1) {
       throw new SchemaMismatchError(
@@ -247,7 +247,7 @@ export class SqlIdempotencyStore implements IdempotencyStore {
     const stored = requireResponse(response);
     // Headers and body packed together (a body holds no NUL, JSON text none either): a body often
     // repeats what a header says (an order's id in its body and its Location).
-    const packed = packText(`${stored.headers}\u0000${stored.body}`, '');
+    const packed = packText(`${stored.headers}\u0000${stored.body}`, '', '');
     const changed = await this.#session.execute(this.#sql.complete, [
       scope,
       key,

@@ -33,16 +33,30 @@ describe('folded journal codec', () => {
     expect(encodeJournal('ord-1', entries).length).toBeLessThan(JSON.stringify(entries).length / 3);
   });
 
-  it('reads values folded in format 1 (before store migration 10) as well as format 2', () => {
+  it('reads values folded in formats 1 and 2 (written before) as well as format 3', () => {
     // Format 1: the dictionary alone, as the version before migration 10 wrote it.
     const version1 = Buffer.from('AYsmYERiklItTK2huaWZqaWhuaWRoblhbCwA', 'base64');
     expect(decodeJournal('ord-1', version1)).toEqual([
       { ...entry(0), kind: 'event', name: '$start', result: { traceparent: '00-ab' }, at: 1_796_591_792_171 },
     ]);
     const entries = [entry(0, { result: { orderId: 'ord-1' } })];
-    const version2 = encodeJournal('ord-1', entries);
-    expect(version2[0]).toBe(2);
+    // Format 2: the dictionary followed by the saga's id, as written until 2026-12-07.
+    const version2 = Buffer.from('AouGKEot0DUAmZNflJJa5JmiZKUEllWqhSk2NLc0M7U0NLc0MjQ3jI0FAA==', 'base64');
     expect(decodeJournal('ord-1', version2)).toEqual(entries);
+    const version3 = encodeJournal('ord-1', entries);
+    expect(version3[0]).toBe(3);
+    expect(decodeJournal('ord-1', version3)).toEqual(entries);
+    expect(version3.length).toBeLessThanOrEqual(version2.length);
+  });
+
+  it('gives back ids that JSON escapes or that occur inside other text, and text holding U+0001', () => {
+    for (const sagaId of ['o', 'a"b', 'ü-1', '1', 'step']) {
+      const entries = [
+        entry(0, { sagaId, result: { id: sagaId, nested: [sagaId, `x${sagaId}y`, 12, 'step-1'] } }),
+        entry(1, { sagaId, error: `failed for ${sagaId} \u0001 \u0001` }),
+      ];
+      expect(decodeJournal(sagaId, encodeJournal(sagaId, entries))).toEqual(entries);
+    }
   });
 
   it('refuses bytes of another version or damaged with a SchemaMismatchError naming the saga', () => {

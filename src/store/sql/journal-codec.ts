@@ -1,4 +1,4 @@
-import { deflateRawSync, inflateRawSync } from 'node:zlib';
+import { inflateRaw, PresetDictionary } from '../../deflate.ts';
 import { SchemaMismatchError } from '../schema-mismatch-error.ts';
 import type { JournalEntry, JournalEntryKind, Json } from '../types.ts';
 
@@ -9,15 +9,22 @@ import type { JournalEntry, JournalEntryKind, Json } from '../types.ts';
  * same journal takes ~250 (docs/benchmarks.md). Only an ended saga's journal is folded: no
  * runner appends to it any more, so the dense, row-per-entry form appends need is not lost.
  *
- * Layout: u8 format version, then raw DEFLATE of the UTF-8 JSON array of the entries, with
- * `dictionary` as its preset dictionary (version 1) or `dictionary` followed by the saga's id
- * (version 2, written since store migration 10: results that repeat the id, as an order's do,
- * store it as a back-reference; ~15 bytes a commerce order). Version 1 values are still read.
+ * Layout: u8 format version, then raw DEFLATE of the UTF-8 JSON array of the entries with a
+ * preset dictionary. Results often repeat the saga's id (an order's do), which the dictionary
+ * lets DEFLATE store as a back-reference (~15 bytes a commerce order):
+ * - version 3 (written since 2026-12-07): every occurrence of the id in the JSON text replaced by
+ *   U+0001 (`placeholder`, which JSON.stringify never writes raw), and the dictionary
+ *   `dictionary` followed by `"` U+0001 `"`: the same for every saga, so one zlib stream packs
+ *   them all (src/deflate.ts, `PresetDictionary`) instead of one built per journal.
+ * - version 2 (store migration 10 until then): the text as it is, the dictionary `dictionary`
+ *   followed by the saga's id. Still read.
+ * - version 1 (before migration 10): the dictionary `dictionary` alone. Still read.
  * The entries are each `[code, name, result, error, attempts, at - previous at]`: `code` is the kind's index in `kinds` times 2 plus the status's in `statuses`,
  * the first entry's `at` is absolute. The saga id and the sequence (the entry's index) are implied.
  * Never change the lists or the dictionary of a released version: add the next version instead.
  */
-export const foldedJournalVersion = 2;
+export const foldedJournalVersion = 3;
+const placeholder = '\u0001';
 
 const kinds: readonly JournalEntryKind[] = ['step', 'compensation', 'sleep', 'event'];
 const statuses: readonly JournalEntry['status'][] = ['completed', 'failed'];
@@ -26,6 +33,10 @@ const dictionary = Buffer.from('[[6,"$start",{"traceparent":"00-"}],[0,"status":
 
 type FoldedEntry = [number, string, Json | null, string | null, number, number];
 
+/** Version 3's dictionary, with its zlib streams. */
+const preset = new PresetDictionary(Buffer.concat([dictionary, Buffer.from(`"${placeholder}"`, 'utf8')]));
+
+/** The dictionary of a version-1 or version-2 value. */
 function dictionaryOf(version: number, sagaId: string): Buffer {
   return version === 1 ? dictionary : Buffer.concat([dictionary, Buffer.from(sagaId, 'utf8')]);
 }
@@ -39,9 +50,7 @@ export function encodeJournal(sagaId: string, entries: readonly JournalEntry[]):
     const code = kinds.indexOf(entry.kind) * 2 + statuses.indexOf(entry.status);
     return [code, entry.name, entry.result, entry.error, entry.attempts, delta];
   });
-  const packed = deflateRawSync(JSON.stringify(folded), {
-    dictionary: dictionaryOf(foldedJournalVersion, sagaId),
-  });
+  const packed = preset.deflate(JSON.stringify(folded).replaceAll(sagaId, placeholder));
   const bytes = new Uint8Array(1 + packed.length);
   bytes[0] = foldedJournalVersion;
   bytes.set(packed, 1);
@@ -71,12 +80,15 @@ function isFoldedEntry(value: unknown): value is FoldedEntry {
 
 function inflate(sagaId: string, bytes: Uint8Array): unknown {
   const version = bytes[0];
-  if (version !== 1 && version !== foldedJournalVersion) {
-    throw corrupt(sagaId, `format version ${version} is not 1 or ${foldedJournalVersion}`);
+  if (version !== 1 && version !== 2 && version !== foldedJournalVersion) {
+    throw corrupt(sagaId, `format version ${version} is not 1 to ${foldedJournalVersion}`);
   }
   try {
-    const text = inflateRawSync(bytes.subarray(1), { dictionary: dictionaryOf(version, sagaId) });
-    return JSON.parse(text.toString('utf8'));
+    const text =
+      version === foldedJournalVersion
+        ? preset.inflate(bytes.subarray(1)).toString('utf8').replaceAll(placeholder, sagaId)
+        : inflateRaw(bytes.subarray(1), dictionaryOf(version, sagaId)).toString('utf8');
+    return JSON.parse(text);
   } catch (cause) {
     throw corrupt(sagaId, cause instanceof Error ? cause.message : String(cause));
   }

@@ -83,11 +83,11 @@ const sagaReadColumns = `${sagaColumns}, record_packed`;
  * so NUL separates them; an empty output stands for NULL (JSON text is never empty).
  */
 function packRecord(id: string, input: string, output: string | null): Uint8Array | null {
-  return packText(`${input}\u0000${output ?? ''}`, id);
+  return packText(`${input}\u0000${output ?? ''}`, '', id);
 }
 
 function unpackRecord(id: string, packed: Uint8Array): { input: string; output: string | null } {
-  const text = unpackText(packed, id, `saga '${id}'`);
+  const text = unpackText(packed, '', id, `saga '${id}'`);
   const separator = text.indexOf('\u0000');
   if (separator === -1) {
     throw new SchemaMismatchError(
