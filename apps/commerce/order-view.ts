@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash as digest } from 'node:crypto';
 import type { EntityInstance, RuntimeView, SagaCall, SagaProgress } from '../../src/index.ts';
 import { Inventory, type Reservation, type StockMove } from './inventory.ts';
 import { Order, type OrderItem, type OrderState, type OrderStatus } from './order.ts';
@@ -16,7 +16,7 @@ import type { ChargeResult } from './payment-gateway-client.ts';
  * Two orders collide only if their keys' hashes do within the same millisecond.
  */
 export function orderIdFor(scope: string, idempotencyKey: string, reservedAt: number): string {
-  const hash = createHash('sha256').update(`${scope}\n${idempotencyKey}`).digest('hex').slice(0, 12);
+  const hash = digest('sha256', `${scope}\n${idempotencyKey}`, 'hex').slice(0, 12);
   return `ord-${Math.floor(reservedAt).toString(16).padStart(12, '0')}${hash}`;
 }
 

@@ -5,7 +5,7 @@
  * signed bearer token (`Authorization: Bearer <JWT>`, verified with `jose`). The principal it
  * yields has a role (operator or customer) and scopes; each route says which it needs.
  */
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { hash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { errors as joseErrors, jwtVerify, SignJWT } from 'jose';
 import { ValidationError } from '../errors.ts';
 import { type Clock, systemClock } from '../time.ts';
@@ -86,7 +86,7 @@ export const AUTH_OFF_PRINCIPAL: Principal = Object.freeze({
 });
 
 export function sha256Hex(text: string): string {
-  return createHash('sha256').update(text).digest('hex');
+  return hash('sha256', text, 'hex');
 }
 
 /** A new API key and the record a gateway keeps of it (`apiKeys`): hand the key out once, store the record. */

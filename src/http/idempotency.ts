@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { IdempotencyStore, Store } from '../store/types.ts';
 
 /** The request header that carries the key (draft-ietf-httpapi-idempotency-key-header). */
@@ -61,10 +61,9 @@ export function parseIdempotencyKey(header: string | string[] | undefined): Pars
  * `/accounts/1/deposits` and `/accounts/2/deposits` are different requests.
  */
 export function requestFingerprint(method: string, target: string, rawBody: Uint8Array | undefined): string {
-  const hash = createHash('sha256');
-  hash.update(`${method.toUpperCase()}\n${target}\n`);
-  if (rawBody !== undefined) hash.update(rawBody);
-  return hash.digest('hex');
+  const head = `${method.toUpperCase()}\n${target}\n`;
+  // One-shot: a Hash object holds native memory until a full collection (docs/deployment.md).
+  return hash('sha256', rawBody === undefined ? head : Buffer.concat([Buffer.from(head), rawBody]), 'hex');
 }
 
 /**

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import pg from 'pg';
 import { ClosedError } from '../../errors.ts';
 import { systemTimers, type TimerHandle, type Timers } from '../../time.ts';
@@ -17,7 +17,7 @@ const maxReconnectDelayMs = 5000;
  * identifier, so it fits PostgreSQL's 63-byte limit whatever the schema name.
  */
 export function postgresChannel(schema: string, channel: string): string {
-  const digest = createHash('sha256').update(`${schema}/${channel}`).digest('hex');
+  const digest = hash('sha256', `${schema}/${channel}`, 'hex');
   return `meridian_${digest.slice(0, 32)}`;
 }
 
