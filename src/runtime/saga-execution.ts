@@ -309,6 +309,12 @@ export class SagaExecution {
     return this.#result;
   }
 
+  /** Parks after a failure of the store, not of the saga's code; reports it unless the runtime stopped. */
+  #reportAndPark(message: string, error: unknown): Promise<never> {
+    if (!(error instanceof ClosedError)) this.#services.report({ sagaId: this.id, message, error });
+    return this.#park();
+  }
+
   /** Stops this execution where it is: user code awaiting a durable call never resumes. */
   #park(): Promise<never> {
     if (!this.#parked) {
@@ -519,16 +525,7 @@ export class SagaExecution {
     return this.#effects.commit(
       work,
       this.#parking,
-      (error) => {
-        if (!(error instanceof ClosedError)) {
-          this.#services.report({
-            sagaId: this.id,
-            message: 'a journal write failed; the saga is parked',
-            error,
-          });
-        }
-        return this.#park();
-      },
+      (error) => this.#reportAndPark('a journal write failed; the saga is parked', error),
       options,
     );
   }
@@ -999,14 +996,7 @@ export class SagaExecution {
       // The store could not be read while waiting (a PostgreSQL failover, a lost connection):
       // nothing the saga's code did failed, so the saga must not fail or compensate. It stops
       // here and is loaded again, and waits for the reply anew.
-      if (!(error instanceof ClosedError)) {
-        this.#services.report({
-          sagaId: this.id,
-          message: 'waiting for a routed reply failed; the saga is parked',
-          error,
-        });
-      }
-      return this.#park();
+      return this.#reportAndPark('waiting for a routed reply failed; the saga is parked', error);
     }
     if (!reply.ok && kind === 'compensation') {
       return new Error(reply.error ?? 'the command was rejected');
