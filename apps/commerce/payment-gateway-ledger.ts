@@ -83,19 +83,43 @@ export interface LedgerPage<T> {
 export const maxChargePageSize = 1000;
 export const defaultChargePageSize = 100;
 
-/** Ids in the order they were made, and each id's place in it, so that pages start anywhere. */
+/**
+ * Ids in the order they were made, and each id's place in it, so that pages start anywhere. The
+ * oldest can be dropped (a ledger that forgets): places count from the first id ever pushed, and
+ * `#ids` holds those from place `#base` on, `#head` of them already dropped.
+ */
 class MadeInOrder {
-  readonly #ids: string[] = [];
+  #ids: string[] = [];
   readonly #place = new Map<string, number>();
   readonly #what: 'charge' | 'refund';
+  #base = 0;
+  #head = 0;
 
   constructor(what: 'charge' | 'refund') {
     this.#what = what;
   }
 
   push(id: string): void {
-    this.#place.set(id, this.#ids.length);
+    this.#place.set(id, this.#base + this.#ids.length);
     this.#ids.push(id);
+  }
+
+  /** The oldest id not dropped, if any. */
+  oldest(): string | undefined {
+    return this.#ids[this.#head];
+  }
+
+  dropOldest(): void {
+    const id = this.#ids[this.#head];
+    if (id === undefined) return;
+    this.#place.delete(id);
+    this.#head += 1;
+    // Compacted once the dropped ids are most of the array: amortised O(1) a drop.
+    if (this.#head >= 1024 && this.#head * 2 >= this.#ids.length) {
+      this.#ids = this.#ids.slice(this.#head);
+      this.#base += this.#head;
+      this.#head = 0;
+    }
   }
 
   /**
@@ -109,15 +133,15 @@ class MadeInOrder {
         `'limit' must be an integer in [1, ${maxChargePageSize}]: current value is ${String(limit)}`,
       );
     }
-    let start = 0;
+    let start = this.#head;
     if (after !== undefined) {
       const place = this.#place.get(after);
       if (place === undefined) {
         throw new ValidationError(
-          `'after' must name a ${this.#what}: no ${this.#what} '${String(after)}' exists`,
+          `'after' must name a ${this.#what}: no ${this.#what} '${String(after)}' exists${this.#base + this.#head > 0 ? ' (or it was forgotten)' : ''}`,
         );
       }
-      start = place + 1;
+      start = place - this.#base + 1;
     }
     const end = Math.min(start + limit, this.#ids.length);
     return { ids: this.#ids.slice(start, end), next: end < this.#ids.length ? this.#ids[end - 1]! : null };
@@ -133,7 +157,18 @@ export interface PaymentLedgerOptions {
   path?: string;
   /** Also fsync each entry, so it survives an OS crash or power loss. @default false */
   fsync?: boolean;
+  /**
+   * Forget charges and refunds this long after they were made (ms, 1000 to 31536000000), as
+   * real providers expire idempotency keys (Stripe's after 24 hours): they leave memory (the
+   * file keeps them; a restart loads and forgets them again), their keys may then charge anew,
+   * and a forgotten charge can no longer be refunded. For a gateway that runs for hours (the
+   * soak), whose memory would otherwise grow with every charge. Omitted: nothing is forgotten.
+   */
+  forgetAfterMs?: number;
 }
+
+/** At most this many charges (and refunds) are forgotten per call: bounded work per request. */
+const forgetBatch = 64;
 
 /**
  * What the simulated payment gateway accepted: every charge and refund, keyed by the caller's
@@ -157,10 +192,21 @@ export class PaymentLedger {
   #size = 0;
   readonly #chargeIds = new IdSequence();
   readonly #refundIds = new IdSequence();
+  readonly #forgetAfterMs: number | undefined;
 
   constructor(options: PaymentLedgerOptions = {}) {
     this.#fsync = options.fsync ?? false;
     this.#path = options.path;
+    const forgetAfterMs = options.forgetAfterMs;
+    if (
+      forgetAfterMs !== undefined &&
+      (!Number.isInteger(forgetAfterMs) || forgetAfterMs < 1000 || forgetAfterMs > 31_536_000_000)
+    ) {
+      throw new ValidationError(
+        `'forgetAfterMs' must be an integer in [1000, 31536000000] (ms): current value is ${String(forgetAfterMs)}`,
+      );
+    }
+    this.#forgetAfterMs = forgetAfterMs;
     if (options.path === undefined) return;
     if (typeof options.path !== 'string' || options.path.length === 0) {
       throw new ValidationError(
@@ -208,6 +254,7 @@ export class PaymentLedger {
   }
 
   charge(request: { orderId: string; amount: number; idempotencyKey: string }, atMs: number): ChargeOutcome {
+    this.#forget(atMs);
     const existingId = this.#chargesByKey.get(request.idempotencyKey);
     if (existingId !== undefined) {
       const existing = this.#charges.get(existingId)!;
@@ -232,6 +279,7 @@ export class PaymentLedger {
    * under any key, gets the first refund back rather than paying out twice.
    */
   refund(request: { chargeId: string; idempotencyKey: string }, atMs: number): RefundOutcome {
+    this.#forget(atMs);
     const byKey = this.#refundsByKey.get(request.idempotencyKey);
     if (byKey !== undefined) {
       const refund = this.#refunds.get(byKey)!;
@@ -253,6 +301,36 @@ export class PaymentLedger {
     this.#persist(entry);
     this.#apply(entry);
     return { outcome: 'created', refund: this.#refunds.get(entry.refundId)! };
+  }
+
+  /** Forgets (from memory) up to `forgetBatch` charges and refunds made `forgetAfterMs` or more before `atMs`. */
+  #forget(atMs: number): void {
+    if (this.#forgetAfterMs === undefined) return;
+    const before = atMs - this.#forgetAfterMs;
+    for (let dropped = 0; dropped < forgetBatch; dropped += 1) {
+      const charge = this.#charges.get(this.#chargeOrder.oldest() ?? '');
+      if (charge === undefined || charge.chargedAt > before) break;
+      this.#chargeOrder.dropOldest();
+      this.#charges.delete(charge.chargeId);
+      if (this.#chargesByKey.get(charge.idempotencyKey) === charge.chargeId)
+        this.#chargesByKey.delete(charge.idempotencyKey);
+      // Charges are forgotten oldest first, so this one is the first of its order's.
+      const ofOrder = this.#chargesByOrder.get(charge.orderId);
+      ofOrder?.shift();
+      if (ofOrder?.length === 0) this.#chargesByOrder.delete(charge.orderId);
+    }
+    for (let dropped = 0; dropped < forgetBatch; dropped += 1) {
+      const refund = this.#refunds.get(this.#refundOrder.oldest() ?? '');
+      // Never before its charge: a remembered charge marked refunded must find its refund, or a
+      // second refund request would pay out again.
+      if (refund === undefined || refund.refundedAt > before || this.#charges.has(refund.chargeId)) break;
+      this.#refundOrder.dropOldest();
+      this.#refunds.delete(refund.refundId);
+      if (this.#refundsByKey.get(refund.idempotencyKey) === refund.refundId)
+        this.#refundsByKey.delete(refund.idempotencyKey);
+      if (this.#refundsByCharge.get(refund.chargeId) === refund.refundId)
+        this.#refundsByCharge.delete(refund.chargeId);
+    }
   }
 
   /** Closes the file; the ledger stays readable. Calling it again does nothing. */

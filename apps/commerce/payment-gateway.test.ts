@@ -423,6 +423,51 @@ describe('payment ledger persistence', () => {
     expect(second.gateway.ledger.refunds(a2.chargeId)).toEqual([]);
   });
 
+  it('forgets charges and refunds after forgetAfterMs, a refund never before its charge', () => {
+    expect(() => new PaymentLedger({ forgetAfterMs: 999 })).toThrow(/'forgetAfterMs' must be an integer/);
+    const ledger = new PaymentLedger({ forgetAfterMs: 1000 });
+    const first = ledger.charge({ orderId: 'o-1', amount: 1, idempotencyKey: 'k1' }, 0);
+    ledger.refund({ chargeId: first.charge.chargeId, idempotencyKey: 'r1' }, 900);
+    ledger.charge({ orderId: 'o-2', amount: 2, idempotencyKey: 'k2' }, 500);
+    // At 1000 the first charge is due; its refund (made at 900) is not yet.
+    expect(ledger.charge({ orderId: 'o-2', amount: 2, idempotencyKey: 'k2' }, 1000).outcome).toBe('replayed');
+    expect(ledger.charges().map((charge) => charge.orderId)).toEqual(['o-2']);
+    expect(ledger.charges('o-1')).toEqual([]);
+    expect(ledger.refunds()).toHaveLength(1);
+    expect(ledger.refund({ chargeId: first.charge.chargeId, idempotencyKey: 'r2' }, 1000)).toEqual({
+      outcome: 'unknown_charge',
+    });
+    // A forgotten key charges anew, as a provider's expired idempotency key does.
+    const again = ledger.charge({ orderId: 'o-1', amount: 1, idempotencyKey: 'k1' }, 1900);
+    expect(again.outcome).toBe('created');
+    expect(ledger.refunds()).toEqual([]);
+    expect(ledger.page({ limit: 10 }).items.map((charge) => charge.orderId)).toEqual(['o-1']);
+    expect(() => ledger.page({ limit: 10, after: first.charge.chargeId })).toThrow(/or it was forgotten/);
+  });
+
+  it('pages what it remembers while it forgets thousands, in bounded batches per call', () => {
+    const ledger = new PaymentLedger({ forgetAfterMs: 100_000 });
+    for (let index = 0; index < 5000; index += 1)
+      ledger.charge({ orderId: `o-${index}`, amount: 1, idempotencyKey: `k-${index}` }, index);
+    // At 103,999 the charges made at 0..3999 are due; one call forgets at most 64 of them.
+    const now = 103_999;
+    ledger.charge({ orderId: 'o-last', amount: 1, idempotencyKey: 'k-last' }, now);
+    expect(ledger.charges()).toHaveLength(5001 - 64);
+    for (let call = 0; call < 100; call += 1)
+      ledger.charge({ orderId: 'o-last', amount: 1, idempotencyKey: 'k-last' }, now);
+    const remembered: string[] = [];
+    let after: string | undefined;
+    do {
+      const page = ledger.page({ limit: 1000, ...(after === undefined ? {} : { after }) });
+      remembered.push(...page.items.map((charge) => charge.orderId));
+      after = page.next ?? undefined;
+    } while (after !== undefined);
+    expect(remembered).toEqual([
+      ...Array.from({ length: 1000 }, (_, index) => `o-${4000 + index}`),
+      'o-last',
+    ]);
+  });
+
   it('cuts off a half-written last line (a kill mid-write) and refuses a corrupt line elsewhere', () => {
     const dir = tempDir();
     const path = join(dir, 'ledger.jsonl');

@@ -52,6 +52,8 @@ export interface PaymentGatewayOptions {
   ledgerPath?: string;
   /** Also fsync each ledger entry, as `--durability fsync` does for the store. @default false */
   fsync?: boolean;
+  /** Forget charges and refunds this long after they were made (ms; `PaymentLedgerOptions.forgetAfterMs`). @default never */
+  forgetAfterMs?: number;
   /** How long a "timeout" holds its connection before dropping it (ms). Range [1, 600000]. @default 30000 */
   hangMs?: number;
   /** Randomness for the rolls; a seeded source makes a run's faults replay exactly. @default seededRandom(seed) */
@@ -172,9 +174,10 @@ export function createPaymentGateway(options: PaymentGatewayOptions = {}): Payme
     );
   }
   let settings = mergeSettings(DEFAULT_SETTINGS, options.settings ?? {});
-  const ledger = new PaymentLedger(
-    options.ledgerPath === undefined ? {} : { path: options.ledgerPath, fsync: options.fsync ?? false },
-  );
+  const ledger = new PaymentLedger({
+    ...(options.ledgerPath === undefined ? {} : { path: options.ledgerPath, fsync: options.fsync ?? false }),
+    ...(options.forgetAfterMs === undefined ? {} : { forgetAfterMs: options.forgetAfterMs }),
+  });
   const expectedKey = options.apiKey === undefined ? undefined : checkApiKey(options.apiKey);
   let closed = false;
   const held = new Set<{ request: FastifyRequest; timer: TimerHandle }>();

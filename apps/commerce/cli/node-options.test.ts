@@ -261,8 +261,17 @@ describe('commerce payments options', () => {
         '--seed=7',
         '--failure-rate=0.5',
         '--latency-ms=20',
+        '--forget-after-s=600',
       ]),
-    ).toEqual({ host: '0.0.0.0', port: 0, dataDir: '/tmp/p', seed: 7, failureRate: 0.5, latencyMs: 20 });
+    ).toEqual({
+      host: '0.0.0.0',
+      port: 0,
+      dataDir: '/tmp/p',
+      seed: 7,
+      failureRate: 0.5,
+      latencyMs: 20,
+      forgetAfterS: 600,
+    });
     expect(parsePaymentsOptions(['-h'])).toBe('help');
   });
 
@@ -273,6 +282,10 @@ describe('commerce payments options', () => {
     [['--seed', 'x'], "'--seed' must be an integer in [0, 4294967295]: current value is 'x'"],
     [['--failure-rate', '2'], "'--failure-rate' must be a number in [0, 1]: current value is '2'"],
     [['--latency-ms', '60001'], "'--latency-ms' must be an integer in [0, 60000]: current value is '60001'"],
+    [
+      ['--forget-after-s', '0'],
+      "'--forget-after-s' must be an integer in [1, 31536000]: current value is '0'",
+    ],
     [['--bogus'], "Unknown option '--bogus'"],
     [['extra'], "commerce payments takes no positional arguments: current value is 'extra'"],
   ])('refuses %j', (argv, message) => {

@@ -26,6 +26,8 @@ export interface PaymentsOptions {
   failureRate: number;
   /** Delay of every call at start (ms). @default 0 */
   latencyMs: number;
+  /** Forget charges and refunds this many seconds after they were made; undefined keeps them all. */
+  forgetAfterS: number | undefined;
 }
 
 export const PAYMENTS_USAGE = `Usage: commerce payments [options]
@@ -43,6 +45,10 @@ Options:
   --seed <n>              seed of the fault rolls, 0..4294967295 (default 1)
   --failure-rate <0..1>   share of calls answered 503 (default 0)
   --latency-ms <ms>       delay of every call, 0..60000 (default 0)
+  --forget-after-s <s>    forget charges and refunds this long after they were made, from memory
+                          (the file keeps them), as real providers expire idempotency keys: their
+                          keys may charge anew and a forgotten charge cannot be refunded; for a
+                          gateway that runs for hours. 1..31536000 (default: never)
   -h, --help              show this help`;
 
 export function parsePaymentsOptions(argv: string[]): PaymentsOptions | 'help' {
@@ -53,6 +59,7 @@ export function parsePaymentsOptions(argv: string[]): PaymentsOptions | 'help' {
     seed: { type: 'string' },
     'failure-rate': { type: 'string' },
     'latency-ms': { type: 'string' },
+    'forget-after-s': { type: 'string' },
   });
   if (values === 'help') return 'help';
   const dataDir = values['data-dir'] ?? './.meridian-payments';
@@ -68,6 +75,10 @@ export function parsePaymentsOptions(argv: string[]): PaymentsOptions | 'help' {
     failureRate: number('--failure-rate', values['failure-rate'], 0, 0, 1),
     latencyMs:
       values['latency-ms'] === undefined ? 0 : integer('--latency-ms', values['latency-ms'], 0, 60_000),
+    forgetAfterS:
+      values['forget-after-s'] === undefined
+        ? undefined
+        : integer('--forget-after-s', values['forget-after-s'], 1, 31_536_000),
   };
 }
 
@@ -80,6 +91,7 @@ async function start(options: PaymentsOptions, output: CommandOutput): Promise<P
     ledgerPath: join(options.dataDir, 'payments.jsonl'),
     seed: options.seed,
     settings: { failureRate: options.failureRate, latencyMs: options.latencyMs },
+    ...(options.forgetAfterS === undefined ? {} : { forgetAfterMs: options.forgetAfterS * 1000 }),
   });
   try {
     const url = await gateway.listen({ host: options.host, port: options.port });
