@@ -5,7 +5,9 @@
  * of minutes reaches the steady state a shop with a day's retention reaches in a day.
  *
  * Prints `listening <url>`, then every `--sample-s` seconds one JSON line of its own figures:
- * resident memory and V8 heap, the database files' size on disk, what retention removed.
+ * resident memory and V8 heap, the database files' size on disk, what retention removed, and
+ * since the last line the event loop's longest delay and V8's longest and total pauses (what
+ * tells a stall of the server from one of the machine or the load generator).
  *
  * The payment gateway runs in a process of its own (`meridian payments`, which bench/soak.ts
  * starts): the simulated provider keeps every charge in memory, which is not Meridian's memory.
@@ -15,6 +17,7 @@
  */
 import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { constants, monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import { Inventory } from '../apps/commerce/inventory.ts';
 import { Notifications } from '../apps/commerce/notifications.ts';
 import { Order } from '../apps/commerce/order.ts';
@@ -108,10 +111,41 @@ function residentKinds(): { anonymousBytes: number; fileBackedBytes: number } {
   }
 }
 
+const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+loopDelay.enable();
+const pauses = { maxMs: 0, totalMs: 0, major: 0 };
+new PerformanceObserver((list) => {
+  for (const entry of list.getEntries()) {
+    pauses.maxMs = Math.max(pauses.maxMs, entry.duration);
+    pauses.totalMs += entry.duration;
+    if ((entry as { detail?: { kind?: number } }).detail?.kind === constants.NODE_PERFORMANCE_GC_MAJOR)
+      pauses.major += 1;
+  }
+}).observe({ entryTypes: ['gc'] });
+
+/**
+ * The event loop's longest delay and V8's pauses since the last call, in ms, and how many of
+ * those were full (mark-compact) collections: what releases native memory behind garbage.
+ */
+function stallFigures() {
+  const figures = {
+    loopDelayMaxMs: loopDelay.max / 1e6,
+    gcPauseMaxMs: pauses.maxMs,
+    gcPauseTotalMs: pauses.totalMs,
+    majorGcs: pauses.major,
+  };
+  loopDelay.reset();
+  pauses.maxMs = 0;
+  pauses.totalMs = 0;
+  pauses.major = 0;
+  return figures;
+}
+
 /** Present when the benchmark ran this process with --expose-gc (its --gc option). */
 const collectGarbage = (globalThis as { gc?: () => void }).gc;
 
 const sampler = setInterval(() => {
+  const stalls = stallFigures();
   collectGarbage?.();
   const memory = process.memoryUsage();
   const retention = server.app.runtime.stats.retention;
@@ -131,6 +165,7 @@ const sampler = setInterval(() => {
       removedSagas: retention.sagas,
       removedKeys: retention.idempotencyKeys,
       removedEntities: retention.entities,
+      ...stalls,
     }),
   );
 }, sampleMs);

@@ -6,8 +6,8 @@
  * `--sample-s` seconds the server's resident memory and V8 heap, the database files' size on
  * disk, and the latency to terminal of the orders that ended in the window. Prints one line: the
  * slope of each (least squares, per hour) over the steady part of the run, and the issue's three
- * checks — memory within ±10 % of its value after warm-up, the database flat once retention
- * reached its steady state, p99 at the end within 1.5× of the start.
+ * checks — memory within ±10 % of its value after warm-up (the median of the first minute), the
+ * database flat once retention reached its steady state, p99 at the end within 1.5× of the start.
  *
  * Options: --rate N (default 500), --duration S (default 600, at most 3600), --warmup S (default
  * twice the retention period plus 20: retention's steady state), --retention-s S (default 60: sagas, journals, keys and topics), --sample-s S (default 10),
@@ -20,13 +20,15 @@
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { build, type Histogram } from 'hdr-histogram-js';
 import { LoadGenerator } from '../apps/commerce/cli/load-generator.ts';
 import { parseLoadOptions } from '../apps/commerce/cli/load-options.ts';
 import { integer, option } from './options.ts';
+import { median } from './stats.ts';
 
 const root = resolve(import.meta.dirname, '..');
 
@@ -46,11 +48,16 @@ const samplesFile = option('samples', '');
 const plotFile = option('plot', '');
 /**
  * How the server's memory is bounded (docs/deployment.md, "Memory"): V8's young generation at a
- * fixed size instead of one that grows under load and shrinks when idle, and glibc's malloc with
- * 2 arenas instead of up to 8 per core, each keeping its own freed memory.
- * `--server-flags ''` and `MALLOC_ARENA_MAX=` (empty) in the environment run Node's defaults.
+ * fixed size instead of one that grows under load and shrinks when idle, V8's old generation
+ * capped at 1 GiB (which also caps how far it lets the heap grow past what it keeps between two
+ * full collections: 1.6× instead of 4×), and glibc's malloc with 2 arenas instead of up to 8 per
+ * core, each keeping its own freed memory. `--server-flags ''` and `MALLOC_ARENA_MAX=` (empty) in
+ * the environment run Node's defaults.
  */
-const serverFlags = option('server-flags', '--min-semi-space-size=16 --max-semi-space-size=16')
+const serverFlags = option(
+  'server-flags',
+  '--min-semi-space-size=16 --max-semi-space-size=16 --max-old-space-size=1024',
+)
   .split(' ')
   .filter((flag) => flag !== '');
 const mallocArenaMax = process.env.MALLOC_ARENA_MAX ?? '2';
@@ -95,6 +102,12 @@ interface ServerSample {
   removedSagas: number;
   removedKeys: number;
   removedEntities: number;
+  /** Since the previous sample: the server's longest event-loop delay, V8's longest pause and their sum. */
+  loopDelayMaxMs: number;
+  gcPauseMaxMs: number;
+  gcPauseTotalMs: number;
+  /** Of those pauses, full (mark-compact) collections. */
+  majorGcs: number;
 }
 
 const kindColumns = ['journals', 'sagas', 'entities', 'log', 'idempotency_keys'] as const;
@@ -105,7 +118,15 @@ interface Sample extends ServerSample {
   p50Ms: number;
   p99Ms: number;
   ended: number;
+  /** The generator's (this process's) longest event-loop delay in the window, ms. */
+  generatorLoopDelayMaxMs: number;
+  /** Share of the window in which some task on the machine waited for a CPU, or for I/O (Linux's PSI), %. */
+  cpuPressurePct: number;
+  ioPressurePct: number;
 }
+
+/** How long the simulated payment gateway remembers a charge: far past an order's end, well short of the run. */
+const paymentsForgetAfterS = 300;
 
 /** The payment gateway's credential, shared by the gateway process and the server that charges through it. */
 const paymentsKey = randomBytes(32).toString('base64url');
@@ -121,6 +142,11 @@ async function startPayments(dataDir: string): Promise<{ child: ChildProcess; ur
       '0',
       '--data-dir',
       join(dataDir, 'payments'),
+      // The provider's memory bounded as a real one's is (idempotency keys expire): kept whole,
+      // its ledger grew ~0.5 MB/s, and its full collections of a heap of most of a gigabyte
+      // stalled the charges and so the orders (docs/benchmarks.md, "Soak", 2026-12-07 20:06).
+      '--forget-after-s',
+      String(paymentsForgetAfterS),
     ],
     {
       stdio: ['ignore', 'pipe', 'inherit'],
@@ -201,6 +227,22 @@ function slope(xs: readonly number[], ys: readonly number[]): number {
 
 const mb = (bytes: number) => bytes / 1_048_576;
 
+/**
+ * The machine's stall totals from Linux's pressure stall information (/proc/pressure: µs in
+ * which at least one task waited for a CPU, or for I/O); NaN where the kernel has none.
+ */
+function pressureTotals(): { cpuUs: number; ioUs: number } {
+  const some = (resource: string) => {
+    try {
+      const text = readFileSync(`/proc/pressure/${resource}`, 'utf8');
+      return Number(/^some .*total=(\d+)/m.exec(text)?.[1] ?? Number.NaN);
+    } catch {
+      return Number.NaN;
+    }
+  };
+  return { cpuUs: some('cpu'), ioUs: some('io') };
+}
+
 /** Resident memory that is neither V8's heap nor JavaScript's buffers: SQLite's page caches, malloc. */
 function nativeBytes(sample: ServerSample | undefined): number {
   return sample === undefined ? 0 : sample.rssBytes - sample.heapTotalBytes - sample.externalBytes;
@@ -230,6 +272,12 @@ function merge(
 
 /** The first and last ten minutes of the measured run (on a shorter run its first and last thirds). */
 const spanS = Math.min(600, duration / 3);
+
+/** The largest of `percents` as "N %", or "n/a" where there are none (a kernel without PSI). */
+function highest(percents: readonly number[]): string {
+  const known = percents.filter(Number.isFinite);
+  return known.length === 0 ? 'n/a' : `${Math.max(...known).toFixed(0)} %`;
+}
 
 function summarise(samples: readonly Sample[], spans: { first: Histogram; last: Histogram }): string {
   // Retention reaches its steady state once the first orders are past their period and the
@@ -261,7 +309,9 @@ function summarise(samples: readonly Sample[], spans: { first: Histogram; last: 
     hours(measured),
     measured.map((s) => s.p99Ms),
   );
-  const rssStart = measured[0]?.rssBytes ?? 0;
+  // Its value after warm-up: the median of the first minute's samples, not the first sample
+  // alone, which lands anywhere in a garbage collector's cycle (±10 % of it was 30 MB either way).
+  const rssStart = median(measured.filter((s) => s.t < 60).map((s) => s.rssBytes));
   const rssEnd = measured[measured.length - 1]?.rssBytes ?? 0;
   const rssDeviation = Math.max(...measured.map((s) => Math.abs(s.rssBytes - rssStart) / rssStart)) * 100;
   const firstP99 = spans.first.getValueAtPercentile(99) / 1000;
@@ -274,26 +324,30 @@ function summarise(samples: readonly Sample[], spans: { first: Histogram; last: 
   const dbFlat = steady.length >= 2 && dbSlope * steadyHours <= Math.max(0.05 * fileMb(steady[0]!), 4);
   return [
     `soak (embedded SQLite, retention ${retentionSeconds} s, ${allocator === 'jemalloc' ? 'jemalloc' : 'glibc malloc'}): ${rate} orders/s for ${duration} s after ${warmup} s warm-up, ${measured.length} samples every ${sampleSeconds} s`,
-    `RSS slope ${rssSlope.toFixed(1)} MB/h (${mb(rssStart).toFixed(0)} MB after warm-up, ${mb(rssEnd).toFixed(0)} MB at the end, drift ${(((rssEnd - rssStart) / Math.max(rssStart, 1)) * 100).toFixed(1)} %, max deviation ${rssDeviation.toFixed(1)} %)`,
+    `RSS slope ${rssSlope.toFixed(1)} MB/h (${mb(rssStart).toFixed(0)} MB after warm-up (the first minute's median), ${mb(rssEnd).toFixed(0)} MB at the end, drift ${(((rssEnd - rssStart) / Math.max(rssStart, 1)) * 100).toFixed(1)} %, max deviation ${rssDeviation.toFixed(1)} %)`,
     `heap slope ${heapSlope.toFixed(1)} MB/h, outside V8's heap ${nativeSlope.toFixed(1)} MB/h (${mb(nativeBytes(measured[0])).toFixed(0)} → ${mb(nativeBytes(last)).toFixed(0)} MB)`,
     `DB file slope ${dbSlope.toFixed(1)} MB/h from ${steadyFromS} s (file ${range(steady.map(fileMb))}; with the WAL ${dbAndWalSlope.toFixed(1)} MB/h, WAL ${range(steady.map((s) => mb(s.walBytes)))})`,
     `p99 to terminal slope ${p99Slope.toFixed(0)} ms/h (first ${spanS.toFixed(0)} s ${firstP99.toFixed(0)} ms, last ${spanS.toFixed(0)} s ${lastP99.toFixed(0)} ms, ratio ${(lastP99 / Math.max(firstP99, 1)).toFixed(2)})`,
     `checks: RSS ±10 % ${rssDeviation <= 10 ? 'met' : 'not met'}, DB flat ${dbFlat ? 'met' : 'not met'}, p99 ≤ 1.5× ${lastP99 <= 1.5 * firstP99 ? 'met' : 'not met'}`,
     `retention removed ${last?.removedSagas ?? 0} sagas, ${last?.removedEntities ?? 0} entities, ${last?.removedKeys ?? 0} keys`,
+    `server's longest event-loop delay ${Math.max(0, ...measured.map((s) => s.loopDelayMaxMs)).toFixed(0)} ms, longest GC pause ${Math.max(0, ...measured.map((s) => s.gcPauseMaxMs)).toFixed(0)} ms, ${measured.reduce((sum, s) => sum + s.majorGcs, 0)} full collections`,
+    `generator's longest event-loop delay ${Math.max(0, ...measured.map((s) => s.generatorLoopDelayMaxMs)).toFixed(0)} ms`,
+    `machine's pressure at most CPU ${highest(measured.map((s) => s.cpuPressurePct))}, I/O ${highest(measured.map((s) => s.ioPressurePct))} of a window`,
     `load average ${loadavg()[0]!.toFixed(1)} at the end`,
   ].join('; ');
 }
 
 function writeSamples(samples: readonly Sample[]): void {
   if (samplesFile !== '') {
-    const header = `t_s,rss_mb,heap_mb,heap_total_mb,native_mb,external_mb,array_buffers_mb,anonymous_mb,file_backed_mb,db_mb,wal_mb,free_mb,${kindColumns.map((kind) => `${kind}_mb`).join(',')},p50_ms,p99_ms,ended`;
+    const header = `t_s,rss_mb,heap_mb,heap_total_mb,native_mb,external_mb,array_buffers_mb,anonymous_mb,file_backed_mb,db_mb,wal_mb,free_mb,${kindColumns.map((kind) => `${kind}_mb`).join(',')},p50_ms,p99_ms,ended,loop_delay_max_ms,gc_pause_max_ms,gc_pause_total_ms,major_gcs,generator_loop_delay_max_ms,cpu_pressure_pct,io_pressure_pct`;
     const rows = samples.map((s) =>
       [
         ...[s.t, mb(s.rssBytes), mb(s.heapUsedBytes), mb(s.heapTotalBytes), mb(nativeBytes(s))],
         ...[mb(s.externalBytes), mb(s.arrayBuffersBytes), mb(s.anonymousBytes), mb(s.fileBackedBytes)],
         ...[mb(s.databaseBytes), mb(s.walBytes), mb(s.freeBytes)],
         ...kindColumns.map((kind) => mb(s.kinds[kind] ?? 0)),
-        ...[s.p50Ms, s.p99Ms, s.ended],
+        ...[s.p50Ms, s.p99Ms, s.ended, s.loopDelayMaxMs, s.gcPauseMaxMs, s.gcPauseTotalMs, s.majorGcs],
+        ...[s.generatorLoopDelayMaxMs, s.cpuPressurePct, s.ioPressurePct],
       ]
         .map((value) => (Number.isInteger(value) ? String(value) : value.toFixed(2)))
         .join(','),
@@ -362,20 +416,30 @@ async function main(): Promise<void> {
     });
     await generator.setup();
     startedMs = Date.now() + warmup * 1000;
+    const generatorLoop = monitorEventLoopDelay({ resolution: 10 });
+    generatorLoop.enable();
+    let pressure = { ...pressureTotals(), atMs: Date.now() };
     const ticker = setInterval(() => {
+      const now = { ...pressureTotals(), atMs: Date.now() };
+      const share = (us: number, previousUs: number) => (us - previousUs) / 10 / (now.atMs - pressure.atMs);
       windows.push({
         t: Math.round((Date.now() - startedMs) / 1000),
         p50Ms: window.getValueAtPercentile(50) / 1000,
         p99Ms: window.getValueAtPercentile(99) / 1000,
         ended: window.totalCount,
+        generatorLoopDelayMaxMs: generatorLoop.max / 1e6,
+        cpuPressurePct: share(now.cpuUs, pressure.cpuUs),
+        ioPressurePct: share(now.ioUs, pressure.ioUs),
       });
       window = newHistogram();
+      generatorLoop.reset();
+      pressure = now;
       // Progress on stderr, so a long run can be watched: the last window and server sample.
       const latest = windows[windows.length - 1]!;
       const server = serverSamples[serverSamples.length - 1];
       if (server !== undefined) {
         console.error(
-          `[${latest.t} s] RSS ${mb(server.rssBytes).toFixed(0)} MB, heap ${mb(server.heapUsedBytes).toFixed(0)} of ${mb(server.heapTotalBytes).toFixed(0)} MB, outside the heap ${mb(nativeBytes(server)).toFixed(0)} MB, DB ${mb(server.databaseBytes + server.walBytes).toFixed(0)} MB, p99 ${latest.p99Ms.toFixed(0)} ms, ended ${latest.ended}`,
+          `[${latest.t} s] RSS ${mb(server.rssBytes).toFixed(0)} MB, heap ${mb(server.heapUsedBytes).toFixed(0)} of ${mb(server.heapTotalBytes).toFixed(0)} MB, outside the heap ${mb(nativeBytes(server)).toFixed(0)} MB, DB ${mb(server.databaseBytes + server.walBytes).toFixed(0)} MB, p99 ${latest.p99Ms.toFixed(0)} ms, ended ${latest.ended}, server loop delay ≤ ${server.loopDelayMaxMs.toFixed(0)} ms, GC pause ≤ ${server.gcPauseMaxMs.toFixed(0)} ms (${server.majorGcs} full), generator loop delay ≤ ${latest.generatorLoopDelayMaxMs.toFixed(0)} ms, machine CPU pressure ${latest.cpuPressurePct.toFixed(0)} %, I/O ${latest.ioPressurePct.toFixed(0)} %`,
         );
       }
     }, sampleSeconds * 1000);
