@@ -20,7 +20,7 @@ const maxWindowBits = 15;
 /**
  * zlib keeps MIN_LOOKAHEAD (262) bytes of its window for the match ahead, so a match reaches
  * back at most the window's size less those: the window holds them beside the value and its
- * dictionary (without them, values packed by 02aecc0 lost matches: a stored response of ~160
+ * dictionary (without them, a first version lost matches: a stored response of ~160
  * bytes took 104 instead of 54).
  */
 const lookaheadBytes = 262;
